@@ -1,0 +1,1 @@
+//! Thin async Kafka client over the kafka-protocol crate.

@@ -1,0 +1,1 @@
+//! Runnel broker: the Kafka protocol server.
