@@ -1,0 +1,275 @@
+"""Admin and offset APIs driven by confluent-kafka's AdminClient and kafka-python:
+ListOffsets by timestamp, Describe/Alter/IncrementalAlter configs, CreatePartitions,
+DeleteRecords, delete + recreate, DescribeCluster, topic name validation, validate_only,
+and segment retention."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewPartitions,
+                                   NewTopic, OffsetSpec, ResourceType)
+
+from helpers import (admin, consume_confluent, create_topic, produce_confluent, topic_partitions, wait_until,
+                     watermarks)
+
+BASE_TS = 1_700_000_000_000
+
+
+def describe_topic_configs(bootstrap: str, topic: str) -> dict:
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    return admin(bootstrap).describe_configs([res], request_timeout=30)[res].result(30)
+
+
+def list_offset(bootstrap: str, topic: str, partition: int, spec: OffsetSpec) -> int:
+    tp = TopicPartition(topic, partition)
+    return admin(bootstrap).list_offsets({tp: spec}, request_timeout=30)[tp].result(30).offset
+
+
+def test_list_offsets_by_timestamp_finds_first_record_at_or_after_it(broker):
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+
+    topic = "by-time"
+    create_topic(broker.bootstrap, topic, 1)
+    # 20 records one second apart, in batches of several records, so lookups land mid-batch.
+    recs = [(b"k", f"v{i}".encode(), 0, BASE_TS + i * 1000) for i in range(20)]
+    acks = produce_confluent(broker.bootstrap, topic, recs, {"linger.ms": 50})
+    assert not acks.errors
+
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "e2e-times", "enable.auto.commit": False})
+    try:
+        cases = {BASE_TS: 0, BASE_TS + 3500: 4, BASE_TS + 7000: 7, BASE_TS - 10: 0, BASE_TS + 19_000: 19}
+        for ts, want in cases.items():
+            [r] = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=30)
+            assert r.error is None and r.offset == want, f"confluent offsets_for_times({ts}) -> {r.offset}, want {want}"
+        [r] = c.offsets_for_times([TopicPartition(topic, 0, BASE_TS + 60_000)], timeout=30)
+        assert r.offset == -1, f"timestamp after the last record must give -1 (no offset), got {r.offset}"
+    finally:
+        c.close()
+
+    kc = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+    try:
+        tp = KTP(topic, 0)
+        got = kc.offsets_for_times({tp: BASE_TS + 3500})[tp]
+        assert got is not None and got.offset == 4 and got.timestamp == BASE_TS + 4000, got
+        assert kc.offsets_for_times({tp: BASE_TS + 60_000})[tp] is None
+        assert kc.beginning_offsets([tp])[tp] == 0
+        assert kc.end_offsets([tp])[tp] == 20
+    finally:
+        kc.close()
+
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.earliest()) == 0
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.latest()) == 20
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.for_timestamp(BASE_TS + 7000)) == 7
+
+
+def test_describe_configs_reports_values_and_sources(broker):
+    topic = "described"
+    create_topic(broker.bootstrap, topic, 1, config={"retention.ms": "123456", "cleanup.policy": "delete"})
+    cfg = describe_topic_configs(broker.bootstrap, topic)
+    for name in ("retention.ms", "retention.bytes", "segment.bytes", "segment.ms", "cleanup.policy",
+                 "max.message.bytes", "message.timestamp.type", "min.insync.replicas"):
+        assert name in cfg, f"DescribeConfigs lacks {name}; has {sorted(cfg)}"
+    assert cfg["retention.ms"].value == "123456"
+    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["segment.bytes"].value == "1073741824"
+    assert cfg["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value, \
+        f"segment.bytes was never set: source should be DEFAULT_CONFIG, got {cfg['segment.bytes'].source}"
+    assert cfg["retention.bytes"].value == "-1"
+    assert cfg["retention.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+
+def test_alter_and_incremental_alter_configs_take_effect_and_survive_restart(broker):
+    topic = "altered"
+    create_topic(broker.bootstrap, topic, 1, config={"retention.ms": "1000000"})
+    a = admin(broker.bootstrap)
+
+    # AlterConfigs replaces the whole dynamic set: retention.ms goes back to default.
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"max.message.bytes": "200000"})
+    a.alter_configs([res], request_timeout=30)[res].result(30)
+    cfg = describe_topic_configs(broker.bootstrap, topic)
+    assert cfg["max.message.bytes"].value == "200000"
+    assert cfg["max.message.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["retention.ms"].value == "604800000", "AlterConfigs must drop configs not in the new set"
+    assert cfg["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # IncrementalAlterConfigs: SET one key, DELETE another, leave the rest.
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.bytes", "5000000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("segment.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+    ])
+    a.incremental_alter_configs([res], request_timeout=30)[res].result(30)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("segment.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+    ])
+    a.incremental_alter_configs([res], request_timeout=30)[res].result(30)
+    cfg = describe_topic_configs(broker.bootstrap, topic)
+    assert cfg["retention.bytes"].value == "5000000"
+    assert cfg["max.message.bytes"].value == "200000", "incremental alter must keep other dynamic configs"
+    assert cfg["segment.ms"].value == "604800000" and cfg["segment.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # Takes effect: a record above the new max.message.bytes is refused.
+    big = produce_confluent(broker.bootstrap, topic, [(b"k", b"x" * 300_000)],
+                            {"message.max.bytes": 2_000_000, "message.timeout.ms": 20000, "retries": 0})
+    assert big.errors and big.errors[0][2].code() == KafkaError.MSG_SIZE_TOO_LARGE, big.errors
+
+    broker.restart()
+    cfg = describe_topic_configs(broker.bootstrap, topic)
+    assert cfg["retention.bytes"].value == "5000000"
+    assert cfg["retention.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["max.message.bytes"].value == "200000"
+    assert cfg["retention.ms"].value == "604800000"
+
+
+def test_invalid_config_value_is_rejected(broker):
+    topic = "bad-config"
+    a = admin(broker.bootstrap)
+    fs = a.create_topics([NewTopic(topic, 1, 1, config={"retention.ms": "not-a-number"})], request_timeout=30)
+    with pytest.raises(KafkaException) as e:
+        fs[topic].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+    fs = a.create_topics([NewTopic(topic, 1, 1, config={"no.such.config": "1"})], request_timeout=30)
+    with pytest.raises(KafkaException) as e:
+        fs[topic].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+
+
+def test_create_partitions_grows_topic_and_new_partitions_take_writes(broker):
+    topic = "growing"
+    create_topic(broker.bootstrap, topic, 6)
+    a = admin(broker.bootstrap)
+    a.create_partitions([NewPartitions(topic, 8)], request_timeout=30)[topic].result(30)
+    wait_until(lambda: topic_partitions(broker.bootstrap, topic) == 8, 30, what="8 partitions in metadata")
+    acks = produce_confluent(broker.bootstrap, topic, [(None, f"p{p}-{i}".encode(), p) for p in (6, 7)
+                                                       for i in range(5)])
+    assert not acks.errors and {x.partition for x in acks.acks} == {6, 7}
+    got = consume_confluent(broker.bootstrap, topic, [6, 7])
+    assert [r.value for r in got[6]] == [f"p6-{i}".encode() for i in range(5)]
+    assert [r.value for r in got[7]] == [f"p7-{i}".encode() for i in range(5)]
+    # Shrinking is refused.
+    with pytest.raises(KafkaException) as e:
+        a.create_partitions([NewPartitions(topic, 4)], request_timeout=30)[topic].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_PARTITIONS, e.value
+
+
+def test_delete_records_moves_low_watermark_and_earliest_offset(broker):
+    topic = "trimmed"
+    create_topic(broker.bootstrap, topic, 1)
+    assert not produce_confluent(broker.bootstrap, topic, [(None, f"r{i}".encode()) for i in range(30)]).errors
+    a = admin(broker.bootstrap)
+    tp = TopicPartition(topic, 0, 12)
+    res = a.delete_records([tp], request_timeout=30)
+    [fut] = res.values()
+    assert fut.result(30).low_watermark == 12
+    assert watermarks(broker.bootstrap, topic, 0) == (12, 30)
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.earliest()) == 12
+    got = consume_confluent(broker.bootstrap, topic, [0])[0]
+    assert [r.offset for r in got] == list(range(12, 30))
+    assert got[0].value == b"r12"
+    # Persisted: still 12 after a restart.
+    broker.restart()
+    assert watermarks(broker.bootstrap, topic, 0) == (12, 30)
+
+
+def test_deleted_topic_recreated_with_same_name_is_empty_from_offset_zero(broker):
+    topic = "phoenix"
+    create_topic(broker.bootstrap, topic, 2)
+    assert not produce_confluent(broker.bootstrap, topic, [(None, b"old", p) for p in (0, 1) for _ in range(10)]).errors
+    a = admin(broker.bootstrap)
+    a.delete_topics([topic], request_timeout=30)[topic].result(30)
+    wait_until(lambda: topic not in admin(broker.bootstrap).list_topics(timeout=10).topics, 30,
+               what="deleted topic to leave metadata")
+    create_topic(broker.bootstrap, topic, 2)
+    assert watermarks(broker.bootstrap, topic, 0) == (0, 0)
+    assert watermarks(broker.bootstrap, topic, 1) == (0, 0)
+    acks = produce_confluent(broker.bootstrap, topic, [(None, b"new", 0)])
+    assert acks.acks[0].offset == 0
+    got = consume_confluent(broker.bootstrap, topic, [0, 1])
+    assert [r.value for r in got[0]] == [b"new"] and got[1] == []
+    broker.restart()
+    assert watermarks(broker.bootstrap, topic, 0) == (0, 1)
+
+
+def test_describe_cluster_id_is_non_null_and_stable_across_restart(broker):
+    first = admin(broker.bootstrap).describe_cluster(request_timeout=30).result(30)
+    assert first.cluster_id, "DescribeCluster returned a null/empty cluster id"
+    assert len(first.nodes) == 1
+    assert first.controller is not None
+    broker.restart()
+    again = admin(broker.bootstrap).describe_cluster(request_timeout=30).result(30)
+    assert again.cluster_id == first.cluster_id
+    md = admin(broker.bootstrap).list_topics(timeout=10)
+    assert md.cluster_id == first.cluster_id, "Metadata and DescribeCluster disagree on the cluster id"
+
+
+@pytest.mark.parametrize("name", ["has space", "a" * 250, ".", "..", "slash/name", "ünïcode", "star*"])
+def test_illegal_topic_names_are_rejected_with_invalid_topic(broker, name):
+    a = admin(broker.bootstrap)
+    fs = a.create_topics([NewTopic(name, 1, 1)], request_timeout=30)
+    with pytest.raises(KafkaException) as e:
+        fs[name].result(30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, f"{name!r}: {e.value}"
+    assert name not in a.list_topics(timeout=10).topics
+
+
+def test_longest_legal_topic_name_is_accepted(broker):
+    name = "a-B_c.9" * 35 + "abcd"  # 249 characters: the maximum Kafka allows
+    assert len(name) == 249
+    create_topic(broker.bootstrap, name, 1)
+
+
+def test_validate_only_create_creates_nothing(broker):
+    a = admin(broker.bootstrap)
+    fs = a.create_topics([NewTopic("dry-run", 3, 1)], validate_only=True, request_timeout=30)
+    fs["dry-run"].result(30)
+    assert "dry-run" not in a.list_topics(timeout=10).topics
+    assert not list(broker.data_dir.glob("dry-run-*")), "validate_only created partition directories"
+    # validate_only still validates.
+    fs = a.create_topics([NewTopic("bad name", 1, 1)], validate_only=True, request_timeout=30)
+    with pytest.raises(KafkaException):
+        fs["bad name"].result(30)
+
+
+def test_segments_roll_and_retention_bytes_then_ms_delete_old_segments(broker_factory):
+    b = broker_factory("--log-segment-bytes", "16384", "--log-retention-check-interval-ms", "200")
+    topic = "retained"
+    create_topic(b.bootstrap, topic, 1)
+    # 40 separate batches of 5 x 1 KiB: about 3 batches per 16 KiB segment.
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 0})
+    for batch in range(40):
+        for i in range(5):
+            p.produce(topic, value=f"{batch:03d}-{i}-".encode() + b"x" * 1024)
+        assert p.flush(30) == 0
+    segments = b.segment_files(topic, 0)
+    assert len(segments) >= 8, f"expected segment rolls at 16 KiB, found {len(segments)} segment(s)"
+    assert [int(s.stem) for s in segments] == sorted(int(s.stem) for s in segments)
+    assert all(len(s.stem) == 20 for s in segments), "segment files must be named by 20-digit base offset"
+    assert watermarks(b.bootstrap, topic, 0) == (0, 200)
+
+    a = admin(b.bootstrap)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.bytes", "40000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res], request_timeout=30)[res].result(30)
+    wait_until(lambda: watermarks(b.bootstrap, topic, 0)[0] > 0, 60, what="retention.bytes to delete segments")
+    wait_until(lambda: sum(s.stat().st_size for s in b.segment_files(topic, 0)) <= 40000 + 16384 + 6000, 60,
+               what="retained bytes to drop to about retention.bytes")
+    low_after_bytes = watermarks(b.bootstrap, topic, 0)[0]
+    remaining = b.segment_files(topic, 0)
+    assert int(remaining[0].stem) == low_after_bytes, "earliest offset must be the first remaining segment's base"
+    assert list_offset(b.bootstrap, topic, 0, OffsetSpec.earliest()) == low_after_bytes
+    got = consume_confluent(b.bootstrap, topic, [0])[0]
+    assert got[0].offset == low_after_bytes and got[-1].offset == 199
+
+    last_base = int(remaining[-1].stem)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res], request_timeout=30)[res].result(30)
+    wait_until(lambda: watermarks(b.bootstrap, topic, 0)[0] >= last_base, 60,
+               what="retention.ms to delete every closed segment")
+    assert watermarks(b.bootstrap, topic, 0)[1] == 200, "retention must not move the log end"
+    # New writes continue at the log end.
+    acks = produce_confluent(b.bootstrap, topic, [(None, b"after-retention")])
+    assert acks.acks[0].offset == 200

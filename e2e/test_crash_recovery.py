@@ -1,0 +1,76 @@
+"""kill -9 while an idempotent librdkafka producer is sending: nothing acknowledged is lost,
+nothing is duplicated, and the log has no gap."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from confluent_kafka import Producer
+
+from helpers import AckRecorder, consume_confluent, create_topic, wait_until
+
+TOPIC = "crash"
+PARTITIONS = 3
+TOTAL = 60_000
+KILL_AFTER_ACKS = 15_000
+
+
+def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broker_factory):
+    b = broker_factory()
+    create_topic(b.bootstrap, TOPIC, PARTITIONS)
+    rec = AckRecorder()
+    p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 2, "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 500,
+                  "partitioner": "murmur2_random"})
+    killed_at = None
+    for i in range(TOTAL):
+        key = f"k{i % 97}".encode()
+        value = f"v{i:06d}".encode()
+        while True:
+            try:
+                p.produce(TOPIC, key=key, value=value, on_delivery=rec)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+        if killed_at is None and len(rec.acks) >= KILL_AFTER_ACKS:
+            # Sends are in flight right now: that is the point of killing here.
+            killed_at = len(rec.acks)
+            b.kill9()
+            b.restart()
+    if killed_at is None:
+        def enough_acks():
+            p.poll(0.1)
+            return len(rec.acks) >= KILL_AFTER_ACKS
+        wait_until(enough_acks, 120, what="enough acknowledgements before the kill")
+        killed_at = len(rec.acks)
+        b.kill9()
+        b.restart()
+    left = p.flush(180)
+    assert left == 0, f"{left} messages undelivered after restart"
+    assert not rec.errors, f"{len(rec.errors)} delivery errors after restart, first: {rec.errors[0][2]}"
+    assert len(rec.acks) == TOTAL
+
+    got = consume_confluent(b.bootstrap, TOPIC, range(PARTITIONS))
+    acked_by_partition: dict[int, list] = defaultdict(list)
+    for a in rec.acks:
+        acked_by_partition[a.partition].append(a)
+    seen_values = set()
+    for part, recs in got.items():
+        offsets = [r.offset for r in recs]
+        assert offsets == list(range(len(recs))), f"partition {part}: log has a gap or does not start at 0"
+        for r in recs:
+            assert r.value not in seen_values, f"duplicate record {r.value!r} (partition {part} offset {r.offset})"
+            seen_values.add(r.value)
+        stored = {r.offset: (r.key, r.value) for r in recs}
+        acked = acked_by_partition[part]
+        for a in acked:
+            assert stored.get(a.offset) == (a.key, a.value), \
+                f"acknowledged {a.value!r} at {part}/{a.offset} but the log holds {stored.get(a.offset)!r}"
+        # Acknowledged order per partition is offset order.
+        assert [a.offset for a in acked] == sorted(a.offset for a in acked)
+        # Within a partition the producer's send order (value sequence) is the log order.
+        seqs = [int(r.value[1:]) for r in recs]
+        assert seqs == sorted(seqs), f"partition {part}: records are out of send order"
+    assert len(seen_values) == TOTAL, f"log holds {len(seen_values)} distinct records, {TOTAL} were acknowledged"
+    assert "panick" not in b.all_stderr().lower()

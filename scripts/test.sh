@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test: installs kcat (apt) and the Python clients (PyPI), then rustfmt, clippy,
+# the Rust unit/integration tests, builds the binaries and runs the end-to-end suite with
+# third-party Kafka clients against real broker processes.
+#
+# Environment:
+#   RUNNEL_SKIP_INSTALL=1   skip apt-get and pip (for repeated local runs)
+#   RUNNEL_E2E_ARGS="..."   extra arguments for pytest (e.g. "-k crash -x")
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+START=$SECONDS
+
+section() {
+    printf '\n==================== %s (t+%ss) ====================\n' "$1" "$((SECONDS - START))"
+}
+
+if [[ "${RUNNEL_SKIP_INSTALL:-0}" != "1" ]]; then
+    section "install system packages (apt-get: kcat, mount)"
+    SUDO=""
+    if [[ "$(id -u)" != "0" ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            SUDO="sudo"
+        else
+            echo "need root (or sudo) for apt-get; rerun as root or with RUNNEL_SKIP_INSTALL=1" >&2
+            exit 1
+        fi
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends kcat mount
+
+    section "install Python test dependencies (pip, e2e/requirements.txt)"
+    # Debian's own python3 is "externally managed" (PEP 668); these are test-only packages.
+    export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+    python3 -m pip install -r e2e/requirements.txt
+else
+    section "skipping apt-get/pip install (RUNNEL_SKIP_INSTALL=1)"
+fi
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy (-D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo test"
+cargo test --workspace
+
+section "cargo build (binaries for the end-to-end suite)"
+cargo build --workspace --bins
+
+section "end-to-end tests (pytest e2e)"
+export RUNNEL_BROKER_BIN="$ROOT/target/debug/runnel-broker"
+export RUNNEL_CLI_BIN="$ROOT/target/debug/runnel"
+# shellcheck disable=SC2086 # RUNNEL_E2E_ARGS is deliberately word-split
+python3 -m pytest e2e --durations=15 ${RUNNEL_E2E_ARGS:-}
+
+section "all tests passed in $((SECONDS - START))s"
