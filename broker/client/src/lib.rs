@@ -1,1 +1,26 @@
-//! Thin async Kafka client over the kafka-protocol crate.
+//! Thin async Kafka client over the kafka-protocol crate: connections with
+//! API version negotiation, cluster metadata, admin operations (topics,
+//! partitions, configs, offsets), a batching producer with the Java client's
+//! murmur2 partitioner, and fetching with a simple group-less consumer.
+
+mod admin;
+mod client;
+mod connection;
+mod error;
+mod fetch;
+pub mod partitioner;
+mod produce;
+
+pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
+pub use client::{
+    topic_id_string, BrokerMetadata, Client, ClientConfig, ClusterMetadata, PartitionMetadata,
+    TopicMetadata,
+};
+pub use connection::Connection;
+pub use error::{Error, KafkaErrorName, Result};
+pub use fetch::{
+    decode_records, Consumer, ConsumerRecord, FetchOptions, FetchedPartition, StartAt,
+};
+pub use kafka_protocol::records::TimestampType;
+pub use kafka_protocol::ResponseError;
+pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};

@@ -1,0 +1,305 @@
+//! One TCP connection to one broker: size-prefixed framing, correlation ids,
+//! request/response header versions and ApiVersions negotiation. Requests go
+//! one at a time (`&mut self`), which keeps responses trivially in order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+
+/// Largest response frame we accept; anything bigger is a corrupt length
+/// prefix, and allocating it would only hurt.
+const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+
+/// UNSUPPORTED_VERSION, sent in the v0 layout when our ApiVersions version is
+/// too new for the broker.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+/// A connection to one broker with its negotiated API versions.
+#[derive(Debug)]
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    client_id: StrBytes,
+    next_correlation_id: i32,
+    request_timeout: Duration,
+    /// The broker's supported range per API key, from ApiVersions.
+    broker_versions: HashMap<i16, VersionRange>,
+    /// Set when a request failed half way: the stream position is unknown,
+    /// so the owner must drop this connection and open a new one.
+    broken: bool,
+}
+
+impl Connection {
+    /// Connects to `addr` and negotiates API versions.
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Connection> {
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(Error::connect(addr, &err)),
+            Err(_) => {
+                return Err(Error::Connect {
+                    addr: addr.to_string(),
+                    reason: format!("no answer within {} ms", connect_timeout.as_millis()),
+                })
+            }
+        };
+        // Requests are written whole in one call; Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let mut conn = Connection {
+            addr: addr.to_string(),
+            stream,
+            client_id: StrBytes::from_string(client_id.to_string()),
+            next_correlation_id: 0,
+            request_timeout,
+            broker_versions: HashMap::new(),
+            broken: false,
+        };
+        conn.negotiate().await?;
+        Ok(conn)
+    }
+
+    /// The address this connection was opened to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Whether a failed request left the stream unusable.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The highest version of `R` that both this client and the broker support.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        self.api_version(api_key(R::KEY)?)
+    }
+
+    /// The highest version of `api` that both this client and the broker support.
+    pub fn api_version(&self, api: ApiKey) -> Result<i16> {
+        let ours = api.valid_versions();
+        let theirs = self.broker_versions.get(&(api as i16));
+        match theirs.map(|t| t.intersect(&ours)) {
+            Some(common) if !common.is_empty() => Ok(common.max),
+            _ => Err(Error::UnsupportedApi {
+                addr: self.addr.clone(),
+                api: format!("{api:?}"),
+                ours: ours.to_string(),
+            }),
+        }
+    }
+
+    /// Sends `req` at `version` and waits for its response.
+    pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        let api = api_key(R::KEY)?;
+        let body = self.exchange(api, version, req, true).await?;
+        let mut body = body.unwrap_or_default();
+        R::Response::decode(&mut body, version).map_err(|e| self.protocol(api, version, e))
+    }
+
+    /// Sends `req` without waiting: for Produce with acks=0, where the broker
+    /// never answers.
+    pub async fn send_without_response<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
+        let api = api_key(R::KEY)?;
+        self.exchange(api, version, req, false).await.map(|_| ())
+    }
+
+    /// Picks the ApiVersions version and records the broker's ranges. A broker
+    /// that does not know our version answers in the v0 layout with its own
+    /// range, and we retry with the highest version it accepts.
+    async fn negotiate(&mut self) -> Result<()> {
+        let ours = ApiKey::ApiVersions.valid_versions();
+        let mut version = ours.max;
+        loop {
+            let mut req = ApiVersionsRequest::default();
+            if version >= 3 {
+                req = req
+                    .with_client_software_name(StrBytes::from_static_str("runnel-client"))
+                    .with_client_software_version(StrBytes::from_static_str(env!(
+                        "CARGO_PKG_VERSION"
+                    )));
+            }
+            let body = self
+                .exchange(ApiKey::ApiVersions, version, &req, true)
+                .await?
+                .unwrap_or_default();
+            // The error code leads the body in every version, which is what
+            // lets a client read the v0-format UNSUPPORTED_VERSION reply.
+            let code = body.clone().try_get_i16().unwrap_or(0);
+            if code == UNSUPPORTED_VERSION && version > ours.min {
+                let mut b = body;
+                let resp = ApiVersionsResponse::decode(&mut b, 0)
+                    .map_err(|e| self.protocol(ApiKey::ApiVersions, 0, e))?;
+                let theirs = resp
+                    .api_keys
+                    .iter()
+                    .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                    .map(|k| k.max_version)
+                    .unwrap_or(0);
+                version = if theirs < version {
+                    theirs.max(ours.min)
+                } else {
+                    version - 1
+                };
+                continue;
+            }
+            let mut b = body;
+            let resp = ApiVersionsResponse::decode(&mut b, version)
+                .map_err(|e| self.protocol(ApiKey::ApiVersions, version, e))?;
+            crate::error::check(resp.error_code, || "ApiVersions".to_string(), None)?;
+            self.broker_versions = resp
+                .api_keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.api_key,
+                        VersionRange {
+                            min: k.min_version,
+                            max: k.max_version,
+                        },
+                    )
+                })
+                .collect();
+            return Ok(());
+        }
+    }
+
+    /// Writes one request frame and, when `expect_response`, reads the
+    /// matching response frame, returning the body after the header.
+    async fn exchange<R: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        req: &R,
+        expect_response: bool,
+    ) -> Result<Option<Bytes>> {
+        if self.broken {
+            return Err(Error::Io {
+                addr: self.addr.clone(),
+                reason: "connection was closed after an earlier failure".into(),
+            });
+        }
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let frame = self.encode_frame(api, version, correlation_id, req)?;
+
+        // Any failure from here on leaves the stream mid-frame.
+        self.broken = true;
+        let timeout = self.request_timeout;
+        let result = tokio::time::timeout(timeout, async {
+            self.stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| Error::io(&self.addr, &e))?;
+            if !expect_response {
+                return Ok(None);
+            }
+            self.read_response(api, version, correlation_id)
+                .await
+                .map(Some)
+        })
+        .await;
+        match result {
+            Ok(Ok(body)) => {
+                self.broken = false;
+                Ok(body)
+            }
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Timeout {
+                addr: self.addr.clone(),
+                api: format!("{api:?}"),
+                timeout_ms: timeout.as_millis(),
+            }),
+        }
+    }
+
+    fn encode_frame<R: Encodable>(
+        &self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        req: &R,
+    ) -> Result<BytesMut> {
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut buf = BytesMut::with_capacity(256);
+        buf.put_i32(0); // size, filled in below
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .map_err(|e| self.protocol(api, version, e))?;
+        req.encode(&mut buf, version)
+            .map_err(|e| self.protocol(api, version, e))?;
+        let size = i32::try_from(buf.len() - 4).map_err(|_| {
+            Error::InvalidInput(format!(
+                "{api:?} request of {} bytes is too large",
+                buf.len()
+            ))
+        })?;
+        buf[0..4].copy_from_slice(&size.to_be_bytes());
+        Ok(buf)
+    }
+
+    async fn read_response(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream
+            .read_exact(&mut size)
+            .await
+            .map_err(|e| Error::io(&self.addr, &e))?;
+        let size = i32::from_be_bytes(size);
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|s| *s <= MAX_RESPONSE_BYTES)
+            .ok_or_else(|| self.protocol(api, version, format!("invalid frame size {size}")))?;
+        let mut body = vec![0u8; size];
+        self.stream
+            .read_exact(&mut body)
+            .await
+            .map_err(|e| Error::io(&self.addr, &e))?;
+        let mut body = Bytes::from(body);
+        let header = ResponseHeader::decode(&mut body, api.response_header_version(version))
+            .map_err(|e| self.protocol(api, version, e))?;
+        if header.correlation_id != correlation_id {
+            return Err(self.protocol(
+                api,
+                version,
+                format!(
+                    "response correlation id {} does not match request {correlation_id}",
+                    header.correlation_id
+                ),
+            ));
+        }
+        Ok(body)
+    }
+
+    fn protocol(&self, api: ApiKey, version: i16, err: impl std::fmt::Display) -> Error {
+        Error::Protocol {
+            addr: self.addr.clone(),
+            api: format!("{api:?}"),
+            version,
+            message: err.to_string(),
+        }
+    }
+}
+
+fn api_key(key: i16) -> Result<ApiKey> {
+    ApiKey::try_from(key).map_err(|()| Error::InvalidInput(format!("unknown API key {key}")))
+}
