@@ -14,9 +14,26 @@
 //! internally; reads run concurrently with appends; `sync()` implements group
 //! commit (see its doc).
 
-use std::path::{Path, PathBuf};
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
-use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+
+mod batch;
+mod checkpoint;
+mod index;
+mod producer_state;
+mod recovery;
+mod retention;
+mod segment;
+
+use checkpoint::RecoveryPoint;
+use producer_state::{ProducerBatch, ProducerStateManager, SeqCheck};
+use segment::Segment;
 
 /// Errors returned by the log. Each carries the context needed to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +41,10 @@ pub enum Error {
     /// An I/O error on a named file. `ENOSPC` surfaces here (the failed append
     /// is rolled back and the log stays writable).
     #[error("i/o error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A previous fsync failed; the log refuses writes until it is reopened.
     #[error("log {dir} is poisoned after a failed fsync; restart required")]
     Poisoned { dir: PathBuf },
@@ -32,7 +52,9 @@ pub enum Error {
     #[error("invalid record batch: {0}")]
     InvalidBatch(String),
     /// A batch's CRC does not match its contents.
-    #[error("corrupt record batch: crc mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "corrupt record batch: crc mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     CorruptBatch { stored: u32, computed: u32 },
     /// A batch is larger than `max.message.bytes`.
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -42,10 +64,18 @@ pub enum Error {
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
     /// Idempotent producer: sequence gap.
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
     /// Idempotent producer: epoch older than the one already seen.
     #[error("producer {producer_id} epoch {got} is older than {current}")]
-    InvalidProducerEpoch { producer_id: i64, current: i16, got: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
 }
 
 /// Result alias for the log.
@@ -137,8 +167,44 @@ pub struct ReadResult {
 
 /// One partition's log. See the module documentation for the contract.
 pub struct Log {
-    _private: (),
+    dir: PathBuf,
+    /// Current settings; read at the start of each operation.
+    config: RwLock<LogConfig>,
+    /// The append lock: serializes appends, rolls, truncation, retention and
+    /// DeleteRecords, and owns the idempotent-producer state.
+    writer: Mutex<WriterState>,
+    /// Segments ordered by base offset; the last is active. Readers clone the
+    /// `Arc` and release the lock at once; writers replace the whole list.
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// Published after the appended bytes are committed to their segment.
+    log_start: AtomicI64,
+    log_end: AtomicI64,
+    /// Every offset below this is fsynced.
+    synced_offset: AtomicI64,
+    /// Held by the one caller doing a group-commit fsync (never with the append lock).
+    sync_lock: Mutex<()>,
+    /// Set by a failed fsync; cleared only by reopening.
+    poisoned: AtomicBool,
 }
+
+/// State owned by the append lock.
+struct WriterState {
+    producers: ProducerStateManager,
+    /// Offset written to the recovery checkpoint.
+    recovery_point: i64,
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Largest segment file size: index positions are u32.
+const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+/// Largest distance between a segment base and its last offset (relative offsets are u32).
+const MAX_RELATIVE_OFFSET: i64 = i32::MAX as i64;
 
 impl Log {
     /// Opens (creating if needed) the log in `dir`, running crash recovery:
@@ -146,8 +212,52 @@ impl Log {
     /// segment) are CRC-checked, a torn or corrupt tail is truncated, missing
     /// or damaged indexes are rebuilt, idempotent-producer state is restored.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport)> {
-        let _ = (dir, config);
-        todo!("implemented by the log engine")
+        let opened = recovery::open_dir(dir, &config, wall_clock_ms())?;
+        let log = Log {
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            writer: Mutex::new(WriterState {
+                producers: opened.producers,
+                recovery_point: opened.recovery_point,
+            }),
+            segments: RwLock::new(Arc::new(opened.segments)),
+            log_start: AtomicI64::new(opened.log_start),
+            log_end: AtomicI64::new(opened.log_end),
+            synced_offset: AtomicI64::new(opened.log_end),
+            sync_lock: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+        };
+        Ok((log, opened.report))
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().clone()
+    }
+
+    fn active(&self) -> Result<Arc<Segment>> {
+        self.snapshot()
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::InvalidBatch("log has no active segment".into()))
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// fdatasyncs a segment; a failure poisons the log.
+    fn fsync_segment(&self, seg: &Segment) -> Result<()> {
+        if let Err(e) = seg.sync_data() {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed; log poisoned until restart");
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Appends one or more magic-v2 batches (the `records` field of a produce
@@ -156,9 +266,141 @@ impl Log {
     /// writes `partition_leader_epoch`; checks idempotent-producer sequences.
     /// Data is written (page cache) but not fsynced: call [`Log::sync`].
     /// `now_ms` is the broker clock (LogAppendTime, segment.ms).
-    pub fn append(&self, records: Bytes, partition_leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let _ = (records, partition_leader_epoch, now_ms);
-        todo!()
+    pub fn append(
+        &self,
+        records: Bytes,
+        partition_leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let config = self.config.read().clone();
+        let batches = batch::validate_all(&records, config.max_message_bytes)?;
+        self.check_poisoned()?;
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+
+        let producer_batches: Vec<Option<ProducerBatch>> = batches
+            .iter()
+            .map(|b| ProducerBatch::from_header(&b.header))
+            .collect();
+        let checks = w.producers.check_all(&producer_batches)?;
+        let duplicates = checks
+            .iter()
+            .filter(|c| matches!(c, SeqCheck::Duplicate { .. }))
+            .count();
+        if duplicates > 0 {
+            if duplicates != checks.len() {
+                return Err(Error::InvalidBatch(
+                    "an append mixes retried (duplicate) and new batches".into(),
+                ));
+            }
+            let (base_offset, last_offset) = match (checks.first(), checks.last()) {
+                (
+                    Some(SeqCheck::Duplicate { base_offset, .. }),
+                    Some(SeqCheck::Duplicate { last_offset, .. }),
+                ) => (*base_offset, *last_offset),
+                _ => (-1, -1),
+            };
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset(),
+                duplicate: true,
+            });
+        }
+
+        let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
+        let mut buf = BytesMut::from(&records[..]);
+        let base_offset = self.log_end.load(Ordering::Acquire);
+        let mut next = base_offset;
+        let mut placed = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let size = b.header.total_size();
+            let bytes = &mut buf[b.pos..b.pos + size];
+            batch::set_offset_and_epoch(bytes, next, partition_leader_epoch);
+            if log_append_time {
+                batch::set_log_append_time(bytes, now_ms);
+            }
+            let header = batch::BatchHeader::parse(bytes)
+                .ok_or_else(|| Error::InvalidBatch("batch shorter than its header".into()))?;
+            placed.push((b.pos, header));
+            next = next
+                .checked_add(i64::from(b.header.last_offset_delta) + 1)
+                .ok_or_else(|| Error::InvalidBatch("offset overflow".into()))?;
+        }
+        let last_offset = next - 1;
+
+        let mut active = self.active()?;
+        let roll_size = config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let too_big = active.size() + buf.len() as u64 > roll_size;
+        let too_old = active
+            .state
+            .lock()
+            .first_append_ms
+            .is_some_and(|first| now_ms.saturating_sub(first) >= config.segment_ms);
+        let too_far = last_offset - active.base_offset > MAX_RELATIVE_OFFSET;
+        if !active.is_empty() && (too_big || too_old || too_far) {
+            self.roll(&mut w, base_offset)?;
+            active = self.active()?;
+        }
+
+        let start = active.size();
+        active.write_batches(&buf)?;
+        {
+            let mut st = active.state.lock();
+            for (pos, header) in &placed {
+                st.on_batch(
+                    active.base_offset,
+                    start + *pos as u64,
+                    header,
+                    config.index_interval_bytes,
+                );
+            }
+            if st.first_append_ms.is_none() {
+                st.first_append_ms = Some(now_ms);
+            }
+        }
+        active.publish(start + buf.len() as u64, next);
+        for (pb, (_, header)) in producer_batches.iter().zip(&placed) {
+            if let Some(pb) = pb {
+                w.producers
+                    .record(pb, header.base_offset, header.last_offset());
+            }
+        }
+        self.log_end.store(next, Ordering::Release);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Closes the active segment (indexes written, data fsynced) and starts a
+    /// new one at `new_base`. Caller holds the append lock.
+    fn roll(&self, w: &mut WriterState, new_base: i64) -> Result<()> {
+        let old = self.active()?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        old.write_indexes()?;
+        self.fsync_segment(&old)?;
+        let seg = Arc::new(Segment::create(&self.dir, new_base)?);
+        {
+            let mut segs = self.segments.write();
+            let mut list = Vec::clone(&segs);
+            list.push(seg);
+            *segs = Arc::new(list);
+        }
+        w.recovery_point = new_base;
+        checkpoint::write_recovery_point(
+            &self.dir,
+            RecoveryPoint {
+                offset: new_base,
+                clean: false,
+            },
+        )
     }
 
     /// Group commit: returns once every byte up to `offset` (exclusive end
@@ -166,92 +408,327 @@ impl Log {
     /// fsync: a caller whose offset is already covered returns at once. A
     /// failed fsync poisons the log. Blocking: call from `spawn_blocking`.
     pub fn sync(&self, offset: i64) -> Result<()> {
-        let _ = offset;
-        todo!()
+        self.check_poisoned()?;
+        if self.synced_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _guard = self.sync_lock.lock();
+        self.check_poisoned()?;
+        if self.synced_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        // The end offset is captured before the segment list, so every byte
+        // below it is in a segment of the snapshot and within its committed size.
+        let target = self.log_end.load(Ordering::Acquire);
+        for seg in self.snapshot().iter() {
+            self.fsync_segment(seg)?;
+        }
+        self.synced_offset.fetch_max(target, Ordering::AcqRel);
+        Ok(())
     }
 
     /// Reads whole batches starting with the one containing `offset`, up to
     /// `max_bytes`; when `min_one` is true the first batch is returned even if
     /// larger than `max_bytes`. Only offsets below `max_offset` (exclusive; the
     /// high watermark) are returned. `offset == log_end_offset` gives empty records.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool, max_offset: i64) -> Result<ReadResult> {
-        let _ = (offset, max_bytes, min_one, max_offset);
-        todo!()
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        max_offset: i64,
+    ) -> Result<ReadResult> {
+        let end = self.log_end.load(Ordering::Acquire);
+        let segs = self.snapshot();
+        let start = self.log_start.load(Ordering::Acquire);
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let limit = max_offset.min(end);
+        let mut records = Bytes::new();
+        if offset < limit {
+            let first = segs
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            for seg in &segs[first..] {
+                if let Some(bytes) = seg.read(offset, max_bytes, min_one, limit)? {
+                    records = bytes;
+                    break;
+                }
+            }
+        }
+        Ok(ReadResult {
+            records,
+            log_end_offset: end,
+            log_start_offset: start,
+        })
     }
 
     /// The first offset whose record timestamp is >= `timestamp_ms`, with that
-    /// record's timestamp; `None` when no such record exists.
+    /// record's timestamp, as `(offset, timestamp)`; `None` when no such record exists.
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
-        let _ = timestamp_ms;
-        todo!()
+        let segs = self.snapshot();
+        let start = self.log_start.load(Ordering::Acquire);
+        for seg in segs.iter() {
+            if seg.next_offset() <= start || seg.max_timestamp() < timestamp_ms {
+                continue;
+            }
+            if let Some(found) = seg.find_timestamp(timestamp_ms, start)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
-    /// The largest timestamp in the log and the offset of the record holding it
-    /// (ListOffsets MAX_TIMESTAMP, -3); `None` for an empty log.
+    /// The largest timestamp in the log and the offset of the record holding it,
+    /// as `(timestamp, offset)` (ListOffsets MAX_TIMESTAMP, -3); `None` for an empty log.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>> {
-        todo!()
+        let segs = self.snapshot();
+        let start = self.log_start.load(Ordering::Acquire);
+        let mut best: Option<&Arc<Segment>> = None;
+        for seg in segs
+            .iter()
+            .filter(|s| s.next_offset() > start && !s.is_empty())
+        {
+            if best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
+                best = Some(seg);
+            }
+        }
+        match best {
+            Some(seg) => seg.max_timestamp_record(),
+            None => Ok(None),
+        }
     }
 
     /// First offset still readable.
     pub fn log_start_offset(&self) -> i64 {
-        todo!()
+        self.log_start.load(Ordering::Acquire)
     }
 
     /// Next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
-        todo!()
+        self.log_end.load(Ordering::Acquire)
     }
 
     /// Total bytes of all segment files.
     pub fn size_bytes(&self) -> u64 {
-        todo!()
+        self.snapshot().iter().map(|s| s.size()).sum()
     }
 
     /// Number of segments.
     pub fn segment_count(&self) -> usize {
-        todo!()
+        self.snapshot().len()
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (records below
     /// become unreadable; whole segments below it are deleted). Returns the new
     /// log start offset. `offset` above the log end offset is OffsetOutOfRange.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
-        let _ = offset;
-        todo!()
+        let mut w = self.writer.lock();
+        let start = self.log_start.load(Ordering::Acquire);
+        let end = self.log_end.load(Ordering::Acquire);
+        if offset > end || offset < 0 {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        checkpoint::write_log_start(&self.dir, offset)?;
+        self.log_start.store(offset, Ordering::Release);
+        let active = self.active()?;
+        if !active.is_empty() && active.next_offset() <= offset {
+            // Everything is deleted: start an empty active segment at the end.
+            self.check_poisoned()?;
+            self.roll(&mut w, end)?;
+        }
+        let segs = self.snapshot();
+        let closed = segs.len() - 1;
+        let n = segs[..closed]
+            .iter()
+            .take_while(|s| s.next_offset() <= offset)
+            .count();
+        self.remove_oldest(n)?;
+        Ok(offset)
+    }
+
+    /// Removes the `n` oldest segments from the list and deletes their files.
+    /// Caller holds the append lock.
+    fn remove_oldest(&self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let removed: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write();
+            let mut list = Vec::clone(&segs);
+            let removed = list.drain(..n.min(list.len().saturating_sub(1))).collect();
+            *segs = Arc::new(list);
+            removed
+        };
+        let mut result = Ok(());
+        for seg in &removed {
+            if let Err(e) = seg.delete_files() {
+                tracing::warn!(file = %seg.log_path.display(), error = %e, "could not delete segment files");
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
     }
 
     /// Applies `retention.ms` and `retention.bytes` by deleting whole closed
     /// segments (never the active one). Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
-        let _ = now_ms;
-        todo!()
+        let config = self.config.read().clone();
+        let _w = self.writer.lock();
+        let segs = self.snapshot();
+        let infos: Vec<retention::SegmentInfo> = segs
+            .iter()
+            .map(|s| retention::SegmentInfo {
+                size: s.size(),
+                timestamp: retention_timestamp(s, now_ms),
+            })
+            .collect();
+        let n = retention::segments_to_delete(
+            &infos,
+            now_ms,
+            config.retention_ms,
+            config.retention_bytes,
+        );
+        if n == 0 {
+            return Ok(0);
+        }
+        let new_first = segs[n].base_offset;
+        self.remove_oldest(n)?;
+        self.log_start.fetch_max(new_first, Ordering::AcqRel);
+        tracing::info!(dir = %self.dir.display(), segments = n, log_start_offset = self.log_start_offset(), "retention deleted segments");
+        Ok(n)
     }
 
     /// Rolls the active segment if `segment.ms` has elapsed (called periodically).
     pub fn maybe_roll(&self, now_ms: i64) -> Result<()> {
-        let _ = now_ms;
-        todo!()
+        let segment_ms = self.config.read().segment_ms;
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+        let active = self.active()?;
+        let due = active
+            .state
+            .lock()
+            .first_append_ms
+            .is_some_and(|first| now_ms.saturating_sub(first) >= segment_ms);
+        if due && !active.is_empty() {
+            self.roll(&mut w, self.log_end.load(Ordering::Acquire))?;
+        }
+        Ok(())
     }
 
-    /// Removes every record at or after `offset` (used by replication later and tests).
+    /// Removes every record at or after `offset` (used by replication later and
+    /// tests). A batch containing `offset` is removed entirely, so the new log
+    /// end offset is the base offset of that batch.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
-        let _ = offset;
-        todo!()
+        let interval = self.config.read().index_interval_bytes;
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+        let end = self.log_end.load(Ordering::Acquire);
+        if offset >= end {
+            return Ok(());
+        }
+        let segs = self.snapshot();
+        let idx = segs.partition_point(|s| s.base_offset <= offset);
+        let (keep, cut) = if idx == 0 {
+            // Below every segment: start over with one empty segment at `offset`.
+            let seg = Arc::new(Segment::create(&self.dir, offset.max(0))?);
+            (vec![seg], segs.to_vec())
+        } else {
+            (segs[..idx].to_vec(), segs[idx..].to_vec())
+        };
+        let target = keep
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::InvalidBatch("no segment to truncate".into()))?;
+        if w.recovery_point > target.base_offset {
+            checkpoint::write_recovery_point(
+                &self.dir,
+                RecoveryPoint {
+                    offset: target.base_offset,
+                    clean: false,
+                },
+            )?;
+            w.recovery_point = target.base_offset;
+        }
+        *self.segments.write() = Arc::new(keep);
+        // Newest first, so a crash in between leaves a prefix of the old log.
+        for seg in cut.iter().rev() {
+            seg.delete_files()?;
+        }
+        let (pos, new_end) = match target.find_batch(offset)? {
+            Some((pos, h)) => (pos, h.base_offset),
+            None => (target.size(), target.next_offset()),
+        };
+        target.truncate(pos, new_end, interval)?;
+        self.log_end.store(new_end, Ordering::Release);
+        self.log_start.fetch_min(new_end, Ordering::AcqRel);
+        self.synced_offset.fetch_min(new_end, Ordering::AcqRel);
+        w.producers = recovery::rebuild_producers(&self.snapshot())?;
+        Ok(())
     }
 
     /// Replaces the config (alter configs at runtime).
     pub fn set_config(&self, config: LogConfig) {
-        let _ = config;
-        todo!()
+        *self.config.write() = config;
     }
 
     /// Fsyncs everything, writes indexes and the recovery checkpoint (clean shutdown).
     pub fn close(&self) -> Result<()> {
-        todo!()
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+        let _guard = self.sync_lock.lock();
+        let end = self.log_end.load(Ordering::Acquire);
+        let segs = self.snapshot();
+        for seg in segs.iter() {
+            self.fsync_segment(seg)?;
+        }
+        self.synced_offset.fetch_max(end, Ordering::AcqRel);
+        let active = self.active()?;
+        active.write_indexes()?;
+        w.recovery_point = active.base_offset;
+        checkpoint::write_recovery_point(
+            &self.dir,
+            RecoveryPoint {
+                offset: active.base_offset,
+                clean: true,
+            },
+        )
     }
 
     /// The directory of this log.
     pub fn dir(&self) -> &Path {
-        todo!()
+        &self.dir
     }
+
+    /// Number of idempotent producers whose sequence state is tracked.
+    pub fn producer_count(&self) -> usize {
+        self.writer.lock().producers.len()
+    }
+
+    /// True after a failed fsync: writes are refused until the log is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}
+
+/// The timestamp retention compares against: the segment's largest record
+/// timestamp, or its file's modification time when it holds no timestamps.
+fn retention_timestamp(seg: &Segment, now_ms: i64) -> i64 {
+    let ts = seg.max_timestamp();
+    if ts >= 0 {
+        return ts;
+    }
+    seg.file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .unwrap_or(now_ms)
 }

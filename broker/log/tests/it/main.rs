@@ -1,0 +1,6 @@
+//! Conformance suite for the runnel-log storage engine.
+
+#![allow(clippy::unwrap_used)]
+
+mod basic;
+mod common;
