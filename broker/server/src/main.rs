@@ -1,1 +1,145 @@
-fn main() {}
+//! `runnel-broker`: parses flags, loads the config, starts tracing and runs the
+//! broker until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use runnel_server::config::BrokerConfig;
+
+/// Runnel broker: a Kafka-compatible event streaming server.
+#[derive(Debug, Parser)]
+#[command(name = "runnel-broker", version)]
+struct Args {
+    /// TOML config file (see runnel.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This broker's node id.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Directory for partition logs and metadata.
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Kafka listener address (port 0 = any free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// host:port advertised to clients.
+    #[arg(long)]
+    advertised_address: Option<String>,
+    /// Admin HTTP listener address.
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// Cluster id (default: generated once).
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Create unknown topics on Metadata/Produce (true|false).
+    #[arg(long)]
+    auto_create_topics: Option<String>,
+    /// Default partition count for new topics.
+    #[arg(long)]
+    num_partitions: Option<String>,
+    /// Default replication factor for new topics.
+    #[arg(long)]
+    default_replication_factor: Option<String>,
+    /// Largest request frame accepted.
+    #[arg(long)]
+    max_request_bytes: Option<String>,
+    /// Default segment.bytes.
+    #[arg(long)]
+    log_segment_bytes: Option<String>,
+    /// Default segment.ms.
+    #[arg(long)]
+    log_segment_ms: Option<String>,
+    /// Default retention.ms.
+    #[arg(long)]
+    log_retention_ms: Option<String>,
+    /// Default retention.bytes.
+    #[arg(long)]
+    log_retention_bytes: Option<String>,
+    /// Default max.message.bytes.
+    #[arg(long)]
+    message_max_bytes: Option<String>,
+    /// Interval of retention checks.
+    #[arg(long)]
+    log_retention_check_interval_ms: Option<String>,
+    /// Fsync before acknowledging acks=all (false is unsafe).
+    #[arg(long)]
+    log_flush_on_ack: Option<String>,
+}
+
+impl Args {
+    fn overrides(&self) -> Vec<(&'static str, Option<&String>)> {
+        vec![
+            ("node_id", self.node_id.as_ref()),
+            ("data_dir", self.data_dir.as_ref()),
+            ("listen", self.listen.as_ref()),
+            ("advertised_address", self.advertised_address.as_ref()),
+            ("admin_listen", self.admin_listen.as_ref()),
+            ("cluster_id", self.cluster_id.as_ref()),
+            ("auto_create_topics", self.auto_create_topics.as_ref()),
+            ("num_partitions", self.num_partitions.as_ref()),
+            (
+                "default_replication_factor",
+                self.default_replication_factor.as_ref(),
+            ),
+            ("max_request_bytes", self.max_request_bytes.as_ref()),
+            ("log_segment_bytes", self.log_segment_bytes.as_ref()),
+            ("log_segment_ms", self.log_segment_ms.as_ref()),
+            ("log_retention_ms", self.log_retention_ms.as_ref()),
+            ("log_retention_bytes", self.log_retention_bytes.as_ref()),
+            ("message_max_bytes", self.message_max_bytes.as_ref()),
+            (
+                "log_retention_check_interval_ms",
+                self.log_retention_check_interval_ms.as_ref(),
+            ),
+            ("log_flush_on_ack", self.log_flush_on_ack.as_ref()),
+        ]
+    }
+}
+
+fn load_config(args: &Args) -> anyhow::Result<BrokerConfig> {
+    let mut config = BrokerConfig::load(args.config.as_deref())?;
+    for (key, value) in args.overrides() {
+        if let Some(value) = value {
+            config.set(key, value).map_err(|e| {
+                anyhow::anyhow!("invalid value for --{}: {e}", key.replace('_', "-"))
+            })?;
+        }
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot install SIGTERM handler; only Ctrl-C stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let config = load_config(&args).context("configuration error")?;
+    runnel_server::run(config, shutdown_signal())
+        .await
+        .context("broker failed")?;
+    Ok(())
+}

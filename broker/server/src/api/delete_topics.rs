@@ -1,0 +1,78 @@
+//! DeleteTopics: by name (v1-5) or by topic id (v6). Logs are closed and
+//! directories removed, so a topic recreated with the same name starts empty.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::blocking;
+use crate::broker::Broker;
+use crate::errors::ApiError;
+use crate::topics::TopicError;
+
+/// Handles DeleteTopics.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
+        request
+            .topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+            .collect()
+    } else {
+        request
+            .topic_names
+            .into_iter()
+            .map(|n| (Some(n.0.to_string()), Uuid::nil()))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let resolved = match &name {
+            Some(name) => Ok(name.clone()),
+            None => broker
+                .topics
+                .get_by_id(&id)
+                .map(|t| t.name.clone())
+                .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(id))),
+        };
+        let result = match resolved {
+            Ok(topic_name) => {
+                let registry = broker.topics.clone();
+                let n = topic_name.clone();
+                match blocking(move || registry.delete(&n)).await {
+                    Ok(Ok(topic)) => {
+                        broker.metrics.remove_topic(&topic.name);
+                        Ok((topic.name.clone(), topic.id))
+                    }
+                    Ok(Err(err)) => Err(ApiError::from(err)),
+                    Err(e) => Err(ApiError::with_message(ResponseError::UnknownServerError, e)),
+                }
+            }
+            Err(err) => Err(err),
+        };
+        let entry = DeletableTopicResult::default();
+        responses.push(match result {
+            Ok((topic_name, topic_id)) => entry
+                .with_name(Some(TopicName(StrBytes::from_string(topic_name))))
+                .with_topic_id(topic_id),
+            Err(err) => entry
+                .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                .with_topic_id(id)
+                .with_error_code(err.code())
+                .with_error_message(if version >= 5 {
+                    err.message.map(StrBytes::from_string)
+                } else {
+                    None
+                }),
+        });
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}

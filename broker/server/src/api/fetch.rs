@@ -1,0 +1,168 @@
+//! Fetch: reads record batches (raw bytes from the log) with long polling.
+//!
+//! Sessionless: the response's session id is 0, which tells clients to send
+//! full fetch requests (KIP-227 allows a broker to decline sessions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::count_records;
+use crate::broker::{wait_shutdown, Broker};
+use crate::topics::Topic;
+
+/// Longest long-poll honoured, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+/// Handles Fetch, waiting up to `max_wait_ms` for `min_bytes`.
+pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+    if request.session_id != 0 && request.session_epoch > 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0);
+    }
+    // Resolve topics once; a topic deleted meanwhile keeps serving its last state.
+    let resolved: Vec<Option<Arc<Topic>>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            if version >= 13 {
+                broker.topics.get_by_id(&t.topic_id)
+            } else {
+                broker.topics.get(t.topic.0.as_str())
+            }
+        })
+        .collect();
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let mut appended = broker.subscribe_appends();
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        // Marks the current append generation as seen before reading, so an
+        // append racing with the read still wakes the wait below.
+        appended.borrow_and_update();
+        let (responses, total, has_error) = read_once(&request, &resolved, version);
+        if total >= min_bytes || has_error || Instant::now() >= deadline || *shutdown.borrow() {
+            account(broker, &responses, &request, &resolved);
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(responses);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            changed = appended.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
+            _ = wait_shutdown(&mut shutdown) => {}
+        }
+    }
+}
+
+fn read_once(
+    request: &FetchRequest,
+    resolved: &[Option<Arc<Topic>>],
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, usize, bool) {
+    let mut total = 0usize;
+    let mut has_error = false;
+    let max_bytes = if request.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        request.max_bytes as usize
+    };
+    let mut responses = Vec::with_capacity(request.topics.len());
+    for (fetch_topic, topic) in request.topics.iter().zip(resolved) {
+        let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
+        for fp in &fetch_topic.partitions {
+            let mut data = PartitionData::default().with_partition_index(fp.partition);
+            let Some(topic) = topic else {
+                has_error = true;
+                let code = if version >= 13 {
+                    ResponseError::UnknownTopicId
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                partitions.push(data.with_error_code(code.code()).with_high_watermark(-1));
+                continue;
+            };
+            let Some(partition) = topic.partition(fp.partition) else {
+                has_error = true;
+                partitions.push(
+                    data.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_high_watermark(-1),
+                );
+                continue;
+            };
+            let log = &partition.log;
+            let hw = log.log_end_offset();
+            let remaining = max_bytes.saturating_sub(total);
+            let partition_max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            // Like Kafka, the first batch of the response is returned even when
+            // it exceeds the limits, so a consumer can always make progress.
+            let min_one = total == 0;
+            data = data.with_high_watermark(hw).with_last_stable_offset(hw);
+            if partition_max == 0 && !min_one {
+                partitions.push(data.with_log_start_offset(log.log_start_offset()));
+                continue;
+            }
+            match log.read(fp.fetch_offset, partition_max, min_one, hw) {
+                Ok(read) => {
+                    total += read.records.len();
+                    data = data
+                        .with_high_watermark(read.log_end_offset)
+                        .with_last_stable_offset(read.log_end_offset)
+                        .with_log_start_offset(read.log_start_offset)
+                        .with_records(Some(read.records));
+                }
+                Err(err) => {
+                    has_error = true;
+                    let api = crate::errors::ApiError::from(&err);
+                    data = data
+                        .with_error_code(api.code())
+                        .with_log_start_offset(log.log_start_offset());
+                }
+            }
+            partitions.push(data);
+        }
+        responses.push(
+            FetchableTopicResponse::default()
+                .with_topic(fetch_topic.topic.clone())
+                .with_topic_id(fetch_topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    (responses, total, has_error)
+}
+
+fn account(
+    broker: &Broker,
+    responses: &[FetchableTopicResponse],
+    request: &FetchRequest,
+    resolved: &[Option<Arc<Topic>>],
+) {
+    for ((response, _), topic) in responses.iter().zip(&request.topics).zip(resolved) {
+        let Some(topic) = topic else { continue };
+        let (bytes, records) = response
+            .partitions
+            .iter()
+            .filter_map(|p| p.records.as_ref())
+            .fold((0u64, 0u64), |acc, r| {
+                (acc.0 + r.len() as u64, acc.1 + count_records(r))
+            });
+        if bytes > 0 {
+            broker
+                .metrics
+                .bytes_out
+                .with_label_values(&[topic.name.as_str()])
+                .inc_by(bytes);
+            broker
+                .metrics
+                .records_out
+                .with_label_values(&[topic.name.as_str()])
+                .inc_by(records);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
+//! The isolation level is ignored: without transactions every offset below
+//! the log end is stable.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+use runnel_log::Log;
+
+use crate::broker::{Broker, LEADER_EPOCH};
+use crate::errors::ApiError;
+
+/// `timestamp` value asking for the log end offset.
+pub const LATEST: i64 = -1;
+/// `timestamp` value asking for the log start offset.
+pub const EARLIEST: i64 = -2;
+/// `timestamp` value asking for the record with the largest timestamp.
+pub const MAX_TIMESTAMP: i64 = -3;
+/// `timestamp` value asking for the earliest local offset (same as earliest here).
+pub const EARLIEST_LOCAL: i64 = -4;
+
+/// Handles ListOffsets.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: ListOffsetsRequest,
+    _version: i16,
+) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topics.get(t.name.0.as_str());
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index);
+                    let log = topic
+                        .as_ref()
+                        .and_then(|topic| topic.partition(p.partition_index));
+                    let Some(partition) = log else {
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1);
+                    };
+                    match lookup(&partition.log, p.timestamp) {
+                        Ok((timestamp, offset)) => response
+                            .with_timestamp(timestamp)
+                            .with_offset(offset)
+                            .with_leader_epoch(if offset >= 0 { LEADER_EPOCH } else { -1 }),
+                        Err(err) => response
+                            .with_error_code(err.code())
+                            .with_timestamp(-1)
+                            .with_offset(-1),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Resolves one query to `(timestamp, offset)`; `(-1, -1)` when nothing matches.
+fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), ApiError> {
+    match timestamp {
+        LATEST => Ok((-1, log.log_end_offset())),
+        EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
+        MAX_TIMESTAMP => Ok(log
+            .max_timestamp()?
+            .map_or((-1, -1), |(ts, offset)| (ts, offset))),
+        ts if ts >= 0 => Ok(log
+            .offset_for_timestamp(ts)?
+            .map_or((-1, -1), |(offset, ts)| (ts, offset))),
+        other => Err(ApiError::with_message(
+            ResponseError::InvalidRequest,
+            format!("unsupported ListOffsets timestamp {other}"),
+        )),
+    }
+}

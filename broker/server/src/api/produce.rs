@@ -1,0 +1,279 @@
+//! Produce: appends record batches to partition logs.
+//!
+//! The appends run in [`stage`], which the connection awaits before reading
+//! its next request, so batches of pipelined requests reach the log in order
+//! (idempotent sequences depend on it). Waiting for the fsync that `acks=all`
+//! needs happens in [`Staged::finish`], which the connection's writer awaits;
+//! meanwhile the next request can already append, and the log's group commit
+//! lets one fsync cover them all.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use runnel_log::{AppendInfo, Log};
+
+use super::{blocking, count_records, metadata::lookup_or_create};
+use crate::broker::{now_ms, Broker, LEADER_EPOCH};
+use crate::errors::ApiError;
+use crate::topics::TopicError;
+
+/// One partition's append waiting to be synced (acks=all) and answered.
+struct Appended {
+    log: Arc<Log>,
+    info: AppendInfo,
+}
+
+enum PartitionOutcome {
+    Failed(ApiError),
+    Appended(Appended),
+}
+
+/// A produce request whose appends are done; [`Staged::finish`] completes it.
+pub struct Staged {
+    acks: i16,
+    flush_on_ack: bool,
+    topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)>,
+}
+
+struct Job {
+    topic_slot: usize,
+    partition: i32,
+    topic: String,
+    log: Arc<Log>,
+    records: Bytes,
+}
+
+/// Validates the request and appends every partition's batches.
+pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
+    let acks = request.acks;
+    let mut topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)> = Vec::new();
+    let mut jobs = Vec::new();
+    for data in request.topic_data {
+        let skeleton = TopicProduceResponse::default()
+            .with_name(data.name.clone())
+            .with_topic_id(data.topic_id);
+        let mut outcomes = Vec::with_capacity(data.partition_data.len());
+        let resolved = if !(-1..=1).contains(&acks) {
+            Err(ApiError::with_message(
+                ResponseError::InvalidRequiredAcks,
+                format!("acks={acks} is not 0, 1 or -1"),
+            ))
+        } else if version >= 13 {
+            broker
+                .topics
+                .get_by_id(&data.topic_id)
+                .ok_or_else(|| TopicError::UnknownTopicId(data.topic_id).into())
+        } else {
+            lookup_or_create(
+                broker,
+                data.name.0.as_str(),
+                broker.config.auto_create_topics,
+            )
+            .await
+        };
+        let slot = topics.len();
+        for partition_data in data.partition_data {
+            let index = partition_data.index;
+            let failed = |code: ResponseError, message: String| {
+                (
+                    index,
+                    PartitionOutcome::Failed(ApiError::with_message(code, message)),
+                )
+            };
+            let topic = match &resolved {
+                Ok(topic) => topic,
+                Err(err) => {
+                    outcomes.push((index, PartitionOutcome::Failed(err.clone())));
+                    continue;
+                }
+            };
+            let Some(partition) = topic.partition(index) else {
+                outcomes.push(failed(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic '{}' has no partition {index}", topic.name),
+                ));
+                continue;
+            };
+            let Some(records) = partition_data.records.filter(|r| !r.is_empty()) else {
+                outcomes.push(failed(
+                    ResponseError::CorruptMessage,
+                    "produce request without records".into(),
+                ));
+                continue;
+            };
+            jobs.push(Job {
+                topic_slot: slot,
+                partition: index,
+                topic: topic.name.clone(),
+                log: partition.log.clone(),
+                records,
+            });
+        }
+        topics.push((skeleton, outcomes));
+    }
+    if !jobs.is_empty() {
+        // Appends write to the page cache; keep them off the async threads anyway
+        // because a roll or a large batch can take milliseconds.
+        let results = blocking(move || {
+            let now = now_ms();
+            jobs.into_iter()
+                .map(|job| {
+                    let bytes_len = job.records.len();
+                    let record_count = count_records(&job.records);
+                    let result = job.log.append(job.records, LEADER_EPOCH, now);
+                    (
+                        job.topic_slot,
+                        job.partition,
+                        job.topic,
+                        job.log,
+                        bytes_len,
+                        record_count,
+                        result,
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        match results {
+            Ok(results) => {
+                let mut any = false;
+                for (slot, index, topic, log, bytes_len, record_count, result) in results {
+                    let outcome = match result {
+                        Ok(info) => {
+                            any = true;
+                            if !info.duplicate {
+                                broker
+                                    .metrics
+                                    .bytes_in
+                                    .with_label_values(&[topic.as_str()])
+                                    .inc_by(bytes_len as u64);
+                                broker
+                                    .metrics
+                                    .records_in
+                                    .with_label_values(&[topic.as_str()])
+                                    .inc_by(record_count);
+                            }
+                            PartitionOutcome::Appended(Appended { log, info })
+                        }
+                        Err(err) => {
+                            log_append_failure(&topic, index, &err);
+                            PartitionOutcome::Failed(ApiError::from(&err))
+                        }
+                    };
+                    topics[slot].1.push((index, outcome));
+                }
+                if any {
+                    broker.notify_appended();
+                }
+            }
+            Err(reason) => {
+                tracing::error!("produce append task failed: {reason}");
+            }
+        }
+    }
+    Staged {
+        acks,
+        flush_on_ack: broker.config.log_flush_on_ack,
+        topics,
+    }
+}
+
+fn log_append_failure(topic: &str, partition: i32, err: &runnel_log::Error) {
+    use runnel_log::Error as E;
+    match err {
+        E::Io { .. } | E::Poisoned { .. } => {
+            tracing::error!(topic, partition, error = %err, "append failed: storage error")
+        }
+        E::CorruptBatch { .. } | E::InvalidBatch(_) | E::BatchTooLarge { .. } => {
+            tracing::warn!(topic, partition, error = %err, "produce refused")
+        }
+        _ => tracing::debug!(topic, partition, error = %err, "produce refused"),
+    }
+}
+
+impl Staged {
+    /// Waits for durability as `acks` demands and builds the response
+    /// (`None` for acks=0, which gets no response).
+    pub async fn finish(self) -> Option<ProduceResponse> {
+        let Staged {
+            acks,
+            flush_on_ack,
+            mut topics,
+        } = self;
+        if acks == -1 && flush_on_ack {
+            let to_sync: Vec<(usize, usize, Arc<Log>, i64)> = topics
+                .iter()
+                .enumerate()
+                .flat_map(|(t, (_, outcomes))| {
+                    outcomes
+                        .iter()
+                        .enumerate()
+                        .filter_map(move |(p, (_, o))| match o {
+                            PartitionOutcome::Appended(a) => {
+                                Some((t, p, a.log.clone(), a.info.last_offset + 1))
+                            }
+                            PartitionOutcome::Failed(_) => None,
+                        })
+                })
+                .collect();
+            if !to_sync.is_empty() {
+                let synced = blocking(move || {
+                    to_sync
+                        .into_iter()
+                        .map(|(t, p, log, end)| (t, p, log.sync(end)))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                match synced {
+                    Ok(results) => {
+                        for (t, p, result) in results {
+                            if let Err(err) = result {
+                                tracing::error!(error = %err, "fsync failed; partition is poisoned");
+                                topics[t].1[p].1 = PartitionOutcome::Failed(ApiError::from(&err));
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::error!("fsync task failed: {reason}");
+                        for (_, outcomes) in topics.iter_mut() {
+                            for (_, o) in outcomes.iter_mut() {
+                                *o = PartitionOutcome::Failed(ApiError::new(
+                                    ResponseError::KafkaStorageError,
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if acks == 0 {
+            return None;
+        }
+        let responses = topics
+            .into_iter()
+            .map(|(skeleton, outcomes)| {
+                let partitions = outcomes
+                    .into_iter()
+                    .map(|(index, outcome)| match outcome {
+                        PartitionOutcome::Appended(a) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(a.info.base_offset)
+                            .with_log_append_time_ms(a.info.log_append_time)
+                            .with_log_start_offset(a.info.log_start_offset),
+                        PartitionOutcome::Failed(err) => PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_error_code(err.code())
+                            .with_base_offset(-1)
+                            .with_error_message(err.message.map(StrBytes::from_string)),
+                    })
+                    .collect();
+                skeleton.with_partition_responses(partitions)
+            })
+            .collect();
+        Some(ProduceResponse::default().with_responses(responses))
+    }
+}

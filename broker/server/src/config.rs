@@ -1,0 +1,474 @@
+//! Broker configuration: one TOML file, then `RUNNEL_*` environment overrides,
+//! then command-line flags (applied by the binary). Unknown keys are an error
+//! at start-up; every key and its default is documented in
+//! `runnel.example.toml`, which a test keeps in sync with [`KEYS`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors while loading the configuration. Each names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key / bad value.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A `RUNNEL_*` environment variable has a value of the wrong type.
+    #[error("invalid value {value:?} in environment variable {var} (config key {key}): {message}")]
+    Env {
+        var: String,
+        key: String,
+        value: String,
+        message: String,
+    },
+    /// A value is syntactically fine but not usable.
+    #[error("invalid value for config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The broker's configuration. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Directory holding partition logs and broker metadata.
+    pub data_dir: PathBuf,
+    /// Kafka listener address (port 0 picks a free port).
+    pub listen: String,
+    /// `host:port` advertised to clients in Metadata; unset = the bound listener address.
+    pub advertised_address: Option<String>,
+    /// Admin HTTP listener (/metrics, /healthz, /readyz).
+    pub admin_listen: String,
+    /// Cluster id; unset = generated once and persisted in `data_dir/meta.json`.
+    pub cluster_id: Option<String>,
+    /// Create unknown topics on Metadata/Produce requests.
+    pub auto_create_topics: bool,
+    /// Default partition count for new topics.
+    pub num_partitions: i32,
+    /// Default replication factor for new topics (must be 1 on a single broker).
+    pub default_replication_factor: i16,
+    /// Largest request frame accepted, in bytes.
+    pub max_request_bytes: u32,
+    /// Default `segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// Default `segment.ms`.
+    pub log_segment_ms: i64,
+    /// Default `retention.ms` (-1 = unlimited).
+    pub log_retention_ms: i64,
+    /// Default `retention.bytes` (-1 = unlimited).
+    pub log_retention_bytes: i64,
+    /// Default `max.message.bytes`.
+    pub message_max_bytes: usize,
+    /// How often retention and time-based segment rolls run.
+    pub log_retention_check_interval_ms: u64,
+    /// Fsync before answering `acks=all`. Turning this off is unsafe: acknowledged
+    /// records can be lost on a machine crash.
+    pub log_flush_on_ack: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".to_string(),
+            advertised_address: None,
+            admin_listen: "127.0.0.1:9644".to_string(),
+            cluster_id: None,
+            auto_create_topics: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            max_request_bytes: 104_857_600,
+            log_segment_bytes: 1_073_741_824,
+            log_segment_ms: 604_800_000,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            message_max_bytes: 1_048_588,
+            log_retention_check_interval_ms: 300_000,
+            log_flush_on_ack: true,
+        }
+    }
+}
+
+/// How a key's value is written in TOML and in the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A string (paths, addresses, ids).
+    Str,
+    /// An integer.
+    Int,
+    /// `true` or `false`.
+    Bool,
+}
+
+/// Every config key with its kind and a one-line description (the reference list).
+pub const KEYS: &[(&str, KeyKind, &str)] = &[
+    ("node_id", KeyKind::Int, "This broker's node id"),
+    (
+        "data_dir",
+        KeyKind::Str,
+        "Directory holding partition logs and broker metadata",
+    ),
+    ("listen", KeyKind::Str, "Kafka protocol listener address"),
+    (
+        "advertised_address",
+        KeyKind::Str,
+        "host:port advertised to clients (unset = bound address)",
+    ),
+    ("admin_listen", KeyKind::Str, "Admin HTTP listener address"),
+    (
+        "cluster_id",
+        KeyKind::Str,
+        "Cluster id (unset = generated once, persisted in data_dir/meta.json)",
+    ),
+    (
+        "auto_create_topics",
+        KeyKind::Bool,
+        "Create unknown topics on Metadata/Produce",
+    ),
+    (
+        "num_partitions",
+        KeyKind::Int,
+        "Default partition count for new topics",
+    ),
+    (
+        "default_replication_factor",
+        KeyKind::Int,
+        "Default replication factor for new topics",
+    ),
+    (
+        "max_request_bytes",
+        KeyKind::Int,
+        "Largest request frame accepted",
+    ),
+    ("log_segment_bytes", KeyKind::Int, "Default segment.bytes"),
+    ("log_segment_ms", KeyKind::Int, "Default segment.ms"),
+    (
+        "log_retention_ms",
+        KeyKind::Int,
+        "Default retention.ms (-1 = unlimited)",
+    ),
+    (
+        "log_retention_bytes",
+        KeyKind::Int,
+        "Default retention.bytes (-1 = unlimited)",
+    ),
+    (
+        "message_max_bytes",
+        KeyKind::Int,
+        "Default max.message.bytes",
+    ),
+    (
+        "log_retention_check_interval_ms",
+        KeyKind::Int,
+        "Interval of retention and segment.ms checks",
+    ),
+    (
+        "log_flush_on_ack",
+        KeyKind::Bool,
+        "Fsync before acknowledging acks=all (false is unsafe)",
+    ),
+];
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "RUNNEL_";
+
+impl BrokerConfig {
+    /// Loads the file (if any), then applies `RUNNEL_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<BrokerConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, vars)
+    }
+
+    /// Like [`BrokerConfig::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml_str(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => BrokerConfig::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the offending key.
+    pub fn from_toml_str(text: &str) -> Result<BrokerConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Applies `RUNNEL_<KEY>` overrides. Variables that name no config key are
+    /// ignored because other tools share the prefix (the CLI's
+    /// `RUNNEL_BOOTSTRAP_SERVER`); a bad value for a known key is an error.
+    pub fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (var, value) in env {
+            let Some(suffix) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = suffix.to_ascii_lowercase();
+            if KEYS.iter().any(|(k, _, _)| *k == key) {
+                self.set(&key, &value).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one key from its textual value (environment and flags use this).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let Some((_, kind, _)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+            return Err(format!("unknown config key {key:?}"));
+        };
+        let toml_value = match kind {
+            KeyKind::Str => toml::Value::String(value.to_string()),
+            KeyKind::Int => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|e| format!("expected an integer: {e}"))?,
+            ),
+            KeyKind::Bool => toml::Value::Boolean(match value.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => return Err(format!("expected true or false, got {other:?}")),
+            }),
+        };
+        // Re-serialize through serde so range and type checks match the file's.
+        let mut table = toml::Table::try_from(&*self).map_err(|e| e.to_string())?;
+        table.insert(key.to_string(), toml_value);
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message: message.to_string(),
+            })
+        };
+        if self.node_id < 0 {
+            return invalid("node_id", "must be >= 0");
+        }
+        if self.num_partitions < 1 {
+            return invalid("num_partitions", "must be >= 1");
+        }
+        if self.default_replication_factor != 1 {
+            return invalid("default_replication_factor", "must be 1 on a single broker");
+        }
+        if self.max_request_bytes < 1024 || self.max_request_bytes > i32::MAX as u32 {
+            return invalid("max_request_bytes", "must be between 1024 and 2147483647");
+        }
+        if self.log_segment_bytes < 14 {
+            return invalid("log_segment_bytes", "must be >= 14");
+        }
+        if self.log_segment_ms < 1 {
+            return invalid("log_segment_ms", "must be >= 1");
+        }
+        if self.log_retention_ms < -1 {
+            return invalid("log_retention_ms", "must be >= -1");
+        }
+        if self.log_retention_bytes < -1 {
+            return invalid("log_retention_bytes", "must be >= -1");
+        }
+        if self.message_max_bytes == 0 {
+            return invalid("message_max_bytes", "must be >= 1");
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return invalid("log_retention_check_interval_ms", "must be >= 1");
+        }
+        if let Some(addr) = &self.advertised_address {
+            if split_host_port(addr).is_none() {
+                return invalid("advertised_address", "expected host:port");
+            }
+        }
+        if let Some(id) = &self.cluster_id {
+            if id.is_empty() {
+                return invalid("cluster_id", "must not be empty");
+            }
+        }
+        Ok(())
+    }
+
+    /// The textual value of a key, for DescribeConfigs on the broker resource.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let table = toml::Table::try_from(self).ok()?;
+        match table.get(key) {
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        }
+    }
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets) into host and port.
+pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.listen, "127.0.0.1:9092");
+        assert_eq!(c.admin_listen, "127.0.0.1:9644");
+        assert_eq!(c.max_request_bytes, 104_857_600);
+        assert_eq!(c.message_max_bytes, 1_048_588);
+        assert!(c.log_flush_on_ack && c.auto_create_topics);
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_rejected_naming_the_key() {
+        let err = BrokerConfig::from_toml_str("node_id = 1\nretention_hours = 3\n").unwrap_err();
+        assert!(err.contains("retention_hours"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_in_file_names_the_key() {
+        let err = BrokerConfig::from_toml_str("num_partitions = \"many\"\n").unwrap_err();
+        assert!(err.contains("num_partitions"), "{err}");
+    }
+
+    #[test]
+    fn file_then_env_overrides_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runnel.toml");
+        std::fs::write(
+            &path,
+            "node_id = 3\nnum_partitions = 4\nlisten = \"0.0.0.0:1\"\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load_with_env(
+            Some(&path),
+            env(&[
+                ("RUNNEL_NUM_PARTITIONS", "6"),
+                ("RUNNEL_AUTO_CREATE_TOPICS", "false"),
+                ("RUNNEL_DATA_DIR", "/tmp/x"),
+                ("RUNNEL_BOOTSTRAP_SERVER", "ignored:1"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.num_partitions, 6);
+        assert!(!c.auto_create_topics);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.listen, "0.0.0.0:1");
+    }
+
+    #[test]
+    fn bad_env_value_is_a_clear_error_naming_the_key() {
+        let err = BrokerConfig::load_with_env(None, env(&[("RUNNEL_NODE_ID", "abc")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("RUNNEL_NODE_ID") && msg.contains("node_id"),
+            "{msg}"
+        );
+        let err = BrokerConfig::load_with_env(None, env(&[("RUNNEL_LOG_FLUSH_ON_ACK", "yes")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("log_flush_on_ack"));
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let err =
+            BrokerConfig::load_with_env(None, env(&[("RUNNEL_NUM_PARTITIONS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("num_partitions"));
+        let mut c = BrokerConfig::default();
+        assert!(c.set("max_request_bytes", "-5").is_err());
+    }
+
+    #[test]
+    fn keys_table_lists_every_field() {
+        let json = serde_json::to_value(BrokerConfig::default()).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        fields.sort();
+        let mut keys: Vec<&str> = KEYS.iter().map(|(k, _, _)| *k).collect();
+        keys.sort();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn example_config_parses_and_documents_every_key_with_its_default() {
+        let text = include_str!("../runnel.example.toml");
+        let parsed = BrokerConfig::from_toml_str(text).unwrap();
+        assert_eq!(
+            parsed,
+            BrokerConfig::default(),
+            "uncommented example values must be the defaults"
+        );
+        let defaults = BrokerConfig::default();
+        for (key, _, _) in KEYS {
+            let line = text
+                .lines()
+                .find(|l| {
+                    let l = l.trim_start_matches('#').trim_start();
+                    l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+                })
+                .unwrap_or_else(|| panic!("example config does not mention {key}"));
+            if let Some(default) = defaults.value_of(key) {
+                let shown = line.split_once('=').unwrap().1.trim().trim_matches('"');
+                assert_eq!(shown, default, "example shows a wrong default for {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(
+            split_host_port("localhost:9092"),
+            Some(("localhost".into(), 9092))
+        );
+        assert_eq!(split_host_port("[::1]:9092"), Some(("::1".into(), 9092)));
+        assert_eq!(split_host_port("nohost"), None);
+    }
+}

@@ -1,0 +1,183 @@
+//! Error types of the broker, and the one place where internal errors become
+//! Kafka error codes.
+
+use std::path::PathBuf;
+
+use kafka_protocol::ResponseError;
+
+use crate::config::ConfigError;
+use crate::topics::TopicError;
+
+/// Errors that stop the broker from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration could not be loaded or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot bind {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    /// A file of broker metadata could not be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A metadata file is damaged or disagrees with the configuration.
+    #[error("{0}")]
+    Metadata(String),
+    /// A partition log could not be opened.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+}
+
+/// A Kafka error code with an optional message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The Kafka error.
+    pub code: ResponseError,
+    /// Human-readable detail, sent where the response has an error message field.
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    /// An error without a message.
+    pub fn new(code: ResponseError) -> Self {
+        ApiError {
+            code,
+            message: None,
+        }
+    }
+
+    /// An error with a message.
+    pub fn with_message(code: ResponseError, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: Some(message.into()),
+        }
+    }
+
+    /// The wire code.
+    pub fn code(&self) -> i16 {
+        self.code.code()
+    }
+}
+
+/// Maps a log engine error to its Kafka error code.
+pub fn log_error_code(err: &runnel_log::Error) -> ResponseError {
+    use runnel_log::Error as E;
+    match err {
+        // Disk errors (ENOSPC included) and poisoned logs are storage errors;
+        // the client retries and the broker keeps serving other partitions.
+        E::Io { .. } | E::Poisoned { .. } => ResponseError::KafkaStorageError,
+        E::InvalidBatch(_) | E::CorruptBatch { .. } => ResponseError::CorruptMessage,
+        E::BatchTooLarge { .. } => ResponseError::MessageTooLarge,
+        E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        E::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        E::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+    }
+}
+
+impl From<&runnel_log::Error> for ApiError {
+    fn from(err: &runnel_log::Error) -> Self {
+        ApiError::with_message(log_error_code(err), err.to_string())
+    }
+}
+
+impl From<runnel_log::Error> for ApiError {
+    fn from(err: runnel_log::Error) -> Self {
+        ApiError::from(&err)
+    }
+}
+
+impl From<TopicError> for ApiError {
+    fn from(err: TopicError) -> Self {
+        let code = match &err {
+            TopicError::InvalidName(_) => ResponseError::InvalidTopicException,
+            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            TopicError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            TopicError::UnknownTopicId(_) => ResponseError::UnknownTopicId,
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            TopicError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            TopicError::Log { source, .. } => log_error_code(source),
+            TopicError::Io { .. } => ResponseError::KafkaStorageError,
+        };
+        ApiError::with_message(code, err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_errors_map_to_kafka_codes() {
+        use runnel_log::Error as E;
+        let io = E::Io {
+            path: "x".into(),
+            source: std::io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        assert_eq!(log_error_code(&io).code(), 56);
+        assert_eq!(log_error_code(&E::Poisoned { dir: "d".into() }).code(), 56);
+        assert_eq!(
+            log_error_code(&E::CorruptBatch {
+                stored: 1,
+                computed: 2
+            })
+            .code(),
+            2
+        );
+        assert_eq!(log_error_code(&E::InvalidBatch("x".into())).code(), 2);
+        assert_eq!(
+            log_error_code(&E::BatchTooLarge { size: 2, max: 1 }).code(),
+            10
+        );
+        assert_eq!(
+            log_error_code(&E::OffsetOutOfRange {
+                offset: 9,
+                start: 0,
+                end: 1
+            })
+            .code(),
+            1
+        );
+        let seq = E::OutOfOrderSequence {
+            producer_id: 1,
+            expected: 1,
+            got: 3,
+        };
+        assert_eq!(log_error_code(&seq).code(), 45);
+        let epoch = E::InvalidProducerEpoch {
+            producer_id: 1,
+            current: 2,
+            got: 1,
+        };
+        assert_eq!(log_error_code(&epoch).code(), 47);
+    }
+
+    #[test]
+    fn topic_errors_map_to_kafka_codes() {
+        let cases = [
+            (TopicError::InvalidName("x".into()), 17),
+            (TopicError::AlreadyExists("t".into()), 36),
+            (TopicError::UnknownTopic("t".into()), 3),
+            (TopicError::UnknownTopicId(uuid::Uuid::nil()), 100),
+            (TopicError::InvalidPartitions("x".into()), 37),
+            (TopicError::InvalidReplicationFactor("x".into()), 38),
+            (TopicError::InvalidReplicaAssignment("x".into()), 39),
+            (TopicError::InvalidConfig("x".into()), 40),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let api = ApiError::from(err);
+            assert_eq!(api.code(), code, "{text}");
+            assert_eq!(api.message.as_deref(), Some(text.as_str()));
+        }
+    }
+}

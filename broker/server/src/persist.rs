@@ -1,0 +1,159 @@
+//! Small metadata files under `data_dir` (meta.json, topics.json,
+//! producer_ids.json), written atomically: temp file, fsync, rename, fsync dir.
+//! Also the cluster identity kept in `meta.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::Error;
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so that renames and creations in it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads and parses a JSON file; `Ok(None)` when it does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Metadata(format!("{} is damaged: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Serializes and atomically writes a JSON file.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Metadata(format!("cannot encode {}: {e}", path.display())))?;
+    write_atomic(path, &bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The identity of this data directory: which cluster and node it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Kafka-style cluster id (22 characters of URL-safe base64).
+    pub cluster_id: String,
+    /// The node id that owns this data directory.
+    pub node_id: i32,
+}
+
+/// Path of the identity file.
+pub fn meta_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta.json")
+}
+
+/// Loads `meta.json`, creating it on first start. A configured cluster id or
+/// node id that disagrees with the stored one is refused: the data belongs to
+/// another broker.
+pub fn load_or_create_meta(
+    data_dir: &Path,
+    node_id: i32,
+    configured_cluster_id: Option<&str>,
+) -> Result<Meta, Error> {
+    let path = meta_path(data_dir);
+    if let Some(meta) = read_json::<Meta>(&path)? {
+        if meta.node_id != node_id {
+            return Err(Error::Metadata(format!(
+                "data_dir {} belongs to node_id {} but this broker is configured with node_id {node_id}; \
+                 refusing to start",
+                data_dir.display(),
+                meta.node_id
+            )));
+        }
+        if let Some(configured) = configured_cluster_id {
+            if configured != meta.cluster_id {
+                return Err(Error::Metadata(format!(
+                    "data_dir {} belongs to cluster {} but cluster_id is configured as {configured}; \
+                     refusing to start",
+                    data_dir.display(),
+                    meta.cluster_id
+                )));
+            }
+        }
+        return Ok(meta);
+    }
+    let cluster_id = configured_cluster_id
+        .map(str::to_string)
+        .unwrap_or_else(generate_cluster_id);
+    let meta = Meta {
+        cluster_id,
+        node_id,
+    };
+    write_json(&path, &meta)?;
+    Ok(meta)
+}
+
+/// A random UUID in Kafka's textual form: URL-safe base64 without padding.
+pub fn generate_cluster_id() -> String {
+    base64_url_nopad(uuid::Uuid::new_v4().as_bytes())
+}
+
+fn base64_url_nopad(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_url_alphabet() {
+        assert_eq!(base64_url_nopad(b"f"), "Zg");
+        assert_eq!(base64_url_nopad(b"foo"), "Zm9v");
+        assert_eq!(base64_url_nopad(b"foob"), "Zm9vYg");
+        assert_eq!(base64_url_nopad(&[0xfb, 0xff]), "-_8");
+        assert_eq!(generate_cluster_id().len(), 22);
+    }
+
+    #[test]
+    fn meta_is_created_once_and_mismatches_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_meta(dir.path(), 1, None).unwrap();
+        let again = load_or_create_meta(dir.path(), 1, None).unwrap();
+        assert_eq!(first, again);
+        let err = load_or_create_meta(dir.path(), 2, None).unwrap_err();
+        assert!(err.to_string().contains("node_id"));
+        let err = load_or_create_meta(dir.path(), 1, Some("other")).unwrap_err();
+        assert!(err.to_string().contains("cluster"));
+        assert!(load_or_create_meta(dir.path(), 1, Some(&first.cluster_id)).is_ok());
+    }
+}

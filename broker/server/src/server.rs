@@ -1,0 +1,338 @@
+//! Listeners, connections, request framing and graceful shutdown.
+//!
+//! Each connection has a reader task and a writer task. The reader decodes
+//! frames and runs each request's in-order part (for Produce: the appends);
+//! the remainder (fsync wait, fetch long poll) is queued as a future that the
+//! writer awaits in request order, so pipelined requests are answered in order
+//! while a waiting acks=all produce does not stall the next request's append.
+//! Shutdown is one `watch` flag: the accept loop stops, readers stop reading,
+//! writers finish what was queued, then every log is fsynced and closed.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, Outcome, Pending};
+use crate::broker::{now_ms, wait_shutdown, Broker};
+use crate::config::{split_host_port, BrokerConfig};
+use crate::errors::Error;
+use crate::persist;
+use crate::producer_ids::ProducerIdAllocator;
+use crate::topics::TopicRegistry;
+
+/// Smallest legal request: api key, version, correlation id, client id length.
+pub const MIN_REQUEST_BYTES: usize = 10;
+
+/// How many answered-later requests one connection may have queued.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// A bound broker, ready to serve.
+pub struct Server {
+    broker: Arc<Broker>,
+    kafka: TcpListener,
+    admin: TcpListener,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Server {
+    /// Opens the data directory (recovering every partition) and binds both listeners.
+    pub async fn bind(config: BrokerConfig) -> Result<Server, Error> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let meta =
+            persist::load_or_create_meta(&data_dir, config.node_id, config.cluster_id.as_deref())?;
+        let (topics, producer_ids) = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, Error> {
+                let topics = TopicRegistry::open(&config.data_dir, &config)?;
+                let ids = ProducerIdAllocator::open(&config.data_dir)?;
+                Ok((topics, ids))
+            })
+            .await
+            .map_err(|e| Error::Metadata(format!("recovery task failed: {e}")))??
+        };
+        let kafka = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "kafka",
+                addr: config.listen.clone(),
+                source,
+            })?;
+        let admin = TcpListener::bind(&config.admin_listen)
+            .await
+            .map_err(|source| Error::Bind {
+                what: "admin",
+                addr: config.admin_listen.clone(),
+                source,
+            })?;
+        let bound = kafka.local_addr().map_err(|source| Error::Bind {
+            what: "kafka",
+            addr: config.listen.clone(),
+            source,
+        })?;
+        let (host, port) = match config
+            .advertised_address
+            .as_deref()
+            .and_then(split_host_port)
+        {
+            Some(hp) => hp,
+            None => (bound.ip().to_string(), bound.port()),
+        };
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let broker = Arc::new(Broker::new(
+            config,
+            meta.cluster_id,
+            host,
+            port,
+            Arc::new(topics),
+            producer_ids,
+            shutdown_rx,
+        ));
+        Ok(Server {
+            broker,
+            kafka,
+            admin,
+            shutdown_tx,
+        })
+    }
+
+    /// The bound Kafka listener address.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The bound admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The shared broker state (for tests and embedding).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` resolves, then drains connections and closes every log.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Server {
+            broker,
+            kafka,
+            admin,
+            shutdown_tx,
+        } = self;
+        let admin_task = tokio::spawn(crate::admin_http::serve(admin, broker.clone()));
+        let housekeeping = tokio::spawn(housekeeping(broker.clone()));
+        // Each connection holds a clone; recv() returns None once all are gone.
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        broker.set_ready(true);
+        tracing::info!(
+            kafka = %kafka.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            cluster_id = %broker.cluster_id,
+            node_id = broker.node_id(),
+            topics = broker.topics.list().len(),
+            "broker serving"
+        );
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = kafka.accept() => match accepted {
+                    Ok((socket, peer)) => {
+                        let broker = broker.clone();
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            broker.metrics.open_connections.inc();
+                            handle_connection(broker.clone(), socket, peer).await;
+                            broker.metrics.open_connections.dec();
+                            drop(done);
+                        });
+                    }
+                    Err(err) => {
+                        // Typically EMFILE: back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        broker.set_ready(false);
+        let _ = shutdown_tx.send(true);
+        drop(kafka);
+        drop(done_tx);
+        let _ = done_rx.recv().await;
+        let _ = admin_task.await;
+        let _ = housekeeping.await;
+        let topics = broker.topics.clone();
+        let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
+        tracing::info!("shutdown complete: all logs flushed and closed");
+        Ok(())
+    }
+}
+
+/// Runs retention and time-based segment rolls periodically.
+async fn housekeeping(broker: Arc<Broker>) {
+    let mut shutdown = broker.shutdown_signal();
+    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms.max(1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = wait_shutdown(&mut shutdown) => return,
+            _ = ticker.tick() => {}
+        }
+        let topics = broker.topics.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            for topic in topics.list() {
+                for partition in topic.partitions() {
+                    match partition.log.apply_retention(now) {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(topic = %topic.name, partition = partition.index, segments = n,
+                            "retention deleted segments"),
+                        Err(err) => tracing::warn!(topic = %topic.name, partition = partition.index,
+                            error = %err, "retention failed"),
+                    }
+                    if let Err(err) = partition.log.maybe_roll(now) {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, error = %err,
+                            "segment roll failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Why reading a frame stopped.
+enum FrameError {
+    Closed,
+    Io(std::io::Error),
+    Refused(String),
+}
+
+/// Reads one size-prefixed frame; the size is checked before the body is allocated.
+async fn read_frame<R: AsyncReadExt + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Bytes, FrameError> {
+    let mut size = [0u8; 4];
+    match reader.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(FrameError::Io(e)),
+    }
+    let size = i32::from_be_bytes(size);
+    if size < MIN_REQUEST_BYTES as i32 {
+        return Err(FrameError::Refused(format!(
+            "frame size {size} is below the minimum of {MIN_REQUEST_BYTES}"
+        )));
+    }
+    let size = size as usize;
+    if size > max {
+        return Err(FrameError::Refused(format!(
+            "frame size {size} exceeds max_request_bytes {max}"
+        )));
+    }
+    let mut body = BytesMut::zeroed(size);
+    reader.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Closed
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    Ok(body.freeze())
+}
+
+async fn handle_connection(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
+    let _ = socket.set_nodelay(true);
+    let (mut reader, writer) = socket.into_split();
+    let (tx, rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let mut shutdown = broker.shutdown_signal();
+    let max = broker.config.max_request_bytes as usize;
+    tracing::debug!(%peer, "connection opened");
+    loop {
+        let frame = tokio::select! {
+            _ = wait_shutdown(&mut shutdown) => break,
+            frame = read_frame(&mut reader, max) => frame,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => break,
+            Err(FrameError::Io(err)) => {
+                tracing::debug!(%peer, error = %err, "connection read failed");
+                break;
+            }
+            Err(FrameError::Refused(reason)) => {
+                tracing::warn!(%peer, "closing connection: {reason}");
+                break;
+            }
+        };
+        match api::dispatch(&broker, frame).await {
+            Outcome::Reply(pending) => {
+                if tx.send(pending).await.is_err() {
+                    break; // the writer failed; the socket is gone
+                }
+            }
+            Outcome::Close(reason) => {
+                tracing::warn!(%peer, "closing connection: {reason}");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+async fn write_responses(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::new(writer);
+    while let Some(pending) = rx.recv().await {
+        match pending.await {
+            Ok(Some(bytes)) => {
+                if let Err(err) = writer.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %err, "write failed");
+                    return;
+                }
+            }
+            Ok(None) => continue, // acks=0 produce: no response
+            Err(reason) => {
+                tracing::warn!(%peer, "closing connection: {reason}");
+                let _ = writer.flush().await;
+                return;
+            }
+        }
+        // Flush when nothing else is ready so pipelined responses share a syscall.
+        if rx.is_empty() {
+            if let Err(err) = writer.flush().await {
+                tracing::debug!(%peer, error = %err, "flush failed");
+                return;
+            }
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
