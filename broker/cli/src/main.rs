@@ -1,1 +1,50 @@
-fn main() {}
+//! `runnel`: the command line for Runnel — a local dev broker, topic
+//! administration, and console produce/consume against any Kafka-compatible
+//! broker. This file only wires parsing, logging and exit codes.
+
+mod cli;
+mod commands;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use runnel_client::{Client, ClientConfig};
+
+use cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // clap prints usage errors and exits with code 2 itself.
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Dev(_)));
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let connect = || Client::connect(ClientConfig::new(cli.bootstrap_server.clone()));
+    match cli.command {
+        Command::Dev(args) => commands::dev::run(args).await,
+        Command::Topic(cmd) => commands::topic::run(&connect().await?, cmd, cli.output).await,
+        Command::Produce(args) => commands::produce::run(&connect().await?, args).await,
+        Command::Consume(args) => commands::consume::run(&connect().await?, args).await,
+    }
+}
+
+/// Logs go to stderr. The broker logs at info by default; client commands
+/// only warn, so their stdout/stderr stay clean for scripts. RUST_LOG wins.
+fn init_logging(dev: bool) {
+    let default = if dev { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

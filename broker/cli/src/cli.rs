@@ -1,0 +1,331 @@
+//! Command-line syntax: every command and flag of `runnel`, parsed by clap.
+//! Checks that clap can express (value formats, flags that need each other)
+//! live here so bad arguments exit with code 2 before anything connects.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use runnel_client::Acks;
+
+/// The `runnel` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "Runnel: a Kafka-compatible event streaming platform",
+    long_about = "Runnel: a Kafka-compatible event streaming platform.\n\n\
+                  `runnel dev` starts a local broker; the other commands talk to any \
+                  Kafka-compatible broker at --bootstrap-server."
+)]
+pub(crate) struct Cli {
+    /// Broker to connect to (comma-separated list allowed).
+    #[arg(
+        short = 'b',
+        long,
+        env = "RUNNEL_BOOTSTRAP_SERVER",
+        default_value = "localhost:9092",
+        global = true,
+        value_name = "HOST:PORT"
+    )]
+    pub(crate) bootstrap_server: String,
+
+    /// Output format of `topic list` and `topic describe`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub(crate) output: OutputFormat,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Human-readable, aligned columns.
+    Table,
+    /// Machine-readable JSON on one line.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a local single-node broker in this process until Ctrl-C.
+    Dev(DevArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Produce one record per line of standard input.
+    Produce(ProduceArgs),
+    /// Print records of a topic, one value per line.
+    Consume(ConsumeArgs),
+}
+
+/// `runnel dev` flags.
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Directory for the broker's data.
+    #[arg(
+        long,
+        env = "RUNNEL_DATA_DIR",
+        default_value = "./runnel-data",
+        value_name = "DIR"
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Kafka listener address (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "RUNNEL_LISTEN",
+        default_value = "127.0.0.1:9092",
+        value_name = "ADDR"
+    )]
+    pub(crate) listen: String,
+    /// Admin HTTP listener address for /metrics, /healthz, /readyz.
+    #[arg(
+        long,
+        env = "RUNNEL_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9644",
+        value_name = "ADDR"
+    )]
+    pub(crate) admin_listen: String,
+}
+
+/// `runnel topic` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Create a topic.
+    Create(TopicCreateArgs),
+    /// List topics.
+    List,
+    /// Show a topic's partitions, offsets and config overrides.
+    Describe(TopicNameArg),
+    /// Add partitions or change config overrides.
+    Alter(TopicAlterArgs),
+    /// Delete a topic and its data.
+    Delete(TopicNameArg),
+}
+
+/// A topic name.
+#[derive(Debug, Args)]
+pub(crate) struct TopicNameArg {
+    /// Topic name.
+    pub(crate) name: String,
+}
+
+/// `runnel topic create` flags.
+#[derive(Debug, Args)]
+pub(crate) struct TopicCreateArgs {
+    /// Topic name.
+    pub(crate) name: String,
+    /// Number of partitions (default: the broker's num_partitions).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) partitions: Option<i32>,
+    /// Replication factor (default: the broker's default).
+    #[arg(long, value_parser = clap::value_parser!(i16).range(1..))]
+    pub(crate) replication_factor: Option<i16>,
+    /// A config override, e.g. retention.ms=3600000 (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) configs: Vec<(String, String)>,
+}
+
+/// `runnel topic alter` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["partitions", "configs", "delete_configs"])
+))]
+pub(crate) struct TopicAlterArgs {
+    /// Topic name.
+    pub(crate) name: String,
+    /// New (larger) total number of partitions.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+    pub(crate) partitions: Option<i32>,
+    /// Set a config override, e.g. retention.ms=3600000 (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) configs: Vec<(String, String)>,
+    /// Remove a config override, reverting to the default (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY", value_parser = parse_config_key)]
+    pub(crate) delete_configs: Vec<String>,
+}
+
+/// `runnel produce` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// Topic to produce to.
+    pub(crate) topic: String,
+    /// Split each line at the first SEP into key and value; every line must contain it.
+    #[arg(long, value_name = "SEP", value_parser = parse_separator)]
+    pub(crate) key_separator: Option<String>,
+    /// Send every record to this partition instead of partitioning by key.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub(crate) partition: Option<i32>,
+    /// Acknowledgements to wait for: 0, 1 or all.
+    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    pub(crate) acks: Acks,
+}
+
+/// `runnel consume` flags.
+#[derive(Debug, Args)]
+pub(crate) struct ConsumeArgs {
+    /// Topic to read.
+    pub(crate) topic: String,
+    /// Start at the earliest offset instead of the end.
+    #[arg(long, conflicts_with = "offset")]
+    pub(crate) from_beginning: bool,
+    /// Read only this partition (default: all, interleaved).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub(crate) partition: Option<i32>,
+    /// Start at this offset (needs --partition).
+    #[arg(long, requires = "partition", value_parser = clap::value_parser!(i64).range(0..))]
+    pub(crate) offset: Option<i64>,
+    /// Exit after printing this many records.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_messages: Option<u64>,
+    /// Print the key before the value.
+    #[arg(long)]
+    pub(crate) print_key: bool,
+    /// Print `Offset:<n>` before the key and value.
+    #[arg(long)]
+    pub(crate) print_offset: bool,
+    /// Print `CreateTime:<ms>` (or `LogAppendTime:<ms>`) first.
+    #[arg(long)]
+    pub(crate) print_timestamp: bool,
+    /// Separator between printed fields.
+    #[arg(long, default_value = "\t", value_name = "SEP", value_parser = parse_separator)]
+    pub(crate) key_separator: String,
+    /// Exit when no record arrives for this many milliseconds (default: wait forever).
+    #[arg(long, value_name = "MS")]
+    pub(crate) timeout_ms: Option<u64>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got '{s}'")),
+    }
+}
+
+fn parse_config_key(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || s.contains('=') {
+        Err(format!("expected a config key, got '{s}'"))
+    } else {
+        Ok(s.trim().to_string())
+    }
+}
+
+fn parse_separator(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        Err("the separator must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn parse_acks(s: &str) -> Result<Acks, String> {
+    s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("runnel").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn offset_requires_partition() {
+        let err = parse(&["consume", "t", "--offset", "3"]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["consume", "t", "--partition", "1", "--offset", "3"]).expect("valid");
+        let Command::Consume(args) = cli.command else {
+            panic!("consume expected")
+        };
+        assert_eq!((args.partition, args.offset), (Some(1), Some(3)));
+    }
+
+    #[test]
+    fn offset_conflicts_with_from_beginning() {
+        let err = parse(&[
+            "consume",
+            "t",
+            "--partition",
+            "0",
+            "--offset",
+            "1",
+            "--from-beginning",
+        ])
+        .expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn config_flags_need_key_equals_value() {
+        let err =
+            parse(&["topic", "create", "t", "--config", "retention.ms"]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        let cli = parse(&[
+            "topic", "create", "t", "--config", "a=1", "--config", "b=x=y",
+        ])
+        .expect("valid");
+        let Command::Topic(TopicCommand::Create(args)) = cli.command else {
+            panic!("create expected")
+        };
+        assert_eq!(
+            args.configs,
+            vec![
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "x=y".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn alter_needs_at_least_one_change() {
+        let err = parse(&["topic", "alter", "t"]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["topic", "alter", "t", "--delete-config", "retention.ms"]).is_ok());
+    }
+
+    #[test]
+    fn acks_accept_only_kafka_values() {
+        let cli = parse(&["produce", "t"]).expect("valid");
+        let Command::Produce(args) = cli.command else {
+            panic!("produce expected")
+        };
+        assert_eq!(args.acks, Acks::All, "acks default to all");
+        assert!(parse(&["produce", "t", "--acks", "0"]).is_ok());
+        let err = parse(&["produce", "t", "--acks", "2"]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn partitions_must_be_positive() {
+        let err = parse(&["topic", "create", "t", "--partitions", "0"]).expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn consume_key_separator_defaults_to_tab() {
+        let cli = parse(&["consume", "t"]).expect("valid");
+        let Command::Consume(args) = cli.command else {
+            panic!("consume expected")
+        };
+        assert_eq!(args.key_separator, "\t");
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = parse(&["topic", "list", "--output", "json", "-b", "h:1"]).expect("valid");
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.bootstrap_server, "h:1");
+    }
+}

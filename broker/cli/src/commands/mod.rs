@@ -1,0 +1,6 @@
+//! One module per `runnel` command.
+
+pub(crate) mod consume;
+pub(crate) mod dev;
+pub(crate) mod produce;
+pub(crate) mod topic;

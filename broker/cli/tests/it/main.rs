@@ -1,0 +1,6 @@
+//! Integration tests of the `runnel` binary against a real `runnel dev` broker.
+
+mod errors;
+mod harness;
+mod produce_consume;
+mod topics;
