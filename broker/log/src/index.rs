@@ -163,3 +163,73 @@ mod tests {
         assert_eq!(TimeIndex::decode(&t.encode()), Some(t));
     }
 }
+
+/// Checks loaded index files against the batches of a segment, fed in file
+/// order: every offset entry must point at a batch start with its base offset,
+/// every time entry at a batch holding the max timestamp so far, and the last
+/// time entry must carry the segment's max timestamp.
+#[derive(Debug)]
+pub(crate) struct IndexValidator {
+    offset: Option<(OffsetIndex, usize)>,
+    time: Option<(TimeIndex, usize)>,
+    running_max: i64,
+}
+
+impl IndexValidator {
+    pub(crate) fn new(offset: Option<OffsetIndex>, time: Option<TimeIndex>) -> IndexValidator {
+        IndexValidator {
+            offset: offset.map(|i| (i, 0)),
+            time: time.map(|t| (t, 0)),
+            running_max: -1,
+        }
+    }
+
+    /// Accounts for the batch at `pos` with relative base offset `rel` and max timestamp `max_ts`.
+    pub(crate) fn on_batch(&mut self, pos: u64, rel: u32, max_ts: i64) {
+        self.running_max = self.running_max.max(max_ts);
+        if let Some((idx, j)) = &mut self.offset {
+            let mut ok = true;
+            while let Some(&(r, p)) = idx.entries.get(*j) {
+                if u64::from(p) > pos {
+                    break;
+                }
+                ok &= u64::from(p) == pos && r == rel;
+                *j += 1;
+            }
+            if !ok {
+                self.offset = None;
+            }
+        }
+        if let Some((tidx, j)) = &mut self.time {
+            let mut ok = true;
+            while let Some(&(t, r)) = tidx.entries.get(*j) {
+                if r > rel {
+                    break;
+                }
+                ok &= r == rel && t == max_ts && t == self.running_max;
+                *j += 1;
+            }
+            if !ok {
+                self.time = None;
+            }
+        }
+    }
+
+    /// The loaded indexes that proved consistent with the whole segment.
+    pub(crate) fn finish(self, segment_max_ts: i64) -> (Option<OffsetIndex>, Option<TimeIndex>) {
+        let offset = self
+            .offset
+            .filter(|(i, j)| *j == i.entries.len())
+            .map(|(i, _)| i);
+        let time = self
+            .time
+            .filter(|(t, j)| *j == t.entries.len())
+            .map(|(t, _)| t)
+            .filter(|t| {
+                t.entries
+                    .last()
+                    .map_or(segment_max_ts < 0, |&(ts, _)| ts == segment_max_ts)
+            });
+        (offset, time)
+    }
+}

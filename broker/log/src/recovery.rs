@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
-use crate::index::{OffsetIndex, TimeIndex};
+use crate::index::{IndexValidator, OffsetIndex, TimeIndex};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, io_err, Segment};
 use crate::{Error, LogConfig, RecoveryReport};
@@ -99,8 +99,20 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         let verify = is_last || bases.get(i + 1).is_none_or(|&next| next > rp.offset);
         let mut state = Segment::new_state();
         let mut first_ts: Option<i64> = None;
+        let loaded_idx = fs::read(dir.join(segment::index_file_name(base)))
+            .ok()
+            .and_then(|b| OffsetIndex::decode(&b));
+        let loaded_tidx = fs::read(dir.join(segment::time_index_file_name(base)))
+            .ok()
+            .and_then(|b| TimeIndex::decode(&b));
+        let mut validator = IndexValidator::new(loaded_idx, loaded_tidx);
         let outcome = segment::scan_file(&file, base, len, verify, |m| {
             state.on_batch(base, m.pos, &m.header, interval);
+            validator.on_batch(
+                m.pos,
+                segment::rel_offset(base, m.header.base_offset),
+                m.header.max_timestamp,
+            );
             if first_ts.is_none() {
                 first_ts = Some(m.header.max_timestamp);
             }
@@ -135,22 +147,24 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
                 report.truncation = Some((log_path.clone(), stop.reason.clone()));
             }
         }
-        // Indexes on disk must equal the ones rebuilt from the batches; the
-        // active segment's files are only expected to be current after a clean close.
+        // Index files on disk are kept when consistent with the batches (they
+        // may be sparser or denser than this config would build); otherwise
+        // the rebuilt ones replace them. The active segment's files are only
+        // expected to be current after a clean close.
+        let (valid_idx, valid_tidx) = validator.finish(state.max_timestamp);
         let expect_files = !is_last || rp.clean;
-        let on_disk_idx = fs::read(dir.join(segment::index_file_name(base))).ok();
-        let on_disk_tidx = fs::read(dir.join(segment::time_index_file_name(base))).ok();
-        let idx_ok = on_disk_idx
-            .as_deref()
-            .and_then(OffsetIndex::decode)
-            .as_ref()
-            == Some(&state.index);
-        let tidx_ok =
-            on_disk_tidx.as_deref().and_then(TimeIndex::decode).as_ref() == Some(&state.time_index);
         if expect_files {
-            report.indexes_rebuilt += usize::from(!idx_ok) + usize::from(!tidx_ok);
+            report.indexes_rebuilt +=
+                usize::from(valid_idx.is_none()) + usize::from(valid_tidx.is_none());
         }
-        if !(idx_ok && tidx_ok) {
+        let needs_rewrite = valid_idx.is_none() || valid_tidx.is_none();
+        if let Some(idx) = valid_idx {
+            state.index = idx;
+        }
+        if let Some(tidx) = valid_tidx {
+            state.time_index = tidx;
+        }
+        if needs_rewrite {
             to_rewrite.push(segments.len());
         }
         state.first_append_ms = first_ts.map(|t| if t >= 0 { t } else { now_ms });

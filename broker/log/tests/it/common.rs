@@ -31,11 +31,9 @@ pub(crate) fn producer_batch(
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if base_sequence < 0 {
-                -1
-            } else {
-                base_sequence + i as i32
-            },
+            // The encoder splits batches unless offset - sequence is constant; the
+            // header's baseSequence is the first record's (-1 when not idempotent).
+            sequence: base_sequence.wrapping_add(i as i32),
             timestamp: ts0 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(format!("{tag}-{i}"))),

@@ -4,3 +4,11 @@
 
 mod basic;
 mod common;
+mod group_commit;
+mod idempotent;
+mod properties;
+mod recovery;
+mod retention;
+mod roll;
+mod timestamps;
+mod truncate;
