@@ -450,7 +450,10 @@ mod tests {
 
     #[test]
     fn log_config_applies_overrides_and_broker_defaults() {
-        let broker = BrokerConfig { log_segment_bytes: 4096, ..Default::default() };
+        let broker = BrokerConfig {
+            log_segment_bytes: 4096,
+            ..Default::default()
+        };
         let mut overrides = TopicOverrides::new();
         overrides.insert("max.message.bytes".into(), "100".into());
         overrides.insert("message.timestamp.type".into(), "LogAppendTime".into());

@@ -27,7 +27,7 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub async fn handle(
     broker: &Arc<Broker>,
     request: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let topics = request
         .topics
@@ -53,7 +53,11 @@ pub async fn handle(
                         Ok((timestamp, offset)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
-                            .with_leader_epoch(if offset >= 0 { LEADER_EPOCH } else { -1 }),
+                            .with_leader_epoch(if offset >= 0 && version >= 4 {
+                                LEADER_EPOCH
+                            } else {
+                                -1
+                            }),
                         Err(err) => response
                             .with_error_code(err.code())
                             .with_timestamp(-1)
