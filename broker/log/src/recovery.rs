@@ -84,7 +84,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     let mut report = RecoveryReport::default();
     let mut producers = ProducerStateManager::default();
     let mut segments: Vec<Arc<Segment>> = Vec::new();
-    let mut to_rewrite: Vec<usize> = Vec::new();
+    let mut to_rewrite: Vec<i64> = Vec::new();
     let mut delete_rest_from: Option<usize> = None;
 
     for (i, &base) in bases.iter().enumerate() {
@@ -165,7 +165,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             state.time_index = tidx;
         }
         if needs_rewrite {
-            to_rewrite.push(segments.len());
+            to_rewrite.push(base);
         }
         state.first_append_ms = first_ts.map(|t| if t >= 0 { t } else { now_ms });
         let seg = Segment::from_parts(
@@ -204,14 +204,28 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         }
     }
 
+    // An empty segment starting below the end of the one before it is a
+    // leftover of an interrupted roll; keeping it would move the end offset back.
+    let mut kept: Vec<Arc<Segment>> = Vec::with_capacity(segments.len());
+    for seg in segments {
+        if let Some(prev) = kept.last() {
+            if seg.is_empty() && seg.base_offset < prev.next_offset() {
+                tracing::warn!(file = %seg.log_path.display(), "removing an empty segment left by an interrupted roll");
+                seg.delete_files()?;
+                continue;
+            }
+        }
+        kept.push(seg);
+    }
+    let mut segments = kept;
     if segments.is_empty() {
         let base = log_start_cp.unwrap_or(0);
         segments.push(Arc::new(Segment::create(dir, base)?));
     }
     let last = segments.len() - 1;
-    for &i in &to_rewrite {
-        if i != last {
-            segments[i].write_indexes()?;
+    for seg in &segments[..last] {
+        if to_rewrite.contains(&seg.base_offset) {
+            seg.write_indexes()?;
         }
     }
     // What recovery kept is made durable before the checkpoint moves past it.

@@ -141,7 +141,11 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(|e| io_err(&log_path, e))?;
-        checkpoint::sync_dir(dir)?;
+        if let Err(e) = checkpoint::sync_dir(dir) {
+            // Leave no half-created segment behind: the next open would take it as the active one.
+            let _ = fs::remove_file(&log_path);
+            return Err(e);
+        }
         Ok(Segment::from_parts(
             dir,
             base,

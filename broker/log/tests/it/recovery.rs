@@ -221,3 +221,66 @@ fn garbage_segment_file_is_cut_without_panicking() {
         .unwrap();
     assert_eq!(read_all(&log, 0).len(), 1);
 }
+
+#[test]
+fn an_empty_segment_left_by_an_interrupted_roll_is_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let (records, _, _) = write_fixture(d.path(), false);
+    // Base 20 lies inside the previous segment (18..24): a roll that never completed.
+    fs::write(d.path().join("00000000000000000020.log"), b"").unwrap();
+    let (log, _) = Log::open(d.path(), fixture_config()).unwrap();
+    assert_eq!(log.log_end_offset(), 24);
+    assert_eq!(log.segment_count(), 3);
+    assert!(!d.path().join("00000000000000000020.log").exists());
+    assert_eq!(read_all(&log, 0), records);
+    assert_eq!(
+        log.append(batch("n", 1, 0, Compression::None), 0, 0)
+            .unwrap()
+            .base_offset,
+        24
+    );
+}
+
+#[test]
+fn log_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+}
+
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn recovery_that_cuts_data_warns_with_the_word_truncated() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, last_pos, _) = write_fixture(d.path(), true);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(last_log_file(d.path()))
+        .unwrap();
+    f.set_len(last_pos + 10).unwrap();
+    let buf = SharedBuf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        Log::open(d.path(), fixture_config()).unwrap();
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(out.contains("WARN"), "{out}");
+    assert!(out.contains("truncated 10 bytes"), "{out}");
+    assert!(out.contains("00000000000000000018.log"), "{out}");
+}
