@@ -1,0 +1,3 @@
+//! Integration tests of runnel-client against scripted fake brokers.
+
+mod negotiation;
