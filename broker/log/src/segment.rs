@@ -3,7 +3,7 @@
 //! they never see a partially written batch and never block the appender.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -506,8 +506,45 @@ pub(crate) struct ScanOutcome {
     pub(crate) stop: Option<ScanStop>,
 }
 
+/// Positional reads through a small cache: one `read_at` serves every
+/// header (and, when verifying, every batch) that lies within the chunk.
+struct ChunkReader<'a> {
+    file: &'a File,
+    chunk: usize,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl ChunkReader<'_> {
+    /// `len` bytes at `pos`, or fewer at end of file.
+    fn read(&mut self, pos: u64, len: usize) -> io::Result<&[u8]> {
+        let cached = pos >= self.start && pos + len as u64 <= self.start + self.buf.len() as u64;
+        if !cached {
+            self.buf.resize(self.chunk.max(len), 0);
+            let mut filled = 0;
+            while filled < self.buf.len() {
+                match self
+                    .file
+                    .read_at(&mut self.buf[filled..], pos + filled as u64)
+                {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.buf.truncate(filled);
+            self.start = pos;
+        }
+        let from = (pos - self.start) as usize;
+        let to = (from + len).min(self.buf.len());
+        Ok(&self.buf[from..to])
+    }
+}
+
 /// Scans the batches of a segment file in order. With `verify_crc` every
-/// batch is read fully and CRC-checked; otherwise only headers are read.
+/// batch is read fully and CRC-checked; otherwise only headers are read
+/// (small positional reads, so large batches are skipped without reading them).
 /// Stops at the first torn, malformed, corrupt or out-of-order batch.
 pub(crate) fn scan_file(
     file: &File,
@@ -516,16 +553,18 @@ pub(crate) fn scan_file(
     verify_crc: bool,
     mut on_batch: impl FnMut(&BatchMeta),
 ) -> io::Result<ScanOutcome> {
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    // BufReader over &File reads from the file cursor; start from 0 explicitly.
-    io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
+    let chunk = if verify_crc { 1 << 20 } else { 4096 };
+    let mut reader = ChunkReader {
+        file,
+        chunk,
+        start: 0,
+        buf: Vec::new(),
+    };
     let mut pos = 0u64;
     let mut next = base;
-    let mut body = Vec::new();
     let stop = |pos: u64, reason: String| Some(ScanStop { pos, reason });
-    let mut header = [0u8; HEADER_LEN];
     let outcome_stop = loop {
-        if pos == file_len {
+        if pos >= file_len {
             break None;
         }
         if file_len - pos < HEADER_LEN as u64 {
@@ -537,9 +576,8 @@ pub(crate) fn scan_file(
                 ),
             );
         }
-        reader.read_exact(&mut header)?;
-        let Some(h) = BatchHeader::parse(&header) else {
-            break stop(pos, "unreadable header".into());
+        let Some(h) = BatchHeader::parse(reader.read(pos, HEADER_LEN)?) else {
+            break stop(pos, "file ended inside a batch header".into());
         };
         if let Err(r) = h.check_fields() {
             break stop(pos, format!("bad header: {r}"));
@@ -573,17 +611,14 @@ pub(crate) fn scan_file(
                 ),
             );
         }
-        let rest = (size as usize) - HEADER_LEN;
         if verify_crc {
-            body.clear();
-            body.extend_from_slice(&header);
-            body.resize(size as usize, 0);
-            reader.read_exact(&mut body[HEADER_LEN..])?;
-            if let Err(e) = batch::check_crc(&body, &h) {
+            let bytes = reader.read(pos, size as usize)?;
+            if bytes.len() as u64 != size {
+                break stop(pos, "file ended inside a batch".into());
+            }
+            if let Err(e) = batch::check_crc(bytes, &h) {
                 break stop(pos, e.to_string());
             }
-        } else {
-            reader.seek_relative(rest as i64)?;
         }
         on_batch(&BatchMeta { pos, header: h });
         pos += size;
