@@ -253,3 +253,80 @@ fn dev_broker_stops_cleanly_on_sigterm() {
         "runnel dev exit status after SIGTERM: {status:?}"
     );
 }
+
+/// kafka-python partitions keys with its own port of the Java client's
+/// murmur2; `runnel produce` must put every key on the same partition.
+#[test]
+fn keys_land_on_the_same_partitions_as_with_kafka_python() {
+    const SCRIPT: &str = r#"
+import sys
+from kafka import KafkaProducer
+p = KafkaProducer(bootstrap_servers=sys.argv[1], api_version=(2, 5))
+futures = [(k, p.send("xpy", key=k.encode(), value=b"py")) for k in sys.argv[2:]]
+p.flush()
+for k, f in futures:
+    print(k, f.get(timeout=30).partition)
+"#;
+    let has_kafka_python = std::process::Command::new("python3")
+        .args(["-c", "import kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_kafka_python {
+        eprintln!("SKIPPED keys_land_on_the_same_partitions_as_with_kafka_python: python3 with kafka-python is not installed");
+        return;
+    }
+    let broker = DevBroker::start();
+    broker.ok(&["topic", "create", "xpy", "--partitions", "5"], b"");
+    let keys: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+
+    let py = std::process::Command::new("python3")
+        .args(["-c", SCRIPT, &broker.kafka])
+        .args(&keys)
+        .output()
+        .expect("run python3");
+    assert!(
+        py.status.success(),
+        "kafka-python failed: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let python_partition: BTreeMap<String, i32> = String::from_utf8_lossy(&py.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, p) = l.split_once(' ')?;
+            Some((k.to_string(), p.trim().parse().ok()?))
+        })
+        .collect();
+    assert_eq!(python_partition.len(), keys.len(), "{python_partition:?}");
+
+    let input: String = keys.iter().map(|k| format!("{k}:rn\n")).collect();
+    broker.ok(
+        &["produce", "xpy", "--key-separator", ":"],
+        input.as_bytes(),
+    );
+    for p in 0..5 {
+        let expected: Vec<&String> = keys.iter().filter(|k| python_partition[*k] == p).collect();
+        // Each key on this partition twice: once from kafka-python, once from runnel.
+        let n = (expected.len() * 2).to_string();
+        if expected.is_empty() {
+            continue;
+        }
+        let out = broker.ok(
+            &[
+                "consume",
+                "xpy",
+                "--partition",
+                &p.to_string(),
+                "--from-beginning",
+                "--print-key",
+                "--max-messages",
+                &n,
+                "--timeout-ms",
+                "30000",
+            ],
+            b"",
+        );
+        let runnel_keys: Vec<&str> = out.lines().filter_map(|l| l.strip_suffix("\trn")).collect();
+        let want: Vec<&str> = expected.iter().map(|k| k.as_str()).collect();
+        assert_eq!(runnel_keys, want, "partition {p}");
+    }
+}
