@@ -542,7 +542,7 @@ impl Log {
             self.roll(&mut w, end)?;
         }
         let segs = self.snapshot();
-        let closed = segs.len() - 1;
+        let closed = segs.len().saturating_sub(1);
         let n = segs[..closed]
             .iter()
             .take_while(|s| s.next_offset() <= offset)
