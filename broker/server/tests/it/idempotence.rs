@@ -1,0 +1,74 @@
+use kafka_protocol::messages::*;
+
+use crate::harness::*;
+
+async fn init_producer_id(conn: &mut Conn) -> (i64, i16) {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r = conn.send(&request, 4).await;
+    assert_eq!(r.error_code, 0);
+    (r.producer_id.0, r.producer_epoch)
+}
+
+#[tokio::test]
+async fn producer_ids_are_unique_and_transactions_are_refused() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    let a = init_producer_id(&mut conn).await;
+    let b = init_producer_id(&mut conn).await;
+    assert_ne!(a.0, b.0);
+    assert_eq!(a.1, 0);
+    let txn = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(
+            kafka_protocol::protocol::StrBytes::from_static_str("tx"),
+        )))
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r = conn.send(&txn, 4).await;
+    assert_ne!(r.error_code, 0, "transactions are not implemented yet");
+}
+
+#[tokio::test]
+async fn duplicate_batch_is_acknowledged_with_the_original_offset() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "idem", 1, &[]).await;
+    let (pid, epoch) = init_producer_id(&mut conn).await;
+    assert_eq!(
+        produce(&mut conn, "idem", 0, batch(&["plain"], 1)).await,
+        (0, 0)
+    );
+    let first = idempotent_batch(&["a", "b"], pid, epoch, 0);
+    assert_eq!(produce(&mut conn, "idem", 0, first.clone()).await, (0, 1));
+    assert_eq!(
+        produce(&mut conn, "idem", 0, first).await,
+        (0, 1),
+        "retry is deduplicated"
+    );
+    assert_eq!(
+        produce(
+            &mut conn,
+            "idem",
+            0,
+            idempotent_batch(&["c"], pid, epoch, 2)
+        )
+        .await,
+        (0, 3)
+    );
+    let (code, _) = produce(
+        &mut conn,
+        "idem",
+        0,
+        idempotent_batch(&["gap"], pid, epoch, 10),
+    )
+    .await;
+    assert_eq!(code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let p = fetch(&mut conn, "idem", 0, 0).await;
+    let values: Vec<String> = decode_values(p.records.unwrap())
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, vec!["plain", "a", "b", "c"]);
+}

@@ -1,0 +1,13 @@
+//! Integration tests: an in-process broker on port 0, driven with raw Kafka
+//! protocol requests encoded by the kafka-protocol crate.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod admin;
+mod admin_http;
+mod api_versions;
+mod bad_input;
+mod harness;
+mod idempotence;
+mod metadata;
+mod produce_fetch;
+mod restart;
