@@ -21,9 +21,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
     let config = config(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    runnel_server::run(config, shutdown_signal())
-        .await
-        .context("broker failed")?;
+    runnel_server::run(config, shutdown_signal()).await?;
     Ok(())
 }
 
