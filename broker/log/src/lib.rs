@@ -13,6 +13,21 @@
 //! share one `Arc<Log>` between connections. Appends are serialized
 //! internally; reads run concurrently with appends; `sync()` implements group
 //! commit (see its doc).
+//!
+//! On-disk layout of one partition directory:
+//! - `<base:020>.log`: whole batches back to back; the file name is the offset
+//!   of its first batch. The last segment is the active one.
+//! - `<base:020>.index`: big-endian entries (relative base offset u32, file
+//!   position u32), one per `index.interval.bytes` of batches; strictly increasing.
+//! - `<base:020>.timeindex`: big-endian entries (max timestamp so far i64,
+//!   relative base offset u32 of the batch holding it); strictly increasing
+//!   timestamps, the last entry holds the segment's max timestamp.
+//!   Index files are written (temp file + rename) when a segment is rolled and
+//!   on close; the active segment's indexes live in memory.
+//! - `recovery-point.checkpoint`: text `runnel-recovery-point v1\n<offset> <clean 0|1>\n`;
+//!   segments wholly below the offset are fsynced with valid indexes.
+//! - `log-start-offset.checkpoint`: text `runnel-log-start-offset v1\n<offset>\n` (DeleteRecords).
+//! - `*.tmp`: leftovers of interrupted atomic writes, removed on open.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
