@@ -83,6 +83,16 @@ pub enum Error {
         /// The broker's error message, if it sent one.
         message: Option<String>,
     },
+    /// Fetched record data could not be decoded.
+    #[error("cannot decode records of topic '{topic}' partition {partition}: {message}")]
+    CorruptRecords {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// What was wrong with the data.
+        message: String,
+    },
     /// No broker currently leads the partition.
     #[error("no leader for topic '{topic}' partition {partition}")]
     NoLeader {

@@ -164,14 +164,10 @@ impl Client {
                 };
                 let (records, next_offset) = match (p.error_code, p.records) {
                     (0, Some(data)) => decode_records(p.partition_index, data, fetch_offset)
-                        .map_err(|message| Error::Protocol {
-                            addr: format!("node {leader}"),
-                            api: "Fetch".into(),
-                            version: -1,
-                            message: format!(
-                                "topic '{}' partition {}: {message}",
-                                topic.name, p.partition_index
-                            ),
+                        .map_err(|message| Error::CorruptRecords {
+                            topic: topic.name.clone(),
+                            partition: p.partition_index,
+                            message,
                         })?,
                     _ => (Vec::new(), fetch_offset),
                 };
