@@ -1,3 +1,5 @@
 //! Integration tests of runnel-client against scripted fake brokers.
 
+mod fake;
 mod negotiation;
+mod producer;

@@ -3,53 +3,15 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, MetadataRequest, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{decode_request_header_from_buffer, Encodable};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest};
 use runnel_client::{Connection, Error};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::fake::{range, read_request, write_response};
+
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn read_request(stream: &mut TcpStream) -> Option<(RequestHeader, Bytes)> {
-    let size = stream.read_i32().await.ok()?;
-    let mut buf = vec![0u8; usize::try_from(size).ok()?];
-    stream.read_exact(&mut buf).await.ok()?;
-    let mut body = Bytes::from(buf);
-    let header = decode_request_header_from_buffer(&mut body).ok()?;
-    Some((header, body))
-}
-
-async fn write_response(
-    stream: &mut TcpStream,
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &impl Encodable,
-) {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut buf, api.response_header_version(version))
-        .expect("header");
-    body.encode(&mut buf, version).expect("body");
-    let size = (buf.len() - 4) as i32;
-    buf[0..4].copy_from_slice(&size.to_be_bytes());
-    stream.write_all(&buf).await.expect("write");
-}
-
-fn range(api: ApiKey, min: i16, max: i16) -> ApiVersion {
-    ApiVersion::default()
-        .with_api_key(api as i16)
-        .with_min_version(min)
-        .with_max_version(max)
-}
 
 /// A broker that only knows ApiVersions up to v2 (so it answers our v4 with
 /// the v0-format UNSUPPORTED_VERSION reply) and Metadata up to v9. It
