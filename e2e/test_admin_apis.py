@@ -18,12 +18,14 @@ BASE_TS = 1_700_000_000_000
 
 def describe_topic_configs(bootstrap: str, topic: str) -> dict:
     res = ConfigResource(ResourceType.TOPIC, topic)
-    return admin(bootstrap).describe_configs([res], request_timeout=30)[res].result(30)
+    a = admin(bootstrap)  # keep the client alive until the future resolves
+    return a.describe_configs([res], request_timeout=30)[res].result(30)
 
 
 def list_offset(bootstrap: str, topic: str, partition: int, spec: OffsetSpec) -> int:
     tp = TopicPartition(topic, partition)
-    return admin(bootstrap).list_offsets({tp: spec}, request_timeout=30)[tp].result(30).offset
+    a = admin(bootstrap)  # keep the client alive until the future resolves
+    return a.list_offsets({tp: spec}, request_timeout=30)[tp].result(30).offset
 
 
 def test_list_offsets_by_timestamp_finds_first_record_at_or_after_it(broker):
@@ -193,12 +195,14 @@ def test_deleted_topic_recreated_with_same_name_is_empty_from_offset_zero(broker
 
 
 def test_describe_cluster_id_is_non_null_and_stable_across_restart(broker):
-    first = admin(broker.bootstrap).describe_cluster(request_timeout=30).result(30)
+    a = admin(broker.bootstrap)
+    first = a.describe_cluster(request_timeout=30).result(30)
     assert first.cluster_id, "DescribeCluster returned a null/empty cluster id"
     assert len(first.nodes) == 1
     assert first.controller is not None
     broker.restart()
-    again = admin(broker.bootstrap).describe_cluster(request_timeout=30).result(30)
+    a = admin(broker.bootstrap)
+    again = a.describe_cluster(request_timeout=30).result(30)
     assert again.cluster_id == first.cluster_id
     md = admin(broker.bootstrap).list_topics(timeout=10)
     assert md.cluster_id == first.cluster_id, "Metadata and DescribeCluster disagree on the cluster id"

@@ -64,5 +64,9 @@ def test_compressed_batches_round_trip_through_all_clients(broker, codec):
     assert batches, "no record batches found on disk"
     assert sum(bt.record_count for bt in batches) == 2 * N
     codecs = {bt.attributes & 0x7 for bt in batches}
-    assert codecs == {CODEC_IDS[codec]}, f"batches on disk have codecs {codecs}, expected only {codec}"
+    # librdkafka sends a batch uncompressed when compressing would not make it smaller.
+    assert CODEC_IDS[codec] in codecs and codecs <= {0, CODEC_IDS[codec]}, \
+        f"batches on disk have codecs {codecs}, expected {codec} (id {CODEC_IDS[codec]}) as the producers sent"
+    compressed = [bt for bt in batches if bt.attributes & 0x7]
+    assert sum(bt.record_count for bt in compressed) >= N, "fewer than half the records are in compressed batches"
     assert len(batches) < 2 * N, "each record is in its own batch: producer batching did not happen"
