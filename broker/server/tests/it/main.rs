@@ -6,6 +6,7 @@ mod admin;
 mod admin_http;
 mod api_versions;
 mod bad_input;
+mod binary;
 mod harness;
 mod idempotence;
 mod metadata;
