@@ -11,7 +11,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::count_records;
+use super::{blocking, count_records};
 use crate::broker::{wait_shutdown, Broker};
 use crate::topics::Topic;
 
@@ -26,17 +26,20 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
             .with_session_id(0);
     }
     // Resolve topics once; a topic deleted meanwhile keeps serving its last state.
-    let resolved: Vec<Option<Arc<Topic>>> = request
-        .topics
-        .iter()
-        .map(|t| {
-            if version >= 13 {
-                broker.topics.get_by_id(&t.topic_id)
-            } else {
-                broker.topics.get(t.topic.0.as_str())
-            }
-        })
-        .collect();
+    let resolved: Arc<Vec<Option<Arc<Topic>>>> = Arc::new(
+        request
+            .topics
+            .iter()
+            .map(|t| {
+                if version >= 13 {
+                    broker.topics.get_by_id(&t.topic_id)
+                } else {
+                    broker.topics.get(t.topic.0.as_str())
+                }
+            })
+            .collect(),
+    );
+    let request = Arc::new(request);
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -46,7 +49,15 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         // Marks the current append generation as seen before reading, so an
         // append racing with the read still wakes the wait below.
         appended.borrow_and_update();
-        let (responses, total, has_error) = read_once(&request, &resolved, version);
+        // Reads copy from the page cache (or wait for the disk): keep them off
+        // the async worker threads.
+        let (req, res) = (request.clone(), resolved.clone());
+        let Ok((responses, total, has_error)) =
+            blocking(move || read_once(&req, &res, version)).await
+        else {
+            return FetchResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code());
+        };
         if total >= min_bytes || has_error || Instant::now() >= deadline || *shutdown.borrow() {
             account(broker, &responses, &request, &resolved);
             return FetchResponse::default()

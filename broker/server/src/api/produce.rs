@@ -220,33 +220,23 @@ impl Staged {
                         })
                 })
                 .collect();
-            if !to_sync.is_empty() {
-                let synced = blocking(move || {
-                    to_sync
-                        .into_iter()
-                        .map(|(t, p, log, end)| (t, p, log.sync(end)))
-                        .collect::<Vec<_>>()
-                })
-                .await;
-                match synced {
-                    Ok(results) => {
-                        for (t, p, result) in results {
-                            if let Err(err) = result {
-                                tracing::error!(error = %err, "fsync failed; partition is poisoned");
-                                topics[t].1[p].1 = PartitionOutcome::Failed(ApiError::from(&err));
-                            }
-                        }
-                    }
-                    Err(reason) => {
-                        tracing::error!("fsync task failed: {reason}");
-                        for (_, outcomes) in topics.iter_mut() {
-                            for (_, o) in outcomes.iter_mut() {
-                                *o = PartitionOutcome::Failed(ApiError::new(
-                                    ResponseError::KafkaStorageError,
-                                ));
-                            }
-                        }
-                    }
+            // One blocking task per partition: the partitions' fsyncs run in
+            // parallel instead of adding up.
+            let tasks: Vec<_> = to_sync
+                .into_iter()
+                .map(|(t, p, log, end)| (t, p, tokio::task::spawn_blocking(move || log.sync(end))))
+                .collect();
+            for (t, p, task) in tasks {
+                let result = match task.await {
+                    Ok(result) => result.map_err(|err| ApiError::from(&err)),
+                    Err(join) => Err(ApiError::with_message(
+                        ResponseError::KafkaStorageError,
+                        format!("fsync task failed: {join}"),
+                    )),
+                };
+                if let Err(err) = result {
+                    tracing::error!(error = ?err.message, "fsync failed; partition is poisoned");
+                    topics[t].1[p].1 = PartitionOutcome::Failed(err);
                 }
             }
         }
