@@ -242,6 +242,10 @@ def test_full_disk_fails_produce_keeps_data_and_resumes_when_space_returns(small
     fill_disk(filler)
     print(f"filler holds {filler.stat().st_size} bytes; tmpfs is full")
 
+    err, _ = raw_produce(b, topic, 0, build_batch([(None, b"r" * 8000) for _ in range(64)]))
+    print(f"raw produce of 512 KB into the full tmpfs: error code {err}")
+    assert err == 56, f"expected KAFKA_STORAGE_ERROR (56) for a write that hit a full disk, got {err}"
+
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 5, "message.timeout.ms": 15000})
     from helpers import AckRecorder, produce_all
     during = AckRecorder()

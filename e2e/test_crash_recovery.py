@@ -11,8 +11,8 @@ from helpers import AckRecorder, consume_confluent, create_topic, wait_until
 
 TOPIC = "crash"
 PARTITIONS = 3
-TOTAL = 60_000
-KILL_AFTER_ACKS = 15_000
+TOTAL = 120_000
+KILL_AFTER_ACKS = (15_000, 45_000, 80_000)
 
 
 def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broker_factory):
@@ -22,10 +22,19 @@ def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broke
     p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "acks": "all",
                   "linger.ms": 2, "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 500,
                   "partitioner": "murmur2_random"})
-    killed_at = None
+    kills = list(KILL_AFTER_ACKS)
+    padding = b"." * 100
+
+    def kill_and_restart(produced: int) -> None:
+        in_flight = produced - len(rec.acks) - len(rec.errors)
+        print(f"kill -9 after {len(rec.acks)} acks with {in_flight} records produced but not yet acknowledged")
+        assert in_flight > 0, "nothing was in flight at the kill: the test would prove nothing"
+        b.kill9()
+        b.restart()
+
     for i in range(TOTAL):
         key = f"k{i % 97}".encode()
-        value = f"v{i:06d}".encode()
+        value = f"v{i:06d}".encode() + padding
         while True:
             try:
                 p.produce(TOPIC, key=key, value=value, on_delivery=rec)
@@ -33,19 +42,19 @@ def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broke
             except BufferError:
                 p.poll(0.05)
         p.poll(0)
-        if killed_at is None and len(rec.acks) >= KILL_AFTER_ACKS:
+        if kills and len(rec.acks) >= kills[0]:
             # Sends are in flight right now: that is the point of killing here.
-            killed_at = len(rec.acks)
-            b.kill9()
-            b.restart()
-    if killed_at is None:
+            kills.pop(0)
+            kill_and_restart(i + 1)
+    while kills:
+        target = kills.pop(0)
+
         def enough_acks():
             p.poll(0.1)
-            return len(rec.acks) >= KILL_AFTER_ACKS
+            return len(rec.acks) >= target
         wait_until(enough_acks, 120, what="enough acknowledgements before the kill")
-        killed_at = len(rec.acks)
-        b.kill9()
-        b.restart()
+        if len(rec.acks) < TOTAL:
+            kill_and_restart(TOTAL)
     left = p.flush(180)
     assert left == 0, f"{left} messages undelivered after restart"
     assert not rec.errors, f"{len(rec.errors)} delivery errors after restart, first: {rec.errors[0][2]}"
@@ -70,7 +79,7 @@ def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broke
         # Acknowledged order per partition is offset order.
         assert [a.offset for a in acked] == sorted(a.offset for a in acked)
         # Within a partition the producer's send order (value sequence) is the log order.
-        seqs = [int(r.value[1:]) for r in recs]
+        seqs = [int(r.value[1:7]) for r in recs]
         assert seqs == sorted(seqs), f"partition {part}: records are out of send order"
     assert len(seen_values) == TOTAL, f"log holds {len(seen_values)} distinct records, {TOTAL} were acknowledged"
     assert "panick" not in b.all_stderr().lower()
