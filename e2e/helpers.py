@@ -389,3 +389,57 @@ def build_batch(records: list[tuple[bytes | None, bytes]], timestamp_ms: int | N
     for i, (k, v) in enumerate(records):
         assert b.append(i, timestamp=ts, key=k, value=v, headers=[]) is not None
     return b.build()
+
+
+def fetch_v4_body(topic: str, partition: int, offset: int, max_wait_ms: int, min_bytes: int, max_bytes: int,
+                  partition_max_bytes: int) -> bytes:
+    """Fetch v4 request body (non-flexible): replica -1, read_uncommitted, one partition."""
+    return (struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, 0) + struct.pack(">i", 1) + kstr(topic)
+            + struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, partition_max_bytes))
+
+
+@dataclass
+class FetchedPartition:
+    error_code: int
+    high_watermark: int
+    records: bytes
+
+
+def parse_fetch_v4_response(body: bytes) -> dict[tuple[str, int], FetchedPartition]:
+    """Parse a Fetch v4 response body (after the correlation id)."""
+    pos = 4  # throttle_time_ms
+    (ntopics,) = struct.unpack_from(">i", body, pos)
+    pos += 4
+    out = {}
+    for _ in range(ntopics):
+        (tlen,) = struct.unpack_from(">h", body, pos)
+        pos += 2
+        name = body[pos:pos + tlen].decode()
+        pos += tlen
+        (nparts,) = struct.unpack_from(">i", body, pos)
+        pos += 4
+        for _ in range(nparts):
+            idx, err, hw, _lso = struct.unpack_from(">ihqq", body, pos)
+            pos += 4 + 2 + 8 + 8
+            (naborted,) = struct.unpack_from(">i", body, pos)
+            pos += 4 + max(0, naborted) * 16
+            (rlen,) = struct.unpack_from(">i", body, pos)
+            pos += 4
+            recs = b"" if rlen < 0 else body[pos:pos + rlen]
+            pos += max(0, rlen)
+            out[(name, idx)] = FetchedPartition(err, hw, recs)
+    return out
+
+
+def batches_in(data: bytes) -> list[tuple[int, int, int]]:
+    """(base_offset, record_count, size) of each complete v2 batch in a fetched records blob."""
+    pos = 0
+    out = []
+    while pos + 61 <= len(data):
+        base, blen = struct.unpack_from(">qi", data, pos)
+        size = 12 + blen
+        if pos + size > len(data):
+            break  # a partial trailing batch is allowed in fetch responses
+        out.append((base, struct.unpack_from(">i", data, pos + 57)[0], size))
+        pos += size
+    return out
