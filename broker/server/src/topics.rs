@@ -142,6 +142,10 @@ pub struct TopicRegistry {
     admin: Mutex<()>,
 }
 
+/// Upper bound on a topic's partition count: each partition is a directory
+/// with open files, so an absurd request must not exhaust the machine.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
@@ -350,6 +354,11 @@ impl TopicRegistry {
                 "number of partitions must be larger than 0, got {partitions}"
             )));
         }
+        if partitions > MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions {partitions} exceeds the limit of {MAX_PARTITIONS}"
+            )));
+        }
         Self::validate_overrides(&configs)?;
         let _admin = self.admin.lock();
         if self.get(name).is_some() {
@@ -460,6 +469,11 @@ impl TopicRegistry {
         if count <= current {
             return Err(TopicError::InvalidPartitions(format!(
                 "topic '{name}' has {current} partitions; the count can only be increased (requested {count})"
+            )));
+        }
+        if count > MAX_PARTITIONS {
+            return Err(TopicError::InvalidPartitions(format!(
+                "number of partitions {count} exceeds the limit of {MAX_PARTITIONS}"
             )));
         }
         if validate_only {

@@ -18,6 +18,7 @@ async fn create_topics_validates_names_partitions_replication_and_configs() {
         (create_topic_request("..", 1, &[]), 17),
         (create_topic_request(&"x".repeat(250), 1, &[]), 17),
         (create_topic_request("zero", 0, &[]), 37),
+        (create_topic_request("huge", 1_000_000, &[]), 37),
         (
             create_topic_request("cfg", 1, &[("retention.hours", "1")]),
             40,
