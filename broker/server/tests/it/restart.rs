@@ -105,3 +105,34 @@ async fn mismatched_node_id_refuses_to_start() {
     };
     assert!(err.to_string().contains("node_id"), "{err}");
 }
+
+#[tokio::test]
+async fn graceful_shutdown_answers_a_parked_fetch_and_returns_promptly() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "parked", 1, &[]).await;
+    let correlation = conn
+        .write(&fetch_request("parked", 0, 0, 25_000, 1), 11)
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, metrics) = http_get(broker.admin, "/metrics").await;
+        if metrics.contains("runnel_requests_total{api=\"Fetch\"} 1") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    let stopping = tokio::spawn(broker.stop());
+    let (got, _) = conn.read::<FetchResponse>(11).await;
+    assert_eq!(
+        got, correlation,
+        "the in-flight fetch is answered before the connection closes"
+    );
+    stopping.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "shutdown waited for the long poll"
+    );
+}
