@@ -58,11 +58,17 @@ def test_metrics_count_bytes_records_requests_offsets_and_connections(broker):
     assert not acks.errors
     consume_confluent(broker.bootstrap, topic, range(2))
 
-    with connect(broker.bootstrap):  # one connection held open while scraping
-        samples = scrape(broker)
-        conns = find(samples, ("connection",))
+    def open_connections() -> float:
+        conns = find(scrape(broker), ("connection",))
         assert conns, "no open-connections metric"
-        assert max(v for _, _, v in conns) >= 1, f"open connections not counted: {conns}"
+        return max(v for _, _, v in conns)
+
+    base = open_connections()
+    with connect(broker.bootstrap):  # one more connection held open while scraping
+        # The broker accepts asynchronously: poll until the held connection shows up.
+        wait_until(lambda: open_connections() >= base + 1, 30, what="the open connection to be counted")
+    wait_until(lambda: open_connections() <= base, 30, what="the closed connection to be uncounted")
+    samples = scrape(broker)
 
     def per_topic(kind: str, direction: tuple[str, ...]) -> float:
         hits = find(samples, (kind,), direction, topic=topic)
