@@ -168,6 +168,17 @@ def consumer_proc(bootstrap: str, topic: str, partitions: list[int], want: int, 
     q.put({"n": n, "bytes": nbytes, "t0": t0 or t1, "t1": t1})
 
 
+def kcat_consume(bootstrap: str, topic: str, want: int, q) -> None:
+    """kcat reads the whole topic (C speed, no Python per message); prints only payload sizes."""
+    t0 = time.monotonic()
+    cp = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
+                         "-X", "fetch.max.bytes=52428800", "-X", "queued.max.messages.kbytes=1048576",
+                         "-f", "%S\\n"], capture_output=True)
+    t1 = time.monotonic()
+    sizes = [int(x) for x in cp.stdout.split()]
+    q.put({"n": len(sizes), "bytes": sum(sizes), "t0": t0, "t1": t1})
+
+
 def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-hw"})
@@ -197,6 +208,9 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--producers", type=int, default=1, help="producer processes")
     ap.add_argument("--consumers", type=int, default=1, help="consumer processes (partitions split among them)")
+    ap.add_argument("--consumer-tool", choices=["python", "kcat"],
+                    default="kcat" if shutil.which("kcat") else "python",
+                    help="confluent-kafka consumer processes, or one kcat process")
     ap.add_argument("--dd-mib", type=int, default=1024, help="MiB for the dd fsync'd write test (0 skips)")
     ap.add_argument("--idle-partitions", type=int, default=100)
     ap.add_argument("--broker-arg", action="append", default=[], help="extra runnel-broker flag (repeatable)")
@@ -258,9 +272,12 @@ def main() -> int:
         hw = high_watermarks(bootstrap, topic, args.partitions)
         total = sum(hw.values())
         groups = [list(range(args.partitions))[i::args.consumers] for i in range(args.consumers)]
-        procs = [mp.Process(target=consumer_proc, args=(bootstrap, topic, g, sum(hw[p] for p in g), q))
-                 for g in groups if g]
-        print(f"consuming {total:,} records with {len(procs)} consumer(s) ...", flush=True)
+        if args.consumer_tool == "kcat":
+            procs = [mp.Process(target=kcat_consume, args=(bootstrap, topic, total, q))]
+        else:
+            procs = [mp.Process(target=consumer_proc, args=(bootstrap, topic, g, sum(hw[p] for p in g), q))
+                     for g in groups if g]
+        print(f"consuming {total:,} records with {len(procs)} {args.consumer_tool} consumer(s) ...", flush=True)
         for p in procs:
             p.start()
         results = [q.get() for _ in procs]
