@@ -65,6 +65,16 @@ def test_list_offsets_by_timestamp_finds_first_record_at_or_after_it(broker):
     assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.latest()) == 20
     assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.for_timestamp(BASE_TS + 7000)) == 7
 
+    # The same answers after a crash that also lost the index files (they are rebuilt).
+    broker.kill9()
+    for f in broker.partition_dir(topic, 0).iterdir():
+        if f.suffix in (".index", ".timeindex"):
+            f.unlink()
+    broker.restart()
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.for_timestamp(BASE_TS + 3500)) == 4
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.for_timestamp(BASE_TS + 19_000)) == 19
+    assert list_offset(broker.bootstrap, topic, 0, OffsetSpec.latest()) == 20
+
 
 def test_describe_configs_reports_values_and_sources(broker):
     topic = "described"
@@ -150,6 +160,9 @@ def test_create_partitions_grows_topic_and_new_partitions_take_writes(broker):
     got = consume_confluent(broker.bootstrap, topic, [6, 7])
     assert [r.value for r in got[6]] == [f"p6-{i}".encode() for i in range(5)]
     assert [r.value for r in got[7]] == [f"p7-{i}".encode() for i in range(5)]
+    broker.restart()
+    assert topic_partitions(broker.bootstrap, topic) == 8, "added partitions lost on restart"
+    assert watermarks(broker.bootstrap, topic, 7) == (0, 5)
     # Shrinking is refused.
     with pytest.raises(KafkaException) as e:
         a.create_partitions([NewPartitions(topic, 4)], request_timeout=30)[topic].result(30)
@@ -183,6 +196,9 @@ def test_deleted_topic_recreated_with_same_name_is_empty_from_offset_zero(broker
     a.delete_topics([topic], request_timeout=30)[topic].result(30)
     wait_until(lambda: topic not in admin(broker.bootstrap).list_topics(timeout=10).topics, 30,
                what="deleted topic to leave metadata")
+    wait_until(lambda: not list(broker.data_dir.glob(f"{topic}-*")), 30, what="deleted topic's directories to go")
+    broker.restart()
+    assert topic not in admin(broker.bootstrap).list_topics(timeout=10).topics, "deleted topic came back after restart"
     create_topic(broker.bootstrap, topic, 2)
     assert watermarks(broker.bootstrap, topic, 0) == (0, 0)
     assert watermarks(broker.bootstrap, topic, 1) == (0, 0)
@@ -277,3 +293,13 @@ def test_segments_roll_and_retention_bytes_then_ms_delete_old_segments(broker_fa
     # New writes continue at the log end.
     acks = produce_confluent(b.bootstrap, topic, [(None, b"after-retention")])
     assert acks.acks[0].offset == 200
+    # Offsets survive a restart even when retention removed most segments.
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "604800000", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([res], request_timeout=30)[res].result(30)  # nothing else expires meanwhile
+    low = watermarks(b.bootstrap, topic, 0)[0]
+    b.kill9()
+    b.restart()
+    assert watermarks(b.bootstrap, topic, 0) == (low, 201)
+    acks = produce_confluent(b.bootstrap, topic, [(None, b"after-restart")])
+    assert acks.acks[0].offset == 201

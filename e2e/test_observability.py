@@ -109,6 +109,55 @@ def test_sigterm_exits_0_and_acks_1_records_are_readable_after_restart(broker_fa
     assert "truncated" not in b.stderr(), "a clean shutdown left something for recovery to truncate"
 
 
+def test_sigterm_with_parked_fetch_and_streaming_producer_exits_promptly_keeping_acks(broker_factory):
+    import threading
+    import time
+
+    from helpers import AckRecorder, fetch_v4_body, request_frame
+
+    b = broker_factory()
+    create_topic(b.bootstrap, "busy", 1)
+    create_topic(b.bootstrap, "idle", 1)
+    # A long-poll fetch parked on an empty partition, and an idle connection.
+    parked = connect(b.bootstrap, timeout=120)
+    parked.sendall(request_frame(1, 4, 1, fetch_v4_body("idle", 0, 0, 120_000, 1, 1 << 20, 1 << 20)))
+    idle = connect(b.bootstrap, timeout=120)
+    rec = AckRecorder()
+    stop = threading.Event()
+
+    def stream():
+        p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "linger.ms": 2,
+                      "message.timeout.ms": 10000, "retries": 0})
+        i = 0
+        while not stop.is_set():
+            try:
+                p.produce("busy", value=f"s{i}".encode(), on_delivery=rec)
+                i += 1
+            except BufferError:
+                pass
+            p.poll(0.001)
+        p.flush(15)
+    t = threading.Thread(target=stream)
+    t.start()
+    try:
+        wait_until(lambda: len(rec.acks) >= 2000, 60, what="the producer to stream")
+        t0 = time.monotonic()
+        code = b.terminate(timeout_s=30)
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join()
+        parked.close()
+        idle.close()
+    assert code == 0, f"SIGTERM under load exited {code}; stderr:\n{b.stderr()[-2000:]}"
+    assert took < 20, f"shutdown took {took:.1f}s with a parked fetch open"
+    b.restart()
+    stored = {r.offset: r.value for r in consume_confluent(b.bootstrap, "busy", [0])[0]}
+    missing = [a for a in rec.acks if stored.get(a.offset) != a.value]
+    assert not missing, f"{len(missing)} acknowledged records missing after graceful restart, e.g. {missing[0]}"
+    assert list(stored) == list(range(len(stored)))
+
+
 def test_unknown_config_key_makes_broker_exit_non_zero_naming_it(tmp_path, broker_factory):
     cfg = tmp_path / "runnel.toml"
     cfg.write_text('num_partitions = 3\nretention_typo_key = 5\n')
