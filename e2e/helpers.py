@@ -443,3 +443,24 @@ def batches_in(data: bytes) -> list[tuple[int, int, int]]:
         out.append((base, struct.unpack_from(">i", data, pos + 57)[0], size))
         pos += size
     return out
+
+
+def init_producer_id(bootstrap: str) -> tuple[int, int]:
+    """InitProducerId v1 (non-transactional); returns (producer_id, epoch)."""
+    with connect(bootstrap) as s:
+        s.sendall(request_frame(22, 1, 31, kstr(None) + struct.pack(">i", 60000)))
+        resp = recv_frame(s)
+    corr, _throttle, err, pid, epoch = struct.unpack_from(">iihqh", resp, 0)
+    assert corr == 31 and err == 0, f"InitProducerId failed with error {err}"
+    return pid, epoch
+
+
+def build_idempotent_batch(records: list[bytes], producer_id: int, epoch: int, base_sequence: int) -> bytearray:
+    """A magic-v2 batch carrying idempotent-producer fields, built by kafka-python's builder."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False, producer_id=producer_id,
+                                  producer_epoch=epoch, base_sequence=base_sequence, batch_size=1 << 20)
+    ts = int(time.time() * 1000)
+    for i, v in enumerate(records):
+        assert b.append(i, timestamp=ts, key=None, value=v, headers=[]) is not None
+    return b.build()

@@ -284,3 +284,25 @@ def test_full_disk_fails_produce_keeps_data_and_resumes_when_space_returns(small
     assert after.acks[-1].value in stored
     assert after.acks[-1].offset == got[-1].offset
     assert "panick" not in b.stderr().lower()
+
+
+def test_pipelined_requests_are_answered_in_order(broker):
+    """Kafka answers requests on one connection in the order they were sent, even when the
+    first one (a long-poll fetch) takes longer than the second."""
+    from helpers import fetch_v4_body
+    create_topic(broker.bootstrap, "pipelined", 1)
+    with connect(broker.bootstrap, timeout=30) as s:
+        s.sendall(request_frame(1, 4, 100, fetch_v4_body("pipelined", 0, 0, 1000, 1, 1 << 20, 1 << 20))
+                  + request_frame(API_VERSIONS, 0, 101, b"")
+                  + request_frame(3, 1, 102, struct.pack(">i", 0)))
+        order = [struct.unpack_from(">i", recv_frame(s), 0)[0] for _ in range(3)]
+    assert order == [100, 101, 102], f"responses came back in order {order}"
+
+
+def test_created_topic_survives_immediate_kill_9(broker):
+    create_topic(broker.bootstrap, "durable-meta", 3, config={"retention.ms": "3600000"})
+    broker.kill9()
+    broker.restart()
+    md = admin(broker.bootstrap).list_topics(topic="durable-meta", timeout=15)
+    t = md.topics.get("durable-meta")
+    assert t is not None and t.error is None and len(t.partitions) == 3, "acknowledged CreateTopics lost by kill -9"
