@@ -146,3 +146,32 @@ def test_runnel_dev_serves_a_confluent_client_and_stops_on_ctrl_c(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_produce_to_a_partition_and_consume_with_timestamps_via_env_bootstrap(broker):
+    import os
+    env_cli = {**os.environ, "RUNNEL_BOOTSTRAP_SERVER": broker.bootstrap}  # no -b: the env var must be used
+
+    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([cli_bin(), *args], input=input, capture_output=True, text=True, env=env_cli,
+                              timeout=60)
+    cp = run("topic", "create", "pinned", "--partitions", "4")
+    assert cp.returncode == 0, cp.stderr
+    cp = run("produce", "pinned", "--partition", "2", input="one\ntwo\n")
+    assert cp.returncode == 0, cp.stderr
+    got = consume_confluent(broker.bootstrap, "pinned", range(4))
+    assert [r.value for r in got[2]] == [b"one", b"two"] and sum(len(v) for v in got.values()) == 2
+    before_ms = got[2][0].timestamp
+    cp = run("consume", "pinned", "--partition", "2", "--from-beginning", "--print-timestamp", "--max-messages", "2",
+             "--timeout-ms", "30000")
+    assert cp.returncode == 0, cp.stderr
+    lines = [ln for ln in cp.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 2 and lines[0].endswith("one") and lines[1].endswith("two"), cp.stdout
+    assert str(before_ms) in lines[0], f"--print-timestamp should show the record timestamp {before_ms}: {lines[0]!r}"
+
+
+def test_creating_an_existing_topic_fails_naming_it(broker, cli):
+    cli("-b", broker.bootstrap, "topic", "create", "twice", check=True)
+    cp = cli("-b", broker.bootstrap, "topic", "create", "twice")
+    assert cp.returncode == 1, (cp.returncode, cp.stderr)
+    assert "twice" in cp.stderr and "exist" in cp.stderr.lower(), cp.stderr
