@@ -83,3 +83,73 @@ def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broke
         assert seqs == sorted(seqs), f"partition {part}: records are out of send order"
     assert len(seen_values) == TOTAL, f"log holds {len(seen_values)} distinct records, {TOTAL} were acknowledged"
     assert "panick" not in b.all_stderr().lower()
+
+
+def verify_exactly_once(b, rec: AckRecorder, partitions: int) -> int:
+    """Every acknowledged record is stored once at its acknowledged offset; logs are dense and
+    hold no duplicates; returns the number of stored records."""
+    got = consume_confluent(b.bootstrap, TOPIC, range(partitions))
+    stored_total = 0
+    seen = set()
+    by_part: dict[int, dict[int, tuple]] = {}
+    for part, recs in got.items():
+        assert [r.offset for r in recs] == list(range(len(recs))), f"partition {part}: log has a gap"
+        for r in recs:
+            assert r.value not in seen, f"duplicate record {r.value!r} at {part}/{r.offset}"
+            seen.add(r.value)
+        by_part[part] = {r.offset: (r.key, r.value) for r in recs}
+        stored_total += len(recs)
+    for a in rec.acks:
+        assert by_part[a.partition].get(a.offset) == (a.key, a.value), \
+            f"acknowledged {a.value!r} at {a.partition}/{a.offset} is not there"
+    return stored_total
+
+
+def test_random_kill_9s_under_load_lose_and_duplicate_nothing(broker_factory):
+    import random
+    import threading
+    import time
+
+    seed = random.randrange(1 << 30)
+    print(f"random kill schedule seed {seed}")
+    rnd = random.Random(seed)
+    b = broker_factory()
+    create_topic(b.bootstrap, TOPIC, PARTITIONS)
+    rec = AckRecorder()
+    p = Producer({"bootstrap.servers": b.bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 1, "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200})
+    killer_done = threading.Event()
+    kills: list[int] = []
+
+    def killer():
+        try:
+            for _ in range(6):
+                # Let the producer get going again (acks flowing) before the next kill.
+                before = len(rec.acks)
+                wait_until(lambda: len(rec.acks) > before + 1000, 90, interval=0.01,
+                           what="acknowledgements to resume after a restart")
+                time.sleep(rnd.uniform(0.0, 0.3))
+                kills.append(len(rec.acks))
+                b.kill9()
+                b.restart()
+        finally:
+            killer_done.set()
+    t = threading.Thread(target=killer)
+    t.start()
+    i = 0
+    try:
+        while not killer_done.is_set() or i < 50_000:
+            try:
+                p.produce(TOPIC, key=f"k{i % 31}".encode(), value=f"v{i:07d}".encode(), on_delivery=rec)
+                i += 1
+            except BufferError:
+                p.poll(0.05)
+            p.poll(0)
+    finally:
+        t.join()
+    print(f"produced {i} records; kills after {kills} acks")
+    assert len(kills) == 6, f"the kill schedule stopped early after {len(kills)} kills (see the killer's error above)"
+    assert p.flush(180) == 0
+    assert not rec.errors, f"{len(rec.errors)} delivery errors, first: {rec.errors[0][2]}"
+    assert len(rec.acks) == i
+    assert verify_exactly_once(b, rec, PARTITIONS) == i
