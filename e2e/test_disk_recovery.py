@@ -66,16 +66,48 @@ def check_recovered(b, last) -> None:
     assert "panick" not in err.lower()
 
 
+CUTS = {"1-byte": lambda size: 1, "length-only": lambda size: 12, "header-only": lambda size: 61,
+        "half": lambda size: size // 2, "all-but-one": lambda size: size - 1}
+
+
 @pytest.mark.parametrize("how", ["kill9", "graceful"])
-def test_segment_truncated_mid_batch_is_cut_back_to_last_whole_batch(broker_factory, how):
+@pytest.mark.parametrize("cut", list(CUTS))
+def test_segment_truncated_mid_batch_is_cut_back_to_last_whole_batch(broker_factory, how, cut):
     b = broker_factory()
     fill(b)
     stop(b, how)
     seg, last = last_batch(b)
     with open(seg, "r+b") as f:
-        f.truncate(last.position + last.size // 2)
+        f.truncate(last.position + CUTS[cut](last.size))
     b.restart()
     check_recovered(b, last)
+
+
+@pytest.mark.parametrize("tail", ["zeros", "garbage"])
+def test_junk_after_the_last_batch_is_cut_off(broker_factory, tail):
+    import random
+    b = broker_factory()
+    fill(b)
+    stop(b, "kill9")
+    seg, last = last_batch(b)
+    end = last.position + last.size
+    junk = bytes(4096) if tail == "zeros" else random.Random(7).randbytes(4096)
+    with open(seg, "r+b") as f:
+        f.truncate(end)
+        f.seek(end)
+        f.write(junk)
+    b.restart()
+    total = BATCHES * PER_BATCH
+    assert watermarks(b.bootstrap, TOPIC, 0) == (0, total), "whole batches before the junk must all be kept"
+    acks = produce_confluent(b.bootstrap, TOPIC, [(b"after", b"after-junk")])
+    assert not acks.errors and acks.acks[0].offset == total
+    got = consume_confluent(b.bootstrap, TOPIC, [0])[0]
+    assert [r.offset for r in got] == list(range(total + 1)) and got[-1].value == b"after-junk"
+    # The new batch sits right after the last good one on disk: the junk is gone, not skipped over.
+    on_disk = [bt.base_offset for sg in b.segment_files(TOPIC, 0) for bt in read_batches(sg)]
+    assert on_disk[-1] == total, "junk was left in the segment (the new batch is not where the walk reaches)"
+    if tail == "garbage":
+        assert "truncated" in b.stderr()
 
 
 @pytest.mark.parametrize("how", ["kill9", "graceful"])
