@@ -187,3 +187,23 @@ def test_config_file_and_env_settings_apply(tmp_path, broker_factory):
                what="auto-created topic with num_partitions from the TOML file")
     big = produce_confluent(b.bootstrap, "auto-made", [(None, b"x" * 8000)], {"retries": 0, "message.timeout.ms": 20000})
     assert big.errors, "RUNNEL_MESSAGE_MAX_BYTES=5000 did not limit record size"
+
+
+def test_node_id_cluster_id_and_advertised_address_flags_show_in_metadata(broker_factory):
+    import socket
+
+    from helpers import admin
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    b = broker_factory("--node-id", "7", "--cluster-id", "e2e-fixed-cluster-id",
+                       "--advertised-address", f"localhost:{port}", start=False)
+    b.start(listen=f"127.0.0.1:{port}")
+    a = admin(b.bootstrap)
+    md = a.list_topics(timeout=15)
+    assert list(md.brokers) == [7], f"broker ids in metadata: {list(md.brokers)}"
+    assert (md.brokers[7].host, md.brokers[7].port) == ("localhost", port)
+    assert md.cluster_id == "e2e-fixed-cluster-id"
+    assert md.controller_id == 7
+    desc = a.describe_cluster(request_timeout=30).result(30)
+    assert desc.cluster_id == "e2e-fixed-cluster-id"
