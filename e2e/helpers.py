@@ -281,6 +281,7 @@ class DiskBatch:
     last_offset_delta: int
     attributes: int
     record_count: int
+    producer_id: int = -1
 
 
 def read_batches(path: Path) -> list[DiskBatch]:
@@ -295,7 +296,8 @@ def read_batches(path: Path) -> list[DiskBatch]:
             break
         attributes, last_delta = struct.unpack_from(">hi", data, pos + 21)
         count = struct.unpack_from(">i", data, pos + 57)[0]
-        out.append(DiskBatch(pos, size, base_offset, last_delta, attributes, count))
+        producer_id = struct.unpack_from(">q", data, pos + 43)[0]
+        out.append(DiskBatch(pos, size, base_offset, last_delta, attributes, count, producer_id))
         pos += size
     return out
 

@@ -82,6 +82,11 @@ def test_idempotent_acks_survive_kill_9_exactly_once_in_order_without_gaps(broke
         seqs = [int(r.value[1:7]) for r in recs]
         assert seqs == sorted(seqs), f"partition {part}: records are out of send order"
     assert len(seen_values) == TOTAL, f"log holds {len(seen_values)} distinct records, {TOTAL} were acknowledged"
+    # The producer really ran idempotently (otherwise this test would not exercise deduplication).
+    from helpers import read_batches
+    pids = {bt.producer_id for part in range(PARTITIONS) for seg in b.segment_files(TOPIC, part)
+            for bt in read_batches(seg)}
+    assert pids and all(pid >= 0 for pid in pids), f"batches on disk carry producer ids {pids}"
     assert "panick" not in b.all_stderr().lower()
 
 
