@@ -306,3 +306,23 @@ def test_created_topic_survives_immediate_kill_9(broker):
     md = admin(broker.bootstrap).list_topics(topic="durable-meta", timeout=15)
     t = md.topics.get("durable-meta")
     assert t is not None and t.error is None and len(t.partitions) == 3, "acknowledged CreateTopics lost by kill -9"
+
+
+def test_old_message_format_produce_is_refused_and_nothing_is_stored(broker):
+    """Produce v2 with a magic-v1 message set (pre-0.11 format) is refused; the log is untouched."""
+    from kafka.record.legacy_records import LegacyRecordBatchBuilder
+    values = seed_data(broker)
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    builder.append(0, timestamp=None, key=None, value=b"legacy")
+    msgset = bytes(builder.build())
+    with connect(broker.bootstrap) as s:
+        s.sendall(request_frame(API_PRODUCE, 2, 88, produce_v3_body("precious", 0, msgset)[2:]))
+        try:
+            resp = recv_frame(s)
+            [(_, _, err, _)] = parse_produce_v3_response(resp[4:])
+            assert err != 0, "a magic-v1 message set was accepted"
+        except ConnectionError:
+            pass  # closing the connection is also a refusal
+    assert watermarks(broker.bootstrap, "precious", 0) == (0, len(values))
+    assert_data_intact(broker, values)
+    assert_serving(broker)
