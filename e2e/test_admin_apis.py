@@ -303,3 +303,68 @@ def test_segments_roll_and_retention_bytes_then_ms_delete_old_segments(broker_fa
     assert watermarks(b.bootstrap, topic, 0) == (low, 201)
     acks = produce_confluent(b.bootstrap, topic, [(None, b"after-restart")])
     assert acks.acks[0].offset == 201
+
+
+def expect_kafka_error(fut, code, what: str):
+    with pytest.raises(KafkaException) as e:
+        fut.result(30)
+    got = e.value.args[0].code()
+    assert got == code, f"{what}: expected {KafkaError(code).name()}, got {e.value.args[0]}"
+
+
+def test_admin_errors_map_to_the_right_kafka_codes(broker):
+    a = admin(broker.bootstrap)
+    create_topic(broker.bootstrap, "exists", 2)
+    assert not produce_confluent(broker.bootstrap, "exists", [(None, b"x", 0)] * 5).errors
+
+    fs = a.create_topics([NewTopic("exists", 1, 1)], request_timeout=30)
+    expect_kafka_error(fs["exists"], KafkaError.TOPIC_ALREADY_EXISTS, "creating an existing topic")
+
+    fs = a.create_partitions([NewPartitions("absent", 4)], request_timeout=30)
+    expect_kafka_error(fs["absent"], KafkaError.UNKNOWN_TOPIC_OR_PART, "CreatePartitions on a missing topic")
+
+    fs = a.delete_topics(["absent"], request_timeout=30)
+    expect_kafka_error(fs["absent"], KafkaError.UNKNOWN_TOPIC_OR_PART, "deleting a missing topic")
+
+    res = ConfigResource(ResourceType.TOPIC, "absent")
+    expect_kafka_error(a.describe_configs([res], request_timeout=30)[res], KafkaError.UNKNOWN_TOPIC_OR_PART,
+                       "DescribeConfigs on a missing topic")
+
+    res = ConfigResource(ResourceType.TOPIC, "exists", incremental_configs=[
+        ConfigEntry("segment.bytes", "-5", incremental_operation=AlterConfigOpType.SET)])
+    expect_kafka_error(a.incremental_alter_configs([res], request_timeout=30)[res], KafkaError.INVALID_CONFIG,
+                       "a negative segment.bytes")
+    assert describe_topic_configs(broker.bootstrap, "exists")["segment.bytes"].value == "1073741824"
+
+    tp = TopicPartition("exists", 0, 99)
+    [fut] = a.delete_records([tp], request_timeout=30).values()
+    expect_kafka_error(fut, KafkaError.OFFSET_OUT_OF_RANGE, "DeleteRecords beyond the high watermark")
+    assert watermarks(broker.bootstrap, "exists", 0) == (0, 5)
+
+    # ListOffsets by timestamp on an empty partition: no offset.
+    assert list_offset(broker.bootstrap, "exists", 1, OffsetSpec.for_timestamp(BASE_TS)) == -1
+
+
+def test_broker_configs_are_described(broker):
+    a = admin(broker.bootstrap)
+    res = ConfigResource(ResourceType.BROKER, "0")
+    cfg = a.describe_configs([res], request_timeout=30)[res].result(30)
+    assert cfg, "DescribeConfigs for the broker returned nothing"
+    # Kafka's names (log.segment.bytes) or Runnel's own keys (log_segment_bytes) are both fine here.
+    seg = cfg.get("log.segment.bytes") or cfg.get("log_segment_bytes")
+    assert seg is not None and seg.value == "1073741824", f"segment size missing; has {sorted(cfg)[:30]}"
+    unset = cfg.get("advertised_address") or cfg.get("advertised.listeners")
+    assert unset is None or unset.value is None, f"an unset option must be null, not {unset.value!r}"
+
+
+def test_hundred_topics_in_one_request_survive_restart(broker):
+    a = admin(broker.bootstrap)
+    names = [f"bulk-{i:03d}" for i in range(100)]
+    fs = a.create_topics([NewTopic(n, 3, 1) for n in names], request_timeout=60)
+    for n in names:
+        fs[n].result(60)
+    broker.kill9()
+    broker.restart()
+    md = admin(broker.bootstrap).list_topics(timeout=30)
+    missing = [n for n in names if n not in md.topics or len(md.topics[n].partitions) != 3]
+    assert not missing, f"{len(missing)} topics missing or wrong after restart, e.g. {missing[:5]}"
