@@ -175,3 +175,22 @@ def test_creating_an_existing_topic_fails_naming_it(broker, cli):
     cp = cli("-b", broker.bootstrap, "topic", "create", "twice")
     assert cp.returncode == 1, (cp.returncode, cp.stderr)
     assert "twice" in cp.stderr and "exist" in cp.stderr.lower(), cp.stderr
+
+
+def test_produce_20000_lines_keeps_every_line_and_per_key_order(broker, cli):
+    from collections import defaultdict
+
+    from helpers import partition_for_key
+    create_topic(broker.bootstrap, "bulk-cli", 4)
+    lines = [f"user{i % 37}:{i}" for i in range(20000)]
+    cli("-b", broker.bootstrap, "produce", "bulk-cli", "--key-separator", ":", input="\n".join(lines) + "\n",
+        check=True, timeout=120)
+    got = consume_confluent(broker.bootstrap, "bulk-cli", range(4))
+    seqs = defaultdict(list)
+    for p, recs in got.items():
+        for r in recs:
+            assert partition_for_key(r.key, 4) == p
+            seqs[r.key].append(int(r.value))
+    assert sum(len(v) for v in seqs.values()) == 20000
+    for k, v in seqs.items():
+        assert v == sorted(v) and len(v) == len(set(v)), f"key {k!r}: lines out of order or duplicated"
