@@ -190,3 +190,18 @@ def test_kafka_python_admin_client_creates_describes_alters_and_deletes(broker):
         wait_until(lambda: "kp-admin" not in a.list_topics(), 30, what="kafka-python deleted topic")
     finally:
         a.close()
+
+
+def test_fetch_min_bytes_waits_for_more_data_until_max_wait(broker):
+    create_topic(broker.bootstrap, "min-bytes", 1)
+    assert not produce_confluent(broker.bootstrap, "min-bytes", [(None, b"small")]).errors
+    # Data is there, but less than min_bytes: the broker waits out max_wait, then returns what it has.
+    t0 = time.monotonic()
+    part = raw_fetch(broker, "min-bytes", 0, max_wait_ms=1500, min_bytes=100_000)
+    waited = time.monotonic() - t0
+    assert [(base, n) for base, n, _ in batches_in(part.records)] == [(0, 1)]
+    assert waited >= 1.2, f"min_bytes=100000 with 1 small record returned after {waited:.2f}s"
+    # With min_bytes already satisfied it answers at once.
+    t0 = time.monotonic()
+    part = raw_fetch(broker, "min-bytes", 0, max_wait_ms=10_000, min_bytes=1)
+    assert time.monotonic() - t0 < 5 and batches_in(part.records)
