@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -190,7 +190,6 @@ def consume_confluent(bootstrap: str, topic: str, partitions: Iterable[int], unt
         if until is None:
             until = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
                      for p in parts}
-        from confluent_kafka import OFFSET_BEGINNING
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         out: dict[int, list[Rec]] = {p: [] for p in parts}
         done = {p for p in parts if until[p] == 0}
