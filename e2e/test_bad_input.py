@@ -284,6 +284,13 @@ def test_full_disk_fails_produce_keeps_data_and_resumes_when_space_returns(small
     assert after.acks[-1].value in stored
     assert after.acks[-1].offset == got[-1].offset
     assert "panick" not in b.stderr().lower()
+    # And all of it is still there after a crash and recovery on the once-full disk.
+    b.kill9()
+    b.restart()
+    got = consume_confluent(b.bootstrap, topic, [0])[0]
+    assert [r.offset for r in got] == list(range(len(got)))
+    stored = [r.value for r in got]
+    assert set(acked) <= set(stored) and all(a.value in stored for a in after.acks)
 
 
 def test_pipelined_requests_are_answered_in_order(broker):
