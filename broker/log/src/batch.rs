@@ -25,6 +25,8 @@ const PRODUCER_EPOCH: usize = 51;
 const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
+/// Attribute bit set on control batches (transaction markers).
+pub(crate) const CONTROL_BIT: i16 = 1 << 5;
 /// Attribute bit set when the batch's timestamps are LogAppendTime.
 pub(crate) const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 
@@ -98,6 +100,11 @@ impl BatchHeader {
     /// True when record timestamps are LogAppendTime (readers use `max_timestamp`).
     pub(crate) fn is_log_append_time(&self) -> bool {
         self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+
+    /// True for control batches (transaction markers), which carry no user records.
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
     }
 
     /// Checks the header fields that do not need the payload.
@@ -203,6 +210,29 @@ pub(crate) fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
     let attributes = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
     batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
     batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Rewrites the header fields of a batch re-encoded by compaction that must
+/// keep the original batch's meaning, then recomputes the CRC: the last offset
+/// delta (so the batch still ends at the original last offset, as Kafka's
+/// cleaner keeps it), the base sequence, and for LogAppendTime batches the
+/// timestamp-type bit and the append time held in `max_timestamp`.
+pub(crate) fn patch_cleaned(
+    batch: &mut [u8],
+    last_offset_delta: i32,
+    base_sequence: i32,
+    log_append_time: Option<i64>,
+) {
+    batch[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&last_offset_delta.to_be_bytes());
+    batch[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&base_sequence.to_be_bytes());
+    if let Some(ts) = log_append_time {
+        let attributes = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
+    }
     let crc = compute_crc(batch);
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }

@@ -11,11 +11,14 @@ use crate::Error;
 pub(crate) const RECOVERY_FILE: &str = "recovery-point.checkpoint";
 /// File holding the log start offset (DeleteRecords).
 pub(crate) const LOG_START_FILE: &str = "log-start-offset.checkpoint";
+/// File holding the cleaner checkpoint (offsets below it are compacted).
+pub(crate) const CLEANER_FILE: &str = "cleaner-offset.checkpoint";
 /// Suffix of temp files; any found on open are leftovers of a crash.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
 const RECOVERY_HEADER: &str = "runnel-recovery-point v1";
 const LOG_START_HEADER: &str = "runnel-log-start-offset v1";
+const CLEANER_HEADER: &str = "runnel-cleaner-offset v1";
 
 /// What the recovery checkpoint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,6 +99,22 @@ pub(crate) fn read_log_start(dir: &Path) -> Option<i64> {
     lines.next()?.trim().parse::<i64>().ok().filter(|o| *o >= 0)
 }
 
+/// Writes the cleaner checkpoint.
+pub(crate) fn write_cleaner_offset(dir: &Path, offset: i64) -> Result<(), Error> {
+    let body = format!("{CLEANER_HEADER}\n{offset}\n");
+    write_atomic(dir, CLEANER_FILE, body.as_bytes())
+}
+
+/// Reads the cleaner checkpoint; `None` when missing or unreadable (everything is dirty).
+pub(crate) fn read_cleaner_offset(dir: &Path) -> Option<i64> {
+    let text = fs::read_to_string(dir.join(CLEANER_FILE)).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != CLEANER_HEADER {
+        return None;
+    }
+    lines.next()?.trim().parse::<i64>().ok().filter(|o| *o >= 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +139,8 @@ mod tests {
             })
         );
         write_log_start(d.path(), 7).unwrap();
+        write_cleaner_offset(d.path(), 9).unwrap();
+        assert_eq!(read_cleaner_offset(d.path()), Some(9));
         assert_eq!(read_log_start(d.path()), Some(7));
         fs::write(d.path().join(LOG_START_FILE), b"\xff\x00junk").unwrap();
         assert_eq!(read_log_start(d.path()), None);

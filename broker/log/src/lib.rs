@@ -27,12 +27,17 @@
 //! - `recovery-point.checkpoint`: text `runnel-recovery-point v1\n<offset> <clean 0|1>\n`;
 //!   segments wholly below the offset are fsynced with valid indexes.
 //! - `log-start-offset.checkpoint`: text `runnel-log-start-offset v1\n<offset>\n` (DeleteRecords).
+//! - `cleaner-offset.checkpoint`: text `runnel-cleaner-offset v1\n<offset>\n`; segments
+//!   below the offset have been compacted (see [`Log::compact`]).
 //! - `*.tmp`: leftovers of interrupted atomic writes, removed on open.
+//! - `<base:020>.log.cleaned`: a compacted segment being written, removed on open;
+//!   `<base:020>.log.swap`: a complete, fsynced compacted segment, renamed over
+//!   `<base:020>.log` on open (the compaction crashed between its two renames).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -40,6 +45,7 @@ use parking_lot::{Mutex, RwLock};
 
 mod batch;
 mod checkpoint;
+mod compaction;
 mod index;
 mod producer_state;
 mod recovery;
@@ -49,6 +55,8 @@ mod segment;
 use checkpoint::RecoveryPoint;
 use producer_state::{ProducerBatch, ProducerStateManager, SeqCheck};
 use segment::Segment;
+
+pub use compaction::CompactionReport;
 
 /// Errors returned by the log. Each carries the context needed to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +99,11 @@ pub enum Error {
         current: i16,
         got: i16,
     },
+    /// A record without a key was appended to a compacted log (`cleanup.policy=compact`).
+    #[error(
+        "compacted topic requires a key on every record: batch {batch} record {record} has none"
+    )]
+    KeylessRecordOnCompactedTopic { batch: usize, record: usize },
 }
 
 /// Result alias for the log.
@@ -123,6 +136,20 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy` contains `compact`: keep the latest record per key
+    /// ([`Log::compact`]) and refuse keyless records.
+    pub compact: bool,
+    /// `cleanup.policy` contains `delete`: `retention.ms`/`retention.bytes` apply.
+    /// A compact-only log (`compact: true, delete: false`) is never retention-deleted.
+    pub delete: bool,
+    /// `delete.retention.ms`: how long a tombstone (null value) stays readable
+    /// after its timestamp before compaction may remove it.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compaction runs when the uncompacted bytes
+    /// are at least this fraction of the cleanable bytes.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: segments holding records newer than this are not compacted.
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -135,7 +162,19 @@ impl Default for LogConfig {
             max_message_bytes: 1024 * 1024 + 12,
             index_interval_bytes: 4096,
             timestamp_type: TimestampType::CreateTime,
+            compact: false,
+            delete: true,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
         }
+    }
+}
+
+impl LogConfig {
+    /// True when `retention.ms`/`retention.bytes` delete segments (policy contains `delete`).
+    pub fn retention_applies(&self) -> bool {
+        self.delete || !self.compact
     }
 }
 
@@ -200,6 +239,15 @@ pub struct Log {
     sync_lock: Mutex<()>,
     /// Set by a failed fsync; cleared only by reopening.
     poisoned: AtomicBool,
+    /// Held for a whole compaction pass so only one runs at a time (never
+    /// taken by appends, reads, retention or truncation).
+    cleaner_lock: Mutex<()>,
+    /// Offsets below this have been compacted (persisted cleaner checkpoint).
+    /// Written under the append lock.
+    cleaner_offset: AtomicI64,
+    /// Bumped by every truncation (under the append lock); a compaction that
+    /// started before one discards its work instead of swapping segments in.
+    truncations: AtomicU64,
 }
 
 /// State owned by the append lock.
@@ -241,6 +289,13 @@ impl Log {
             synced_offset: AtomicI64::new(opened.log_end),
             sync_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
+            cleaner_lock: Mutex::new(()),
+            cleaner_offset: AtomicI64::new(
+                checkpoint::read_cleaner_offset(dir)
+                    .unwrap_or(0)
+                    .min(opened.log_end),
+            ),
+            truncations: AtomicU64::new(0),
         };
         Ok((log, opened.report))
     }
@@ -289,6 +344,9 @@ impl Log {
     ) -> Result<AppendInfo> {
         let config = self.config.read().clone();
         let batches = batch::validate_all(&records, config.max_message_bytes)?;
+        if config.compact {
+            compaction::check_keys(&records, &batches)?;
+        }
         self.check_poisoned()?;
         let mut w = self.writer.lock();
         self.check_poisoned()?;
@@ -595,6 +653,9 @@ impl Log {
     /// segments (never the active one). Returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
         let config = self.config.read().clone();
+        if !config.retention_applies() {
+            return Ok(0);
+        }
         let _w = self.writer.lock();
         let segs = self.snapshot();
         let infos: Vec<retention::SegmentInfo> = segs
@@ -648,6 +709,7 @@ impl Log {
         if offset >= end {
             return Ok(());
         }
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         let segs = self.snapshot();
         let idx = segs.partition_point(|s| s.base_offset <= offset);
         let (keep, cut) = if idx == 0 {
@@ -684,6 +746,9 @@ impl Log {
         self.log_end.store(new_end, Ordering::Release);
         self.log_start.fetch_min(new_end, Ordering::AcqRel);
         self.synced_offset.fetch_min(new_end, Ordering::AcqRel);
+        if self.cleaner_offset.fetch_min(new_end, Ordering::AcqRel) > new_end {
+            checkpoint::write_cleaner_offset(&self.dir, new_end)?;
+        }
         w.producers = recovery::rebuild_producers(&self.snapshot())?;
         Ok(())
     }
@@ -734,7 +799,7 @@ impl Log {
 
 /// The timestamp retention compares against: the segment's largest record
 /// timestamp, or its file's modification time when it holds no timestamps.
-fn retention_timestamp(seg: &Segment, now_ms: i64) -> i64 {
+pub(crate) fn retention_timestamp(seg: &Segment, now_ms: i64) -> i64 {
     let ts = seg.max_timestamp();
     if ts >= 0 {
         return ts;

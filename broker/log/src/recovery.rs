@@ -2,7 +2,8 @@
 //! scanned (to rebuild indexes in memory and restore idempotent-producer
 //! state); the active segment and every segment at or after the recovery point
 //! are also CRC-checked. The first torn or corrupt batch there and everything
-//! after it is cut off. Index files that are missing or differ from the
+//! after it is cut off. An interrupted compaction swap is finished or rolled
+//! back first (see [`compaction::finish_interrupted_swaps`]). Index files that are missing or differ from the
 //! rebuilt ones are rewritten; stray temp and orphan index files are removed.
 
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
+use crate::compaction;
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, io_err, Segment};
@@ -50,6 +52,7 @@ fn parse_name(name: &str) -> Option<(i64, FileKind)> {
 /// Opens and recovers the log in `dir`.
 pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Opened, Error> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    compaction::finish_interrupted_swaps(dir)?;
     let mut bases = BTreeSet::new();
     let mut index_files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {

@@ -79,6 +79,8 @@ pub fn log_error_code(err: &runnel_log::Error) -> ResponseError {
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         E::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         E::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        // Kafka: "Compacted topic cannot accept message without key".
+        E::KeylessRecordOnCompactedTopic { .. } => ResponseError::InvalidRecord,
     }
 }
 
@@ -159,6 +161,11 @@ mod tests {
             got: 1,
         };
         assert_eq!(log_error_code(&epoch).code(), 47);
+        let keyless = E::KeylessRecordOnCompactedTopic {
+            batch: 0,
+            record: 0,
+        };
+        assert_eq!(log_error_code(&keyless).code(), 87);
     }
 
     #[test]

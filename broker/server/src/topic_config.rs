@@ -197,7 +197,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Rule::Double { min: 0.0, max: 1.0 },
         "0.5",
         None,
-        "dirty ratio that triggers compaction (stored)"
+        "fraction of uncompacted bytes that triggers compaction"
     ),
     def!(
         "min.compaction.lag.ms",
@@ -205,7 +205,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Rule::Long { min: 0 },
         "0",
         None,
-        "shortest time a record stays uncompacted (stored)"
+        "shortest time a record stays uncompacted"
     ),
     def!(
         "min.insync.replicas",
@@ -388,6 +388,9 @@ pub fn log_config(overrides: &TopicOverrides, broker: &BrokerConfig) -> LogConfi
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(fallback)
     };
+    // `cleanup.policy` is a list: "delete", "compact", or both in any order.
+    let policy_value = value("cleanup.policy").unwrap_or_else(|| "delete".into());
+    let policy: Vec<&str> = policy_value.split(',').map(str::trim).collect();
     LogConfig {
         segment_bytes: int("segment.bytes", broker.log_segment_bytes as i64).max(14) as u64,
         segment_ms: int("segment.ms", broker.log_segment_ms),
@@ -401,12 +404,50 @@ pub fn log_config(overrides: &TopicOverrides, broker: &BrokerConfig) -> LogConfi
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
+        compact: policy.contains(&"compact"),
+        delete: policy.contains(&"delete"),
+        delete_retention_ms: int("delete.retention.ms", 86_400_000),
+        min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.5),
+        min_compaction_lag_ms: int("min.compaction.lag.ms", 0),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cleanup_policy_and_compaction_settings_reach_the_log_config() {
+        let broker = BrokerConfig::default();
+        let cfg = |pairs: &[(&str, &str)]| {
+            let overrides: TopicOverrides = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            log_config(&overrides, &broker)
+        };
+        let d = cfg(&[]);
+        assert!(!d.compact && d.delete && d.retention_applies());
+        let c = cfg(&[("cleanup.policy", "compact")]);
+        assert!(c.compact && !c.delete && !c.retention_applies());
+        for both in ["compact,delete", "delete, compact"] {
+            let b = cfg(&[("cleanup.policy", both)]);
+            assert!(b.compact && b.delete && b.retention_applies(), "{both}");
+        }
+        let t = cfg(&[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "500"),
+        ]);
+        assert_eq!(t.delete_retention_ms, 1000);
+        assert_eq!(t.min_cleanable_dirty_ratio, 0.1);
+        assert_eq!(t.min_compaction_lag_ms, 500);
+        assert_eq!(d.delete_retention_ms, 86_400_000);
+        assert_eq!(d.min_cleanable_dirty_ratio, 0.5);
+    }
 
     #[test]
     fn unknown_key_is_rejected() {

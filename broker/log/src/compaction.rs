@@ -1,0 +1,581 @@
+//! Log compaction (`cleanup.policy=compact`): rewrites the closed segments so
+//! that only the latest record per key remains, with offsets unchanged, and
+//! drops tombstones once `delete.retention.ms` has passed. Kafka's cleaner is
+//! the model; the differences are documented on [`Log::compact`].
+//!
+//! Crash safety: a cleaned segment is written to `<base>.log.cleaned` and
+//! fsynced, renamed to `<base>.log.swap`, then renamed over `<base>.log`
+//! (the directory fsynced after each rename). `rename` replaces atomically, so
+//! at every moment `<base>.log` is wholly the old or wholly the new segment.
+//! On open, `.cleaned` files are incomplete and deleted; a `.swap` file is
+//! complete and is renamed over its `.log` ([`finish_interrupted_swaps`]).
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+};
+
+use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
+use crate::checkpoint;
+use crate::segment::{self, io_err, Segment};
+use crate::{retention_timestamp, Error, Log, Result};
+
+/// Suffix of a compacted segment still being written (deleted on open).
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a complete compacted segment about to replace its `.log` (finished on open).
+pub(crate) const SWAP_SUFFIX: &str = ".swap";
+/// Rough memory budget of one pass's key → offset map; a pass that reaches
+/// it stops adding dirty segments (the rest is cleaned by the next pass).
+const MAX_MAP_BYTES: usize = 256 << 20;
+/// Estimated bytes per map entry besides the key itself.
+const MAP_ENTRY_OVERHEAD: usize = 64;
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompactionReport {
+    /// True when a pass ran (false: not a compacted log, nothing dirty, or
+    /// the dirty ratio was below `min.cleanable.dirty.ratio`).
+    pub cleaned: bool,
+    /// Uncompacted bytes / cleanable bytes when the pass started.
+    pub dirty_ratio: f64,
+    /// Segments replaced by a compacted copy.
+    pub segments_rewritten: usize,
+    /// Segments deleted because compaction left nothing in them.
+    pub segments_removed: usize,
+    /// Records removed (superseded values, expired tombstones, keyless records).
+    pub records_removed: u64,
+    /// Of those, tombstones removed after `delete.retention.ms`.
+    pub tombstones_removed: u64,
+    /// Bytes of the replaced segments before and after.
+    pub bytes_before: u64,
+    /// Bytes of the replaced segments after compaction.
+    pub bytes_after: u64,
+    /// The cleaner checkpoint after the pass: offsets below it are compacted.
+    pub cleaner_offset: i64,
+}
+
+/// Refuses an append to a compacted log that holds a record without a key
+/// (Kafka answers INVALID_RECORD). Control batches carry no user records.
+pub(crate) fn check_keys(records: &Bytes, batches: &[IncomingBatch]) -> Result<()> {
+    for (i, b) in batches.iter().enumerate() {
+        if b.header.is_control() {
+            continue;
+        }
+        let mut bytes = records.slice(b.pos..b.pos + b.header.total_size());
+        let set = RecordBatchDecoder::decode(&mut bytes)
+            .map_err(|e| Error::InvalidBatch(format!("cannot decode batch {i}: {e}")))?;
+        if let Some(j) = set.records.iter().position(|r| r.key.is_none()) {
+            return Err(Error::KeylessRecordOnCompactedTopic {
+                batch: i,
+                record: j,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Completes or rolls back compaction swaps interrupted by a crash: a
+/// `.cleaned` file may be partial and is deleted; a `.swap` file was fsynced
+/// before it got that name, so it replaces its `.log` (whose index files are
+/// deleted so recovery rebuilds them from the new contents).
+pub(crate) fn finish_interrupted_swaps(dir: &Path) -> Result<()> {
+    let mut touched = false;
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.ends_with(CLEANED_SUFFIX) {
+            tracing::warn!(file = %path.display(), "removing a partial compacted segment left by a crash");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            touched = true;
+        } else if let Some(target) = name.strip_suffix(SWAP_SUFFIX) {
+            let Some(stem) = target.strip_suffix(".log") else {
+                continue;
+            };
+            let target_path = dir.join(target);
+            if target_path.exists() {
+                tracing::warn!(file = %target_path.display(), "finishing a compaction swap interrupted by a crash");
+                fs::rename(&path, &target_path).map_err(|e| io_err(&path, e))?;
+                for ext in ["index", "timeindex"] {
+                    let p = dir.join(format!("{stem}.{ext}"));
+                    if let Err(e) = fs::remove_file(&p) {
+                        if e.kind() != io::ErrorKind::NotFound {
+                            return Err(io_err(&p, e));
+                        }
+                    }
+                }
+            } else {
+                // The segment itself was deleted (retention): do not resurrect it.
+                tracing::warn!(file = %path.display(), "removing a compacted segment whose original is gone");
+                fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            }
+            touched = true;
+        }
+    }
+    if touched {
+        checkpoint::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with the header and bytes of every batch of a segment, in order.
+fn for_each_batch(
+    seg: &Segment,
+    mut f: impl FnMut(BatchHeader, Bytes) -> Result<()>,
+) -> Result<()> {
+    let size = seg.size();
+    let mut pos = 0u64;
+    while pos < size {
+        let head = seg.read_bytes(pos, HEADER_LEN)?;
+        let bad = |why: String| {
+            io_err(
+                &seg.log_path,
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("at position {pos}: {why}"),
+                ),
+            )
+        };
+        let h = BatchHeader::parse(&head).ok_or_else(|| bad("short batch header".into()))?;
+        h.check_fields().map_err(bad)?;
+        let total = h.total_size() as u64;
+        if pos + total > size {
+            return Err(bad("batch runs past the end of the segment".into()));
+        }
+        let bytes = seg.read_bytes(pos, total as usize)?.freeze();
+        f(h, bytes)?;
+        pos += total;
+    }
+    Ok(())
+}
+
+fn decode(seg: &Segment, bytes: Bytes) -> Result<Vec<Record>> {
+    let mut b = bytes;
+    RecordBatchDecoder::decode(&mut b)
+        .map(|set| set.records)
+        .map_err(|e| {
+            Error::InvalidBatch(format!(
+                "cannot decode batch in {}: {e}",
+                seg.log_path.display()
+            ))
+        })
+}
+
+/// Key → offset of its latest record within the dirty range of one pass.
+#[derive(Default)]
+struct OffsetMap {
+    latest: HashMap<Bytes, i64>,
+    bytes: usize,
+}
+
+impl OffsetMap {
+    fn add_segment(&mut self, seg: &Segment) -> Result<()> {
+        for_each_batch(seg, |h, bytes| {
+            if h.is_control() {
+                return Ok(());
+            }
+            for r in decode(seg, bytes)? {
+                let Some(key) = r.key else { continue };
+                if let Some(o) = self.latest.get_mut(&key[..]) {
+                    *o = r.offset;
+                } else {
+                    // Copied so the map does not pin whole decoded batches in memory.
+                    self.bytes += key.len() + MAP_ENTRY_OVERHEAD;
+                    self.latest.insert(Bytes::copy_from_slice(&key), r.offset);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A compacted copy of one segment, written to its `.cleaned` file.
+struct Cleaned {
+    /// The new segment (file handle on the `.cleaned` file), `None` when nothing is left.
+    segment: Option<Segment>,
+    cleaned_path: PathBuf,
+    size: u64,
+    records_removed: u64,
+    tombstones_removed: u64,
+}
+
+/// Which records of a batch survive: not superseded by a later record of the
+/// same key in the map, has a key, and is not a tombstone older than `horizon`.
+fn retained<'a>(
+    h: &BatchHeader,
+    records: &'a [Record],
+    map: &HashMap<Bytes, i64>,
+    horizon: i64,
+    tombstones_removed: &mut u64,
+) -> Vec<&'a Record> {
+    records
+        .iter()
+        .filter(|r| {
+            let Some(key) = &r.key else { return false };
+            if map.get(&key[..]).is_some_and(|&o| o > r.offset) {
+                return false;
+            }
+            if r.value.is_none() {
+                let ts = if h.is_log_append_time() {
+                    h.max_timestamp
+                } else {
+                    r.timestamp
+                };
+                if ts < horizon {
+                    *tombstones_removed += 1;
+                    return false;
+                }
+            }
+            true
+        })
+        .collect()
+}
+
+/// Re-encodes the retained records of a batch as one batch with the same
+/// compression, producer id/epoch, leader epoch and record offsets/timestamps.
+fn reencode(
+    h: &BatchHeader,
+    compression: kafka_protocol::records::Compression,
+    keep: &[&Record],
+) -> Result<BytesMut> {
+    let mut out = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut out,
+        keep.iter().copied(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| Error::InvalidBatch(format!("cannot re-encode a compacted batch: {e}")))?;
+    let new = BatchHeader::parse(&out)
+        .filter(|n| n.total_size() == out.len())
+        .ok_or_else(|| {
+            Error::InvalidBatch("re-encoding a compacted batch did not give one batch".into())
+        })?;
+    let last_delta = i32::try_from(h.last_offset() - new.base_offset)
+        .map_err(|_| Error::InvalidBatch("compacted batch offset delta overflow".into()))?;
+    let base_sequence = if h.base_sequence < 0 {
+        -1
+    } else {
+        new.base_sequence
+    };
+    let append_time = h.is_log_append_time().then_some(h.max_timestamp);
+    batch::patch_cleaned(&mut out, last_delta, base_sequence, append_time);
+    Ok(out)
+}
+
+/// Writes the compacted copy of `seg` to `<base>.log.cleaned` and fsyncs it.
+/// Returns `None` when no record would be removed (the file is deleted again).
+fn clean_segment(
+    seg: &Segment,
+    map: &HashMap<Bytes, i64>,
+    horizon: i64,
+    interval: u32,
+) -> Result<Option<Cleaned>> {
+    let name = segment::log_file_name(seg.base_offset);
+    let cleaned_path = seg.dir.join(format!("{name}{CLEANED_SUFFIX}"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&cleaned_path)
+        .map_err(|e| io_err(&cleaned_path, e))?;
+    let mut state = Segment::new_state();
+    let mut pos = 0u64;
+    let mut next = seg.base_offset;
+    let mut records_removed = 0u64;
+    let mut tombstones_removed = 0u64;
+    let result = (|| -> Result<()> {
+        let mut out = BufWriter::with_capacity(1 << 20, &file);
+        let mut put = |bytes: &[u8], state: &mut segment::SegmentState| -> Result<()> {
+            let nh = BatchHeader::parse(bytes).ok_or_else(|| {
+                Error::InvalidBatch("compacted batch shorter than a header".into())
+            })?;
+            out.write_all(bytes).map_err(|e| io_err(&cleaned_path, e))?;
+            state.on_batch(seg.base_offset, pos, &nh, interval);
+            pos += bytes.len() as u64;
+            next = nh.last_offset() + 1;
+            Ok(())
+        };
+        for_each_batch(seg, |h, bytes| {
+            if h.is_control() {
+                return put(&bytes, &mut state);
+            }
+            let mut b = bytes.clone();
+            let set = RecordBatchDecoder::decode(&mut b).map_err(|e| {
+                Error::InvalidBatch(format!(
+                    "cannot decode batch in {}: {e}",
+                    seg.log_path.display()
+                ))
+            })?;
+            let keep = retained(&h, &set.records, map, horizon, &mut tombstones_removed);
+            records_removed += (set.records.len() - keep.len()) as u64;
+            if keep.len() == set.records.len() {
+                put(&bytes, &mut state)
+            } else if keep.is_empty() {
+                Ok(())
+            } else {
+                let rewritten = reencode(&h, set.compression, &keep)?;
+                put(&rewritten, &mut state)
+            }
+        })?;
+        out.flush().map_err(|e| io_err(&cleaned_path, e))?;
+        Ok(())
+    })();
+    let done = result.and_then(|()| {
+        if records_removed > 0 {
+            file.sync_all().map_err(|e| io_err(&cleaned_path, e))?;
+        }
+        Ok(())
+    });
+    if let Err(e) = done {
+        let _ = fs::remove_file(&cleaned_path);
+        return Err(e);
+    }
+    if records_removed == 0 {
+        fs::remove_file(&cleaned_path).map_err(|e| io_err(&cleaned_path, e))?;
+        return Ok(None);
+    }
+    let segment = (pos > 0).then(|| {
+        let s = Segment::from_parts(
+            &seg.dir,
+            seg.base_offset,
+            seg.dir.join(&name),
+            file,
+            pos,
+            next,
+            state,
+        );
+        s.mark_synced();
+        s
+    });
+    Ok(Some(Cleaned {
+        segment,
+        cleaned_path,
+        size: pos,
+        records_removed,
+        tombstones_removed,
+    }))
+}
+
+/// How a cleaned segment ended up.
+enum Swap {
+    Replaced,
+    Removed,
+    /// The segment was deleted or truncated meanwhile: the work was discarded.
+    Stale,
+}
+
+impl Log {
+    /// Compacts the closed segments when the dirty ratio reaches
+    /// `min_cleanable_dirty_ratio` (see [`Log::compact_forced`] for the rules).
+    /// Does nothing for a log without `compact`.
+    pub fn compact(&self, now_ms: i64) -> Result<CompactionReport> {
+        self.compact_pass(now_ms, false)
+    }
+
+    /// One compaction pass regardless of the dirty ratio. Rules:
+    /// - Only closed segments are read and rewritten, never the active one; of
+    ///   those, only the leading segments whose newest record is at least
+    ///   `min_compaction_lag_ms` old are cleanable (Kafka's cleanable range).
+    /// - The key → latest offset map is built from the dirty cleanable segments
+    ///   (at or after the cleaner checkpoint), as Kafka does; the active
+    ///   segment's keys are not used, so a record is removed only when a newer
+    ///   record of its key is in a segment that truncation cannot remove.
+    /// - Every cleanable segment is filtered with the map: a record stays if no
+    ///   later record has its key. Keyless records are removed (Kafka's cleaner
+    ///   does the same). A tombstone (null value) that is the latest for its key
+    ///   is removed once its timestamp (the append time for LogAppendTime
+    ///   batches) is older than `now_ms - delete_retention_ms`; by then the
+    ///   older values of its key were removed by the pass that first mapped it.
+    /// - A batch keeping all records is copied byte for byte; one keeping none
+    ///   is dropped; otherwise its retained records are re-encoded as one batch
+    ///   with the same compression, producer id/epoch, leader epoch, offsets and
+    ///   timestamps; its base offset becomes the first retained record's offset
+    ///   and its last offset delta still ends at the original last offset.
+    ///   Control batches are kept unchanged.
+    /// - A segment left empty is deleted, except the first one (kept as an
+    ///   empty file so the log start offset survives a reopen). The log start
+    ///   and end offsets never change.
+    /// - The heavy work runs without the append lock; each segment is swapped
+    ///   in (oldest first) under the append lock after checking it is still in
+    ///   the log and no truncation happened since the pass started. Readers
+    ///   holding the old segment keep reading its (unlinked) file.
+    pub fn compact_forced(&self, now_ms: i64) -> Result<CompactionReport> {
+        self.compact_pass(now_ms, true)
+    }
+
+    fn compact_pass(&self, now_ms: i64, force: bool) -> Result<CompactionReport> {
+        let config = self.config.read().clone();
+        let mut report = CompactionReport {
+            cleaner_offset: self.cleaner_offset.load(Ordering::Acquire),
+            ..CompactionReport::default()
+        };
+        if !config.compact {
+            return Ok(report);
+        }
+        self.check_poisoned()?;
+        let _pass = self.cleaner_lock.lock();
+        let generation = self.truncations.load(Ordering::Acquire);
+        let segs = self.snapshot();
+        let closed = segs.len().saturating_sub(1);
+        let lag = config.min_compaction_lag_ms;
+        let cleanable = segs[..closed]
+            .iter()
+            .take_while(|s| {
+                lag <= 0 || retention_timestamp(s, now_ms) <= now_ms.saturating_sub(lag)
+            })
+            .count();
+        let checkpoint = self.cleaner_offset.load(Ordering::Acquire);
+        let first_dirty = segs[..cleanable]
+            .iter()
+            .position(|s| s.base_offset >= checkpoint || s.next_offset() > checkpoint)
+            .unwrap_or(cleanable);
+        let total: u64 = segs[..cleanable].iter().map(|s| s.size()).sum();
+        let dirty: u64 = segs[first_dirty..cleanable].iter().map(|s| s.size()).sum();
+        report.dirty_ratio = if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        };
+        if dirty == 0 || (!force && report.dirty_ratio < config.min_cleanable_dirty_ratio) {
+            return Ok(report);
+        }
+
+        let mut map = OffsetMap::default();
+        let mut end = first_dirty;
+        while end < cleanable {
+            map.add_segment(&segs[end])?;
+            end += 1;
+            if map.bytes >= MAX_MAP_BYTES {
+                break;
+            }
+        }
+        let horizon = now_ms.saturating_sub(config.delete_retention_ms.max(0));
+        // Oldest first: a crash between two swaps never leaves an older value
+        // of a key whose tombstone was already removed.
+        for seg in &segs[..end] {
+            if seg.is_empty() {
+                continue;
+            }
+            let Some(cleaned) =
+                clean_segment(seg, &map.latest, horizon, config.index_interval_bytes)?
+            else {
+                continue;
+            };
+            let (removed, tombstones, size) = (
+                cleaned.records_removed,
+                cleaned.tombstones_removed,
+                cleaned.size,
+            );
+            let before = seg.size();
+            match self.swap_in(seg, cleaned, generation)? {
+                Swap::Stale => {
+                    if self.truncations.load(Ordering::Acquire) != generation {
+                        return Ok(report);
+                    }
+                    continue;
+                }
+                Swap::Replaced => report.segments_rewritten += 1,
+                Swap::Removed => report.segments_removed += 1,
+            }
+            report.records_removed += removed;
+            report.tombstones_removed += tombstones;
+            report.bytes_before += before;
+            report.bytes_after += size;
+        }
+
+        let _w = self.writer.lock();
+        if self.truncations.load(Ordering::Acquire) == generation {
+            let offset = segs[end].base_offset;
+            checkpoint::write_cleaner_offset(&self.dir, offset)?;
+            self.cleaner_offset.store(offset, Ordering::Release);
+            report.cleaner_offset = offset;
+        }
+        report.cleaned = true;
+        tracing::info!(
+            dir = %self.dir.display(),
+            rewritten = report.segments_rewritten,
+            removed = report.segments_removed,
+            records_removed = report.records_removed,
+            tombstones_removed = report.tombstones_removed,
+            cleaner_offset = report.cleaner_offset,
+            "compacted log"
+        );
+        Ok(report)
+    }
+
+    /// Replaces `old` by its cleaned copy (or deletes it when nothing is left
+    /// and it is not the first segment), under the append lock.
+    fn swap_in(&self, old: &Arc<Segment>, cleaned: Cleaned, generation: u64) -> Result<Swap> {
+        let _w = self.writer.lock();
+        let segs = self.snapshot();
+        let found = segs.iter().position(|s| Arc::ptr_eq(s, old));
+        let idx = match found {
+            Some(i)
+                if i + 1 < segs.len() && self.truncations.load(Ordering::Acquire) == generation =>
+            {
+                i
+            }
+            _ => {
+                let _ = fs::remove_file(&cleaned.cleaned_path);
+                return Ok(Swap::Stale);
+            }
+        };
+        let mut list = Vec::clone(&segs);
+        let outcome = match cleaned.segment {
+            None if idx > 0 => {
+                list.remove(idx);
+                *self.segments.write() = Arc::new(list);
+                let _ = fs::remove_file(&cleaned.cleaned_path);
+                old.delete_files()?;
+                Swap::Removed
+            }
+            new => {
+                let swap_path = self.dir.join(format!(
+                    "{}{SWAP_SUFFIX}",
+                    segment::log_file_name(old.base_offset)
+                ));
+                fs::rename(&cleaned.cleaned_path, &swap_path)
+                    .map_err(|e| io_err(&cleaned.cleaned_path, e))?;
+                checkpoint::sync_dir(&self.dir)?;
+                fs::rename(&swap_path, &old.log_path).map_err(|e| io_err(&swap_path, e))?;
+                checkpoint::sync_dir(&self.dir)?;
+                let new = match new {
+                    Some(s) => s,
+                    // The first segment stays as an empty file: its name keeps the log start.
+                    None => {
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(&old.log_path)
+                            .map_err(|e| io_err(&old.log_path, e))?;
+                        Segment::from_parts(
+                            &self.dir,
+                            old.base_offset,
+                            old.log_path.clone(),
+                            file,
+                            0,
+                            old.base_offset,
+                            Segment::new_state(),
+                        )
+                    }
+                };
+                new.write_indexes()?;
+                list[idx] = Arc::new(new);
+                *self.segments.write() = Arc::new(list);
+                Swap::Replaced
+            }
+        };
+        Ok(outcome)
+    }
+}
