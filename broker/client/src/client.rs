@@ -150,6 +150,10 @@ pub(crate) enum Route {
     Any,
     /// A specific node by id.
     Node(i32),
+    /// A group coordinator by node id, on its own connection (as the Java
+    /// client does) so a JoinGroup parked for a whole rebalance never holds
+    /// up fetches from the same broker.
+    Coordinator(i32),
 }
 
 /// What the client knows about the cluster; replaced by every Metadata answer.
@@ -158,6 +162,8 @@ struct ClusterState {
     /// node id -> `host:port`.
     brokers: HashMap<i32, String>,
     controller: Option<i32>,
+    /// group id -> coordinator node id, from FindCoordinator.
+    coordinators: HashMap<String, i32>,
 }
 
 /// A Kafka client for admin, produce and fetch requests.
@@ -316,11 +322,31 @@ impl Client {
         R: Request,
         F: FnOnce(i16) -> Result<R>,
     {
+        self.request_with_timeout(route, max_version, None, build)
+            .await
+    }
+
+    /// Like [`Client::request`] with a round-trip limit other than the
+    /// configured one (JoinGroup may legitimately wait a whole rebalance).
+    pub(crate) async fn request_with_timeout<R, F>(
+        &self,
+        route: Route,
+        max_version: i16,
+        timeout: Option<Duration>,
+        build: F,
+    ) -> Result<R::Response>
+    where
+        R: Request,
+        F: FnOnce(i16) -> Result<R>,
+    {
         let conn = self.connection(route).await?;
         let mut guard = conn.lock().await;
         let version = guard.version::<R>()?.min(max_version);
         let req = build(version)?;
-        let result = guard.send(&req, version).await;
+        let result = match timeout {
+            Some(t) => guard.send_with_timeout(&req, version, t).await,
+            None => guard.send(&req, version).await,
+        };
         let broken = guard.is_broken();
         drop(guard);
         if broken {
@@ -365,7 +391,7 @@ impl Client {
         }
         let conn = match route {
             Route::Any => self.connect_bootstrap().await?,
-            Route::Node(id) => {
+            Route::Node(id) | Route::Coordinator(id) => {
                 let addr = self
                     .lock_state()
                     .brokers
@@ -416,6 +442,31 @@ impl Client {
     async fn forget(&self, conn: &Arc<Mutex<Connection>>) {
         let mut conns = self.connections.lock().await;
         conns.retain(|_, c| !Arc::ptr_eq(c, conn));
+    }
+
+    /// The cached coordinator node of `group`, if known.
+    pub(crate) fn cached_coordinator(&self, group: &str) -> Option<i32> {
+        self.lock_state().coordinators.get(group).copied()
+    }
+
+    /// Remembers `group`'s coordinator and its address (the coordinator may
+    /// be a node that the last Metadata answer did not list).
+    pub(crate) fn set_coordinator(&self, group: &str, node: i32, addr: String) {
+        let mut state = self.lock_state();
+        state.brokers.entry(node).or_insert(addr);
+        state.coordinators.insert(group.to_string(), node);
+    }
+
+    /// Forgets `group`'s coordinator and drops its connection, after the
+    /// broker said it no longer coordinates the group.
+    pub(crate) async fn forget_coordinator(&self, group: &str) {
+        let node = self.lock_state().coordinators.remove(group);
+        if let Some(node) = node {
+            self.connections
+                .lock()
+                .await
+                .remove(&Route::Coordinator(node));
+        }
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, ClusterState> {

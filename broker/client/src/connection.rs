@@ -102,8 +102,19 @@ impl Connection {
 
     /// Sends `req` at `version` and waits for its response.
     pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        self.send_with_timeout(req, version, self.request_timeout)
+            .await
+    }
+
+    /// Like [`Connection::send`] with its own round-trip limit.
+    pub async fn send_with_timeout<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let api = api_key(R::KEY)?;
-        let body = self.exchange(api, version, req, true).await?;
+        let body = self.exchange(api, version, req, true, timeout).await?;
         let mut body = body.unwrap_or_default();
         R::Response::decode(&mut body, version).map_err(|e| self.protocol(api, version, e))
     }
@@ -112,7 +123,9 @@ impl Connection {
     /// never answers.
     pub async fn send_without_response<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
         let api = api_key(R::KEY)?;
-        self.exchange(api, version, req, false).await.map(|_| ())
+        self.exchange(api, version, req, false, self.request_timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Picks the ApiVersions version and records the broker's ranges. A broker
@@ -131,7 +144,13 @@ impl Connection {
                     )));
             }
             let body = self
-                .exchange(ApiKey::ApiVersions, version, &req, true)
+                .exchange(
+                    ApiKey::ApiVersions,
+                    version,
+                    &req,
+                    true,
+                    self.request_timeout,
+                )
                 .await?
                 .unwrap_or_default();
             // The error code leads the body in every version, which is what
@@ -183,6 +202,7 @@ impl Connection {
         version: i16,
         req: &R,
         expect_response: bool,
+        timeout: Duration,
     ) -> Result<Option<Bytes>> {
         if self.broken {
             return Err(Error::Io {
@@ -196,7 +216,6 @@ impl Connection {
 
         // Any failure from here on leaves the stream mid-frame.
         self.broken = true;
-        let timeout = self.request_timeout;
         let result = tokio::time::timeout(timeout, async {
             self.stream
                 .write_all(&frame)

@@ -1,13 +1,15 @@
 //! Thin async Kafka client over the kafka-protocol crate: connections with
 //! API version negotiation, cluster metadata, admin operations (topics,
 //! partitions, configs, offsets), a batching producer with the Java client's
-//! murmur2 partitioner, and fetching with a simple group-less consumer.
+//! murmur2 partitioner, fetching with a simple group-less consumer, and
+//! consumer groups (coordinator admin APIs and a group member).
 
 mod admin;
 mod client;
 mod connection;
 mod error;
 mod fetch;
+pub mod group;
 pub mod partitioner;
 mod produce;
 
@@ -20,6 +22,10 @@ pub use connection::Connection;
 pub use error::{Error, KafkaErrorName, Result};
 pub use fetch::{
     decode_records, Consumer, ConsumerRecord, FetchOptions, FetchedPartition, StartAt,
+};
+pub use group::{
+    CommittedOffset, Committer, GroupConsumer, GroupConsumerConfig, GroupDescription, GroupListing,
+    GroupRecord, MemberDescription, OffsetCommit, OffsetReset, TopicPartitions,
 };
 pub use kafka_protocol::records::TimestampType;
 pub use kafka_protocol::ResponseError;
