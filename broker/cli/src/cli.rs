@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use runnel_client::Acks;
 
+use crate::commands::offset_reset::{parse_datetime, parse_topic_spec, ResetMode, TopicSpec};
+
 /// The `runnel` command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +31,7 @@ pub(crate) struct Cli {
     )]
     pub(crate) bootstrap_server: String,
 
-    /// Output format of `topic list` and `topic describe`.
+    /// Output format of `topic` and `group` commands.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub(crate) output: OutputFormat,
 
@@ -58,6 +60,9 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Print records of a topic, one value per line.
     Consume(ConsumeArgs),
+    /// List, describe, reset offsets of and delete consumer groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 /// `runnel dev` flags.
@@ -170,9 +175,17 @@ pub(crate) struct ProduceArgs {
 pub(crate) struct ConsumeArgs {
     /// Topic to read.
     pub(crate) topic: String,
-    /// Start at the earliest offset instead of the end.
+    /// Start at the earliest offset instead of the end (with --group: for
+    /// partitions that have no committed offset, i.e. auto.offset.reset=earliest).
     #[arg(long, conflicts_with = "offset")]
     pub(crate) from_beginning: bool,
+    /// Consume as a member of this consumer group: read the partitions the
+    /// group assigns, from its committed offsets, and commit as you go.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["partition", "offset"])]
+    pub(crate) group: Option<String>,
+    /// With --group: how often to commit offsets (they are also committed on exit).
+    #[arg(long, value_name = "MS", default_value_t = 5000, requires = "group")]
+    pub(crate) commit_interval_ms: u64,
     /// Read only this partition (default: all, interleaved).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
     pub(crate) partition: Option<i32>,
@@ -197,6 +210,82 @@ pub(crate) struct ConsumeArgs {
     /// Exit when no record arrives for this many milliseconds (default: wait forever).
     #[arg(long, value_name = "MS")]
     pub(crate) timeout_ms: Option<u64>,
+}
+
+/// `runnel group` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCommand {
+    /// List consumer groups.
+    List,
+    /// Show a group's state, members, assignments, committed offsets and lag.
+    Describe(GroupNameArg),
+    /// Move a group's committed offsets (prints the plan; changes nothing without --execute).
+    ResetOffsets(ResetOffsetsArgs),
+    /// Delete a group and its committed offsets.
+    Delete(GroupNameArg),
+}
+
+/// A group id.
+#[derive(Debug, Args)]
+pub(crate) struct GroupNameArg {
+    /// Group id.
+    pub(crate) group: String,
+}
+
+/// `runnel group reset-offsets` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("scope").required(true).args(["topics", "all_topics"])
+))]
+#[command(group(
+    ArgGroup::new("mode")
+        .required(true)
+        .args(["to_earliest", "to_latest", "to_datetime", "to_offset", "shift_by"])
+))]
+pub(crate) struct ResetOffsetsArgs {
+    /// Group id.
+    pub(crate) group: String,
+    /// A topic, or some of its partitions as TOPIC:P,P (repeatable).
+    #[arg(long = "topic", value_name = "TOPIC[:P,P...]", value_parser = parse_topic_spec)]
+    pub(crate) topics: Vec<TopicSpec>,
+    /// Every partition the group has committed offsets for.
+    #[arg(long)]
+    pub(crate) all_topics: bool,
+    /// Reset to the log start offset.
+    #[arg(long)]
+    pub(crate) to_earliest: bool,
+    /// Reset to the log end offset.
+    #[arg(long)]
+    pub(crate) to_latest: bool,
+    /// Reset to the first record at or after this time, e.g. 2026-01-01T00:00:00Z (no zone: UTC).
+    #[arg(long, value_name = "ISO8601", value_parser = parse_datetime)]
+    pub(crate) to_datetime: Option<i64>,
+    /// Reset to this offset (clamped to the log).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(0..))]
+    pub(crate) to_offset: Option<i64>,
+    /// Move the committed offsets by N (negative: back), clamped to the log.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) shift_by: Option<i64>,
+    /// Apply the plan (default: only show it).
+    #[arg(long)]
+    pub(crate) execute: bool,
+}
+
+impl ResetOffsetsArgs {
+    /// The chosen mode (clap guarantees exactly one).
+    pub(crate) fn mode(&self) -> ResetMode {
+        if self.to_earliest {
+            ResetMode::Earliest
+        } else if self.to_latest {
+            ResetMode::Latest
+        } else if let Some(ts) = self.to_datetime {
+            ResetMode::Datetime(ts)
+        } else if let Some(o) = self.to_offset {
+            ResetMode::Offset(o)
+        } else {
+            ResetMode::ShiftBy(self.shift_by.unwrap_or(0))
+        }
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -320,6 +409,92 @@ mod tests {
             panic!("consume expected")
         };
         assert_eq!(args.key_separator, "\t");
+    }
+
+    #[test]
+    fn reset_offsets_needs_one_scope_and_one_mode() {
+        let err = parse(&["group", "reset-offsets", "g", "--to-earliest"]).expect_err("no scope");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&["group", "reset-offsets", "g", "--all-topics"]).expect_err("no mode");
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--all-topics",
+            "--to-earliest",
+            "--to-latest",
+        ])
+        .expect_err("two modes");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let err = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--all-topics",
+            "--topic",
+            "t",
+            "--to-latest",
+        ])
+        .expect_err("two scopes");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let cli = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t:0,1",
+            "--topic",
+            "u",
+            "--shift-by",
+            "-3",
+        ])
+        .expect("valid");
+        let Command::Group(GroupCommand::ResetOffsets(args)) = cli.command else {
+            panic!("reset-offsets expected")
+        };
+        assert_eq!(args.mode(), ResetMode::ShiftBy(-3));
+        assert_eq!(args.topics.len(), 2);
+        assert_eq!(args.topics[0].partitions, Some(vec![0, 1]));
+        assert!(!args.execute, "dry run by default");
+    }
+
+    #[test]
+    fn reset_to_datetime_parses_iso8601() {
+        let cli = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--all-topics",
+            "--to-datetime",
+            "2026-01-01T00:00:00Z",
+        ])
+        .expect("valid");
+        let Command::Group(GroupCommand::ResetOffsets(args)) = cli.command else {
+            panic!("reset-offsets expected")
+        };
+        assert_eq!(args.mode(), ResetMode::Datetime(1_767_225_600_000));
+        let err = parse(&[
+            "group",
+            "reset-offsets",
+            "g",
+            "--all-topics",
+            "--to-datetime",
+            "yesterday",
+        ])
+        .expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn consume_group_conflicts_with_partition_and_offset() {
+        let err = parse(&["consume", "t", "--group", "g", "--partition", "0"]).expect_err("fail");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let cli = parse(&["consume", "t", "--group", "g", "--from-beginning"]).expect("valid");
+        let Command::Consume(args) = cli.command else {
+            panic!("consume expected")
+        };
+        assert_eq!(args.group.as_deref(), Some("g"));
     }
 
     #[test]

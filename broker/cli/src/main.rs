@@ -1,6 +1,6 @@
-//! `runnel`: the command line for Runnel — a local dev broker, topic
-//! administration, and console produce/consume against any Kafka-compatible
-//! broker. This file only wires parsing, logging and exit codes.
+//! `runnel`: the command line for Runnel — a local dev broker, topic and
+//! consumer group administration, and console produce/consume against any
+//! Kafka-compatible broker. This file only wires parsing, logging and exit codes.
 
 mod cli;
 mod commands;
@@ -34,7 +34,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(args) => commands::dev::run(args).await,
         Command::Topic(cmd) => commands::topic::run(&connect().await?, cmd, cli.output).await,
         Command::Produce(args) => commands::produce::run(&connect().await?, args).await,
-        Command::Consume(args) => commands::consume::run(&connect().await?, args).await,
+        Command::Consume(args) => commands::consume::run(connect().await?, args).await,
+        Command::Group(cmd) => commands::group::run(&connect().await?, cmd, cli.output).await,
     }
 }
 

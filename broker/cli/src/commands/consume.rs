@@ -1,10 +1,16 @@
-//! `runnel consume`: prints records, one per line, like kafka-console-consumer.
+//! `runnel consume`: prints records, one per line, like kafka-console-consumer;
+//! with `--group`, as a member of a consumer group that commits its offsets.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use runnel_client::{Client, Consumer, ConsumerRecord, FetchOptions, StartAt, TimestampType};
+use runnel_client::{
+    Client, Consumer, ConsumerRecord, FetchOptions, GroupConsumer, GroupConsumerConfig,
+    OffsetReset, StartAt, TimestampType,
+};
 
 use crate::cli::ConsumeArgs;
 
@@ -53,7 +59,11 @@ impl RecordFormat {
 }
 
 /// Consumes until `--max-messages`, `--timeout-ms` of silence, or Ctrl-C.
-pub(crate) async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
+pub(crate) async fn run(client: Client, args: ConsumeArgs) -> Result<()> {
+    if let Some(group) = args.group.clone() {
+        return run_group(Arc::new(client), group, args).await;
+    }
+    let client = &client;
     let start = match (args.offset, args.from_beginning) {
         (Some(offset), _) => StartAt::Offset(offset),
         (None, true) => StartAt::Earliest,
@@ -112,6 +122,99 @@ pub(crate) async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
     }
     eprintln!("Processed a total of {printed} messages");
     Ok(())
+}
+
+/// Why a group consume loop ended.
+enum Stop {
+    /// Limit, idle timeout or Ctrl-C: close normally.
+    Done,
+    /// Standard output is gone or failed.
+    Output(io::Error),
+    /// Polling failed.
+    Poll(runnel_client::Error),
+}
+
+/// `consume --group`: joins the group, prints what it is assigned, commits
+/// every `--commit-interval-ms` and on exit, then leaves the group.
+async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Result<()> {
+    // Fail with "unknown topic" before joining, as the plain consumer does.
+    client.topic_metadata(&args.topic, false).await?;
+    let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let mut config = GroupConsumerConfig::new(group, vec![args.topic.clone()]);
+    config.auto_offset_reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    config.auto_commit_interval = Some(Duration::from_millis(args.commit_interval_ms));
+    config.fetch.max_wait = idle_limit.map_or(MAX_FETCH_WAIT, |t| t.min(MAX_FETCH_WAIT));
+    let mut consumer = GroupConsumer::new(client, config)?;
+    let format = RecordFormat {
+        print_timestamp: args.print_timestamp,
+        print_offset: args.print_offset,
+        print_key: args.print_key,
+        separator: args.key_separator.clone(),
+    };
+
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut printed: u64 = 0;
+    let mut last_record = Instant::now();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let stop = 'poll: loop {
+        if args.max_messages.is_some_and(|max| printed >= max) {
+            break Stop::Done;
+        }
+        let records = tokio::select! {
+            records = consumer.poll() => match records {
+                Ok(r) => r,
+                Err(err) => break Stop::Poll(err),
+            },
+            _ = &mut ctrl_c => break Stop::Done,
+        };
+        if records.is_empty() {
+            if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
+                break Stop::Done;
+            }
+            continue;
+        }
+        last_record = Instant::now();
+        for (i, r) in records.iter().enumerate() {
+            if let Err(err) = format.write(&mut out, &r.record) {
+                break 'poll Stop::Output(err);
+            }
+            printed += 1;
+            if args.max_messages.is_some_and(|max| printed >= max) {
+                // Hand back what was fetched but not printed, so the commit
+                // on exit covers exactly the printed records.
+                let mut first_unprinted: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+                for rest in &records[i + 1..] {
+                    first_unprinted
+                        .entry((&rest.topic, rest.record.partition))
+                        .or_insert(rest.record.offset);
+                }
+                for ((topic, partition), offset) in first_unprinted {
+                    consumer.seek(topic, partition, offset)?;
+                }
+                break 'poll Stop::Done;
+            }
+        }
+        if let Err(err) = out.flush() {
+            break Stop::Output(err);
+        }
+    };
+    let flushed = out.flush();
+    let closed = consumer.close().await;
+    eprintln!("Processed a total of {printed} messages");
+    match stop {
+        Stop::Poll(err) => return Err(err.into()),
+        Stop::Output(err) => closed_stdout_is_fine(err)?,
+        Stop::Done => {}
+    }
+    if let Err(err) = flushed {
+        closed_stdout_is_fine(err)?;
+    }
+    closed.map_err(|e| anyhow::Error::new(e).context("cannot commit offsets on exit"))
 }
 
 /// `runnel consume ... | head` closes the pipe; that ends the command quietly.

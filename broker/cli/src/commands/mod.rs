@@ -2,5 +2,7 @@
 
 pub(crate) mod consume;
 pub(crate) mod dev;
+pub(crate) mod group;
+pub(crate) mod offset_reset;
 pub(crate) mod produce;
 pub(crate) mod topic;
