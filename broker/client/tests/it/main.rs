@@ -1,5 +1,6 @@
 //! Integration tests of runnel-client against scripted fake brokers.
 
 mod fake;
+mod group;
 mod negotiation;
 mod producer;
