@@ -40,8 +40,8 @@ const MAP_ENTRY_OVERHEAD: usize = 64;
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CompactionReport {
-    /// True when a pass ran (false: not a compacted log, nothing dirty, or
-    /// the dirty ratio was below `min.cleanable.dirty.ratio`).
+    /// True when a pass ran (false: not a compacted log, or nothing dirty
+    /// enough — ratio below `min.cleanable.dirty.ratio` — and no kept tombstone due).
     pub cleaned: bool,
     /// Uncompacted bytes / cleanable bytes when the pass started.
     pub dirty_ratio: f64,
@@ -206,14 +206,24 @@ struct Cleaned {
     tombstones_removed: u64,
 }
 
+/// Tombstone bookkeeping of one pass.
+struct Tombstones {
+    /// Tombstones older than this are removed.
+    horizon: i64,
+    /// `delete.retention.ms`, to compute when a kept tombstone expires.
+    retention_ms: i64,
+    removed: u64,
+    /// Earliest time a kept tombstone becomes removable (i64::MAX: none kept).
+    next_expiry: i64,
+}
+
 /// Which records of a batch survive: not superseded by a later record of the
-/// same key in the map, has a key, and is not a tombstone older than `horizon`.
+/// same key in the map, has a key, and is not a tombstone older than the horizon.
 fn retained<'a>(
     h: &BatchHeader,
     records: &'a [Record],
     map: &HashMap<Bytes, i64>,
-    horizon: i64,
-    tombstones_removed: &mut u64,
+    tombs: &mut Tombstones,
 ) -> Vec<&'a Record> {
     records
         .iter()
@@ -228,10 +238,12 @@ fn retained<'a>(
                 } else {
                     r.timestamp
                 };
-                if ts < horizon {
-                    *tombstones_removed += 1;
+                if ts < tombs.horizon {
+                    tombs.removed += 1;
                     return false;
                 }
+                let expiry = ts.saturating_add(tombs.retention_ms).saturating_add(1);
+                tombs.next_expiry = tombs.next_expiry.min(expiry);
             }
             true
         })
@@ -277,7 +289,7 @@ fn reencode(
 fn clean_segment(
     seg: &Segment,
     map: &HashMap<Bytes, i64>,
-    horizon: i64,
+    tombs: &mut Tombstones,
     interval: u32,
 ) -> Result<Option<Cleaned>> {
     let name = segment::log_file_name(seg.base_offset);
@@ -293,7 +305,7 @@ fn clean_segment(
     let mut pos = 0u64;
     let mut next = seg.base_offset;
     let mut records_removed = 0u64;
-    let mut tombstones_removed = 0u64;
+    let tombstones_before = tombs.removed;
     let result = (|| -> Result<()> {
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         let mut put = |bytes: &[u8], state: &mut segment::SegmentState| -> Result<()> {
@@ -317,7 +329,7 @@ fn clean_segment(
                     seg.log_path.display()
                 ))
             })?;
-            let keep = retained(&h, &set.records, map, horizon, &mut tombstones_removed);
+            let keep = retained(&h, &set.records, map, tombs);
             records_removed += (set.records.len() - keep.len()) as u64;
             if keep.len() == set.records.len() {
                 put(&bytes, &mut state)
@@ -363,7 +375,7 @@ fn clean_segment(
         cleaned_path,
         size: pos,
         records_removed,
-        tombstones_removed,
+        tombstones_removed: tombs.removed - tombstones_before,
     }))
 }
 
@@ -377,13 +389,16 @@ enum Swap {
 
 impl Log {
     /// Compacts the closed segments when the dirty ratio reaches
-    /// `min_cleanable_dirty_ratio` (see [`Log::compact_forced`] for the rules).
+    /// `min_cleanable_dirty_ratio`, or when a tombstone kept by an earlier pass
+    /// has become removable (always once after open, since that time is kept
+    /// in memory only). See [`Log::compact_forced`] for the rules.
     /// Does nothing for a log without `compact`.
     pub fn compact(&self, now_ms: i64) -> Result<CompactionReport> {
         self.compact_pass(now_ms, false)
     }
 
-    /// One compaction pass regardless of the dirty ratio. Rules:
+    /// One compaction pass regardless of the dirty ratio (when anything is
+    /// dirty or a kept tombstone is due). Rules:
     /// - Only closed segments are read and rewritten, never the active one; of
     ///   those, only the leading segments whose newest record is at least
     ///   `min_compaction_lag_ms` old are cleanable (Kafka's cleanable range).
@@ -447,7 +462,11 @@ impl Log {
         } else {
             dirty as f64 / total as f64
         };
-        if dirty == 0 || (!force && report.dirty_ratio < config.min_cleanable_dirty_ratio) {
+        let ratio_due =
+            dirty > 0 && (force || report.dirty_ratio >= config.min_cleanable_dirty_ratio);
+        let tombstones_due =
+            cleanable > 0 && now_ms >= self.tombstone_expiry.load(Ordering::Acquire);
+        if !ratio_due && !tombstones_due {
             return Ok(report);
         }
 
@@ -460,7 +479,12 @@ impl Log {
                 break;
             }
         }
-        let horizon = now_ms.saturating_sub(config.delete_retention_ms.max(0));
+        let mut tombs = Tombstones {
+            horizon: now_ms.saturating_sub(config.delete_retention_ms.max(0)),
+            retention_ms: config.delete_retention_ms.max(0),
+            removed: 0,
+            next_expiry: i64::MAX,
+        };
         // Oldest first: a crash between two swaps never leaves an older value
         // of a key whose tombstone was already removed.
         for seg in &segs[..end] {
@@ -468,7 +492,7 @@ impl Log {
                 continue;
             }
             let Some(cleaned) =
-                clean_segment(seg, &map.latest, horizon, config.index_interval_bytes)?
+                clean_segment(seg, &map.latest, &mut tombs, config.index_interval_bytes)?
             else {
                 continue;
             };
@@ -500,6 +524,8 @@ impl Log {
             checkpoint::write_cleaner_offset(&self.dir, offset)?;
             self.cleaner_offset.store(offset, Ordering::Release);
             report.cleaner_offset = offset;
+            self.tombstone_expiry
+                .store(tombs.next_expiry, Ordering::Release);
         }
         report.cleaned = true;
         tracing::info!(

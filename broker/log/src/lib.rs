@@ -248,6 +248,10 @@ pub struct Log {
     /// Bumped by every truncation (under the append lock); a compaction that
     /// started before one discards its work instead of swapping segments in.
     truncations: AtomicU64,
+    /// Earliest time a tombstone kept by the last compaction pass becomes
+    /// removable; a pass runs then even with nothing dirty. Unknown after
+    /// open (`i64::MIN`), so the first pass checks the cleaned segments.
+    tombstone_expiry: AtomicI64,
 }
 
 /// State owned by the append lock.
@@ -296,6 +300,7 @@ impl Log {
                     .min(opened.log_end),
             ),
             truncations: AtomicU64::new(0),
+            tombstone_expiry: AtomicI64::new(i64::MIN),
         };
         Ok((log, opened.report))
     }

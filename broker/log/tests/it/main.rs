@@ -4,6 +4,7 @@
 
 mod basic;
 mod common;
+mod compaction;
 mod full_disk;
 mod group_commit;
 mod idempotent;
