@@ -9,9 +9,11 @@ Not part of CI. Build the broker first:
 
 It measures the machine's fsync'd sequential write rate with dd, then a confluent-kafka
 producer (1 KiB records, 3 partitions, acks=all, linger.ms=5, ~1 MiB batches): produce MB/s
-and p50/p99 acknowledgement latency (librdkafka's per-message latency); then consumers reading
-everything back: consume MB/s; the broker's peak RSS (VmHWM); and, on a fresh broker, RSS with
-100 idle partitions. Needs `pip install -r e2e/requirements.txt`.
+and p50/p99 acknowledgement latency (librdkafka's per-message latency, which at saturation
+includes time queued in the client, so a second producer paced at --latency-rate-mbs measures
+it below saturation); then kcat (or confluent-kafka consumers) reading everything back: consume
+MB/s; the broker's peak RSS (VmHWM); and, on a fresh broker, RSS with 100 idle partitions.
+Needs `pip install -r e2e/requirements.txt` and kcat.
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// How often retention and time-based segment rolls run.
     pub log_retention_check_interval_ms: u64,
+    /// How often compacted topics are checked for compaction.
+    pub log_cleaner_interval_ms: u64,
     /// Fsync before answering `acks=all`. Turning this off is unsafe: acknowledged
     /// records can be lost on a machine crash.
     pub log_flush_on_ack: bool,
@@ -92,6 +94,7 @@ impl Default for BrokerConfig {
             log_retention_bytes: -1,
             message_max_bytes: 1_048_588,
             log_retention_check_interval_ms: 300_000,
+            log_cleaner_interval_ms: 15_000,
             log_flush_on_ack: true,
         }
     }
@@ -169,6 +172,11 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "log_retention_check_interval_ms",
         KeyKind::Int,
         "Interval of retention and segment.ms checks",
+    ),
+    (
+        "log_cleaner_interval_ms",
+        KeyKind::Int,
+        "Interval of compaction checks of compacted topics",
     ),
     (
         "log_flush_on_ack",
@@ -304,6 +312,9 @@ impl BrokerConfig {
         }
         if self.log_retention_check_interval_ms == 0 {
             return invalid("log_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.log_cleaner_interval_ms == 0 {
+            return invalid("log_cleaner_interval_ms", "must be >= 1");
         }
         if let Some(addr) = &self.advertised_address {
             if split_host_port(addr).is_none() {

@@ -62,6 +62,9 @@ struct Args {
     /// Interval of retention checks.
     #[arg(long)]
     log_retention_check_interval_ms: Option<String>,
+    /// Interval of compaction checks of compacted topics.
+    #[arg(long)]
+    log_cleaner_interval_ms: Option<String>,
     /// Fsync before acknowledging acks=all (false is unsafe).
     #[arg(long)]
     log_flush_on_ack: Option<String>,
@@ -91,6 +94,10 @@ impl Args {
             (
                 "log_retention_check_interval_ms",
                 self.log_retention_check_interval_ms.as_ref(),
+            ),
+            (
+                "log_cleaner_interval_ms",
+                self.log_cleaner_interval_ms.as_ref(),
             ),
             ("log_flush_on_ack", self.log_flush_on_ack.as_ref()),
         ]
