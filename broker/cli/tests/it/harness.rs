@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Startup includes recovery and binding; generous for a loaded CI machine.
@@ -34,6 +34,10 @@ impl DevBroker {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .env_remove("RUNNEL_BOOTSTRAP_SERVER")
             .env("RUST_LOG", "info")
+            // Groups form at once instead of waiting for more members, and a
+            // small offsets topic keeps start-up fast.
+            .env("RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .env("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "4")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -96,6 +100,37 @@ impl DevBroker {
         run.stdout
     }
 
+    /// Starts `runnel -b <this broker> args...` in the background, collecting
+    /// its stdout lines as they come.
+    pub(crate) fn spawn(&self, args: &[&str]) -> Background {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["-b", self.kafka.as_str()])
+            .args(args)
+            .env_remove("RUNNEL_BOOTSTRAP_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn runnel");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        Background {
+            child,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            lines,
+            reader: Some(reader),
+            stderr: Some(stderr),
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
@@ -118,6 +153,64 @@ impl Drop for DevBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A CLI command running in the background, killed when dropped.
+pub(crate) struct Background {
+    child: Child,
+    args: Vec<String>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Background {
+    /// Stdout lines printed so far.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the command to finish; returns
+    /// its status, every stdout line and its stderr.
+    pub(crate) fn interrupt(mut self) -> (ExitStatus, Vec<String>, String) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -INT {pid} failed");
+        let status = wait_with_deadline(&mut self.child, COMMAND_DEADLINE)
+            .unwrap_or_else(|| panic!("runnel {:?} did not stop after SIGINT", self.args));
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        (status, self.lines(), stderr)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds, panicking with `what`
+/// after `limit`.
+pub(crate) fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
