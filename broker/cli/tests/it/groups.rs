@@ -306,10 +306,22 @@ fn reset_offsets_dry_run_changes_nothing_and_execute_rewinds_the_group() {
         ],
         b"",
     );
-    assert!(
-        plan.starts_with("TOPIC  PARTITION  CURRENT-OFFSET  NEW-OFFSET\n"),
+    let header: Vec<&str> = plan
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
         "{plan}"
     );
+    for line in plan.lines().skip(1).take_while(|l| !l.is_empty()) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), 4, "{plan}");
+        assert_eq!((cells[0], cells[3]), ("rewind", "0"), "{plan}");
+    }
     assert!(plan.contains("Dry run"), "{plan}");
     assert_eq!(
         committed(&describe(&broker, "g4")),
