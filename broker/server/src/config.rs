@@ -70,8 +70,6 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// How often compacted topics are checked for compaction.
     pub log_cleaner_interval_ms: u64,
-    /// How often compacted topics are checked for compaction.
-    pub log_cleaner_interval_ms: u64,
     /// Fsync before answering `acks=all`. Turning this off is unsafe: acknowledged
     /// records can be lost on a machine crash.
     pub log_flush_on_ack: bool,
@@ -96,7 +94,6 @@ impl Default for BrokerConfig {
             log_retention_bytes: -1,
             message_max_bytes: 1_048_588,
             log_retention_check_interval_ms: 300_000,
-            log_cleaner_interval_ms: 15_000,
             log_cleaner_interval_ms: 15_000,
             log_flush_on_ack: true,
         }
@@ -175,11 +172,6 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "log_retention_check_interval_ms",
         KeyKind::Int,
         "Interval of retention and segment.ms checks",
-    ),
-    (
-        "log_cleaner_interval_ms",
-        KeyKind::Int,
-        "Interval of compaction checks of compacted topics",
     ),
     (
         "log_cleaner_interval_ms",
@@ -320,9 +312,6 @@ impl BrokerConfig {
         }
         if self.log_retention_check_interval_ms == 0 {
             return invalid("log_retention_check_interval_ms", "must be >= 1");
-        }
-        if self.log_cleaner_interval_ms == 0 {
-            return invalid("log_cleaner_interval_ms", "must be >= 1");
         }
         if self.log_cleaner_interval_ms == 0 {
             return invalid("log_cleaner_interval_ms", "must be >= 1");

@@ -65,9 +65,6 @@ struct Args {
     /// Interval of compaction checks of compacted topics.
     #[arg(long)]
     log_cleaner_interval_ms: Option<String>,
-    /// Interval of compaction checks of compacted topics.
-    #[arg(long)]
-    log_cleaner_interval_ms: Option<String>,
     /// Fsync before acknowledging acks=all (false is unsafe).
     #[arg(long)]
     log_flush_on_ack: Option<String>,
@@ -97,10 +94,6 @@ impl Args {
             (
                 "log_retention_check_interval_ms",
                 self.log_retention_check_interval_ms.as_ref(),
-            ),
-            (
-                "log_cleaner_interval_ms",
-                self.log_cleaner_interval_ms.as_ref(),
             ),
             (
                 "log_cleaner_interval_ms",

@@ -139,7 +139,6 @@ impl Server {
         let admin_task = tokio::spawn(crate::admin_http::serve(admin, broker.clone()));
         let housekeeping = tokio::spawn(housekeeping(broker.clone()));
         let cleaner = tokio::spawn(log_cleaner(broker.clone()));
-        let cleaner = tokio::spawn(log_cleaner(broker.clone()));
         // Each connection holds a clone; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         broker.set_ready(true);
@@ -182,7 +181,6 @@ impl Server {
         let _ = admin_task.await;
         let _ = housekeeping.await;
         let _ = cleaner.await;
-        let _ = cleaner.await;
         let topics = broker.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
         tracing::info!("shutdown complete: all logs flushed and closed");
@@ -217,36 +215,6 @@ async fn housekeeping(broker: Arc<Broker>) {
                     if let Err(err) = partition.log.maybe_roll(now) {
                         tracing::warn!(topic = %topic.name, partition = partition.index, error = %err,
                             "segment roll failed");
-                    }
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Compacts the logs of compacted topics periodically (`log_cleaner_interval_ms`).
-/// `Log::compact` does nothing for other logs and skips logs that are not
-/// dirty enough; the work runs off the async threads and never holds a log's
-/// append lock except to swap a cleaned segment in.
-async fn log_cleaner(broker: Arc<Broker>) {
-    let mut shutdown = broker.shutdown_signal();
-    let period = Duration::from_millis(broker.config.log_cleaner_interval_ms.max(1));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = wait_shutdown(&mut shutdown) => return,
-            _ = ticker.tick() => {}
-        }
-        let topics = broker.topics.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for topic in topics.list() {
-                for partition in topic.partitions() {
-                    if let Err(err) = partition.log.compact(now_ms()) {
-                        tracing::warn!(topic = %topic.name, partition = partition.index,
-                            error = %err, "compaction failed");
                     }
                 }
             }
