@@ -13,6 +13,7 @@ pub mod names;
 pub mod persist;
 pub mod producer_ids;
 pub mod server;
+pub mod signals;
 pub mod topic_config;
 pub mod topics;
 

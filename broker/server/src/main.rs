@@ -117,22 +117,6 @@ fn load_config(args: &Args) -> anyhow::Result<BrokerConfig> {
     Ok(config)
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot install SIGTERM handler; only Ctrl-C stops the broker");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -145,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = load_config(&args).context("configuration error")?;
-    runnel_server::run(config, shutdown_signal())
+    runnel_server::run(config, runnel_server::signals::shutdown_signal()?)
         .await
         .context("broker failed")?;
     Ok(())

@@ -21,31 +21,8 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
     let config = config(args)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    runnel_server::run(config, shutdown_signal()).await?;
+    let shutdown =
+        runnel_server::signals::shutdown_signal().context("cannot install signal handlers")?;
+    runnel_server::run(config, shutdown).await?;
     Ok(())
-}
-
-/// Resolves on the first Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }
