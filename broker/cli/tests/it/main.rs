@@ -1,6 +1,7 @@
 //! Integration tests of the `runnel` binary against a real `runnel dev` broker.
 
 mod errors;
+mod group_api;
 mod groups;
 mod harness;
 mod produce_consume;
