@@ -186,20 +186,41 @@ fn two_group_consumers_split_the_partitions_and_describe_shows_them() {
         || a.lines().len() + b.lines().len() >= 40,
     );
     let (status_a, lines_a, err_a) = a.interrupt();
-    let (status_b, lines_b, err_b) = b.interrupt();
     assert!(status_a.success(), "{status_a:?} {err_a}");
+
+    // The member that stays takes over every partition after the other leaves.
+    wait_until(
+        "the remaining member owns all 4 partitions",
+        GROUP_DEADLINE,
+        || {
+            let d = describe_now(&broker, "g2");
+            d["state"] == "Stable" && assignments(&d) == vec![vec![0, 1, 2, 3]]
+        },
+    );
+    let input: String = (40..60).map(|i| format!("k{i}:v{i}\n")).collect();
+    broker.ok(
+        &["produce", "split", "--key-separator", ":"],
+        input.as_bytes(),
+    );
+    let consumed_by_b = b.lines().len();
+    wait_until(
+        "the remaining member printed the 20 new records",
+        GROUP_DEADLINE,
+        || lines_a.len() + b.lines().len() >= 60,
+    );
+    let (status_b, lines_b, err_b) = b.interrupt();
     assert!(status_b.success(), "{status_b:?} {err_b}");
     assert!(
-        !lines_a.is_empty() && !lines_b.is_empty(),
-        "both members consumed"
+        !lines_a.is_empty() && consumed_by_b > 0,
+        "both members consumed before the leave"
     );
     let mut all: Vec<String> = lines_a.into_iter().chain(lines_b).collect();
     all.sort();
-    let mut want: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
+    let mut want: Vec<String> = (0..60).map(|i| format!("v{i}")).collect();
     want.sort();
     assert_eq!(
         all, want,
-        "every record exactly once across the two members"
+        "every record exactly once across the two members and the rebalance"
     );
 
     let desc = describe(&broker, "g2");
