@@ -633,3 +633,115 @@ fn keyless_records_are_refused_on_a_compacted_log_only() {
     let b = keyed_batch(&[(None, Some("x".into()), 1)], Compression::None);
     assert_eq!(plain.append(b, 0, 0).unwrap().base_offset, 0);
 }
+
+mod model {
+    use std::collections::{BTreeMap, HashSet};
+
+    use kafka_protocol::records::Compression;
+    use proptest::prelude::*;
+    use runnel_log::{Log, LogConfig};
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put {
+            key: u8,
+            compressed: bool,
+        },
+        Delete {
+            key: u8,
+        },
+        Roll,
+        /// A forced pass; `expire` puts the clock past every tombstone's
+        /// retention; `roll_first` closes the active segment before it.
+        Compact {
+            expire: bool,
+            roll_first: bool,
+        },
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0u8..8, any::<bool>()).prop_map(|(key, compressed)| Op::Put { key, compressed }),
+            2 => (0u8..8).prop_map(|key| Op::Delete { key }),
+            2 => Just(Op::Roll),
+            2 => (any::<bool>(), any::<bool>())
+                .prop_map(|(expire, roll_first)| Op::Compact { expire, roll_first }),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 400,
+            segment_ms: 1,
+            index_interval_bytes: 100,
+            compact: true,
+            delete: false,
+            delete_retention_ms: 1000,
+            ..LogConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_latest_value_per_key_matches_a_model_map_across_compactions(
+            ops in prop::collection::vec(op(), 1..60),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let (mut log, _) = Log::open(d.path(), config()).unwrap();
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            let mut appended = 0i64;
+            for (n, op) in ops.iter().enumerate() {
+                match op {
+                    Op::Put { key, compressed } => {
+                        let c = if *compressed { Compression::Lz4 } else { Compression::None };
+                        let (k, v) = (format!("k{key}"), format!("v{n}"));
+                        // Two records per batch, the first superseded at once by the second.
+                        let recs = [put(&k, &format!("{v}-old"), 10), put(&k, &v, 10)];
+                        log.append(keyed_batch(&recs, c), 0, 0).unwrap();
+                        model.insert(k, v);
+                        appended += 2;
+                    }
+                    Op::Delete { key } => {
+                        let k = format!("k{key}");
+                        log.append(keyed_batch(&[tombstone(&k, 10)], Compression::None), 0, 0).unwrap();
+                        model.remove(&k);
+                        appended += 1;
+                    }
+                    Op::Roll => roll(&log),
+                    Op::Compact { expire, roll_first } => {
+                        if *roll_first {
+                            roll(&log);
+                        }
+                        let now = if *expire { 1_000_000 } else { 20 };
+                        log.compact_forced(now).unwrap();
+                        // With everything closed, a pass leaves each key at most once,
+                        // and with an expired clock no tombstone at all.
+                        let (records, _) = read_records(&log);
+                        let mut seen = HashSet::new();
+                        for r in records.iter().filter(|_| *roll_first) {
+                            prop_assert!(seen.insert(r.key.clone()), "key {} twice after compaction", r.key);
+                            if *expire {
+                                prop_assert!(r.value.is_some(), "tombstone {} kept", r.key);
+                            }
+                        }
+                    }
+                    Op::Reopen => {
+                        drop(log);
+                        log = Log::open(d.path(), config()).unwrap().0;
+                    }
+                }
+                prop_assert_eq!(log.log_end_offset(), appended);
+                prop_assert_eq!(log.log_start_offset(), 0);
+                let (records, _) = read_records(&log);
+                assert_offsets_increase(&records);
+                prop_assert_eq!(&view(&records), &model);
+            }
+        }
+    }
+}
