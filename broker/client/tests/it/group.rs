@@ -41,6 +41,7 @@ use crate::fake::{range, read_request, write_response};
 const PARTITIONS: i32 = 4;
 const REBALANCE_IN_PROGRESS: i16 = 27;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// What the fake coordinator saw and how it should answer.
 #[derive(Debug, Default)]
@@ -59,6 +60,12 @@ struct Script {
     rebalance_generation: Option<i32>,
     /// Heartbeats seen.
     heartbeats: usize,
+    /// FindCoordinator requests seen.
+    finds: usize,
+    /// Answer this many FindCoordinator requests with COORDINATOR_NOT_AVAILABLE.
+    find_failures: usize,
+    /// Answer this many SyncGroup requests with REBALANCE_IN_PROGRESS.
+    sync_failures: usize,
 }
 
 type Shared = Arc<Mutex<Script>>;
@@ -126,8 +133,19 @@ async fn serve(mut stream: TcpStream, port: u16, script: Shared) {
             ApiKey::FindCoordinator => {
                 let req = FindCoordinatorRequest::decode(&mut body, version).expect("decode");
                 assert_eq!(req.coordinator_keys, vec![s("g")], "v4 batches keys");
+                let code = {
+                    let mut script = script.lock().expect("lock");
+                    script.finds += 1;
+                    if script.find_failures > 0 {
+                        script.find_failures -= 1;
+                        COORDINATOR_NOT_AVAILABLE
+                    } else {
+                        0
+                    }
+                };
                 let resp = FindCoordinatorResponse::default().with_coordinators(vec![
                     Coordinator::default()
+                        .with_error_code(code)
                         .with_key(s("g"))
                         .with_node_id(0.into())
                         .with_host(s("127.0.0.1"))
@@ -189,8 +207,18 @@ async fn serve(mut stream: TcpStream, port: u16, script: Shared) {
                     .find(|a| a.member_id == req.member_id)
                     .map(|a| a.assignment.clone())
                     .unwrap_or_default();
-                script.lock().expect("lock").syncs.push(plan);
+                let code = {
+                    let mut script = script.lock().expect("lock");
+                    script.syncs.push(plan);
+                    if script.sync_failures > 0 {
+                        script.sync_failures -= 1;
+                        REBALANCE_IN_PROGRESS
+                    } else {
+                        0
+                    }
+                };
                 let resp = SyncGroupResponse::default()
+                    .with_error_code(code)
                     .with_protocol_type(Some(s("consumer")))
                     .with_protocol_name(Some(s("range")))
                     .with_assignment(mine);
@@ -425,5 +453,32 @@ async fn heartbeat_rebalance_error_makes_the_member_rejoin() {
          (partition 0 still has its committed offset, so it is not sent again)"
         );
     }
+    consumer.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn unavailable_coordinator_and_a_rebalance_during_sync_are_retried() {
+    let (addr, script) = start().await;
+    {
+        let mut script = script.lock().expect("lock");
+        script.find_failures = 2;
+        script.sync_failures = 1;
+    }
+    let mut consumer = member(&addr, Duration::from_secs(60)).await;
+    consumer.ensure_joined().await.expect("join");
+    {
+        let script = script.lock().expect("lock");
+        assert_eq!(
+            script.finds, 3,
+            "COORDINATOR_NOT_AVAILABLE: look it up again"
+        );
+        assert_eq!(
+            script.joins,
+            vec!["".to_string(), "m-1".to_string(), "m-1".to_string()],
+            "REBALANCE_IN_PROGRESS from SyncGroup: join again"
+        );
+    }
+    assert_eq!(consumer.generation_id(), 2);
+    assert_eq!(consumer.assignment(), &[tp("t", &[0, 1])]);
     consumer.close().await.expect("close");
 }
