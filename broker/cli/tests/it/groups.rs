@@ -287,6 +287,24 @@ fn describe_shows_committed_offset_log_end_and_lag_per_partition() {
         "{table}"
     );
 
+    let run = broker.run(
+        &[
+            "consume",
+            "no-such-topic",
+            "--group",
+            "g3",
+            "--timeout-ms",
+            "1000",
+        ],
+        b"",
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        run.stderr.contains("unknown topic 'no-such-topic'"),
+        "{}",
+        run.stderr
+    );
+
     let run = broker.run(&["group", "describe", "no-such-group"], b"");
     assert_eq!(run.status.code(), Some(1));
     assert!(
