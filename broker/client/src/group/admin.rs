@@ -262,6 +262,15 @@ impl Client {
         Ok(out)
     }
 
+    /// Describes several groups (each asked of its own coordinator), in order.
+    pub async fn describe_groups(&self, groups: &[String]) -> Result<Vec<GroupDescription>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            out.push(self.describe_group(g).await?);
+        }
+        Ok(out)
+    }
+
     /// Describes one group, decoding consumer members' subscriptions and
     /// assignments. A group that does not exist is reported in state "Dead"
     /// (as Kafka does) or as GROUP_ID_NOT_FOUND by newer brokers.

@@ -144,6 +144,30 @@ impl Shared {
     }
 }
 
+/// What a member does after JoinGroup or SyncGroup refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Join again at once with the member id the coordinator just handed
+    /// out (KIP-394's MEMBER_ID_REQUIRED).
+    WithAssignedId,
+    /// Join again with the same member id: a new generation is forming.
+    KeepId,
+    /// Join again as a new member: the coordinator no longer knows this id.
+    NewId,
+    /// Give up with the error.
+    Fail,
+}
+
+/// The member's reaction to a JoinGroup or SyncGroup error code.
+fn retry_after(err: ResponseError) -> Retry {
+    match err {
+        ResponseError::MemberIdRequired => Retry::WithAssignedId,
+        ResponseError::RebalanceInProgress | ResponseError::IllegalGeneration => Retry::KeepId,
+        ResponseError::UnknownMemberId => Retry::NewId,
+        _ => Retry::Fail,
+    }
+}
+
 /// Whether a group error means "join again".
 fn needs_rejoin(err: ResponseError) -> bool {
     matches!(
@@ -469,23 +493,17 @@ impl GroupConsumer {
                     protocols: vec![(RANGE.to_string(), metadata.clone())],
                 })
                 .await?;
-            match join.error {
-                None => {}
-                Some(ResponseError::MemberIdRequired) => {
-                    // KIP-394: the coordinator hands out the id; join again with it.
-                    self.member_id = join.member_id;
-                    continue;
+            if let Some(err) = join.error {
+                match retry_after(err) {
+                    Retry::WithAssignedId => self.member_id = join.member_id,
+                    Retry::KeepId => tokio::time::sleep(REJOIN_BACKOFF).await,
+                    Retry::NewId => {
+                        self.member_id.clear();
+                        tokio::time::sleep(REJOIN_BACKOFF).await;
+                    }
+                    Retry::Fail => return Err(group_error(err, &group)),
                 }
-                Some(ResponseError::UnknownMemberId) => {
-                    self.member_id.clear();
-                    tokio::time::sleep(REJOIN_BACKOFF).await;
-                    continue;
-                }
-                Some(ResponseError::RebalanceInProgress) => {
-                    tokio::time::sleep(REJOIN_BACKOFF).await;
-                    continue;
-                }
-                Some(e) => return Err(group_error(e, &group)),
+                continue;
             }
             self.member_id = join.member_id.clone();
             self.generation_id = join.generation_id;
@@ -515,14 +533,12 @@ impl GroupConsumer {
                         message: m,
                     })?
                 }
-                Err(ResponseError::RebalanceInProgress | ResponseError::IllegalGeneration) => {
-                    continue
-                }
-                Err(ResponseError::UnknownMemberId) => {
-                    self.member_id.clear();
-                    continue;
-                }
-                Err(e) => return Err(group_error(e, &group)),
+                Err(err) => match retry_after(err) {
+                    // A new generation is forming: join it right away.
+                    Retry::KeepId | Retry::WithAssignedId => {}
+                    Retry::NewId => self.member_id.clear(),
+                    Retry::Fail => return Err(group_error(err, &group)),
+                },
             }
         };
         tracing::info!(%group, member = %self.member_id, generation = self.generation_id,
@@ -715,6 +731,28 @@ mod tests {
             shared.active().is_none(),
             "heartbeats pause until the rejoin"
         );
+    }
+
+    #[test]
+    fn join_and_sync_errors_map_to_the_kafka_client_reactions() {
+        assert_eq!(
+            retry_after(ResponseError::MemberIdRequired),
+            Retry::WithAssignedId
+        );
+        assert_eq!(
+            retry_after(ResponseError::RebalanceInProgress),
+            Retry::KeepId
+        );
+        assert_eq!(retry_after(ResponseError::IllegalGeneration), Retry::KeepId);
+        assert_eq!(retry_after(ResponseError::UnknownMemberId), Retry::NewId);
+        for fatal in [
+            ResponseError::InconsistentGroupProtocol,
+            ResponseError::FencedInstanceId,
+            ResponseError::GroupAuthorizationFailed,
+            ResponseError::InvalidSessionTimeout,
+        ] {
+            assert_eq!(retry_after(fatal), Retry::Fail, "{fatal:?}");
+        }
     }
 
     #[test]
