@@ -287,6 +287,38 @@ fn describe_shows_committed_offset_log_end_and_lag_per_partition() {
         "{table}"
     );
 
+    // By time: before every record is the log start, after them the log end.
+    let new_offsets = |when: &str| -> Vec<i64> {
+        let out = broker.ok(
+            &[
+                "group",
+                "reset-offsets",
+                "g3",
+                "--topic",
+                "lagged",
+                "--to-datetime",
+                when,
+                "--output",
+                "json",
+            ],
+            b"",
+        );
+        let plan: Value = serde_json::from_str(&out).expect("json");
+        plan["plan"]
+            .as_array()
+            .expect("plan")
+            .iter()
+            .map(|r| r["new_offset"].as_i64().expect("offset"))
+            .collect()
+    };
+    assert_eq!(new_offsets("2000-01-01T00:00:00Z"), vec![0, 0]);
+    assert_eq!(new_offsets("2100-01-01T00:00:00+02:00"), vec![5, 3]);
+    assert_eq!(
+        describe(&broker, "g3")["total_lag"],
+        4,
+        "dry runs changed nothing"
+    );
+
     let run = broker.run(
         &[
             "consume",
