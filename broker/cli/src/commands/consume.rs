@@ -135,8 +135,13 @@ enum Stop {
 }
 
 /// `consume --group`: joins the group, prints what it is assigned, commits
-/// every `--commit-interval-ms` and on exit, then leaves the group.
+/// every `--commit-interval-ms` and on exit (limit, idle timeout, Ctrl-C or
+/// SIGTERM), then leaves the group.
 async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Result<()> {
+    // SIGTERM too: a member stopped by a supervisor should still commit and
+    // leave. Installed first, so no signal in between kills us outright.
+    let shutdown = runnel_server::signals::shutdown_signal()
+        .map_err(|e| anyhow::Error::new(e).context("cannot install signal handlers"))?;
     // Fail with "unknown topic" before joining, as the plain consumer does.
     client.topic_metadata(&args.topic, false).await?;
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
@@ -159,8 +164,7 @@ async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Res
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    tokio::pin!(shutdown);
     let stop = 'poll: loop {
         if args.max_messages.is_some_and(|max| printed >= max) {
             break Stop::Done;
@@ -170,7 +174,7 @@ async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Res
                 Ok(r) => r,
                 Err(err) => break Stop::Poll(err),
             },
-            _ = &mut ctrl_c => break Stop::Done,
+            _ = &mut shutdown => break Stop::Done,
         };
         if records.is_empty() {
             if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {

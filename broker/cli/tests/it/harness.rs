@@ -173,15 +173,24 @@ impl Background {
 
     /// Sends SIGINT (Ctrl-C) and waits for the command to finish; returns
     /// its status, every stdout line and its stderr.
-    pub(crate) fn interrupt(mut self) -> (ExitStatus, Vec<String>, String) {
+    pub(crate) fn interrupt(self) -> (ExitStatus, Vec<String>, String) {
+        self.signal("INT")
+    }
+
+    /// Like [`Background::interrupt`] with SIGTERM.
+    pub(crate) fn terminate(self) -> (ExitStatus, Vec<String>, String) {
+        self.signal("TERM")
+    }
+
+    fn signal(mut self, name: &str) -> (ExitStatus, Vec<String>, String) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
-            .args(["-INT", &pid])
+            .args([format!("-{name}").as_str(), &pid])
             .status()
             .expect("kill");
-        assert!(status.success(), "kill -INT {pid} failed");
+        assert!(status.success(), "kill -{name} {pid} failed");
         let status = wait_with_deadline(&mut self.child, COMMAND_DEADLINE)
-            .unwrap_or_else(|| panic!("runnel {:?} did not stop after SIGINT", self.args));
+            .unwrap_or_else(|| panic!("runnel {:?} did not stop after SIG{name}", self.args));
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
