@@ -183,6 +183,11 @@ pub(crate) struct ConsumeArgs {
     /// group assigns, from its committed offsets, and commit as you go.
     #[arg(long, value_name = "GROUP", conflicts_with_all = ["partition", "offset"])]
     pub(crate) group: Option<String>,
+    /// With --group: a static member id (group.instance.id). A static member
+    /// does not leave the group on exit, so restarting it within the session
+    /// timeout gets its partitions back without a rebalance.
+    #[arg(long, value_name = "ID", requires = "group")]
+    pub(crate) group_instance_id: Option<String>,
     /// With --group: how often to commit offsets (they are also committed on exit).
     #[arg(long, value_name = "MS", default_value_t = 5000, requires = "group")]
     pub(crate) commit_interval_ms: u64,

@@ -152,6 +152,7 @@ async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Res
         OffsetReset::Latest
     };
     config.auto_commit_interval = Some(Duration::from_millis(args.commit_interval_ms));
+    config.group_instance_id = args.group_instance_id.clone();
     config.fetch.max_wait = idle_limit.map_or(MAX_FETCH_WAIT, |t| t.min(MAX_FETCH_WAIT));
     let mut consumer = GroupConsumer::new(client, config)?;
     let format = RecordFormat {

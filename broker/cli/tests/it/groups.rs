@@ -515,3 +515,64 @@ fn reset_and_delete_are_refused_while_the_group_has_members() {
         run.stderr
     );
 }
+
+#[test]
+fn a_restarted_static_member_keeps_its_partitions_and_offsets() {
+    let broker = DevBroker::start();
+    broker.ok(&["topic", "create", "static", "--partitions", "2"], b"");
+    broker.ok(&["produce", "static"], lines(6, "s").as_bytes());
+    let consume = [
+        "consume",
+        "static",
+        "--group",
+        "g6",
+        "--group-instance-id",
+        "worker-1",
+        "--from-beginning",
+        "--max-messages",
+        "6",
+        "--timeout-ms",
+        "30000",
+    ];
+    let first = broker.ok(&consume, b"");
+    assert_eq!(first.lines().count(), 6);
+    // A static member does not leave: the coordinator keeps it until its
+    // session times out.
+    let desc = describe(&broker, "g6");
+    let members = desc["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{desc}");
+    assert_eq!(members[0]["group_instance_id"], "worker-1", "{desc}");
+    let member_id = members[0]["member_id"].clone();
+    assert_eq!(desc["total_lag"], 0, "committed on exit: {desc}");
+
+    broker.ok(&["produce", "static"], lines(4, "t").as_bytes());
+    let again = [
+        "consume",
+        "static",
+        "--group",
+        "g6",
+        "--group-instance-id",
+        "worker-1",
+        "--max-messages",
+        "4",
+        "--timeout-ms",
+        "30000",
+    ];
+    let second = broker.ok(&again, b"");
+    let mut got: Vec<&str> = second.lines().collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        ["t-0", "t-1", "t-2", "t-3"],
+        "resumes after the commit"
+    );
+    let desc = describe(&broker, "g6");
+    let members = desc["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{desc}");
+    assert_eq!(members[0]["group_instance_id"], "worker-1", "{desc}");
+    assert_ne!(
+        members[0]["member_id"], member_id,
+        "the restart got a new member id"
+    );
+    assert_eq!(assignments(&desc), vec![vec![0, 1]], "{desc}");
+}
