@@ -538,7 +538,7 @@ fn concurrent_appends_reads_and_compaction_never_lose_a_latest_value() {
     let writer = {
         let (log, model) = (log.clone(), model.clone());
         std::thread::spawn(move || {
-            for i in 0..3000i64 {
+            for i in 0..600i64 {
                 let k = format!("k{}", (i * 7) % 40);
                 let v = format!("v{i}");
                 let info = log
@@ -605,7 +605,7 @@ fn concurrent_appends_reads_and_compaction_never_lose_a_latest_value() {
         .collect();
     assert_eq!(records.len(), 40);
     assert_eq!(view(&records), want);
-    assert_eq!(log.log_end_offset(), 3000);
+    assert_eq!(log.log_end_offset(), 600);
 }
 
 #[test]
@@ -744,4 +744,105 @@ mod model {
             }
         }
     }
+}
+
+/// Header fields of the first batch in `bytes`: (base offset, last offset,
+/// attributes, max timestamp, producer id, producer epoch, base sequence).
+fn header(bytes: &Bytes) -> (i64, i64, i16, i64, i64, i16, i32) {
+    let i64_at = |at: usize| i64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+    let i32_at = |at: usize| i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    let i16_at = |at: usize| i16::from_be_bytes(bytes[at..at + 2].try_into().unwrap());
+    (
+        i64_at(0),
+        i64_at(0) + i64::from(i32_at(23)),
+        i16_at(21),
+        i64_at(35),
+        i64_at(43),
+        i16_at(51),
+        i32_at(53),
+    )
+}
+
+#[test]
+fn a_rewritten_batch_keeps_producer_fields_its_last_offset_and_log_append_time() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        timestamp_type: runnel_log::TimestampType::LogAppendTime,
+        ..compact_config(1 << 20)
+    };
+    let (log, _) = Log::open(d.path(), cfg).unwrap();
+    // An idempotent producer's batch: a, b, c, d (offsets 0..3, sequences 7..10).
+    let records: Vec<Record> = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: 42,
+            producer_epoch: 3,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: 7 + i as i32,
+            timestamp: 100 + i as i64,
+            key: Some(Bytes::from(k.to_string())),
+            value: Some(Bytes::from(format!("{k}-1"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Gzip,
+        },
+    )
+    .unwrap();
+    log.append(buf.freeze(), 5, 5000).unwrap();
+    // a and d are superseded by a later batch: b and c remain of the first one.
+    log.append(
+        keyed_batch(&[put("a", "a-2", 1), put("d", "d-2", 1)], Compression::None),
+        5,
+        6000,
+    )
+    .unwrap();
+    roll(&log);
+    log.compact_forced(7000).unwrap();
+    let first = log.read(0, 1 << 20, true, i64::MAX).unwrap().records;
+    let (base, last, attributes, max_ts, pid, epoch, seq) = header(&first);
+    assert_eq!(base, 1, "the batch now starts at its first retained record");
+    assert_eq!(last, 3, "and still ends at the original last offset");
+    assert_eq!(attributes & 0x7, 1, "still gzip");
+    assert_ne!(attributes & 0x8, 0, "still LogAppendTime");
+    assert_eq!(max_ts, 5000, "the append time is kept");
+    assert_eq!(
+        (pid, epoch, seq),
+        (42, 3, 8),
+        "sequence of the first retained record"
+    );
+    let mut b = first.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut b).unwrap(); // checks the CRC
+    let kept: Vec<(i64, Option<Bytes>, i32)> = sets[0]
+        .records
+        .iter()
+        .map(|r| (r.offset, r.key.clone(), r.sequence))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            (1, Some(Bytes::from("b")), 8),
+            (2, Some(Bytes::from("c")), 9)
+        ]
+    );
+    // A reader continuing after the batch's last offset finds the next batch.
+    let next = log.read(last + 1, 1 << 20, true, i64::MAX).unwrap().records;
+    assert_eq!(header(&next).0, 4);
+    // Reopening rebuilds the same view (the rewritten header passes recovery's checks).
+    drop(log);
+    let (log, report) = Log::open(d.path(), compact_config(1 << 20)).unwrap();
+    assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(read_records(&log).0.len(), 4);
 }
