@@ -5,7 +5,7 @@
 //!
 //! Crash safety: a cleaned segment is written to `<base>.log.cleaned` and
 //! fsynced, renamed to `<base>.log.swap`, then renamed over `<base>.log`
-//! (the directory fsynced after each rename). `rename` replaces atomically, so
+//! (the directory fsynced after that). `rename` replaces atomically, so
 //! at every moment `<base>.log` is wholly the old or wholly the new segment.
 //! On open, `.cleaned` files are incomplete and deleted; a `.swap` file is
 //! complete and is renamed over its `.log` ([`finish_interrupted_swaps`]).
@@ -543,6 +543,12 @@ impl Log {
     /// Replaces `old` by its cleaned copy (or deletes it when nothing is left
     /// and it is not the first segment), under the append lock.
     fn swap_in(&self, old: &Arc<Segment>, cleaned: Cleaned, generation: u64) -> Result<Swap> {
+        // Index files are written before the append lock is taken: if the swap
+        // is then abandoned or interrupted, recovery finds them inconsistent
+        // with the `.log` (or orphaned) and rebuilds or removes them.
+        if let Some(new) = &cleaned.segment {
+            new.write_indexes()?;
+        }
         let _w = self.writer.lock();
         let segs = self.snapshot();
         let found = segs.iter().position(|s| Arc::ptr_eq(s, old));
@@ -571,9 +577,10 @@ impl Log {
                     "{}{SWAP_SUFFIX}",
                     segment::log_file_name(old.base_offset)
                 ));
+                // No directory fsync between the renames: the second needs the
+                // first, so a crash leaves `.cleaned`, `.swap` or the new `.log`.
                 fs::rename(&cleaned.cleaned_path, &swap_path)
                     .map_err(|e| io_err(&cleaned.cleaned_path, e))?;
-                checkpoint::sync_dir(&self.dir)?;
                 fs::rename(&swap_path, &old.log_path).map_err(|e| io_err(&swap_path, e))?;
                 checkpoint::sync_dir(&self.dir)?;
                 let new = match new {
@@ -585,7 +592,7 @@ impl Log {
                             .write(true)
                             .open(&old.log_path)
                             .map_err(|e| io_err(&old.log_path, e))?;
-                        Segment::from_parts(
+                        let s = Segment::from_parts(
                             &self.dir,
                             old.base_offset,
                             old.log_path.clone(),
@@ -593,10 +600,11 @@ impl Log {
                             0,
                             old.base_offset,
                             Segment::new_state(),
-                        )
+                        );
+                        s.write_indexes()?;
+                        s
                     }
                 };
-                new.write_indexes()?;
                 list[idx] = Arc::new(new);
                 *self.segments.write() = Arc::new(list);
                 Swap::Replaced
