@@ -21,6 +21,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    broker.groups.refresh_metrics(&broker.metrics);
     let text = broker.metrics.render(&broker.topics);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

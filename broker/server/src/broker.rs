@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
+use crate::group::Coordinator;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::TopicRegistry;
@@ -30,6 +31,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Producer id allocator.
     pub producer_ids: ProducerIdAllocator,
+    /// The consumer group coordinator.
+    pub groups: Arc<Coordinator>,
     // Bumped after every successful append; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
     // Flips to true once when shutdown starts; every task watches it.
@@ -49,14 +52,22 @@ impl Broker {
         producer_ids: ProducerIdAllocator,
         shutdown: watch::Receiver<bool>,
     ) -> Broker {
+        let metrics = Metrics::new();
+        let groups = Arc::new(Coordinator::new(
+            &config,
+            topics.clone(),
+            metrics.group_rebalances.clone(),
+            shutdown.clone(),
+        ));
         Broker {
             config,
             cluster_id,
             advertised_host,
             advertised_port,
             topics,
-            metrics: Metrics::new(),
+            metrics,
             producer_ids,
+            groups,
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),

@@ -73,6 +73,19 @@ pub struct BrokerConfig {
     /// Fsync before answering `acks=all`. Turning this off is unsafe: acknowledged
     /// records can be lost on a machine crash.
     pub log_flush_on_ack: bool,
+    /// Partitions of the internal `__consumer_offsets` topic (fixed once created).
+    pub offsets_topic_num_partitions: i32,
+    /// Committed offsets of a group expire this long after the group became empty
+    /// (for standalone commits: after the commit).
+    pub offsets_retention_minutes: i64,
+    /// How often expired committed offsets are removed.
+    pub offsets_retention_check_interval_ms: u64,
+    /// How long the first rebalance of an empty group waits for more members to join.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Smallest session timeout a group member may ask for.
+    pub group_min_session_timeout_ms: i32,
+    /// Largest session timeout a group member may ask for.
+    pub group_max_session_timeout_ms: i32,
 }
 
 impl Default for BrokerConfig {
@@ -96,6 +109,12 @@ impl Default for BrokerConfig {
             log_retention_check_interval_ms: 300_000,
             log_cleaner_interval_ms: 15_000,
             log_flush_on_ack: true,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10080,
+            offsets_retention_check_interval_ms: 600_000,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
         }
     }
 }
@@ -182,6 +201,36 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "log_flush_on_ack",
         KeyKind::Bool,
         "Fsync before acknowledging acks=all (false is unsafe)",
+    ),
+    (
+        "offsets_topic_num_partitions",
+        KeyKind::Int,
+        "Partitions of __consumer_offsets (fixed once created)",
+    ),
+    (
+        "offsets_retention_minutes",
+        KeyKind::Int,
+        "Committed offsets expire this long after their group became empty",
+    ),
+    (
+        "offsets_retention_check_interval_ms",
+        KeyKind::Int,
+        "Interval of committed-offset expiry checks",
+    ),
+    (
+        "group_initial_rebalance_delay_ms",
+        KeyKind::Int,
+        "Wait for more members before the first rebalance of an empty group",
+    ),
+    (
+        "group_min_session_timeout_ms",
+        KeyKind::Int,
+        "Smallest session timeout a group member may ask for",
+    ),
+    (
+        "group_max_session_timeout_ms",
+        KeyKind::Int,
+        "Largest session timeout a group member may ask for",
     ),
 ];
 
@@ -316,6 +365,32 @@ impl BrokerConfig {
         if self.log_cleaner_interval_ms == 0 {
             return invalid("log_cleaner_interval_ms", "must be >= 1");
         }
+        if self.offsets_topic_num_partitions < 1
+            || self.offsets_topic_num_partitions > crate::topics::MAX_PARTITIONS
+        {
+            return invalid(
+                "offsets_topic_num_partitions",
+                "must be between 1 and 10000",
+            );
+        }
+        if self.offsets_retention_minutes < 1 {
+            return invalid("offsets_retention_minutes", "must be >= 1");
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return invalid("offsets_retention_check_interval_ms", "must be >= 1");
+        }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            return invalid("group_initial_rebalance_delay_ms", "must be >= 0");
+        }
+        if self.group_min_session_timeout_ms < 1 {
+            return invalid("group_min_session_timeout_ms", "must be >= 1");
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return invalid(
+                "group_max_session_timeout_ms",
+                "must be >= group_min_session_timeout_ms",
+            );
+        }
         if let Some(addr) = &self.advertised_address {
             if split_host_port(addr).is_none() {
                 return invalid("advertised_address", "expected host:port");
@@ -370,6 +445,35 @@ mod tests {
         assert_eq!(c.max_request_bytes, 104_857_600);
         assert_eq!(c.message_max_bytes, 1_048_588);
         assert!(c.log_flush_on_ack && c.auto_create_topics);
+        assert_eq!(c.offsets_topic_num_partitions, 50);
+        assert_eq!(c.offsets_retention_minutes, 10080);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+        assert_eq!(c.group_min_session_timeout_ms, 6000);
+        assert_eq!(c.group_max_session_timeout_ms, 1_800_000);
+    }
+
+    #[test]
+    fn group_keys_are_validated_and_settable_from_env() {
+        let c = BrokerConfig::load_with_env(
+            None,
+            env(&[
+                ("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "3"),
+                ("RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.offsets_topic_num_partitions, 3);
+        assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+        let err =
+            BrokerConfig::load_with_env(None, env(&[("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "0")]))
+                .unwrap_err();
+        assert!(err.to_string().contains("offsets_topic_num_partitions"));
+        let err = BrokerConfig::load_with_env(
+            None,
+            env(&[("RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS", "10")]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("group_max_session_timeout_ms"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use kafka_protocol::ResponseError;
 
 use crate::config::ConfigError;
+use crate::group::GroupError;
 use crate::topics::TopicError;
 
 /// Errors that stop the broker from starting or running.
@@ -114,6 +115,32 @@ impl From<TopicError> for ApiError {
     }
 }
 
+/// Maps a group-protocol error to its Kafka error code.
+pub fn group_error_code(err: GroupError) -> ResponseError {
+    match err {
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+    }
+}
+
+impl From<GroupError> for ApiError {
+    fn from(err: GroupError) -> Self {
+        ApiError::with_message(group_error_code(err), err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +193,29 @@ mod tests {
             record: 0,
         };
         assert_eq!(log_error_code(&keyless).code(), 87);
+    }
+
+    #[test]
+    fn group_errors_map_to_kafka_codes() {
+        let cases = [
+            (GroupError::IllegalGeneration, 22),
+            (GroupError::UnknownMemberId, 25),
+            (GroupError::InconsistentGroupProtocol, 23),
+            (GroupError::RebalanceInProgress, 27),
+            (GroupError::FencedInstanceId, 82),
+            (GroupError::GroupIdNotFound, 69),
+            (GroupError::NonEmptyGroup, 68),
+            (GroupError::InvalidSessionTimeout, 26),
+            (GroupError::InvalidGroupId, 24),
+            (GroupError::CoordinatorNotAvailable, 15),
+            (GroupError::CoordinatorLoadInProgress, 14),
+            (GroupError::GroupSubscribedToTopic, 86),
+            (GroupError::UnknownTopicOrPartition, 3),
+            (GroupError::OffsetMetadataTooLarge, 12),
+        ];
+        for (err, code) in cases {
+            assert_eq!(ApiError::from(err).code(), code, "{err:?}");
+        }
     }
 
     #[test]

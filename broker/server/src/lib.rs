@@ -8,6 +8,7 @@ pub mod api;
 pub mod broker;
 pub mod config;
 pub mod errors;
+pub mod group;
 pub mod metrics;
 pub mod names;
 pub mod persist;

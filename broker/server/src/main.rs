@@ -68,6 +68,24 @@ struct Args {
     /// Fsync before acknowledging acks=all (false is unsafe).
     #[arg(long)]
     log_flush_on_ack: Option<String>,
+    /// Partitions of __consumer_offsets.
+    #[arg(long)]
+    offsets_topic_num_partitions: Option<String>,
+    /// Committed offsets expire this long after their group became empty.
+    #[arg(long)]
+    offsets_retention_minutes: Option<String>,
+    /// Interval of committed-offset expiry checks.
+    #[arg(long)]
+    offsets_retention_check_interval_ms: Option<String>,
+    /// Wait before the first rebalance of an empty group.
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<String>,
+    /// Smallest session timeout a group member may ask for.
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<String>,
+    /// Largest session timeout a group member may ask for.
+    #[arg(long)]
+    group_max_session_timeout_ms: Option<String>,
 }
 
 impl Args {
@@ -100,6 +118,30 @@ impl Args {
                 self.log_cleaner_interval_ms.as_ref(),
             ),
             ("log_flush_on_ack", self.log_flush_on_ack.as_ref()),
+            (
+                "offsets_topic_num_partitions",
+                self.offsets_topic_num_partitions.as_ref(),
+            ),
+            (
+                "offsets_retention_minutes",
+                self.offsets_retention_minutes.as_ref(),
+            ),
+            (
+                "offsets_retention_check_interval_ms",
+                self.offsets_retention_check_interval_ms.as_ref(),
+            ),
+            (
+                "group_initial_rebalance_delay_ms",
+                self.group_initial_rebalance_delay_ms.as_ref(),
+            ),
+            (
+                "group_min_session_timeout_ms",
+                self.group_min_session_timeout_ms.as_ref(),
+            ),
+            (
+                "group_max_session_timeout_ms",
+                self.group_max_session_timeout_ms.as_ref(),
+            ),
         ]
     }
 }

@@ -28,6 +28,14 @@ pub struct Metrics {
     pub log_size_bytes: IntGaugeVec,
     /// Open client connections.
     pub open_connections: IntGauge,
+    /// Members per consumer group (refreshed on scrape).
+    pub group_members: IntGaugeVec,
+    /// Committed offset per group and partition (refreshed on scrape).
+    pub group_committed_offset: IntGaugeVec,
+    /// Log end offset minus committed offset per group and partition (refreshed on scrape).
+    pub group_lag: IntGaugeVec,
+    /// Completed rebalances (generations) per group.
+    pub group_rebalances: IntCounterVec,
 }
 
 /// Errors only arise from duplicate registration, a programming error caught by tests.
@@ -91,6 +99,32 @@ impl Metrics {
             "Open client connections",
         ));
         must(registry.register(Box::new(open_connections.clone())));
+        let group_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let group_members = group_gauge(
+            "runnel_group_members",
+            "Members of a consumer group",
+            &["group"],
+        );
+        let partition_labels = ["group", "topic", "partition"];
+        let group_committed_offset = group_gauge(
+            "runnel_group_committed_offset",
+            "Committed offset of a consumer group, per partition",
+            &partition_labels,
+        );
+        let group_lag = group_gauge(
+            "runnel_group_lag",
+            "Log end offset minus the committed offset, per group and partition",
+            &partition_labels,
+        );
+        let group_rebalances = counter(
+            "runnel_group_rebalances_total",
+            "Completed rebalances (new generations) of a consumer group",
+            &["group"],
+        );
         Metrics {
             registry,
             bytes_in,
@@ -102,6 +136,10 @@ impl Metrics {
             log_end_offset,
             log_size_bytes,
             open_connections,
+            group_members,
+            group_committed_offset,
+            group_lag,
+            group_rebalances,
         }
     }
 

@@ -55,6 +55,7 @@ impl Server {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let topics = TopicRegistry::open(&config.data_dir, &config)?;
+                crate::group::coordinator::ensure_offsets_topic(&topics, &config)?;
                 let ids = ProducerIdAllocator::open(&config.data_dir)?;
                 Ok((topics, ids))
             })
@@ -139,6 +140,9 @@ impl Server {
         let admin_task = tokio::spawn(crate::admin_http::serve(admin, broker.clone()));
         let housekeeping = tokio::spawn(housekeeping(broker.clone()));
         let cleaner = tokio::spawn(log_cleaner(broker.clone()));
+        // Loads __consumer_offsets in the background: group requests get
+        // COORDINATOR_LOAD_IN_PROGRESS until it is done.
+        let coordinator = tokio::spawn(broker.groups.clone().run());
         // Each connection holds a clone; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         broker.set_ready(true);
@@ -181,6 +185,7 @@ impl Server {
         let _ = admin_task.await;
         let _ = housekeeping.await;
         let _ = cleaner.await;
+        let _ = coordinator.await;
         let topics = broker.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
         tracing::info!("shutdown complete: all logs flushed and closed");
@@ -319,7 +324,7 @@ async fn handle_connection(broker: Arc<Broker>, socket: TcpStream, peer: SocketA
                 break;
             }
         };
-        match api::dispatch(&broker, frame).await {
+        match api::dispatch(&broker, frame, peer).await {
             Outcome::Reply(pending) => {
                 if tx.send(pending).await.is_err() {
                     break; // the writer failed; the socket is gone

@@ -44,6 +44,12 @@ pub async fn handle(
                 .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(id))),
         };
         let result = match resolved {
+            Ok(topic_name) if topic_name == crate::group::OFFSETS_TOPIC => {
+                Err(ApiError::with_message(
+                    ResponseError::InvalidRequest,
+                    format!("{topic_name} is an internal topic and cannot be deleted"),
+                ))
+            }
             Ok(topic_name) => {
                 let registry = broker.topics.clone();
                 let n = topic_name.clone();

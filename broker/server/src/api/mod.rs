@@ -5,18 +5,30 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +51,15 @@ pub enum Outcome {
     Reply(Pending),
     /// The request cannot be answered in a format the client understands: close.
     Close(String),
+}
+
+/// Who sent a request (for group members' client id and host).
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The request header's client id.
+    pub client_id: String,
+    /// The peer address as Kafka shows it (`/127.0.0.1`).
+    pub client_host: String,
 }
 
 /// Produce v0-v2 (message formats v0/v1) are advertised, because librdkafka
@@ -70,6 +91,17 @@ pub fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             range::<IncrementalAlterConfigsRequest>(),
         ),
         (ApiKey::DescribeCluster, range::<DescribeClusterRequest>()),
+        (ApiKey::FindCoordinator, range::<FindCoordinatorRequest>()),
+        (ApiKey::JoinGroup, range::<JoinGroupRequest>()),
+        (ApiKey::SyncGroup, range::<SyncGroupRequest>()),
+        (ApiKey::Heartbeat, range::<HeartbeatRequest>()),
+        (ApiKey::LeaveGroup, range::<LeaveGroupRequest>()),
+        (ApiKey::OffsetCommit, range::<OffsetCommitRequest>()),
+        (ApiKey::OffsetFetch, range::<OffsetFetchRequest>()),
+        (ApiKey::ListGroups, range::<ListGroupsRequest>()),
+        (ApiKey::DescribeGroups, range::<DescribeGroupsRequest>()),
+        (ApiKey::DeleteGroups, range::<DeleteGroupsRequest>()),
+        (ApiKey::OffsetDelete, range::<OffsetDeleteRequest>()),
     ];
     for (key, r) in apis.iter_mut() {
         *r = r.intersect(&key.valid_versions());
@@ -118,7 +150,7 @@ fn decode<T: Decodable>(buf: &mut Bytes, key: ApiKey, version: i16) -> Result<T,
 
 /// Decodes one request frame (without its size prefix), runs the in-order
 /// part of its handler, and returns what the connection should do.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
@@ -153,9 +185,16 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         ));
     }
     let mut buf = frame;
-    if let Err(e) = RequestHeader::decode(&mut buf, key.request_header_version(version)) {
-        return Outcome::Close(format!("malformed {key:?} v{version} request header: {e}"));
-    }
+    let header = match RequestHeader::decode(&mut buf, key.request_header_version(version)) {
+        Ok(header) => header,
+        Err(e) => {
+            return Outcome::Close(format!("malformed {key:?} v{version} request header: {e}"))
+        }
+    };
+    let ctx = RequestContext {
+        client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
     let api = format!("{key:?}");
     broker
         .metrics
@@ -167,7 +206,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
         .request_duration
         .with_label_values(&[api.as_str()]);
     let started = Instant::now();
-    let pending = match route(broker, key, version, correlation_id, buf).await {
+    let pending = match route(broker, &ctx, key, version, correlation_id, buf).await {
         Ok(pending) => pending,
         Err(reason) => return Outcome::Close(reason),
     };
@@ -180,6 +219,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes) -> Outcome {
 
 async fn route(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     key: ApiKey,
     version: i16,
     correlation_id: i32,
@@ -228,6 +268,38 @@ async fn route(
         ApiKey::DescribeCluster => inline!(DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => inline!(InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
+        // JoinGroup, SyncGroup and OffsetCommit change the group now (in
+        // request order) and answer later: parked at the barrier or waiting
+        // for the fsync.
+        ApiKey::JoinGroup => {
+            let request: JoinGroupRequest = decode(&mut buf, key, version)?;
+            let answer = join_group::start(broker, ctx, request, version);
+            Box::pin(
+                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
+            )
+        }
+        ApiKey::SyncGroup => {
+            let request: SyncGroupRequest = decode(&mut buf, key, version)?;
+            let answer = sync_group::start(broker, request, version);
+            Box::pin(
+                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
+            )
+        }
+        ApiKey::OffsetCommit => {
+            let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
+            let answer = offset_commit::start(broker, request, version);
+            Box::pin(
+                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
+            )
+        }
+        ApiKey::Heartbeat => inline!(HeartbeatRequest, heartbeat::handle),
+        ApiKey::LeaveGroup => inline!(LeaveGroupRequest, leave_group::handle),
+        ApiKey::OffsetFetch => inline!(OffsetFetchRequest, offset_fetch::handle),
+        ApiKey::ListGroups => inline!(ListGroupsRequest, list_groups::handle),
+        ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
+        ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
         other => return Err(format!("unsupported API {other:?}")),
     })
 }
@@ -283,6 +355,27 @@ mod tests {
             );
         }
         assert_eq!(handled_range(ApiKey::Produce).map(|r| r.min), Some(3));
-        assert!(handled_range(ApiKey::JoinGroup).is_none());
+        assert!(handled_range(ApiKey::ConsumerGroupHeartbeat).is_none());
+    }
+
+    #[test]
+    fn group_apis_are_advertised_with_the_versions_clients_use() {
+        let expect = [
+            (ApiKey::FindCoordinator, 0, 6),
+            (ApiKey::JoinGroup, 0, 9),
+            (ApiKey::SyncGroup, 0, 5),
+            (ApiKey::Heartbeat, 0, 4),
+            (ApiKey::LeaveGroup, 0, 5),
+            (ApiKey::OffsetCommit, 2, 9),
+            (ApiKey::OffsetFetch, 1, 9),
+            (ApiKey::ListGroups, 0, 5),
+            (ApiKey::DescribeGroups, 0, 6),
+            (ApiKey::DeleteGroups, 0, 2),
+            (ApiKey::OffsetDelete, 0, 0),
+        ];
+        for (key, min, max) in expect {
+            let r = handled_range(key).unwrap_or_else(|| panic!("{key:?} not advertised"));
+            assert_eq!((r.min, r.max), (min, max), "{key:?}");
+        }
     }
 }

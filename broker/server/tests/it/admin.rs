@@ -50,9 +50,7 @@ async fn create_topics_validates_names_partitions_replication_and_configs() {
         .as_ref()
         .unwrap()
         .contains("1 broker"));
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert!(
         meta.topics.is_empty(),
         "no failed request may create anything"
@@ -68,9 +66,7 @@ async fn create_topics_validate_only_creates_nothing_and_duplicates_are_refused(
     let response = conn.send(&request, 7).await;
     assert_eq!(response.topics[0].error_code, 0);
     assert_eq!(response.topics[0].num_partitions, 3);
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert!(meta.topics.is_empty());
     let response = conn
         .send(
@@ -283,9 +279,7 @@ async fn create_partitions_only_grows() {
         0
     );
     let count = |m: &MetadataResponse| m.topics[0].partitions.len();
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert_eq!(count(&meta), 2, "validate_only must not grow");
     assert_eq!(
         conn.send(&request(5, false), 3).await.results[0].error_code,
@@ -299,9 +293,7 @@ async fn create_partitions_only_grows() {
         conn.send(&request(5, false), 3).await.results[0].error_code,
         37
     );
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert_eq!(count(&meta), 5);
     assert_eq!(
         produce(&mut conn, "grow", 4, batch(&["new"], 1)).await,
@@ -343,9 +335,7 @@ async fn deleted_topic_can_be_recreated_with_fresh_offsets() {
         (0, 0)
     );
     // By topic id (v6).
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     let id = meta.topics[0].topic_id;
     let r = conn
         .send(
@@ -414,9 +404,7 @@ async fn describe_cluster_returns_a_stable_cluster_id() {
     assert_eq!(r.controller_id.0, 0);
     assert_eq!(r.brokers.len(), 1);
     assert_eq!(r.brokers[0].port, broker.addr.port() as i32);
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert_eq!(
         meta.cluster_id.as_ref().unwrap().as_str(),
         r.cluster_id.as_str()

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct TestBroker {
+    pub broker: std::sync::Arc<runnel_server::broker::Broker>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: TempDir,
@@ -54,11 +55,13 @@ impl TestBroker {
         let server = Server::bind(config.clone()).await.unwrap();
         let addr = server.kafka_addr();
         let admin = server.admin_addr();
+        let broker = server.broker().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async move {
             let _ = rx.await;
         }));
         TestBroker {
+            broker,
             addr,
             admin,
             dir,
@@ -388,4 +391,14 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Metadata for all topics without the internal ones (`__consumer_offsets`
+/// exists from the first start).
+pub async fn user_topics(conn: &mut Conn) -> MetadataResponse {
+    let mut meta = conn
+        .send(&MetadataRequest::default().with_topics(None), 12)
+        .await;
+    meta.topics.retain(|t| !t.is_internal);
+    meta
 }

@@ -19,9 +19,7 @@ async fn metadata_lists_this_broker_as_leader_of_every_partition() {
     let broker = TestBroker::start().await;
     let mut conn = broker.connect().await;
     create_topic(&mut conn, "orders", 3, &[]).await;
-    let response = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let response = user_topics(&mut conn).await;
     assert_eq!(response.brokers.len(), 1);
     assert_eq!(response.brokers[0].port, broker.addr.port() as i32);
     assert_eq!(response.brokers[0].host.as_str(), "127.0.0.1");
@@ -41,7 +39,12 @@ async fn metadata_lists_this_broker_as_leader_of_every_partition() {
     let v0 = conn
         .send(&MetadataRequest::default().with_topics(Some(vec![])), 0)
         .await;
-    assert_eq!(v0.topics.len(), 1);
+    let names: Vec<&str> = v0
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.as_str())
+        .collect();
+    assert_eq!(names, vec!["__consumer_offsets", "orders"]);
 }
 
 #[tokio::test]
@@ -50,9 +53,7 @@ async fn unknown_topic_is_reported_when_auto_create_is_off() {
     let mut conn = broker.connect().await;
     let response = conn.send(&metadata_for(&["missing"], true), 12).await;
     assert_eq!(response.topics[0].error_code, 3);
-    let again = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let again = user_topics(&mut conn).await;
     assert!(again.topics.is_empty(), "nothing may be created");
 }
 
@@ -87,9 +88,7 @@ async fn advertised_address_is_used_in_metadata() {
     let broker =
         TestBroker::start_with(|c| c.advertised_address = Some("kafka.example:19092".into())).await;
     let mut conn = broker.connect().await;
-    let response = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let response = user_topics(&mut conn).await;
     assert_eq!(response.brokers[0].host.as_str(), "kafka.example");
     assert_eq!(response.brokers[0].port, 19092);
 }

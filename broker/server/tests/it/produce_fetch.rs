@@ -104,9 +104,7 @@ async fn produce_to_unknown_topic_or_partition() {
     create_topic(&mut conn, "one", 1, &[]).await;
     let (code, _) = produce(&mut conn, "one", 5, batch(&["x"], 1)).await;
     assert_eq!(code, 3);
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert_eq!(meta.topics.len(), 1, "auto-create is off: nothing created");
 }
 
@@ -195,9 +193,7 @@ async fn fetch_by_topic_id_and_unknown_topic_id() {
     let mut conn = broker.connect().await;
     create_topic(&mut conn, "ids", 1, &[]).await;
     produce(&mut conn, "ids", 0, batch(&["v"], 1)).await;
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     let id = meta.topics[0].topic_id;
     let mut request = fetch_request("ids", 0, 0, 0, 0);
     request.topics[0].topic_id = id;

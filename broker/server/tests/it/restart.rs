@@ -13,9 +13,7 @@ async fn restart_keeps_data_topics_configs_cluster_id_and_producer_ids() {
         .await
         .cluster_id
         .to_string();
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     let id = meta.topics[0].topic_id;
     let pid = conn
         .send(
@@ -39,9 +37,7 @@ async fn restart_keeps_data_topics_configs_cluster_id_and_producer_ids() {
             .to_string(),
         before
     );
-    let meta = conn
-        .send(&MetadataRequest::default().with_topics(None), 12)
-        .await;
+    let meta = user_topics(&mut conn).await;
     assert_eq!(meta.topics.len(), 1);
     assert_eq!(meta.topics[0].topic_id, id, "topic id survives restart");
     assert_eq!(meta.topics[0].partitions.len(), 2);

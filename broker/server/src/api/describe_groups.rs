@@ -1,0 +1,83 @@
+//! DescribeGroups: state, protocol and members (with metadata and assignment
+//! when Stable, as Kafka). An unknown group is reported Dead before v6 and
+//! GROUP_ID_NOT_FOUND from v6 on.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::errors::group_error_code;
+use crate::group::GroupState;
+
+/// `authorized_operations` when not requested (Kafka's INT_MIN).
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+/// Handles DescribeGroups.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let s = StrBytes::from_string;
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|id| {
+            let entry = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(OPERATIONS_OMITTED);
+            match broker.groups.snapshot(id.0.as_str()) {
+                Err(err) => entry
+                    .with_error_code(group_error_code(err).code())
+                    .with_error_message(Some(s(err.to_string()))),
+                Ok(None) if version >= 6 => entry
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(format!("group '{}' does not exist", id.0))))
+                    .with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str())),
+                Ok(None) => {
+                    entry.with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str()))
+                }
+                Ok(Some(group)) => {
+                    let stable = group.state() == GroupState::Stable;
+                    let protocol = if stable {
+                        group.protocol_name().unwrap_or_default().to_string()
+                    } else {
+                        String::new()
+                    };
+                    let members = group
+                        .members()
+                        .map(|m| {
+                            let member = DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id.clone()))
+                                .with_group_instance_id(m.group_instance_id.clone().map(s))
+                                .with_client_id(s(m.client_id.clone()))
+                                .with_client_host(s(m.client_host.clone()));
+                            if stable {
+                                member
+                                    .with_member_metadata(
+                                        m.metadata(&protocol).cloned().unwrap_or_default(),
+                                    )
+                                    .with_member_assignment(m.assignment.clone())
+                            } else {
+                                member
+                            }
+                        })
+                        .collect();
+                    entry
+                        .with_group_state(StrBytes::from_static_str(group.state().as_str()))
+                        .with_protocol_type(s(group
+                            .protocol_type()
+                            .unwrap_or_default()
+                            .to_string()))
+                        .with_protocol_data(s(protocol))
+                        .with_members(members)
+                }
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

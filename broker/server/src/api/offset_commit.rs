@@ -1,0 +1,82 @@
+//! OffsetCommit: validated and appended to `__consumer_offsets` in request
+//! order; answered only after the records are fsynced (acks=all semantics).
+//! Generation -1 commits are allowed for an empty (or unknown) group:
+//! standalone consumers that only store offsets.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use crate::broker::Broker;
+use crate::errors::group_error_code;
+use crate::group::coordinator::CommitEntry;
+
+/// Runs the commit now; the returned future waits for durability and yields the response.
+pub fn start(
+    broker: &Arc<Broker>,
+    request: OffsetCommitRequest,
+    _version: i16,
+) -> impl Future<Output = OffsetCommitResponse> + Send + 'static {
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| CommitEntry {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let staged = broker.groups.commit(
+        request.group_id.0.as_str(),
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|i| i.as_str()),
+        request.generation_id_or_member_epoch,
+        entries,
+    );
+    async move {
+        let codes: Vec<i16> = match staged {
+            Ok(wait) => wait
+                .finish()
+                .await
+                .into_iter()
+                .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
+                .collect(),
+            Err(err) => {
+                let code = group_error_code(err).code();
+                request
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(move |_| code))
+                    .collect()
+            }
+        };
+        let mut codes = codes.into_iter();
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p.partition_index)
+                            .with_error_code(codes.next().unwrap_or(0))
+                    })
+                    .collect();
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+}

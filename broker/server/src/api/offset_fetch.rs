@@ -1,0 +1,144 @@
+//! OffsetFetch: committed offsets with their metadata; -1 for partitions
+//! without a commit. v1-7 ask for one group, v8+ for several; a null topic
+//! list (v2+) means every committed offset of the group.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::errors::group_error_code;
+use crate::group::state::CommittedOffset;
+use crate::group::GroupError;
+
+type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+fn fetch(
+    broker: &Broker,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Fetched, GroupError> {
+    if group_id.is_empty() {
+        return Err(GroupError::InvalidGroupId);
+    }
+    broker.groups.fetch_offsets(group_id, topics)
+}
+
+fn values(o: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, StrBytes::from_string(o.metadata)),
+        None => (-1, -1, StrBytes::default()),
+    }
+}
+
+/// Handles OffsetFetch.
+pub async fn handle(
+    broker: &Arc<Broker>,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = request
+            .groups
+            .into_iter()
+            .map(|g| {
+                let topics = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match fetch(broker, g.group_id.0.as_str(), topics) {
+                    Ok(found) => entry.with_topics(
+                        found
+                            .into_iter()
+                            .map(|(topic, partitions)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(StrBytes::from_string(topic)))
+                                    .with_partitions(
+                                        partitions
+                                            .into_iter()
+                                            .map(|(p, o)| {
+                                                let (offset, epoch, meta) = values(o);
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(offset)
+                                                    .with_committed_leader_epoch(epoch)
+                                                    .with_metadata(Some(meta))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(err) => entry.with_error_code(group_error_code(err).code()),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let requested: Option<Vec<(String, Vec<i32>)>> = request.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    match fetch(broker, request.group_id.0.as_str(), requested) {
+        Ok(found) => OffsetFetchResponse::default().with_topics(
+            found
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(p, o)| {
+                                    let (offset, epoch, meta) = values(o);
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_committed_leader_epoch(epoch)
+                                        .with_metadata(Some(meta))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+        Err(err) => {
+            let code = group_error_code(err).code();
+            if version >= 2 {
+                OffsetFetchResponse::default().with_error_code(code)
+            } else {
+                // v1 has no top-level error: every requested partition carries it.
+                let topics = request
+                    .topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name)
+                            .with_partitions(
+                                t.partition_indexes
+                                    .into_iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(-1)
+                                            .with_metadata(Some(StrBytes::default()))
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponse::default().with_topics(topics)
+            }
+        }
+    }
+}

@@ -1,0 +1,1312 @@
+//! The group coordinator runtime: holds every [`Group`], runs the state
+//! machine's transitions under one lock, parks JoinGroup and SyncGroup
+//! responses on oneshot channels until the barrier completes, drives session
+//! and rebalance timeouts from a timer task, and persists group metadata and
+//! offsets as records of `__consumer_offsets`, which it replays at start-up
+//! before answering (requests meanwhile get COORDINATOR_LOAD_IN_PROGRESS).
+//!
+//! Every state change and its log append happen under the lock, so records
+//! reach the log in the order the state changed (the latest record per key
+//! is the state). Fsyncs happen outside the lock; answers that depend on a
+//! record (OffsetCommit, SyncGroup after the leader's assignment) wait for it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::Mutex;
+use prometheus::IntCounterVec;
+use runnel_log::Log;
+use tokio::sync::{oneshot, watch, Notify};
+
+use super::records::{self, RecordKey};
+use super::state::{
+    Action, CommittedOffset, Group, GroupConfig, GroupError, GroupState, JoinOutcome, JoinReply,
+    JoinRequest, LeavingMember, SyncOutcome, SyncReply, SyncRequest, MAX_OFFSET_METADATA_BYTES,
+};
+use super::{partition_for, OFFSETS_TOPIC};
+use crate::broker::{now_ms, wait_shutdown, LEADER_EPOCH};
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::topics::TopicRegistry;
+
+/// How a JoinGroup ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinResult {
+    /// Joined a generation.
+    Joined(JoinOutcome),
+    /// JoinGroup v4+: retry with this member id.
+    MemberIdRequired(String),
+    /// Refused.
+    Failed(GroupError),
+}
+
+/// An answer that is ready now or arrives when the group moves on.
+pub enum Waiting<T> {
+    /// Answered.
+    Ready(T),
+    /// Parked until the barrier completes.
+    Parked(oneshot::Receiver<T>, watch::Receiver<bool>),
+}
+
+impl<T> Waiting<T> {
+    /// Waits for the answer; `on_shutdown` if the broker stops first or the
+    /// parked request was abandoned.
+    pub async fn resolve(self, on_shutdown: T) -> T {
+        match self {
+            Waiting::Ready(v) => v,
+            Waiting::Parked(rx, mut shutdown) => tokio::select! {
+                answer = rx => answer.unwrap_or(on_shutdown),
+                _ = wait_shutdown(&mut shutdown) => on_shutdown,
+            },
+        }
+    }
+}
+
+/// A write to `__consumer_offsets` that an answer must wait for.
+struct Durable {
+    log: Arc<Log>,
+    end_offset: i64,
+}
+
+impl Durable {
+    async fn wait(self, flush: bool) -> Result<(), GroupError> {
+        if !flush {
+            return Ok(());
+        }
+        let Durable { log, end_offset } = self;
+        match tokio::task::spawn_blocking(move || log.sync(end_offset)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "fsync of __consumer_offsets failed");
+                Err(GroupError::CoordinatorNotAvailable)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "fsync task of __consumer_offsets failed");
+                Err(GroupError::CoordinatorNotAvailable)
+            }
+        }
+    }
+}
+
+/// Per-partition results of an OffsetCommit, completed once the records are durable.
+pub struct CommitWait {
+    results: Vec<Result<(), GroupError>>,
+    durable: Option<Durable>,
+    flush: bool,
+}
+
+impl CommitWait {
+    /// Waits for the fsync of the commit records; returns one result per
+    /// committed partition in request order.
+    pub async fn finish(self) -> Vec<Result<(), GroupError>> {
+        let CommitWait {
+            mut results,
+            durable,
+            flush,
+        } = self;
+        if let Some(durable) = durable {
+            if let Err(err) = durable.wait(flush).await {
+                for r in results.iter_mut().filter(|r| r.is_ok()) {
+                    *r = Err(err);
+                }
+            }
+        }
+        results
+    }
+}
+
+/// One partition to commit.
+#[derive(Debug, Clone)]
+pub struct CommitEntry {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset, leader epoch and metadata (timestamp set by the coordinator).
+    pub offset: i64,
+    /// Leader epoch the client saw.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// A group in ListGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type ("" for offset-only groups).
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
+}
+
+struct Entry {
+    group: Group,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<Result<SyncOutcome, GroupError>>>,
+}
+
+impl Entry {
+    fn new(group: Group) -> Entry {
+        Entry {
+            group,
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+        }
+    }
+}
+
+/// An answer held back until a group record is durable.
+enum Deferred {
+    Join(oneshot::Sender<JoinResult>, JoinResult),
+    Sync(
+        oneshot::Sender<Result<SyncOutcome, GroupError>>,
+        Result<SyncOutcome, GroupError>,
+    ),
+}
+
+/// The group coordinator of this broker (every group: a single broker
+/// coordinates all partitions of `__consumer_offsets`).
+pub struct Coordinator {
+    config: GroupConfig,
+    partitions: i32,
+    retention_ms: i64,
+    retention_check_ms: u64,
+    flush: bool,
+    topics: Arc<TopicRegistry>,
+    rebalances: IntCounterVec,
+    shutdown: watch::Receiver<bool>,
+    /// False until `__consumer_offsets` has been replayed.
+    loaded: AtomicBool,
+    /// Every group; the state machine and its appends run under this lock.
+    groups: Mutex<HashMap<String, Entry>>,
+    /// Wakes the timer task when a deadline may have moved earlier.
+    wake: Notify,
+}
+
+/// Overrides of `__consumer_offsets`: compacted, 100 MiB segments (Kafka's
+/// `offsets.topic.segment.bytes`).
+pub fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
+    let mut configs = crate::topic_config::TopicOverrides::new();
+    configs.insert("cleanup.policy".into(), "compact".into());
+    configs.insert("segment.bytes".into(), "104857600".into());
+    configs
+}
+
+/// Creates `__consumer_offsets` if it does not exist. Blocking.
+pub fn ensure_offsets_topic(
+    topics: &TopicRegistry,
+    config: &BrokerConfig,
+) -> Result<(), crate::Error> {
+    if topics.get(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    match topics.create(
+        OFFSETS_TOPIC,
+        config.offsets_topic_num_partitions,
+        offsets_topic_configs(),
+        false,
+    ) {
+        Ok(_) => {
+            tracing::info!(
+                partitions = config.offsets_topic_num_partitions,
+                "created internal topic {OFFSETS_TOPIC}"
+            );
+            Ok(())
+        }
+        Err(crate::topics::TopicError::AlreadyExists(_)) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Option<Bytes> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: LEADER_EPOCH,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    match RecordBatchEncoder::encode(&mut buf, &records, &options) {
+        Ok(()) => Some(buf.freeze()),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot encode a __consumer_offsets batch");
+            None
+        }
+    }
+}
+
+impl Coordinator {
+    /// A coordinator that answers COORDINATOR_LOAD_IN_PROGRESS until [`Coordinator::load`] ran.
+    pub fn new(
+        config: &BrokerConfig,
+        topics: Arc<TopicRegistry>,
+        rebalances: IntCounterVec,
+        shutdown: watch::Receiver<bool>,
+    ) -> Coordinator {
+        Coordinator {
+            config: GroupConfig {
+                min_session_timeout_ms: config.group_min_session_timeout_ms,
+                max_session_timeout_ms: config.group_max_session_timeout_ms,
+                initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+            },
+            partitions: config.offsets_topic_num_partitions,
+            retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
+            retention_check_ms: config.offsets_retention_check_interval_ms.max(1),
+            flush: config.log_flush_on_ack,
+            topics,
+            rebalances,
+            shutdown,
+            loaded: AtomicBool::new(false),
+            groups: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// True once `__consumer_offsets` has been replayed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    fn partition_count(&self) -> i32 {
+        self.topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partition_count())
+            .unwrap_or(self.partitions)
+    }
+
+    /// The `__consumer_offsets` partition holding this group.
+    pub fn partition_of(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.partition_count())
+    }
+
+    /// Refuses requests before loading finished, and empty group ids.
+    pub fn check(&self, group_id: &str) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.check_loaded()
+    }
+
+    /// COORDINATOR_LOAD_IN_PROGRESS until loading finished.
+    pub fn check_loaded(&self) -> Result<(), GroupError> {
+        if self.is_loaded() {
+            Ok(())
+        } else {
+            Err(GroupError::CoordinatorLoadInProgress)
+        }
+    }
+
+    fn log_of(&self, group_id: &str) -> Option<Arc<Log>> {
+        let topic = self.topics.get(OFFSETS_TOPIC)?;
+        let partition = topic.partition(partition_for(group_id, topic.partition_count()))?;
+        Some(partition.log.clone())
+    }
+
+    /// Appends records for one group (under the groups lock, so records keep
+    /// the order of the state changes).
+    fn append(
+        &self,
+        group_id: &str,
+        records: &[(Bytes, Option<Bytes>)],
+        now: i64,
+    ) -> Result<Durable, GroupError> {
+        let log = self.log_of(group_id).ok_or_else(|| {
+            tracing::error!("internal topic {OFFSETS_TOPIC} is missing");
+            GroupError::CoordinatorNotAvailable
+        })?;
+        let batch = encode_batch(records, now).ok_or(GroupError::CoordinatorNotAvailable)?;
+        match log.append(batch, LEADER_EPOCH, now) {
+            Ok(info) => Ok(Durable {
+                log,
+                end_offset: info.last_offset + 1,
+            }),
+            Err(err) => {
+                tracing::error!(group = group_id, error = %err, "append to {OFFSETS_TOPIC} failed");
+                Err(GroupError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    fn group_record(group: &Group) -> (Bytes, Option<Bytes>) {
+        (
+            records::encode_key(&RecordKey::Group {
+                group: group.id().to_string(),
+            }),
+            Some(records::encode_group(&group.to_metadata())),
+        )
+    }
+
+    fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+        records::encode_key(&RecordKey::Offset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+        })
+    }
+
+    /// Runs a transition's actions: answers parked requests, persists the
+    /// group; answers that follow a persist wait for its fsync.
+    fn execute(&self, entry: &mut Entry, actions: Vec<Action>, now: i64) {
+        let mut durable: Option<Result<Durable, GroupError>> = None;
+        let mut deferred = Vec::new();
+        for action in actions {
+            match action {
+                Action::PersistGroup => {
+                    let record = Self::group_record(&entry.group);
+                    durable = Some(self.append(entry.group.id(), &[record], now));
+                }
+                Action::RebalanceCompleted { .. } => {
+                    self.rebalances.with_label_values(&[entry.group.id()]).inc();
+                }
+                Action::JoinResponse { member_id, result } => {
+                    let Some(tx) = entry.joins.remove(&member_id) else {
+                        continue;
+                    };
+                    let answer = match result {
+                        Ok(outcome) => JoinResult::Joined(outcome),
+                        Err(err) => JoinResult::Failed(err),
+                    };
+                    if durable.is_some() {
+                        deferred.push(Deferred::Join(tx, answer));
+                    } else {
+                        let _ = tx.send(answer);
+                    }
+                }
+                Action::SyncResponse { member_id, result } => {
+                    let Some(tx) = entry.syncs.remove(&member_id) else {
+                        continue;
+                    };
+                    if durable.is_some() {
+                        deferred.push(Deferred::Sync(tx, result));
+                    } else {
+                        let _ = tx.send(result);
+                    }
+                }
+            }
+        }
+        let flush = self.flush;
+        match durable {
+            None => {}
+            Some(Err(err)) => {
+                for d in deferred {
+                    match d {
+                        Deferred::Join(tx, _) => {
+                            let _ = tx.send(JoinResult::Failed(err));
+                        }
+                        Deferred::Sync(tx, _) => {
+                            let _ = tx.send(Err(err));
+                        }
+                    }
+                }
+            }
+            Some(Ok(durable)) if !deferred.is_empty() => {
+                tokio::spawn(async move {
+                    let synced = durable.wait(flush).await;
+                    for d in deferred {
+                        match (d, synced) {
+                            (Deferred::Join(tx, answer), Ok(())) => {
+                                let _ = tx.send(answer);
+                            }
+                            (Deferred::Sync(tx, answer), Ok(())) => {
+                                let _ = tx.send(answer);
+                            }
+                            (Deferred::Join(tx, _), Err(err)) => {
+                                let _ = tx.send(JoinResult::Failed(err));
+                            }
+                            (Deferred::Sync(tx, _), Err(err)) => {
+                                let _ = tx.send(Err(err));
+                            }
+                        }
+                    }
+                });
+            }
+            Some(Ok(durable)) => {
+                // Nobody waits on it, but the record should still reach the disk soon.
+                tokio::spawn(async move {
+                    let _ = durable.wait(flush).await;
+                });
+            }
+        }
+    }
+
+    /// Handles JoinGroup (the transition runs now; the answer may be parked).
+    pub fn join(&self, group_id: &str, mut req: JoinRequest) -> Waiting<JoinResult> {
+        if let Err(err) = self.check(group_id) {
+            return Waiting::Ready(JoinResult::Failed(err));
+        }
+        let now = now_ms();
+        let prefix = req
+            .group_instance_id
+            .clone()
+            .unwrap_or_else(|| req.client_id.clone());
+        req.new_member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+        let mut groups = self.groups.lock();
+        if !groups.contains_key(group_id) {
+            if !req.member_id.is_empty() {
+                return Waiting::Ready(JoinResult::Failed(GroupError::UnknownMemberId));
+            }
+            groups.insert(
+                group_id.to_string(),
+                Entry::new(Group::new(group_id, self.config, now)),
+            );
+        }
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Waiting::Ready(JoinResult::Failed(GroupError::CoordinatorNotAvailable));
+        };
+        let (reply, actions) = entry.group.join(req, now);
+        let waiting = match reply {
+            JoinReply::Now(Ok(outcome)) => Waiting::Ready(JoinResult::Joined(outcome)),
+            JoinReply::Now(Err(err)) => Waiting::Ready(JoinResult::Failed(err)),
+            JoinReply::MemberIdRequired { member_id } => {
+                Waiting::Ready(JoinResult::MemberIdRequired(member_id))
+            }
+            JoinReply::Parked { member_id } => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(older) = entry.joins.insert(member_id, tx) {
+                    let _ = older.send(JoinResult::Failed(GroupError::RebalanceInProgress));
+                }
+                Waiting::Parked(rx, self.shutdown.clone())
+            }
+        };
+        self.execute(entry, actions, now);
+        if entry.group.is_removable() && !entry.group.has_pending_members() {
+            // A refused first join must not leave an empty group behind.
+            groups.remove(group_id);
+        }
+        drop(groups);
+        self.wake.notify_one();
+        waiting
+    }
+
+    /// Handles SyncGroup.
+    pub fn sync(
+        &self,
+        group_id: &str,
+        req: SyncRequest,
+    ) -> Waiting<Result<SyncOutcome, GroupError>> {
+        if let Err(err) = self.check(group_id) {
+            return Waiting::Ready(Err(err));
+        }
+        let now = now_ms();
+        let mut groups = self.groups.lock();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Waiting::Ready(Err(GroupError::UnknownMemberId));
+        };
+        let member_id = req.member_id.clone();
+        let (reply, actions) = entry.group.sync(req, now);
+        let waiting = match reply {
+            SyncReply::Now(result) => Waiting::Ready(result),
+            SyncReply::Parked => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(older) = entry.syncs.insert(member_id, tx) {
+                    let _ = older.send(Err(GroupError::RebalanceInProgress));
+                }
+                Waiting::Parked(rx, self.shutdown.clone())
+            }
+        };
+        self.execute(entry, actions, now);
+        drop(groups);
+        self.wake.notify_one();
+        waiting
+    }
+
+    /// Handles Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut groups = self.groups.lock();
+        let entry = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        entry
+            .group
+            .heartbeat(member_id, group_instance_id, generation_id, now)
+    }
+
+    /// Handles LeaveGroup: one result per member.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[LeavingMember],
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut groups = self.groups.lock();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Ok(members
+                .iter()
+                .map(|_| Err(GroupError::UnknownMemberId))
+                .collect());
+        };
+        let (results, actions) = entry.group.leave(members, now);
+        self.execute(entry, actions, now);
+        drop(groups);
+        self.wake.notify_one();
+        Ok(results)
+    }
+
+    /// Handles OffsetCommit: validates, appends the records and applies them
+    /// (in order, under the lock); the returned wait completes after the fsync.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: Vec<CommitEntry>,
+    ) -> Result<CommitWait, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut results: Vec<Result<(), GroupError>> = entries
+            .iter()
+            .map(|e| {
+                let known = self
+                    .topics
+                    .get(&e.topic)
+                    .and_then(|t| t.partition(e.partition))
+                    .is_some();
+                if !known {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
+                    Err(GroupError::OffsetMetadataTooLarge)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let mut groups = self.groups.lock();
+        let created = !groups.contains_key(group_id);
+        if created {
+            if generation_id >= 0 {
+                // Not a standalone commit, and no such group: a stale member.
+                return Ok(CommitWait {
+                    results: results
+                        .into_iter()
+                        .map(|r| r.and(Err(GroupError::IllegalGeneration)))
+                        .collect(),
+                    durable: None,
+                    flush: self.flush,
+                });
+            }
+            groups.insert(
+                group_id.to_string(),
+                Entry::new(Group::new(group_id, self.config, now)),
+            );
+        }
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Err(GroupError::CoordinatorNotAvailable);
+        };
+        if let Err(err) =
+            entry
+                .group
+                .validate_commit(member_id, group_instance_id, generation_id, now)
+        {
+            for r in results.iter_mut() {
+                *r = r.and(Err(err));
+            }
+        }
+        let accepted: Vec<(usize, CommittedOffset)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| results[*i].is_ok())
+            .map(|(i, e)| {
+                (
+                    i,
+                    CommittedOffset {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata.clone().unwrap_or_default(),
+                        commit_timestamp_ms: now,
+                    },
+                )
+            })
+            .collect();
+        let mut durable = None;
+        if !accepted.is_empty() {
+            let recs: Vec<(Bytes, Option<Bytes>)> = accepted
+                .iter()
+                .map(|(i, o)| {
+                    let e = &entries[*i];
+                    (
+                        Self::offset_key(group_id, &e.topic, e.partition),
+                        Some(records::encode_offset(o)),
+                    )
+                })
+                .collect();
+            match self.append(group_id, &recs, now) {
+                Ok(d) => {
+                    for (i, o) in accepted {
+                        let e = &entries[i];
+                        entry.group.commit_offset(&e.topic, e.partition, o);
+                    }
+                    durable = Some(d);
+                }
+                Err(err) => {
+                    for (i, _) in accepted {
+                        results[i] = Err(err);
+                    }
+                }
+            }
+        }
+        if created && entry.group.is_removable() {
+            groups.remove(group_id);
+        }
+        Ok(CommitWait {
+            results,
+            durable,
+            flush: self.flush,
+        })
+    }
+
+    /// Committed offsets of a group: for each requested topic the requested
+    /// partitions (`None` = every committed offset of the group).
+    #[allow(clippy::type_complexity)]
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
+        self.check_loaded()?;
+        let groups = self.groups.lock();
+        let group = groups.get(group_id).map(|e| &e.group);
+        Ok(match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, group.and_then(|g| g.offset(&topic, p)).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                if let Some(g) = group {
+                    for ((topic, p), o) in g.offsets() {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push((*p, Some(o.clone())));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        })
+    }
+
+    /// Every live group.
+    pub fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
+        self.check_loaded()?;
+        let groups = self.groups.lock();
+        let mut out: Vec<GroupListing> = groups
+            .values()
+            .filter(|e| e.group.state() != GroupState::Dead)
+            .map(|e| GroupListing {
+                group_id: e.group.id().to_string(),
+                protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
+                state: e.group.state(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(out)
+    }
+
+    /// A copy of a group (DescribeGroups); `None` if it does not exist.
+    pub fn snapshot(&self, group_id: &str) -> Result<Option<Group>, GroupError> {
+        self.check(group_id)?;
+        Ok(self.groups.lock().get(group_id).map(|e| e.group.clone()))
+    }
+
+    /// Handles DeleteGroups for one group: only an empty group may go; its
+    /// offsets and metadata get tombstones.
+    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let durable = {
+            let mut groups = self.groups.lock();
+            let entry = groups
+                .get_mut(group_id)
+                .ok_or(GroupError::GroupIdNotFound)?;
+            if entry.group.state() != GroupState::Empty {
+                return Err(if entry.group.state() == GroupState::Dead {
+                    GroupError::GroupIdNotFound
+                } else {
+                    GroupError::NonEmptyGroup
+                });
+            }
+            let mut recs: Vec<(Bytes, Option<Bytes>)> = entry
+                .group
+                .offsets()
+                .keys()
+                .map(|(t, p)| (Self::offset_key(group_id, t, *p), None))
+                .collect();
+            recs.push((
+                records::encode_key(&RecordKey::Group {
+                    group: group_id.to_string(),
+                }),
+                None,
+            ));
+            let durable = self.append(group_id, &recs, now)?;
+            entry.group.delete(now)?;
+            groups.remove(group_id);
+            durable
+        };
+        let _ = self.rebalances.remove_label_values(&[group_id]);
+        tracing::info!(group = group_id, "deleted group");
+        durable.wait(self.flush).await
+    }
+
+    /// Handles OffsetDelete: per partition, NONE or the reason it stays.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut results: Vec<Result<(), GroupError>> = partitions
+            .iter()
+            .map(
+                |(t, p)| match self.topics.get(t).and_then(|topic| topic.partition(*p)) {
+                    Some(_) => Ok(()),
+                    None => Err(GroupError::UnknownTopicOrPartition),
+                },
+            )
+            .collect();
+        let durable = {
+            let mut groups = self.groups.lock();
+            let entry = groups
+                .get_mut(group_id)
+                .ok_or(GroupError::GroupIdNotFound)?;
+            let known: Vec<(usize, (String, i32))> = partitions
+                .iter()
+                .cloned()
+                .enumerate()
+                .filter(|(i, _)| results[*i].is_ok())
+                .collect();
+            // Check first, without removing: tombstones must be written before
+            // the offsets disappear from memory.
+            let mut probe = entry.group.clone();
+            let keys: Vec<(String, i32)> = known.iter().map(|(_, k)| k.clone()).collect();
+            let outcome = probe.delete_offsets(&keys)?;
+            let mut recs = Vec::new();
+            let mut removed = Vec::new();
+            for ((i, key), result) in known.iter().zip(outcome) {
+                match result {
+                    Ok(true) => {
+                        recs.push((Self::offset_key(group_id, &key.0, key.1), None));
+                        removed.push(key.clone());
+                    }
+                    Ok(false) => {}
+                    Err(err) => results[*i] = Err(err),
+                }
+            }
+            if recs.is_empty() {
+                None
+            } else {
+                let durable = self.append(group_id, &recs, now)?;
+                for (t, p) in &removed {
+                    entry.group.remove_offset(t, *p);
+                }
+                Some(durable)
+            }
+        };
+        if let Some(durable) = durable {
+            durable.wait(self.flush).await?;
+        }
+        Ok(results)
+    }
+
+    /// Expires committed offsets past the retention (see
+    /// [`Group::expire_offsets`]), writing their tombstones; groups left
+    /// empty without offsets are deleted. Returns the number of offsets removed.
+    pub async fn expire_offsets(&self, now: i64) -> usize {
+        let mut removed = 0;
+        let mut durables = Vec::new();
+        let mut dead = Vec::new();
+        {
+            let mut groups = self.groups.lock();
+            for (id, entry) in groups.iter_mut() {
+                let mut probe = entry.group.clone();
+                let expired = probe.expire_offsets(now, self.retention_ms);
+                let gone = probe.state() == GroupState::Dead;
+                if expired.is_empty() && !gone {
+                    continue;
+                }
+                let mut recs: Vec<(Bytes, Option<Bytes>)> = expired
+                    .iter()
+                    .map(|(t, p)| (Self::offset_key(id, t, *p), None))
+                    .collect();
+                if gone {
+                    recs.push((
+                        records::encode_key(&RecordKey::Group { group: id.clone() }),
+                        None,
+                    ));
+                }
+                match self.append(id, &recs, now) {
+                    Ok(d) => {
+                        removed += expired.len();
+                        entry.group = probe;
+                        durables.push(d);
+                        if gone {
+                            dead.push(id.clone());
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(group = %id, error = %err, "writing offset expiry tombstones failed");
+                    }
+                }
+            }
+            for id in &dead {
+                groups.remove(id);
+            }
+        }
+        for id in &dead {
+            let _ = self.rebalances.remove_label_values(&[id.as_str()]);
+        }
+        for d in durables {
+            let _ = d.wait(self.flush).await;
+        }
+        if removed > 0 || !dead.is_empty() {
+            tracing::info!(
+                offsets = removed,
+                groups = dead.len(),
+                "expired committed offsets"
+            );
+        }
+        removed
+    }
+
+    /// Runs due timeouts of every group.
+    pub fn on_timer(&self, now: i64) {
+        let mut groups = self.groups.lock();
+        for entry in groups.values_mut() {
+            if entry.group.next_deadline().is_some_and(|d| d <= now) {
+                let actions = entry.group.on_timer(now);
+                self.execute(entry, actions, now);
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Option<i64> {
+        self.groups
+            .lock()
+            .values()
+            .filter_map(|e| e.group.next_deadline())
+            .min()
+    }
+
+    /// Replays every partition of `__consumer_offsets` (latest record per key
+    /// wins) and starts answering. Blocking.
+    pub fn load(&self) -> Result<usize, runnel_log::Error> {
+        let now = now_ms();
+        let mut metadata: HashMap<String, Option<records::GroupMetadata>> = HashMap::new();
+        let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
+        let partitions = self
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions())
+            .unwrap_or_default();
+        let mut count = 0usize;
+        for partition in partitions {
+            let log = &partition.log;
+            let mut next = log.log_start_offset();
+            let end = log.log_end_offset();
+            while next < end {
+                let read = log.read(next, 4 * 1024 * 1024, true, end)?;
+                if read.records.is_empty() {
+                    break;
+                }
+                let mut pos = 0usize;
+                let bytes = read.records;
+                while bytes.len() >= pos + 61 {
+                    let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap_or([0; 8]));
+                    let len =
+                        i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap_or([0; 4]));
+                    let delta =
+                        i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().unwrap_or([0; 4]));
+                    let total = 12 + len.max(0) as usize;
+                    if len < 49 || bytes.len() < pos + total {
+                        break;
+                    }
+                    let mut batch = bytes.slice(pos..pos + total);
+                    match RecordBatchDecoder::decode(&mut batch) {
+                        Ok(set) => {
+                            for r in set.records.into_iter().filter(|r| !r.control) {
+                                count += 1;
+                                let Some(key) = r.key else { continue };
+                                let key = match records::decode_key(key) {
+                                    Ok(k) => k,
+                                    Err(err) => {
+                                        tracing::warn!(partition = partition.index, offset = r.offset,
+                                            error = %err, "skipping undecodable key in {OFFSETS_TOPIC}");
+                                        continue;
+                                    }
+                                };
+                                Self::replay(
+                                    &mut metadata,
+                                    &mut offsets,
+                                    key,
+                                    r.value,
+                                    partition.index,
+                                    r.offset,
+                                );
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(partition = partition.index, offset = base, error = %err,
+                                "skipping undecodable batch in {OFFSETS_TOPIC}");
+                        }
+                    }
+                    next = base + i64::from(delta) + 1;
+                    pos += total;
+                }
+                if pos == 0 {
+                    // Not even one whole batch: give up on this partition.
+                    break;
+                }
+            }
+        }
+        let mut groups = self.groups.lock();
+        let mut ids: Vec<String> = metadata.keys().chain(offsets.keys()).cloned().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let group_offsets = offsets.remove(&id).unwrap_or_default();
+            let mut group = match metadata.remove(&id).flatten() {
+                Some(m) => Group::from_metadata(id.clone(), self.config, now, m),
+                None if group_offsets.is_empty() => continue,
+                None => Group::new(id.clone(), self.config, now),
+            };
+            for ((t, p), o) in group_offsets {
+                group.commit_offset(&t, p, o);
+            }
+            groups.insert(id, Entry::new(group));
+        }
+        let loaded = groups.len();
+        drop(groups);
+        self.loaded.store(true, Ordering::Release);
+        self.wake.notify_one();
+        tracing::info!(
+            groups = loaded,
+            records = count,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
+        Ok(loaded)
+    }
+
+    fn replay(
+        metadata: &mut HashMap<String, Option<records::GroupMetadata>>,
+        offsets: &mut HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+        key: RecordKey,
+        value: Option<Bytes>,
+        partition: i32,
+        offset: i64,
+    ) {
+        match key {
+            RecordKey::Offset {
+                group,
+                topic,
+                partition: p,
+            } => {
+                let entry = offsets.entry(group).or_default();
+                match value.map(records::decode_offset) {
+                    None => {
+                        entry.remove(&(topic, p));
+                    }
+                    Some(Ok(v)) => {
+                        entry.insert((topic, p), v);
+                    }
+                    Some(Err(err)) => tracing::warn!(partition, offset, error = %err,
+                        "skipping undecodable offset in {OFFSETS_TOPIC}"),
+                }
+            }
+            RecordKey::Group { group } => match value.map(records::decode_group) {
+                None => {
+                    metadata.insert(group, None);
+                }
+                Some(Ok(v)) => {
+                    metadata.insert(group, Some(v));
+                }
+                Some(Err(err)) => tracing::warn!(partition, offset, error = %err,
+                    "skipping undecodable group metadata in {OFFSETS_TOPIC}"),
+            },
+        }
+    }
+
+    /// Loads `__consumer_offsets`, then runs session/rebalance timeouts and
+    /// offset expiry until shutdown.
+    pub async fn run(self: Arc<Self>) {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.load()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "loading {OFFSETS_TOPIC} failed; group requests will get COORDINATOR_LOAD_IN_PROGRESS");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "loading {OFFSETS_TOPIC} panicked");
+                return;
+            }
+        }
+        let mut shutdown = self.shutdown.clone();
+        let mut next_expiry = now_ms() + self.retention_check_ms as i64;
+        loop {
+            let now = now_ms();
+            let until = self
+                .next_deadline()
+                .unwrap_or(i64::MAX)
+                .min(next_expiry)
+                .min(now + 1000);
+            let sleep = Duration::from_millis(until.saturating_sub(now).max(0) as u64);
+            tokio::select! {
+                _ = wait_shutdown(&mut shutdown) => return,
+                _ = tokio::time::sleep(sleep) => {}
+                _ = self.wake.notified() => {}
+            }
+            let now = now_ms();
+            self.on_timer(now);
+            if now >= next_expiry {
+                self.expire_offsets(now).await;
+                next_expiry = now + self.retention_check_ms as i64;
+            }
+        }
+    }
+
+    /// Sets the group gauges (members, committed offset, lag) from the current
+    /// state; series of groups that no longer exist disappear.
+    pub fn refresh_metrics(&self, metrics: &Metrics) {
+        metrics.group_members.reset();
+        metrics.group_committed_offset.reset();
+        metrics.group_lag.reset();
+        #[allow(clippy::type_complexity)]
+        let snapshot: Vec<(String, usize, Vec<((String, i32), i64)>)> = self
+            .groups
+            .lock()
+            .values()
+            .map(|e| {
+                (
+                    e.group.id().to_string(),
+                    e.group.member_count(),
+                    e.group
+                        .offsets()
+                        .iter()
+                        .map(|(k, o)| (k.clone(), o.offset))
+                        .collect(),
+                )
+            })
+            .collect();
+        for (group, members, offsets) in snapshot {
+            metrics
+                .group_members
+                .with_label_values(&[group.as_str()])
+                .set(members as i64);
+            for ((topic, partition), committed) in offsets {
+                let p = partition.to_string();
+                let labels = [group.as_str(), topic.as_str(), p.as_str()];
+                metrics
+                    .group_committed_offset
+                    .with_label_values(&labels)
+                    .set(committed);
+                if let Some(part) = self.topics.get(&topic).and_then(|t| t.partition(partition)) {
+                    let lag = (part.log.log_end_offset() - committed).max(0);
+                    metrics.group_lag.with_label_values(&labels).set(lag);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Opts;
+
+    fn setup(dir: &std::path::Path) -> (BrokerConfig, Arc<TopicRegistry>) {
+        let config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            offsets_topic_num_partitions: 2,
+            group_initial_rebalance_delay_ms: 0,
+            ..Default::default()
+        };
+        let topics = Arc::new(TopicRegistry::open(dir, &config).unwrap());
+        ensure_offsets_topic(&topics, &config).unwrap();
+        if topics.get("t").is_none() {
+            topics.create("t", 2, Default::default(), false).unwrap();
+        }
+        (config, topics)
+    }
+
+    fn coordinator(config: &BrokerConfig, topics: &Arc<TopicRegistry>) -> Coordinator {
+        let counter = IntCounterVec::new(Opts::new("r", "r"), &["group"]).unwrap();
+        Coordinator::new(config, topics.clone(), counter, watch::channel(false).1)
+    }
+
+    fn entry(partition: i32, offset: i64, metadata: &str) -> CommitEntry {
+        CommitEntry {
+            topic: "t".into(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: Some(metadata.into()),
+        }
+    }
+
+    fn fetched(c: &Coordinator, group: &str) -> Vec<(i32, i64)> {
+        c.fetch_offsets(group, Some(vec![("t".into(), vec![0, 1])]))
+            .unwrap()
+            .remove(0)
+            .1
+            .into_iter()
+            .map(|(p, o)| (p, o.map_or(-1, |o| o.offset)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn requests_before_loading_get_load_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, topics) = setup(dir.path());
+        let c = coordinator(&config, &topics);
+        let load = Err(GroupError::CoordinatorLoadInProgress);
+        assert_eq!(c.heartbeat("g", "m", None, 1), load);
+        assert_eq!(c.fetch_offsets("g", None).map(|_| ()), load);
+        assert_eq!(c.list().map(|_| ()), load);
+        assert_eq!(
+            c.commit("g", "", None, -1, vec![entry(0, 1, "")]).err(),
+            Some(GroupError::CoordinatorLoadInProgress)
+        );
+        assert_eq!(c.delete_group("g").await, load);
+        assert!(matches!(
+            c.join(
+                "g",
+                JoinRequest {
+                    member_id: String::new(),
+                    group_instance_id: None,
+                    client_id: "c".into(),
+                    client_host: "h".into(),
+                    session_timeout_ms: 10_000,
+                    rebalance_timeout_ms: 10_000,
+                    protocol_type: "consumer".into(),
+                    protocols: vec![],
+                    require_known_member_id: false,
+                    new_member_id: String::new(),
+                }
+            )
+            .resolve(JoinResult::Failed(GroupError::CoordinatorNotAvailable))
+            .await,
+            JoinResult::Failed(GroupError::CoordinatorLoadInProgress)
+        ));
+        c.load().unwrap();
+        assert!(c.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn replay_restores_latest_offsets_and_honours_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, topics) = setup(dir.path());
+        let c = coordinator(&config, &topics);
+        c.load().unwrap();
+        let results = c
+            .commit("a", "", None, -1, vec![entry(0, 1, "x"), entry(1, 2, "y")])
+            .unwrap()
+            .finish()
+            .await;
+        assert_eq!(results, vec![Ok(()), Ok(())]);
+        c.commit("a", "", None, -1, vec![entry(0, 10, "z")])
+            .unwrap()
+            .finish()
+            .await;
+        c.commit("b", "", None, -1, vec![entry(0, 5, "")])
+            .unwrap()
+            .finish()
+            .await;
+        c.commit("gone", "", None, -1, vec![entry(0, 5, "")])
+            .unwrap()
+            .finish()
+            .await;
+        c.delete_group("gone").await.unwrap();
+        let deleted = c.delete_offsets("b", vec![("t".into(), 0)]).await.unwrap();
+        assert_eq!(deleted, vec![Ok(())]);
+
+        let again = coordinator(&config, &topics);
+        again.load().unwrap();
+        assert_eq!(fetched(&again, "a"), vec![(0, 10), (1, 2)]);
+        let a0 = again.fetch_offsets("a", None).unwrap();
+        assert_eq!(a0[0].1[0].1.as_ref().unwrap().metadata, "z");
+        assert_eq!(fetched(&again, "b"), vec![(0, -1), (1, -1)]);
+        assert_eq!(fetched(&again, "gone"), vec![(0, -1), (1, -1)]);
+        let listed: Vec<String> = again
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.group_id)
+            .collect();
+        assert_eq!(
+            listed,
+            vec!["a".to_string()],
+            "b has no offsets left, gone was deleted"
+        );
+    }
+
+    #[tokio::test]
+    async fn expiry_writes_tombstones_and_removes_empty_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, topics) = setup(dir.path());
+        let c = coordinator(&config, &topics);
+        c.load().unwrap();
+        c.commit("old", "", None, -1, vec![entry(0, 1, "")])
+            .unwrap()
+            .finish()
+            .await;
+        let retention = config.offsets_retention_minutes * 60_000;
+        assert_eq!(c.expire_offsets(now_ms() + retention - 60_000).await, 0);
+        assert_eq!(c.expire_offsets(now_ms() + retention + 1).await, 1);
+        assert!(c.list().unwrap().is_empty());
+        let again = coordinator(&config, &topics);
+        again.load().unwrap();
+        assert_eq!(fetched(&again, "old"), vec![(0, -1), (1, -1)]);
+        assert!(again.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn group_placement_uses_the_topic_partition_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, topics) = setup(dir.path());
+        let c = coordinator(&config, &topics);
+        assert_eq!(c.partition_of("group"), partition_for("group", 2));
+    }
+}

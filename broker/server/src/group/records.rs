@@ -1,0 +1,402 @@
+//! The record format of `__consumer_offsets`, defined here only.
+//!
+//! Keys start with a big-endian i16 that says what they are (as in Kafka):
+//! `1` = committed offset (group, topic, partition), `2` = group metadata
+//! (group). Values start with an i16 schema version (`1`). Strings are an
+//! i16 length (-1 = null) then UTF-8; byte arrays an i32 length then bytes.
+//! A null value is a tombstone: the offset or the group was deleted. The
+//! topic is compacted, so only the latest record per key survives.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::state::{CommittedOffset, Member, Protocol};
+
+/// Key type of a committed offset.
+const OFFSET_KEY: i16 = 1;
+/// Key type of group metadata.
+const GROUP_KEY: i16 = 2;
+/// Schema version of values written by this code.
+const VALUE_VERSION: i16 = 1;
+
+/// Errors decoding a record of `__consumer_offsets`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes end before the field.
+    #[error("record truncated while reading {0}")]
+    Truncated(&'static str),
+    /// A key or value type this code does not know.
+    #[error("unknown {what} version {version}")]
+    UnknownVersion { what: &'static str, version: i16 },
+    /// A string is not UTF-8.
+    #[error("invalid utf-8 in {0}")]
+    Utf8(&'static str),
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RecordKey {
+    /// The committed offset of one partition for one group.
+    Offset {
+        /// Group id.
+        group: String,
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// A group's metadata.
+    Group {
+        /// Group id.
+        group: String,
+    },
+}
+
+impl RecordKey {
+    /// The group the record belongs to.
+    pub fn group(&self) -> &str {
+        match self {
+            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+        }
+    }
+}
+
+/// Persisted group metadata (the state that survives a restart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMetadata {
+    /// Protocol type (`None`: the group only stores offsets).
+    pub protocol_type: Option<String>,
+    /// Generation.
+    pub generation_id: i32,
+    /// Selected protocol.
+    pub protocol_name: Option<String>,
+    /// Leader member id.
+    pub leader: Option<String>,
+    /// When the group entered its state (Empty: when it became empty).
+    pub state_timestamp_ms: i64,
+    /// Members with their protocols and assignments (runtime fields unused).
+    pub members: Vec<Member>,
+}
+
+struct Writer(BytesMut);
+
+impl Writer {
+    fn i16(&mut self, v: i16) {
+        self.0.put_i16(v);
+    }
+    fn i32(&mut self, v: i32) {
+        self.0.put_i32(v);
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.put_i64(v);
+    }
+    fn str(&mut self, s: &str) {
+        // Group ids, topics and member ids are far below 32 KiB; longer text is cut.
+        let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
+        self.0.put_i16(bytes.len() as i16);
+        self.0.put_slice(bytes);
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.0.put_i16(-1),
+        }
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.0.put_i32(b.len() as i32);
+        self.0.put_slice(b);
+    }
+}
+
+struct Reader(Bytes);
+
+impl Reader {
+    fn need(&self, n: usize, what: &'static str) -> Result<(), RecordError> {
+        if self.0.remaining() < n {
+            Err(RecordError::Truncated(what))
+        } else {
+            Ok(())
+        }
+    }
+    fn i16(&mut self, what: &'static str) -> Result<i16, RecordError> {
+        self.need(2, what)?;
+        Ok(self.0.get_i16())
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, RecordError> {
+        self.need(4, what)?;
+        Ok(self.0.get_i32())
+    }
+    fn i64(&mut self, what: &'static str) -> Result<i64, RecordError> {
+        self.need(8, what)?;
+        Ok(self.0.get_i64())
+    }
+    fn opt_str(&mut self, what: &'static str) -> Result<Option<String>, RecordError> {
+        let len = self.i16(what)?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.need(len as usize, what)?;
+        let raw = self.0.split_to(len as usize);
+        String::from_utf8(raw.to_vec())
+            .map(Some)
+            .map_err(|_| RecordError::Utf8(what))
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, RecordError> {
+        Ok(self.opt_str(what)?.unwrap_or_default())
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<Bytes, RecordError> {
+        let len = self.i32(what)?;
+        if len < 0 {
+            return Ok(Bytes::new());
+        }
+        self.need(len as usize, what)?;
+        Ok(self.0.split_to(len as usize))
+    }
+}
+
+/// Encodes a key.
+pub fn encode_key(key: &RecordKey) -> Bytes {
+    let mut w = Writer(BytesMut::with_capacity(64));
+    match key {
+        RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        } => {
+            w.i16(OFFSET_KEY);
+            w.str(group);
+            w.str(topic);
+            w.i32(*partition);
+        }
+        RecordKey::Group { group } => {
+            w.i16(GROUP_KEY);
+            w.str(group);
+        }
+    }
+    w.0.freeze()
+}
+
+/// Decodes a key.
+pub fn decode_key(bytes: Bytes) -> Result<RecordKey, RecordError> {
+    let mut r = Reader(bytes);
+    match r.i16("key type")? {
+        OFFSET_KEY => Ok(RecordKey::Offset {
+            group: r.str("group")?,
+            topic: r.str("topic")?,
+            partition: r.i32("partition")?,
+        }),
+        GROUP_KEY => Ok(RecordKey::Group {
+            group: r.str("group")?,
+        }),
+        version => Err(RecordError::UnknownVersion {
+            what: "key",
+            version,
+        }),
+    }
+}
+
+/// Encodes a committed offset.
+pub fn encode_offset(offset: &CommittedOffset) -> Bytes {
+    let mut w = Writer(BytesMut::with_capacity(32 + offset.metadata.len()));
+    w.i16(VALUE_VERSION);
+    w.i64(offset.offset);
+    w.i32(offset.leader_epoch);
+    w.str(&offset.metadata);
+    w.i64(offset.commit_timestamp_ms);
+    w.0.freeze()
+}
+
+/// Decodes a committed offset.
+pub fn decode_offset(bytes: Bytes) -> Result<CommittedOffset, RecordError> {
+    let mut r = Reader(bytes);
+    let version = r.i16("offset value version")?;
+    if version != VALUE_VERSION {
+        return Err(RecordError::UnknownVersion {
+            what: "offset value",
+            version,
+        });
+    }
+    Ok(CommittedOffset {
+        offset: r.i64("offset")?,
+        leader_epoch: r.i32("leader epoch")?,
+        metadata: r.str("metadata")?,
+        commit_timestamp_ms: r.i64("commit timestamp")?,
+    })
+}
+
+/// Encodes group metadata.
+pub fn encode_group(group: &GroupMetadata) -> Bytes {
+    let mut w = Writer(BytesMut::with_capacity(256));
+    w.i16(VALUE_VERSION);
+    w.opt_str(group.protocol_type.as_deref());
+    w.i32(group.generation_id);
+    w.opt_str(group.protocol_name.as_deref());
+    w.opt_str(group.leader.as_deref());
+    w.i64(group.state_timestamp_ms);
+    w.i32(group.members.len() as i32);
+    for m in &group.members {
+        w.str(&m.member_id);
+        w.opt_str(m.group_instance_id.as_deref());
+        w.str(&m.client_id);
+        w.str(&m.client_host);
+        w.i32(m.session_timeout_ms);
+        w.i32(m.rebalance_timeout_ms);
+        w.i32(m.protocols.len() as i32);
+        for p in &m.protocols {
+            w.str(&p.name);
+            w.bytes(&p.metadata);
+        }
+        w.bytes(&m.assignment);
+    }
+    w.0.freeze()
+}
+
+/// Decodes group metadata.
+pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
+    let mut r = Reader(bytes);
+    let version = r.i16("group value version")?;
+    if version != VALUE_VERSION {
+        return Err(RecordError::UnknownVersion {
+            what: "group value",
+            version,
+        });
+    }
+    let protocol_type = r.opt_str("protocol type")?;
+    let generation_id = r.i32("generation")?;
+    let protocol_name = r.opt_str("protocol name")?;
+    let leader = r.opt_str("leader")?;
+    let state_timestamp_ms = r.i64("state timestamp")?;
+    let count = r.i32("member count")?.max(0);
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = r.str("member id")?;
+        let group_instance_id = r.opt_str("group instance id")?;
+        let client_id = r.str("client id")?;
+        let client_host = r.str("client host")?;
+        let session_timeout_ms = r.i32("session timeout")?;
+        let rebalance_timeout_ms = r.i32("rebalance timeout")?;
+        let protocol_count = r.i32("protocol count")?.max(0);
+        let mut protocols = Vec::new();
+        for _ in 0..protocol_count {
+            protocols.push(Protocol {
+                name: r.str("protocol name")?,
+                metadata: r.bytes("protocol metadata")?,
+            });
+        }
+        let assignment = r.bytes("assignment")?;
+        members.push(Member {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            session_timeout_ms,
+            rebalance_timeout_ms,
+            protocols,
+            assignment,
+            heartbeat_deadline_ms: 0,
+            awaiting_join: false,
+            awaiting_sync: false,
+        });
+    }
+    Ok(GroupMetadata {
+        protocol_type,
+        generation_id,
+        protocol_name,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_differ_by_kind() {
+        let offset = RecordKey::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 7,
+        };
+        let group = RecordKey::Group { group: "g".into() };
+        assert_eq!(decode_key(encode_key(&offset)).unwrap(), offset);
+        assert_eq!(decode_key(encode_key(&group)).unwrap(), group);
+        assert_ne!(encode_key(&offset), encode_key(&group));
+        // Same logical key, same bytes: compaction relies on it.
+        assert_eq!(encode_key(&offset), encode_key(&offset.clone()));
+    }
+
+    #[test]
+    fn offset_values_round_trip() {
+        let v = CommittedOffset {
+            offset: 42,
+            leader_epoch: 3,
+            metadata: "ünïcode meta".into(),
+            commit_timestamp_ms: 1_700_000_000_000,
+        };
+        assert_eq!(decode_offset(encode_offset(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn group_values_round_trip() {
+        let member = Member {
+            member_id: "m-1".into(),
+            group_instance_id: Some("i-1".into()),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocols: vec![Protocol {
+                name: "range".into(),
+                metadata: Bytes::from_static(b"\x00\x01sub"),
+            }],
+            assignment: Bytes::from_static(b"assigned"),
+            heartbeat_deadline_ms: 0,
+            awaiting_join: false,
+            awaiting_sync: false,
+        };
+        let g = GroupMetadata {
+            protocol_type: Some("consumer".into()),
+            generation_id: 5,
+            protocol_name: Some("range".into()),
+            leader: Some("m-1".into()),
+            state_timestamp_ms: 123,
+            members: vec![member],
+        };
+        assert_eq!(decode_group(encode_group(&g)).unwrap(), g);
+        let empty = GroupMetadata {
+            protocol_type: None,
+            generation_id: 0,
+            protocol_name: None,
+            leader: None,
+            state_timestamp_ms: 9,
+            members: vec![],
+        };
+        assert_eq!(decode_group(encode_group(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let full = encode_key(&RecordKey::Offset {
+            group: "group".into(),
+            topic: "topic".into(),
+            partition: 1,
+        });
+        for cut in 0..full.len() {
+            assert!(decode_key(full.slice(..cut)).is_err(), "cut at {cut}");
+        }
+        assert!(matches!(
+            decode_key(Bytes::from_static(b"\x00\x09")),
+            Err(RecordError::UnknownVersion { .. })
+        ));
+        let v = encode_offset(&CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        });
+        for cut in 0..v.len() {
+            assert!(decode_offset(v.slice(..cut)).is_err());
+        }
+    }
+}
