@@ -269,23 +269,23 @@ async fn route(
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => inline!(InitProducerIdRequest, init_producer_id::handle),
         ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
-        // JoinGroup, SyncGroup and OffsetCommit change the group now (in
-        // request order) and answer later: parked at the barrier or waiting
-        // for the fsync.
+        // JoinGroup and SyncGroup may be parked until the group's barrier
+        // completes. The connection reads nothing else meanwhile, as Kafka
+        // (which handles one request per connection at a time): a client that
+        // gives up waiting and pipelines a new JoinGroup must not have it
+        // processed before the parked request is answered.
         ApiKey::JoinGroup => {
             let request: JoinGroupRequest = decode(&mut buf, key, version)?;
-            let answer = join_group::start(broker, ctx, request, version);
-            Box::pin(
-                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
-            )
+            let response = join_group::start(broker, ctx, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
         }
         ApiKey::SyncGroup => {
             let request: SyncGroupRequest = decode(&mut buf, key, version)?;
-            let answer = sync_group::start(broker, request, version);
-            Box::pin(
-                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
-            )
+            let response = sync_group::start(broker, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
         }
+        // OffsetCommit changes the group now (in request order) and answers
+        // once its records are fsynced, like an acks=all produce.
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
             let answer = offset_commit::start(broker, request, version);

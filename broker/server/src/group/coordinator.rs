@@ -381,8 +381,16 @@ impl Coordinator {
                     let record = Self::group_record(&entry.group);
                     durable = Some(self.append(entry.group.id(), &[record], now));
                 }
-                Action::RebalanceCompleted { .. } => {
+                Action::RebalanceCompleted { generation_id } => {
                     self.rebalances.with_label_values(&[entry.group.id()]).inc();
+                    tracing::info!(
+                        group = entry.group.id(),
+                        generation = generation_id,
+                        members = entry.group.member_count(),
+                        protocol = entry.group.protocol_name().unwrap_or_default(),
+                        leader = entry.group.leader().unwrap_or_default(),
+                        "group rebalanced"
+                    );
                 }
                 Action::JoinResponse { member_id, result } => {
                     let Some(tx) = entry.joins.remove(&member_id) else {
@@ -479,7 +487,10 @@ impl Coordinator {
         let Some(entry) = groups.get_mut(group_id) else {
             return Waiting::Ready(JoinResult::Failed(GroupError::CoordinatorNotAvailable));
         };
+        let (sent, instance) = (req.member_id.clone(), req.group_instance_id.clone());
         let (reply, actions) = entry.group.join(req, now);
+        tracing::debug!(group = group_id, member = %sent, instance = ?instance, reply = ?reply,
+            state = entry.group.state().as_str(), "JoinGroup");
         let waiting = match reply {
             JoinReply::Now(Ok(outcome)) => Waiting::Ready(JoinResult::Joined(outcome)),
             JoinReply::Now(Err(err)) => Waiting::Ready(JoinResult::Failed(err)),
@@ -519,7 +530,10 @@ impl Coordinator {
             return Waiting::Ready(Err(GroupError::UnknownMemberId));
         };
         let member_id = req.member_id.clone();
+        let generation = req.generation_id;
         let (reply, actions) = entry.group.sync(req, now);
+        tracing::debug!(group = group_id, member = %member_id, generation, reply = ?reply,
+            state = entry.group.state().as_str(), "SyncGroup");
         let waiting = match reply {
             SyncReply::Now(result) => Waiting::Ready(result),
             SyncReply::Parked => {
@@ -550,9 +564,13 @@ impl Coordinator {
         let entry = groups
             .get_mut(group_id)
             .ok_or(GroupError::UnknownMemberId)?;
-        entry
+        let result = entry
             .group
-            .heartbeat(member_id, group_instance_id, generation_id, now)
+            .heartbeat(member_id, group_instance_id, generation_id, now);
+        if result.is_err() {
+            tracing::debug!(group = group_id, member = member_id, generation_id, result = ?result, "Heartbeat");
+        }
+        result
     }
 
     /// Handles LeaveGroup: one result per member.
@@ -571,6 +589,7 @@ impl Coordinator {
                 .collect());
         };
         let (results, actions) = entry.group.leave(members, now);
+        tracing::debug!(group = group_id, members = ?members, results = ?results, "LeaveGroup");
         self.execute(entry, actions, now);
         drop(groups);
         self.wake.notify_one();
@@ -916,7 +935,16 @@ impl Coordinator {
         let mut groups = self.groups.lock();
         for entry in groups.values_mut() {
             if entry.group.next_deadline().is_some_and(|d| d <= now) {
+                let before = entry.group.member_count();
                 let actions = entry.group.on_timer(now);
+                let after = entry.group.member_count();
+                if after < before {
+                    tracing::info!(
+                        group = entry.group.id(),
+                        removed = before - after,
+                        "members removed after their session or rebalance timeout"
+                    );
+                }
                 self.execute(entry, actions, now);
             }
         }

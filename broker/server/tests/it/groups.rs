@@ -18,7 +18,7 @@ use kafka_protocol::messages::offset_fetch_request::{
 };
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::harness::*;
 
@@ -1002,4 +1002,76 @@ async fn group_metrics_report_committed_offset_lag_members_and_rebalances() {
         !body.contains(r#"group="mg""#),
         "deleted group's series remain: {body}"
     );
+}
+
+#[tokio::test]
+async fn requests_pipelined_behind_a_parked_sync_wait_for_it() {
+    let broker = start_broker().await;
+    let mut c1 = broker.connect().await;
+    let first = join(&mut c1, "gp", "", None, 10_000).await;
+    let m1 = first.member_id.to_string();
+    sync(&mut c1, "gp", &m1, None, 1, &[(&m1, "all")]).await;
+    let mut c2 = broker.connect().await;
+    let pending = tokio::spawn(async move {
+        let r = join(&mut c2, "gp", "", None, 10_000).await;
+        (c2, r)
+    });
+    heartbeat_until(&mut c1, "gp", &m1, 1, 27).await;
+    join(&mut c1, "gp", &m1, None, 10_000).await;
+    let (mut c2, second) = pending.await.unwrap();
+    let m2 = second.member_id.to_string();
+    let sync_request = |m: &str| {
+        SyncGroupRequest::default()
+            .with_group_id(gid("gp"))
+            .with_generation_id(2)
+            .with_member_id(st(m))
+    };
+    // A client that gives up waiting pipelines a rejoin and a new sync
+    // behind its parked SyncGroup (kafka-python does this).
+    let first_sync = c2.write(&sync_request(&m2), 5).await;
+    let rejoin = c2.write(&join_request("gp", &m2, None, 10_000), 9).await;
+    let second_sync = c2.write(&sync_request(&m2), 5).await;
+    sync(&mut c1, "gp", &m1, None, 2, &[(&m1, "a"), (&m2, "b")]).await;
+    let (id, r) = c2.read::<SyncGroupResponse>(5).await;
+    assert_eq!(id, first_sync);
+    assert_eq!(
+        (r.error_code, r.assignment.clone()),
+        (0, Bytes::from("b")),
+        "the parked sync is answered with the assignment, not superseded"
+    );
+    let (id, j) = c2.read::<JoinGroupResponse>(9).await;
+    assert_eq!(id, rejoin);
+    assert_eq!((j.error_code, j.generation_id), (0, 2), "no new rebalance");
+    let (id, r) = c2.read::<SyncGroupResponse>(5).await;
+    assert_eq!(id, second_sync);
+    assert_eq!(r.assignment, Bytes::from("b"));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_a_parked_join_promptly() {
+    let broker = start_broker().await;
+    let mut c1 = broker.connect().await;
+    let first = join(&mut c1, "gsd", "", None, 10_000).await;
+    let m1 = first.member_id.to_string();
+    sync(&mut c1, "gsd", &m1, None, 1, &[(&m1, "all")]).await;
+    let mut c2 = broker.connect().await;
+    // Parked until m1 rejoins, which never happens (rebalance timeout 10 s).
+    // v3: no MEMBER_ID_REQUIRED round trip, the first join parks at once.
+    let correlation = c2.write(&join_request("gsd", "", None, 10_000), 3).await;
+    heartbeat_until(&mut c1, "gsd", &m1, 1, 27).await;
+    let started = Instant::now();
+    let _dir = broker.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the barrier"
+    );
+    if let Some(mut frame) = c2.read_frame().await {
+        let header = ResponseHeader::decode(&mut frame, 0).unwrap();
+        assert_eq!(header.correlation_id, correlation);
+        let r = JoinGroupResponse::decode(&mut frame, 3).unwrap();
+        assert_eq!(
+            r.error_code, 15,
+            "COORDINATOR_NOT_AVAILABLE makes the client look again"
+        );
+    }
 }
