@@ -1075,3 +1075,96 @@ async fn graceful_shutdown_answers_a_parked_join_promptly() {
         );
     }
 }
+
+/// A `runnel-broker` process; killed with SIGKILL when dropped.
+struct BrokerProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl BrokerProcess {
+    fn start(dir: &std::path::Path) -> BrokerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+            .args([
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--offsets-topic-num-partitions",
+                "3",
+                "--group-initial-rebalance-delay-ms",
+                "0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|kv| kv.strip_prefix("kafka="))
+            .unwrap_or_else(|| panic!("unexpected ready line {line:?}"))
+            .parse()
+            .unwrap();
+        BrokerProcess { child, addr }
+    }
+
+    async fn connect(&self) -> Conn {
+        Conn::from_stream(tokio::net::TcpStream::connect(self.addr).await.unwrap())
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "orders", 2, &[]).await;
+    let started = Instant::now();
+    for i in 0..20 {
+        loop {
+            let codes = commit(
+                &mut conn,
+                "crash",
+                "",
+                -1,
+                "orders",
+                &[(0, i, "m"), (1, 100 + i, "")],
+            )
+            .await;
+            if codes == vec![14, 14] && started.elapsed() < DEADLINE {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            assert_eq!(codes, vec![0, 0]);
+            break;
+        }
+    }
+    broker.kill_9();
+    let broker = BrokerProcess::start(dir.path());
+    let mut conn = broker.connect().await;
+    assert_eq!(
+        fetch_offsets_loaded(&mut conn, "crash", "orders", &[0, 1]).await,
+        vec![(0, 19, "m".to_string()), (1, 119, String::new())],
+        "every acknowledged commit survives SIGKILL"
+    );
+}

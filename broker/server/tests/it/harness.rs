@@ -124,6 +124,14 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Wraps a connected socket.
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            correlation: 0,
+        }
+    }
+
     /// Writes one request; returns its correlation id.
     pub async fn write<R: Request>(&mut self, request: &R, version: i16) -> i32 {
         self.correlation += 1;
