@@ -33,7 +33,7 @@ pub async fn handle(
             match broker.groups.snapshot(id.0.as_str()) {
                 Err(err) => entry
                     .with_error_code(group_error_code(err).code())
-                    .with_error_message(Some(s(err.to_string()))),
+                    .with_error_message((version >= 6).then(|| s(err.to_string()))),
                 Ok(None) if version >= 6 => entry
                     .with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(s(format!("group '{}' does not exist", id.0))))

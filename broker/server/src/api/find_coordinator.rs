@@ -73,6 +73,11 @@ pub async fn handle(
             .with_host(StrBytes::default())
             .with_port(-1)
             .with_error_code(err.code())
-            .with_error_message(err.message.map(StrBytes::from_string)),
+            // v0 has no error message.
+            .with_error_message(
+                err.message
+                    .filter(|_| version >= 1)
+                    .map(StrBytes::from_string),
+            ),
     }
 }

@@ -82,7 +82,9 @@ fn response(result: JoinResult, sent_member_id: StrBytes, version: i16) -> JoinG
             .with_protocol_type(o.protocol_type.map(s))
             .with_protocol_name(o.protocol_name.map(s).or(no_protocol))
             .with_leader(s(o.leader))
-            .with_skip_assignment(o.skip_assignment)
+            // skip_assignment exists from v9; older leaders recompute an
+            // assignment that SyncGroup in Stable state ignores.
+            .with_skip_assignment(o.skip_assignment && version >= 9)
             .with_member_id(s(o.member_id))
             .with_members(
                 o.members

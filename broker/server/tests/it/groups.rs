@@ -1168,3 +1168,32 @@ async fn committed_offsets_survive_kill_9() {
         "every acknowledged commit survives SIGKILL"
     );
 }
+
+#[tokio::test]
+async fn static_leader_rejoin_is_answered_in_every_joingroup_version() {
+    let broker = start_broker().await;
+    for version in [5i16, 7, 9] {
+        let group = format!("sl{version}");
+        let mut c1 = broker.connect().await;
+        let first = c1
+            .send(&join_request(&group, "", Some("leader"), 10_000), version)
+            .await;
+        assert_eq!(first.error_code, 0);
+        let m1 = first.member_id.to_string();
+        sync(&mut c1, &group, &m1, Some("leader"), 1, &[(&m1, "mine")]).await;
+        drop(c1);
+        // The leader restarts: same instance id, no member id.
+        let mut c2 = broker.connect().await;
+        let again = c2
+            .send(&join_request(&group, "", Some("leader"), 10_000), version)
+            .await;
+        assert_eq!(again.error_code, 0, "v{version}");
+        assert_eq!(again.generation_id, 1, "v{version}: no rebalance");
+        assert_eq!(again.leader, again.member_id);
+        assert_eq!(again.skip_assignment, version >= 9, "v{version}");
+        let m2 = again.member_id.to_string();
+        // An older leader computes an assignment anyway; Stable keeps the stored one.
+        let s = sync(&mut c2, &group, &m2, Some("leader"), 1, &[(&m2, "other")]).await;
+        assert_eq!(s.assignment, Bytes::from("mine"), "v{version}");
+    }
+}
