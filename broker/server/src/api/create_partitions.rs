@@ -35,6 +35,12 @@ pub async fn handle(
         });
         let result = match bad_assignment {
             Some(err) => Err(ApiError::from(err)),
+            // Groups are placed by hashing over the partition count: growing
+            // it would move every group away from its committed offsets.
+            None if name == crate::group::OFFSETS_TOPIC => Err(ApiError::with_message(
+                ResponseError::InvalidRequest,
+                format!("the partition count of internal topic {name} cannot change"),
+            )),
             None => {
                 let registry = broker.topics.clone();
                 let (count, validate_only) = (topic.count, request.validate_only);

@@ -56,6 +56,9 @@ pub async fn handle(
                 match blocking(move || registry.delete(&n)).await {
                     Ok(Ok(topic)) => {
                         broker.metrics.remove_topic(&topic.name);
+                        // As Kafka: committed offsets of a deleted topic go too,
+                        // so a topic recreated under the name starts fresh.
+                        broker.groups.remove_topic_offsets(&topic.name).await;
                         Ok((topic.name.clone(), topic.id))
                     }
                     Ok(Err(err)) => Err(ApiError::from(err)),

@@ -57,13 +57,7 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
             .with_name(data.name.clone())
             .with_topic_id(data.topic_id);
         let mut outcomes = Vec::with_capacity(data.partition_data.len());
-        let resolved = if data.name.0.as_str() == crate::group::OFFSETS_TOPIC {
-            // Only the group coordinator writes its internal topic.
-            Err(ApiError::with_message(
-                ResponseError::InvalidTopicException,
-                format!("cannot append to internal topic {}", data.name.0.as_str()),
-            ))
-        } else if !(-1..=1).contains(&acks) {
+        let resolved = if !(-1..=1).contains(&acks) {
             Err(ApiError::with_message(
                 ResponseError::InvalidRequiredAcks,
                 format!("acks={acks} is not 0, 1 or -1"),
@@ -81,6 +75,17 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
             )
             .await
         };
+        // Only the group coordinator writes its internal topic (by name or id).
+        let resolved = resolved.and_then(|topic| {
+            if topic.name == crate::group::OFFSETS_TOPIC {
+                Err(ApiError::with_message(
+                    ResponseError::InvalidTopicException,
+                    format!("cannot append to internal topic {}", topic.name),
+                ))
+            } else {
+                Ok(topic)
+            }
+        });
         let slot = topics.len();
         for partition_data in data.partition_data {
             let index = partition_data.index;

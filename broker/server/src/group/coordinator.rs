@@ -870,6 +870,48 @@ impl Coordinator {
         Ok(results)
     }
 
+    /// Deletes every group's committed offsets of a deleted topic (tombstones).
+    pub async fn remove_topic_offsets(&self, topic: &str) -> usize {
+        let now = now_ms();
+        let mut removed = 0;
+        let mut durables = Vec::new();
+        {
+            let mut groups = self.groups.lock();
+            for (id, entry) in groups.iter_mut() {
+                let keys: Vec<(String, i32)> = entry
+                    .group
+                    .offsets()
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                let recs: Vec<(Bytes, Option<Bytes>)> = keys
+                    .iter()
+                    .map(|(t, p)| (Self::offset_key(id, t, *p), None))
+                    .collect();
+                match self.append(id, &recs, now) {
+                    Ok(d) => {
+                        for (t, p) in &keys {
+                            entry.group.remove_offset(t, *p);
+                        }
+                        removed += keys.len();
+                        durables.push(d);
+                    }
+                    Err(err) => {
+                        tracing::warn!(group = %id, topic, error = %err, "removing offsets of a deleted topic failed");
+                    }
+                }
+            }
+        }
+        for d in durables {
+            let _ = d.wait(self.flush).await;
+        }
+        removed
+    }
+
     /// Expires committed offsets past the retention (see
     /// [`Group::expire_offsets`]), writing their tombstones; groups left
     /// empty without offsets are deleted. Returns the number of offsets removed.

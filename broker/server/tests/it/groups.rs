@@ -1197,3 +1197,40 @@ async fn static_leader_rejoin_is_answered_in_every_joingroup_version() {
         assert_eq!(s.assignment, Bytes::from("mine"), "v{version}");
     }
 }
+
+#[tokio::test]
+async fn deleting_a_topic_deletes_its_committed_offsets() {
+    let broker = start_broker().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "gone", 1, &[]).await;
+    create_topic(&mut conn, "kept", 1, &[]).await;
+    commit(&mut conn, "g", "", -1, "gone", &[(0, 5, "")]).await;
+    commit(&mut conn, "g", "", -1, "kept", &[(0, 6, "")]).await;
+    let r = conn
+        .send(
+            &DeleteTopicsRequest::default().with_topic_names(vec![name("gone")]),
+            4,
+        )
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    create_topic(&mut conn, "gone", 1, &[]).await;
+    assert_eq!(
+        fetch_offsets(&mut conn, "g", "gone", &[0]).await.unwrap()[0].1,
+        -1
+    );
+    assert_eq!(
+        fetch_offsets(&mut conn, "g", "kept", &[0]).await.unwrap()[0].1,
+        6
+    );
+    let grow = conn
+        .send(
+            &CreatePartitionsRequest::default().with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name("__consumer_offsets"))
+                    .with_count(10),
+            ]),
+            1,
+        )
+        .await;
+    assert_eq!(grow.results[0].error_code, 42, "INVALID_REQUEST");
+}
