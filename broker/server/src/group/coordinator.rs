@@ -1162,7 +1162,9 @@ impl Coordinator {
                 .unwrap_or(i64::MAX)
                 .min(next_expiry)
                 .min(now + 1000);
-            let sleep = Duration::from_millis(until.saturating_sub(now).max(0) as u64);
+            // At least a few milliseconds, so a deadline that a transition
+            // cannot move (a bug) costs a little CPU instead of a spinning core.
+            let sleep = Duration::from_millis(until.saturating_sub(now).max(5) as u64);
             tokio::select! {
                 _ = wait_shutdown(&mut shutdown) => return,
                 _ = tokio::time::sleep(sleep) => {}

@@ -2266,4 +2266,127 @@ mod tests {
         );
         assert_eq!(empty.state(), GroupState::Empty);
     }
+
+    /// Tiny deterministic generator for the random-operation test.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn check_invariants(g: &Group, last_generation: &mut i32, actions: &[Action]) {
+        assert!(
+            g.generation_id() >= *last_generation,
+            "generation went back"
+        );
+        *last_generation = g.generation_id();
+        match g.state() {
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                assert!(g.member_count() > 0, "{:?} without members", g.state());
+                let leader = g.leader().expect("a leader");
+                assert!(g.member(leader).is_some(), "leader is not a member");
+                assert!(g.protocol_name().is_some());
+            }
+            GroupState::Empty => assert_eq!(g.member_count(), 0),
+            GroupState::PreparingRebalance | GroupState::Dead => {}
+        }
+        for (instance, id) in &g.static_members {
+            let m = g.member(id).expect("static entry points at a member");
+            assert_eq!(m.group_instance_id.as_deref(), Some(instance.as_str()));
+        }
+        for a in actions {
+            if let Action::JoinResponse {
+                result: Ok(o),
+                member_id,
+            } = a
+            {
+                assert_eq!(o.member_id, *member_id);
+                if !o.skip_assignment {
+                    assert!(o.generation_id <= g.generation_id());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_operation_sequences_keep_the_group_consistent() {
+        let mut stable_steps = 0;
+        for seed in 0..200u64 {
+            let mut rng = Lcg(seed);
+            let mut g = Group::new("g", config(if seed % 2 == 0 { 0 } else { 500 }), 0);
+            let mut now = 0i64;
+            let mut last_generation = 0;
+            let mut next_id = 0;
+            for _ in 0..300 {
+                now += rng.next(2000) as i64;
+                let known: Vec<String> = g.members().map(|m| m.member_id.clone()).collect();
+                let pick = |rng: &mut Lcg| -> String {
+                    if known.is_empty() || rng.next(5) == 0 {
+                        "stranger".to_string()
+                    } else {
+                        known[rng.next(known.len() as u64) as usize].clone()
+                    }
+                };
+                let generation = g.generation_id() - rng.next(2) as i32;
+                let actions = match rng.next(8) {
+                    0 | 1 => {
+                        next_id += 1;
+                        let mut req = if rng.next(3) == 0 {
+                            static_req(&format!("i{}", rng.next(3)), "", &format!("n{next_id}"))
+                        } else {
+                            join_req("", &format!("n{next_id}"))
+                        };
+                        req.require_known_member_id = rng.next(2) == 0;
+                        if rng.next(4) == 0 {
+                            req.protocols = protocols(&["roundrobin", "range"]);
+                        }
+                        g.join(req, now).1
+                    }
+                    2 => {
+                        let id = pick(&mut rng);
+                        g.join(join_req(&id, "unused"), now).1
+                    }
+                    3 => {
+                        let id = pick(&mut rng);
+                        let assignments: Vec<(String, Bytes)> = known
+                            .iter()
+                            .map(|m| (m.clone(), Bytes::from(m.clone())))
+                            .collect();
+                        let mut req = sync_req(&id, generation, &[]);
+                        req.assignments = assignments;
+                        g.sync(req, now).1
+                    }
+                    4 => {
+                        let id = pick(&mut rng);
+                        let _ = g.heartbeat(&id, None, generation, now);
+                        Vec::new()
+                    }
+                    5 => {
+                        let id = pick(&mut rng);
+                        g.leave(
+                            &[LeavingMember {
+                                member_id: id,
+                                group_instance_id: None,
+                            }],
+                            now,
+                        )
+                        .1
+                    }
+                    _ => g.on_timer(now),
+                };
+                check_invariants(&g, &mut last_generation, &actions);
+                if g.state() == GroupState::Stable {
+                    stable_steps += 1;
+                }
+            }
+        }
+        // The walk must reach the interesting states, not only refusals.
+        assert!(stable_steps > 300, "only {stable_steps} steps in Stable");
+    }
 }
