@@ -1234,3 +1234,44 @@ async fn deleting_a_topic_deletes_its_committed_offsets() {
         .await;
     assert_eq!(grow.results[0].error_code, 42, "INVALID_REQUEST");
 }
+
+#[tokio::test]
+async fn offsets_of_an_empty_group_expire_after_the_retention_and_stay_expired() {
+    let broker = start_broker().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "orders", 1, &[]).await;
+    let j = join(&mut conn, "ex", "", None, 10_000).await;
+    let m = j.member_id.to_string();
+    sync(&mut conn, "ex", &m, None, 1, &[(&m, "a")]).await;
+    commit(&mut conn, "ex", &m, 1, "orders", &[(0, 9, "")]).await;
+    let retention = broker.config.offsets_retention_minutes * 60_000;
+    let now = runnel_server::broker::now_ms();
+    let groups = &broker.broker.groups;
+    assert_eq!(
+        groups.expire_offsets(now + 2 * retention).await,
+        0,
+        "a group with members keeps its offsets"
+    );
+    leave(&mut conn, "ex", &m, None).await;
+    assert_eq!(groups.expire_offsets(now + retention - 60_000).await, 0);
+    assert_eq!(groups.expire_offsets(now + retention + 60_000).await, 1);
+    assert_eq!(
+        fetch_offsets(&mut conn, "ex", "orders", &[0])
+            .await
+            .unwrap()[0]
+            .1,
+        -1
+    );
+    let listed = conn.send(&ListGroupsRequest::default(), 4).await;
+    assert!(
+        listed.groups.is_empty(),
+        "the empty group without offsets is gone"
+    );
+    drop(conn);
+    let broker = broker.restart().await;
+    let mut conn = broker.connect().await;
+    assert_eq!(
+        fetch_offsets_loaded(&mut conn, "ex", "orders", &[0]).await[0].1,
+        -1
+    );
+}
