@@ -11,7 +11,7 @@ import pytest
 
 from groups import (GROUP_BROKER_ARGS, CommittedOffsetSampler, KcatMember, Member, committed_offsets,
                     consumed_keys, metric, wait_all_consumed, wait_disjoint_cover)
-from helpers import create_topic, kcat_available, produce_confluent, wait_until
+from helpers import admin, create_topic, kcat_available, produce_confluent, wait_until
 
 PARTITIONS = 6
 SESSION_MS = 6000
@@ -53,11 +53,16 @@ def run_handover(broker, members, kind: str, strategy: str = "range") -> None:
     create_topic(bs, topic, PARTITIONS)
     produced = produce_batch(bs, topic, "a", 600)
     sampler = CommittedOffsetSampler(bs, group, topic, PARTITIONS).start()
+    admin_client = admin(bs)
     try:
         kw = {} if kind == "kcat" else {"strategy": strategy}
         ms = [members(kind, f"{kind}-{i}", bs, topic, group, session_ms=SESSION_MS, **kw) for i in range(3)]
         wait_disjoint_cover(ms, PARTITIONS, what="(three members)")
         assert all(len(m.assignment) == 2 for m in ms), f"uneven split: {ms}"
+        # The broker's view (DescribeGroups) is the assignment the clients received.
+        desc = admin_client.describe_consumer_groups([group], request_timeout=10)[group].result(15)
+        described = {m.client_id: {tp.partition for tp in m.assignment.topic_partitions} for m in desc.members}
+        assert described == {f"e2e-{m.name}": m.assignment for m in ms}, described
         produced |= produce_batch(bs, topic, "b", 600)
 
         # A clean close hands the member's partitions to the other two without waiting for its session.
