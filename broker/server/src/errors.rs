@@ -34,6 +34,14 @@ pub enum Error {
     /// A partition log could not be opened.
     #[error(transparent)]
     Topic(#[from] TopicError),
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by another broker{} (lock file {}/.lock); two brokers must not share a data_dir",
+        dir.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default(),
+        dir.display()
+    )]
+    DataDirLocked { dir: PathBuf, holder: Option<u32> },
 }
 
 /// A Kafka error code with an optional message for the client.

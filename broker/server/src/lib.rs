@@ -7,6 +7,7 @@ pub mod admin_http;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod data_dir_lock;
 pub mod errors;
 pub mod group;
 pub mod metrics;

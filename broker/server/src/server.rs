@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, Outcome, Pending};
 use crate::broker::{now_ms, wait_shutdown, Broker};
 use crate::config::{split_host_port, BrokerConfig};
+use crate::data_dir_lock::DataDirLock;
 use crate::errors::Error;
 use crate::persist;
 use crate::producer_ids::ProducerIdAllocator;
@@ -38,6 +39,8 @@ pub struct Server {
     kafka: TcpListener,
     admin: TcpListener,
     shutdown_tx: watch::Sender<bool>,
+    // Held until every log is closed in `serve`.
+    lock: DataDirLock,
 }
 
 impl Server {
@@ -49,6 +52,8 @@ impl Server {
             path: data_dir.clone(),
             source,
         })?;
+        // Before anything reads or writes the directory.
+        let lock = DataDirLock::acquire(&data_dir)?;
         let meta =
             persist::load_or_create_meta(&data_dir, config.node_id, config.cluster_id.as_deref())?;
         let (topics, producer_ids) = {
@@ -104,6 +109,7 @@ impl Server {
             kafka,
             admin,
             shutdown_tx,
+            lock,
         })
     }
 
@@ -136,6 +142,7 @@ impl Server {
             kafka,
             admin,
             shutdown_tx,
+            lock,
         } = self;
         let admin_task = tokio::spawn(crate::admin_http::serve(admin, broker.clone()));
         let housekeeping = tokio::spawn(housekeeping(broker.clone()));
@@ -188,6 +195,8 @@ impl Server {
         let _ = coordinator.await;
         let topics = broker.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
+        // Only now may another broker open the directory.
+        drop(lock);
         tracing::info!("shutdown complete: all logs flushed and closed");
         Ok(())
     }

@@ -8,6 +8,7 @@ mod api_versions;
 mod bad_input;
 mod binary;
 mod compaction;
+mod data_dir_lock;
 mod groups;
 mod harness;
 mod idempotence;
