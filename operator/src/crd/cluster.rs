@@ -1,0 +1,170 @@
+//! The `Cluster` kind: a replicated set of Runnel brokers run as a StatefulSet.
+
+// KubeSchema's derive re-declares each struct (with its `pub` fields) inside a function to build
+// the schema; unreachable_pub fires on that private copy, so it is allowed for this module.
+#![allow(unreachable_pub)]
+// Several `printcolumn(type_ = "integer", ...)` arguments look like duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// Broker config keys the operator sets itself (per pod or for the pod layout); a `Cluster`
+/// may not override them in `spec.config`.
+pub const RESERVED_CONFIG_KEYS: &[&str] = &[
+    "node_id",
+    "data_dir",
+    "listen",
+    "advertised_address",
+    "admin_listen",
+];
+
+/// Desired state of a Runnel broker cluster.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "runnel.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    namespaced,
+    status = "ClusterStatus",
+    shortname = "rcl",
+    category = "runnel",
+    derive = "PartialEq",
+    doc = "A Runnel broker cluster: a StatefulSet of brokers with its Services, ConfigMap and PodDisruptionBudget.",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyBrokers"),
+    printcolumn(name = "Bootstrap", type_ = "string", json_path = ".status.bootstrap"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    /// Number of brokers (StatefulSet replicas); broker node ids are the pod ordinals 0..replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub replicas: i32,
+
+    /// Broker container image; defaults to the runnel-broker image of this operator's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+
+    /// Persistent storage of each broker (one PersistentVolumeClaim per broker).
+    pub storage: StorageSpec,
+
+    /// Compute resources of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Broker configuration (keys of runnel.toml, e.g. `log_retention_ms: "86400000"`); values are
+    /// strings converted to the key's type. Keys the operator sets per pod are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new(
+        "self.all(k, !(k in ['node_id', 'data_dir', 'listen', 'advertised_address', 'admin_listen']))"
+    ).message("node_id, data_dir, listen, advertised_address and admin_listen are set by the operator"))]
+    #[schemars(extend("maxProperties" = 64))]
+    pub config: BTreeMap<String, String>,
+
+    /// Node label whose values are racks (failure domains, e.g. `topology.kubernetes.io/zone`);
+    /// brokers are spread evenly across them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 317))]
+    pub rack_label: Option<String>,
+
+    /// Overrides for the broker pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateOverrides>,
+
+    /// Metrics scraping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+/// Persistent storage of each broker.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Size of each broker's volume (a Kubernetes quantity, e.g. `10Gi`).
+    #[schemars(length(min = 1, max = 64))]
+    pub size: String,
+
+    /// StorageClass of the volumes; unset uses the cluster's default StorageClass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+
+    /// Delete the brokers' PersistentVolumeClaims when the Cluster is deleted (default: keep them).
+    #[serde(default)]
+    pub delete_claim: bool,
+}
+
+/// Overrides for the broker pod template.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Scheduling affinity of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Tolerations of the broker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Extra annotations on the broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+
+    /// Extra labels on the broker pods (the operator's own labels take precedence).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Metrics scraping of the brokers.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Create a Prometheus Operator ServiceMonitor for the brokers' /metrics.
+    #[serde(default)]
+    pub service_monitor: bool,
+}
+
+/// Observed state of a Runnel broker cluster.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Ready, Reconciling and Degraded conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Brokers whose pods are ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+
+    /// Bootstrap address for Kafka clients (`host:port` of the bootstrap Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<String>,
+
+    /// The Kafka cluster id the brokers report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}

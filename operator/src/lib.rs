@@ -1,0 +1,22 @@
+//! The Runnel Kubernetes operator: the `runnel.dev/v1alpha1` custom resource types
+//! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, and pure builders for the
+//! Kubernetes objects a `Cluster` owns.
+
+pub mod crd;
+pub mod resources;
+
+pub use crd::{crds, crds_yaml};
+
+/// Errors of the operator library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A CRD or object could not be serialized.
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        /// What was being serialized.
+        what: String,
+        /// The underlying serializer error.
+        #[source]
+        source: serde_yaml::Error,
+    },
+}
