@@ -1,6 +1,6 @@
 //! DescribeConfigs: topic configs with values and sources (override, broker
 //! setting, built-in default), synonyms and documentation; broker configs
-//! (read-only).
+//! (read-only, under Kafka's names where Kafka has an equivalent).
 
 use std::sync::Arc;
 
@@ -142,6 +142,74 @@ fn topic_configs(
         .collect())
 }
 
+/// Kafka's name for each Runnel broker key that has a Kafka equivalent
+/// (`node_id` is both `node.id` and `broker.id`, as in KRaft brokers). Keys
+/// without one (admin listener, cluster id, flush-on-ack) keep Runnel's name.
+pub const KAFKA_BROKER_NAMES: &[(&str, &str)] = &[
+    ("node_id", "node.id"),
+    ("node_id", "broker.id"),
+    ("data_dir", "log.dirs"),
+    ("listen", "listeners"),
+    ("advertised_address", "advertised.listeners"),
+    ("auto_create_topics", "auto.create.topics.enable"),
+    ("num_partitions", "num.partitions"),
+    ("default_replication_factor", "default.replication.factor"),
+    ("max_request_bytes", "socket.request.max.bytes"),
+    ("log_segment_bytes", "log.segment.bytes"),
+    ("log_segment_ms", "log.roll.ms"),
+    ("log_retention_ms", "log.retention.ms"),
+    ("log_retention_bytes", "log.retention.bytes"),
+    ("message_max_bytes", "message.max.bytes"),
+    (
+        "log_retention_check_interval_ms",
+        "log.retention.check.interval.ms",
+    ),
+    ("log_cleaner_interval_ms", "log.cleaner.backoff.ms"),
+    (
+        "offsets_topic_num_partitions",
+        "offsets.topic.num.partitions",
+    ),
+    ("offsets_retention_minutes", "offsets.retention.minutes"),
+    (
+        "offsets_retention_check_interval_ms",
+        "offsets.retention.check.interval.ms",
+    ),
+    (
+        "group_initial_rebalance_delay_ms",
+        "group.initial.rebalance.delay.ms",
+    ),
+    (
+        "group_min_session_timeout_ms",
+        "group.min.session.timeout.ms",
+    ),
+    (
+        "group_max_session_timeout_ms",
+        "group.max.session.timeout.ms",
+    ),
+];
+
+/// The names a Runnel broker key is reported under.
+fn reported_names(key: &'static str) -> Vec<&'static str> {
+    let names: Vec<&'static str> = KAFKA_BROKER_NAMES
+        .iter()
+        .filter(|(runnel, _)| *runnel == key)
+        .map(|(_, kafka)| *kafka)
+        .collect();
+    if names.is_empty() {
+        vec![key]
+    } else {
+        names
+    }
+}
+
+/// Kafka's listener values carry the security protocol.
+fn reported_value(key: &str, value: Option<String>) -> Option<String> {
+    match key {
+        "listen" | "advertised_address" => value.map(|v| format!("PLAINTEXT://{v}")),
+        _ => value,
+    }
+}
+
 fn broker_configs(
     broker: &Broker,
     name: &str,
@@ -158,20 +226,25 @@ fn broker_configs(
         ));
     }
     let defaults = BrokerConfig::default();
-    Ok(KEYS
-        .iter()
-        .filter(|(key, _, _)| wanted(key))
-        .map(|(key, kind, doc)| {
-            let value = broker.config.value_of(key);
-            let source = if value == defaults.value_of(key) {
-                ConfigSource::Default
-            } else {
-                ConfigSource::StaticBroker
-            };
-            let mut e = entry(key, value.clone(), source, true);
+    let mut out = Vec::new();
+    for (key, kind, doc) in KEYS {
+        let value = broker.config.value_of(key);
+        let source = if value == defaults.value_of(key) {
+            ConfigSource::Default
+        } else {
+            ConfigSource::StaticBroker
+        };
+        let value = reported_value(key, value);
+        // A client may ask by Kafka's name or by Runnel's key.
+        let asked_by_key = wanted(key);
+        for reported in reported_names(key) {
+            if !(asked_by_key || wanted(reported)) {
+                continue;
+            }
+            let mut e = entry(reported, value.clone(), source, true);
             if options.synonyms {
-                if let Some(v) = value {
-                    e = e.with_synonyms(vec![synonym(key, v, source)]);
+                if let Some(v) = &value {
+                    e = e.with_synonyms(vec![synonym(reported, v.clone(), source)]);
                 }
             }
             if options.types {
@@ -185,7 +258,39 @@ fn broker_configs(
             if options.documentation {
                 e = e.with_documentation(Some(StrBytes::from_static_str(doc)));
             }
-            e
-        })
-        .collect())
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kafka_name_maps_a_real_key_and_topic_synonyms_agree() {
+        for (key, _) in KAFKA_BROKER_NAMES {
+            assert!(
+                KEYS.iter().any(|(k, _, _)| k == key),
+                "{key} is no broker key"
+            );
+        }
+        // A topic config's broker synonym is the name the BROKER resource reports.
+        for def in TOPIC_CONFIGS {
+            if let Some((kafka, key)) = def.broker_synonym {
+                assert!(
+                    reported_names(
+                        KEYS.iter()
+                            .find(|(k, _, _)| *k == key)
+                            .map(|(k, _, _)| *k)
+                            .unwrap_or("missing")
+                    )
+                    .contains(&kafka),
+                    "{}: broker synonym {kafka} is not reported for {key}",
+                    def.name
+                );
+            }
+        }
+    }
 }

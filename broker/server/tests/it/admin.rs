@@ -164,9 +164,76 @@ async fn describe_configs_reports_values_and_sources() {
             .with_configuration_keys(None)]);
     let r = conn.send(&broker_res, 4).await;
     assert_eq!(r.results[0].error_code, 0);
-    let (value, source) = config_value(&r, "log_retention_bytes");
-    assert_eq!((value.as_str(), source), ("5000000", 4));
+    let (value, source) = config_value(&r, "log.retention.bytes");
+    assert_eq!(
+        (value.as_str(), source),
+        ("5000000", 4),
+        "set in config = STATIC_BROKER_CONFIG"
+    );
+    assert_eq!(
+        config_value(&r, "log.segment.bytes"),
+        ("1073741824".into(), 5),
+        "not set = DEFAULT_CONFIG"
+    );
+    for kafka_name in [
+        "node.id",
+        "broker.id",
+        "log.dirs",
+        "log.retention.ms",
+        "log.roll.ms",
+        "message.max.bytes",
+        "num.partitions",
+        "default.replication.factor",
+        "auto.create.topics.enable",
+        "socket.request.max.bytes",
+        "offsets.topic.num.partitions",
+        "offsets.retention.minutes",
+        "group.initial.rebalance.delay.ms",
+        "group.min.session.timeout.ms",
+        "group.max.session.timeout.ms",
+    ] {
+        config_value(&r, kafka_name);
+    }
+    assert_eq!(config_value(&r, "broker.id").0, "0");
+    let names: Vec<&str> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for snake in [
+        "log_retention_bytes",
+        "log_segment_bytes",
+        "node_id",
+        "num_partitions",
+    ] {
+        assert!(
+            !names.contains(&snake),
+            "{snake} must be reported under Kafka's name: {names:?}"
+        );
+    }
     assert!(r.results[0].configs.iter().all(|c| c.read_only));
+    // Asking by Kafka's name returns just that config.
+    let one =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("0"))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str("log.retention.ms")]))]);
+    let r = conn.send(&one, 4).await;
+    assert_eq!(r.results[0].configs.len(), 1);
+    assert_eq!(r.results[0].configs[0].name.as_str(), "log.retention.ms");
+    // The topic config's broker synonym carries the broker's value and source.
+    let r = conn
+        .send(&describe("dc", Some(&["retention.bytes"])), 4)
+        .await;
+    let synonyms = &r.results[0].configs[0].synonyms;
+    assert!(
+        synonyms
+            .iter()
+            .any(|s| s.name.as_str() == "log.retention.bytes"
+                && s.value.as_ref().map(|v| v.to_string()).as_deref() == Some("5000000")
+                && s.source == 4),
+        "{synonyms:?}"
+    );
 }
 
 #[tokio::test]
