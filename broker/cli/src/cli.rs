@@ -99,14 +99,22 @@ pub(crate) struct DevArgs {
 pub(crate) enum TopicCommand {
     /// Create a topic.
     Create(TopicCreateArgs),
-    /// List topics.
-    List,
+    /// List topics (internal topics such as `__consumer_offsets` only with --include-internal).
+    List(TopicListArgs),
     /// Show a topic's partitions, offsets and config overrides.
     Describe(TopicNameArg),
     /// Add partitions or change config overrides.
     Alter(TopicAlterArgs),
     /// Delete a topic and its data.
     Delete(TopicNameArg),
+}
+
+/// `runnel topic list` flags.
+#[derive(Debug, Args)]
+pub(crate) struct TopicListArgs {
+    /// Also list internal topics (`__consumer_offsets`).
+    #[arg(long)]
+    pub(crate) include_internal: bool,
 }
 
 /// A topic name.

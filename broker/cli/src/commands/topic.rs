@@ -48,7 +48,7 @@ pub(crate) async fn run(
 ) -> Result<()> {
     match command {
         TopicCommand::Create(args) => create(client, args, output).await,
-        TopicCommand::List => list(client, output).await,
+        TopicCommand::List(args) => list(client, args.include_internal, output).await,
         TopicCommand::Describe(args) => describe(client, &args.name, output).await,
         TopicCommand::Alter(args) => alter(client, args).await,
         TopicCommand::Delete(args) => {
@@ -91,9 +91,14 @@ async fn create(client: &Client, args: TopicCreateArgs, output: OutputFormat) ->
     Ok(())
 }
 
-async fn list(client: &Client, output: OutputFormat) -> Result<()> {
+async fn list(client: &Client, include_internal: bool, output: OutputFormat) -> Result<()> {
     let topics = client.list_topics().await?;
-    let summaries: Vec<TopicSummary> = topics.iter().map(summarize).collect();
+    // Internal topics are hidden by default, as kafka-topics --exclude-internal.
+    let summaries: Vec<TopicSummary> = topics
+        .iter()
+        .filter(|t| include_internal || !t.is_internal)
+        .map(summarize)
+        .collect();
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string(&summaries)?),
         OutputFormat::Table => {

@@ -138,3 +138,41 @@ fn creating_an_existing_topic_fails_with_the_kafka_error_name() {
     );
     assert!(run.stderr.contains("'dup'"), "{}", run.stderr);
 }
+
+#[test]
+fn topic_list_hides_internal_topics_unless_asked_and_describe_still_works() {
+    let broker = DevBroker::start();
+    broker.ok(&["topic", "create", "visible"], b"");
+    // A group request makes sure the offsets topic exists however it is created.
+    broker.ok(&["group", "list"], b"");
+    let all = json(&broker.ok(
+        &["topic", "list", "--include-internal", "--output", "json"],
+        b"",
+    ));
+    assert!(
+        find_topic(&all, "__consumer_offsets").is_some(),
+        "--include-internal must list __consumer_offsets: {all}"
+    );
+    assert!(find_topic(&all, "visible").is_some(), "{all}");
+
+    let default = json(&broker.ok(&["topic", "list", "--output", "json"], b""));
+    assert!(
+        find_topic(&default, "__consumer_offsets").is_none(),
+        "internal topics are hidden by default: {default}"
+    );
+    assert!(find_topic(&default, "visible").is_some(), "{default}");
+    let table = broker.ok(&["topic", "list"], b"");
+    assert!(!table.contains("__consumer_offsets"), "{table}");
+
+    let desc = json(&broker.ok(
+        &[
+            "topic",
+            "describe",
+            "__consumer_offsets",
+            "--output",
+            "json",
+        ],
+        b"",
+    ));
+    assert_eq!(desc["name"], "__consumer_offsets");
+}
