@@ -125,6 +125,16 @@ impl Error {
         }
     }
 
+    /// Whether the broker or coordinator may come back: an unreachable or
+    /// dropped connection, a timeout, or a retriable Kafka error (coordinator
+    /// moved or loading, no leader). Long-running consumers retry these.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. } | Error::Io { .. } | Error::Timeout { .. }
+        ) || self.is_retriable()
+    }
+
     /// Whether retrying after a metadata refresh may succeed.
     pub fn is_retriable(&self) -> bool {
         match self {

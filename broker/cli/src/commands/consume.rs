@@ -17,6 +17,12 @@ use crate::cli::ConsumeArgs;
 /// The longest a single fetch waits on the broker; short enough that
 /// `--timeout-ms` and Ctrl-C are noticed promptly.
 const MAX_FETCH_WAIT: Duration = Duration::from_millis(500);
+/// First wait before polling again after a transient group consumer error.
+const MIN_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between retries (Java's reconnect.backoff.max.ms).
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a stop during an outage waits for the final commit and leave.
+const CLOSE_DURING_OUTAGE: Duration = Duration::from_secs(2);
 
 /// Which fields to print before each value.
 #[derive(Debug, Clone)]
@@ -165,17 +171,48 @@ async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Res
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut printed: u64 = 0;
     let mut last_record = Instant::now();
+    // When the current outage began (None while the broker answers).
+    let mut outage: Option<Instant> = None;
+    let mut backoff = MIN_RETRY_BACKOFF;
     tokio::pin!(shutdown);
     let stop = 'poll: loop {
         if args.max_messages.is_some_and(|max| printed >= max) {
             break Stop::Done;
         }
         let records = tokio::select! {
-            records = consumer.poll() => match records {
-                Ok(r) => r,
-                Err(err) => break Stop::Poll(err),
-            },
+            records = consumer.poll() => records,
             _ = &mut shutdown => break Stop::Done,
+        };
+        let records = match records {
+            Ok(r) => {
+                if let Some(since) = outage.take() {
+                    eprintln!(
+                        "Reconnected to the group coordinator after {:.1} s; consuming again",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                backoff = MIN_RETRY_BACKOFF;
+                r
+            }
+            // Broker down or coordinator moved: keep trying, as the Java
+            // consumer does, warning once per outage.
+            Err(err) if err.is_transient() => {
+                if outage.is_none() {
+                    eprintln!("Warning: {err}; retrying until the broker is back (Ctrl-C to stop)");
+                    outage = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut shutdown => break Stop::Done,
+                }
+                backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
+                // The idle timeout counts time without records, outages included.
+                if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
+                    break Stop::Done;
+                }
+                continue;
+            }
+            Err(err) => break Stop::Poll(err),
         };
         if records.is_empty() {
             if idle_limit.is_some_and(|limit| last_record.elapsed() >= limit) {
@@ -209,7 +246,25 @@ async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Res
         }
     };
     let flushed = out.flush();
-    let closed = consumer.close().await;
+    let closed = if outage.is_some() {
+        // Stopped during an outage: try the final commit briefly instead of
+        // retrying for the whole request timeout.
+        match tokio::time::timeout(CLOSE_DURING_OUTAGE, consumer.close()).await {
+            Ok(Err(err)) if err.is_transient() => {
+                eprintln!(
+                    "Warning: {err}; offsets consumed since the last commit were not committed"
+                );
+                Ok(())
+            }
+            Ok(closed) => closed,
+            Err(_) => {
+                eprintln!("Warning: broker unreachable; offsets consumed since the last commit were not committed");
+                Ok(())
+            }
+        }
+    } else {
+        consumer.close().await
+    };
     eprintln!("Processed a total of {printed} messages");
     match stop {
         Stop::Poll(err) => return Err(err.into()),

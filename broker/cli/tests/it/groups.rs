@@ -576,3 +576,90 @@ fn a_restarted_static_member_keeps_its_partitions_and_offsets() {
     );
     assert_eq!(assignments(&desc), vec![vec![0, 1]], "{desc}");
 }
+
+#[test]
+fn consume_group_survives_a_broker_restart_warning_once_and_stops_on_ctrl_c() {
+    let broker = DevBroker::start();
+    broker.ok(&["topic", "create", "resilient"], b"");
+    let mut member = broker.spawn(&[
+        "consume",
+        "resilient",
+        "--group",
+        "g-restart",
+        "--from-beginning",
+    ]);
+    broker.ok(&["produce", "resilient"], b"before\n");
+    wait_until("the first record is consumed", GROUP_DEADLINE, || {
+        member.lines().iter().any(|l| l == "before")
+    });
+
+    // Broker down: the consumer keeps running and warns once.
+    let listen = broker.kafka.clone();
+    let stopped = broker.stop_keeping_data();
+    wait_until(
+        "the consumer warns about the outage",
+        GROUP_DEADLINE,
+        || {
+            member
+                .stderr_so_far()
+                .contains("retrying until the broker is back")
+        },
+    );
+    assert!(
+        member.is_running(),
+        "consume --group exited while the broker was down"
+    );
+    let broker = stopped.start_again();
+    assert_eq!(broker.kafka, listen, "restarted on the same address");
+
+    broker.ok(&["produce", "resilient"], b"after\n");
+    wait_until(
+        "a record produced after the restart is consumed",
+        GROUP_DEADLINE,
+        || member.lines().iter().any(|l| l == "after"),
+    );
+    let started = std::time::Instant::now();
+    let (status, lines, stderr) = member.interrupt();
+    assert!(status.success(), "Ctrl-C exits 0: {status:?}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "Ctrl-C took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lines, vec!["before", "after"], "{stderr}");
+    assert_eq!(
+        stderr.matches("retrying until the broker is back").count(),
+        1,
+        "one warning per outage:\n{stderr}"
+    );
+    assert!(stderr.contains("Reconnected"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_stops_consume_group_promptly_while_the_broker_is_down() {
+    let broker = DevBroker::start();
+    broker.ok(&["topic", "create", "gone"], b"");
+    let member = broker.spawn(&["consume", "gone", "--group", "g-gone"]);
+    wait_until("the member has joined", GROUP_DEADLINE, || {
+        let d = describe_now(&broker, "g-gone");
+        d["state"] == "Stable"
+    });
+    let _stopped = broker.stop_keeping_data();
+    wait_until(
+        "the consumer warns about the outage",
+        GROUP_DEADLINE,
+        || {
+            member
+                .stderr_so_far()
+                .contains("retrying until the broker is back")
+        },
+    );
+    let started = std::time::Instant::now();
+    let (status, _, stderr) = member.interrupt();
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "Ctrl-C during an outage took {:?}",
+        started.elapsed()
+    );
+}

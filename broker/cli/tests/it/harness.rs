@@ -26,12 +26,30 @@ pub(crate) struct DevBroker {
 impl DevBroker {
     /// Starts `runnel dev` on port 0 and waits for its ready line.
     pub(crate) fn start() -> DevBroker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let stderr = File::create(dir.path().join("broker.stderr")).expect("stderr file");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), "127.0.0.1:0")
+    }
+
+    /// Stops the broker gracefully (SIGTERM), keeping its data directory and
+    /// address so it can be started again as a production restart would.
+    pub(crate) fn stop_keeping_data(mut self) -> StoppedBroker {
+        let status = self.stop();
+        assert!(status.success(), "runnel dev exited with {status:?}");
+        StoppedBroker {
+            listen: self.kafka.clone(),
+            dir: std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")),
+        }
+    }
+
+    fn start_in(dir: tempfile::TempDir, listen: &str) -> DevBroker {
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("broker.stderr"))
+            .expect("stderr file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .args(["dev", "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .env_remove("RUNNEL_BOOTSTRAP_SERVER")
             .env("RUST_LOG", "info")
             // Groups form at once instead of waiting for more members, and a
@@ -121,11 +139,27 @@ impl DevBroker {
                 sink.lock().expect("lock").push(line);
             }
         });
-        let stderr = drain(child.stderr.take().expect("stderr"));
+        let err_text = Arc::new(Mutex::new(String::new()));
+        let err_sink = err_text.clone();
+        let mut err_pipe = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                err_sink
+                    .lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+            err_sink.lock().expect("lock").clone()
+        });
         Background {
             child,
             args: args.iter().map(|a| a.to_string()).collect(),
             lines,
+            err_text,
             reader: Some(reader),
             stderr: Some(stderr),
         }
@@ -133,6 +167,10 @@ impl DevBroker {
 
     /// Sends SIGTERM and waits for the exit status.
     pub(crate) fn terminate(mut self) -> ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
             .args(["-TERM", &pid])
@@ -156,11 +194,25 @@ impl Drop for DevBroker {
     }
 }
 
+/// A stopped `runnel dev` broker's data directory and Kafka address.
+pub(crate) struct StoppedBroker {
+    listen: String,
+    dir: tempfile::TempDir,
+}
+
+impl StoppedBroker {
+    /// Starts `runnel dev` again on the same address and data directory.
+    pub(crate) fn start_again(self) -> DevBroker {
+        DevBroker::start_in(self.dir, &self.listen)
+    }
+}
+
 /// A CLI command running in the background, killed when dropped.
 pub(crate) struct Background {
     child: Child,
     args: Vec<String>,
     lines: Arc<Mutex<Vec<String>>>,
+    err_text: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -169,6 +221,16 @@ impl Background {
     /// Stdout lines printed so far.
     pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lock").clone()
+    }
+
+    /// Stderr printed so far.
+    pub(crate) fn stderr_so_far(&self) -> String {
+        self.err_text.lock().expect("lock").clone()
+    }
+
+    /// Whether the command is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends SIGINT (Ctrl-C) and waits for the command to finish; returns

@@ -299,8 +299,14 @@ impl GroupConsumer {
             if self.last_commit.elapsed() >= interval {
                 // A failed auto commit is retried at the next interval; a
                 // rebalance it reveals is handled by the next poll.
-                if let Err(err) = self.commit().await {
-                    tracing::warn!(group = %self.config.group_id, %err, "auto commit failed");
+                match self.commit().await {
+                    Ok(()) => {}
+                    Err(err) if err.is_transient() => {
+                        tracing::debug!(group = %self.config.group_id, %err, "auto commit failed");
+                    }
+                    Err(err) => {
+                        tracing::warn!(group = %self.config.group_id, %err, "auto commit failed");
+                    }
                 }
             }
         }
@@ -706,6 +712,8 @@ async fn heartbeat_loop(
             Ok(Some(err)) => {
                 tracing::warn!(%group, error = %KafkaErrorName(err), "heartbeat refused");
             }
+            // An outage is reported once by the caller of poll(), not every interval here.
+            Err(err) if err.is_transient() => tracing::debug!(%group, %err, "heartbeat failed"),
             Err(err) => tracing::warn!(%group, %err, "heartbeat failed"),
         }
     }
