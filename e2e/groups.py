@@ -54,35 +54,40 @@ class Member:
     def __init__(self, out_dir: Path, name: str, bootstrap: str, topic: str, group: str, client: str = "confluent",
                  strategy: str = "range", instance_id: str | None = None, session_ms: int = 6000,
                  commit: str = "auto", rate: float = 0.0, batch: int = 500):
-        self.name = name
-        self.out_path = Path(out_dir) / f"member-{name}.jsonl"
-        self.err_path = Path(out_dir) / f"member-{name}.stderr"
         cmd = [sys.executable, str(MEMBER_SCRIPT), "--client", client, "--bootstrap", bootstrap, "--topic", topic,
                "--group", group, "--client-id", f"e2e-{name}", "--strategy", strategy,
                "--session-ms", str(session_ms), "--commit", commit, "--rate", str(rate), "--batch", str(batch)]
         if instance_id:
             cmd += ["--instance-id", instance_id]
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+        self._spawn(cmd, Path(out_dir) / f"member-{name}.jsonl", Path(out_dir) / f"member-{name}.stderr", name)
+
+    def _spawn(self, cmd: list[str], out_path: Path, err_path: Path, name: str) -> None:
+        self.name = name
+        self.out_path, self.err_path = out_path, err_path
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         self._pos = 0
         self._buf = b""
-        self.assignment: set[int] | None = None
-        self.n_assign = 0
+        self.assignment: set[int] | None = None  # latest reported assignment
+        self.n_assign = 0  # how many times partitions were assigned (rebalances seen)
         self.assignments: list[tuple[float, set[int]]] = []
         self.consumed: list[tuple[int, int, str | None]] = []
-        self.commits: dict[int, int] = {}
+        self.commits: dict[int, int] = {}  # partition -> highest acknowledged commit
         self.closed = False
         self.stopped_by_test = False
 
-    def refresh(self) -> "Member":
-        """Read events written since the last call."""
+    def _new_lines(self) -> list[bytes]:
         with open(self.out_path, "rb") as f:
             f.seek(self._pos)
             data = f.read()
         self._pos += len(data)
         self._buf += data
         *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
+        return lines
+
+    def refresh(self) -> "Member":
+        """Read events written since the last call."""
+        for line in self._new_lines():
             if line.strip():
                 self._event(json.loads(line))
         return self
@@ -122,7 +127,7 @@ class Member:
         """Fail at once if the process ended without the test stopping it."""
         if not self.stopped_by_test and self.proc.poll() is not None:
             raise MemberDied(f"member {self.name} exited {self.proc.returncode} on its own; "
-                                 f"stderr:\n{self.stderr()[-3000:]}")
+                             f"stderr:\n{self.stderr()[-3000:]}")
 
     def stop(self) -> None:
         self.stopped_by_test = True
@@ -140,36 +145,18 @@ class Member:
 class KcatMember(Member):
     """`kcat -G GROUP TOPIC`: records come from stdout, rebalances from kcat's stderr notices."""
 
-    ASSIGN_RE = re.compile(rb"rebalanced[^\n]*?: (assigned|revoked): ([^\n]*)")
+    ASSIGN_RE = re.compile(rb"rebalanced[^\n]*?: (assigned|revoked): ([^\n]*)\n")  # whole lines only
 
     def __init__(self, out_dir: Path, name: str, bootstrap: str, topic: str, group: str, session_ms: int = 6000):
-        self.name = name
-        self.out_path = Path(out_dir) / f"kcat-{name}.stdout"
-        self.err_path = Path(out_dir) / f"kcat-{name}.stderr"
         cmd = ["kcat", "-b", bootstrap, "-G", group, "-u", "-f", "R\t%p\t%o\t%s\n",
                "-X", f"client.id=e2e-{name}", "-X", f"session.timeout.ms={session_ms}",
                "-X", "heartbeat.interval.ms=500", "-X", "auto.commit.interval.ms=200",
                "-X", "auto.offset.reset=earliest", "-X", "reconnect.backoff.max.ms=500", topic]
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        self._pos = 0
-        self._buf = b""
+        self._spawn(cmd, Path(out_dir) / f"kcat-{name}.stdout", Path(out_dir) / f"kcat-{name}.stderr", name)
         self._err_pos = 0
-        self.assignment = None
-        self.n_assign = 0
-        self.assignments = []
-        self.consumed = []
-        self.commits = {}
-        self.closed = False
-        self.stopped_by_test = False
 
     def refresh(self) -> "KcatMember":
-        with open(self.out_path, "rb") as f:
-            f.seek(self._pos)
-            data = f.read()
-        self._pos += len(data)
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
+        lines = self._new_lines()
         for line in lines:
             parts = line.split(b"\t", 3)
             if len(parts) == 4 and parts[0] == b"R":
