@@ -60,7 +60,6 @@ impl Server {
             let config = config.clone();
             tokio::task::spawn_blocking(move || -> Result<_, Error> {
                 let topics = TopicRegistry::open(&config.data_dir, &config)?;
-                crate::group::coordinator::ensure_offsets_topic(&topics, &config)?;
                 let ids = ProducerIdAllocator::open(&config.data_dir)?;
                 Ok((topics, ids))
             })

@@ -143,8 +143,11 @@ fn creating_an_existing_topic_fails_with_the_kafka_error_name() {
 fn topic_list_hides_internal_topics_unless_asked_and_describe_still_works() {
     let broker = DevBroker::start();
     broker.ok(&["topic", "create", "visible"], b"");
-    // A group request makes sure the offsets topic exists however it is created.
-    broker.ok(&["group", "list"], b"");
+    // The broker creates __consumer_offsets when a group is first used.
+    broker.ok(
+        &["consume", "visible", "--group", "g", "--timeout-ms", "200"],
+        b"",
+    );
     let all = json(&broker.ok(
         &["topic", "list", "--include-internal", "--output", "json"],
         b"",

@@ -136,6 +136,17 @@ async fn create_one(
             configs.insert(c.name.to_string(), value.to_string());
         }
     }
+    if name == crate::group::OFFSETS_TOPIC {
+        // Its partition count and settings belong to the group coordinator,
+        // which creates it on first use.
+        if broker.topics.get(&name).is_some() {
+            return Err(TopicError::AlreadyExists(name).into());
+        }
+        return Err(ApiError::with_message(
+            ResponseError::InvalidRequest,
+            format!("{name} is an internal topic; the group coordinator creates it on first use"),
+        ));
+    }
     let registry = broker.topics.clone();
     blocking(move || registry.create(&name, partitions, configs, validate_only))
         .await

@@ -40,7 +40,16 @@ pub async fn handle(
     let node = BrokerId(broker.node_id());
     let host = StrBytes::from_string(broker.advertised_host.clone());
     let port = i32::from(broker.advertised_port);
-    let result = lookup(request.key_type);
+    let mut result = lookup(request.key_type);
+    if result.is_ok() {
+        // The first group lookup creates __consumer_offsets (as Kafka does).
+        if let Err(err) = broker.groups.ensure_offsets_topic().await {
+            result = Err(ApiError::with_message(
+                crate::errors::group_error_code(err),
+                format!("{} is not available yet", crate::group::OFFSETS_TOPIC),
+            ));
+        }
+    }
     if version >= 4 {
         let coordinators = request
             .coordinator_keys

@@ -83,6 +83,19 @@ pub(crate) async fn lookup_or_create(
     if let Some(topic) = broker.topics.get(name) {
         return Ok(topic);
     }
+    if name == crate::group::OFFSETS_TOPIC {
+        // Created lazily, with its own settings, by the group coordinator;
+        // asking for it by name creates it as Kafka's auto-creation does.
+        broker
+            .groups
+            .ensure_offsets_topic()
+            .await
+            .map_err(|err| ApiError::new(crate::errors::group_error_code(err)))?;
+        return broker
+            .topics
+            .get(name)
+            .ok_or_else(|| ApiError::new(ResponseError::CoordinatorNotAvailable));
+    }
     if let Err(err) = validate_topic_name(name) {
         return Err(ApiError::with_message(
             ResponseError::InvalidTopicException,

@@ -276,6 +276,9 @@ async fn route(
         // processed before the parked request is answered.
         ApiKey::JoinGroup => {
             let request: JoinGroupRequest = decode(&mut buf, key, version)?;
+            // A client that skipped FindCoordinator still gets a place to write;
+            // on failure the append answers COORDINATOR_NOT_AVAILABLE.
+            let _ = broker.groups.ensure_offsets_topic().await;
             let response = join_group::start(broker, ctx, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
@@ -288,6 +291,7 @@ async fn route(
         // once its records are fsynced, like an acks=all produce.
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
+            let _ = broker.groups.ensure_offsets_topic().await;
             let answer = offset_commit::start(broker, request, version);
             Box::pin(
                 async move { encode_response(correlation_id, version, &answer.await).map(Some) },

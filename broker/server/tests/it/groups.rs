@@ -913,6 +913,10 @@ async fn illegal_requests_get_their_kafka_error_codes() {
 async fn consumer_offsets_is_internal_compacted_and_protected() {
     let broker = TestBroker::start_with(|c| c.offsets_topic_num_partitions = 4).await;
     let mut conn = broker.connect().await;
+    let find = conn
+        .send(&FindCoordinatorRequest::default().with_key(st("first")), 1)
+        .await;
+    assert_eq!(find.error_code, 0);
     let meta = conn
         .send(&MetadataRequest::default().with_topics(None), 12)
         .await;
@@ -920,7 +924,7 @@ async fn consumer_offsets_is_internal_compacted_and_protected() {
         .topics
         .iter()
         .find(|t| t.name.as_ref().unwrap().0.as_str() == "__consumer_offsets")
-        .expect("__consumer_offsets exists from the start");
+        .expect("__consumer_offsets exists after the first FindCoordinator");
     assert!(internal.is_internal);
     assert_eq!(internal.partitions.len(), 4);
     let configs = conn
@@ -1274,4 +1278,101 @@ async fn offsets_of_an_empty_group_expire_after_the_retention_and_stay_expired()
         fetch_offsets_loaded(&mut conn, "ex", "orders", &[0]).await[0].1,
         -1
     );
+}
+
+fn offsets_partition_dirs(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("__consumer_offsets-")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn consumer_offsets_is_created_on_the_first_find_coordinator_not_at_start() {
+    let broker = TestBroker::start_with(|c| {
+        c.offsets_topic_num_partitions = 5;
+        c.group_initial_rebalance_delay_ms = 0;
+    })
+    .await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "plain", 1, &[]).await;
+    assert_eq!(
+        offsets_partition_dirs(broker.dir.path()),
+        0,
+        "a broker whose clients use no groups has no offsets partitions"
+    );
+    // Reads need no offsets topic: an empty answer, nothing created.
+    let listed = conn.send(&ListGroupsRequest::default(), 4).await;
+    assert_eq!((listed.error_code, listed.groups.len()), (0, 0));
+    let fetched = conn
+        .send(
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(st("nobody")))
+                .with_topics(None),
+            7,
+        )
+        .await;
+    assert_eq!(fetched.error_code, 0);
+    assert_eq!(offsets_partition_dirs(broker.dir.path()), 0);
+    // Nobody else may create it with their own settings.
+    let refused = conn
+        .send(&create_topic_request("__consumer_offsets", 1, &[]), 7)
+        .await;
+    assert_eq!(refused.topics[0].error_code, 42, "INVALID_REQUEST");
+    assert_eq!(offsets_partition_dirs(broker.dir.path()), 0);
+
+    let find = conn
+        .send(&FindCoordinatorRequest::default().with_key(st("lazy")), 1)
+        .await;
+    assert_eq!((find.error_code, find.node_id.0), (0, 0));
+    assert_eq!(offsets_partition_dirs(broker.dir.path()), 5);
+    // Commits work at once and survive a restart (replayed before answering).
+    let commit = conn
+        .send(
+            &OffsetCommitRequest::default()
+                .with_group_id(GroupId(st("lazy")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(st(""))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(name("plain"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(7),
+                        ]),
+                ]),
+            8,
+        )
+        .await;
+    assert_eq!(commit.topics[0].partitions[0].error_code, 0);
+    drop(conn);
+    let broker = broker.restart().await;
+    let mut conn = broker.connect().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let offset = loop {
+        let r = conn
+            .send(
+                &OffsetFetchRequest::default()
+                    .with_group_id(GroupId(st("lazy")))
+                    .with_topics(None),
+                7,
+            )
+            .await;
+        if r.error_code == 0 {
+            break r.topics[0].partitions[0].committed_offset;
+        }
+        assert_eq!(
+            r.error_code, 14,
+            "only COORDINATOR_LOAD_IN_PROGRESS while loading"
+        );
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(offset, 7);
 }
