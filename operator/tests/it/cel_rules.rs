@@ -1,0 +1,196 @@
+//! The CEL rules (`x-kubernetes-validations`) of the generated CRDs, evaluated client-side with
+//! kube's CEL validator: what can never be applied is refused on create or update.
+
+use kube::core::cel::{compile_schema, Validator};
+use serde_json::{json, Value};
+
+use crate::crds::crd_schema;
+
+fn check(kind: &str, object: &Value, old: Option<&Value>) -> Result<(), String> {
+    Validator::new()
+        .validate(&crd_schema(kind), object, old)
+        .map_err(|e| e.to_string())
+}
+
+fn refused(kind: &str, object: &Value, old: Option<&Value>, message: &str) {
+    match check(kind, object, old) {
+        Ok(()) => panic!("{kind} update was accepted, expected refusal with {message:?}"),
+        Err(e) => assert!(e.contains(message), "expected {message:?} in {e}"),
+    }
+}
+
+fn topic(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": spec,
+    })
+}
+
+#[test]
+fn every_cel_rule_compiles() {
+    for kind in ["Cluster", "Topic", "Consumer"] {
+        let compiled = compile_schema(&crd_schema(kind));
+        let errors: Vec<String> = compiled
+            .compilation_errors()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{kind}: {errors:?}");
+    }
+}
+
+#[test]
+fn topic_partitions_may_only_grow() {
+    let old = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "c" }, "partitions": 6 }),
+    );
+    let fewer = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "c" }, "partitions": 3 }),
+    );
+    let more = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "c" }, "partitions": 8 }),
+    );
+    refused("Topic", &fewer, Some(&old), "partitions may only grow");
+    check("Topic", &more, Some(&old)).expect("growing partitions is allowed");
+    check("Topic", &fewer, None).expect("any partition count on create");
+}
+
+#[test]
+fn topic_cluster_ref_is_immutable() {
+    let old = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "a" }, "partitions": 1 }),
+    );
+    let new = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "b" }, "partitions": 1 }),
+    );
+    refused("Topic", &new, Some(&old), "clusterRef is immutable");
+}
+
+#[test]
+fn topic_name_is_immutable_and_defaults_to_object_name() {
+    let old = topic("orders", json!({ "clusterRef": { "name": "c" } }));
+    let renamed = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "c" }, "topicName": "payments" }),
+    );
+    let explicit_same = topic(
+        "orders",
+        json!({ "clusterRef": { "name": "c" }, "topicName": "orders" }),
+    );
+    refused("Topic", &renamed, Some(&old), "topicName is immutable");
+    check("Topic", &explicit_same, Some(&old))
+        .expect("spelling out the defaulted name is no change");
+    let old_named = topic(
+        "x",
+        json!({ "clusterRef": { "name": "c" }, "topicName": "payments" }),
+    );
+    let cleared = topic("x", json!({ "clusterRef": { "name": "c" } }));
+    refused(
+        "Topic",
+        &cleared,
+        Some(&old_named),
+        "topicName is immutable",
+    );
+}
+
+#[test]
+fn topic_replication_factor_and_partitions_have_minimum_one() {
+    let spec = &crd_schema("Topic")["properties"]["spec"]["properties"];
+    assert_eq!(spec["replicationFactor"]["minimum"], json!(1.0));
+    assert_eq!(spec["partitions"]["minimum"], json!(1.0));
+    assert_eq!(spec["deletionPolicy"]["enum"], json!(["Delete", "Retain"]));
+    assert_eq!(
+        spec["config"]["additionalProperties"]["nullable"],
+        json!(true)
+    );
+}
+
+#[test]
+fn consumer_cluster_ref_is_immutable() {
+    let consumer = |cluster: &str| {
+        json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Consumer",
+            "metadata": { "name": "billing", "namespace": "default" },
+            "spec": { "clusterRef": { "name": cluster }, "groupId": "billing" },
+        })
+    };
+    refused(
+        "Consumer",
+        &consumer("b"),
+        Some(&consumer("a")),
+        "clusterRef is immutable",
+    );
+    check("Consumer", &consumer("a"), Some(&consumer("a"))).expect("unchanged is fine");
+}
+
+#[test]
+fn consumer_offset_reset_needs_its_strategy_argument() {
+    let consumer = |reset: Value| {
+        json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Consumer",
+            "metadata": { "name": "billing", "namespace": "default" },
+            "spec": { "clusterRef": { "name": "c" }, "groupId": "billing", "offsetReset": reset },
+        })
+    };
+    refused(
+        "Consumer",
+        &consumer(json!({ "strategy": "timestamp", "nonce": "1" })),
+        None,
+        "strategy timestamp needs timestamp",
+    );
+    refused(
+        "Consumer",
+        &consumer(json!({ "strategy": "offsets", "nonce": "1" })),
+        None,
+        "strategy offsets needs offsets",
+    );
+    check(
+        "Consumer",
+        &consumer(
+            json!({ "strategy": "timestamp", "timestamp": "2026-01-01T00:00:00Z", "nonce": "1" }),
+        ),
+        None,
+    )
+    .expect("timestamp reset with a timestamp");
+    check(
+        "Consumer",
+        &consumer(json!({ "strategy": "earliest", "nonce": "1" })),
+        None,
+    )
+    .expect("earliest needs nothing else");
+}
+
+#[test]
+fn cluster_config_cannot_override_operator_owned_keys() {
+    let cluster = |config: Value| {
+        json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Cluster",
+            "metadata": { "name": "c", "namespace": "default" },
+            "spec": { "storage": { "size": "1Gi" }, "config": config },
+        })
+    };
+    for key in runnel_operator::crd::RESERVED_CONFIG_KEYS {
+        refused(
+            "Cluster",
+            &cluster(json!({ *key: "1" })),
+            None,
+            "set by the operator",
+        );
+    }
+    check(
+        "Cluster",
+        &cluster(json!({ "log_retention_ms": "1000" })),
+        None,
+    )
+    .expect("ordinary broker keys are allowed");
+}
