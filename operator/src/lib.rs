@@ -19,4 +19,22 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    /// The object lacks metadata a builder needs (name, namespace or uid).
+    #[error("{kind} has no metadata.{field}")]
+    MissingMetadata {
+        /// Kind of the object.
+        kind: &'static str,
+        /// The missing metadata field.
+        field: &'static str,
+    },
+    /// A `Cluster`'s `spec.config` entry cannot become broker configuration.
+    #[error("invalid broker config {key}={value:?}: {reason}")]
+    InvalidConfig {
+        /// The config key.
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

@@ -1,0 +1,426 @@
+//! The brokers' StatefulSet: one pod per broker, node id = pod ordinal, one volume each.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
+use k8s_openapi::api::core::v1::{
+    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
+    PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::configmap::DATA_MOUNT;
+use super::serviceaccount::service_account_name;
+use super::{
+    headless_service_name, owned_meta, owner, render_broker_config, selector_labels, stable_hash,
+    ADMIN_PORT, CONFIG_FILE, DEFAULT_BROKER_IMAGE, KAFKA_PORT,
+};
+use crate::crd::Cluster;
+use crate::Error;
+
+/// Pod annotation carrying the hash of `runnel.toml`, so a config change rolls the brokers.
+pub const CONFIG_HASH_ANNOTATION: &str = "runnel.dev/config-hash";
+
+/// Seconds a broker gets after SIGTERM to flush and fsync every partition before it is killed.
+const TERMINATION_GRACE_SECONDS: i64 = 120;
+const CONFIG_MOUNT: &str = "/etc/runnel";
+
+fn env_from_field(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The StatefulSet `<cluster>-brokers`.
+pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
+    let owner = owner(cluster)?;
+    let spec = &cluster.spec;
+    let selector = selector_labels(owner.name);
+    let overrides = spec.pod_template.clone().unwrap_or_default();
+
+    // User labels first so the operator's selector labels win on conflicts.
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(super::common_labels(owner.name));
+    let mut pod_annotations = overrides.annotations.clone();
+    pod_annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        stable_hash(render_broker_config(cluster)?.as_bytes()),
+    );
+
+    let env = vec![
+        // StatefulSet pods carry their ordinal as this label (Kubernetes >= 1.28); the broker's
+        // node id is the ordinal, so it is stable across restarts and rescheduling.
+        env_from_field(
+            "RUNNEL_NODE_ID",
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        ),
+        env_from_field("POD_NAME", "metadata.name"),
+        EnvVar {
+            name: "RUNNEL_ADVERTISED_ADDRESS".into(),
+            value: Some(format!(
+                "$(POD_NAME).{}.{}.svc:{KAFKA_PORT}",
+                headless_service_name(owner.name),
+                owner.namespace
+            )),
+            ..EnvVar::default()
+        },
+    ];
+
+    let container = Container {
+        name: "broker".into(),
+        image: Some(
+            spec.image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BROKER_IMAGE.into()),
+        ),
+        command: Some(vec!["runnel-broker".into()]),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_MOUNT}/{CONFIG_FILE}"),
+        ]),
+        env: Some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("kafka".into()),
+                container_port: KAFKA_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("admin".into()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        // Generous: recovery of a large log after a crash must not be cut short by a restart.
+        liveness_probe: Some(Probe {
+            initial_delay_seconds: Some(30),
+            ..http_probe("/healthz", 10, 6)
+        }),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_MOUNT.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+
+    let topology_spread_constraints = spec.rack_label.as_ref().map(|key| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: key.clone(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
+
+    let pod_spec = PodSpec {
+        service_account_name: Some(service_account_name(owner.name)),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        containers: vec![container],
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: format!("{}-config", owner.name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]),
+        affinity: overrides.affinity.clone(),
+        tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        topology_spread_constraints,
+        ..PodSpec::default()
+    };
+
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".into()),
+            labels: Some(selector.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: spec.storage.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(spec.storage.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+
+    Ok(StatefulSet {
+        metadata: owned_meta(&owner, headless_service_name(owner.name)),
+        spec: StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(headless_service_name(owner.name)),
+            // Brokers start independently (each recovers its own log); ordered start would
+            // serialize recoveries for no benefit.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(
+                        if spec.storage.delete_claim {
+                            "Delete"
+                        } else {
+                            "Retain"
+                        }
+                        .into(),
+                    ),
+                    // Scale-down keeps the volume so a broker that comes back finds its data.
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::PodTemplateOverrides;
+    use crate::resources::tests::{cluster, labels_json, owner_ref_json, spec};
+    use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+    use serde_json::json;
+
+    fn selector() -> serde_json::Value {
+        json!({
+            "app.kubernetes.io/name": "runnel",
+            "app.kubernetes.io/instance": "demo",
+            "app.kubernetes.io/component": "broker",
+        })
+    }
+
+    #[test]
+    fn default_spec_gives_the_exact_statefulset() {
+        let c = cluster(spec());
+        let hash = stable_hash(render_broker_config(&c).expect("valid").as_bytes());
+        let sts = stateful_set(&c).expect("valid");
+        assert_eq!(
+            serde_json::to_value(&sts).expect("serializes"),
+            json!({
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {
+                    "name": "demo-brokers",
+                    "namespace": "kafka",
+                    "labels": labels_json(),
+                    "ownerReferences": owner_ref_json(),
+                },
+                "spec": {
+                    "replicas": 3,
+                    "serviceName": "demo-brokers",
+                    "podManagementPolicy": "Parallel",
+                    "selector": { "matchLabels": selector() },
+                    "template": {
+                        "metadata": {
+                            "labels": labels_json(),
+                            "annotations": { "runnel.dev/config-hash": hash },
+                        },
+                        "spec": {
+                            "serviceAccountName": "demo-broker",
+                            "terminationGracePeriodSeconds": 120,
+                            "containers": [{
+                                "name": "broker",
+                                "image": DEFAULT_BROKER_IMAGE,
+                                "command": ["runnel-broker"],
+                                "args": ["--config", "/etc/runnel/runnel.toml"],
+                                "env": [
+                                    { "name": "RUNNEL_NODE_ID", "valueFrom": { "fieldRef": {
+                                        "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']" } } },
+                                    { "name": "POD_NAME", "valueFrom": { "fieldRef": {
+                                        "fieldPath": "metadata.name" } } },
+                                    { "name": "RUNNEL_ADVERTISED_ADDRESS",
+                                      "value": "$(POD_NAME).demo-brokers.kafka.svc:9092" },
+                                ],
+                                "ports": [
+                                    { "name": "kafka", "containerPort": 9092, "protocol": "TCP" },
+                                    { "name": "admin", "containerPort": 9644, "protocol": "TCP" },
+                                ],
+                                "readinessProbe": {
+                                    "httpGet": { "path": "/readyz", "port": "admin" },
+                                    "periodSeconds": 5,
+                                    "failureThreshold": 3,
+                                },
+                                "livenessProbe": {
+                                    "httpGet": { "path": "/healthz", "port": "admin" },
+                                    "initialDelaySeconds": 30,
+                                    "periodSeconds": 10,
+                                    "failureThreshold": 6,
+                                },
+                                "volumeMounts": [
+                                    { "name": "data", "mountPath": "/var/lib/runnel" },
+                                    { "name": "config", "mountPath": "/etc/runnel", "readOnly": true },
+                                ],
+                            }],
+                            "volumes": [{ "name": "config", "configMap": { "name": "demo-config" } }],
+                        },
+                    },
+                    "volumeClaimTemplates": [{
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": { "name": "data", "labels": selector() },
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": { "requests": { "storage": "10Gi" } },
+                        },
+                    }],
+                    "persistentVolumeClaimRetentionPolicy": {
+                        "whenDeleted": "Retain",
+                        "whenScaled": "Retain",
+                    },
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn overrides_reach_the_pod_template_without_breaking_the_selector() {
+        let mut s = spec();
+        s.replicas = 5;
+        s.image = Some("example.com/runnel-broker:dev".into());
+        s.storage.storage_class = Some("fast".into());
+        s.storage.delete_claim = true;
+        s.rack_label = Some("topology.kubernetes.io/zone".into());
+        s.resources = Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "cpu".to_string(),
+                Quantity("500m".into()),
+            )])),
+            ..ResourceRequirements::default()
+        });
+        s.pod_template = Some(PodTemplateOverrides {
+            affinity: None,
+            tolerations: vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }],
+            annotations: BTreeMap::from([("team".to_string(), "data".to_string())]),
+            labels: BTreeMap::from([
+                ("tier".to_string(), "streaming".to_string()),
+                // Must not replace the operator's selector label.
+                (
+                    "app.kubernetes.io/instance".to_string(),
+                    "other".to_string(),
+                ),
+            ]),
+        });
+        let sts = serde_json::to_value(stateful_set(&cluster(s)).expect("valid")).expect("json");
+        let spec = &sts["spec"];
+        let pod = &spec["template"]["spec"];
+        assert_eq!(spec["replicas"], 5);
+        assert_eq!(
+            pod["containers"][0]["image"],
+            "example.com/runnel-broker:dev"
+        );
+        assert_eq!(
+            pod["containers"][0]["resources"],
+            json!({ "requests": { "cpu": "500m" } })
+        );
+        assert_eq!(
+            pod["tolerations"],
+            json!([{ "key": "dedicated", "operator": "Exists" }])
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"],
+            json!([{
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": { "matchLabels": selector() },
+            }])
+        );
+        let meta = &spec["template"]["metadata"];
+        assert_eq!(meta["labels"]["tier"], "streaming");
+        assert_eq!(meta["labels"]["app.kubernetes.io/instance"], "demo");
+        assert_eq!(meta["annotations"]["team"], "data");
+        assert_eq!(
+            spec["volumeClaimTemplates"][0]["spec"]["storageClassName"],
+            "fast"
+        );
+        assert_eq!(
+            spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
+            "Delete"
+        );
+    }
+
+    #[test]
+    fn config_change_changes_the_pod_template_hash() {
+        let a = stateful_set(&cluster(spec())).expect("valid");
+        let mut s = spec();
+        s.config.insert("log_retention_ms".into(), "1000".into());
+        let b = stateful_set(&cluster(s)).expect("valid");
+        let hash = |sts: &StatefulSet| {
+            sts.spec
+                .template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned())
+                .expect("hash annotation")
+        };
+        assert_ne!(hash(&a), hash(&b));
+    }
+}
