@@ -35,6 +35,7 @@ if [[ "${RUNNEL_SKIP_INSTALL:-0}" != "1" ]]; then
     # Debian's own python3 is "externally managed" (PEP 668); these are test-only packages.
     export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
     python3 -m pip install -r e2e/requirements.txt
+    python3 -m pip install -r operator/tests/chart/requirements.txt
 else
     section "skipping apt-get/pip install (RUNNEL_SKIP_INSTALL=1)"
 fi
@@ -50,6 +51,9 @@ cargo test --workspace
 
 section "cargo build (binaries for the end-to-end suite)"
 cargo build --workspace --bins
+
+section "operator chart and manifests (helm-python-sdk, kubernetes-validate)"
+python3 -m pytest operator/tests/chart -q
 
 section "end-to-end tests (pytest e2e)"
 export RUNNEL_BROKER_BIN="$ROOT/target/debug/runnel-broker"

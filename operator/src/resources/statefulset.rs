@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec,
-    PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -30,6 +30,8 @@ pub const CONFIG_HASH_ANNOTATION: &str = "runnel.dev/config-hash";
 /// Seconds a broker gets after SIGTERM to flush and fsync every partition before it is killed.
 const TERMINATION_GRACE_SECONDS: i64 = 120;
 const CONFIG_MOUNT: &str = "/etc/runnel";
+/// User and group of the broker process (deploy/Dockerfile's distroless nonroot image).
+const BROKER_UID: i64 = 65532;
 
 fn env_from_field(name: &str, field_path: &str) -> EnvVar {
     EnvVar {
@@ -157,6 +159,14 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
     });
 
     let pod_spec = PodSpec {
+        // The broker image runs as 65532 (distroless nonroot); fsGroup makes the volume writable.
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(BROKER_UID),
+            run_as_group: Some(BROKER_UID),
+            fs_group: Some(BROKER_UID),
+            ..PodSecurityContext::default()
+        }),
         service_account_name: Some(service_account_name(owner.name)),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         containers: vec![container],
@@ -279,6 +289,12 @@ mod tests {
                             "annotations": { "runnel.dev/config-hash": hash },
                         },
                         "spec": {
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "runAsUser": 65532,
+                                "runAsGroup": 65532,
+                                "fsGroup": 65532,
+                            },
                             "serviceAccountName": "demo-broker",
                             "terminationGracePeriodSeconds": 120,
                             "containers": [{

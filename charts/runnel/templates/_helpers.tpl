@@ -1,0 +1,57 @@
+{{- define "runnel.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "runnel.labels" -}}
+app.kubernetes.io/name: runnel-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "runnel.selectorLabels" -}}
+app.kubernetes.io/name: runnel-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "runnel.serviceAccountName" -}}
+{{- default (include "runnel.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{/* Rules the operator needs in every namespace it manages. */}}
+{{- define "runnel.rules" -}}
+- apiGroups: ["runnel.dev"]
+  resources: ["clusters", "topics", "consumers"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["runnel.dev"]
+  resources: ["clusters/status", "topics/status", "consumers/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["runnel.dev"]
+  resources: ["clusters/finalizers", "topics/finalizers", "consumers/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps", "serviceaccounts"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if .Values.serviceMonitor.enabled }}
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- end }}
+{{- end -}}

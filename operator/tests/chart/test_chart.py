@@ -1,0 +1,167 @@
+"""Renders charts/runnel with Helm's own engine (helm-python-sdk) and validates the output and
+deploy/ against the Kubernetes schemas (kubernetes-validate) and the Runnel CRD schemas.
+
+Regenerate deploy/operator.yaml from the chart defaults with:
+    python3 operator/tests/chart/test_chart.py --write
+"""
+
+from __future__ import annotations
+
+import copy
+import pathlib
+import sys
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+CHART = ROOT / "charts" / "runnel"
+DEPLOY = ROOT / "deploy"
+K8S_VERSION = "1.33"  # oldest minor of the validated range that has every API we use
+RELEASE = "runnel"
+NAMESPACE = "runnel-system"
+# Kinds that are not part of Kubernetes itself (validated elsewhere or by their own CRD).
+EXTERNAL_KINDS = {"ServiceMonitor"}
+# Labels Helm adds that make no sense in plain manifests.
+HELM_ONLY_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by"}
+
+
+def render(values: dict | None = None) -> list[dict]:
+    chart = helm.Chart.load(CHART)
+    chart.validate_schema(values)
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = []
+    for path in sorted(out):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(out[path]) if d)
+    return docs
+
+
+def crd_docs() -> list[dict]:
+    return [yaml.safe_load((CHART / "crds" / f"{k}.yaml").read_text()) for k in ("cluster", "topic", "consumer")]
+
+
+def validate_k8s(doc: dict) -> None:
+    if doc["kind"] in EXTERNAL_KINDS:
+        return
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def test_default_render_is_valid_kubernetes():
+    docs = render()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted([
+        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
+        "ServiceAccount",
+    ])
+    for doc in docs + crd_docs():
+        validate_k8s(doc)
+    (deployment,) = of_kind(docs, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["run", "--leader-election"]
+
+
+def test_watch_namespaces_gives_namespaced_roles_only():
+    docs = render({"watchNamespaces": ["team-a", "team-b"], "replicas": 2,
+                   "serviceMonitor": {"enabled": True}, "leaderElection": {"enabled": True}})
+    for doc in docs:
+        validate_k8s(doc)
+    assert of_kind(docs, "ClusterRole") == [] and of_kind(docs, "ClusterRoleBinding") == []
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in of_kind(docs, "Role")}
+    assert roles == {("team-a", "runnel"), ("team-b", "runnel"), (NAMESPACE, "runnel-leader-election")}
+    (deployment,) = of_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["run", "--leader-election", "--namespace=team-a", "--namespace=team-b"]
+    assert len(of_kind(docs, "ServiceMonitor")) == 1
+    team_a = next(r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == "team-a")
+    assert any("servicemonitors" in rule["resources"] for rule in team_a["rules"])
+
+
+def test_leader_election_off_has_no_lease_rbac():
+    docs = render({"leaderElection": {"enabled": False}})
+    assert of_kind(docs, "Role") == []
+    rules = of_kind(docs, "ClusterRole")[0]["rules"]
+    assert not any("leases" in r["resources"] for r in rules)
+    assert not any("secrets" in r["resources"] for r in rules), "least privilege: no secrets"
+
+
+@pytest.mark.parametrize("values", [
+    {"replicas": 0},
+    {"unknownKey": True},
+    {"image": {"repository": "x", "pullPolicy": "Sometimes"}},
+    {"watchNamespaces": ["Not_A_Namespace"]},
+])
+def test_values_schema_refuses_bad_values(values):
+    with pytest.raises(helm.HelmError):
+        helm.Chart.load(CHART).validate_schema(values)
+
+
+def plain_manifests() -> list[dict]:
+    """The chart's default render as plain manifests: Namespace, CRDs, then the templates."""
+    docs = copy.deepcopy(render())
+    for doc in docs:
+        labels = doc["metadata"].get("labels", {})
+        for key in HELM_ONLY_LABELS:
+            labels.pop(key, None)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    return [namespace] + crd_docs() + docs
+
+
+def test_deploy_operator_yaml_equals_chart_defaults():
+    actual = [d for d in yaml.safe_load_all((DEPLOY / "operator.yaml").read_text()) if d]
+    assert actual == plain_manifests(), (
+        "deploy/operator.yaml differs from the chart's default render; regenerate with "
+        "`python3 operator/tests/chart/test_chart.py --write`"
+    )
+    for doc in actual:
+        validate_k8s(doc)
+
+
+def openapi_to_jsonschema(schema):
+    """OpenAPI v3 `nullable` -> JSON Schema null type, recursively."""
+    if isinstance(schema, dict):
+        out = {k: openapi_to_jsonschema(v) for k, v in schema.items()}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
+    if isinstance(schema, list):
+        return [openapi_to_jsonschema(s) for s in schema]
+    return schema
+
+
+@pytest.mark.parametrize("name", ["cluster", "topic", "consumer"])
+def test_examples_validate_against_their_crd(name):
+    crd = yaml.safe_load((ROOT / "crds" / f"{name}.yaml").read_text())
+    schema = openapi_to_jsonschema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "examples" / f"{name}.yaml").read_text()) if d]
+    assert docs
+    for doc in docs:
+        assert doc["apiVersion"] == "runnel.dev/v1alpha1"
+        assert doc["kind"] == crd["spec"]["names"]["kind"]
+        jsonschema.validate(doc, schema)
+
+
+def test_crd_schema_check_refuses_a_bad_example():
+    crd = yaml.safe_load((ROOT / "crds" / "topic.yaml").read_text())
+    schema = openapi_to_jsonschema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    bad = {"apiVersion": "runnel.dev/v1alpha1", "kind": "Topic", "metadata": {"name": "t"},
+           "spec": {"clusterRef": {"name": "c"}, "partitions": 3, "replicationFactor": 0}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    header = ("# Runnel operator, plain-manifest install (generated from charts/runnel defaults by\n"
+              "# operator/tests/chart/test_chart.py --write; do not edit):\n"
+              "#   kubectl apply --server-side -f deploy/operator.yaml\n")
+    body = yaml.safe_dump_all(plain_manifests(), sort_keys=False, width=1000)
+    (DEPLOY / "operator.yaml").write_text(header + "---\n" + body)
