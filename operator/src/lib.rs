@@ -3,6 +3,7 @@
 //! Kubernetes objects a `Cluster` owns.
 
 pub mod crd;
+pub mod lag;
 pub mod plan;
 pub mod resources;
 
