@@ -6,6 +6,7 @@ pub mod crd;
 pub mod lag;
 pub mod plan;
 pub mod resources;
+pub mod status;
 
 pub use crd::{crds, crds_yaml};
 

@@ -64,7 +64,7 @@ fn toml_string(key: &str, value: &str) -> Result<String, Error> {
 
 /// Kafka-style cluster id (22 characters, URL-safe base64 of 16 bytes) from the Cluster's uid,
 /// so every broker of a Cluster agrees on it and it survives operator restarts.
-pub(crate) fn cluster_id_from_uid(uid: &str) -> Option<String> {
+pub fn cluster_id_from_uid(uid: &str) -> Option<String> {
     let hex: String = uid.chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 {
         return None;

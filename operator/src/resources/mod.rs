@@ -8,7 +8,7 @@ mod servicemonitor;
 mod services;
 mod statefulset;
 
-pub use configmap::{config_map, render_broker_config, CONFIG_FILE};
+pub use configmap::{cluster_id_from_uid, config_map, render_broker_config, CONFIG_FILE};
 pub use pdb::pod_disruption_budget;
 pub use serviceaccount::service_account;
 pub use servicemonitor::service_monitor;
