@@ -2,6 +2,7 @@
 //! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, and pure builders for the
 //! Kubernetes objects a `Cluster` owns.
 
+pub mod apply;
 pub mod crd;
 pub mod lag;
 pub mod plan;
@@ -29,6 +30,15 @@ pub enum Error {
         kind: &'static str,
         /// The missing metadata field.
         field: &'static str,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// The call that failed.
+        what: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
     },
     /// A `Cluster`'s `spec.config` entry cannot become broker configuration.
     #[error("invalid broker config {key}={value:?}: {reason}")]

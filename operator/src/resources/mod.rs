@@ -11,7 +11,7 @@ mod statefulset;
 pub use configmap::{cluster_id_from_uid, config_map, render_broker_config, CONFIG_FILE};
 pub use pdb::pod_disruption_budget;
 pub use serviceaccount::service_account;
-pub use servicemonitor::service_monitor;
+pub use servicemonitor::{service_monitor, service_monitor_resource};
 pub use services::{bootstrap_address, bootstrap_service, headless_service};
 pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION};
 

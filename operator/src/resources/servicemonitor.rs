@@ -9,7 +9,7 @@ use crate::crd::Cluster;
 use crate::Error;
 
 /// The `monitoring.coreos.com/v1` ServiceMonitor resource.
-pub(crate) fn service_monitor_resource() -> ApiResource {
+pub fn service_monitor_resource() -> ApiResource {
     ApiResource {
         group: "monitoring.coreos.com".into(),
         version: "v1".into(),

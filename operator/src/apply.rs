@@ -1,0 +1,304 @@
+//! Applying a Cluster's objects and status to the Kubernetes API with server-side apply (the
+//! write half of the Cluster reconciler; the objects come from the pure builders in
+//! `resources` and the status from `status`).
+
+use std::fmt::Debug;
+
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::DynamicObject;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::crd::{Cluster, ClusterStatus};
+use crate::resources::{self, service_monitor_resource};
+use crate::Error;
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "runnel-operator";
+
+fn kube_err(what: String) -> impl FnOnce(kube::Error) -> Error {
+    move |source| Error::Kube { what, source }
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    // force: the operator owns these fields; a conflicting manager is overridden, as the spec
+    // is the source of truth.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(obj))
+        .await
+        .map_err(kube_err(format!("apply {name}")))
+}
+
+/// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
+/// StatefulSet, and the ServiceMonitor when enabled, deleting it when not).
+pub async fn apply_cluster_objects(client: &Client, cluster: &Cluster) -> Result<(), Error> {
+    let ns = cluster
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingMetadata {
+            kind: "Cluster",
+            field: "namespace",
+        })?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::service_account(cluster)?,
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::config_map(cluster)?,
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::headless_service(cluster)?,
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::bootstrap_service(cluster)?,
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::pod_disruption_budget(cluster)?,
+    )
+    .await?;
+    apply(
+        &Api::namespaced(client.clone(), ns),
+        &resources::stateful_set(cluster)?,
+    )
+    .await?;
+    let monitors: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &service_monitor_resource());
+    match resources::service_monitor(cluster)? {
+        Some(monitor) => {
+            apply(&monitors, &monitor).await?;
+        }
+        None => {
+            let name = resources::headless_service_name(
+                cluster.metadata.name.as_deref().unwrap_or_default(),
+            );
+            match monitors.delete(&name, &DeleteParams::default()).await {
+                // 404: no ServiceMonitor, or no Prometheus Operator CRD at all; both are fine.
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(kube_err(format!("delete ServiceMonitor {name}"))(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the Cluster's status whole with server-side apply.
+pub async fn write_cluster_status(
+    client: &Client,
+    cluster: &Cluster,
+    status: &ClusterStatus,
+) -> Result<(), Error> {
+    let missing = |field| Error::MissingMetadata {
+        kind: "Cluster",
+        field,
+    };
+    let name = cluster
+        .metadata
+        .name
+        .as_deref()
+        .ok_or_else(|| missing("name"))?;
+    let ns = cluster
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or_else(|| missing("namespace"))?;
+    let api: Api<Cluster> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(kube_err(format!("apply status of Cluster {name}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::MetricsSpec;
+    use crate::resources::tests::{cluster, spec};
+    use http::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::{json, Value};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    /// Answers the next request, checks it is a forced server-side apply of `expected` at
+    /// `path`, and echoes the body back like the apiserver does.
+    async fn expect_apply(handle: &mut Handle, path: &str, expected: Value) {
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!(request.method(), Method::PATCH, "{path}");
+        assert_eq!(request.uri().path(), path);
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(query.contains("fieldManager=runnel-operator"), "{query}");
+        assert!(query.contains("force=true"), "{query}");
+        assert_eq!(
+            request.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
+        let body = request.into_body().collect_bytes().await.expect("body");
+        let got: Value = serde_json::from_slice(&body).expect("JSON body");
+        assert_eq!(got, expected, "{path}");
+        send.send_response(Response::new(Body::from(body.to_vec())));
+    }
+
+    fn json_of<T: Serialize>(obj: T) -> Value {
+        serde_json::to_value(obj).expect("serializes")
+    }
+
+    #[tokio::test]
+    async fn applies_every_owned_object_then_removes_a_disabled_service_monitor() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let c = cluster(spec());
+        let expected = c.clone();
+        let server = tokio::spawn(async move {
+            let ns = "/api/v1/namespaces/kafka";
+            let c = &expected;
+            expect_apply(
+                &mut handle,
+                &format!("{ns}/serviceaccounts/demo-broker"),
+                json_of(resources::service_account(c).expect("sa")),
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                &format!("{ns}/configmaps/demo-config"),
+                json_of(resources::config_map(c).expect("cm")),
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                &format!("{ns}/services/demo-brokers"),
+                json_of(resources::headless_service(c).expect("svc")),
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                &format!("{ns}/services/demo-bootstrap"),
+                json_of(resources::bootstrap_service(c).expect("svc")),
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-brokers",
+                json_of(resources::pod_disruption_budget(c).expect("pdb")),
+            )
+            .await;
+            expect_apply(
+                &mut handle,
+                "/apis/apps/v1/namespaces/kafka/statefulsets/demo-brokers",
+                json_of(resources::stateful_set(c).expect("sts")),
+            )
+            .await;
+            let (request, send) = handle.next_request().await.expect("delete request");
+            assert_eq!(request.method(), Method::DELETE);
+            assert_eq!(
+                request.uri().path(),
+                "/apis/monitoring.coreos.com/v1/namespaces/kafka/servicemonitors/demo-brokers"
+            );
+            let not_found = json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "the server could not find the requested resource",
+                "reason": "NotFound", "code": 404,
+            });
+            send.send_response(
+                Response::builder()
+                    .status(StatusCode::NOT_FOUND)
+                    .body(Body::from(serde_json::to_vec(&not_found).expect("json")))
+                    .expect("response"),
+            );
+        });
+        apply_cluster_objects(&client, &c).await.expect("applied");
+        server.await.expect("mock apiserver saw every request");
+    }
+
+    #[tokio::test]
+    async fn enabled_service_monitor_is_applied() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let mut s = spec();
+        s.metrics = Some(MetricsSpec {
+            service_monitor: true,
+        });
+        let c = cluster(s);
+        let monitor = json_of(
+            resources::service_monitor(&c)
+                .expect("valid")
+                .expect("enabled"),
+        );
+        let server = tokio::spawn(async move {
+            for _ in 0..6 {
+                let (request, send) = handle.next_request().await.expect("a request");
+                let body = request.into_body().collect_bytes().await.expect("body");
+                send.send_response(Response::new(Body::from(body.to_vec())));
+            }
+            expect_apply(
+                &mut handle,
+                "/apis/monitoring.coreos.com/v1/namespaces/kafka/servicemonitors/demo-brokers",
+                monitor,
+            )
+            .await;
+        });
+        apply_cluster_objects(&client, &c).await.expect("applied");
+        server.await.expect("mock apiserver saw the ServiceMonitor");
+    }
+
+    #[tokio::test]
+    async fn status_is_applied_whole_to_the_status_subresource() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let c = cluster(spec());
+        let status = ClusterStatus {
+            ready_brokers: 2,
+            bootstrap: Some("demo-bootstrap.kafka.svc:9092".into()),
+            ..ClusterStatus::default()
+        };
+        let mut echoed = json_of(&c);
+        echoed["status"] = json_of(&status);
+        let expected = json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Cluster",
+            "status": { "readyBrokers": 2, "bootstrap": "demo-bootstrap.kafka.svc:9092" },
+        });
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a request");
+            assert_eq!(
+                request.uri().path(),
+                "/apis/runnel.dev/v1alpha1/namespaces/kafka/clusters/demo/status"
+            );
+            let query = request.uri().query().unwrap_or_default().to_string();
+            assert!(query.contains("fieldManager=runnel-operator") && query.contains("force=true"));
+            let body = request.into_body().collect_bytes().await.expect("body");
+            let got: Value = serde_json::from_slice(&body).expect("JSON body");
+            assert_eq!(got, expected);
+            send.send_response(Response::new(Body::from(
+                serde_json::to_vec(&echoed).expect("json"),
+            )));
+        });
+        write_cluster_status(&client, &c, &status)
+            .await
+            .expect("written");
+        server.await.expect("mock apiserver saw the status patch");
+    }
+}
