@@ -186,6 +186,17 @@ class Broker:
     def segment_files(self, topic: str, partition: int) -> list[Path]:
         return sorted(self.partition_dir(topic, partition).glob("*.log"))
 
+    def log_size(self, topic: str, partition: int) -> int:
+        """Bytes in the partition's segment files. The cleaner and retention delete segments while
+        this runs, so a file that vanishes between listing and stat counts as zero bytes."""
+        total = 0
+        for f in self.segment_files(topic, partition):
+            try:
+                total += f.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
 
 def _proc_status_kib(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -274,7 +274,7 @@ def test_segments_roll_and_retention_bytes_then_ms_delete_old_segments(broker_fa
         ConfigEntry("retention.bytes", "40000", incremental_operation=AlterConfigOpType.SET)])
     a.incremental_alter_configs([res], request_timeout=30)[res].result(30)
     wait_until(lambda: watermarks(b.bootstrap, topic, 0)[0] > 0, 60, what="retention.bytes to delete segments")
-    wait_until(lambda: sum(s.stat().st_size for s in b.segment_files(topic, 0)) <= 40000 + 16384 + 6000, 60,
+    wait_until(lambda: b.log_size(topic, 0) <= 40000 + 16384 + 6000, 60,
                what="retained bytes to drop to about retention.bytes")
     low_after_bytes = watermarks(b.bootstrap, topic, 0)[0]
     remaining = b.segment_files(topic, 0)

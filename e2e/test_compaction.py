@@ -58,7 +58,7 @@ def write_history(bootstrap: str, topics: list[str]) -> dict[str, dict[bytes, tu
 
 
 def log_bytes(broker, topic: str) -> int:
-    return sum(f.stat().st_size for f in broker.segment_files(topic, 0))
+    return broker.log_size(topic, 0)
 
 
 def read_all(bootstrap: str, topic: str):
