@@ -204,14 +204,7 @@ impl Client {
             .await?;
         for r in resp.responses {
             let topic = r.name.map(|n| n.0.to_string()).unwrap_or_default();
-            if r.error_code == UNKNOWN_TOPIC_OR_PARTITION {
-                return Err(Error::UnknownTopic(topic));
-            }
-            check(
-                r.error_code,
-                || format!("topic '{topic}'"),
-                r.error_message.as_deref(),
-            )?;
+            check_topic(&topic, r.error_code, r.error_message.as_deref())?;
         }
         Ok(())
     }
@@ -247,14 +240,7 @@ impl Client {
             .await?;
         let mut entries = Vec::new();
         for r in resp.results {
-            if r.error_code == UNKNOWN_TOPIC_OR_PARTITION {
-                return Err(Error::UnknownTopic(topic.to_string()));
-            }
-            check(
-                r.error_code,
-                || format!("topic '{topic}'"),
-                r.error_message.as_deref(),
-            )?;
+            check_topic(topic, r.error_code, r.error_message.as_deref())?;
             entries.extend(r.configs.into_iter().map(|c| ConfigEntry {
                 name: c.name.to_string(),
                 value: c.value.map(|v| v.to_string()),
@@ -298,14 +284,7 @@ impl Client {
             })
             .await?;
         for r in resp.responses {
-            if r.error_code == UNKNOWN_TOPIC_OR_PARTITION {
-                return Err(Error::UnknownTopic(topic.to_string()));
-            }
-            check(
-                r.error_code,
-                || format!("topic '{topic}'"),
-                r.error_message.as_deref(),
-            )?;
+            check_topic(topic, r.error_code, r.error_message.as_deref())?;
         }
         Ok(())
     }
@@ -330,14 +309,7 @@ impl Client {
             })
             .await?;
         for r in resp.results {
-            if r.error_code == UNKNOWN_TOPIC_OR_PARTITION {
-                return Err(Error::UnknownTopic(topic.to_string()));
-            }
-            check(
-                r.error_code,
-                || format!("topic '{topic}'"),
-                r.error_message.as_deref(),
-            )?;
+            check_topic(topic, r.error_code, r.error_message.as_deref())?;
         }
         Ok(())
     }
@@ -409,4 +381,13 @@ impl Client {
     fn timeout_ms(&self) -> i32 {
         i32::try_from(self.config().request_timeout.as_millis()).unwrap_or(i32::MAX)
     }
+}
+
+/// Checks a per-topic admin result: UNKNOWN_TOPIC_OR_PARTITION becomes
+/// [`Error::UnknownTopic`], any other error names the topic.
+fn check_topic(topic: &str, code: i16, message: Option<&str>) -> Result<()> {
+    if code == UNKNOWN_TOPIC_OR_PARTITION {
+        return Err(Error::UnknownTopic(topic.to_string()));
+    }
+    check(code, || format!("topic '{topic}'"), message)
 }

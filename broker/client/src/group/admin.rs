@@ -401,55 +401,65 @@ impl Client {
                 Ok(req)
             })
             .await?;
-        let mut out = Vec::new();
-        if let Some(g) = resp.groups.into_iter().next() {
-            check(g.error_code, || group_target(group), None)?;
-            for t in g.topics {
-                let topic = t.name.0.to_string();
-                for p in t.partitions {
-                    check(
-                        p.error_code,
-                        || {
-                            format!(
-                                "group '{group}' topic '{topic}' partition {}",
-                                p.partition_index
+        // v8+ answers per group, older versions at the top level: flatten both
+        // layouts to (topic, partition, error, offset, epoch, metadata) rows.
+        let (error_code, rows): (i16, Vec<_>) = match resp.groups.into_iter().next() {
+            Some(g) => (
+                g.error_code,
+                g.topics
+                    .into_iter()
+                    .flat_map(|t| {
+                        t.partitions.into_iter().map(move |p| {
+                            let m = p.metadata.map(|m| m.to_string());
+                            let (o, e) = (p.committed_offset, p.committed_leader_epoch);
+                            (
+                                t.name.0.to_string(),
+                                p.partition_index,
+                                p.error_code,
+                                o,
+                                e,
+                                m,
                             )
-                        },
-                        None,
-                    )?;
-                    out.push(CommittedOffset {
-                        topic: topic.clone(),
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.metadata.map(|m| m.to_string()),
-                    });
-                }
-            }
-        } else {
-            check(resp.error_code, || group_target(group), None)?;
-            for t in resp.topics {
-                let topic = t.name.0.to_string();
-                for p in t.partitions {
-                    check(
-                        p.error_code,
-                        || {
-                            format!(
-                                "group '{group}' topic '{topic}' partition {}",
-                                p.partition_index
+                        })
+                    })
+                    .collect(),
+            ),
+            None => (
+                resp.error_code,
+                resp.topics
+                    .into_iter()
+                    .flat_map(|t| {
+                        t.partitions.into_iter().map(move |p| {
+                            let m = p.metadata.map(|m| m.to_string());
+                            let (o, e) = (p.committed_offset, p.committed_leader_epoch);
+                            (
+                                t.name.0.to_string(),
+                                p.partition_index,
+                                p.error_code,
+                                o,
+                                e,
+                                m,
                             )
-                        },
-                        None,
-                    )?;
-                    out.push(CommittedOffset {
-                        topic: topic.clone(),
-                        partition: p.partition_index,
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.metadata.map(|m| m.to_string()),
-                    });
-                }
-            }
+                        })
+                    })
+                    .collect(),
+            ),
+        };
+        check(error_code, || group_target(group), None)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (topic, partition, code, offset, leader_epoch, metadata) in rows {
+            check(
+                code,
+                || format!("group '{group}' topic '{topic}' partition {partition}"),
+                None,
+            )?;
+            out.push(CommittedOffset {
+                topic,
+                partition,
+                offset,
+                leader_epoch,
+                metadata,
+            });
         }
         Ok(out)
     }
