@@ -1,0 +1,49 @@
+//! Settings of one metadata node.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one metadata node (filled from the broker's config).
+#[derive(Debug, Clone)]
+pub struct MetaConfig {
+    /// This broker's id (also its Raft node id).
+    pub node_id: i32,
+    /// Directory for the Raft log, vote and snapshots (e.g. `data_dir/__cluster_metadata`).
+    pub dir: PathBuf,
+    /// Address to bind the metadata (Raft) listener on; port 0 picks a free port.
+    pub listen: String,
+    /// Address advertised to other nodes for Raft traffic; `None` = the bound address.
+    pub advertised: Option<String>,
+    /// Metadata listener addresses of existing nodes to join through. Empty on
+    /// the node that starts a new cluster (it initializes a one-voter quorum).
+    pub seeds: Vec<String>,
+    /// How many voters the quorum has at most: the first brokers to join are
+    /// promoted until there are this many (default 3); later ones stay learners.
+    pub voters: usize,
+    /// How often a broker heartbeats the controller.
+    pub heartbeat_interval: Duration,
+    /// A broker with no heartbeat for this long is fenced by the controller.
+    pub session_timeout: Duration,
+    /// Raft election timeout range (min; max = 2x min).
+    pub election_timeout: Duration,
+    /// A snapshot is taken after this many log entries since the last one.
+    pub snapshot_every: u64,
+}
+
+impl MetaConfig {
+    /// Defaults for `node_id` storing in `dir`.
+    pub fn new(node_id: i32, dir: PathBuf) -> MetaConfig {
+        MetaConfig {
+            node_id,
+            dir,
+            listen: "127.0.0.1:9093".into(),
+            advertised: None,
+            seeds: Vec::new(),
+            voters: 3,
+            heartbeat_interval: Duration::from_millis(500),
+            session_timeout: Duration::from_millis(6000),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_every: 1000,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The data of the metadata state machine and the commands that change it.
+//! Everything here is serde-serializable: commands travel in the Raft log and
+//! the whole [`ClusterState`] is the snapshot.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker id (Kafka's `node.id`, `broker.id`).
+pub type BrokerId = i32;
+
+/// "No leader" in [`PartitionMeta::leader`] (Kafka uses -1 too).
+pub const NO_LEADER: BrokerId = -1;
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    /// Broker id.
+    pub id: BrokerId,
+    /// Host advertised to Kafka clients.
+    pub host: String,
+    /// Kafka port advertised to clients.
+    pub port: u16,
+    /// `broker.rack`, if set.
+    pub rack: Option<String>,
+    /// Address of this broker's metadata (Raft) listener, `host:port`.
+    pub controller_addr: String,
+    /// Random id of the broker process's current run; a new one on every start,
+    /// so a restarted broker's registration is told apart from a stale one.
+    pub incarnation: Uuid,
+    /// Fenced brokers lead nothing and are not in any ISR; a broker is fenced
+    /// when its session expires and unfenced when it registers again.
+    pub fenced: bool,
+}
+
+/// One partition's replica placement and leadership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// Assigned replicas; the first is the preferred leader. During a
+    /// reassignment this is the union of the old and the target replicas.
+    pub replicas: Vec<BrokerId>,
+    /// In-sync replicas (always includes the leader when there is one).
+    pub isr: Vec<BrokerId>,
+    /// Current leader, or [`NO_LEADER`] (offline partition).
+    pub leader: BrokerId,
+    /// Bumped on every leader change (written into batches, checked on Produce/Fetch).
+    pub leader_epoch: i32,
+    /// Bumped on every change of this partition (leader, ISR, replicas);
+    /// AlterIsr carries the epoch it was based on and is refused when stale.
+    pub partition_epoch: i32,
+    /// Replicas being added by a reassignment in progress (empty otherwise).
+    pub adding: Vec<BrokerId>,
+    /// Replicas being removed by a reassignment in progress (empty otherwise).
+    pub removing: Vec<BrokerId>,
+}
+
+/// A topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Topic name.
+    pub name: String,
+    /// Topic id (a recreated topic gets a new one).
+    pub id: Uuid,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic config overrides (Kafka names, e.g. `retention.ms`), validated by the broker before proposing.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The whole replicated metadata image. Every broker holds an identical copy of
+/// the applied prefix of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Kafka cluster id, set by the first [`Command::InitCluster`].
+    pub cluster_id: Option<String>,
+    /// Registered brokers (fenced or not).
+    pub brokers: BTreeMap<BrokerId, BrokerInfo>,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Next producer id to hand out (InitProducerId blocks).
+    pub next_producer_id: i64,
+    /// Dynamic broker-level config overrides (`IncrementalAlterConfigs` on a broker resource; empty key = cluster default).
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Raft log index of the last command applied (0 = nothing applied).
+    pub applied_index: u64,
+}
+
+/// How CreateTopics places replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Placement {
+    /// `partitions` partitions with `replication_factor` replicas each, spread
+    /// evenly over the unfenced brokers (rack-aware when brokers have racks),
+    /// leaders spread evenly.
+    Auto {
+        /// Partition count.
+        partitions: i32,
+        /// Replicas per partition.
+        replication_factor: i16,
+    },
+    /// Explicit replica lists per partition (CreateTopics `assignments`).
+    Manual(Vec<Vec<BrokerId>>),
+}
+
+/// A change to the metadata. Applied by [`ClusterState::apply`] in log order on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster id once (later ones are ignored, not refused).
+    InitCluster {
+        /// Cluster id.
+        cluster_id: String,
+    },
+    /// A broker (re)starts or comes back after being fenced: upserts its
+    /// registration and unfences it. Partitions it replicates whose leader is
+    /// offline elect it if it is in their ISR.
+    RegisterBroker(BrokerInfo),
+    /// The controller saw no heartbeat from this broker for the session timeout
+    /// (or the broker shut down cleanly): fence it, remove it from every ISR
+    /// (keeping at least the last member, Kafka's rule) and elect new leaders
+    /// for the partitions it led from their ISR.
+    FenceBroker {
+        /// Broker id.
+        id: BrokerId,
+        /// Only fence this incarnation (a newer registration wins).
+        incarnation: Uuid,
+    },
+    /// Creates a topic.
+    CreateTopic {
+        /// Name (validated by the broker).
+        name: String,
+        /// Id chosen by the proposer.
+        id: Uuid,
+        /// Replica placement.
+        placement: Placement,
+        /// Config overrides.
+        configs: BTreeMap<String, String>,
+    },
+    /// Deletes a topic.
+    DeleteTopic {
+        /// Name.
+        name: String,
+    },
+    /// Adds partitions to a topic (`total` is the new count).
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// New partition count.
+        total: i32,
+        /// Explicit replicas for the new partitions, or automatic placement.
+        assignment: Option<Vec<Vec<BrokerId>>>,
+    },
+    /// Replaces a topic's config overrides with `configs`.
+    SetTopicConfigs {
+        /// Topic name.
+        name: String,
+        /// The complete new override map.
+        configs: BTreeMap<String, String>,
+    },
+    /// Replaces the dynamic configs of a broker (`""` = cluster-wide default).
+    SetBrokerConfigs {
+        /// Broker id as a string, or `""`.
+        resource: String,
+        /// The complete new override map.
+        configs: BTreeMap<String, String>,
+    },
+    /// A partition leader shrinks or expands its ISR (Kafka's AlterPartition).
+    AlterIsr {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The leader proposing it.
+        leader: BrokerId,
+        /// The leader epoch it leads under.
+        leader_epoch: i32,
+        /// The partition epoch its view is based on.
+        partition_epoch: i32,
+        /// The new ISR.
+        isr: Vec<BrokerId>,
+    },
+    /// Elects a leader: `Preferred` picks the first replica if it is in the ISR
+    /// and unfenced; `Unclean` may pick any unfenced replica when no ISR member is alive.
+    ElectLeader {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Election type.
+        election: Election,
+    },
+    /// Starts (`Some`) or cancels (`None`) a reassignment towards `target` replicas.
+    Reassign {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Target replica list, or `None` to cancel.
+        target: Option<Vec<BrokerId>>,
+    },
+    /// Hands out a block of producer ids; the result is the first id.
+    AllocateProducerIds {
+        /// Block size.
+        count: i64,
+    },
+}
+
+/// Leader election type (Kafka's ElectLeaders `election_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Election {
+    /// The preferred (first) replica, if in sync.
+    Preferred,
+    /// Any live replica, even out of sync (may lose data; off unless asked).
+    Unclean,
+}
+
+/// What applying a command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// Nothing to report.
+    Done,
+    /// First id of an [`Command::AllocateProducerIds`] block.
+    ProducerIds(i64),
+    /// The command changed nothing (e.g. preferred leader already leads: ElectLeaders' ELECTION_NOT_NEEDED).
+    NoChange,
+}
+
+/// Why the state machine refused a command. Each maps to one Kafka error code
+/// (noted on the variant) in the broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejection {
+    /// TOPIC_ALREADY_EXISTS (36).
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION (3).
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopic(String),
+    /// INVALID_PARTITIONS (37).
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR (38).
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_REPLICA_ASSIGNMENT (39).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// FENCED_LEADER_EPOCH (74) / INVALID_UPDATE_VERSION (95): stale AlterIsr.
+    #[error("stale partition state: {0}")]
+    StaleEpoch(String),
+    /// NOT_LEADER_OR_FOLLOWER (6): the proposer does not lead the partition.
+    #[error("{0}")]
+    NotLeader(String),
+    /// INELIGIBLE_REPLICA / ELIGIBLE_LEADERS_NOT_AVAILABLE (83) / PREFERRED_LEADER_NOT_AVAILABLE (80).
+    #[error("{0}")]
+    NoEligibleLeader(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS (85).
+    #[error("no reassignment in progress for {0}")]
+    NoReassignment(String),
+    /// INVALID_REQUEST (42): anything else malformed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ClusterState {
+    /// Unfenced brokers, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// A partition's metadata.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.partitions.get(index)
+    }
+
+    /// Partitions whose ISR is smaller than their replica set (Kafka's under-replicated count).
+    pub fn under_replicated_count(&self) -> usize {
+        self.topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.isr.len() < p.replicas.len() - p.adding.len().min(p.replicas.len()))
+            .count()
+    }
+
+    /// Partitions without a leader.
+    pub fn offline_count(&self) -> usize {
+        self.topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.leader == NO_LEADER)
+            .count()
+    }
+}
