@@ -1,10 +1,12 @@
 //! Small per-partition checkpoint files (recovery point + clean-shutdown flag,
-//! log start offset), written atomically: temp file, fsync, rename, fsync dir.
+//! log start offset, cleaner offset, leader epochs, high watermark), written
+//! atomically: temp file, fsync, rename, fsync dir.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use crate::epoch_cache::EpochEntry;
 use crate::Error;
 
 /// File holding the recovery point and the clean-shutdown flag.
@@ -13,12 +15,18 @@ pub(crate) const RECOVERY_FILE: &str = "recovery-point.checkpoint";
 pub(crate) const LOG_START_FILE: &str = "log-start-offset.checkpoint";
 /// File holding the cleaner checkpoint (offsets below it are compacted).
 pub(crate) const CLEANER_FILE: &str = "cleaner-offset.checkpoint";
+/// File holding the leader epoch cache.
+pub(crate) const LEADER_EPOCH_FILE: &str = "leader-epoch.checkpoint";
+/// File holding the high watermark.
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark.checkpoint";
 /// Suffix of temp files; any found on open are leftovers of a crash.
 pub(crate) const TMP_SUFFIX: &str = ".tmp";
 
 const RECOVERY_HEADER: &str = "runnel-recovery-point v1";
 const LOG_START_HEADER: &str = "runnel-log-start-offset v1";
 const CLEANER_HEADER: &str = "runnel-cleaner-offset v1";
+const LEADER_EPOCH_HEADER: &str = "runnel-leader-epoch v1";
+const HIGH_WATERMARK_HEADER: &str = "runnel-high-watermark v1";
 
 /// What the recovery checkpoint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,6 +123,54 @@ pub(crate) fn read_cleaner_offset(dir: &Path) -> Option<i64> {
     lines.next()?.trim().parse::<i64>().ok().filter(|o| *o >= 0)
 }
 
+/// Writes the leader epoch cache: header, entry count, then `<epoch> <start offset>` per line.
+pub(crate) fn write_leader_epochs(dir: &Path, entries: &[EpochEntry]) -> Result<(), Error> {
+    let mut body = format!("{LEADER_EPOCH_HEADER}\n{}\n", entries.len());
+    for e in entries {
+        body.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
+    }
+    write_atomic(dir, LEADER_EPOCH_FILE, body.as_bytes())
+}
+
+/// Reads the leader epoch cache; `None` when missing or damaged (wrong
+/// header, count not matching the lines, unparsable line, trailing data).
+pub(crate) fn read_leader_epochs(dir: &Path) -> Option<Vec<EpochEntry>> {
+    let text = fs::read_to_string(dir.join(LEADER_EPOCH_FILE)).ok()?;
+    if !text.ends_with('\n') {
+        return None;
+    }
+    let mut lines = text.lines();
+    if lines.next()? != LEADER_EPOCH_HEADER {
+        return None;
+    }
+    let count = lines.next()?.parse::<usize>().ok()?;
+    let mut entries = Vec::with_capacity(count.min(1024));
+    for line in lines {
+        let (epoch, start) = line.split_once(' ')?;
+        entries.push(EpochEntry {
+            epoch: epoch.parse().ok()?,
+            start_offset: start.parse().ok()?,
+        });
+    }
+    (entries.len() == count).then_some(entries)
+}
+
+/// Writes the high watermark checkpoint.
+pub(crate) fn write_high_watermark(dir: &Path, offset: i64) -> Result<(), Error> {
+    let body = format!("{HIGH_WATERMARK_HEADER}\n{offset}\n");
+    write_atomic(dir, HIGH_WATERMARK_FILE, body.as_bytes())
+}
+
+/// Reads the high watermark checkpoint; `None` when missing or unreadable.
+pub(crate) fn read_high_watermark(dir: &Path) -> Option<i64> {
+    let text = fs::read_to_string(dir.join(HIGH_WATERMARK_FILE)).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != HIGH_WATERMARK_HEADER {
+        return None;
+    }
+    lines.next()?.trim().parse::<i64>().ok().filter(|o| *o >= 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +204,36 @@ mod tests {
             .path()
             .join(format!("{RECOVERY_FILE}{TMP_SUFFIX}"))
             .exists());
+    }
+
+    #[test]
+    fn leader_epochs_and_high_watermark_round_trip_and_damage_reads_as_none() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read_leader_epochs(d.path()), None);
+        let entries = vec![
+            EpochEntry {
+                epoch: 1,
+                start_offset: 0,
+            },
+            EpochEntry {
+                epoch: 3,
+                start_offset: 17,
+            },
+        ];
+        write_leader_epochs(d.path(), &entries).unwrap();
+        assert_eq!(read_leader_epochs(d.path()), Some(entries.clone()));
+        write_leader_epochs(d.path(), &[]).unwrap();
+        assert_eq!(read_leader_epochs(d.path()), Some(vec![]));
+        let path = d.path().join(LEADER_EPOCH_FILE);
+        write_leader_epochs(d.path(), &entries).unwrap();
+        let full = fs::read(&path).unwrap();
+        // A torn file (count says 2, one line left) is damaged.
+        fs::write(&path, &full[..full.len() - 5]).unwrap();
+        assert_eq!(read_leader_epochs(d.path()), None);
+        fs::write(&path, b"runnel-leader-epoch v1\n1\n1 x\n").unwrap();
+        assert_eq!(read_leader_epochs(d.path()), None);
+        assert_eq!(read_high_watermark(d.path()), None);
+        write_high_watermark(d.path(), 12).unwrap();
+        assert_eq!(read_high_watermark(d.path()), Some(12));
     }
 }

@@ -29,6 +29,14 @@
 //! - `log-start-offset.checkpoint`: text `runnel-log-start-offset v1\n<offset>\n` (DeleteRecords).
 //! - `cleaner-offset.checkpoint`: text `runnel-cleaner-offset v1\n<offset>\n`; segments
 //!   below the offset have been compacted (see [`Log::compact`]).
+//! - `leader-epoch.checkpoint`: text `runnel-leader-epoch v1\n<count>\n` then
+//!   `<epoch> <start offset>\n` per entry (Kafka's leader-epoch-checkpoint, see
+//!   [`Log::epoch_entries`]). Written before the data of a new epoch, so after
+//!   a crash it may only run ahead of the log; open drops entries at or past
+//!   the log end and rebuilds the file from the batch headers when it is
+//!   missing, damaged or disagrees with them.
+//! - `high-watermark.checkpoint`: text `runnel-high-watermark v1\n<offset>\n`,
+//!   written by [`Log::checkpoint_high_watermark`], [`Log::close`] and truncation.
 //! - `*.tmp`: leftovers of interrupted atomic writes, removed on open.
 //! - `<base:020>.log.cleaned`: a compacted segment being written, removed on open;
 //!   `<base:020>.log.swap`: a complete, fsynced compacted segment, renamed over
@@ -46,17 +54,21 @@ use parking_lot::{Mutex, RwLock};
 mod batch;
 mod checkpoint;
 mod compaction;
+mod epoch_cache;
 mod index;
 mod producer_state;
 mod recovery;
 mod retention;
 mod segment;
 
+use batch::BatchHeader;
 use checkpoint::RecoveryPoint;
+use epoch_cache::LeaderEpochCache;
 use producer_state::{ProducerBatch, ProducerStateManager, SeqCheck};
 use segment::Segment;
 
 pub use compaction::CompactionReport;
+pub use epoch_cache::EpochEntry;
 
 /// Errors returned by the log. Each carries the context needed to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +116,16 @@ pub enum Error {
         "compacted topic requires a key on every record: batch {batch} record {record} has none"
     )]
     KeylessRecordOnCompactedTopic { batch: usize, record: usize },
+    /// A follower append does not continue the log: a batch starts below the
+    /// offset the log expects (overlap or out-of-order offsets).
+    #[error(
+        "follower append expected a batch at or after offset {expected}, got base offset {got}"
+    )]
+    OffsetMismatch { expected: i64, got: i64 },
+    /// An append or epoch start with a partition leader epoch older than the
+    /// log's latest epoch (a stale leader, or a follower that did not truncate).
+    #[error("leader epoch {got} is older than the log's latest leader epoch {latest}")]
+    StaleLeaderEpoch { latest: i32, got: i32 },
 }
 
 /// Result alias for the log.
@@ -189,6 +211,9 @@ pub struct RecoveryReport {
     pub truncation: Option<(PathBuf, String)>,
     /// Index files rebuilt because they were missing or damaged.
     pub indexes_rebuilt: usize,
+    /// The leader epoch checkpoint was missing, damaged or inconsistent with
+    /// the batch headers and was rebuilt from them.
+    pub epoch_cache_rebuilt: bool,
 }
 
 /// The result of a successful append.
@@ -252,6 +277,14 @@ pub struct Log {
     /// removable; a pass runs then even with nothing dirty. Unknown after
     /// open (`i64::MIN`), so the first pass checks the cleaned segments.
     tombstone_expiry: AtomicI64,
+    /// The leader epoch cache; written (memory and file) only under the append lock.
+    epochs: RwLock<LeaderEpochCache>,
+    /// High watermark, in `[log_start, log_end]`; raised by `set_high_watermark`
+    /// (lock-free), lowered only by truncation (under the append lock).
+    high_watermark: AtomicI64,
+    /// The value last written to the high watermark checkpoint; the lock
+    /// serializes writes of that file.
+    hw_checkpointed: Mutex<i64>,
 }
 
 /// State owned by the append lock.
@@ -280,6 +313,11 @@ impl Log {
     /// or damaged indexes are rebuilt, idempotent-producer state is restored.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport)> {
         let opened = recovery::open_dir(dir, &config, wall_clock_ms())?;
+        let hw_file = checkpoint::read_high_watermark(dir);
+        let hw = hw_file
+            .unwrap_or(opened.log_start)
+            .min(opened.log_end)
+            .max(opened.log_start);
         let log = Log {
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
@@ -301,6 +339,9 @@ impl Log {
             ),
             truncations: AtomicU64::new(0),
             tombstone_expiry: AtomicI64::new(i64::MIN),
+            epochs: RwLock::new(opened.epochs),
+            high_watermark: AtomicI64::new(hw),
+            hw_checkpointed: Mutex::new(hw_file.unwrap_or(-1)),
         };
         Ok((log, opened.report))
     }
@@ -390,6 +431,16 @@ impl Log {
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
         let mut buf = BytesMut::from(&records[..]);
         let base_offset = self.log_end.load(Ordering::Acquire);
+        if partition_leader_epoch >= 0 {
+            if let Some(latest) = self.latest_epoch() {
+                if partition_leader_epoch < latest {
+                    return Err(Error::StaleLeaderEpoch {
+                        latest,
+                        got: partition_leader_epoch,
+                    });
+                }
+            }
+        }
         let mut next = base_offset;
         let mut placed = Vec::with_capacity(batches.len());
         for b in &batches {
@@ -399,7 +450,7 @@ impl Log {
             if log_append_time {
                 batch::set_log_append_time(bytes, now_ms);
             }
-            let header = batch::BatchHeader::parse(bytes)
+            let header = BatchHeader::parse(bytes)
                 .ok_or_else(|| Error::InvalidBatch("batch shorter than its header".into()))?;
             placed.push((b.pos, header));
             next = next
@@ -407,7 +458,122 @@ impl Log {
                 .ok_or_else(|| Error::InvalidBatch("offset overflow".into()))?;
         }
         let last_offset = next - 1;
+        self.commit_batches(&mut w, &config, &buf, &placed, &producer_batches, now_ms)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
 
+    /// Appends batches fetched from the leader as they are: their base
+    /// offsets, partition leader epochs and timestamps are kept (no offset
+    /// assignment, no LogAppendTime rewrite, no idempotence checks, no
+    /// `max.message.bytes` or key checks: the leader accepted them). Framing,
+    /// magic and CRC are validated before anything is written. The first
+    /// batch must start at or after the log end offset and every batch after
+    /// the previous one's last offset, else [`Error::OffsetMismatch`]; a
+    /// forward gap is accepted because a compacted leader log has them (as
+    /// Kafka's follower accepts them). A batch epoch older than the log's
+    /// newest data epoch is [`Error::StaleLeaderEpoch`]. Indexes, producer
+    /// state and the leader epoch cache are updated. Data is written (page
+    /// cache) but not fsynced: call [`Log::sync`] before reporting it. Empty
+    /// `records` is a no-op answering `base_offset = log_end_offset` and
+    /// `last_offset = base_offset - 1`.
+    pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo> {
+        let config = self.config.read().clone();
+        if records.is_empty() {
+            let end = self.log_end_offset();
+            return Ok(AppendInfo {
+                base_offset: end,
+                last_offset: end - 1,
+                log_append_time: -1,
+                log_start_offset: self.log_start_offset(),
+                duplicate: false,
+            });
+        }
+        let batches = batch::validate_all(&records, usize::MAX)?;
+        self.check_poisoned()?;
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+        let mut expected = self.log_end.load(Ordering::Acquire);
+        let mut data_epoch = self.data_epoch();
+        let mut placed = Vec::with_capacity(batches.len());
+        for b in &batches {
+            let h = b.header;
+            if h.base_offset < expected {
+                return Err(Error::OffsetMismatch {
+                    expected,
+                    got: h.base_offset,
+                });
+            }
+            let last = h
+                .base_offset
+                .checked_add(i64::from(h.last_offset_delta))
+                .ok_or_else(|| Error::InvalidBatch("offset overflow".into()))?;
+            if h.partition_leader_epoch >= 0 {
+                if let Some(latest) = data_epoch.filter(|e| h.partition_leader_epoch < *e) {
+                    return Err(Error::StaleLeaderEpoch {
+                        latest,
+                        got: h.partition_leader_epoch,
+                    });
+                }
+                data_epoch = Some(h.partition_leader_epoch);
+            }
+            placed.push((b.pos, h));
+            expected = last + 1;
+        }
+        let (base_offset, last_offset) = match (placed.first(), placed.last()) {
+            (Some((_, f)), Some((_, l))) => (f.base_offset, l.last_offset()),
+            _ => return Err(Error::InvalidBatch("no record batch".into())),
+        };
+        if last_offset - base_offset > MAX_RELATIVE_OFFSET {
+            return Err(Error::InvalidBatch(format!(
+                "follower append spans offsets {base_offset}..={last_offset}, too many for one segment"
+            )));
+        }
+        let producer_batches: Vec<Option<ProducerBatch>> = placed
+            .iter()
+            .map(|(_, h)| ProducerBatch::from_header(h))
+            .collect();
+        self.commit_batches(
+            &mut w,
+            &config,
+            &records,
+            &placed,
+            &producer_batches,
+            wall_clock_ms(),
+        )?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Writes validated batches (headers final) at the end of the log: rolls
+    /// when due, records new leader epochs (checkpoint written before the
+    /// data, so it is never behind the log), writes, updates the segment's
+    /// indexes, publishes to readers and records producer state. Caller holds
+    /// the append lock.
+    fn commit_batches(
+        &self,
+        w: &mut WriterState,
+        config: &LogConfig,
+        buf: &[u8],
+        placed: &[(usize, BatchHeader)],
+        producer_batches: &[Option<ProducerBatch>],
+        now_ms: i64,
+    ) -> Result<()> {
+        let (Some((_, first)), Some((_, last))) = (placed.first(), placed.last()) else {
+            return Ok(());
+        };
+        let (base_offset, last_offset) = (first.base_offset, last.last_offset());
+        let next = last_offset + 1;
         let mut active = self.active()?;
         let roll_size = config.segment_bytes.min(MAX_SEGMENT_BYTES);
         let too_big = active.size() + buf.len() as u64 > roll_size;
@@ -418,15 +584,35 @@ impl Log {
             .is_some_and(|first| now_ms.saturating_sub(first) >= config.segment_ms);
         let too_far = last_offset - active.base_offset > MAX_RELATIVE_OFFSET;
         if !active.is_empty() && (too_big || too_old || too_far) {
-            self.roll(&mut w, base_offset)?;
+            self.roll(w, base_offset)?;
             active = self.active()?;
         }
 
+        let old_epochs = self.epochs.read().clone();
+        let mut new_epochs = old_epochs.clone();
+        let mut epochs_changed = false;
+        for (_, h) in placed {
+            epochs_changed |= new_epochs.assign(h.partition_leader_epoch, h.base_offset);
+        }
+        if epochs_changed {
+            checkpoint::write_leader_epochs(&self.dir, new_epochs.entries())?;
+            *self.epochs.write() = new_epochs;
+        }
+
         let start = active.size();
-        active.write_batches(&buf)?;
+        if let Err(e) = active.write_batches(buf) {
+            if epochs_changed {
+                // Best effort: a checkpoint ahead of the log is also fixed on open.
+                *self.epochs.write() = old_epochs.clone();
+                if let Err(ce) = checkpoint::write_leader_epochs(&self.dir, old_epochs.entries()) {
+                    tracing::warn!(dir = %self.dir.display(), error = %ce, "could not restore the leader epoch checkpoint");
+                }
+            }
+            return Err(e);
+        }
         {
             let mut st = active.state.lock();
-            for (pos, header) in &placed {
+            for (pos, header) in placed {
                 st.on_batch(
                     active.base_offset,
                     start + *pos as u64,
@@ -439,20 +625,21 @@ impl Log {
             }
         }
         active.publish(start + buf.len() as u64, next);
-        for (pb, (_, header)) in producer_batches.iter().zip(&placed) {
+        for (pb, (_, header)) in producer_batches.iter().zip(placed) {
             if let Some(pb) = pb {
                 w.producers
                     .record(pb, header.base_offset, header.last_offset());
             }
         }
         self.log_end.store(next, Ordering::Release);
-        Ok(AppendInfo {
-            base_offset,
-            last_offset,
-            log_append_time: if log_append_time { now_ms } else { -1 },
-            log_start_offset: self.log_start_offset(),
-            duplicate: false,
-        })
+        Ok(())
+    }
+
+    /// The epoch of the newest data: the latest epoch entry starting below
+    /// the log end (a new leader's entry at the log end holds no data yet).
+    fn data_epoch(&self) -> Option<i32> {
+        let end = self.log_end.load(Ordering::Acquire);
+        self.epochs.read().epoch_at(end - 1).map(|e| e.epoch)
     }
 
     /// Closes the active segment (indexes written, data fsynced) and starts a
@@ -613,6 +800,7 @@ impl Log {
         }
         checkpoint::write_log_start(&self.dir, offset)?;
         self.log_start.store(offset, Ordering::Release);
+        self.on_log_start_moved(offset)?;
         let active = self.active()?;
         if !active.is_empty() && active.next_offset() <= offset {
             // Everything is deleted: start an empty active segment at the end.
@@ -627,6 +815,19 @@ impl Log {
             .count();
         self.remove_oldest(n)?;
         Ok(offset)
+    }
+
+    /// Keeps the high watermark and the leader epoch cache consistent with a
+    /// log start offset that moved up to `start` (Kafka's truncateFromStart).
+    /// Caller holds the append lock.
+    fn on_log_start_moved(&self, start: i64) -> Result<()> {
+        self.high_watermark.fetch_max(start, Ordering::SeqCst);
+        let mut epochs = self.epochs.read().clone();
+        if epochs.truncate_from_start(start) {
+            checkpoint::write_leader_epochs(&self.dir, epochs.entries())?;
+            *self.epochs.write() = epochs;
+        }
+        Ok(())
     }
 
     /// Removes the `n` oldest segments from the list and deletes their files.
@@ -682,6 +883,7 @@ impl Log {
         let new_first = segs[n].base_offset;
         self.remove_oldest(n)?;
         self.log_start.fetch_max(new_first, Ordering::AcqRel);
+        self.on_log_start_moved(self.log_start_offset())?;
         tracing::info!(dir = %self.dir.display(), segments = n, log_start_offset = self.log_start_offset(), "retention deleted segments");
         Ok(n)
     }
@@ -703,9 +905,22 @@ impl Log {
         Ok(())
     }
 
-    /// Removes every record at or after `offset` (used by replication later and
-    /// tests). A batch containing `offset` is removed entirely, so the new log
-    /// end offset is the base offset of that batch.
+    /// Removes every record at or after `offset` (follower truncation after a
+    /// leader change, and tests). A batch containing `offset` is removed
+    /// entirely, so the new log end offset is the base offset of that batch:
+    /// truncation works at batch boundaries, as Kafka's does (a follower
+    /// truncating to a leader's epoch end offset always lands on one, since
+    /// it copied the leader's batches). `offset >= log_end_offset` is a no-op.
+    ///
+    /// Everything derived from the log follows: indexes and time index,
+    /// idempotent-producer state (rebuilt from the remaining headers), the
+    /// leader epoch cache (entries starting at or after the new end removed),
+    /// the high watermark (lowered to the new end, checkpoint rewritten), the
+    /// recovery point, the cleaner checkpoint and the synced offset.
+    /// Crash-safe: segments are removed newest first and the cut segment is
+    /// shortened last, so a crash at any step leaves a prefix of the old log,
+    /// which recovery accepts; the epoch checkpoint is rewritten after the
+    /// data, and open drops entries past the recovered end.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
         let interval = self.config.read().index_interval_bytes;
         let mut w = self.writer.lock();
@@ -748,14 +963,175 @@ impl Log {
             None => (target.size(), target.next_offset()),
         };
         target.truncate(pos, new_end, interval)?;
-        self.log_end.store(new_end, Ordering::Release);
+        self.log_end.store(new_end, Ordering::SeqCst);
         self.log_start.fetch_min(new_end, Ordering::AcqRel);
         self.synced_offset.fetch_min(new_end, Ordering::AcqRel);
+        // After the log end is published, so a concurrent raise is clamped.
+        self.high_watermark.fetch_min(new_end, Ordering::SeqCst);
         if self.cleaner_offset.fetch_min(new_end, Ordering::AcqRel) > new_end {
             checkpoint::write_cleaner_offset(&self.dir, new_end)?;
         }
+        let mut epochs = self.epochs.read().clone();
+        if epochs.truncate_from_end(new_end) {
+            checkpoint::write_leader_epochs(&self.dir, epochs.entries())?;
+            *self.epochs.write() = epochs;
+        }
+        self.lower_high_watermark_checkpoint()?;
         w.producers = recovery::rebuild_producers(&self.snapshot())?;
         Ok(())
+    }
+
+    /// Rewrites the high watermark checkpoint if it is above the current
+    /// high watermark, so a crash cannot bring back a high watermark over
+    /// truncated (and later rewritten) offsets.
+    fn lower_high_watermark_checkpoint(&self) -> Result<()> {
+        let mut last = self.hw_checkpointed.lock();
+        let hw = self.high_watermark();
+        if *last > hw {
+            checkpoint::write_high_watermark(&self.dir, hw)?;
+            *last = hw;
+        }
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset`: every segment is deleted,
+    /// log start, log end and high watermark become `offset`, and the leader
+    /// epoch cache and producer state are cleared (Kafka's
+    /// truncateFullyAndStartAt). A follower does this when its fetch offset
+    /// is out of the leader's range (below the leader's log start), or when
+    /// the leader's first batch starts before the follower's empty log.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            let (start, end) = (self.log_start_offset(), self.log_end_offset());
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let mut w = self.writer.lock();
+        self.check_poisoned()?;
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        // The new start is durable first: whatever a crash leaves below it is unreadable.
+        checkpoint::write_log_start(&self.dir, offset)?;
+        checkpoint::write_recovery_point(
+            &self.dir,
+            RecoveryPoint {
+                offset: 0,
+                clean: false,
+            },
+        )?;
+        w.recovery_point = 0;
+        let old = self.snapshot();
+        for seg in old.iter().rev() {
+            seg.delete_files()?;
+        }
+        let seg = Arc::new(Segment::create(&self.dir, offset)?);
+        *self.segments.write() = Arc::new(vec![seg]);
+        self.log_end.store(offset, Ordering::SeqCst);
+        self.log_start.store(offset, Ordering::SeqCst);
+        self.synced_offset.store(offset, Ordering::SeqCst);
+        self.high_watermark.store(offset, Ordering::SeqCst);
+        self.cleaner_offset.store(offset, Ordering::SeqCst);
+        checkpoint::write_cleaner_offset(&self.dir, offset)?;
+        checkpoint::write_leader_epochs(&self.dir, &[])?;
+        *self.epochs.write() = LeaderEpochCache::default();
+        {
+            let mut last = self.hw_checkpointed.lock();
+            checkpoint::write_high_watermark(&self.dir, offset)?;
+            *last = offset;
+        }
+        w.producers = producer_state::ProducerStateManager::default();
+        Ok(())
+    }
+
+    /// The newest leader epoch in the epoch cache (including one recorded by
+    /// [`Log::assign_epoch_start`] with no data yet); `None` when unknown.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.read().latest().map(|e| e.epoch)
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer, as `(epoch, end offset)`: for the
+    /// latest epoch, the log end offset; for an older one, the largest known
+    /// epoch <= `epoch` and the start offset of the next higher epoch; for an
+    /// epoch below every known one, `(epoch, start of the first known epoch)`
+    /// (the older data was removed; Kafka answers the same). `None` means
+    /// UNDEFINED: no epoch is known, `epoch` is negative, or above the latest.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let epochs = self.epochs.read();
+        epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Records that `epoch` starts at the current log end offset, before any
+    /// batch of it is written (a new leader does this, so OffsetForLeaderEpoch
+    /// answers for its epoch at once). No-op when `epoch` is already the
+    /// latest; an epoch older than the latest is [`Error::StaleLeaderEpoch`].
+    /// The checkpoint is written before returning. A cache entry with no data
+    /// behind it is dropped if the log is reopened (as in Kafka).
+    pub fn assign_epoch_start(&self, epoch: i32) -> Result<()> {
+        if epoch < 0 {
+            return Err(Error::StaleLeaderEpoch {
+                latest: self.latest_epoch().unwrap_or(-1),
+                got: epoch,
+            });
+        }
+        let _w = self.writer.lock();
+        self.check_poisoned()?;
+        let mut epochs = self.epochs.read().clone();
+        if let Some(latest) = epochs.latest().map(|e| e.epoch) {
+            if epoch < latest {
+                return Err(Error::StaleLeaderEpoch { latest, got: epoch });
+            }
+        }
+        if epochs.assign(epoch, self.log_end.load(Ordering::Acquire)) {
+            checkpoint::write_leader_epochs(&self.dir, epochs.entries())?;
+            *self.epochs.write() = epochs;
+        }
+        Ok(())
+    }
+
+    /// The leader epoch cache, oldest first: each epoch and the first offset
+    /// written under it (strictly increasing in both).
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.epochs.read().entries().to_vec()
+    }
+
+    /// The high watermark: offsets below it are committed (replicated to the
+    /// ISR); always within `[log_start_offset, log_end_offset]`.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+            .load(Ordering::SeqCst)
+            .max(self.log_start.load(Ordering::SeqCst))
+    }
+
+    /// Raises the high watermark to `hw` clamped to `[log_start_offset,
+    /// log_end_offset]`; a lower value is ignored (only truncation lowers it).
+    /// Returns the high watermark after the call. Lock-free; persisted by
+    /// [`Log::checkpoint_high_watermark`] and [`Log::close`].
+    pub fn set_high_watermark(&self, hw: i64) -> i64 {
+        let end = self.log_end.load(Ordering::SeqCst);
+        let start = self.log_start.load(Ordering::SeqCst);
+        self.high_watermark
+            .fetch_max(hw.min(end).max(start), Ordering::SeqCst);
+        // A truncation may have published a lower end meanwhile; it clamps
+        // after publishing, and this clamps after raising, so one of the two
+        // sees the other.
+        let end = self.log_end.load(Ordering::SeqCst);
+        self.high_watermark.fetch_min(end, Ordering::SeqCst);
+        self.high_watermark()
+    }
+
+    /// Writes the high watermark checkpoint if the high watermark changed
+    /// since the last write (call periodically; [`Log::close`] does it too).
+    pub fn checkpoint_high_watermark(&self) -> Result<()> {
+        let mut last = self.hw_checkpointed.lock();
+        let hw = self.high_watermark();
+        if *last != hw {
+            checkpoint::write_high_watermark(&self.dir, hw)?;
+            *last = hw;
+        }
+        Ok(())
+    }
+
+    /// Every offset below this is fsynced (see [`Log::sync`]).
+    pub fn synced_offset(&self) -> i64 {
+        self.synced_offset.load(Ordering::Acquire)
     }
 
     /// Replaces the config (alter configs at runtime).
@@ -776,6 +1152,7 @@ impl Log {
         self.synced_offset.fetch_max(end, Ordering::AcqRel);
         let active = self.active()?;
         active.write_indexes()?;
+        self.checkpoint_high_watermark()?;
         w.recovery_point = active.base_offset;
         checkpoint::write_recovery_point(
             &self.dir,

@@ -5,6 +5,9 @@
 //! after it is cut off. An interrupted compaction swap is finished or rolled
 //! back first (see [`compaction::finish_interrupted_swaps`]). Index files that are missing or differ from the
 //! rebuilt ones are rewritten; stray temp and orphan index files are removed.
+//! The leader epoch checkpoint is clamped to the recovered log and checked
+//! against every batch's epoch; when missing, damaged or inconsistent it is
+//! rebuilt from the batch headers.
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
@@ -13,6 +16,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::compaction;
+use crate::epoch_cache::LeaderEpochCache;
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, io_err, Segment};
@@ -25,7 +29,82 @@ pub(crate) struct Opened {
     pub(crate) log_start: i64,
     pub(crate) log_end: i64,
     pub(crate) recovery_point: i64,
+    pub(crate) epochs: LeaderEpochCache,
     pub(crate) report: RecoveryReport,
+}
+
+/// Consecutive batches with the same partition leader epoch, in log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EpochRun {
+    pub(crate) epoch: i32,
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
+}
+
+/// Extends `runs` with one batch.
+pub(crate) fn push_run(runs: &mut Vec<EpochRun>, epoch: i32, base_offset: i64, last_offset: i64) {
+    match runs.last_mut() {
+        Some(r) if r.epoch == epoch => r.last_offset = last_offset,
+        _ => runs.push(EpochRun {
+            epoch,
+            base_offset,
+            last_offset,
+        }),
+    }
+}
+
+/// True when `cache` gives every batch at or after `log_start` its header epoch.
+fn epochs_consistent(cache: &LeaderEpochCache, runs: &[EpochRun], log_start: i64) -> bool {
+    runs.iter()
+        .filter(|r| r.epoch >= 0 && r.last_offset >= log_start)
+        .all(|r| {
+            let from = r.base_offset.max(log_start);
+            let Some(entry) = cache.epoch_at(from) else {
+                return false;
+            };
+            // No other epoch may start inside the run.
+            entry.epoch == r.epoch
+                && cache
+                    .epoch_at(r.last_offset)
+                    .is_some_and(|e| e.epoch == r.epoch)
+        })
+}
+
+/// The leader epoch cache of a recovered log: the checkpoint clamped to
+/// `[log_start, log_end)` when it agrees with the batch headers, else rebuilt
+/// from them. Returns the cache and whether it was rebuilt.
+fn recover_epochs(
+    dir: &Path,
+    runs: &[EpochRun],
+    log_start: i64,
+    log_end: i64,
+) -> Result<(LeaderEpochCache, bool), Error> {
+    let loaded = checkpoint::read_leader_epochs(dir).and_then(LeaderEpochCache::from_entries);
+    let rebuilt =
+        || LeaderEpochCache::rebuild(runs.iter().map(|r| (r.epoch, r.base_offset)), log_start);
+    let (cache, rebuild, changed) = match loaded {
+        Some(mut cache) => {
+            // Entries past the end were written ahead of data a crash lost.
+            let mut changed = cache.truncate_from_end(log_end);
+            changed |= cache.truncate_from_start(log_start);
+            if epochs_consistent(&cache, runs, log_start) {
+                (cache, false, changed)
+            } else {
+                tracing::warn!(dir = %dir.display(), "leader epoch checkpoint disagrees with the batch headers; rebuilding it");
+                (rebuilt(), true, true)
+            }
+        }
+        None => {
+            if dir.join(checkpoint::LEADER_EPOCH_FILE).exists() {
+                tracing::warn!(dir = %dir.display(), "leader epoch checkpoint is damaged; rebuilding it from the batch headers");
+            }
+            (rebuilt(), true, true)
+        }
+    };
+    if changed {
+        checkpoint::write_leader_epochs(dir, cache.entries())?;
+    }
+    Ok((cache, rebuild))
 }
 
 enum FileKind {
@@ -89,6 +168,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     let mut segments: Vec<Arc<Segment>> = Vec::new();
     let mut to_rewrite: Vec<i64> = Vec::new();
     let mut delete_rest_from: Option<usize> = None;
+    let mut runs: Vec<EpochRun> = Vec::new();
 
     for (i, &base) in bases.iter().enumerate() {
         let is_last = i + 1 == bases.len();
@@ -122,6 +202,12 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }
+            push_run(
+                &mut runs,
+                m.header.partition_leader_epoch,
+                m.header.base_offset,
+                m.header.last_offset(),
+            );
         })
         .map_err(|e| io_err(&log_path, e))?;
         if verify {
@@ -243,6 +329,8 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         .max(first_base)
         .min(log_end);
     let recovery_point = segments[last].base_offset;
+    let (epochs, epochs_rebuilt) = recover_epochs(dir, &runs, log_start, log_end)?;
+    report.epoch_cache_rebuilt = epochs_rebuilt;
     checkpoint::write_recovery_point(
         dir,
         RecoveryPoint {
@@ -256,6 +344,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         log_start,
         log_end,
         recovery_point,
+        epochs,
         report,
     })
 }
