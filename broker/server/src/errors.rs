@@ -90,6 +90,9 @@ pub fn log_error_code(err: &runnel_log::Error) -> ResponseError {
         E::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         // Kafka: "Compacted topic cannot accept message without key".
         E::KeylessRecordOnCompactedTopic { .. } => ResponseError::InvalidRecord,
+        // Replication (runnel-log follower appends and epoch checks).
+        E::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        E::OffsetMismatch { .. } => ResponseError::UnknownServerError,
     }
 }
 
