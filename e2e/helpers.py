@@ -87,9 +87,9 @@ def admin(bootstrap: str) -> AdminClient:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, replication_factor: int = 1) -> None:
     a = admin(bootstrap)
-    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+    fs = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
                                    config=config or {})], operation_timeout=timeout, request_timeout=timeout)
     fs[name].result(timeout)
     wait_until(lambda: topic_partitions(bootstrap, name) == partitions, timeout,

@@ -1,0 +1,144 @@
+"""A multi-broker cluster of real `runnel-broker` processes for the replication scenarios.
+
+Broker 0 starts a new cluster (no seeds); brokers 1.. join through broker 0's metadata
+(controller) listener. Every broker binds port 0 the first time; restarts reuse the Kafka and
+controller ports they bound first, because the quorum remembers its members' addresses.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from conftest import Broker, BrokerExited
+from helpers import wait_until
+
+CONTROLLER_RE = re.compile(r"controller=(\S+):(\d+)")
+
+
+class ClusterBroker(Broker):
+    """A broker that knows its node id, its controller listener and the seeds it joins through."""
+
+    def __init__(self, node_id: int, data_dir: Path, log_dir: Path, seeds: list[str],
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+        super().__init__(data_dir, log_dir, extra_args, env)
+        self.node_id = node_id
+        self.seeds = list(seeds)
+        self.controller_port: int | None = None
+
+    @property
+    def controller(self) -> str:
+        assert self.controller_port is not None, "broker not started"
+        return f"127.0.0.1:{self.controller_port}"
+
+    def command(self, listen: str, admin_listen: str) -> list[str]:
+        controller = f"127.0.0.1:{self.controller_port}" if self.controller_port else "127.0.0.1:0"
+        cmd = super().command(listen, admin_listen) + ["--node-id", str(self.node_id),
+                                                        "--controller-listen", controller]
+        if self.seeds:
+            cmd += ["--seeds", ",".join(self.seeds)]
+        return cmd
+
+    def _wait_ready(self, deadline_s: float) -> None:
+        super()._wait_ready(deadline_s)
+        m = CONTROLLER_RE.search(self.stdout_path.read_text(errors="replace"))
+        assert m, "the ready line names no controller address"
+        self.controller_port = int(m.group(2))
+
+    def restart(self, deadline_s: float = 90.0) -> "ClusterBroker":
+        """Stop (if running) and start again on the same Kafka and controller ports."""
+        self.stop()
+        return self.start_again(deadline_s)
+
+    def start_again(self, deadline_s: float = 90.0) -> "ClusterBroker":
+        """Start a stopped broker again on the ports it had (retrying while they are busy)."""
+        assert self.port is not None, "start_again needs a previous start"
+        port = self.port
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                self.start(listen=f"127.0.0.1:{port}", admin_listen="127.0.0.1:0",
+                           deadline_s=max(1.0, end - time.monotonic()))
+                return self
+            except BrokerExited as e:
+                busy = "in use" in str(e).lower() or "addrinuse" in str(e).lower()
+                if not busy or time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
+
+
+class Cluster:
+    """N brokers forming one cluster."""
+
+    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None):
+        self.root = Path(root)
+        self.size = size
+        self.extra_args = list(extra_args or [])
+        self.brokers: list[ClusterBroker] = []
+
+    def start(self) -> "Cluster":
+        for i in range(self.size):
+            seeds = [self.brokers[0].controller] if i > 0 else []
+            b = ClusterBroker(i, self.root / f"data{i}", self.root / f"logs{i}", seeds, self.extra_args)
+            b.data_dir.mkdir(parents=True, exist_ok=True)
+            self.brokers.append(b)
+            b.start()
+        self.wait_registered(self.size)
+        return self
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers if b.port is not None)
+
+    def admin(self) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def by_id(self, node_id: int) -> ClusterBroker:
+        return next(b for b in self.brokers if b.node_id == node_id)
+
+    def live(self) -> list[ClusterBroker]:
+        return [b for b in self.brokers if b.alive()]
+
+    def wait_registered(self, n: int, timeout: float = 60.0) -> None:
+        """Wait until Metadata (asked of a live broker) lists `n` brokers."""
+        def registered():
+            md = AdminClient({"bootstrap.servers": self.live()[0].bootstrap}).list_topics(timeout=5)
+            return len(md.brokers) == n
+        wait_until(registered, timeout, what=f"{n} brokers in Metadata")
+
+    def partition_state(self, topic: str, partition: int):
+        """(leader, replicas, isrs) as Metadata from a live broker reports them."""
+        md = AdminClient({"bootstrap.servers": ",".join(b.bootstrap for b in self.live())}) \
+            .list_topics(topic, timeout=10)
+        p = md.topics[topic].partitions[partition]
+        return p.leader, list(p.replicas), list(p.isrs)
+
+    def leader_of(self, topic: str, partition: int) -> ClusterBroker:
+        leader, _, _ = self.partition_state(topic, partition)
+        assert leader >= 0, f"{topic}/{partition} has no leader"
+        return self.by_id(leader)
+
+    def wait_leader(self, topic: str, partition: int, not_on: int | None = None,
+                    timeout: float = 60.0) -> ClusterBroker:
+        """Wait for a leader (other than `not_on`) that is alive, and return it."""
+        def elected():
+            leader, _, _ = self.partition_state(topic, partition)
+            if leader < 0 or leader == not_on:
+                return None
+            b = self.by_id(leader)
+            return b if b.alive() else None
+        return wait_until(elected, timeout, what=f"a new leader for {topic}/{partition}")
+
+    def wait_isr(self, topic: str, partition: int, size: int, timeout: float = 90.0) -> None:
+        wait_until(lambda: len(self.partition_state(topic, partition)[2]) == size, timeout,
+                   what=f"ISR of {topic}/{partition} to have {size} members")
+
+    def stop(self) -> None:
+        for b in self.brokers:
+            try:
+                b.stop()
+            except Exception as e:  # teardown must reach every broker
+                print(f"stopping broker {b.node_id} failed: {e}")
