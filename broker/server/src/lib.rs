@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod persist;
 pub mod producer_ids;
+pub mod replica;
 pub mod server;
 pub mod signals;
 pub mod topic_config;
