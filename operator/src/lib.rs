@@ -1,12 +1,18 @@
 //! The Runnel Kubernetes operator: the `runnel.dev/v1alpha1` custom resource types
-//! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, and pure builders for the
-//! Kubernetes objects a `Cluster` owns.
+//! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, pure builders for the Kubernetes
+//! objects a `Cluster` owns, and the controllers (`run`) that reconcile them.
 
 pub mod apply;
+pub mod controller;
 pub mod crd;
+pub mod http;
+pub mod kafka;
 pub mod lag;
+pub mod leader;
+pub mod metrics;
 pub mod plan;
 pub mod resources;
+pub mod run;
 pub mod status;
 
 pub use crd::{crds, crds_yaml};
@@ -50,4 +56,34 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A Kafka admin call to a Cluster's brokers failed.
+    #[error("{what}: {source}")]
+    Kafka {
+        /// The call that failed.
+        what: String,
+        /// The client error.
+        #[source]
+        source: runnel_client::Error,
+    },
+    /// Adding or removing a finalizer, or the cleanup behind it, failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Another replica took the leader Lease (or it could not be renewed in time).
+    #[error("lost the leader Lease {0}")]
+    LostLeadership(String),
+}
+
+impl Error {
+    /// A short label for the `reason` of the reconcile failure metric.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            Error::Serialize { .. } => "serialize",
+            Error::MissingMetadata { .. } => "missing_metadata",
+            Error::Kube { .. } => "kube_api",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::Kafka { .. } => "kafka",
+            Error::Finalizer(_) => "finalizer",
+            Error::LostLeadership(_) => "lost_leadership",
+        }
+    }
 }

@@ -1,7 +1,14 @@
-//! `runnel-operator`: `crd` prints the CustomResourceDefinitions.
+//! `runnel-operator`: `run` runs the controllers; `crd` prints the CustomResourceDefinitions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use runnel_operator::kafka::ServiceDns;
+use runnel_operator::leader::LeaseConfig;
+use runnel_operator::run::RunConfig;
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +23,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the Cluster, Topic and Consumer controllers (log filter: RUST_LOG, default info).
+    Run {
+        /// Campaign for a coordination.k8s.io Lease and reconcile only while holding it, so
+        /// several replicas are safe.
+        #[arg(long)]
+        leader_election: bool,
+        /// Namespace to watch (repeatable); none watches every namespace.
+        #[arg(long = "namespace", value_name = "NS")]
+        namespaces: Vec<String>,
+        /// Broker image for Clusters that do not set spec.image.
+        #[arg(long, value_name = "IMAGE")]
+        broker_image: Option<String>,
+        /// Address of the HTTP endpoint (/metrics, /healthz, /readyz).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Namespace of the leader Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Identity in the leader Lease (the pod name).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Seconds between re-reconciles of healthy objects (drift detection, lag refresh).
+        #[arg(long, default_value_t = 60)]
+        resync_seconds: u64,
+    },
     /// Print the Cluster, Topic and Consumer CRDs as a multi-document YAML stream.
     Crd {
         /// Instead of printing, write one file per kind (cluster.yaml, topic.yaml, consumer.yaml)
@@ -25,8 +57,72 @@ enum Command {
     },
 }
 
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn run(command: Command) -> anyhow::Result<()> {
+    let Command::Run {
+        leader_election,
+        namespaces,
+        broker_image,
+        listen,
+        lease_namespace,
+        identity,
+        resync_seconds,
+    } = command
+    else {
+        unreachable!("run() is only called for the run command");
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "HTTP endpoint (/metrics, /healthz, /readyz)");
+    let identity = identity.unwrap_or_else(|| format!("runnel-operator-{}", std::process::id()));
+    let config = RunConfig {
+        namespaces,
+        leader_election: leader_election
+            .then(|| LeaseConfig::new(lease_namespace, identity.clone())),
+        broker_image,
+        resync: Duration::from_secs(resync_seconds.max(1)),
+        resolver: Arc::new(ServiceDns),
+        instance: Some(identity),
+    };
+    runnel_operator::run::run(client, config, Some(listener), shutdown_signal()).await?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        command @ Command::Run { .. } => run(command)?,
         Command::Crd { out_dirs } if out_dirs.is_empty() => {
             print!("{}", runnel_operator::crds_yaml()?)
         }

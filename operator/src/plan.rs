@@ -171,6 +171,40 @@ pub fn plan_topic(
     plan
 }
 
+/// New replica lists that give every partition `rf` replicas: current replicas are kept in
+/// order (the leader stays first), extra ones are taken from `brokers` round-robin starting at
+/// the partition index (spreading the load), surplus ones are dropped from the end. Returns only
+/// the partitions whose list changes; empty when `brokers` has fewer than `rf` brokers.
+pub fn reassignment_targets(
+    current: &[(i32, Vec<i32>)],
+    brokers: &[i32],
+    rf: usize,
+) -> Vec<(i32, Vec<i32>)> {
+    if brokers.len() < rf {
+        return Vec::new();
+    }
+    let mut brokers = brokers.to_vec();
+    brokers.sort_unstable();
+    let mut out = Vec::new();
+    for (partition, replicas) in current {
+        let mut target: Vec<i32> = replicas.iter().copied().take(rf).collect();
+        let start = usize::try_from(*partition).unwrap_or(0);
+        for i in 0..brokers.len() {
+            if target.len() >= rf {
+                break;
+            }
+            let b = brokers[(start + i) % brokers.len()];
+            if !target.contains(&b) {
+                target.push(b);
+            }
+        }
+        if &target != replicas {
+            out.push((*partition, target));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +356,19 @@ mod tests {
             plan.actions,
             vec![TopicAction::ChangeReplicationFactor { from: 1, to: 3 }]
         );
+    }
+
+    #[test]
+    fn reassignment_keeps_current_replicas_and_spreads_new_ones() {
+        let current = vec![(0, vec![0]), (1, vec![1]), (2, vec![2, 0])];
+        assert_eq!(
+            reassignment_targets(&current, &[2, 0, 1], 2),
+            vec![(0, vec![0, 1]), (1, vec![1, 2])]
+        );
+        assert_eq!(
+            reassignment_targets(&current, &[0, 1, 2], 1),
+            vec![(2, vec![2])]
+        );
+        assert!(reassignment_targets(&current, &[0], 2).is_empty());
     }
 }

@@ -6,17 +6,22 @@
 
 mod admin;
 mod client;
+mod cluster;
 mod connection;
 mod error;
 mod fetch;
 pub mod group;
 pub mod partitioner;
 mod produce;
+mod reassign;
 
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
 pub use client::{
     topic_id_string, BrokerMetadata, Client, ClientConfig, ClusterMetadata, PartitionMetadata,
     TopicMetadata,
+};
+pub use cluster::{
+    ElectionOutcome, ElectionType, OngoingReassignment, QuorumInfo, QuorumMember, METADATA_TOPIC,
 };
 pub use connection::Connection;
 pub use error::{Error, KafkaErrorName, Result};
