@@ -10,6 +10,7 @@ mod group_commit;
 mod idempotent;
 mod properties;
 mod recovery;
+mod replication;
 mod retention;
 mod roll;
 mod timestamps;
