@@ -11,7 +11,9 @@
 //! preferred-leader rebalance.
 
 pub mod config;
+pub mod election;
 pub mod node;
+pub mod placement;
 pub mod state;
 pub mod types;
 

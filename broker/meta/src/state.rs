@@ -1,16 +1,717 @@
 //! [`ClusterState::apply`]: the deterministic transition function of the
 //! metadata state machine, with replica placement and leader election.
 //! No clocks, no randomness, no I/O: every node applies the same log and gets
-//! the same state.
+//! the same state. A refused command changes nothing but `applied_index`:
+//! every handler validates first and only then writes.
 
-use crate::types::{Applied, ClusterState, Command, Rejection};
+use std::collections::BTreeMap;
+
+use crate::election::{self, Revert};
+use crate::placement::{self, Candidate};
+use crate::types::{
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
+    Rejection, TopicMeta, NO_LEADER,
+};
+
+/// Topic (or cluster-default broker) config that allows electing an
+/// out-of-sync replica when no in-sync one is alive.
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 impl ClusterState {
     /// Applies one command committed at Raft log `index`. A refused command
     /// changes nothing except `applied_index`.
     pub fn apply(&mut self, index: u64, command: &Command) -> Result<Applied, Rejection> {
         self.applied_index = index;
-        let _ = command;
-        todo!("state machine transitions")
+        match command {
+            Command::InitCluster { cluster_id } => Ok(self.init_cluster(cluster_id)),
+            Command::RegisterBroker(info) => Ok(self.register_broker(info)),
+            Command::FenceBroker { id, incarnation } => {
+                match self.brokers.get(id) {
+                    Some(b) if b.incarnation == *incarnation && !b.fenced => {
+                        self.fence(*id);
+                        Ok(Applied::Done)
+                    }
+                    // Unknown, already fenced, or a newer registration: the
+                    // controller's expiry raced with a re-registration.
+                    _ => Ok(Applied::NoChange),
+                }
+            }
+            Command::CreateTopic {
+                name,
+                id,
+                placement,
+                configs,
+            } => self.create_topic(name, *id, placement, configs),
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Ok(Applied::Done),
+                None => Err(Rejection::UnknownTopic(name.clone())),
+            },
+            Command::CreatePartitions {
+                name,
+                total,
+                assignment,
+            } => self.create_partitions(name, *total, assignment.as_deref()),
+            Command::SetTopicConfigs { name, configs } => {
+                let topic = self
+                    .topics
+                    .get_mut(name)
+                    .ok_or_else(|| Rejection::UnknownTopic(name.clone()))?;
+                Ok(replace(&mut topic.configs, configs))
+            }
+            Command::SetBrokerConfigs { resource, configs } => {
+                self.set_broker_configs(resource, configs)
+            }
+            Command::AlterIsr {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.alter_isr(
+                topic,
+                *partition,
+                *leader,
+                *leader_epoch,
+                *partition_epoch,
+                isr,
+            ),
+            Command::ElectLeader {
+                topic,
+                partition,
+                election,
+            } => self.elect_leader(topic, *partition, *election),
+            Command::Reassign {
+                topic,
+                partition,
+                target,
+            } => self.reassign(topic, *partition, target.as_deref()),
+            Command::AllocateProducerIds { count } => {
+                if *count <= 0 {
+                    return Err(Rejection::Invalid(format!(
+                        "producer id block size must be positive, got {count}"
+                    )));
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id = first.checked_add(*count).ok_or_else(|| {
+                    Rejection::Invalid(format!(
+                        "producer ids exhausted: {first} + {count} overflows"
+                    ))
+                })?;
+                Ok(Applied::ProducerIds(first))
+            }
+        }
+    }
+
+    /// True when `broker` is registered and unfenced.
+    pub fn is_live(&self, broker: BrokerId) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
+    /// The topic's replication factor: the replica count of partition 0 once
+    /// any reassignment in progress is done (`None` for an unknown topic or
+    /// one without partitions).
+    pub fn replication_factor(&self, topic: &str) -> Option<usize> {
+        let p = self.topics.get(topic)?.partitions.first()?;
+        Some(p.replicas.len() - p.removing.len().min(p.replicas.len()))
+    }
+
+    /// `(topic, partition)` of every partition `broker` leads, in name order.
+    pub fn partitions_led_by(&self, broker: BrokerId) -> Vec<(String, i32)> {
+        self.partitions_where(|p| p.leader == broker)
+    }
+
+    /// `(topic, partition)` of every partition `broker` replicates (leading or following).
+    pub fn partitions_replicated_by(&self, broker: BrokerId) -> Vec<(String, i32)> {
+        self.partitions_where(|p| p.replicas.contains(&broker))
+    }
+
+    /// Partitions whose preferred (first) replica is live and in the ISR but
+    /// does not lead: what an automatic preferred-leader rebalance would
+    /// elect with [`Election::Preferred`].
+    pub fn preferred_imbalance(&self) -> Vec<(String, i32)> {
+        self.partitions_where(|p| {
+            p.replicas.first().is_some_and(|&preferred| {
+                p.leader != preferred && p.isr.contains(&preferred) && self.is_live(preferred)
+            })
+        })
+    }
+
+    /// Whether a topic may elect an out-of-sync leader: its own
+    /// `unclean.leader.election.enable`, else the cluster-wide broker default.
+    pub fn unclean_election_enabled(&self, topic: &str) -> bool {
+        let topic_value = self
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get(UNCLEAN_LEADER_ELECTION));
+        let value = topic_value.or_else(|| {
+            self.broker_configs
+                .get("")
+                .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION))
+        });
+        value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    fn partitions_where(&self, keep: impl Fn(&PartitionMeta) -> bool) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        for (name, topic) in &self.topics {
+            for (index, p) in topic.partitions.iter().enumerate() {
+                if keep(p) {
+                    out.push((name.clone(), partition_index(index)));
+                }
+            }
+        }
+        out
+    }
+
+    fn init_cluster(&mut self, cluster_id: &str) -> Applied {
+        if self.cluster_id.is_some() {
+            return Applied::NoChange;
+        }
+        self.cluster_id = Some(cluster_id.to_owned());
+        Applied::Done
+    }
+
+    fn register_broker(&mut self, info: &BrokerInfo) -> Applied {
+        let mut info = info.clone();
+        info.fenced = false;
+        if self.brokers.get(&info.id) == Some(&info) {
+            return Applied::NoChange;
+        }
+        // A new incarnation while the old one still counts as live: the old
+        // process is gone (restart faster than the session timeout), and its
+        // leaderships and ISR memberships must not carry over under the same
+        // leader epochs, since the new process may have lost an unsynced tail.
+        if let Some(old) = self.brokers.get(&info.id) {
+            if !old.fenced && old.incarnation != info.incarnation {
+                self.fence(info.id);
+            }
+        }
+        let id = info.id;
+        self.brokers.insert(id, info);
+        // Offline partitions this broker replicates can come back: it leads
+        // where it is the surviving ISR member (or where unclean election is on).
+        self.update_partitions(
+            |p| p.leader == NO_LEADER && p.replicas.contains(&id),
+            |state, p| {
+                let unclean = state.unclean;
+                election::elect_if_needed(p, &|b| state.is_live(b), unclean);
+            },
+        );
+        Applied::Done
+    }
+
+    /// Fences `id` (registered): drops it from every ISR but keeps a last
+    /// member, and re-elects leaders where it led.
+    fn fence(&mut self, id: BrokerId) {
+        if let Some(b) = self.brokers.get_mut(&id) {
+            b.fenced = true;
+        }
+        self.update_partitions(
+            |p| p.replicas.contains(&id),
+            |state, p| {
+                election::shrink_isr_without(p, id);
+                election::elect_if_needed(p, &|b| state.is_live(b), state.unclean);
+            },
+        );
+    }
+
+    /// Runs `change` on a copy of every partition `select` picks, and stores
+    /// the copies that differ with their epochs bumped.
+    fn update_partitions(
+        &mut self,
+        select: impl Fn(&PartitionMeta) -> bool,
+        change: impl Fn(&ChangeContext<'_>, &mut PartitionMeta),
+    ) {
+        let mut updates: Vec<(String, usize, PartitionMeta)> = Vec::new();
+        for (name, topic) in &self.topics {
+            let ctx = ChangeContext {
+                state: self,
+                unclean: self.unclean_election_enabled(name),
+            };
+            for (index, before) in topic.partitions.iter().enumerate() {
+                if !select(before) {
+                    continue;
+                }
+                let mut after = before.clone();
+                change(&ctx, &mut after);
+                if let Some(after) = election::finish(before, after) {
+                    updates.push((name.clone(), index, after));
+                }
+            }
+        }
+        for (name, index, after) in updates {
+            if let Some(slot) = self
+                .topics
+                .get_mut(&name)
+                .and_then(|t| t.partitions.get_mut(index))
+            {
+                *slot = after;
+            }
+        }
+    }
+
+    fn create_topic(
+        &mut self,
+        name: &str,
+        id: uuid::Uuid,
+        placement: &Placement,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Applied, Rejection> {
+        if self.topics.contains_key(name) {
+            return Err(Rejection::TopicExists(name.to_owned()));
+        }
+        let partitions = match placement {
+            Placement::Auto {
+                partitions,
+                replication_factor,
+            } => {
+                if *partitions < 1 {
+                    return Err(Rejection::InvalidPartitions(format!(
+                        "number of partitions must be at least 1, got {partitions}"
+                    )));
+                }
+                let count = usize::try_from(*partitions).unwrap_or(0);
+                let lists = self.auto_place(name, 0, count, i32::from(*replication_factor))?;
+                lists.into_iter().map(new_partition).collect()
+            }
+            Placement::Manual(lists) => {
+                if lists.is_empty() {
+                    return Err(Rejection::InvalidPartitions(
+                        "number of partitions must be at least 1, got 0".to_owned(),
+                    ));
+                }
+                self.validate_manual(lists, 0, None)?;
+                self.manual_partitions(lists)?
+            }
+        };
+        self.topics.insert(
+            name.to_owned(),
+            TopicMeta {
+                name: name.to_owned(),
+                id,
+                partitions,
+                configs: configs.clone(),
+            },
+        );
+        Ok(Applied::Done)
+    }
+
+    fn create_partitions(
+        &mut self,
+        name: &str,
+        total: i32,
+        assignment: Option<&[Vec<BrokerId>]>,
+    ) -> Result<Applied, Rejection> {
+        let topic = self
+            .topics
+            .get(name)
+            .ok_or_else(|| Rejection::UnknownTopic(name.to_owned()))?;
+        let current = topic.partitions.len();
+        let total_usize = usize::try_from(total).unwrap_or(0);
+        if total_usize < current {
+            return Err(Rejection::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; cannot shrink to {total}"
+            )));
+        }
+        if total_usize == current {
+            return Err(Rejection::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; cannot keep {total}, the count must increase"
+            )));
+        }
+        let added = total_usize - current;
+        let rf = self.replication_factor(name).unwrap_or(0);
+        let new_partitions: Vec<PartitionMeta> = match assignment {
+            None => {
+                let rf = i32::try_from(rf).unwrap_or(i32::MAX);
+                let lists = self.auto_place(name, current, added, rf)?;
+                lists.into_iter().map(new_partition).collect()
+            }
+            Some(lists) => {
+                if lists.len() != added {
+                    return Err(Rejection::InvalidReplicaAssignment(format!(
+                        "{added} new partitions need {added} replica assignments, got {}",
+                        lists.len()
+                    )));
+                }
+                self.validate_manual(lists, current, Some(rf))?;
+                self.manual_partitions(lists)?
+            }
+        };
+        if let Some(topic) = self.topics.get_mut(name) {
+            topic.partitions.extend(new_partitions);
+        }
+        Ok(Applied::Done)
+    }
+
+    /// Automatic placement of partitions `first..first + count` over the live brokers.
+    fn auto_place(
+        &self,
+        topic: &str,
+        first: usize,
+        count: usize,
+        replication_factor: i32,
+    ) -> Result<Vec<Vec<BrokerId>>, Rejection> {
+        let candidates: Vec<Candidate<'_>> = self
+            .live_brokers()
+            .map(|b| Candidate {
+                id: b.id,
+                rack: b.rack.as_deref(),
+            })
+            .collect();
+        if replication_factor < 1 {
+            return Err(Rejection::InvalidReplicationFactor(format!(
+                "replication factor must be at least 1, got {replication_factor}"
+            )));
+        }
+        let rf = usize::try_from(replication_factor).unwrap_or(usize::MAX);
+        if rf > candidates.len() {
+            return Err(Rejection::InvalidReplicationFactor(format!(
+                "replication factor {rf} is larger than the number of available brokers ({})",
+                candidates.len()
+            )));
+        }
+        Ok(placement::place(&candidates, topic, first, count, rf))
+    }
+
+    /// Checks explicit replica lists (numbered from `first_index`): non-empty,
+    /// one length (`expected_len` when given), no broker twice, all registered.
+    fn validate_manual(
+        &self,
+        lists: &[Vec<BrokerId>],
+        first_index: usize,
+        expected_len: Option<usize>,
+    ) -> Result<(), Rejection> {
+        let expected_len = expected_len.or_else(|| lists.first().map(Vec::len));
+        for (i, list) in lists.iter().enumerate() {
+            let index = first_index + i;
+            let label = format!("partition {index}");
+            validate_replica_list(self, list, &label)?;
+            if Some(list.len()) != expected_len {
+                return Err(Rejection::InvalidReplicaAssignment(format!(
+                    "partition {index} has {} replicas but the replication factor is {}",
+                    list.len(),
+                    expected_len.unwrap_or(0)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions for validated explicit lists: the ISR is the live replicas,
+    /// led by the first; a list with no live replica is refused.
+    fn manual_partitions(&self, lists: &[Vec<BrokerId>]) -> Result<Vec<PartitionMeta>, Rejection> {
+        lists
+            .iter()
+            .enumerate()
+            .map(|(index, list)| {
+                let isr: Vec<BrokerId> =
+                    list.iter().copied().filter(|&b| self.is_live(b)).collect();
+                let leader = *isr.first().ok_or_else(|| {
+                    Rejection::InvalidReplicaAssignment(format!(
+                        "every replica of partition {index} ({}) is fenced",
+                        join(list)
+                    ))
+                })?;
+                Ok(PartitionMeta {
+                    replicas: list.clone(),
+                    isr,
+                    leader,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
+    fn set_broker_configs(
+        &mut self,
+        resource: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Applied, Rejection> {
+        if !resource.is_empty() && resource.parse::<BrokerId>().is_err() {
+            return Err(Rejection::Invalid(format!(
+                "broker config resource must be a broker id or empty, got '{resource}'"
+            )));
+        }
+        if configs.is_empty() {
+            return Ok(match self.broker_configs.remove(resource) {
+                Some(old) if !old.is_empty() => Applied::Done,
+                _ => Applied::NoChange,
+            });
+        }
+        let slot = self.broker_configs.entry(resource.to_owned()).or_default();
+        Ok(replace(slot, configs))
+    }
+
+    /// The partition, or UnknownTopic naming `topic-partition`.
+    fn partition_ref(&self, topic: &str, partition: i32) -> Result<&PartitionMeta, Rejection> {
+        self.partition(topic, partition)
+            .ok_or_else(|| Rejection::UnknownTopic(format!("{topic}-{partition}")))
+    }
+
+    /// Stores `after` (epochs set by [`election::finish`]) or reports no change.
+    fn store(&mut self, topic: &str, partition: i32, after: PartitionMeta) -> Applied {
+        let Some(slot) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.topics.get_mut(topic)?.partitions.get_mut(i))
+        else {
+            return Applied::NoChange;
+        };
+        match election::finish(slot, after) {
+            Some(after) => {
+                *slot = after;
+                Applied::Done
+            }
+            None => Applied::NoChange,
+        }
+    }
+
+    fn alter_isr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: BrokerId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: &[BrokerId],
+    ) -> Result<Applied, Rejection> {
+        let tp = format!("{topic}-{partition}");
+        let p = self.partition_ref(topic, partition)?;
+        if leader == NO_LEADER || leader != p.leader {
+            return Err(Rejection::NotLeader(format!(
+                "broker {leader} is not the leader of {tp} (the leader is {})",
+                p.leader
+            )));
+        }
+        if leader_epoch != p.leader_epoch {
+            return Err(Rejection::StaleEpoch(format!(
+                "{tp} leader epoch {leader_epoch} is not the current {}",
+                p.leader_epoch
+            )));
+        }
+        if partition_epoch != p.partition_epoch {
+            return Err(Rejection::StaleEpoch(format!(
+                "{tp} partition epoch {partition_epoch} is not the current {}",
+                p.partition_epoch
+            )));
+        }
+        if !isr.contains(&leader) {
+            return Err(Rejection::Invalid(format!(
+                "new ISR [{}] of {tp} does not contain its leader {leader}",
+                join(isr)
+            )));
+        }
+        for (i, &member) in isr.iter().enumerate() {
+            if isr[..i].contains(&member) {
+                return Err(Rejection::Invalid(format!(
+                    "new ISR of {tp} lists broker {member} more than once"
+                )));
+            }
+            if !p.replicas.contains(&member) {
+                return Err(Rejection::Invalid(format!(
+                    "new ISR of {tp} names broker {member}, which is not a replica"
+                )));
+            }
+            if !self.is_live(member) {
+                return Err(Rejection::Invalid(format!(
+                    "new ISR of {tp} names broker {member}, which is fenced"
+                )));
+            }
+        }
+        let mut after = p.clone();
+        after.isr = isr.to_vec();
+        election::complete_reassignment_if_ready(&mut after, &|b| self.is_live(b));
+        Ok(self.store(topic, partition, after))
+    }
+
+    fn elect_leader(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        kind: Election,
+    ) -> Result<Applied, Rejection> {
+        let tp = format!("{topic}-{partition}");
+        let p = self.partition_ref(topic, partition)?;
+        let mut after = p.clone();
+        match kind {
+            Election::Preferred => {
+                let Some(&preferred) = p.replicas.first() else {
+                    return Err(Rejection::NoEligibleLeader(format!("{tp} has no replicas")));
+                };
+                if p.leader == preferred {
+                    return Ok(Applied::NoChange);
+                }
+                if !p.isr.contains(&preferred) {
+                    return Err(Rejection::NoEligibleLeader(format!(
+                        "preferred replica {preferred} of {tp} is not in the ISR [{}]",
+                        join(&p.isr)
+                    )));
+                }
+                if !self.is_live(preferred) {
+                    return Err(Rejection::NoEligibleLeader(format!(
+                        "preferred replica {preferred} of {tp} is fenced"
+                    )));
+                }
+                after.leader = preferred;
+            }
+            Election::Unclean => {
+                if p.leader != NO_LEADER && self.is_live(p.leader) {
+                    return Ok(Applied::NoChange);
+                }
+                election::elect_if_needed(&mut after, &|b| self.is_live(b), true);
+                if after.leader == NO_LEADER {
+                    return Err(Rejection::NoEligibleLeader(format!(
+                        "no live replica of {tp} among [{}]",
+                        join(&p.replicas)
+                    )));
+                }
+            }
+        }
+        Ok(self.store(topic, partition, after))
+    }
+
+    fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[BrokerId]>,
+    ) -> Result<Applied, Rejection> {
+        let tp = format!("{topic}-{partition}");
+        let unclean = self.unclean_election_enabled(topic);
+        let p = self.partition_ref(topic, partition)?;
+        let mut after = p.clone();
+        match target {
+            Some(target) => {
+                validate_replica_list(self, target, &tp)?;
+                election::start_reassignment(&mut after, target, &|b| self.is_live(b));
+            }
+            None => {
+                if p.adding.is_empty() && p.removing.is_empty() {
+                    return Err(Rejection::NoReassignment(tp));
+                }
+                let outcome =
+                    election::revert_reassignment(&mut after, &|b| self.is_live(b), unclean);
+                if outcome == Revert::NeedsUnclean && !unclean {
+                    return Err(Rejection::InvalidReplicaAssignment(format!(
+                        "cancelling the reassignment of {tp} needs an unclean leader election: \
+                         no original replica is in the ISR"
+                    )));
+                }
+            }
+        }
+        Ok(self.store(topic, partition, after))
     }
 }
+
+impl PartitionMeta {
+    /// Fewer in-sync replicas than assigned ones (replicas being added by a
+    /// reassignment do not count as missing), Kafka's under-replicated.
+    pub fn is_under_replicated(&self) -> bool {
+        self.isr.len() < self.replicas.len() - self.adding.len().min(self.replicas.len())
+    }
+
+    /// No leader: the partition can be neither produced to nor fetched from.
+    pub fn is_offline(&self) -> bool {
+        self.leader == NO_LEADER
+    }
+
+    /// A reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas once a reassignment in progress completes (the replicas when none is).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        election::target_replicas(self)
+    }
+
+    /// The replicas before the reassignment in progress began, or the replicas
+    /// when none is (what a cancel reverts to).
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
+    }
+}
+
+/// What a per-partition change may consult.
+struct ChangeContext<'a> {
+    state: &'a ClusterState,
+    /// The topic allows unclean leader election.
+    unclean: bool,
+}
+
+impl ChangeContext<'_> {
+    fn is_live(&self, broker: BrokerId) -> bool {
+        self.state.is_live(broker)
+    }
+}
+
+/// A fresh partition on `replicas`, led by the first, all in sync, epochs 0.
+fn new_partition(replicas: Vec<BrokerId>) -> PartitionMeta {
+    PartitionMeta {
+        leader: replicas.first().copied().unwrap_or(NO_LEADER),
+        isr: replicas.clone(),
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+        adding: Vec::new(),
+        removing: Vec::new(),
+    }
+}
+
+/// One replica list: non-empty, no broker twice, every broker registered.
+fn validate_replica_list(
+    state: &ClusterState,
+    list: &[BrokerId],
+    label: &str,
+) -> Result<(), Rejection> {
+    if list.is_empty() {
+        return Err(Rejection::InvalidReplicaAssignment(format!(
+            "{label} has an empty replica list"
+        )));
+    }
+    for (i, &b) in list.iter().enumerate() {
+        if list[..i].contains(&b) {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "{label} lists broker {b} more than once"
+            )));
+        }
+        if !state.brokers.contains_key(&b) {
+            return Err(Rejection::InvalidReplicaAssignment(format!(
+                "{label} names broker {b}, which is not registered"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `slot` with `new`, reporting whether that changed anything.
+fn replace(slot: &mut BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Applied {
+    if slot == new {
+        return Applied::NoChange;
+    }
+    slot.clone_from(new);
+    Applied::Done
+}
+
+fn join(ids: &[BrokerId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Partition indexes are `i32` on the wire; a topic never has more.
+fn partition_index(index: usize) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,1409 @@
+//! Unit and property tests of [`ClusterState::apply`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::UNCLEAN_LEADER_ELECTION;
+use crate::types::{
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
+    Rejection, NO_LEADER,
+};
+
+fn info(id: BrokerId, incarnation: u128, rack: Option<&str>) -> BrokerInfo {
+    BrokerInfo {
+        id,
+        host: format!("broker-{id}"),
+        port: 9092,
+        rack: rack.map(str::to_owned),
+        controller_addr: format!("broker-{id}:9093"),
+        incarnation: Uuid::from_u128(incarnation),
+        fenced: false,
+    }
+}
+
+/// Applies `command` at the next index, as a Raft node would.
+fn run(state: &mut ClusterState, command: Command) -> Result<Applied, Rejection> {
+    let index = state.applied_index + 1;
+    state.apply(index, &command)
+}
+
+fn ok(state: &mut ClusterState, command: Command) -> Applied {
+    let debug = format!("{command:?}");
+    run(state, command).unwrap_or_else(|e| panic!("{debug} refused: {e}"))
+}
+
+fn with_brokers(ids: &[BrokerId]) -> ClusterState {
+    let mut state = ClusterState::default();
+    for &id in ids {
+        ok(&mut state, Command::RegisterBroker(info(id, 1, None)));
+    }
+    state
+}
+
+fn create_auto(name: &str, partitions: i32, replication_factor: i16) -> Command {
+    Command::CreateTopic {
+        name: name.to_owned(),
+        id: Uuid::from_u128(u128::from(fnv(name))),
+        placement: Placement::Auto {
+            partitions,
+            replication_factor,
+        },
+        configs: BTreeMap::new(),
+    }
+}
+
+fn create_manual(name: &str, lists: &[&[BrokerId]]) -> Command {
+    Command::CreateTopic {
+        name: name.to_owned(),
+        id: Uuid::from_u128(u128::from(fnv(name))),
+        placement: Placement::Manual(lists.iter().map(|l| l.to_vec()).collect()),
+        configs: BTreeMap::new(),
+    }
+}
+
+fn fnv(name: &str) -> u64 {
+    crate::placement::fnv1a(name.as_bytes())
+}
+
+fn fence(id: BrokerId) -> Command {
+    Command::FenceBroker {
+        id,
+        incarnation: Uuid::from_u128(1),
+    }
+}
+
+fn part(state: &ClusterState, topic: &str, partition: i32) -> PartitionMeta {
+    state
+        .partition(topic, partition)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {topic}-{partition}"))
+}
+
+fn alter_isr(state: &ClusterState, topic: &str, partition: i32, isr: &[BrokerId]) -> Command {
+    let p = part(state, topic, partition);
+    Command::AlterIsr {
+        topic: topic.to_owned(),
+        partition,
+        leader: p.leader,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: isr.to_vec(),
+    }
+}
+
+/// AlterIsr by the current leader with the current epochs.
+fn alter(state: &mut ClusterState, topic: &str, partition: i32, isr: &[BrokerId]) -> Applied {
+    let command = alter_isr(state, topic, partition, isr);
+    ok(state, command)
+}
+
+fn elect(topic: &str, partition: i32, election: Election) -> Command {
+    Command::ElectLeader {
+        topic: topic.to_owned(),
+        partition,
+        election,
+    }
+}
+
+fn reassign(topic: &str, partition: i32, target: Option<&[BrokerId]>) -> Command {
+    Command::Reassign {
+        topic: topic.to_owned(),
+        partition,
+        target: target.map(<[BrokerId]>::to_vec),
+    }
+}
+
+fn set_topic_configs(name: &str, pairs: &[(&str, &str)]) -> Command {
+    Command::SetTopicConfigs {
+        name: name.to_owned(),
+        configs: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    }
+}
+
+/// Runs `command`, expects `expected`, and checks that nothing but the
+/// applied index changed.
+fn refused(state: &mut ClusterState, command: Command, expected: Rejection) {
+    let before = state.clone();
+    let result = run(state, command);
+    assert_eq!(result, Err(expected));
+    assert_eq!(state.applied_index, before.applied_index + 1);
+    let mut unchanged = state.clone();
+    unchanged.applied_index = before.applied_index;
+    assert_eq!(unchanged, before, "a refused command changed the state");
+}
+
+fn leader_counts(state: &ClusterState, topic: &str) -> BTreeMap<BrokerId, usize> {
+    let mut counts = BTreeMap::new();
+    for p in &state.topics[topic].partitions {
+        *counts.entry(p.leader).or_default() += 1;
+    }
+    counts
+}
+
+fn replica_counts(state: &ClusterState, topic: &str) -> BTreeMap<BrokerId, usize> {
+    let mut counts = BTreeMap::new();
+    for p in &state.topics[topic].partitions {
+        for &r in &p.replicas {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    counts
+}
+
+// ---- InitCluster, RegisterBroker, FenceBroker ----
+
+#[test]
+fn init_cluster_sets_the_id_once() {
+    let mut state = ClusterState::default();
+    let init = |id: &str| Command::InitCluster {
+        cluster_id: id.to_owned(),
+    };
+    assert_eq!(ok(&mut state, init("first")), Applied::Done);
+    assert_eq!(ok(&mut state, init("second")), Applied::NoChange);
+    assert_eq!(state.cluster_id.as_deref(), Some("first"));
+    assert_eq!(state.applied_index, 2);
+}
+
+#[test]
+fn register_broker_upserts_and_unfences() {
+    let mut state = with_brokers(&[1]);
+    let mut claimed_fenced = info(2, 1, Some("r1"));
+    claimed_fenced.fenced = true;
+    assert_eq!(
+        ok(&mut state, Command::RegisterBroker(claimed_fenced)),
+        Applied::Done
+    );
+    assert!(!state.brokers[&2].fenced);
+    assert_eq!(state.brokers[&2].rack.as_deref(), Some("r1"));
+    assert_eq!(
+        ok(&mut state, Command::RegisterBroker(info(2, 1, Some("r1")))),
+        Applied::NoChange
+    );
+
+    let mut moved = info(2, 1, Some("r1"));
+    moved.host = "elsewhere".to_owned();
+    assert_eq!(
+        ok(&mut state, Command::RegisterBroker(moved)),
+        Applied::Done
+    );
+    assert_eq!(state.brokers[&2].host, "elsewhere");
+
+    ok(&mut state, fence(2));
+    assert!(state.brokers[&2].fenced);
+    ok(&mut state, Command::RegisterBroker(info(2, 1, Some("r1"))));
+    assert!(!state.brokers[&2].fenced);
+}
+
+#[test]
+fn register_elects_a_returning_last_isr_member() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    ok(&mut state, fence(2));
+    ok(&mut state, fence(1));
+    let offline = part(&state, "t", 0);
+    assert_eq!((offline.leader, offline.isr.clone()), (NO_LEADER, vec![1]));
+    assert_eq!((offline.leader_epoch, offline.partition_epoch), (1, 2));
+
+    // Broker 2 is not in the ISR: it may hold less than was acknowledged.
+    ok(&mut state, Command::RegisterBroker(info(2, 2, None)));
+    assert_eq!(part(&state, "t", 0).leader, NO_LEADER);
+
+    ok(&mut state, Command::RegisterBroker(info(1, 2, None)));
+    let back = part(&state, "t", 0);
+    assert_eq!((back.leader, back.isr.clone()), (1, vec![1]));
+    assert_eq!((back.leader_epoch, back.partition_epoch), (2, 3));
+}
+
+#[test]
+fn register_with_a_new_incarnation_while_live_moves_leadership_first() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2], &[2, 1]]));
+    ok(&mut state, Command::RegisterBroker(info(1, 7, None)));
+    assert_eq!(state.brokers[&1].incarnation, Uuid::from_u128(7));
+    assert!(!state.brokers[&1].fenced);
+    let p0 = part(&state, "t", 0);
+    assert_eq!(
+        (p0.leader, p0.isr.clone(), p0.leader_epoch),
+        (2, vec![2], 1)
+    );
+    let p1 = part(&state, "t", 1);
+    assert_eq!(
+        (p1.leader, p1.isr.clone(), p1.leader_epoch),
+        (2, vec![2], 0)
+    );
+}
+
+#[test]
+fn fence_ignores_another_incarnation_and_unknown_brokers() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    let before = part(&state, "t", 0);
+    let stale = Command::FenceBroker {
+        id: 1,
+        incarnation: Uuid::from_u128(99),
+    };
+    assert_eq!(ok(&mut state, stale), Applied::NoChange);
+    assert_eq!(ok(&mut state, fence(42)), Applied::NoChange);
+    assert!(!state.brokers[&1].fenced);
+    assert_eq!(part(&state, "t", 0), before);
+    assert_eq!(ok(&mut state, fence(1)), Applied::Done);
+    assert_eq!(ok(&mut state, fence(1)), Applied::NoChange);
+}
+
+#[test]
+fn fencing_a_leader_elects_the_next_live_isr_replica_in_replica_order() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    alter(&mut state, "t", 0, &[1, 3, 2]);
+    ok(&mut state, fence(1));
+    let p = part(&state, "t", 0);
+    assert!(state.brokers[&1].fenced);
+    assert_eq!(p.leader, 2, "replica order, not ISR order");
+    assert_eq!(p.isr, vec![3, 2]);
+    assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+}
+
+#[test]
+fn fencing_a_follower_only_shrinks_the_isr() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    ok(&mut state, fence(3));
+    let p = part(&state, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+    assert_eq!((p.leader_epoch, p.partition_epoch), (0, 1));
+}
+
+#[test]
+fn fencing_the_last_isr_member_leaves_the_partition_offline() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    alter(&mut state, "t", 0, &[1]);
+    ok(&mut state, fence(1));
+    let p = part(&state, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![1]));
+    assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+    assert_eq!(state.offline_count(), 1);
+}
+
+#[test]
+fn fencing_the_last_isr_member_elects_uncleanly_when_the_topic_allows() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    ok(
+        &mut state,
+        set_topic_configs("t", &[(UNCLEAN_LEADER_ELECTION, "true")]),
+    );
+    alter(&mut state, "t", 0, &[1]);
+    ok(&mut state, fence(2));
+    ok(&mut state, fence(1));
+    let p = part(&state, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+    assert_eq!(p.leader_epoch, 1);
+}
+
+#[test]
+fn the_cluster_default_enables_unclean_election_unless_the_topic_overrides() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    ok(&mut state, create_manual("u", &[&[1, 2]]));
+    ok(
+        &mut state,
+        set_topic_configs("u", &[(UNCLEAN_LEADER_ELECTION, "false")]),
+    );
+    ok(
+        &mut state,
+        Command::SetBrokerConfigs {
+            resource: String::new(),
+            configs: BTreeMap::from([(UNCLEAN_LEADER_ELECTION.to_owned(), "true".to_owned())]),
+        },
+    );
+    assert!(state.unclean_election_enabled("t"));
+    assert!(!state.unclean_election_enabled("u"));
+    alter(&mut state, "t", 0, &[1]);
+    alter(&mut state, "u", 0, &[1]);
+    ok(&mut state, fence(1));
+    assert_eq!(part(&state, "t", 0).leader, 2);
+    assert_eq!(part(&state, "u", 0).leader, NO_LEADER);
+}
+
+// ---- CreateTopic ----
+
+#[test]
+fn create_topic_auto_leads_on_the_first_replica_with_all_in_sync() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    assert_eq!(ok(&mut state, create_auto("t", 4, 2)), Applied::Done);
+    let topic = &state.topics["t"];
+    assert_eq!(topic.id, Uuid::from_u128(u128::from(fnv("t"))));
+    assert_eq!(topic.partitions.len(), 4);
+    for p in &topic.partitions {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0));
+        assert!(p.adding.is_empty() && p.removing.is_empty());
+    }
+}
+
+#[test]
+fn create_topic_keeps_its_configs() {
+    let mut state = with_brokers(&[1]);
+    let configs = BTreeMap::from([("retention.ms".to_owned(), "1000".to_owned())]);
+    ok(
+        &mut state,
+        Command::CreateTopic {
+            name: "t".to_owned(),
+            id: Uuid::from_u128(5),
+            placement: Placement::Auto {
+                partitions: 1,
+                replication_factor: 1,
+            },
+            configs: configs.clone(),
+        },
+    );
+    assert_eq!(state.topics["t"].configs, configs);
+}
+
+#[test]
+fn create_topic_refusals() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, fence(3));
+    ok(&mut state, create_auto("t", 1, 1));
+    refused(
+        &mut state,
+        create_auto("t", 1, 1),
+        Rejection::TopicExists("t".into()),
+    );
+    refused(
+        &mut state,
+        create_auto("u", 0, 1),
+        Rejection::InvalidPartitions("number of partitions must be at least 1, got 0".into()),
+    );
+    refused(
+        &mut state,
+        create_auto("u", 1, 0),
+        Rejection::InvalidReplicationFactor("replication factor must be at least 1, got 0".into()),
+    );
+    refused(
+        &mut state,
+        create_auto("u", 1, 3),
+        Rejection::InvalidReplicationFactor(
+            "replication factor 3 is larger than the number of available brokers (2)".into(),
+        ),
+    );
+    assert_eq!(
+        Rejection::TopicExists("t".into()).to_string(),
+        "topic 't' already exists"
+    );
+}
+
+#[test]
+fn three_brokers_six_partitions_rf3_each_broker_leads_two_and_holds_six() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_auto("t", 6, 3));
+    assert_eq!(
+        leader_counts(&state, "t"),
+        BTreeMap::from([(1, 2), (2, 2), (3, 2)])
+    );
+    assert_eq!(
+        replica_counts(&state, "t"),
+        BTreeMap::from([(1, 6), (2, 6), (3, 6)])
+    );
+}
+
+#[test]
+fn five_brokers_ten_partitions_rf2_each_broker_leads_two_and_holds_four() {
+    let mut state = with_brokers(&[1, 2, 3, 4, 5]);
+    ok(&mut state, create_auto("t", 10, 2));
+    assert!(
+        leader_counts(&state, "t").values().all(|&c| c == 2),
+        "{:?}",
+        leader_counts(&state, "t")
+    );
+    assert_eq!(leader_counts(&state, "t").len(), 5);
+    assert!(replica_counts(&state, "t").values().all(|&c| c == 4));
+}
+
+#[test]
+fn placement_skips_fenced_brokers() {
+    let mut state = with_brokers(&[1, 2, 3, 4]);
+    ok(&mut state, fence(2));
+    ok(&mut state, create_auto("t", 6, 3));
+    assert!(!replica_counts(&state, "t").contains_key(&2));
+    assert_eq!(
+        leader_counts(&state, "t"),
+        BTreeMap::from([(1, 2), (3, 2), (4, 2)])
+    );
+}
+
+#[test]
+fn three_racks_of_two_brokers_rf3_puts_every_partition_on_three_racks() {
+    let mut state = ClusterState::default();
+    let racks = [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")];
+    for (id, rack) in racks {
+        ok(&mut state, Command::RegisterBroker(info(id, 1, Some(rack))));
+    }
+    let rack_of: BTreeMap<BrokerId, &str> = racks.into_iter().collect();
+    ok(&mut state, create_auto("t", 6, 3));
+    for p in &state.topics["t"].partitions {
+        let distinct: BTreeSet<&str> = p.replicas.iter().map(|r| rack_of[r]).collect();
+        assert_eq!(distinct.len(), 3, "{:?}", p.replicas);
+    }
+    assert!(leader_counts(&state, "t").values().all(|&c| c == 1));
+}
+
+#[test]
+fn manual_placement_leads_on_the_first_live_replica() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, fence(1));
+    ok(&mut state, create_manual("t", &[&[1, 2], &[3, 1]]));
+    let p0 = part(&state, "t", 0);
+    assert_eq!(
+        (p0.leader, p0.isr.clone(), p0.replicas.clone()),
+        (2, vec![2], vec![1, 2])
+    );
+    let p1 = part(&state, "t", 1);
+    assert_eq!((p1.leader, p1.isr.clone()), (3, vec![3]));
+}
+
+#[test]
+fn manual_placement_refusals() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, fence(3));
+    let bad = |msg: &str| Rejection::InvalidReplicaAssignment(msg.to_owned());
+    refused(
+        &mut state,
+        create_manual("t", &[&[1], &[]]),
+        bad("partition 1 has an empty replica list"),
+    );
+    refused(
+        &mut state,
+        create_manual("t", &[&[1, 2], &[2]]),
+        bad("partition 1 has 1 replicas but the replication factor is 2"),
+    );
+    refused(
+        &mut state,
+        create_manual("t", &[&[1, 2, 1]]),
+        bad("partition 0 lists broker 1 more than once"),
+    );
+    refused(
+        &mut state,
+        create_manual("t", &[&[1, 9]]),
+        bad("partition 0 names broker 9, which is not registered"),
+    );
+    refused(
+        &mut state,
+        create_manual("t", &[&[1], &[3]]),
+        bad("every replica of partition 1 (3) is fenced"),
+    );
+    refused(
+        &mut state,
+        create_manual("t", &[]),
+        Rejection::InvalidPartitions("number of partitions must be at least 1, got 0".into()),
+    );
+}
+
+// ---- DeleteTopic, CreatePartitions, configs ----
+
+#[test]
+fn delete_topic_removes_it_and_refuses_unknown() {
+    let mut state = with_brokers(&[1]);
+    ok(&mut state, create_auto("t", 1, 1));
+    let delete = || Command::DeleteTopic { name: "t".into() };
+    assert_eq!(ok(&mut state, delete()), Applied::Done);
+    assert!(state.topics.is_empty());
+    refused(&mut state, delete(), Rejection::UnknownTopic("t".into()));
+    assert_eq!(
+        Rejection::UnknownTopic("t".into()).to_string(),
+        "unknown topic or partition: t"
+    );
+}
+
+#[test]
+fn create_partitions_adds_partitions_with_the_topic_replication_factor() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_auto("t", 3, 2));
+    let before: Vec<PartitionMeta> = state.topics["t"].partitions.clone();
+    let add = Command::CreatePartitions {
+        name: "t".into(),
+        total: 6,
+        assignment: None,
+    };
+    assert_eq!(ok(&mut state, add), Applied::Done);
+    let topic = &state.topics["t"];
+    assert_eq!(topic.partitions.len(), 6);
+    assert_eq!(topic.partitions[..3], before[..]);
+    for p in &topic.partitions[3..] {
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!(
+            (p.leader, p.isr.clone()),
+            (p.replicas[0], p.replicas.clone())
+        );
+    }
+    assert_eq!(
+        leader_counts(&state, "t")
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+}
+
+#[test]
+fn create_partitions_with_explicit_assignment() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    let add = |lists: Vec<Vec<BrokerId>>| Command::CreatePartitions {
+        name: "t".into(),
+        total: 3,
+        assignment: Some(lists),
+    };
+    let bad = |msg: &str| Rejection::InvalidReplicaAssignment(msg.to_owned());
+    refused(
+        &mut state,
+        add(vec![vec![3, 1]]),
+        bad("2 new partitions need 2 replica assignments, got 1"),
+    );
+    refused(
+        &mut state,
+        add(vec![vec![3, 1], vec![3]]),
+        bad("partition 2 has 1 replicas but the replication factor is 2"),
+    );
+    refused(
+        &mut state,
+        add(vec![vec![3, 1], vec![3, 3]]),
+        bad("partition 2 lists broker 3 more than once"),
+    );
+    ok(&mut state, add(vec![vec![3, 1], vec![2, 3]]));
+    assert_eq!(part(&state, "t", 1).replicas, vec![3, 1]);
+    assert_eq!(part(&state, "t", 2).leader, 2);
+}
+
+#[test]
+fn create_partitions_refusals() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_auto("t", 3, 2));
+    let add = |name: &str, total| Command::CreatePartitions {
+        name: name.into(),
+        total,
+        assignment: None,
+    };
+    refused(&mut state, add("u", 4), Rejection::UnknownTopic("u".into()));
+    refused(
+        &mut state,
+        add("t", 2),
+        Rejection::InvalidPartitions("topic 't' has 3 partitions; cannot shrink to 2".into()),
+    );
+    refused(
+        &mut state,
+        add("t", 3),
+        Rejection::InvalidPartitions(
+            "topic 't' has 3 partitions; cannot keep 3, the count must increase".into(),
+        ),
+    );
+    ok(&mut state, fence(2));
+    refused(
+        &mut state,
+        add("t", 4),
+        Rejection::InvalidReplicationFactor(
+            "replication factor 2 is larger than the number of available brokers (1)".into(),
+        ),
+    );
+}
+
+#[test]
+fn set_topic_configs_replaces_the_map() {
+    let mut state = with_brokers(&[1]);
+    ok(&mut state, create_auto("t", 1, 1));
+    ok(
+        &mut state,
+        set_topic_configs("t", &[("a", "1"), ("b", "2")]),
+    );
+    assert_eq!(
+        ok(&mut state, set_topic_configs("t", &[("b", "3")])),
+        Applied::Done
+    );
+    assert_eq!(
+        state.topics["t"].configs,
+        BTreeMap::from([("b".to_owned(), "3".to_owned())])
+    );
+    assert_eq!(
+        ok(&mut state, set_topic_configs("t", &[("b", "3")])),
+        Applied::NoChange
+    );
+    refused(
+        &mut state,
+        set_topic_configs("u", &[]),
+        Rejection::UnknownTopic("u".into()),
+    );
+}
+
+#[test]
+fn set_broker_configs_replaces_the_map_and_refuses_odd_resources() {
+    let mut state = ClusterState::default();
+    let set = |resource: &str, pairs: &[(&str, &str)]| Command::SetBrokerConfigs {
+        resource: resource.into(),
+        configs: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    };
+    ok(&mut state, set("1", &[("a", "1"), ("b", "2")]));
+    ok(&mut state, set("1", &[("c", "3")]));
+    ok(&mut state, set("", &[("d", "4")]));
+    assert_eq!(
+        state.broker_configs["1"],
+        BTreeMap::from([("c".to_owned(), "3".to_owned())])
+    );
+    assert_eq!(
+        state.broker_configs[""],
+        BTreeMap::from([("d".to_owned(), "4".to_owned())])
+    );
+    assert_eq!(ok(&mut state, set("1", &[])), Applied::Done);
+    assert!(!state.broker_configs.contains_key("1"));
+    assert_eq!(ok(&mut state, set("1", &[])), Applied::NoChange);
+    refused(
+        &mut state,
+        set("broker-1", &[("a", "1")]),
+        Rejection::Invalid(
+            "broker config resource must be a broker id or empty, got 'broker-1'".into(),
+        ),
+    );
+}
+
+// ---- AlterIsr ----
+
+#[test]
+fn alter_isr_shrinks_and_expands_bumping_the_partition_epoch_only() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    assert_eq!(alter(&mut state, "t", 0, &[1, 2]), Applied::Done);
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.isr.clone(), p.leader, p.leader_epoch, p.partition_epoch),
+        (vec![1, 2], 1, 0, 1)
+    );
+    assert!(p.is_under_replicated());
+    assert_eq!(state.under_replicated_count(), 1);
+    alter(&mut state, "t", 0, &[1, 2, 3]);
+    let p = part(&state, "t", 0);
+    assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2, 3], 2));
+    assert!(!p.is_under_replicated());
+    assert_eq!(alter(&mut state, "t", 0, &[1, 2, 3]), Applied::NoChange);
+    assert_eq!(part(&state, "t", 0).partition_epoch, 2);
+}
+
+#[test]
+fn alter_isr_refusals() {
+    let mut state = with_brokers(&[1, 2, 3, 4]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    alter(&mut state, "t", 0, &[1, 2]);
+    ok(&mut state, fence(3));
+    let good = alter_isr(&state, "t", 0, &[1, 2]);
+    let with = |f: &dyn Fn(&mut Command)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    refused(
+        &mut state,
+        with(&|c| {
+            if let Command::AlterIsr { leader, .. } = c {
+                *leader = 2;
+            }
+        }),
+        Rejection::NotLeader("broker 2 is not the leader of t-0 (the leader is 1)".into()),
+    );
+    refused(
+        &mut state,
+        with(&|c| {
+            if let Command::AlterIsr { leader_epoch, .. } = c {
+                *leader_epoch = -1;
+            }
+        }),
+        Rejection::StaleEpoch("t-0 leader epoch -1 is not the current 0".into()),
+    );
+    refused(
+        &mut state,
+        with(&|c| {
+            if let Command::AlterIsr {
+                partition_epoch, ..
+            } = c
+            {
+                *partition_epoch = 0;
+            }
+        }),
+        Rejection::StaleEpoch("t-0 partition epoch 0 is not the current 1".into()),
+    );
+    let isr = |members: Vec<BrokerId>| {
+        with(&|c| {
+            if let Command::AlterIsr { isr, .. } = c {
+                isr.clone_from(&members);
+            }
+        })
+    };
+    refused(
+        &mut state,
+        isr(vec![2]),
+        Rejection::Invalid("new ISR [2] of t-0 does not contain its leader 1".into()),
+    );
+    refused(
+        &mut state,
+        isr(vec![1, 4]),
+        Rejection::Invalid("new ISR of t-0 names broker 4, which is not a replica".into()),
+    );
+    refused(
+        &mut state,
+        isr(vec![1, 3]),
+        Rejection::Invalid("new ISR of t-0 names broker 3, which is fenced".into()),
+    );
+    refused(
+        &mut state,
+        isr(vec![1, 2, 1]),
+        Rejection::Invalid("new ISR of t-0 lists broker 1 more than once".into()),
+    );
+    let mut unknown = good.clone();
+    if let Command::AlterIsr { partition, .. } = &mut unknown {
+        *partition = 5;
+    }
+    refused(&mut state, unknown, Rejection::UnknownTopic("t-5".into()));
+    assert_eq!(
+        Rejection::StaleEpoch("x".into()).to_string(),
+        "stale partition state: x"
+    );
+}
+
+#[test]
+fn alter_isr_refuses_an_offline_partition() {
+    let mut state = with_brokers(&[1]);
+    ok(&mut state, create_manual("t", &[&[1]]));
+    ok(&mut state, fence(1));
+    let command = alter_isr(&state, "t", 0, &[1]);
+    refused(
+        &mut state,
+        command,
+        Rejection::NotLeader("broker -1 is not the leader of t-0 (the leader is -1)".into()),
+    );
+}
+
+// ---- ElectLeader ----
+
+#[test]
+fn preferred_election() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    assert_eq!(
+        ok(&mut state, elect("t", 0, Election::Preferred)),
+        Applied::NoChange
+    );
+
+    ok(&mut state, fence(1));
+    assert_eq!(part(&state, "t", 0).leader, 2);
+    refused(
+        &mut state,
+        elect("t", 0, Election::Preferred),
+        Rejection::NoEligibleLeader("preferred replica 1 of t-0 is not in the ISR [2, 3]".into()),
+    );
+    ok(&mut state, Command::RegisterBroker(info(1, 2, None)));
+    assert_eq!(state.preferred_imbalance(), Vec::<(String, i32)>::new());
+    alter(&mut state, "t", 0, &[2, 3, 1]);
+    assert_eq!(state.preferred_imbalance(), vec![("t".to_owned(), 0)]);
+    assert_eq!(
+        ok(&mut state, elect("t", 0, Election::Preferred)),
+        Applied::Done
+    );
+    let p = part(&state, "t", 0);
+    assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 2, 3));
+    assert!(state.preferred_imbalance().is_empty());
+    refused(
+        &mut state,
+        elect("t", 1, Election::Preferred),
+        Rejection::UnknownTopic("t-1".into()),
+    );
+}
+
+#[test]
+fn preferred_election_refuses_a_fenced_preferred_replica_in_the_isr() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    alter(&mut state, "t", 0, &[1]);
+    ok(&mut state, fence(1));
+    // Broker 1 stays in the ISR as its last member but cannot lead while fenced.
+    refused(
+        &mut state,
+        elect("t", 0, Election::Preferred),
+        Rejection::NoEligibleLeader("preferred replica 1 of t-0 is fenced".into()),
+    );
+}
+
+#[test]
+fn unclean_election() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    assert_eq!(
+        ok(&mut state, elect("t", 0, Election::Unclean)),
+        Applied::NoChange
+    );
+    alter(&mut state, "t", 0, &[1]);
+    ok(&mut state, fence(1));
+    assert_eq!(part(&state, "t", 0).leader, NO_LEADER);
+    assert_eq!(
+        ok(&mut state, elect("t", 0, Election::Unclean)),
+        Applied::Done
+    );
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch),
+        (2, vec![2], 2, 3)
+    );
+
+    ok(&mut state, fence(2));
+    ok(&mut state, fence(3));
+    refused(
+        &mut state,
+        elect("t", 0, Election::Unclean),
+        Rejection::NoEligibleLeader("no live replica of t-0 among [1, 2, 3]".into()),
+    );
+}
+
+// ---- Reassign ----
+
+#[test]
+fn reassignment_adds_then_completes_when_the_new_replicas_are_in_sync() {
+    let mut state = with_brokers(&[1, 2, 3, 4]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    assert_eq!(
+        ok(&mut state, reassign("t", 0, Some(&[4, 2, 3]))),
+        Applied::Done
+    );
+    let p = part(&state, "t", 0);
+    assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+    assert_eq!((p.adding.clone(), p.removing.clone()), (vec![4], vec![1]));
+    assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 0, 1));
+    assert!(p.is_reassigning());
+    assert_eq!(p.target_replicas(), vec![4, 2, 3]);
+    assert_eq!(p.original_replicas(), vec![2, 3, 1]);
+    assert!(
+        !p.is_under_replicated(),
+        "a replica still being added is not missing"
+    );
+    assert_eq!(state.replication_factor("t"), Some(3));
+
+    alter(&mut state, "t", 0, &[1, 2, 3, 4]);
+    let p = part(&state, "t", 0);
+    assert_eq!(p.replicas, vec![4, 2, 3]);
+    assert_eq!(p.isr, vec![2, 3, 4]);
+    assert!(!p.is_reassigning());
+    assert_eq!(p.leader, 4);
+    assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
+}
+
+#[test]
+fn reassignment_keeping_the_leader_completes_without_a_leader_change() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1]]));
+    ok(&mut state, reassign("t", 0, Some(&[1, 2, 3])));
+    assert_eq!(state.replication_factor("t"), Some(3));
+    alter(&mut state, "t", 0, &[1, 2]);
+    assert!(part(&state, "t", 0).is_reassigning());
+    alter(&mut state, "t", 0, &[1, 2, 3]);
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1, 2, 3], vec![1, 2, 3], 1)
+    );
+    assert_eq!((p.leader_epoch, p.partition_epoch), (0, 3));
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn reassignment_shrinking_in_sync_replicas_completes_at_once() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    ok(&mut state, reassign("t", 0, Some(&[2, 3])));
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 3], vec![2, 3], 2)
+    );
+    assert_eq!((p.leader_epoch, p.partition_epoch), (1, 1));
+    assert!(!p.is_reassigning());
+    assert_eq!(
+        ok(&mut state, reassign("t", 0, Some(&[2, 3]))),
+        Applied::NoChange
+    );
+}
+
+#[test]
+fn reassignment_refusals() {
+    let mut state = with_brokers(&[1, 2]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    let bad = |msg: &str| Rejection::InvalidReplicaAssignment(msg.to_owned());
+    refused(
+        &mut state,
+        reassign("t", 0, Some(&[])),
+        bad("t-0 has an empty replica list"),
+    );
+    refused(
+        &mut state,
+        reassign("t", 0, Some(&[1, 1])),
+        bad("t-0 lists broker 1 more than once"),
+    );
+    refused(
+        &mut state,
+        reassign("t", 0, Some(&[1, 7])),
+        bad("t-0 names broker 7, which is not registered"),
+    );
+    refused(
+        &mut state,
+        reassign("t", 3, Some(&[1])),
+        Rejection::UnknownTopic("t-3".into()),
+    );
+    refused(
+        &mut state,
+        reassign("u", 0, Some(&[1])),
+        Rejection::UnknownTopic("u-0".into()),
+    );
+    refused(
+        &mut state,
+        reassign("t", 0, None),
+        Rejection::NoReassignment("t-0".into()),
+    );
+    assert_eq!(
+        Rejection::NoReassignment("t-0".into()).to_string(),
+        "no reassignment in progress for t-0"
+    );
+}
+
+#[test]
+fn cancelling_a_reassignment_reverts_to_the_original_replicas() {
+    let mut state = with_brokers(&[1, 2, 3, 4]);
+    ok(&mut state, create_manual("t", &[&[1, 2]]));
+    ok(&mut state, reassign("t", 0, Some(&[3, 4])));
+    alter(&mut state, "t", 0, &[1, 2, 3]);
+    assert_eq!(ok(&mut state, reassign("t", 0, None)), Applied::Done);
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1, 2], vec![1, 2], 1)
+    );
+    assert!(!p.is_reassigning());
+    assert_eq!((p.leader_epoch, p.partition_epoch), (0, 3));
+}
+
+#[test]
+fn cancelling_when_only_added_replicas_are_in_sync_needs_unclean_election() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1]]));
+    ok(&mut state, reassign("t", 0, Some(&[2, 3])));
+    alter(&mut state, "t", 0, &[1, 2]);
+    ok(&mut state, fence(1));
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![2, 3, 1], vec![2], 2)
+    );
+    assert_eq!(
+        (p.adding.clone(), p.removing.clone()),
+        (vec![2, 3], vec![1])
+    );
+    refused(
+        &mut state,
+        reassign("t", 0, None),
+        Rejection::InvalidReplicaAssignment(
+            "cancelling the reassignment of t-0 needs an unclean leader election: \
+             no original replica is in the ISR"
+                .into(),
+        ),
+    );
+    ok(
+        &mut state,
+        set_topic_configs("t", &[(UNCLEAN_LEADER_ELECTION, "true")]),
+    );
+    assert_eq!(ok(&mut state, reassign("t", 0, None)), Applied::Done);
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone(), p.leader),
+        (vec![1], vec![1], NO_LEADER)
+    );
+    assert!(!p.is_reassigning());
+    ok(&mut state, Command::RegisterBroker(info(1, 2, None)));
+    assert_eq!(part(&state, "t", 0).leader, 1);
+}
+
+// ---- producer ids, queries, determinism ----
+
+#[test]
+fn producer_id_blocks_are_consecutive() {
+    let mut state = ClusterState::default();
+    assert_eq!(
+        ok(&mut state, Command::AllocateProducerIds { count: 1000 }),
+        Applied::ProducerIds(0)
+    );
+    assert_eq!(
+        ok(&mut state, Command::AllocateProducerIds { count: 10 }),
+        Applied::ProducerIds(1000)
+    );
+    assert_eq!(state.next_producer_id, 1010);
+    refused(
+        &mut state,
+        Command::AllocateProducerIds { count: 0 },
+        Rejection::Invalid("producer id block size must be positive, got 0".into()),
+    );
+    state.next_producer_id = i64::MAX - 1;
+    refused(
+        &mut state,
+        Command::AllocateProducerIds { count: 2 },
+        Rejection::Invalid(format!(
+            "producer ids exhausted: {} + 2 overflows",
+            i64::MAX - 1
+        )),
+    );
+}
+
+#[test]
+fn queries_for_brokers() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("a", &[&[1, 2], &[2, 3]]));
+    ok(&mut state, create_manual("b", &[&[1, 3]]));
+    assert_eq!(
+        state.partitions_led_by(1),
+        vec![("a".to_owned(), 0), ("b".to_owned(), 0)]
+    );
+    assert_eq!(state.partitions_led_by(3), vec![]);
+    assert_eq!(
+        state.partitions_replicated_by(3),
+        vec![("a".to_owned(), 1), ("b".to_owned(), 0)]
+    );
+    assert_eq!(state.replication_factor("a"), Some(2));
+    assert_eq!(state.replication_factor("zz"), None);
+    assert!(state.is_live(1));
+    assert!(!state.is_live(9));
+    assert!(!part(&state, "a", 0).is_offline());
+}
+
+/// A command sequence touching every kind of transition.
+fn scenario() -> Vec<Command> {
+    let mut cmds = vec![Command::InitCluster {
+        cluster_id: "c".into(),
+    }];
+    for id in 1..=4 {
+        cmds.push(Command::RegisterBroker(info(
+            id,
+            1,
+            Some(if id % 2 == 0 { "x" } else { "y" }),
+        )));
+    }
+    cmds.push(create_auto("orders", 8, 3));
+    cmds.push(create_auto("events", 5, 2));
+    cmds.push(fence(2));
+    cmds.push(Command::CreatePartitions {
+        name: "events".into(),
+        total: 7,
+        assignment: None,
+    });
+    cmds.push(Command::RegisterBroker(info(2, 2, Some("x"))));
+    cmds.push(reassign("orders", 0, Some(&[4, 3, 2])));
+    cmds.push(elect("orders", 1, Election::Preferred));
+    cmds.push(Command::AllocateProducerIds { count: 5 });
+    cmds.push(fence(1));
+    cmds
+}
+
+#[test]
+fn the_same_commands_give_the_same_state_on_every_node() {
+    let mut a = ClusterState::default();
+    let mut b = ClusterState::default();
+    let mut results_a = Vec::new();
+    let mut results_b = Vec::new();
+    for (i, cmd) in scenario().iter().enumerate() {
+        results_a.push(a.apply(i as u64 + 1, cmd));
+        results_b.push(b.apply(i as u64 + 1, cmd));
+    }
+    assert_eq!(results_a, results_b);
+    assert_eq!(a, b);
+    assert_eq!(a.applied_index, scenario().len() as u64);
+    // A snapshot restored on a third node continues identically.
+    let json = serde_json::to_string(&a).expect("serialize");
+    let mut c: ClusterState = serde_json::from_str(&json).expect("deserialize");
+    let next = create_auto("late", 3, 2);
+    a.apply(100, &next).expect("create");
+    c.apply(100, &next).expect("create");
+    assert_eq!(a, c);
+}
+
+// ---- property test ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register {
+        id: BrokerId,
+        incarnation: u128,
+    },
+    Fence {
+        id: BrokerId,
+        current: bool,
+    },
+    Create {
+        topic: usize,
+        partitions: i32,
+        rf: i16,
+    },
+    Delete {
+        topic: usize,
+    },
+    AlterIsr {
+        topic: usize,
+        partition: i32,
+        keep: u8,
+        correct: bool,
+    },
+    Reassign {
+        topic: usize,
+        partition: i32,
+        target: Vec<BrokerId>,
+    },
+    Cancel {
+        topic: usize,
+        partition: i32,
+    },
+    Elect {
+        topic: usize,
+        partition: i32,
+        preferred: bool,
+    },
+    Unclean {
+        topic: usize,
+        on: bool,
+    },
+    AddPartitions {
+        topic: usize,
+        more: i32,
+    },
+}
+
+const TOPICS: [&str; 3] = ["a", "b", "c"];
+
+fn op() -> impl Strategy<Value = Op> {
+    let broker = 0..5i32;
+    let topic = 0..TOPICS.len();
+    let partition = 0..4i32;
+    prop_oneof![
+        3 => (broker.clone(), 0..3u128).prop_map(|(id, incarnation)| Op::Register { id, incarnation }),
+        3 => (broker.clone(), any::<bool>()).prop_map(|(id, current)| Op::Fence { id, current }),
+        2 => (topic.clone(), 1..5i32, 1..4i16)
+            .prop_map(|(topic, partitions, rf)| Op::Create { topic, partitions, rf }),
+        1 => topic.clone().prop_map(|topic| Op::Delete { topic }),
+        4 => (topic.clone(), partition.clone(), any::<u8>(), any::<bool>())
+            .prop_map(|(topic, partition, keep, correct)| Op::AlterIsr { topic, partition, keep, correct }),
+        2 => (topic.clone(), partition.clone(), proptest::sample::subsequence((0..5).collect::<Vec<_>>(), 0..4).prop_shuffle())
+            .prop_map(|(topic, partition, target)| Op::Reassign { topic, partition, target }),
+        1 => (topic.clone(), partition.clone()).prop_map(|(topic, partition)| Op::Cancel { topic, partition }),
+        2 => (topic.clone(), partition.clone(), any::<bool>())
+            .prop_map(|(topic, partition, preferred)| Op::Elect { topic, partition, preferred }),
+        1 => (topic.clone(), any::<bool>()).prop_map(|(topic, on)| Op::Unclean { topic, on }),
+        1 => (topic, 1..3i32).prop_map(|(topic, more)| Op::AddPartitions { topic, more }),
+    ]
+}
+
+/// Turns a generated op into a command against the current state, so that
+/// most commands are plausible (correct epochs, current incarnations).
+fn command_for(state: &ClusterState, op: &Op, step: usize) -> Command {
+    match op {
+        Op::Register { id, incarnation } => Command::RegisterBroker(info(*id, *incarnation, None)),
+        Op::Fence { id, current } => Command::FenceBroker {
+            id: *id,
+            incarnation: match state.brokers.get(id) {
+                Some(b) if *current => b.incarnation,
+                _ => Uuid::from_u128(77),
+            },
+        },
+        Op::Create {
+            topic,
+            partitions,
+            rf,
+        } => Command::CreateTopic {
+            name: TOPICS[*topic].into(),
+            id: Uuid::from_u128(step as u128 + 1),
+            placement: Placement::Auto {
+                partitions: *partitions,
+                replication_factor: *rf,
+            },
+            configs: BTreeMap::new(),
+        },
+        Op::Delete { topic } => Command::DeleteTopic {
+            name: TOPICS[*topic].into(),
+        },
+        Op::AlterIsr {
+            topic,
+            partition,
+            keep,
+            correct,
+        } => {
+            let name = TOPICS[*topic];
+            match state.partition(name, *partition) {
+                Some(p) => {
+                    let mut isr: Vec<BrokerId> = p
+                        .replicas
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, &r)| r == p.leader || keep & (1 << i) != 0)
+                        .map(|(_, &r)| r)
+                        .collect();
+                    if *correct {
+                        isr.retain(|&r| state.is_live(r));
+                    }
+                    Command::AlterIsr {
+                        topic: name.into(),
+                        partition: *partition,
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch - i32::from(!*correct && keep % 2 == 0),
+                        isr,
+                    }
+                }
+                None => Command::AlterIsr {
+                    topic: name.into(),
+                    partition: *partition,
+                    leader: 0,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                    isr: vec![0],
+                },
+            }
+        }
+        Op::Reassign {
+            topic,
+            partition,
+            target,
+        } => reassign(TOPICS[*topic], *partition, Some(target)),
+        Op::Cancel { topic, partition } => reassign(TOPICS[*topic], *partition, None),
+        Op::Elect {
+            topic,
+            partition,
+            preferred,
+        } => elect(
+            TOPICS[*topic],
+            *partition,
+            if *preferred {
+                Election::Preferred
+            } else {
+                Election::Unclean
+            },
+        ),
+        Op::Unclean { topic, on } => set_topic_configs(
+            TOPICS[*topic],
+            &[(UNCLEAN_LEADER_ELECTION, if *on { "true" } else { "false" })],
+        ),
+        Op::AddPartitions { topic, more } => {
+            let name = TOPICS[*topic];
+            let current = state
+                .topics
+                .get(name)
+                .map_or(0, |t| t.partitions.len() as i32);
+            Command::CreatePartitions {
+                name: name.into(),
+                total: current + more,
+                assignment: None,
+            }
+        }
+    }
+}
+
+fn check_invariants(before: &ClusterState, after: &ClusterState) -> Result<(), TestCaseError> {
+    for (name, topic) in &after.topics {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let tp = format!("{name}-{index}: {p:?}");
+            let distinct = |v: &[BrokerId]| v.iter().collect::<BTreeSet<_>>().len() == v.len();
+            prop_assert!(!p.replicas.is_empty(), "{}", tp);
+            prop_assert!(distinct(&p.replicas) && distinct(&p.isr), "{}", tp);
+            prop_assert!(!p.isr.is_empty(), "isr empty {}", tp);
+            prop_assert!(
+                p.isr.iter().all(|r| p.replicas.contains(r)),
+                "isr ⊄ replicas {}",
+                tp
+            );
+            prop_assert!(p.adding.iter().all(|r| p.replicas.contains(r)), "{}", tp);
+            prop_assert!(p.removing.iter().all(|r| p.replicas.contains(r)), "{}", tp);
+            prop_assert!(p.adding.iter().all(|r| !p.removing.contains(r)), "{}", tp);
+            prop_assert!(p.removing.len() < p.replicas.len(), "{}", tp);
+            if p.leader == NO_LEADER {
+                prop_assert!(
+                    p.isr.iter().all(|&r| !after.is_live(r)),
+                    "offline although an ISR member is live {}",
+                    tp
+                );
+            } else {
+                prop_assert!(p.isr.contains(&p.leader), "leader ∉ isr {}", tp);
+                prop_assert!(after.is_live(p.leader), "fenced leader {}", tp);
+            }
+            if let Some(old) = before
+                .topics
+                .get(name)
+                .filter(|t| t.id == topic.id)
+                .and_then(|t| t.partitions.get(index))
+            {
+                prop_assert!(
+                    old.leader_epoch <= p.leader_epoch,
+                    "leader epoch went back {}",
+                    tp
+                );
+                prop_assert!(
+                    old.partition_epoch <= p.partition_epoch,
+                    "partition epoch went back {}",
+                    tp
+                );
+                if old.leader != p.leader {
+                    prop_assert!(
+                        old.leader_epoch < p.leader_epoch,
+                        "new leader, same epoch {}",
+                        tp
+                    );
+                }
+                if old != p {
+                    prop_assert!(
+                        old.partition_epoch < p.partition_epoch,
+                        "changed, same epoch {}",
+                        tp
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_command_sequences_keep_the_partition_invariants(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut state = ClusterState::default();
+        let mut twin = ClusterState::default();
+        for (step, op) in ops.iter().enumerate() {
+            let command = command_for(&state, op, step);
+            let before = state.clone();
+            let result = state.apply(step as u64 + 1, &command);
+            prop_assert_eq!(&twin.apply(step as u64 + 1, &command), &result);
+            prop_assert_eq!(&twin, &state);
+            if result.is_err() {
+                let mut unchanged = state.clone();
+                unchanged.applied_index = before.applied_index;
+                prop_assert_eq!(&unchanged, &before, "refused {:?} changed the state", command);
+            }
+            if result == Ok(Applied::NoChange) {
+                let mut unchanged = state.clone();
+                unchanged.applied_index = before.applied_index;
+                prop_assert_eq!(&unchanged, &before, "NoChange {:?} changed the state", command);
+            }
+            check_invariants(&before, &state)?;
+        }
+        let json = serde_json::to_string(&state).expect("serialize");
+        let back: ClusterState = serde_json::from_str(&json).expect("deserialize");
+        prop_assert_eq!(back, state);
+    }
+}
