@@ -24,7 +24,16 @@ impl ClusterState {
         self.applied_index = index;
         match command {
             Command::InitCluster { cluster_id } => Ok(self.init_cluster(cluster_id)),
-            Command::RegisterBroker(info) => Ok(self.register_broker(info)),
+            Command::RegisterBroker(info) => {
+                // NO_LEADER and other negative ids would be ambiguous in `leader`.
+                if info.id < 0 {
+                    return Err(Rejection::Invalid(format!(
+                        "broker id must not be negative, got {}",
+                        info.id
+                    )));
+                }
+                Ok(self.register_broker(info))
+            }
             Command::FenceBroker { id, incarnation } => {
                 match self.brokers.get(id) {
                     Some(b) if b.incarnation == *incarnation && !b.fenced => {
@@ -124,6 +133,22 @@ impl ClusterState {
     /// `(topic, partition)` of every partition `broker` replicates (leading or following).
     pub fn partitions_replicated_by(&self, broker: BrokerId) -> Vec<(String, i32)> {
         self.partitions_where(|p| p.replicas.contains(&broker))
+    }
+
+    /// `(topic, partition)` of every partition without a leader.
+    pub fn offline_partitions(&self) -> Vec<(String, i32)> {
+        self.partitions_where(PartitionMeta::is_offline)
+    }
+
+    /// `(topic, partition)` of every under-replicated partition.
+    pub fn under_replicated_partitions(&self) -> Vec<(String, i32)> {
+        self.partitions_where(PartitionMeta::is_under_replicated)
+    }
+
+    /// `(topic, partition)` of every partition with a reassignment in
+    /// progress (ListPartitionReassignments; `adding`/`removing` say what moves).
+    pub fn reassigning_partitions(&self) -> Vec<(String, i32)> {
+        self.partitions_where(PartitionMeta::is_reassigning)
     }
 
     /// Partitions whose preferred (first) replica is live and in the ISR but

@@ -200,6 +200,16 @@ fn register_broker_upserts_and_unfences() {
 }
 
 #[test]
+fn register_broker_refuses_a_negative_id() {
+    let mut state = ClusterState::default();
+    refused(
+        &mut state,
+        Command::RegisterBroker(info(NO_LEADER, 1, None)),
+        Rejection::Invalid("broker id must not be negative, got -1".into()),
+    );
+}
+
+#[test]
 fn register_elects_a_returning_last_isr_member() {
     let mut state = with_brokers(&[1, 2]);
     ok(&mut state, create_manual("t", &[&[1, 2]]));
@@ -1084,6 +1094,28 @@ fn queries_for_brokers() {
     assert!(state.is_live(1));
     assert!(!state.is_live(9));
     assert!(!part(&state, "a", 0).is_offline());
+    assert!(state.offline_partitions().is_empty());
+    assert!(state.under_replicated_partitions().is_empty());
+
+    alter(&mut state, "a", 1, &[2]);
+    ok(&mut state, fence(1));
+    ok(&mut state, reassign("b", 0, Some(&[2, 3])));
+    assert_eq!(state.offline_partitions(), vec![]);
+    assert_eq!(
+        state.under_replicated_partitions(),
+        vec![
+            ("a".to_owned(), 0),
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 0)
+        ]
+    );
+    assert_eq!(state.reassigning_partitions(), vec![("b".to_owned(), 0)]);
+    assert_eq!(state.partitions_led_by(3), vec![("b".to_owned(), 0)]);
+    ok(&mut state, fence(2));
+    assert_eq!(
+        state.offline_partitions(),
+        vec![("a".to_owned(), 0), ("a".to_owned(), 1)]
+    );
 }
 
 /// A command sequence touching every kind of transition.
@@ -1191,14 +1223,14 @@ const TOPICS: [&str; 3] = ["a", "b", "c"];
 fn op() -> impl Strategy<Value = Op> {
     let broker = 0..5i32;
     let topic = 0..TOPICS.len();
-    let partition = 0..4i32;
+    let partition = 0..8i32;
     prop_oneof![
         3 => (broker.clone(), 0..3u128).prop_map(|(id, incarnation)| Op::Register { id, incarnation }),
         3 => (broker.clone(), any::<bool>()).prop_map(|(id, current)| Op::Fence { id, current }),
         2 => (topic.clone(), 1..5i32, 1..4i16)
             .prop_map(|(topic, partitions, rf)| Op::Create { topic, partitions, rf }),
         1 => topic.clone().prop_map(|topic| Op::Delete { topic }),
-        4 => (topic.clone(), partition.clone(), any::<u8>(), any::<bool>())
+        6 => (topic.clone(), partition.clone(), any::<u8>(), any::<bool>())
             .prop_map(|(topic, partition, keep, correct)| Op::AlterIsr { topic, partition, keep, correct }),
         2 => (topic.clone(), partition.clone(), proptest::sample::subsequence((0..5).collect::<Vec<_>>(), 0..4).prop_shuffle())
             .prop_map(|(topic, partition, target)| Op::Reassign { topic, partition, target }),
@@ -1213,6 +1245,11 @@ fn op() -> impl Strategy<Value = Op> {
 /// Turns a generated op into a command against the current state, so that
 /// most commands are plausible (correct epochs, current incarnations).
 fn command_for(state: &ClusterState, op: &Op, step: usize) -> Command {
+    // Partition picks wrap around the topic's partition count, so most name one that exists.
+    let pick = |topic: usize, partition: i32| match state.topics.get(TOPICS[topic]) {
+        Some(t) if !t.partitions.is_empty() => partition % t.partitions.len() as i32,
+        _ => partition,
+    };
     match op {
         Op::Register { id, incarnation } => Command::RegisterBroker(info(*id, *incarnation, None)),
         Op::Fence { id, current } => Command::FenceBroker {
@@ -1245,6 +1282,7 @@ fn command_for(state: &ClusterState, op: &Op, step: usize) -> Command {
             correct,
         } => {
             let name = TOPICS[*topic];
+            let partition = &pick(*topic, *partition);
             match state.partition(name, *partition) {
                 Some(p) => {
                     let mut isr: Vec<BrokerId> = p
@@ -1280,15 +1318,15 @@ fn command_for(state: &ClusterState, op: &Op, step: usize) -> Command {
             topic,
             partition,
             target,
-        } => reassign(TOPICS[*topic], *partition, Some(target)),
-        Op::Cancel { topic, partition } => reassign(TOPICS[*topic], *partition, None),
+        } => reassign(TOPICS[*topic], pick(*topic, *partition), Some(target)),
+        Op::Cancel { topic, partition } => reassign(TOPICS[*topic], pick(*topic, *partition), None),
         Op::Elect {
             topic,
             partition,
             preferred,
         } => elect(
             TOPICS[*topic],
-            *partition,
+            pick(*topic, *partition),
             if *preferred {
                 Election::Preferred
             } else {
@@ -1378,13 +1416,18 @@ fn check_invariants(before: &ClusterState, after: &ClusterState) -> Result<(), T
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn random_command_sequences_keep_the_partition_invariants(ops in proptest::collection::vec(op(), 1..60)) {
-        let mut state = ClusterState::default();
-        let mut twin = ClusterState::default();
+        // Start from a populated cluster so that most commands hit something.
+        let mut state = with_brokers(&[0, 1, 2, 3, 4]);
+        ok(&mut state, create_auto("a", 4, 3));
+        ok(&mut state, create_auto("b", 3, 2));
+        let mut twin = state.clone();
+        let base = state.applied_index;
         for (step, op) in ops.iter().enumerate() {
+            let step = step + base as usize;
             let command = command_for(&state, op, step);
             let before = state.clone();
             let result = state.apply(step as u64 + 1, &command);
