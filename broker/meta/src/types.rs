@@ -112,7 +112,10 @@ pub enum Command {
     },
     /// A broker (re)starts or comes back after being fenced: upserts its
     /// registration and unfences it. Partitions it replicates whose leader is
-    /// offline elect it if it is in their ISR.
+    /// offline elect it if it is in their ISR. A new incarnation while the old
+    /// one is still unfenced first fences the old one (its leaderships move
+    /// and leader epochs are bumped). Re-sending the same registration is
+    /// [`Applied::NoChange`]. Negative ids are refused.
     RegisterBroker(BrokerInfo),
     /// The controller saw no heartbeat from this broker for the session timeout
     /// (or the broker shut down cleanly): fence it, remove it from every ISR
@@ -179,7 +182,9 @@ pub enum Command {
         isr: Vec<BrokerId>,
     },
     /// Elects a leader: `Preferred` picks the first replica if it is in the ISR
-    /// and unfenced; `Unclean` may pick any unfenced replica when no ISR member is alive.
+    /// and unfenced; `Unclean` may pick any unfenced replica when no ISR member
+    /// is alive (the ISR becomes just that replica). `Applied::NoChange` when
+    /// the preferred replica already leads / the leader is alive.
     ElectLeader {
         /// Topic name.
         topic: String,
@@ -188,7 +193,11 @@ pub enum Command {
         /// Election type.
         election: Election,
     },
-    /// Starts (`Some`) or cancels (`None`) a reassignment towards `target` replicas.
+    /// Starts (`Some`) or cancels (`None`) a reassignment towards `target`
+    /// replicas. While it runs, `replicas` = target then the removed ones,
+    /// with `adding`/`removing` set; it completes (in this command or a later
+    /// [`Command::AlterIsr`]) once every target replica is in the ISR.
+    /// Cancelling keeps the original replicas (`replicas` minus `adding`).
     Reassign {
         /// Topic name.
         topic: String,
