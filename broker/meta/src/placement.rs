@@ -256,6 +256,25 @@ mod tests {
     }
 
     #[test]
+    fn racks_are_ignored_unless_every_broker_has_one() {
+        let mixed = [
+            Candidate {
+                id: 1,
+                rack: Some("a"),
+            },
+            Candidate { id: 2, rack: None },
+            Candidate {
+                id: 3,
+                rack: Some("a"),
+            },
+        ];
+        assert_eq!(
+            place(&mixed, "t", 0, 6, 2),
+            place(&plain(&[1, 2, 3]), "t", 0, 6, 2)
+        );
+    }
+
+    #[test]
     fn a_continued_range_equals_the_tail_of_a_longer_one() {
         let brokers = plain(&[1, 2, 3, 4]);
         let all = place(&brokers, "t", 0, 9, 3);

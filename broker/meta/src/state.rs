@@ -162,6 +162,24 @@ impl ClusterState {
         })
     }
 
+    /// Per preferred broker: `(partitions it should lead but does not,
+    /// partitions it is the preferred replica of)`. Kafka rebalances a
+    /// broker's leaderships once the first over the second exceeds
+    /// `leader.imbalance.per.broker.percentage`.
+    pub fn preferred_leader_imbalance_by_broker(&self) -> BTreeMap<BrokerId, (usize, usize)> {
+        let mut out: BTreeMap<BrokerId, (usize, usize)> = BTreeMap::new();
+        for p in self.topics.values().flat_map(|t| &t.partitions) {
+            if let Some(&preferred) = p.replicas.first() {
+                let entry = out.entry(preferred).or_default();
+                entry.1 += 1;
+                if p.leader != preferred {
+                    entry.0 += 1;
+                }
+            }
+        }
+        out
+    }
+
     /// Whether a topic may elect an out-of-sync leader: its own
     /// `unclean.leader.election.enable`, else the cluster-wide broker default.
     pub fn unclean_election_enabled(&self, topic: &str) -> bool {

@@ -823,12 +823,20 @@ fn preferred_election() {
     alter(&mut state, "t", 0, &[2, 3, 1]);
     assert_eq!(state.preferred_imbalance(), vec![("t".to_owned(), 0)]);
     assert_eq!(
+        state.preferred_leader_imbalance_by_broker(),
+        BTreeMap::from([(1, (1, 1))])
+    );
+    assert_eq!(
         ok(&mut state, elect("t", 0, Election::Preferred)),
         Applied::Done
     );
     let p = part(&state, "t", 0);
     assert_eq!((p.leader, p.leader_epoch, p.partition_epoch), (1, 2, 3));
     assert!(state.preferred_imbalance().is_empty());
+    assert_eq!(
+        state.preferred_leader_imbalance_by_broker(),
+        BTreeMap::from([(1, (0, 1))])
+    );
     refused(
         &mut state,
         elect("t", 1, Election::Preferred),
