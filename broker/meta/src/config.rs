@@ -26,8 +26,13 @@ pub struct MetaConfig {
     pub session_timeout: Duration,
     /// Raft election timeout range (min; max = 2x min).
     pub election_timeout: Duration,
-    /// A snapshot is taken after this many log entries since the last one.
+    /// A snapshot is taken after this many log entries since the last one
+    /// (the log before it is purged then).
     pub snapshot_every: u64,
+    /// Kafka cluster id a new cluster starts with (the broker passes the id it
+    /// already keeps); `None` = generate one. Only the node that initializes
+    /// the quorum uses it; an existing cluster keeps its id.
+    pub cluster_id: Option<String>,
 }
 
 impl MetaConfig {
@@ -44,6 +49,7 @@ impl MetaConfig {
             session_timeout: Duration::from_millis(6000),
             election_timeout: Duration::from_millis(1000),
             snapshot_every: 1000,
+            cluster_id: None,
         }
     }
 }

@@ -10,10 +10,13 @@
 //! controller alone runs the timers: broker session expiry (fencing) and the
 //! preferred-leader rebalance.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod config;
 pub mod election;
 pub mod node;
 pub mod placement;
+mod raft;
 pub mod state;
 pub mod types;
 

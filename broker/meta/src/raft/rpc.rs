@@ -1,0 +1,405 @@
+//! The metadata RPC transport: one TCP listener per node carrying openraft's
+//! RPCs (append entries, vote, install snapshot) and this crate's own requests
+//! (forward a command to the controller, join the quorum, broker heartbeat).
+//!
+//! It is hand-written on purpose: openraft needs only serde-serializable
+//! request and response types, so a length-prefixed JSON frame
+//! (`u32` big-endian length, then `{"id", "body"}`) over a pooled TCP
+//! connection is all it takes, whereas tonic would add protobuf definitions,
+//! code generation and a mapping layer for every openraft type. Each call
+//! borrows an idle connection to the peer (or dials one), sends one request,
+//! reads the one response carrying the same id, and returns the connection to
+//! the pool; a connection that failed or timed out is dropped, so the next call
+//! reconnects. The server answers requests on one connection in order; a
+//! malformed or oversized frame closes that connection only.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{NodeId, TypeConfig};
+use crate::types::{Applied, BrokerId, Command, Rejection};
+use crate::MetaError;
+
+/// Largest frame accepted (snapshot chunks and entry batches stay far below).
+const MAX_FRAME: usize = 64 << 20;
+/// Idle connections kept per peer.
+const MAX_IDLE: usize = 8;
+
+/// A request from one metadata node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Raft AppendEntries.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft RequestVote.
+    Vote(VoteRequest<NodeId>),
+    /// One chunk of a Raft InstallSnapshot.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Propose a command at the receiver, which must be the leader.
+    Forward(Command),
+    /// Add a node to the quorum (forwarded to the leader by a follower).
+    Join {
+        /// The new node's id.
+        node_id: NodeId,
+        /// Its metadata listener address.
+        addr: String,
+        /// How many more times the request may be passed on towards the leader.
+        hops: u8,
+    },
+    /// A broker's session heartbeat, for the controller.
+    Heartbeat {
+        /// The broker.
+        broker_id: BrokerId,
+        /// The registration it heartbeats for.
+        incarnation: Uuid,
+    },
+}
+
+/// Where a forwarded command landed and what applying it produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Forwarded {
+    /// Log index of the committed entry.
+    pub(crate) index: u64,
+    /// The state machine's verdict.
+    pub(crate) result: Result<Applied, Rejection>,
+}
+
+/// The answer to a [`Request`] of the same variant.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Response {
+    /// Raft AppendEntries.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// Raft RequestVote.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// Raft InstallSnapshot.
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    /// Forwarded proposal.
+    Forward(Result<Forwarded, MetaError>),
+    /// Join.
+    Join(Result<(), MetaError>),
+    /// Heartbeat.
+    Heartbeat(Result<(), MetaError>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    id: u64,
+    body: T,
+}
+
+/// Why an RPC failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// No connection could be made.
+    #[error("cannot connect to {addr}: {source}")]
+    Unreachable {
+        /// Peer address.
+        addr: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The connection failed after the request may have been sent.
+    #[error("connection to {addr} failed: {source}")]
+    Io {
+        /// Peer address.
+        addr: String,
+        /// Cause.
+        source: io::Error,
+    },
+    /// No answer within the deadline.
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout {
+        /// Peer address.
+        addr: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The peer answered something that is not a valid response.
+    #[error("bad response from {addr}: {reason}")]
+    Protocol {
+        /// Peer address.
+        addr: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+async fn read_frame(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the {MAX_FRAME} byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf).await?;
+    Ok(Some(buf))
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, id: u64, body: T) -> io::Result<()> {
+    let json = serde_json::to_vec(&Envelope { id, body })
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let len = u32::try_from(json.len())
+        .ok()
+        .filter(|l| (*l as usize) <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + json.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&json);
+    stream.write_all(&buf).await
+}
+
+/// Client side: pooled connections to peers, keyed by address.
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    next_id: AtomicU64,
+}
+
+impl Pool {
+    /// Sends `request` to `addr` and waits at most `timeout` for its response.
+    pub(crate) async fn call(
+        &self,
+        addr: &str,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Response, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // A forwarded proposal is never re-sent: it may have been applied.
+        let resendable = !matches!(request, Request::Forward(_));
+        let attempt = async {
+            let pooled = self.idle.lock().get_mut(addr).and_then(Vec::pop);
+            let reused = pooled.is_some();
+            let stream = match pooled {
+                Some(stream) => stream,
+                None => self.connect(addr).await?,
+            };
+            match self.exchange(stream, addr, id, &request).await {
+                Err(CallError::Io { .. }) if reused && resendable => {
+                    // The pooled connection had gone stale (peer restarted).
+                    let stream = self.connect(addr).await?;
+                    self.exchange(stream, addr, id, &request).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                addr: addr.to_string(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<TcpStream, CallError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| CallError::Unreachable {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn exchange(
+        &self,
+        mut stream: TcpStream,
+        addr: &str,
+        id: u64,
+        request: &Request,
+    ) -> Result<Response, CallError> {
+        let io_err = |source| CallError::Io {
+            addr: addr.to_string(),
+            source,
+        };
+        write_frame(&mut stream, id, request)
+            .await
+            .map_err(io_err)?;
+        let frame = read_frame(&mut stream)
+            .await
+            .map_err(io_err)?
+            .ok_or_else(|| io_err(io::ErrorKind::UnexpectedEof.into()))?;
+        let envelope: Envelope<Response> =
+            serde_json::from_slice(&frame).map_err(|e| CallError::Protocol {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
+        if envelope.id != id {
+            return Err(CallError::Protocol {
+                addr: addr.to_string(),
+                reason: format!("response id {} for request {id}", envelope.id),
+            });
+        }
+        let mut idle = self.idle.lock();
+        let conns = idle.entry(addr.to_string()).or_default();
+        if conns.len() < MAX_IDLE {
+            conns.push(stream);
+        }
+        Ok(envelope.body)
+    }
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Server side: answers requests.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Accepts connections on `listener` and answers their requests with
+/// `handler` until `shutdown` turns true.
+pub(crate) async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let handler = handler.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = serve_connection(stream, handler, shutdown).await {
+                            tracing::debug!(%peer, error = %e, "metadata connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "metadata listener accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection<H: Handler>(
+    mut stream: TcpStream,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    loop {
+        let frame = tokio::select! {
+            _ = stopped(&mut shutdown) => return Ok(()),
+            frame = read_frame(&mut stream) => frame?,
+        };
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let envelope: Envelope<Request> = serde_json::from_slice(&frame)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let response = tokio::select! {
+            _ = stopped(&mut shutdown) => return Ok(()),
+            response = handler.handle(envelope.body) => response,
+        };
+        write_frame(&mut stream, envelope.id, response).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, request: Request) -> Response {
+            match request {
+                Request::Heartbeat { broker_id, .. } if broker_id >= 0 => {
+                    Response::Heartbeat(Ok(()))
+                }
+                _ => Response::Heartbeat(Err(MetaError::Internal("unexpected".into()))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_frame_closes_only_that_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, Arc::new(Echo), stop_rx));
+
+        // Garbage, then an oversized length: each closes its connection.
+        for bad in [&b"\x00\x00\x00\x03abc"[..], &[0xff, 0xff, 0xff, 0xff][..]] {
+            let mut raw = TcpStream::connect(&addr).await.unwrap();
+            raw.write_all(bad).await.unwrap();
+            let mut buf = [0u8; 1];
+            let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap_or(0);
+            assert_eq!(n, 0, "server must close a connection sending a bad frame");
+        }
+
+        // The server still answers well-formed requests, on a reused connection too.
+        let pool = Pool::default();
+        for _ in 0..3 {
+            let request = Request::Heartbeat {
+                broker_id: 1,
+                incarnation: Uuid::new_v4(),
+            };
+            let response = pool
+                .call(&addr, request, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(matches!(response, Response::Heartbeat(Ok(()))));
+        }
+        assert_eq!(pool.idle.lock().get(&addr).map(Vec::len), Some(1));
+
+        stop_tx.send_replace(true);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn unreachable_peer_is_reported() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let pool = Pool::default();
+        let request = Request::Heartbeat {
+            broker_id: 1,
+            incarnation: Uuid::new_v4(),
+        };
+        let err = pool
+            .call(&addr, request, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Unreachable { .. }), "{err}");
+    }
+}
