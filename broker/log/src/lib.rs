@@ -482,6 +482,13 @@ impl Log {
     /// cache) but not fsynced: call [`Log::sync`] before reporting it. Empty
     /// `records` is a no-op answering `base_offset = log_end_offset` and
     /// `last_offset = base_offset - 1`.
+    ///
+    /// One exception to the offset rule, as in Kafka: when the log holds no
+    /// batch and the first batch straddles the log end offset (the leader's
+    /// log start is inside a batch, e.g. after DeleteRecords, and this log
+    /// was started there with [`Log::truncate_fully_and_start_at`]), the log
+    /// restarts at that batch's base offset and the log start offset is then
+    /// moved back up to the old log end, so the records below stay hidden.
     pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo> {
         let config = self.config.read().clone();
         if records.is_empty() {
@@ -499,7 +506,21 @@ impl Log {
         let mut w = self.writer.lock();
         self.check_poisoned()?;
         let mut expected = self.log_end.load(Ordering::Acquire);
-        let mut data_epoch = self.data_epoch();
+        let mut hide_below = None;
+        if let Some(first) = batches.first().map(|b| b.header) {
+            let straddles = first.base_offset >= 0
+                && first.base_offset < expected
+                && first.last_offset() >= expected;
+            if straddles && self.snapshot().iter().all(|s| s.is_empty()) {
+                hide_below = Some(expected);
+                expected = first.base_offset;
+            }
+        }
+        let mut data_epoch = if hide_below.is_some() {
+            None
+        } else {
+            self.data_epoch()
+        };
         let mut placed = Vec::with_capacity(batches.len());
         for b in &batches {
             let h = b.header;
@@ -538,6 +559,9 @@ impl Log {
             .iter()
             .map(|(_, h)| ProducerBatch::from_header(h))
             .collect();
+        if hide_below.is_some() {
+            self.reset_locked(&mut w, base_offset)?;
+        }
         self.commit_batches(
             &mut w,
             &config,
@@ -546,6 +570,11 @@ impl Log {
             &producer_batches,
             wall_clock_ms(),
         )?;
+        if let Some(start) = hide_below {
+            checkpoint::write_log_start(&self.dir, start)?;
+            self.log_start.fetch_max(start, Ordering::SeqCst);
+            self.on_log_start_moved(start)?;
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -910,7 +939,8 @@ impl Log {
     /// entirely, so the new log end offset is the base offset of that batch:
     /// truncation works at batch boundaries, as Kafka's does (a follower
     /// truncating to a leader's epoch end offset always lands on one, since
-    /// it copied the leader's batches). `offset >= log_end_offset` is a no-op.
+    /// it copied the leader's batches). `offset >= log_end_offset` is a no-op;
+    /// a negative `offset` is [`Error::OffsetOutOfRange`].
     ///
     /// Everything derived from the log follows: indexes and time index,
     /// idempotent-producer state (rebuilt from the remaining headers), the
@@ -928,6 +958,10 @@ impl Log {
         let end = self.log_end.load(Ordering::Acquire);
         if offset >= end {
             return Ok(());
+        }
+        if offset < 0 {
+            let start = self.log_start.load(Ordering::Acquire);
+            return Err(Error::OffsetOutOfRange { offset, start, end });
         }
         self.truncations.fetch_add(1, Ordering::AcqRel);
         let segs = self.snapshot();
@@ -1007,6 +1041,11 @@ impl Log {
         }
         let mut w = self.writer.lock();
         self.check_poisoned()?;
+        self.reset_locked(&mut w, offset)
+    }
+
+    /// [`Log::truncate_fully_and_start_at`] under the append lock.
+    fn reset_locked(&self, w: &mut WriterState, offset: i64) -> Result<()> {
         self.truncations.fetch_add(1, Ordering::AcqRel);
         // The new start is durable first: whatever a crash leaves below it is unreadable.
         checkpoint::write_log_start(&self.dir, offset)?;

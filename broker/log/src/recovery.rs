@@ -95,10 +95,12 @@ fn recover_epochs(
             }
         }
         None => {
-            if dir.join(checkpoint::LEADER_EPOCH_FILE).exists() {
+            let damaged = dir.join(checkpoint::LEADER_EPOCH_FILE).exists();
+            if damaged {
                 tracing::warn!(dir = %dir.display(), "leader epoch checkpoint is damaged; rebuilding it from the batch headers");
             }
-            (rebuilt(), true, true)
+            // A new, empty log has nothing to rebuild: not reported.
+            (rebuilt(), damaged || !runs.is_empty(), true)
         }
     };
     if changed {
