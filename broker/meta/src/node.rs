@@ -93,6 +93,8 @@ struct Inner {
     registration: Mutex<Option<BrokerInfo>>,
     /// Background tasks: the listener (awaited on shutdown so its port is free) and the others.
     listener_task: Mutex<Option<JoinHandle<()>>>,
+    /// The heartbeat loop, stopped before the shutdown fence so it cannot register again.
+    heartbeat_task: Mutex<Option<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -210,6 +212,7 @@ impl MetaNode {
             membership_lock: tokio::sync::Mutex::new(()),
             registration: Mutex::new(None),
             listener_task: Mutex::new(None),
+            heartbeat_task: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         *inner.listener_task.lock() = Some(tokio::spawn(rpc::serve(
@@ -304,7 +307,7 @@ impl MetaNode {
             fenced: false,
             ..broker
         };
-        let first = inner.registration.lock().replace(broker.clone()).is_none();
+        *inner.registration.lock() = Some(broker.clone());
         let mut backoff = RETRY_PAUSE;
         loop {
             if *inner.shutdown.borrow() {
@@ -326,9 +329,9 @@ impl MetaNode {
                 Err(e) => return Err(e),
             }
         }
-        if first {
-            let task = tokio::spawn(inner.clone().heartbeat_loop());
-            inner.tasks.lock().push(task);
+        let mut heartbeat = inner.heartbeat_task.lock();
+        if heartbeat.is_none() && !inner.is_shutdown() {
+            *heartbeat = Some(tokio::spawn(inner.clone().heartbeat_loop()));
         }
         Ok(())
     }
@@ -355,7 +358,12 @@ impl MetaNode {
         if *inner.shutdown.borrow() {
             return Ok(());
         }
-        let registered = inner.registration.lock().clone();
+        let heartbeat = inner.heartbeat_task.lock().take();
+        if let Some(task) = heartbeat {
+            task.abort();
+            let _ = task.await;
+        }
+        let registered = inner.registration.lock().take();
         if let Some(broker) = registered {
             let fence = Command::FenceBroker {
                 id: broker.id,
