@@ -83,8 +83,11 @@ impl LeaderElector {
         &self.config
     }
 
+    /// The lease duration in whole seconds as the Lease stores it (rounded up, at least 1: a
+    /// 0 would let every candidate take the Lease at once).
     fn duration_secs(&self) -> i32 {
-        i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX)
+        let secs = self.config.lease_duration.as_millis().div_ceil(1000).max(1);
+        i32::try_from(secs).unwrap_or(i32::MAX)
     }
 
     /// One round: takes the Lease if it is free or expired, renews it if we hold it. Returns

@@ -264,41 +264,31 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
             Ok(()) => {
                 changed = true;
                 tracing::info!(?action, "applied");
+                // Events of one reason merge into a series that keeps the first note, so each
+                // kind of drift has its own reason.
                 let drift = match action {
-                    TopicAction::Create { .. } if previous.topic_id.is_some() => Some(format!(
-                        "topic {name} was deleted outside the operator; recreated it"
+                    TopicAction::Create { .. } if previous.topic_id.is_some() => Some((
+                        "TopicRecreated",
+                        format!("topic {name} was deleted outside the operator; recreated it"),
                     )),
-                    TopicAction::SetConfigs { configs } if was_synced => Some(format!(
-                        "configs of topic {name} were changed outside the operator; reverted {}",
-                        configs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    TopicAction::SetConfigs { configs } if was_synced => Some((
+                        "ConfigDriftReverted",
+                        format!(
+                            "configs of topic {name} were changed outside the operator; reverted {}",
+                            configs.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
                     )),
-                    TopicAction::AddPartitions { total } if was_synced => Some(format!(
-                        "topic {name} had fewer partitions than the spec; raised to {total}"
+                    TopicAction::AddPartitions { total } if was_synced => Some((
+                        "PartitionDriftReverted",
+                        format!("topic {name} had fewer partitions than the spec; raised to {total}"),
                     )),
                     _ => None,
                 };
-                match drift {
-                    Some(note) => {
-                        ctx.event(
-                            topic,
-                            EventType::Warning,
-                            "DriftReverted",
-                            "Reconcile",
-                            note,
-                        )
-                        .await
-                    }
-                    None => {
-                        ctx.event(
-                            topic,
-                            EventType::Normal,
-                            "Applied",
-                            "Reconcile",
-                            format!("{action:?}"),
-                        )
-                        .await
-                    }
-                }
+                let (type_, reason, note) = match drift {
+                    Some((reason, note)) => (EventType::Warning, reason, note),
+                    None => (EventType::Normal, "Applied", format!("{action:?}")),
+                };
+                ctx.event(topic, type_, reason, "Reconcile", note).await;
             }
             Err(Refusal::Problem { reason, message }) => problems.push((reason, message)),
             Err(Refusal::Failed(err)) => return Err(err),

@@ -2,3 +2,7 @@
 
 mod cel_rules;
 mod crds;
+mod fake_api;
+mod harness;
+mod reconcile;
+mod run_loop;

@@ -1,0 +1,572 @@
+//! A small in-memory Kubernetes apiserver behind a real `kube::Client`: GET, LIST, WATCH,
+//! POST, PUT (with resourceVersion conflicts), PATCH (apply, merge, JSON patch; status
+//! subresource), DELETE (finalizers hold an object with a deletionTimestamp). It is generic over
+//! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need.
+//! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use kube::client::Body;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+/// Where an object lives: API base (`api/v1`, `apis/apps/v1`), plural, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Key {
+    pub(crate) base: String,
+    pub(crate) plural: String,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+}
+
+#[derive(Clone, Debug)]
+struct WatchEvent {
+    rv: u64,
+    key: Key,
+    type_: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    uid: u64,
+    objects: BTreeMap<Key, Value>,
+    log: Vec<WatchEvent>,
+}
+
+/// The fake apiserver; clone it freely (shared state).
+#[derive(Clone)]
+pub(crate) struct FakeApi {
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+type RespBody = UnsyncBoxBody<Bytes, Infallible>;
+
+fn full(status: StatusCode, body: &Value) -> Response<RespBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
+        .expect("response")
+}
+
+fn status_error(code: StatusCode, reason: &str, message: String) -> Response<RespBody> {
+    full(
+        code,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code.as_u16(),
+        }),
+    )
+}
+
+/// RFC 7386 JSON merge patch (server-side apply is approximated by it: the operator always
+/// applies whole objects and whole status).
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+/// Everything but metadata and status: a change to it bumps metadata.generation.
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("metadata");
+        o.remove("status");
+    }
+    v
+}
+
+enum Target {
+    Collection {
+        base: String,
+        plural: String,
+        namespace: Option<String>,
+    },
+    Object {
+        key: Key,
+        status: bool,
+    },
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (base, rest) = match *segs.first()? {
+        "api" => (segs[..2].join("/"), &segs[2..]),
+        "apis" => (segs[..3].join("/"), &segs[3..]),
+        _ => return None,
+    };
+    match rest {
+        [plural] => Some(Target::Collection {
+            base,
+            plural: plural.to_string(),
+            namespace: None,
+        }),
+        ["namespaces", ns, plural] => Some(Target::Collection {
+            base,
+            plural: plural.to_string(),
+            namespace: Some(ns.to_string()),
+        }),
+        ["namespaces", ns, plural, name, sub @ ..] => Some(Target::Object {
+            key: Key {
+                base,
+                plural: plural.to_string(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
+            },
+            status: sub == ["status"],
+        }),
+        _ => None,
+    }
+}
+
+fn query(req: &Request<Body>) -> BTreeMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Default for FakeApi {
+    fn default() -> Self {
+        FakeApi::new()
+    }
+}
+
+impl FakeApi {
+    pub(crate) fn new() -> FakeApi {
+        let (events, _) = broadcast::channel(4096);
+        FakeApi {
+            state: Arc::new(Mutex::new(State::default())),
+            events,
+        }
+    }
+
+    /// A kube client whose every request this fake answers.
+    pub(crate) fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stored object, if any.
+    pub(crate) fn get(
+        &self,
+        base: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        self.lock()
+            .objects
+            .get(&Key {
+                base: base.into(),
+                plural: plural.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .cloned()
+    }
+
+    /// Every stored object of one resource, in one namespace.
+    pub(crate) fn list(&self, base: &str, plural: &str, namespace: &str) -> Vec<Value> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(k, _)| k.base == base && k.plural == plural && k.namespace == namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Reasons of the Events recorded about the object named `name` (events.k8s.io/v1).
+    pub(crate) fn event_reasons(&self, namespace: &str, name: &str) -> Vec<String> {
+        self.list("apis/events.k8s.io/v1", "events", namespace)
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Stores `obj` at `key` (or removes it when it is being deleted and has no finalizers),
+    /// stamping resourceVersion and telling watchers.
+    fn store(
+        state: &mut State,
+        tx: &broadcast::Sender<WatchEvent>,
+        key: Key,
+        mut obj: Value,
+        created: bool,
+    ) -> Value {
+        state.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(state.rv.to_string());
+        let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
+        let finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        let type_ = if deleting && !finalizers {
+            state.objects.remove(&key);
+            "DELETED"
+        } else {
+            state.objects.insert(key.clone(), obj.clone());
+            if created {
+                "ADDED"
+            } else {
+                "MODIFIED"
+            }
+        };
+        let ev = WatchEvent {
+            rv: state.rv,
+            key,
+            type_,
+            object: obj.clone(),
+        };
+        state.log.push(ev.clone());
+        let _ = tx.send(ev);
+        obj
+    }
+
+    fn create(
+        state: &mut State,
+        tx: &broadcast::Sender<WatchEvent>,
+        key: Key,
+        mut obj: Value,
+    ) -> Value {
+        state.uid += 1;
+        let meta = &mut obj["metadata"];
+        meta["name"] = json!(key.name);
+        meta["namespace"] = json!(key.namespace);
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", state.uid));
+        meta["generation"] = json!(1);
+        meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        Self::store(state, tx, key, obj, true)
+    }
+
+    async fn handle(&self, req: Request<Body>) -> Response<RespBody> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let q = query(&req);
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = req.into_body().collect_bytes().await.unwrap_or_default();
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return status_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
+                }
+            }
+        };
+        let Some(target) = parse_path(&path) else {
+            return status_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route {path}"),
+            );
+        };
+        match (method, target) {
+            (
+                Method::GET,
+                Target::Collection {
+                    base,
+                    plural,
+                    namespace,
+                },
+            ) => {
+                if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                    let since = q
+                        .get("resourceVersion")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    return self.watch(base, plural, namespace, since);
+                }
+                let state = self.lock();
+                let items: Vec<Value> = state
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.base == base
+                            && k.plural == plural
+                            && namespace.as_ref().is_none_or(|n| *n == k.namespace)
+                    })
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                full(
+                    StatusCode::OK,
+                    &json!({
+                        "apiVersion": "v1", "kind": "List",
+                        "metadata": {"resourceVersion": state.rv.to_string()},
+                        "items": items,
+                    }),
+                )
+            }
+            (
+                Method::POST,
+                Target::Collection {
+                    base,
+                    plural,
+                    namespace,
+                },
+            ) => {
+                let mut state = self.lock();
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "{}{}",
+                            body["metadata"]["generateName"].as_str().unwrap_or("obj-"),
+                            state.uid + 1
+                        )
+                    });
+                let key = Key {
+                    base,
+                    plural,
+                    namespace: namespace.unwrap_or_default(),
+                    name,
+                };
+                if state.objects.contains_key(&key) {
+                    return status_error(
+                        StatusCode::CONFLICT,
+                        "AlreadyExists",
+                        format!("{} exists", key.name),
+                    );
+                }
+                let obj = Self::create(&mut state, &self.events, key, body);
+                full(StatusCode::CREATED, &obj)
+            }
+            (Method::GET, Target::Object { key, .. }) => match self.lock().objects.get(&key) {
+                Some(obj) => full(StatusCode::OK, obj),
+                None => status_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("{} not found", key.name),
+                ),
+            },
+            (Method::PUT, Target::Object { key, status }) => {
+                let mut state = self.lock();
+                let Some(current) = state.objects.get(&key).cloned() else {
+                    return status_error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("{} not found", key.name),
+                    );
+                };
+                let sent_rv = &body["metadata"]["resourceVersion"];
+                if !sent_rv.is_null() && *sent_rv != current["metadata"]["resourceVersion"] {
+                    return status_error(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        format!("the object {} has been modified", key.name),
+                    );
+                }
+                let next = Self::next(&current, body, status);
+                let obj = Self::store(&mut state, &self.events, key, next, false);
+                full(StatusCode::OK, &obj)
+            }
+            (Method::PATCH, Target::Object { key, status }) => {
+                let mut state = self.lock();
+                let current = state.objects.get(&key).cloned();
+                let Some(current) = current else {
+                    if content_type.contains("apply-patch") && !status {
+                        let obj = Self::create(&mut state, &self.events, key, body);
+                        return full(StatusCode::CREATED, &obj);
+                    }
+                    return status_error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("{} not found", key.name),
+                    );
+                };
+                let mut patched = current.clone();
+                if content_type.contains("json-patch") {
+                    let mut ops: json_patch::Patch = match serde_json::from_value(body) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return status_error(
+                                StatusCode::BAD_REQUEST,
+                                "BadRequest",
+                                e.to_string(),
+                            )
+                        }
+                    };
+                    // Like the apiserver, a `test` for null passes on an absent field (Kubernetes
+                    // omits empty lists such as metadata.finalizers).
+                    ops.0.retain(|op| match op {
+                        json_patch::PatchOperation::Test(t) => {
+                            !(t.value.is_null() && patched.pointer(t.path.as_str()).is_none())
+                        }
+                        _ => true,
+                    });
+                    if let Err(e) = json_patch::patch(&mut patched, &ops) {
+                        return status_error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            e.to_string(),
+                        );
+                    }
+                } else {
+                    merge(&mut patched, &body);
+                }
+                let next = Self::next(&current, patched, status);
+                let obj = Self::store(&mut state, &self.events, key, next, false);
+                full(StatusCode::OK, &obj)
+            }
+            (Method::DELETE, Target::Object { key, .. }) => {
+                let mut state = self.lock();
+                let Some(mut obj) = state.objects.get(&key).cloned() else {
+                    return status_error(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("{} not found", key.name),
+                    );
+                };
+                if obj["metadata"]["deletionTimestamp"].is_null() {
+                    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
+                }
+                let obj = Self::store(&mut state, &self.events, key, obj, false);
+                full(StatusCode::OK, &obj)
+            }
+            (m, _) => status_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{m} {path}"),
+            ),
+        }
+    }
+
+    /// The object after a write: a status write changes only status; a main-resource write
+    /// keeps the status (as with a status subresource) and bumps generation on a spec change.
+    /// Identity fields are the server's.
+    fn next(current: &Value, mut written: Value, status: bool) -> Value {
+        let mut next = current.clone();
+        if status {
+            next["status"] = written["status"].take();
+        } else {
+            let keep_status = current["status"].clone();
+            let bump = spec_part(current) != spec_part(&written);
+            let meta = current["metadata"].clone();
+            next = written;
+            for field in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "generation",
+            ] {
+                next["metadata"][field] = meta[field].clone();
+            }
+            if let Some(o) = next["metadata"].as_object_mut() {
+                o.retain(|_, v| !v.is_null());
+            }
+            if bump {
+                next["metadata"]["generation"] =
+                    json!(meta["generation"].as_i64().unwrap_or(1) + 1);
+            }
+            next["status"] = keep_status;
+        }
+        if next["status"].is_null() {
+            if let Some(o) = next.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        next
+    }
+
+    /// A watch: replays events after `since`, then streams new ones, as JSON lines.
+    fn watch(
+        &self,
+        base: String,
+        plural: String,
+        namespace: Option<String>,
+        since: u64,
+    ) -> Response<RespBody> {
+        let (tx, rx) = mpsc::channel::<Bytes>(1024);
+        let (backlog, mut live) = {
+            let state = self.lock();
+            let live = self.events.subscribe();
+            let backlog: Vec<WatchEvent> =
+                state.log.iter().filter(|e| e.rv > since).cloned().collect();
+            (backlog, live)
+        };
+        let matches = move |e: &WatchEvent| {
+            e.key.base == base
+                && e.key.plural == plural
+                && namespace.as_ref().is_none_or(|n| *n == e.key.namespace)
+        };
+        tokio::spawn(async move {
+            let line = |e: &WatchEvent| {
+                Bytes::from(format!(
+                    "{}\n",
+                    json!({"type": e.type_, "object": e.object})
+                ))
+            };
+            for e in backlog.iter().filter(|e| matches(e)) {
+                if tx.send(line(e)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match live.recv().await {
+                    Ok(e) if e.rv > since && matches(&e) => {
+                        if tx.send(line(&e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // Lagged or closed: end the watch; the client re-lists.
+                    Err(_) => return,
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        });
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(StreamBody::new(stream.boxed()).boxed_unsync())
+            .expect("response")
+    }
+}

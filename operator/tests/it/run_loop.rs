@@ -1,0 +1,232 @@
+//! The whole `run` loop (controllers, leader election, HTTP endpoint) against the in-memory
+//! Kubernetes API and a real broker; the Lease elector on its own; and, with KUBECONFIG, a
+//! check against a real cluster.
+
+use std::time::Duration;
+
+use kube::api::{Api, ListParams, PostParams};
+use runnel_operator::controller::find_condition;
+use runnel_operator::crd::{Cluster, ClusterReference, Consumer, DeletionPolicy, Topic, TopicSpec};
+use runnel_operator::leader::{LeaderElector, LeaseConfig};
+use runnel_operator::run::{run, RunConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{cluster_spec, eventually, Env, NS};
+
+const LEASE_NS: &str = "runnel-system";
+
+fn lease(identity: &str, duration_ms: u64) -> LeaseConfig {
+    LeaseConfig {
+        namespace: LEASE_NS.into(),
+        name: "runnel-operator-leader".into(),
+        identity: identity.into(),
+        lease_duration: Duration::from_millis(duration_ms),
+        renew_period: Duration::from_millis(100),
+    }
+}
+
+/// A plain HTTP/1.0 GET: (status code, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn run_loop_under_leader_election_makes_a_topic_ready() {
+    let mut env = Env::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http = listener.local_addr().expect("addr");
+    let config = RunConfig {
+        namespaces: vec![],
+        leader_election: Some(lease("operator-a", 3000)),
+        broker_image: Some("example.com/runnel-broker:test".into()),
+        resync: Duration::from_secs(2),
+        resolver: env.resolver.clone(),
+        instance: Some("operator-a".into()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(run(env.client.clone(), config, Some(listener), async {
+        let _ = stopped.await;
+    }));
+
+    Api::<Cluster>::namespaced(env.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &Cluster::new("demo", cluster_spec(1)),
+        )
+        .await
+        .expect("create Cluster");
+    let spec = TopicSpec {
+        cluster_ref: ClusterReference {
+            name: "demo".into(),
+        },
+        topic_name: None,
+        partitions: 3,
+        replication_factor: None,
+        config: [("retention.ms".to_string(), Some("60000".to_string()))].into(),
+        deletion_policy: DeletionPolicy::Delete,
+    };
+    env.topics()
+        .create(&PostParams::default(), &Topic::new("orders", spec))
+        .await
+        .expect("create Topic");
+
+    // The Cluster controller creates the StatefulSet; the harness then runs its broker.
+    let api = env.api.clone();
+    let sts = eventually(60, "the StatefulSet", || {
+        let api = api.clone();
+        async move { api.get("apis/apps/v1", "statefulsets", NS, "demo-brokers") }
+    })
+    .await;
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"], "example.com/runnel-broker:test",
+        "--broker-image is used for a Cluster without spec.image"
+    );
+    env.kubelet("demo").await;
+
+    let topics = env.topics();
+    eventually(90, "the Topic to become Ready", || {
+        let topics = topics.clone();
+        async move {
+            let t = topics.get("orders").await.ok()?;
+            let ready = find_condition(&t.status?.conditions, "Ready")?.status == "True";
+            ready.then_some(())
+        }
+    })
+    .await;
+    let kafka = env.kafka("demo").await;
+    assert_eq!(
+        kafka
+            .describe_topic("orders")
+            .await
+            .expect("topic")
+            .partition_count(),
+        3
+    );
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    eventually(60, "the Cluster to become Ready", || {
+        let clusters = clusters.clone();
+        async move {
+            let c = clusters.get("demo").await.ok()?;
+            let s = c.status?;
+            (find_condition(&s.conditions, "Ready")?.status == "True" && s.ready_brokers == 1)
+                .then_some(())
+        }
+    })
+    .await;
+
+    let holder = env
+        .api
+        .get(
+            "apis/coordination.k8s.io/v1",
+            "leases",
+            LEASE_NS,
+            "runnel-operator-leader",
+        )
+        .expect("the Lease exists");
+    assert_eq!(holder["spec"]["holderIdentity"], "operator-a");
+    assert_eq!(http_get(http, "/healthz").await.0, 200);
+    assert_eq!(http_get(http, "/readyz").await.0, 200);
+    let (code, metrics) = http_get(http, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("runnel_operator_reconciles_total{kind=\"Topic\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("runnel_operator_reconcile_duration_seconds_bucket{kind=\"Cluster\""),
+        "{metrics}"
+    );
+
+    stop.send(()).expect("operator running");
+    operator.await.expect("join").expect("clean shutdown");
+    let lease = env
+        .api
+        .get(
+            "apis/coordination.k8s.io/v1",
+            "leases",
+            LEASE_NS,
+            "runnel-operator-leader",
+        )
+        .expect("the Lease exists");
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the Lease is released on shutdown: {lease}"
+    );
+}
+
+#[tokio::test]
+async fn one_candidate_holds_the_lease_until_it_releases_or_stops_renewing() {
+    let env = Env::new();
+    let a = LeaderElector::new(env.client.clone(), lease("a", 300));
+    let b = LeaderElector::new(env.client.clone(), lease("b", 300));
+    assert!(
+        a.try_acquire_or_renew().await.expect("a"),
+        "a takes the free Lease"
+    );
+    assert!(!b.try_acquire_or_renew().await.expect("b"), "b waits");
+    assert!(a.try_acquire_or_renew().await.expect("a"), "a renews");
+    assert!(
+        !b.try_acquire_or_renew().await.expect("b"),
+        "a renewed: b still waits"
+    );
+    a.release().await.expect("release");
+    assert!(
+        b.try_acquire_or_renew().await.expect("b"),
+        "b takes a released Lease"
+    );
+    assert!(!a.try_acquire_or_renew().await.expect("a"), "a now waits");
+    // b stops renewing: once a has seen the same record for a lease duration, a takes over.
+    eventually(10, "a to take over an expired Lease", || {
+        let a = &a;
+        async move { a.try_acquire_or_renew().await.expect("a").then_some(()) }
+    })
+    .await;
+    assert!(
+        !b.try_acquire_or_renew().await.expect("b"),
+        "b lost the Lease"
+    );
+}
+
+#[tokio::test]
+async fn real_cluster_serves_the_runnel_crds() {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        eprintln!(
+            "skipped real_cluster_serves_the_runnel_crds: KUBECONFIG is not set (it needs a \
+             cluster with the CRDs installed: kubectl apply -f crds/)"
+        );
+        return;
+    }
+    let client = kube::Client::try_default()
+        .await
+        .expect("KUBECONFIG client");
+    let params = ListParams::default().limit(1);
+    Api::<Cluster>::all(client.clone())
+        .list(&params)
+        .await
+        .expect("the Cluster CRD is served");
+    Api::<Topic>::all(client.clone())
+        .list(&params)
+        .await
+        .expect("the Topic CRD is served");
+    Api::<Consumer>::all(client)
+        .list(&params)
+        .await
+        .expect("the Consumer CRD is served");
+}
