@@ -14,6 +14,15 @@
 //! internally; reads run concurrently with appends; `sync()` implements group
 //! commit (see its doc).
 //!
+//! Replication (Kafka's model) uses: [`Log::append_as_follower`] (batches
+//! kept as the leader wrote them), the leader epoch cache
+//! ([`Log::assign_epoch_start`], [`Log::end_offset_for_epoch`],
+//! [`Log::latest_epoch`], [`Log::epoch_entries`]), the high watermark
+//! ([`Log::high_watermark`], [`Log::set_high_watermark`],
+//! [`Log::checkpoint_high_watermark`]), [`Log::synced_offset`],
+//! [`Log::truncate_to`] and [`Log::truncate_fully_and_start_at`]. A leader
+//! append refuses an epoch older than the latest ([`Error::StaleLeaderEpoch`]).
+//!
 //! On-disk layout of one partition directory:
 //! - `<base:020>.log`: whole batches back to back; the file name is the offset
 //!   of its first batch. The last segment is the active one.
@@ -379,7 +388,9 @@ impl Log {
     /// Appends one or more magic-v2 batches (the `records` field of a produce
     /// request). Validates framing, magic and CRC of every batch and the size
     /// against `max_message_bytes` before writing anything; assigns offsets;
-    /// writes `partition_leader_epoch`; checks idempotent-producer sequences.
+    /// writes `partition_leader_epoch` (records it in the leader epoch cache;
+    /// an epoch older than [`Log::latest_epoch`] is [`Error::StaleLeaderEpoch`],
+    /// a negative one is written but not recorded); checks idempotent-producer sequences.
     /// Data is written (page cache) but not fsynced: call [`Log::sync`].
     /// `now_ms` is the broker clock (LogAppendTime, segment.ms).
     pub fn append(
@@ -396,6 +407,17 @@ impl Log {
         self.check_poisoned()?;
         let mut w = self.writer.lock();
         self.check_poisoned()?;
+        // Before the duplicate check: a fenced leader answers nothing, not even a retry.
+        if partition_leader_epoch >= 0 {
+            if let Some(latest) = self.latest_epoch() {
+                if partition_leader_epoch < latest {
+                    return Err(Error::StaleLeaderEpoch {
+                        latest,
+                        got: partition_leader_epoch,
+                    });
+                }
+            }
+        }
 
         let producer_batches: Vec<Option<ProducerBatch>> = batches
             .iter()
@@ -431,16 +453,6 @@ impl Log {
         let log_append_time = config.timestamp_type == TimestampType::LogAppendTime;
         let mut buf = BytesMut::from(&records[..]);
         let base_offset = self.log_end.load(Ordering::Acquire);
-        if partition_leader_epoch >= 0 {
-            if let Some(latest) = self.latest_epoch() {
-                if partition_leader_epoch < latest {
-                    return Err(Error::StaleLeaderEpoch {
-                        latest,
-                        got: partition_leader_epoch,
-                    });
-                }
-            }
-        }
         let mut next = base_offset;
         let mut placed = Vec::with_capacity(batches.len());
         for b in &batches {

@@ -282,6 +282,11 @@ fn a_follower_that_becomes_leader_detects_duplicates_of_replicated_batches() {
     assert_eq!(follower.producer_count(), 1);
     // Promoted: the producer retries its last batch against the new leader.
     follower.assign_epoch_start(2).unwrap();
+    // A stale leader's retry is fenced, not answered as a duplicate.
+    assert!(matches!(
+        follower.append(second.clone(), 1, 0),
+        Err(Error::StaleLeaderEpoch { latest: 2, got: 1 })
+    ));
     let retry = follower.append(second, 2, 0).unwrap();
     assert!(retry.duplicate);
     assert_eq!((retry.base_offset, retry.last_offset), (3, 4));
