@@ -195,10 +195,83 @@ async fn execute(
             client
                 .reassign_partitions(name, &targets)
                 .await
-                .map_err(|e| refusal(what, e))?;
+                .map_err(|e| match refusal(what, e) {
+                    // Name the missing feature rather than the generic broker refusal.
+                    Refusal::Problem {
+                        reason: "UnsupportedByBroker",
+                        message,
+                    } => Refusal::Problem {
+                        reason: "ReplicationFactorChangeUnsupported",
+                        message,
+                    },
+                    other => other,
+                })?;
         }
     }
     Ok(())
+}
+
+/// The Event for an applied action: a Warning with its own reason when it reverted drift (the
+/// spec did not change since the topic was last in sync; Events of one reason merge into a
+/// series that keeps the first note, hence one reason per kind of drift), else Normal.
+fn action_event(
+    action: &TopicAction,
+    name: &str,
+    previous: &TopicStatus,
+    was_synced: bool,
+) -> (EventType, &'static str, String) {
+    match action {
+        TopicAction::Create { .. } if previous.topic_id.is_some() => (
+            EventType::Warning,
+            "TopicRecreated",
+            format!("topic {name} was deleted outside the operator; recreated it"),
+        ),
+        TopicAction::Create {
+            partitions,
+            replication_factor,
+            ..
+        } => (
+            EventType::Normal,
+            "TopicCreated",
+            format!(
+                "created topic {name} with {partitions} partitions, replication factor {}",
+                replication_factor.map_or("(broker default)".to_string(), |rf| rf.to_string())
+            ),
+        ),
+        TopicAction::SetConfigs { configs } => {
+            let keys = configs.keys().cloned().collect::<Vec<_>>().join(", ");
+            if was_synced {
+                (
+                    EventType::Warning,
+                    "ConfigDriftReverted",
+                    format!("configs of topic {name} were changed outside the operator; reverted {keys}"),
+                )
+            } else {
+                (
+                    EventType::Normal,
+                    "ConfigsUpdated",
+                    format!("set {keys} on topic {name}"),
+                )
+            }
+        }
+        TopicAction::AddPartitions { total } if was_synced => (
+            EventType::Warning,
+            "PartitionDriftReverted",
+            format!("topic {name} had fewer partitions than the spec; raised to {total}"),
+        ),
+        TopicAction::AddPartitions { total } => (
+            EventType::Normal,
+            "PartitionsAdded",
+            format!("raised the partitions of topic {name} to {total}"),
+        ),
+        TopicAction::ChangeReplicationFactor { from, to } => (
+            EventType::Normal,
+            "ReassignmentStarted",
+            format!(
+                "reassigning the partitions of topic {name} from replication factor {from} to {to}"
+            ),
+        ),
+    }
 }
 
 async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
@@ -264,30 +337,7 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
             Ok(()) => {
                 changed = true;
                 tracing::info!(?action, "applied");
-                // Events of one reason merge into a series that keeps the first note, so each
-                // kind of drift has its own reason.
-                let drift = match action {
-                    TopicAction::Create { .. } if previous.topic_id.is_some() => Some((
-                        "TopicRecreated",
-                        format!("topic {name} was deleted outside the operator; recreated it"),
-                    )),
-                    TopicAction::SetConfigs { configs } if was_synced => Some((
-                        "ConfigDriftReverted",
-                        format!(
-                            "configs of topic {name} were changed outside the operator; reverted {}",
-                            configs.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    )),
-                    TopicAction::AddPartitions { total } if was_synced => Some((
-                        "PartitionDriftReverted",
-                        format!("topic {name} had fewer partitions than the spec; raised to {total}"),
-                    )),
-                    _ => None,
-                };
-                let (type_, reason, note) = match drift {
-                    Some((reason, note)) => (EventType::Warning, reason, note),
-                    None => (EventType::Normal, "Applied", format!("{action:?}")),
-                };
+                let (type_, reason, note) = action_event(action, &name, &previous, was_synced);
                 ctx.event(topic, type_, reason, "Reconcile", note).await;
             }
             Err(Refusal::Problem { reason, message }) => problems.push((reason, message)),
@@ -398,4 +448,33 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
     )
     .await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_refusals_become_named_problems_and_the_rest_failures() {
+        let unsupported = runnel_client::Error::UnsupportedApi {
+            addr: "b:9092".into(),
+            api: "AlterPartitionReassignments".into(),
+            ours: "0..=1".into(),
+        };
+        match refusal("reassign".into(), unsupported) {
+            Refusal::Problem { reason, message } => {
+                assert_eq!(reason, "UnsupportedByBroker");
+                assert!(message.contains("AlterPartitionReassignments"), "{message}");
+            }
+            Refusal::Failed(e) => panic!("not a problem: {e}"),
+        }
+        let unreachable = runnel_client::Error::Connect {
+            addr: "b:9092".into(),
+            reason: "connection refused".into(),
+        };
+        assert!(matches!(
+            refusal("create".into(), unreachable),
+            Refusal::Failed(Error::Kafka { .. })
+        ));
+    }
 }

@@ -131,6 +131,26 @@ async fn run_loop_under_leader_election_makes_a_topic_ready() {
     })
     .await;
 
+    let broker_cluster_id = kafka
+        .metadata(Some(&[]), false)
+        .await
+        .expect("metadata")
+        .cluster_id;
+    let status = clusters
+        .get("demo")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    assert_eq!(
+        status.cluster_id, broker_cluster_id,
+        "cluster id read from the brokers"
+    );
+    assert_eq!(
+        status.bootstrap.as_deref(),
+        Some("demo-bootstrap.kafka.svc:9092")
+    );
+
     let holder = env
         .api
         .get(
@@ -153,6 +173,14 @@ async fn run_loop_under_leader_election_makes_a_topic_ready() {
         metrics.contains("runnel_operator_reconcile_duration_seconds_bucket{kind=\"Cluster\""),
         "{metrics}"
     );
+
+    eventually(30, "the managed-objects gauge", || async move {
+        let (_, metrics) = http_get(http, "/metrics").await;
+        (metrics.contains("runnel_operator_managed_objects{kind=\"Topic\"} 1")
+            && metrics.contains("runnel_operator_managed_objects{kind=\"Cluster\"} 1"))
+        .then_some(())
+    })
+    .await;
 
     stop.send(()).expect("operator running");
     operator.await.expect("join").expect("clean shutdown");
