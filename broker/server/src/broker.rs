@@ -1,18 +1,26 @@
-//! The state shared by every connection and handler of one broker.
+//! The state shared by every connection and handler of one broker, and the
+//! task that keeps the local replicas in line with the cluster metadata.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use kafka_protocol::ResponseError;
+use runnel_meta::{
+    Applied, BrokerId, ClusterState, Command, MetaError, MetaNode, PartitionMeta, Placement,
+    Rejection, NO_LEADER,
+};
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
-use crate::group::Coordinator;
+use crate::errors::ApiError;
+use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::TopicRegistry;
 
-/// Leader epoch of every partition: a single broker never changes leaders.
+/// Leader epoch written into batches appended without a known epoch (the
+/// replication layer passes the partition's real epoch).
 pub const LEADER_EPOCH: i32 = 0;
 
 /// Shared broker state (one per running broker, behind an `Arc`).
@@ -33,6 +41,10 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// The consumer group coordinator.
     pub groups: Arc<Coordinator>,
+    /// This broker's member of the metadata quorum (proposals, applied state, quorum status).
+    pub meta: MetaNode,
+    // The applied metadata; cloned from `meta.state()` once.
+    state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
     appended: watch::Sender<u64>,
     // Flips to true once when shutdown starts; every task watches it.
@@ -49,7 +61,7 @@ impl Broker {
         advertised_host: String,
         advertised_port: u16,
         topics: Arc<TopicRegistry>,
-        producer_ids: ProducerIdAllocator,
+        meta: MetaNode,
         shutdown: watch::Receiver<bool>,
     ) -> Broker {
         let metrics = Metrics::new();
@@ -66,8 +78,10 @@ impl Broker {
             advertised_port,
             topics,
             metrics,
-            producer_ids,
+            producer_ids: ProducerIdAllocator::new(meta.clone()),
             groups,
+            state: meta.state(),
+            meta,
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),
@@ -101,6 +115,197 @@ impl Broker {
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+impl Broker {
+    /// The applied cluster metadata (brokers, topics, leaders, ISR, configs).
+    pub fn cluster(&self) -> Arc<ClusterState> {
+        self.state.borrow().clone()
+    }
+
+    /// A partition's metadata (replicas, ISR, leader, leader epoch).
+    pub fn partition_meta(&self, topic: &str, partition: i32) -> Option<PartitionMeta> {
+        self.state.borrow().partition(topic, partition).cloned()
+    }
+
+    /// The leader epoch under which this broker leads the partition, or `None`
+    /// when it does not lead it (or the partition does not exist).
+    pub fn leader_epoch_here(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.partition_meta(topic, partition)
+            .filter(|p| p.leader == self.node_id())
+            .map(|p| p.leader_epoch)
+    }
+
+    /// Checks that this broker leads a partition, and the client's view of the
+    /// leader epoch (`current_leader_epoch`, -1 = unknown) as Kafka does:
+    /// older -> FENCED_LEADER_EPOCH, newer -> UNKNOWN_LEADER_EPOCH. Returns the
+    /// current leader epoch.
+    pub fn check_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<i32, ApiError> {
+        let Some(meta) = self.partition_meta(topic, partition) else {
+            return Err(ApiError::with_message(
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown partition {topic}-{partition}"),
+            ));
+        };
+        if current_leader_epoch >= 0 && current_leader_epoch < meta.leader_epoch {
+            return Err(ApiError::with_message(
+                ResponseError::FencedLeaderEpoch,
+                format!(
+                    "leader epoch {current_leader_epoch} of {topic}-{partition} is older than {}",
+                    meta.leader_epoch
+                ),
+            ));
+        }
+        if current_leader_epoch > meta.leader_epoch {
+            return Err(ApiError::with_message(
+                ResponseError::UnknownLeaderEpoch,
+                format!(
+                    "leader epoch {current_leader_epoch} of {topic}-{partition} is newer than {}",
+                    meta.leader_epoch
+                ),
+            ));
+        }
+        if meta.leader != self.node_id() {
+            let code = if meta.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable
+            } else {
+                ResponseError::NotLeaderOrFollower
+            };
+            return Err(ApiError::with_message(
+                code,
+                format!(
+                    "broker {} does not lead {topic}-{partition}",
+                    self.node_id()
+                ),
+            ));
+        }
+        Ok(meta.leader_epoch)
+    }
+
+    /// Proposes a metadata change and returns once it is applied here and the
+    /// local logs (and the broker's reactions, such as removing a deleted
+    /// topic's committed offsets) reflect it.
+    pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+        let applied = self.meta.propose(command).await.map_err(ApiError::from)?;
+        let index = self.state.borrow().applied_index;
+        self.wait_synced(index).await?;
+        Ok(applied)
+    }
+
+    async fn wait_synced(&self, index: u64) -> Result<(), ApiError> {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = self.topics.wait_synced(index) => Ok(()),
+            _ = wait_shutdown(&mut shutdown) => Err(ApiError::from(MetaError::ShuttingDown)),
+        }
+    }
+
+    /// Creates `__consumer_offsets` through the quorum on first use, as Kafka
+    /// does: replication factor `offsets_topic_replication_factor`, clamped to
+    /// the live brokers (Kafka's dev-setup behaviour), so a single broker gets 1.
+    pub async fn ensure_offsets_topic(&self) -> Result<(), GroupError> {
+        if self.topics.get(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let live = self.cluster().live_brokers().count().max(1);
+        let rf = i16::try_from(live)
+            .unwrap_or(i16::MAX)
+            .min(self.config.offsets_topic_replication_factor)
+            .max(1);
+        let command = Command::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            id: uuid::Uuid::new_v4(),
+            placement: Placement::Auto {
+                partitions: self.config.offsets_topic_num_partitions,
+                replication_factor: rf,
+            },
+            configs: crate::group::coordinator::offsets_topic_configs(),
+        };
+        match self.meta.propose(command).await {
+            Ok(_) => {
+                tracing::info!(
+                    partitions = self.config.offsets_topic_num_partitions,
+                    replication_factor = rf,
+                    "created internal topic {OFFSETS_TOPIC}"
+                );
+            }
+            Err(MetaError::Rejected(Rejection::TopicExists(_))) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot create {OFFSETS_TOPIC}");
+                return Err(GroupError::CoordinatorNotAvailable);
+            }
+        }
+        let index = self.state.borrow().applied_index;
+        self.wait_synced(index)
+            .await
+            .map_err(|_| GroupError::CoordinatorNotAvailable)?;
+        if self.topics.get(OFFSETS_TOPIC).is_some() {
+            Ok(())
+        } else {
+            Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+
+    /// The live (unfenced) broker with this id, if registered.
+    pub fn live_broker(&self, id: BrokerId) -> Option<runnel_meta::BrokerInfo> {
+        self.state
+            .borrow()
+            .brokers
+            .get(&id)
+            .filter(|b| !b.fenced)
+            .cloned()
+    }
+
+    /// Keeps the local replicas in line with the applied metadata until
+    /// shutdown: opens and deletes partition logs, applies config changes, and
+    /// removes the metrics and committed offsets of deleted topics.
+    pub(crate) async fn run_metadata_sync(self: Arc<Self>) {
+        let mut rx = self.meta.state();
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            if state.applied_index > self.topics.synced_index() {
+                self.sync_once(state).await;
+            }
+            tokio::select! {
+                _ = wait_shutdown(&mut shutdown) => return,
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    async fn sync_once(&self, state: Arc<ClusterState>) {
+        let topics = self.topics.clone();
+        let node = self.node_id();
+        let s = state.clone();
+        let report = match tokio::task::spawn_blocking(move || topics.sync(&s, node)).await {
+            Ok(report) => report,
+            Err(err) => {
+                tracing::error!(error = %err, "metadata sync task failed");
+                return;
+            }
+        };
+        for (name, _) in &report.removed_topics {
+            self.metrics.remove_topic(name);
+            // As Kafka: committed offsets of a deleted topic go too, so a
+            // topic recreated under the name starts fresh.
+            self.groups.remove_topic_offsets(name).await;
+        }
+        if !report.opened.is_empty() || !report.closed.is_empty() {
+            tracing::debug!(
+                opened = report.opened.len(),
+                closed = report.closed.len(),
+                index = state.applied_index,
+                "local replicas follow the metadata"
+            );
+        }
+        self.topics.mark_synced(state.applied_index);
     }
 }
 

@@ -52,7 +52,7 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Default partition count for new topics.
     pub num_partitions: i32,
-    /// Default replication factor for new topics (must be 1 on a single broker).
+    /// Default replication factor for new topics (at most the number of live brokers).
     pub default_replication_factor: i16,
     /// Largest request frame accepted, in bytes.
     pub max_request_bytes: u32,
@@ -86,6 +86,30 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     /// Largest session timeout a group member may ask for.
     pub group_max_session_timeout_ms: i32,
+    /// Replication factor of `__consumer_offsets` (clamped to the live brokers at creation).
+    pub offsets_topic_replication_factor: i16,
+    /// Metadata quorum (Raft) listener address (port 0 picks a free port).
+    pub controller_listen: String,
+    /// `host:port` of the metadata listener advertised to other brokers; unset = the bound address.
+    pub controller_advertised_address: Option<String>,
+    /// Metadata listener addresses of existing brokers to join through; empty = start a new cluster.
+    pub seeds: Vec<String>,
+    /// How many brokers are metadata quorum voters (the first to join); the others are observers.
+    pub metadata_voters: usize,
+    /// This broker's rack (`broker.rack`), used for rack-aware replica placement.
+    pub broker_rack: Option<String>,
+    /// How often this broker heartbeats the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker without a heartbeat for this long is fenced and loses its leaderships.
+    pub broker_session_timeout_ms: u64,
+    /// Default `min.insync.replicas`.
+    pub min_insync_replicas: i32,
+    /// A follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// Bytes a follower asks for per partition in one fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// Default `unclean.leader.election.enable` (may lose acknowledged data).
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for BrokerConfig {
@@ -115,6 +139,18 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3000,
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
+            offsets_topic_replication_factor: 3,
+            controller_listen: "127.0.0.1:9093".to_string(),
+            controller_advertised_address: None,
+            seeds: Vec::new(),
+            metadata_voters: 3,
+            broker_rack: None,
+            broker_heartbeat_interval_ms: 500,
+            broker_session_timeout_ms: 6000,
+            min_insync_replicas: 1,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1_048_576,
+            unclean_leader_election_enable: false,
         }
     }
 }
@@ -128,6 +164,8 @@ pub enum KeyKind {
     Int,
     /// `true` or `false`.
     Bool,
+    /// A list of strings (comma-separated in the environment and flags).
+    List,
 }
 
 /// Every config key with its kind and a one-line description (the reference list).
@@ -232,6 +270,62 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         KeyKind::Int,
         "Largest session timeout a group member may ask for",
     ),
+    (
+        "offsets_topic_replication_factor",
+        KeyKind::Int,
+        "Replication factor of __consumer_offsets (clamped to live brokers)",
+    ),
+    (
+        "controller_listen",
+        KeyKind::Str,
+        "Metadata quorum (Raft) listener address",
+    ),
+    (
+        "controller_advertised_address",
+        KeyKind::Str,
+        "host:port of the metadata listener given to other brokers",
+    ),
+    (
+        "seeds",
+        KeyKind::List,
+        "Metadata listeners of existing brokers to join (empty = new cluster)",
+    ),
+    (
+        "metadata_voters",
+        KeyKind::Int,
+        "Number of metadata quorum voters (first brokers to join)",
+    ),
+    ("broker_rack", KeyKind::Str, "This broker's rack"),
+    (
+        "broker_heartbeat_interval_ms",
+        KeyKind::Int,
+        "Interval of heartbeats to the controller",
+    ),
+    (
+        "broker_session_timeout_ms",
+        KeyKind::Int,
+        "A broker without heartbeats for this long is fenced",
+    ),
+    (
+        "min_insync_replicas",
+        KeyKind::Int,
+        "Default min.insync.replicas",
+    ),
+    (
+        "replica_lag_time_max_ms",
+        KeyKind::Int,
+        "A follower lagging this long leaves the ISR",
+    ),
+    (
+        "replica_fetch_max_bytes",
+        KeyKind::Int,
+        "Bytes per partition of one follower fetch",
+    ),
+    (
+        "unclean_leader_election_enable",
+        KeyKind::Bool,
+        "Default unclean.leader.election.enable",
+    ),
 ];
 
 /// Prefix of the environment variables that override config keys.
@@ -314,6 +408,14 @@ impl BrokerConfig {
                 "false" | "0" => false,
                 other => return Err(format!("expected true or false, got {other:?}")),
             }),
+            KeyKind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            ),
         };
         // Re-serialize through serde so range and type checks match the file's.
         let mut table = toml::Table::try_from(&*self).map_err(|e| e.to_string())?;
@@ -338,8 +440,51 @@ impl BrokerConfig {
         if self.num_partitions < 1 {
             return invalid("num_partitions", "must be >= 1");
         }
-        if self.default_replication_factor != 1 {
-            return invalid("default_replication_factor", "must be 1 on a single broker");
+        if self.default_replication_factor < 1 {
+            return invalid("default_replication_factor", "must be >= 1");
+        }
+        if self.offsets_topic_replication_factor < 1 {
+            return invalid("offsets_topic_replication_factor", "must be >= 1");
+        }
+        if self.min_insync_replicas < 1 {
+            return invalid("min_insync_replicas", "must be >= 1");
+        }
+        if self.metadata_voters < 1 {
+            return invalid("metadata_voters", "must be >= 1");
+        }
+        if self.broker_heartbeat_interval_ms == 0 {
+            return invalid("broker_heartbeat_interval_ms", "must be >= 1");
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return invalid(
+                "broker_session_timeout_ms",
+                "must be larger than broker_heartbeat_interval_ms",
+            );
+        }
+        if self.replica_lag_time_max_ms == 0 {
+            return invalid("replica_lag_time_max_ms", "must be >= 1");
+        }
+        if self.replica_fetch_max_bytes < 1 {
+            return invalid("replica_fetch_max_bytes", "must be >= 1");
+        }
+        if split_host_port(&self.controller_listen).is_none() {
+            return invalid("controller_listen", "expected host:port");
+        }
+        if let Some(addr) = &self.controller_advertised_address {
+            if split_host_port(addr).is_none() || addr.ends_with(":0") {
+                return invalid(
+                    "controller_advertised_address",
+                    "expected host:port with a non-zero port",
+                );
+            }
+        }
+        if let Some(seed) = self.seeds.iter().find(|s| split_host_port(s).is_none()) {
+            return invalid("seeds", &format!("{seed:?} is not host:port"));
+        }
+        if let Some(rack) = &self.broker_rack {
+            if rack.is_empty() {
+                return invalid("broker_rack", "must not be empty");
+            }
         }
         if self.max_request_bytes < 1024 || self.max_request_bytes > i32::MAX as u32 {
             return invalid("max_request_bytes", "must be between 1024 and 2147483647");
@@ -409,6 +554,13 @@ impl BrokerConfig {
         let table = toml::Table::try_from(self).ok()?;
         match table.get(key) {
             Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(toml::Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             Some(other) => Some(other.to_string()),
             None => None,
         }
@@ -572,8 +724,54 @@ mod tests {
                 .unwrap_or_else(|| panic!("example config does not mention {key}"));
             if let Some(default) = defaults.value_of(key) {
                 let shown = line.split_once('=').unwrap().1.trim().trim_matches('"');
+                // An empty list is written `[]`; value_of joins items with commas.
+                let shown = if shown == "[]" { "" } else { shown };
                 assert_eq!(shown, default, "example shows a wrong default for {key}");
             }
+        }
+    }
+
+    #[test]
+    fn cluster_keys_parse_from_env_and_are_validated() {
+        let c = BrokerConfig::load_with_env(
+            None,
+            env(&[
+                ("RUNNEL_SEEDS", "10.0.0.1:9093, b:9093"),
+                ("RUNNEL_DEFAULT_REPLICATION_FACTOR", "3"),
+                ("RUNNEL_BROKER_RACK", "r1"),
+                ("RUNNEL_UNCLEAN_LEADER_ELECTION_ENABLE", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.seeds, vec!["10.0.0.1:9093".to_string(), "b:9093".into()]);
+        assert_eq!(c.default_replication_factor, 3);
+        assert_eq!(c.broker_rack.as_deref(), Some("r1"));
+        assert!(c.unclean_leader_election_enable);
+        assert_eq!(c.value_of("seeds").as_deref(), Some("10.0.0.1:9093,b:9093"));
+        let d = BrokerConfig::default();
+        assert_eq!(d.controller_listen, "127.0.0.1:9093");
+        assert_eq!((d.metadata_voters, d.min_insync_replicas), (3, 1));
+        assert_eq!(
+            (d.broker_heartbeat_interval_ms, d.broker_session_timeout_ms),
+            (500, 6000)
+        );
+        for (var, value, key) in [
+            ("RUNNEL_SEEDS", "nohost", "seeds"),
+            (
+                "RUNNEL_DEFAULT_REPLICATION_FACTOR",
+                "0",
+                "default_replication_factor",
+            ),
+            (
+                "RUNNEL_BROKER_SESSION_TIMEOUT_MS",
+                "100",
+                "broker_session_timeout_ms",
+            ),
+            ("RUNNEL_CONTROLLER_LISTEN", "x", "controller_listen"),
+            ("RUNNEL_MIN_INSYNC_REPLICAS", "0", "min_insync_replicas"),
+        ] {
+            let err = BrokerConfig::load_with_env(None, env(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}: {err}");
         }
     }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use kafka_protocol::ResponseError;
+use runnel_meta::{MetaError, Rejection};
 
 use crate::config::ConfigError;
 use crate::group::GroupError;
@@ -42,6 +43,9 @@ pub enum Error {
         dir.display()
     )]
     DataDirLocked { dir: PathBuf, holder: Option<u32> },
+    /// The metadata quorum could not start or refused this broker.
+    #[error("metadata quorum: {0}")]
+    Meta(#[from] MetaError),
 }
 
 /// A Kafka error code with an optional message for the client.
@@ -126,6 +130,40 @@ impl From<TopicError> for ApiError {
     }
 }
 
+/// Maps a refusal of the metadata state machine to its Kafka error code.
+pub fn rejection_code(rejection: &Rejection) -> ResponseError {
+    match rejection {
+        Rejection::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        Rejection::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        Rejection::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        Rejection::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        Rejection::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        Rejection::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
+        Rejection::NotLeader(_) => ResponseError::NotLeaderOrFollower,
+        Rejection::NoEligibleLeader(_) => ResponseError::EligibleLeadersNotAvailable,
+        Rejection::NoReassignment(_) => ResponseError::NoReassignmentInProgress,
+        Rejection::Invalid(_) => ResponseError::InvalidRequest,
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(err: MetaError) -> Self {
+        let code = match &err {
+            MetaError::Rejected(rejection) => rejection_code(rejection),
+            // Retriable, as Kafka answers admin requests while the controller moves.
+            MetaError::NoController(_) => ResponseError::NotController,
+            MetaError::Timeout(_) => ResponseError::RequestTimedOut,
+            MetaError::Internal(_) => ResponseError::UnknownServerError,
+            MetaError::ShuttingDown => ResponseError::NotController,
+        };
+        let message = match err {
+            MetaError::Rejected(rejection) => rejection.to_string(),
+            other => other.to_string(),
+        };
+        ApiError::with_message(code, message)
+    }
+}
+
 /// Maps a group-protocol error to its Kafka error code.
 pub fn group_error_code(err: GroupError) -> ResponseError {
     match err {
@@ -204,6 +242,43 @@ mod tests {
             record: 0,
         };
         assert_eq!(log_error_code(&keyless).code(), 87);
+    }
+
+    #[test]
+    fn metadata_refusals_map_to_kafka_codes() {
+        let cases = [
+            (MetaError::Rejected(Rejection::TopicExists("t".into())), 36),
+            (MetaError::Rejected(Rejection::UnknownTopic("t".into())), 3),
+            (
+                MetaError::Rejected(Rejection::InvalidPartitions("x".into())),
+                37,
+            ),
+            (
+                MetaError::Rejected(Rejection::InvalidReplicationFactor("x".into())),
+                38,
+            ),
+            (
+                MetaError::Rejected(Rejection::InvalidReplicaAssignment("x".into())),
+                39,
+            ),
+            (MetaError::Rejected(Rejection::StaleEpoch("x".into())), 74),
+            (MetaError::Rejected(Rejection::NotLeader("x".into())), 6),
+            (
+                MetaError::Rejected(Rejection::NoEligibleLeader("x".into())),
+                83,
+            ),
+            (
+                MetaError::Rejected(Rejection::NoReassignment("x".into())),
+                85,
+            ),
+            (MetaError::Rejected(Rejection::Invalid("x".into())), 42),
+            (MetaError::NoController("x".into()), 41),
+            (MetaError::Timeout("x".into()), 7),
+        ];
+        for (err, code) in cases {
+            let text = format!("{err:?}");
+            assert_eq!(ApiError::from(err).code(), code, "{text}");
+        }
     }
 
     #[test]

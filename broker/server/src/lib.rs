@@ -1,7 +1,8 @@
-//! Runnel broker: a single-node Kafka-compatible server over the `runnel-log`
-//! storage engine. [`run`] binds the listeners, prints the ready line and
-//! serves until its shutdown future resolves; [`server::Server`] exposes the
-//! same steps separately so tests can read the bound addresses.
+//! Runnel broker: a Kafka-compatible server over the `runnel-log` storage
+//! engine, coordinated with other brokers through the `runnel-meta` quorum.
+//! [`run`] binds the listeners, prints the ready line and serves until its
+//! shutdown future resolves; [`server::Server`] exposes the same steps
+//! separately so tests can read the bound addresses.
 
 pub mod admin_http;
 pub mod api;
@@ -27,7 +28,7 @@ pub use config::BrokerConfig;
 pub use errors::Error;
 pub use server::Server;
 
-/// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR` to stdout, serves
+/// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR controller=ADDR` to stdout, serves
 /// until `shutdown` resolves, then fsyncs and closes every log.
 pub async fn run(
     config: BrokerConfig,
@@ -38,9 +39,10 @@ pub async fn run(
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "runnel-broker ready kafka={} admin={}",
+            "runnel-broker ready kafka={} admin={} controller={}",
             server.kafka_addr(),
-            server.admin_addr()
+            server.admin_addr(),
+            server.controller_addr()
         );
         let _ = out.flush();
     }

@@ -86,6 +86,42 @@ struct Args {
     /// Largest session timeout a group member may ask for.
     #[arg(long)]
     group_max_session_timeout_ms: Option<String>,
+    /// Replication factor of __consumer_offsets.
+    #[arg(long)]
+    offsets_topic_replication_factor: Option<String>,
+    /// Metadata quorum (Raft) listener address (port 0 = any free port).
+    #[arg(long)]
+    controller_listen: Option<String>,
+    /// host:port of the metadata listener given to other brokers.
+    #[arg(long)]
+    controller_advertised_address: Option<String>,
+    /// Comma-separated metadata listeners of existing brokers to join.
+    #[arg(long)]
+    seeds: Option<String>,
+    /// Number of metadata quorum voters.
+    #[arg(long)]
+    metadata_voters: Option<String>,
+    /// This broker's rack.
+    #[arg(long)]
+    broker_rack: Option<String>,
+    /// Interval of heartbeats to the controller.
+    #[arg(long)]
+    broker_heartbeat_interval_ms: Option<String>,
+    /// A broker without heartbeats for this long is fenced.
+    #[arg(long)]
+    broker_session_timeout_ms: Option<String>,
+    /// Default min.insync.replicas.
+    #[arg(long)]
+    min_insync_replicas: Option<String>,
+    /// A follower lagging this long leaves the ISR.
+    #[arg(long)]
+    replica_lag_time_max_ms: Option<String>,
+    /// Bytes per partition of one follower fetch.
+    #[arg(long)]
+    replica_fetch_max_bytes: Option<String>,
+    /// Default unclean.leader.election.enable (true|false).
+    #[arg(long)]
+    unclean_leader_election_enable: Option<String>,
 }
 
 impl Args {
@@ -141,6 +177,39 @@ impl Args {
             (
                 "group_max_session_timeout_ms",
                 self.group_max_session_timeout_ms.as_ref(),
+            ),
+            (
+                "offsets_topic_replication_factor",
+                self.offsets_topic_replication_factor.as_ref(),
+            ),
+            ("controller_listen", self.controller_listen.as_ref()),
+            (
+                "controller_advertised_address",
+                self.controller_advertised_address.as_ref(),
+            ),
+            ("seeds", self.seeds.as_ref()),
+            ("metadata_voters", self.metadata_voters.as_ref()),
+            ("broker_rack", self.broker_rack.as_ref()),
+            (
+                "broker_heartbeat_interval_ms",
+                self.broker_heartbeat_interval_ms.as_ref(),
+            ),
+            (
+                "broker_session_timeout_ms",
+                self.broker_session_timeout_ms.as_ref(),
+            ),
+            ("min_insync_replicas", self.min_insync_replicas.as_ref()),
+            (
+                "replica_lag_time_max_ms",
+                self.replica_lag_time_max_ms.as_ref(),
+            ),
+            (
+                "replica_fetch_max_bytes",
+                self.replica_fetch_max_bytes.as_ref(),
+            ),
+            (
+                "unclean_leader_election_enable",
+                self.unclean_leader_election_enable.as_ref(),
             ),
         ]
     }

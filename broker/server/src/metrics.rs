@@ -47,6 +47,11 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 }
 
 impl Metrics {
+    /// The registry every broker metric is registered in (other components add theirs).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Creates and registers every metric.
     pub fn new() -> Metrics {
         let registry = Registry::new();

@@ -1,5 +1,5 @@
-//! Small metadata files under `data_dir` (meta.json, topics.json,
-//! producer_ids.json), written atomically: temp file, fsync, rename, fsync dir.
+//! Small metadata files under `data_dir` (meta.json; topics.json and
+//! producer_ids.json of pre-quorum brokers), written atomically: temp file, fsync, rename, fsync dir.
 //! Also the cluster identity kept in `meta.json`.
 
 use std::io::Write;
@@ -65,6 +65,25 @@ pub struct Meta {
 /// Path of the identity file.
 pub fn meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join("meta.json")
+}
+
+/// Reads `meta.json` if it exists. A configured cluster id or node id that
+/// disagrees with the stored one is refused: the data belongs to another broker.
+pub fn read_meta(
+    data_dir: &Path,
+    node_id: i32,
+    configured_cluster_id: Option<&str>,
+) -> Result<Option<Meta>, Error> {
+    let path = meta_path(data_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_or_create_meta(data_dir, node_id, configured_cluster_id).map(Some)
+}
+
+/// Writes `meta.json`.
+pub fn store_meta(data_dir: &Path, meta: &Meta) -> Result<(), Error> {
+    write_json(&meta_path(data_dir), meta)
 }
 
 /// Loads `meta.json`, creating it on first start. A configured cluster id or

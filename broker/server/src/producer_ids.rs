@@ -1,17 +1,21 @@
-//! Producer id allocation for InitProducerId. Ids never repeat across
-//! restarts: a block of ids is reserved in `data_dir/producer_ids.json`
-//! (fsynced) before any id of the block is handed out.
+//! Producer id allocation for InitProducerId. Ids are unique across restarts
+//! and brokers: each broker takes blocks of ids from the metadata quorum
+//! (`AllocateProducerIds`, committed before any id of the block is handed
+//! out) and hands them out one by one.
 
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
+use runnel_meta::{Applied, Command, MetaError, MetaNode};
 use serde::{Deserialize, Serialize};
 
 use crate::errors::Error;
 use crate::persist;
 
-/// How many ids are reserved per write of the file.
+/// How many ids one block holds.
 pub const BLOCK_SIZE: i64 = 1000;
+
+/// Name of the pre-quorum reservation file (imported once into the metadata).
+pub const LEGACY_FILE: &str = "producer_ids.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Reserved {
@@ -19,63 +23,60 @@ struct Reserved {
     reserved_up_to: i64,
 }
 
-struct State {
-    next: i64,
-    reserved_up_to: i64,
+/// The end of the ids a pre-quorum broker reserved in `data_dir/producer_ids.json`, if any.
+pub fn read_legacy_reservation(data_dir: &Path) -> Result<Option<i64>, Error> {
+    Ok(persist::read_json::<Reserved>(&legacy_path(data_dir))?.map(|r| r.reserved_up_to))
 }
 
-/// Hands out producer ids; persistent and thread-safe.
+/// Path of the pre-quorum reservation file.
+pub fn legacy_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(LEGACY_FILE)
+}
+
+struct Block {
+    next: i64,
+    end: i64,
+}
+
+/// Hands out producer ids from blocks allocated through the metadata quorum.
 pub struct ProducerIdAllocator {
-    path: PathBuf,
-    state: Mutex<State>,
+    meta: MetaNode,
+    // Held across the proposal so concurrent callers share one new block.
+    block: tokio::sync::Mutex<Block>,
 }
 
 impl ProducerIdAllocator {
-    /// Loads the reservation; allocation resumes after the last reserved block.
-    pub fn open(data_dir: &Path) -> Result<ProducerIdAllocator, Error> {
-        let path = data_dir.join("producer_ids.json");
-        let start = persist::read_json::<Reserved>(&path)?.map_or(0, |r| r.reserved_up_to);
-        Ok(ProducerIdAllocator {
-            path,
-            state: Mutex::new(State {
-                next: start,
-                reserved_up_to: start,
-            }),
-        })
+    /// An allocator with no block yet (the first call fetches one).
+    pub fn new(meta: MetaNode) -> ProducerIdAllocator {
+        ProducerIdAllocator {
+            meta,
+            block: tokio::sync::Mutex::new(Block { next: 0, end: 0 }),
+        }
     }
 
-    /// The next unused producer id. Blocking when a new block must be reserved.
-    pub fn allocate(&self) -> Result<i64, Error> {
-        let mut state = self.state.lock();
-        if state.next >= state.reserved_up_to {
-            let reserved_up_to = state.next + BLOCK_SIZE;
-            persist::write_json(&self.path, &Reserved { reserved_up_to })?;
-            state.reserved_up_to = reserved_up_to;
+    /// The next unused producer id.
+    pub async fn allocate(&self) -> Result<i64, MetaError> {
+        let mut block = self.block.lock().await;
+        if block.next >= block.end {
+            let first = match self
+                .meta
+                .propose(Command::AllocateProducerIds { count: BLOCK_SIZE })
+                .await?
+            {
+                Applied::ProducerIds(first) => first,
+                other => {
+                    return Err(MetaError::Internal(format!(
+                        "AllocateProducerIds answered {other:?}"
+                    )))
+                }
+            };
+            *block = Block {
+                next: first,
+                end: first + BLOCK_SIZE,
+            };
         }
-        let id = state.next;
-        state.next += 1;
+        let id = block.next;
+        block.next += 1;
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_never_repeat_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ProducerIdAllocator::open(dir.path()).unwrap();
-        let first: Vec<i64> = (0..3).map(|_| a.allocate().unwrap()).collect();
-        assert_eq!(first, vec![0, 1, 2]);
-        drop(a);
-        let b = ProducerIdAllocator::open(dir.path()).unwrap();
-        let mut previous = b.allocate().unwrap();
-        assert!(previous > 2, "reopened allocator reused an id: {previous}");
-        for _ in 0..(BLOCK_SIZE + 5) {
-            let id = b.allocate().unwrap();
-            assert!(id > previous, "ids must strictly increase");
-            previous = id;
-        }
     }
 }

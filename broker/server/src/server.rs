@@ -24,8 +24,142 @@ use crate::config::{split_host_port, BrokerConfig};
 use crate::data_dir_lock::DataDirLock;
 use crate::errors::Error;
 use crate::persist;
-use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::TopicRegistry;
+use runnel_meta::{BrokerInfo, Command, MetaConfig, MetaNode, Placement};
+use uuid::Uuid;
+
+/// Directory of the metadata quorum's Raft log and snapshots under `data_dir`.
+pub const METADATA_DIR: &str = "__cluster_metadata";
+
+/// The metadata node's settings from the broker config.
+fn meta_config(config: &BrokerConfig, dir: std::path::PathBuf) -> MetaConfig {
+    let mut mc = MetaConfig::new(config.node_id, dir);
+    mc.listen = config.controller_listen.clone();
+    mc.advertised = config.controller_advertised_address.clone();
+    mc.seeds = config.seeds.clone();
+    mc.voters = config.metadata_voters;
+    mc.heartbeat_interval = Duration::from_millis(config.broker_heartbeat_interval_ms);
+    mc.session_timeout = Duration::from_millis(config.broker_session_timeout_ms);
+    if config.seeds.is_empty() {
+        // The founding node starts as a one-voter quorum: it must elect itself
+        // quickly at every start (a single broker waits for this).
+        mc.election_timeout = Duration::from_millis(300);
+    }
+    mc
+}
+
+/// Settles the cluster id: the one in meta.json (or configured, or a new one)
+/// is proposed once; the metadata's id wins and must match what is stored.
+async fn init_cluster_id(
+    config: &BrokerConfig,
+    stored: Option<&persist::Meta>,
+    meta: &MetaNode,
+) -> Result<String, Error> {
+    if meta.state().borrow().cluster_id.is_none() {
+        let proposed = stored
+            .map(|m| m.cluster_id.clone())
+            .or_else(|| config.cluster_id.clone())
+            .unwrap_or_else(persist::generate_cluster_id);
+        meta.propose(Command::InitCluster {
+            cluster_id: proposed,
+        })
+        .await?;
+    }
+    let cluster_id = meta
+        .state()
+        .borrow()
+        .cluster_id
+        .clone()
+        .ok_or_else(|| Error::Metadata("the metadata has no cluster id".into()))?;
+    let mismatch = |what: &str, other: &str| {
+        Err(Error::Metadata(format!(
+            "data_dir {} belongs to cluster {other} ({what}) but the metadata quorum is cluster {cluster_id}; refusing to start",
+            config.data_dir.display()
+        )))
+    };
+    if let Some(stored) = stored {
+        if stored.cluster_id != cluster_id {
+            return mismatch("meta.json", &stored.cluster_id);
+        }
+    } else {
+        if let Some(configured) = &config.cluster_id {
+            if *configured != cluster_id {
+                return mismatch("cluster_id", configured);
+            }
+        }
+        persist::store_meta(
+            &config.data_dir,
+            &persist::Meta {
+                cluster_id: cluster_id.clone(),
+                node_id: config.node_id,
+            },
+        )?;
+    }
+    Ok(cluster_id)
+}
+
+/// Imports what a pre-quorum single broker kept in files: topics.json (each
+/// topic proposed with its id and configs, every partition on this broker)
+/// and the producer id reservation (so ids never repeat). Each file is renamed
+/// to `*.imported` once its content is in the metadata; an interrupted import
+/// resumes at the next start. Returns whether topics were imported.
+async fn import_legacy(config: &BrokerConfig, meta: &MetaNode) -> Result<bool, Error> {
+    let data_dir = &config.data_dir;
+    let mut imported = false;
+    if let Some(legacy) = crate::topics::read_legacy_topics(data_dir)? {
+        for topic in legacy {
+            let existing = meta.state().borrow().topics.get(&topic.name).map(|t| t.id);
+            match existing {
+                Some(id) if id == topic.id => continue,
+                Some(id) => {
+                    tracing::warn!(topic = %topic.name, old_id = %topic.id, id = %id,
+                        "topics.json names a topic that exists with another id; not imported");
+                    continue;
+                }
+                None => {}
+            }
+            let assignment = (0..topic.partitions)
+                .map(|_| vec![config.node_id])
+                .collect();
+            meta.propose(Command::CreateTopic {
+                name: topic.name.clone(),
+                id: topic.id,
+                placement: Placement::Manual(assignment),
+                configs: topic.configs.clone(),
+            })
+            .await?;
+            tracing::info!(topic = %topic.name, partitions = topic.partitions,
+                "imported topic from topics.json into the cluster metadata");
+        }
+        let from = data_dir.join(crate::topics::LEGACY_TOPICS_FILE);
+        rename_imported(&from)?;
+        imported = true;
+    }
+    if let Some(reserved) = crate::producer_ids::read_legacy_reservation(data_dir)? {
+        let next = meta.state().borrow().next_producer_id;
+        if reserved > next {
+            meta.propose(Command::AllocateProducerIds {
+                count: reserved - next,
+            })
+            .await?;
+        }
+        rename_imported(&crate::producer_ids::legacy_path(data_dir))?;
+    }
+    Ok(imported)
+}
+
+fn rename_imported(from: &std::path::Path) -> Result<(), Error> {
+    let mut to = from.as_os_str().to_owned();
+    to.push(".imported");
+    std::fs::rename(from, &to).map_err(|source| Error::Io {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    if let Some(dir) = from.parent() {
+        let _ = persist::sync_dir(dir);
+    }
+    Ok(())
+}
 
 /// Smallest legal request: api key, version, correlation id, client id length.
 pub const MIN_REQUEST_BYTES: usize = 10;
@@ -44,7 +178,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the data directory (recovering every partition) and binds both listeners.
+    /// Opens the data directory, starts this broker's metadata node (joining
+    /// through `seeds`, or starting a new one-voter cluster), waits until the
+    /// metadata has caught up, binds both listeners, registers the broker and
+    /// opens (recovering) every partition the metadata assigns here.
     pub async fn bind(config: BrokerConfig) -> Result<Server, Error> {
         config.validate()?;
         let data_dir = config.data_dir.clone();
@@ -54,18 +191,36 @@ impl Server {
         })?;
         // Before anything reads or writes the directory.
         let lock = DataDirLock::acquire(&data_dir)?;
-        let meta =
-            persist::load_or_create_meta(&data_dir, config.node_id, config.cluster_id.as_deref())?;
-        let (topics, producer_ids) = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || -> Result<_, Error> {
-                let topics = TopicRegistry::open(&config.data_dir, &config)?;
-                let ids = ProducerIdAllocator::open(&config.data_dir)?;
-                Ok((topics, ids))
-            })
-            .await
-            .map_err(|e| Error::Metadata(format!("recovery task failed: {e}")))??
-        };
+        let stored = persist::read_meta(&data_dir, config.node_id, config.cluster_id.as_deref())?;
+        let meta_dir = data_dir.join(METADATA_DIR);
+        let new_cluster = config.seeds.is_empty() && !meta_dir.exists();
+        let mut mc = meta_config(&config, meta_dir);
+        mc.cluster_id = stored
+            .as_ref()
+            .map(|m| m.cluster_id.clone())
+            .or_else(|| config.cluster_id.clone());
+        let meta = MetaNode::start(mc).await?;
+        match Self::bind_with(config, stored, new_cluster, meta.clone(), lock).await {
+            Ok(server) => Ok(server),
+            Err(err) => {
+                let _ = meta.shutdown().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn bind_with(
+        config: BrokerConfig,
+        stored: Option<persist::Meta>,
+        new_cluster: bool,
+        meta: MetaNode,
+        lock: DataDirLock,
+    ) -> Result<Server, Error> {
+        let data_dir = config.data_dir.clone();
+        tracing::info!(controller = %meta.listen_addr(), seeds = ?config.seeds,
+            "waiting for the metadata quorum");
+        meta.wait_ready().await?;
+        let cluster_id = init_cluster_id(&config, stored.as_ref(), &meta).await?;
         let kafka = TcpListener::bind(&config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -93,14 +248,57 @@ impl Server {
             Some(hp) => hp,
             None => (bound.ip().to_string(), bound.port()),
         };
+        let controller_addr = config
+            .controller_advertised_address
+            .clone()
+            .unwrap_or_else(|| meta.listen_addr().to_string());
+        meta.register(BrokerInfo {
+            id: config.node_id,
+            host: host.clone(),
+            port,
+            rack: config.broker_rack.clone(),
+            controller_addr,
+            incarnation: Uuid::new_v4(),
+            fenced: false,
+        })
+        .await?;
+        let imported = if config.seeds.is_empty() {
+            import_legacy(&config, &meta).await?
+        } else {
+            false
+        };
+        let topics = Arc::new(TopicRegistry::open(&data_dir, &config)?);
+        let state = meta.state().borrow().clone();
+        {
+            let (topics, config, state) = (topics.clone(), config.clone(), state.clone());
+            // A brand-new metadata quorum that imported nothing knows nothing
+            // of directories already here: leave them alone, as a broker
+            // without its topic list always did.
+            let remove_unowned = !new_cluster || imported;
+            tokio::task::spawn_blocking(move || -> Result<(), Error> {
+                if remove_unowned {
+                    topics.remove_unowned_dirs(&state)?;
+                }
+                let report = topics.sync(&state, config.node_id);
+                if let Some((topic, partition, err)) = report.failed.into_iter().next() {
+                    return Err(Error::Metadata(format!(
+                        "cannot open partition {topic}-{partition}: {err}"
+                    )));
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| Error::Metadata(format!("recovery task failed: {e}")))??;
+        }
+        topics.mark_synced(state.applied_index);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let broker = Arc::new(Broker::new(
             config,
-            meta.cluster_id,
+            cluster_id,
             host,
             port,
-            Arc::new(topics),
-            producer_ids,
+            topics,
+            meta,
             shutdown_rx,
         ));
         Ok(Server {
@@ -110,6 +308,11 @@ impl Server {
             shutdown_tx,
             lock,
         })
+    }
+
+    /// The bound metadata quorum (controller) listener address.
+    pub fn controller_addr(&self) -> SocketAddr {
+        self.broker.meta.listen_addr()
     }
 
     /// The bound Kafka listener address.
@@ -146,6 +349,7 @@ impl Server {
         let admin_task = tokio::spawn(crate::admin_http::serve(admin, broker.clone()));
         let housekeeping = tokio::spawn(housekeeping(broker.clone()));
         let cleaner = tokio::spawn(log_cleaner(broker.clone()));
+        let metadata_sync = tokio::spawn(broker.clone().run_metadata_sync());
         // Loads __consumer_offsets in the background: group requests get
         // COORDINATOR_LOAD_IN_PROGRESS until it is done.
         let coordinator = tokio::spawn(broker.groups.clone().run());
@@ -192,6 +396,12 @@ impl Server {
         let _ = housekeeping.await;
         let _ = cleaner.await;
         let _ = coordinator.await;
+        let _ = metadata_sync.await;
+        // Fences this broker at once, so its partitions move without waiting
+        // for the session timeout.
+        if let Err(err) = broker.meta.shutdown().await {
+            tracing::warn!(error = %err, "metadata node shutdown failed");
+        }
         let topics = broker.topics.clone();
         let _ = tokio::task::spawn_blocking(move || topics.close_all()).await;
         // Only now may another broker open the directory.

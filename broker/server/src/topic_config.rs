@@ -212,8 +212,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Int,
         Rule::Int { min: 1 },
         "1",
-        None,
-        "replicas that must acknowledge acks=all (stored; single broker)"
+        Some(("min.insync.replicas", "min_insync_replicas")),
+        "in-sync replicas needed to accept an acks=all produce"
     ),
     def!(
         "preallocate",
@@ -276,8 +276,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Boolean,
         Rule::Bool,
         "false",
-        None,
-        "allow out-of-sync replicas to become leader (stored)"
+        Some((
+            "unclean.leader.election.enable",
+            "unclean_leader_election_enable"
+        )),
+        "allow out-of-sync replicas to become leader (may lose acknowledged data)"
     ),
 ];
 

@@ -1,16 +1,22 @@
-//! The topic registry: topics by name and id, their partitions (each an
-//! `Arc<Log>`), per-topic config overrides, and their persistence in
-//! `data_dir/topics.json`. The file is the source of truth: a partition
-//! directory that it does not name is a leftover of an interrupted create or
-//! delete and is removed at start-up.
+//! The local replica store: every topic of the cluster metadata, and the
+//! partition logs this broker holds (each an `Arc<Log>`). The metadata quorum
+//! is the source of truth; [`TopicRegistry::sync`] makes the local logs match
+//! an applied [`ClusterState`]: it opens the partitions whose replicas include
+//! this broker, closes and deletes those of deleted topics or no longer
+//! assigned here, and applies config changes to open logs. Each partition
+//! directory holds `partition.metadata` with its topic id, so the directory of
+//! a deleted topic is never reused by a new topic of the same name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use runnel_log::Log;
+use runnel_meta::{BrokerId, ClusterState};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -67,33 +73,32 @@ pub struct Partition {
     pub log: Arc<Log>,
 }
 
-/// A topic: its identity, partitions and config overrides.
+/// A topic: its identity, partition count, local partitions and config overrides.
 pub struct Topic {
     /// Topic name.
     pub name: String,
     /// Topic id (stable for the topic's lifetime; a recreated topic gets a new one).
     pub id: Uuid,
-    // Written only under the registry's admin lock; read by every request.
-    partitions: RwLock<Vec<Arc<Partition>>>,
+    // Written only by `TopicRegistry::sync` (under its admin lock); read by every request.
+    partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
+    partition_count: AtomicI32,
     overrides: RwLock<TopicOverrides>,
 }
 
 impl Topic {
-    /// The partition with this index, if any.
+    /// The local replica of the partition with this index, if this broker holds one.
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.partitions.read().get(i).cloned())
+        self.partitions.read().get(&index).cloned()
     }
 
-    /// All partitions in index order.
+    /// The partitions this broker holds, in index order.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().clone()
+        self.partitions.read().values().cloned().collect()
     }
 
-    /// Number of partitions.
+    /// Number of partitions of the topic in the cluster (held here or not).
     pub fn partition_count(&self) -> i32 {
-        self.partitions.read().len() as i32
+        self.partition_count.load(Ordering::Acquire)
     }
 
     /// The explicit config overrides.
@@ -102,19 +107,33 @@ impl Topic {
     }
 }
 
+/// The layout of the pre-quorum `topics.json` (imported once into the metadata).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TopicRecord {
-    name: String,
-    id: Uuid,
-    partitions: i32,
+pub struct LegacyTopic {
+    /// Topic name.
+    pub name: String,
+    /// Topic id.
+    pub id: Uuid,
+    /// Partition count.
+    pub partitions: i32,
+    /// Config overrides.
     #[serde(default)]
-    configs: TopicOverrides,
+    pub configs: TopicOverrides,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct TopicsFile {
-    topics: Vec<TopicRecord>,
+    topics: Vec<LegacyTopic>,
 }
+
+/// Reads a pre-quorum `data_dir/topics.json`, if there is one.
+pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, crate::Error> {
+    let file: Option<TopicsFile> = persist::read_json(&data_dir.join(LEGACY_TOPICS_FILE))?;
+    Ok(file.map(|f| f.topics))
+}
+
+/// Name of the pre-quorum topic list.
+pub const LEGACY_TOPICS_FILE: &str = "topics.json";
 
 #[derive(Default)]
 struct State {
@@ -122,29 +141,36 @@ struct State {
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
-/// What a successful (or validated) creation produced.
-#[derive(Debug, Clone)]
-pub struct Created {
-    /// The new topic id (nil for validate-only).
-    pub id: Uuid,
-    /// Partition count.
-    pub partitions: i32,
-    /// The overrides stored.
-    pub configs: TopicOverrides,
+/// What one [`TopicRegistry::sync`] changed.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Topics that disappeared (deleted, or replaced by a new topic of the same name).
+    pub removed_topics: Vec<(String, Uuid)>,
+    /// Partitions opened here.
+    pub opened: Vec<(String, i32)>,
+    /// Partitions closed and deleted here.
+    pub closed: Vec<(String, i32)>,
+    /// Partitions that could not be opened (retried on the next sync).
+    pub failed: Vec<(String, i32, String)>,
 }
 
-/// All topics of this broker.
+/// All topics of the cluster and the partition logs of this broker.
 pub struct TopicRegistry {
     data_dir: PathBuf,
     broker: BrokerConfig,
     state: RwLock<State>,
-    // Serializes every mutation together with the write of topics.json.
+    // Serializes syncs (each opens and deletes files).
     admin: Mutex<()>,
+    // Metadata log index up to which the local logs (and the broker's reactions) match the state.
+    synced: watch::Sender<u64>,
 }
 
 /// Upper bound on a topic's partition count: each partition is a directory
 /// with open files, so an absurd request must not exhaust the machine.
 pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// File in each partition directory naming the topic id it belongs to.
+const PARTITION_METADATA: &str = "partition.metadata";
 
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
@@ -157,63 +183,57 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TopicError + '_ {
     }
 }
 
+/// The topic id recorded in a partition directory, if any.
+fn recorded_topic_id(dir: &Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("topic_id:"))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+}
+
+/// Renames a partition directory out of the way, then removes it, so a crash
+/// never leaves a half-deleted directory under a live partition's name.
+fn delete_partition_dir(data_dir: &Path, topic: &str, index: i32, id: Uuid) {
+    let dir = partition_dir(data_dir, topic, index);
+    if !dir.exists() {
+        return;
+    }
+    let doomed = data_dir.join(format!("{topic}-{index}.{}-delete", id.simple()));
+    match std::fs::rename(&dir, &doomed) {
+        Ok(()) => {
+            if let Err(err) = std::fs::remove_dir_all(&doomed) {
+                tracing::warn!(dir = %doomed.display(), error = %err,
+                    "removing deleted partition failed; retried at start-up");
+            }
+        }
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "renaming deleted partition failed")
+        }
+    }
+}
+
 impl TopicRegistry {
-    /// Loads topics.json, removes leftovers of interrupted deletes and creates,
-    /// and opens (recovers) every partition log.
+    /// An empty registry for `data_dir`; [`TopicRegistry::sync`] fills it from the metadata.
     pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, crate::Error> {
-        let path = data_dir.join("topics.json");
-        let file_exists = path.exists();
-        let file: TopicsFile = persist::read_json(&path)?.unwrap_or_default();
-        let registry = TopicRegistry {
+        Ok(TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker: broker.clone(),
             state: RwLock::new(State::default()),
             admin: Mutex::new(()),
-        };
-        let known: HashMap<&str, i32> = file
-            .topics
-            .iter()
-            .map(|t| (t.name.as_str(), t.partitions))
-            .collect();
-        registry.remove_leftovers(&known, file_exists)?;
-        let mut state = State::default();
-        for record in file.topics {
-            let lc = topic_config::log_config(&record.configs, broker);
-            let mut partitions = Vec::with_capacity(record.partitions.max(0) as usize);
-            for index in 0..record.partitions {
-                partitions.push(Arc::new(registry.open_partition(
-                    &record.name,
-                    index,
-                    lc.clone(),
-                )?));
-            }
-            let topic = Arc::new(Topic {
-                name: record.name.clone(),
-                id: record.id,
-                partitions: RwLock::new(partitions),
-                overrides: RwLock::new(record.configs),
-            });
-            state.by_id.insert(topic.id, topic.clone());
-            state.by_name.insert(record.name, topic);
-        }
-        *registry.state.write() = state;
-        Ok(registry)
+            synced: watch::channel(0).0,
+        })
     }
 
-    fn remove_leftovers(
-        &self,
-        known: &HashMap<&str, i32>,
-        file_exists: bool,
-    ) -> Result<(), crate::Error> {
-        let entries = match std::fs::read_dir(&self.data_dir) {
-            Ok(entries) => entries,
-            Err(source) => {
-                return Err(crate::Error::Io {
-                    path: self.data_dir.clone(),
-                    source,
-                })
-            }
-        };
+    /// Removes partition directories the metadata does not name (leftovers of
+    /// deletes while this broker was down, or of interrupted deletes). Call
+    /// only with a state that has caught up with the quorum. A directory of a
+    /// partition that exists in the metadata is never removed here, even if it
+    /// is not assigned to this broker.
+    pub fn remove_unowned_dirs(&self, state: &ClusterState) -> Result<(), crate::Error> {
+        let entries = std::fs::read_dir(&self.data_dir).map_err(|source| crate::Error::Io {
+            path: self.data_dir.clone(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_dir() {
@@ -237,20 +257,15 @@ impl TopicRegistry {
             if validate_topic_name(topic).is_err() {
                 continue;
             }
-            let owned = known.get(topic).is_some_and(|&count| index < count);
-            if !owned {
-                if file_exists {
-                    tracing::warn!(dir = %path.display(),
-                        "removing partition directory not listed in topics.json (interrupted create or delete)");
-                    std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                } else {
-                    tracing::warn!(dir = %path.display(),
-                        "partition directory found but topics.json is missing; leaving it untouched");
-                }
+            if state.partition(topic, index).is_some() {
+                continue;
             }
+            tracing::warn!(dir = %path.display(),
+                "removing partition directory of a partition that is not in the cluster metadata");
+            std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -258,11 +273,27 @@ impl TopicRegistry {
     fn open_partition(
         &self,
         topic: &str,
+        id: Uuid,
         index: i32,
         lc: runnel_log::LogConfig,
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
         let partition = format!("{topic}-{index}");
+        match recorded_topic_id(&dir) {
+            Some(recorded) if recorded != id => {
+                // An older topic of the same name, deleted while this broker was away.
+                tracing::warn!(partition = %partition, old_id = %recorded, new_id = %id,
+                    "partition directory belongs to an older topic of the same name; deleting it");
+                delete_partition_dir(&self.data_dir, topic, index, recorded);
+            }
+            _ => {}
+        }
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        if recorded_topic_id(&dir) != Some(id) {
+            let path = dir.join(PARTITION_METADATA);
+            persist::write_atomic(&path, format!("version: 0\ntopic_id: {id}\n").as_bytes())
+                .map_err(io_err(&path))?;
+        }
         let (log, report) = Log::open(&dir, lc).map_err(|source| TopicError::Log {
             partition: partition.clone(),
             source,
@@ -291,6 +322,153 @@ impl TopicRegistry {
         })
     }
 
+    fn close_partition(&self, topic: &Topic, partition: &Partition) {
+        if let Err(err) = partition.log.close() {
+            tracing::warn!(topic = %topic.name, partition = partition.index, error = %err,
+                "closing partition failed");
+        }
+        delete_partition_dir(&self.data_dir, &topic.name, partition.index, topic.id);
+    }
+
+    /// Makes the local logs match `state` (see the module doc). Blocking: opens,
+    /// closes and deletes files. A partition that fails to open is reported and
+    /// retried on the next call.
+    pub fn sync(&self, state: &ClusterState, node_id: BrokerId) -> SyncReport {
+        let _admin = self.admin.lock();
+        let mut report = SyncReport::default();
+        let mut next = State::default();
+        let current: Vec<Arc<Topic>> = self.list();
+        let mut current_by_name: HashMap<String, Arc<Topic>> =
+            current.into_iter().map(|t| (t.name.clone(), t)).collect();
+        for (name, meta) in &state.topics {
+            let existing = match current_by_name.remove(name) {
+                Some(topic) if topic.id == meta.id => Some(topic),
+                Some(old) => {
+                    self.remove_topic(&old, &mut report);
+                    None
+                }
+                None => None,
+            };
+            let topic = existing.unwrap_or_else(|| {
+                Arc::new(Topic {
+                    name: name.clone(),
+                    id: meta.id,
+                    partitions: RwLock::new(BTreeMap::new()),
+                    partition_count: AtomicI32::new(0),
+                    overrides: RwLock::new(meta.configs.clone()),
+                })
+            });
+            let lc = topic_config::log_config(&meta.configs, &self.broker);
+            if *topic.overrides.read() != meta.configs {
+                *topic.overrides.write() = meta.configs.clone();
+                for partition in topic.partitions() {
+                    partition.log.set_config(lc.clone());
+                }
+            }
+            topic
+                .partition_count
+                .store(meta.partitions.len() as i32, Ordering::Release);
+            for (index, pm) in meta.partitions.iter().enumerate() {
+                let index = index as i32;
+                let hosted = pm.replicas.contains(&node_id);
+                let open = topic.partition(index);
+                match (hosted, open) {
+                    (true, None) => match self.open_partition(name, meta.id, index, lc.clone()) {
+                        Ok(partition) => {
+                            topic.partitions.write().insert(index, Arc::new(partition));
+                            report.opened.push((name.clone(), index));
+                        }
+                        Err(err) => {
+                            tracing::error!(topic = %name, partition = index, error = %err,
+                                "cannot open partition");
+                            report.failed.push((name.clone(), index, err.to_string()));
+                        }
+                    },
+                    (false, Some(partition)) => {
+                        topic.partitions.write().remove(&index);
+                        tracing::info!(topic = %name, partition = index,
+                            "partition no longer assigned to this broker; deleting its local replica");
+                        self.close_partition(&topic, &partition);
+                        report.closed.push((name.clone(), index));
+                    }
+                    _ => {}
+                }
+            }
+            let count = meta.partitions.len() as i32;
+            let beyond: Vec<Arc<Partition>> = {
+                let mut partitions = topic.partitions.write();
+                let keys: Vec<i32> = partitions.range(count..).map(|(k, _)| *k).collect();
+                keys.iter().filter_map(|k| partitions.remove(k)).collect()
+            };
+            for partition in beyond {
+                self.close_partition(&topic, &partition);
+                report.closed.push((name.clone(), partition.index));
+            }
+            next.by_id.insert(topic.id, topic.clone());
+            next.by_name.insert(name.clone(), topic);
+        }
+        for (_, old) in current_by_name {
+            self.remove_topic(&old, &mut report);
+        }
+        let _ = persist::sync_dir(&self.data_dir);
+        *self.state.write() = next;
+        report
+    }
+
+    fn remove_topic(&self, topic: &Arc<Topic>, report: &mut SyncReport) {
+        // Unlisted first, so no new request finds it while its files go.
+        {
+            let mut state = self.state.write();
+            if state
+                .by_id
+                .get(&topic.id)
+                .is_some_and(|t| Arc::ptr_eq(t, topic))
+            {
+                state.by_id.remove(&topic.id);
+                state.by_name.remove(&topic.name);
+            }
+        }
+        let partitions: Vec<Arc<Partition>> = std::mem::take(&mut *topic.partitions.write())
+            .into_values()
+            .collect();
+        for partition in partitions {
+            self.close_partition(topic, &partition);
+            report.closed.push((topic.name.clone(), partition.index));
+        }
+        tracing::info!(topic = %topic.name, id = %topic.id, "deleted topic");
+        report.removed_topics.push((topic.name.clone(), topic.id));
+    }
+
+    /// Records that the local logs and the broker's reactions match the
+    /// metadata up to log index `index`.
+    pub fn mark_synced(&self, index: u64) {
+        self.synced.send_if_modified(|v| {
+            if index > *v {
+                *v = index;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The metadata log index the local logs match.
+    pub fn synced_index(&self) -> u64 {
+        *self.synced.borrow()
+    }
+
+    /// A receiver of the synced metadata index (the replica manager waits on it
+    /// before using the logs of a newly assigned partition).
+    pub fn subscribe_synced(&self) -> watch::Receiver<u64> {
+        self.synced.subscribe()
+    }
+
+    /// Waits until the local logs match the metadata up to `index`.
+    pub async fn wait_synced(&self, index: u64) {
+        let mut rx = self.synced.subscribe();
+        let _ = rx.wait_for(|v| *v >= index).await;
+    }
+
     /// The broker config the registry derives topic defaults from.
     pub fn broker_config(&self) -> &BrokerConfig {
         &self.broker
@@ -311,27 +489,6 @@ impl TopicRegistry {
         self.state.read().by_name.values().cloned().collect()
     }
 
-    fn persist(&self, state: &State) -> Result<(), TopicError> {
-        let file = TopicsFile {
-            topics: state
-                .by_name
-                .values()
-                .map(|t| TopicRecord {
-                    name: t.name.clone(),
-                    id: t.id,
-                    partitions: t.partition_count(),
-                    configs: t.overrides(),
-                })
-                .collect(),
-        };
-        let path = self.data_dir.join("topics.json");
-        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| TopicError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        persist::write_atomic(&path, &bytes).map_err(io_err(&path))
-    }
-
     /// Checks a set of config overrides.
     pub fn validate_overrides(configs: &TopicOverrides) -> Result<(), TopicError> {
         for (k, v) in configs {
@@ -340,27 +497,18 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Creates a topic (or only validates the request). Blocking: opens files.
-    pub fn create(
+    /// Checks what a broker can check of a new topic before proposing it: the
+    /// name, the partition count and the configs. Placement (replication
+    /// factor, assignments) is checked by the metadata state machine.
+    pub fn validate_new_topic(
         &self,
         name: &str,
         partitions: i32,
-        configs: TopicOverrides,
-        validate_only: bool,
-    ) -> Result<Created, TopicError> {
+        configs: &TopicOverrides,
+    ) -> Result<(), TopicError> {
         validate_topic_name(name).map_err(|e| TopicError::InvalidName(e.to_string()))?;
-        if partitions <= 0 {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions must be larger than 0, got {partitions}"
-            )));
-        }
-        if partitions > MAX_PARTITIONS {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions {partitions} exceeds the limit of {MAX_PARTITIONS}"
-            )));
-        }
-        Self::validate_overrides(&configs)?;
-        let _admin = self.admin.lock();
+        validate_partition_count(partitions)?;
+        Self::validate_overrides(configs)?;
         if self.get(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
@@ -372,151 +520,6 @@ impl TopicRegistry {
         {
             tracing::warn!(topic = name, existing = %other.name,
                 "topic names differ only in '.' vs '_' and collide in metric names");
-        }
-        if validate_only {
-            return Ok(Created {
-                id: Uuid::nil(),
-                partitions,
-                configs,
-            });
-        }
-        let lc = topic_config::log_config(&configs, &self.broker);
-        let mut logs = Vec::with_capacity(partitions as usize);
-        for index in 0..partitions {
-            let dir = partition_dir(&self.data_dir, name, index);
-            if dir.exists() {
-                // Not owned by any topic (checked above under the admin lock).
-                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-            }
-            logs.push(Arc::new(self.open_partition(name, index, lc.clone())?));
-        }
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions: RwLock::new(logs),
-            overrides: RwLock::new(configs.clone()),
-        });
-        let mut next = State {
-            by_name: self.state.read().by_name.clone(),
-            by_id: self.state.read().by_id.clone(),
-        };
-        next.by_name.insert(name.to_string(), topic.clone());
-        next.by_id.insert(topic.id, topic.clone());
-        self.persist(&next)?;
-        *self.state.write() = next;
-        tracing::info!(topic = name, partitions, id = %topic.id, "created topic");
-        Ok(Created {
-            id: topic.id,
-            partitions,
-            configs,
-        })
-    }
-
-    /// Deletes a topic: it disappears from topics.json first, then its
-    /// directories are renamed to `*-delete` and removed, so a crash at any
-    /// point never brings back a half-deleted topic. Blocking.
-    pub fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
-        let _admin = self.admin.lock();
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
-        let mut next = State {
-            by_name: self.state.read().by_name.clone(),
-            by_id: self.state.read().by_id.clone(),
-        };
-        next.by_name.remove(name);
-        next.by_id.remove(&topic.id);
-        self.persist(&next)?;
-        *self.state.write() = next;
-        for partition in topic.partitions() {
-            if let Err(err) = partition.log.close() {
-                tracing::warn!(topic = name, partition = partition.index, error = %err, "closing deleted partition failed");
-            }
-            let dir = partition_dir(&self.data_dir, name, partition.index);
-            let doomed = self.data_dir.join(format!(
-                "{name}-{}.{}-delete",
-                partition.index,
-                topic.id.simple()
-            ));
-            match std::fs::rename(&dir, &doomed) {
-                Ok(()) => {
-                    if let Err(err) = std::fs::remove_dir_all(&doomed) {
-                        tracing::warn!(dir = %doomed.display(), error = %err, "removing deleted partition failed; retried at start-up");
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(dir = %dir.display(), error = %err, "renaming deleted partition failed")
-                }
-            }
-        }
-        let _ = persist::sync_dir(&self.data_dir);
-        tracing::info!(topic = name, id = %topic.id, "deleted topic");
-        Ok(topic)
-    }
-
-    /// Grows a topic to `count` partitions (never shrinks). Blocking.
-    pub fn add_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        let _admin = self.admin.lock();
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
-        let current = topic.partition_count();
-        if count <= current {
-            return Err(TopicError::InvalidPartitions(format!(
-                "topic '{name}' has {current} partitions; the count can only be increased (requested {count})"
-            )));
-        }
-        if count > MAX_PARTITIONS {
-            return Err(TopicError::InvalidPartitions(format!(
-                "number of partitions {count} exceeds the limit of {MAX_PARTITIONS}"
-            )));
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let lc = topic_config::log_config(&topic.overrides(), &self.broker);
-        let mut added = Vec::new();
-        for index in current..count {
-            let dir = partition_dir(&self.data_dir, name, index);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
-            }
-            added.push(Arc::new(self.open_partition(name, index, lc.clone())?));
-        }
-        topic.partitions.write().extend(added);
-        let state = self.state.read();
-        self.persist(&state)
-    }
-
-    /// Replaces a topic's overrides and applies them to every partition. Blocking.
-    pub fn set_overrides(
-        &self,
-        name: &str,
-        configs: TopicOverrides,
-        validate_only: bool,
-    ) -> Result<(), TopicError> {
-        Self::validate_overrides(&configs)?;
-        let _admin = self.admin.lock();
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::UnknownTopic(name.to_string()))?;
-        if validate_only {
-            return Ok(());
-        }
-        let previous = std::mem::replace(&mut *topic.overrides.write(), configs.clone());
-        let state = self.state.read();
-        if let Err(err) = self.persist(&state) {
-            *topic.overrides.write() = previous;
-            return Err(err);
-        }
-        let lc = topic_config::log_config(&configs, &self.broker);
-        for partition in topic.partitions() {
-            partition.log.set_config(lc.clone());
         }
         Ok(())
     }
@@ -533,9 +536,135 @@ impl TopicRegistry {
     }
 }
 
+/// A partition count must be 1..=[`MAX_PARTITIONS`].
+pub fn validate_partition_count(partitions: i32) -> Result<(), TopicError> {
+    if partitions <= 0 {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions must be larger than 0, got {partitions}"
+        )));
+    }
+    if partitions > MAX_PARTITIONS {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions {partitions} exceeds the limit of {MAX_PARTITIONS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Test support: a cluster state holding `topics` (name, partitions, configs),
+/// every partition on `node` alone, led by it.
+#[cfg(test)]
+pub(crate) fn single_node_state(node: BrokerId, topics: &[(&str, i32)]) -> ClusterState {
+    use runnel_meta::{PartitionMeta, TopicMeta};
+    let mut state = ClusterState {
+        applied_index: 1,
+        ..Default::default()
+    };
+    for (name, count) in topics {
+        let partitions = (0..*count)
+            .map(|_| PartitionMeta {
+                replicas: vec![node],
+                isr: vec![node],
+                leader: node,
+                leader_epoch: 0,
+                partition_epoch: 0,
+                adding: Vec::new(),
+                removing: Vec::new(),
+            })
+            .collect();
+        let configs = if *name == crate::group::OFFSETS_TOPIC {
+            crate::group::coordinator::offsets_topic_configs()
+        } else {
+            TopicOverrides::new()
+        };
+        state.topics.insert(
+            name.to_string(),
+            TopicMeta {
+                name: name.to_string(),
+                id: Uuid::from_u128(
+                    name.bytes()
+                        .fold(7u128, |h, b| h.wrapping_mul(31).wrapping_add(u128::from(b))),
+                ),
+                partitions,
+                configs,
+            },
+        );
+    }
+    state
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn registry(dir: &Path) -> TopicRegistry {
+        let config = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        TopicRegistry::open(dir, &config).unwrap()
+    }
+
+    #[test]
+    fn sync_opens_assigned_partitions_and_deletes_removed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let mut state = single_node_state(0, &[("a", 2), ("b", 1)]);
+        // Partition a-1 lives on broker 1 only: not opened here.
+        state.topics.get_mut("a").unwrap().partitions[1].replicas = vec![1];
+        let report = reg.sync(&state, 0);
+        assert!(report.failed.is_empty());
+        let a = reg.get("a").unwrap();
+        assert_eq!(a.partition_count(), 2);
+        assert!(a.partition(0).is_some() && a.partition(1).is_none());
+        assert!(dir.path().join("a-0").join(PARTITION_METADATA).exists());
+        assert!(!dir.path().join("a-1").exists());
+        state.topics.remove("b");
+        state.topics.get_mut("a").unwrap().partitions[0].replicas = vec![1];
+        let report = reg.sync(&state, 0);
+        assert_eq!(report.removed_topics.len(), 1);
+        assert!(reg.get("b").is_none());
+        assert!(!dir.path().join("b-0").exists());
+        assert!(!dir.path().join("a-0").exists());
+        assert!(reg.get("a").unwrap().partitions().is_empty());
+    }
+
+    #[test]
+    fn a_recreated_topic_never_reuses_the_old_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let state = single_node_state(0, &[("t", 1)]);
+        reg.sync(&state, 0);
+        assert!(reg.get("t").unwrap().partition(0).is_some());
+        reg.close_all();
+        // Same name, new id: a fresh registry (a restart) must not open the old data.
+        let mut next = state.clone();
+        next.topics.get_mut("t").unwrap().id = Uuid::new_v4();
+        std::fs::write(dir.path().join("t-0").join("marker"), b"old").unwrap();
+        let reg = registry(dir.path());
+        reg.sync(&next, 0);
+        assert!(!dir.path().join("t-0").join("marker").exists());
+        assert_eq!(
+            recorded_topic_id(&dir.path().join("t-0")),
+            Some(next.topics["t"].id)
+        );
+    }
+
+    #[test]
+    fn unowned_dirs_are_removed_but_metadata_partitions_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let mut state = single_node_state(0, &[("keep", 1)]);
+        state.topics.get_mut("keep").unwrap().partitions[0].replicas = vec![2];
+        for d in ["keep-0", "gone-0", "x-1.abc-delete", "__cluster_metadata"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        reg.remove_unowned_dirs(&state).unwrap();
+        assert!(dir.path().join("keep-0").exists());
+        assert!(dir.path().join("__cluster_metadata").exists());
+        assert!(!dir.path().join("gone-0").exists());
+        assert!(!dir.path().join("x-1.abc-delete").exists());
+    }
 
     #[test]
     fn partition_dirs_follow_kafka_layout() {

@@ -1,5 +1,6 @@
 //! AlterConfigs: replaces all overrides of a topic (keys not given return to
-//! their defaults); applied live to every partition and persisted.
+//! their defaults) through the metadata quorum; every replica applies them
+//! live to its logs. Broker resources are refused: broker configs are static.
 
 use std::sync::Arc;
 
@@ -8,11 +9,13 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::blocking;
+use runnel_meta::Command;
+
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topic_config::TopicOverrides;
+use crate::topics::{TopicError, TopicRegistry};
 
 /// Handles AlterConfigs.
 pub async fn handle(
@@ -59,11 +62,21 @@ pub(crate) async fn apply_topic_overrides(
     overrides: TopicOverrides,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    let registry = broker.topics.clone();
-    blocking(move || registry.set_overrides(&topic, overrides, validate_only))
+    TopicRegistry::validate_overrides(&overrides)?;
+    if !broker.cluster().topics.contains_key(&topic) {
+        return Err(TopicError::UnknownTopic(topic).into());
+    }
+    if validate_only {
+        return Ok(());
+    }
+    // Every replica applies the new configs to its open logs when it syncs.
+    broker
+        .propose(Command::SetTopicConfigs {
+            name: topic,
+            configs: overrides,
+        })
         .await
-        .map_err(|e| ApiError::with_message(ResponseError::UnknownServerError, e))?
-        .map_err(ApiError::from)
+        .map(|_| ())
 }
 
 /// The error for resources other than topics.

@@ -1,4 +1,6 @@
-//! CreatePartitions: grows a topic's partition count (never shrinks it).
+//! CreatePartitions: grows a topic's partition count (never shrinks it)
+//! through the metadata quorum, placing the new partitions automatically or
+//! as assigned.
 
 use std::sync::Arc;
 
@@ -7,10 +9,12 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::blocking;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
+use runnel_meta::Command;
+
 use crate::broker::Broker;
 use crate::errors::ApiError;
-use crate::topics::TopicError;
+use crate::topics::{validate_partition_count, TopicError};
 
 /// Handles CreatePartitions.
 pub async fn handle(
@@ -18,37 +22,25 @@ pub async fn handle(
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
-    let node = broker.node_id();
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let bad_assignment = topic.assignments.as_ref().and_then(|assignments| {
-            assignments
-                .iter()
-                .find(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node)
-                .map(|a| {
-                    TopicError::InvalidReplicaAssignment(format!(
-                        "assignment to brokers {:?}: this cluster has only broker {node}",
-                        a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>()
-                    ))
-                })
-        });
-        let result = match bad_assignment {
-            Some(err) => Err(ApiError::from(err)),
+        let result = if name == crate::group::OFFSETS_TOPIC {
             // Groups are placed by hashing over the partition count: growing
             // it would move every group away from its committed offsets.
-            None if name == crate::group::OFFSETS_TOPIC => Err(ApiError::with_message(
+            Err(ApiError::with_message(
                 ResponseError::InvalidRequest,
                 format!("the partition count of internal topic {name} cannot change"),
-            )),
-            None => {
-                let registry = broker.topics.clone();
-                let (count, validate_only) = (topic.count, request.validate_only);
-                match blocking(move || registry.add_partitions(&name, count, validate_only)).await {
-                    Ok(r) => r.map_err(ApiError::from),
-                    Err(e) => Err(ApiError::with_message(ResponseError::UnknownServerError, e)),
-                }
-            }
+            ))
+        } else {
+            grow(
+                broker,
+                &name,
+                topic.count,
+                topic.assignments,
+                request.validate_only,
+            )
+            .await
         };
         let entry = CreatePartitionsTopicResult::default().with_name(topic.name);
         results.push(match result {
@@ -59,4 +51,61 @@ pub async fn handle(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn grow(
+    broker: &Arc<Broker>,
+    name: &str,
+    count: i32,
+    assignments: Option<Vec<CreatePartitionsAssignment>>,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let state = broker.cluster();
+    let Some(meta) = state.topics.get(name) else {
+        return Err(TopicError::UnknownTopic(name.to_string()).into());
+    };
+    let current = meta.partitions.len() as i32;
+    if count <= current {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic '{name}' has {current} partitions; the count can only be increased (requested {count})"
+        ))
+        .into());
+    }
+    validate_partition_count(count)?;
+    let assignment: Option<Vec<Vec<i32>>> = assignments.map(|a| {
+        a.into_iter()
+            .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
+            .collect()
+    });
+    if let Some(assignment) = &assignment {
+        if assignment.len() as i32 != count - current {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "{} assignments given for {} new partitions",
+                assignment.len(),
+                count - current
+            ))
+            .into());
+        }
+        if let Some(unknown) = assignment
+            .iter()
+            .flatten()
+            .find(|b| !state.brokers.contains_key(b))
+        {
+            return Err(TopicError::InvalidReplicaAssignment(format!(
+                "broker {unknown} is not registered"
+            ))
+            .into());
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .propose(Command::CreatePartitions {
+            name: name.to_string(),
+            total: count,
+            assignment,
+        })
+        .await
+        .map(|_| ())
 }

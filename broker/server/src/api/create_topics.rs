@@ -1,5 +1,6 @@
-//! CreateTopics: validates names, partition counts, replication factor,
-//! assignments and configs; `validate_only` creates nothing.
+//! CreateTopics: validates names, partition counts and configs here, then
+//! proposes the topic to the metadata quorum, which places the replicas
+//! (automatically or as assigned); `validate_only` proposes nothing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::blocking;
+use runnel_meta::{Command, Placement};
+use uuid::Uuid;
+
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIGS};
@@ -49,7 +52,7 @@ pub async fn handle(
                     .with_error_message(None)
                     .with_topic_id(done.id)
                     .with_num_partitions(done.partitions)
-                    .with_replication_factor(1);
+                    .with_replication_factor(done.replication_factor);
                 if version >= 5 {
                     entry = entry.with_configs(Some(effective_configs(broker, &done.configs)));
                 }
@@ -70,15 +73,22 @@ pub async fn handle(
     CreateTopicsResponse::default().with_topics(results)
 }
 
+/// What a successful (or validated) creation produced.
+struct Created {
+    id: Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    configs: TopicOverrides,
+}
+
 async fn create_one(
     broker: &Arc<Broker>,
     topic: CreatableTopic,
     validate_only: bool,
-) -> Result<crate::topics::Created, ApiError> {
-    let node = broker.node_id();
+) -> Result<Created, ApiError> {
     let name = topic.name.0.to_string();
-    let partitions = if topic.assignments.is_empty() {
-        match topic.num_partitions {
+    let (partitions, placement) = if topic.assignments.is_empty() {
+        let partitions = match topic.num_partitions {
             -1 => broker.config.num_partitions,
             n if n <= 0 => {
                 return Err(TopicError::InvalidPartitions(format!(
@@ -87,7 +97,24 @@ async fn create_one(
                 .into())
             }
             n => n,
-        }
+        };
+        let rf = match topic.replication_factor {
+            -1 => broker.config.default_replication_factor,
+            rf if rf <= 0 => {
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "replication factor must be larger than 0, got {rf}"
+                ))
+                .into())
+            }
+            rf => rf,
+        };
+        (
+            partitions,
+            Placement::Auto {
+                partitions,
+                replication_factor: rf,
+            },
+        )
     } else {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err(ApiError::with_message(
@@ -95,40 +122,32 @@ async fn create_one(
                 "both manual replica assignments and num_partitions/replication_factor were given",
             ));
         }
-        let mut indexes: Vec<i32> = topic
+        let mut assignments: Vec<(i32, Vec<i32>)> = topic
             .assignments
             .iter()
-            .map(|a| a.partition_index)
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
             .collect();
-        indexes.sort_unstable();
-        if indexes.iter().enumerate().any(|(i, &p)| p != i as i32) {
+        assignments.sort_by_key(|(p, _)| *p);
+        if assignments
+            .iter()
+            .enumerate()
+            .any(|(i, (p, _))| *p != i as i32)
+        {
             return Err(TopicError::InvalidReplicaAssignment(
                 "partition indexes of the assignment must be 0..n without gaps".into(),
             )
             .into());
         }
-        for a in &topic.assignments {
-            if a.broker_ids.len() != 1 || a.broker_ids[0].0 != node {
-                return Err(TopicError::InvalidReplicaAssignment(format!(
-                    "partition {} is assigned to brokers {:?}; this cluster has only broker {node}",
-                    a.partition_index,
-                    a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>()
-                ))
-                .into());
-            }
-        }
-        topic.assignments.len() as i32
+        (
+            assignments.len() as i32,
+            Placement::Manual(assignments.into_iter().map(|(_, b)| b).collect()),
+        )
     };
-    let rf = match topic.replication_factor {
-        -1 => broker.config.default_replication_factor,
-        rf => rf,
-    };
-    if topic.assignments.is_empty() && rf != 1 {
-        return Err(TopicError::InvalidReplicationFactor(format!(
-            "replication factor {rf} is invalid: this cluster has 1 broker, so it must be 1"
-        ))
-        .into());
-    }
     let mut configs = TopicOverrides::new();
     for c in topic.configs {
         // A null value means "use the default", as in Kafka's AdminClient.
@@ -147,11 +166,89 @@ async fn create_one(
             format!("{name} is an internal topic; the group coordinator creates it on first use"),
         ));
     }
-    let registry = broker.topics.clone();
-    blocking(move || registry.create(&name, partitions, configs, validate_only))
-        .await
-        .map_err(|e| ApiError::with_message(ResponseError::UnknownServerError, e))?
-        .map_err(ApiError::from)
+    broker
+        .topics
+        .validate_new_topic(&name, partitions, &configs)?;
+    let state = broker.cluster();
+    let live: Vec<i32> = state.live_brokers().map(|b| b.id).collect();
+    let replication_factor = check_placement(&placement, &live, &state)?;
+    if validate_only {
+        return Ok(Created {
+            id: Uuid::nil(),
+            partitions,
+            replication_factor,
+            configs,
+        });
+    }
+    let id = Uuid::new_v4();
+    broker
+        .propose(Command::CreateTopic {
+            name: name.clone(),
+            id,
+            placement,
+            configs: configs.clone(),
+        })
+        .await?;
+    tracing::info!(topic = %name, partitions, replication_factor, %id, "created topic");
+    Ok(Created {
+        id,
+        partitions,
+        replication_factor,
+        configs,
+    })
+}
+
+/// What CreateTopics can check of a placement against the current metadata
+/// (so `validate_only` answers as a real creation would); the state machine
+/// checks again when it applies the command. Returns the replication factor.
+fn check_placement(
+    placement: &Placement,
+    live: &[i32],
+    state: &runnel_meta::ClusterState,
+) -> Result<i16, ApiError> {
+    match placement {
+        Placement::Auto {
+            replication_factor, ..
+        } => {
+            if usize::try_from(*replication_factor).unwrap_or(0) > live.len() {
+                let n = live.len();
+                return Err(TopicError::InvalidReplicationFactor(format!(
+                    "replication factor {replication_factor} is larger than the number of live brokers: {n} broker{} available",
+                    if n == 1 { "" } else { "s" }
+                ))
+                .into());
+            }
+            Ok(*replication_factor)
+        }
+        Placement::Manual(assignment) => {
+            let rf = assignment.first().map_or(0, Vec::len);
+            for (index, replicas) in assignment.iter().enumerate() {
+                let mut unique = replicas.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                if replicas.is_empty() || unique.len() != replicas.len() {
+                    return Err(TopicError::InvalidReplicaAssignment(format!(
+                        "partition {index} has an empty or duplicated replica list {replicas:?}"
+                    ))
+                    .into());
+                }
+                if replicas.len() != rf {
+                    return Err(TopicError::InvalidReplicaAssignment(format!(
+                        "partition {index} has {} replicas; every partition must have {rf}",
+                        replicas.len()
+                    ))
+                    .into());
+                }
+                if let Some(unknown) = replicas.iter().find(|r| !state.brokers.contains_key(r)) {
+                    return Err(TopicError::InvalidReplicaAssignment(format!(
+                        "partition {index} is assigned to broker {unknown}, which is not registered"
+                    ))
+                    .into());
+                }
+            }
+            Ok(i16::try_from(rf).unwrap_or(i16::MAX))
+        }
+    }
 }
 
 /// Every known config of a topic with its effective value and source (CreateTopics v5+).

@@ -1,4 +1,5 @@
-//! DeleteRecords: moves a partition's log start offset forward.
+//! DeleteRecords: moves a partition's log start offset forward; answered by
+//! the partition's leader only (NOT_LEADER_OR_FOLLOWER elsewhere).
 
 use std::sync::Arc;
 
@@ -25,13 +26,18 @@ pub async fn handle(
         for p in t.partitions {
             let entry =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            if let Err(err) = broker.check_leader(t.name.0.as_str(), p.partition_index, -1) {
+                partitions.push(entry.with_error_code(err.code()).with_low_watermark(-1));
+                continue;
+            }
             let Some(partition) = topic
                 .as_ref()
                 .and_then(|topic| topic.partition(p.partition_index))
             else {
+                // Leader per the metadata, but the log is not open yet.
                 partitions.push(
                     entry
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_error_code(ResponseError::NotLeaderOrFollower.code())
                         .with_low_watermark(-1),
                 );
                 continue;

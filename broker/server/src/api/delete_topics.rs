@@ -1,5 +1,6 @@
-//! DeleteTopics: by name (v1-5) or by topic id (v6). Logs are closed and
-//! directories removed, so a topic recreated with the same name starts empty.
+//! DeleteTopics: by name (v1-5) or by topic id (v6), through the metadata
+//! quorum. Every replica closes and removes its logs, so a topic recreated
+//! with the same name starts empty.
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::blocking;
+use runnel_meta::Command;
+
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topics::TopicError;
@@ -38,8 +40,10 @@ pub async fn handle(
         let resolved = match &name {
             Some(name) => Ok(name.clone()),
             None => broker
+                .cluster()
                 .topics
-                .get_by_id(&id)
+                .values()
+                .find(|t| t.id == id)
                 .map(|t| t.name.clone())
                 .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(id))),
         };
@@ -51,18 +55,20 @@ pub async fn handle(
                 ))
             }
             Ok(topic_name) => {
-                let registry = broker.topics.clone();
-                let n = topic_name.clone();
-                match blocking(move || registry.delete(&n)).await {
-                    Ok(Ok(topic)) => {
-                        broker.metrics.remove_topic(&topic.name);
-                        // As Kafka: committed offsets of a deleted topic go too,
-                        // so a topic recreated under the name starts fresh.
-                        broker.groups.remove_topic_offsets(&topic.name).await;
-                        Ok((topic.name.clone(), topic.id))
+                let id = broker.cluster().topics.get(&topic_name).map(|t| t.id);
+                // The metadata sync closes and deletes the logs on every
+                // replica, and removes the topic's metrics and committed offsets.
+                match broker
+                    .propose(Command::DeleteTopic {
+                        name: topic_name.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(topic = %topic_name, "deleted topic");
+                        Ok((topic_name, id.unwrap_or(Uuid::nil())))
                     }
-                    Ok(Err(err)) => Err(ApiError::from(err)),
-                    Err(e) => Err(ApiError::with_message(ResponseError::UnknownServerError, e)),
+                    Err(err) => Err(err),
                 }
             }
             Err(err) => Err(err),

@@ -186,6 +186,25 @@ pub const KAFKA_BROKER_NAMES: &[(&str, &str)] = &[
         "group_max_session_timeout_ms",
         "group.max.session.timeout.ms",
     ),
+    (
+        "offsets_topic_replication_factor",
+        "offsets.topic.replication.factor",
+    ),
+    ("controller_listen", "controller.listener.names"),
+    ("seeds", "controller.quorum.bootstrap.servers"),
+    ("broker_rack", "broker.rack"),
+    (
+        "broker_heartbeat_interval_ms",
+        "broker.heartbeat.interval.ms",
+    ),
+    ("broker_session_timeout_ms", "broker.session.timeout.ms"),
+    ("min_insync_replicas", "min.insync.replicas"),
+    ("replica_lag_time_max_ms", "replica.lag.time.max.ms"),
+    ("replica_fetch_max_bytes", "replica.fetch.max.bytes"),
+    (
+        "unclean_leader_election_enable",
+        "unclean.leader.election.enable",
+    ),
 ];
 
 /// The names a Runnel broker key is reported under.
@@ -252,6 +271,7 @@ fn broker_configs(
                     KeyKind::Str => ConfigType::String,
                     KeyKind::Int => ConfigType::Long,
                     KeyKind::Bool => ConfigType::Boolean,
+                    KeyKind::List => ConfigType::List,
                 };
                 e = e.with_config_type(ty as i8);
             }

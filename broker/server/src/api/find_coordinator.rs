@@ -43,7 +43,7 @@ pub async fn handle(
     let mut result = lookup(request.key_type);
     if result.is_ok() {
         // The first group lookup creates __consumer_offsets (as Kafka does).
-        if let Err(err) = broker.groups.ensure_offsets_topic().await {
+        if let Err(err) = broker.ensure_offsets_topic().await {
             result = Err(ApiError::with_message(
                 crate::errors::group_error_code(err),
                 format!("{} is not available yet", crate::group::OFFSETS_TOPIC),

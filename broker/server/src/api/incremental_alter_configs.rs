@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT on a topic's
-//! overrides; applied live to every partition and persisted.
+//! overrides, proposed as the topic's new complete override map to the
+//! metadata quorum; every replica applies it live to its logs.
 
 use std::sync::Arc;
 
@@ -31,19 +32,22 @@ pub async fn handle(
     for resource in request.resources {
         let name = resource.resource_name.to_string();
         let result = match resource.resource_type {
-            RESOURCE_TOPIC => match broker.topics.get(&name) {
+            RESOURCE_TOPIC => match broker
+                .cluster()
+                .topics
+                .get(&name)
+                .map(|t| t.configs.clone())
+            {
                 None => Err(ApiError::with_message(
                     ResponseError::UnknownTopicOrPartition,
                     format!("unknown topic '{name}'"),
                 )),
-                Some(topic) => {
-                    match apply_ops(topic.overrides(), &resource.configs, &broker.config) {
-                        Ok(next) => {
-                            apply_topic_overrides(broker, name, next, request.validate_only).await
-                        }
-                        Err(err) => Err(err),
+                Some(current) => match apply_ops(current, &resource.configs, &broker.config) {
+                    Ok(next) => {
+                        apply_topic_overrides(broker, name, next, request.validate_only).await
                     }
-                }
+                    Err(err) => Err(err),
+                },
             },
             other => Err(unsupported_resource(other)),
         };

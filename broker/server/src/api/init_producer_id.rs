@@ -1,5 +1,6 @@
 //! InitProducerId: allocates idempotent producer ids (epoch 0) that never
-//! repeat across restarts. Sequence checks and deduplication happen in the log.
+//! repeat across restarts or brokers (blocks come from the metadata quorum).
+//! Sequence checks and deduplication happen in the log.
 //!
 //! Transactions are not implemented yet: a request with a transactional id is
 //! answered with INVALID_REQUEST, a non-retriable error, so a transactional
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use super::blocking;
 use crate::broker::Broker;
+use crate::errors::ApiError;
 
 /// Handles InitProducerId.
 pub async fn handle(
@@ -39,18 +40,13 @@ pub async fn handle(
             .with_producer_id(request.producer_id)
             .with_producer_epoch(request.producer_epoch + 1);
     }
-    let b = broker.clone();
-    match blocking(move || b.producer_ids.allocate()).await {
-        Ok(Ok(id)) => InitProducerIdResponse::default()
+    match broker.producer_ids.allocate().await {
+        Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Ok(Err(err)) => {
-            tracing::error!(error = %err, "cannot reserve producer ids");
-            failed(ResponseError::KafkaStorageError)
-        }
         Err(err) => {
-            tracing::error!(error = %err, "producer id allocation failed");
-            failed(ResponseError::UnknownServerError)
+            tracing::warn!(error = %err, "cannot allocate a producer id block");
+            failed(ApiError::from(err).code)
         }
     }
 }

@@ -1,4 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp,
+//! answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER elsewhere;
+//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a stale or future epoch).
 //! The isolation level is ignored: without transactions every offset below
 //! the log end is stable.
 
@@ -11,7 +13,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use runnel_log::Log;
 
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// `timestamp` value asking for the log end offset.
@@ -40,21 +42,34 @@ pub async fn handle(
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index);
+                    let failed = |code: i16| {
+                        response
+                            .clone()
+                            .with_error_code(code)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                    };
+                    let epoch = match broker.check_leader(
+                        t.name.0.as_str(),
+                        p.partition_index,
+                        p.current_leader_epoch,
+                    ) {
+                        Ok(epoch) => epoch,
+                        Err(err) => return failed(err.code()),
+                    };
                     let log = topic
                         .as_ref()
                         .and_then(|topic| topic.partition(p.partition_index));
                     let Some(partition) = log else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_timestamp(-1)
-                            .with_offset(-1);
+                        // Leader per the metadata, but the log is not open yet.
+                        return failed(ResponseError::NotLeaderOrFollower.code());
                     };
                     match lookup(&partition.log, p.timestamp) {
                         Ok((timestamp, offset)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
                             .with_leader_epoch(if offset >= 0 && version >= 4 {
-                                LEADER_EPOCH
+                                epoch
                             } else {
                                 -1
                             }),

@@ -1,6 +1,8 @@
-//! Metadata: this broker, the cluster id and controller, and topics with their
-//! partitions (this node leads and is the only replica of every partition).
+//! Metadata: the live brokers, the cluster id and controller (the metadata
+//! quorum's leader), and topics with each partition's leader, leader epoch,
+//! replicas, ISR and offline replicas, all from the applied cluster metadata.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -9,13 +11,16 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use runnel_meta::{ClusterState, Command, Placement, TopicMeta, NO_LEADER};
 use uuid::Uuid;
 
-use super::blocking;
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::names::validate_topic_name;
 use crate::topics::{Topic, TopicError};
+
+/// A requested topic that cannot be described: its name or id, and why.
+type Unknown = (Option<TopicName>, Uuid, ApiError);
 
 /// Handles Metadata.
 pub async fn handle(
@@ -23,11 +28,6 @@ pub async fn handle(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
-    let node = BrokerId(broker.node_id());
-    let this = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-        .with_port(i32::from(broker.advertised_port));
     // v0 has no null topic list: an empty list means all topics.
     let wanted = match request.topics {
         None => None,
@@ -36,45 +36,102 @@ pub async fn handle(
     };
     let allow_auto_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let mut topics = Vec::new();
+    let mut described: Vec<Result<TopicMeta, Unknown>> = Vec::new();
     match wanted {
         None => {
-            for topic in broker.topics.list() {
-                topics.push(describe(&topic, node, version));
-            }
+            let state = broker.cluster();
+            described.extend(state.topics.values().cloned().map(Ok));
         }
         Some(requested) => {
             for entry in requested {
                 let name = entry.name.as_ref().map(|n| n.0.to_string());
                 let found = match &name {
-                    Some(name) => lookup_or_create(broker, name, allow_auto_create).await,
+                    Some(name) => lookup_or_create(broker, name, allow_auto_create)
+                        .await
+                        .and_then(|_| {
+                            broker.cluster().topics.get(name).cloned().ok_or_else(|| {
+                                ApiError::from(TopicError::UnknownTopic(name.clone()))
+                            })
+                        }),
                     None => broker
+                        .cluster()
                         .topics
-                        .get_by_id(&entry.topic_id)
+                        .values()
+                        .find(|t| t.id == entry.topic_id)
+                        .cloned()
                         .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(entry.topic_id))),
                 };
-                topics.push(match found {
-                    Ok(topic) => describe(&topic, node, version),
-                    Err(err) => MetadataResponseTopic::default()
-                        .with_error_code(err.code())
-                        .with_name(entry.name.clone())
-                        .with_topic_id(if name.is_none() {
-                            entry.topic_id
-                        } else {
-                            Uuid::nil()
-                        }),
-                });
+                described.push(found.map_err(|err| {
+                    let id = if name.is_none() {
+                        entry.topic_id
+                    } else {
+                        Uuid::nil()
+                    };
+                    (entry.name.clone(), id, err)
+                }));
             }
         }
     }
+    // One snapshot for brokers and partitions, taken after any auto-creation.
+    let state = broker.cluster();
+    let topics = described
+        .into_iter()
+        .map(|d| match d {
+            Ok(topic) => describe(&state, &topic),
+            Err((name, id, err)) => MetadataResponseTopic::default()
+                .with_error_code(err.code())
+                .with_name(name)
+                .with_topic_id(id),
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![this])
-        .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_brokers(live_brokers(broker, &state))
+        .with_cluster_id(Some(StrBytes::from_string(cluster_id(broker, &state))))
+        .with_controller_id(BrokerId(controller_id(broker)))
         .with_topics(topics)
 }
 
-/// Finds a topic, auto-creating it when allowed. Shared with Produce.
+/// The cluster id from the metadata (the broker's own until it is known).
+pub(crate) fn cluster_id(broker: &Broker, state: &ClusterState) -> String {
+    state
+        .cluster_id
+        .clone()
+        .unwrap_or_else(|| broker.cluster_id.clone())
+}
+
+/// The controller: the metadata quorum's leader, -1 when none is known.
+pub(crate) fn controller_id(broker: &Broker) -> i32 {
+    broker.meta.quorum().leader.unwrap_or(-1)
+}
+
+/// Unfenced registered brokers; this broker is always listed so a client
+/// that bootstrapped through it can reach it.
+fn live_brokers(broker: &Broker, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+    let mut brokers: BTreeMap<i32, MetadataResponseBroker> = state
+        .live_brokers()
+        .map(|b| {
+            (
+                b.id,
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(b.host.clone()))
+                    .with_port(i32::from(b.port))
+                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
+            )
+        })
+        .collect();
+    brokers.entry(broker.node_id()).or_insert_with(|| {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id()))
+            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+            .with_port(i32::from(broker.advertised_port))
+            .with_rack(broker.config.broker_rack.clone().map(StrBytes::from_string))
+    });
+    brokers.into_values().collect()
+}
+
+/// Finds a topic, auto-creating it through the metadata quorum when allowed.
+/// Shared with Produce.
 pub(crate) async fn lookup_or_create(
     broker: &Arc<Broker>,
     name: &str,
@@ -84,10 +141,9 @@ pub(crate) async fn lookup_or_create(
         return Ok(topic);
     }
     if name == crate::group::OFFSETS_TOPIC {
-        // Created lazily, with its own settings, by the group coordinator;
-        // asking for it by name creates it as Kafka's auto-creation does.
+        // Created lazily, with its own settings; asking for it by name
+        // creates it as Kafka's auto-creation does.
         broker
-            .groups
             .ensure_offsets_topic()
             .await
             .map_err(|err| ApiError::new(crate::errors::group_error_code(err)))?;
@@ -108,17 +164,33 @@ pub(crate) async fn lookup_or_create(
             format!("unknown topic '{name}'"),
         ));
     }
-    let registry = broker.topics.clone();
     let partitions = broker.config.num_partitions;
-    let owned = name.to_string();
-    let created = blocking(move || registry.create(&owned, partitions, Default::default(), false))
-        .await
-        .map_err(|e| ApiError::with_message(ResponseError::UnknownServerError, e))?;
-    match created {
+    let live = broker.cluster().live_brokers().count();
+    let rf = broker.config.default_replication_factor;
+    if usize::try_from(rf).unwrap_or(0) > live {
+        // Kafka refuses auto-creation the same way when too few brokers are up.
+        return Err(ApiError::with_message(
+            ResponseError::InvalidReplicationFactor,
+            format!("default_replication_factor {rf} is larger than the {live} live brokers"),
+        ));
+    }
+    let command = Command::CreateTopic {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        placement: Placement::Auto {
+            partitions,
+            replication_factor: rf,
+        },
+        configs: Default::default(),
+    };
+    match broker.propose(command).await {
         Ok(_) => tracing::info!(topic = name, partitions, "auto-created topic"),
         // A concurrent request created it first: fine.
-        Err(TopicError::AlreadyExists(_)) => {}
-        Err(err) => return Err(err.into()),
+        Err(err) if err.code == ResponseError::TopicAlreadyExists => {
+            let index = broker.cluster().applied_index;
+            broker.topics.wait_synced(index).await;
+        }
+        Err(err) => return Err(err),
     }
     broker.topics.get(name).ok_or_else(|| {
         ApiError::with_message(
@@ -128,17 +200,32 @@ pub(crate) async fn lookup_or_create(
     })
 }
 
-fn describe(topic: &Topic, node: BrokerId, _version: i16) -> MetadataResponseTopic {
+/// One topic's partitions as the metadata has them.
+fn describe(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = topic
-        .partitions()
+        .partitions
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(index, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| state.brokers.get(r).is_none_or(|b| b.fenced))
+                .map(|r| BrokerId(*r))
+                .collect();
+            let error = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_error_code(error)
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()

@@ -278,7 +278,7 @@ async fn route(
             let request: JoinGroupRequest = decode(&mut buf, key, version)?;
             // A client that skipped FindCoordinator still gets a place to write;
             // on failure the append answers COORDINATOR_NOT_AVAILABLE.
-            let _ = broker.groups.ensure_offsets_topic().await;
+            let _ = broker.ensure_offsets_topic().await;
             let response = join_group::start(broker, ctx, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
@@ -291,7 +291,7 @@ async fn route(
         // once its records are fsynced, like an acks=all produce.
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
-            let _ = broker.groups.ensure_offsets_topic().await;
+            let _ = broker.ensure_offsets_topic().await;
             let answer = offset_commit::start(broker, request, version);
             Box::pin(
                 async move { encode_response(correlation_id, version, &answer.await).map(Some) },

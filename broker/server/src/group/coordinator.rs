@@ -190,8 +190,6 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Entry>>,
     /// Wakes the timer task when a deadline may have moved earlier.
     wake: Notify,
-    /// Serializes the lazy creation of `__consumer_offsets`.
-    creating: tokio::sync::Mutex<()>,
 }
 
 /// Overrides of `__consumer_offsets`: compacted, 100 MiB segments (Kafka's
@@ -201,22 +199,6 @@ pub fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
     configs.insert("cleanup.policy".into(), "compact".into());
     configs.insert("segment.bytes".into(), "104857600".into());
     configs
-}
-
-/// Creates `__consumer_offsets` with `partitions` partitions if it does not
-/// exist. Blocking.
-pub fn ensure_offsets_topic(topics: &TopicRegistry, partitions: i32) -> Result<(), crate::Error> {
-    if topics.get(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    match topics.create(OFFSETS_TOPIC, partitions, offsets_topic_configs(), false) {
-        Ok(_) => {
-            tracing::info!(partitions, "created internal topic {OFFSETS_TOPIC}");
-            Ok(())
-        }
-        Err(crate::topics::TopicError::AlreadyExists(_)) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
 }
 
 fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Option<Bytes> {
@@ -277,31 +259,6 @@ impl Coordinator {
             loaded: AtomicBool::new(false),
             groups: Mutex::new(HashMap::new()),
             wake: Notify::new(),
-            creating: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Creates `__consumer_offsets` on first use, as Kafka does: FindCoordinator
-    /// and the requests that start writing group state call this, so a broker
-    /// whose clients never use groups has no offsets partitions. Loading needs
-    /// no change: a topic that did not exist at start holds no groups.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), GroupError> {
-        if self.topics.get(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let _creating = self.creating.lock().await;
-        let topics = self.topics.clone();
-        let partitions = self.partitions;
-        match tokio::task::spawn_blocking(move || ensure_offsets_topic(&topics, partitions)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "cannot create {OFFSETS_TOPIC}");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "creating {OFFSETS_TOPIC} panicked");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
         }
     }
 
@@ -1253,10 +1210,14 @@ mod tests {
             ..Default::default()
         };
         let topics = Arc::new(TopicRegistry::open(dir, &config).unwrap());
-        ensure_offsets_topic(&topics, config.offsets_topic_num_partitions).unwrap();
-        if topics.get("t").is_none() {
-            topics.create("t", 2, Default::default(), false).unwrap();
-        }
+        let state = crate::topics::single_node_state(
+            config.node_id,
+            &[
+                (OFFSETS_TOPIC, config.offsets_topic_num_partitions),
+                ("t", 2),
+            ],
+        );
+        topics.sync(&state, config.node_id);
         (config, topics)
     }
 

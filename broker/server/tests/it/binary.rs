@@ -21,6 +21,8 @@ fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
             "127.0.0.1:0",
             "--admin-listen",
             "127.0.0.1:0",
+            "--controller-listen",
+            "127.0.0.1:0",
         ])
         .env("RUNNEL_NUM_PARTITIONS", "3")
         .stdout(Stdio::piped())
@@ -31,7 +33,8 @@ fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let re_ok = line.starts_with("runnel-broker ready kafka=127.0.0.1:")
-        && line.contains(" admin=127.0.0.1:");
+        && line.contains(" admin=127.0.0.1:")
+        && line.contains(" controller=127.0.0.1:");
     if !re_ok {
         let _ = child.kill();
     }

@@ -14,6 +14,7 @@ fn config_for(dir: &std::path::Path) -> BrokerConfig {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".into(),
         admin_listen: "127.0.0.1:0".into(),
+        controller_listen: "127.0.0.1:0".into(),
         offsets_topic_num_partitions: 1,
         ..Default::default()
     }
@@ -59,6 +60,8 @@ fn spawn_broker(dir: &std::path::Path) -> Child {
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
+            "127.0.0.1:0",
+            "--controller-listen",
             "127.0.0.1:0",
             "--offsets-topic-num-partitions",
             "1",

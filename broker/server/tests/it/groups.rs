@@ -1097,6 +1097,8 @@ impl BrokerProcess {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--controller-listen",
+                "127.0.0.1:0",
                 "--offsets-topic-num-partitions",
                 "3",
                 "--group-initial-rebalance-delay-ms",

@@ -48,6 +48,7 @@ impl TestBroker {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".into(),
             admin_listen: "127.0.0.1:0".into(),
+            controller_listen: "127.0.0.1:0".into(),
             auto_create_topics: false,
             ..Default::default()
         };

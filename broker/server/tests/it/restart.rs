@@ -92,6 +92,7 @@ async fn mismatched_node_id_refuses_to_start() {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
         admin_listen: "127.0.0.1:0".into(),
+        controller_listen: "127.0.0.1:0".into(),
         node_id: 7,
         ..Default::default()
     };
