@@ -226,8 +226,8 @@ impl MetaNode {
             .is_initialized()
             .await
             .map_err(|e| fatal_error(&e))?;
-        if !initialized {
-            if inner.config.seeds.is_empty() {
+        if inner.config.seeds.is_empty() {
+            if !initialized {
                 let members = BTreeMap::from([(id, BasicNode::new(&inner.advertised))]);
                 match inner.raft.initialize(members).await {
                     Ok(()) => tracing::info!(node = id, "initialized a new metadata quorum"),
@@ -236,10 +236,12 @@ impl MetaNode {
                     }
                     Err(RaftError::Fatal(f)) => return Err(fatal_error(&f)),
                 }
-            } else {
-                let task = tokio::spawn(inner.clone().join_loop());
-                inner.tasks.lock().push(task);
             }
+        } else {
+            // A new node asks to be added; a known one asks too, which is a
+            // no-op unless its advertised address changed (then it is updated).
+            let task = tokio::spawn(inner.clone().join_loop());
+            inner.tasks.lock().push(task);
         }
         let controller = tokio::spawn(inner.clone().controller_loop());
         inner.tasks.lock().push(controller);

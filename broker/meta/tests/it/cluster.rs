@@ -35,9 +35,21 @@ async fn start_cluster(dirs: &[TempDir], tweak: impl Fn(&mut MetaConfig)) -> Vec
     nodes
 }
 
-/// Restarts node `id` from `dir` on the address it had before.
-async fn restart(id: i32, dir: &Path, addr: &str, tweak: impl Fn(&mut MetaConfig)) -> MetaNode {
-    let mut cfg = config(id, dir, Vec::new());
+/// Restarts node `id` from `dir` on the address it had before; nodes other
+/// than 0 keep node 0 as their seed, as a restarted broker keeps its config.
+async fn restart(
+    id: i32,
+    dir: &Path,
+    addrs: &[String],
+    tweak: impl Fn(&mut MetaConfig),
+) -> MetaNode {
+    let seeds = if id == 0 {
+        Vec::new()
+    } else {
+        vec![addrs[0].clone()]
+    };
+    let addr = &addrs[usize::try_from(id).unwrap()];
+    let mut cfg = config(id, dir, seeds);
     cfg.listen = addr.to_string();
     tweak(&mut cfg);
     MetaNode::start(cfg).await.unwrap()
@@ -129,7 +141,7 @@ async fn three_nodes_replicate_from_any_node_survive_leader_loss_and_a_full_rest
     // the cluster takes proposals again.
     let mut restarted = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        restarted.push(restart(i32::try_from(i).unwrap(), dir.path(), &addrs[i], |_| {}).await);
+        restarted.push(restart(i32::try_from(i).unwrap(), dir.path(), &addrs, |_| {}).await);
     }
     for node in &restarted {
         ready(node).await;
@@ -204,7 +216,7 @@ async fn snapshots_purge_the_log_and_a_node_restarted_after_the_purge_catches_up
     // Take node 2 down (not the leader, so the others keep a quorum).
     let leader = nodes[0].quorum().leader.unwrap();
     let down = if leader == 2 { 1 } else { 2 };
-    let down_addr = nodes[down as usize].listen_addr().to_string();
+    let addrs: Vec<String> = nodes.iter().map(|n| n.listen_addr().to_string()).collect();
     let down_applied = nodes[down as usize].quorum().applied;
     nodes[down as usize].shutdown().await.unwrap();
     let up: Vec<MetaNode> = nodes
@@ -236,13 +248,7 @@ async fn snapshots_purge_the_log_and_a_node_restarted_after_the_purge_catches_up
     )
     .await;
 
-    let rejoined = restart(
-        down,
-        dirs[down as usize].path(),
-        &down_addr,
-        small_snapshots,
-    )
-    .await;
+    let rejoined = restart(down, dirs[down as usize].path(), &addrs, small_snapshots).await;
     ready(&rejoined).await;
     let state = rejoined.state();
     eventually("the restarted node caught up from the snapshot", || {
