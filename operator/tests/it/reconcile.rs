@@ -591,4 +591,154 @@ async fn consumer_shows_lag_and_resets_offsets_only_while_the_group_is_empty() {
         (s.total_lag, s.last_applied_nonce.as_deref()),
         (10, Some("two"))
     );
+
+    // Explicit offsets.
+    consumers
+        .patch(
+            "billing",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"offsetReset": {
+                "strategy": "offsets", "nonce": "three",
+                "offsets": [{"topic": "events", "partition": 0, "offset": 6}],
+            }}})),
+        )
+        .await
+        .expect("patch");
+    reconcile_consumer(&env, "billing").await;
+    assert_eq!(
+        kafka.offset_fetch("billing", None).await.expect("offsets")[0].offset,
+        6
+    );
+    let s = consumer_status(&env, "billing").await;
+    assert_eq!(
+        (s.total_lag, s.last_applied_nonce.as_deref()),
+        (4, Some("three"))
+    );
+}
+
+#[tokio::test]
+async fn consumer_of_an_unknown_cluster_reports_it_without_failing() {
+    let env = Env::new();
+    let consumers: Api<Consumer> = Api::namespaced(env.client.clone(), NS);
+    let spec = ConsumerSpec {
+        cluster_ref: ClusterReference {
+            name: "nowhere".into(),
+        },
+        group_id: "billing".into(),
+        topics: vec![],
+        lag_alert: None,
+        offset_reset: None,
+    };
+    consumers
+        .create(&PostParams::default(), &Consumer::new("orphan", spec))
+        .await
+        .expect("create Consumer");
+    reconcile_consumer(&env, "orphan").await;
+    let s = consumer_status(&env, "orphan").await;
+    let ready = find_condition(&s.conditions, "Ready").expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "ClusterNotFound")
+    );
+    assert!(env
+        .api
+        .event_reasons(NS, "orphan")
+        .contains(&"ClusterNotFound".to_string()));
+}
+
+#[tokio::test]
+async fn cluster_objects_are_applied_and_status_follows_the_brokers() {
+    let mut env = Env::new();
+    let clusters: Api<runnel_operator::crd::Cluster> = Api::namespaced(env.client.clone(), NS);
+    let c = clusters
+        .create(
+            &PostParams::default(),
+            &runnel_operator::crd::Cluster::new("demo", crate::harness::cluster_spec(1)),
+        )
+        .await
+        .expect("create Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    for (base, plural, name) in [
+        ("api/v1", "serviceaccounts", "demo-broker"),
+        ("api/v1", "configmaps", "demo-config"),
+        ("api/v1", "services", "demo-brokers"),
+        ("api/v1", "services", "demo-bootstrap"),
+        ("apis/policy/v1", "poddisruptionbudgets", "demo-brokers"),
+        ("apis/apps/v1", "statefulsets", "demo-brokers"),
+    ] {
+        let obj = env
+            .api
+            .get(base, plural, NS, name)
+            .unwrap_or_else(|| panic!("{plural}/{name} applied"));
+        assert_eq!(obj["metadata"]["ownerReferences"][0]["kind"], "Cluster");
+    }
+    let status = clusters
+        .get("demo")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    assert_eq!(status.ready_brokers, 0);
+    assert_eq!(
+        find_condition(&status.conditions, "Ready")
+            .expect("Ready")
+            .status,
+        "False"
+    );
+
+    env.kubelet("demo").await;
+    let c = clusters.get("demo").await.expect("Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = clusters
+        .get("demo")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    assert_eq!(status.ready_brokers, 1);
+    assert_eq!(
+        find_condition(&status.conditions, "Ready")
+            .expect("Ready")
+            .reason,
+        "BrokersReady"
+    );
+    assert!(env
+        .api
+        .event_reasons(NS, "demo")
+        .contains(&"BrokersReady".to_string()));
+
+    // A spec change reaches the StatefulSet (scale-up adds brokers).
+    clusters
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("scale");
+    let c = clusters.get("demo").await.expect("Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    let sts = env
+        .api
+        .get("apis/apps/v1", "statefulsets", NS, "demo-brokers")
+        .expect("StatefulSet");
+    assert_eq!(sts["spec"]["replicas"], 3);
+    let status = clusters
+        .get("demo")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    assert_eq!(
+        find_condition(&status.conditions, "Reconciling")
+            .expect("Reconciling")
+            .status,
+        "True"
+    );
 }
