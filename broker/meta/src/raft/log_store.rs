@@ -22,7 +22,9 @@ use openraft::{
 };
 use parking_lot::RwLock;
 
-use super::fsutil::{decode_record, encode_record, read_optional, sync_dir, write_atomic};
+use super::fsutil::{
+    blocking, decode_record, encode_record, read_optional, sync_dir, write_atomic,
+};
 use super::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
 const LOG_FILE: &str = "raft.log";
@@ -244,7 +246,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(vote)
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, &json_err(e)))?;
-        write_atomic(&self.dir.join(VOTE_FILE), &bytes, true)
+        blocking(|| write_atomic(&self.dir.join(VOTE_FILE), &bytes, true))
             .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, &e))?;
         self.vote = Some(*vote);
         Ok(())
@@ -293,7 +295,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        match self.append_sync(entries) {
+        match blocking(|| self.append_sync(entries)) {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
@@ -310,10 +312,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let Some(&offset) = self.offsets.get(&log_id.index) else {
             return Ok(());
         };
-        let result = self
-            .file
-            .set_len(offset)
-            .and_then(|()| self.file.sync_data());
+        let result = blocking(|| {
+            self.file
+                .set_len(offset)
+                .and_then(|()| self.file.sync_data())
+        });
         result.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
         self.len = offset;
         self.offsets.split_off(&log_id.index);
@@ -326,7 +329,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // entries that recovery skips, never a hole.
         let bytes = serde_json::to_vec(&log_id)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &json_err(e)))?;
-        write_atomic(&self.dir.join(PURGED_FILE), &bytes, true)
+        blocking(|| write_atomic(&self.dir.join(PURGED_FILE), &bytes, true))
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
         self.purged = Some(log_id);
         {
@@ -334,8 +337,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let kept = entries.split_off(&(log_id.index + 1));
             *entries = kept;
         }
-        self.rewrite()
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
+        blocking(|| self.rewrite()).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
     }
 }
 

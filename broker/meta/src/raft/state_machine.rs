@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::fsutil::{read_optional, write_atomic};
+use super::fsutil::{blocking, read_optional, write_atomic};
 use super::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::types::{Applied, ClusterState, Rejection};
 
@@ -49,7 +49,8 @@ impl SnapshotStore {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(file).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
-        write_atomic(&self.path, &bytes, true).map_err(|e| sm_err(ErrorVerb::Write, &e))?;
+        blocking(|| write_atomic(&self.path, &bytes, true))
+            .map_err(|e| sm_err(ErrorVerb::Write, &e))?;
         *current = file.meta.last_log_id;
         Ok(true)
     }
