@@ -51,7 +51,7 @@ pub(crate) enum OutputFormat {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run a local single-node broker in this process until Ctrl-C.
+    /// Run a local broker (or a local cluster with --brokers N) in this process until Ctrl-C.
     Dev(DevArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
@@ -63,6 +63,16 @@ pub(crate) enum Command {
     /// List, describe, reset offsets of and delete consumer groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Describe the cluster: brokers, controller, metadata quorum, partition health.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+/// `runnel cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Brokers, controller, quorum state, under-replicated and offline partition counts.
+    Describe,
 }
 
 /// `runnel dev` flags.
@@ -92,6 +102,15 @@ pub(crate) struct DevArgs {
         value_name = "ADDR"
     )]
     pub(crate) admin_listen: String,
+    /// Number of brokers: 1 runs a single broker; N > 1 runs a local cluster with Kafka ports
+    /// PORT..PORT+N-1, admin ports ADMIN..ADMIN+N-1, metadata (controller) ports
+    /// PORT+100..PORT+100+N-1, and data in DIR/broker-<id>.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub(crate) brokers: u16,
+    /// Metadata quorum (controller) listener of the first broker (default: 127.0.0.1:9093 for one
+    /// broker, Kafka port + 100 for a cluster).
+    #[arg(long, env = "RUNNEL_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub(crate) controller_listen: Option<String>,
 }
 
 /// `runnel topic` subcommands.
@@ -107,6 +126,40 @@ pub(crate) enum TopicCommand {
     Alter(TopicAlterArgs),
     /// Delete a topic and its data.
     Delete(TopicNameArg),
+    /// Move replicas: change the replication factor, move every replica off a broker, or apply
+    /// a JSON plan (kafka-reassign-partitions format); follows progress until done.
+    Reassign(TopicReassignArgs),
+}
+
+/// `runnel topic reassign` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("how")
+        .required(true)
+        .args(["replication_factor", "move_off", "plan"])
+))]
+pub(crate) struct TopicReassignArgs {
+    /// Topic name (not needed with --plan).
+    #[arg(required_unless_present = "plan")]
+    pub(crate) name: Option<String>,
+    /// Give every partition this many replicas.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) replication_factor: Option<u16>,
+    /// Move every replica of the topic off this broker.
+    #[arg(long, value_name = "BROKER")]
+    pub(crate) move_off: Option<i32>,
+    /// A JSON plan: {"version":1,"partitions":[{"topic":"t","partition":0,"replicas":[1,2]}]}.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) plan: Option<PathBuf>,
+    /// Print the plan without starting it.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Start the reassignment and return without following it.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// Give up following after this many seconds (the reassignment itself continues).
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    pub(crate) timeout_secs: u64,
 }
 
 /// `runnel topic list` flags.

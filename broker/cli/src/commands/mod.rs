@@ -1,8 +1,10 @@
 //! One module per `runnel` command.
 
+pub(crate) mod cluster;
 pub(crate) mod consume;
 pub(crate) mod dev;
 pub(crate) mod group;
 pub(crate) mod offset_reset;
 pub(crate) mod produce;
+pub(crate) mod reassign;
 pub(crate) mod topic;

@@ -51,6 +51,7 @@ pub(crate) async fn run(
         TopicCommand::List(args) => list(client, args.include_internal, output).await,
         TopicCommand::Describe(args) => describe(client, &args.name, output).await,
         TopicCommand::Alter(args) => alter(client, args).await,
+        TopicCommand::Reassign(args) => super::reassign::run(client, args, output).await,
         TopicCommand::Delete(args) => {
             client
                 .delete_topics(std::slice::from_ref(&args.name))
