@@ -17,6 +17,7 @@ use crate::errors::ApiError;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::topics::TopicRegistry;
 
 /// Leader epoch written into batches appended without a known epoch (the
@@ -43,6 +44,8 @@ pub struct Broker {
     pub groups: Arc<Coordinator>,
     /// This broker's member of the metadata quorum (proposals, applied state, quorum status).
     pub meta: MetaNode,
+    /// Replication roles of the local partitions (leader/follower, ISR, high watermark).
+    pub replicas: Arc<ReplicaManager>,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -65,6 +68,19 @@ impl Broker {
         shutdown: watch::Receiver<bool>,
     ) -> Broker {
         let metrics = Metrics::new();
+        let mut settings = ReplicaSettings::new(config.node_id);
+        settings.lag_max_ms = i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
+        settings.fetch_max_bytes = config.replica_fetch_max_bytes;
+        settings.min_insync_default = config.min_insync_replicas;
+        settings.durable_leader = config.log_flush_on_ack;
+        let replicas = ReplicaManager::new(
+            settings,
+            topics.clone(),
+            meta.state(),
+            Arc::new(meta.clone()),
+            metrics.registry(),
+            shutdown.clone(),
+        );
         let groups = Arc::new(Coordinator::new(
             &config,
             topics.clone(),
@@ -82,6 +98,7 @@ impl Broker {
             groups,
             state: meta.state(),
             meta,
+            replicas,
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),

@@ -350,6 +350,7 @@ impl Server {
         let housekeeping = tokio::spawn(housekeeping(broker.clone()));
         let cleaner = tokio::spawn(log_cleaner(broker.clone()));
         let metadata_sync = tokio::spawn(broker.clone().run_metadata_sync());
+        let replication = tokio::spawn(broker.replicas.clone().run());
         // Loads __consumer_offsets in the background: group requests get
         // COORDINATOR_LOAD_IN_PROGRESS until it is done.
         let coordinator = tokio::spawn(broker.groups.clone().run());
@@ -397,6 +398,7 @@ impl Server {
         let _ = cleaner.await;
         let _ = coordinator.await;
         let _ = metadata_sync.await;
+        let _ = replication.await;
         // Fences this broker at once, so its partitions move without waiting
         // for the session timeout.
         if let Err(err) = broker.meta.shutdown().await {

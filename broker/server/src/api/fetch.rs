@@ -2,6 +2,13 @@
 //!
 //! Sessionless: the response's session id is 0, which tells clients to send
 //! full fetch requests (KIP-227 allows a broker to decline sessions).
+//!
+//! Replication: only the leader answers (NOT_LEADER_OR_FOLLOWER otherwise;
+//! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for an older / newer
+//! `current_leader_epoch`). A request with a replica id (`replica_id`, or
+//! `replica_state` from v15) is a follower's: its fetch offset reports what it
+//! holds durably (advancing the high watermark) and it reads up to the log
+//! end. Consumers read only below the high watermark.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +20,12 @@ use tokio::time::Instant;
 
 use super::{blocking, count_records};
 use crate::broker::{wait_shutdown, Broker};
+use crate::errors::ApiError;
+use crate::replica::Replica;
 use crate::topics::Topic;
+
+/// A fetched partition's replica after the leadership check (`None`: unknown partition).
+type PartitionCheck = Option<Result<Arc<Replica>, ApiError>>;
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -39,21 +51,63 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
             })
             .collect(),
     );
+    let follower = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let follower = (follower >= 0).then_some(follower);
+    // Leadership and epoch per partition, checked once; a follower's fetch
+    // offset is recorded once (it is the same on every long-poll round).
+    let replicas: Arc<Vec<Vec<PartitionCheck>>> = Arc::new(
+        request
+            .topics
+            .iter()
+            .zip(resolved.iter())
+            .map(|(t, topic)| {
+                t.partitions
+                    .iter()
+                    .map(|fp| {
+                        let topic = topic.as_ref()?;
+                        let partition = topic.partition(fp.partition)?;
+                        let replica =
+                            broker
+                                .replicas
+                                .replica(&topic.name, fp.partition, &partition.log);
+                        Some(replica.check_leader(fp.current_leader_epoch).and_then(|_| {
+                            if let Some(id) = follower {
+                                if fp.fetch_offset <= replica.log.log_end_offset() {
+                                    broker.replicas.follower_fetch(
+                                        &replica,
+                                        id,
+                                        fp.fetch_offset,
+                                    )?;
+                                }
+                            }
+                            Ok(replica)
+                        }))
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
     let request = Arc::new(request);
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let mut appended = broker.subscribe_appends();
+    let mut hw_advanced = broker.replicas.subscribe_hw();
     let mut shutdown = broker.shutdown_signal();
     loop {
         // Marks the current append generation as seen before reading, so an
         // append racing with the read still wakes the wait below.
         appended.borrow_and_update();
+        hw_advanced.borrow_and_update();
         // Reads copy from the page cache (or wait for the disk): keep them off
         // the async worker threads.
-        let (req, res) = (request.clone(), resolved.clone());
+        let (req, res, reps) = (request.clone(), resolved.clone(), replicas.clone());
         let Ok((responses, total, has_error)) =
-            blocking(move || read_once(&req, &res, version)).await
+            blocking(move || read_once(&req, &res, &reps, follower.is_some(), version)).await
         else {
             return FetchResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code());
@@ -67,6 +121,7 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => {}
             changed = appended.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
+            changed = hw_advanced.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
             _ = wait_shutdown(&mut shutdown) => {}
         }
     }
@@ -75,6 +130,8 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
 fn read_once(
     request: &FetchRequest,
     resolved: &[Option<Arc<Topic>>],
+    replicas: &[Vec<PartitionCheck>],
+    from_follower: bool,
     version: i16,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut total = 0usize;
@@ -85,9 +142,10 @@ fn read_once(
         request.max_bytes as usize
     };
     let mut responses = Vec::with_capacity(request.topics.len());
-    for (fetch_topic, topic) in request.topics.iter().zip(resolved) {
+    for ((fetch_topic, topic), topic_replicas) in request.topics.iter().zip(resolved).zip(replicas)
+    {
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
-        for fp in &fetch_topic.partitions {
+        for (fp, replica) in fetch_topic.partitions.iter().zip(topic_replicas) {
             let mut data = PartitionData::default().with_partition_index(fp.partition);
             let Some(topic) = topic else {
                 has_error = true;
@@ -108,7 +166,29 @@ fn read_once(
                 continue;
             };
             let log = &partition.log;
-            let hw = log.log_end_offset();
+            let replica = match replica {
+                Some(Ok(replica)) => replica,
+                Some(Err(err)) => {
+                    has_error = true;
+                    partitions.push(
+                        data.with_error_code(err.code())
+                            .with_high_watermark(-1)
+                            .with_log_start_offset(log.log_start_offset()),
+                    );
+                    continue;
+                }
+                None => {
+                    has_error = true;
+                    partitions.push(
+                        data.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_high_watermark(-1),
+                    );
+                    continue;
+                }
+            };
+            let hw = replica.high_watermark();
+            // Followers replicate everything; consumers see only committed records.
+            let max_offset = if from_follower { i64::MAX } else { hw };
             let remaining = max_bytes.saturating_sub(total);
             let partition_max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
             // Like Kafka, the first batch of the response is returned even when
@@ -119,12 +199,10 @@ fn read_once(
                 partitions.push(data.with_log_start_offset(log.log_start_offset()));
                 continue;
             }
-            match log.read(fp.fetch_offset, partition_max, min_one, hw) {
+            match log.read(fp.fetch_offset, partition_max, min_one, max_offset) {
                 Ok(read) => {
                     total += read.records.len();
                     data = data
-                        .with_high_watermark(read.log_end_offset)
-                        .with_last_stable_offset(read.log_end_offset)
                         .with_log_start_offset(read.log_start_offset)
                         .with_records(Some(read.records));
                 }

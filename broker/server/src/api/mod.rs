@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -102,6 +103,10 @@ pub fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (ApiKey::DescribeGroups, range::<DescribeGroupsRequest>()),
         (ApiKey::DeleteGroups, range::<DeleteGroupsRequest>()),
         (ApiKey::OffsetDelete, range::<OffsetDeleteRequest>()),
+        (
+            ApiKey::OffsetForLeaderEpoch,
+            range::<OffsetForLeaderEpochRequest>(),
+        ),
     ];
     for (key, r) in apis.iter_mut() {
         *r = r.intersect(&key.valid_versions());
@@ -304,6 +309,9 @@ async fn route(
         ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::OffsetForLeaderEpoch => {
+            inline!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
+        }
         other => return Err(format!("unsupported API {other:?}")),
     })
 }

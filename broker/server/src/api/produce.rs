@@ -6,8 +6,15 @@
 //! needs happens in [`Staged::finish`], which the connection's writer awaits;
 //! meanwhile the next request can already append, and the log's group commit
 //! lets one fsync cover them all.
+//!
+//! Replication: only the partition leader appends (else NOT_LEADER_OR_FOLLOWER),
+//! writing its leader epoch into the batches. `acks=all` is refused with
+//! NOT_ENOUGH_REPLICAS when the ISR is below `min.insync.replicas`, and is
+//! answered once the high watermark covers the batch (every ISR member has it
+//! on disk), or with REQUEST_TIMED_OUT after the request's timeout.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -17,13 +24,16 @@ use kafka_protocol::ResponseError;
 use runnel_log::{AppendInfo, Log};
 
 use super::{blocking, count_records, metadata::lookup_or_create};
-use crate::broker::{now_ms, Broker, LEADER_EPOCH};
+use crate::broker::{now_ms, Broker};
 use crate::errors::ApiError;
+use crate::replica::Replica;
 use crate::topics::TopicError;
 
 /// One partition's append waiting to be synced (acks=all) and answered.
 struct Appended {
     log: Arc<Log>,
+    replica: Arc<Replica>,
+    min_isr: usize,
     info: AppendInfo,
 }
 
@@ -34,7 +44,9 @@ enum PartitionOutcome {
 
 /// A produce request whose appends are done; [`Staged::finish`] completes it.
 pub struct Staged {
+    broker: Arc<Broker>,
     acks: i16,
+    timeout: Duration,
     flush_on_ack: bool,
     topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)>,
 }
@@ -44,6 +56,9 @@ struct Job {
     partition: i32,
     topic: String,
     log: Arc<Log>,
+    replica: Arc<Replica>,
+    min_isr: usize,
+    leader_epoch: i32,
     records: Bytes,
 }
 
@@ -116,11 +131,23 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
                 ));
                 continue;
             };
+            let replica = broker.replicas.replica(&topic.name, index, &partition.log);
+            let min_isr = broker.replicas.min_insync(&topic.name);
+            let leader_epoch = match replica.check_produce(acks, min_isr) {
+                Ok(epoch) => epoch,
+                Err(err) => {
+                    outcomes.push((index, PartitionOutcome::Failed(err)));
+                    continue;
+                }
+            };
             jobs.push(Job {
                 topic_slot: slot,
                 partition: index,
                 topic: topic.name.clone(),
                 log: partition.log.clone(),
+                replica,
+                min_isr,
+                leader_epoch,
                 records,
             });
         }
@@ -135,12 +162,12 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
                 .map(|job| {
                     let bytes_len = job.records.len();
                     let record_count = count_records(&job.records);
-                    let result = job.log.append(job.records, LEADER_EPOCH, now);
+                    let result = job.log.append(job.records, job.leader_epoch, now);
                     (
                         job.topic_slot,
                         job.partition,
                         job.topic,
-                        job.log,
+                        (job.log, job.replica, job.min_isr),
                         bytes_len,
                         record_count,
                         result,
@@ -152,10 +179,22 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
         match results {
             Ok(results) => {
                 let mut any = false;
-                for (slot, index, topic, log, bytes_len, record_count, result) in results {
+                for (
+                    slot,
+                    index,
+                    topic,
+                    (log, replica, min_isr),
+                    bytes_len,
+                    record_count,
+                    result,
+                ) in results
+                {
                     let outcome = match result {
                         Ok(info) => {
                             any = true;
+                            broker
+                                .replicas
+                                .leader_appended(&replica, info.last_offset + 1);
                             if !info.duplicate {
                                 broker
                                     .metrics
@@ -168,7 +207,12 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
                                     .with_label_values(&[topic.as_str()])
                                     .inc_by(record_count);
                             }
-                            PartitionOutcome::Appended(Appended { log, info })
+                            PartitionOutcome::Appended(Appended {
+                                log,
+                                replica,
+                                min_isr,
+                                info,
+                            })
                         }
                         Err(err) => {
                             log_append_failure(&topic, index, &err);
@@ -187,7 +231,9 @@ pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) 
         }
     }
     Staged {
+        broker: broker.clone(),
         acks,
+        timeout: Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
         flush_on_ack: broker.config.log_flush_on_ack,
         topics,
     }
@@ -211,10 +257,16 @@ impl Staged {
     /// (`None` for acks=0, which gets no response).
     pub async fn finish(self) -> Option<ProduceResponse> {
         let Staged {
+            broker,
             acks,
+            timeout,
             flush_on_ack,
             mut topics,
         } = self;
+        let deadline = tokio::time::Instant::now() + timeout;
+        if acks != -1 && flush_on_ack {
+            background_sync(&broker, &topics);
+        }
         if acks == -1 && flush_on_ack {
             let to_sync: Vec<(usize, usize, Arc<Log>, i64)> = topics
                 .iter()
@@ -248,6 +300,21 @@ impl Staged {
                 if let Err(err) = result {
                     tracing::error!(error = ?err.message, "fsync failed; partition is poisoned");
                     topics[t].1[p].1 = PartitionOutcome::Failed(err);
+                } else if let PartitionOutcome::Appended(a) = &topics[t].1[p].1 {
+                    broker.replicas.leader_synced(&a.replica);
+                }
+            }
+        }
+        if acks == -1 {
+            // Every ISR member must have the batch on disk: wait for the HW.
+            for (_, outcomes) in topics.iter_mut() {
+                for (_, outcome) in outcomes.iter_mut() {
+                    if let PartitionOutcome::Appended(a) = outcome {
+                        let end = a.info.last_offset + 1;
+                        if let Err(err) = a.replica.wait_committed(end, a.min_isr, deadline).await {
+                            *outcome = PartitionOutcome::Failed(err);
+                        }
+                    }
                 }
             }
         }
@@ -276,5 +343,32 @@ impl Staged {
             })
             .collect();
         Some(ProduceResponse::default().with_responses(responses))
+    }
+}
+
+/// After an acks=0/1 produce, fsyncs in the background so the leader's
+/// durable position, and with it the high watermark (what consumers may
+/// read), follows without the producer waiting (group commit amortizes it).
+fn background_sync(
+    broker: &Arc<Broker>,
+    topics: &[(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)],
+) {
+    for (_, outcomes) in topics {
+        for (_, outcome) in outcomes {
+            if let PartitionOutcome::Appended(a) = outcome {
+                let (broker, log, replica) = (broker.clone(), a.log.clone(), a.replica.clone());
+                let end = a.info.last_offset + 1;
+                tokio::spawn(async move {
+                    let synced = tokio::task::spawn_blocking(move || log.sync(end)).await;
+                    match synced {
+                        Ok(Ok(())) => broker.replicas.leader_synced(&replica),
+                        Ok(Err(err)) => {
+                            tracing::error!(error = %err, "background fsync failed; partition is poisoned")
+                        }
+                        Err(err) => tracing::error!(error = %err, "background fsync task failed"),
+                    }
+                });
+            }
+        }
     }
 }

@@ -1,5 +1,905 @@
-//! Partition replication, Kafka's model: the leader tracks each follower's
-//! durable position, the ISR and the high watermark ([`state`], sans-IO);
-//! followers fetch from leaders and truncate by leader epoch after failover.
+//! Partition replication, Kafka's model. The [`ReplicaManager`] watches the
+//! cluster metadata and gives every local partition a role: the leader keeps
+//! a [`state::LeaderState`] (followers' durable positions, ISR, high
+//! watermark) fed by follower fetches and its own fsyncs, and proposes ISR
+//! changes through the quorum; a follower truncates by leader epoch
+//! (OffsetForLeaderEpoch) and fetches from its leader ([`fetcher`]).
 
+pub mod fetcher;
+pub mod metrics;
 pub mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use runnel_log::Log;
+use runnel_meta::{BrokerId, ClusterState, Command, MetaError, MetaNode, PartitionMeta};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::errors::ApiError;
+use crate::topics::TopicRegistry;
+use metrics::ReplicaMetrics;
+use state::{AckError, AckStatus, IsrChange, LeaderInit, LeaderState};
+
+/// Sends AlterIsr to the metadata quorum (a trait so tests can fake the quorum).
+pub trait IsrProposer: Send + Sync + 'static {
+    /// Proposes `command` (an [`Command::AlterIsr`]) and returns once applied or refused.
+    fn alter_isr(
+        &self,
+        command: Command,
+    ) -> Pin<Box<dyn Future<Output = Result<(), MetaError>> + Send + '_>>;
+}
+
+impl IsrProposer for MetaNode {
+    fn alter_isr(
+        &self,
+        command: Command,
+    ) -> Pin<Box<dyn Future<Output = Result<(), MetaError>> + Send + '_>> {
+        Box::pin(async move { self.propose(command).await.map(|_| ()) })
+    }
+}
+
+/// A proposer for a broker without a metadata quorum (tests, fixed views):
+/// every ISR change is refused.
+pub struct NoQuorum;
+
+impl IsrProposer for NoQuorum {
+    fn alter_isr(
+        &self,
+        _command: Command,
+    ) -> Pin<Box<dyn Future<Output = Result<(), MetaError>> + Send + '_>> {
+        Box::pin(async { Err(MetaError::NoController("no metadata quorum".into())) })
+    }
+}
+
+/// Settings of the replica manager (from the broker config).
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// This broker's id.
+    pub node_id: BrokerId,
+    /// `replica_lag_time_max_ms`.
+    pub lag_max_ms: i64,
+    /// `replica_fetch_max_bytes`: bytes a follower asks for per partition.
+    pub fetch_max_bytes: i32,
+    /// Broker default `min_insync_replicas`.
+    pub min_insync_default: i32,
+    /// `log_flush_on_ack`: the leader counts only fsynced data towards the
+    /// high watermark (else its log end offset counts).
+    pub durable_leader: bool,
+    /// Longest a follower fetch waits at the leader for data.
+    pub fetch_wait_ms: i32,
+    /// Pause after a failed follower fetch or connection before retrying.
+    pub retry_backoff: Duration,
+}
+
+impl ReplicaSettings {
+    /// Defaults for `node_id` (Kafka's defaults).
+    pub fn new(node_id: BrokerId) -> ReplicaSettings {
+        ReplicaSettings {
+            node_id,
+            lag_max_ms: 30_000,
+            fetch_max_bytes: 1_048_576,
+            min_insync_default: 1,
+            durable_leader: true,
+            fetch_wait_ms: 500,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A local partition's role.
+#[derive(Debug)]
+enum Role {
+    /// This broker leads: replication state, fed by fetches and fsyncs.
+    Leader(Box<LeaderState>),
+    /// Another broker leads; this one fetches from it.
+    Follower {
+        leader: BrokerId,
+        leader_epoch: i32,
+        /// Set on becoming follower: the log must be truncated (by
+        /// OffsetForLeaderEpoch) before fetching.
+        needs_truncation: bool,
+    },
+    /// No leader is available (offline partition).
+    Offline { leader_epoch: i32 },
+}
+
+/// One local partition replica.
+pub struct Replica {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The partition's log.
+    pub log: Arc<Log>,
+    // Never held across an await.
+    role: Mutex<Role>,
+    // Bumped when the HW, the ISR or the role changes (acks=all waiters).
+    progress: watch::Sender<u64>,
+}
+
+impl Replica {
+    fn new(topic: &str, partition: i32, log: Arc<Log>, role: Role) -> Replica {
+        Replica {
+            topic: topic.to_string(),
+            partition,
+            log,
+            role: Mutex::new(role),
+            progress: watch::channel(0).0,
+        }
+    }
+
+    fn bump(&self) {
+        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The leader epoch this broker knows for the partition.
+    pub fn leader_epoch(&self) -> i32 {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.leader_epoch(),
+            Role::Follower { leader_epoch, .. } | Role::Offline { leader_epoch } => *leader_epoch,
+        }
+    }
+
+    /// True when this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(_))
+    }
+
+    /// The high watermark (the log's, which the leader raises and a follower copies).
+    pub fn high_watermark(&self) -> i64 {
+        self.log.high_watermark()
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1 = not given): older than
+    /// ours is FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH; then that
+    /// this broker leads, else NOT_LEADER_OR_FOLLOWER. Returns the epoch.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<i32, ApiError> {
+        let epoch = self.leader_epoch();
+        check_epoch(&self.topic, self.partition, epoch, current_leader_epoch)?;
+        if !self.is_leader() {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {}-{}",
+                    self.topic, self.partition
+                ),
+            ));
+        }
+        Ok(epoch)
+    }
+
+    /// Before appending a produce: checks leadership (and, for acks=all, the
+    /// ISR size against `min_isr`); returns the leader epoch to write.
+    pub fn check_produce(&self, acks: i16, min_isr: usize) -> Result<i32, ApiError> {
+        let role = self.role.lock();
+        let Role::Leader(state) = &*role else {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {}-{}",
+                    self.topic, self.partition
+                ),
+            ));
+        };
+        if acks == -1 {
+            if let Err(err) = state.check_append(min_isr) {
+                return Err(ack_error(err, self, state.isr().len(), min_isr));
+            }
+        }
+        Ok(state.leader_epoch())
+    }
+
+    /// The leader appended up to `end` (exclusive); a non-durable leader
+    /// counts it towards the HW at once.
+    pub fn appended(&self, end: i64, durable: bool) -> bool {
+        let advanced = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return false;
+            };
+            state.on_leader_append(end);
+            if durable {
+                None
+            } else {
+                state.on_leader_synced(end)
+            }
+        };
+        self.apply_hw(advanced)
+    }
+
+    /// The leader's log was fsynced: its synced offset counts towards the HW.
+    /// Returns true when the HW advanced.
+    pub fn synced(&self) -> bool {
+        let synced = self.log.synced_offset();
+        let advanced = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return false;
+            };
+            state.on_leader_append(self.log.log_end_offset());
+            state.on_leader_synced(synced)
+        };
+        self.apply_hw(advanced)
+    }
+
+    fn apply_hw(&self, advanced: Option<i64>) -> bool {
+        match advanced {
+            Some(hw) => {
+                self.log.set_high_watermark(hw);
+                self.bump();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until an `acks=all` append ending at `end` (exclusive) is
+    /// committed, the ISR shrinks below `min_isr` (NOT_ENOUGH_REPLICAS_AFTER_APPEND),
+    /// leadership is lost (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
+    pub async fn wait_committed(
+        &self,
+        end: i64,
+        min_isr: usize,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            rx.borrow_and_update();
+            {
+                let role = self.role.lock();
+                let Role::Leader(state) = &*role else {
+                    return Err(ApiError::with_message(
+                        ResponseError::NotLeaderOrFollower,
+                        format!(
+                            "leadership of {}-{} moved before the append was committed",
+                            self.topic, self.partition
+                        ),
+                    ));
+                };
+                match state.ack_status(end, min_isr) {
+                    AckStatus::Done => return Ok(()),
+                    AckStatus::Failed(err) => {
+                        return Err(ack_error(err, self, state.isr().len(), min_isr))
+                    }
+                    AckStatus::Pending => {}
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ApiError::with_message(
+                        ResponseError::RequestTimedOut,
+                        format!("{}-{}: in-sync replicas did not acknowledge offset {} in time", self.topic, self.partition, end - 1),
+                    ));
+                }
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
+                }
+            }
+        }
+    }
+
+    /// A follower fetched from `offset` (leader side). Returns an ISR change
+    /// to propose and whether the HW advanced; errors when not the leader.
+    fn follower_fetched(
+        &self,
+        follower: BrokerId,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(Option<IsrChange>, bool), ApiError> {
+        let progress = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return Err(ApiError::with_message(
+                    ResponseError::NotLeaderOrFollower,
+                    format!(
+                        "this broker does not lead {}-{}",
+                        self.topic, self.partition
+                    ),
+                ));
+            };
+            state.on_leader_append(self.log.log_end_offset());
+            state.on_follower_fetch(follower, offset, now_ms)
+        };
+        let advanced = self.apply_hw(progress.high_watermark);
+        Ok((progress.isr_change, advanced))
+    }
+}
+
+fn ack_error(err: AckError, replica: &Replica, isr: usize, min_isr: usize) -> ApiError {
+    let (code, when) = match err {
+        AckError::NotEnoughReplicas => (ResponseError::NotEnoughReplicas, "append"),
+        AckError::NotEnoughReplicasAfterAppend => {
+            (ResponseError::NotEnoughReplicasAfterAppend, "commit")
+        }
+    };
+    ApiError::with_message(
+        code,
+        format!(
+            "{}-{} has {isr} in-sync replicas at {when}, min.insync.replicas is {min_isr}",
+            replica.topic, replica.partition
+        ),
+    )
+}
+
+/// The `current_leader_epoch` check of Fetch, Produce-adjacent APIs and
+/// OffsetForLeaderEpoch (-1 = the client does not know; no check).
+pub fn check_epoch(topic: &str, partition: i32, ours: i32, theirs: i32) -> Result<(), ApiError> {
+    if theirs < 0 || theirs == ours {
+        return Ok(());
+    }
+    let (code, relation) = if theirs < ours {
+        (ResponseError::FencedLeaderEpoch, "older")
+    } else {
+        (ResponseError::UnknownLeaderEpoch, "newer")
+    };
+    Err(ApiError::with_message(
+        code,
+        format!(
+            "leader epoch {theirs} of {topic}-{partition} is {relation} than this broker's {ours}"
+        ),
+    ))
+}
+
+type PartitionKey = (String, i32);
+
+/// Owns the replication role of every local partition. See the module docs.
+pub struct ReplicaManager {
+    // For spawning fetcher tasks from `&self` methods.
+    this: Weak<ReplicaManager>,
+    settings: ReplicaSettings,
+    topics: Arc<TopicRegistry>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    proposer: Arc<dyn IsrProposer>,
+    replicas: RwLock<HashMap<PartitionKey, Arc<Replica>>>,
+    // Follower fetcher tasks by source broker.
+    fetchers: Mutex<HashMap<BrokerId, tokio::task::JoinHandle<()>>>,
+    /// Replication metrics.
+    pub metrics: ReplicaMetrics,
+    // Bumped when any HW advances, so consumer long polls wake.
+    hw_advanced: watch::Sender<u64>,
+    clock: Instant,
+    shutdown: watch::Receiver<bool>,
+    // Fault injection: while true, followers send no fetches (tests use it to
+    // make a live follower fall behind without fencing its broker).
+    fetch_paused: watch::Sender<bool>,
+}
+
+impl ReplicaManager {
+    /// A manager for the partitions in `topics`, driven by the metadata in `state`.
+    pub fn new(
+        settings: ReplicaSettings,
+        topics: Arc<TopicRegistry>,
+        state: watch::Receiver<Arc<ClusterState>>,
+        proposer: Arc<dyn IsrProposer>,
+        registry: &prometheus::Registry,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<ReplicaManager> {
+        Arc::new_cyclic(|this| ReplicaManager {
+            this: this.clone(),
+            settings,
+            topics,
+            state,
+            proposer,
+            replicas: RwLock::new(HashMap::new()),
+            fetchers: Mutex::new(HashMap::new()),
+            metrics: ReplicaMetrics::new(registry),
+            hw_advanced: watch::channel(0).0,
+            clock: Instant::now(),
+            shutdown,
+            fetch_paused: watch::channel(false).0,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ReplicaSettings {
+        &self.settings
+    }
+
+    /// Milliseconds on the manager's monotonic clock (pausable in tests).
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A receiver that sees every later HW advance (consumer long polls wait on it).
+    pub fn subscribe_hw(&self) -> watch::Receiver<u64> {
+        self.hw_advanced.subscribe()
+    }
+
+    fn notify_hw(&self) {
+        self.hw_advanced.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// `min.insync.replicas` of a topic: its override, else the broker default.
+    pub fn min_insync(&self, topic: &str) -> usize {
+        self.topics
+            .get(topic)
+            .and_then(|t| {
+                t.overrides()
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse::<i32>().ok())
+            })
+            .unwrap_or(self.settings.min_insync_default)
+            .max(1) as usize
+    }
+
+    /// The replica of a local partition, its role brought in line with the
+    /// metadata first. A partition the metadata does not know (a broker
+    /// without a quorum view of it) is led here alone, as a single broker.
+    pub fn replica(&self, topic: &str, partition: i32, log: &Arc<Log>) -> Arc<Replica> {
+        let meta = self.state.borrow().partition(topic, partition).cloned();
+        self.reconcile(topic, partition, log, meta.as_ref())
+    }
+
+    /// Gives one partition the role its metadata says (idempotent).
+    fn reconcile(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &Arc<Log>,
+        meta: Option<&PartitionMeta>,
+    ) -> Arc<Replica> {
+        let key = (topic.to_string(), partition);
+        let existing = self.replicas.read().get(&key).cloned();
+        let me = self.settings.node_id;
+        let standalone;
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                let epoch = log.latest_epoch().unwrap_or(crate::broker::LEADER_EPOCH);
+                standalone = PartitionMeta {
+                    replicas: vec![me],
+                    isr: vec![me],
+                    leader: me,
+                    leader_epoch: epoch,
+                    partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                };
+                &standalone
+            }
+        };
+        if let Some(replica) = existing.filter(|r| Arc::ptr_eq(&r.log, log)) {
+            if self.update_role(&replica, meta) {
+                replica.bump();
+                self.after_role_change(&replica);
+            }
+            return replica;
+        }
+        let replica = Arc::new(Replica::new(
+            topic,
+            partition,
+            log.clone(),
+            Role::Offline { leader_epoch: -1 },
+        ));
+        self.update_role(&replica, meta);
+        let mut map = self.replicas.write();
+        // Another caller may have raced us; keep the first.
+        let replica = map
+            .entry(key)
+            .and_modify(|r| {
+                if !Arc::ptr_eq(&r.log, log) {
+                    *r = replica.clone();
+                }
+            })
+            .or_insert_with(|| replica.clone())
+            .clone();
+        drop(map);
+        self.after_role_change(&replica);
+        replica
+    }
+
+    /// Applies `meta` to the replica's role; true when the role or epoch changed.
+    fn update_role(&self, replica: &Replica, meta: &PartitionMeta) -> bool {
+        let me = self.settings.node_id;
+        let now = self.now_ms();
+        let mut role = replica.role.lock();
+        match &mut *role {
+            Role::Leader(state)
+                if meta.leader == me && meta.leader_epoch == state.leader_epoch() =>
+            {
+                if meta.partition_epoch != state.partition_epoch()
+                    || meta.isr != state.isr()
+                    || meta.replicas != state.replicas()
+                {
+                    let advanced = state.update_assignment(
+                        meta.partition_epoch,
+                        meta.replicas.clone(),
+                        meta.isr.clone(),
+                        now,
+                    );
+                    drop(role);
+                    if replica.apply_hw(advanced) {
+                        self.notify_hw();
+                    }
+                    replica.bump();
+                }
+                return false;
+            }
+            Role::Follower {
+                leader,
+                leader_epoch,
+                ..
+            } if *leader == meta.leader && *leader_epoch == meta.leader_epoch => return false,
+            Role::Offline { leader_epoch }
+                if meta.leader == runnel_meta::NO_LEADER && *leader_epoch == meta.leader_epoch =>
+            {
+                return false
+            }
+            _ => {}
+        }
+        let log = &replica.log;
+        *role = if meta.leader == me {
+            // Record the epoch start before accepting any produce under it, so
+            // OffsetForLeaderEpoch answers for it at once.
+            if let Err(err) = log.assign_epoch_start(meta.leader_epoch) {
+                tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err,
+                    "cannot record the new leader epoch; not leading");
+                Role::Offline {
+                    leader_epoch: meta.leader_epoch,
+                }
+            } else {
+                let leo = log.log_end_offset();
+                let position = if self.settings.durable_leader {
+                    log.synced_offset()
+                } else {
+                    leo
+                };
+                let state = LeaderState::new(
+                    LeaderInit {
+                        me,
+                        leader_epoch: meta.leader_epoch,
+                        partition_epoch: meta.partition_epoch,
+                        replicas: meta.replicas.clone(),
+                        isr: meta.isr.clone(),
+                        epoch_start_offset: leo,
+                        log_end_offset: leo,
+                        leader_position: position,
+                        high_watermark: log.high_watermark(),
+                        lag_max_ms: self.settings.lag_max_ms,
+                    },
+                    now,
+                );
+                log.set_high_watermark(state.high_watermark());
+                tracing::info!(topic = %replica.topic, partition = replica.partition,
+                    leader_epoch = meta.leader_epoch, log_end_offset = leo,
+                    high_watermark = state.high_watermark(), isr = ?meta.isr, "leading partition");
+                Role::Leader(Box::new(state))
+            }
+        } else if meta.leader == runnel_meta::NO_LEADER {
+            Role::Offline {
+                leader_epoch: meta.leader_epoch,
+            }
+        } else {
+            tracing::info!(topic = %replica.topic, partition = replica.partition,
+                leader = meta.leader, leader_epoch = meta.leader_epoch, "following partition");
+            Role::Follower {
+                leader: meta.leader,
+                leader_epoch: meta.leader_epoch,
+                needs_truncation: true,
+            }
+        };
+        true
+    }
+
+    fn after_role_change(&self, replica: &Arc<Replica>) {
+        if let Role::Follower { leader, .. } = &*replica.role.lock() {
+            self.ensure_fetcher(*leader);
+        }
+    }
+
+    /// Starts the fetcher task for `leader` if none runs. Needs a tokio runtime.
+    fn ensure_fetcher(&self, leader: BrokerId) {
+        let Some(this) = self.self_arc() else { return };
+        let mut fetchers = self.fetchers.lock();
+        if fetchers.get(&leader).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            fetchers.insert(leader, handle.spawn(fetcher::run(this, leader)));
+        }
+    }
+
+    fn self_arc(&self) -> Option<Arc<ReplicaManager>> {
+        self.this.upgrade()
+    }
+
+    /// A follower (`follower`, Fetch with replica_id) fetched `replica` from
+    /// `offset`: it holds every offset below durably. May advance the HW
+    /// (waking acks=all waiters and consumers) and propose an ISR expansion.
+    pub fn follower_fetch(
+        &self,
+        replica: &Arc<Replica>,
+        follower: BrokerId,
+        offset: i64,
+    ) -> Result<(), ApiError> {
+        let (change, advanced) = replica.follower_fetched(follower, offset, self.now_ms())?;
+        if advanced {
+            self.notify_hw();
+        }
+        if let Some(change) = change {
+            self.propose(replica.clone(), change);
+        }
+        Ok(())
+    }
+
+    /// The leader's log was fsynced (acks=all, or the background sync after acks=0/1).
+    pub fn leader_synced(&self, replica: &Replica) {
+        if replica.synced() {
+            self.notify_hw();
+        }
+    }
+
+    /// The leader appended up to `end`.
+    pub fn leader_appended(&self, replica: &Replica, end: i64) {
+        if replica.appended(end, self.settings.durable_leader) {
+            self.notify_hw();
+        }
+    }
+
+    /// Sends an ISR change to the quorum in the background. A refusal (stale
+    /// partition epoch, lost leadership) clears the in-flight change; the
+    /// metadata that caused it arrives through the state watch.
+    fn propose(&self, replica: Arc<Replica>, change: IsrChange) {
+        let Some(this) = self.self_arc() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            let shrink = change.isr.len() < replica_isr_len(&replica);
+            let command = Command::AlterIsr {
+                topic: replica.topic.clone(),
+                partition: replica.partition,
+                leader: this.settings.node_id,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr.clone(),
+            };
+            tracing::info!(topic = %replica.topic, partition = replica.partition,
+                isr = ?change.isr, partition_epoch = change.partition_epoch,
+                "proposing ISR {}", if shrink { "shrink" } else { "expansion" });
+            match this.proposer.alter_isr(command).await {
+                Ok(()) => {
+                    if shrink {
+                        this.metrics.isr_shrinks.inc();
+                    } else {
+                        this.metrics.isr_expands.inc();
+                    }
+                    // Apply at once if the watch has it (propose returns once applied here).
+                    this.refresh(&replica);
+                }
+                Err(err) => {
+                    tracing::warn!(topic = %replica.topic, partition = replica.partition,
+                        error = %err, "ISR change refused");
+                    tokio::time::sleep(this.settings.retry_backoff).await;
+                    let mut role = replica.role.lock();
+                    if let Role::Leader(state) = &mut *role {
+                        if state.partition_epoch() == change.partition_epoch {
+                            state.isr_change_failed();
+                        }
+                    }
+                    drop(role);
+                    this.refresh(&replica);
+                }
+            }
+        });
+    }
+
+    fn refresh(&self, replica: &Replica) {
+        let meta = self
+            .state
+            .borrow()
+            .partition(&replica.topic, replica.partition)
+            .cloned();
+        if let Some(meta) = meta {
+            if self.update_role(replica, &meta) {
+                replica.bump();
+            }
+        }
+    }
+
+    /// Partitions this broker follows from `leader`.
+    pub fn following(&self, leader: BrokerId) -> Vec<Arc<Replica>> {
+        self.replicas
+            .read()
+            .values()
+            .filter(|r| matches!(&*r.role.lock(), Role::Follower { leader: l, .. } if *l == leader))
+            .cloned()
+            .collect()
+    }
+
+    /// The Kafka address (`host:port`) of a live broker.
+    pub fn broker_addr(&self, id: BrokerId) -> Option<String> {
+        self.state
+            .borrow()
+            .brokers
+            .get(&id)
+            .filter(|b| !b.fenced)
+            .map(|b| format!("{}:{}", b.host, b.port))
+    }
+
+    /// Stops (`true`) or resumes this broker's follower fetching; the broker
+    /// stays registered, so its leaders see it fall behind. For fault-injection tests.
+    pub fn pause_fetching(&self, paused: bool) {
+        self.fetch_paused.send_replace(paused);
+    }
+
+    /// Waits while fetching is paused.
+    async fn wait_unpaused(&self) {
+        let mut rx = self.fetch_paused.subscribe();
+        let _ = rx.wait_for(|paused| !*paused).await;
+    }
+
+    /// A receiver of the shutdown flag.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Brings every local partition in line with the metadata, then keeps
+    /// doing so on every metadata change; periodically shrinks ISRs, refreshes
+    /// metrics and checkpoints high watermarks. Runs until shutdown.
+    pub async fn run(self: Arc<Self>) {
+        let mut state = self.state.clone();
+        let mut shutdown = self.shutdown.clone();
+        let tick_ms = (self.settings.lag_max_ms / 2).clamp(10, 1000) as u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        // A closed metadata channel (no quorum: a fixed view) still gets ticks.
+        let mut metadata_open = true;
+        loop {
+            state.borrow_and_update();
+            self.reconcile_all();
+            tokio::select! {
+                _ = crate::broker::wait_shutdown(&mut shutdown) => break,
+                changed = state.changed(), if metadata_open => if changed.is_err() { metadata_open = false },
+                _ = tick.tick() => {
+                    self.shrink_all();
+                    self.update_metrics();
+                    if last_checkpoint.elapsed() >= Duration::from_secs(5) {
+                        last_checkpoint = Instant::now();
+                        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            for r in replicas {
+                                if let Err(err) = r.log.checkpoint_high_watermark() {
+                                    tracing::warn!(topic = %r.topic, partition = r.partition, error = %err, "cannot checkpoint the high watermark");
+                                }
+                            }
+                        }).await;
+                    }
+                }
+            }
+        }
+        let fetchers: Vec<_> = self.fetchers.lock().drain().map(|(_, t)| t).collect();
+        for task in fetchers {
+            task.abort();
+        }
+    }
+
+    /// One pass over the local partitions (also retried on every tick, since
+    /// logs of newly assigned partitions may open after the metadata change).
+    fn reconcile_all(&self) {
+        let cluster = self.state.borrow().clone();
+        let me = self.settings.node_id;
+        let mut seen = std::collections::HashSet::new();
+        for topic in self.topics.list() {
+            for partition in topic.partitions() {
+                let meta = cluster.partition(&topic.name, partition.index);
+                if meta.is_some_and(|m| !m.replicas.contains(&me)) {
+                    continue;
+                }
+                seen.insert((topic.name.clone(), partition.index));
+                self.reconcile(&topic.name, partition.index, &partition.log, meta);
+            }
+        }
+        let removed: Vec<Arc<Replica>> = {
+            let mut map = self.replicas.write();
+            let gone: Vec<PartitionKey> =
+                map.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+            gone.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for replica in removed {
+            *replica.role.lock() = Role::Offline {
+                leader_epoch: i32::MAX,
+            };
+            replica.bump();
+        }
+    }
+
+    fn shrink_all(&self) {
+        let now = self.now_ms();
+        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+        for replica in replicas {
+            let change = match &mut *replica.role.lock() {
+                Role::Leader(state) => {
+                    state.on_leader_append(replica.log.log_end_offset());
+                    state.maybe_shrink(now)
+                }
+                _ => None,
+            };
+            if let Some(change) = change {
+                self.propose(replica, change);
+            }
+        }
+        // Fetchers whose task died (all its partitions moved) are restarted on demand.
+        let leaders: Vec<BrokerId> = self
+            .replicas
+            .read()
+            .values()
+            .filter_map(|r| match &*r.role.lock() {
+                Role::Follower { leader, .. } => Some(*leader),
+                _ => None,
+            })
+            .collect();
+        for leader in leaders {
+            self.ensure_fetcher(leader);
+        }
+    }
+
+    fn update_metrics(&self) {
+        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+        let mut under = 0;
+        self.metrics.follower_lag.reset();
+        for replica in replicas {
+            if let Role::Leader(state) = &*replica.role.lock() {
+                if state.isr().len() < state.replicas().len() {
+                    under += 1;
+                }
+                let partition = replica.partition.to_string();
+                for (follower, lag) in state.follower_lags() {
+                    self.metrics
+                        .follower_lag
+                        .with_label_values(&[
+                            replica.topic.as_str(),
+                            partition.as_str(),
+                            follower.to_string().as_str(),
+                        ])
+                        .set(lag);
+                }
+            }
+        }
+        self.metrics.under_replicated.set(under);
+    }
+}
+
+fn replica_isr_len(replica: &Replica) -> usize {
+    match &*replica.role.lock() {
+        Role::Leader(state) => state.isr().len(),
+        _ => 0,
+    }
+}
+
+impl Replica {
+    /// The follower's view: (leader, leader epoch, needs truncation); `None` when not following.
+    pub(crate) fn follower_view(&self) -> Option<(BrokerId, i32, bool)> {
+        match &*self.role.lock() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+                needs_truncation,
+            } => Some((*leader, *leader_epoch, *needs_truncation)),
+            _ => None,
+        }
+    }
+
+    /// Sets whether the follower must truncate before fetching, if it still
+    /// follows under `epoch`.
+    pub(crate) fn set_needs_truncation(&self, epoch: i32, value: bool) {
+        if let Role::Follower {
+            leader_epoch,
+            needs_truncation,
+            ..
+        } = &mut *self.role.lock()
+        {
+            if *leader_epoch == epoch {
+                *needs_truncation = value;
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The follower side: one task per source broker fetches every partition this
+//! broker follows from it, with Kafka Fetch requests carrying `replica_id` and
+//! the current leader epoch. Before a partition's first fetch under a new
+//! leader epoch it truncates its log by OffsetForLeaderEpoch (to the high
+//! watermark when the leader cannot answer). Fetched batches are appended as
+//! they are and fsynced before the next fetch reports the new offset, since
+//! the leader counts a follower's fetch offset as durably replicated.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId as KBrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use runnel_client::Connection;
+use runnel_meta::BrokerId;
+
+use super::{Replica, ReplicaManager};
+
+/// The Fetch version followers send (topic names, current leader epoch, replica_id field).
+const FETCH_VERSION: i16 = 12;
+
+/// Runs until no partition follows `leader` or shutdown.
+pub(crate) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
+    let me = manager.settings.node_id;
+    let backoff = manager.settings.retry_backoff;
+    let mut shutdown = manager.shutdown_signal();
+    let mut conn: Option<Connection> = None;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = manager.wait_unpaused() => {}
+            _ = crate::broker::wait_shutdown(&mut shutdown) => return,
+        }
+        let partitions = manager.following(leader);
+        if partitions.is_empty() {
+            return;
+        }
+        let Some(addr) = manager.broker_addr(leader) else {
+            tokio::time::sleep(backoff).await;
+            continue;
+        };
+        if conn
+            .as_ref()
+            .is_none_or(|c| c.is_broken() || c.addr() != addr)
+        {
+            let timeout = Duration::from_millis(
+                u64::try_from(manager.settings.fetch_wait_ms).unwrap_or(500) + 10_000,
+            );
+            match Connection::connect(
+                &addr,
+                &format!("runnel-replica-{me}"),
+                Duration::from_secs(5),
+                timeout,
+            )
+            .await
+            {
+                Ok(c) => conn = Some(c),
+                Err(err) => {
+                    tracing::debug!(leader, %addr, error = %err, "cannot connect to leader");
+                    conn = None;
+                    sleep_or_shutdown(backoff, &mut shutdown).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let result = async {
+            truncate_diverged(&manager, c, &partitions).await?;
+            fetch_once(&manager, c, &partitions).await
+        }
+        .await;
+        match result {
+            Ok(true) => {}
+            Ok(false) => sleep_or_shutdown(backoff, &mut shutdown).await,
+            Err(err) => {
+                tracing::debug!(leader, error = %err, "follower fetch failed");
+                conn = None;
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+            }
+        }
+    }
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = crate::broker::wait_shutdown(shutdown) => {}
+    }
+}
+
+/// Truncates the partitions that became followers of a new leader epoch:
+/// asks the leader for the end offset of our latest epoch and cuts the log
+/// there (Kafka's epoch-based truncation); without an epoch answer, to the
+/// high watermark.
+async fn truncate_diverged(
+    manager: &ReplicaManager,
+    conn: &mut Connection,
+    partitions: &[Arc<Replica>],
+) -> Result<(), runnel_client::Error> {
+    let pending: Vec<(Arc<Replica>, i32, Option<i32>)> = partitions
+        .iter()
+        .filter_map(|r| {
+            let (_, epoch, needs) = r.follower_view()?;
+            needs.then(|| (r.clone(), epoch, r.log.latest_epoch()))
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+    for (r, epoch, latest) in &pending {
+        let part = OffsetForLeaderPartition::default()
+            .with_partition(r.partition)
+            .with_current_leader_epoch(*epoch)
+            .with_leader_epoch(latest.unwrap_or(-1));
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(r.topic.clone())))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let version = conn.version::<OffsetForLeaderEpochRequest>()?.min(4);
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(KBrokerId(manager.settings.node_id))
+        .with_topics(topics);
+    let response = conn.send(&request, version).await?;
+    for (replica, epoch, latest) in pending {
+        let answer = response
+            .topics
+            .iter()
+            .filter(|t| t.topic.0.as_str() == replica.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition == replica.partition);
+        let Some(answer) = answer else { continue };
+        if answer.error_code != 0 {
+            // FENCED/UNKNOWN_LEADER_EPOCH, NOT_LEADER: wait for newer metadata (retried).
+            tracing::debug!(topic = %replica.topic, partition = replica.partition,
+                error = ?ResponseError::try_from_code(answer.error_code), "OffsetForLeaderEpoch refused");
+            continue;
+        }
+        let log = replica.log.clone();
+        let target = if latest.is_none() || answer.end_offset < 0 {
+            // The leader does not know our epoch (or we have none): keep only
+            // what was committed.
+            log.high_watermark()
+        } else if Some(answer.leader_epoch) == latest {
+            answer.end_offset
+        } else {
+            // The leader's largest epoch <= ours is older: our data of later
+            // epochs diverges; cut at the smaller of both ends of that epoch.
+            let ours = log
+                .end_offset_for_epoch(answer.leader_epoch)
+                .map(|(_, end)| end)
+                .unwrap_or(answer.end_offset);
+            answer.end_offset.min(ours)
+        };
+        let before = log.log_end_offset();
+        let cut = tokio::task::spawn_blocking(move || log.truncate_to(target)).await;
+        match cut {
+            Ok(Ok(())) => {
+                if target < before {
+                    tracing::info!(topic = %replica.topic, partition = replica.partition,
+                        from = before, to = replica.log.log_end_offset(), leader_epoch = epoch,
+                        "truncated diverged follower log");
+                }
+                replica.set_needs_truncation(epoch, false);
+            }
+            Ok(Err(err)) => {
+                tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err, "truncation failed")
+            }
+            Err(err) => tracing::error!(error = %err, "truncation task failed"),
+        }
+    }
+    Ok(())
+}
+
+/// One Fetch round for every truncated partition. Returns false when nothing
+/// could be fetched (all partitions waiting or refused), so the caller backs off.
+async fn fetch_once(
+    manager: &ReplicaManager,
+    conn: &mut Connection,
+    partitions: &[Arc<Replica>],
+) -> Result<bool, runnel_client::Error> {
+    let settings = &manager.settings;
+    let ready: Vec<(Arc<Replica>, i32, i64)> = partitions
+        .iter()
+        .filter_map(|r| {
+            let (_, epoch, needs) = r.follower_view()?;
+            (!needs).then(|| (r.clone(), epoch, r.log.log_end_offset()))
+        })
+        .collect();
+    if ready.is_empty() {
+        return Ok(false);
+    }
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (r, epoch, offset) in &ready {
+        let part = FetchPartition::default()
+            .with_partition(r.partition)
+            .with_current_leader_epoch(*epoch)
+            .with_fetch_offset(*offset)
+            .with_log_start_offset(r.log.log_start_offset())
+            .with_partition_max_bytes(settings.fetch_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(r.topic.clone())))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let request = FetchRequest::default()
+        .with_replica_id(KBrokerId(settings.node_id))
+        .with_max_wait_ms(settings.fetch_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(settings.fetch_max_bytes.saturating_mul(4).max(1))
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let response = conn.send(&request, FETCH_VERSION).await?;
+    if *manager.fetch_paused.borrow() {
+        // Paused while the fetch was in flight: apply nothing.
+        return Ok(false);
+    }
+    let mut progressed = false;
+    for (replica, epoch, offset) in ready {
+        let data = response
+            .responses
+            .iter()
+            .filter(|t| t.topic.0.as_str() == replica.topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == replica.partition);
+        let Some(data) = data else { continue };
+        if data.error_code != 0 {
+            let code = ResponseError::try_from_code(data.error_code);
+            if code == Some(ResponseError::OffsetOutOfRange) {
+                handle_out_of_range(&replica, epoch, offset, data.log_start_offset).await;
+            } else {
+                tracing::debug!(topic = %replica.topic, partition = replica.partition,
+                    error = ?code, "follower fetch refused; waiting for newer metadata");
+            }
+            continue;
+        }
+        progressed = true;
+        // The role may have changed while the fetch was in flight.
+        if replica.follower_view().map(|v| v.1) != Some(epoch) {
+            continue;
+        }
+        let records = data.records.clone().unwrap_or_default();
+        let log = replica.log.clone();
+        let hw = data.high_watermark;
+        let appended = tokio::task::spawn_blocking(move || -> Result<(), runnel_log::Error> {
+            if !records.is_empty() {
+                log.append_as_follower(records)?;
+                log.sync(log.log_end_offset())?;
+            }
+            log.set_high_watermark(hw);
+            Ok(())
+        })
+        .await;
+        match appended {
+            Ok(Ok(())) => manager.notify_hw(),
+            Ok(Err(err)) => {
+                tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err,
+                    "follower append failed; truncating again before the next fetch");
+                replica.set_needs_truncation(epoch, true);
+            }
+            Err(err) => tracing::error!(error = %err, "follower append task failed"),
+        }
+    }
+    Ok(progressed)
+}
+
+/// The leader does not have our fetch offset: below its log start we start
+/// over at its log start; otherwise we are ahead of it, so truncate by epoch again.
+async fn handle_out_of_range(replica: &Arc<Replica>, epoch: i32, offset: i64, leader_start: i64) {
+    if leader_start >= 0 && offset < leader_start {
+        let log = replica.log.clone();
+        let result =
+            tokio::task::spawn_blocking(move || log.truncate_fully_and_start_at(leader_start))
+                .await;
+        if let Ok(Err(err)) = result {
+            tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err, "cannot restart the log at the leader's start");
+        }
+    } else {
+        replica.set_needs_truncation(epoch, true);
+    }
+}
