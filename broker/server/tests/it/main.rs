@@ -7,6 +7,7 @@ mod admin_http;
 mod api_versions;
 mod bad_input;
 mod binary;
+mod cluster;
 mod compaction;
 mod data_dir_lock;
 mod groups;

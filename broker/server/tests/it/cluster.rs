@@ -1,0 +1,204 @@
+//! Several brokers in one process joined through the metadata quorum: topics
+//! created through any broker, placement, broker loss, and the one-time
+//! import of a pre-quorum single broker's topics.json.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kafka_protocol::messages::*;
+
+use crate::harness::*;
+
+/// Short sessions so a lost broker is fenced quickly.
+fn cluster_config(c: &mut runnel_server::BrokerConfig, node_id: i32, seeds: Vec<String>) {
+    c.node_id = node_id;
+    c.seeds = seeds;
+    c.broker_heartbeat_interval_ms = 100;
+    c.broker_session_timeout_ms = 1500;
+    c.offsets_topic_num_partitions = 3;
+}
+
+async fn start_cluster(n: i32) -> Vec<TestBroker> {
+    let first = TestBroker::start_with(|c| cluster_config(c, 0, Vec::new())).await;
+    let seed = first.broker.meta.listen_addr().to_string();
+    let mut brokers = vec![first];
+    for id in 1..n {
+        let seeds = vec![seed.clone()];
+        brokers.push(TestBroker::start_with(|c| cluster_config(c, id, seeds)).await);
+    }
+    brokers
+}
+
+/// Polls Metadata on `broker` until `done` holds for the response.
+async fn metadata_until(
+    broker: &TestBroker,
+    what: &str,
+    done: impl Fn(&MetadataResponse) -> bool,
+) -> MetadataResponse {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut conn = broker.connect().await;
+    loop {
+        let meta = user_topics(&mut conn).await;
+        if done(&meta) {
+            return meta;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: last metadata {meta:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn create_with_rf(topic: &str, partitions: i32, rf: i16) -> CreateTopicsRequest {
+    let mut request = create_topic_request(topic, partitions, &[]);
+    request.topics[0].replication_factor = rf;
+    request
+}
+
+#[tokio::test]
+async fn a_topic_created_through_one_broker_is_described_by_every_broker_with_spread_leaders() {
+    let brokers = start_cluster(3).await;
+    let mut conn = brokers[1].connect().await;
+    let response = conn.send(&create_with_rf("spread", 3, 3), 7).await;
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
+    assert_eq!(response.topics[0].replication_factor, 3);
+    for broker in &brokers {
+        let meta = metadata_until(broker, "topic visible with 3 brokers", |m| {
+            m.brokers.len() == 3 && m.topics.iter().any(|t| t.name == Some(name("spread")))
+        })
+        .await;
+        let ids: BTreeSet<i32> = meta.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(ids, BTreeSet::from([0, 1, 2]));
+        assert!(meta.controller_id.0 >= 0, "a controller is known");
+        let topic = &meta.topics[0];
+        let leaders: BTreeSet<i32> = topic.partitions.iter().map(|p| p.leader_id.0).collect();
+        assert_eq!(leaders, BTreeSet::from([0, 1, 2]), "one leader per broker");
+        for p in &topic.partitions {
+            let replicas: BTreeSet<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+            assert_eq!(replicas, BTreeSet::from([0, 1, 2]));
+            assert!(p.isr_nodes.contains(&p.leader_id), "{p:?}");
+            assert!(p.offline_replicas.is_empty());
+        }
+    }
+    // Every broker holds a local replica of every partition.
+    for broker in &brokers {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while broker
+            .broker
+            .topics
+            .get("spread")
+            .map_or(0, |t| t.partitions().len())
+            < 3
+        {
+            assert!(tokio::time::Instant::now() < deadline, "replicas not opened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn replication_factor_above_the_broker_count_is_invalid() {
+    let brokers = start_cluster(3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| m.brokers.len() == 3).await;
+    let mut conn = brokers[0].connect().await;
+    let response = conn.send(&create_with_rf("rf4", 1, 4), 7).await;
+    assert_eq!(response.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
+    let mut validate = create_with_rf("rf4", 1, 4);
+    validate.validate_only = true;
+    let response = conn.send(&validate, 7).await;
+    assert_eq!(response.topics[0].error_code, 38, "validate_only too");
+    assert!(user_topics(&mut conn).await.topics.is_empty());
+}
+
+#[tokio::test]
+async fn a_stopped_broker_leaves_metadata_and_its_partitions_get_new_leaders() {
+    let mut brokers = start_cluster(3).await;
+    let mut conn = brokers[0].connect().await;
+    let response = conn.send(&create_with_rf("moving", 3, 3), 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    metadata_until(&brokers[0], "leaders on all brokers", |m| {
+        m.topics.first().is_some_and(|t| {
+            t.partitions
+                .iter()
+                .map(|p| p.leader_id.0)
+                .collect::<BTreeSet<_>>()
+                .len()
+                == 3
+        })
+    })
+    .await;
+    let stopped = brokers.pop().unwrap();
+    let gone = stopped.config.node_id;
+    stopped.stop().await;
+    let meta = metadata_until(&brokers[0], "stopped broker fenced, partitions moved", |m| {
+        !m.brokers.iter().any(|b| b.node_id.0 == gone)
+            && m.topics[0]
+                .partitions
+                .iter()
+                .all(|p| p.leader_id.0 >= 0 && p.leader_id.0 != gone)
+    })
+    .await;
+    for p in &meta.topics[0].partitions {
+        assert!(!p.isr_nodes.iter().any(|b| b.0 == gone), "{p:?}");
+        assert!(p.offline_replicas.iter().any(|b| b.0 == gone), "{p:?}");
+    }
+    // Metadata changes still work with two of three voters.
+    let response = conn.send(&create_with_rf("after", 1, 2), 7).await;
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
+}
+
+#[tokio::test]
+async fn a_pre_quorum_topics_json_is_imported_with_its_ids_configs_and_data() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "old", 2, &[("retention.ms", "123456")]).await;
+    assert_eq!(produce(&mut conn, "old", 1, batch(&["a", "b"], 1)).await, (0, 0));
+    let id = user_topics(&mut conn).await.topics[0].topic_id;
+    drop(conn);
+    let dir = broker.stop().await;
+    // Make the directory look like one written by a broker before the quorum.
+    std::fs::remove_dir_all(dir.path().join("__cluster_metadata")).unwrap();
+    std::fs::write(
+        dir.path().join("topics.json"),
+        serde_json::json!({"topics": [{
+            "name": "old", "id": id, "partitions": 2,
+            "configs": {"retention.ms": "123456"}
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("producer_ids.json"),
+        r#"{"reserved_up_to": 5000}"#,
+    )
+    .unwrap();
+    let broker = TestBroker::start_in(dir, |_| {}).await;
+    let mut conn = broker.connect().await;
+    let meta = user_topics(&mut conn).await;
+    assert_eq!(meta.topics.len(), 1);
+    assert_eq!(meta.topics[0].topic_id, id, "the imported topic keeps its id");
+    assert_eq!(meta.topics[0].partitions.len(), 2);
+    let p = fetch(&mut conn, "old", 1, 0).await;
+    assert_eq!(
+        decode_values(p.records.unwrap()),
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+    let state = broker.broker.cluster();
+    assert_eq!(state.topics["old"].configs["retention.ms"], "123456");
+    assert!(state.next_producer_id >= 5000, "reserved producer ids are skipped");
+    assert!(!broker.dir.path().join("topics.json").exists());
+    assert!(broker.dir.path().join("topics.json.imported").exists());
+    // A restart does not import again, and keeps the topic.
+    let broker = broker.restart().await;
+    let mut conn = broker.connect().await;
+    assert_eq!(user_topics(&mut conn).await.topics[0].topic_id, id);
+}
