@@ -82,7 +82,12 @@ impl Error {
             Error::Kube { .. } => "kube_api",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::Kafka { .. } => "kafka",
-            Error::Finalizer(_) => "finalizer",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                // The reconcile behind the finalizer failed: report its own reason.
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_reason(),
+                _ => "finalizer",
+            },
             Error::LostLeadership(_) => "lost_leadership",
         }
     }

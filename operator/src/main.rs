@@ -24,30 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the Cluster, Topic and Consumer controllers (log filter: RUST_LOG, default info).
-    Run {
-        /// Campaign for a coordination.k8s.io Lease and reconcile only while holding it, so
-        /// several replicas are safe.
-        #[arg(long)]
-        leader_election: bool,
-        /// Namespace to watch (repeatable); none watches every namespace.
-        #[arg(long = "namespace", value_name = "NS")]
-        namespaces: Vec<String>,
-        /// Broker image for Clusters that do not set spec.image.
-        #[arg(long, value_name = "IMAGE")]
-        broker_image: Option<String>,
-        /// Address of the HTTP endpoint (/metrics, /healthz, /readyz).
-        #[arg(long, default_value = "0.0.0.0:8080")]
-        listen: SocketAddr,
-        /// Namespace of the leader Lease (the operator's own).
-        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-        lease_namespace: String,
-        /// Identity in the leader Lease (the pod name).
-        #[arg(long, env = "POD_NAME")]
-        identity: Option<String>,
-        /// Seconds between re-reconciles of healthy objects (drift detection, lag refresh).
-        #[arg(long, default_value_t = 60)]
-        resync_seconds: u64,
-    },
+    Run(RunArgs),
+
     /// Print the Cluster, Topic and Consumer CRDs as a multi-document YAML stream.
     Crd {
         /// Instead of printing, write one file per kind (cluster.yaml, topic.yaml, consumer.yaml)
@@ -55,6 +33,33 @@ enum Command {
         #[arg(long = "out-dir", value_name = "DIR")]
         out_dirs: Vec<std::path::PathBuf>,
     },
+}
+
+/// Arguments of `runnel-operator run` (the chart's Deployment passes them).
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Campaign for a coordination.k8s.io Lease and reconcile only while holding it, so
+    /// several replicas are safe.
+    #[arg(long)]
+    leader_election: bool,
+    /// Namespace to watch (repeatable); none watches every namespace.
+    #[arg(long = "namespace", value_name = "NS")]
+    namespaces: Vec<String>,
+    /// Broker image for Clusters that do not set spec.image.
+    #[arg(long, value_name = "IMAGE")]
+    broker_image: Option<String>,
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Namespace of the leader Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Identity in the leader Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds between re-reconciles of healthy objects (drift detection, lag refresh).
+    #[arg(long, default_value_t = 60)]
+    resync_seconds: u64,
 }
 
 async fn shutdown_signal() {
@@ -80,8 +85,8 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn run(command: Command) -> anyhow::Result<()> {
-    let Command::Run {
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
         leader_election,
         namespaces,
         broker_image,
@@ -89,10 +94,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         lease_namespace,
         identity,
         resync_seconds,
-    } = command
-    else {
-        unreachable!("run() is only called for the run command");
-    };
+    } = args;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -122,7 +124,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        command @ Command::Run { .. } => run(command)?,
+        Command::Run(args) => run(args)?,
         Command::Crd { out_dirs } if out_dirs.is_empty() => {
             print!("{}", runnel_operator::crds_yaml()?)
         }

@@ -177,7 +177,35 @@ async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
         return Ok(resync(ctx));
     };
 
-    let client = kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await?;
+    let client = match kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await {
+        Ok(client) => client,
+        Err(err) => {
+            // Say so in the status (the lag figures are the last observed ones), then fail so
+            // the error policy retries with backoff.
+            let ready = condition(
+                &previous.conditions,
+                "Ready",
+                false,
+                "BrokersUnreachable",
+                err.to_string(),
+                generation,
+                &now,
+            );
+            let mut conditions: Vec<_> = previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != "Ready")
+                .cloned()
+                .collect();
+            conditions.insert(0, ready);
+            let status = ConsumerStatus {
+                conditions,
+                ..previous.clone()
+            };
+            write_status(&ctx.client, consumer, &status).await?;
+            return Err(err);
+        }
+    };
     let group = &spec.group_id;
     let (state, members) = match client.describe_group(group).await {
         Ok(g) => (g.state, i32::try_from(g.members.len()).unwrap_or(i32::MAX)),
@@ -198,6 +226,7 @@ async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
             } else {
                 spec.topics.clone()
             };
+            topics.sort();
             topics.dedup();
             match reset_targets(&client, reset, topics).await {
                 Ok(commits) => {

@@ -314,7 +314,28 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
         return Ok(resync(ctx));
     };
 
-    let client = kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await?;
+    let client = match kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await {
+        Ok(client) => client,
+        Err(err) => {
+            // Say so in the status (observedGeneration stays: this spec was not applied), then
+            // fail so the error policy retries with backoff.
+            let ready = condition(
+                &previous.conditions,
+                "Ready",
+                false,
+                "BrokersUnreachable",
+                err.to_string(),
+                generation,
+                &now,
+            );
+            let status = TopicStatus {
+                conditions: vec![ready],
+                ..previous.clone()
+            };
+            write_status(&ctx.client, topic, &status).await?;
+            return Err(err);
+        }
+    };
     let observed = observe(&client, &name).await?;
     let plan = plan_topic(
         &topic.spec,

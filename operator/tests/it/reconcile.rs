@@ -742,3 +742,41 @@ async fn cluster_objects_are_applied_and_status_follows_the_brokers() {
         "True"
     );
 }
+
+#[tokio::test]
+async fn unreachable_brokers_are_reported_and_retried_with_backoff() {
+    let env = Env::new();
+    // A Cluster whose brokers never start: the resolver points at a closed port.
+    Api::<runnel_operator::crd::Cluster>::namespaced(env.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &runnel_operator::crd::Cluster::new("demo", crate::harness::cluster_spec(1)),
+        )
+        .await
+        .expect("create Cluster");
+    create_topic(
+        &env,
+        "orders",
+        topic_spec(1, None, &[], DeletionPolicy::Delete),
+    )
+    .await;
+    let err = env
+        .reconcile_topic("orders")
+        .await
+        .expect_err("no brokers to talk to");
+    let (status, reason, message) = topic_ready(&env, "orders").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "BrokersUnreachable"),
+        "{message}"
+    );
+
+    let topic = Arc::new(env.topics().get("orders").await.expect("Topic"));
+    let first = controller::error_policy(topic.clone(), &err, env.ctx.clone());
+    let second = controller::error_policy(topic, &err, env.ctx.clone());
+    assert_ne!(
+        first, second,
+        "the retry delay grows with consecutive failures"
+    );
+    assert_eq!(env.ctx.metrics.failures_of("Topic", "kafka"), 2);
+}
