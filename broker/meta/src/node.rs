@@ -709,10 +709,16 @@ impl Inner {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leading = false;
+        let mut metrics = self.raft.metrics();
+        let mut applied = self.state.clone();
         loop {
+            // Leadership and applied-state changes wake it at once (a new
+            // cluster gets its id without waiting a tick); the tick drives expiry.
             tokio::select! {
                 _ = rpc::stopped(&mut shutdown) => return,
                 _ = tick.tick() => {}
+                changed = metrics.changed() => if changed.is_err() { return },
+                changed = applied.changed() => if changed.is_err() { return },
             }
             let m = self.metrics();
             if m.current_leader != Some(self.id) || m.state != ServerState::Leader {
