@@ -15,4 +15,5 @@ mod harness;
 mod idempotence;
 mod metadata;
 mod produce_fetch;
+mod replication;
 mod restart;
