@@ -199,6 +199,121 @@ async fn run_loop_under_leader_election_makes_a_topic_ready() {
     );
 }
 
+async fn topic_is_ready(topics: &Api<Topic>, name: &str) -> Option<()> {
+    let t = topics.get(name).await.ok()?;
+    (find_condition(&t.status?.conditions, "Ready")?.status == "True").then_some(())
+}
+
+/// The reconcile count of one kind from a /metrics page (0 when absent).
+fn reconciles(metrics: &str, kind: &str) -> u64 {
+    let prefix = format!("runnel_operator_reconciles_total{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn two_replicas_reconcile_only_while_leading_and_fail_over() {
+    let mut env = Env::new();
+    let start = |identity: &'static str, listener: tokio::net::TcpListener| {
+        let config = RunConfig {
+            namespaces: vec![NS.into()],
+            leader_election: Some(lease(identity, 2000)),
+            broker_image: None,
+            resync: Duration::from_secs(2),
+            resolver: env.resolver.clone(),
+            instance: Some(identity.into()),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(env.client.clone(), config, Some(listener), async {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    };
+    let la = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let lb = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (http_a, http_b) = (la.local_addr().expect("a"), lb.local_addr().expect("b"));
+    let (stop_a, task_a) = start("operator-a", la);
+    // a holds the Lease before b starts campaigning.
+    let api = env.api.clone();
+    eventually(30, "operator-a to lead", || {
+        let api = api.clone();
+        async move {
+            let l = api.get(
+                "apis/coordination.k8s.io/v1",
+                "leases",
+                LEASE_NS,
+                "runnel-operator-leader",
+            )?;
+            (l["spec"]["holderIdentity"] == "operator-a").then_some(())
+        }
+    })
+    .await;
+    let (stop_b, task_b) = start("operator-b", lb);
+
+    env.ready_cluster("demo", 1).await;
+    let spec = |partitions| TopicSpec {
+        cluster_ref: ClusterReference {
+            name: "demo".into(),
+        },
+        topic_name: None,
+        partitions,
+        replication_factor: None,
+        config: Default::default(),
+        deletion_policy: DeletionPolicy::Delete,
+    };
+    let topics = env.topics();
+    topics
+        .create(&PostParams::default(), &Topic::new("first", spec(1)))
+        .await
+        .expect("create");
+    eventually(60, "first Ready (reconciled by the leader)", || {
+        topic_is_ready(&topics, "first")
+    })
+    .await;
+    assert!(reconciles(&http_get(http_a, "/metrics").await.1, "Topic") > 0);
+    assert_eq!(
+        reconciles(&http_get(http_b, "/metrics").await.1, "Topic"),
+        0,
+        "the standby replica does not reconcile"
+    );
+    assert_eq!(
+        http_get(http_b, "/readyz").await.0,
+        200,
+        "a standby is ready"
+    );
+
+    // a stops (and releases the Lease): b takes over and reconciles new objects.
+    stop_a.send(()).expect("a running");
+    task_a.await.expect("join").expect("a shuts down cleanly");
+    topics
+        .create(&PostParams::default(), &Topic::new("second", spec(2)))
+        .await
+        .expect("create");
+    eventually(60, "second Ready (reconciled by the new leader)", || {
+        topic_is_ready(&topics, "second")
+    })
+    .await;
+    assert!(reconciles(&http_get(http_b, "/metrics").await.1, "Topic") > 0);
+    let kafka = env.kafka("demo").await;
+    assert_eq!(
+        kafka
+            .describe_topic("second")
+            .await
+            .expect("topic")
+            .partition_count(),
+        2
+    );
+    stop_b.send(()).expect("b running");
+    task_b.await.expect("join").expect("b shuts down cleanly");
+}
+
 #[tokio::test]
 async fn one_candidate_holds_the_lease_until_it_releases_or_stops_renewing() {
     let env = Env::new();
