@@ -2,6 +2,7 @@
 //! header decoding, and response encoding. One module per API handler.
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -11,6 +12,8 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -20,6 +23,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -103,6 +107,16 @@ pub fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (ApiKey::DescribeGroups, range::<DescribeGroupsRequest>()),
         (ApiKey::DeleteGroups, range::<DeleteGroupsRequest>()),
         (ApiKey::OffsetDelete, range::<OffsetDeleteRequest>()),
+        (
+            ApiKey::AlterPartitionReassignments,
+            range::<AlterPartitionReassignmentsRequest>(),
+        ),
+        (
+            ApiKey::ListPartitionReassignments,
+            range::<ListPartitionReassignmentsRequest>(),
+        ),
+        (ApiKey::ElectLeaders, range::<ElectLeadersRequest>()),
+        (ApiKey::DescribeQuorum, range::<DescribeQuorumRequest>()),
         (
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
@@ -309,6 +323,16 @@ async fn route(
         ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::AlterPartitionReassignments => inline!(
+            AlterPartitionReassignmentsRequest,
+            alter_partition_reassignments::handle
+        ),
+        ApiKey::ListPartitionReassignments => inline!(
+            ListPartitionReassignmentsRequest,
+            list_partition_reassignments::handle
+        ),
+        ApiKey::ElectLeaders => inline!(ElectLeadersRequest, elect_leaders::handle),
+        ApiKey::DescribeQuorum => inline!(DescribeQuorumRequest, describe_quorum::handle),
         ApiKey::OffsetForLeaderEpoch => {
             inline!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
         }
