@@ -387,3 +387,59 @@ async fn offset_for_leader_epoch_answers_from_the_epoch_cache_with_epoch_checks(
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
     assert_eq!(r.responses[0].partitions[0].high_watermark, 3);
 }
+
+/// Produces with acks=all and a request timeout; returns the error code.
+async fn produce_all_with_timeout(conn: &mut Conn, topic: &str, timeout_ms: i32, v: &str) -> i16 {
+    let request = produce_request(topic, 0, -1, batch(&[v], 1000)).with_timeout_ms(timeout_ms);
+    let response = conn.send(&request, 9).await;
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consumers_see_only_committed_records_and_acks_all_times_out_without_the_isr() {
+    let cluster = Cluster::start(30_000).await;
+    cluster.create("hw", "2").await;
+    let (_, mut conn) = cluster.leader_conn("hw").await;
+    assert_eq!(produce_acks(&mut conn, "hw", -1, &["a"]).await, (0, 0));
+    cluster.broker(1).broker.replicas.pause_fetching(true);
+    cluster.broker(3).broker.replicas.pause_fetching(true);
+    // Written on the leader only: not committed, so invisible to consumers.
+    assert_eq!(produce_acks(&mut conn, "hw", 1, &["b"]).await, (0, 1));
+    let fetched = fetch(&mut conn, "hw", 0, 0).await;
+    assert_eq!(fetched.high_watermark, 1);
+    assert_eq!(
+        decode_values(fetched.records.unwrap()),
+        vec![(0, "a".to_string())]
+    );
+    // The ISR is still complete (within the lag time) but does not fetch:
+    // acks=all cannot complete within the request timeout.
+    assert_eq!(
+        produce_all_with_timeout(&mut conn, "hw", 300, "c").await,
+        7,
+        "REQUEST_TIMED_OUT"
+    );
+    cluster.broker(1).broker.replicas.pause_fetching(false);
+    cluster.broker(3).broker.replicas.pause_fetching(false);
+    wait_until("followers to catch up", || {
+        cluster.log(2, "hw").high_watermark() == 3
+    })
+    .await;
+    let fetched = fetch(&mut conn, "hw", 0, 0).await;
+    assert_eq!(fetched.high_watermark, 3);
+    assert_eq!(decode_values(fetched.records.unwrap()).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync_while_waiting() {
+    let cluster = Cluster::start(800).await;
+    cluster.create("after", "2").await;
+    let (_, mut conn) = cluster.leader_conn("after").await;
+    assert_eq!(produce_acks(&mut conn, "after", -1, &["a"]).await, (0, 0));
+    cluster.broker(1).broker.replicas.pause_fetching(true);
+    cluster.broker(3).broker.replicas.pause_fetching(true);
+    // Accepted (ISR of 3 at append time), then the followers are shrunk out:
+    // the batch commits on the lone leader, below min.insync.replicas.
+    let code = produce_all_with_timeout(&mut conn, "after", 15_000, "b").await;
+    assert_eq!(code, 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
+    assert_eq!(cluster.meta("after").isr, vec![2]);
+}
