@@ -23,24 +23,31 @@ class ClusterBroker(Broker):
     """A broker that knows its node id, its controller listener and the seeds it joins through."""
 
     def __init__(self, node_id: int, data_dir: Path, log_dir: Path, seeds: list[str],
-                 extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None,
+                 bind_host: str = "127.0.0.1", prefix: list[str] | None = None):
         super().__init__(data_dir, log_dir, extra_args, env)
         self.node_id = node_id
         self.seeds = list(seeds)
         self.controller_port: int | None = None
+        self.bind_host = bind_host
+        # e.g. `ip netns exec NS`: the broker runs inside a network namespace.
+        self.prefix = list(prefix or [])
 
     @property
     def controller(self) -> str:
         assert self.controller_port is not None, "broker not started"
-        return f"127.0.0.1:{self.controller_port}"
+        return f"{self.bind_host}:{self.controller_port}"
 
     def command(self, listen: str, admin_listen: str) -> list[str]:
-        controller = f"127.0.0.1:{self.controller_port}" if self.controller_port else "127.0.0.1:0"
+        controller = f"{self.bind_host}:{self.controller_port or 0}"
         cmd = super().command(listen, admin_listen) + ["--node-id", str(self.node_id),
                                                         "--controller-listen", controller]
         if self.seeds:
             cmd += ["--seeds", ",".join(self.seeds)]
-        return cmd
+        return self.prefix + cmd
+
+    def start_first(self) -> "ClusterBroker":
+        return self.start(listen=f"{self.bind_host}:0", admin_listen=f"{self.bind_host}:0")
 
     def _wait_ready(self, deadline_s: float) -> None:
         super()._wait_ready(deadline_s)
@@ -60,7 +67,7 @@ class ClusterBroker(Broker):
         end = time.monotonic() + deadline_s
         while True:
             try:
-                self.start(listen=f"127.0.0.1:{port}", admin_listen="127.0.0.1:0",
+                self.start(listen=f"{self.bind_host}:{port}", admin_listen=f"{self.bind_host}:0",
                            deadline_s=max(1.0, end - time.monotonic()))
                 return self
             except BrokerExited as e:
@@ -73,19 +80,24 @@ class ClusterBroker(Broker):
 class Cluster:
     """N brokers forming one cluster."""
 
-    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None):
+    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None, network=None):
         self.root = Path(root)
         self.size = size
         self.extra_args = list(extra_args or [])
         self.brokers: list[ClusterBroker] = []
+        # A netns.Network: broker i runs in namespace i at the network's address i.
+        self.network = network
 
     def start(self) -> "Cluster":
         for i in range(self.size):
             seeds = [self.brokers[0].controller] if i > 0 else []
-            b = ClusterBroker(i, self.root / f"data{i}", self.root / f"logs{i}", seeds, self.extra_args)
+            host = self.network.address(i) if self.network else "127.0.0.1"
+            prefix = self.network.exec_prefix(i) if self.network else []
+            b = ClusterBroker(i, self.root / f"data{i}", self.root / f"logs{i}", seeds, self.extra_args,
+                              bind_host=host, prefix=prefix)
             b.data_dir.mkdir(parents=True, exist_ok=True)
             self.brokers.append(b)
-            b.start()
+            b.start_first()
         self.wait_registered(self.size)
         return self
 

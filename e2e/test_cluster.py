@@ -1,0 +1,114 @@
+"""A replicated 3-broker cluster under real faults: kill -9 of partition leaders and of the
+quorum leader, restart of every broker at once. The acknowledged-write checker (checker.py)
+proves after each scenario that every `acks=all` record acknowledged to the idempotent
+confluent-kafka producer is stored exactly once, in order."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from checker import AckedWriter, verify
+from cluster import Cluster
+from helpers import create_topic, wait_until
+
+# Short timeouts so failover happens within seconds in tests.
+CLUSTER_ARGS = ["--broker-session-timeout-ms", "2000", "--broker-heartbeat-interval-ms", "200",
+                "--replica-lag-time-max-ms", "2000", "--group-initial-rebalance-delay-ms", "0",
+                "--offsets-topic-num-partitions", "3", "--default-replication-factor", "3",
+                "--min-insync-replicas", "2"]
+TOPIC = "replicated"
+PARTITIONS = 3
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path, 3, CLUSTER_ARGS)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def create_replicated(c: Cluster, name: str = TOPIC, partitions: int = PARTITIONS, rf: int = 3) -> None:
+    create_topic(c.bootstrap, name, partitions, replication_factor=rf)
+    for p in range(partitions):
+        c.wait_isr(name, p, rf)
+
+
+def test_topic_created_through_one_broker_is_replicated_with_leaders_spread(cluster):
+    create_replicated(cluster, partitions=6)
+    leaders = []
+    for b in cluster.brokers:
+        md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(TOPIC, timeout=10)
+        parts = md.topics[TOPIC].partitions
+        assert len(parts) == 6
+        for p in parts.values():
+            assert sorted(p.replicas) == [0, 1, 2]
+            assert sorted(p.isrs) == [0, 1, 2]
+        leaders.append(sorted(p.leader for p in parts.values()))
+    assert leaders[0] == leaders[1] == leaders[2], "every broker reports the same leaders"
+    assert sorted(leaders[0]) == [0, 0, 1, 1, 2, 2], f"leaders not spread evenly: {leaders[0]}"
+
+
+def test_kill9_of_partition_leaders_loses_no_acknowledged_record(cluster):
+    create_replicated(cluster)
+    w = AckedWriter(cluster.bootstrap, TOPIC).start()
+    recoveries = []
+    try:
+        for round_ in range(3):
+            w.wait_acks(w.ack_count() + 3_000)
+            victim = cluster.leader_of(TOPIC, round_ % PARTITIONS)
+            t0 = time.monotonic()
+            victim.kill9()
+            cluster.wait_leader(TOPIC, round_ % PARTITIONS, not_on=victim.node_id)
+            recoveries.append(time.monotonic() - t0)
+            acks_before = w.ack_count()
+            w.wait_acks(acks_before + 1_000, timeout=120)
+            victim.start_again()
+            for p in range(PARTITIONS):
+                cluster.wait_isr(TOPIC, p, 3)
+    finally:
+        w.stop()
+    print(f"leadership recovered after kill -9 in {', '.join(f'{r:.2f}s' for r in recoveries)}")
+    assert not w.errors, f"{len(w.errors)} delivery errors, first: {w.errors[:1]}"
+    report = verify(cluster.bootstrap, w, PARTITIONS)
+    assert report.acknowledged >= 12_000
+
+
+def test_restart_of_every_broker_at_once_keeps_all_data(cluster):
+    create_replicated(cluster)
+    w = AckedWriter(cluster.bootstrap, TOPIC).start()
+    w.wait_acks(5_000)
+    w.stop()
+    for b in cluster.brokers:
+        b.kill9()
+    for b in cluster.brokers:
+        b.spawn(listen=f"{b.bind_host}:{b.port}", admin_listen=f"{b.bind_host}:0")
+    for b in cluster.brokers:
+        b._wait_ready(90)
+    cluster.wait_registered(3)
+    for p in range(PARTITIONS):
+        cluster.wait_leader(TOPIC, p)
+    report = verify(cluster.bootstrap, w, PARTITIONS)
+    assert report.acknowledged == report.stored
+
+
+def test_kill9_of_the_quorum_leader_elects_a_new_controller_and_metadata_changes_work(cluster):
+    admin = cluster.admin()
+    old = admin.list_topics(timeout=10).controller_id
+    assert old >= 0
+    cluster.by_id(old).kill9()
+
+    def new_controller():
+        live = ",".join(b.bootstrap for b in cluster.live())
+        cid = AdminClient({"bootstrap.servers": live}).list_topics(timeout=5).controller_id
+        return cid if cid >= 0 and cid != old else None
+    wait_until(new_controller, 60, what="a new controller")
+    live = ",".join(b.bootstrap for b in cluster.live())
+    create_topic(live, "after-failover", 2, replication_factor=2)
+    cluster.by_id(old).start_again()
+    cluster.wait_registered(3)
