@@ -17,7 +17,7 @@ section() {
 }
 
 if [[ "${RUNNEL_SKIP_INSTALL:-0}" != "1" ]]; then
-    section "install system packages (apt-get: kcat, mount)"
+    section "install system packages (apt-get: kcat, mount, iproute2)"
     SUDO=""
     if [[ "$(id -u)" != "0" ]]; then
         if command -v sudo >/dev/null 2>&1; then
@@ -29,7 +29,7 @@ if [[ "${RUNNEL_SKIP_INSTALL:-0}" != "1" ]]; then
     fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends kcat mount
+    $SUDO apt-get install -y --no-install-recommends kcat mount iproute2
 
     section "install Python test dependencies (pip, e2e/requirements.txt)"
     # Debian's own python3 is "externally managed" (PEP 668); these are test-only packages.
