@@ -11,9 +11,9 @@ use futures::future::{join_all, BoxFuture};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::Api;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
-use kube::Client;
+use kube::{Client, ResourceExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -157,6 +157,25 @@ async fn report<T: std::fmt::Debug, E: std::fmt::Display>(result: Result<T, E>) 
     }
 }
 
+/// The objects in `store` whose cluster reference (read by `cluster_of`) names `cluster`.
+fn referring<K>(
+    store: &Store<K>,
+    cluster: &Cluster,
+    cluster_of: impl Fn(&K) -> &String,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let name = cluster.name_any();
+    let ns = cluster.namespace();
+    store
+        .state()
+        .iter()
+        .filter(|o| *cluster_of(o) == name && o.namespace() == ns)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// Runs the three controllers for every watched namespace (None: all) until they end.
 async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
@@ -181,6 +200,14 @@ async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
                 .boxed(),
         );
         let topics = Controller::new(api::<Topic>(client, ns), watcher::Config::default());
+        let store = topics.store();
+        // A Cluster change (created, brokers ready) re-reconciles the Topics that refer to it
+        // instead of leaving them to their backoff or resync.
+        let topics = topics.watches(
+            api::<Cluster>(client, ns),
+            watcher::Config::default(),
+            move |cluster| referring(&store, &cluster, |t: &Topic| &t.spec.cluster_ref.name),
+        );
         topic_stores.push(topics.store());
         runs.push(
             topics
@@ -189,6 +216,12 @@ async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
                 .boxed(),
         );
         let consumers = Controller::new(api::<Consumer>(client, ns), watcher::Config::default());
+        let store = consumers.store();
+        let consumers = consumers.watches(
+            api::<Cluster>(client, ns),
+            watcher::Config::default(),
+            move |cluster| referring(&store, &cluster, |c: &Consumer| &c.spec.cluster_ref.name),
+        );
         consumer_stores.push(consumers.store());
         runs.push(
             consumers

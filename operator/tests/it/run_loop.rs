@@ -315,6 +315,69 @@ async fn two_replicas_reconcile_only_while_leading_and_fail_over() {
 }
 
 #[tokio::test]
+async fn a_topic_waiting_for_its_cluster_is_reconciled_when_the_cluster_appears() {
+    let mut env = Env::new();
+    // A resync far beyond the test's deadlines: only the Cluster watch can wake the Topic.
+    let config = RunConfig {
+        namespaces: vec![],
+        leader_election: None,
+        broker_image: None,
+        resync: Duration::from_secs(3600),
+        resolver: env.resolver.clone(),
+        instance: Some("operator".into()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(run(env.client.clone(), config, None, async {
+        let _ = stopped.await;
+    }));
+    let spec = TopicSpec {
+        cluster_ref: ClusterReference {
+            name: "late".into(),
+        },
+        topic_name: None,
+        partitions: 1,
+        replication_factor: None,
+        config: Default::default(),
+        deletion_policy: DeletionPolicy::Delete,
+    };
+    let topics = env.topics();
+    topics
+        .create(&PostParams::default(), &Topic::new("early", spec))
+        .await
+        .expect("create Topic");
+    eventually(30, "ClusterNotFound", || {
+        let topics = topics.clone();
+        async move {
+            let t = topics.get("early").await.ok()?;
+            (find_condition(&t.status?.conditions, "Ready")?.reason == "ClusterNotFound")
+                .then_some(())
+        }
+    })
+    .await;
+
+    Api::<Cluster>::namespaced(env.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &Cluster::new("late", cluster_spec(1)),
+        )
+        .await
+        .expect("create Cluster");
+    let api = env.api.clone();
+    eventually(30, "the StatefulSet", || {
+        let api = api.clone();
+        async move { api.get("apis/apps/v1", "statefulsets", NS, "late-brokers") }
+    })
+    .await;
+    env.kubelet("late").await;
+    eventually(60, "the Topic to become Ready", || {
+        topic_is_ready(&topics, "early")
+    })
+    .await;
+    stop.send(()).expect("running");
+    operator.await.expect("join").expect("clean shutdown");
+}
+
+#[tokio::test]
 async fn one_candidate_holds_the_lease_until_it_releases_or_stops_renewing() {
     let env = Env::new();
     let a = LeaderElector::new(env.client.clone(), lease("a", 300));
