@@ -614,6 +614,29 @@ async fn consumer_shows_lag_and_resets_offsets_only_while_the_group_is_empty() {
         (s.total_lag, s.last_applied_nonce.as_deref()),
         (4, Some("three"))
     );
+
+    // A timestamp before every record moves to the first record; one after all to the end.
+    for (nonce, timestamp, expected) in [
+        ("four", "2000-01-01T00:00:00Z", 0),
+        ("five", "2999-01-01T00:00:00Z", 10),
+    ] {
+        consumers
+            .patch(
+                "billing",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"offsetReset": {
+                    "strategy": "timestamp", "nonce": nonce, "timestamp": timestamp, "offsets": [],
+                }}})),
+            )
+            .await
+            .expect("patch");
+        reconcile_consumer(&env, "billing").await;
+        assert_eq!(
+            kafka.offset_fetch("billing", None).await.expect("offsets")[0].offset,
+            expected,
+            "reset to {timestamp}"
+        );
+    }
 }
 
 #[tokio::test]
