@@ -159,12 +159,13 @@ def test_crd_schema_check_refuses_a_bad_example():
         jsonschema.validate(bad, schema)
 
 
-def test_grafana_dashboard_queries_only_metrics_the_broker_exports():
+def test_grafana_dashboard_queries_only_metrics_the_broker_or_operator_exports():
     import json
     import re
 
     dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
-    source = "\n".join(p.read_text() for p in (ROOT / "broker" / "server" / "src").rglob("*.rs"))
+    sources = [ROOT / "broker" / "server" / "src", ROOT / "operator" / "src"]
+    source = "\n".join(p.read_text() for d in sources for p in d.rglob("*.rs"))
     exported = set(re.findall(r'"(runnel_[a-z_]+)"', source))
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
@@ -172,7 +173,7 @@ def test_grafana_dashboard_queries_only_metrics_the_broker_exports():
     for expr in exprs:
         for metric in re.findall(r"\b(runnel_[A-Za-z0-9_:]*)", expr):
             base = re.sub(r"_bucket$", "", metric)
-            assert base in exported, f"{metric} in {expr!r} is not exported by the broker"
+            assert base in exported, f"{metric} in {expr!r} is exported by neither the broker nor the operator"
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
