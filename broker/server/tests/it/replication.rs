@@ -159,6 +159,29 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The value of an unlabelled metric in Prometheus text (NaN when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+async fn wait_metrics(admin: std::net::SocketAddr, cond: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http_get(admin, "/metrics").await;
+        if status == 200 && cond(&body) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics never matched:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Produces one batch with `acks` and returns (error code, base offset).
 async fn produce_acks(conn: &mut Conn, topic: &str, acks: i16, values: &[&str]) -> (i16, i64) {
     let response = conn
@@ -247,6 +270,14 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     wait_until("ISR shrink to [2]", || cluster.meta("lag").isr == vec![2]).await;
     let (code, _) = produce_acks(&mut conn, "lag", -1, &["refused"]).await;
     assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
+    // The leader's metrics show the shrinks, the under-replicated partition and the lag.
+    let admin = cluster.broker(2).admin;
+    wait_metrics(admin, |m| {
+        metric(m, "runnel_isr_shrinks_total") >= 1.0
+            && metric(m, "runnel_leader_under_replicated_partitions") == 1.0
+            && m.contains("runnel_replica_lag_records{follower=\"3\"")
+    })
+    .await;
     // acks=1 is not subject to min.insync.replicas.
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["e"]).await, (0, 4));
 
@@ -255,6 +286,11 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     cluster.broker(3).broker.replicas.pause_fetching(false);
     wait_until("ISR back to three", || cluster.meta("lag").isr.len() == 3).await;
     assert_eq!(produce_acks(&mut conn, "lag", -1, &["f"]).await, (0, 5));
+    wait_metrics(admin, |m| {
+        metric(m, "runnel_isr_expands_total") >= 1.0
+            && metric(m, "runnel_leader_under_replicated_partitions") == 0.0
+    })
+    .await;
     let expected = log_values(&cluster.log(2, "lag"));
     assert_eq!(expected.len(), 6);
     for id in [1, 3] {
