@@ -4,5 +4,6 @@ mod cel_rules;
 mod crds;
 mod fake_api;
 mod harness;
+mod real_cluster;
 mod reconcile;
 mod run_loop;

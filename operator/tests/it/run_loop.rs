@@ -1,12 +1,11 @@
 //! The whole `run` loop (controllers, leader election, HTTP endpoint) against the in-memory
-//! Kubernetes API and a real broker; the Lease elector on its own; and, with KUBECONFIG, a
-//! check against a real cluster.
+//! Kubernetes API and a real broker, and the Lease elector on its own.
 
 use std::time::Duration;
 
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use runnel_operator::controller::find_condition;
-use runnel_operator::crd::{Cluster, ClusterReference, Consumer, DeletionPolicy, Topic, TopicSpec};
+use runnel_operator::crd::{Cluster, ClusterReference, DeletionPolicy, Topic, TopicSpec};
 use runnel_operator::leader::{LeaderElector, LeaseConfig};
 use runnel_operator::run::{run, RunConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -408,31 +407,4 @@ async fn one_candidate_holds_the_lease_until_it_releases_or_stops_renewing() {
         !b.try_acquire_or_renew().await.expect("b"),
         "b lost the Lease"
     );
-}
-
-#[tokio::test]
-async fn real_cluster_serves_the_runnel_crds() {
-    if std::env::var_os("KUBECONFIG").is_none() {
-        eprintln!(
-            "skipped real_cluster_serves_the_runnel_crds: KUBECONFIG is not set (it needs a \
-             cluster with the CRDs installed: kubectl apply -f crds/)"
-        );
-        return;
-    }
-    let client = kube::Client::try_default()
-        .await
-        .expect("KUBECONFIG client");
-    let params = ListParams::default().limit(1);
-    Api::<Cluster>::all(client.clone())
-        .list(&params)
-        .await
-        .expect("the Cluster CRD is served");
-    Api::<Topic>::all(client.clone())
-        .list(&params)
-        .await
-        .expect("the Topic CRD is served");
-    Api::<Consumer>::all(client)
-        .list(&params)
-        .await
-        .expect("the Consumer CRD is served");
 }
