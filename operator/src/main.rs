@@ -143,3 +143,37 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chart's Deployment is the contract of `run`: every flag it can pass must parse, and
+    /// the HTTP port its probes use must be the default of --listen.
+    #[test]
+    fn run_accepts_every_flag_the_chart_passes_and_listens_on_its_port() {
+        let template = include_str!("../../charts/runnel/templates/deployment.yaml");
+        let mut args = vec!["runnel-operator".to_string(), "run".to_string()];
+        for line in template.lines() {
+            let Some(flag) = line.trim().strip_prefix("- --") else {
+                continue;
+            };
+            match flag.split_once('=') {
+                Some((name, _)) => args.push(format!("--{name}=value")),
+                None => args.push(format!("--{flag}")),
+            }
+        }
+        assert!(args.len() > 4, "flags found in the template: {args:?}");
+        let cli = Cli::try_parse_from(&args).expect("the chart's flags parse");
+        let Command::Run(run) = cli.command else {
+            panic!("not the run command");
+        };
+        assert!(run.leader_election);
+        assert_eq!(run.broker_image.as_deref(), Some("value"));
+        let port = template
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("containerPort: "))
+            .expect("a container port");
+        assert_eq!(port, run.listen.port().to_string());
+    }
+}
