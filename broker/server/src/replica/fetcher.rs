@@ -151,21 +151,15 @@ async fn truncate_diverged(
             continue;
         }
         let log = replica.log.clone();
-        let target = if latest.is_none() || answer.end_offset < 0 {
-            // The leader does not know our epoch (or we have none): keep only
-            // what was committed.
-            log.high_watermark()
-        } else if Some(answer.leader_epoch) == latest {
-            answer.end_offset
-        } else {
-            // The leader's largest epoch <= ours is older: our data of later
-            // epochs diverges; cut at the smaller of both ends of that epoch.
-            let ours = log
-                .end_offset_for_epoch(answer.leader_epoch)
-                .map(|(_, end)| end)
-                .unwrap_or(answer.end_offset);
-            answer.end_offset.min(ours)
-        };
+        let ours = log
+            .end_offset_for_epoch(answer.leader_epoch)
+            .map(|(_, end)| end);
+        let target = truncation_target(
+            latest,
+            (answer.leader_epoch, answer.end_offset),
+            ours,
+            log.high_watermark(),
+        );
         let before = log.log_end_offset();
         let cut = tokio::task::spawn_blocking(move || log.truncate_to(target)).await;
         match cut {
@@ -184,6 +178,28 @@ async fn truncate_diverged(
         }
     }
     Ok(())
+}
+
+/// Where a follower cuts its log, given its latest epoch, the leader's
+/// OffsetForLeaderEpoch answer `(epoch, end offset)` for it, the follower's
+/// own end offset for the answered epoch, and its high watermark. Kafka's
+/// rule: the same epoch -> the leader's end offset; an older epoch (the
+/// leader never had ours) -> the smaller of both ends of that epoch; no
+/// answer (UNDEFINED, or no epoch here) -> the high watermark. Truncating to
+/// an offset at or past the log end changes nothing.
+fn truncation_target(
+    latest: Option<i32>,
+    answer: (i32, i64),
+    ours_for_answered_epoch: Option<i64>,
+    high_watermark: i64,
+) -> i64 {
+    let (epoch, end) = answer;
+    match latest {
+        None => high_watermark,
+        Some(_) if end < 0 => high_watermark,
+        Some(latest) if latest == epoch => end,
+        Some(_) => end.min(ours_for_answered_epoch.unwrap_or(end)),
+    }
 }
 
 /// One Fetch round for every truncated partition. Returns false when nothing
@@ -297,5 +313,32 @@ async fn handle_out_of_range(replica: &Arc<Replica>, epoch: i32, offset: i64, le
         }
     } else {
         replica.set_needs_truncation(epoch, true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncation_target;
+
+    #[test]
+    fn same_epoch_truncates_to_the_leaders_end_of_it() {
+        // Follower has epoch 3 up to 120; the leader's epoch 3 ended at 100.
+        assert_eq!(truncation_target(Some(3), (3, 100), Some(120), 50), 100);
+        // The leader has more of epoch 3 than we do: nothing to cut (>= our end).
+        assert_eq!(truncation_target(Some(3), (3, 150), Some(120), 50), 150);
+    }
+
+    #[test]
+    fn unknown_epoch_at_the_leader_cuts_at_the_older_epochs_common_end() {
+        // We wrote epoch 4 (as a deposed leader) that the new leader never saw;
+        // its largest epoch <= 4 is 2, which ended at 80 there and 90 here.
+        assert_eq!(truncation_target(Some(4), (2, 80), Some(90), 10), 80);
+        assert_eq!(truncation_target(Some(4), (2, 95), Some(90), 10), 90);
+    }
+
+    #[test]
+    fn undefined_answer_or_no_epoch_falls_back_to_the_high_watermark() {
+        assert_eq!(truncation_target(Some(4), (-1, -1), None, 42), 42);
+        assert_eq!(truncation_target(None, (-1, -1), None, 7), 7);
     }
 }
