@@ -28,7 +28,10 @@ pub async fn reconcile(consumer: Arc<Consumer>, ctx: Arc<Context>) -> Result<Act
 
 /// Committed offsets of `group` (partitions with a commit only) with their log end offsets,
 /// for the topics `spec` selects. Topics deleted since the commit are skipped.
-async fn offsets(client: &Client, spec: &ConsumerSpec) -> Result<Vec<PartitionOffsets>, Error> {
+async fn observe_offsets(
+    client: &Client,
+    spec: &ConsumerSpec,
+) -> Result<Vec<PartitionOffsets>, Error> {
     let group = &spec.group_id;
     let committed = client
         .offset_fetch(group, None)
@@ -139,6 +142,46 @@ async fn reset_targets(
     Ok(out)
 }
 
+/// Commits the offsets a reset asks for while the group is empty. Ok(Ok(n)): n offsets
+/// committed; Ok(Err((reason, message))): the reset cannot run now (ResetPending says why).
+async fn reset_offsets(
+    client: &Client,
+    group: &str,
+    reset: &OffsetReset,
+    topics: Vec<String>,
+) -> Result<Result<usize, (&'static str, String)>, Error> {
+    let commits = match reset_targets(client, reset, topics).await {
+        Ok(commits) => commits,
+        Err(Ok(problem)) => return Ok(Err(("ResetImpossible", problem))),
+        Err(Err(e)) => return Err(e),
+    };
+    match client
+        .offset_commit(group, &Committer::admin(), &commits)
+        .await
+    {
+        Ok(()) => Ok(Ok(commits.len())),
+        // A member joined between the describe and the commit: the coordinator refuses an
+        // admin commit to a non-empty group.
+        Err(e)
+            if matches!(
+                e.kafka_error(),
+                Some(
+                    ResponseError::UnknownMemberId
+                        | ResponseError::IllegalGeneration
+                        | ResponseError::RebalanceInProgress
+                        | ResponseError::NonEmptyGroup
+                )
+            ) =>
+        {
+            Ok(Err((
+                "WaitingForEmptyGroup",
+                format!("the group became active during the reset: {e}"),
+            )))
+        }
+        Err(e) => Err(kafka_err(format!("commit reset offsets of {group}"))(e)),
+    }
+}
+
 async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
     let spec = &consumer.spec;
     let ns = consumer.namespace().unwrap_or_default();
@@ -212,7 +255,7 @@ async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
         Err(e) if e.kafka_error() == Some(ResponseError::GroupIdNotFound) => ("Dead".into(), 0),
         Err(e) => return Err(kafka_err(format!("describe group {group}"))(e)),
     };
-    let mut offsets = offsets(&client, spec).await?;
+    let mut offsets = observe_offsets(&client, spec).await?;
 
     let mut last_applied = previous.last_applied_nonce.clone();
     let mut pending: Option<(&str, String)> = None;
@@ -228,53 +271,24 @@ async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
             };
             topics.sort();
             topics.dedup();
-            match reset_targets(&client, reset, topics).await {
-                Ok(commits) => {
-                    match client
-                        .offset_commit(group, &Committer::admin(), &commits)
-                        .await
-                    {
-                        Ok(()) => {
-                            last_applied = Some(reset.nonce.clone());
-                            ctx.event(
-                                consumer,
-                                EventType::Normal,
-                                "OffsetsReset",
-                                "ResetOffsets",
-                                format!(
-                                    "reset {} partition offsets of group {group} ({:?}, nonce {})",
-                                    commits.len(),
-                                    reset.strategy,
-                                    reset.nonce
-                                ),
-                            )
-                            .await;
-                            offsets = self::offsets(&client, spec).await?;
-                        }
-                        // A member joined between the describe and the commit.
-                        Err(e)
-                            if matches!(
-                                e.kafka_error(),
-                                Some(
-                                    ResponseError::UnknownMemberId
-                                        | ResponseError::IllegalGeneration
-                                        | ResponseError::RebalanceInProgress
-                                        | ResponseError::NonEmptyGroup
-                                )
-                            ) =>
-                        {
-                            pending = Some((
-                                "WaitingForEmptyGroup",
-                                format!("the group became active during the reset: {e}"),
-                            ));
-                        }
-                        Err(e) => {
-                            return Err(kafka_err(format!("commit reset offsets of {group}"))(e))
-                        }
-                    }
+            match reset_offsets(&client, group, reset, topics).await? {
+                Ok(count) => {
+                    last_applied = Some(reset.nonce.clone());
+                    let note = format!(
+                        "reset {count} partition offsets of group {group} ({:?}, nonce {})",
+                        reset.strategy, reset.nonce
+                    );
+                    ctx.event(
+                        consumer,
+                        EventType::Normal,
+                        "OffsetsReset",
+                        "ResetOffsets",
+                        note,
+                    )
+                    .await;
+                    offsets = observe_offsets(&client, spec).await?;
                 }
-                Err(Ok(problem)) => pending = Some(("ResetImpossible", problem)),
-                Err(Err(e)) => return Err(e),
+                Err(waiting) => pending = Some(waiting),
             }
         }
         (ResetDecision::WaitForEmptyGroup { members }, _) => {
