@@ -384,7 +384,7 @@ async fn impossible_changes_set_a_condition_and_leave_the_topic_as_it_is() {
 }
 
 #[tokio::test]
-async fn replication_factor_change_is_requested_by_reassignment_or_reported_unsupported() {
+async fn replication_factor_above_the_live_brokers_is_refused_and_the_topic_kept() {
     let mut env = Env::new();
     env.ready_cluster("demo", 1).await;
     let kafka = env.kafka("demo").await;
