@@ -353,7 +353,12 @@ impl Server {
         let replication = tokio::spawn(broker.replicas.clone().run());
         // Loads __consumer_offsets in the background: group requests get
         // COORDINATOR_LOAD_IN_PROGRESS until it is done.
-        let coordinator = tokio::spawn(broker.groups.clone().run());
+        let coordinator = tokio::spawn(
+            broker
+                .groups
+                .clone()
+                .run(Some((broker.meta.state(), broker.node_id()))),
+        );
         // Each connection holds a clone; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         broker.set_ready(true);

@@ -1,4 +1,5 @@
-//! FindCoordinator: this broker coordinates every group (key type 0).
+//! FindCoordinator: a group's coordinator is the leader of its
+//! `__consumer_offsets` partition (COORDINATOR_NOT_AVAILABLE when it has none).
 //! Transactions (key type 1) are not implemented: COORDINATOR_NOT_AVAILABLE.
 //! v4+ batches keys in `coordinator_keys`.
 
@@ -9,8 +10,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use runnel_meta::NO_LEADER;
+
 use crate::broker::Broker;
 use crate::errors::ApiError;
+use crate::group::{partition_for, OFFSETS_TOPIC};
 
 /// Key type of consumer groups.
 const GROUP: i8 = 0;
@@ -31,51 +35,75 @@ fn lookup(key_type: i8) -> Result<(), ApiError> {
     }
 }
 
+/// The coordinator of a group: the leader of its `__consumer_offsets`
+/// partition, as `(node id, host, port)`.
+fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, String, i32), ApiError> {
+    let state = broker.cluster();
+    let not_available =
+        |why: String| ApiError::with_message(ResponseError::CoordinatorNotAvailable, why);
+    let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
+        return Err(not_available(format!("{OFFSETS_TOPIC} does not exist yet")));
+    };
+    let partition = partition_for(group_id, topic.partitions.len() as i32);
+    let leader = topic
+        .partitions
+        .get(partition as usize)
+        .map_or(NO_LEADER, |p| p.leader);
+    match state.brokers.get(&leader).filter(|b| !b.fenced) {
+        Some(b) => Ok((b.id, b.host.clone(), i32::from(b.port))),
+        None => Err(not_available(format!(
+            "partition {partition} of {OFFSETS_TOPIC} has no leader"
+        ))),
+    }
+}
+
 /// Handles FindCoordinator.
 pub async fn handle(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.node_id());
-    let host = StrBytes::from_string(broker.advertised_host.clone());
-    let port = i32::from(broker.advertised_port);
     let mut result = lookup(request.key_type);
     if result.is_ok() {
         // The first group lookup creates __consumer_offsets (as Kafka does).
         if let Err(err) = broker.ensure_offsets_topic().await {
             result = Err(ApiError::with_message(
                 crate::errors::group_error_code(err),
-                format!("{} is not available yet", crate::group::OFFSETS_TOPIC),
+                format!("{OFFSETS_TOPIC} is not available yet"),
             ));
         }
     }
+    let find = |key: &str| -> Result<(i32, String, i32), ApiError> {
+        result.clone()?;
+        coordinator_of(broker, key)
+    };
     if version >= 4 {
         let coordinators = request
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let found = find(key.as_str());
                 let entry = Coordinator::default().with_key(key);
-                match &result {
-                    Ok(()) => entry
-                        .with_node_id(node)
-                        .with_host(host.clone())
+                match found {
+                    Ok((node, host, port)) => entry
+                        .with_node_id(BrokerId(node))
+                        .with_host(StrBytes::from_string(host))
                         .with_port(port),
                     Err(err) => entry
                         .with_node_id(BrokerId(-1))
                         .with_host(StrBytes::default())
                         .with_port(-1)
                         .with_error_code(err.code())
-                        .with_error_message(err.message.clone().map(StrBytes::from_string)),
+                        .with_error_message(err.message.map(StrBytes::from_string)),
                 }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match result {
-        Ok(()) => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
+    match find(request.key.as_str()) {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(StrBytes::from_string(host))
             .with_port(port),
         Err(err) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(-1))

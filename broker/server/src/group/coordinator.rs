@@ -10,7 +10,7 @@
 //! is the state). Fsyncs happen outside the lock; answers that depend on a
 //! record (OffsetCommit, SyncGroup after the leader's assignment) wait for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +20,10 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prometheus::IntCounterVec;
 use runnel_log::Log;
+use runnel_meta::{BrokerId, ClusterState};
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::records::{self, RecordKey};
@@ -69,18 +70,51 @@ impl<T> Waiting<T> {
     }
 }
 
+/// How the coordinator's writes to `__consumer_offsets` are replicated. The
+/// replication layer installs one with [`Coordinator::set_replication`]; without
+/// it a write is stamped with [`LEADER_EPOCH`] and complete once fsynced here
+/// (a single broker). This is the hook where acks=all-style waiting for the
+/// ISR goes.
+pub trait OffsetsReplication: Send + Sync + 'static {
+    /// The leader epoch to stamp on a batch appended to `partition` of
+    /// `__consumer_offsets`, or `None` when this broker does not lead it.
+    fn leader_epoch(&self, partition: i32) -> Option<i32>;
+    /// Resolves once the partition's records below `end_offset` are committed
+    /// (on every ISR member, as an acks=all produce); called after the local fsync.
+    fn wait_committed(
+        &self,
+        partition: i32,
+        log: Arc<Log>,
+        end_offset: i64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send>>;
+}
+
 /// A write to `__consumer_offsets` that an answer must wait for.
 struct Durable {
     log: Arc<Log>,
+    partition: i32,
     end_offset: i64,
+    replication: Option<Arc<dyn OffsetsReplication>>,
 }
 
 impl Durable {
     async fn wait(self, flush: bool) -> Result<(), GroupError> {
-        if !flush {
-            return Ok(());
+        let Durable {
+            log,
+            partition,
+            end_offset,
+            replication,
+        } = self;
+        if flush {
+            Self::fsync(log.clone(), end_offset).await?;
         }
-        let Durable { log, end_offset } = self;
+        match replication {
+            Some(replication) => replication.wait_committed(partition, log, end_offset).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn fsync(log: Arc<Log>, end_offset: i64) -> Result<(), GroupError> {
         match tokio::task::spawn_blocking(move || log.sync(end_offset)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
@@ -190,6 +224,15 @@ pub struct Coordinator {
     groups: Mutex<HashMap<String, Entry>>,
     /// Wakes the timer task when a deadline may have moved earlier.
     wake: Notify,
+    /// Partitions of `__consumer_offsets` this broker leads and has loaded;
+    /// `None` = every partition (no metadata view: unit tests). Written by `run`.
+    served: RwLock<Option<BTreeSet<i32>>>,
+    /// Partitions this broker leads whose groups are being loaded.
+    loading: RwLock<BTreeSet<i32>>,
+    /// Set by the replication layer; see [`OffsetsReplication`].
+    replication: RwLock<Option<Arc<dyn OffsetsReplication>>>,
+    /// Metadata index the served partitions reflect (after loading).
+    followed: watch::Sender<u64>,
 }
 
 /// Overrides of `__consumer_offsets`: compacted, 100 MiB segments (Kafka's
@@ -201,7 +244,7 @@ pub fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
     configs
 }
 
-fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Option<Bytes> {
+fn encode_batch(records: &[(Bytes, Option<Bytes>)], epoch: i32, now: i64) -> Option<Bytes> {
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -209,7 +252,7 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)], now: i64) -> Option<Bytes> {
             transactional: false,
             control: false,
             delete_horizon: false,
-            partition_leader_epoch: LEADER_EPOCH,
+            partition_leader_epoch: epoch,
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
@@ -259,6 +302,10 @@ impl Coordinator {
             loaded: AtomicBool::new(false),
             groups: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            served: RwLock::new(None),
+            loading: RwLock::new(BTreeSet::new()),
+            replication: RwLock::new(None),
+            followed: watch::channel(0).0,
         }
     }
 
@@ -279,12 +326,38 @@ impl Coordinator {
         partition_for(group_id, self.partition_count())
     }
 
-    /// Refuses requests before loading finished, and empty group ids.
+    /// Installs how writes to `__consumer_offsets` are replicated (see [`OffsetsReplication`]).
+    pub fn set_replication(&self, replication: Arc<dyn OffsetsReplication>) {
+        *self.replication.write() = Some(replication);
+    }
+
+    /// Refuses requests before loading finished, empty group ids, and groups
+    /// whose `__consumer_offsets` partition this broker does not lead.
     pub fn check(&self, group_id: &str) -> Result<(), GroupError> {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
-        self.check_loaded()
+        self.check_loaded()?;
+        self.check_served(group_id)
+    }
+
+    /// NOT_COORDINATOR unless this broker leads the group's partition
+    /// (COORDINATOR_LOAD_IN_PROGRESS while its groups are being loaded).
+    fn check_served(&self, group_id: &str) -> Result<(), GroupError> {
+        if self.topics.get(OFFSETS_TOPIC).is_none() {
+            // No group exists anywhere yet: reads answer empty, and writes
+            // create the topic first (and fail if they cannot).
+            return Ok(());
+        }
+        let partition = self.partition_of(group_id);
+        match &*self.served.read() {
+            None => Ok(()),
+            Some(served) if served.contains(&partition) => Ok(()),
+            Some(_) if self.loading.read().contains(&partition) => {
+                Err(GroupError::CoordinatorLoadInProgress)
+            }
+            Some(_) => Err(GroupError::NotCoordinator),
+        }
     }
 
     /// COORDINATOR_LOAD_IN_PROGRESS until loading finished.
@@ -314,11 +387,21 @@ impl Coordinator {
             tracing::error!("internal topic {OFFSETS_TOPIC} is missing");
             GroupError::CoordinatorNotAvailable
         })?;
-        let batch = encode_batch(records, now).ok_or(GroupError::CoordinatorNotAvailable)?;
-        match log.append(batch, LEADER_EPOCH, now) {
+        let partition = self.partition_of(group_id);
+        let replication = self.replication.read().clone();
+        let epoch = match &replication {
+            Some(r) => r
+                .leader_epoch(partition)
+                .ok_or(GroupError::NotCoordinator)?,
+            None => LEADER_EPOCH,
+        };
+        let batch = encode_batch(records, epoch, now).ok_or(GroupError::CoordinatorNotAvailable)?;
+        match log.append(batch, epoch, now) {
             Ok(info) => Ok(Durable {
                 log,
+                partition,
                 end_offset: info.last_offset + 1,
+                replication,
             }),
             Err(err) => {
                 tracing::error!(group = group_id, error = %err, "append to {OFFSETS_TOPIC} failed");
@@ -692,6 +775,7 @@ impl Coordinator {
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
         self.check_loaded()?;
+        self.check_served(group_id)?;
         let groups = self.groups.lock();
         let group = groups.get(group_id).map(|e| &e.group);
         Ok(match topics {
@@ -974,17 +1058,26 @@ impl Coordinator {
             .min()
     }
 
-    /// Replays every partition of `__consumer_offsets` (latest record per key
-    /// wins) and starts answering. Blocking.
+    /// Replays every local partition of `__consumer_offsets` (latest record
+    /// per key wins) and starts answering. Blocking.
     pub fn load(&self) -> Result<usize, runnel_log::Error> {
+        self.load_partitions(None)
+    }
+
+    /// Replays the local partitions of `__consumer_offsets` in `only` (all
+    /// when `None`) and adds their groups. Blocking.
+    fn load_partitions(&self, only: Option<&BTreeSet<i32>>) -> Result<usize, runnel_log::Error> {
         let now = now_ms();
         let mut metadata: HashMap<String, Option<records::GroupMetadata>> = HashMap::new();
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
-        let partitions = self
+        let partitions: Vec<_> = self
             .topics
             .get(OFFSETS_TOPIC)
             .map(|t| t.partitions())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| only.is_none_or(|only| only.contains(&p.index)))
+            .collect();
         let mut count = 0usize;
         for partition in partitions {
             let log = &partition.log;
@@ -1068,9 +1161,87 @@ impl Coordinator {
         tracing::info!(
             groups = loaded,
             records = count,
+            partitions = ?only,
             "loaded consumer groups from {OFFSETS_TOPIC}"
         );
         Ok(loaded)
+    }
+
+    /// The `__consumer_offsets` partitions `node` leads in `state`.
+    fn led_partitions(state: &ClusterState, node: BrokerId) -> BTreeSet<i32> {
+        state
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.leader == node)
+                    .map(|(i, _)| i as i32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Serves exactly the partitions in `led`: unloads the groups of
+    /// partitions no longer led here (they answer NOT_COORDINATOR) and loads
+    /// those of newly led ones, once their logs are open (`synced_to`).
+    async fn follow_leadership(self: &Arc<Self>, led: BTreeSet<i32>, synced_to: u64) {
+        let served = self.served.read().clone().unwrap_or_default();
+        let removed: BTreeSet<i32> = served.difference(&led).copied().collect();
+        let added: BTreeSet<i32> = led.difference(&served).copied().collect();
+        if !removed.is_empty() {
+            if let Some(served) = self.served.write().as_mut() {
+                served.retain(|p| !removed.contains(p));
+            }
+            let count = self.partition_count();
+            let mut groups = self.groups.lock();
+            let before = groups.len();
+            groups.retain(|id, _| !removed.contains(&partition_for(id, count)));
+            tracing::info!(partitions = ?removed, groups = before - groups.len(),
+                "no longer leading {OFFSETS_TOPIC} partitions; unloaded their groups");
+        }
+        if !added.is_empty() {
+            self.loading.write().extend(added.iter().copied());
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = self.topics.wait_synced(synced_to) => {}
+                _ = wait_shutdown(&mut shutdown) => return,
+            }
+            let me = self.clone();
+            let partitions = added.clone();
+            match tokio::task::spawn_blocking(move || me.load_partitions(Some(&partitions))).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, partitions = ?added, "loading {OFFSETS_TOPIC} partitions failed")
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "loading {OFFSETS_TOPIC} partitions panicked")
+                }
+            }
+            if let Some(served) = self.served.write().as_mut() {
+                served.extend(added.iter().copied());
+            }
+            self.loading.write().retain(|p| !added.contains(p));
+        }
+        self.loaded.store(true, Ordering::Release);
+        self.followed.send_if_modified(|v| {
+            let newer = synced_to > *v;
+            *v = (*v).max(synced_to);
+            newer
+        });
+    }
+
+    /// Waits until the served partitions reflect the metadata up to `index`
+    /// (a group request right after creating `__consumer_offsets` must not
+    /// get NOT_COORDINATOR).
+    pub async fn wait_following(&self, index: u64) {
+        let mut rx = self.followed.subscribe();
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            _ = rx.wait_for(|v| *v >= index) => {}
+            _ = wait_shutdown(&mut shutdown) => {}
+        }
     }
 
     fn replay(
@@ -1114,17 +1285,38 @@ impl Coordinator {
 
     /// Loads `__consumer_offsets`, then runs session/rebalance timeouts and
     /// offset expiry until shutdown.
-    pub async fn run(self: Arc<Self>) {
-        let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.load()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "loading {OFFSETS_TOPIC} failed; group requests will get COORDINATOR_LOAD_IN_PROGRESS");
-                return;
+    ///
+    /// With `leadership` (the applied metadata and this broker's id) it
+    /// serves only the partitions this broker leads and follows leadership
+    /// changes; without it, every local partition (a fixed single-broker view).
+    pub async fn run(
+        self: Arc<Self>,
+        leadership: Option<(watch::Receiver<Arc<ClusterState>>, BrokerId)>,
+    ) {
+        let mut leadership = leadership;
+        match leadership.as_mut() {
+            Some((state, node)) => {
+                *self.served.write() = Some(BTreeSet::new());
+                let current = state.borrow_and_update().clone();
+                self.follow_leadership(
+                    Self::led_partitions(&current, *node),
+                    current.applied_index,
+                )
+                .await;
             }
-            Err(err) => {
-                tracing::error!(error = %err, "loading {OFFSETS_TOPIC} panicked");
-                return;
+            None => {
+                let me = self.clone();
+                match tokio::task::spawn_blocking(move || me.load()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => {
+                        tracing::error!(error = %err, "loading {OFFSETS_TOPIC} failed; group requests will get COORDINATOR_LOAD_IN_PROGRESS");
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "loading {OFFSETS_TOPIC} panicked");
+                        return;
+                    }
+                }
             }
         }
         let mut shutdown = self.shutdown.clone();
@@ -1139,10 +1331,30 @@ impl Coordinator {
             // At least a few milliseconds, so a deadline that a transition
             // cannot move (a bug) costs a little CPU instead of a spinning core.
             let sleep = Duration::from_millis(until.saturating_sub(now).max(5) as u64);
+            let leadership_changed = async {
+                match leadership.as_mut() {
+                    Some((state, _)) => state.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = wait_shutdown(&mut shutdown) => return,
                 _ = tokio::time::sleep(sleep) => {}
                 _ = self.wake.notified() => {}
+                changed = leadership_changed => {
+                    match (changed, leadership.as_mut()) {
+                        (true, Some((state, node))) => {
+                            let current = state.borrow_and_update().clone();
+                            self.follow_leadership(
+                                Self::led_partitions(&current, *node),
+                                current.applied_index,
+                            )
+                            .await;
+                        }
+                        // The metadata is gone (shutdown): keep serving timers.
+                        _ => leadership = None,
+                    }
+                }
             }
             let now = now_ms();
             self.on_timer(now);

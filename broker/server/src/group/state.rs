@@ -88,6 +88,9 @@ pub enum GroupError {
     /// The coordinator is still loading `__consumer_offsets`.
     #[error("the group coordinator is loading its state")]
     CoordinatorLoadInProgress,
+    /// This broker does not lead the group's `__consumer_offsets` partition.
+    #[error("this broker is not the coordinator of the group")]
+    NotCoordinator,
     /// OffsetDelete of a topic a member subscribes to.
     #[error("a member of the group subscribes to the topic")]
     GroupSubscribedToTopic,

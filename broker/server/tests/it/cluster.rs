@@ -95,7 +95,10 @@ async fn a_topic_created_through_one_broker_is_described_by_every_broker_with_sp
             .map_or(0, |t| t.partitions().len())
             < 3
         {
-            assert!(tokio::time::Instant::now() < deadline, "replicas not opened");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replicas not opened"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -104,10 +107,16 @@ async fn a_topic_created_through_one_broker_is_described_by_every_broker_with_sp
 #[tokio::test]
 async fn replication_factor_above_the_broker_count_is_invalid() {
     let brokers = start_cluster(3).await;
-    metadata_until(&brokers[0], "3 brokers registered", |m| m.brokers.len() == 3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| {
+        m.brokers.len() == 3
+    })
+    .await;
     let mut conn = brokers[0].connect().await;
     let response = conn.send(&create_with_rf("rf4", 1, 4), 7).await;
-    assert_eq!(response.topics[0].error_code, 38, "INVALID_REPLICATION_FACTOR");
+    assert_eq!(
+        response.topics[0].error_code, 38,
+        "INVALID_REPLICATION_FACTOR"
+    );
     let mut validate = create_with_rf("rf4", 1, 4);
     validate.validate_only = true;
     let response = conn.send(&validate, 7).await;
@@ -135,13 +144,17 @@ async fn a_stopped_broker_leaves_metadata_and_its_partitions_get_new_leaders() {
     let stopped = brokers.pop().unwrap();
     let gone = stopped.config.node_id;
     stopped.stop().await;
-    let meta = metadata_until(&brokers[0], "stopped broker fenced, partitions moved", |m| {
-        !m.brokers.iter().any(|b| b.node_id.0 == gone)
-            && m.topics[0]
-                .partitions
-                .iter()
-                .all(|p| p.leader_id.0 >= 0 && p.leader_id.0 != gone)
-    })
+    let meta = metadata_until(
+        &brokers[0],
+        "stopped broker fenced, partitions moved",
+        |m| {
+            !m.brokers.iter().any(|b| b.node_id.0 == gone)
+                && m.topics[0]
+                    .partitions
+                    .iter()
+                    .all(|p| p.leader_id.0 >= 0 && p.leader_id.0 != gone)
+        },
+    )
     .await;
     for p in &meta.topics[0].partitions {
         assert!(!p.isr_nodes.iter().any(|b| b.0 == gone), "{p:?}");
@@ -161,7 +174,10 @@ async fn a_pre_quorum_topics_json_is_imported_with_its_ids_configs_and_data() {
     let broker = TestBroker::start().await;
     let mut conn = broker.connect().await;
     create_topic(&mut conn, "old", 2, &[("retention.ms", "123456")]).await;
-    assert_eq!(produce(&mut conn, "old", 1, batch(&["a", "b"], 1)).await, (0, 0));
+    assert_eq!(
+        produce(&mut conn, "old", 1, batch(&["a", "b"], 1)).await,
+        (0, 0)
+    );
     let id = user_topics(&mut conn).await.topics[0].topic_id;
     drop(conn);
     let dir = broker.stop().await;
@@ -185,7 +201,10 @@ async fn a_pre_quorum_topics_json_is_imported_with_its_ids_configs_and_data() {
     let mut conn = broker.connect().await;
     let meta = user_topics(&mut conn).await;
     assert_eq!(meta.topics.len(), 1);
-    assert_eq!(meta.topics[0].topic_id, id, "the imported topic keeps its id");
+    assert_eq!(
+        meta.topics[0].topic_id, id,
+        "the imported topic keeps its id"
+    );
     assert_eq!(meta.topics[0].partitions.len(), 2);
     let p = fetch(&mut conn, "old", 1, 0).await;
     assert_eq!(
@@ -194,11 +213,97 @@ async fn a_pre_quorum_topics_json_is_imported_with_its_ids_configs_and_data() {
     );
     let state = broker.broker.cluster();
     assert_eq!(state.topics["old"].configs["retention.ms"], "123456");
-    assert!(state.next_producer_id >= 5000, "reserved producer ids are skipped");
+    assert!(
+        state.next_producer_id >= 5000,
+        "reserved producer ids are skipped"
+    );
     assert!(!broker.dir.path().join("topics.json").exists());
     assert!(broker.dir.path().join("topics.json.imported").exists());
     // A restart does not import again, and keeps the topic.
     let broker = broker.restart().await;
     let mut conn = broker.connect().await;
     assert_eq!(user_topics(&mut conn).await.topics[0].topic_id, id);
+}
+
+fn find_coordinator(group: &str) -> FindCoordinatorRequest {
+    FindCoordinatorRequest::default()
+        .with_key(kafka_protocol::protocol::StrBytes::from_string(
+            group.to_string(),
+        ))
+        .with_key_type(0)
+}
+
+fn standalone_commit(group: &str, topic: &str, offset: i64) -> OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::*;
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(kafka_protocol::protocol::StrBytes::from_string(
+            group.to_string(),
+        )))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])])
+}
+
+#[tokio::test]
+async fn the_group_coordinator_is_the_leader_of_the_groups_offsets_partition() {
+    let mut brokers = start_cluster(3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| {
+        m.brokers.len() == 3
+    })
+    .await;
+    let mut conn = brokers[1].connect().await;
+    let response = conn.send(&create_with_rf("t", 1, 3), 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    let found = conn.send(&find_coordinator("g1"), 3).await;
+    assert_eq!(found.error_code, 0, "{:?}", found.error_message);
+    let state = brokers[1].broker.cluster();
+    let offsets = &state.topics[runnel_server::group::OFFSETS_TOPIC];
+    assert_eq!(
+        offsets.partitions[0].replicas.len(),
+        3,
+        "offsets rf = live brokers"
+    );
+    let partition = runnel_server::group::partition_for("g1", offsets.partitions.len() as i32);
+    let leader = offsets.partitions[partition as usize].leader;
+    assert_eq!(found.node_id.0, leader);
+    let coordinator = brokers.iter().find(|b| b.config.node_id == leader).unwrap();
+    let other = brokers.iter().find(|b| b.config.node_id != leader).unwrap();
+    // The coordinator accepts the commit once its partition is loaded.
+    let mut c = coordinator.connect().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let r = c.send(&standalone_commit("g1", "t", 5), 8).await;
+        match r.topics[0].partitions[0].error_code {
+            0 => break,
+            14 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            code => panic!("commit at the coordinator failed with {code}"),
+        }
+    }
+    // Any other broker refuses the group: NOT_COORDINATOR.
+    let mut o = other.connect().await;
+    let r = o.send(&standalone_commit("g1", "t", 6), 8).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 16, "NOT_COORDINATOR");
+    // The coordinator's broker goes: another broker becomes the coordinator.
+    let index = brokers
+        .iter()
+        .position(|b| b.config.node_id == leader)
+        .unwrap();
+    brokers.remove(index).stop().await;
+    let mut conn = brokers[0].connect().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let found = conn.send(&find_coordinator("g1"), 3).await;
+        if found.error_code == 0 && found.node_id.0 != leader {
+            assert!(brokers.iter().any(|b| b.config.node_id == found.node_id.0));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{found:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
