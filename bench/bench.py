@@ -79,7 +79,7 @@ class OurBroker:
         self.out = data_dir.parent / f"{data_dir.name}.broker.stdout"
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen([binary, "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-                                          "--admin-listen", "127.0.0.1:0", *extra],
+                                          "--admin-listen", "127.0.0.1:0", "--controller-listen", "127.0.0.1:0", *extra],
                                          stdout=out, stderr=self.log, env={**os.environ, "RUST_LOG": "warn"})
         end = time.monotonic() + 60
         while True:

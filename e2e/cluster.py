@@ -38,10 +38,12 @@ class ClusterBroker(Broker):
         assert self.controller_port is not None, "broker not started"
         return f"{self.bind_host}:{self.controller_port}"
 
+    def controller_listen(self) -> str:
+        # Restarts reuse the first port: the quorum remembers its members' addresses.
+        return f"{self.bind_host}:{self.controller_port or 0}"
+
     def command(self, listen: str, admin_listen: str) -> list[str]:
-        controller = f"{self.bind_host}:{self.controller_port or 0}"
-        cmd = super().command(listen, admin_listen) + ["--node-id", str(self.node_id),
-                                                        "--controller-listen", controller]
+        cmd = super().command(listen, admin_listen) + ["--node-id", str(self.node_id)]
         if self.seeds:
             cmd += ["--seeds", ",".join(self.seeds)]
         return self.prefix + cmd

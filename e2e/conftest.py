@@ -80,9 +80,15 @@ class Broker:
         return self.proc.pid
 
     # -- lifecycle ---------------------------------------------------------------
+    def controller_listen(self) -> str:
+        """The metadata quorum listener: any free port (a single broker is a one-voter quorum
+        and has no peers that need to find it again after a restart)."""
+        return "127.0.0.1:0"
+
     def command(self, listen: str, admin_listen: str) -> list[str]:
         return [self.binary, "--data-dir", str(self.data_dir), "--listen", listen,
-                "--admin-listen", admin_listen, *self.extra_args]
+                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
+                *self.extra_args]
 
     def spawn(self, listen: str = "127.0.0.1:0", admin_listen: str = "127.0.0.1:0") -> subprocess.Popen:
         """Start the process without waiting for readiness (for start-up failure tests)."""

@@ -127,7 +127,8 @@ def test_runnel_dev_serves_a_confluent_client_and_stops_on_ctrl_c(tmp_path):
     err = tmp_path / "dev.stderr"
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen([cli_bin(), "dev", "--data-dir", str(data), "--listen", "127.0.0.1:0",
-                                 "--admin-listen", "127.0.0.1:0"], stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+                                 "--admin-listen", "127.0.0.1:0", "--controller-listen", "127.0.0.1:0"],
+                                stdout=o, stderr=e, stdin=subprocess.DEVNULL)
     try:
         def ready():
             assert proc.poll() is None, f"runnel dev exited {proc.returncode}: {err.read_text()[-2000:]}"

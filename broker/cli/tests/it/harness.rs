@@ -56,6 +56,8 @@ impl DevBroker {
             // small offsets topic keeps start-up fast.
             .env("RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
             .env("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "4")
+            // Tests run in parallel: the metadata quorum listener takes any free port.
+            .env("RUNNEL_CONTROLLER_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
