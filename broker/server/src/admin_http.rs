@@ -22,6 +22,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     broker.groups.refresh_metrics(&broker.metrics);
+    broker
+        .metrics
+        .cluster
+        .refresh(&broker.cluster(), &broker.meta.quorum(), broker.node_id());
     let text = broker.metrics.render(&broker.topics);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -6,10 +6,13 @@ use prometheus::{
 };
 
 use crate::topics::TopicRegistry;
+use runnel_meta::{BrokerId, ClusterState, QuorumStatus};
 
 /// All broker metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Cluster and quorum gauges (refreshed on scrape from the metadata).
+    pub cluster: ClusterGauges,
     /// Bytes of record batches produced, per topic.
     pub bytes_in: IntCounterVec,
     /// Bytes of record batches fetched, per topic.
@@ -130,8 +133,45 @@ impl Metrics {
             "Completed rebalances (new generations) of a consumer group",
             &["group"],
         );
+        let gauge = |name: &str, help: &str| {
+            let g = must(IntGauge::new(name, help));
+            must(registry.register(Box::new(g.clone())));
+            g
+        };
+        let cluster = ClusterGauges {
+            leaders: gauge("runnel_partition_leaders", "Partitions this broker leads"),
+            partitions: gauge(
+                "runnel_partitions",
+                "Partitions with a replica on this broker",
+            ),
+            controller_active: gauge(
+                "runnel_controller_active",
+                "1 on the metadata quorum's leader (the controller), else 0",
+            ),
+            committed_index: gauge(
+                "runnel_metadata_committed_index",
+                "Last metadata log index known committed",
+            ),
+            applied_index: gauge(
+                "runnel_metadata_applied_index",
+                "Last metadata log index applied on this broker",
+            ),
+            under_replicated: gauge(
+                "runnel_cluster_under_replicated_partitions",
+                "Partitions of the cluster whose ISR is smaller than their replica set",
+            ),
+            offline: gauge(
+                "runnel_cluster_offline_partitions",
+                "Partitions of the cluster without a leader",
+            ),
+            live_brokers: gauge(
+                "runnel_cluster_live_brokers",
+                "Registered brokers that are not fenced",
+            ),
+        };
         Metrics {
             registry,
+            cluster,
             bytes_in,
             bytes_out,
             records_in,
@@ -181,6 +221,50 @@ impl Metrics {
         ] {
             let _ = c.remove_label_values(&[topic]);
         }
+    }
+}
+
+/// Gauges of the cluster metadata and the quorum, as this broker sees them.
+pub struct ClusterGauges {
+    /// Partitions this broker leads.
+    pub leaders: IntGauge,
+    /// Partitions with a replica on this broker.
+    pub partitions: IntGauge,
+    /// 1 on the controller (the Raft leader).
+    pub controller_active: IntGauge,
+    /// Metadata log index known committed.
+    pub committed_index: IntGauge,
+    /// Metadata log index applied here.
+    pub applied_index: IntGauge,
+    /// Under-replicated partitions of the whole cluster.
+    pub under_replicated: IntGauge,
+    /// Offline partitions of the whole cluster.
+    pub offline: IntGauge,
+    /// Unfenced brokers.
+    pub live_brokers: IntGauge,
+}
+
+impl ClusterGauges {
+    /// Sets every gauge from the applied metadata and the quorum status.
+    pub fn refresh(&self, state: &ClusterState, quorum: &QuorumStatus, node: BrokerId) {
+        let partitions = state.topics.values().flat_map(|t| &t.partitions);
+        let (mut leaders, mut hosted) = (0i64, 0i64);
+        for p in partitions {
+            leaders += i64::from(p.leader == node);
+            hosted += i64::from(p.replicas.contains(&node));
+        }
+        self.leaders.set(leaders);
+        self.partitions.set(hosted);
+        self.controller_active
+            .set(i64::from(quorum.leader == Some(node)));
+        self.committed_index
+            .set(i64::try_from(quorum.committed).unwrap_or(i64::MAX));
+        self.applied_index
+            .set(i64::try_from(state.applied_index).unwrap_or(i64::MAX));
+        self.under_replicated
+            .set(state.under_replicated_count() as i64);
+        self.offline.set(state.offline_count() as i64);
+        self.live_brokers.set(state.live_brokers().count() as i64);
     }
 }
 

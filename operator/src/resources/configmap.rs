@@ -26,7 +26,9 @@ enum KeyType {
 /// Broker keys a Cluster may set (see broker/server/runnel.example.toml) and their types.
 fn key_type(key: &str) -> Option<KeyType> {
     Some(match key {
-        "auto_create_topics" | "log_flush_on_ack" => KeyType::Bool,
+        "auto_create_topics" | "log_flush_on_ack" | "unclean_leader_election_enable" => {
+            KeyType::Bool
+        }
         "cluster_id" => KeyType::String,
         "num_partitions"
         | "default_replication_factor"
@@ -43,7 +45,14 @@ fn key_type(key: &str) -> Option<KeyType> {
         | "offsets_retention_check_interval_ms"
         | "group_initial_rebalance_delay_ms"
         | "group_min_session_timeout_ms"
-        | "group_max_session_timeout_ms" => KeyType::Integer,
+        | "group_max_session_timeout_ms"
+        | "offsets_topic_replication_factor"
+        | "metadata_voters"
+        | "broker_heartbeat_interval_ms"
+        | "broker_session_timeout_ms"
+        | "min_insync_replicas"
+        | "replica_lag_time_max_ms"
+        | "replica_fetch_max_bytes" => KeyType::Integer,
         _ => return None,
     })
 }

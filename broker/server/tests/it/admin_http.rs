@@ -33,3 +33,29 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(text.contains("runnel_request_duration_seconds_bucket{api=\"Produce\""));
     assert!(text.contains("runnel_open_connections 1"), "{text}");
 }
+
+#[tokio::test]
+async fn cluster_metrics_report_leaders_controller_and_quorum_indexes() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "two", 2, &[]).await;
+    let (_, text) = http_get(broker.admin, "/metrics").await;
+    let value = |name: &str| -> i64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // A single broker is the controller and leads every partition.
+    assert_eq!(value("runnel_controller_active"), 1);
+    assert_eq!(value("runnel_partition_leaders"), 2);
+    assert_eq!(value("runnel_partitions"), 2);
+    assert_eq!(value("runnel_cluster_live_brokers"), 1);
+    assert_eq!(value("runnel_cluster_offline_partitions"), 0);
+    assert_eq!(value("runnel_cluster_under_replicated_partitions"), 0);
+    let applied = value("runnel_metadata_applied_index");
+    assert!(applied > 0, "the topic's creation was applied");
+    assert!(value("runnel_metadata_committed_index") >= applied);
+}
