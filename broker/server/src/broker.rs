@@ -14,10 +14,10 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::errors::ApiError;
-use crate::group::coordinator::OffsetsReplication;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica::offsets::OffsetsReplicator;
 use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::topics::TopicRegistry;
 
@@ -88,12 +88,9 @@ impl Broker {
             metrics.group_rebalances.clone(),
             shutdown.clone(),
         ));
-        // Until the replication layer installs its own (waiting for the ISR),
-        // the coordinator's writes carry the partition's current leader epoch.
-        groups.set_replication(Arc::new(MetadataEpochs {
-            state: meta.state(),
-            node: config.node_id,
-        }));
+        // The coordinator's writes carry the partition's leader epoch and
+        // complete once every in-sync replica has them (acks=all).
+        groups.set_replication(Arc::new(OffsetsReplicator::new(replicas.clone())));
         Broker {
             config,
             cluster_id,
@@ -293,19 +290,31 @@ impl Broker {
     pub(crate) async fn run_metadata_sync(self: Arc<Self>) {
         let mut rx = self.meta.state();
         let mut shutdown = self.shutdown.clone();
+        let mut retry = false;
         loop {
             let state = rx.borrow_and_update().clone();
-            if state.applied_index > self.topics.synced_index() {
-                self.sync_once(state).await;
+            if retry || state.applied_index > self.topics.synced_index() {
+                retry = self.sync_once(state).await;
             }
+            // A partition that failed to open (disk full, permissions) is
+            // retried every second until it opens or is unassigned.
+            let pause = async {
+                if retry {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = wait_shutdown(&mut shutdown) => return,
                 changed = rx.changed() => if changed.is_err() { return },
+                _ = pause => {}
             }
         }
     }
 
-    async fn sync_once(&self, state: Arc<ClusterState>) {
+    /// One sync; returns whether some partition failed to open.
+    async fn sync_once(&self, state: Arc<ClusterState>) -> bool {
         let topics = self.topics.clone();
         let node = self.node_id();
         let s = state.clone();
@@ -313,7 +322,7 @@ impl Broker {
             Ok(report) => report,
             Err(err) => {
                 tracing::error!(error = %err, "metadata sync task failed");
-                return;
+                return true;
             }
         };
         for (name, _) in &report.removed_topics {
@@ -331,32 +340,7 @@ impl Broker {
             );
         }
         self.topics.mark_synced(state.applied_index);
-    }
-}
-
-/// The default [`OffsetsReplication`]: stamps the leader epoch the metadata
-/// gives this broker for the partition; a write is complete once fsynced here.
-struct MetadataEpochs {
-    state: watch::Receiver<Arc<ClusterState>>,
-    node: BrokerId,
-}
-
-impl OffsetsReplication for MetadataEpochs {
-    fn leader_epoch(&self, partition: i32) -> Option<i32> {
-        self.state
-            .borrow()
-            .partition(OFFSETS_TOPIC, partition)
-            .filter(|p| p.leader == self.node)
-            .map(|p| p.leader_epoch)
-    }
-
-    fn wait_committed(
-        &self,
-        _partition: i32,
-        _log: Arc<runnel_log::Log>,
-        _end_offset: i64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send>> {
-        Box::pin(std::future::ready(Ok(())))
+        !report.failed.is_empty()
     }
 }
 
