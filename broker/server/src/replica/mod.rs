@@ -7,6 +7,7 @@
 
 pub mod fetcher;
 pub mod metrics;
+pub mod offsets;
 pub mod state;
 
 use std::collections::HashMap;

@@ -111,6 +111,15 @@ impl Cluster {
 
     /// Creates `topic` with one partition on replicas `[2, 1, 3]` (2 leads)
     /// and waits until every replica has its log and the leader accepts produce.
+    /// The partition's metadata as broker `id` has applied it (the leader
+    /// acts on its own view, which may lag another broker's).
+    fn meta_at(&self, id: i32, topic: &str) -> runnel_meta::PartitionMeta {
+        self.broker(id)
+            .broker
+            .partition_meta(topic, 0)
+            .expect("partition metadata")
+    }
+
     async fn create(&self, topic: &str, min_insync: &str) {
         let mut conn = self.any().connect().await;
         let request = CreateTopicsRequest::default()
@@ -251,14 +260,14 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     let (leader, mut conn) = cluster.leader_conn("lag").await;
     assert_eq!(leader, 2);
     assert_eq!(produce_acks(&mut conn, "lag", -1, &["a"]).await, (0, 0));
-    wait_until("full ISR", || cluster.meta("lag").isr.len() == 3).await;
+    wait_until("full ISR", || cluster.meta_at(2, "lag").isr.len() == 3).await;
 
     // Broker 3 stays registered but stops fetching: after the lag time the
     // leader shrinks it out, and acks=all still succeeds with ISR {1, 2}.
     cluster.broker(3).broker.replicas.pause_fetching(true);
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["b"]).await, (0, 1));
     wait_until("ISR shrink to [1, 2]", || {
-        let isr = cluster.meta("lag").isr;
+        let isr = cluster.meta_at(2, "lag").isr;
         isr.len() == 2 && !isr.contains(&3)
     })
     .await;
@@ -267,7 +276,10 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     // Broker 1 stops too: the ISR is only the leader, below min.insync.replicas=2.
     cluster.broker(1).broker.replicas.pause_fetching(true);
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["d"]).await, (0, 3));
-    wait_until("ISR shrink to [2]", || cluster.meta("lag").isr == vec![2]).await;
+    wait_until("ISR shrink to [2]", || {
+        cluster.meta_at(2, "lag").isr == vec![2]
+    })
+    .await;
     let (code, _) = produce_acks(&mut conn, "lag", -1, &["refused"]).await;
     assert_eq!(code, 19, "NOT_ENOUGH_REPLICAS");
     // The leader's metrics show the shrinks, the under-replicated partition and the lag.
@@ -284,7 +296,10 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     // Both resume: they catch up and rejoin; acks=all works again.
     cluster.broker(1).broker.replicas.pause_fetching(false);
     cluster.broker(3).broker.replicas.pause_fetching(false);
-    wait_until("ISR back to three", || cluster.meta("lag").isr.len() == 3).await;
+    wait_until("ISR back to three", || {
+        cluster.meta_at(2, "lag").isr.len() == 3
+    })
+    .await;
     assert_eq!(produce_acks(&mut conn, "lag", -1, &["f"]).await, (0, 5));
     wait_metrics(admin, |m| {
         metric(m, "runnel_isr_expands_total") >= 1.0
@@ -477,5 +492,5 @@ async fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync_while
     // the batch commits on the lone leader, below min.insync.replicas.
     let code = produce_all_with_timeout(&mut conn, "after", 15_000, "b").await;
     assert_eq!(code, 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND");
-    assert_eq!(cluster.meta("after").isr, vec![2]);
+    assert_eq!(cluster.meta_at(2, "after").isr, vec![2]);
 }
