@@ -10,6 +10,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from confluent_kafka import Consumer
+
 from checker import AckedWriter, verify
 from cluster import Cluster
 from helpers import create_topic, wait_until
@@ -112,3 +114,35 @@ def test_kill9_of_the_quorum_leader_elects_a_new_controller_and_metadata_changes
     create_topic(live, "after-failover", 2, replication_factor=2)
     cluster.by_id(old).start_again()
     cluster.wait_registered(3)
+
+
+def test_consumer_group_continues_when_the_coordinator_broker_is_killed(cluster):
+    create_replicated(cluster)
+    w = AckedWriter(cluster.bootstrap, TOPIC).start()
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "g-failover",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                  "auto.commit.interval.ms": 200, "session.timeout.ms": 6000})
+    c.subscribe([TOPIC])
+    seen: set[bytes] = set()
+    try:
+        def consumed(n):
+            def step():
+                for m in c.consume(500, timeout=0.2):
+                    if m.error() is None:
+                        seen.add(m.value())
+                return len(seen) >= n
+            return step
+        wait_until(consumed(2_000), 90, what="the group consuming")
+        def coordinator():
+            a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+            # A tuple, so coordinator 0 counts as found.
+            return (a.describe_consumer_groups(["g-failover"], request_timeout=10)["g-failover"]
+                    .result(15).coordinator.id,)
+        (coord,) = wait_until(coordinator, 90, what="the group's coordinator")
+        cluster.by_id(coord).kill9()
+        wait_until(consumed(len(seen) + 2_000), 120, what="the group consuming after the coordinator died")
+        cluster.by_id(coord).start_again()
+    finally:
+        c.close()
+        w.stop()
+    verify(cluster.bootstrap, w, PARTITIONS)
