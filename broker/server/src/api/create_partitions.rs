@@ -72,7 +72,8 @@ async fn grow(
         .into());
     }
     validate_partition_count(count)?;
-    let assignment: Option<Vec<Vec<i32>>> = assignments.map(|a| {
+    // An empty list is "no assignment" as well as null (not every client sends null).
+    let assignment: Option<Vec<Vec<i32>>> = assignments.filter(|a| !a.is_empty()).map(|a| {
         a.into_iter()
             .map(|a| a.broker_ids.into_iter().map(|b| b.0).collect())
             .collect()

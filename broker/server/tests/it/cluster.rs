@@ -307,3 +307,60 @@ async fn the_group_coordinator_is_the_leader_of_the_groups_offsets_partition() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn partitions_added_and_topics_deleted_through_one_broker_change_every_replica() {
+    let brokers = start_cluster(3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| {
+        m.brokers.len() == 3
+    })
+    .await;
+    let mut conn = brokers[2].connect().await;
+    let response = conn.send(&create_with_rf("grow", 1, 3), 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name("grow"))
+                .with_count(3),
+        ]);
+    let response = conn.send(&grow, 3).await;
+    assert_eq!(response.results[0].error_code, 0, "{response:?}");
+    // Every broker opens a replica of every new partition.
+    let held = |b: &TestBroker| {
+        b.broker
+            .topics
+            .get("grow")
+            .map_or(0, |t| t.partitions().len())
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while brokers.iter().any(|b| held(b) != 3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new partitions not opened everywhere"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topic_names(vec![name("grow")]);
+    let response = conn.send(&delete, 4).await;
+    assert_eq!(response.responses[0].error_code, 0);
+    // Every replica is closed and its directory removed.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let gone = brokers.iter().all(|b| {
+            b.broker.topics.get("grow").is_none()
+                && !(0..3).any(|p| b.dir.path().join(format!("grow-{p}")).exists())
+        });
+        if gone {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replicas of the deleted topic remain"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
