@@ -14,10 +14,10 @@ use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
 use crate::errors::ApiError;
-use crate::group::coordinator::OffsetsReplication;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::replica::offsets::OffsetsReplicator;
 use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::topics::TopicRegistry;
 
@@ -88,12 +88,9 @@ impl Broker {
             metrics.group_rebalances.clone(),
             shutdown.clone(),
         ));
-        // Until the replication layer installs its own (waiting for the ISR),
-        // the coordinator's writes carry the partition's current leader epoch.
-        groups.set_replication(Arc::new(MetadataEpochs {
-            state: meta.state(),
-            node: config.node_id,
-        }));
+        // The coordinator's writes carry the partition's leader epoch and
+        // complete once every in-sync replica has them (acks=all).
+        groups.set_replication(Arc::new(OffsetsReplicator::new(replicas.clone())));
         Broker {
             config,
             cluster_id,
@@ -222,7 +219,8 @@ impl Broker {
         Ok(applied)
     }
 
-    async fn wait_synced(&self, index: u64) -> Result<(), ApiError> {
+    /// Waits until the local logs match the metadata up to `index` (or shutdown).
+    pub(crate) async fn wait_synced(&self, index: u64) -> Result<(), ApiError> {
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
             _ = self.topics.wait_synced(index) => Ok(()),
@@ -344,32 +342,6 @@ impl Broker {
         }
         self.topics.mark_synced(state.applied_index);
         !report.failed.is_empty()
-    }
-}
-
-/// The default [`OffsetsReplication`]: stamps the leader epoch the metadata
-/// gives this broker for the partition; a write is complete once fsynced here.
-struct MetadataEpochs {
-    state: watch::Receiver<Arc<ClusterState>>,
-    node: BrokerId,
-}
-
-impl OffsetsReplication for MetadataEpochs {
-    fn leader_epoch(&self, partition: i32) -> Option<i32> {
-        self.state
-            .borrow()
-            .partition(OFFSETS_TOPIC, partition)
-            .filter(|p| p.leader == self.node)
-            .map(|p| p.leader_epoch)
-    }
-
-    fn wait_committed(
-        &self,
-        _partition: i32,
-        _log: Arc<runnel_log::Log>,
-        _end_offset: i64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send>> {
-        Box::pin(std::future::ready(Ok(())))
     }
 }
 

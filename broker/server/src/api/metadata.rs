@@ -140,6 +140,14 @@ pub(crate) async fn lookup_or_create(
     if let Some(topic) = broker.topics.get(name) {
         return Ok(topic);
     }
+    let state = broker.cluster();
+    if state.topics.contains_key(name) {
+        // Created through another broker and not yet synced here.
+        broker.wait_synced(state.applied_index).await?;
+        if let Some(topic) = broker.topics.get(name) {
+            return Ok(topic);
+        }
+    }
     if name == crate::group::OFFSETS_TOPIC {
         // Created lazily, with its own settings; asking for it by name
         // creates it as Kafka's auto-creation does.
