@@ -5,6 +5,7 @@ confluent-kafka producer is stored exactly once, in order."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -146,3 +147,32 @@ def test_consumer_group_continues_when_the_coordinator_broker_is_killed(cluster)
         c.close()
         w.stop()
     verify(cluster.bootstrap, w, PARTITIONS)
+
+
+def test_reassignment_changes_replication_factor_and_moves_off_a_broker_while_producing(cluster, cli):
+    # Replication factor 1 cannot satisfy the cluster's min.insync.replicas=2.
+    create_topic(cluster.bootstrap, "moving", PARTITIONS, replication_factor=1,
+                 config={"min.insync.replicas": "1"})
+    w = AckedWriter(cluster.bootstrap, "moving", config={"acks": "all"}).start()
+    bootstrap = cluster.brokers[0].bootstrap
+    try:
+        w.wait_acks(2_000)
+        for args in (["--replication-factor", "3"], ["--replication-factor", "2"], ["--move-off", "0"]):
+            cp = cli("-b", bootstrap, "topic", "reassign", "moving", *args, "--timeout-secs", "120",
+                     timeout=180)
+            assert cp.returncode == 0, f"reassign {args}: {cp.stderr}"
+            done = re.search(r"(\d+)/(\d+) partitions done\s*$", cp.stderr)
+            assert (done and done.group(1) == done.group(2)) or "nothing to move" in cp.stdout, cp.stderr
+            acked = w.ack_count()
+            w.wait_acks(acked + 500, timeout=120)
+        for p in range(PARTITIONS):
+            _, replicas, isr = cluster.partition_state("moving", p)
+            assert len(replicas) == 2 and 0 not in replicas, f"partition {p}: replicas {replicas}"
+            assert sorted(isr) == sorted(replicas)
+    finally:
+        w.stop()
+    assert not w.errors, f"{len(w.errors)} delivery errors, first: {w.errors[:1]}"
+    verify(cluster.bootstrap, w, PARTITIONS)
+    # Broker 0 no longer holds any replica of the topic: its partition directories are gone.
+    wait_until(lambda: not list(cluster.by_id(0).data_dir.glob("moving-*")), 60,
+               what="broker 0's replicas of 'moving' to be deleted")
