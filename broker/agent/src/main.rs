@@ -1,0 +1,58 @@
+//! `runnel-agent` binary: parses flags, binds the gRPC listener, prints a ready line, serves.
+
+use anyhow::Context;
+use clap::Parser;
+use runnel_agent::{AgentConfig, AgentService, DEFAULT_LISTEN};
+
+/// Sidecar agent of one Runnel broker.
+#[derive(Debug, Parser)]
+#[command(name = "runnel-agent", version)]
+struct Args {
+    /// gRPC listen address.
+    #[arg(long, env = "RUNNEL_AGENT_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// Broker admin HTTP address (for /readyz).
+    #[arg(
+        long,
+        env = "RUNNEL_AGENT_BROKER_ADMIN",
+        default_value = "127.0.0.1:9644"
+    )]
+    broker_admin: String,
+    /// Broker Kafka address (for metadata).
+    #[arg(
+        long,
+        env = "RUNNEL_AGENT_BROKER_KAFKA",
+        default_value = "127.0.0.1:9092"
+    )]
+    broker_kafka: String,
+    /// Node id of the broker (the pod ordinal); optional in a one-broker cluster.
+    #[arg(long, env = "RUNNEL_NODE_ID")]
+    node_id: Option<i32>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let service = AgentService::new(AgentConfig {
+        broker_admin: args.broker_admin,
+        broker_kafka: args.broker_kafka,
+        node_id: args.node_id,
+    });
+    // Tests and scripts wait for this line to learn the bound port.
+    println!("runnel-agent ready grpc={addr}");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    runnel_agent::serve(listener, service, shutdown).await?;
+    Ok(())
+}

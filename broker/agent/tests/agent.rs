@@ -1,0 +1,222 @@
+//! The agent against a real `runnel-broker` process, called over gRPC with the generated client.
+//! Needs `cargo build -p runnel-server` first (the broker binary in target/debug).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runnel_agent::proto::{BrokerStatusRequest, HealthRequest};
+use runnel_agent::{AgentClient, AgentConfig, AgentService};
+use runnel_client::{Client, ClientConfig, NewTopic};
+use tokio::sync::oneshot;
+
+struct Broker {
+    child: Child,
+    kafka: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let bin = std::env::var_os("RUNNEL_BROKER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/runnel-broker")
+            });
+        assert!(
+            bin.exists(),
+            "{} missing: run `cargo build -p runnel-server` first",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(&bin)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--controller-listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut kafka = None;
+        let mut admin = None;
+        // The ready line comes once both listeners are bound; read_line blocks until then.
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("read broker stdout");
+            if let Some(rest) = line.strip_prefix("runnel-broker ready ") {
+                for field in rest.split_whitespace() {
+                    if let Some(v) = field.strip_prefix("kafka=") {
+                        kafka = Some(v.to_string());
+                    } else if let Some(v) = field.strip_prefix("admin=") {
+                        admin = Some(v.to_string());
+                    }
+                }
+                break;
+            }
+        }
+        Broker {
+            child,
+            kafka: kafka.expect("kafka address in ready line"),
+            admin: admin.expect("admin address in ready line"),
+            _dir: dir,
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Agent {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_agent(broker: &Broker) -> Agent {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind agent");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = AgentService::new(AgentConfig {
+        broker_admin: broker.admin.clone(),
+        broker_kafka: broker.kafka.clone(),
+        node_id: None,
+    });
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        runnel_agent::serve(listener, service, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("agent serves");
+    });
+    Agent {
+        url,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Agent {
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.expect("agent task");
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most 30 s.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_reports_a_ready_broker_then_a_stopped_one_without_failing() {
+    let mut broker = Broker::start();
+    let agent = start_agent(&broker).await;
+    let mut client = AgentClient::connect(agent.url.clone())
+        .await
+        .expect("connect agent");
+
+    let up = eventually("broker ready via agent", || {
+        let mut client = client.clone();
+        async move {
+            let reply = client
+                .health(HealthRequest {})
+                .await
+                .expect("health rpc")
+                .into_inner();
+            reply.broker_reachable.then_some(reply)
+        }
+    })
+    .await;
+    assert!(up.detail.is_empty(), "detail {:?}", up.detail);
+
+    broker.stop();
+    let down = client
+        .health(HealthRequest {})
+        .await
+        .expect("health rpc still answers with the broker stopped")
+        .into_inner();
+    assert!(!down.broker_reachable);
+    assert!(
+        down.detail.contains(&broker.admin),
+        "detail names the admin address: {:?}",
+        down.detail
+    );
+    // BrokerStatus cannot answer without a broker: an UNAVAILABLE status, not a crash.
+    let err = client
+        .broker_status(BrokerStatusRequest {})
+        .await
+        .expect_err("no broker, no status");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn broker_status_counts_the_partitions_the_broker_leads_and_replicates() {
+    let broker = Broker::start();
+    let kafka = Client::connect(ClientConfig::new(broker.kafka.clone()))
+        .await
+        .expect("kafka client");
+    kafka
+        .create_topics(
+            &[NewTopic {
+                name: "agent-status".into(),
+                partitions: Some(3),
+                replication_factor: Some(1),
+                configs: Vec::new(),
+            }],
+            false,
+        )
+        .await
+        .expect("create topic");
+
+    let agent = start_agent(&broker).await;
+    let mut client = AgentClient::connect(agent.url.clone())
+        .await
+        .expect("connect agent");
+    let status = eventually("3 led partitions", || {
+        let mut client = client.clone();
+        async move {
+            let s = client
+                .broker_status(BrokerStatusRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            (s.ready && s.leader_partitions == 3).then_some(s)
+        }
+    })
+    .await;
+    let metadata = kafka.metadata(None, false).await.expect("metadata");
+    assert_eq!(status.node_id, metadata.brokers[0].node_id);
+    assert_eq!(status.replica_partitions, 3);
+    // One broker, replication factor 1: ISR == replicas, nothing under-replicated.
+    assert_eq!(status.under_replicated_leader_partitions, 0);
+    let _ = client.health(HealthRequest {}).await.expect("health");
+    agent.shutdown().await;
+}
