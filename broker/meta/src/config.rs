@@ -33,6 +33,16 @@ pub struct MetaConfig {
     /// already keeps); `None` = generate one. Only the node that initializes
     /// the quorum uses it; an existing cluster keeps its id.
     pub cluster_id: Option<String>,
+    /// Whether the controller moves leadership back to preferred replicas on
+    /// its own (Kafka's `auto.leader.rebalance.enable`; default true).
+    pub auto_leader_rebalance: bool,
+    /// How often the controller checks the preferred-leader imbalance (Kafka's
+    /// `leader.imbalance.check.interval.seconds`; default 300 s).
+    pub leader_imbalance_check_interval: Duration,
+    /// A broker's leaderships are rebalanced once the share of the partitions
+    /// it is the preferred replica of but does not lead exceeds this percentage
+    /// (Kafka's `leader.imbalance.per.broker.percentage`; default 10).
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl MetaConfig {
@@ -50,6 +60,9 @@ impl MetaConfig {
             election_timeout: Duration::from_millis(1000),
             snapshot_every: 1000,
             cluster_id: None,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod election;
 pub mod node;
 pub mod placement;
 mod raft;
+pub mod rebalance;
 pub mod state;
 pub mod types;
 

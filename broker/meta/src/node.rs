@@ -1,6 +1,7 @@
 //! [`MetaNode`]: one broker's member of the metadata quorum — Raft storage on
 //! disk, the Raft network, command forwarding to the controller, broker
-//! heartbeats, and the controller's timers (session expiry).
+//! heartbeats, and the controller's timers (session expiry, preferred-leader
+//! rebalance).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -23,7 +24,8 @@ use crate::raft::network::NetworkFactory;
 use crate::raft::rpc::{self, CallError, Forwarded, Handler, Pool, Request, Response};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
-use crate::types::{Applied, BrokerId, BrokerInfo, ClusterState, Command};
+use crate::rebalance;
+use crate::types::{Applied, BrokerId, BrokerInfo, ClusterState, Command, Election};
 use crate::MetaError;
 
 /// How long a proposal may take end to end (finding a leader, committing, applying here).
@@ -700,7 +702,8 @@ impl Inner {
     }
 
     /// The controller's duties while this node leads: set the cluster id of a
-    /// new cluster and fence brokers whose session expired.
+    /// new cluster, fence brokers whose session expired and, every
+    /// `leader_imbalance_check_interval`, move leadership back to preferred replicas.
     async fn controller_loop(self: Arc<Self>) {
         let mut shutdown = self.shutdown.subscribe();
         let period = (self.config.session_timeout / 4)
@@ -709,6 +712,9 @@ impl Inner {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leading = false;
+        // Like Kafka, the first imbalance check comes one interval after
+        // becoming controller (brokers have had time to come back by then).
+        let mut last_rebalance = Instant::now();
         let mut metrics = self.raft.metrics();
         let mut applied = self.state.clone();
         loop {
@@ -729,6 +735,7 @@ impl Inner {
                 // A new controller gives every broker a full session.
                 leading = true;
                 self.sessions.lock().clear();
+                last_rebalance = Instant::now();
             }
             let state = self.state.borrow().clone();
             if state.cluster_id.is_none() {
@@ -756,6 +763,56 @@ impl Inner {
                     tracing::debug!(broker = id, error = %e, "fencing failed; will retry");
                 }
             }
+            if self.config.auto_leader_rebalance
+                && last_rebalance.elapsed() >= self.config.leader_imbalance_check_interval
+            {
+                last_rebalance = Instant::now();
+                self.rebalance_preferred_leaders(&state).await;
+            }
+        }
+    }
+
+    /// Elects the preferred leader of the partitions
+    /// [`rebalance::preferred_leader_elections`] picks. The state machine
+    /// checks each election again when applying it, so a decision on a
+    /// slightly stale state is refused or a no-op, never wrong.
+    async fn rebalance_preferred_leaders(&self, state: &ClusterState) {
+        let chosen = rebalance::preferred_leader_elections(
+            state,
+            self.config.leader_imbalance_per_broker_percentage,
+        );
+        if chosen.is_empty() {
+            return;
+        }
+        let mut moved = Vec::new();
+        for (topic, partition) in chosen {
+            let command = Command::ElectLeader {
+                topic: topic.clone(),
+                partition,
+                election: Election::Preferred,
+            };
+            let deadline = Instant::now() + PROPOSE_TIMEOUT;
+            match self.write_local(command, deadline).await {
+                Ok(Forwarded {
+                    result: Ok(Applied::Done),
+                    ..
+                }) => moved.push(format!("{topic}-{partition}")),
+                Ok(Forwarded { result, .. }) => {
+                    tracing::debug!(%topic, partition, ?result, "preferred-leader election not applied")
+                }
+                Err(e) => {
+                    // Lost leadership, shutting down or no quorum: the next check (on whichever node leads) retries.
+                    tracing::debug!(%topic, partition, error = %e, "preferred-leader election failed; stopping this round");
+                    break;
+                }
+            }
+        }
+        if !moved.is_empty() {
+            tracing::info!(
+                count = moved.len(),
+                partitions = %moved.join(", "),
+                "preferred-leader rebalance: leadership moved back to preferred replicas"
+            );
         }
     }
 

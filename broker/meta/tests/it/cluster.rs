@@ -1,10 +1,12 @@
 //! Multi-node clusters in one process: joining, replication from any node,
-//! leader failover, full restarts, learners, snapshots and session expiry.
+//! leader failover, full restarts, learners, snapshots, session expiry and
+//! the automatic preferred-leader rebalance.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use runnel_meta::{Applied, BrokerInfo, Command, MetaConfig, MetaNode};
+use runnel_meta::{Applied, BrokerInfo, Command, MetaConfig, MetaNode, Placement};
 use tempfile::TempDir;
 
 use crate::{broker, config, eventually, ready};
@@ -304,4 +306,71 @@ async fn session_expiry_fences_a_silent_broker_and_a_heartbeating_one_re_registe
         "the silent one stays fenced"
     );
     node.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_moves_leadership_back_to_a_preferred_replica_that_is_in_sync_again() {
+    let dirs = dirs(3);
+    let nodes = start_cluster(&dirs, |cfg| {
+        cfg.leader_imbalance_check_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut brokers = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let info = broker(i32::try_from(i).unwrap(), node);
+        node.register(info.clone()).await.unwrap();
+        brokers.push(info);
+    }
+    nodes[0]
+        .propose(Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            placement: Placement::Manual(vec![vec![1, 0, 2]]),
+            configs: BTreeMap::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes[0].state().borrow().partition("t", 0).unwrap().leader,
+        1
+    );
+
+    // The preferred leader loses leadership (as after a missed session) and
+    // its heartbeat loop registers it again; it is out of the ISR until the
+    // new leader (broker 0) expands the ISR, as a caught-up follower would be.
+    nodes[0]
+        .propose(Command::FenceBroker {
+            id: 1,
+            incarnation: brokers[1].incarnation,
+        })
+        .await
+        .unwrap();
+    let p = nodes[0].state().borrow().partition("t", 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone()), (0, vec![0, 2]));
+    all_see(&nodes, "broker 1 registered again", |s| {
+        s.brokers.get(&1).is_some_and(|b| !b.fenced)
+    })
+    .await;
+    nodes[0]
+        .propose(Command::AlterIsr {
+            topic: "t".into(),
+            partition: 0,
+            leader: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: vec![0, 2, 1],
+        })
+        .await
+        .unwrap();
+
+    // No ElectLeaders from anyone: the controller's rebalance does it.
+    let epoch = p.leader_epoch;
+    all_see(&nodes, "leadership back on preferred replica 1", |s| {
+        s.partition("t", 0)
+            .is_some_and(|p| p.leader == 1 && p.leader_epoch == epoch + 1)
+    })
+    .await;
+    for node in &nodes {
+        node.shutdown().await.unwrap();
+    }
 }
