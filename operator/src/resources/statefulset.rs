@@ -32,6 +32,38 @@ const TERMINATION_GRACE_SECONDS: i64 = 120;
 const CONFIG_MOUNT: &str = "/etc/runnel";
 /// User and group of the broker process (deploy/Dockerfile's distroless nonroot image).
 const BROKER_UID: i64 = 65532;
+/// gRPC port of the `runnel-agent` sidecar in each broker pod.
+pub(crate) const AGENT_PORT: i32 = 9645;
+/// Agent image used when the broker image is not a `runnel-broker` image it can be derived from.
+pub(crate) const DEFAULT_AGENT_IMAGE: &str =
+    concat!("ghcr.io/runnel/runnel-agent:", env!("CARGO_PKG_VERSION"));
+
+/// The agent image matching `broker_image`: same registry, path and tag with the name
+/// `runnel-broker` swapped for `runnel-agent`, so a pinned broker version pins the agent too.
+/// Digests cannot be carried over and other names give no hint, so those get the default.
+pub(crate) fn agent_image(broker_image: Option<&str>) -> String {
+    let Some(image) = broker_image else {
+        return DEFAULT_AGENT_IMAGE.into();
+    };
+    if image.contains('@') {
+        return DEFAULT_AGENT_IMAGE.into();
+    }
+    let (prefix, last) = match image.rsplit_once('/') {
+        Some((prefix, last)) => (format!("{prefix}/"), last),
+        None => (String::new(), image),
+    };
+    let (name, tag) = match last.split_once(':') {
+        Some((name, tag)) => (name, Some(tag)),
+        None => (last, None),
+    };
+    if name != "runnel-broker" {
+        return DEFAULT_AGENT_IMAGE.into();
+    }
+    match tag {
+        Some(tag) => format!("{prefix}runnel-agent:{tag}"),
+        None => format!("{prefix}runnel-agent"),
+    }
+}
 
 fn env_from_field(name: &str, field_path: &str) -> EnvVar {
     EnvVar {
@@ -145,6 +177,33 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         ..Container::default()
     };
 
+    // The sidecar talks to its broker over localhost; the operator calls it on AGENT_PORT
+    // before restarting or removing that broker.
+    let agent = Container {
+        name: "agent".into(),
+        image: Some(agent_image(spec.image.as_deref())),
+        command: Some(vec!["runnel-agent".into()]),
+        args: Some(vec![
+            "--listen".into(),
+            format!("0.0.0.0:{AGENT_PORT}"),
+            "--broker-admin".into(),
+            format!("127.0.0.1:{ADMIN_PORT}"),
+            "--broker-kafka".into(),
+            format!("127.0.0.1:{KAFKA_PORT}"),
+        ]),
+        env: Some(vec![env_from_field(
+            "RUNNEL_NODE_ID",
+            "metadata.labels['apps.kubernetes.io/pod-index']",
+        )]),
+        ports: Some(vec![ContainerPort {
+            name: Some("agent".into()),
+            container_port: AGENT_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        ..Container::default()
+    };
+
     let topology_spread_constraints = spec.rack_label.as_ref().map(|key| {
         vec![TopologySpreadConstraint {
             max_skew: 1,
@@ -169,7 +228,7 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         }),
         service_account_name: Some(service_account_name(owner.name)),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        containers: vec![container],
+        containers: vec![container, agent],
         volumes: Some(vec![Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -329,6 +388,22 @@ mod tests {
                                     { "name": "data", "mountPath": "/var/lib/runnel" },
                                     { "name": "config", "mountPath": "/etc/runnel", "readOnly": true },
                                 ],
+                            }, {
+                                "name": "agent",
+                                "image": DEFAULT_AGENT_IMAGE,
+                                "command": ["runnel-agent"],
+                                "args": [
+                                    "--listen", "0.0.0.0:9645",
+                                    "--broker-admin", "127.0.0.1:9644",
+                                    "--broker-kafka", "127.0.0.1:9092",
+                                ],
+                                "env": [
+                                    { "name": "RUNNEL_NODE_ID", "valueFrom": { "fieldRef": {
+                                        "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']" } } },
+                                ],
+                                "ports": [
+                                    { "name": "agent", "containerPort": 9645, "protocol": "TCP" },
+                                ],
                             }],
                             "volumes": [{ "name": "config", "configMap": { "name": "demo-config" } }],
                         },
@@ -392,6 +467,10 @@ mod tests {
             "example.com/runnel-broker:dev"
         );
         assert_eq!(
+            pod["containers"][1]["image"],
+            "example.com/runnel-agent:dev"
+        );
+        assert_eq!(
             pod["containers"][0]["resources"],
             json!({ "requests": { "cpu": "500m" } })
         );
@@ -419,6 +498,29 @@ mod tests {
         assert_eq!(
             spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
             "Delete"
+        );
+    }
+
+    #[test]
+    fn agent_image_follows_the_broker_image() {
+        assert_eq!(agent_image(None), DEFAULT_AGENT_IMAGE);
+        assert_eq!(
+            DEFAULT_AGENT_IMAGE,
+            DEFAULT_BROKER_IMAGE.replace("runnel-broker", "runnel-agent")
+        );
+        assert_eq!(
+            agent_image(Some("localhost:5000/team/runnel-broker:1.2")),
+            "localhost:5000/team/runnel-agent:1.2"
+        );
+        assert_eq!(agent_image(Some("runnel-broker")), "runnel-agent");
+        // Nothing to derive from: a digest or another image name.
+        assert_eq!(
+            agent_image(Some("ghcr.io/runnel/runnel-broker@sha256:abc")),
+            DEFAULT_AGENT_IMAGE
+        );
+        assert_eq!(
+            agent_image(Some("example.com/kafka:3")),
+            DEFAULT_AGENT_IMAGE
         );
     }
 
