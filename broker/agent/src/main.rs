@@ -50,8 +50,14 @@ async fn main() -> anyhow::Result<()> {
     });
     // Tests and scripts wait for this line to learn the bound port.
     println!("runnel-agent ready grpc={addr}");
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Kubernetes stops the sidecar with SIGTERM; exit at once rather than wait out the grace period.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     runnel_agent::serve(listener, service, shutdown).await?;
     Ok(())

@@ -220,3 +220,62 @@ async fn broker_status_counts_the_partitions_the_broker_leads_and_replicates() {
     let _ = client.health(HealthRequest {}).await.expect("health");
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn binary_reads_its_flags_serves_grpc_and_exits_on_sigterm() {
+    let broker = Broker::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runnel-agent"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--broker-admin", &broker.admin])
+        .args(["--broker-kafka", &broker.kafka])
+        .args(["--node-id", "7"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agent");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    let addr = line
+        .trim()
+        .strip_prefix("runnel-agent ready grpc=")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let mut client = AgentClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect agent binary");
+    let status = eventually("ready broker via the binary", || {
+        let mut client = client.clone();
+        async move {
+            let s = client
+                .broker_status(BrokerStatusRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            s.ready.then_some(s)
+        }
+    })
+    .await;
+    // --node-id wins over discovery: the status is about node 7 (which leads nothing here).
+    assert_eq!(status.node_id, 7);
+    assert_eq!(status.leader_partitions, 0);
+    let health = client.health(HealthRequest {}).await.expect("health");
+    assert!(health.into_inner().broker_reachable);
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "agent ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "agent exit status {exit}");
+}
