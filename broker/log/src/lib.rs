@@ -737,6 +737,7 @@ impl Log {
     /// `max_bytes`; when `min_one` is true the first batch is returned even if
     /// larger than `max_bytes`. Only offsets below `max_offset` (exclusive; the
     /// high watermark) are returned. `offset == log_end_offset` gives empty records.
+    /// A read continues into the following segments while `max_bytes` allows.
     pub fn read(
         &self,
         offset: i64,
@@ -751,18 +752,45 @@ impl Log {
             return Err(Error::OffsetOutOfRange { offset, start, end });
         }
         let limit = max_offset.min(end);
-        let mut records = Bytes::new();
+        let mut parts: Vec<Bytes> = Vec::new();
         if offset < limit {
             let first = segs
                 .partition_point(|s| s.base_offset <= offset)
                 .saturating_sub(1);
+            let mut at = offset;
+            let mut taken = 0usize;
+            // A read goes on into the next segments while the byte budget
+            // allows, so a segment boundary (a roll) does not shorten it.
             for seg in &segs[first..] {
-                if let Some(bytes) = seg.read(offset, max_bytes, min_one, limit)? {
-                    records = bytes;
+                if at >= limit {
+                    break;
+                }
+                let budget = max_bytes.saturating_sub(taken);
+                let Some(got) = seg.read(at, budget, min_one && parts.is_empty(), limit)? else {
+                    continue;
+                };
+                if got.bytes.is_empty() {
+                    break;
+                }
+                taken += got.bytes.len();
+                at = got.next_offset;
+                parts.push(got.bytes);
+                if !got.at_end {
                     break;
                 }
             }
         }
+        let records = match parts.len() {
+            0 => Bytes::new(),
+            1 => parts.swap_remove(0),
+            _ => {
+                let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in &parts {
+                    all.extend_from_slice(p);
+                }
+                all.freeze()
+            }
+        };
         Ok(ReadResult {
             records,
             log_end_offset: end,

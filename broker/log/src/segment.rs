@@ -121,6 +121,18 @@ pub(crate) struct Segment {
     pub(crate) state: Mutex<SegmentState>,
 }
 
+/// What [`Segment::read`] returned.
+#[derive(Debug)]
+pub(crate) struct SegmentRead {
+    /// Whole batches (empty when the first one is over a limit).
+    pub(crate) bytes: Bytes,
+    /// Offset after the last returned batch (the requested offset when none).
+    pub(crate) next_offset: i64,
+    /// Whether the batches run up to the segment's committed end, so a
+    /// read may go on in the next segment without skipping a batch.
+    pub(crate) at_end: bool,
+}
+
 enum Scan {
     Found(u64, BatchHeader),
     NotFound,
@@ -313,21 +325,27 @@ impl Segment {
         max_bytes: usize,
         min_one: bool,
         max_offset: i64,
-    ) -> Result<Option<Bytes>, Error> {
+    ) -> Result<Option<SegmentRead>, Error> {
         let Some((pos, first)) = self.find_batch(offset)? else {
             return Ok(None);
         };
+        let empty = SegmentRead {
+            bytes: Bytes::new(),
+            next_offset: offset,
+            at_end: false,
+        };
         if first.last_offset() >= max_offset {
-            return Ok(Some(Bytes::new()));
+            return Ok(Some(empty));
         }
         let first_size = first.total_size();
         if first_size > max_bytes && !min_one {
-            return Ok(Some(Bytes::new()));
+            return Ok(Some(empty));
         }
         let available = self.size().saturating_sub(pos);
         let want = (max_bytes.max(first_size) as u64).min(available) as usize;
         let mut buf = self.read_bytes(pos, want)?;
         let mut end = 0usize;
+        let mut next_offset = offset;
         while let Some(h) = BatchHeader::parse(&buf[end..]) {
             let size = h.total_size();
             if h.check_fields().is_err() || end + size > buf.len() || h.last_offset() >= max_offset
@@ -338,9 +356,14 @@ impl Segment {
                 break;
             }
             end += size;
+            next_offset = h.last_offset() + 1;
         }
         buf.truncate(end);
-        Ok(Some(buf.freeze()))
+        Ok(Some(SegmentRead {
+            bytes: buf.freeze(),
+            next_offset,
+            at_end: end as u64 == available,
+        }))
     }
 
     /// The first record at or after `min_offset` with timestamp >= `ts`, as (offset, timestamp).

@@ -15,3 +15,4 @@ mod retention;
 mod roll;
 mod timestamps;
 mod truncate;
+mod truncate_append;
