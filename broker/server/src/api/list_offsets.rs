@@ -49,20 +49,30 @@ pub async fn handle(
                             .with_timestamp(-1)
                             .with_offset(-1)
                     };
-                    let epoch = match broker.check_leader(
+                    if let Err(err) = broker.check_leader(
                         t.name.0.as_str(),
                         p.partition_index,
                         p.current_leader_epoch,
                     ) {
-                        Ok(epoch) => epoch,
-                        Err(err) => return failed(err.code()),
-                    };
+                        return failed(err.code());
+                    }
                     let log = topic
                         .as_ref()
                         .and_then(|topic| topic.partition(p.partition_index));
                     let Some(partition) = log else {
                         // Leader per the metadata, but the log is not open yet.
                         return failed(ResponseError::NotLeaderOrFollower.code());
+                    };
+                    // The replica manager gives the partition its role (and the
+                    // high watermark that goes with it) before we answer from it.
+                    let replica = broker.replicas.replica(
+                        t.name.0.as_str(),
+                        p.partition_index,
+                        &partition.log,
+                    );
+                    let epoch = match replica.check_leader(p.current_leader_epoch) {
+                        Ok(epoch) => epoch,
+                        Err(err) => return failed(err.code()),
                     };
                     match lookup(&partition.log, p.timestamp) {
                         Ok((timestamp, offset)) => response
@@ -91,7 +101,9 @@ pub async fn handle(
 /// Resolves one query to `(timestamp, offset)`; `(-1, -1)` when nothing matches.
 fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), ApiError> {
     match timestamp {
-        LATEST => Ok((-1, log.log_end_offset())),
+        // Kafka's "latest" for consumers is the high watermark: records above
+        // it are not committed to the ISR yet and a fetch would not return them.
+        LATEST => Ok((-1, log.high_watermark())),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => Ok(log
             .max_timestamp()?
