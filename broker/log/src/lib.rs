@@ -14,8 +14,9 @@
 //! internally; reads run concurrently with appends; `sync()` implements group
 //! commit (see its doc).
 //!
-//! Replication (Kafka's model) uses: [`Log::append_as_follower`] (batches
-//! kept as the leader wrote them), the leader epoch cache
+//! Replication (Kafka's model) uses: [`Log::append_as_follower`] or
+//! [`Log::append_as_follower_at`] (batches kept as the leader wrote them),
+//! the leader epoch cache
 //! ([`Log::assign_epoch_start`], [`Log::end_offset_for_epoch`],
 //! [`Log::latest_epoch`], [`Log::epoch_entries`]), the high watermark
 //! ([`Log::high_watermark`], [`Log::set_high_watermark`],
@@ -501,7 +502,17 @@ impl Log {
     /// was started there with [`Log::truncate_fully_and_start_at`]), the log
     /// restarts at that batch's base offset and the log start offset is then
     /// moved back up to the old log end, so the records below stay hidden.
+    ///
+    /// The `segment.ms` roll check uses the wall clock; see
+    /// [`Log::append_as_follower_at`] to pass the broker clock.
     pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo> {
+        self.append_as_follower_at(records, wall_clock_ms())
+    }
+
+    /// [`Log::append_as_follower`] with `now_ms`, the broker clock used for
+    /// the `segment.ms` roll check (the same clock [`Log::append`] is given,
+    /// so a log written by both paths does not roll early).
+    pub fn append_as_follower_at(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo> {
         let config = self.config.read().clone();
         if records.is_empty() {
             let end = self.log_end_offset();
@@ -580,7 +591,7 @@ impl Log {
             &records,
             &placed,
             &producer_batches,
-            wall_clock_ms(),
+            now_ms,
         )?;
         if let Some(start) = hide_below {
             checkpoint::write_log_start(&self.dir, start)?;

@@ -184,3 +184,25 @@ fn a_read_across_segments_never_skips_a_batch_that_does_not_fit() {
     let r = log.read(0, usize::MAX, true, 5).unwrap().records;
     assert!(decode_values(&r).iter().all(|(o, _)| *o < 5));
 }
+
+#[test]
+fn a_follower_append_on_the_leaders_clock_after_a_truncation_does_not_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_ms: 1000,
+        ..config()
+    };
+    let (log, _) = Log::open(dir.path(), cfg).unwrap();
+    log.append(two_batches("a", 100), 1, 10_000).unwrap();
+    log.append(two_batches("b", 102), 1, 10_000).unwrap();
+    log.truncate_to(2).unwrap();
+    log.append_as_follower_at(placed(&batch("f", 1, 200, Compression::None), 2, 2), 10_999)
+        .unwrap();
+    assert_eq!(log.segment_count(), 1);
+    // Past segment.ms on the same clock, the next follower append rolls.
+    log.append_as_follower_at(placed(&batch("g", 1, 201, Compression::None), 3, 2), 11_000)
+        .unwrap();
+    assert_eq!(log.segment_count(), 2);
+    let expected = values(&[(0, "a0-0"), (1, "a1-0"), (2, "f-0"), (3, "g-0")]);
+    assert_log_holds(&log, &expected, |o| if o < 2 { 100 + o } else { 198 + o });
+}
