@@ -110,6 +110,13 @@ pub struct BrokerConfig {
     pub replica_fetch_max_bytes: i32,
     /// Default `unclean.leader.election.enable` (may lose acknowledged data).
     pub unclean_leader_election_enable: bool,
+    /// The controller moves leadership back to preferred replicas on its own.
+    pub auto_leader_rebalance_enable: bool,
+    /// How often the controller checks the preferred-leader imbalance.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// A broker's partitions are rebalanced when more than this percentage of
+    /// those it should lead (as preferred replica) are led by others.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for BrokerConfig {
@@ -151,6 +158,9 @@ impl Default for BrokerConfig {
             replica_lag_time_max_ms: 30_000,
             replica_fetch_max_bytes: 1_048_576,
             unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -326,6 +336,21 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         KeyKind::Bool,
         "Default unclean.leader.election.enable",
     ),
+    (
+        "auto_leader_rebalance_enable",
+        KeyKind::Bool,
+        "The controller moves leadership back to preferred replicas",
+    ),
+    (
+        "leader_imbalance_check_interval_seconds",
+        KeyKind::Int,
+        "How often the controller checks the preferred-leader imbalance",
+    ),
+    (
+        "leader_imbalance_per_broker_percentage",
+        KeyKind::Int,
+        "Imbalance percentage per broker that triggers a preferred-leader rebalance",
+    ),
 ];
 
 /// Prefix of the environment variables that override config keys.
@@ -454,6 +479,18 @@ impl BrokerConfig {
         }
         if self.broker_heartbeat_interval_ms == 0 {
             return invalid("broker_heartbeat_interval_ms", "must be >= 1");
+        }
+        if self.leader_imbalance_check_interval_seconds == 0 {
+            return invalid(
+                "leader_imbalance_check_interval_seconds",
+                "must be at least 1",
+            );
+        }
+        if self.leader_imbalance_per_broker_percentage > 100 {
+            return invalid(
+                "leader_imbalance_per_broker_percentage",
+                "must be between 0 and 100",
+            );
         }
         if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
             return invalid(

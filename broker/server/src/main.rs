@@ -122,6 +122,15 @@ struct Args {
     /// Default unclean.leader.election.enable (true|false).
     #[arg(long)]
     unclean_leader_election_enable: Option<String>,
+    /// Move leadership back to preferred replicas automatically (true|false).
+    #[arg(long)]
+    auto_leader_rebalance_enable: Option<String>,
+    /// Seconds between preferred-leader imbalance checks.
+    #[arg(long)]
+    leader_imbalance_check_interval_seconds: Option<String>,
+    /// Per-broker imbalance percentage that triggers a rebalance.
+    #[arg(long)]
+    leader_imbalance_per_broker_percentage: Option<String>,
 }
 
 impl Args {
@@ -210,6 +219,18 @@ impl Args {
             (
                 "unclean_leader_election_enable",
                 self.unclean_leader_election_enable.as_ref(),
+            ),
+            (
+                "auto_leader_rebalance_enable",
+                self.auto_leader_rebalance_enable.as_ref(),
+            ),
+            (
+                "leader_imbalance_check_interval_seconds",
+                self.leader_imbalance_check_interval_seconds.as_ref(),
+            ),
+            (
+                "leader_imbalance_per_broker_percentage",
+                self.leader_imbalance_per_broker_percentage.as_ref(),
             ),
         ]
     }

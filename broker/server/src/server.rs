@@ -40,6 +40,10 @@ fn meta_config(config: &BrokerConfig, dir: std::path::PathBuf) -> MetaConfig {
     mc.voters = config.metadata_voters;
     mc.heartbeat_interval = Duration::from_millis(config.broker_heartbeat_interval_ms);
     mc.session_timeout = Duration::from_millis(config.broker_session_timeout_ms);
+    mc.auto_leader_rebalance = config.auto_leader_rebalance_enable;
+    mc.leader_imbalance_check_interval =
+        Duration::from_secs(config.leader_imbalance_check_interval_seconds);
+    mc.leader_imbalance_per_broker_percentage = config.leader_imbalance_per_broker_percentage;
     if config.seeds.is_empty() {
         // The founding node starts as a one-voter quorum: it must elect itself
         // quickly at every start (a single broker waits for this).

@@ -26,11 +26,14 @@ enum KeyType {
 /// Broker keys a Cluster may set (see broker/server/runnel.example.toml) and their types.
 fn key_type(key: &str) -> Option<KeyType> {
     Some(match key {
-        "auto_create_topics" | "log_flush_on_ack" | "unclean_leader_election_enable" => {
-            KeyType::Bool
-        }
+        "auto_create_topics"
+        | "log_flush_on_ack"
+        | "unclean_leader_election_enable"
+        | "auto_leader_rebalance_enable" => KeyType::Bool,
         "cluster_id" => KeyType::String,
         "num_partitions"
+        | "leader_imbalance_check_interval_seconds"
+        | "leader_imbalance_per_broker_percentage"
         | "default_replication_factor"
         | "max_request_bytes"
         | "log_segment_bytes"
