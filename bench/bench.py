@@ -106,10 +106,14 @@ class OurBroker:
         self.log.close()
 
 
+# Replication factor of the topics the benchmark creates (--replication-factor).
+REPLICATION_FACTOR = 1
+
+
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
     a = AdminClient({"bootstrap.servers": bootstrap})
-    a.create_topics([NewTopic(name, partitions, 1)], request_timeout=60)[name].result(60)
+    a.create_topics([NewTopic(name, partitions, REPLICATION_FACTOR)], request_timeout=60)[name].result(60)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         t = a.list_topics(topic=name, timeout=10).topics.get(name)
@@ -370,6 +374,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=120.0, help="stop producing after this long")
     ap.add_argument("--size", type=int, default=1024, help="record value size in bytes")
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--replication-factor", type=int, default=1,
+                    help="replication factor of the benchmark topics (e.g. 3 against `runnel dev --brokers 3`)")
     ap.add_argument("--queue-kbytes", type=int, default=65536,
                     help="producer queue bound; ack latency includes time queued in it (default 64 MiB)")
     ap.add_argument("--producers", type=int, default=1, help="producer processes")
@@ -389,6 +395,8 @@ def main() -> int:
                     help="heartbeat.interval.ms of the group members (librdkafka's default: 3000)")
     ap.add_argument("--group-only", action="store_true", help="run only the consumer-group phase")
     args = ap.parse_args()
+    global REPLICATION_FACTOR
+    REPLICATION_FACTOR = args.replication_factor
 
     tmp = Path(tempfile.mkdtemp(prefix="runnel-bench-")) if args.data_dir is None else None
     data_dir = args.data_dir or (tmp / "data")
