@@ -32,11 +32,27 @@ use uuid::Uuid;
 pub const METADATA_DIR: &str = "__cluster_metadata";
 
 /// The metadata node's settings from the broker config.
+/// The seeds this broker joins through. The same list may be given to every
+/// broker (e.g. pod 0's address in a StatefulSet): a broker ignores its own
+/// address, and one left without seeds founds the cluster.
+fn seeds(config: &BrokerConfig) -> Vec<String> {
+    let own = config
+        .controller_advertised_address
+        .as_deref()
+        .unwrap_or(config.controller_listen.as_str());
+    config
+        .seeds
+        .iter()
+        .filter(|seed| seed.as_str() != own)
+        .cloned()
+        .collect()
+}
+
 fn meta_config(config: &BrokerConfig, dir: std::path::PathBuf) -> MetaConfig {
     let mut mc = MetaConfig::new(config.node_id, dir);
     mc.listen = config.controller_listen.clone();
     mc.advertised = config.controller_advertised_address.clone();
-    mc.seeds = config.seeds.clone();
+    mc.seeds = seeds(config);
     mc.voters = config.metadata_voters;
     mc.heartbeat_interval = Duration::from_millis(config.broker_heartbeat_interval_ms);
     mc.session_timeout = Duration::from_millis(config.broker_session_timeout_ms);
@@ -44,7 +60,7 @@ fn meta_config(config: &BrokerConfig, dir: std::path::PathBuf) -> MetaConfig {
     mc.leader_imbalance_check_interval =
         Duration::from_secs(config.leader_imbalance_check_interval_seconds);
     mc.leader_imbalance_per_broker_percentage = config.leader_imbalance_per_broker_percentage;
-    if config.seeds.is_empty() {
+    if mc.seeds.is_empty() {
         // The founding node starts as a one-voter quorum: it must elect itself
         // quickly at every start (a single broker waits for this).
         mc.election_timeout = Duration::from_millis(300);
@@ -197,7 +213,7 @@ impl Server {
         let lock = DataDirLock::acquire(&data_dir)?;
         let stored = persist::read_meta(&data_dir, config.node_id, config.cluster_id.as_deref())?;
         let meta_dir = data_dir.join(METADATA_DIR);
-        let new_cluster = config.seeds.is_empty() && !meta_dir.exists();
+        let new_cluster = seeds(&config).is_empty() && !meta_dir.exists();
         let mut mc = meta_config(&config, meta_dir);
         mc.cluster_id = stored
             .as_ref()
@@ -266,7 +282,7 @@ impl Server {
             fenced: false,
         })
         .await?;
-        let imported = if config.seeds.is_empty() {
+        let imported = if seeds(&config).is_empty() {
             import_legacy(&config, &meta).await?
         } else {
             false
@@ -601,4 +617,27 @@ async fn write_responses(
     }
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_ignores_its_own_address_among_the_seeds_and_founds_when_none_is_left() {
+        let mut config = BrokerConfig {
+            controller_listen: "0.0.0.0:9093".into(),
+            controller_advertised_address: Some("b-0.brokers.ns.svc:9093".into()),
+            seeds: vec!["b-0.brokers.ns.svc:9093".into()],
+            ..BrokerConfig::default()
+        };
+        assert!(seeds(&config).is_empty(), "pod 0 founds the cluster");
+        assert!(meta_config(&config, "/tmp/m".into()).seeds.is_empty());
+        config.controller_advertised_address = Some("b-1.brokers.ns.svc:9093".into());
+        assert_eq!(seeds(&config), vec!["b-0.brokers.ns.svc:9093".to_string()]);
+        // Without an advertised address the listen address is this broker's own.
+        config.controller_advertised_address = None;
+        config.controller_listen = "b-0.brokers.ns.svc:9093".into();
+        assert!(seeds(&config).is_empty());
+    }
 }

@@ -107,6 +107,10 @@ pub fn render_broker_config(cluster: &Cluster) -> Result<String, Error> {
     entries.insert("data_dir", format!("\"{DATA_MOUNT}/data\""));
     entries.insert("listen", format!("\"0.0.0.0:{KAFKA_PORT}\""));
     entries.insert("admin_listen", format!("\"0.0.0.0:{ADMIN_PORT}\""));
+    entries.insert(
+        "controller_listen",
+        format!("\"0.0.0.0:{}\"", super::CONTROLLER_PORT),
+    );
     if let Some(id) = cluster
         .metadata
         .uid
@@ -191,6 +195,7 @@ mod tests {
                         admin_listen = \"0.0.0.0:9644\"\n\
                         auto_create_topics = false\n\
                         cluster_id = \"D45aTDsqTB2ej3prXE0-Lw\"\n\
+                        controller_listen = \"0.0.0.0:9093\"\n\
                         data_dir = \"/var/lib/runnel/data\"\n\
                         listen = \"0.0.0.0:9092\"\n\
                         log_retention_ms = 86400000\n"

@@ -27,6 +27,8 @@ use crate::Error;
 pub const KAFKA_PORT: i32 = 9092;
 /// Admin HTTP port (/metrics, /healthz, /readyz) of every broker.
 pub const ADMIN_PORT: i32 = 9644;
+/// Metadata quorum (Raft) port of every broker.
+pub const CONTROLLER_PORT: i32 = 9093;
 /// Broker image used when `spec.image` is unset (built by deploy/Dockerfile).
 pub const DEFAULT_BROKER_IMAGE: &str =
     concat!("ghcr.io/runnel/runnel-broker:", env!("CARGO_PKG_VERSION"));

@@ -19,7 +19,7 @@ use super::configmap::DATA_MOUNT;
 use super::serviceaccount::service_account_name;
 use super::{
     headless_service_name, owned_meta, owner, render_broker_config, selector_labels, stable_hash,
-    ADMIN_PORT, CONFIG_FILE, DEFAULT_BROKER_IMAGE, KAFKA_PORT,
+    ADMIN_PORT, CONFIG_FILE, CONTROLLER_PORT, DEFAULT_BROKER_IMAGE, KAFKA_PORT,
 };
 use crate::crd::Cluster;
 use crate::Error;
@@ -125,6 +125,27 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             )),
             ..EnvVar::default()
         },
+        EnvVar {
+            name: "RUNNEL_CONTROLLER_ADVERTISED_ADDRESS".into(),
+            value: Some(format!(
+                "$(POD_NAME).{}.{}.svc:{CONTROLLER_PORT}",
+                headless_service_name(owner.name),
+                owner.namespace
+            )),
+            ..EnvVar::default()
+        },
+        // Every pod gets the same seed, pod 0's metadata listener; pod 0 ignores
+        // its own address and founds the cluster, the others join through it.
+        EnvVar {
+            name: "RUNNEL_SEEDS".into(),
+            value: Some(format!(
+                "{}-0.{}.{}.svc:{CONTROLLER_PORT}",
+                headless_service_name(owner.name),
+                headless_service_name(owner.name),
+                owner.namespace
+            )),
+            ..EnvVar::default()
+        },
     ];
 
     let container = Container {
@@ -150,6 +171,12 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             ContainerPort {
                 name: Some("admin".into()),
                 container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("controller".into()),
+                container_port: CONTROLLER_PORT,
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
@@ -368,10 +395,15 @@ mod tests {
                                         "fieldPath": "metadata.name" } } },
                                     { "name": "RUNNEL_ADVERTISED_ADDRESS",
                                       "value": "$(POD_NAME).demo-brokers.kafka.svc:9092" },
+                                    { "name": "RUNNEL_CONTROLLER_ADVERTISED_ADDRESS",
+                                      "value": "$(POD_NAME).demo-brokers.kafka.svc:9093" },
+                                    { "name": "RUNNEL_SEEDS",
+                                      "value": "demo-brokers-0.demo-brokers.kafka.svc:9093" },
                                 ],
                                 "ports": [
                                     { "name": "kafka", "containerPort": 9092, "protocol": "TCP" },
                                     { "name": "admin", "containerPort": 9644, "protocol": "TCP" },
+                                    { "name": "controller", "containerPort": 9093, "protocol": "TCP" },
                                 ],
                                 "readinessProbe": {
                                     "httpGet": { "path": "/readyz", "port": "admin" },
