@@ -8,12 +8,11 @@ controller ports they bound first, because the quorum remembers its members' add
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from conftest import Broker, BrokerExited
+from conftest import Broker
 from helpers import wait_until
 
 CONTROLLER_RE = re.compile(r"controller=(\S+):(\d+)")
@@ -56,27 +55,6 @@ class ClusterBroker(Broker):
         m = CONTROLLER_RE.search(self.stdout_path.read_text(errors="replace"))
         assert m, "the ready line names no controller address"
         self.controller_port = int(m.group(2))
-
-    def restart(self, deadline_s: float = 90.0) -> "ClusterBroker":
-        """Stop (if running) and start again on the same Kafka and controller ports."""
-        self.stop()
-        return self.start_again(deadline_s)
-
-    def start_again(self, deadline_s: float = 90.0) -> "ClusterBroker":
-        """Start a stopped broker again on the ports it had (retrying while they are busy)."""
-        assert self.port is not None, "start_again needs a previous start"
-        port = self.port
-        end = time.monotonic() + deadline_s
-        while True:
-            try:
-                self.start(listen=f"{self.bind_host}:{port}", admin_listen=f"{self.bind_host}:0",
-                           deadline_s=max(1.0, end - time.monotonic()))
-                return self
-            except BrokerExited as e:
-                busy = "in use" in str(e).lower() or "addrinuse" in str(e).lower()
-                if not busy or time.monotonic() > end:
-                    raise
-                time.sleep(0.2)
 
 
 class Cluster:

@@ -50,6 +50,8 @@ class Broker:
         if env:
             self.env.update(env)
         self.binary = binary or broker_bin()
+        # Address the listeners bind on (a cluster broker in a network namespace uses its own).
+        self.bind_host = "127.0.0.1"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.host = "127.0.0.1"
@@ -130,13 +132,19 @@ class Broker:
         assert self.port is not None, "restart needs a previous start"
         self.stop()
         port = self.port
+        self.start_again(deadline_s)
+        assert self.port == port, f"restarted broker bound {self.port}, wanted {port}"
+        return self
+
+    def start_again(self, deadline_s: float = 90.0) -> "Broker":
+        """Start a stopped broker again on the Kafka port it had (retrying while the port is busy)."""
+        assert self.port is not None, "start_again needs a previous start"
+        port = self.port
         end = time.monotonic() + deadline_s
         while True:
             try:
-                self.start(listen=f"127.0.0.1:{port}", admin_listen="127.0.0.1:0",
-                           deadline_s=max(1.0, end - time.monotonic()))
-                assert self.port == port, f"restarted broker bound {self.port}, wanted {port}"
-                return self
+                return self.start(listen=f"{self.bind_host}:{port}", admin_listen=f"{self.bind_host}:0",
+                                  deadline_s=max(1.0, end - time.monotonic()))
             except BrokerExited as e:
                 busy = "in use" in str(e).lower() or "addrinuse" in str(e).lower()
                 if not busy or time.monotonic() > end:
