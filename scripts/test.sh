@@ -40,6 +40,9 @@ else
     section "skipping apt-get/pip install (RUNNEL_SKIP_INSTALL=1)"
 fi
 
+# A test run builds everything once: incremental caches would only fill the disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 section "cargo fmt --check"
 cargo fmt --all -- --check
 
