@@ -30,6 +30,10 @@ pub enum ConfigType {
 pub enum ConfigSource {
     /// A per-topic override.
     DynamicTopic = 1,
+    /// A dynamic config of this broker id (IncrementalAlterConfigs on a BROKER resource).
+    DynamicBroker = 2,
+    /// A dynamic cluster-wide broker default (BROKER resource named "").
+    DynamicDefaultBroker = 3,
     /// A value from the broker's static configuration.
     StaticBroker = 4,
     /// The built-in default.
@@ -40,11 +44,20 @@ pub enum ConfigSource {
 #[derive(Debug, Clone, Copy)]
 enum Rule {
     Bool,
-    Int { min: i64 },
-    Long { min: i64 },
-    Double { min: f64, max: f64 },
+    Int {
+        min: i64,
+    },
+    Long {
+        min: i64,
+    },
+    Double {
+        min: f64,
+        max: f64,
+    },
     OneOf(&'static [&'static str]),
     ListOf(&'static [&'static str]),
+    /// `partition:brokerId,...` or `*` (replication throttling).
+    ThrottledReplicas,
 }
 
 /// One known topic config.
@@ -134,6 +147,22 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         "4096",
         None,
         "bytes between entries of the sparse offset index"
+    ),
+    def!(
+        "follower.replication.throttled.replicas",
+        List,
+        Rule::ThrottledReplicas,
+        "",
+        None,
+        "partition:brokerId replicas (or *) whose fetching is throttled on the follower side"
+    ),
+    def!(
+        "leader.replication.throttled.replicas",
+        List,
+        Rule::ThrottledReplicas,
+        "",
+        None,
+        "partition:brokerId replicas (or *) whose replication is throttled on the leader side"
     ),
     def!(
         "max.compaction.lag.ms",
@@ -354,6 +383,9 @@ impl ConfigDef {
                     ))
                 }
             }
+            Rule::ThrottledReplicas => crate::replica::throttle::ThrottledReplicas::parse(value)
+                .map(|_| ())
+                .or_else(bad),
         }
     }
 }
@@ -473,6 +505,11 @@ mod tests {
         assert!(validate_entry("min.insync.replicas", "0").is_err());
         assert!(validate_entry("unclean.leader.election.enable", "maybe").is_err());
         assert!(validate_entry("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_entry("leader.replication.throttled.replicas", "0:1,1:2").is_ok());
+        assert!(validate_entry("follower.replication.throttled.replicas", "*").is_ok());
+        let err =
+            validate_entry("follower.replication.throttled.replicas", "0:1,oops").unwrap_err();
+        assert!(err.contains("\"oops\""), "{err}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! AlterConfigs: replaces all overrides of a topic (keys not given return to
 //! their defaults) through the metadata quorum; every replica applies them
-//! live to its logs. Broker resources are refused: broker configs are static.
+//! live to its logs. On a BROKER resource (a broker id, or "" for the
+//! cluster-wide default) it replaces the dynamic broker configs (the
+//! replication throttle rates); every other broker config is static.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -14,6 +17,7 @@ use runnel_meta::Command;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::errors::ApiError;
+use crate::replica::throttle;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{TopicError, TopicRegistry};
 
@@ -40,6 +44,24 @@ pub async fn handle(
                     broker,
                     resource.resource_name.to_string(),
                     overrides,
+                    request.validate_only,
+                )
+                .await
+            }
+            RESOURCE_BROKER => {
+                let configs: BTreeMap<String, String> = resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        c.value
+                            .as_ref()
+                            .map(|v| (c.name.to_string(), v.to_string()))
+                    })
+                    .collect();
+                apply_broker_configs(
+                    broker,
+                    resource.resource_name.to_string(),
+                    configs,
                     request.validate_only,
                 )
                 .await
@@ -79,19 +101,46 @@ pub(crate) async fn apply_topic_overrides(
         .map(|_| ())
 }
 
-/// The error for resources other than topics.
-pub(crate) fn unsupported_resource(resource_type: i8) -> ApiError {
-    if resource_type == RESOURCE_BROKER {
-        ApiError::with_message(
-            ResponseError::InvalidRequest,
-            "broker configs are static: set them in the config file, RUNNEL_* variables or flags",
-        )
+/// Checks a BROKER resource name: a broker id, or "" for the cluster default.
+pub(crate) fn check_broker_resource(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.parse::<i32>().is_ok_and(|id| id >= 0) {
+        Ok(())
     } else {
-        ApiError::with_message(
+        Err(ApiError::with_message(
             ResponseError::InvalidRequest,
-            format!("unsupported resource type {resource_type}"),
-        )
+            format!("broker resource name must be a broker id or empty (the cluster default), got {name:?}"),
+        ))
     }
+}
+
+/// Validates and stores the complete dynamic config map of a broker resource;
+/// nothing is stored when any entry is invalid.
+pub(crate) async fn apply_broker_configs(
+    broker: &Arc<Broker>,
+    resource: String,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    check_broker_resource(&resource)?;
+    for (key, value) in &configs {
+        throttle::validate_broker_config(key, value)
+            .map_err(|m| ApiError::with_message(ResponseError::InvalidConfig, m))?;
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker
+        .propose(Command::SetBrokerConfigs { resource, configs })
+        .await
+        .map(|_| ())
+}
+
+/// The error for resources other than topics and brokers.
+pub(crate) fn unsupported_resource(resource_type: i8) -> ApiError {
+    ApiError::with_message(
+        ResponseError::InvalidRequest,
+        format!("unsupported resource type {resource_type}"),
+    )
 }
 
 fn response(

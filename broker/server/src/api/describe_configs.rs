@@ -1,6 +1,8 @@
 //! DescribeConfigs: topic configs with values and sources (override, broker
 //! setting, built-in default), synonyms and documentation; broker configs
-//! (read-only, under Kafka's names where Kafka has an equivalent).
+//! (static ones read-only, under Kafka's names where Kafka has an
+//! equivalent; the dynamic replication throttle rates with their per-broker
+//! or cluster-default source).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 use crate::config::{BrokerConfig, KeyKind, KEYS};
 use crate::errors::ApiError;
+use crate::replica::throttle;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
 /// Kafka's resource type code for topics.
@@ -281,7 +284,56 @@ fn broker_configs(
             out.push(e);
         }
     }
+    out.extend(dynamic_broker_configs(broker, name, wanted, options));
     Ok(out)
+}
+
+/// The dynamic broker configs of resource `name` (a broker id, or "" for the
+/// cluster default): the broker's own value, else the cluster default, else
+/// Kafka's default Long.MAX_VALUE (= unthrottled).
+fn dynamic_broker_configs(
+    broker: &Broker,
+    name: &str,
+    wanted: &dyn Fn(&str) -> bool,
+    options: &Options,
+) -> Vec<DescribeConfigsResourceResult> {
+    let cluster = broker.cluster();
+    let own = (!name.is_empty())
+        .then(|| cluster.broker_configs.get(name))
+        .flatten();
+    let default = cluster.broker_configs.get("");
+    let mut out = Vec::new();
+    for (key, doc) in throttle::DYNAMIC_BROKER_CONFIGS {
+        if !wanted(key) {
+            continue;
+        }
+        let mut layers: Vec<(String, ConfigSource)> = Vec::new();
+        if let Some(v) = own.and_then(|c| c.get(*key)) {
+            layers.push((v.clone(), ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = default.and_then(|c| c.get(*key)) {
+            layers.push((v.clone(), ConfigSource::DynamicDefaultBroker));
+        }
+        layers.push((i64::MAX.to_string(), ConfigSource::Default));
+        let (value, source) = layers[0].clone();
+        let mut e = entry(key, Some(value), source, false);
+        if options.synonyms {
+            e = e.with_synonyms(
+                layers
+                    .into_iter()
+                    .map(|(v, src)| synonym(key, v, src))
+                    .collect(),
+            );
+        }
+        if options.types {
+            e = e.with_config_type(ConfigType::Long as i8);
+        }
+        if options.documentation {
+            e = e.with_documentation(Some(StrBytes::from_static_str(doc)));
+        }
+        out.push(e);
+    }
+    out
 }
 
 #[cfg(test)]

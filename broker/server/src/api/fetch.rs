@@ -9,6 +9,12 @@
 //! `replica_state` from v15) is a follower's: its fetch offset reports what it
 //! holds durably (advancing the high watermark) and it reads up to the log
 //! end. Consumers read only below the high watermark.
+//!
+//! Throttling (Kafka's leader replication quota): partitions listed for this
+//! broker in `leader.replication.throttled.replicas`, fetched by a follower
+//! outside the ISR, share the broker's leader quota. While it is spent they
+//! are answered with no records (the others keep flowing) and the long poll
+//! waits for the quota to refill, so the follower does not spin.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +27,16 @@ use tokio::time::Instant;
 use super::{blocking, count_records};
 use crate::broker::{wait_shutdown, Broker};
 use crate::errors::ApiError;
-use crate::replica::Replica;
+use crate::replica::{Replica, ThrottleSide};
 use crate::topics::Topic;
 
-/// A fetched partition's replica after the leadership check (`None`: unknown partition).
-type PartitionCheck = Option<Result<Arc<Replica>, ApiError>>;
+/// A fetched partition's replica after the leadership check, and whether the
+/// leader throttles it for this follower (`None`: unknown partition).
+type PartitionCheck = Option<Result<(Arc<Replica>, bool), ApiError>>;
+
+/// Longest wait for the leader quota to refill within one long poll (a rate
+/// of 0 never refills).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -83,8 +94,12 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
                                         fp.fetch_offset,
                                     )?;
                                 }
+                                // Decided after the fetch offset is recorded:
+                                // a follower that just caught up is in sync.
+                                let throttled = broker.replicas.leader_throttled(&replica, id);
+                                return Ok((replica, throttled));
                             }
-                            Ok(replica)
+                            Ok((replica, false))
                         }))
                     })
                     .collect()
@@ -106,8 +121,9 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
         // Reads copy from the page cache (or wait for the disk): keep them off
         // the async worker threads.
         let (req, res, reps) = (request.clone(), resolved.clone(), replicas.clone());
-        let Ok((responses, total, has_error)) =
-            blocking(move || read_once(&req, &res, &reps, follower.is_some(), version)).await
+        let b = broker.clone();
+        let Ok((responses, total, has_error, held_back)) =
+            blocking(move || read_once(&b, &req, &res, &reps, follower.is_some(), version)).await
         else {
             return FetchResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code());
@@ -118,8 +134,19 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
                 .with_session_id(0)
                 .with_responses(responses);
         }
+        // Held-back partitions are read again once the quota refills.
+        let wake = if held_back {
+            let wait = broker
+                .replicas
+                .quota(ThrottleSide::Leader)
+                .wait(std::time::Instant::now(), MAX_THROTTLE_WAIT)
+                .max(Duration::from_millis(1));
+            deadline.min(Instant::now() + wait)
+        } else {
+            deadline
+        };
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             changed = appended.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
             changed = hw_advanced.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
             _ = wait_shutdown(&mut shutdown) => {}
@@ -127,15 +154,20 @@ pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -
     }
 }
 
+/// One read of every partition: (responses, bytes, any error, any throttled
+/// partition held back because the leader quota is spent).
 fn read_once(
+    broker: &Broker,
     request: &FetchRequest,
     resolved: &[Option<Arc<Topic>>],
     replicas: &[Vec<PartitionCheck>],
     from_follower: bool,
     version: i16,
-) -> (Vec<FetchableTopicResponse>, usize, bool) {
+) -> (Vec<FetchableTopicResponse>, usize, bool, bool) {
     let mut total = 0usize;
     let mut has_error = false;
+    let mut held_back = false;
+    let quota = broker.replicas.quota(ThrottleSide::Leader);
     let max_bytes = if request.max_bytes <= 0 {
         usize::MAX
     } else {
@@ -166,8 +198,8 @@ fn read_once(
                 continue;
             };
             let log = &partition.log;
-            let replica = match replica {
-                Some(Ok(replica)) => replica,
+            let (replica, throttled) = match replica {
+                Some(Ok((replica, throttled))) => (replica, *throttled),
                 Some(Err(err)) => {
                     has_error = true;
                     partitions.push(
@@ -190,11 +222,26 @@ fn read_once(
             // Followers replicate everything; consumers see only committed records.
             let max_offset = if from_follower { i64::MAX } else { hw };
             let remaining = max_bytes.saturating_sub(total);
-            let partition_max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            let mut partition_max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
+            data = data.with_high_watermark(hw).with_last_stable_offset(hw);
+            if throttled {
+                match quota.available(std::time::Instant::now()) {
+                    Some(budget) if budget <= 0 => {
+                        // Like Kafka: no records this round, the partition stays in the answer.
+                        held_back = true;
+                        broker.replicas.held_back(ThrottleSide::Leader);
+                        partitions.push(data.with_log_start_offset(log.log_start_offset()));
+                        continue;
+                    }
+                    Some(budget) => {
+                        partition_max = partition_max.min(usize::try_from(budget).unwrap_or(0))
+                    }
+                    None => {}
+                }
+            }
             // Like Kafka, the first batch of the response is returned even when
             // it exceeds the limits, so a consumer can always make progress.
             let min_one = total == 0;
-            data = data.with_high_watermark(hw).with_last_stable_offset(hw);
             if partition_max == 0 && !min_one {
                 partitions.push(data.with_log_start_offset(log.log_start_offset()));
                 continue;
@@ -202,6 +249,11 @@ fn read_once(
             match log.read(fp.fetch_offset, partition_max, min_one, max_offset) {
                 Ok(read) => {
                     total += read.records.len();
+                    if throttled {
+                        broker
+                            .replicas
+                            .record_throttled(ThrottleSide::Leader, read.records.len() as u64);
+                    }
                     data = data
                         .with_log_start_offset(read.log_start_offset)
                         .with_records(Some(read.records));
@@ -223,7 +275,7 @@ fn read_once(
                 .with_partitions(partitions),
         );
     }
-    (responses, total, has_error)
+    (responses, total, has_error, held_back)
 }
 
 fn account(

@@ -1,7 +1,10 @@
 //! IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT on a topic's
 //! overrides, proposed as the topic's new complete override map to the
-//! metadata quorum; every replica applies it live to its logs.
+//! metadata quorum; every replica applies it live to its logs. SET / DELETE on
+//! a BROKER resource (id or "" = cluster default) change its dynamic configs
+//! (the replication throttle rates) the same way.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig;
@@ -10,11 +13,14 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::alter_configs::{apply_topic_overrides, unsupported_resource};
-use super::describe_configs::RESOURCE_TOPIC;
+use super::alter_configs::{
+    apply_broker_configs, apply_topic_overrides, check_broker_resource, unsupported_resource,
+};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::errors::ApiError;
+use crate::replica::throttle;
 use crate::topic_config::{self, ConfigType, TopicOverrides};
 
 const OP_SET: i8 = 0;
@@ -48,6 +54,23 @@ pub async fn handle(
                     }
                     Err(err) => Err(err),
                 },
+            },
+            RESOURCE_BROKER => match check_broker_resource(&name) {
+                Err(err) => Err(err),
+                Ok(()) => {
+                    let current = broker
+                        .cluster()
+                        .broker_configs
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_default();
+                    match apply_broker_ops(current, &resource.configs) {
+                        Ok(next) => {
+                            apply_broker_configs(broker, name, next, request.validate_only).await
+                        }
+                        Err(err) => Err(err),
+                    }
+                }
             },
             other => Err(unsupported_resource(other)),
         };
@@ -133,6 +156,53 @@ fn apply_ops(
     Ok(overrides)
 }
 
+/// SET / DELETE on a broker resource's dynamic configs (pure; values are
+/// validated when stored). Every key must be a dynamic broker config.
+fn apply_broker_ops(
+    mut configs: BTreeMap<String, String>,
+    ops: &[AlterableConfig],
+) -> Result<BTreeMap<String, String>, ApiError> {
+    for op in ops {
+        let key = op.name.to_string();
+        if !throttle::DYNAMIC_BROKER_CONFIGS
+            .iter()
+            .any(|(k, _)| *k == key)
+        {
+            return Err(invalid(format!(
+                "{key:?} is not a dynamic broker configuration (dynamic: {})",
+                throttle::DYNAMIC_BROKER_CONFIGS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        match op.config_operation {
+            OP_SET => {
+                let Some(value) = op.value.as_ref() else {
+                    return Err(invalid(format!("SET of {key} needs a value")));
+                };
+                configs.insert(key, value.to_string());
+            }
+            OP_DELETE => {
+                configs.remove(&key);
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                return Err(invalid(format!(
+                    "APPEND and SUBTRACT apply only to list configs; {key} is not a list"
+                )))
+            }
+            other => {
+                return Err(ApiError::with_message(
+                    ResponseError::InvalidRequest,
+                    format!("unknown config operation {other} for {key}"),
+                ))
+            }
+        }
+    }
+    Ok(configs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +255,33 @@ mod tests {
             TopicOverrides::new(),
             &[op("nope", OP_SET, Some("1"))],
             &broker,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), ResponseError::InvalidConfig.code());
+    }
+
+    #[test]
+    fn broker_ops_set_and_delete_rates_and_refuse_static_or_unknown_keys() {
+        let next = apply_broker_ops(
+            BTreeMap::new(),
+            &[
+                op(throttle::LEADER_RATE, OP_SET, Some("100")),
+                op(throttle::FOLLOWER_RATE, OP_SET, Some("200")),
+                op(throttle::FOLLOWER_RATE, OP_DELETE, None),
+            ],
+        )
+        .unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[throttle::LEADER_RATE], "100");
+        for (key, operation) in [("log.retention.ms", OP_SET), ("nope", OP_DELETE)] {
+            let err =
+                apply_broker_ops(BTreeMap::new(), &[op(key, operation, Some("1"))]).unwrap_err();
+            assert_eq!(err.code(), ResponseError::InvalidConfig.code());
+            assert!(err.message.unwrap().contains(key));
+        }
+        let err = apply_broker_ops(
+            BTreeMap::new(),
+            &[op(throttle::LEADER_RATE, OP_APPEND, Some("1"))],
         )
         .unwrap_err();
         assert_eq!(err.code(), ResponseError::InvalidConfig.code());

@@ -5,6 +5,9 @@
 //! watermark when the leader cannot answer). Fetched batches are appended as
 //! they are and fsynced before the next fetch reports the new offset, since
 //! the leader counts a follower's fetch offset as durably replicated.
+//! Out-of-sync partitions listed in `follower.replication.throttled.replicas`
+//! share this broker's follower quota: while it is spent they are left out of
+//! the request, and the task sleeps until it refills when nothing else is left.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use kafka_protocol::ResponseError;
 use runnel_client::Connection;
 use runnel_meta::BrokerId;
 
-use super::{Replica, ReplicaManager};
+use super::{Replica, ReplicaManager, ThrottleSide};
 
 /// The Fetch version followers send (topic names, current leader epoch, replica_id field).
 const FETCH_VERSION: i16 = 12;
@@ -79,8 +82,9 @@ pub(crate) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
         }
         .await;
         match result {
-            Ok(true) => {}
-            Ok(false) => sleep_or_shutdown(backoff, &mut shutdown).await,
+            Ok(Round::Progressed) => {}
+            Ok(Round::Idle) => sleep_or_shutdown(backoff, &mut shutdown).await,
+            Ok(Round::Throttled(wait)) => sleep_or_shutdown(wait, &mut shutdown).await,
             Err(err) => {
                 tracing::debug!(leader, error = %err, "follower fetch failed");
                 conn = None;
@@ -202,32 +206,73 @@ fn truncation_target(
     }
 }
 
-/// One Fetch round for every truncated partition. Returns false when nothing
-/// could be fetched (all partitions waiting or refused), so the caller backs off.
+/// What one fetch round achieved.
+enum Round {
+    /// Some partition got an answer.
+    Progressed,
+    /// Nothing could be fetched (all partitions waiting or refused): back off.
+    Idle,
+    /// Every ready partition is throttled and the quota is spent: sleep this long.
+    Throttled(Duration),
+}
+
+/// Longest sleep for a spent quota before looking at the config again (a
+/// rate of 0 never refills, but may be changed).
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// One Fetch round for every truncated partition.
 async fn fetch_once(
     manager: &ReplicaManager,
     conn: &mut Connection,
     partitions: &[Arc<Replica>],
-) -> Result<bool, runnel_client::Error> {
+) -> Result<Round, runnel_client::Error> {
     let settings = &manager.settings;
-    let ready: Vec<(Arc<Replica>, i32, i64)> = partitions
-        .iter()
-        .filter_map(|r| {
-            let (_, epoch, needs) = r.follower_view()?;
-            (!needs).then(|| (r.clone(), epoch, r.log.log_end_offset()))
-        })
-        .collect();
+    let view = manager.throttle();
+    let quota = manager.quota(ThrottleSide::Follower);
+    let budget = quota.available(std::time::Instant::now());
+    // (replica, epoch, fetch offset, throttled)
+    let mut ready: Vec<(Arc<Replica>, i32, i64, bool)> = Vec::new();
+    let mut held_back = false;
+    for r in partitions {
+        let Some((_, epoch, needs)) = r.follower_view() else {
+            continue;
+        };
+        if needs {
+            continue;
+        }
+        let throttled = budget.is_some() && manager.follower_throttled(&view, r);
+        if throttled && budget.is_some_and(|b| b <= 0) {
+            held_back = true;
+            manager.held_back(ThrottleSide::Follower);
+            continue;
+        }
+        ready.push((r.clone(), epoch, r.log.log_end_offset(), throttled));
+    }
+    let throttle_wait = quota.wait(std::time::Instant::now(), MAX_THROTTLE_WAIT);
     if ready.is_empty() {
-        return Ok(false);
+        return Ok(if held_back {
+            Round::Throttled(throttle_wait.max(Duration::from_millis(1)))
+        } else {
+            Round::Idle
+        });
     }
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for (r, epoch, offset) in &ready {
+    for (r, epoch, offset, throttled) in &ready {
+        // A throttled partition asks for no more than the quota allows now
+        // (the leader still sends a first batch that is larger; the debt is
+        // paid by waiting).
+        let max_bytes = match budget {
+            Some(b) if *throttled => i32::try_from(b.max(1))
+                .unwrap_or(i32::MAX)
+                .min(settings.fetch_max_bytes),
+            _ => settings.fetch_max_bytes,
+        };
         let part = FetchPartition::default()
             .with_partition(r.partition)
             .with_current_leader_epoch(*epoch)
             .with_fetch_offset(*offset)
             .with_log_start_offset(r.log.log_start_offset())
-            .with_partition_max_bytes(settings.fetch_max_bytes);
+            .with_partition_max_bytes(max_bytes);
         match topics.iter_mut().find(|t| t.topic.0.as_str() == r.topic) {
             Some(t) => t.partitions.push(part),
             None => topics.push(
@@ -237,9 +282,20 @@ async fn fetch_once(
             ),
         }
     }
+    // Held-back partitions are asked for again once the quota refills, not
+    // only after a full long poll of the others.
+    let max_wait_ms = if held_back {
+        settings.fetch_wait_ms.min(
+            i32::try_from(throttle_wait.as_millis())
+                .unwrap_or(i32::MAX)
+                .max(1),
+        )
+    } else {
+        settings.fetch_wait_ms
+    };
     let request = FetchRequest::default()
         .with_replica_id(KBrokerId(settings.node_id))
-        .with_max_wait_ms(settings.fetch_wait_ms)
+        .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
         .with_max_bytes(settings.fetch_max_bytes.saturating_mul(4).max(1))
         .with_isolation_level(0)
@@ -249,10 +305,10 @@ async fn fetch_once(
     let response = conn.send(&request, FETCH_VERSION).await?;
     if *manager.fetch_paused.borrow() {
         // Paused while the fetch was in flight: apply nothing.
-        return Ok(false);
+        return Ok(Round::Idle);
     }
     let mut progressed = false;
-    for (replica, epoch, offset) in ready {
+    for (replica, epoch, offset, throttled) in ready {
         let data = response
             .responses
             .iter()
@@ -276,6 +332,9 @@ async fn fetch_once(
             continue;
         }
         let records = data.records.clone().unwrap_or_default();
+        if throttled {
+            manager.record_throttled(ThrottleSide::Follower, records.len() as u64);
+        }
         let log = replica.log.clone();
         let hw = data.high_watermark;
         let appended = tokio::task::spawn_blocking(move || -> Result<(), runnel_log::Error> {
@@ -297,7 +356,11 @@ async fn fetch_once(
             Err(err) => tracing::error!(error = %err, "follower append task failed"),
         }
     }
-    Ok(progressed)
+    Ok(if progressed {
+        Round::Progressed
+    } else {
+        Round::Idle
+    })
 }
 
 /// The leader does not have our fetch offset: below its log start we start

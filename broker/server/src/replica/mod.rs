@@ -9,6 +9,7 @@ pub mod fetcher;
 pub mod metrics;
 pub mod offsets;
 pub mod state;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,6 +28,7 @@ use crate::errors::ApiError;
 use crate::topics::TopicRegistry;
 use metrics::ReplicaMetrics;
 use state::{AckError, AckStatus, IsrChange, LeaderInit, LeaderState};
+use throttle::{ReplicationQuota, ThrottleView};
 
 /// Sends AlterIsr to the metadata quorum (a trait so tests can fake the quorum).
 pub trait IsrProposer: Send + Sync + 'static {
@@ -145,6 +147,14 @@ impl Replica {
         match &*self.role.lock() {
             Role::Leader(s) => s.leader_epoch(),
             Role::Follower { leader_epoch, .. } | Role::Offline { leader_epoch } => *leader_epoch,
+        }
+    }
+
+    /// True when this broker leads the partition and `follower` is in its ISR.
+    pub fn is_in_sync(&self, follower: BrokerId) -> bool {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.isr().contains(&follower),
+            _ => false,
         }
     }
 
@@ -370,6 +380,31 @@ pub struct ReplicaManager {
     // Fault injection: while true, followers send no fetches (tests use it to
     // make a live follower fall behind without fencing its broker).
     fetch_paused: watch::Sender<bool>,
+    // The throttle settings of the metadata at the applied index they were
+    // derived from (recomputed when the metadata moves on).
+    throttle_view: Mutex<(u64, Arc<ThrottleView>)>,
+    /// Leader-side replication quota (shared by every throttled partition led here).
+    pub leader_quota: ReplicationQuota,
+    /// Follower-side replication quota (shared by every throttled partition followed here).
+    pub follower_quota: ReplicationQuota,
+}
+
+/// Which side of replication a throttle applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleSide {
+    /// The leader sending to followers.
+    Leader,
+    /// A follower fetching from its leader.
+    Follower,
+}
+
+impl ThrottleSide {
+    fn label(self) -> &'static str {
+        match self {
+            ThrottleSide::Leader => "leader",
+            ThrottleSide::Follower => "follower",
+        }
+    }
 }
 
 impl ReplicaManager {
@@ -395,7 +430,86 @@ impl ReplicaManager {
             clock: Instant::now(),
             shutdown,
             fetch_paused: watch::channel(false).0,
+            throttle_view: Mutex::new((u64::MAX, Arc::new(ThrottleView::default()))),
+            leader_quota: ReplicationQuota::default(),
+            follower_quota: ReplicationQuota::default(),
         })
+    }
+
+    /// This broker's replication throttle settings from the current metadata;
+    /// the quotas follow the configured rates.
+    pub fn throttle(&self) -> Arc<ThrottleView> {
+        let state = self.state.borrow().clone();
+        let mut cached = self.throttle_view.lock();
+        if cached.0 != state.applied_index {
+            let view = Arc::new(ThrottleView::new(&state, self.settings.node_id));
+            let now = std::time::Instant::now();
+            for (quota, rate, side) in [
+                (&self.leader_quota, view.leader_rate, ThrottleSide::Leader),
+                (
+                    &self.follower_quota,
+                    view.follower_rate,
+                    ThrottleSide::Follower,
+                ),
+            ] {
+                quota.configure(rate, now);
+                self.metrics
+                    .throttle_rate
+                    .with_label_values(&[side.label()])
+                    .set(rate.map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)));
+            }
+            *cached = (state.applied_index, view);
+        }
+        cached.1.clone()
+    }
+
+    /// Whether the leader throttles what it sends `follower` of `replica`:
+    /// the partition is listed for this broker in
+    /// `leader.replication.throttled.replicas` and the follower is not in the
+    /// ISR (Kafka never throttles in-sync followers, so acks=all stays fast).
+    pub fn leader_throttled(&self, replica: &Replica, follower: BrokerId) -> bool {
+        self.throttle()
+            .leader_throttled(&replica.topic, replica.partition, self.settings.node_id)
+            && !replica.is_in_sync(follower)
+    }
+
+    /// Whether this follower throttles its fetching of `replica`: listed for
+    /// this broker in `follower.replication.throttled.replicas` and not in the ISR.
+    pub fn follower_throttled(&self, view: &ThrottleView, replica: &Replica) -> bool {
+        let me = self.settings.node_id;
+        view.follower_throttled(&replica.topic, replica.partition, me)
+            && !self
+                .state
+                .borrow()
+                .partition(&replica.topic, replica.partition)
+                .is_some_and(|m| m.isr.contains(&me))
+    }
+
+    /// The quota of one side.
+    pub fn quota(&self, side: ThrottleSide) -> &ReplicationQuota {
+        match side {
+            ThrottleSide::Leader => &self.leader_quota,
+            ThrottleSide::Follower => &self.follower_quota,
+        }
+    }
+
+    /// Pays `bytes` of throttled replication on `side`.
+    pub fn record_throttled(&self, side: ThrottleSide, bytes: u64) {
+        if bytes > 0 {
+            self.quota(side).record(bytes, std::time::Instant::now());
+            self.metrics
+                .throttled_bytes
+                .with_label_values(&[side.label()])
+                .inc_by(bytes);
+        }
+    }
+
+    /// Counts a throttled partition held back on `side`.
+    pub fn held_back(&self, side: ThrottleSide) {
+        self.metrics
+            .throttled_fetches
+            .with_label_values(&[side.label()])
+            .inc();
     }
 
     /// The settings.
@@ -844,6 +958,8 @@ impl ReplicaManager {
     }
 
     fn update_metrics(&self) {
+        // Keeps the throttle gauges (and quotas) current without traffic.
+        let _ = self.throttle();
         let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
         let mut under = 0;
         self.metrics.follower_lag.reset();
