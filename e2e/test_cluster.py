@@ -15,7 +15,7 @@ from confluent_kafka import Consumer
 
 from checker import AckedWriter, verify
 from cluster import Cluster
-from helpers import create_topic, wait_until
+from helpers import create_topic, http_get, wait_until
 
 # Short timeouts so failover happens within seconds in tests.
 CLUSTER_ARGS = ["--broker-session-timeout-ms", "2000", "--broker-heartbeat-interval-ms", "200",
@@ -34,6 +34,16 @@ def cluster(tmp_path):
         yield c
     finally:
         c.stop()
+
+
+def metric(b, name: str) -> float:
+    """The value of one unlabelled-or-fully-labelled sample, e.g. 'x_total{kind="clean"}' (0 when absent)."""
+    status, text = http_get(b.admin_url + "/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def create_replicated(c: Cluster, name: str = TOPIC, partitions: int = PARTITIONS, rf: int = 3) -> None:
@@ -67,8 +77,10 @@ def test_kill9_of_partition_leaders_loses_no_acknowledged_record(cluster):
             victim = cluster.leader_of(TOPIC, round_ % PARTITIONS)
             t0 = time.monotonic()
             victim.kill9()
-            cluster.wait_leader(TOPIC, round_ % PARTITIONS, not_on=victim.node_id)
+            winner = cluster.wait_leader(TOPIC, round_ % PARTITIONS, not_on=victim.node_id)
             recoveries.append(time.monotonic() - t0)
+            wait_until(lambda: metric(winner, 'runnel_leader_elections_total{kind="clean"}') >= 1, 30,
+                       what=f"broker {winner.node_id} counting the leadership it won")
             acks_before = w.ack_count()
             w.wait_acks(acks_before + 1_000, timeout=120)
             victim.start_again()
@@ -109,10 +121,15 @@ def test_kill9_of_the_quorum_leader_elects_a_new_controller_and_metadata_changes
     def new_controller():
         live = ",".join(b.bootstrap for b in cluster.live())
         cid = AdminClient({"bootstrap.servers": live}).list_topics(timeout=5).controller_id
-        return cid if cid >= 0 and cid != old else None
-    wait_until(new_controller, 60, what="a new controller")
+        # A 1-tuple: broker id 0 is a valid answer but falsy for wait_until.
+        return (cid,) if cid >= 0 and cid != old else None
+    (new,) = wait_until(new_controller, 60, what="a new controller")
+    wait_until(lambda: metric(cluster.by_id(new), "runnel_metadata_controller_elections_total") >= 1, 30,
+               what="the new controller counting its election")
+    assert metric(cluster.by_id(new), "runnel_controller_active") == 1
     live = ",".join(b.bootstrap for b in cluster.live())
     create_topic(live, "after-failover", 2, replication_factor=2)
+    assert metric(cluster.by_id(new), "runnel_metadata_commit_latency_seconds_count") >= 1
     cluster.by_id(old).start_again()
     cluster.wait_registered(3)
 

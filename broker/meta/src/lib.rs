@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod election;
+pub mod metrics;
 pub mod node;
 pub mod placement;
 mod raft;
@@ -22,6 +23,7 @@ pub mod state;
 pub mod types;
 
 pub use config::MetaConfig;
+pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use types::*;
 

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::MetaConfig;
+use crate::metrics::MetaMetrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::rpc::{self, CallError, Forwarded, Handler, Pool, Request, Response};
@@ -98,6 +99,7 @@ struct Inner {
     /// The heartbeat loop, stopped before the shutdown fence so it cannot register again.
     heartbeat_task: Mutex<Option<JoinHandle<()>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    metrics: MetaMetrics,
 }
 
 fn to_node_id(id: BrokerId) -> Result<NodeId, MetaError> {
@@ -216,6 +218,7 @@ impl MetaNode {
             listener_task: Mutex::new(None),
             heartbeat_task: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            metrics: MetaMetrics::new(),
         });
         *inner.listener_task.lock() = Some(tokio::spawn(rpc::serve(
             listener,
@@ -264,9 +267,20 @@ impl MetaNode {
     /// not the Raft leader) and returns once it is committed AND applied to this
     /// node's local state, so a caller reading [`MetaNode::state`] afterwards sees it.
     pub async fn propose(&self, command: Command) -> Result<Applied, MetaError> {
-        self.inner
-            .propose(command, Instant::now() + PROPOSE_TIMEOUT)
-            .await
+        let started = Instant::now();
+        let result = self.inner.propose(command, started + PROPOSE_TIMEOUT).await;
+        if result.is_ok() {
+            self.inner
+                .metrics
+                .propose_latency
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// The quorum's metrics on this node (the broker registers them).
+    pub fn metrics(&self) -> &MetaMetrics {
+        &self.inner.metrics
     }
 
     /// Waits until a controller is known and this node's state has caught up
@@ -457,11 +471,17 @@ impl Inner {
         command: Command,
         deadline: Instant,
     ) -> Result<Forwarded, MetaError> {
+        let started = Instant::now();
         match tokio::time::timeout_at(deadline, self.raft.client_write(command)).await {
-            Ok(Ok(response)) => Ok(Forwarded {
-                index: response.log_id.index,
-                result: response.data,
-            }),
+            Ok(Ok(response)) => {
+                self.metrics
+                    .commit_latency
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Forwarded {
+                    index: response.log_id.index,
+                    result: response.data,
+                })
+            }
             Ok(Err(e)) => Err(write_error(e)),
             Err(_) => Err(MetaError::Timeout(
                 "the command was not committed in time".into(),
@@ -734,6 +754,7 @@ impl Inner {
             if !leading {
                 // A new controller gives every broker a full session.
                 leading = true;
+                self.metrics.controller_elections.inc();
                 self.sessions.lock().clear();
                 last_rebalance = Instant::now();
             }

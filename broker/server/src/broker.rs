@@ -69,6 +69,7 @@ impl Broker {
         shutdown: watch::Receiver<bool>,
     ) -> Broker {
         let metrics = Metrics::new();
+        meta.metrics().register(metrics.registry());
         let mut settings = ReplicaSettings::new(config.node_id);
         settings.lag_max_ms = i64::try_from(config.replica_lag_time_max_ms).unwrap_or(i64::MAX);
         settings.fetch_max_bytes = config.replica_fetch_max_bytes;
@@ -292,8 +293,17 @@ impl Broker {
         let mut rx = self.meta.state();
         let mut shutdown = self.shutdown.clone();
         let mut retry = false;
+        let mut seen: Option<Arc<ClusterState>> = None;
         loop {
             let state = rx.borrow_and_update().clone();
+            // Elections are counted between consecutive states seen here (a
+            // burst of applied commands may be seen as one change).
+            if let Some(prev) = seen.filter(|p| p.applied_index < state.applied_index) {
+                self.metrics
+                    .cluster
+                    .count_elections(&prev, &state, self.node_id());
+            }
+            seen = Some(state.clone());
             if retry || state.applied_index > self.topics.synced_index() {
                 retry = self.sync_once(state).await;
             }

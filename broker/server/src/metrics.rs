@@ -168,6 +168,11 @@ impl Metrics {
                 "runnel_cluster_live_brokers",
                 "Registered brokers that are not fenced",
             ),
+            leader_elections: counter(
+                "runnel_leader_elections_total",
+                "Partition leaderships won by this broker (clean: from the ISR, unclean: from outside it)",
+                &["kind"],
+            ),
         };
         Metrics {
             registry,
@@ -242,9 +247,38 @@ pub struct ClusterGauges {
     pub offline: IntGauge,
     /// Unfenced brokers.
     pub live_brokers: IntGauge,
+    /// Partition leaderships this broker won, by kind (`clean`: from the ISR,
+    /// `unclean`: from outside it). Summed over the brokers: the cluster's elections.
+    pub leader_elections: IntCounterVec,
 }
 
 impl ClusterGauges {
+    /// Counts the partitions whose leadership passed to `node` between two
+    /// applied states. A partition new in `next` had no election (its first
+    /// leader is placed), and a leader that merely keeps its role is not counted.
+    pub fn count_elections(&self, prev: &ClusterState, next: &ClusterState, node: BrokerId) {
+        for (name, topic) in &next.topics {
+            let Some(before) = prev.topics.get(name).filter(|t| t.id == topic.id) else {
+                continue;
+            };
+            let led = topic.partitions.iter().enumerate();
+            for (index, _) in led.filter(|(_, p)| p.leader == node) {
+                let Some(old) = before.partitions.get(index) else {
+                    continue;
+                };
+                if old.leader == node {
+                    continue;
+                }
+                let kind = if old.isr.contains(&node) {
+                    "clean"
+                } else {
+                    "unclean"
+                };
+                self.leader_elections.with_label_values(&[kind]).inc();
+            }
+        }
+    }
+
     /// Sets every gauge from the applied metadata and the quorum status.
     pub fn refresh(&self, state: &ClusterState, quorum: &QuorumStatus, node: BrokerId) {
         let partitions = state.topics.values().flat_map(|t| &t.partitions);
@@ -296,5 +330,68 @@ mod tests {
         );
         assert!(text.contains("runnel_request_duration_seconds_bucket"));
         assert!(text.contains("runnel_open_connections 0"));
+    }
+
+    fn partition(leader: BrokerId, isr: &[BrokerId]) -> runnel_meta::PartitionMeta {
+        runnel_meta::PartitionMeta {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
+        }
+    }
+
+    fn state(partitions: Vec<runnel_meta::PartitionMeta>, id: uuid::Uuid) -> ClusterState {
+        let mut state = ClusterState::default();
+        let topic = runnel_meta::TopicMeta {
+            name: "t".into(),
+            id,
+            partitions,
+            configs: Default::default(),
+        };
+        state.topics.insert("t".into(), topic);
+        state
+    }
+
+    fn elections(m: &Metrics, kind: &str) -> u64 {
+        m.cluster.leader_elections.with_label_values(&[kind]).get()
+    }
+
+    #[test]
+    fn leaderships_won_are_counted_as_clean_or_unclean_elections() {
+        let m = Metrics::new();
+        let id = uuid::Uuid::new_v4();
+        let before = state(
+            vec![
+                partition(1, &[1, 2]),
+                partition(3, &[3]),
+                partition(2, &[2]),
+            ],
+            id,
+        );
+        // Partition 0 moves 1 -> 2 (2 was in the ISR), partition 1 goes to 2 from
+        // outside its ISR, partition 2 stays with 2 (no election).
+        let after = state(
+            vec![partition(2, &[2]), partition(2, &[2]), partition(2, &[2])],
+            id,
+        );
+        m.cluster.count_elections(&before, &after, 2);
+        assert_eq!(elections(&m, "clean"), 1);
+        assert_eq!(elections(&m, "unclean"), 1);
+        // Broker 1 won nothing; a recreated topic (new id) is placement, not an election.
+        m.cluster.count_elections(&before, &after, 1);
+        let recreated = state(vec![partition(2, &[2]); 3], uuid::Uuid::new_v4());
+        m.cluster.count_elections(&before, &recreated, 2);
+        assert_eq!(elections(&m, "clean") + elections(&m, "unclean"), 2);
+        let text = m.render(
+            &TopicRegistry::open(tempfile::tempdir().unwrap().path(), &Default::default()).unwrap(),
+        );
+        assert!(
+            text.contains("runnel_leader_elections_total{kind=\"clean\"} 1"),
+            "{text}"
+        );
     }
 }

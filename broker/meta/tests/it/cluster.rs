@@ -105,6 +105,24 @@ async fn three_nodes_replicate_from_any_node_survive_leader_loss_and_a_full_rest
     }
     all_see(&nodes, "three brokers everywhere", |s| s.brokers.len() == 3).await;
 
+    // Metrics: every proposer timed its proposal, the controller timed the
+    // commits (forwarded ones included) and counted becoming controller.
+    for node in &nodes {
+        assert!(node.metrics().propose_latency.get_sample_count() >= 1);
+    }
+    let commits: u64 = nodes
+        .iter()
+        .map(|n| n.metrics().commit_latency.get_sample_count())
+        .sum();
+    assert!(commits >= 3, "{commits} commits timed");
+    let leader = nodes[0].quorum().leader.unwrap() as usize;
+    let controller = nodes[leader].clone();
+    eventually("the controller counted its election", || {
+        let n = controller.metrics().controller_elections.get();
+        async move { n >= 1 }
+    })
+    .await;
+
     // Stop the leader: the survivors elect a new one and take proposals again.
     let addrs: Vec<String> = nodes.iter().map(|n| n.listen_addr().to_string()).collect();
     let old_leader = nodes[0].quorum().leader.unwrap();
@@ -124,6 +142,13 @@ async fn three_nodes_replicate_from_any_node_survive_leader_loss_and_a_full_rest
         })
         .await;
     }
+    let new_leader = survivors[0].quorum().leader.unwrap() as usize;
+    let controller = nodes[new_leader].clone();
+    eventually("the new controller counted its election", || {
+        let n = controller.metrics().controller_elections.get();
+        async move { n >= 1 }
+    })
+    .await;
     let reply = survivors[1]
         .propose(Command::AllocateProducerIds { count: 100 })
         .await
