@@ -17,3 +17,4 @@ mod metadata;
 mod produce_fetch;
 mod replication;
 mod restart;
+mod throttle;
