@@ -66,6 +66,50 @@ pub(crate) enum Command {
     /// Describe the cluster: brokers, controller, metadata quorum, partition health.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Show and change broker configs (dynamic ones: the replication throttle rates).
+    #[command(subcommand)]
+    Broker(BrokerCommand),
+}
+
+/// `runnel broker` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BrokerCommand {
+    /// Show a broker's configs with their sources (or the cluster-wide dynamic defaults).
+    Describe(BrokerTarget),
+    /// Set or remove dynamic configs of a broker or the cluster-wide default, e.g.
+    /// `--config follower.replication.throttled.rate=10485760`.
+    Alter(BrokerAlterArgs),
+}
+
+/// Which broker resource: one broker id, or the cluster-wide default.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["broker", "default"])))]
+pub(crate) struct BrokerTarget {
+    /// Broker id.
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..))]
+    pub(crate) broker: Option<i32>,
+    /// The cluster-wide default (Kafka's `--entity-default`).
+    #[arg(long)]
+    pub(crate) default: bool,
+}
+
+/// `runnel broker alter` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["configs", "delete_configs"])
+))]
+pub(crate) struct BrokerAlterArgs {
+    #[command(flatten)]
+    pub(crate) target: BrokerTarget,
+    /// Set a dynamic config, e.g. leader.replication.throttled.rate=1048576 (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) configs: Vec<(String, String)>,
+    /// Remove a dynamic config (repeatable).
+    #[arg(long = "delete-config", value_name = "KEY", value_parser = parse_config_key)]
+    pub(crate) delete_configs: Vec<String>,
 }
 
 /// `runnel cluster` subcommands.
@@ -136,7 +180,7 @@ pub(crate) enum TopicCommand {
 #[command(group(
     ArgGroup::new("how")
         .required(true)
-        .args(["replication_factor", "move_off", "plan"])
+        .args(["replication_factor", "move_off", "plan", "remove_throttle"])
 ))]
 pub(crate) struct TopicReassignArgs {
     /// Topic name (not needed with --plan).
@@ -160,6 +204,14 @@ pub(crate) struct TopicReassignArgs {
     /// Give up following after this many seconds (the reassignment itself continues).
     #[arg(long, default_value_t = 600, value_name = "SECS")]
     pub(crate) timeout_secs: u64,
+    /// Limit replication of the moving partitions to this many bytes/s (leader and follower
+    /// side, like kafka-reassign-partitions --throttle); removed once the reassignment is done.
+    #[arg(long, value_name = "BYTES_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) throttle: Option<u64>,
+    /// Remove the throttle a reassignment of this topic left behind (after --no-wait, a
+    /// timeout or a cancel): the topic's throttled-replica lists and every broker's rates.
+    #[arg(long, conflicts_with_all = ["throttle", "plan"])]
+    pub(crate) remove_throttle: bool,
 }
 
 /// `runnel topic list` flags.

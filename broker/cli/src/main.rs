@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consume(args) => commands::consume::run(connect().await?, args).await,
         Command::Group(cmd) => commands::group::run(&connect().await?, cmd, cli.output).await,
         Command::Cluster(cmd) => commands::cluster::run(&connect().await?, cmd, cli.output).await,
+        Command::Broker(cmd) => commands::broker::run(&connect().await?, cmd, cli.output).await,
     }
 }
 

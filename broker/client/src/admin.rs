@@ -22,6 +22,8 @@ use crate::error::{check, Error, Result};
 
 /// Kafka's resource type code for topics in config requests.
 const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's resource type code for brokers in config requests.
+const RESOURCE_BROKER: i8 = 4;
 /// Config source code for a per-topic override.
 const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
 
@@ -261,32 +263,99 @@ impl Client {
         validate_only: bool,
     ) -> Result<()> {
         let resp = self
-            .request(self.controller_route(), i16::MAX, |_| {
-                let configs = ops
-                    .iter()
-                    .map(|op| match op {
-                        AlterConfigOp::Set(k, v) => AlterableConfig::default()
-                            .with_name(str_bytes(k))
-                            .with_config_operation(0)
-                            .with_value(Some(str_bytes(v))),
-                        AlterConfigOp::Delete(k) => AlterableConfig::default()
-                            .with_name(str_bytes(k))
-                            .with_config_operation(1)
-                            .with_value(None),
-                    })
-                    .collect();
-                Ok(IncrementalAlterConfigsRequest::default()
-                    .with_resources(vec![AlterConfigsResource::default()
-                        .with_resource_type(RESOURCE_TOPIC)
-                        .with_resource_name(str_bytes(topic))
-                        .with_configs(configs)])
-                    .with_validate_only(validate_only))
-            })
+            .incremental_alter(RESOURCE_TOPIC, topic, ops, validate_only)
             .await?;
         for r in resp.responses {
             check_topic(topic, r.error_code, r.error_message.as_deref())?;
         }
         Ok(())
+    }
+
+    /// The config entries of a broker (`Some(id)`; asked of that broker) or
+    /// the cluster-wide dynamic defaults (`None`), sorted by name.
+    pub async fn describe_broker_configs(&self, broker: Option<i32>) -> Result<Vec<ConfigEntry>> {
+        let resource = broker.map(|b| b.to_string()).unwrap_or_default();
+        let route = broker.map_or(Route::Any, Route::Node);
+        let resp = self
+            .request(route, i16::MAX, |_| {
+                Ok(DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_BROKER)
+                        .with_resource_name(str_bytes(&resource))
+                        .with_configuration_keys(None),
+                ]))
+            })
+            .await?;
+        let mut entries = Vec::new();
+        for r in resp.results {
+            check(
+                r.error_code,
+                || broker_target(broker),
+                r.error_message.as_deref(),
+            )?;
+            entries.extend(r.configs.into_iter().map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                read_only: c.read_only,
+                source: c.config_source,
+                is_sensitive: c.is_sensitive,
+            }));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Changes dynamic broker configs (e.g. the replication throttle rates) of
+    /// one broker (`Some(id)`) or the cluster-wide default (`None`).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        ops: &[AlterConfigOp],
+        validate_only: bool,
+    ) -> Result<()> {
+        let resource = broker.map(|b| b.to_string()).unwrap_or_default();
+        let resp = self
+            .incremental_alter(RESOURCE_BROKER, &resource, ops, validate_only)
+            .await?;
+        for r in resp.responses {
+            check(
+                r.error_code,
+                || broker_target(broker),
+                r.error_message.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn incremental_alter(
+        &self,
+        resource_type: i8,
+        resource: &str,
+        ops: &[AlterConfigOp],
+        validate_only: bool,
+    ) -> Result<kafka_protocol::messages::IncrementalAlterConfigsResponse> {
+        self.request(self.controller_route(), i16::MAX, |_| {
+            let configs = ops
+                .iter()
+                .map(|op| match op {
+                    AlterConfigOp::Set(k, v) => AlterableConfig::default()
+                        .with_name(str_bytes(k))
+                        .with_config_operation(0)
+                        .with_value(Some(str_bytes(v))),
+                    AlterConfigOp::Delete(k) => AlterableConfig::default()
+                        .with_name(str_bytes(k))
+                        .with_config_operation(1)
+                        .with_value(None),
+                })
+                .collect();
+            Ok(IncrementalAlterConfigsRequest::default()
+                .with_resources(vec![AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(str_bytes(resource))
+                    .with_configs(configs)])
+                .with_validate_only(validate_only))
+        })
+        .await
     }
 
     /// Raises a topic's partition count to `total`.
@@ -385,6 +454,13 @@ impl Client {
 
 /// Checks a per-topic admin result: UNKNOWN_TOPIC_OR_PARTITION becomes
 /// [`Error::UnknownTopic`], any other error names the topic.
+fn broker_target(broker: Option<i32>) -> String {
+    match broker {
+        Some(id) => format!("broker {id}"),
+        None => "the cluster-wide broker defaults".to_string(),
+    }
+}
+
 fn check_topic(topic: &str, code: i16, message: Option<&str>) -> Result<()> {
     if code == UNKNOWN_TOPIC_OR_PARTITION {
         return Err(Error::UnknownTopic(topic.to_string()));

@@ -13,7 +13,7 @@ mod fetch;
 pub mod group;
 pub mod partitioner;
 mod produce;
-mod reassign;
+pub mod reassign;
 
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
 pub use client::{

@@ -1,5 +1,6 @@
 //! One module per `runnel` command.
 
+pub(crate) mod broker;
 pub(crate) mod cluster;
 pub(crate) mod consume;
 pub(crate) mod dev;

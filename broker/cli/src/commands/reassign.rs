@@ -5,12 +5,18 @@
 //!
 //! Plans are computed here from the current metadata by pure functions, so the
 //! broker only ever sees explicit target replica lists.
+//!
+//! `--throttle` bounds the copying like `kafka-reassign-partitions`: the rate
+//! configs on every broker involved and the topics' throttled-replica lists
+//! are set before the move and removed once it has completed;
+//! `--remove-throttle` removes them after `--no-wait`, a timeout or a cancel.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use runnel_client::reassign::{PartitionMove, ReassignmentThrottle};
 use runnel_client::{Client, TopicMetadata};
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +198,15 @@ pub(crate) async fn run(
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("unknown topic '{name}'"))
     };
+    if args.remove_throttle {
+        let name = args.name.as_deref().context("a topic name is required")?;
+        topic_meta(name)?;
+        client
+            .remove_reassignment_throttle(&[name.to_string()], &brokers)
+            .await?;
+        eprintln!("throttle removed from topic '{name}' and brokers {brokers:?}");
+        return Ok(());
+    }
     let moves = if let Some(path) = &args.plan {
         read_plan(path)?
     } else {
@@ -237,14 +252,84 @@ pub(crate) async fn run(
             .or_default()
             .push((m.partition, m.replicas.clone()));
     }
+    let throttle = match args.throttle {
+        Some(rate) => {
+            let mut planned = Vec::new();
+            for m in &moves {
+                let current = topic_meta(&m.topic)?
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition == m.partition)
+                    .map(|p| p.replicas.clone())
+                    .with_context(|| format!("unknown partition {}/{}", m.topic, m.partition))?;
+                planned.push(PartitionMove {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    current,
+                    target: m.replicas.clone(),
+                });
+            }
+            let throttle = ReassignmentThrottle::plan(&planned);
+            if !throttle.is_empty() {
+                client.set_reassignment_throttle(&throttle, rate).await?;
+                eprintln!(
+                    "throttle: {rate} bytes/s on brokers {:?}",
+                    throttle.brokers.iter().collect::<Vec<_>>()
+                );
+            }
+            Some(throttle).filter(|t| !t.is_empty())
+        }
+        None => None,
+    };
+    let remove_hint = |topics: &BTreeMap<&str, Vec<(i32, Vec<i32>)>>| {
+        let names: Vec<&str> = topics.keys().copied().collect();
+        format!(
+            "the throttle stays in place until removed: runnel topic reassign <TOPIC>              --remove-throttle (topics: {})",
+            names.join(", ")
+        )
+    };
     for (topic, assignments) in &by_topic {
-        client.reassign_partitions(topic, assignments).await?;
+        if let Err(err) = client.reassign_partitions(topic, assignments).await {
+            if let Some(t) = &throttle {
+                remove_throttle(client, t).await;
+            }
+            return Err(err.into());
+        }
     }
     if args.no_wait {
         eprintln!("reassignment of {} partitions started", moves.len());
+        if throttle.is_some() {
+            eprintln!("{}", remove_hint(&by_topic));
+        }
         return Ok(());
     }
-    follow(client, &moves, Duration::from_secs(args.timeout_secs)).await
+    let followed = follow(client, &moves, Duration::from_secs(args.timeout_secs)).await;
+    if let Some(t) = &throttle {
+        match &followed {
+            Ok(()) => remove_throttle(client, t).await,
+            Err(_) => eprintln!("{}", remove_hint(&by_topic)),
+        }
+    }
+    followed
+}
+
+/// Removes a completed reassignment's throttle (reported, not fatal: the move is done).
+async fn remove_throttle(client: &Client, throttle: &ReassignmentThrottle) {
+    let topics: Vec<String> = throttle
+        .leader_replicas
+        .keys()
+        .chain(throttle.follower_replicas.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let brokers: Vec<i32> = throttle.brokers.iter().copied().collect();
+    match client.remove_reassignment_throttle(&topics, &brokers).await {
+        Ok(()) => eprintln!("throttle removed"),
+        Err(err) => eprintln!(
+            "cannot remove the throttle ({err}); retry with runnel topic reassign <TOPIC> --remove-throttle"
+        ),
+    }
 }
 
 /// Polls until no listed partition has a reassignment in progress and each

@@ -1,5 +1,6 @@
 //! Integration tests of the `runnel` binary against a real `runnel dev` broker.
 
+mod broker_configs;
 mod errors;
 mod group_api;
 mod groups;
