@@ -342,6 +342,15 @@ impl Broker {
             // topic recreated under the name starts fresh.
             self.groups.remove_topic_offsets(name).await;
         }
+        // The replica manager saw this metadata before these logs existed:
+        // give the new partitions their roles now (a follower starts fetching
+        // at once) rather than on its next periodic pass.
+        for (name, index) in &report.opened {
+            let partition = self.topics.get(name).and_then(|t| t.partition(*index));
+            if let Some(partition) = partition {
+                self.replicas.replica(name, *index, &partition.log);
+            }
+        }
         if !report.opened.is_empty() || !report.closed.is_empty() {
             tracing::debug!(
                 opened = report.opened.len(),

@@ -78,18 +78,44 @@ pub(crate) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
         let Some(c) = conn.as_mut() else { continue };
         let result = async {
             truncate_diverged(&manager, c, &partitions).await?;
-            fetch_once(&manager, c, &partitions).await
+            fetch_once(&manager, c, leader, &partitions).await
         }
         .await;
         match result {
             Ok(Round::Progressed) => {}
             Ok(Round::Idle) => sleep_or_shutdown(backoff, &mut shutdown).await,
             Ok(Round::Throttled(wait)) => sleep_or_shutdown(wait, &mut shutdown).await,
+            // The abandoned request's answer would arrive on this connection.
+            Ok(Round::Regrouped) => conn = None,
             Err(err) => {
                 tracing::debug!(leader, error = %err, "follower fetch failed");
                 conn = None;
                 sleep_or_shutdown(backoff, &mut shutdown).await;
             }
+        }
+    }
+}
+
+/// Resolves once the partitions this broker follows from `leader` are no
+/// longer `fetching` (one became a follower of it, or stopped being one).
+async fn followed_set_changes(
+    manager: &ReplicaManager,
+    leader: BrokerId,
+    fetching: &[Arc<Replica>],
+) {
+    let mut roles = manager.subscribe_follower_changes();
+    roles.borrow_and_update();
+    loop {
+        let now = manager.following(leader);
+        let same = now.len() == fetching.len()
+            && now
+                .iter()
+                .all(|r| fetching.iter().any(|f| Arc::ptr_eq(r, f)));
+        if !same {
+            return;
+        }
+        if roles.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }
@@ -214,6 +240,10 @@ enum Round {
     Idle,
     /// Every ready partition is throttled and the quota is spent: sleep this long.
     Throttled(Duration),
+    /// The partitions followed from this leader changed while the fetch waited
+    /// at the leader; it was abandoned (the connection with it) so the new
+    /// partitions are fetched at once rather than after the long poll.
+    Regrouped,
 }
 
 /// Longest sleep for a spent quota before looking at the config again (a
@@ -224,6 +254,7 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 async fn fetch_once(
     manager: &ReplicaManager,
     conn: &mut Connection,
+    leader: BrokerId,
     partitions: &[Arc<Replica>],
 ) -> Result<Round, runnel_client::Error> {
     let settings = &manager.settings;
@@ -233,11 +264,13 @@ async fn fetch_once(
     // (replica, epoch, fetch offset, throttled)
     let mut ready: Vec<(Arc<Replica>, i32, i64, bool)> = Vec::new();
     let mut held_back = false;
+    let mut untruncated = false;
     for r in partitions {
         let Some((_, epoch, needs)) = r.follower_view() else {
             continue;
         };
         if needs {
+            untruncated = true;
             continue;
         }
         let throttled = budget.is_some() && manager.follower_throttled(&view, r);
@@ -290,6 +323,12 @@ async fn fetch_once(
                 .unwrap_or(i32::MAX)
                 .max(1),
         )
+    } else if untruncated {
+        // A partition whose truncation failed (its leader did not know it
+        // yet) is tried again after a short wait, not a full long poll.
+        settings
+            .fetch_wait_ms
+            .min(i32::try_from(settings.retry_backoff.as_millis()).unwrap_or(i32::MAX))
     } else {
         settings.fetch_wait_ms
     };
@@ -302,7 +341,11 @@ async fn fetch_once(
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(topics);
-    let response = conn.send(&request, FETCH_VERSION).await?;
+    let regrouped = followed_set_changes(manager, leader, partitions);
+    let response = tokio::select! {
+        response = conn.send(&request, FETCH_VERSION) => response?,
+        () = regrouped => return Ok(Round::Regrouped),
+    };
     if *manager.fetch_paused.borrow() {
         // Paused while the fetch was in flight: apply nothing.
         return Ok(Round::Idle);

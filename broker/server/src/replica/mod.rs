@@ -375,6 +375,8 @@ pub struct ReplicaManager {
     pub metrics: ReplicaMetrics,
     // Bumped when any HW advances, so consumer long polls wake.
     hw_advanced: watch::Sender<u64>,
+    // Bumped on every role change (fetchers regroup on it).
+    follower_changes: watch::Sender<u64>,
     clock: Instant,
     shutdown: watch::Receiver<bool>,
     // Fault injection: while true, followers send no fetches (tests use it to
@@ -427,6 +429,7 @@ impl ReplicaManager {
             fetchers: Mutex::new(HashMap::new()),
             metrics: ReplicaMetrics::new(registry),
             hw_advanced: watch::channel(0).0,
+            follower_changes: watch::channel(0).0,
             clock: Instant::now(),
             shutdown,
             fetch_paused: watch::channel(false).0,
@@ -707,6 +710,14 @@ impl ReplicaManager {
         if let Role::Follower { leader, .. } = &*replica.role.lock() {
             self.ensure_fetcher(*leader);
         }
+        self.follower_changes
+            .send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Bumped whenever a local replica's role changes, so a fetcher waiting at
+    /// a leader regroups when the partitions it follows change.
+    fn subscribe_follower_changes(&self) -> watch::Receiver<u64> {
+        self.follower_changes.subscribe()
     }
 
     /// Starts the fetcher task for `leader` if none runs. Needs a tokio runtime.
