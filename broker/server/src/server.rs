@@ -297,7 +297,7 @@ impl Server {
             let remove_unowned = !new_cluster || imported;
             tokio::task::spawn_blocking(move || -> Result<(), Error> {
                 if remove_unowned {
-                    topics.remove_unowned_dirs(&state)?;
+                    topics.remove_unowned_dirs(&state, config.node_id)?;
                 }
                 let report = topics.sync(&state, config.node_id);
                 if let Some((topic, partition, err)) = report.failed.into_iter().next() {

@@ -224,12 +224,19 @@ impl TopicRegistry {
         })
     }
 
-    /// Removes partition directories the metadata does not name (leftovers of
-    /// deletes while this broker was down, or of interrupted deletes). Call
-    /// only with a state that has caught up with the quorum. A directory of a
-    /// partition that exists in the metadata is never removed here, even if it
-    /// is not assigned to this broker.
-    pub fn remove_unowned_dirs(&self, state: &ClusterState) -> Result<(), crate::Error> {
+    /// Removes partition directories the metadata does not give this broker:
+    /// leftovers of deletes while it was down or of interrupted deletes, and
+    /// stray replicas (the partition was moved to other brokers while this one
+    /// was down; those brokers hold its data). Call only with a state that has
+    /// caught up with the quorum. Stray replicas are kept while the metadata
+    /// has no broker `node_id` registered (a data directory started under
+    /// another node id must not lose its partitions to that mistake).
+    pub fn remove_unowned_dirs(
+        &self,
+        state: &ClusterState,
+        node_id: BrokerId,
+    ) -> Result<(), crate::Error> {
+        let known = state.brokers.contains_key(&node_id);
         let entries = std::fs::read_dir(&self.data_dir).map_err(|source| crate::Error::Io {
             path: self.data_dir.clone(),
             source,
@@ -257,11 +264,13 @@ impl TopicRegistry {
             if validate_topic_name(topic).is_err() {
                 continue;
             }
-            if state.partition(topic, index).is_some() {
-                continue;
+            match state.partition(topic, index) {
+                Some(p) if !known || p.replicas.contains(&node_id) => continue,
+                Some(p) => tracing::warn!(dir = %path.display(), replicas = ?p.replicas,
+                    "removing stray replica: the partition was moved to other brokers"),
+                None => tracing::warn!(dir = %path.display(),
+                    "removing partition directory of a partition that is not in the cluster metadata"),
             }
-            tracing::warn!(dir = %path.display(),
-                "removing partition directory of a partition that is not in the cluster metadata");
             std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
                 path: path.clone(),
                 source,
@@ -651,18 +660,40 @@ mod tests {
     }
 
     #[test]
-    fn unowned_dirs_are_removed_but_metadata_partitions_are_kept() {
+    fn unowned_dirs_and_stray_replicas_are_removed_but_assigned_partitions_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let reg = registry(dir.path());
-        let mut state = single_node_state(0, &[("keep", 1)]);
-        state.topics.get_mut("keep").unwrap().partitions[0].replicas = vec![2];
-        for d in ["keep-0", "gone-0", "x-1.abc-delete", "__cluster_metadata"] {
+        let mut state = single_node_state(0, &[("keep", 2)]);
+        state.topics.get_mut("keep").unwrap().partitions[1].replicas = vec![2];
+        for d in [
+            "keep-0",
+            "keep-1",
+            "gone-0",
+            "x-1.abc-delete",
+            "__cluster_metadata",
+        ] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
-        reg.remove_unowned_dirs(&state).unwrap();
+        // Broker 0 unknown to the metadata: only strays of nothing go.
+        reg.remove_unowned_dirs(&state, 0).unwrap();
+        assert!(dir.path().join("keep-1").exists());
+        assert!(!dir.path().join("gone-0").exists());
+        state.brokers.insert(
+            0,
+            runnel_meta::BrokerInfo {
+                id: 0,
+                host: "h".into(),
+                port: 1,
+                rack: None,
+                controller_addr: "h:2".into(),
+                incarnation: Uuid::new_v4(),
+                fenced: false,
+            },
+        );
+        reg.remove_unowned_dirs(&state, 0).unwrap();
         assert!(dir.path().join("keep-0").exists());
         assert!(dir.path().join("__cluster_metadata").exists());
-        assert!(!dir.path().join("gone-0").exists());
+        assert!(!dir.path().join("keep-1").exists(), "stray replica kept");
         assert!(!dir.path().join("x-1.abc-delete").exists());
     }
 

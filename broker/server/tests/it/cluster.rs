@@ -364,3 +364,92 @@ async fn partitions_added_and_topics_deleted_through_one_broker_change_every_rep
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls `done` every 50 ms until it holds or the deadline passes.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_moved_away_while_its_broker_was_down_is_deleted_when_it_returns() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let mut brokers = start_cluster(3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| {
+        m.brokers.len() == 3
+    })
+    .await;
+    let mut conn = brokers[0].connect().await;
+    let response = conn.send(&create_with_rf("stray", 1, 2), 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    let replicas = brokers[0]
+        .broker
+        .cluster()
+        .partition("stray", 0)
+        .unwrap()
+        .replicas
+        .clone();
+    // Stop a replica other than broker 0 (the test's connection and seed).
+    let gone = *replicas.iter().find(|&&r| r != 0).unwrap();
+    let stay = *replicas.iter().find(|&&r| r != gone).unwrap();
+    let new = (0..3).find(|r| !replicas.contains(r)).unwrap();
+    let dir = |b: &TestBroker| b.dir.path().join("stray-0");
+    let victim = brokers.remove(usize::try_from(gone).unwrap());
+    assert_eq!(victim.config.node_id, gone);
+    until("the replica's directory exists", || dir(&victim).exists()).await;
+    let controller = victim.broker.meta.listen_addr().to_string();
+    let config = victim.config.clone();
+    let data = victim.stop().await;
+    assert!(data.path().join("stray-0").exists());
+
+    // Move the partition to the two other brokers while `gone` is down.
+    let target = vec![BrokerId(stay), BrokerId(new)];
+    let request = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(name("stray"))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(target))])]);
+    let r = conn.send(&request, 0).await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+    let first = &brokers[0];
+    until(
+        "the reassignment to complete without the stopped broker",
+        || {
+            first
+                .broker
+                .cluster()
+                .partition("stray", 0)
+                .is_some_and(|p| {
+                    p.adding.is_empty() && p.removing.is_empty() && !p.replicas.contains(&gone)
+                })
+        },
+    )
+    .await;
+
+    // Back on its old metadata address, the broker deletes its stray replica.
+    let returned = TestBroker::start_in(data, move |c| {
+        let path = c.data_dir.clone();
+        *c = config;
+        c.data_dir = path;
+        c.controller_listen = controller;
+    })
+    .await;
+    until("the stray replica's directory to be deleted", || {
+        !dir(&returned).exists()
+    })
+    .await;
+    assert!(returned
+        .broker
+        .topics
+        .get("stray")
+        .is_some_and(|t| t.partitions().is_empty()));
+    returned.stop().await;
+}
