@@ -141,6 +141,12 @@ def producer_proc(bootstrap: str, topic: str, records: int, size: int, deadline_
         else:
             lat.append(msg.latency())
 
+    # Warm-up, not timed: connections to every partition leader, the producer's
+    # metadata, and the first replication round of a new topic.
+    md = p.list_topics(topic, timeout=30)
+    for part in md.topics[topic].partitions:
+        p.produce(topic, value=b"warm-up", partition=part)
+    p.flush(60)
     t0 = time.monotonic()
     sent = 0
     while sent < records and time.monotonic() - t0 < deadline_s:
@@ -496,23 +502,24 @@ def main() -> int:
                 hwm = proc_status_kib(pid, "VmHWM")
                 rows.append(("broker peak RSS (VmHWM)", f"{(hwm or 0) / 1024:8.1f} MiB", "after produce + consume"))
 
-            # Idle partitions on a fresh broker (or the external one).
-            if args.bootstrap:
-                ib, ipid = bootstrap, pid
-            else:
-                idle_dir = data_dir.parent / (data_dir.name + "-idle")
-                idle_dir.mkdir(exist_ok=True)
-                ib2 = OurBroker(args.broker_bin, idle_dir, args.broker_arg)
-                brokers.append(ib2)
-                ib, ipid = ib2.bootstrap, ib2.pid
-            if ipid:
-                rows.append(("broker RSS, fresh" if not args.bootstrap else "broker RSS before idle topic",
-                             f"{(proc_status_kib(ipid, 'VmRSS') or 0) / 1024:8.1f} MiB", ""))
-            create_topic(ib, f"idle-{int(time.time())}", args.idle_partitions)
-            time.sleep(3)  # let any lazily allocated per-partition state settle before sampling
-            if ipid:
-                rows.append((f"broker RSS, {args.idle_partitions} idle partitions",
-                             f"{(proc_status_kib(ipid, 'VmRSS') or 0) / 1024:8.1f} MiB", "target < 150 MiB"))
+            # Idle partitions on a fresh broker (or the external one); --idle-partitions 0 skips.
+            if args.idle_partitions > 0:
+                if args.bootstrap:
+                    ib, ipid = bootstrap, pid
+                else:
+                    idle_dir = data_dir.parent / (data_dir.name + "-idle")
+                    idle_dir.mkdir(exist_ok=True)
+                    ib2 = OurBroker(args.broker_bin, idle_dir, args.broker_arg)
+                    brokers.append(ib2)
+                    ib, ipid = ib2.bootstrap, ib2.pid
+                if ipid:
+                    rows.append(("broker RSS, fresh" if not args.bootstrap else "broker RSS before idle topic",
+                                 f"{(proc_status_kib(ipid, 'VmRSS') or 0) / 1024:8.1f} MiB", ""))
+                create_topic(ib, f"idle-{int(time.time())}", args.idle_partitions)
+                time.sleep(3)  # let any lazily allocated per-partition state settle before sampling
+                if ipid:
+                    rows.append((f"broker RSS, {args.idle_partitions} idle partitions",
+                                 f"{(proc_status_kib(ipid, 'VmRSS') or 0) / 1024:8.1f} MiB", "target < 150 MiB"))
         if args.group_records > 0:
             run_group_phase(bootstrap, args, rows)
     finally:
