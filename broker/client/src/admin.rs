@@ -6,6 +6,7 @@ use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -66,6 +67,18 @@ pub struct ConfigEntry {
     pub source: i8,
     /// Whether the value is hidden because it is sensitive.
     pub is_sensitive: bool,
+}
+
+impl From<DescribeConfigsResourceResult> for ConfigEntry {
+    fn from(c: DescribeConfigsResourceResult) -> Self {
+        ConfigEntry {
+            name: c.name.to_string(),
+            value: c.value.map(|v| v.to_string()),
+            read_only: c.read_only,
+            source: c.config_source,
+            is_sensitive: c.is_sensitive,
+        }
+    }
 }
 
 impl ConfigEntry {
@@ -243,13 +256,7 @@ impl Client {
         let mut entries = Vec::new();
         for r in resp.results {
             check_topic(topic, r.error_code, r.error_message.as_deref())?;
-            entries.extend(r.configs.into_iter().map(|c| ConfigEntry {
-                name: c.name.to_string(),
-                value: c.value.map(|v| v.to_string()),
-                read_only: c.read_only,
-                source: c.config_source,
-                is_sensitive: c.is_sensitive,
-            }));
+            entries.extend(r.configs.into_iter().map(ConfigEntry::from));
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
@@ -293,13 +300,7 @@ impl Client {
                 || broker_target(broker),
                 r.error_message.as_deref(),
             )?;
-            entries.extend(r.configs.into_iter().map(|c| ConfigEntry {
-                name: c.name.to_string(),
-                value: c.value.map(|v| v.to_string()),
-                read_only: c.read_only,
-                source: c.config_source,
-                is_sensitive: c.is_sensitive,
-            }));
+            entries.extend(r.configs.into_iter().map(ConfigEntry::from));
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)

@@ -21,6 +21,22 @@ use crate::replica::throttle;
 use crate::topic_config::TopicOverrides;
 use crate::topics::{TopicError, TopicRegistry};
 
+/// The resource's configs that have a value (AlterConfigs replaces the whole
+/// set: a config left out or without a value returns to its default).
+fn given_values(
+    resource: &kafka_protocol::messages::alter_configs_request::AlterConfigsResource,
+) -> BTreeMap<String, String> {
+    resource
+        .configs
+        .iter()
+        .filter_map(|c| {
+            c.value
+                .as_ref()
+                .map(|v| (c.name.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
 /// Handles AlterConfigs.
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -31,15 +47,7 @@ pub async fn handle(
     for resource in request.resources {
         let result = match resource.resource_type {
             RESOURCE_TOPIC => {
-                let overrides: TopicOverrides = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
+                let overrides: TopicOverrides = given_values(&resource);
                 apply_topic_overrides(
                     broker,
                     resource.resource_name.to_string(),
@@ -49,15 +57,7 @@ pub async fn handle(
                 .await
             }
             RESOURCE_BROKER => {
-                let configs: BTreeMap<String, String> = resource
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        c.value
-                            .as_ref()
-                            .map(|v| (c.name.to_string(), v.to_string()))
-                    })
-                    .collect();
+                let configs = given_values(&resource);
                 apply_broker_configs(
                     broker,
                     resource.resource_name.to_string(),
