@@ -102,20 +102,7 @@ pub async fn write_cluster_status(
     cluster: &Cluster,
     status: &ClusterStatus,
 ) -> Result<(), Error> {
-    let missing = |field| Error::MissingMetadata {
-        kind: "Cluster",
-        field,
-    };
-    let name = cluster
-        .metadata
-        .name
-        .as_deref()
-        .ok_or_else(|| missing("name"))?;
-    let ns = cluster
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or_else(|| missing("namespace"))?;
+    let (name, ns) = resources::name_and_namespace(cluster)?;
     let api: Api<Cluster> = Api::namespaced(client.clone(), ns);
     let patch = serde_json::json!({
         "apiVersion": "runnel.dev/v1alpha1",

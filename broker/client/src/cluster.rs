@@ -187,22 +187,7 @@ impl Client {
                         )]))
             })
             .await?;
-        check(
-            resp.error_code,
-            || format!("topic '{topic}'"),
-            resp.error_message.as_deref(),
-        )?;
-        for t in resp.responses {
-            for p in t.partitions {
-                let partition = p.partition_index;
-                check(
-                    p.error_code,
-                    || format!("topic '{topic}' partition {partition}"),
-                    p.error_message.as_deref(),
-                )?;
-            }
-        }
-        Ok(())
+        check_reassignment(topic, resp)
     }
 
     /// Elects leaders for `partitions` (`(topic, [partition])`; `None` = every
@@ -261,4 +246,28 @@ impl Client {
     fn request_timeout_ms(&self) -> i32 {
         i32::try_from(self.config().request_timeout.as_millis()).unwrap_or(i32::MAX)
     }
+}
+
+/// The first error of an AlterPartitionReassignments answer about `topic`
+/// (the request-level one, then each partition's).
+pub(crate) fn check_reassignment(
+    topic: &str,
+    resp: kafka_protocol::messages::AlterPartitionReassignmentsResponse,
+) -> Result<()> {
+    check(
+        resp.error_code,
+        || format!("topic '{topic}'"),
+        resp.error_message.as_deref(),
+    )?;
+    for t in resp.responses {
+        for p in t.partitions {
+            let partition = p.partition_index;
+            check(
+                p.error_code,
+                || format!("topic '{topic}' partition {partition}"),
+                p.error_message.as_deref(),
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::AlterConfigOp;
 use crate::client::Client;
-use crate::error::{check, Result};
+use crate::error::Result;
 
 /// Broker config: leader-side throttle rate in bytes/s.
 pub const LEADER_THROTTLE_RATE: &str = "leader.replication.throttled.rate";
@@ -210,22 +210,7 @@ impl Client {
                 Ok(req)
             })
             .await?;
-        check(
-            resp.error_code,
-            || format!("topic '{topic}'"),
-            resp.error_message.as_deref(),
-        )?;
-        for t in resp.responses {
-            for p in t.partitions {
-                let partition = p.partition_index;
-                check(
-                    p.error_code,
-                    || format!("topic '{topic}' partition {partition}"),
-                    p.error_message.as_deref(),
-                )?;
-            }
-        }
-        Ok(())
+        crate::cluster::check_reassignment(topic, resp)
     }
 }
 

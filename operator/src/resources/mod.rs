@@ -40,25 +40,30 @@ pub(crate) struct Owner<'a> {
     pub(crate) owner_ref: OwnerReference,
 }
 
-pub(crate) fn owner(cluster: &Cluster) -> Result<Owner<'_>, Error> {
-    let missing = |field| Error::MissingMetadata {
+fn missing_cluster_field(field: &'static str) -> Error {
+    Error::MissingMetadata {
         kind: "Cluster",
         field,
-    };
-    let name = cluster
-        .metadata
-        .name
-        .as_deref()
-        .ok_or_else(|| missing("name"))?;
-    let namespace = cluster
-        .metadata
-        .namespace
-        .as_deref()
-        .ok_or_else(|| missing("namespace"))?;
+    }
+}
+
+/// A Cluster's name and namespace (an object read from the API server has both).
+pub(crate) fn name_and_namespace(cluster: &Cluster) -> Result<(&str, &str), Error> {
+    let meta = &cluster.metadata;
+    let name = meta.name.as_deref();
+    let namespace = meta.namespace.as_deref();
+    Ok((
+        name.ok_or_else(|| missing_cluster_field("name"))?,
+        namespace.ok_or_else(|| missing_cluster_field("namespace"))?,
+    ))
+}
+
+pub(crate) fn owner(cluster: &Cluster) -> Result<Owner<'_>, Error> {
+    let (name, namespace) = name_and_namespace(cluster)?;
     // controller_owner_ref is None only without a uid; owner references need one.
     let owner_ref = cluster
         .controller_owner_ref(&())
-        .ok_or_else(|| missing("uid"))?;
+        .ok_or_else(|| missing_cluster_field("uid"))?;
     Ok(Owner {
         name,
         namespace,
