@@ -88,7 +88,7 @@ impl Connection {
 
     /// The highest version of `api` that both this client and the broker support.
     pub fn api_version(&self, api: ApiKey) -> Result<i16> {
-        let ours = api.valid_versions();
+        let ours = our_versions(api);
         let theirs = self.broker_versions.get(&(api as i16));
         match theirs.map(|t| t.intersect(&ours)) {
             Some(common) if !common.is_empty() => Ok(common.max),
@@ -116,6 +116,7 @@ impl Connection {
         let api = api_key(R::KEY)?;
         let body = self.exchange(api, version, req, true, timeout).await?;
         let mut body = body.unwrap_or_default();
+        self.check_body(api, version, &body)?;
         R::Response::decode(&mut body, version).map_err(|e| self.protocol(api, version, e))
     }
 
@@ -132,7 +133,7 @@ impl Connection {
     /// that does not know our version answers in the v0 layout with its own
     /// range, and we retry with the highest version it accepts.
     async fn negotiate(&mut self) -> Result<()> {
-        let ours = ApiKey::ApiVersions.valid_versions();
+        let ours = our_versions(ApiKey::ApiVersions);
         let mut version = ours.max;
         loop {
             let mut req = ApiVersionsRequest::default();
@@ -157,6 +158,7 @@ impl Connection {
             // lets a client read the v0-format UNSUPPORTED_VERSION reply.
             let code = body.clone().try_get_i16().unwrap_or(0);
             if code == UNSUPPORTED_VERSION && version > ours.min {
+                self.check_body(ApiKey::ApiVersions, 0, &body)?;
                 let mut b = body;
                 let resp = ApiVersionsResponse::decode(&mut b, 0)
                     .map_err(|e| self.protocol(ApiKey::ApiVersions, 0, e))?;
@@ -173,6 +175,7 @@ impl Connection {
                 };
                 continue;
             }
+            self.check_body(ApiKey::ApiVersions, version, &body)?;
             let mut b = body;
             let resp = ApiVersionsResponse::decode(&mut b, version)
                 .map_err(|e| self.protocol(ApiKey::ApiVersions, version, e))?;
@@ -309,6 +312,15 @@ impl Connection {
         Ok(body)
     }
 
+    /// Checks a response body against Kafka's schema before it is decoded: the
+    /// decoder trusts every count it reads, so a broken or hostile broker could
+    /// otherwise make it allocate far more than the frame holds (and abort).
+    fn check_body(&self, api: ApiKey, version: i16, body: &[u8]) -> Result<()> {
+        runnel_wire::check_response_body(api as i16, version, body)
+            .map(|_| ())
+            .map_err(|e| self.protocol(api, version, e))
+    }
+
     fn protocol(&self, api: ApiKey, version: i16, err: impl std::fmt::Display) -> Error {
         Error::Protocol {
             addr: self.addr.clone(),
@@ -317,6 +329,20 @@ impl Connection {
             message: err.to_string(),
         }
     }
+}
+
+/// The versions of `api` this client can encode, decode and check: the codec's,
+/// bounded by what Kafka's schemas in runnel-wire describe for request and response.
+fn our_versions(api: ApiKey) -> VersionRange {
+    let mut ours = api.valid_versions();
+    for schema in [
+        runnel_wire::request_versions(api as i16),
+        runnel_wire::response_versions(api as i16),
+    ] {
+        let (min, max) = schema.unwrap_or((1, 0));
+        ours = ours.intersect(&VersionRange { min, max });
+    }
+    ours
 }
 
 fn api_key(key: i16) -> Result<ApiKey> {

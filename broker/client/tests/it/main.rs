@@ -2,5 +2,6 @@
 
 mod fake;
 mod group;
+mod hostile_broker;
 mod negotiation;
 mod producer;
