@@ -263,6 +263,36 @@ pub(crate) mod tests {
         b
     }
 
+    /// A batch with the given attributes, record count and records section
+    /// (compressed or not), with a correct length and CRC: what anyone can forge.
+    pub(crate) fn forged_batch(attributes: i16, record_count: i32, body: &[u8]) -> Vec<u8> {
+        let mut b = raw_batch(record_count, body.len(), 5);
+        b[HEADER_LEN..].copy_from_slice(body);
+        b[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// Makes the length field and CRC of a (mutated) batch agree with its bytes,
+    /// so a decoder gets past both checks.
+    pub(crate) fn fix_length_and_crc(b: &mut [u8]) {
+        if b.len() < HEADER_LEN {
+            return;
+        }
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
+        let crc = compute_crc(b);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    /// Rewrites the record count of a batch and recomputes its CRC.
+    pub(crate) fn set_record_count(b: &mut [u8], record_count: i32) {
+        b[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&record_count.to_be_bytes());
+        let crc = compute_crc(b);
+        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
     #[test]
     fn valid_batch_passes_validation() {
         let b = raw_batch(3, 10, 5);

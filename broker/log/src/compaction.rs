@@ -18,12 +18,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 
 use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
 use crate::checkpoint;
+use crate::records::{self, RecordsError};
 use crate::segment::{self, io_err, Segment};
 use crate::{retention_timestamp, Error, Log, Result};
 
@@ -62,20 +61,30 @@ pub struct CompactionReport {
 }
 
 /// Refuses an append to a compacted log that holds a record without a key
-/// (Kafka answers INVALID_RECORD). Control batches carry no user records.
-pub(crate) fn check_keys(records: &Bytes, batches: &[IncomingBatch]) -> Result<()> {
+/// (Kafka answers INVALID_RECORD), or a batch that does not decode within
+/// `max_uncompressed` bytes. Control batches carry no user records.
+pub(crate) fn check_keys(
+    batches_bytes: &Bytes,
+    batches: &[IncomingBatch],
+    max_uncompressed: usize,
+) -> Result<()> {
     for (i, b) in batches.iter().enumerate() {
         if b.header.is_control() {
             continue;
         }
-        let mut bytes = records.slice(b.pos..b.pos + b.header.total_size());
-        let set = RecordBatchDecoder::decode(&mut bytes)
-            .map_err(|e| Error::InvalidBatch(format!("cannot decode batch {i}: {e}")))?;
-        if let Some(j) = set.records.iter().position(|r| r.key.is_none()) {
-            return Err(Error::KeylessRecordOnCompactedTopic {
-                batch: i,
-                record: j,
-            });
+        let bytes = batches_bytes.slice(b.pos..b.pos + b.header.total_size());
+        let undecodable =
+            |e: RecordsError| Error::InvalidBatch(format!("cannot decode batch {i}: {e}"));
+        for (j, record) in records::decode_iter(bytes, max_uncompressed)
+            .map_err(undecodable)?
+            .enumerate()
+        {
+            if record.map_err(undecodable)?.key.is_none() {
+                return Err(Error::KeylessRecordOnCompactedTopic {
+                    batch: i,
+                    record: j,
+                });
+            }
         }
     }
     Ok(())
@@ -156,16 +165,31 @@ fn for_each_batch(
     Ok(())
 }
 
-fn decode(seg: &Segment, bytes: Bytes) -> Result<Vec<Record>> {
-    let mut b = bytes;
-    RecordBatchDecoder::decode(&mut b)
-        .map(|set| set.records)
-        .map_err(|e| {
-            Error::InvalidBatch(format!(
-                "cannot decode batch in {}: {e}",
-                seg.log_path.display()
-            ))
-        })
+/// Decodes a stored batch (at most `max_uncompressed` bytes of records) and
+/// its compression. A batch that does not decode stops the pass: skipping it
+/// could let a tombstone be removed while an older value of its key survives
+/// in that batch.
+fn decode(
+    seg: &Segment,
+    h: &BatchHeader,
+    bytes: Bytes,
+    max_uncompressed: usize,
+) -> Result<(Compression, Vec<Record>)> {
+    let undecodable = |e: RecordsError| {
+        tracing::error!(file = %seg.log_path.display(), base_offset = h.base_offset, error = %e,
+            "undecodable batch: the log cannot be compacted");
+        Error::InvalidBatch(format!(
+            "cannot decode the batch at offset {} in {}: {e}",
+            h.base_offset,
+            seg.log_path.display()
+        ))
+    };
+    let iter = records::decode_iter(bytes, max_uncompressed).map_err(undecodable)?;
+    let compression = iter.compression();
+    let records = iter
+        .collect::<std::result::Result<_, _>>()
+        .map_err(undecodable)?;
+    Ok((compression, records))
 }
 
 /// Key → offset of its latest record within the dirty range of one pass.
@@ -176,12 +200,13 @@ struct OffsetMap {
 }
 
 impl OffsetMap {
-    fn add_segment(&mut self, seg: &Segment) -> Result<()> {
+    fn add_segment(&mut self, seg: &Segment, max_uncompressed: usize) -> Result<()> {
         for_each_batch(seg, |h, bytes| {
             if h.is_control() {
                 return Ok(());
             }
-            for r in decode(seg, bytes)? {
+            let (_, records) = decode(seg, &h, bytes, max_uncompressed)?;
+            for r in records {
                 let Some(key) = r.key else { continue };
                 if let Some(o) = self.latest.get_mut(&key[..]) {
                     *o = r.offset;
@@ -252,11 +277,7 @@ fn retained<'a>(
 
 /// Re-encodes the retained records of a batch as one batch with the same
 /// compression, producer id/epoch, leader epoch and record offsets/timestamps.
-fn reencode(
-    h: &BatchHeader,
-    compression: kafka_protocol::records::Compression,
-    keep: &[&Record],
-) -> Result<BytesMut> {
+fn reencode(h: &BatchHeader, compression: Compression, keep: &[&Record]) -> Result<BytesMut> {
     let mut out = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut out,
@@ -291,6 +312,7 @@ fn clean_segment(
     map: &HashMap<Bytes, i64>,
     tombs: &mut Tombstones,
     interval: u32,
+    max_uncompressed: usize,
 ) -> Result<Option<Cleaned>> {
     let name = segment::log_file_name(seg.base_offset);
     let cleaned_path = seg.dir.join(format!("{name}{CLEANED_SUFFIX}"));
@@ -322,21 +344,15 @@ fn clean_segment(
             if h.is_control() {
                 return put(&bytes, &mut state);
             }
-            let mut b = bytes.clone();
-            let set = RecordBatchDecoder::decode(&mut b).map_err(|e| {
-                Error::InvalidBatch(format!(
-                    "cannot decode batch in {}: {e}",
-                    seg.log_path.display()
-                ))
-            })?;
-            let keep = retained(&h, &set.records, map, tombs);
-            records_removed += (set.records.len() - keep.len()) as u64;
-            if keep.len() == set.records.len() {
+            let (compression, records) = decode(seg, &h, bytes.clone(), max_uncompressed)?;
+            let keep = retained(&h, &records, map, tombs);
+            records_removed += (records.len() - keep.len()) as u64;
+            if keep.len() == records.len() {
                 put(&bytes, &mut state)
             } else if keep.is_empty() {
                 Ok(())
             } else {
-                let rewritten = reencode(&h, set.compression, &keep)?;
+                let rewritten = reencode(&h, compression, &keep)?;
                 put(&rewritten, &mut state)
             }
         })?;
@@ -470,10 +486,11 @@ impl Log {
             return Ok(report);
         }
 
+        let max_uncompressed = records::uncompressed_limit(config.max_message_bytes);
         let mut map = OffsetMap::default();
         let mut end = first_dirty;
         while end < cleanable {
-            map.add_segment(&segs[end])?;
+            map.add_segment(&segs[end], max_uncompressed)?;
             end += 1;
             if map.bytes >= MAX_MAP_BYTES {
                 break;
@@ -491,8 +508,13 @@ impl Log {
             if seg.is_empty() {
                 continue;
             }
-            let Some(cleaned) =
-                clean_segment(seg, &map.latest, &mut tombs, config.index_interval_bytes)?
+            let Some(cleaned) = clean_segment(
+                seg,
+                &map.latest,
+                &mut tombs,
+                config.index_interval_bytes,
+                max_uncompressed,
+            )?
             else {
                 continue;
             };

@@ -67,6 +67,7 @@ mod compaction;
 mod epoch_cache;
 mod index;
 mod producer_state;
+pub mod records;
 mod recovery;
 mod retention;
 mod segment;
@@ -403,7 +404,8 @@ impl Log {
         let config = self.config.read().clone();
         let batches = batch::validate_all(&records, config.max_message_bytes)?;
         if config.compact {
-            compaction::check_keys(&records, &batches)?;
+            let limit = crate::records::uncompressed_limit(config.max_message_bytes);
+            compaction::check_keys(&records, &batches, limit)?;
         }
         self.check_poisoned()?;
         let mut w = self.writer.lock();
@@ -814,11 +816,12 @@ impl Log {
     pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
         let segs = self.snapshot();
         let start = self.log_start.load(Ordering::Acquire);
+        let limit = self.uncompressed_limit();
         for seg in segs.iter() {
             if seg.next_offset() <= start || seg.max_timestamp() < timestamp_ms {
                 continue;
             }
-            if let Some(found) = seg.find_timestamp(timestamp_ms, start)? {
+            if let Some(found) = seg.find_timestamp(timestamp_ms, start, limit)? {
                 return Ok(Some(found));
             }
         }
@@ -840,7 +843,7 @@ impl Log {
             }
         }
         match best {
-            Some(seg) => seg.max_timestamp_record(),
+            Some(seg) => seg.max_timestamp_record(self.uncompressed_limit()),
             None => Ok(None),
         }
     }
@@ -1227,6 +1230,13 @@ impl Log {
     /// Replaces the config (alter configs at runtime).
     pub fn set_config(&self, config: LogConfig) {
         *self.config.write() = config;
+    }
+
+    /// The most bytes the records of one stored batch may decompress to when
+    /// they are decoded ([`records::uncompressed_limit`] of `max.message.bytes`);
+    /// pass it to [`records::decode_batch`] for batches read from this log.
+    pub fn uncompressed_limit(&self) -> usize {
+        records::uncompressed_limit(self.config.read().max_message_bytes)
     }
 
     /// Fsyncs everything, writes indexes and the recovery checkpoint (clean shutdown).

@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{self, TMP_SUFFIX};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::records;
 use crate::Error;
 
 /// `.log` file name of the segment starting at `base`.
@@ -366,11 +367,13 @@ impl Segment {
         }))
     }
 
-    /// The first record at or after `min_offset` with timestamp >= `ts`, as (offset, timestamp).
+    /// The first record at or after `min_offset` with timestamp >= `ts`, as
+    /// (offset, timestamp). Batches decompress to at most `max_uncompressed` bytes.
     pub(crate) fn find_timestamp(
         &self,
         ts: i64,
         min_offset: i64,
+        max_uncompressed: usize,
     ) -> Result<Option<(i64, i64)>, Error> {
         let start_rel = self.state.lock().time_index.lookup(ts);
         let start = start_rel
@@ -386,12 +389,18 @@ impl Segment {
                 break;
             }
             let size = h.total_size();
+            if pos + size as u64 > committed {
+                // A damaged length: never read (or allocate) past the segment.
+                return Err(self.damaged_header(pos));
+            }
             if h.max_timestamp >= ts && h.last_offset() >= min_offset {
                 if h.is_log_append_time() {
                     return Ok(Some((h.base_offset.max(min_offset), h.max_timestamp)));
                 }
                 let bytes = self.read_bytes(pos, size)?.freeze();
-                if let Some(found) = first_record_at_or_after(bytes, ts, min_offset)? {
+                if let Some(found) =
+                    self.first_record_at_or_after(pos, bytes, ts, min_offset, max_uncompressed)?
+                {
                     return Ok(Some(found));
                 }
             }
@@ -401,7 +410,11 @@ impl Segment {
     }
 
     /// The offset of the first record holding the segment's max timestamp.
-    pub(crate) fn max_timestamp_record(&self) -> Result<Option<(i64, i64)>, Error> {
+    /// Batches decompress to at most `max_uncompressed` bytes.
+    pub(crate) fn max_timestamp_record(
+        &self,
+        max_uncompressed: usize,
+    ) -> Result<Option<(i64, i64)>, Error> {
         let (max_ts, batch) = {
             let st = self.state.lock();
             (st.max_timestamp, st.max_timestamp_batch)
@@ -415,14 +428,51 @@ impl Segment {
         let Some(h) = self.header_at(pos)? else {
             return Ok(Some((max_ts, base)));
         };
-        if h.is_log_append_time() || h.check_fields().is_err() {
+        let size = h.total_size();
+        if h.is_log_append_time() || h.check_fields().is_err() || pos + size as u64 > self.size() {
             return Ok(Some((max_ts, base)));
         }
-        let bytes = self.read_bytes(pos, h.total_size())?.freeze();
-        Ok(Some(match first_record_at_or_after(bytes, max_ts, base)? {
+        let bytes = self.read_bytes(pos, size)?.freeze();
+        let found = self.first_record_at_or_after(pos, bytes, max_ts, base, max_uncompressed)?;
+        Ok(Some(match found {
             Some((off, ts)) if ts == max_ts => (max_ts, off),
             _ => (max_ts, base),
         }))
+    }
+
+    /// Decodes the batch at `pos` and returns the first record with offset >=
+    /// `min_offset` and timestamp >= `ts`, as (offset, timestamp).
+    fn first_record_at_or_after(
+        &self,
+        pos: u64,
+        bytes: Bytes,
+        ts: i64,
+        min_offset: i64,
+        max_uncompressed: usize,
+    ) -> Result<Option<(i64, i64)>, Error> {
+        let undecodable = |e: records::RecordsError| {
+            Error::InvalidBatch(format!(
+                "cannot decode the batch at position {pos} of {}: {e}",
+                self.log_path.display()
+            ))
+        };
+        for record in records::decode_iter(bytes, max_uncompressed).map_err(undecodable)? {
+            let r = record.map_err(undecodable)?;
+            if r.offset >= min_offset && r.timestamp >= ts {
+                return Ok(Some((r.offset, r.timestamp)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn damaged_header(&self, pos: u64) -> Error {
+        io_err(
+            &self.log_path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("batch header at position {pos} claims bytes past the end of the segment"),
+            ),
+        )
     }
 
     /// Writes both index files (temp file + rename) and fsyncs them.
@@ -494,22 +544,6 @@ pub(crate) fn write_file_replace(dir: &Path, name: &str, contents: &[u8]) -> Res
         return Err(io_err(&dst, e));
     }
     Ok(())
-}
-
-/// Decodes one batch and returns the first record with offset >= `min_offset`
-/// and timestamp >= `ts`.
-fn first_record_at_or_after(
-    mut bytes: Bytes,
-    ts: i64,
-    min_offset: i64,
-) -> Result<Option<(i64, i64)>, Error> {
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| Error::InvalidBatch(format!("cannot decode stored batch: {e}")))?;
-    Ok(set
-        .records
-        .iter()
-        .find(|r| r.offset >= min_offset && r.timestamp >= ts)
-        .map(|r| (r.offset, r.timestamp)))
 }
 
 /// Why a scan stopped before the end of the file.

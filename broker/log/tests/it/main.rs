@@ -7,6 +7,7 @@ mod common;
 mod compaction;
 mod full_disk;
 mod group_commit;
+mod hostile;
 mod idempotent;
 mod properties;
 mod recovery;
