@@ -113,7 +113,10 @@ def main():
         spec = load(path)
         kind = spec.get("type")
         if kind not in ("request", "response", "header"):
-            continue
+            # Of the "data" schemas only the consumer protocol's are decoded
+            # from untrusted bytes (JoinGroup/SyncGroup member metadata).
+            if not spec["name"].startswith("ConsumerProtocol"):
+                continue
         valid = versions(spec.get("validVersions"))
         if spec.get("latestVersionUnstable"):
             # Not yet released at that commit: its layout may still change.
@@ -140,7 +143,7 @@ def main():
         "",
         "use crate::schema_types::{Field, Kind, Message, Ty, V};",
         "",
-        "/// Every request, response and header message Kafka defines.",
+        "/// Every request, response and header message Kafka defines, and the consumer protocol's data.",
         f"pub(crate) static MESSAGES: [Message; {len(messages)}] = [",
         *messages,
         "];",

@@ -40,6 +40,9 @@ pub enum WireError {
     /// The frame names an API key this schema table does not know.
     #[error("unknown API key {0}")]
     UnknownApi(i16),
+    /// No data structure of this name is in the schema table.
+    #[error("unknown data structure {0}")]
+    UnknownData(String),
     /// The version is outside the API's valid versions.
     #[error("{name} v{version} is not a version Kafka defines ({min}-{max})")]
     UnknownVersion {
@@ -136,6 +139,20 @@ pub fn check_response(api_key: i16, version: i16, frame: &[u8]) -> Result<usize,
 /// Checks a response body alone (after its header has been read).
 pub fn check_response_body(api_key: i16, version: i16, body: &[u8]) -> Result<usize, WireError> {
     let message = find(api_key, Kind::Response).ok_or(WireError::UnknownApi(api_key))?;
+    check_version(message, version)?;
+    let mut r = Reader::new(body);
+    walk_message(&mut r, message, version)?;
+    Ok(r.pos)
+}
+
+/// Checks the body of a versioned data structure carried inside another
+/// message (`ConsumerProtocolSubscription`, `ConsumerProtocolAssignment`: the
+/// bytes after their leading i16 version). Returns the bytes it occupies.
+pub fn check_data(name: &str, version: i16, body: &[u8]) -> Result<usize, WireError> {
+    let message = MESSAGES
+        .iter()
+        .find(|m| m.kind == Kind::Data && m.name == name)
+        .ok_or_else(|| WireError::UnknownData(name.to_string()))?;
     check_version(message, version)?;
     let mut r = Reader::new(body);
     walk_message(&mut r, message, version)?;

@@ -4,8 +4,8 @@
 
 use crate::schema_types::{Field, Kind, Message, Ty, V};
 
-/// Every request, response and header message Kafka defines.
-pub(crate) static MESSAGES: [Message; 169] = [
+/// Every request, response and header message Kafka defines, and the consumer protocol's data.
+pub(crate) static MESSAGES: [Message; 171] = [
     Message {
         name: "AddOffsetsToTxnRequest",
         api_key: 25,
@@ -277,6 +277,22 @@ pub(crate) static MESSAGES: [Message; 169] = [
         valid: V(0, 1),
         flexible: V(0, 32767),
         fields: &CONSUMER_GROUP_HEARTBEAT_RESPONSE,
+    },
+    Message {
+        name: "ConsumerProtocolAssignment",
+        api_key: -1,
+        kind: Kind::Data,
+        valid: V(0, 3),
+        flexible: V(1, 0),
+        fields: &CONSUMER_PROTOCOL_ASSIGNMENT,
+    },
+    Message {
+        name: "ConsumerProtocolSubscription",
+        api_key: -1,
+        kind: Kind::Data,
+        valid: V(0, 3),
+        flexible: V(1, 0),
+        fields: &CONSUMER_PROTOCOL_SUBSCRIPTION,
     },
     Message {
         name: "ControlledShutdownRequest",
@@ -3989,6 +4005,110 @@ static CONSUMER_GROUP_HEARTBEAT_RESPONSE: [Field; 7] = [
         ty: Ty::Struct(&CONSUMER_GROUP_HEARTBEAT_RESPONSE_ASSIGNMENT),
         versions: V(0, 32767),
         nullable: V(0, 32767),
+        tag: None,
+        flexible: None,
+    },
+];
+
+static CONSUMER_PROTOCOL_ASSIGNMENT_ASSIGNED_PARTITIONS: [Field; 2] = [
+    Field {
+        name: "Topic",
+        ty: Ty::String,
+        versions: V(0, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "Partitions",
+        ty: Ty::Array(&Ty::Int32),
+        versions: V(0, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+];
+
+static CONSUMER_PROTOCOL_ASSIGNMENT: [Field; 2] = [
+    Field {
+        name: "AssignedPartitions",
+        ty: Ty::Array(&Ty::Struct(
+            &CONSUMER_PROTOCOL_ASSIGNMENT_ASSIGNED_PARTITIONS,
+        )),
+        versions: V(0, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "UserData",
+        ty: Ty::Bytes,
+        versions: V(0, 32767),
+        nullable: V(0, 32767),
+        tag: None,
+        flexible: None,
+    },
+];
+
+static CONSUMER_PROTOCOL_SUBSCRIPTION_OWNED_PARTITIONS: [Field; 2] = [
+    Field {
+        name: "Topic",
+        ty: Ty::String,
+        versions: V(1, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "Partitions",
+        ty: Ty::Array(&Ty::Int32),
+        versions: V(1, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+];
+
+static CONSUMER_PROTOCOL_SUBSCRIPTION: [Field; 5] = [
+    Field {
+        name: "Topics",
+        ty: Ty::Array(&Ty::String),
+        versions: V(0, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "UserData",
+        ty: Ty::Bytes,
+        versions: V(0, 32767),
+        nullable: V(0, 32767),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "OwnedPartitions",
+        ty: Ty::Array(&Ty::Struct(
+            &CONSUMER_PROTOCOL_SUBSCRIPTION_OWNED_PARTITIONS,
+        )),
+        versions: V(1, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "GenerationId",
+        ty: Ty::Int32,
+        versions: V(2, 32767),
+        nullable: V(1, 0),
+        tag: None,
+        flexible: None,
+    },
+    Field {
+        name: "RackId",
+        ty: Ty::String,
+        versions: V(3, 32767),
+        nullable: V(3, 32767),
         tag: None,
         flexible: None,
     },

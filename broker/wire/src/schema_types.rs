@@ -16,6 +16,9 @@ pub(crate) enum Kind {
     Request,
     Response,
     Header,
+    /// A versioned structure carried inside another message's bytes (the
+    /// consumer protocol's subscription and assignment).
+    Data,
 }
 
 /// A field's wire type.

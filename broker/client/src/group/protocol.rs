@@ -64,7 +64,7 @@ pub fn encode_subscription(sub: &Subscription) -> Result<Bytes, String> {
 
 /// Decodes a member's JoinGroup metadata of protocol type "consumer".
 pub fn decode_subscription(data: &[u8]) -> Result<Subscription, String> {
-    let (version, mut body) = split_version(data)?;
+    let (version, mut body) = split_version(data, "ConsumerProtocolSubscription")?;
     let msg = ConsumerProtocolSubscription::decode(&mut body, version)
         .map_err(|e| format!("undecodable consumer subscription v{version}: {e}"))?;
     Ok(Subscription {
@@ -106,7 +106,7 @@ pub fn decode_assignment(data: &[u8]) -> Result<Vec<TopicPartitions>, String> {
     if data.is_empty() {
         return Ok(Vec::new());
     }
-    let (version, mut body) = split_version(data)?;
+    let (version, mut body) = split_version(data, "ConsumerProtocolAssignment")?;
     let msg = ConsumerProtocolAssignment::decode(&mut body, version)
         .map_err(|e| format!("undecodable consumer assignment v{version}: {e}"))?;
     let mut out: Vec<TopicPartitions> = msg
@@ -125,7 +125,10 @@ pub fn decode_assignment(data: &[u8]) -> Result<Vec<TopicPartitions>, String> {
     Ok(out)
 }
 
-fn split_version(data: &[u8]) -> Result<(i16, Bytes), String> {
+/// Splits the leading version off consumer protocol data and checks the body
+/// against the schema of `name` (another member's bytes: the decoder would
+/// trust every count in them).
+fn split_version(data: &[u8], name: &str) -> Result<(i16, Bytes), String> {
     let mut body = Bytes::copy_from_slice(data);
     if body.len() < 2 {
         return Err(format!(
@@ -137,7 +140,10 @@ fn split_version(data: &[u8]) -> Result<(i16, Bytes), String> {
     if version < 0 {
         return Err(format!("consumer protocol version {version} is invalid"));
     }
-    Ok((version.min(MAX_KNOWN_VERSION), body))
+    let version = version.min(MAX_KNOWN_VERSION);
+    runnel_wire::check_data(name, version, &body)
+        .map_err(|e| format!("undecodable consumer protocol data: {e}"))?;
+    Ok((version, body))
 }
 
 fn str_bytes(s: &str) -> StrBytes {
@@ -216,5 +222,12 @@ mod tests {
     fn empty_assignment_data_means_nothing_assigned() {
         assert!(decode_assignment(&[]).expect("decode").is_empty());
         assert!(decode_assignment(&[0]).is_err());
+        // v0 assignment claiming 2^31 topics in a 6-byte body.
+        let mut hostile = vec![0, 0];
+        hostile.extend_from_slice(&0x7fff_ffffi32.to_be_bytes());
+        let err = decode_assignment(&hostile).expect_err("must refuse");
+        assert!(err.contains("AssignedPartitions"), "{err}");
+        let err = decode_subscription(&hostile).expect_err("must refuse");
+        assert!(err.contains("Topics"), "{err}");
     }
 }

@@ -39,6 +39,11 @@ pub fn subscription_topics(metadata: &Bytes) -> Vec<String> {
     }
     let version = i16::from_be_bytes([metadata[0], metadata[1]]).clamp(0, 3);
     let mut body = metadata.slice(2..);
+    // Member metadata is opaque bytes from the client: check its counts
+    // before the decoder trusts them.
+    if runnel_wire::check_data("ConsumerProtocolSubscription", version, &body).is_err() {
+        return Vec::new();
+    }
     match ConsumerProtocolSubscription::decode(&mut body, version) {
         Ok(sub) => sub.topics.into_iter().map(|t| t.to_string()).collect(),
         Err(_) => Vec::new(),
@@ -80,5 +85,13 @@ mod tests {
         sub.encode(&mut buf, 1).unwrap();
         assert_eq!(subscription_topics(&buf.freeze()), vec!["a", "b"]);
         assert!(subscription_topics(&Bytes::from_static(b"\x00")).is_empty());
+    }
+
+    /// JoinGroup metadata is the client's bytes: a subscription claiming 2^31
+    /// topics in a few bytes used to abort the broker when it was decoded.
+    #[test]
+    fn a_subscription_claiming_2_pow_31_topics_is_ignored() {
+        let hostile = Bytes::from_static(b"\x00\x01\x7f\xff\xff\xff");
+        assert!(subscription_topics(&hostile).is_empty());
     }
 }
