@@ -56,6 +56,14 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// Largest request frame accepted, in bytes.
     pub max_request_bytes: u32,
+    /// Bytes of requests read but not yet answered, summed over all Kafka
+    /// connections (Kafka's `queued.max.request.bytes`); when it is used up the
+    /// broker stops reading sockets until responses release memory.
+    pub queued_max_request_bytes: u64,
+    /// Open Kafka connections allowed from one client IP address; more are closed at once.
+    pub max_connections_per_ip: u32,
+    /// Open Kafka connections allowed in total; more are closed at once.
+    pub max_connections: u32,
     /// Default `segment.bytes`.
     pub log_segment_bytes: u64,
     /// Default `segment.ms`.
@@ -132,6 +140,9 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             max_request_bytes: 104_857_600,
+            queued_max_request_bytes: 268_435_456,
+            max_connections_per_ip: 1000,
+            max_connections: 10_000,
             log_segment_bytes: 1_073_741_824,
             log_segment_ms: 604_800_000,
             log_retention_ms: 604_800_000,
@@ -217,6 +228,21 @@ pub const KEYS: &[(&str, KeyKind, &str)] = &[
         "max_request_bytes",
         KeyKind::Int,
         "Largest request frame accepted",
+    ),
+    (
+        "queued_max_request_bytes",
+        KeyKind::Int,
+        "Bytes of requests read but not yet answered, over all connections",
+    ),
+    (
+        "max_connections_per_ip",
+        KeyKind::Int,
+        "Open Kafka connections allowed from one client address",
+    ),
+    (
+        "max_connections",
+        KeyKind::Int,
+        "Open Kafka connections allowed in total",
     ),
     ("log_segment_bytes", KeyKind::Int, "Default segment.bytes"),
     ("log_segment_ms", KeyKind::Int, "Default segment.ms"),
@@ -526,6 +552,22 @@ impl BrokerConfig {
         if self.max_request_bytes < 1024 || self.max_request_bytes > i32::MAX as u32 {
             return invalid("max_request_bytes", "must be between 1024 and 2147483647");
         }
+        // One request of the largest size must fit, or the broker could wait forever.
+        if self.queued_max_request_bytes < u64::from(self.max_request_bytes) {
+            return invalid(
+                "queued_max_request_bytes",
+                &format!(
+                    "must be >= max_request_bytes ({}), or a request of the largest size could never be read",
+                    self.max_request_bytes
+                ),
+            );
+        }
+        if self.max_connections_per_ip < 1 {
+            return invalid("max_connections_per_ip", "must be >= 1");
+        }
+        if self.max_connections < 1 {
+            return invalid("max_connections", "must be >= 1");
+        }
         if self.log_segment_bytes < 14 {
             return invalid("log_segment_bytes", "must be >= 14");
         }
@@ -663,6 +705,49 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("group_max_session_timeout_ms"));
+    }
+
+    #[test]
+    fn memory_and_connection_limits_are_validated() {
+        let d = BrokerConfig::default();
+        assert_eq!(d.queued_max_request_bytes, 268_435_456);
+        assert_eq!(
+            (d.max_connections_per_ip, d.max_connections),
+            (1000, 10_000)
+        );
+        let c = BrokerConfig::load_with_env(
+            None,
+            env(&[
+                ("RUNNEL_MAX_REQUEST_BYTES", "4096"),
+                ("RUNNEL_QUEUED_MAX_REQUEST_BYTES", "4096"),
+                ("RUNNEL_MAX_CONNECTIONS_PER_IP", "2"),
+                ("RUNNEL_MAX_CONNECTIONS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.queued_max_request_bytes, 4096);
+        assert_eq!((c.max_connections_per_ip, c.max_connections), (2, 3));
+        // The pool must hold one request of the largest size.
+        let err = BrokerConfig::load_with_env(
+            None,
+            env(&[("RUNNEL_QUEUED_MAX_REQUEST_BYTES", "104857599")]),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("queued_max_request_bytes")
+                && msg.contains("max_request_bytes (104857600)"),
+            "{msg}"
+        );
+        for (var, key) in [
+            ("RUNNEL_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip"),
+            ("RUNNEL_MAX_CONNECTIONS", "max_connections"),
+        ] {
+            let err = BrokerConfig::load_with_env(None, env(&[(var, "0")])).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}: {err}");
+        }
+        let mut c = BrokerConfig::default();
+        assert!(c.set("queued_max_request_bytes", "-1").is_err());
     }
 
     #[test]

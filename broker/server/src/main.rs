@@ -44,6 +44,15 @@ struct Args {
     /// Largest request frame accepted.
     #[arg(long)]
     max_request_bytes: Option<String>,
+    /// Bytes of requests read but not yet answered, over all connections.
+    #[arg(long)]
+    queued_max_request_bytes: Option<String>,
+    /// Open Kafka connections allowed from one client address.
+    #[arg(long)]
+    max_connections_per_ip: Option<String>,
+    /// Open Kafka connections allowed in total.
+    #[arg(long)]
+    max_connections: Option<String>,
     /// Default segment.bytes.
     #[arg(long)]
     log_segment_bytes: Option<String>,
@@ -149,6 +158,15 @@ impl Args {
                 self.default_replication_factor.as_ref(),
             ),
             ("max_request_bytes", self.max_request_bytes.as_ref()),
+            (
+                "queued_max_request_bytes",
+                self.queued_max_request_bytes.as_ref(),
+            ),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip.as_ref(),
+            ),
+            ("max_connections", self.max_connections.as_ref()),
             ("log_segment_bytes", self.log_segment_bytes.as_ref()),
             ("log_segment_ms", self.log_segment_ms.as_ref()),
             ("log_retention_ms", self.log_retention_ms.as_ref()),

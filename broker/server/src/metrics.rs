@@ -31,6 +31,11 @@ pub struct Metrics {
     pub log_size_bytes: IntGaugeVec,
     /// Open client connections.
     pub open_connections: IntGauge,
+    /// Connections closed at accept, per reason (`per_ip`, `total`).
+    pub connections_refused: IntCounterVec,
+    /// Bytes of the request memory pool (`queued_max_request_bytes`) in use:
+    /// requests being read (as much as has arrived) or not yet answered.
+    pub queued_request_bytes: IntGauge,
     /// Members per consumer group (refreshed on scrape).
     pub group_members: IntGaugeVec,
     /// Committed offset per group and partition (refreshed on scrape).
@@ -107,6 +112,19 @@ impl Metrics {
             "Open client connections",
         ));
         must(registry.register(Box::new(open_connections.clone())));
+        let connections_refused = counter(
+            "runnel_connections_refused_total",
+            "Kafka connections closed as soon as accepted, per reason (per_ip, total)",
+            &["reason"],
+        );
+        for reason in ["per_ip", "total"] {
+            connections_refused.with_label_values(&[reason]);
+        }
+        let queued_request_bytes = must(IntGauge::new(
+            "runnel_queued_request_bytes",
+            "Bytes of the request memory pool in use (requests being read or not yet answered)",
+        ));
+        must(registry.register(Box::new(queued_request_bytes.clone())));
         let group_gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
             must(registry.register(Box::new(g.clone())));
@@ -186,6 +204,8 @@ impl Metrics {
             log_end_offset,
             log_size_bytes,
             open_connections,
+            connections_refused,
+            queued_request_bytes,
             group_members,
             group_committed_offset,
             group_lag,
@@ -330,6 +350,8 @@ mod tests {
         );
         assert!(text.contains("runnel_request_duration_seconds_bucket"));
         assert!(text.contains("runnel_open_connections 0"));
+        assert!(text.contains("runnel_connections_refused_total{reason=\"per_ip\"} 0"));
+        assert!(text.contains("runnel_queued_request_bytes 0"));
     }
 
     fn partition(leader: BrokerId, isr: &[BrokerId]) -> runnel_meta::PartitionMeta {
