@@ -186,9 +186,7 @@ fn decode(
     };
     let iter = records::decode_iter(bytes, max_uncompressed).map_err(undecodable)?;
     let compression = iter.compression();
-    let records = iter
-        .collect::<std::result::Result<_, _>>()
-        .map_err(undecodable)?;
+    let records = iter.into_vec().map_err(undecodable)?;
     Ok((compression, records))
 }
 

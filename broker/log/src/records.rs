@@ -8,10 +8,13 @@
 //! Invariants, whatever the input: no panic; decompression stops after
 //! `max_uncompressed + 1` bytes; every count is checked against the bytes
 //! left before anything is reserved for it, and every length before it is
-//! sliced. The memory used is a small multiple of the input plus
-//! `max_uncompressed` (a decoded [`Record`] is larger than the 7 bytes a
-//! record needs at least, so the multiple is about 25 for hostile batches of
-//! empty records).
+//! sliced. A decoded [`Record`] takes far more memory than the 7 bytes it
+//! needs at least on the wire (about 180 bytes, and about 90 per header), so
+//! the decoded structures are held to a budget too:
+//! [`DECODED_MEMORY_FACTOR`] times the larger of the input and
+//! `max_uncompressed`. In all, [`decode_batch`] holds at most the input, twice
+//! `max_uncompressed` while decompressing, and that budget (twice it at the
+//! very worst: the last record is checked after it is decoded).
 
 use std::io::Read;
 
@@ -27,6 +30,12 @@ use crate::batch::{self, BatchHeader, HEADER_LEN};
 pub const MIN_RECORD_BYTES: usize = 7;
 /// Fewest bytes one record header takes: key length and value length.
 const MIN_HEADER_BYTES: usize = 2;
+/// Memory the decoded records of one batch may take, as a multiple of the
+/// larger of the input and `max_uncompressed` (see the module docs).
+pub const DECODED_MEMORY_FACTOR: usize = 8;
+/// Memory one decoded header takes in a record's `IndexMap`, at most: the
+/// entry (hash, key, value) and its share of the index table.
+const HEADER_MEMORY: usize = 96;
 /// How many times `max.message.bytes` the records of a stored batch may
 /// decompress to ([`uncompressed_limit`]). The topic limit applies to the
 /// compressed batch and producers fill batches by estimated compressed size,
@@ -102,6 +111,13 @@ pub enum RecordsError {
     /// Bytes are left after the last record the header announces.
     #[error("{0} bytes follow the last record")]
     TrailingBytes(usize),
+    /// The decoded records would take more memory than the budget
+    /// ([`DECODED_MEMORY_FACTOR`] times the larger of the input and the limit).
+    #[error("decoded records would take more than {budget} bytes")]
+    TooManyRecords {
+        /// The budget in bytes.
+        budget: usize,
+    },
 }
 
 /// The uncompressed limit for batches of a topic whose `max.message.bytes`
@@ -118,13 +134,7 @@ pub fn uncompressed_limit(max_message_bytes: usize) -> usize {
 /// [`RecordsError::TooLarge`]. Record fields are filled as
 /// `kafka_protocol::records::RecordBatchDecoder` fills them.
 pub fn decode_batch(batch: Bytes, max_uncompressed: usize) -> Result<Vec<Record>, RecordsError> {
-    let iter = decode_iter(batch, max_uncompressed)?;
-    // Checked by `decode_iter`: every announced record fits in the bytes left.
-    let mut records = Vec::with_capacity(iter.left);
-    for record in iter {
-        records.push(record?);
-    }
-    Ok(records)
+    decode_iter(batch, max_uncompressed)?.into_vec()
 }
 
 /// Like [`decode_batch`], but yields the records one at a time, so callers
@@ -154,6 +164,10 @@ pub fn decode_iter(batch: Bytes, max_uncompressed: usize) -> Result<RecordIter, 
         });
     }
     let compression = compression_of(header.attributes)?;
+    let budget = batch
+        .len()
+        .max(max_uncompressed)
+        .saturating_mul(DECODED_MEMORY_FACTOR);
     let body = batch.slice(HEADER_LEN..);
     let body = if compression == Compression::None || (header.record_count == 0 && body.is_empty())
     {
@@ -176,6 +190,7 @@ pub fn decode_iter(batch: Bytes, max_uncompressed: usize) -> Result<RecordIter, 
         body,
         left: count,
         index: 0,
+        budget,
     })
 }
 
@@ -190,12 +205,34 @@ pub struct RecordIter {
     left: usize,
     /// Position in the batch of the next record.
     index: usize,
+    /// Memory the decoded records may take (one record's headers at most).
+    budget: usize,
 }
 
 impl RecordIter {
     /// The batch's compression codec.
     pub fn compression(&self) -> Compression {
         self.compression
+    }
+
+    /// All the records, refused when they would take more memory than the
+    /// budget ([`RecordsError::TooManyRecords`]); what [`decode_batch`] returns.
+    pub fn into_vec(self) -> Result<Vec<Record>, RecordsError> {
+        let budget = self.budget;
+        let mut used = self.left.saturating_mul(size_of::<Record>());
+        if used > budget {
+            return Err(RecordsError::TooManyRecords { budget });
+        }
+        let mut records = Vec::with_capacity(self.left);
+        for record in self {
+            let record = record?;
+            used = used.saturating_add(record.headers.capacity().saturating_mul(HEADER_MEMORY));
+            if used > budget {
+                return Err(RecordsError::TooManyRecords { budget });
+            }
+            records.push(record);
+        }
+        Ok(records)
     }
 
     fn next_record(&mut self) -> Result<Record, RecordsError> {
@@ -216,7 +253,8 @@ impl RecordIter {
             });
         }
         let bytes = self.body.split_to(len);
-        decode_record(bytes, &self.header).map_err(|reason| RecordsError::Record { index, reason })
+        decode_record(bytes, &self.header, self.budget)
+            .map_err(|reason| RecordsError::Record { index, reason })
     }
 }
 
@@ -360,8 +398,9 @@ fn snappy_block(block: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Rec
     Ok(())
 }
 
-/// Decodes the record in `bytes` (its length prefix already removed).
-fn decode_record(mut bytes: Bytes, h: &BatchHeader) -> Result<Record, String> {
+/// Decodes the record in `bytes` (its length prefix already removed); its
+/// headers may take `budget` bytes of memory.
+fn decode_record(mut bytes: Bytes, h: &BatchHeader, budget: usize) -> Result<Record, String> {
     let b = &mut bytes;
     if !b.has_remaining() {
         return Err("empty record".into());
@@ -378,6 +417,11 @@ fn decode_record(mut bytes: Bytes, h: &BatchHeader) -> Result<Record, String> {
         return Err(format!(
             "header count {header_count} cannot fit in the {} bytes left",
             b.len()
+        ));
+    }
+    if header_count.saturating_mul(HEADER_MEMORY) > budget {
+        return Err(format!(
+            "header count {header_count} would take more than {budget} bytes decoded"
         ));
     }
     let mut headers = IndexMap::with_capacity(header_count);
@@ -796,6 +840,59 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A gzip batch of `n` minimal records (7 bytes each, null key and value).
+    fn many_empty_records(n: usize) -> Bytes {
+        let one = framed(&fields(-1, b"", 0));
+        let plain: Vec<u8> = one.iter().copied().cycle().take(one.len() * n).collect();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&plain).unwrap();
+        Bytes::from(forged_batch(1, n as i32, &e.finish().unwrap()))
+    }
+
+    #[test]
+    fn decoded_records_are_held_to_a_memory_budget() {
+        // 100,000 records of 7 bytes: 700 KB uncompressed, within the 1 MiB
+        // limit, but about 18 MB as `Record`s, beyond 8 times the limit.
+        let batch = many_empty_records(100_000);
+        assert!(batch.len() < 64 * 1024);
+        assert_eq!(
+            decode_batch(batch.clone(), MIB),
+            Err(RecordsError::TooManyRecords {
+                budget: DECODED_MEMORY_FACTOR * MIB
+            })
+        );
+        // One at a time they are fine: only the decompressed bytes are held.
+        let iter = decode_iter(batch.clone(), MIB).unwrap();
+        assert_eq!(iter.map(Result::unwrap).count(), 100_000);
+        // With a larger limit the budget grows with it.
+        assert_eq!(decode_batch(batch, 4 * MIB).unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn headers_are_held_to_the_memory_budget() {
+        // 10,000 headers of 2 bytes (empty key, null value): 20 KB on the
+        // wire, about 1 MB as an `IndexMap` sized for them.
+        let mut f = vec![0, 0, 0];
+        varint(1, &mut f);
+        f.push(b'k');
+        varint(-1, &mut f);
+        varint(10_000, &mut f);
+        for _ in 0..10_000 {
+            varint(0, &mut f);
+            varint(-1, &mut f);
+        }
+        let batch = Bytes::from(forged_batch(0, 1, &framed(&f)));
+        match decode_batch(batch.clone(), 1024) {
+            Err(RecordsError::Record { index: 0, reason }) => {
+                assert!(reason.contains("would take more than"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let records = decode_batch(batch, MIB).unwrap();
+        // The same (empty) key ten thousand times: the last value wins.
+        assert_eq!(records[0].headers.len(), 1);
     }
 
     #[test]
