@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use parking_lot::{Mutex, RwLock};
 use prometheus::IntCounterVec;
@@ -1081,6 +1081,10 @@ impl Coordinator {
         let mut count = 0usize;
         for partition in partitions {
             let log = &partition.log;
+            // Anyone allowed to produce to the topic could have written its
+            // batches: decoding is bounded (a forged count or a compression
+            // bomb is skipped with a warning, not an abort).
+            let max_uncompressed = log.uncompressed_limit();
             let mut next = log.log_start_offset();
             let end = log.log_end_offset();
             while next < end {
@@ -1100,10 +1104,10 @@ impl Coordinator {
                     if len < 49 || bytes.len() < pos + total {
                         break;
                     }
-                    let mut batch = bytes.slice(pos..pos + total);
-                    match RecordBatchDecoder::decode(&mut batch) {
-                        Ok(set) => {
-                            for r in set.records.into_iter().filter(|r| !r.control) {
+                    let batch = bytes.slice(pos..pos + total);
+                    match runnel_log::records::decode_batch(batch, max_uncompressed) {
+                        Ok(decoded) => {
+                            for r in decoded.into_iter().filter(|r| !r.control) {
                                 count += 1;
                                 let Some(key) = r.key else { continue };
                                 let key = match records::decode_key(key) {
@@ -1129,7 +1133,7 @@ impl Coordinator {
                                 "skipping undecodable batch in {OFFSETS_TOPIC}");
                         }
                     }
-                    next = base + i64::from(delta) + 1;
+                    next = base.saturating_add(i64::from(delta)).saturating_add(1);
                     pos += total;
                 }
                 if pos == 0 {
@@ -1562,6 +1566,64 @@ mod tests {
         again.load().unwrap();
         assert_eq!(fetched(&again, "old"), vec![(0, -1), (1, -1)]);
         assert!(again.list().unwrap().is_empty());
+    }
+
+    /// CRC-32C (Castagnoli), bit by bit: enough to forge a test batch.
+    fn crc32c(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0x82f6_3b78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    /// A batch at `offset` whose header announces `i32::MAX` records, with a
+    /// valid CRC (the decoder used before reserved room for all of them).
+    fn forged_batch(offset: i64) -> Bytes {
+        let key = records::encode_key(&RecordKey::Group { group: "x".into() });
+        let mut batch = encode_batch(&[(key, None)], 0, now_ms()).unwrap().to_vec();
+        batch[..8].copy_from_slice(&offset.to_be_bytes());
+        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = crc32c(&batch[21..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        Bytes::from(batch)
+    }
+
+    #[tokio::test]
+    async fn replay_skips_a_forged_batch_without_aborting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, topics) = setup(dir.path());
+        let c = coordinator(&config, &topics);
+        c.load().unwrap();
+        c.commit("a", "", None, -1, vec![entry(0, 1, "")])
+            .unwrap()
+            .finish()
+            .await;
+        // Written as a follower would (a leader's keys check refuses it now).
+        let log = topics
+            .get(OFFSETS_TOPIC)
+            .unwrap()
+            .partition(c.partition_of("a"))
+            .unwrap()
+            .log
+            .clone();
+        log.append_as_follower(forged_batch(log.log_end_offset()))
+            .unwrap();
+        c.commit("a", "", None, -1, vec![entry(0, 10, "")])
+            .unwrap()
+            .finish()
+            .await;
+
+        let again = coordinator(&config, &topics);
+        again.load().unwrap();
+        assert_eq!(fetched(&again, "a"), vec![(0, 10), (1, -1)]);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! i16 length (-1 = null) then UTF-8; byte arrays an i32 length then bytes.
 //! A null value is a tombstone: the offset or the group was deleted. The
 //! topic is compacted, so only the latest record per key survives.
+//!
+//! Decoding trusts nothing in the bytes (anyone allowed to produce to the
+//! topic could have written them): every length and count is checked against
+//! the bytes left before anything is sliced or reserved.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -17,6 +21,11 @@ const OFFSET_KEY: i16 = 1;
 const GROUP_KEY: i16 = 2;
 /// Schema version of values written by this code.
 const VALUE_VERSION: i16 = 1;
+/// Fewest bytes one member takes in a group value: four empty strings, two
+/// timeouts, a protocol count and an empty assignment.
+const MIN_MEMBER_BYTES: usize = 4 * 2 + 4 + 4 + 4 + 4;
+/// Fewest bytes one protocol takes: an empty name and empty metadata.
+const MIN_PROTOCOL_BYTES: usize = 2 + 4;
 
 /// Errors decoding a record of `__consumer_offsets`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +39,16 @@ pub enum RecordError {
     /// A string is not UTF-8.
     #[error("invalid utf-8 in {0}")]
     Utf8(&'static str),
+    /// A count cannot fit in the bytes that follow it.
+    #[error("{what} {count} cannot fit in the {remaining} bytes left")]
+    ImplausibleCount {
+        /// Which count.
+        what: &'static str,
+        /// The count read.
+        count: i32,
+        /// Bytes left after it.
+        remaining: usize,
+    },
 }
 
 /// What a record is about.
@@ -142,6 +161,20 @@ impl Reader {
     }
     fn str(&mut self, what: &'static str) -> Result<String, RecordError> {
         Ok(self.opt_str(what)?.unwrap_or_default())
+    }
+    /// A non-negative i32 count (negative reads as 0) of items taking at
+    /// least `min_bytes` each, checked against the bytes left.
+    fn count(&mut self, what: &'static str, min_bytes: usize) -> Result<usize, RecordError> {
+        let count = self.i32(what)?;
+        let n = usize::try_from(count).unwrap_or(0);
+        if n > self.0.remaining() / min_bytes {
+            return Err(RecordError::ImplausibleCount {
+                what,
+                count,
+                remaining: self.0.remaining(),
+            });
+        }
+        Ok(n)
     }
     fn bytes(&mut self, what: &'static str) -> Result<Bytes, RecordError> {
         let len = self.i32(what)?;
@@ -265,8 +298,8 @@ pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
     let protocol_name = r.opt_str("protocol name")?;
     let leader = r.opt_str("leader")?;
     let state_timestamp_ms = r.i64("state timestamp")?;
-    let count = r.i32("member count")?.max(0);
-    let mut members = Vec::new();
+    let count = r.count("member count", MIN_MEMBER_BYTES)?;
+    let mut members = Vec::with_capacity(count);
     for _ in 0..count {
         let member_id = r.str("member id")?;
         let group_instance_id = r.opt_str("group instance id")?;
@@ -274,8 +307,8 @@ pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
         let client_host = r.str("client host")?;
         let session_timeout_ms = r.i32("session timeout")?;
         let rebalance_timeout_ms = r.i32("rebalance timeout")?;
-        let protocol_count = r.i32("protocol count")?.max(0);
-        let mut protocols = Vec::new();
+        let protocol_count = r.count("protocol count", MIN_PROTOCOL_BYTES)?;
+        let mut protocols = Vec::with_capacity(protocol_count);
         for _ in 0..protocol_count {
             protocols.push(Protocol {
                 name: r.str("protocol name")?,
@@ -398,5 +431,80 @@ mod tests {
         for cut in 0..v.len() {
             assert!(decode_offset(v.slice(..cut)).is_err());
         }
+    }
+
+    /// A group value with no protocol type, name or leader and `members`
+    /// as its member count, followed by `rest`.
+    fn group_value(members: i32, rest: &[u8]) -> Bytes {
+        let mut w = Writer(BytesMut::new());
+        w.i16(VALUE_VERSION);
+        w.opt_str(None);
+        w.i32(1);
+        w.opt_str(None);
+        w.opt_str(None);
+        w.i64(0);
+        w.i32(members);
+        w.0.put_slice(rest);
+        w.0.freeze()
+    }
+
+    #[test]
+    fn huge_member_and_protocol_counts_are_refused_before_reserving() {
+        // Reserving i32::MAX members (about 400 GB) would abort the process.
+        assert_eq!(
+            decode_group(group_value(i32::MAX, &[0; 64])),
+            Err(RecordError::ImplausibleCount {
+                what: "member count",
+                count: i32::MAX,
+                remaining: 64,
+            })
+        );
+        // Three members cannot fit in 3 * 24 - 1 bytes.
+        assert!(matches!(
+            decode_group(group_value(3, &[0; 3 * MIN_MEMBER_BYTES - 1])),
+            Err(RecordError::ImplausibleCount { .. })
+        ));
+        let mut member = Writer(BytesMut::new());
+        for s in ["m", "i", "c", "h"] {
+            member.str(s);
+        }
+        member.i32(1);
+        member.i32(1);
+        member.i32(i32::MAX);
+        member.0.put_slice(&[0; 32]);
+        assert_eq!(
+            decode_group(group_value(1, &member.0)),
+            Err(RecordError::ImplausibleCount {
+                what: "protocol count",
+                count: i32::MAX,
+                remaining: 32,
+            })
+        );
+    }
+
+    #[test]
+    fn lengths_past_the_end_are_truncation_errors() {
+        // A string claiming 32 KiB, bytes claiming 2 GiB, in a few bytes.
+        let mut w = Writer(BytesMut::new());
+        w.i16(OFFSET_KEY);
+        w.i16(i16::MAX);
+        w.0.put_slice(b"short");
+        assert_eq!(
+            decode_key(w.0.freeze()),
+            Err(RecordError::Truncated("group"))
+        );
+        let mut member = Writer(BytesMut::new());
+        for s in ["m", "i", "c", "h"] {
+            member.str(s);
+        }
+        member.i32(1);
+        member.i32(1);
+        member.i32(0);
+        member.i32(i32::MAX);
+        member.0.put_slice(&[0; 24]);
+        assert_eq!(
+            decode_group(group_value(1, &member.0)),
+            Err(RecordError::Truncated("assignment"))
+        );
     }
 }
