@@ -25,6 +25,7 @@ pub mod types;
 pub use config::MetaConfig;
 pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
+pub use raft::rpc::decode_rpc_request;
 pub use types::*;
 
 /// Errors of the metadata quorum, as seen by the broker.

@@ -27,7 +27,7 @@ use openraft::raft::{
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -141,7 +141,11 @@ pub(crate) enum CallError {
     },
 }
 
-async fn read_frame(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+/// A frame body is read into a buffer that starts this large and doubles as
+/// bytes arrive, so a length prefix alone never allocates what it claims.
+const READ_CHUNK: usize = 64 * 1024;
+
+async fn read_frame<R: AsyncRead + Unpin>(stream: &mut R) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -155,9 +159,32 @@ async fn read_frame(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
             format!("frame of {len} bytes exceeds the {MAX_FRAME} byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact(buf.len().max(READ_CHUNK).min(len - buf.len()));
+        }
+        let missing = (len - buf.len()) as u64;
+        if (&mut *stream).take(missing).read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
     Ok(Some(buf))
+}
+
+/// Decodes one request frame body exactly as the metadata listener does
+/// (JSON into the request envelope). The listener is reachable before any
+/// authentication, so this is what hostile bytes meet first.
+pub(crate) fn decode_request(body: &[u8]) -> Result<(u64, Request), serde_json::Error> {
+    let envelope: Envelope<Request> = serde_json::from_slice(body)?;
+    Ok((envelope.id, envelope.body))
+}
+
+/// For fuzzing: decodes one metadata RPC request frame body (the bytes after
+/// the 4-byte length) exactly as the metadata listener does; `Err` is what
+/// makes the listener close the connection.
+pub fn decode_rpc_request(body: &[u8]) -> Result<(), String> {
+    decode_request(body).map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, id: u64, body: T) -> io::Result<()> {
@@ -321,13 +348,13 @@ async fn serve_connection<H: Handler>(
         let Some(frame) = frame else {
             return Ok(());
         };
-        let envelope: Envelope<Request> = serde_json::from_slice(&frame)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let (id, request) =
+            decode_request(&frame).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let response = tokio::select! {
             _ = stopped(&mut shutdown) => return Ok(()),
-            response = handler.handle(envelope.body) => response,
+            response = handler.handle(request) => response,
         };
-        write_frame(&mut stream, envelope.id, response).await?;
+        write_frame(&mut stream, id, response).await?;
     }
 }
 
@@ -384,6 +411,85 @@ mod tests {
 
         stop_tx.send_replace(true);
         server.await.unwrap();
+    }
+
+    /// Serves `data`, then blocks forever; records the most buffer space a
+    /// reader offered it (what the reader had allocated but not yet filled).
+    struct Trickle {
+        data: Vec<u8>,
+        offered: usize,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            self.offered = self.offered.max(buf.remaining());
+            if self.data.is_empty() {
+                return std::task::Poll::Pending;
+            }
+            let n = buf.remaining().min(self.data.len());
+            buf.put_slice(&self.data[..n]);
+            self.data.drain(..n);
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_length_prefix_claiming_64_mib_allocates_only_what_arrives() {
+        let mut data = (MAX_FRAME as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(b"{\"id\":1,");
+        let mut stream = Trickle { data, offered: 0 };
+        // One poll reads all that was sent; the frame is incomplete, so it waits.
+        tokio::select! {
+            biased;
+            _ = read_frame(&mut stream) => panic!("the frame is incomplete: the read must wait"),
+            _ = std::future::ready(()) => {}
+        }
+        assert!(stream.data.is_empty(), "everything sent was read");
+        assert!(
+            stream.offered <= READ_CHUNK,
+            "the reader allocated {} bytes for a 64 MiB claim",
+            stream.offered
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_one_chunk_is_read_whole() {
+        let body: Vec<u8> = (0..5 * READ_CHUNK + 3).map(|i| i as u8).collect();
+        let mut data = (body.len() as u32).to_be_bytes().to_vec();
+        data.extend_from_slice(&body);
+        let read = read_frame(&mut &data[..]).await.unwrap();
+        assert_eq!(read, Some(body));
+        let truncated = &data[..1000];
+        let err = read_frame(&mut &truncated[..]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn request_decoding_refuses_garbage_and_accepts_a_heartbeat() {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[1,2]",
+            b"{\"id\":-1,\"body\":null}",
+            &[0xff; 16],
+        ] {
+            assert!(decode_request(bad).is_err(), "{bad:?}");
+        }
+        let json = serde_json::to_vec(&Envelope {
+            id: 7,
+            body: Request::Heartbeat {
+                broker_id: 2,
+                incarnation: Uuid::nil(),
+            },
+        })
+        .unwrap();
+        let (id, request) = decode_request(&json).unwrap();
+        assert_eq!(id, 7);
+        assert!(matches!(request, Request::Heartbeat { broker_id: 2, .. }));
     }
 
     #[tokio::test]
