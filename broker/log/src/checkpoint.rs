@@ -3,7 +3,7 @@
 //! atomically: temp file, fsync, rename, fsync dir.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::epoch_cache::EpochEntry;
@@ -27,6 +27,9 @@ const LOG_START_HEADER: &str = "runnel-log-start-offset v1";
 const CLEANER_HEADER: &str = "runnel-cleaner-offset v1";
 const LEADER_EPOCH_HEADER: &str = "runnel-leader-epoch v1";
 const HIGH_WATERMARK_HEADER: &str = "runnel-high-watermark v1";
+/// Largest checkpoint file read; a larger one is damaged (the leader epoch
+/// file, the largest, takes about 30 bytes per epoch).
+const MAX_CHECKPOINT_BYTES: u64 = 16 << 20;
 
 /// What the recovery checkpoint says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +45,27 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Reads a whole file of at most `max` bytes; `None` when it is missing,
+/// unreadable or larger (a damaged file is then not read into memory).
+pub(crate) fn read_at_most(path: &Path, max: u64) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    File::open(path)
+        .ok()?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .ok()?;
+    if out.len() as u64 > max {
+        tracing::warn!(file = %path.display(), max, "ignoring a file larger than it can be");
+        return None;
+    }
+    Some(out)
+}
+
+/// A checkpoint file as text; `None` when missing, unreadable, too large or not UTF-8.
+fn read_text(path: &Path) -> Option<String> {
+    String::from_utf8(read_at_most(path, MAX_CHECKPOINT_BYTES)?).ok()
 }
 
 /// Writes `contents` to `dir/name` atomically and durably.
@@ -76,7 +100,7 @@ pub(crate) fn write_recovery_point(dir: &Path, rp: RecoveryPoint) -> Result<(), 
 
 /// Reads the recovery checkpoint; `None` when missing or unreadable (scan everything).
 pub(crate) fn read_recovery_point(dir: &Path) -> Option<RecoveryPoint> {
-    let text = fs::read_to_string(dir.join(RECOVERY_FILE)).ok()?;
+    let text = read_text(&dir.join(RECOVERY_FILE))?;
     let mut lines = text.lines();
     if lines.next()? != RECOVERY_HEADER {
         return None;
@@ -99,7 +123,7 @@ pub(crate) fn write_log_start(dir: &Path, offset: i64) -> Result<(), Error> {
 
 /// Reads the log start offset checkpoint; `None` when missing or unreadable.
 pub(crate) fn read_log_start(dir: &Path) -> Option<i64> {
-    let text = fs::read_to_string(dir.join(LOG_START_FILE)).ok()?;
+    let text = read_text(&dir.join(LOG_START_FILE))?;
     let mut lines = text.lines();
     if lines.next()? != LOG_START_HEADER {
         return None;
@@ -115,7 +139,7 @@ pub(crate) fn write_cleaner_offset(dir: &Path, offset: i64) -> Result<(), Error>
 
 /// Reads the cleaner checkpoint; `None` when missing or unreadable (everything is dirty).
 pub(crate) fn read_cleaner_offset(dir: &Path) -> Option<i64> {
-    let text = fs::read_to_string(dir.join(CLEANER_FILE)).ok()?;
+    let text = read_text(&dir.join(CLEANER_FILE))?;
     let mut lines = text.lines();
     if lines.next()? != CLEANER_HEADER {
         return None;
@@ -135,7 +159,7 @@ pub(crate) fn write_leader_epochs(dir: &Path, entries: &[EpochEntry]) -> Result<
 /// Reads the leader epoch cache; `None` when missing or damaged (wrong
 /// header, count not matching the lines, unparsable line, trailing data).
 pub(crate) fn read_leader_epochs(dir: &Path) -> Option<Vec<EpochEntry>> {
-    let text = fs::read_to_string(dir.join(LEADER_EPOCH_FILE)).ok()?;
+    let text = read_text(&dir.join(LEADER_EPOCH_FILE))?;
     if !text.ends_with('\n') {
         return None;
     }
@@ -163,7 +187,7 @@ pub(crate) fn write_high_watermark(dir: &Path, offset: i64) -> Result<(), Error>
 
 /// Reads the high watermark checkpoint; `None` when missing or unreadable.
 pub(crate) fn read_high_watermark(dir: &Path) -> Option<i64> {
-    let text = fs::read_to_string(dir.join(HIGH_WATERMARK_FILE)).ok()?;
+    let text = read_text(&dir.join(HIGH_WATERMARK_FILE))?;
     let mut lines = text.lines();
     if lines.next()? != HIGH_WATERMARK_HEADER {
         return None;
@@ -174,6 +198,23 @@ pub(crate) fn read_high_watermark(dir: &Path) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_larger_than_the_limit_are_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("f");
+        assert_eq!(read_at_most(&path, 4), None);
+        fs::write(&path, b"1234").unwrap();
+        assert_eq!(read_at_most(&path, 4), Some(b"1234".to_vec()));
+        assert_eq!(read_at_most(&path, 3), None);
+        // A checkpoint with valid contents followed by 16 MiB of padding is damaged.
+        let f = File::create(d.path().join(LOG_START_FILE)).unwrap();
+        (&f).write_all(format!("{LOG_START_HEADER}\n7\n").as_bytes())
+            .unwrap();
+        assert_eq!(read_log_start(d.path()), Some(7));
+        f.set_len(MAX_CHECKPOINT_BYTES + 1).unwrap();
+        assert_eq!(read_log_start(d.path()), None);
+    }
 
     #[test]
     fn checkpoints_round_trip_and_garbage_reads_as_none() {

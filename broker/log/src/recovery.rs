@@ -14,10 +14,11 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::batch::HEADER_LEN;
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::compaction;
 use crate::epoch_cache::LeaderEpochCache;
-use crate::index::{IndexValidator, OffsetIndex, TimeIndex};
+use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, io_err, Segment};
 use crate::{Error, LogConfig, RecoveryReport};
@@ -115,6 +116,13 @@ enum FileKind {
     TimeIndex,
 }
 
+/// Largest index file a segment of `segment_len` bytes can have: every entry
+/// stands for a distinct batch (at least a header long), plus the entry a
+/// roll or close adds. A larger file is damaged and rebuilt without being read.
+fn max_index_bytes(segment_len: u64, entry_len: usize) -> u64 {
+    (segment_len / HEADER_LEN as u64 + 2).saturating_mul(entry_len as u64)
+}
+
 fn parse_name(name: &str) -> Option<(i64, FileKind)> {
     let (stem, ext) = name.split_once('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
@@ -184,12 +192,16 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         let verify = is_last || bases.get(i + 1).is_none_or(|&next| next > rp.offset);
         let mut state = Segment::new_state();
         let mut first_ts: Option<i64> = None;
-        let loaded_idx = fs::read(dir.join(segment::index_file_name(base)))
-            .ok()
-            .and_then(|b| OffsetIndex::decode(&b));
-        let loaded_tidx = fs::read(dir.join(segment::time_index_file_name(base)))
-            .ok()
-            .and_then(|b| TimeIndex::decode(&b));
+        let loaded_idx = checkpoint::read_at_most(
+            &dir.join(segment::index_file_name(base)),
+            max_index_bytes(len, OFFSET_ENTRY),
+        )
+        .and_then(|b| OffsetIndex::decode(&b));
+        let loaded_tidx = checkpoint::read_at_most(
+            &dir.join(segment::time_index_file_name(base)),
+            max_index_bytes(len, TIME_ENTRY),
+        )
+        .and_then(|b| TimeIndex::decode(&b));
         let mut validator = IndexValidator::new(loaded_idx, loaded_tidx);
         let outcome = segment::scan_file(&file, base, len, verify, |m| {
             state.on_batch(base, m.pos, &m.header, interval);

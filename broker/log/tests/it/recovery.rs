@@ -188,6 +188,28 @@ fn deleted_or_garbled_indexes_are_rebuilt() {
 }
 
 #[test]
+fn index_files_larger_than_their_segment_allows_are_rebuilt_unread() {
+    let d = tempfile::tempdir().unwrap();
+    let (records, _, _) = write_fixture(d.path(), true);
+    let idx0 = d.path().join("00000000000000000000.index");
+    let tidx0 = d.path().join("00000000000000000000.timeindex");
+    let original_idx0 = fs::read(&idx0).unwrap();
+    // Valid entries followed by a gigabyte of (sparse) zeros.
+    for path in [&idx0, &tidx0] {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+    }
+    let (log, report) = Log::open(d.path(), fixture_config()).unwrap();
+    assert_eq!(report.indexes_rebuilt, 2);
+    assert_eq!(fs::read(&idx0).unwrap(), original_idx0);
+    assert_eq!(read_all(&log, 0), records);
+}
+
+#[test]
 fn stray_temp_and_orphan_index_files_are_removed() {
     let d = tempfile::tempdir().unwrap();
     write_fixture(d.path(), true);
