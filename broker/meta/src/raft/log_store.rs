@@ -414,6 +414,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_record_claiming_more_than_the_file_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            append(&mut store, (1..=2).map(|i| blank(1, i)).collect()).await;
+        }
+        let path = dir.path().join(LOG_FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // A length of 4 GiB in front of a few bytes: the length is checked
+        // against the bytes read, never used to allocate.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, b'{'])
+            .unwrap();
+        drop(file);
+        let mut store = LogStore::open(dir.path()).unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(2));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    }
+
+    #[tokio::test]
     async fn truncate_and_purge_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
