@@ -774,8 +774,27 @@ mod tests {
                 "{codec:?}"
             );
             // The same batch decodes when the caller allows its size.
-            let records = decode_batch(batch, 65 * MIB).unwrap();
+            let records = decode_batch(batch.clone(), 65 * MIB).unwrap();
             assert_eq!(records[0].value.as_ref().map(Bytes::len), Some(64 * MIB));
+
+            // Decompression stops at the limit rather than checking the size
+            // afterwards: with the end of the stream cut off, reading to the
+            // end fails, while stopping at the limit never gets there.
+            let mut cut = batch[..batch.len() - batch.len() / 10].to_vec();
+            fix_length_and_crc(&mut cut);
+            let cut = Bytes::from(cut);
+            assert!(
+                matches!(
+                    decode_batch(cut.clone(), 65 * MIB),
+                    Err(RecordsError::Decompress { .. })
+                ),
+                "{codec:?}"
+            );
+            assert_eq!(
+                decode_batch(cut, MIB),
+                Err(RecordsError::TooLarge { limit: MIB }),
+                "{codec:?}"
+            );
         }
     }
 
