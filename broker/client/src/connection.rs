@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes, VersionRange};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
@@ -291,9 +291,7 @@ impl Connection {
             .ok()
             .filter(|s| *s <= MAX_RESPONSE_BYTES)
             .ok_or_else(|| self.protocol(api, version, format!("invalid frame size {size}")))?;
-        let mut body = vec![0u8; size];
-        self.stream
-            .read_exact(&mut body)
+        let body = read_body(&mut self.stream, size)
             .await
             .map_err(|e| Error::io(&self.addr, &e))?;
         let mut body = Bytes::from(body);
@@ -345,6 +343,67 @@ fn our_versions(api: ApiKey) -> VersionRange {
     ours
 }
 
+/// A response body is read into a buffer that starts this large and doubles
+/// as bytes arrive, so a corrupt size prefix alone allocates nothing big.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads exactly `size` bytes, growing the buffer only as they arrive.
+async fn read_body<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while body.len() < size {
+        if body.len() == body.capacity() {
+            body.reserve_exact(body.len().max(READ_CHUNK).min(size - body.len()));
+        }
+        let missing = size - body.len();
+        if reader.read_buf(&mut (&mut body).limit(missing)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(body)
+}
+
 fn api_key(key: i16) -> Result<ApiKey> {
     ApiKey::try_from(key).map_err(|()| Error::InvalidInput(format!("unknown API key {key}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Serves `data` then EOF; records the most buffer space a reader offered.
+    struct Recorder {
+        data: Vec<u8>,
+        offered: usize,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.offered = self.offered.max(buf.remaining());
+            let n = buf.remaining().min(self.data.len());
+            buf.put_slice(&self.data[..n]);
+            self.data.drain(..n);
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_huge_size_prefix_allocates_only_what_arrives() {
+        let mut stream = Recorder {
+            data: vec![1; 100],
+            offered: 0,
+        };
+        let err = read_body(&mut stream, MAX_RESPONSE_BYTES)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(stream.offered <= READ_CHUNK, "offered {}", stream.offered);
+        let body: Vec<u8> = (0..3 * READ_CHUNK + 5).map(|i| i as u8).collect();
+        let read = read_body(&mut &body[..], body.len()).await.unwrap();
+        assert_eq!(read, body);
+    }
 }
