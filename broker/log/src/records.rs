@@ -12,9 +12,8 @@
 //! needs at least on the wire (about 180 bytes, and about 90 per header), so
 //! the decoded structures are held to a budget too:
 //! [`DECODED_MEMORY_FACTOR`] times the larger of the input and
-//! `max_uncompressed`. In all, [`decode_batch`] holds at most the input, twice
-//! `max_uncompressed` while decompressing, and that budget (twice it at the
-//! very worst: the last record is checked after it is decoded).
+//! `max_uncompressed`. [`memory_bound`] adds up everything one decode may
+//! hold besides its input.
 
 use std::io::Read;
 
@@ -126,6 +125,28 @@ pub fn uncompressed_limit(max_message_bytes: usize) -> usize {
     max_message_bytes
         .max(MIN_UNCOMPRESSED_LIMIT)
         .saturating_mul(MAX_EXPANSION)
+}
+
+/// Memory the codecs keep besides their output, at most: LZ4 frame buffers
+/// for 4 MiB blocks, zstd's context and input buffer, inflate state.
+const CODEC_STATE: usize = 10 << 20;
+
+/// The most memory one [`decode_batch`] of an `input_len`-byte batch may hold
+/// besides the input itself: the decompressed bytes (a growing buffer, so
+/// twice the limit), zstd's window (8 MiB at least: streaming compressors
+/// announce that much at levels up to 19), the codecs' own state, and twice the decoded-records budget (the last record is checked
+/// after it is decoded). A fuzz target's allocation budget can use it.
+pub fn memory_bound(input_len: usize, max_uncompressed: usize) -> usize {
+    let decompressed = max_uncompressed.saturating_add(1).saturating_mul(2);
+    let window = 1usize << zstd_window_log(max_uncompressed);
+    let records = input_len
+        .max(max_uncompressed)
+        .saturating_mul(DECODED_MEMORY_FACTOR)
+        .saturating_mul(2);
+    decompressed
+        .saturating_add(window)
+        .saturating_add(CODEC_STATE)
+        .saturating_add(records)
 }
 
 /// Decodes every record of the one batch that `batch` holds exactly (header
@@ -965,6 +986,12 @@ mod tests {
         assert_eq!(zstd_window_log(MIB), MIN_ZSTD_WINDOW_LOG);
         assert_eq!(zstd_window_log(64 * MIB), 26);
         assert_eq!(zstd_window_log(usize::MAX), 31);
+        // 2 MiB buffer + 8 MiB window + 10 MiB codec state + 16 MiB records.
+        assert_eq!(
+            memory_bound(100, MIB),
+            2 * (MIB + 1) + 8 * MIB + 10 * MIB + 16 * MIB
+        );
+        assert_eq!(memory_bound(usize::MAX, usize::MAX), usize::MAX);
     }
 
     fn check_invariants(batch: Vec<u8>) {
