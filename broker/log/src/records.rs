@@ -46,6 +46,9 @@ const MIN_UNCOMPRESSED_LIMIT: usize = 1 << 20;
 /// smaller: a streaming compressor at levels up to 19 announces windows up to
 /// that size whatever the amount of data.
 const MIN_ZSTD_WINDOW_LOG: u32 = 23;
+/// Memory the codecs keep besides their output, at most: LZ4 frame buffers
+/// for 4 MiB blocks, zstd's context and input buffer, inflate state.
+const CODEC_STATE: usize = 10 << 20;
 /// Bytes that start a snappy stream in the xerial framing Java clients write.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 /// Length of the xerial header: magic, version and compatible version.
@@ -127,15 +130,12 @@ pub fn uncompressed_limit(max_message_bytes: usize) -> usize {
         .saturating_mul(MAX_EXPANSION)
 }
 
-/// Memory the codecs keep besides their output, at most: LZ4 frame buffers
-/// for 4 MiB blocks, zstd's context and input buffer, inflate state.
-const CODEC_STATE: usize = 10 << 20;
-
 /// The most memory one [`decode_batch`] of an `input_len`-byte batch may hold
 /// besides the input itself: the decompressed bytes (a growing buffer, so
 /// twice the limit), zstd's window (8 MiB at least: streaming compressors
-/// announce that much at levels up to 19), the codecs' own state, and twice the decoded-records budget (the last record is checked
-/// after it is decoded). A fuzz target's allocation budget can use it.
+/// announce that much at levels up to 19), the codecs' own state, and twice
+/// the decoded-records budget (the last record is checked after it is
+/// decoded). A fuzz target's allocation budget can use it.
 pub fn memory_bound(input_len: usize, max_uncompressed: usize) -> usize {
     let decompressed = max_uncompressed.saturating_add(1).saturating_mul(2);
     let window = 1usize << zstd_window_log(max_uncompressed);
@@ -329,7 +329,8 @@ fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Bytes, Re
             read_bounded(flate2::read::MultiGzDecoder::new(data), limit).map_err(failed)?
         }
         Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(data).map_err(failed)?;
+            // `data` is already in memory: no input buffer is needed.
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(failed)?;
             decoder
                 .window_log_max(zstd_window_log(limit))
                 .map_err(failed)?;
