@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in broker/fuzz for a bounded time, starting from its committed
+# seed corpus (broker/fuzz/corpus/<target>/, recorded from real clients by
+# scripts/capture_frames.py), and fails if any target finds a crash: a panic, an abort, an
+# allocation over the target's memory budget, or an input that runs longer than the timeout.
+#
+# Stable Rust is enough. `cargo fuzz` asks for nightly only for a sanitizer (-Zsanitizer=address
+# by default) or -Zbuild-std; with `--sanitizer none` it passes only stable codegen flags
+# (-Cpasses=sancov-module and -Cllvm-args for the coverage counters, --cfg fuzzing), so no
+# RUSTC_BOOTSTRAP is needed. What AddressSanitizer would add is covered otherwise: the code under
+# test has no unsafe (the workspace forbids it), and allocations are held to a budget by the fuzz
+# crate's own allocator (broker/fuzz/src/lib.rs). `-a` turns on debug assertions and overflow
+# checks, which the broker's debug builds have too.
+#
+# Environment:
+#   RUNNEL_FUZZ_SECONDS=20          seconds per target (5 targets: under 2 minutes of fuzzing)
+#   RUNNEL_FUZZ_TARGETS="a b"       run only these targets (default: every target)
+#
+# A crash leaves its input in broker/fuzz/artifacts/<target>/ and the command that reproduces it
+# in the output. Add the input to broker/fuzz/corpus/<target>/ once fixed, with a regression test
+# in the crate that had the bug.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+FUZZ_DIR=broker/fuzz
+SECONDS_PER_TARGET="${RUNNEL_FUZZ_SECONDS:-20}"
+FLAGS=(--fuzz-dir "$FUZZ_DIR" --sanitizer none --debug-assertions)
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "cargo-fuzz not found; installing it from crates.io"
+    cargo install cargo-fuzz --locked
+fi
+
+# The fuzz package is its own workspace with its own target directory (broker/fuzz/target).
+export CARGO_INCREMENTAL=0
+
+read -r -a TARGETS <<<"${RUNNEL_FUZZ_TARGETS:-$(cargo fuzz list --fuzz-dir "$FUZZ_DIR" | tr '\n' ' ')}"
+
+started=$SECONDS
+echo "== building ${#TARGETS[@]} fuzz targets (${TARGETS[*]})"
+cargo fuzz build "${FLAGS[@]}"
+echo "== built in $((SECONDS - started))s"
+
+failed=()
+for target in "${TARGETS[@]}"; do
+    seeds="$FUZZ_DIR/corpus/$target"
+    # New inputs go to a scratch directory (libFuzzer writes into its first corpus directory),
+    # so a run never changes the committed seeds.
+    scratch="$(mktemp -d "${TMPDIR:-/tmp}/runnel-fuzz-$target.XXXXXX")"
+    corpora=("$scratch")
+    if [[ -d "$seeds" ]]; then
+        corpora+=("$seeds")
+    else
+        echo "warning: no seed corpus for $target at $seeds"
+    fi
+    extra=()
+    if [[ -f "$FUZZ_DIR/dict/$target.dict" ]]; then
+        extra+=("-dict=$FUZZ_DIR/dict/$target.dict")
+    fi
+    echo "== fuzzing $target for ${SECONDS_PER_TARGET}s from $seeds"
+    t=$SECONDS
+    if cargo fuzz run "${FLAGS[@]}" "$target" "${corpora[@]}" -- \
+        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        ${extra[@]+"${extra[@]}"} >"$scratch.log" 2>&1; then
+        echo "   $target: no crash ($(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$scratch.log" | tail -1 || true)," \
+            "$(find "$scratch" -type f | wc -l) new inputs, $((SECONDS - t))s)"
+    else
+        echo "   $target: FAILED; the end of its output:"
+        tail -n 60 "$scratch.log"
+        failed+=("$target")
+    fi
+    rm -rf "$scratch" "$scratch.log"
+done
+
+echo "== fuzzing took $((SECONDS - started))s in total"
+if ((${#failed[@]})); then
+    echo "crashes in: ${failed[*]} (inputs under $FUZZ_DIR/artifacts/)" >&2
+    exit 1
+fi
+echo "no crash in ${#TARGETS[@]} targets"
