@@ -533,8 +533,10 @@ where
 
 /// Request bodies are read into a buffer that starts at this size and grows
 /// (doubling) only as bytes arrive, so memory follows what a client sent, not
-/// the size its frame header claims.
-const READ_CHUNK: usize = 64 * 1024;
+/// the size its frame header claims. Small, so that connections which send a
+/// header and stall cannot use up the request pool by their number alone
+/// (10,000 of them, the default `max_connections`, hold 40 MiB).
+const FIRST_CHUNK: usize = 4096;
 
 /// How long a half-read request may wait for more pool memory before its
 /// connection is closed. Kafka clients give up on a request after 30 s
@@ -662,7 +664,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
     while body.len() < size {
         if body.len() == body.capacity() {
             // Doubling keeps copies linear; capped at what the frame still needs.
-            let grow = body.len().max(READ_CHUNK).min(size - body.len());
+            let grow = body.len().max(FIRST_CHUNK).min(size - body.len());
             // Waiting holds nothing only before the first byte of the body.
             let wait = held.is_some().then_some(POOL_WAIT_MID_FRAME);
             pool.take(&mut held, grow, wait).await?;
@@ -915,11 +917,11 @@ mod tests {
         client.write_all(&(max as i32).to_be_bytes()).await.unwrap();
         client.write_all(&[1u8; 100]).await.unwrap();
         until(|| pool.in_use.get() > 0).await;
-        assert_eq!(pool.in_use.get(), READ_CHUNK as i64);
+        assert_eq!(pool.in_use.get(), FIRST_CHUNK as i64);
         // More bytes grow it by doubling only once what is held has arrived.
-        client.write_all(&vec![2u8; READ_CHUNK]).await.unwrap();
-        until(|| pool.in_use.get() > READ_CHUNK as i64).await;
-        assert_eq!(pool.in_use.get(), 2 * READ_CHUNK as i64);
+        client.write_all(&vec![2u8; FIRST_CHUNK]).await.unwrap();
+        until(|| pool.in_use.get() > FIRST_CHUNK as i64).await;
+        assert_eq!(pool.in_use.get(), 2 * FIRST_CHUNK as i64);
         // The client leaves mid-frame: everything goes back to the pool.
         drop(client);
         assert!(matches!(reader.await.unwrap(), Err(FrameError::Closed)));
@@ -930,7 +932,7 @@ mod tests {
     #[tokio::test]
     async fn a_frame_is_read_whole_and_holds_its_size_until_dropped() {
         let pool = pool(1 << 20);
-        let size = 3 * READ_CHUNK + 17;
+        let size = 3 * FIRST_CHUNK + 17;
         let bytes = frame(size);
         let (frame, held) = read_frame(&mut &bytes[..], 1 << 20, &pool).await.unwrap();
         assert_eq!(frame.len(), size);
