@@ -130,3 +130,45 @@ async fn a_burst_of_pipelined_requests_larger_than_the_pool_is_all_answered() {
     })
     .await;
 }
+
+/// Writes `bytes` to a new admin connection and returns what came back
+/// before the server closed it (write errors are fine: it may close early).
+async fn admin_exchange(broker: &TestBroker, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(broker.admin).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut out),
+    )
+    .await
+    .expect("the admin port must answer or close");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test]
+async fn the_admin_port_refuses_garbage_and_huge_heads_and_keeps_answering() {
+    let broker = TestBroker::start().await;
+    let garbage = admin_exchange(&broker, b"\x00\xff\x13 not http at all\r\n\r\n").await;
+    assert!(
+        garbage.is_empty() || garbage.starts_with("HTTP/1.1 400"),
+        "{garbage}"
+    );
+    // A 1 MiB header: refused (431) or cut off, never buffered whole.
+    let mut huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let answer = admin_exchange(&broker, &huge).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    // A body claiming 10 GB is not read: the request is answered at once.
+    let post = b"POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10000000000\r\n\r\npartial";
+    let answer = admin_exchange(&broker, post).await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert_eq!(
+        http_get(broker.admin, "/healthz").await,
+        (200, "ok".to_string())
+    );
+}
