@@ -27,7 +27,7 @@ from helpers import consume_confluent, create_topic, produce_confluent
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = REPO_ROOT / "broker" / "fuzz" / "corpus" / "request"
 SEEDS = (9, 909, 90909)
-FRAMES_PER_SEED = 5000
+FRAMES_PER_SEED = 4000
 PRECIOUS = "hostile-precious"
 TRAFFIC = "hostile-traffic"
 
@@ -81,7 +81,8 @@ def test_mutated_client_frames_leave_the_broker_serving_and_acked_records_intact
 
         started = time.monotonic()
         for seed in SEEDS:
-            stats = replay(b.bootstrap, mutants(frames, FRAMES_PER_SEED, seed), alive=b.alive)
+            stats = replay(b.bootstrap, mutants(frames, FRAMES_PER_SEED, seed), alive=b.alive, concurrency=16,
+                           deadline_s=2.0)
             print(f"seed {seed}: sent {stats.sent}, answered {stats.answered}, closed {stats.closed}, "
                   f"slow {stats.slow}, refused {stats.refused}")
             if not b.alive():
