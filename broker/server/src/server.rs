@@ -538,12 +538,13 @@ where
 /// (10,000 of them, the default `max_connections`, hold 40 MiB).
 const FIRST_CHUNK: usize = 4096;
 
-/// How long a half-read request may wait for more pool memory before its
-/// connection is closed. Kafka clients give up on a request after 30 s
-/// (`request.timeout.ms`), so waiting longer serves nobody; the bound also
-/// breaks the standoff of several large half-read requests that each wait for
-/// memory the others hold.
-const POOL_WAIT_MID_FRAME: Duration = Duration::from_secs(30);
+/// A half-read request that gets no more bytes, or no more pool memory, for
+/// this long has its connection closed. Kafka clients write a request whole
+/// and give up on it after 30 s (`request.timeout.ms`), so a longer stall
+/// serves nobody, while it would keep pool memory from everyone else (or,
+/// for several large half-read requests, keep each waiting for memory the
+/// others hold).
+const MID_FRAME_STALL: Duration = Duration::from_secs(30);
 
 /// A refused connection is logged at most this often (with a count of the rest).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -588,7 +589,7 @@ impl RequestPool {
             Some(limit) => tokio::time::timeout(limit, acquire).await.map_err(|_| {
                 FrameError::Refused(format!(
                     "no request memory for {}s (queued_max_request_bytes is in use)",
-                    limit.as_secs()
+                    limit.as_secs_f32()
                 ))
             })?,
         }
@@ -636,10 +637,14 @@ enum FrameError {
 /// Reads one size-prefixed frame. The size is checked before anything else
 /// happens; the body buffer then grows only as bytes arrive, each growth first
 /// taken from `pool` (waiting, without reading, while the pool is used up).
+///
+/// Once the body has begun, every read and every wait for memory must end
+/// within `stall` (see [`MID_FRAME_STALL`]).
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: usize,
     pool: &RequestPool,
+    stall: Duration,
 ) -> Result<(Bytes, Option<PoolBytes>), FrameError> {
     let mut size = [0u8; 4];
     match reader.read_exact(&mut size).await {
@@ -666,16 +671,22 @@ async fn read_frame<R: AsyncRead + Unpin>(
             // Doubling keeps copies linear; capped at what the frame still needs.
             let grow = body.len().max(FIRST_CHUNK).min(size - body.len());
             // Waiting holds nothing only before the first byte of the body.
-            let wait = held.is_some().then_some(POOL_WAIT_MID_FRAME);
+            let wait = held.is_some().then_some(stall);
             pool.take(&mut held, grow, wait).await?;
             body.reserve_exact(grow);
         }
         let missing = size - body.len();
         let mut space = (&mut body).limit(missing);
-        match reader.read_buf(&mut space).await {
-            Ok(0) => return Err(FrameError::Closed),
-            Ok(_) => {}
-            Err(e) => return Err(FrameError::Io(e)),
+        match tokio::time::timeout(stall, reader.read_buf(&mut space)).await {
+            Err(_) => {
+                return Err(FrameError::Refused(format!(
+                    "no bytes for {}s in the middle of a {size}-byte request",
+                    stall.as_secs_f32()
+                )))
+            }
+            Ok(Ok(0)) => return Err(FrameError::Closed),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(FrameError::Io(e)),
         }
     }
     Ok((Bytes::from(body), held))
@@ -791,7 +802,7 @@ async fn handle_connection(
     loop {
         let frame = tokio::select! {
             _ = wait_shutdown(&mut shutdown) => break,
-            frame = read_frame(&mut reader, max, &pool) => frame,
+            frame = read_frame(&mut reader, max, &pool, MID_FRAME_STALL) => frame,
         };
         let (frame, memory) = match frame {
             Ok(frame) => frame,
@@ -911,7 +922,11 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(4096);
         let reader = {
             let pool = pool.clone();
-            tokio::spawn(async move { read_frame(&mut server, max, &pool).await.map(|_| ()) })
+            tokio::spawn(async move {
+                read_frame(&mut server, max, &pool, MID_FRAME_STALL)
+                    .await
+                    .map(|_| ())
+            })
         };
         // A header claiming the largest size, then a few bytes and silence.
         client.write_all(&(max as i32).to_be_bytes()).await.unwrap();
@@ -934,7 +949,9 @@ mod tests {
         let pool = pool(1 << 20);
         let size = 3 * FIRST_CHUNK + 17;
         let bytes = frame(size);
-        let (frame, held) = read_frame(&mut &bytes[..], 1 << 20, &pool).await.unwrap();
+        let (frame, held) = read_frame(&mut &bytes[..], 1 << 20, &pool, MID_FRAME_STALL)
+            .await
+            .unwrap();
         assert_eq!(frame.len(), size);
         assert!(frame.iter().all(|b| *b == 7));
         assert_eq!(pool.in_use.get(), size as i64);
@@ -947,7 +964,7 @@ mod tests {
         let pool = pool(1 << 20);
         for size in [i32::MAX, 1 << 20 | 1, 3, -1] {
             let mut bytes = &size.to_be_bytes()[..];
-            let result = read_frame(&mut bytes, 1 << 20, &pool).await;
+            let result = read_frame(&mut bytes, 1 << 20, &pool, MID_FRAME_STALL).await;
             assert!(matches!(result, Err(FrameError::Refused(_))), "{size}");
         }
         assert_eq!(pool.in_use.get(), 0);
@@ -958,8 +975,10 @@ mod tests {
         let pool = pool(100);
         let bytes = [frame(60), frame(60)].concat();
         let mut input = &bytes[..];
-        let (_, first) = read_frame(&mut input, 100, &pool).await.unwrap();
-        let mut second = Box::pin(read_frame(&mut input, 100, &pool));
+        let (_, first) = read_frame(&mut input, 100, &pool, MID_FRAME_STALL)
+            .await
+            .unwrap();
+        let mut second = Box::pin(read_frame(&mut input, 100, &pool, MID_FRAME_STALL));
         // Polled once: it has its header but no memory for the body.
         tokio::select! {
             biased;
@@ -970,6 +989,24 @@ mod tests {
         let (frame, _held) = second.await.unwrap();
         assert_eq!(frame.len(), 60);
         assert_eq!(pool.in_use.get(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_request_stalled_mid_frame_is_dropped_and_its_memory_returned() {
+        let stall = Duration::from_millis(200);
+        let pool = pool(1 << 20);
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        client.write_all(&1000i32.to_be_bytes()).await.unwrap();
+        client.write_all(&[1u8; 10]).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let result = read_frame(&mut server, 1 << 20, &pool, stall).await;
+        assert!(matches!(result, Err(FrameError::Refused(_))));
+        assert!(started.elapsed() >= stall);
+        assert_eq!(pool.in_use.get(), 0);
+        // A connection idle between requests is not affected.
+        let idle =
+            tokio::time::timeout(3 * stall, read_frame(&mut server, 1 << 20, &pool, stall)).await;
+        assert!(idle.is_err(), "waiting for a header has no deadline");
     }
 
     #[test]
