@@ -11,11 +11,16 @@ pub mod grpc {
 }
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use runnel_client::{Client, ClientConfig, ClusterMetadata};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tonic::{Request, Response, Status};
 
 use crate::proto::{BrokerStatusRequest, BrokerStatusResponse, HealthRequest, HealthResponse};
@@ -163,17 +168,129 @@ impl Agent for AgentService {
     }
 }
 
+/// Agent connections served at once (the operator needs one or two); more
+/// wait in the kernel's backlog until one closes.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Largest gRPC message decoded (every agent request is empty).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Serves the agent on `listener` until `shutdown` resolves.
+///
+/// What a client can make it hold is bounded explicitly: at most
+/// [`MAX_CONNECTIONS`] connections, 16 streams and 16 KiB of headers per
+/// connection, 64 KiB of unread body per stream and 256 KiB per connection
+/// (HTTP/2 flow control), [`MAX_MESSAGE_BYTES`] per message; an HTTP/1 head
+/// must arrive within 30 s (tonic sets hyper's timer), a request is answered
+/// within 30 s, and connections that stop answering keepalive pings are closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: AgentService,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let (tx, rx) = mpsc::channel(1);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(accept_limited(listener, slots, tx));
     tonic::transport::Server::builder()
-        .add_service(AgentServer::new(service))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .http2_max_header_list_size(16 * 1024)
+        .max_concurrent_streams(16)
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024)
+        .concurrency_limit_per_connection(16)
+        .timeout(Duration::from_secs(30))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(
+            AgentServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(Incoming(rx), shutdown)
         .await
+}
+
+/// Accepts a connection only while a slot is free, until the server is gone.
+async fn accept_limited(
+    listener: tokio::net::TcpListener,
+    slots: Arc<Semaphore>,
+    tx: mpsc::Sender<std::io::Result<Limited>>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = tx.closed() => return,
+            accepted = async {
+                // The semaphore is never closed.
+                let slot = slots.clone().acquire_owned().await.ok()?;
+                Some(listener.accept().await.map(|(stream, _)| {
+                    let _ = stream.set_nodelay(true);
+                    Limited { stream, _slot: slot }
+                }))
+            } => accepted,
+        };
+        let Some(accepted) = accepted else { return };
+        if let Err(err) = &accepted {
+            // Typically EMFILE: back off instead of spinning.
+            tracing::warn!(error = %err, "agent accept failed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if tx.send(accepted).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The accepted connections, as the stream tonic serves.
+struct Incoming(mpsc::Receiver<std::io::Result<Limited>>);
+
+impl tonic::codegen::tokio_stream::Stream for Incoming {
+    type Item = std::io::Result<Limited>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A connection holding one of the [`MAX_CONNECTIONS`] slots until dropped.
+struct Limited {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for Limited {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Status code of a plain HTTP/1.1 GET of `path` on `addr` (no body read beyond the status line).

@@ -279,3 +279,76 @@ async fn binary_reads_its_flags_serves_grpc_and_exits_on_sigterm() {
     };
     assert!(exit.success(), "agent exit status {exit}");
 }
+
+/// A request message with room for any number of bytes (an unknown field to the agent).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Padded {
+    #[prost(bytes = "vec", tag = "15")]
+    pad: Vec<u8>,
+}
+
+#[tokio::test]
+async fn garbage_huge_heads_and_oversized_messages_leave_the_agent_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // No broker is needed: Health answers that it is unreachable.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind agent");
+    let addr = listener.local_addr().expect("addr");
+    let service = AgentService::new(AgentConfig {
+        broker_admin: "127.0.0.1:1".into(),
+        broker_kafka: "127.0.0.1:1".into(),
+        node_id: Some(0),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(runnel_agent::serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+
+    // Garbage, then an HTTP/1 head of 1 MiB: each connection is answered with
+    // an error or closed, never buffered whole.
+    let mut huge = b"POST /runnel.agent.v1.Agent/Health HTTP/1.1\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    for bytes in [&b"\x00\xff\x13 not http\r\n\r\n"[..], &huge[..]] {
+        let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = raw.write_all(bytes).await;
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(60), raw.read_to_end(&mut sink)).await;
+        assert!(
+            read.is_ok(),
+            "the agent must close a connection sending garbage"
+        );
+    }
+
+    // A gRPC message above the limit is refused with a status.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect agent");
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("ready");
+    let big = Padded {
+        pad: vec![7; 4 * runnel_agent::MAX_MESSAGE_BYTES],
+    };
+    let status = grpc
+        .unary::<_, runnel_agent::proto::HealthResponse, _>(
+            tonic::Request::new(big),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/runnel.agent.v1.Agent/Health"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("an oversized message is refused");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status}");
+
+    // The agent still answers.
+    let mut client = AgentClient::new(channel);
+    let reply = client
+        .health(HealthRequest {})
+        .await
+        .expect("health rpc")
+        .into_inner();
+    assert!(!reply.broker_reachable);
+    let _ = stop.send(());
+    task.await.expect("agent task").expect("agent serves");
+}
