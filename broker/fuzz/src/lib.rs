@@ -35,7 +35,10 @@ pub struct BudgetAllocator;
 impl BudgetAllocator {
     /// Accounts for `size` more bytes; false when that would exceed the budget.
     fn admit(size: usize) -> bool {
-        if !ENFORCING.load(Ordering::Relaxed) {
+        // A panic's message and backtrace are allocated after the budget was
+        // spent; refusing them would turn the report into a hang in the panic
+        // handler.
+        if !ENFORCING.load(Ordering::Relaxed) || std::thread::panicking() {
             return true;
         }
         let size = isize::try_from(size).unwrap_or(isize::MAX);
