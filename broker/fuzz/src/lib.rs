@@ -45,6 +45,10 @@ impl BudgetAllocator {
         let live = LIVE.fetch_add(size, Ordering::Relaxed).saturating_add(size);
         if live > BUDGET.load(Ordering::Relaxed) {
             LIVE.fetch_sub(size, Ordering::Relaxed);
+            // Refuse this one allocation and no more: Rust's report of the
+            // failure (message, backtrace) allocates too, and a refusal there
+            // would deadlock on the backtrace lock instead of aborting.
+            ENFORCING.store(false, Ordering::Relaxed);
             return false;
         }
         true
