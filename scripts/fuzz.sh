@@ -17,7 +17,7 @@
 #   RUNNEL_FUZZ_TARGETS="a b"       run only these targets (default: every target)
 #
 # A crash leaves its input in broker/fuzz/artifacts/<target>/ and the command that reproduces it
-# in the output. Add the input to broker/fuzz/corpus/<target>/ once fixed, with a regression test
+# in the output (run it from the repository root with `--fuzz-dir broker/fuzz` added). Add the input to broker/fuzz/corpus/<target>/ once fixed, with a regression test
 # in the crate that had the bug.
 set -euo pipefail
 
@@ -65,8 +65,9 @@ for target in "${TARGETS[@]}"; do
         echo "   $target: no crash ($(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$scratch.log" | tail -1 || true)," \
             "$(find "$scratch" -type f | wc -l) new inputs, $((SECONDS - t))s)"
     else
-        echo "   $target: FAILED; the end of its output:"
-        tail -n 60 "$scratch.log"
+        echo "   $target: FAILED:"
+        grep -E -A2 "panicked at|memory allocation of|ERROR: libFuzzer|SUMMARY: libFuzzer|Test unit written|cargo fuzz (run|tmin)" \
+            "$scratch.log" | grep -vE "^\s+at |^--$" | head -n 30 || tail -n 40 "$scratch.log"
         failed+=("$target")
     fi
     rm -rf "$scratch" "$scratch.log"
