@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -122,8 +123,12 @@ def confluent_admin_inspect(bs: str) -> None:
         ConfigEntry("segment.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
     for f in a.incremental_alter_configs([inc]).values():
         f.result(30)
-    for f in a.alter_configs([ConfigResource(ResourceType.TOPIC, "cap-compact",
-                                             set_config={"cleanup.policy": "compact"})]).values():
+    with warnings.catch_warnings():
+        # Deprecated in the client, but it is what sends AlterConfigs (API 33), which brokers still serve.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        altered = a.alter_configs([ConfigResource(ResourceType.TOPIC, "cap-compact",
+                                                  set_config={"cleanup.policy": "compact"})])
+    for f in altered.values():
         f.result(30)
     broker_res = ConfigResource(ResourceType.BROKER, "0")
     for f in a.describe_configs([broker_res]).values():
@@ -161,8 +166,8 @@ def confluent_delete_group(bs: str) -> None:
     while time.monotonic() < end and not c.assignment():
         c.poll(0.2)
     c.close()
-    for f in AdminClient({"bootstrap.servers": bs}).delete_consumer_groups(["cap-group-doomed"],
-                                                                           request_timeout=10).values():
+    a = AdminClient({"bootstrap.servers": bs})  # kept referenced until the futures resolve
+    for f in a.delete_consumer_groups(["cap-group-doomed"], request_timeout=10).values():
         f.result(15)
 
 
