@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: installs kcat (apt) and the Python clients (PyPI), then rustfmt, clippy,
-# the Rust unit/integration tests, builds the binaries and runs the end-to-end suite with
+# the Rust unit/integration tests, the fuzz targets for a bounded time (installs cargo-fuzz
+# from crates.io if missing), builds the binaries and runs the end-to-end suite with
 # third-party Kafka clients against real broker processes.
 #
 # Environment:
 #   RUNNEL_SKIP_INSTALL=1   skip apt-get and pip (for repeated local runs)
 #   RUNNEL_E2E_ARGS="..."   extra arguments for pytest (e.g. "-k crash -x")
+#   RUNNEL_FUZZ_SECONDS=10  seconds per fuzz target
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -51,6 +53,11 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo test"
 cargo test --workspace
+
+section "fuzz targets (bounded run from the committed corpus: scripts/fuzz.sh)"
+RUNNEL_FUZZ_SECONDS="${RUNNEL_FUZZ_SECONDS:-10}" ./scripts/fuzz.sh
+# Its target dir is only needed again for the next fuzz run; keep the disk clean.
+rm -rf broker/fuzz/target
 
 section "cargo build (binaries for the end-to-end suite)"
 cargo build --workspace --bins

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::TimestampType;
 
 use crate::admin::OffsetSpec;
 use crate::client::{Client, Route, TopicMetadata, UNKNOWN_TOPIC_OR_PARTITION};
@@ -206,7 +206,7 @@ pub fn decode_records(
         if total > data.len() {
             break; // partial trailing batch
         }
-        let mut batch = data.split_to(total);
+        let batch = data.split_to(total);
         if batch.len() <= LAST_OFFSET_DELTA_OFFSET + 4 {
             return Err(format!("record batch of {total} bytes is too short"));
         }
@@ -223,9 +223,12 @@ pub fn decode_records(
         if batch_end <= fetch_offset {
             continue; // entirely before the position: skip without decoding
         }
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| e.to_string())?;
+        // Bounded: a stored batch claiming 2^31 records or decompressing
+        // without end is an error, not an abort of the CLI or operator.
+        let decoded = runnel_log::records::decode_batch(batch, max_uncompressed())
+            .map_err(|e| e.to_string())?;
         records.extend(
-            set.records
+            decoded
                 .into_iter()
                 .filter(|r| !r.control && r.offset >= fetch_offset)
                 .map(|r| ConsumerRecord {
@@ -245,6 +248,13 @@ pub fn decode_records(
         next_offset = next_offset.max(batch_end);
     }
     Ok((records, next_offset))
+}
+
+/// The most bytes one fetched batch may decompress to: runnel-log's
+/// allowance for compression ratios over a 16 MiB message (the client does not
+/// know the topic's `max.message.bytes`; this is above any broker default).
+fn max_uncompressed() -> usize {
+    runnel_log::records::uncompressed_limit(16 * 1024 * 1024)
 }
 
 /// Where a consumer starts in a partition.

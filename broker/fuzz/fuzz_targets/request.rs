@@ -41,6 +41,14 @@ fn check(frame: &[u8]) {
         );
     }
     if let Err(e) = RequestKind::decode(key, &mut buf, version) {
+        // kafka-protocol 0.18 knows tagged fields of Kafka releases newer than
+        // the schema table (e.g. FetchPartition tag 1, v18+) and refuses them in
+        // older versions, where the table skips them as unknown tags. The broker
+        // then closes the connection on the decode error; nothing is allocated
+        // from the tag. Any other disagreement is a finding.
+        if e.to_string().contains("is not valid for version") {
+            return;
+        }
         panic!("{key:?} v{version}: accepted body does not decode: {e}");
     }
     let consumed = frame.len() - buf.remaining();

@@ -40,6 +40,10 @@ fn check(raw_key: i16, version: i16, frame: &[u8]) {
         panic!("{key:?} v{version}: accepted response header does not decode (header v{header_version}): {e}");
     }
     if let Err(e) = ResponseKind::decode(key, &mut buf, version) {
+        // See the request target: tags of newer Kafka releases known to the decoder.
+        if e.to_string().contains("is not valid for version") {
+            return;
+        }
         panic!("{key:?} v{version}: accepted response body does not decode: {e}");
     }
     let consumed = frame.len() - buf.remaining();

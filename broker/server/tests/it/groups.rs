@@ -678,8 +678,8 @@ async fn delete_group_refused_while_members_then_deletes_offsets_for_good() {
     );
     let d = describe(&mut conn, "doomed", 5).await;
     assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
-    let d6 = describe(&mut conn, "doomed", 6).await;
-    assert_eq!(d6.error_code, 69);
+    // (v6, which answers GROUP_ID_NOT_FOUND here, is not advertised while the
+    // schema table of runnel-wire stops at v5.)
     drop(conn);
     let broker = broker.restart().await;
     let mut conn = broker.connect().await;
