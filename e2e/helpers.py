@@ -178,6 +178,23 @@ class Rec:
     timestamp: int = -1
 
 
+def _high_watermark(c: Consumer, topic: str, partition: int, timeout: float) -> int:
+    """The partition's high watermark, asked again while leadership is moving (right after a
+    failover or a healed partition the client's metadata may still name the old leader, which
+    answers NOT_LEADER_FOR_PARTITION until the client refreshes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1]
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            moving = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                      KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+            if err is None or err.code() not in moving or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def consume_confluent(bootstrap: str, topic: str, partitions: Iterable[int], until: dict[int, int] | None = None,
                       timeout: float = 120.0, config: dict | None = None) -> dict[int, list[Rec]]:
     """Read partitions from the beginning up to `until[p]` (default: the high watermark) by explicit assignment."""
@@ -188,8 +205,7 @@ def consume_confluent(bootstrap: str, topic: str, partitions: Iterable[int], unt
     try:
         parts = list(partitions)
         if until is None:
-            until = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                     for p in parts}
+            until = {p: _high_watermark(c, topic, p, timeout) for p in parts}
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         out: dict[int, list[Rec]] = {p: [] for p in parts}
         done = {p for p in parts if until[p] == 0}
