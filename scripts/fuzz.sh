@@ -12,8 +12,17 @@
 # crate's own allocator (broker/fuzz/src/lib.rs). `-a` turns on debug assertions and overflow
 # checks, which the broker's debug builds have too.
 #
+# Two modes. Exploring (the default) fuzzes each target for RUNNEL_FUZZ_SECONDS with a fresh
+# random seed: use it to look for new bugs. Reproducible (RUNNEL_FUZZ_RUNS set, what
+# scripts/test.sh and CI use) first replays every committed corpus input, then tries exactly
+# RUNNEL_FUZZ_RUNS mutations from the fixed seed RUNNEL_FUZZ_SEED, so two runs of one commit try
+# the same inputs and a CI failure reproduces with the same command; a red CI run means a
+# regression, not an unlucky draw.
+#
 # Environment:
-#   RUNNEL_FUZZ_SECONDS=20          seconds per target (5 targets: under 2 minutes of fuzzing)
+#   RUNNEL_FUZZ_SECONDS=20          exploring: seconds per target (5 targets: under 2 minutes)
+#   RUNNEL_FUZZ_RUNS=N              reproducible: N mutations per target after the corpus replay
+#   RUNNEL_FUZZ_SEED=1              reproducible: libFuzzer's seed
 #   RUNNEL_FUZZ_TARGETS="a b"       run only these targets (default: every target)
 #
 # A crash leaves its input in broker/fuzz/artifacts/<target>/ and the command that reproduces it
@@ -24,6 +33,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_DIR=broker/fuzz
 SECONDS_PER_TARGET="${RUNNEL_FUZZ_SECONDS:-20}"
+if [[ -n "${RUNNEL_FUZZ_RUNS:-}" ]]; then
+    BUDGET=(-runs="$RUNNEL_FUZZ_RUNS" -seed="${RUNNEL_FUZZ_SEED:-1}")
+    BUDGET_TEXT="the corpus, then $RUNNEL_FUZZ_RUNS runs from seed ${RUNNEL_FUZZ_SEED:-1}"
+else
+    BUDGET=(-max_total_time="$SECONDS_PER_TARGET")
+    BUDGET_TEXT="${SECONDS_PER_TARGET}s"
+fi
 FLAGS=(--fuzz-dir "$FUZZ_DIR" --sanitizer none --debug-assertions)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -57,10 +73,10 @@ for target in "${TARGETS[@]}"; do
     if [[ -f "$FUZZ_DIR/dict/$target.dict" ]]; then
         extra+=("-dict=$FUZZ_DIR/dict/$target.dict")
     fi
-    echo "== fuzzing $target for ${SECONDS_PER_TARGET}s from $seeds"
+    echo "== fuzzing $target: $BUDGET_TEXT, from $seeds"
     t=$SECONDS
     if cargo fuzz run "${FLAGS[@]}" "$target" "${corpora[@]}" -- \
-        -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        "${BUDGET[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         ${extra[@]+"${extra[@]}"} >"$scratch.log" 2>&1; then
         echo "   $target: no crash ($(grep -Eo 'Done [0-9]+ runs in [0-9]+ second' "$scratch.log" | tail -1 || true)," \
             "$(find "$scratch" -type f | wc -l) new inputs, $((SECONDS - t))s)"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: installs kcat (apt) and the Python clients (PyPI), then rustfmt, clippy,
-# the Rust unit/integration tests, the fuzz targets for a bounded time (installs cargo-fuzz
+# the Rust unit/integration tests, the fuzz targets (the committed corpus, then a fixed number of mutations from a fixed seed, so a
+# run is reproducible; installs cargo-fuzz
 # from crates.io if missing), builds the binaries and runs the end-to-end suite with
 # third-party Kafka clients against real broker processes.
 #
 # Environment:
 #   RUNNEL_SKIP_INSTALL=1   skip apt-get and pip (for repeated local runs)
 #   RUNNEL_E2E_ARGS="..."   extra arguments for pytest (e.g. "-k crash -x")
-#   RUNNEL_FUZZ_SECONDS=10  seconds per fuzz target
+#   RUNNEL_FUZZ_RUNS=1000000 mutations per fuzz target (seed RUNNEL_FUZZ_SEED, default 1)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,8 +55,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo test"
 cargo test --workspace
 
-section "fuzz targets (bounded run from the committed corpus: scripts/fuzz.sh)"
-RUNNEL_FUZZ_SECONDS="${RUNNEL_FUZZ_SECONDS:-10}" ./scripts/fuzz.sh
+section "fuzz targets (corpus replay and a reproducible bounded run: scripts/fuzz.sh)"
+RUNNEL_FUZZ_RUNS="${RUNNEL_FUZZ_RUNS:-1000000}" ./scripts/fuzz.sh
 # Its target dir is only needed again for the next fuzz run; keep the disk clean.
 rm -rf broker/fuzz/target
 
