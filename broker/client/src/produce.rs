@@ -6,7 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
@@ -17,6 +17,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID,
 };
+use runnel_log::clock::now_ms;
 
 use crate::client::{Client, Route, TopicMetadata};
 use crate::error::{Error, Result};
@@ -339,12 +340,6 @@ impl<'c> Producer<'c> {
         }
         Ok(first_err.map(|e| (e, retry)))
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

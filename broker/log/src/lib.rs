@@ -63,6 +63,7 @@ use parking_lot::{Mutex, RwLock};
 
 mod batch;
 mod checkpoint;
+pub mod clock;
 mod compaction;
 mod epoch_cache;
 mod index;
@@ -305,13 +306,6 @@ struct WriterState {
     recovery_point: i64,
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// Largest segment file size: index positions are u32.
 const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 /// Largest distance between a segment base and its last offset (relative offsets are u32).
@@ -323,7 +317,7 @@ impl Log {
     /// segment) are CRC-checked, a torn or corrupt tail is truncated, missing
     /// or damaged indexes are rebuilt, idempotent-producer state is restored.
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport)> {
-        let opened = recovery::open_dir(dir, &config, wall_clock_ms())?;
+        let opened = recovery::open_dir(dir, &config, clock::now_ms())?;
         let hw_file = checkpoint::read_high_watermark(dir);
         let hw = hw_file
             .unwrap_or(opened.log_start)
@@ -508,7 +502,7 @@ impl Log {
     /// The `segment.ms` roll check uses the wall clock; see
     /// [`Log::append_as_follower_at`] to pass the broker clock.
     pub fn append_as_follower(&self, records: Bytes) -> Result<AppendInfo> {
-        self.append_as_follower_at(records, wall_clock_ms())
+        self.append_as_follower_at(records, clock::now_ms())
     }
 
     /// [`Log::append_as_follower`] with `now_ms`, the broker clock used for

@@ -25,7 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::broker::{wait_shutdown, Broker};
+use crate::broker::Broker;
+use crate::runtime::wait_shutdown;
 
 /// Builds the admin router.
 pub fn router(broker: Arc<Broker>) -> Router {

@@ -3,7 +3,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::ResponseError;
 use runnel_meta::{
@@ -19,11 +18,8 @@ use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::offsets::OffsetsReplicator;
 use crate::replica::{ReplicaManager, ReplicaSettings};
+use crate::runtime::wait_shutdown;
 use crate::topics::TopicRegistry;
-
-/// Leader epoch written into batches appended without a known epoch (the
-/// replication layer passes the partition's real epoch).
-pub const LEADER_EPOCH: i32 = 0;
 
 /// Shared broker state (one per running broker, behind an `Arc`).
 pub struct Broker {
@@ -362,17 +358,4 @@ impl Broker {
         self.topics.mark_synced(state.applied_index);
         !report.failed.is_empty()
     }
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Waits until the shutdown flag is set (or its sender is gone).
-pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
 }

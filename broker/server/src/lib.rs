@@ -16,8 +16,8 @@ pub mod names;
 pub mod persist;
 pub mod producer_ids;
 pub mod replica;
+pub mod runtime;
 pub mod server;
-pub mod signals;
 pub mod topic_config;
 pub mod topics;
 

@@ -279,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = load_config(&args).context("configuration error")?;
-    runnel_server::run(config, runnel_server::signals::shutdown_signal()?)
+    runnel_server::run(config, runnel_server::runtime::shutdown_signal()?)
         .await
         .context("broker failed")?;
     Ok(())

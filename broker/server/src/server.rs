@@ -27,11 +27,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, Outcome, Pending};
-use crate::broker::{now_ms, wait_shutdown, Broker};
+use crate::broker::Broker;
 use crate::config::{split_host_port, BrokerConfig};
 use crate::data_dir_lock::DataDirLock;
 use crate::errors::Error;
 use crate::persist;
+use crate::runtime::{now_ms, wait_shutdown};
 use crate::topics::TopicRegistry;
 use runnel_meta::{BrokerInfo, Command, MetaConfig, MetaNode, Placement};
 use uuid::Uuid;

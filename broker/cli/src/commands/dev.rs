@@ -75,7 +75,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
             .with_context(|| format!("cannot create data directory {}", c.data_dir.display()))?;
     }
     let signal =
-        runnel_server::signals::shutdown_signal().context("cannot install signal handlers")?;
+        runnel_server::runtime::shutdown_signal().context("cannot install signal handlers")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         signal.await;

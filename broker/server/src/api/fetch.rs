@@ -25,9 +25,10 @@ use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::{blocking, count_records};
-use crate::broker::{wait_shutdown, Broker};
+use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::replica::{Replica, ThrottleSide};
+use crate::runtime::wait_shutdown;
 use crate::topics::Topic;
 
 /// A fetched partition's replica after the leadership check, and whether the

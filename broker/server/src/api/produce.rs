@@ -24,9 +24,10 @@ use kafka_protocol::ResponseError;
 use runnel_log::{AppendInfo, Log};
 
 use super::{blocking, count_records, metadata::lookup_or_create};
-use crate::broker::{now_ms, Broker};
+use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::replica::Replica;
+use crate::runtime::now_ms;
 use crate::topics::TopicError;
 
 /// One partition's append waiting to be synced (acks=all) and answered.

@@ -32,9 +32,9 @@ use super::state::{
     JoinRequest, LeavingMember, SyncOutcome, SyncReply, SyncRequest, MAX_OFFSET_METADATA_BYTES,
 };
 use super::{partition_for, OFFSETS_TOPIC};
-use crate::broker::{now_ms, wait_shutdown, LEADER_EPOCH};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::runtime::{now_ms, wait_shutdown, LEADER_EPOCH};
 use crate::topics::TopicRegistry;
 
 /// How a JoinGroup ended.

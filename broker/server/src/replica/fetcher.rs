@@ -41,7 +41,7 @@ pub(crate) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
         }
         tokio::select! {
             _ = manager.wait_unpaused() => {}
-            _ = crate::broker::wait_shutdown(&mut shutdown) => return,
+            _ = crate::runtime::wait_shutdown(&mut shutdown) => return,
         }
         let partitions = manager.following(leader);
         if partitions.is_empty() {
@@ -123,7 +123,7 @@ async fn followed_set_changes(
 async fn sleep_or_shutdown(d: Duration, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
-        _ = crate::broker::wait_shutdown(shutdown) => {}
+        _ = crate::runtime::wait_shutdown(shutdown) => {}
     }
 }
 

@@ -570,7 +570,7 @@ impl ReplicaManager {
         let meta = match meta {
             Some(m) => m,
             None => {
-                let epoch = log.latest_epoch().unwrap_or(crate::broker::LEADER_EPOCH);
+                let epoch = log.latest_epoch().unwrap_or(crate::runtime::LEADER_EPOCH);
                 standalone = PartitionMeta {
                     replicas: vec![me],
                     isr: vec![me],
@@ -883,7 +883,7 @@ impl ReplicaManager {
             state.borrow_and_update();
             self.reconcile_all();
             tokio::select! {
-                _ = crate::broker::wait_shutdown(&mut shutdown) => break,
+                _ = crate::runtime::wait_shutdown(&mut shutdown) => break,
                 changed = state.changed(), if metadata_open => if changed.is_err() { metadata_open = false },
                 _ = tick.tick() => {
                     self.shrink_all();
