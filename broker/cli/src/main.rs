@@ -41,10 +41,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr. The broker logs at info by default; client commands
-/// only warn, so their stdout/stderr stay clean for scripts. RUST_LOG wins.
+/// Logs go to stderr. The brokers of `runnel dev` log Runnel's own INFO lines
+/// (dependencies only warn); client commands only warn, so their stdout/stderr
+/// stay clean for scripts. RUST_LOG wins.
 fn init_logging(dev: bool) {
-    let default = if dev { "info" } else { "warn" };
+    let default = if dev {
+        runnel_server::runtime::DEFAULT_LOG_FILTER
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -28,21 +28,24 @@ pub use config::BrokerConfig;
 pub use errors::Error;
 pub use server::Server;
 
-/// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR controller=ADDR` to stdout, serves
-/// until `shutdown` resolves, then fsyncs and closes every log.
+/// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR controller=ADDR data=DIR` to
+/// stdout (the one line that says where everything is), serves until `shutdown` resolves,
+/// then fsyncs and closes every log.
 pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(
             out,
-            "runnel-broker ready kafka={} admin={} controller={}",
+            "runnel-broker ready kafka={} admin={} controller={} data={}",
             server.kafka_addr(),
             server.admin_addr(),
-            server.controller_addr()
+            server.controller_addr(),
+            data_dir.display()
         );
         let _ = out.flush();
     }

@@ -18,6 +18,12 @@ pub use runnel_log::clock::now_ms;
 /// replication layer passes the partition's real epoch).
 pub const LEADER_EPOCH: i32 = 0;
 
+/// The log filter when `RUST_LOG` is unset: Runnel's own crates at INFO,
+/// dependencies (openraft dumps whole Raft states at INFO, hyper, tonic...)
+/// only at WARN. `RUST_LOG=info` or `RUST_LOG=openraft=debug` turns them on.
+pub const DEFAULT_LOG_FILTER: &str =
+    "warn,runnel_server=info,runnel_broker=info,runnel_meta=info,runnel_log=info,runnel_client=info,runnel=info";
+
 /// Waits until the shutdown flag is set (or its sender is gone).
 pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;

@@ -13,6 +13,7 @@ fn broker_bin() -> &'static str {
 #[test]
 fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(broker_bin())
         .args([
             "--data-dir",
@@ -25,8 +26,9 @@ fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
             "127.0.0.1:0",
         ])
         .env("RUNNEL_NUM_PARTITIONS", "3")
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(logs.reopen().unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -34,7 +36,10 @@ fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let re_ok = line.starts_with("runnel-broker ready kafka=127.0.0.1:")
         && line.contains(" admin=127.0.0.1:")
-        && line.contains(" controller=127.0.0.1:");
+        && line.contains(" controller=127.0.0.1:")
+        && line
+            .trim_end()
+            .ends_with(&format!(" data={}", dir.path().display()));
     if !re_ok {
         let _ = child.kill();
     }
@@ -67,6 +72,14 @@ fn binary_prints_ready_line_and_exits_zero_on_sigterm() {
         std::thread::yield_now();
     }
     assert!(dir.path().join("meta.json").exists());
+    // Without RUST_LOG the broker's own INFO lines show, dependencies' do not
+    // (openraft logs whole Raft states at INFO).
+    let logs = std::fs::read_to_string(logs.path()).unwrap();
+    assert!(logs.contains("broker serving"), "{logs}");
+    assert!(
+        !logs.lines().any(|l| l.contains(" INFO openraft")),
+        "dependency INFO lines by default:\n{logs}"
+    );
 }
 
 #[test]
