@@ -411,40 +411,14 @@ fn interleave(mut queues: Vec<VecDeque<ConsumerRecord>>) -> Vec<ConsumerRecord> 
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use indexmap::IndexMap;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+    use kafka_protocol::records::Compression;
 
     fn batch(base: i64, values: &[&str]) -> Bytes {
-        let records: Vec<Record> = values
+        let records: Vec<_> = values
             .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: base + i as i64,
-                sequence: -1 + i as i32,
-                timestamp: 1_700_000_000_000,
-                key: None,
-                value: Some(Bytes::from(v.to_string())),
-                headers: IndexMap::new(),
-            })
+            .map(|v| runnel_testkit::record(None, Some(v.as_bytes()), 1_700_000_000_000))
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        runnel_testkit::encode_at(base, &records, Compression::None)
     }
 
     fn values(records: &[ConsumerRecord]) -> Vec<(i64, String)> {

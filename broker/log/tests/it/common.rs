@@ -1,14 +1,12 @@
 //! Helpers: building real record batches with the kafka-protocol encoder.
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use runnel_log::{Log, LogConfig};
 
-/// A batch of `n` records with values `"{tag}-{i}"` and timestamps `ts0 + i`.
+/// A batch of `n` records with keys `"k{i}"`, values `"{tag}-{i}"` and timestamps `ts0 + i`.
 pub(crate) fn batch(tag: &str, n: usize, ts0: i64, compression: Compression) -> Bytes {
-    producer_batch(tag, n, ts0, compression, -1, -1, -1)
+    runnel_testkit::encode(&records(tag, n, ts0), compression)
 }
 
 /// A batch from an idempotent producer.
@@ -21,36 +19,26 @@ pub(crate) fn producer_batch(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder splits batches unless offset - sequence is constant; the
-            // header's baseSequence is the first record's (-1 when not idempotent).
-            sequence: base_sequence.wrapping_add(i as i32),
-            timestamp: ts0 + i as i64,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("{tag}-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
+    runnel_testkit::producer_batch(
+        records(tag, n, ts0),
+        compression,
+        producer_id,
+        producer_epoch,
+        base_sequence,
     )
-    .unwrap();
-    buf.freeze()
+}
+
+fn records(tag: &str, n: usize, ts0: i64) -> Vec<Record> {
+    (0..n)
+        .zip(ts0..)
+        .map(|(i, ts)| {
+            runnel_testkit::record(
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("{tag}-{i}").as_bytes()),
+                ts,
+            )
+        })
+        .collect()
 }
 
 /// Values of all records in `bytes` (concatenated batches), with their offsets.

@@ -19,36 +19,17 @@ pub(crate) type Rec = (Option<String>, Option<String>, i64);
 
 /// A batch of keyed records (offsets are assigned by the log).
 pub(crate) fn keyed_batch(recs: &[Rec], compression: Compression) -> Bytes {
-    let records: Vec<Record> = recs
+    let records: Vec<_> = recs
         .iter()
-        .enumerate()
-        .map(|(i, (k, v, ts))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1 + i as i32,
-            timestamp: *ts,
-            key: k.as_ref().map(|k| Bytes::from(k.clone())),
-            value: v.as_ref().map(|v| Bytes::from(v.clone())),
-            headers: Default::default(),
+        .map(|(k, v, ts)| {
+            runnel_testkit::record(
+                k.as_ref().map(String::as_bytes),
+                v.as_ref().map(String::as_bytes),
+                *ts,
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    runnel_testkit::encode(&records, compression)
 }
 
 fn put(k: &str, v: &str, ts: i64) -> Rec {

@@ -26,30 +26,8 @@ fn gzip_bomb() -> Bytes {
 }
 
 fn producer_value_batch(value: Vec<u8>, compression: Compression) -> Bytes {
-    use bytes::BytesMut;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 50,
-        key: Some(Bytes::from_static(b"bomb")),
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
-    buf.freeze()
+    let record = runnel_testkit::record(Some(b"bomb"), Some(&value), 50);
+    runnel_testkit::encode(&[record], compression)
 }
 
 /// A log that accepts the hostile batches (no keys check), switched to

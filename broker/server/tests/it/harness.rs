@@ -4,15 +4,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use runnel_server::{BrokerConfig, Server};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -207,43 +204,12 @@ pub fn name(s: &str) -> TopicName {
 }
 
 pub fn record(key: Option<&str>, value: &str, timestamp: i64) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp,
-        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
-        value: Some(Bytes::copy_from_slice(value.as_bytes())),
-        headers: IndexMap::new(),
-    }
+    runnel_testkit::record(key.map(str::as_bytes), Some(value.as_bytes()), timestamp)
 }
 
+/// One uncompressed batch holding `records` (as a producer sends it).
 pub fn encode_batch(records: &[Record]) -> Bytes {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            offset: i as i64,
-            ..r.clone()
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    runnel_testkit::encode(records, Compression::None)
 }
 
 /// A batch of keyless values with CreateTime `timestamp`.
@@ -261,16 +227,15 @@ pub fn idempotent_batch(
 ) -> Bytes {
     let records: Vec<Record> = values
         .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let mut r = record(None, v, 1_700_000_000_000);
-            r.producer_id = producer_id;
-            r.producer_epoch = epoch;
-            r.sequence = first_sequence + i as i32;
-            r
-        })
+        .map(|v| record(None, v, 1_700_000_000_000))
         .collect();
-    encode_batch(&records)
+    runnel_testkit::producer_batch(
+        records,
+        Compression::None,
+        producer_id,
+        epoch,
+        first_sequence,
+    )
 }
 
 /// Decodes fetched record bytes into (offset, value) pairs.
