@@ -311,6 +311,25 @@ impl ReplicationQuota {
     }
 }
 
+/// Which side of replication a throttle applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleSide {
+    /// The leader sending to followers.
+    Leader,
+    /// A follower fetching from its leader.
+    Follower,
+}
+
+impl ThrottleSide {
+    /// The metric label of this side.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            ThrottleSide::Leader => "leader",
+            ThrottleSide::Follower => "follower",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,680 @@
+//! The [`ReplicaManager`]: owns the replication role of every local
+//! partition. It watches the cluster metadata and brings each local
+//! [`Replica`] in line with it (leader, follower or offline), starts one
+//! follower fetcher task per source broker, feeds the leaders' replication
+//! state from follower fetches and fsyncs, proposes ISR changes through the
+//! [`IsrProposer`], and applies the replication throttle's quotas.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use runnel_log::Log;
+use runnel_meta::{BrokerId, ClusterState, Command, PartitionMeta};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::fetcher;
+use super::isr::IsrProposer;
+use super::metrics::ReplicaMetrics;
+use super::partition::{replica_isr_len, Replica, Role};
+use super::state::{IsrChange, LeaderInit, LeaderState};
+use super::throttle::{ReplicationQuota, ThrottleSide, ThrottleView};
+use crate::errors::ApiError;
+use crate::topics::TopicRegistry;
+
+/// Settings of the replica manager (from the broker config).
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// This broker's id.
+    pub node_id: BrokerId,
+    /// `replica_lag_time_max_ms`.
+    pub lag_max_ms: i64,
+    /// `replica_fetch_max_bytes`: bytes a follower asks for per partition.
+    pub fetch_max_bytes: i32,
+    /// Broker default `min_insync_replicas`.
+    pub min_insync_default: i32,
+    /// `log_flush_on_ack`: the leader counts only fsynced data towards the
+    /// high watermark (else its log end offset counts).
+    pub durable_leader: bool,
+    /// Longest a follower fetch waits at the leader for data.
+    pub fetch_wait_ms: i32,
+    /// Pause after a failed follower fetch or connection before retrying.
+    pub retry_backoff: Duration,
+}
+
+impl ReplicaSettings {
+    /// Defaults for `node_id` (Kafka's defaults).
+    pub fn new(node_id: BrokerId) -> ReplicaSettings {
+        ReplicaSettings {
+            node_id,
+            lag_max_ms: 30_000,
+            fetch_max_bytes: 1_048_576,
+            min_insync_default: 1,
+            durable_leader: true,
+            fetch_wait_ms: 500,
+            retry_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+type PartitionKey = (String, i32);
+
+/// Owns the replication role of every local partition. See the module docs.
+pub struct ReplicaManager {
+    // For spawning fetcher tasks from `&self` methods.
+    this: Weak<ReplicaManager>,
+    pub(super) settings: ReplicaSettings,
+    pub(super) topics: Arc<TopicRegistry>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    proposer: Arc<dyn IsrProposer>,
+    replicas: RwLock<HashMap<PartitionKey, Arc<Replica>>>,
+    // Follower fetcher tasks by source broker.
+    fetchers: Mutex<HashMap<BrokerId, tokio::task::JoinHandle<()>>>,
+    /// Replication metrics.
+    pub metrics: ReplicaMetrics,
+    // Bumped when any HW advances, so consumer long polls wake.
+    hw_advanced: watch::Sender<u64>,
+    // Bumped on every role change (fetchers regroup on it).
+    follower_changes: watch::Sender<u64>,
+    clock: Instant,
+    shutdown: watch::Receiver<bool>,
+    // Fault injection: while true, followers send no fetches (tests use it to
+    // make a live follower fall behind without fencing its broker).
+    pub(super) fetch_paused: watch::Sender<bool>,
+    // The throttle settings of the metadata at the applied index they were
+    // derived from (recomputed when the metadata moves on).
+    throttle_view: Mutex<(u64, Arc<ThrottleView>)>,
+    /// Leader-side replication quota (shared by every throttled partition led here).
+    pub leader_quota: ReplicationQuota,
+    /// Follower-side replication quota (shared by every throttled partition followed here).
+    pub follower_quota: ReplicationQuota,
+}
+
+impl ReplicaManager {
+    /// A manager for the partitions in `topics`, driven by the metadata in `state`.
+    pub fn new(
+        settings: ReplicaSettings,
+        topics: Arc<TopicRegistry>,
+        state: watch::Receiver<Arc<ClusterState>>,
+        proposer: Arc<dyn IsrProposer>,
+        registry: &prometheus::Registry,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<ReplicaManager> {
+        Arc::new_cyclic(|this| ReplicaManager {
+            this: this.clone(),
+            settings,
+            topics,
+            state,
+            proposer,
+            replicas: RwLock::new(HashMap::new()),
+            fetchers: Mutex::new(HashMap::new()),
+            metrics: ReplicaMetrics::new(registry),
+            hw_advanced: watch::channel(0).0,
+            follower_changes: watch::channel(0).0,
+            clock: Instant::now(),
+            shutdown,
+            fetch_paused: watch::channel(false).0,
+            throttle_view: Mutex::new((u64::MAX, Arc::new(ThrottleView::default()))),
+            leader_quota: ReplicationQuota::default(),
+            follower_quota: ReplicationQuota::default(),
+        })
+    }
+
+    /// This broker's replication throttle settings from the current metadata;
+    /// the quotas follow the configured rates.
+    pub fn throttle(&self) -> Arc<ThrottleView> {
+        let state = self.state.borrow().clone();
+        let mut cached = self.throttle_view.lock();
+        if cached.0 != state.applied_index {
+            let view = Arc::new(ThrottleView::new(&state, self.settings.node_id));
+            let now = std::time::Instant::now();
+            for (quota, rate, side) in [
+                (&self.leader_quota, view.leader_rate, ThrottleSide::Leader),
+                (
+                    &self.follower_quota,
+                    view.follower_rate,
+                    ThrottleSide::Follower,
+                ),
+            ] {
+                quota.configure(rate, now);
+                self.metrics
+                    .throttle_rate
+                    .with_label_values(&[side.label()])
+                    .set(rate.map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)));
+            }
+            *cached = (state.applied_index, view);
+        }
+        cached.1.clone()
+    }
+
+    /// Whether the leader throttles what it sends `follower` of `replica`:
+    /// the partition is listed for this broker in
+    /// `leader.replication.throttled.replicas` and the follower is not in the
+    /// ISR (Kafka never throttles in-sync followers, so acks=all stays fast).
+    pub fn leader_throttled(&self, replica: &Replica, follower: BrokerId) -> bool {
+        self.throttle()
+            .leader_throttled(&replica.topic, replica.partition, self.settings.node_id)
+            && !replica.is_in_sync(follower)
+    }
+
+    /// Whether this follower throttles its fetching of `replica`: listed for
+    /// this broker in `follower.replication.throttled.replicas` and not in the ISR.
+    pub fn follower_throttled(&self, view: &ThrottleView, replica: &Replica) -> bool {
+        let me = self.settings.node_id;
+        view.follower_throttled(&replica.topic, replica.partition, me)
+            && !self
+                .state
+                .borrow()
+                .partition(&replica.topic, replica.partition)
+                .is_some_and(|m| m.isr.contains(&me))
+    }
+
+    /// The quota of one side.
+    pub fn quota(&self, side: ThrottleSide) -> &ReplicationQuota {
+        match side {
+            ThrottleSide::Leader => &self.leader_quota,
+            ThrottleSide::Follower => &self.follower_quota,
+        }
+    }
+
+    /// Pays `bytes` of throttled replication on `side`.
+    pub fn record_throttled(&self, side: ThrottleSide, bytes: u64) {
+        if bytes > 0 {
+            self.quota(side).record(bytes, std::time::Instant::now());
+            self.metrics
+                .throttled_bytes
+                .with_label_values(&[side.label()])
+                .inc_by(bytes);
+        }
+    }
+
+    /// Counts a throttled partition held back on `side`.
+    pub fn held_back(&self, side: ThrottleSide) {
+        self.metrics
+            .throttled_fetches
+            .with_label_values(&[side.label()])
+            .inc();
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ReplicaSettings {
+        &self.settings
+    }
+
+    /// Milliseconds on the manager's monotonic clock (pausable in tests).
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A receiver that sees every later HW advance (consumer long polls wait on it).
+    pub fn subscribe_hw(&self) -> watch::Receiver<u64> {
+        self.hw_advanced.subscribe()
+    }
+
+    pub(super) fn notify_hw(&self) {
+        self.hw_advanced.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// `min.insync.replicas` of a topic: its override, else the broker default.
+    pub fn min_insync(&self, topic: &str) -> usize {
+        self.topics
+            .get(topic)
+            .and_then(|t| {
+                t.overrides()
+                    .get("min.insync.replicas")
+                    .and_then(|v| v.parse::<i32>().ok())
+            })
+            .unwrap_or(self.settings.min_insync_default)
+            .max(1) as usize
+    }
+
+    /// The replica of a local partition, its role brought in line with the
+    /// metadata first. A partition the metadata does not know (a broker
+    /// without a quorum view of it) is led here alone, as a single broker.
+    pub fn replica(&self, topic: &str, partition: i32, log: &Arc<Log>) -> Arc<Replica> {
+        let meta = self.state.borrow().partition(topic, partition).cloned();
+        self.reconcile(topic, partition, log, meta.as_ref())
+    }
+
+    /// Gives one partition the role its metadata says (idempotent).
+    fn reconcile(
+        &self,
+        topic: &str,
+        partition: i32,
+        log: &Arc<Log>,
+        meta: Option<&PartitionMeta>,
+    ) -> Arc<Replica> {
+        let key = (topic.to_string(), partition);
+        let existing = self.replicas.read().get(&key).cloned();
+        let me = self.settings.node_id;
+        let standalone;
+        let meta = match meta {
+            Some(m) => m,
+            None => {
+                let epoch = log.latest_epoch().unwrap_or(crate::runtime::LEADER_EPOCH);
+                standalone = PartitionMeta {
+                    replicas: vec![me],
+                    isr: vec![me],
+                    leader: me,
+                    leader_epoch: epoch,
+                    partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                };
+                &standalone
+            }
+        };
+        if let Some(replica) = existing.filter(|r| Arc::ptr_eq(&r.log, log)) {
+            if self.update_role(&replica, meta) {
+                replica.bump();
+                self.after_role_change(&replica);
+            }
+            return replica;
+        }
+        let replica = Arc::new(Replica::new(
+            topic,
+            partition,
+            log.clone(),
+            Role::Offline { leader_epoch: -1 },
+        ));
+        self.update_role(&replica, meta);
+        let mut map = self.replicas.write();
+        // Another caller may have raced us; keep the first.
+        let replica = map
+            .entry(key)
+            .and_modify(|r| {
+                if !Arc::ptr_eq(&r.log, log) {
+                    *r = replica.clone();
+                }
+            })
+            .or_insert_with(|| replica.clone())
+            .clone();
+        drop(map);
+        self.after_role_change(&replica);
+        replica
+    }
+
+    /// Applies `meta` to the replica's role; true when the role or epoch changed.
+    fn update_role(&self, replica: &Replica, meta: &PartitionMeta) -> bool {
+        let me = self.settings.node_id;
+        let now = self.now_ms();
+        let mut role = replica.role.lock();
+        match &mut *role {
+            Role::Leader(state)
+                if meta.leader == me && meta.leader_epoch == state.leader_epoch() =>
+            {
+                if meta.partition_epoch != state.partition_epoch()
+                    || meta.isr != state.isr()
+                    || meta.replicas != state.replicas()
+                {
+                    let advanced = state.update_assignment(
+                        meta.partition_epoch,
+                        meta.replicas.clone(),
+                        meta.isr.clone(),
+                        now,
+                    );
+                    drop(role);
+                    if replica.apply_hw(advanced) {
+                        self.notify_hw();
+                    }
+                    replica.bump();
+                }
+                return false;
+            }
+            Role::Follower {
+                leader,
+                leader_epoch,
+                ..
+            } if *leader == meta.leader && *leader_epoch == meta.leader_epoch => return false,
+            Role::Offline { leader_epoch }
+                if meta.leader == runnel_meta::NO_LEADER && *leader_epoch == meta.leader_epoch =>
+            {
+                return false
+            }
+            _ => {}
+        }
+        let log = &replica.log;
+        *role = if meta.leader == me {
+            // Record the epoch start before accepting any produce under it, so
+            // OffsetForLeaderEpoch answers for it at once.
+            if let Err(err) = log.assign_epoch_start(meta.leader_epoch) {
+                tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err,
+                    "cannot record the new leader epoch; not leading");
+                Role::Offline {
+                    leader_epoch: meta.leader_epoch,
+                }
+            } else {
+                let leo = log.log_end_offset();
+                let position = if self.settings.durable_leader {
+                    log.synced_offset()
+                } else {
+                    leo
+                };
+                let state = LeaderState::new(
+                    LeaderInit {
+                        me,
+                        leader_epoch: meta.leader_epoch,
+                        partition_epoch: meta.partition_epoch,
+                        replicas: meta.replicas.clone(),
+                        isr: meta.isr.clone(),
+                        epoch_start_offset: leo,
+                        log_end_offset: leo,
+                        leader_position: position,
+                        high_watermark: log.high_watermark(),
+                        lag_max_ms: self.settings.lag_max_ms,
+                    },
+                    now,
+                );
+                log.set_high_watermark(state.high_watermark());
+                tracing::info!(topic = %replica.topic, partition = replica.partition,
+                    leader_epoch = meta.leader_epoch, log_end_offset = leo,
+                    high_watermark = state.high_watermark(), isr = ?meta.isr, "leading partition");
+                Role::Leader(Box::new(state))
+            }
+        } else if meta.leader == runnel_meta::NO_LEADER {
+            Role::Offline {
+                leader_epoch: meta.leader_epoch,
+            }
+        } else {
+            tracing::info!(topic = %replica.topic, partition = replica.partition,
+                leader = meta.leader, leader_epoch = meta.leader_epoch, "following partition");
+            Role::Follower {
+                leader: meta.leader,
+                leader_epoch: meta.leader_epoch,
+                needs_truncation: true,
+            }
+        };
+        true
+    }
+
+    fn after_role_change(&self, replica: &Arc<Replica>) {
+        if let Role::Follower { leader, .. } = &*replica.role.lock() {
+            self.ensure_fetcher(*leader);
+        }
+        self.follower_changes
+            .send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Bumped whenever a local replica's role changes, so a fetcher waiting at
+    /// a leader regroups when the partitions it follows change.
+    pub(super) fn subscribe_follower_changes(&self) -> watch::Receiver<u64> {
+        self.follower_changes.subscribe()
+    }
+
+    /// Starts the fetcher task for `leader` if none runs. Needs a tokio runtime.
+    fn ensure_fetcher(&self, leader: BrokerId) {
+        let Some(this) = self.self_arc() else { return };
+        let mut fetchers = self.fetchers.lock();
+        if fetchers.get(&leader).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            fetchers.insert(leader, handle.spawn(fetcher::run(this, leader)));
+        }
+    }
+
+    fn self_arc(&self) -> Option<Arc<ReplicaManager>> {
+        self.this.upgrade()
+    }
+
+    /// A follower (`follower`, Fetch with replica_id) fetched `replica` from
+    /// `offset`: it holds every offset below durably. May advance the HW
+    /// (waking acks=all waiters and consumers) and propose an ISR expansion.
+    pub fn follower_fetch(
+        &self,
+        replica: &Arc<Replica>,
+        follower: BrokerId,
+        offset: i64,
+    ) -> Result<(), ApiError> {
+        let (change, advanced) = replica.follower_fetched(follower, offset, self.now_ms())?;
+        if advanced {
+            self.notify_hw();
+        }
+        if let Some(change) = change {
+            self.propose(replica.clone(), change);
+        }
+        Ok(())
+    }
+
+    /// The leader's log was fsynced (acks=all, or the background sync after acks=0/1).
+    pub fn leader_synced(&self, replica: &Replica) {
+        if replica.synced() {
+            self.notify_hw();
+        }
+    }
+
+    /// The leader appended up to `end`.
+    pub fn leader_appended(&self, replica: &Replica, end: i64) {
+        if replica.appended(end, self.settings.durable_leader) {
+            self.notify_hw();
+        }
+    }
+
+    /// Sends an ISR change to the quorum in the background. A refusal (stale
+    /// partition epoch, lost leadership) clears the in-flight change; the
+    /// metadata that caused it arrives through the state watch.
+    fn propose(&self, replica: Arc<Replica>, change: IsrChange) {
+        let Some(this) = self.self_arc() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            let shrink = change.isr.len() < replica_isr_len(&replica);
+            let command = Command::AlterIsr {
+                topic: replica.topic.clone(),
+                partition: replica.partition,
+                leader: this.settings.node_id,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                isr: change.isr.clone(),
+            };
+            tracing::info!(topic = %replica.topic, partition = replica.partition,
+                isr = ?change.isr, partition_epoch = change.partition_epoch,
+                "proposing ISR {}", if shrink { "shrink" } else { "expansion" });
+            match this.proposer.alter_isr(command).await {
+                Ok(()) => {
+                    if shrink {
+                        this.metrics.isr_shrinks.inc();
+                    } else {
+                        this.metrics.isr_expands.inc();
+                    }
+                    // Apply at once if the watch has it (propose returns once applied here).
+                    this.refresh(&replica);
+                }
+                Err(err) => {
+                    tracing::warn!(topic = %replica.topic, partition = replica.partition,
+                        error = %err, "ISR change refused");
+                    tokio::time::sleep(this.settings.retry_backoff).await;
+                    let mut role = replica.role.lock();
+                    if let Role::Leader(state) = &mut *role {
+                        if state.partition_epoch() == change.partition_epoch {
+                            state.isr_change_failed();
+                        }
+                    }
+                    drop(role);
+                    this.refresh(&replica);
+                }
+            }
+        });
+    }
+
+    fn refresh(&self, replica: &Replica) {
+        let meta = self
+            .state
+            .borrow()
+            .partition(&replica.topic, replica.partition)
+            .cloned();
+        if let Some(meta) = meta {
+            if self.update_role(replica, &meta) {
+                replica.bump();
+            }
+        }
+    }
+
+    /// Partitions this broker follows from `leader`.
+    pub fn following(&self, leader: BrokerId) -> Vec<Arc<Replica>> {
+        self.replicas
+            .read()
+            .values()
+            .filter(|r| matches!(&*r.role.lock(), Role::Follower { leader: l, .. } if *l == leader))
+            .cloned()
+            .collect()
+    }
+
+    /// The Kafka address (`host:port`) of a live broker.
+    pub fn broker_addr(&self, id: BrokerId) -> Option<String> {
+        self.state
+            .borrow()
+            .brokers
+            .get(&id)
+            .filter(|b| !b.fenced)
+            .map(|b| format!("{}:{}", b.host, b.port))
+    }
+
+    /// Stops (`true`) or resumes this broker's follower fetching; the broker
+    /// stays registered, so its leaders see it fall behind. For fault-injection tests.
+    pub fn pause_fetching(&self, paused: bool) {
+        self.fetch_paused.send_replace(paused);
+    }
+
+    /// Waits while fetching is paused.
+    pub(super) async fn wait_unpaused(&self) {
+        let mut rx = self.fetch_paused.subscribe();
+        let _ = rx.wait_for(|paused| !*paused).await;
+    }
+
+    /// A receiver of the shutdown flag.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Brings every local partition in line with the metadata, then keeps
+    /// doing so on every metadata change; periodically shrinks ISRs, refreshes
+    /// metrics and checkpoints high watermarks. Runs until shutdown.
+    pub async fn run(self: Arc<Self>) {
+        let mut state = self.state.clone();
+        let mut shutdown = self.shutdown.clone();
+        let tick_ms = (self.settings.lag_max_ms / 2).clamp(10, 1000) as u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_checkpoint = Instant::now();
+        // A closed metadata channel (no quorum: a fixed view) still gets ticks.
+        let mut metadata_open = true;
+        loop {
+            state.borrow_and_update();
+            self.reconcile_all();
+            tokio::select! {
+                _ = crate::runtime::wait_shutdown(&mut shutdown) => break,
+                changed = state.changed(), if metadata_open => if changed.is_err() { metadata_open = false },
+                _ = tick.tick() => {
+                    self.shrink_all();
+                    self.update_metrics();
+                    if last_checkpoint.elapsed() >= Duration::from_secs(5) {
+                        last_checkpoint = Instant::now();
+                        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            for r in replicas {
+                                if let Err(err) = r.log.checkpoint_high_watermark() {
+                                    tracing::warn!(topic = %r.topic, partition = r.partition, error = %err, "cannot checkpoint the high watermark");
+                                }
+                            }
+                        }).await;
+                    }
+                }
+            }
+        }
+        let fetchers: Vec<_> = self.fetchers.lock().drain().map(|(_, t)| t).collect();
+        for task in fetchers {
+            task.abort();
+        }
+    }
+
+    /// One pass over the local partitions (also retried on every tick, since
+    /// logs of newly assigned partitions may open after the metadata change).
+    fn reconcile_all(&self) {
+        let cluster = self.state.borrow().clone();
+        let me = self.settings.node_id;
+        let mut seen = std::collections::HashSet::new();
+        for topic in self.topics.list() {
+            for partition in topic.partitions() {
+                let meta = cluster.partition(&topic.name, partition.index);
+                if meta.is_some_and(|m| !m.replicas.contains(&me)) {
+                    continue;
+                }
+                seen.insert((topic.name.clone(), partition.index));
+                self.reconcile(&topic.name, partition.index, &partition.log, meta);
+            }
+        }
+        let removed: Vec<Arc<Replica>> = {
+            let mut map = self.replicas.write();
+            let gone: Vec<PartitionKey> =
+                map.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+            gone.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for replica in removed {
+            *replica.role.lock() = Role::Offline {
+                leader_epoch: i32::MAX,
+            };
+            replica.bump();
+        }
+    }
+
+    fn shrink_all(&self) {
+        let now = self.now_ms();
+        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+        for replica in replicas {
+            let change = match &mut *replica.role.lock() {
+                Role::Leader(state) => {
+                    state.on_leader_append(replica.log.log_end_offset());
+                    state.maybe_shrink(now)
+                }
+                _ => None,
+            };
+            if let Some(change) = change {
+                self.propose(replica, change);
+            }
+        }
+        // Fetchers whose task died (all its partitions moved) are restarted on demand.
+        let leaders: Vec<BrokerId> = self
+            .replicas
+            .read()
+            .values()
+            .filter_map(|r| match &*r.role.lock() {
+                Role::Follower { leader, .. } => Some(*leader),
+                _ => None,
+            })
+            .collect();
+        for leader in leaders {
+            self.ensure_fetcher(leader);
+        }
+    }
+
+    fn update_metrics(&self) {
+        // Keeps the throttle gauges (and quotas) current without traffic.
+        let _ = self.throttle();
+        let replicas: Vec<_> = self.replicas.read().values().cloned().collect();
+        let mut under = 0;
+        self.metrics.follower_lag.reset();
+        for replica in replicas {
+            if let Role::Leader(state) = &*replica.role.lock() {
+                if state.isr().len() < state.replicas().len() {
+                    under += 1;
+                }
+                let partition = replica.partition.to_string();
+                for (follower, lag) in state.follower_lags() {
+                    self.metrics
+                        .follower_lag
+                        .with_label_values(&[
+                            replica.topic.as_str(),
+                            partition.as_str(),
+                            follower.to_string().as_str(),
+                        ])
+                        .set(lag);
+                }
+            }
+        }
+        self.metrics.under_replicated.set(under);
+    }
+}

@@ -1,0 +1,313 @@
+//! One local partition replica ([`Replica`]): its log and its role
+//! (leader with its [`LeaderState`], follower, or offline), the leader-side
+//! checks of produce and fetch (leader epoch, leadership, `min.insync.replicas`)
+//! and the `acks=all` wait for the high watermark. The role is changed by the
+//! [`ReplicaManager`](super::ReplicaManager) when the metadata moves.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use runnel_log::Log;
+use runnel_meta::BrokerId;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::state::{AckError, AckStatus, IsrChange, LeaderState};
+use crate::errors::ApiError;
+
+/// A local partition's role.
+#[derive(Debug)]
+pub(super) enum Role {
+    /// This broker leads: replication state, fed by fetches and fsyncs.
+    Leader(Box<LeaderState>),
+    /// Another broker leads; this one fetches from it.
+    Follower {
+        leader: BrokerId,
+        leader_epoch: i32,
+        /// Set on becoming follower: the log must be truncated (by
+        /// OffsetForLeaderEpoch) before fetching.
+        needs_truncation: bool,
+    },
+    /// No leader is available (offline partition).
+    Offline { leader_epoch: i32 },
+}
+
+/// One local partition replica.
+pub struct Replica {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The partition's log.
+    pub log: Arc<Log>,
+    // Never held across an await.
+    pub(super) role: Mutex<Role>,
+    // Bumped when the HW, the ISR or the role changes (acks=all waiters).
+    progress: watch::Sender<u64>,
+}
+
+impl Replica {
+    pub(super) fn new(topic: &str, partition: i32, log: Arc<Log>, role: Role) -> Replica {
+        Replica {
+            topic: topic.to_string(),
+            partition,
+            log,
+            role: Mutex::new(role),
+            progress: watch::channel(0).0,
+        }
+    }
+
+    pub(super) fn bump(&self) {
+        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// The leader epoch this broker knows for the partition.
+    pub fn leader_epoch(&self) -> i32 {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.leader_epoch(),
+            Role::Follower { leader_epoch, .. } | Role::Offline { leader_epoch } => *leader_epoch,
+        }
+    }
+
+    /// True when this broker leads the partition and `follower` is in its ISR.
+    pub fn is_in_sync(&self, follower: BrokerId) -> bool {
+        match &*self.role.lock() {
+            Role::Leader(s) => s.isr().contains(&follower),
+            _ => false,
+        }
+    }
+
+    /// True when this broker leads the partition.
+    pub fn is_leader(&self) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(_))
+    }
+
+    /// The high watermark (the log's, which the leader raises and a follower copies).
+    pub fn high_watermark(&self) -> i64 {
+        self.log.high_watermark()
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1 = not given): older than
+    /// ours is FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH; then that
+    /// this broker leads, else NOT_LEADER_OR_FOLLOWER. Returns the epoch.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<i32, ApiError> {
+        let epoch = self.leader_epoch();
+        check_epoch(&self.topic, self.partition, epoch, current_leader_epoch)?;
+        if !self.is_leader() {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {}-{}",
+                    self.topic, self.partition
+                ),
+            ));
+        }
+        Ok(epoch)
+    }
+
+    /// Before appending a produce: checks leadership (and, for acks=all, the
+    /// ISR size against `min_isr`); returns the leader epoch to write.
+    pub fn check_produce(&self, acks: i16, min_isr: usize) -> Result<i32, ApiError> {
+        let role = self.role.lock();
+        let Role::Leader(state) = &*role else {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {}-{}",
+                    self.topic, self.partition
+                ),
+            ));
+        };
+        if acks == -1 {
+            if let Err(err) = state.check_append(min_isr) {
+                return Err(ack_error(err, self, state.isr().len(), min_isr));
+            }
+        }
+        Ok(state.leader_epoch())
+    }
+
+    /// The leader appended up to `end` (exclusive); a non-durable leader
+    /// counts it towards the HW at once.
+    pub fn appended(&self, end: i64, durable: bool) -> bool {
+        let advanced = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return false;
+            };
+            state.on_leader_append(end);
+            if durable {
+                None
+            } else {
+                state.on_leader_synced(end)
+            }
+        };
+        self.apply_hw(advanced)
+    }
+
+    /// The leader's log was fsynced: its synced offset counts towards the HW.
+    /// Returns true when the HW advanced.
+    pub fn synced(&self) -> bool {
+        let synced = self.log.synced_offset();
+        let advanced = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return false;
+            };
+            state.on_leader_append(self.log.log_end_offset());
+            state.on_leader_synced(synced)
+        };
+        self.apply_hw(advanced)
+    }
+
+    pub(super) fn apply_hw(&self, advanced: Option<i64>) -> bool {
+        match advanced {
+            Some(hw) => {
+                self.log.set_high_watermark(hw);
+                self.bump();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until an `acks=all` append ending at `end` (exclusive) is
+    /// committed, the ISR shrinks below `min_isr` (NOT_ENOUGH_REPLICAS_AFTER_APPEND),
+    /// leadership is lost (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
+    pub async fn wait_committed(
+        &self,
+        end: i64,
+        min_isr: usize,
+        deadline: Instant,
+    ) -> Result<(), ApiError> {
+        let mut rx = self.progress.subscribe();
+        loop {
+            rx.borrow_and_update();
+            {
+                let role = self.role.lock();
+                let Role::Leader(state) = &*role else {
+                    return Err(ApiError::with_message(
+                        ResponseError::NotLeaderOrFollower,
+                        format!(
+                            "leadership of {}-{} moved before the append was committed",
+                            self.topic, self.partition
+                        ),
+                    ));
+                };
+                match state.ack_status(end, min_isr) {
+                    AckStatus::Done => return Ok(()),
+                    AckStatus::Failed(err) => {
+                        return Err(ack_error(err, self, state.isr().len(), min_isr))
+                    }
+                    AckStatus::Pending => {}
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(ApiError::with_message(
+                        ResponseError::RequestTimedOut,
+                        format!("{}-{}: in-sync replicas did not acknowledge offset {} in time", self.topic, self.partition, end - 1),
+                    ));
+                }
+                changed = rx.changed() => if changed.is_err() {
+                    return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
+                }
+            }
+        }
+    }
+
+    /// A follower fetched from `offset` (leader side). Returns an ISR change
+    /// to propose and whether the HW advanced; errors when not the leader.
+    pub(super) fn follower_fetched(
+        &self,
+        follower: BrokerId,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<(Option<IsrChange>, bool), ApiError> {
+        let progress = {
+            let mut role = self.role.lock();
+            let Role::Leader(state) = &mut *role else {
+                return Err(ApiError::with_message(
+                    ResponseError::NotLeaderOrFollower,
+                    format!(
+                        "this broker does not lead {}-{}",
+                        self.topic, self.partition
+                    ),
+                ));
+            };
+            state.on_leader_append(self.log.log_end_offset());
+            state.on_follower_fetch(follower, offset, now_ms)
+        };
+        let advanced = self.apply_hw(progress.high_watermark);
+        Ok((progress.isr_change, advanced))
+    }
+
+    /// The follower's view: (leader, leader epoch, needs truncation); `None` when not following.
+    pub(crate) fn follower_view(&self) -> Option<(BrokerId, i32, bool)> {
+        match &*self.role.lock() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+                needs_truncation,
+            } => Some((*leader, *leader_epoch, *needs_truncation)),
+            _ => None,
+        }
+    }
+
+    /// Sets whether the follower must truncate before fetching, if it still
+    /// follows under `epoch`.
+    pub(crate) fn set_needs_truncation(&self, epoch: i32, value: bool) {
+        if let Role::Follower {
+            leader_epoch,
+            needs_truncation,
+            ..
+        } = &mut *self.role.lock()
+        {
+            if *leader_epoch == epoch {
+                *needs_truncation = value;
+            }
+        }
+    }
+}
+
+fn ack_error(err: AckError, replica: &Replica, isr: usize, min_isr: usize) -> ApiError {
+    let (code, when) = match err {
+        AckError::NotEnoughReplicas => (ResponseError::NotEnoughReplicas, "append"),
+        AckError::NotEnoughReplicasAfterAppend => {
+            (ResponseError::NotEnoughReplicasAfterAppend, "commit")
+        }
+    };
+    ApiError::with_message(
+        code,
+        format!(
+            "{}-{} has {isr} in-sync replicas at {when}, min.insync.replicas is {min_isr}",
+            replica.topic, replica.partition
+        ),
+    )
+}
+
+/// The `current_leader_epoch` check of Fetch, Produce-adjacent APIs and
+/// OffsetForLeaderEpoch (-1 = the client does not know; no check).
+pub fn check_epoch(topic: &str, partition: i32, ours: i32, theirs: i32) -> Result<(), ApiError> {
+    if theirs < 0 || theirs == ours {
+        return Ok(());
+    }
+    let (code, relation) = if theirs < ours {
+        (ResponseError::FencedLeaderEpoch, "older")
+    } else {
+        (ResponseError::UnknownLeaderEpoch, "newer")
+    };
+    Err(ApiError::with_message(
+        code,
+        format!(
+            "leader epoch {theirs} of {topic}-{partition} is {relation} than this broker's {ours}"
+        ),
+    ))
+}
+
+pub(super) fn replica_isr_len(replica: &Replica) -> usize {
+    match &*replica.role.lock() {
+        Role::Leader(state) => state.isr().len(),
+        _ => 0,
+    }
+}
