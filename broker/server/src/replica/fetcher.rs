@@ -9,6 +9,7 @@
 //! share this broker's follower quota: while it is spent they are left out of
 //! the request, and the task sleeps until it refills when nothing else is left.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,14 +24,47 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_client::Connection;
 use runnel_meta::BrokerId;
+use tokio::task::JoinHandle;
 
 use super::{Replica, ReplicaManager, ThrottleSide};
 
 /// The Fetch version followers send (topic names, current leader epoch, replica_id field).
 const FETCH_VERSION: i16 = 12;
 
+/// Keeps one fetcher task per broker that leads a local follower replica:
+/// on every role change the manager announces, and on the manager's tick
+/// (a task that died is restarted on demand), starts a task for a followed
+/// leader that has none (or whose task ended because it had nothing left to
+/// fetch); at shutdown, stops them all. Runs until shutdown.
+///
+/// The supervisor, not the manager, owns the tasks, so the manager does not
+/// depend on the fetcher that depends on it.
+pub async fn supervise(manager: Arc<ReplicaManager>) {
+    let mut changes = manager.subscribe_follower_changes();
+    let mut shutdown = manager.shutdown_signal();
+    let mut tasks: HashMap<BrokerId, JoinHandle<()>> = HashMap::new();
+    let mut tick = tokio::time::interval(manager.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        changes.borrow_and_update();
+        for leader in manager.followed_leaders() {
+            if tasks.get(&leader).is_none_or(|t| t.is_finished()) {
+                tasks.insert(leader, tokio::spawn(run(manager.clone(), leader)));
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+            _ = crate::runtime::wait_shutdown(&mut shutdown) => break,
+        }
+    }
+    for task in tasks.into_values() {
+        task.abort();
+    }
+}
+
 /// Runs until no partition follows `leader` or shutdown.
-pub(crate) async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
+async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
     let me = manager.settings.node_id;
     let backoff = manager.settings.retry_backoff;
     let mut shutdown = manager.shutdown_signal();

@@ -1,7 +1,7 @@
 //! The [`ReplicaManager`]: owns the replication role of every local
 //! partition. It watches the cluster metadata and brings each local
-//! [`Replica`] in line with it (leader, follower or offline), starts one
-//! follower fetcher task per source broker, feeds the leaders' replication
+//! [`Replica`] in line with it (leader, follower or offline), announces role
+//! changes to the fetcher supervisor (`fetcher.rs`), feeds the leaders' replication
 //! state from follower fetches and fsyncs, proposes ISR changes through the
 //! [`IsrProposer`], and applies the replication throttle's quotas.
 
@@ -15,7 +15,6 @@ use runnel_meta::{BrokerId, ClusterState, Command, PartitionMeta};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::fetcher;
 use super::isr::IsrProposer;
 use super::metrics::ReplicaMetrics;
 use super::partition::{replica_isr_len, Replica, Role};
@@ -70,8 +69,6 @@ pub struct ReplicaManager {
     state: watch::Receiver<Arc<ClusterState>>,
     proposer: Arc<dyn IsrProposer>,
     replicas: RwLock<HashMap<PartitionKey, Arc<Replica>>>,
-    // Follower fetcher tasks by source broker.
-    fetchers: Mutex<HashMap<BrokerId, tokio::task::JoinHandle<()>>>,
     /// Replication metrics.
     pub metrics: ReplicaMetrics,
     // Bumped when any HW advances, so consumer long polls wake.
@@ -109,7 +106,6 @@ impl ReplicaManager {
             state,
             proposer,
             replicas: RwLock::new(HashMap::new()),
-            fetchers: Mutex::new(HashMap::new()),
             metrics: ReplicaMetrics::new(registry),
             hw_advanced: watch::channel(0).0,
             follower_changes: watch::channel(0).0,
@@ -269,7 +265,7 @@ impl ReplicaManager {
         if let Some(replica) = existing.filter(|r| Arc::ptr_eq(&r.log, log)) {
             if self.update_role(&replica, meta) {
                 replica.bump();
-                self.after_role_change(&replica);
+                self.after_role_change();
             }
             return replica;
         }
@@ -292,7 +288,7 @@ impl ReplicaManager {
             .or_insert_with(|| replica.clone())
             .clone();
         drop(map);
-        self.after_role_change(&replica);
+        self.after_role_change();
         replica
     }
 
@@ -389,30 +385,32 @@ impl ReplicaManager {
         true
     }
 
-    fn after_role_change(&self, replica: &Arc<Replica>) {
-        if let Role::Follower { leader, .. } = &*replica.role.lock() {
-            self.ensure_fetcher(*leader);
-        }
+    fn after_role_change(&self) {
         self.follower_changes
             .send_modify(|v| *v = v.wrapping_add(1));
     }
 
-    /// Bumped whenever a local replica's role changes, so a fetcher waiting at
-    /// a leader regroups when the partitions it follows change.
+    /// Bumped whenever a local replica's role changes, so the fetcher
+    /// supervisor starts a fetcher for a newly followed leader and a fetcher
+    /// waiting at a leader regroups when the partitions it follows change.
     pub(super) fn subscribe_follower_changes(&self) -> watch::Receiver<u64> {
         self.follower_changes.subscribe()
     }
 
-    /// Starts the fetcher task for `leader` if none runs. Needs a tokio runtime.
-    fn ensure_fetcher(&self, leader: BrokerId) {
-        let Some(this) = self.self_arc() else { return };
-        let mut fetchers = self.fetchers.lock();
-        if fetchers.get(&leader).is_some_and(|t| !t.is_finished()) {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            fetchers.insert(leader, handle.spawn(fetcher::run(this, leader)));
-        }
+    /// The brokers that lead at least one local follower replica.
+    pub(super) fn followed_leaders(&self) -> Vec<BrokerId> {
+        let mut leaders: Vec<BrokerId> = self
+            .replicas
+            .read()
+            .values()
+            .filter_map(|r| match &*r.role.lock() {
+                Role::Follower { leader, .. } => Some(*leader),
+                _ => None,
+            })
+            .collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        leaders
     }
 
     fn self_arc(&self) -> Option<Arc<ReplicaManager>> {
@@ -550,14 +548,19 @@ impl ReplicaManager {
         self.shutdown.clone()
     }
 
+    /// How often the manager re-checks ISRs, metrics and fetcher tasks: half
+    /// the replica lag limit, between 10 ms and 1 s.
+    pub(super) fn tick(&self) -> Duration {
+        Duration::from_millis((self.settings.lag_max_ms / 2).clamp(10, 1000) as u64)
+    }
+
     /// Brings every local partition in line with the metadata, then keeps
     /// doing so on every metadata change; periodically shrinks ISRs, refreshes
     /// metrics and checkpoints high watermarks. Runs until shutdown.
     pub async fn run(self: Arc<Self>) {
         let mut state = self.state.clone();
         let mut shutdown = self.shutdown.clone();
-        let tick_ms = (self.settings.lag_max_ms / 2).clamp(10, 1000) as u64;
-        let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+        let mut tick = tokio::time::interval(self.tick());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_checkpoint = Instant::now();
         // A closed metadata channel (no quorum: a fixed view) still gets ticks.
@@ -584,10 +587,6 @@ impl ReplicaManager {
                     }
                 }
             }
-        }
-        let fetchers: Vec<_> = self.fetchers.lock().drain().map(|(_, t)| t).collect();
-        for task in fetchers {
-            task.abort();
         }
     }
 
@@ -635,19 +634,6 @@ impl ReplicaManager {
             if let Some(change) = change {
                 self.propose(replica, change);
             }
-        }
-        // Fetchers whose task died (all its partitions moved) are restarted on demand.
-        let leaders: Vec<BrokerId> = self
-            .replicas
-            .read()
-            .values()
-            .filter_map(|r| match &*r.role.lock() {
-                Role::Follower { leader, .. } => Some(*leader),
-                _ => None,
-            })
-            .collect();
-        for leader in leaders {
-            self.ensure_fetcher(leader);
         }
     }
 

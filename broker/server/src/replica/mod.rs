@@ -7,13 +7,14 @@
 //!
 //! Files:
 //! - `manager.rs`: [`ReplicaManager`] and its [`ReplicaSettings`]: roles from
-//!   the metadata, fetcher tasks, HW notifications, ISR proposals, throttling.
+//!   the metadata, HW notifications, ISR proposals, throttling.
 //! - `partition.rs`: [`Replica`], one local partition's role, its produce and
 //!   fetch checks ([`check_epoch`]) and the `acks=all` wait.
 //! - `isr.rs`: [`IsrProposer`], how ISR changes reach the quorum ([`NoQuorum`]
 //!   without one).
 //! - [`state`]: the sans-IO ISR and high-watermark bookkeeping of a leader.
-//! - [`fetcher`]: the follower fetch loop, one task per source broker.
+//! - [`fetcher`]: the follower fetch loop, one task per source broker, and
+//!   the supervisor that starts and stops those tasks ([`supervise_fetchers`]).
 //! - [`throttle`]: replication throttling (rates, throttled replicas, quotas).
 //! - [`offsets`]: replication of the group coordinator's `__consumer_offsets` writes.
 //! - [`metrics`]: the replication metrics.
@@ -27,6 +28,7 @@ mod partition;
 pub mod state;
 pub mod throttle;
 
+pub use fetcher::supervise as supervise_fetchers;
 pub use isr::{IsrProposer, NoQuorum};
 pub use manager::{ReplicaManager, ReplicaSettings};
 pub use partition::{check_epoch, Replica};

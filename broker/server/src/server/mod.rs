@@ -309,6 +309,7 @@ impl Server {
         let cleaner = tokio::spawn(housekeeping::log_cleaner(broker.clone()));
         let metadata_sync = tokio::spawn(broker.clone().run_metadata_sync());
         let replication = tokio::spawn(broker.replicas.clone().run());
+        let fetchers = tokio::spawn(crate::replica::supervise_fetchers(broker.replicas.clone()));
         // Loads __consumer_offsets in the background: group requests get
         // COORDINATOR_LOAD_IN_PROGRESS until it is done.
         let coordinator = tokio::spawn(
@@ -340,6 +341,7 @@ impl Server {
         let _ = coordinator.await;
         let _ = metadata_sync.await;
         let _ = replication.await;
+        let _ = fetchers.await;
         // Fences this broker at once, so its partitions move without waiting
         // for the session timeout.
         if let Err(err) = broker.meta.shutdown().await {
