@@ -18,10 +18,10 @@ use super::{
     call_error, write_error, Inner, Session, CATCH_UP_TIMEOUT, JOIN_TIMEOUT, MAX_BACKOFF,
     PROPOSE_TIMEOUT, RETRY_PAUSE,
 };
+use crate::error::MetaError;
 use crate::raft::rpc::{self, Request, Response};
 use crate::raft::NodeId;
 use crate::types::{BrokerId, Command};
-use crate::MetaError;
 
 impl Inner {
     /// Adds `node_id` to the quorum: a learner, promoted to voter while there

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::MetaConfig;
+use crate::error::MetaError;
 use crate::metrics::MetaMetrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
@@ -30,7 +31,6 @@ use crate::raft::rpc::{self, CallError, Forwarded, Handler, Pool, Request, Respo
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::types::{Applied, BrokerId, BrokerInfo, ClusterState, Command};
-use crate::MetaError;
 
 mod controller;
 mod membership;
