@@ -2,7 +2,7 @@
 //! and the few in-place rewrites the broker is allowed to make (base offset,
 //! partition leader epoch, LogAppendTime timestamps).
 
-use crate::Error;
+use crate::error::Error;
 
 /// Bytes from the start of a batch to the end of its fixed header.
 pub(crate) const HEADER_LEN: usize = 61;

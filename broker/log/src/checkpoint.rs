@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::epoch_cache::EpochEntry;
-use crate::Error;
+use crate::error::{io_err, Error};
 
 /// File holding the recovery point and the clean-shutdown flag.
 pub(crate) const RECOVERY_FILE: &str = "recovery-point.checkpoint";
@@ -38,13 +38,6 @@ pub(crate) struct RecoveryPoint {
     pub(crate) offset: i64,
     /// The log was closed cleanly.
     pub(crate) clean: bool,
-}
-
-fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Reads a whole file of at most `max` bytes; `None` when it is missing,

@@ -22,9 +22,11 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 
 use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
 use crate::checkpoint;
+use crate::error::{io_err, Error, Result};
+use crate::log::Log;
 use crate::records::{self, RecordsError};
-use crate::segment::{self, io_err, Segment};
-use crate::{retention_timestamp, Error, Log, Result};
+use crate::segment::{self, Segment};
+use crate::truncation::retention_timestamp;
 
 /// Suffix of a compacted segment still being written (deleted on open).
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::Error;
+use crate::error::Error;
 
 /// How many recent batches per producer are remembered (Kafka's in-flight limit).
 pub(crate) const CACHED_BATCHES: usize = 5;

@@ -11,17 +11,34 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::HEADER_LEN;
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::compaction;
+use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
+use crate::error::{io_err, Error};
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
-use crate::segment::{self, io_err, Segment};
-use crate::{Error, LogConfig, RecoveryReport};
+use crate::segment::{self, Segment};
+
+/// What recovery did when the log was opened; the server logs it.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Segments whose batches were CRC-scanned.
+    pub segments_scanned: usize,
+    /// Bytes cut off a torn or corrupt tail (0 when the log was clean).
+    pub truncated_bytes: u64,
+    /// The segment file that was truncated, and the reason, if any.
+    pub truncation: Option<(PathBuf, String)>,
+    /// Index files rebuilt because they were missing or damaged.
+    pub indexes_rebuilt: usize,
+    /// The leader epoch checkpoint was missing, damaged or inconsistent with
+    /// the batch headers and was rebuilt from them.
+    pub epoch_cache_rebuilt: bool,
+}
 
 /// Everything `Log::open` needs from the directory.
 pub(crate) struct Opened {

@@ -13,9 +13,9 @@ use parking_lot::Mutex;
 
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{self, TMP_SUFFIX};
+use crate::error::{io_err, Error};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::records;
-use crate::Error;
 
 /// `.log` file name of the segment starting at `base`.
 pub(crate) fn log_file_name(base: i64) -> String {
@@ -30,13 +30,6 @@ pub(crate) fn index_file_name(base: i64) -> String {
 /// `.timeindex` file name of the segment starting at `base`.
 pub(crate) fn time_index_file_name(base: i64) -> String {
     format!("{base:020}.timeindex")
-}
-
-pub(crate) fn io_err(path: &Path, source: io::Error) -> Error {
-    Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// One batch found by a scan of a segment file.

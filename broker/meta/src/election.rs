@@ -6,7 +6,7 @@
 use crate::types::{BrokerId, PartitionMeta, NO_LEADER};
 
 /// Whether a replica may lead or stay in sync: it is registered and unfenced.
-pub trait Liveness {
+pub(crate) trait Liveness {
     /// True when `broker` is registered and unfenced.
     fn is_live(&self, broker: BrokerId) -> bool;
 }
@@ -19,7 +19,7 @@ impl<F: Fn(BrokerId) -> bool> Liveness for F {
 
 /// Compares `changed` with `before` and sets its epochs; returns `None` when
 /// nothing changed (the caller then keeps `before` and reports no change).
-pub fn finish(before: &PartitionMeta, mut changed: PartitionMeta) -> Option<PartitionMeta> {
+pub(crate) fn finish(before: &PartitionMeta, mut changed: PartitionMeta) -> Option<PartitionMeta> {
     changed.leader_epoch = before.leader_epoch;
     changed.partition_epoch = before.partition_epoch;
     if changed == *before {
@@ -33,7 +33,7 @@ pub fn finish(before: &PartitionMeta, mut changed: PartitionMeta) -> Option<Part
 }
 
 /// The first replica, in replica order, that is in the ISR and live.
-pub fn first_live_in_isr(p: &PartitionMeta, live: &impl Liveness) -> Option<BrokerId> {
+pub(crate) fn first_live_in_isr(p: &PartitionMeta, live: &impl Liveness) -> Option<BrokerId> {
     p.replicas
         .iter()
         .copied()
@@ -44,7 +44,7 @@ pub fn first_live_in_isr(p: &PartitionMeta, live: &impl Liveness) -> Option<Brok
 /// fenced, or out of the ISR): the first live ISR member in replica order;
 /// failing that, when `unclean` is allowed, the first live replica with the
 /// ISR reset to just it (it may lack acknowledged records); else no leader.
-pub fn elect_if_needed(p: &mut PartitionMeta, live: &impl Liveness, unclean: bool) {
+pub(crate) fn elect_if_needed(p: &mut PartitionMeta, live: &impl Liveness, unclean: bool) {
     if p.leader != NO_LEADER && live.is_live(p.leader) && p.isr.contains(&p.leader) {
         return;
     }
@@ -66,7 +66,7 @@ pub fn elect_if_needed(p: &mut PartitionMeta, live: &impl Liveness, unclean: boo
 /// Removes `broker` from the ISR unless it is the last member: Kafka keeps
 /// the last one so that it is known which replica has every acknowledged
 /// record, and the partition can come back when that broker does.
-pub fn shrink_isr_without(p: &mut PartitionMeta, broker: BrokerId) {
+pub(crate) fn shrink_isr_without(p: &mut PartitionMeta, broker: BrokerId) {
     if p.isr.contains(&broker) && p.isr.len() > 1 {
         p.isr.retain(|&r| r != broker);
     }
@@ -74,7 +74,7 @@ pub fn shrink_isr_without(p: &mut PartitionMeta, broker: BrokerId) {
 
 /// The replica list a reassignment in progress is heading to (the replicas
 /// not being removed, in order); the replicas themselves when none is.
-pub fn target_replicas(p: &PartitionMeta) -> Vec<BrokerId> {
+pub(crate) fn target_replicas(p: &PartitionMeta) -> Vec<BrokerId> {
     p.replicas
         .iter()
         .copied()
@@ -86,7 +86,7 @@ pub fn target_replicas(p: &PartitionMeta) -> Vec<BrokerId> {
 /// ISR (the ISR without the removed replicas must not be empty): replicas
 /// become the target, removed replicas leave the ISR, and if the leader was
 /// removed the first live target replica in the ISR takes over.
-pub fn complete_reassignment_if_ready(p: &mut PartitionMeta, live: &impl Liveness) {
+pub(crate) fn complete_reassignment_if_ready(p: &mut PartitionMeta, live: &impl Liveness) {
     if p.adding.is_empty() && p.removing.is_empty() {
         return;
     }
@@ -114,7 +114,7 @@ pub fn complete_reassignment_if_ready(p: &mut PartitionMeta, live: &impl Livenes
 /// the target followed by the current replicas it drops; the difference sets
 /// become `adding` and `removing`. Completes at once when the target replicas
 /// are all in the ISR already (a pure shrink or reorder of in-sync replicas).
-pub fn start_reassignment(p: &mut PartitionMeta, target: &[BrokerId], live: &impl Liveness) {
+pub(crate) fn start_reassignment(p: &mut PartitionMeta, target: &[BrokerId], live: &impl Liveness) {
     let current = p.replicas.clone();
     let removing: Vec<BrokerId> = current
         .iter()
@@ -138,7 +138,7 @@ pub fn start_reassignment(p: &mut PartitionMeta, target: &[BrokerId], live: &imp
 
 /// Outcome of [`revert_reassignment`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revert {
+pub(crate) enum Revert {
     /// Reverted with at least one original replica in sync.
     Clean,
     /// No original replica was in the ISR: reverting needs an unclean election.
@@ -150,7 +150,11 @@ pub enum Revert {
 /// replicas were in sync, the ISR becomes the first remaining replica (an
 /// unclean election, reported so the caller can refuse it). `unclean` lets
 /// the election that follows pick an out-of-sync replica.
-pub fn revert_reassignment(p: &mut PartitionMeta, live: &impl Liveness, unclean: bool) -> Revert {
+pub(crate) fn revert_reassignment(
+    p: &mut PartitionMeta,
+    live: &impl Liveness,
+    unclean: bool,
+) -> Revert {
     let adding = std::mem::take(&mut p.adding);
     p.removing.clear();
     p.replicas.retain(|r| !adding.contains(r));

@@ -9,41 +9,41 @@
 //! happen inside `apply`, so every replica computes the same result. The
 //! controller alone runs the timers: broker session expiry (fencing) and the
 //! preferred-leader rebalance.
+//!
+//! Modules:
+//! - `node`: [`MetaNode`], the API a broker uses; `node/membership.rs` joins the
+//!   quorum and heartbeats, `node/controller.rs` runs the controller's timers.
+//! - `raft`: the openraft plumbing: log store, state machine, TCP transport and RPCs.
+//! - `types`: the replicated data ([`ClusterState`], [`TopicMeta`], ...) and [`Command`]s.
+//! - `state`: [`ClusterState::apply`], the deterministic transition function.
+//! - `queries`: read-only views of a [`ClusterState`] and its partitions.
+//! - `election`: partition leader election and reassignment as pure functions.
+//! - `placement`: replica placement for new partitions.
+//! - `rebalance`: which partitions the preferred-leader rebalance moves.
+//! - `config`: [`MetaConfig`], the settings of one node.
+//! - `metrics`: [`MetaMetrics`], the quorum's Prometheus metrics.
+//! - `error`: [`MetaError`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod config;
-pub mod election;
-pub mod metrics;
-pub mod node;
-pub mod placement;
+mod config;
+mod election;
+mod error;
+mod metrics;
+mod node;
+mod placement;
+mod queries;
 mod raft;
-pub mod rebalance;
-pub mod state;
-pub mod types;
+mod rebalance;
+mod state;
+mod types;
 
 pub use config::MetaConfig;
+pub use error::MetaError;
 pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
-pub use types::*;
-
-/// Errors of the metadata quorum, as seen by the broker.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-pub enum MetaError {
-    /// The command was applied and refused by the state machine (maps to a Kafka error code).
-    #[error("{0}")]
-    Rejected(#[from] Rejection),
-    /// No controller is known right now (election in progress, no quorum); retriable.
-    #[error("no metadata controller available: {0}")]
-    NoController(String),
-    /// The command may or may not have been applied (timeout, leader change); retriable by the client.
-    #[error("metadata request timed out: {0}")]
-    Timeout(String),
-    /// Storage or network failure of this node.
-    #[error("metadata quorum error: {0}")]
-    Internal(String),
-    /// The node is shutting down.
-    #[error("metadata node is shutting down")]
-    ShuttingDown,
-}
+pub use types::{
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
+    Rejection, TopicMeta, NO_LEADER,
+};

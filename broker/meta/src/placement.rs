@@ -15,7 +15,7 @@ use crate::types::BrokerId;
 
 /// A broker that may receive replicas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Candidate<'a> {
+pub(crate) struct Candidate<'a> {
     /// Broker id.
     pub id: BrokerId,
     /// `broker.rack`, if set.
@@ -24,7 +24,7 @@ pub struct Candidate<'a> {
 
 /// 64-bit FNV-1a of `bytes`: a fixed hash (std's hasher is randomly seeded
 /// per process, which would make nodes place replicas differently).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     bytes
@@ -39,7 +39,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 /// `brokers` are the live brokers in id order. The caller guarantees
 /// `1 <= replication_factor <= brokers.len()`; outside that range the result
 /// is empty.
-pub fn place(
+pub(crate) fn place(
     brokers: &[Candidate<'_>],
     topic: &str,
     first_partition: usize,

@@ -12,7 +12,10 @@ use crate::types::{BrokerId, ClusterState};
 /// first replica of but does not lead, over all partitions it is the first
 /// replica of) exceeds `percentage` percent, those of its partitions where it
 /// is live and in the ISR and no reassignment is in progress.
-pub fn preferred_leader_elections(state: &ClusterState, percentage: u32) -> Vec<(String, i32)> {
+pub(crate) fn preferred_leader_elections(
+    state: &ClusterState,
+    percentage: u32,
+) -> Vec<(String, i32)> {
     let percentage = usize::try_from(percentage).unwrap_or(usize::MAX);
     let over: BTreeSet<BrokerId> = state
         .preferred_leader_imbalance_by_broker()

@@ -15,7 +15,7 @@ use crate::types::{
 
 /// Topic (or cluster-default broker) config that allows electing an
 /// out-of-sync replica when no in-sync one is alive.
-pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+pub(crate) const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
 
 impl ClusterState {
     /// Applies one command committed at Raft log `index`. A refused command
@@ -110,101 +110,6 @@ impl ClusterState {
                 Ok(Applied::ProducerIds(first))
             }
         }
-    }
-
-    /// True when `broker` is registered and unfenced.
-    pub fn is_live(&self, broker: BrokerId) -> bool {
-        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
-    }
-
-    /// The topic's replication factor: the replica count of partition 0 once
-    /// any reassignment in progress is done (`None` for an unknown topic or
-    /// one without partitions).
-    pub fn replication_factor(&self, topic: &str) -> Option<usize> {
-        let p = self.topics.get(topic)?.partitions.first()?;
-        Some(p.replicas.len() - p.removing.len().min(p.replicas.len()))
-    }
-
-    /// `(topic, partition)` of every partition `broker` leads, in name order.
-    pub fn partitions_led_by(&self, broker: BrokerId) -> Vec<(String, i32)> {
-        self.partitions_where(|p| p.leader == broker)
-    }
-
-    /// `(topic, partition)` of every partition `broker` replicates (leading or following).
-    pub fn partitions_replicated_by(&self, broker: BrokerId) -> Vec<(String, i32)> {
-        self.partitions_where(|p| p.replicas.contains(&broker))
-    }
-
-    /// `(topic, partition)` of every partition without a leader.
-    pub fn offline_partitions(&self) -> Vec<(String, i32)> {
-        self.partitions_where(PartitionMeta::is_offline)
-    }
-
-    /// `(topic, partition)` of every under-replicated partition.
-    pub fn under_replicated_partitions(&self) -> Vec<(String, i32)> {
-        self.partitions_where(PartitionMeta::is_under_replicated)
-    }
-
-    /// `(topic, partition)` of every partition with a reassignment in
-    /// progress (ListPartitionReassignments; `adding`/`removing` say what moves).
-    pub fn reassigning_partitions(&self) -> Vec<(String, i32)> {
-        self.partitions_where(PartitionMeta::is_reassigning)
-    }
-
-    /// Partitions whose preferred (first) replica is live and in the ISR but
-    /// does not lead: what an automatic preferred-leader rebalance would
-    /// elect with [`Election::Preferred`].
-    pub fn preferred_imbalance(&self) -> Vec<(String, i32)> {
-        self.partitions_where(|p| {
-            p.replicas.first().is_some_and(|&preferred| {
-                p.leader != preferred && p.isr.contains(&preferred) && self.is_live(preferred)
-            })
-        })
-    }
-
-    /// Per preferred broker: `(partitions it should lead but does not,
-    /// partitions it is the preferred replica of)`. Kafka rebalances a
-    /// broker's leaderships once the first over the second exceeds
-    /// `leader.imbalance.per.broker.percentage`.
-    pub fn preferred_leader_imbalance_by_broker(&self) -> BTreeMap<BrokerId, (usize, usize)> {
-        let mut out: BTreeMap<BrokerId, (usize, usize)> = BTreeMap::new();
-        for p in self.topics.values().flat_map(|t| &t.partitions) {
-            if let Some(&preferred) = p.replicas.first() {
-                let entry = out.entry(preferred).or_default();
-                entry.1 += 1;
-                if p.leader != preferred {
-                    entry.0 += 1;
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether a topic may elect an out-of-sync leader: its own
-    /// `unclean.leader.election.enable`, else the cluster-wide broker default.
-    pub fn unclean_election_enabled(&self, topic: &str) -> bool {
-        let topic_value = self
-            .topics
-            .get(topic)
-            .and_then(|t| t.configs.get(UNCLEAN_LEADER_ELECTION));
-        let value = topic_value.or_else(|| {
-            self.broker_configs
-                .get("")
-                .and_then(|c| c.get(UNCLEAN_LEADER_ELECTION))
-        });
-        value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    }
-
-    fn partitions_where(&self, keep: impl Fn(&PartitionMeta) -> bool) -> Vec<(String, i32)> {
-        let mut out = Vec::new();
-        for (name, topic) in &self.topics {
-            for (index, p) in topic.partitions.iter().enumerate() {
-                if keep(p) {
-                    out.push((name.clone(), partition_index(index)));
-                }
-            }
-        }
-        out
     }
 
     fn init_cluster(&mut self, cluster_id: &str) -> Applied {
@@ -649,39 +554,6 @@ impl ClusterState {
     }
 }
 
-impl PartitionMeta {
-    /// Fewer in-sync replicas than assigned ones (replicas being added by a
-    /// reassignment do not count as missing), Kafka's under-replicated.
-    pub fn is_under_replicated(&self) -> bool {
-        self.isr.len() < self.replicas.len() - self.adding.len().min(self.replicas.len())
-    }
-
-    /// No leader: the partition can be neither produced to nor fetched from.
-    pub fn is_offline(&self) -> bool {
-        self.leader == NO_LEADER
-    }
-
-    /// A reassignment is in progress.
-    pub fn is_reassigning(&self) -> bool {
-        !self.adding.is_empty() || !self.removing.is_empty()
-    }
-
-    /// The replicas once a reassignment in progress completes (the replicas when none is).
-    pub fn target_replicas(&self) -> Vec<BrokerId> {
-        election::target_replicas(self)
-    }
-
-    /// The replicas before the reassignment in progress began, or the replicas
-    /// when none is (what a cancel reverts to).
-    pub fn original_replicas(&self) -> Vec<BrokerId> {
-        self.replicas
-            .iter()
-            .copied()
-            .filter(|r| !self.adding.contains(r))
-            .collect()
-    }
-}
-
 /// What a per-partition change may consult.
 struct ChangeContext<'a> {
     state: &'a ClusterState,
@@ -748,11 +620,6 @@ fn join(ids: &[BrokerId]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Partition indexes are `i32` on the wire; a topic never has more.
-fn partition_index(index: usize) -> i32 {
-    i32::try_from(index).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

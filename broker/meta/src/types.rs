@@ -268,34 +268,3 @@ pub enum Rejection {
     #[error("{0}")]
     Invalid(String),
 }
-
-impl ClusterState {
-    /// Unfenced brokers, by id.
-    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
-        self.brokers.values().filter(|b| !b.fenced)
-    }
-
-    /// A partition's metadata.
-    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionMeta> {
-        let index = usize::try_from(partition).ok()?;
-        self.topics.get(topic)?.partitions.get(index)
-    }
-
-    /// Partitions whose ISR is smaller than their replica set (Kafka's under-replicated count).
-    pub fn under_replicated_count(&self) -> usize {
-        self.topics
-            .values()
-            .flat_map(|t| &t.partitions)
-            .filter(|p| p.isr.len() < p.replicas.len() - p.adding.len().min(p.replicas.len()))
-            .count()
-    }
-
-    /// Partitions without a leader.
-    pub fn offline_count(&self) -> usize {
-        self.topics
-            .values()
-            .flat_map(|t| &t.partitions)
-            .filter(|p| p.leader == NO_LEADER)
-            .count()
-    }
-}

@@ -33,8 +33,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{NodeId, TypeConfig};
+use crate::error::MetaError;
 use crate::types::{Applied, BrokerId, Command, Rejection};
-use crate::MetaError;
 
 /// Largest frame accepted (snapshot chunks and entry batches stay far below).
 const MAX_FRAME: usize = 64 << 20;

@@ -2,15 +2,19 @@
 //! disk, the Raft network, command forwarding to the controller, broker
 //! heartbeats, and the controller's timers (session expiry, preferred-leader
 //! rebalance).
+//!
+//! This file has the API and the shared state ([`Inner`]) with proposing and
+//! forwarding; joining and heartbeats are in `membership.rs`, the
+//! controller's timers in `controller.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, Fatal, RaftError};
-use openraft::{BasicNode, ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, Config, RaftMetrics, SnapshotPolicy};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -19,15 +23,17 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::config::MetaConfig;
+use crate::error::MetaError;
 use crate::metrics::MetaMetrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::rpc::{self, CallError, Forwarded, Handler, Pool, Request, Response};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
-use crate::rebalance;
-use crate::types::{Applied, BrokerId, BrokerInfo, ClusterState, Command, Election};
-use crate::MetaError;
+use crate::types::{Applied, BrokerId, BrokerInfo, ClusterState, Command};
+
+mod controller;
+mod membership;
 
 /// How long a proposal may take end to end (finding a leader, committing, applying here).
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -540,334 +546,6 @@ impl Inner {
             Err(e) => Err(call_error(e)),
         }
     }
-
-    /// Adds `node_id` to the quorum: a learner, promoted to voter while there
-    /// are fewer than `config.voters`. A follower passes the request on to the leader.
-    async fn join(&self, node_id: NodeId, addr: String, hops: u8) -> Result<(), MetaError> {
-        let m = self.metrics();
-        match m.current_leader {
-            Some(leader) if leader == self.id => {}
-            Some(leader) if hops > 0 => {
-                let leader_addr = Self::node_addr(&m, leader).ok_or_else(|| {
-                    MetaError::NoController(format!("address of controller {leader} unknown"))
-                })?;
-                let request = Request::Join {
-                    node_id,
-                    addr,
-                    hops: hops - 1,
-                };
-                return match self.pool.call(&leader_addr, request, JOIN_TIMEOUT).await {
-                    Ok(Response::Join(result)) => result,
-                    Ok(other) => Err(MetaError::Internal(format!(
-                        "unexpected reply to join: {other:?}"
-                    ))),
-                    Err(e) => Err(call_error(e)),
-                };
-            }
-            _ => {
-                return Err(MetaError::NoController(
-                    "no controller to join through".into(),
-                ))
-            }
-        }
-
-        let _serialized = self.membership_lock.lock().await;
-        let m = self.metrics();
-        let membership = m.membership_config.membership().clone();
-        let node = BasicNode::new(&addr);
-        match membership.get_node(&node_id) {
-            Some(known) if known.addr == addr => {}
-            Some(_) => {
-                let change = ChangeMembers::SetNodes(BTreeMap::from([(node_id, node)]));
-                self.raft
-                    .change_membership(change, true)
-                    .await
-                    .map_err(write_error)?;
-            }
-            None => {
-                tracing::info!(node = node_id, %addr, "adding metadata node as learner");
-                let added = tokio::time::timeout(
-                    CATCH_UP_TIMEOUT,
-                    self.raft.add_learner(node_id, node, true),
-                )
-                .await;
-                match added {
-                    Ok(result) => {
-                        result.map_err(write_error)?;
-                    }
-                    Err(_) => {
-                        return Err(MetaError::Timeout(format!(
-                            "learner {node_id} did not catch up"
-                        )))
-                    }
-                }
-            }
-        }
-        let voters: BTreeSet<NodeId> = self
-            .metrics()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        if !voters.contains(&node_id) && voters.len() < self.config.voters {
-            tracing::info!(node = node_id, "promoting metadata node to voter");
-            let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
-            self.raft
-                .change_membership(change, true)
-                .await
-                .map_err(write_error)?;
-        }
-        Ok(())
-    }
-
-    /// Records a broker heartbeat (leader only).
-    fn heartbeat(&self, broker_id: BrokerId, incarnation: Uuid) -> Result<(), MetaError> {
-        let m = self.metrics();
-        if m.current_leader != Some(self.id) {
-            return Err(MetaError::NoController("not the controller".into()));
-        }
-        self.sessions.lock().insert(
-            broker_id,
-            Session {
-                incarnation,
-                last_seen: Instant::now(),
-            },
-        );
-        Ok(())
-    }
-
-    /// Asks the seeds to add this node until one accepts.
-    async fn join_loop(self: Arc<Self>) {
-        let mut backoff = RETRY_PAUSE;
-        loop {
-            for seed in &self.config.seeds {
-                if self.is_shutdown() {
-                    return;
-                }
-                let request = Request::Join {
-                    node_id: self.id,
-                    addr: self.advertised.clone(),
-                    hops: 2,
-                };
-                match self.pool.call(seed, request, JOIN_TIMEOUT).await {
-                    Ok(Response::Join(Ok(()))) => {
-                        tracing::info!(node = self.id, %seed, "joined the metadata quorum");
-                        return;
-                    }
-                    Ok(other) => tracing::debug!(%seed, reply = ?other, "join refused; retrying"),
-                    Err(e) => tracing::debug!(%seed, error = %e, "join failed; retrying"),
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    /// Sends this broker's heartbeats and registers it again after a fence.
-    async fn heartbeat_loop(self: Arc<Self>) {
-        let mut shutdown = self.shutdown.subscribe();
-        let mut tick = tokio::time::interval(self.config.heartbeat_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = rpc::stopped(&mut shutdown) => return,
-                _ = tick.tick() => {}
-            }
-            let Some(broker) = self.registration.lock().clone() else {
-                continue;
-            };
-            let fenced = self
-                .state
-                .borrow()
-                .brokers
-                .get(&broker.id)
-                .is_none_or(|b| b.fenced && b.incarnation == broker.incarnation);
-            if fenced {
-                tracing::info!(
-                    broker = broker.id,
-                    "this broker is fenced; registering again"
-                );
-                let deadline = Instant::now() + PROPOSE_TIMEOUT;
-                if let Err(e) = self
-                    .propose(Command::RegisterBroker(broker.clone()), deadline)
-                    .await
-                {
-                    tracing::debug!(broker = broker.id, error = %e, "re-registration failed; will retry");
-                }
-            }
-            let m = self.metrics();
-            match m.current_leader {
-                Some(leader) if leader == self.id => {
-                    let _ = self.heartbeat(broker.id, broker.incarnation);
-                }
-                Some(leader) => {
-                    let Some(addr) = Self::node_addr(&m, leader) else {
-                        continue;
-                    };
-                    let request = Request::Heartbeat {
-                        broker_id: broker.id,
-                        incarnation: broker.incarnation,
-                    };
-                    let timeout = self
-                        .config
-                        .heartbeat_interval
-                        .max(Duration::from_millis(100));
-                    if let Err(e) = self.pool.call(&addr, request, timeout).await {
-                        tracing::debug!(broker = broker.id, error = %e, "heartbeat failed");
-                    }
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// The controller's duties while this node leads: set the cluster id of a
-    /// new cluster, fence brokers whose session expired and, every
-    /// `leader_imbalance_check_interval`, move leadership back to preferred replicas.
-    async fn controller_loop(self: Arc<Self>) {
-        let mut shutdown = self.shutdown.subscribe();
-        let period = (self.config.session_timeout / 4)
-            .min(self.config.heartbeat_interval)
-            .max(Duration::from_millis(10));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut leading = false;
-        // Like Kafka, the first imbalance check comes one interval after
-        // becoming controller (brokers have had time to come back by then).
-        let mut last_rebalance = Instant::now();
-        let mut metrics = self.raft.metrics();
-        let mut applied = self.state.clone();
-        loop {
-            // Leadership and applied-state changes wake it at once (a new
-            // cluster gets its id without waiting a tick); the tick drives expiry.
-            tokio::select! {
-                _ = rpc::stopped(&mut shutdown) => return,
-                _ = tick.tick() => {}
-                changed = metrics.changed() => if changed.is_err() { return },
-                changed = applied.changed() => if changed.is_err() { return },
-            }
-            let m = self.metrics();
-            if m.current_leader != Some(self.id) || m.state != ServerState::Leader {
-                leading = false;
-                continue;
-            }
-            if !leading {
-                // A new controller gives every broker a full session.
-                leading = true;
-                self.metrics.controller_elections.inc();
-                self.sessions.lock().clear();
-                last_rebalance = Instant::now();
-            }
-            let state = self.state.borrow().clone();
-            if state.cluster_id.is_none() {
-                let cluster_id = self
-                    .config
-                    .cluster_id
-                    .clone()
-                    .unwrap_or_else(generate_cluster_id);
-                let deadline = Instant::now() + PROPOSE_TIMEOUT;
-                match self
-                    .write_local(Command::InitCluster { cluster_id }, deadline)
-                    .await
-                {
-                    Ok(_) => tracing::info!("cluster id set"),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "could not set the cluster id; will retry")
-                    }
-                }
-            }
-            for (id, incarnation) in self.expired_sessions(&state) {
-                tracing::warn!(broker = id, "broker session expired; fencing it");
-                let fence = Command::FenceBroker { id, incarnation };
-                let deadline = Instant::now() + PROPOSE_TIMEOUT;
-                if let Err(e) = self.write_local(fence, deadline).await {
-                    tracing::debug!(broker = id, error = %e, "fencing failed; will retry");
-                }
-            }
-            if self.config.auto_leader_rebalance
-                && last_rebalance.elapsed() >= self.config.leader_imbalance_check_interval
-            {
-                last_rebalance = Instant::now();
-                self.rebalance_preferred_leaders(&state).await;
-            }
-        }
-    }
-
-    /// Elects the preferred leader of the partitions
-    /// [`rebalance::preferred_leader_elections`] picks. The state machine
-    /// checks each election again when applying it, so a decision on a
-    /// slightly stale state is refused or a no-op, never wrong.
-    async fn rebalance_preferred_leaders(&self, state: &ClusterState) {
-        let chosen = rebalance::preferred_leader_elections(
-            state,
-            self.config.leader_imbalance_per_broker_percentage,
-        );
-        if chosen.is_empty() {
-            return;
-        }
-        let mut moved = Vec::new();
-        for (topic, partition) in chosen {
-            let command = Command::ElectLeader {
-                topic: topic.clone(),
-                partition,
-                election: Election::Preferred,
-            };
-            let deadline = Instant::now() + PROPOSE_TIMEOUT;
-            match self.write_local(command, deadline).await {
-                Ok(Forwarded {
-                    result: Ok(Applied::Done),
-                    ..
-                }) => moved.push(format!("{topic}-{partition}")),
-                Ok(Forwarded { result, .. }) => {
-                    tracing::debug!(%topic, partition, ?result, "preferred-leader election not applied")
-                }
-                Err(e) => {
-                    // Lost leadership, shutting down or no quorum: the next check (on whichever node leads) retries.
-                    tracing::debug!(%topic, partition, error = %e, "preferred-leader election failed; stopping this round");
-                    break;
-                }
-            }
-        }
-        if !moved.is_empty() {
-            tracing::info!(
-                count = moved.len(),
-                partitions = %moved.join(", "),
-                "preferred-leader rebalance: leadership moved back to preferred replicas"
-            );
-        }
-    }
-
-    /// Brokers (id, incarnation) whose session expired. A broker the
-    /// controller has not heard from since it became leader, or since the
-    /// broker registered anew, starts a session now.
-    fn expired_sessions(&self, state: &ClusterState) -> Vec<(BrokerId, Uuid)> {
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock();
-        let mut expired = Vec::new();
-        for broker in state.brokers.values() {
-            if broker.fenced {
-                sessions.remove(&broker.id);
-                continue;
-            }
-            match sessions.get(&broker.id) {
-                Some(s) if s.incarnation == broker.incarnation => {
-                    if now.duration_since(s.last_seen) > self.config.session_timeout {
-                        expired.push((broker.id, broker.incarnation));
-                    }
-                }
-                _ => {
-                    sessions.insert(
-                        broker.id,
-                        Session {
-                            incarnation: broker.incarnation,
-                            last_seen: now,
-                        },
-                    );
-                }
-            }
-        }
-        expired
-    }
 }
 
 impl Handler for Inner {
@@ -894,36 +572,5 @@ impl Handler for Inner {
                 incarnation,
             } => Response::Heartbeat(self.heartbeat(broker_id, incarnation)),
         }
-    }
-}
-
-/// A random Kafka cluster id: a UUID in URL-safe base64 without padding (22 characters).
-pub fn generate_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let mut word = [0u8; 3];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let n = (u32::from(word[0]) << 16) | (u32::from(word[1]) << 8) | u32::from(word[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_id_is_22_url_safe_characters() {
-        let id = generate_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_ne!(id, generate_cluster_id());
     }
 }

@@ -1,0 +1,74 @@
+//! The log's error type: one enum whose every variant carries the context
+//! needed to act on it (which file, which offset, which producer), and the
+//! [`Result`] alias used across the crate.
+
+use std::path::{Path, PathBuf};
+
+/// Errors returned by the log. Each carries the context needed to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file. `ENOSPC` surfaces here (the failed append
+    /// is rolled back and the log stays writable).
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A previous fsync failed; the log refuses writes until it is reopened.
+    #[error("log {dir} is poisoned after a failed fsync; restart required")]
+    Poisoned { dir: PathBuf },
+    /// The input is not a valid magic-v2 record batch sequence.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+    /// A batch's CRC does not match its contents.
+    #[error(
+        "corrupt record batch: crc mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    CorruptBatch { stored: u32, computed: u32 },
+    /// A batch is larger than `max.message.bytes`.
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: usize },
+    /// Requested offset is outside `[log_start_offset, log_end_offset]`.
+    #[error("offset {offset} out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    /// Idempotent producer: sequence gap.
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    /// Idempotent producer: epoch older than the one already seen.
+    #[error("producer {producer_id} epoch {got} is older than {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    /// A record without a key was appended to a compacted log (`cleanup.policy=compact`).
+    #[error(
+        "compacted topic requires a key on every record: batch {batch} record {record} has none"
+    )]
+    KeylessRecordOnCompactedTopic { batch: usize, record: usize },
+    /// A follower append does not continue the log: a batch starts below the
+    /// offset the log expects (overlap or out-of-order offsets).
+    #[error(
+        "follower append expected a batch at or after offset {expected}, got base offset {got}"
+    )]
+    OffsetMismatch { expected: i64, got: i64 },
+    /// An append or epoch start with a partition leader epoch older than the
+    /// log's latest epoch (a stale leader, or a follower that did not truncate).
+    #[error("leader epoch {got} is older than the log's latest leader epoch {latest}")]
+    StaleLeaderEpoch { latest: i32, got: i32 },
+}
+
+/// Result alias for the log.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error::Io`] on `path`.
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
