@@ -8,6 +8,7 @@
 //! - `append`: leader and follower appends, segment rolls ([`AppendInfo`]).
 //! - `truncation`: truncation, DeleteRecords and retention (the log's bounds moving).
 //! - `compaction`: `cleanup.policy=compact` ([`CompactionReport`]).
+//! - `swap`: the crash-safe replacement of a segment by its compacted copy.
 //! - `recovery`: opening a directory: CRC scan, torn-tail truncation, index rebuild ([`RecoveryReport`]).
 //! - `segment`: one `.log` file and its in-memory sparse indexes.
 //! - `index`: the `.index` and `.timeindex` file formats.
@@ -38,6 +39,7 @@ pub mod records;
 mod recovery;
 mod retention;
 mod segment;
+mod swap;
 mod truncation;
 
 pub use append::AppendInfo;

@@ -3,7 +3,7 @@
 //! state); the active segment and every segment at or after the recovery point
 //! are also CRC-checked. The first torn or corrupt batch there and everything
 //! after it is cut off. An interrupted compaction swap is finished or rolled
-//! back first (see [`compaction::finish_interrupted_swaps`]). Index files that are missing or differ from the
+//! back first (see [`swap::finish_interrupted_swaps`]). Index files that are missing or differ from the
 //! rebuilt ones are rewritten; stray temp and orphan index files are removed.
 //! The leader epoch checkpoint is clamped to the recovered log and checked
 //! against every batch's epoch; when missing, damaged or inconsistent it is
@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use crate::batch::HEADER_LEN;
 use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
-use crate::compaction;
 use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{io_err, Error};
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, Segment};
+use crate::swap;
 
 /// What recovery did when the log was opened; the server logs it.
 #[derive(Debug, Clone, Default)]
@@ -158,7 +158,7 @@ fn parse_name(name: &str) -> Option<(i64, FileKind)> {
 /// Opens and recovers the log in `dir`.
 pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Opened, Error> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    compaction::finish_interrupted_swaps(dir)?;
+    swap::finish_interrupted_swaps(dir)?;
     let mut bases = BTreeSet::new();
     let mut index_files = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
