@@ -26,12 +26,15 @@ use runnel_log::Log;
 use runnel_meta::{BrokerId, ClusterState};
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::records::{self, RecordKey};
-use super::state::{
-    Action, CommittedOffset, Group, GroupConfig, GroupError, GroupState, JoinOutcome, JoinReply,
-    JoinRequest, LeavingMember, SyncOutcome, SyncReply, SyncRequest, MAX_OFFSET_METADATA_BYTES,
+use super::error::GroupError;
+use super::messages::{
+    Action, GroupState, JoinOutcome, JoinReply, JoinRequest, LeavingMember, SyncOutcome, SyncReply,
+    SyncRequest,
 };
-use super::{partition_for, OFFSETS_TOPIC};
+use super::offsets::{CommittedOffset, MAX_OFFSET_METADATA_BYTES};
+use super::placement::{partition_for, OFFSETS_TOPIC};
+use super::records::{self, RecordKey};
+use super::state::{Group, GroupConfig};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{now_ms, wait_shutdown, LEADER_EPOCH};
