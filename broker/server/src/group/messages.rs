@@ -1,8 +1,9 @@
 //! The vocabulary of consumer groups: what goes into the state machine
 //! ([`JoinRequest`], [`SyncRequest`], [`LeavingMember`]), what comes out of it
 //! ([`JoinReply`], [`SyncReply`], the [`Action`]s the runtime must carry out,
-//! the outcomes they answer with). Plain data, no behaviour beyond naming a
-//! [`GroupState`] the way Kafka does.
+//! the outcomes they answer with) and what the coordinator hands to the API
+//! handlers ([`JoinResult`], [`CommitEntry`], [`GroupListing`]). Plain data,
+//! no behaviour beyond naming a [`GroupState`] the way Kafka does.
 
 use bytes::Bytes;
 
@@ -188,4 +189,41 @@ pub enum Action {
         /// The new generation id.
         generation_id: i32,
     },
+}
+
+/// How a JoinGroup ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinResult {
+    /// Joined a generation.
+    Joined(JoinOutcome),
+    /// JoinGroup v4+: retry with this member id.
+    MemberIdRequired(String),
+    /// Refused.
+    Failed(GroupError),
+}
+
+/// One partition to commit.
+#[derive(Debug, Clone)]
+pub struct CommitEntry {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset, leader epoch and metadata (timestamp set by the coordinator).
+    pub offset: i64,
+    /// Leader epoch the client saw.
+    pub leader_epoch: i32,
+    /// Client metadata.
+    pub metadata: Option<String>,
+}
+
+/// A group in ListGroups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type ("" for offset-only groups).
+    pub protocol_type: String,
+    /// State.
+    pub state: GroupState,
 }

@@ -4,7 +4,7 @@
 //! - [`error`]: [`GroupError`], every refusal with its Kafka meaning.
 //! - [`placement`]: `__consumer_offsets` and the partition a group lives on.
 //! - [`messages`]: requests into the state machine, replies and actions out
-//!   of it.
+//!   of it, and what the coordinator hands the API handlers.
 //! - [`member`]: a [`Member`](member::Member), the protocol choice among
 //!   members, consumer-protocol subscriptions.
 //! - [`offsets`]: a committed offset and a group's table of them.
@@ -14,9 +14,10 @@
 //!   leaves, offset rules), and its conversion to and from its record.
 //!
 //! The runtime:
+//! - [`store`]: appending to and replaying `__consumer_offsets`, waiting for
+//!   fsync and replication.
 //! - [`coordinator`]: the [`Coordinator`]: every group under one lock, parked
-//!   answers, timers, leadership of the `__consumer_offsets` partitions, and
-//!   the reading and writing of `__consumer_offsets`.
+//!   answers, timers, leadership of the `__consumer_offsets` partitions.
 
 pub mod coordinator;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod offsets;
 pub mod placement;
 pub mod records;
 pub mod state;
+pub mod store;
 
 pub use coordinator::Coordinator;
 pub use error::GroupError;
