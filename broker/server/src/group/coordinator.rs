@@ -9,44 +9,37 @@
 //! reach the log in the order the state changed (the latest record per key
 //! is the state). Fsyncs happen outside the lock; answers that depend on a
 //! record (OffsetCommit, SyncGroup after the leader's assignment) wait for it.
+//! Reading and writing the records is `store.rs`'s part.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use prometheus::IntCounterVec;
-use runnel_log::Log;
 use runnel_meta::{BrokerId, ClusterState};
 use tokio::sync::{oneshot, watch, Notify};
 
-use super::records::{self, RecordKey};
-use super::state::{
-    Action, CommittedOffset, Group, GroupConfig, GroupError, GroupState, JoinOutcome, JoinReply,
-    JoinRequest, LeavingMember, SyncOutcome, SyncReply, SyncRequest, MAX_OFFSET_METADATA_BYTES,
+use super::error::GroupError;
+use super::messages::{
+    Action, GroupListing, GroupState, JoinReply, JoinRequest, LeavingMember, SyncOutcome,
+    SyncReply, SyncRequest,
 };
-use super::{partition_for, OFFSETS_TOPIC};
+use super::offsets::{CommittedOffset, MAX_OFFSET_METADATA_BYTES};
+use super::placement::{partition_for, OFFSETS_TOPIC};
+use super::state::{Group, GroupConfig};
+use super::store::{self, CommitWait, Durable, OffsetsLog};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
-use crate::runtime::{now_ms, wait_shutdown, LEADER_EPOCH};
+use crate::runtime::{now_ms, wait_shutdown};
 use crate::topics::TopicRegistry;
 
-/// How a JoinGroup ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JoinResult {
-    /// Joined a generation.
-    Joined(JoinOutcome),
-    /// JoinGroup v4+: retry with this member id.
-    MemberIdRequired(String),
-    /// Refused.
-    Failed(GroupError),
-}
+// Also named `group::coordinator::…` by the API handlers, the replication
+// layer and the topic registry.
+pub use super::messages::{CommitEntry, JoinResult};
+pub use super::store::{offsets_topic_configs, OffsetsReplication};
 
 /// An answer that is ready now or arrives when the group moves on.
 pub enum Waiting<T> {
@@ -70,118 +63,7 @@ impl<T> Waiting<T> {
     }
 }
 
-/// How the coordinator's writes to `__consumer_offsets` are replicated. The
-/// replication layer installs one with [`Coordinator::set_replication`]; without
-/// it a write is stamped with [`LEADER_EPOCH`] and complete once fsynced here
-/// (a single broker). This is the hook where acks=all-style waiting for the
-/// ISR goes.
-pub trait OffsetsReplication: Send + Sync + 'static {
-    /// The leader epoch to stamp on a batch appended to `partition` of
-    /// `__consumer_offsets`, or `None` when this broker does not lead it.
-    fn leader_epoch(&self, partition: i32) -> Option<i32>;
-    /// Resolves once the partition's records below `end_offset` are committed
-    /// (on every ISR member, as an acks=all produce); called after the local fsync.
-    fn wait_committed(
-        &self,
-        partition: i32,
-        log: Arc<Log>,
-        end_offset: i64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send>>;
-}
-
-/// A write to `__consumer_offsets` that an answer must wait for.
-struct Durable {
-    log: Arc<Log>,
-    partition: i32,
-    end_offset: i64,
-    replication: Option<Arc<dyn OffsetsReplication>>,
-}
-
-impl Durable {
-    async fn wait(self, flush: bool) -> Result<(), GroupError> {
-        let Durable {
-            log,
-            partition,
-            end_offset,
-            replication,
-        } = self;
-        if flush {
-            Self::fsync(log.clone(), end_offset).await?;
-        }
-        match replication {
-            Some(replication) => replication.wait_committed(partition, log, end_offset).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn fsync(log: Arc<Log>, end_offset: i64) -> Result<(), GroupError> {
-        match tokio::task::spawn_blocking(move || log.sync(end_offset)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => {
-                tracing::error!(error = %err, "fsync of __consumer_offsets failed");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "fsync task of __consumer_offsets failed");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
-        }
-    }
-}
-
-/// Per-partition results of an OffsetCommit, completed once the records are durable.
-pub struct CommitWait {
-    results: Vec<Result<(), GroupError>>,
-    durable: Option<Durable>,
-    flush: bool,
-}
-
-impl CommitWait {
-    /// Waits for the fsync of the commit records; returns one result per
-    /// committed partition in request order.
-    pub async fn finish(self) -> Vec<Result<(), GroupError>> {
-        let CommitWait {
-            mut results,
-            durable,
-            flush,
-        } = self;
-        if let Some(durable) = durable {
-            if let Err(err) = durable.wait(flush).await {
-                for r in results.iter_mut().filter(|r| r.is_ok()) {
-                    *r = Err(err);
-                }
-            }
-        }
-        results
-    }
-}
-
-/// One partition to commit.
-#[derive(Debug, Clone)]
-pub struct CommitEntry {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset, leader epoch and metadata (timestamp set by the coordinator).
-    pub offset: i64,
-    /// Leader epoch the client saw.
-    pub leader_epoch: i32,
-    /// Client metadata.
-    pub metadata: Option<String>,
-}
-
-/// A group in ListGroups.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupListing {
-    /// Group id.
-    pub group_id: String,
-    /// Protocol type ("" for offset-only groups).
-    pub protocol_type: String,
-    /// State.
-    pub state: GroupState,
-}
-
+/// A group with the answers parked on it.
 struct Entry {
     group: Group,
     joins: HashMap<String, oneshot::Sender<JoinResult>>,
@@ -211,7 +93,6 @@ enum Deferred {
 /// coordinates all partitions of `__consumer_offsets`).
 pub struct Coordinator {
     config: GroupConfig,
-    partitions: i32,
     retention_ms: i64,
     retention_check_ms: u64,
     flush: bool,
@@ -229,53 +110,10 @@ pub struct Coordinator {
     served: RwLock<Option<BTreeSet<i32>>>,
     /// Partitions this broker leads whose groups are being loaded.
     loading: RwLock<BTreeSet<i32>>,
-    /// Set by the replication layer; see [`OffsetsReplication`].
-    replication: RwLock<Option<Arc<dyn OffsetsReplication>>>,
+    /// `__consumer_offsets`, where every group change is appended.
+    store: OffsetsLog,
     /// Metadata index the served partitions reflect (after loading).
     followed: watch::Sender<u64>,
-}
-
-/// Overrides of `__consumer_offsets`: compacted, 100 MiB segments (Kafka's
-/// `offsets.topic.segment.bytes`).
-pub fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
-    let mut configs = crate::topic_config::TopicOverrides::new();
-    configs.insert("cleanup.policy".into(), "compact".into());
-    configs.insert("segment.bytes".into(), "104857600".into());
-    configs
-}
-
-fn encode_batch(records: &[(Bytes, Option<Bytes>)], epoch: i32, now: i64) -> Option<Bytes> {
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: epoch,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    match RecordBatchEncoder::encode(&mut buf, &records, &options) {
-        Ok(()) => Some(buf.freeze()),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot encode a __consumer_offsets batch");
-            None
-        }
-    }
 }
 
 impl Coordinator {
@@ -292,10 +130,10 @@ impl Coordinator {
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
             },
-            partitions: config.offsets_topic_num_partitions,
             retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             retention_check_ms: config.offsets_retention_check_interval_ms.max(1),
             flush: config.log_flush_on_ack,
+            store: OffsetsLog::new(topics.clone(), config.offsets_topic_num_partitions),
             topics,
             rebalances,
             shutdown,
@@ -304,7 +142,6 @@ impl Coordinator {
             wake: Notify::new(),
             served: RwLock::new(None),
             loading: RwLock::new(BTreeSet::new()),
-            replication: RwLock::new(None),
             followed: watch::channel(0).0,
         }
     }
@@ -314,21 +151,14 @@ impl Coordinator {
         self.loaded.load(Ordering::Acquire)
     }
 
-    fn partition_count(&self) -> i32 {
-        self.topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.partition_count())
-            .unwrap_or(self.partitions)
-    }
-
     /// The `__consumer_offsets` partition holding this group.
     pub fn partition_of(&self, group_id: &str) -> i32 {
-        partition_for(group_id, self.partition_count())
+        self.store.partition_of(group_id)
     }
 
     /// Installs how writes to `__consumer_offsets` are replicated (see [`OffsetsReplication`]).
     pub fn set_replication(&self, replication: Arc<dyn OffsetsReplication>) {
-        *self.replication.write() = Some(replication);
+        self.store.set_replication(replication);
     }
 
     /// Refuses requests before loading finished, empty group ids, and groups
@@ -369,64 +199,6 @@ impl Coordinator {
         }
     }
 
-    fn log_of(&self, group_id: &str) -> Option<Arc<Log>> {
-        let topic = self.topics.get(OFFSETS_TOPIC)?;
-        let partition = topic.partition(partition_for(group_id, topic.partition_count()))?;
-        Some(partition.log.clone())
-    }
-
-    /// Appends records for one group (under the groups lock, so records keep
-    /// the order of the state changes).
-    fn append(
-        &self,
-        group_id: &str,
-        records: &[(Bytes, Option<Bytes>)],
-        now: i64,
-    ) -> Result<Durable, GroupError> {
-        let log = self.log_of(group_id).ok_or_else(|| {
-            tracing::error!("internal topic {OFFSETS_TOPIC} is missing");
-            GroupError::CoordinatorNotAvailable
-        })?;
-        let partition = self.partition_of(group_id);
-        let replication = self.replication.read().clone();
-        let epoch = match &replication {
-            Some(r) => r
-                .leader_epoch(partition)
-                .ok_or(GroupError::NotCoordinator)?,
-            None => LEADER_EPOCH,
-        };
-        let batch = encode_batch(records, epoch, now).ok_or(GroupError::CoordinatorNotAvailable)?;
-        match log.append(batch, epoch, now) {
-            Ok(info) => Ok(Durable {
-                log,
-                partition,
-                end_offset: info.last_offset + 1,
-                replication,
-            }),
-            Err(err) => {
-                tracing::error!(group = group_id, error = %err, "append to {OFFSETS_TOPIC} failed");
-                Err(GroupError::CoordinatorNotAvailable)
-            }
-        }
-    }
-
-    fn group_record(group: &Group) -> (Bytes, Option<Bytes>) {
-        (
-            records::encode_key(&RecordKey::Group {
-                group: group.id().to_string(),
-            }),
-            Some(records::encode_group(&group.to_metadata())),
-        )
-    }
-
-    fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
-        records::encode_key(&RecordKey::Offset {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            partition,
-        })
-    }
-
     /// Runs a transition's actions: answers parked requests, persists the
     /// group; answers that follow a persist wait for its fsync.
     fn execute(&self, entry: &mut Entry, actions: Vec<Action>, now: i64) {
@@ -435,8 +207,8 @@ impl Coordinator {
         for action in actions {
             match action {
                 Action::PersistGroup => {
-                    let record = Self::group_record(&entry.group);
-                    durable = Some(self.append(entry.group.id(), &[record], now));
+                    let record = store::group_record(&entry.group);
+                    durable = Some(self.store.append(entry.group.id(), &[record], now));
                 }
                 Action::RebalanceCompleted { generation_id } => {
                     self.rebalances.with_label_values(&[entry.group.id()]).inc();
@@ -687,14 +459,14 @@ impl Coordinator {
         if created {
             if generation_id >= 0 {
                 // Not a standalone commit, and no such group: a stale member.
-                return Ok(CommitWait {
-                    results: results
+                return Ok(CommitWait::new(
+                    results
                         .into_iter()
                         .map(|r| r.and(Err(GroupError::IllegalGeneration)))
                         .collect(),
-                    durable: None,
-                    flush: self.flush,
-                });
+                    None,
+                    self.flush,
+                ));
             }
             groups.insert(
                 group_id.to_string(),
@@ -735,13 +507,10 @@ impl Coordinator {
                 .iter()
                 .map(|(i, o)| {
                     let e = &entries[*i];
-                    (
-                        Self::offset_key(group_id, &e.topic, e.partition),
-                        Some(records::encode_offset(o)),
-                    )
+                    store::offset_record(group_id, &e.topic, e.partition, o)
                 })
                 .collect();
-            match self.append(group_id, &recs, now) {
+            match self.store.append(group_id, &recs, now) {
                 Ok(d) => {
                     for (i, o) in accepted {
                         let e = &entries[i];
@@ -759,11 +528,7 @@ impl Coordinator {
         if created && entry.group.is_removable() {
             groups.remove(group_id);
         }
-        Ok(CommitWait {
-            results,
-            durable,
-            flush: self.flush,
-        })
+        Ok(CommitWait::new(results, durable, self.flush))
     }
 
     /// Committed offsets of a group: for each requested topic the requested
@@ -849,15 +614,10 @@ impl Coordinator {
                 .group
                 .offsets()
                 .keys()
-                .map(|(t, p)| (Self::offset_key(group_id, t, *p), None))
+                .map(|(t, p)| store::offset_tombstone(group_id, t, *p))
                 .collect();
-            recs.push((
-                records::encode_key(&RecordKey::Group {
-                    group: group_id.to_string(),
-                }),
-                None,
-            ));
-            let durable = self.append(group_id, &recs, now)?;
+            recs.push(store::group_tombstone(group_id));
+            let durable = self.store.append(group_id, &recs, now)?;
             entry.group.delete(now)?;
             groups.remove(group_id);
             durable
@@ -905,7 +665,7 @@ impl Coordinator {
             for ((i, key), result) in known.iter().zip(outcome) {
                 match result {
                     Ok(true) => {
-                        recs.push((Self::offset_key(group_id, &key.0, key.1), None));
+                        recs.push(store::offset_tombstone(group_id, &key.0, key.1));
                         removed.push(key.clone());
                     }
                     Ok(false) => {}
@@ -915,7 +675,7 @@ impl Coordinator {
             if recs.is_empty() {
                 None
             } else {
-                let durable = self.append(group_id, &recs, now)?;
+                let durable = self.store.append(group_id, &recs, now)?;
                 for (t, p) in &removed {
                     entry.group.remove_offset(t, *p);
                 }
@@ -948,9 +708,9 @@ impl Coordinator {
                 }
                 let recs: Vec<(Bytes, Option<Bytes>)> = keys
                     .iter()
-                    .map(|(t, p)| (Self::offset_key(id, t, *p), None))
+                    .map(|(t, p)| store::offset_tombstone(id, t, *p))
                     .collect();
-                match self.append(id, &recs, now) {
+                match self.store.append(id, &recs, now) {
                     Ok(d) => {
                         for (t, p) in &keys {
                             entry.group.remove_offset(t, *p);
@@ -988,15 +748,12 @@ impl Coordinator {
                 }
                 let mut recs: Vec<(Bytes, Option<Bytes>)> = expired
                     .iter()
-                    .map(|(t, p)| (Self::offset_key(id, t, *p), None))
+                    .map(|(t, p)| store::offset_tombstone(id, t, *p))
                     .collect();
                 if gone {
-                    recs.push((
-                        records::encode_key(&RecordKey::Group { group: id.clone() }),
-                        None,
-                    ));
+                    recs.push(store::group_tombstone(id));
                 }
-                match self.append(id, &recs, now) {
+                match self.store.append(id, &recs, now) {
                     Ok(d) => {
                         removed += expired.len();
                         entry.group = probe;
@@ -1068,95 +825,10 @@ impl Coordinator {
     /// when `None`) and adds their groups. Blocking.
     fn load_partitions(&self, only: Option<&BTreeSet<i32>>) -> Result<usize, runnel_log::Error> {
         let now = now_ms();
-        let mut metadata: HashMap<String, Option<records::GroupMetadata>> = HashMap::new();
-        let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
-        let partitions: Vec<_> = self
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.partitions())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| only.is_none_or(|only| only.contains(&p.index)))
-            .collect();
-        let mut count = 0usize;
-        for partition in partitions {
-            let log = &partition.log;
-            // Anyone allowed to produce to the topic could have written its
-            // batches: decoding is bounded (a forged count or a compression
-            // bomb is skipped with a warning, not an abort).
-            let max_uncompressed = log.uncompressed_limit();
-            let mut next = log.log_start_offset();
-            let end = log.log_end_offset();
-            while next < end {
-                let read = log.read(next, 4 * 1024 * 1024, true, end)?;
-                if read.records.is_empty() {
-                    break;
-                }
-                let mut pos = 0usize;
-                let bytes = read.records;
-                while bytes.len() >= pos + 61 {
-                    let base = i64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap_or([0; 8]));
-                    let len =
-                        i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().unwrap_or([0; 4]));
-                    let delta =
-                        i32::from_be_bytes(bytes[pos + 23..pos + 27].try_into().unwrap_or([0; 4]));
-                    let total = 12 + len.max(0) as usize;
-                    if len < 49 || bytes.len() < pos + total {
-                        break;
-                    }
-                    let batch = bytes.slice(pos..pos + total);
-                    match runnel_log::records::decode_batch(batch, max_uncompressed) {
-                        Ok(decoded) => {
-                            for r in decoded.into_iter().filter(|r| !r.control) {
-                                count += 1;
-                                let Some(key) = r.key else { continue };
-                                let key = match records::decode_key(key) {
-                                    Ok(k) => k,
-                                    Err(err) => {
-                                        tracing::warn!(partition = partition.index, offset = r.offset,
-                                            error = %err, "skipping undecodable key in {OFFSETS_TOPIC}");
-                                        continue;
-                                    }
-                                };
-                                Self::replay(
-                                    &mut metadata,
-                                    &mut offsets,
-                                    key,
-                                    r.value,
-                                    partition.index,
-                                    r.offset,
-                                );
-                            }
-                        }
-                        Err(err) => {
-                            tracing::warn!(partition = partition.index, offset = base, error = %err,
-                                "skipping undecodable batch in {OFFSETS_TOPIC}");
-                        }
-                    }
-                    next = base.saturating_add(i64::from(delta)).saturating_add(1);
-                    pos += total;
-                }
-                if pos == 0 {
-                    // Not even one whole batch: give up on this partition.
-                    break;
-                }
-            }
-        }
+        let replayed = self.store.replay(only, self.config, now)?;
         let mut groups = self.groups.lock();
-        let mut ids: Vec<String> = metadata.keys().chain(offsets.keys()).cloned().collect();
-        ids.sort();
-        ids.dedup();
-        for id in ids {
-            let group_offsets = offsets.remove(&id).unwrap_or_default();
-            let mut group = match metadata.remove(&id).flatten() {
-                Some(m) => Group::from_metadata(id.clone(), self.config, now, m),
-                None if group_offsets.is_empty() => continue,
-                None => Group::new(id.clone(), self.config, now),
-            };
-            for ((t, p), o) in group_offsets {
-                group.commit_offset(&t, p, o);
-            }
-            groups.insert(id, Entry::new(group));
+        for group in replayed.groups {
+            groups.insert(group.id().to_string(), Entry::new(group));
         }
         let loaded = groups.len();
         drop(groups);
@@ -1164,7 +836,7 @@ impl Coordinator {
         self.wake.notify_one();
         tracing::info!(
             groups = loaded,
-            records = count,
+            records = replayed.records,
             partitions = ?only,
             "loaded consumer groups from {OFFSETS_TOPIC}"
         );
@@ -1198,7 +870,7 @@ impl Coordinator {
             if let Some(served) = self.served.write().as_mut() {
                 served.retain(|p| !removed.contains(p));
             }
-            let count = self.partition_count();
+            let count = self.store.partition_count();
             let mut groups = self.groups.lock();
             let before = groups.len();
             groups.retain(|id, _| !removed.contains(&partition_for(id, count)));
@@ -1245,45 +917,6 @@ impl Coordinator {
         tokio::select! {
             _ = rx.wait_for(|v| *v >= index) => {}
             _ = wait_shutdown(&mut shutdown) => {}
-        }
-    }
-
-    fn replay(
-        metadata: &mut HashMap<String, Option<records::GroupMetadata>>,
-        offsets: &mut HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
-        key: RecordKey,
-        value: Option<Bytes>,
-        partition: i32,
-        offset: i64,
-    ) {
-        match key {
-            RecordKey::Offset {
-                group,
-                topic,
-                partition: p,
-            } => {
-                let entry = offsets.entry(group).or_default();
-                match value.map(records::decode_offset) {
-                    None => {
-                        entry.remove(&(topic, p));
-                    }
-                    Some(Ok(v)) => {
-                        entry.insert((topic, p), v);
-                    }
-                    Some(Err(err)) => tracing::warn!(partition, offset, error = %err,
-                        "skipping undecodable offset in {OFFSETS_TOPIC}"),
-                }
-            }
-            RecordKey::Group { group } => match value.map(records::decode_group) {
-                None => {
-                    metadata.insert(group, None);
-                }
-                Some(Ok(v)) => {
-                    metadata.insert(group, Some(v));
-                }
-                Some(Err(err)) => tracing::warn!(partition, offset, error = %err,
-                    "skipping undecodable group metadata in {OFFSETS_TOPIC}"),
-            },
         }
     }
 
@@ -1414,223 +1047,5 @@ impl Coordinator {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use prometheus::Opts;
-
-    fn setup(dir: &std::path::Path) -> (BrokerConfig, Arc<TopicRegistry>) {
-        let config = BrokerConfig {
-            data_dir: dir.to_path_buf(),
-            offsets_topic_num_partitions: 2,
-            group_initial_rebalance_delay_ms: 0,
-            ..Default::default()
-        };
-        let topics = Arc::new(TopicRegistry::open(dir, &config).unwrap());
-        let state = crate::topics::single_node_state(
-            config.node_id,
-            &[
-                (OFFSETS_TOPIC, config.offsets_topic_num_partitions),
-                ("t", 2),
-            ],
-        );
-        topics.sync(&state, config.node_id);
-        (config, topics)
-    }
-
-    fn coordinator(config: &BrokerConfig, topics: &Arc<TopicRegistry>) -> Coordinator {
-        let counter = IntCounterVec::new(Opts::new("r", "r"), &["group"]).unwrap();
-        Coordinator::new(config, topics.clone(), counter, watch::channel(false).1)
-    }
-
-    fn entry(partition: i32, offset: i64, metadata: &str) -> CommitEntry {
-        CommitEntry {
-            topic: "t".into(),
-            partition,
-            offset,
-            leader_epoch: -1,
-            metadata: Some(metadata.into()),
-        }
-    }
-
-    fn fetched(c: &Coordinator, group: &str) -> Vec<(i32, i64)> {
-        c.fetch_offsets(group, Some(vec![("t".into(), vec![0, 1])]))
-            .unwrap()
-            .remove(0)
-            .1
-            .into_iter()
-            .map(|(p, o)| (p, o.map_or(-1, |o| o.offset)))
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn requests_before_loading_get_load_in_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, topics) = setup(dir.path());
-        let c = coordinator(&config, &topics);
-        let load = Err(GroupError::CoordinatorLoadInProgress);
-        assert_eq!(c.heartbeat("g", "m", None, 1), load);
-        assert_eq!(c.fetch_offsets("g", None).map(|_| ()), load);
-        assert_eq!(c.list().map(|_| ()), load);
-        assert_eq!(
-            c.commit("g", "", None, -1, vec![entry(0, 1, "")]).err(),
-            Some(GroupError::CoordinatorLoadInProgress)
-        );
-        assert_eq!(c.delete_group("g").await, load);
-        assert!(matches!(
-            c.join(
-                "g",
-                JoinRequest {
-                    member_id: String::new(),
-                    group_instance_id: None,
-                    client_id: "c".into(),
-                    client_host: "h".into(),
-                    session_timeout_ms: 10_000,
-                    rebalance_timeout_ms: 10_000,
-                    protocol_type: "consumer".into(),
-                    protocols: vec![],
-                    require_known_member_id: false,
-                    new_member_id: String::new(),
-                }
-            )
-            .resolve(JoinResult::Failed(GroupError::CoordinatorNotAvailable))
-            .await,
-            JoinResult::Failed(GroupError::CoordinatorLoadInProgress)
-        ));
-        c.load().unwrap();
-        assert!(c.list().unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn replay_restores_latest_offsets_and_honours_tombstones() {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, topics) = setup(dir.path());
-        let c = coordinator(&config, &topics);
-        c.load().unwrap();
-        let results = c
-            .commit("a", "", None, -1, vec![entry(0, 1, "x"), entry(1, 2, "y")])
-            .unwrap()
-            .finish()
-            .await;
-        assert_eq!(results, vec![Ok(()), Ok(())]);
-        c.commit("a", "", None, -1, vec![entry(0, 10, "z")])
-            .unwrap()
-            .finish()
-            .await;
-        c.commit("b", "", None, -1, vec![entry(0, 5, "")])
-            .unwrap()
-            .finish()
-            .await;
-        c.commit("gone", "", None, -1, vec![entry(0, 5, "")])
-            .unwrap()
-            .finish()
-            .await;
-        c.delete_group("gone").await.unwrap();
-        let deleted = c.delete_offsets("b", vec![("t".into(), 0)]).await.unwrap();
-        assert_eq!(deleted, vec![Ok(())]);
-
-        let again = coordinator(&config, &topics);
-        again.load().unwrap();
-        assert_eq!(fetched(&again, "a"), vec![(0, 10), (1, 2)]);
-        let a0 = again.fetch_offsets("a", None).unwrap();
-        assert_eq!(a0[0].1[0].1.as_ref().unwrap().metadata, "z");
-        assert_eq!(fetched(&again, "b"), vec![(0, -1), (1, -1)]);
-        assert_eq!(fetched(&again, "gone"), vec![(0, -1), (1, -1)]);
-        let listed: Vec<String> = again
-            .list()
-            .unwrap()
-            .into_iter()
-            .map(|g| g.group_id)
-            .collect();
-        assert_eq!(
-            listed,
-            vec!["a".to_string()],
-            "b has no offsets left, gone was deleted"
-        );
-    }
-
-    #[tokio::test]
-    async fn expiry_writes_tombstones_and_removes_empty_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, topics) = setup(dir.path());
-        let c = coordinator(&config, &topics);
-        c.load().unwrap();
-        c.commit("old", "", None, -1, vec![entry(0, 1, "")])
-            .unwrap()
-            .finish()
-            .await;
-        let retention = config.offsets_retention_minutes * 60_000;
-        assert_eq!(c.expire_offsets(now_ms() + retention - 60_000).await, 0);
-        assert_eq!(c.expire_offsets(now_ms() + retention + 1).await, 1);
-        assert!(c.list().unwrap().is_empty());
-        let again = coordinator(&config, &topics);
-        again.load().unwrap();
-        assert_eq!(fetched(&again, "old"), vec![(0, -1), (1, -1)]);
-        assert!(again.list().unwrap().is_empty());
-    }
-
-    /// CRC-32C (Castagnoli), bit by bit: enough to forge a test batch.
-    fn crc32c(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0x82f6_3b78
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-
-    /// A batch at `offset` whose header announces `i32::MAX` records, with a
-    /// valid CRC (the decoder used before reserved room for all of them).
-    fn forged_batch(offset: i64) -> Bytes {
-        let key = records::encode_key(&RecordKey::Group { group: "x".into() });
-        let mut batch = encode_batch(&[(key, None)], 0, now_ms()).unwrap().to_vec();
-        batch[..8].copy_from_slice(&offset.to_be_bytes());
-        batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
-        let crc = crc32c(&batch[21..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        Bytes::from(batch)
-    }
-
-    #[tokio::test]
-    async fn replay_skips_a_forged_batch_without_aborting() {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, topics) = setup(dir.path());
-        let c = coordinator(&config, &topics);
-        c.load().unwrap();
-        c.commit("a", "", None, -1, vec![entry(0, 1, "")])
-            .unwrap()
-            .finish()
-            .await;
-        // Written as a follower would (a leader's keys check refuses it now).
-        let log = topics
-            .get(OFFSETS_TOPIC)
-            .unwrap()
-            .partition(c.partition_of("a"))
-            .unwrap()
-            .log
-            .clone();
-        log.append_as_follower(forged_batch(log.log_end_offset()))
-            .unwrap();
-        c.commit("a", "", None, -1, vec![entry(0, 10, "")])
-            .unwrap()
-            .finish()
-            .await;
-
-        let again = coordinator(&config, &topics);
-        again.load().unwrap();
-        assert_eq!(fetched(&again, "a"), vec![(0, 10), (1, -1)]);
-    }
-
-    #[test]
-    fn group_placement_uses_the_topic_partition_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let (config, topics) = setup(dir.path());
-        let c = coordinator(&config, &topics);
-        assert_eq!(c.partition_of("group"), partition_for("group", 2));
-    }
-}
+#[path = "coordinator_tests.rs"]
+mod tests;

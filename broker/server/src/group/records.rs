@@ -13,7 +13,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::state::{CommittedOffset, Member, Protocol};
+use super::member::Member;
+use super::messages::Protocol;
+use super::offsets::CommittedOffset;
 
 /// Key type of a committed offset.
 const OFFSET_KEY: i16 = 1;
