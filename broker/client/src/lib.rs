@@ -3,6 +3,19 @@
 //! partitions, configs, offsets), a batching producer with the Java client's
 //! murmur2 partitioner, fetching with a simple group-less consumer, and
 //! consumer groups (coordinator admin APIs and a group member).
+//!
+//! Modules:
+//! - `connection`: one broker connection: framing, ApiVersions negotiation,
+//!   responses checked by `runnel-wire` before they are decoded ([`Connection`]).
+//! - `client`: the bootstrap/metadata-aware [`Client`] and cluster metadata.
+//! - `admin`: topics, partitions, configs and offsets lookups.
+//! - `cluster`: quorum description, leader elections, reassignments in flight.
+//! - [`reassign`]: partition reassignments and the replication throttle.
+//! - `produce`: the batching [`Producer`]; [`partitioner`]: murmur2 like the Java client.
+//! - `fetch`: the group-less [`Consumer`] and record decoding (bounded).
+//! - [`group`]: consumer groups: admin APIs, the member ([`GroupConsumer`]),
+//!   the consumer protocol and the range assignor.
+//! - `error`: [`Error`] with Kafka's error names.
 
 mod admin;
 mod client;
