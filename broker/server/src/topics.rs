@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use crate::config::MAX_PARTITIONS;
+
 use crate::config::BrokerConfig;
 use crate::names::{unify_collision_chars, validate_topic_name};
 use crate::persist;
@@ -164,10 +166,6 @@ pub struct TopicRegistry {
     // Metadata log index up to which the local logs (and the broker's reactions) match the state.
     synced: watch::Sender<u64>,
 }
-
-/// Upper bound on a topic's partition count: each partition is a directory
-/// with open files, so an absurd request must not exhaust the machine.
-pub const MAX_PARTITIONS: i32 = 10_000;
 
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_METADATA: &str = "partition.metadata";
