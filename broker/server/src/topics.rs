@@ -23,7 +23,7 @@ pub use crate::config::MAX_PARTITIONS;
 
 use crate::config::BrokerConfig;
 use crate::names::{unify_collision_chars, validate_topic_name};
-use crate::persist;
+use crate::persist::{self, PersistError};
 use crate::topic_config::{self, TopicOverrides};
 
 /// Errors of topic administration; mapped to Kafka codes in `errors.rs`.
@@ -129,7 +129,7 @@ struct TopicsFile {
 }
 
 /// Reads a pre-quorum `data_dir/topics.json`, if there is one.
-pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, crate::Error> {
+pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, PersistError> {
     let file: Option<TopicsFile> = persist::read_json(&data_dir.join(LEGACY_TOPICS_FILE))?;
     Ok(file.map(|f| f.topics))
 }
@@ -212,7 +212,7 @@ fn delete_partition_dir(data_dir: &Path, topic: &str, index: i32, id: Uuid) {
 
 impl TopicRegistry {
     /// An empty registry for `data_dir`; [`TopicRegistry::sync`] fills it from the metadata.
-    pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, crate::Error> {
+    pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, TopicError> {
         Ok(TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker: broker.clone(),
@@ -233,12 +233,9 @@ impl TopicRegistry {
         &self,
         state: &ClusterState,
         node_id: BrokerId,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), TopicError> {
         let known = state.brokers.contains_key(&node_id);
-        let entries = std::fs::read_dir(&self.data_dir).map_err(|source| crate::Error::Io {
-            path: self.data_dir.clone(),
-            source,
-        })?;
+        let entries = std::fs::read_dir(&self.data_dir).map_err(io_err(&self.data_dir))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_dir() {
@@ -247,10 +244,7 @@ impl TopicRegistry {
             let name = entry.file_name().to_string_lossy().to_string();
             if name.ends_with("-delete") {
                 tracing::info!(dir = %path.display(), "removing directory of a deleted partition");
-                std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
                 continue;
             }
             let Some((topic, index)) = name.rsplit_once('-') else {
@@ -269,10 +263,7 @@ impl TopicRegistry {
                 None => tracing::warn!(dir = %path.display(),
                     "removing partition directory of a partition that is not in the cluster metadata"),
             }
-            std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
         }
         Ok(())
     }
