@@ -408,6 +408,13 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), String> {
 /// Per-topic overrides (only the keys set explicitly), validated on entry.
 pub type TopicOverrides = BTreeMap<String, String>;
 
+/// The `min.insync.replicas` override, if there is one that reads as a number.
+pub fn min_insync_replicas(overrides: &TopicOverrides) -> Option<i32> {
+    overrides
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<i32>().ok())
+}
+
 /// The effective value of a config for a topic, and its source.
 pub fn effective(
     def: &ConfigDef,

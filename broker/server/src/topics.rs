@@ -84,7 +84,24 @@ pub struct Topic {
     // Written only by `TopicRegistry::sync` (under its admin lock); read by every request.
     partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
     partition_count: AtomicI32,
-    overrides: RwLock<TopicOverrides>,
+    configs: RwLock<Configs>,
+}
+
+/// A topic's explicit config overrides and the typed values hot paths read,
+/// parsed from them once, whenever they change.
+struct Configs {
+    overrides: TopicOverrides,
+    // Read on every acks=all produce.
+    min_insync_replicas: Option<i32>,
+}
+
+impl Configs {
+    fn new(overrides: TopicOverrides) -> Configs {
+        Configs {
+            min_insync_replicas: topic_config::min_insync_replicas(&overrides),
+            overrides,
+        }
+    }
 }
 
 impl Topic {
@@ -105,7 +122,13 @@ impl Topic {
 
     /// The explicit config overrides.
     pub fn overrides(&self) -> TopicOverrides {
-        self.overrides.read().clone()
+        self.configs.read().overrides.clone()
+    }
+
+    /// The topic's `min.insync.replicas` override, parsed when the overrides
+    /// last changed; `None` = the broker default applies.
+    pub fn min_insync_replicas(&self) -> Option<i32> {
+        self.configs.read().min_insync_replicas
     }
 }
 
@@ -353,12 +376,12 @@ impl TopicRegistry {
                     id: meta.id,
                     partitions: RwLock::new(BTreeMap::new()),
                     partition_count: AtomicI32::new(0),
-                    overrides: RwLock::new(meta.configs.clone()),
+                    configs: RwLock::new(Configs::new(meta.configs.clone())),
                 })
             });
             let lc = topic_config::log_config(&meta.configs, &self.broker);
-            if *topic.overrides.read() != meta.configs {
-                *topic.overrides.write() = meta.configs.clone();
+            if topic.configs.read().overrides != meta.configs {
+                *topic.configs.write() = Configs::new(meta.configs.clone());
                 for partition in topic.partitions() {
                     partition.log.set_config(lc.clone());
                 }
@@ -684,6 +707,24 @@ mod tests {
         assert!(dir.path().join("__cluster_metadata").exists());
         assert!(!dir.path().join("keep-1").exists(), "stray replica kept");
         assert!(!dir.path().join("x-1.abc-delete").exists());
+    }
+
+    #[test]
+    fn min_insync_replicas_follows_the_overrides_as_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(dir.path());
+        let mut state = single_node_state(0, &[("t", 1)]);
+        reg.sync(&state, 0);
+        assert_eq!(reg.get("t").unwrap().min_insync_replicas(), None);
+        let configs = &mut state.topics.get_mut("t").unwrap().configs;
+        configs.insert("min.insync.replicas".into(), "2".into());
+        reg.sync(&state, 0);
+        let topic = reg.get("t").unwrap();
+        assert_eq!(topic.min_insync_replicas(), Some(2));
+        assert_eq!(topic.overrides()["min.insync.replicas"], "2");
+        state.topics.get_mut("t").unwrap().configs.clear();
+        reg.sync(&state, 0);
+        assert_eq!(topic.min_insync_replicas(), None);
     }
 
     #[test]
