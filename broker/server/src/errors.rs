@@ -8,6 +8,7 @@ use runnel_meta::{MetaError, Rejection};
 
 use crate::config::ConfigError;
 use crate::group::GroupError;
+use crate::persist::PersistError;
 use crate::topics::TopicError;
 
 /// Errors that stop the broker from starting or running.
@@ -46,6 +47,15 @@ pub enum Error {
     /// The metadata quorum could not start or refused this broker.
     #[error("metadata quorum: {0}")]
     Meta(#[from] MetaError),
+}
+
+impl From<PersistError> for Error {
+    fn from(err: PersistError) -> Self {
+        match err {
+            PersistError::Io { path, source } => Error::Io { path, source },
+            PersistError::Metadata(message) => Error::Metadata(message),
+        }
+    }
 }
 
 /// A Kafka error code with an optional message for the client.

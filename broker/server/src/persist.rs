@@ -1,13 +1,27 @@
 //! Small metadata files under `data_dir` (meta.json; topics.json and
 //! producer_ids.json of pre-quorum brokers), written atomically: temp file, fsync, rename, fsync dir.
-//! Also the cluster identity kept in `meta.json`.
+//! Also the cluster identity kept in `meta.json`. Failures are this module's
+//! own [`PersistError`] (it imports nothing of the crate); the broker's
+//! start-up error converts it into `Error::Io` / `Error::Metadata`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::errors::Error;
+/// A metadata file that could not be read, written or trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// The file or its directory could not be read or written.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is damaged or disagrees with the configuration.
+    #[error("{0}")]
+    Metadata(String),
+}
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -30,13 +44,13 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Reads and parses a JSON file; `Ok(None)` when it does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, PersistError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| Error::Metadata(format!("{} is damaged: {e}", path.display()))),
+            .map_err(|e| PersistError::Metadata(format!("{} is damaged: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Io {
+        Err(source) => Err(PersistError::Io {
             path: path.to_path_buf(),
             source,
         }),
@@ -44,10 +58,10 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>,
 }
 
 /// Serializes and atomically writes a JSON file.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Error> {
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
     let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Metadata(format!("cannot encode {}: {e}", path.display())))?;
-    write_atomic(path, &bytes).map_err(|source| Error::Io {
+        .map_err(|e| PersistError::Metadata(format!("cannot encode {}: {e}", path.display())))?;
+    write_atomic(path, &bytes).map_err(|source| PersistError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -73,7 +87,7 @@ pub fn read_meta(
     data_dir: &Path,
     node_id: i32,
     configured_cluster_id: Option<&str>,
-) -> Result<Option<Meta>, Error> {
+) -> Result<Option<Meta>, PersistError> {
     let path = meta_path(data_dir);
     if !path.exists() {
         return Ok(None);
@@ -82,7 +96,7 @@ pub fn read_meta(
 }
 
 /// Writes `meta.json`.
-pub fn store_meta(data_dir: &Path, meta: &Meta) -> Result<(), Error> {
+pub fn store_meta(data_dir: &Path, meta: &Meta) -> Result<(), PersistError> {
     write_json(&meta_path(data_dir), meta)
 }
 
@@ -93,11 +107,11 @@ pub fn load_or_create_meta(
     data_dir: &Path,
     node_id: i32,
     configured_cluster_id: Option<&str>,
-) -> Result<Meta, Error> {
+) -> Result<Meta, PersistError> {
     let path = meta_path(data_dir);
     if let Some(meta) = read_json::<Meta>(&path)? {
         if meta.node_id != node_id {
-            return Err(Error::Metadata(format!(
+            return Err(PersistError::Metadata(format!(
                 "data_dir {} belongs to node_id {} but this broker is configured with node_id {node_id}; \
                  refusing to start",
                 data_dir.display(),
@@ -106,7 +120,7 @@ pub fn load_or_create_meta(
         }
         if let Some(configured) = configured_cluster_id {
             if configured != meta.cluster_id {
-                return Err(Error::Metadata(format!(
+                return Err(PersistError::Metadata(format!(
                     "data_dir {} belongs to cluster {} but cluster_id is configured as {configured}; \
                      refusing to start",
                     data_dir.display(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use runnel_log::{LogConfig, TimestampType};
 
-use crate::config::BrokerConfig;
+use crate::config::{find_key, BrokerConfig};
 
 /// Kafka's `ConfigType` codes as used in DescribeConfigs v3+.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +69,8 @@ pub struct ConfigDef {
     pub ty: ConfigType,
     /// One-line documentation.
     pub doc: &'static str,
-    /// The Kafka broker config it defaults from, and the Runnel broker key that sets it.
-    pub broker_synonym: Option<(&'static str, &'static str)>,
+    /// The Runnel broker key it defaults from (see [`ConfigDef::broker_synonym`]).
+    pub broker_key: Option<&'static str>,
     rule: Rule,
     fixed_default: &'static str,
 }
@@ -84,7 +84,7 @@ macro_rules! def {
             ty: ConfigType::$ty,
             rule: $rule,
             fixed_default: $default,
-            broker_synonym: $syn,
+            broker_key: $syn,
             doc: $doc,
         }
     };
@@ -177,7 +177,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Int,
         Rule::Int { min: 0 },
         "",
-        Some(("message.max.bytes", "message_max_bytes")),
+        Some("message_max_bytes"),
         "largest record batch accepted"
     ),
     def!(
@@ -241,7 +241,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Int,
         Rule::Int { min: 1 },
         "1",
-        Some(("min.insync.replicas", "min_insync_replicas")),
+        Some("min_insync_replicas"),
         "in-sync replicas needed to accept an acks=all produce"
     ),
     def!(
@@ -257,7 +257,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Long,
         Rule::Long { min: -1 },
         "",
-        Some(("log.retention.bytes", "log_retention_bytes")),
+        Some("log_retention_bytes"),
         "largest partition size before old segments are deleted; -1 = unlimited"
     ),
     def!(
@@ -265,7 +265,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Long,
         Rule::Long { min: -1 },
         "",
-        Some(("log.retention.ms", "log_retention_ms")),
+        Some("log_retention_ms"),
         "age after which segments are deleted; -1 = forever"
     ),
     def!(
@@ -273,7 +273,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Int,
         Rule::Int { min: 14 },
         "",
-        Some(("log.segment.bytes", "log_segment_bytes")),
+        Some("log_segment_bytes"),
         "segment file size at which a new segment is rolled"
     ),
     def!(
@@ -297,7 +297,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Long,
         Rule::Long { min: 1 },
         "",
-        Some(("log.roll.ms", "log_segment_ms")),
+        Some("log_segment_ms"),
         "age at which the active segment is rolled"
     ),
     def!(
@@ -305,10 +305,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Boolean,
         Rule::Bool,
         "false",
-        Some((
-            "unclean.leader.election.enable",
-            "unclean_leader_election_enable"
-        )),
+        Some("unclean_leader_election_enable"),
         "allow out-of-sync replicas to become leader (may lose acknowledged data)"
     ),
 ];
@@ -319,18 +316,28 @@ pub fn find(name: &str) -> Option<&'static ConfigDef> {
 }
 
 impl ConfigDef {
+    /// The Kafka broker config it defaults from (the broker key's Kafka name),
+    /// and the Runnel broker key that sets it.
+    pub fn broker_synonym(&self) -> Option<(&'static str, &'static str)> {
+        let key = find_key(self.broker_key?)?;
+        Some((
+            key.kafka_names.first().copied().unwrap_or(key.name),
+            key.name,
+        ))
+    }
+
     /// The default value, taking broker-level defaults into account.
     pub fn default_value(&self, broker: &BrokerConfig) -> String {
-        match self.broker_synonym {
-            Some((_, key)) => broker.value_of(key).unwrap_or_default(),
+        match self.broker_key {
+            Some(key) => broker.value_of(key).unwrap_or_default(),
             None => self.fixed_default.to_string(),
         }
     }
 
     /// Where the default comes from: the broker file/env/flags when they changed it.
     pub fn default_source(&self, broker: &BrokerConfig) -> ConfigSource {
-        match self.broker_synonym {
-            Some((_, key)) if broker.value_of(key) != BrokerConfig::default().value_of(key) => {
+        match self.broker_key {
+            Some(key) if broker.value_of(key) != BrokerConfig::default().value_of(key) => {
                 ConfigSource::StaticBroker
             }
             _ => ConfigSource::Default,
@@ -400,6 +407,13 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), String> {
 
 /// Per-topic overrides (only the keys set explicitly), validated on entry.
 pub type TopicOverrides = BTreeMap<String, String>;
+
+/// The `min.insync.replicas` override, if there is one that reads as a number.
+pub fn min_insync_replicas(overrides: &TopicOverrides) -> Option<i32> {
+    overrides
+        .get("min.insync.replicas")
+        .and_then(|v| v.parse::<i32>().ok())
+}
 
 /// The effective value of a config for a topic, and its source.
 pub fn effective(
@@ -543,6 +557,33 @@ mod tests {
         assert_eq!(lc.max_message_bytes, 100);
         assert_eq!(lc.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(lc.retention_bytes, -1);
+    }
+
+    #[test]
+    fn broker_synonyms_name_broker_keys_under_their_kafka_names() {
+        for def in TOPIC_CONFIGS {
+            if let Some(key) = def.broker_key {
+                assert!(
+                    find_key(key).is_some(),
+                    "{}: {key} is no broker key",
+                    def.name
+                );
+            }
+        }
+        let synonym = |name| find(name).unwrap().broker_synonym();
+        assert_eq!(
+            synonym("retention.ms"),
+            Some(("log.retention.ms", "log_retention_ms"))
+        );
+        assert_eq!(
+            synonym("segment.ms"),
+            Some(("log.roll.ms", "log_segment_ms"))
+        );
+        assert_eq!(
+            synonym("max.message.bytes"),
+            Some(("message.max.bytes", "message_max_bytes"))
+        );
+        assert_eq!(synonym("cleanup.policy"), None);
     }
 
     #[test]

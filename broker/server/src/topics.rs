@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use crate::config::MAX_PARTITIONS;
+
 use crate::config::BrokerConfig;
 use crate::names::{unify_collision_chars, validate_topic_name};
-use crate::persist;
+use crate::persist::{self, PersistError};
 use crate::topic_config::{self, TopicOverrides};
 
 /// Errors of topic administration; mapped to Kafka codes in `errors.rs`.
@@ -82,7 +84,24 @@ pub struct Topic {
     // Written only by `TopicRegistry::sync` (under its admin lock); read by every request.
     partitions: RwLock<BTreeMap<i32, Arc<Partition>>>,
     partition_count: AtomicI32,
-    overrides: RwLock<TopicOverrides>,
+    configs: RwLock<Configs>,
+}
+
+/// A topic's explicit config overrides and the typed values hot paths read,
+/// parsed from them once, whenever they change.
+struct Configs {
+    overrides: TopicOverrides,
+    // Read on every acks=all produce.
+    min_insync_replicas: Option<i32>,
+}
+
+impl Configs {
+    fn new(overrides: TopicOverrides) -> Configs {
+        Configs {
+            min_insync_replicas: topic_config::min_insync_replicas(&overrides),
+            overrides,
+        }
+    }
 }
 
 impl Topic {
@@ -103,7 +122,13 @@ impl Topic {
 
     /// The explicit config overrides.
     pub fn overrides(&self) -> TopicOverrides {
-        self.overrides.read().clone()
+        self.configs.read().overrides.clone()
+    }
+
+    /// The topic's `min.insync.replicas` override, parsed when the overrides
+    /// last changed; `None` = the broker default applies.
+    pub fn min_insync_replicas(&self) -> Option<i32> {
+        self.configs.read().min_insync_replicas
     }
 }
 
@@ -127,7 +152,7 @@ struct TopicsFile {
 }
 
 /// Reads a pre-quorum `data_dir/topics.json`, if there is one.
-pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, crate::Error> {
+pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, PersistError> {
     let file: Option<TopicsFile> = persist::read_json(&data_dir.join(LEGACY_TOPICS_FILE))?;
     Ok(file.map(|f| f.topics))
 }
@@ -164,10 +189,6 @@ pub struct TopicRegistry {
     // Metadata log index up to which the local logs (and the broker's reactions) match the state.
     synced: watch::Sender<u64>,
 }
-
-/// Upper bound on a topic's partition count: each partition is a directory
-/// with open files, so an absurd request must not exhaust the machine.
-pub const MAX_PARTITIONS: i32 = 10_000;
 
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -214,7 +235,7 @@ fn delete_partition_dir(data_dir: &Path, topic: &str, index: i32, id: Uuid) {
 
 impl TopicRegistry {
     /// An empty registry for `data_dir`; [`TopicRegistry::sync`] fills it from the metadata.
-    pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, crate::Error> {
+    pub fn open(data_dir: &Path, broker: &BrokerConfig) -> Result<TopicRegistry, TopicError> {
         Ok(TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker: broker.clone(),
@@ -235,12 +256,9 @@ impl TopicRegistry {
         &self,
         state: &ClusterState,
         node_id: BrokerId,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), TopicError> {
         let known = state.brokers.contains_key(&node_id);
-        let entries = std::fs::read_dir(&self.data_dir).map_err(|source| crate::Error::Io {
-            path: self.data_dir.clone(),
-            source,
-        })?;
+        let entries = std::fs::read_dir(&self.data_dir).map_err(io_err(&self.data_dir))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_dir() {
@@ -249,10 +267,7 @@ impl TopicRegistry {
             let name = entry.file_name().to_string_lossy().to_string();
             if name.ends_with("-delete") {
                 tracing::info!(dir = %path.display(), "removing directory of a deleted partition");
-                std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
                 continue;
             }
             let Some((topic, index)) = name.rsplit_once('-') else {
@@ -271,10 +286,7 @@ impl TopicRegistry {
                 None => tracing::warn!(dir = %path.display(),
                     "removing partition directory of a partition that is not in the cluster metadata"),
             }
-            std::fs::remove_dir_all(&path).map_err(|source| crate::Error::Io {
-                path: path.clone(),
-                source,
-            })?;
+            std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
         }
         Ok(())
     }
@@ -364,12 +376,12 @@ impl TopicRegistry {
                     id: meta.id,
                     partitions: RwLock::new(BTreeMap::new()),
                     partition_count: AtomicI32::new(0),
-                    overrides: RwLock::new(meta.configs.clone()),
+                    configs: RwLock::new(Configs::new(meta.configs.clone())),
                 })
             });
             let lc = topic_config::log_config(&meta.configs, &self.broker);
-            if *topic.overrides.read() != meta.configs {
-                *topic.overrides.write() = meta.configs.clone();
+            if topic.configs.read().overrides != meta.configs {
+                *topic.configs.write() = Configs::new(meta.configs.clone());
                 for partition in topic.partitions() {
                     partition.log.set_config(lc.clone());
                 }
@@ -603,105 +615,5 @@ pub(crate) fn single_node_state(node: BrokerId, topics: &[(&str, i32)]) -> Clust
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn registry(dir: &Path) -> TopicRegistry {
-        let config = BrokerConfig {
-            data_dir: dir.to_path_buf(),
-            ..Default::default()
-        };
-        TopicRegistry::open(dir, &config).unwrap()
-    }
-
-    #[test]
-    fn sync_opens_assigned_partitions_and_deletes_removed_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = registry(dir.path());
-        let mut state = single_node_state(0, &[("a", 2), ("b", 1)]);
-        // Partition a-1 lives on broker 1 only: not opened here.
-        state.topics.get_mut("a").unwrap().partitions[1].replicas = vec![1];
-        let report = reg.sync(&state, 0);
-        assert!(report.failed.is_empty());
-        let a = reg.get("a").unwrap();
-        assert_eq!(a.partition_count(), 2);
-        assert!(a.partition(0).is_some() && a.partition(1).is_none());
-        assert!(dir.path().join("a-0").join(PARTITION_METADATA).exists());
-        assert!(!dir.path().join("a-1").exists());
-        state.topics.remove("b");
-        state.topics.get_mut("a").unwrap().partitions[0].replicas = vec![1];
-        let report = reg.sync(&state, 0);
-        assert_eq!(report.removed_topics.len(), 1);
-        assert!(reg.get("b").is_none());
-        assert!(!dir.path().join("b-0").exists());
-        assert!(!dir.path().join("a-0").exists());
-        assert!(reg.get("a").unwrap().partitions().is_empty());
-    }
-
-    #[test]
-    fn a_recreated_topic_never_reuses_the_old_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = registry(dir.path());
-        let state = single_node_state(0, &[("t", 1)]);
-        reg.sync(&state, 0);
-        assert!(reg.get("t").unwrap().partition(0).is_some());
-        reg.close_all();
-        // Same name, new id: a fresh registry (a restart) must not open the old data.
-        let mut next = state.clone();
-        next.topics.get_mut("t").unwrap().id = Uuid::new_v4();
-        std::fs::write(dir.path().join("t-0").join("marker"), b"old").unwrap();
-        let reg = registry(dir.path());
-        reg.sync(&next, 0);
-        assert!(!dir.path().join("t-0").join("marker").exists());
-        assert_eq!(
-            recorded_topic_id(&dir.path().join("t-0")),
-            Some(next.topics["t"].id)
-        );
-    }
-
-    #[test]
-    fn unowned_dirs_and_stray_replicas_are_removed_but_assigned_partitions_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let reg = registry(dir.path());
-        let mut state = single_node_state(0, &[("keep", 2)]);
-        state.topics.get_mut("keep").unwrap().partitions[1].replicas = vec![2];
-        for d in [
-            "keep-0",
-            "keep-1",
-            "gone-0",
-            "x-1.abc-delete",
-            "__cluster_metadata",
-        ] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        // Broker 0 unknown to the metadata: only strays of nothing go.
-        reg.remove_unowned_dirs(&state, 0).unwrap();
-        assert!(dir.path().join("keep-1").exists());
-        assert!(!dir.path().join("gone-0").exists());
-        state.brokers.insert(
-            0,
-            runnel_meta::BrokerInfo {
-                id: 0,
-                host: "h".into(),
-                port: 1,
-                rack: None,
-                controller_addr: "h:2".into(),
-                incarnation: Uuid::new_v4(),
-                fenced: false,
-            },
-        );
-        reg.remove_unowned_dirs(&state, 0).unwrap();
-        assert!(dir.path().join("keep-0").exists());
-        assert!(dir.path().join("__cluster_metadata").exists());
-        assert!(!dir.path().join("keep-1").exists(), "stray replica kept");
-        assert!(!dir.path().join("x-1.abc-delete").exists());
-    }
-
-    #[test]
-    fn partition_dirs_follow_kafka_layout() {
-        assert_eq!(
-            partition_dir(Path::new("/d"), "a-1", 0),
-            PathBuf::from("/d/a-1-0")
-        );
-    }
-}
+#[path = "topics_tests.rs"]
+mod tests;

@@ -10,18 +10,34 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::{Message, Rule};
 use kube::{CustomResource, KubeSchema};
+use runnel_config::{ClusterAccess, KEYS};
 use serde::{Deserialize, Serialize};
 
 /// Broker config keys the operator sets itself (per pod or for the pod layout); a `Cluster`
-/// may not override them in `spec.config`.
-pub const RESERVED_CONFIG_KEYS: &[&str] = &[
-    "node_id",
-    "data_dir",
-    "listen",
-    "advertised_address",
-    "admin_listen",
-];
+/// may not override them in `spec.config`. They are the keys runnel-config declares
+/// [`ClusterAccess::Reserved`], in declaration order.
+pub fn reserved_config_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter()
+        .filter(|k| k.cluster == ClusterAccess::Reserved)
+        .map(|k| k.name)
+}
+
+/// The CEL rule of `spec.config` that refuses the [`reserved_config_keys`], so the API server
+/// rejects what the operator would refuse anyway.
+fn reserved_config_keys_rule() -> Rule {
+    let keys: Vec<&str> = reserved_config_keys().collect();
+    let quoted: Vec<String> = keys.iter().map(|k| format!("'{k}'")).collect();
+    let listed = match keys.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Rule::new(format!("self.all(k, !(k in [{}]))", quoted.join(", "))).message(Message::Message(
+        format!("{listed} are set by the operator"),
+    ))
+}
 
 /// Desired state of a Runnel broker cluster.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,9 +87,7 @@ pub struct ClusterSpec {
     /// Broker configuration (keys of runnel.toml, e.g. `log_retention_ms: "86400000"`); values are
     /// strings converted to the key's type. Keys the operator sets per pod are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new(
-        "self.all(k, !(k in ['node_id', 'data_dir', 'listen', 'advertised_address', 'admin_listen']))"
-    ).message("node_id, data_dir, listen, advertised_address and admin_listen are set by the operator"))]
+    #[x_kube(validation = reserved_config_keys_rule())]
     #[schemars(extend("maxProperties" = 64))]
     pub config: BTreeMap<String, String>,
 

@@ -7,8 +7,8 @@ pub mod consumer;
 pub mod topic;
 
 pub use cluster::{
-    Cluster, ClusterSpec, ClusterStatus, MetricsSpec, PodTemplateOverrides, StorageSpec,
-    RESERVED_CONFIG_KEYS,
+    reserved_config_keys, Cluster, ClusterSpec, ClusterStatus, MetricsSpec, PodTemplateOverrides,
+    StorageSpec,
 };
 pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use runnel_config::{find_key, ClusterAccess, KeyKind};
 
 use super::{owned_meta, owner, ADMIN_PORT, KAFKA_PORT};
-use crate::crd::{Cluster, RESERVED_CONFIG_KEYS};
+use crate::crd::Cluster;
 use crate::Error;
 
 /// File name of the broker configuration inside the ConfigMap and the mounted directory.
@@ -15,53 +16,6 @@ pub const CONFIG_FILE: &str = "runnel.toml";
 /// Where each broker's volume is mounted; data_dir is a subdirectory so the volume root
 /// (which may hold lost+found) is not a partition directory.
 pub(crate) const DATA_MOUNT: &str = "/var/lib/runnel";
-
-#[derive(Clone, Copy)]
-enum KeyType {
-    Integer,
-    Bool,
-    String,
-}
-
-/// Broker keys a Cluster may set (see broker/server/runnel.example.toml) and their types.
-fn key_type(key: &str) -> Option<KeyType> {
-    Some(match key {
-        "auto_create_topics"
-        | "log_flush_on_ack"
-        | "unclean_leader_election_enable"
-        | "auto_leader_rebalance_enable" => KeyType::Bool,
-        "cluster_id" => KeyType::String,
-        "num_partitions"
-        | "leader_imbalance_check_interval_seconds"
-        | "leader_imbalance_per_broker_percentage"
-        | "default_replication_factor"
-        | "max_request_bytes"
-        | "queued_max_request_bytes"
-        | "max_connections_per_ip"
-        | "max_connections"
-        | "log_segment_bytes"
-        | "log_segment_ms"
-        | "log_retention_ms"
-        | "log_retention_bytes"
-        | "message_max_bytes"
-        | "log_retention_check_interval_ms"
-        | "log_cleaner_interval_ms"
-        | "offsets_topic_num_partitions"
-        | "offsets_retention_minutes"
-        | "offsets_retention_check_interval_ms"
-        | "group_initial_rebalance_delay_ms"
-        | "group_min_session_timeout_ms"
-        | "group_max_session_timeout_ms"
-        | "offsets_topic_replication_factor"
-        | "metadata_voters"
-        | "broker_heartbeat_interval_ms"
-        | "broker_session_timeout_ms"
-        | "min_insync_replicas"
-        | "replica_lag_time_max_ms"
-        | "replica_fetch_max_bytes" => KeyType::Integer,
-        _ => return None,
-    })
-}
 
 fn toml_string(key: &str, value: &str) -> Result<String, Error> {
     if value.chars().any(char::is_control) {
@@ -128,21 +82,37 @@ pub fn render_broker_config(cluster: &Cluster) -> Result<String, Error> {
             value: value.clone(),
             reason,
         };
-        if RESERVED_CONFIG_KEYS.contains(&key.as_str()) {
+        // The broker's own table says which keys a Cluster may set, and their types.
+        let declared = find_key(key);
+        if declared.is_some_and(|k| k.cluster == ClusterAccess::Reserved) {
             return Err(invalid("the operator sets this key"));
         }
-        let rendered = match key_type(key).ok_or_else(|| invalid("unknown broker config key"))? {
-            KeyType::Integer => value
+        let kind = declared
+            .filter(|k| k.cluster == ClusterAccess::Settable)
+            .map(|k| k.kind)
+            .ok_or_else(|| invalid("unknown broker config key"))?;
+        let rendered = match kind {
+            KeyKind::Int => value
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| invalid("expected an integer"))?
                 .to_string(),
-            KeyType::Bool => match value.trim() {
+            KeyKind::Bool => match value.trim() {
                 "true" => "true".to_string(),
                 "false" => "false".to_string(),
                 _ => return Err(invalid("expected true or false")),
             },
-            KeyType::String => toml_string(key, value)?,
+            KeyKind::Str => toml_string(key, value)?,
+            // Comma-separated, as in the broker's environment variables.
+            KeyKind::List => {
+                let items = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|item| toml_string(key, item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                format!("[{}]", items.join(", "))
+            }
         };
         entries.insert(key.as_str(), rendered);
     }
@@ -238,6 +208,35 @@ mod tests {
                 }
                 other => panic!("{key}={value} gave {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn every_key_a_cluster_may_set_is_rendered_as_the_broker_reads_it() {
+        let settable: Vec<&runnel_config::Key> = runnel_config::KEYS
+            .iter()
+            .filter(|k| k.cluster == ClusterAccess::Settable)
+            .collect();
+        assert!(settable.len() > 30, "{}", settable.len());
+        let defaults = runnel_config::BrokerConfig::default();
+        // A value other than the default, so a key dropped on the way shows.
+        let value = |key: &runnel_config::Key| match key.kind {
+            KeyKind::Int => "7".to_string(),
+            KeyKind::Bool => (defaults.value_of(key.name).as_deref() != Some("true")).to_string(),
+            KeyKind::Str => "x".to_string(),
+            KeyKind::List => "a:1,b:2".to_string(),
+        };
+        let mut s = spec();
+        s.config = settable
+            .iter()
+            .map(|k| (k.name.to_string(), value(k)))
+            .collect();
+        let toml = render_broker_config(&cluster(s)).expect("valid");
+        let parsed =
+            runnel_config::BrokerConfig::from_toml_str(&toml).expect("the broker reads it");
+        for key in settable {
+            assert_eq!(parsed.value_of(key.name), Some(value(key)), "{}", key.name);
+            assert_ne!(parsed.value_of(key.name), defaults.value_of(key.name));
         }
     }
 

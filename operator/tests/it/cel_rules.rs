@@ -179,10 +179,21 @@ fn cluster_config_cannot_override_operator_owned_keys() {
             "spec": { "storage": { "size": "1Gi" }, "config": config },
         })
     };
-    for key in runnel_operator::crd::RESERVED_CONFIG_KEYS {
+    let reserved: Vec<&str> = runnel_operator::crd::reserved_config_keys().collect();
+    assert_eq!(
+        reserved,
+        [
+            "node_id",
+            "data_dir",
+            "listen",
+            "advertised_address",
+            "admin_listen"
+        ]
+    );
+    for key in reserved {
         refused(
             "Cluster",
-            &cluster(json!({ *key: "1" })),
+            &cluster(json!({ key: "1" })),
             None,
             "set by the operator",
         );
@@ -193,4 +204,10 @@ fn cluster_config_cannot_override_operator_owned_keys() {
         None,
     )
     .expect("ordinary broker keys are allowed");
+    for key in runnel_config::KEYS {
+        if key.cluster == runnel_config::ClusterAccess::Settable {
+            check("Cluster", &cluster(json!({ key.name: "1" })), None)
+                .unwrap_or_else(|e| panic!("{} is refused: {e:?}", key.name));
+        }
+    }
 }

@@ -14,9 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
-use crate::config::{BrokerConfig, KeyKind, KEYS};
+use crate::config::{dynamic, BrokerConfig, Key, KeyKind, KEYS};
 use crate::errors::ApiError;
-use crate::replica::throttle;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
 /// Kafka's resource type code for topics.
@@ -125,7 +124,7 @@ fn topic_configs(
                     synonyms.push(synonym(def.name, v.clone(), ConfigSource::DynamicTopic));
                 }
                 let default = def.default_value(config);
-                match def.broker_synonym {
+                match def.broker_synonym() {
                     Some((kafka_key, _)) => {
                         let src = def.default_source(config);
                         synonyms.push(synonym(kafka_key, default, src));
@@ -145,85 +144,15 @@ fn topic_configs(
         .collect())
 }
 
-/// Kafka's name for each Runnel broker key that has a Kafka equivalent
-/// (`node_id` is both `node.id` and `broker.id`, as in KRaft brokers). Keys
-/// without one (admin listener, cluster id, flush-on-ack) keep Runnel's name.
-pub const KAFKA_BROKER_NAMES: &[(&str, &str)] = &[
-    ("node_id", "node.id"),
-    ("node_id", "broker.id"),
-    ("data_dir", "log.dirs"),
-    ("listen", "listeners"),
-    ("advertised_address", "advertised.listeners"),
-    ("auto_create_topics", "auto.create.topics.enable"),
-    ("num_partitions", "num.partitions"),
-    ("default_replication_factor", "default.replication.factor"),
-    ("max_request_bytes", "socket.request.max.bytes"),
-    ("queued_max_request_bytes", "queued.max.request.bytes"),
-    ("max_connections_per_ip", "max.connections.per.ip"),
-    ("max_connections", "max.connections"),
-    ("log_segment_bytes", "log.segment.bytes"),
-    ("log_segment_ms", "log.roll.ms"),
-    ("log_retention_ms", "log.retention.ms"),
-    ("log_retention_bytes", "log.retention.bytes"),
-    ("message_max_bytes", "message.max.bytes"),
-    (
-        "log_retention_check_interval_ms",
-        "log.retention.check.interval.ms",
-    ),
-    ("log_cleaner_interval_ms", "log.cleaner.backoff.ms"),
-    (
-        "offsets_topic_num_partitions",
-        "offsets.topic.num.partitions",
-    ),
-    ("offsets_retention_minutes", "offsets.retention.minutes"),
-    (
-        "offsets_retention_check_interval_ms",
-        "offsets.retention.check.interval.ms",
-    ),
-    (
-        "group_initial_rebalance_delay_ms",
-        "group.initial.rebalance.delay.ms",
-    ),
-    (
-        "group_min_session_timeout_ms",
-        "group.min.session.timeout.ms",
-    ),
-    (
-        "group_max_session_timeout_ms",
-        "group.max.session.timeout.ms",
-    ),
-    (
-        "offsets_topic_replication_factor",
-        "offsets.topic.replication.factor",
-    ),
-    ("controller_listen", "controller.listener.names"),
-    ("seeds", "controller.quorum.bootstrap.servers"),
-    ("broker_rack", "broker.rack"),
-    (
-        "broker_heartbeat_interval_ms",
-        "broker.heartbeat.interval.ms",
-    ),
-    ("broker_session_timeout_ms", "broker.session.timeout.ms"),
-    ("min_insync_replicas", "min.insync.replicas"),
-    ("replica_lag_time_max_ms", "replica.lag.time.max.ms"),
-    ("replica_fetch_max_bytes", "replica.fetch.max.bytes"),
-    (
-        "unclean_leader_election_enable",
-        "unclean.leader.election.enable",
-    ),
-];
-
-/// The names a Runnel broker key is reported under.
-fn reported_names(key: &'static str) -> Vec<&'static str> {
-    let names: Vec<&'static str> = KAFKA_BROKER_NAMES
-        .iter()
-        .filter(|(runnel, _)| *runnel == key)
-        .map(|(_, kafka)| *kafka)
-        .collect();
-    if names.is_empty() {
-        vec![key]
+/// The names a Runnel broker key is reported under: Kafka's names where Kafka
+/// has an equivalent (`node_id` is both `node.id` and `broker.id`, as in KRaft
+/// brokers); keys without one (admin listener, cluster id, flush-on-ack) keep
+/// Runnel's name.
+fn reported_names(key: &Key) -> &[&'static str] {
+    if key.kafka_names.is_empty() {
+        std::slice::from_ref(&key.name)
     } else {
-        names
+        key.kafka_names
     }
 }
 
@@ -252,7 +181,8 @@ fn broker_configs(
     }
     let defaults = BrokerConfig::default();
     let mut out = Vec::new();
-    for (key, kind, doc) in KEYS {
+    for spec in KEYS {
+        let key = spec.name;
         let value = broker.config.value_of(key);
         let source = if value == defaults.value_of(key) {
             ConfigSource::Default
@@ -262,7 +192,7 @@ fn broker_configs(
         let value = reported_value(key, value);
         // A client may ask by Kafka's name or by Runnel's key.
         let asked_by_key = wanted(key);
-        for reported in reported_names(key) {
+        for &reported in reported_names(spec) {
             if !(asked_by_key || wanted(reported)) {
                 continue;
             }
@@ -273,7 +203,7 @@ fn broker_configs(
                 }
             }
             if options.types {
-                let ty = match kind {
+                let ty = match spec.kind {
                     KeyKind::Str => ConfigType::String,
                     KeyKind::Int => ConfigType::Long,
                     KeyKind::Bool => ConfigType::Boolean,
@@ -282,7 +212,7 @@ fn broker_configs(
                 e = e.with_config_type(ty as i8);
             }
             if options.documentation {
-                e = e.with_documentation(Some(StrBytes::from_static_str(doc)));
+                e = e.with_documentation(Some(StrBytes::from_static_str(spec.doc)));
             }
             out.push(e);
         }
@@ -306,7 +236,7 @@ fn dynamic_broker_configs(
         .flatten();
     let default = cluster.broker_configs.get("");
     let mut out = Vec::new();
-    for (key, doc) in throttle::DYNAMIC_BROKER_CONFIGS {
+    for dynamic::DynamicKey { name: key, doc } in dynamic::DYNAMIC_KEYS {
         if !wanted(key) {
             continue;
         }
@@ -344,24 +274,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kafka_name_maps_a_real_key_and_topic_synonyms_agree() {
-        for (key, _) in KAFKA_BROKER_NAMES {
+    fn every_reported_name_is_unique_and_topic_synonyms_agree() {
+        let key = |name| crate::config::find_key(name).unwrap();
+        assert_eq!(reported_names(key("node_id")), ["node.id", "broker.id"]);
+        assert_eq!(reported_names(key("admin_listen")), ["admin_listen"]);
+        // One name never stands for two configs, static or dynamic.
+        let mut seen = std::collections::HashSet::new();
+        let dynamic = dynamic::DYNAMIC_KEYS.iter().map(|k| k.name);
+        for name in KEYS.iter().flat_map(reported_names).copied().chain(dynamic) {
             assert!(
-                KEYS.iter().any(|(k, _, _)| k == key),
-                "{key} is no broker key"
+                seen.insert(name),
+                "{name} is reported for two broker configs"
             );
         }
         // A topic config's broker synonym is the name the BROKER resource reports.
         for def in TOPIC_CONFIGS {
-            if let Some((kafka, key)) = def.broker_synonym {
+            if let Some(broker_key) = def.broker_key {
+                let (kafka, key) = def
+                    .broker_synonym()
+                    .unwrap_or_else(|| panic!("{}: {broker_key} is no broker key", def.name));
                 assert!(
-                    reported_names(
-                        KEYS.iter()
-                            .find(|(k, _, _)| *k == key)
-                            .map(|(k, _, _)| *k)
-                            .unwrap_or("missing")
-                    )
-                    .contains(&kafka),
+                    KEYS.iter()
+                        .find(|k| k.name == key)
+                        .is_some_and(|k| reported_names(k).contains(&kafka)),
                     "{}: broker synonym {kafka} is not reported for {key}",
                     def.name
                 );

@@ -18,9 +18,8 @@ use super::alter_configs::{
 };
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
-use crate::config::BrokerConfig;
+use crate::config::{dynamic, BrokerConfig};
 use crate::errors::ApiError;
-use crate::replica::throttle;
 use crate::topic_config::{self, ConfigType, TopicOverrides};
 
 const OP_SET: i8 = 0;
@@ -164,19 +163,7 @@ fn apply_broker_ops(
 ) -> Result<BTreeMap<String, String>, ApiError> {
     for op in ops {
         let key = op.name.to_string();
-        if !throttle::DYNAMIC_BROKER_CONFIGS
-            .iter()
-            .any(|(k, _)| *k == key)
-        {
-            return Err(invalid(format!(
-                "{key:?} is not a dynamic broker configuration (dynamic: {})",
-                throttle::DYNAMIC_BROKER_CONFIGS
-                    .iter()
-                    .map(|(k, _)| *k)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        dynamic::find_dynamic(&key).map_err(invalid)?;
         match op.config_operation {
             OP_SET => {
                 let Some(value) = op.value.as_ref() else {
@@ -206,6 +193,7 @@ fn apply_broker_ops(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::throttle;
 
     fn op(name: &'static str, operation: i8, value: Option<&'static str>) -> AlterableConfig {
         AlterableConfig::default()

@@ -217,11 +217,7 @@ impl ReplicaManager {
     pub fn min_insync(&self, topic: &str) -> usize {
         self.topics
             .get(topic)
-            .and_then(|t| {
-                t.overrides()
-                    .get("min.insync.replicas")
-                    .and_then(|v| v.parse::<i32>().ok())
-            })
+            .and_then(|t| t.min_insync_replicas())
             .unwrap_or(self.settings.min_insync_default)
             .max(1) as usize
     }

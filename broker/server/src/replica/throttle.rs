@@ -14,43 +14,18 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use runnel_meta::{BrokerId, ClusterState};
 
-/// Leader-side rate (bytes/s) for replicas in `leader.replication.throttled.replicas`.
-pub const LEADER_RATE: &str = "leader.replication.throttled.rate";
-/// Follower-side rate (bytes/s) for replicas in `follower.replication.throttled.replicas`.
-pub const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+// The dynamic broker configs (names and docs) are declared with the others in runnel-config.
+pub use crate::config::dynamic::{FOLLOWER_RATE, LEADER_RATE};
+
 /// Topic config: `partition:broker` pairs throttled on the leader side (or `*`).
 pub const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
 /// Topic config: `partition:broker` pairs throttled on the follower side (or `*`).
 pub const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
 
-/// The broker configs that may be changed at runtime (IncrementalAlterConfigs
-/// / AlterConfigs on a BROKER resource), with one-line docs.
-pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
-    (
-        LEADER_RATE,
-        "bytes/s a leader sends to out-of-sync followers of the replicas in \
-         leader.replication.throttled.replicas (unset = unthrottled)",
-    ),
-    (
-        FOLLOWER_RATE,
-        "bytes/s a follower fetches for the replicas in \
-         follower.replication.throttled.replicas while out of sync (unset = unthrottled)",
-    ),
-];
-
 /// Checks one dynamic broker config; the error names the key and goes to
 /// clients with INVALID_CONFIG.
 pub fn validate_broker_config(key: &str, value: &str) -> Result<(), String> {
-    if !DYNAMIC_BROKER_CONFIGS.iter().any(|(k, _)| *k == key) {
-        return Err(format!(
-            "{key:?} is not a dynamic broker configuration (dynamic: {})",
-            DYNAMIC_BROKER_CONFIGS
-                .iter()
-                .map(|(k, _)| *k)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    crate::config::dynamic::find_dynamic(key)?;
     parse_rate(value).map(|_| ()).ok_or_else(|| {
         format!(
             "invalid value {value:?} for {key}: expected a non-negative number of bytes per second"

@@ -1,0 +1,444 @@
+//! Broker configuration: one TOML file, then `RUNNEL_*` environment overrides,
+//! then command-line flags (applied by the binary). Unknown keys are an error
+//! at start-up; every key and its default is documented in
+//! `runnel.example.toml`, which a test in runnel-server keeps in sync with
+//! [`KEYS`]. The declaration below is the one place a key is written down.
+
+use std::path::{Path, PathBuf};
+
+use crate::declare::declare_broker_config;
+use crate::{find_key, split_host_port, KeyKind, ENV_PREFIX, MAX_PARTITIONS};
+
+/// Errors while loading the configuration. Each names the key or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key / bad value.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A `RUNNEL_*` environment variable has a value of the wrong type.
+    #[error("invalid value {value:?} in environment variable {var} (config key {key}): {message}")]
+    Env {
+        var: String,
+        key: String,
+        value: String,
+        message: String,
+    },
+    /// A value is syntactically fine but not usable.
+    #[error("invalid value for config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+declare_broker_config! {
+    /// This broker's node id.
+    node_id: i32 = 0,
+        doc: "This broker's node id",
+        kafka: ["node.id", "broker.id"],
+        cluster: Reserved, min: 0;
+    /// Directory holding partition logs and broker metadata.
+    data_dir: PathBuf = PathBuf::from("./data"),
+        doc: "Directory holding partition logs and broker metadata",
+        help: "Directory for partition logs and metadata",
+        kafka: ["log.dirs"],
+        cluster: Reserved;
+    /// Kafka listener address (port 0 picks a free port).
+    listen: String = "127.0.0.1:9092".to_string(),
+        doc: "Kafka protocol listener address",
+        help: "Kafka listener address (port 0 = any free port)",
+        kafka: ["listeners"],
+        cluster: Reserved;
+    /// `host:port` advertised to clients in Metadata; unset = the bound listener address.
+    advertised_address: Option<String> = None,
+        doc: "host:port advertised to clients (unset = bound address)",
+        help: "host:port advertised to clients",
+        kafka: ["advertised.listeners"],
+        cluster: Reserved;
+    /// Admin HTTP listener (/metrics, /healthz, /readyz).
+    admin_listen: String = "127.0.0.1:9644".to_string(),
+        doc: "Admin HTTP listener address",
+        cluster: Reserved;
+    /// Cluster id; unset = generated once and persisted in `data_dir/meta.json`.
+    cluster_id: Option<String> = None,
+        doc: "Cluster id (unset = generated once, persisted in data_dir/meta.json)",
+        help: "Cluster id (default: generated once)",
+        cluster: Settable;
+    /// Create unknown topics on Metadata/Produce requests.
+    auto_create_topics: bool = true,
+        doc: "Create unknown topics on Metadata/Produce",
+        help: "Create unknown topics on Metadata/Produce (true|false)",
+        kafka: ["auto.create.topics.enable"],
+        cluster: Settable;
+    /// Default partition count for new topics.
+    num_partitions: i32 = 1,
+        doc: "Default partition count for new topics",
+        kafka: ["num.partitions"],
+        cluster: Settable, min: 1;
+    /// Default replication factor for new topics (at most the number of live brokers).
+    default_replication_factor: i16 = 1,
+        doc: "Default replication factor for new topics",
+        kafka: ["default.replication.factor"],
+        cluster: Settable, min: 1;
+    /// Largest request frame accepted, in bytes.
+    max_request_bytes: u32 = 104_857_600,
+        doc: "Largest request frame accepted",
+        kafka: ["socket.request.max.bytes"],
+        cluster: Settable, min: 1024, max: i32::MAX;
+    /// Bytes of requests read but not yet answered, summed over all Kafka
+    /// connections (Kafka's `queued.max.request.bytes`); when it is used up the
+    /// broker stops reading sockets until responses release memory.
+    queued_max_request_bytes: u64 = 268_435_456,
+        doc: "Bytes of requests read but not yet answered, over all connections",
+        kafka: ["queued.max.request.bytes"],
+        cluster: Settable;
+    /// Open Kafka connections allowed from one client IP address; more are closed at once.
+    max_connections_per_ip: u32 = 1000,
+        doc: "Open Kafka connections allowed from one client address",
+        kafka: ["max.connections.per.ip"],
+        cluster: Settable, min: 1;
+    /// Open Kafka connections allowed in total; more are closed at once.
+    max_connections: u32 = 10_000,
+        doc: "Open Kafka connections allowed in total",
+        kafka: ["max.connections"],
+        cluster: Settable, min: 1;
+    /// Default `segment.bytes`.
+    log_segment_bytes: u64 = 1_073_741_824,
+        doc: "Default segment.bytes",
+        kafka: ["log.segment.bytes"],
+        cluster: Settable, min: 14;
+    /// Default `segment.ms`.
+    log_segment_ms: i64 = 604_800_000,
+        doc: "Default segment.ms",
+        kafka: ["log.roll.ms"],
+        cluster: Settable, min: 1;
+    /// Default `retention.ms` (-1 = unlimited).
+    log_retention_ms: i64 = 604_800_000,
+        doc: "Default retention.ms (-1 = unlimited)",
+        help: "Default retention.ms",
+        kafka: ["log.retention.ms"],
+        cluster: Settable, min: -1;
+    /// Default `retention.bytes` (-1 = unlimited).
+    log_retention_bytes: i64 = -1,
+        doc: "Default retention.bytes (-1 = unlimited)",
+        help: "Default retention.bytes",
+        kafka: ["log.retention.bytes"],
+        cluster: Settable, min: -1;
+    /// Default `max.message.bytes`.
+    message_max_bytes: usize = 1_048_588,
+        doc: "Default max.message.bytes",
+        kafka: ["message.max.bytes"],
+        cluster: Settable, min: 1;
+    /// How often retention and time-based segment rolls run.
+    log_retention_check_interval_ms: u64 = 300_000,
+        doc: "Interval of retention and segment.ms checks",
+        help: "Interval of retention checks",
+        kafka: ["log.retention.check.interval.ms"],
+        cluster: Settable, min: 1;
+    /// How often compacted topics are checked for compaction.
+    log_cleaner_interval_ms: u64 = 15_000,
+        doc: "Interval of compaction checks of compacted topics",
+        kafka: ["log.cleaner.backoff.ms"],
+        cluster: Settable, min: 1;
+    /// Fsync before answering `acks=all`. Turning this off is unsafe: acknowledged
+    /// records can be lost on a machine crash.
+    log_flush_on_ack: bool = true,
+        doc: "Fsync before acknowledging acks=all (false is unsafe)",
+        cluster: Settable;
+    /// Partitions of the internal `__consumer_offsets` topic (fixed once created).
+    offsets_topic_num_partitions: i32 = 50,
+        doc: "Partitions of __consumer_offsets (fixed once created)",
+        help: "Partitions of __consumer_offsets",
+        kafka: ["offsets.topic.num.partitions"],
+        cluster: Settable, min: 1, max: MAX_PARTITIONS;
+    /// Committed offsets of a group expire this long after the group became empty
+    /// (for standalone commits: after the commit).
+    offsets_retention_minutes: i64 = 10080,
+        doc: "Committed offsets expire this long after their group became empty",
+        kafka: ["offsets.retention.minutes"],
+        cluster: Settable, min: 1;
+    /// How often expired committed offsets are removed.
+    offsets_retention_check_interval_ms: u64 = 600_000,
+        doc: "Interval of committed-offset expiry checks",
+        kafka: ["offsets.retention.check.interval.ms"],
+        cluster: Settable, min: 1;
+    /// How long the first rebalance of an empty group waits for more members to join.
+    group_initial_rebalance_delay_ms: i64 = 3000,
+        doc: "Wait for more members before the first rebalance of an empty group",
+        help: "Wait before the first rebalance of an empty group",
+        kafka: ["group.initial.rebalance.delay.ms"],
+        cluster: Settable, min: 0;
+    /// Smallest session timeout a group member may ask for.
+    group_min_session_timeout_ms: i32 = 6000,
+        doc: "Smallest session timeout a group member may ask for",
+        kafka: ["group.min.session.timeout.ms"],
+        cluster: Settable, min: 1;
+    /// Largest session timeout a group member may ask for.
+    group_max_session_timeout_ms: i32 = 1_800_000,
+        doc: "Largest session timeout a group member may ask for",
+        kafka: ["group.max.session.timeout.ms"],
+        cluster: Settable;
+    /// Replication factor of `__consumer_offsets` (clamped to the live brokers at creation).
+    offsets_topic_replication_factor: i16 = 3,
+        doc: "Replication factor of __consumer_offsets (clamped to live brokers)",
+        help: "Replication factor of __consumer_offsets",
+        kafka: ["offsets.topic.replication.factor"],
+        cluster: Settable, min: 1;
+    /// Metadata quorum (Raft) listener address (port 0 picks a free port).
+    controller_listen: String = "127.0.0.1:9093".to_string(),
+        doc: "Metadata quorum (Raft) listener address",
+        help: "Metadata quorum (Raft) listener address (port 0 = any free port)",
+        kafka: ["controller.listener.names"],
+        cluster: Hidden;
+    /// `host:port` of the metadata listener advertised to other brokers; unset = the bound address.
+    controller_advertised_address: Option<String> = None,
+        doc: "host:port of the metadata listener given to other brokers",
+        cluster: Hidden;
+    /// Metadata listener addresses of existing brokers to join through; empty = start a new cluster.
+    seeds: Vec<String> = Vec::new(),
+        doc: "Metadata listeners of existing brokers to join (empty = new cluster)",
+        help: "Comma-separated metadata listeners of existing brokers to join",
+        kafka: ["controller.quorum.bootstrap.servers"],
+        cluster: Hidden;
+    /// How many brokers are metadata quorum voters (the first to join); the others are observers.
+    metadata_voters: usize = 3,
+        doc: "Number of metadata quorum voters (first brokers to join)",
+        help: "Number of metadata quorum voters",
+        cluster: Settable, min: 1;
+    /// This broker's rack (`broker.rack`), used for rack-aware replica placement.
+    broker_rack: Option<String> = None,
+        doc: "This broker's rack",
+        kafka: ["broker.rack"],
+        cluster: Hidden;
+    /// How often this broker heartbeats the controller.
+    broker_heartbeat_interval_ms: u64 = 500,
+        doc: "Interval of heartbeats to the controller",
+        kafka: ["broker.heartbeat.interval.ms"],
+        cluster: Settable, min: 1;
+    /// A broker without a heartbeat for this long is fenced and loses its leaderships.
+    broker_session_timeout_ms: u64 = 6000,
+        doc: "A broker without heartbeats for this long is fenced",
+        kafka: ["broker.session.timeout.ms"],
+        cluster: Settable;
+    /// Default `min.insync.replicas`.
+    min_insync_replicas: i32 = 1,
+        doc: "Default min.insync.replicas",
+        kafka: ["min.insync.replicas"],
+        cluster: Settable, min: 1;
+    /// A follower not caught up for this long leaves the ISR.
+    replica_lag_time_max_ms: u64 = 30_000,
+        doc: "A follower lagging this long leaves the ISR",
+        kafka: ["replica.lag.time.max.ms"],
+        cluster: Settable, min: 1;
+    /// Bytes a follower asks for per partition in one fetch.
+    replica_fetch_max_bytes: i32 = 1_048_576,
+        doc: "Bytes per partition of one follower fetch",
+        kafka: ["replica.fetch.max.bytes"],
+        cluster: Settable, min: 1;
+    /// Default `unclean.leader.election.enable` (may lose acknowledged data).
+    unclean_leader_election_enable: bool = false,
+        doc: "Default unclean.leader.election.enable",
+        help: "Default unclean.leader.election.enable (true|false)",
+        kafka: ["unclean.leader.election.enable"],
+        cluster: Settable;
+    /// The controller moves leadership back to preferred replicas on its own.
+    auto_leader_rebalance_enable: bool = true,
+        doc: "The controller moves leadership back to preferred replicas",
+        help: "Move leadership back to preferred replicas automatically (true|false)",
+        cluster: Settable;
+    /// How often the controller checks the preferred-leader imbalance.
+    leader_imbalance_check_interval_seconds: u64 = 300,
+        doc: "How often the controller checks the preferred-leader imbalance",
+        help: "Seconds between preferred-leader imbalance checks",
+        cluster: Settable, min: 1;
+    /// A broker's partitions are rebalanced when more than this percentage of
+    /// those it should lead (as preferred replica) are led by others.
+    leader_imbalance_per_broker_percentage: u32 = 10,
+        doc: "Imbalance percentage per broker that triggers a preferred-leader rebalance",
+        help: "Per-broker imbalance percentage that triggers a rebalance",
+        cluster: Settable, min: 0, max: 100;
+}
+
+impl BrokerConfig {
+    /// Loads the file (if any), then applies `RUNNEL_*` environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<BrokerConfig, ConfigError> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, vars)
+    }
+
+    /// Like [`BrokerConfig::load`] with an explicit environment (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<BrokerConfig, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_toml_str(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => BrokerConfig::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the offending key.
+    pub fn from_toml_str(text: &str) -> Result<BrokerConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Applies `RUNNEL_<KEY>` overrides. Variables that name no config key are
+    /// ignored because other tools share the prefix (the CLI's
+    /// `RUNNEL_BOOTSTRAP_SERVER`); a bad value for a known key is an error.
+    pub fn apply_env(
+        &mut self,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
+        for (var, value) in env {
+            let Some(suffix) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = suffix.to_ascii_lowercase();
+            if find_key(&key).is_some() {
+                self.set(&key, &value).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one key from its textual value (environment and flags use this).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let Some(spec) = find_key(key) else {
+            return Err(format!("unknown config key {key:?}"));
+        };
+        let toml_value = match spec.kind {
+            KeyKind::Str => toml::Value::String(value.to_string()),
+            KeyKind::Int => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|e| format!("expected an integer: {e}"))?,
+            ),
+            KeyKind::Bool => toml::Value::Boolean(match value.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => return Err(format!("expected true or false, got {other:?}")),
+            }),
+            KeyKind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            ),
+        };
+        // Re-serialize through serde so range and type checks match the file's.
+        let mut table = toml::Table::try_from(&*self).map_err(|e| e.to_string())?;
+        table.insert(key.to_string(), toml_value);
+        *self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())?;
+        Ok(())
+    }
+
+    /// Checks values that parse but cannot work: every declared range (in
+    /// declaration order), then the rules that relate keys or read addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_ranges()?;
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                message: message.to_string(),
+            })
+        };
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            return invalid(
+                "broker_session_timeout_ms",
+                "must be larger than broker_heartbeat_interval_ms",
+            );
+        }
+        if split_host_port(&self.controller_listen).is_none() {
+            return invalid("controller_listen", "expected host:port");
+        }
+        if let Some(addr) = &self.controller_advertised_address {
+            if split_host_port(addr).is_none() || addr.ends_with(":0") {
+                return invalid(
+                    "controller_advertised_address",
+                    "expected host:port with a non-zero port",
+                );
+            }
+        }
+        if let Some(seed) = self.seeds.iter().find(|s| split_host_port(s).is_none()) {
+            return invalid("seeds", &format!("{seed:?} is not host:port"));
+        }
+        if let Some(rack) = &self.broker_rack {
+            if rack.is_empty() {
+                return invalid("broker_rack", "must not be empty");
+            }
+        }
+        // One request of the largest size must fit, or the broker could wait forever.
+        if self.queued_max_request_bytes < u64::from(self.max_request_bytes) {
+            return invalid(
+                "queued_max_request_bytes",
+                &format!(
+                    "must be >= max_request_bytes ({}), or a request of the largest size could never be read",
+                    self.max_request_bytes
+                ),
+            );
+        }
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {
+            return invalid(
+                "group_max_session_timeout_ms",
+                "must be >= group_min_session_timeout_ms",
+            );
+        }
+        if let Some(addr) = &self.advertised_address {
+            if split_host_port(addr).is_none() {
+                return invalid("advertised_address", "expected host:port");
+            }
+        }
+        if let Some(id) = &self.cluster_id {
+            if id.is_empty() {
+                return invalid("cluster_id", "must not be empty");
+            }
+        }
+        Ok(())
+    }
+
+    /// The textual value of a key, for DescribeConfigs on the broker resource.
+    pub fn value_of(&self, key: &str) -> Option<String> {
+        let table = toml::Table::try_from(self).ok()?;
+        match table.get(key) {
+            Some(toml::Value::String(s)) => Some(s.clone()),
+            Some(toml::Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "broker_config_tests.rs"]
+mod tests;

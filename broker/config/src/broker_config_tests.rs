@@ -1,0 +1,279 @@
+//! Unit tests of `broker_config.rs`: defaults, file and environment loading,
+//! validation, and the agreement of [`KEYS`] with the struct's fields.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let c = BrokerConfig::default();
+    assert_eq!(c.listen, "127.0.0.1:9092");
+    assert_eq!(c.admin_listen, "127.0.0.1:9644");
+    assert_eq!(c.max_request_bytes, 104_857_600);
+    assert_eq!(c.message_max_bytes, 1_048_588);
+    assert!(c.log_flush_on_ack && c.auto_create_topics);
+    assert_eq!(c.offsets_topic_num_partitions, 50);
+    assert_eq!(c.offsets_retention_minutes, 10080);
+    assert_eq!(c.group_initial_rebalance_delay_ms, 3000);
+    assert_eq!(c.group_min_session_timeout_ms, 6000);
+    assert_eq!(c.group_max_session_timeout_ms, 1_800_000);
+}
+
+#[test]
+fn group_keys_are_validated_and_settable_from_env() {
+    let c = BrokerConfig::load_with_env(
+        None,
+        env(&[
+            ("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "3"),
+            ("RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.offsets_topic_num_partitions, 3);
+    assert_eq!(c.group_initial_rebalance_delay_ms, 0);
+    let err =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "0")]))
+            .unwrap_err();
+    assert!(err.to_string().contains("offsets_topic_num_partitions"));
+    let err =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS", "10")]))
+            .unwrap_err();
+    assert!(err.to_string().contains("group_max_session_timeout_ms"));
+}
+
+#[test]
+fn memory_and_connection_limits_are_validated() {
+    let d = BrokerConfig::default();
+    assert_eq!(d.queued_max_request_bytes, 268_435_456);
+    assert_eq!(
+        (d.max_connections_per_ip, d.max_connections),
+        (1000, 10_000)
+    );
+    let c = BrokerConfig::load_with_env(
+        None,
+        env(&[
+            ("RUNNEL_MAX_REQUEST_BYTES", "4096"),
+            ("RUNNEL_QUEUED_MAX_REQUEST_BYTES", "4096"),
+            ("RUNNEL_MAX_CONNECTIONS_PER_IP", "2"),
+            ("RUNNEL_MAX_CONNECTIONS", "3"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.queued_max_request_bytes, 4096);
+    assert_eq!((c.max_connections_per_ip, c.max_connections), (2, 3));
+    // The pool must hold one request of the largest size.
+    let err = BrokerConfig::load_with_env(
+        None,
+        env(&[("RUNNEL_QUEUED_MAX_REQUEST_BYTES", "104857599")]),
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("queued_max_request_bytes") && msg.contains("max_request_bytes (104857600)"),
+        "{msg}"
+    );
+    for (var, key) in [
+        ("RUNNEL_MAX_CONNECTIONS_PER_IP", "max_connections_per_ip"),
+        ("RUNNEL_MAX_CONNECTIONS", "max_connections"),
+    ] {
+        let err = BrokerConfig::load_with_env(None, env(&[(var, "0")])).unwrap_err();
+        assert!(err.to_string().contains(key), "{var}: {err}");
+    }
+    let mut c = BrokerConfig::default();
+    assert!(c.set("queued_max_request_bytes", "-1").is_err());
+}
+
+#[test]
+fn unknown_key_in_file_is_rejected_naming_the_key() {
+    let err = BrokerConfig::from_toml_str("node_id = 1\nretention_hours = 3\n").unwrap_err();
+    assert!(err.contains("retention_hours"), "{err}");
+}
+
+#[test]
+fn bad_value_in_file_names_the_key() {
+    let err = BrokerConfig::from_toml_str("num_partitions = \"many\"\n").unwrap_err();
+    assert!(err.contains("num_partitions"), "{err}");
+}
+
+#[test]
+fn file_then_env_overrides_apply_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runnel.toml");
+    std::fs::write(
+        &path,
+        "node_id = 3\nnum_partitions = 4\nlisten = \"0.0.0.0:1\"\n",
+    )
+    .unwrap();
+    let c = BrokerConfig::load_with_env(
+        Some(&path),
+        env(&[
+            ("RUNNEL_NUM_PARTITIONS", "6"),
+            ("RUNNEL_AUTO_CREATE_TOPICS", "false"),
+            ("RUNNEL_DATA_DIR", "/tmp/x"),
+            ("RUNNEL_BOOTSTRAP_SERVER", "ignored:1"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.node_id, 3);
+    assert_eq!(c.num_partitions, 6);
+    assert!(!c.auto_create_topics);
+    assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    assert_eq!(c.listen, "0.0.0.0:1");
+}
+
+#[test]
+fn bad_env_value_is_a_clear_error_naming_the_key() {
+    let err = BrokerConfig::load_with_env(None, env(&[("RUNNEL_NODE_ID", "abc")])).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("RUNNEL_NODE_ID") && msg.contains("node_id"),
+        "{msg}"
+    );
+    let err =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_LOG_FLUSH_ON_ACK", "yes")])).unwrap_err();
+    assert!(err.to_string().contains("log_flush_on_ack"));
+}
+
+#[test]
+fn out_of_range_values_are_rejected() {
+    let err =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_NUM_PARTITIONS", "0")])).unwrap_err();
+    assert!(err.to_string().contains("num_partitions"));
+    let mut c = BrokerConfig::default();
+    assert!(c.set("max_request_bytes", "-5").is_err());
+}
+
+#[test]
+fn keys_table_lists_every_field() {
+    let json = serde_json::to_value(BrokerConfig::default()).unwrap();
+    let mut fields: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    fields.sort();
+    let mut keys: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+    keys.sort();
+    assert_eq!(fields, keys);
+}
+
+#[test]
+fn cluster_keys_parse_from_env_and_are_validated() {
+    let c = BrokerConfig::load_with_env(
+        None,
+        env(&[
+            ("RUNNEL_SEEDS", "10.0.0.1:9093, b:9093"),
+            ("RUNNEL_DEFAULT_REPLICATION_FACTOR", "3"),
+            ("RUNNEL_BROKER_RACK", "r1"),
+            ("RUNNEL_UNCLEAN_LEADER_ELECTION_ENABLE", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.seeds, vec!["10.0.0.1:9093".to_string(), "b:9093".into()]);
+    assert_eq!(c.default_replication_factor, 3);
+    assert_eq!(c.broker_rack.as_deref(), Some("r1"));
+    assert!(c.unclean_leader_election_enable);
+    assert_eq!(c.value_of("seeds").as_deref(), Some("10.0.0.1:9093,b:9093"));
+    let d = BrokerConfig::default();
+    assert_eq!(d.controller_listen, "127.0.0.1:9093");
+    assert_eq!((d.metadata_voters, d.min_insync_replicas), (3, 1));
+    assert_eq!(
+        (d.broker_heartbeat_interval_ms, d.broker_session_timeout_ms),
+        (500, 6000)
+    );
+    for (var, value, key) in [
+        ("RUNNEL_SEEDS", "nohost", "seeds"),
+        (
+            "RUNNEL_DEFAULT_REPLICATION_FACTOR",
+            "0",
+            "default_replication_factor",
+        ),
+        (
+            "RUNNEL_BROKER_SESSION_TIMEOUT_MS",
+            "100",
+            "broker_session_timeout_ms",
+        ),
+        ("RUNNEL_CONTROLLER_LISTEN", "x", "controller_listen"),
+        ("RUNNEL_MIN_INSYNC_REPLICAS", "0", "min_insync_replicas"),
+    ] {
+        let err = BrokerConfig::load_with_env(None, env(&[(var, value)])).unwrap_err();
+        assert!(err.to_string().contains(key), "{var}: {err}");
+    }
+}
+
+#[test]
+fn declared_ranges_are_checked_with_their_bounds_in_the_message() {
+    for (var, value, message) in [
+        ("RUNNEL_NODE_ID", "-1", "node_id: must be >= 0"),
+        (
+            "RUNNEL_LOG_RETENTION_MS",
+            "-2",
+            "log_retention_ms: must be >= -1",
+        ),
+        (
+            "RUNNEL_LOG_SEGMENT_BYTES",
+            "13",
+            "log_segment_bytes: must be >= 14",
+        ),
+        (
+            "RUNNEL_MAX_REQUEST_BYTES",
+            "1023",
+            "max_request_bytes: must be between 1024 and 2147483647",
+        ),
+        (
+            "RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS",
+            "10001",
+            "offsets_topic_num_partitions: must be between 1 and 10000",
+        ),
+        (
+            "RUNNEL_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE",
+            "101",
+            "leader_imbalance_per_broker_percentage: must be between 0 and 100",
+        ),
+        (
+            "RUNNEL_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+            "0",
+            "leader_imbalance_check_interval_seconds: must be >= 1",
+        ),
+    ] {
+        let err = BrokerConfig::load_with_env(None, env(&[(var, value)])).unwrap_err();
+        assert!(err.to_string().ends_with(message), "{var}={value}: {err}");
+    }
+    // The bounds themselves are allowed.
+    BrokerConfig::load_with_env(
+        None,
+        env(&[
+            ("RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", "10000"),
+            ("RUNNEL_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", "100"),
+            ("RUNNEL_LOG_RETENTION_MS", "-1"),
+        ]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_key_s_kind_variable_flag_and_names_follow_its_declaration() {
+    let key = |name| find_key(name).unwrap();
+    assert_eq!(key("node_id").kind, KeyKind::Int);
+    assert_eq!(key("data_dir").kind, KeyKind::Str);
+    assert_eq!(key("cluster_id").kind, KeyKind::Str);
+    assert_eq!(key("log_flush_on_ack").kind, KeyKind::Bool);
+    assert_eq!(key("seeds").kind, KeyKind::List);
+    assert_eq!(key("node_id").env_var(), "RUNNEL_NODE_ID");
+    assert_eq!(key("log_retention_ms").flag(), "log-retention-ms");
+    assert_eq!(key("node_id").kafka_names, ["node.id", "broker.id"]);
+    assert!(key("admin_listen").kafka_names.is_empty());
+    // The help line is the doc unless declared apart.
+    assert_eq!(key("admin_listen").help, key("admin_listen").doc);
+    assert_eq!(key("log_retention_ms").help, "Default retention.ms");
+    assert_eq!(key("node_id").cluster, crate::ClusterAccess::Reserved);
+    assert!(find_key("retention_hours").is_none());
+}
