@@ -1039,5 +1039,5 @@ fn fail(err: GroupError) -> (JoinReply, Vec<Action>) {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
+#[path = "../state_tests.rs"]
 mod tests;
