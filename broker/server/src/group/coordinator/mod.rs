@@ -1047,5 +1047,5 @@ impl Coordinator {
 }
 
 #[cfg(test)]
-#[path = "coordinator_tests.rs"]
+#[path = "../coordinator_tests.rs"]
 mod tests;
