@@ -2,6 +2,7 @@
 //! replay after a restart, expiry, forged batches and group placement.
 
 use super::*;
+use crate::group::messages::JoinRequest;
 use crate::group::records::{self, RecordKey};
 use crate::group::store::encode_batch;
 use prometheus::Opts;

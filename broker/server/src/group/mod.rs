@@ -10,14 +10,21 @@
 //! - [`offsets`]: a committed offset and a group's table of them.
 //! - [`records`]: the record format of `__consumer_offsets` (keys, offset and
 //!   group values), and nothing else.
-//! - [`state`]: the [`Group`] state machine (join barrier, sync, heartbeats,
-//!   leaves, offset rules), and its conversion to and from its record.
+//! - [`state`]: the [`Group`] state machine and its conversion to and from
+//!   its record; `state/mod.rs` holds the group and the join barrier, and one
+//!   file per request adds its transitions (`join`, `sync`, `heartbeat`,
+//!   `leave`, `offsets`, `timers`).
 //!
 //! The runtime:
 //! - [`store`]: appending to and replaying `__consumer_offsets`, waiting for
 //!   fsync and replication.
 //! - [`coordinator`]: the [`Coordinator`]: every group under one lock, parked
-//!   answers, timers, leadership of the `__consumer_offsets` partitions.
+//!   answers, timers, leadership of the `__consumer_offsets` partitions
+//!   (`coordinator/mod.rs`), and its requests by concept (`membership`,
+//!   `offsets`, `admin`).
+//!
+//! Inside `state/` and `coordinator/`, the request files use their
+//! `mod.rs` and the modules above, never each other.
 
 pub mod coordinator;
 pub mod error;

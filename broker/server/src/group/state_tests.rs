@@ -2,6 +2,7 @@
 //! clock, and random operation sequences that must keep the group consistent.
 
 use super::*;
+use crate::group::messages::{JoinReply, SyncOutcome, SyncReply};
 
 const SESSION: i32 = 10_000;
 const REBALANCE: i32 = 30_000;

@@ -10,8 +10,17 @@
 //! is the state). Fsyncs happen outside the lock; answers that depend on a
 //! record (OffsetCommit, SyncGroup after the leader's assignment) wait for it.
 //! Reading and writing the records is `store.rs`'s part.
+//!
+//! This file keeps the [`Coordinator`], its groups lock and parked answers,
+//! the execution of a transition's actions, leadership and loading of
+//! `__consumer_offsets`, the timers, offset expiry and the metrics. The
+//! requests add `impl Coordinator` blocks by concept: `membership.rs`
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), `offsets.rs` (OffsetCommit,
+//! OffsetFetch, OffsetDelete, a deleted topic's offsets) and `admin.rs`
+//! (ListGroups, DescribeGroups, DeleteGroups). They use this file, never
+//! each other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +32,10 @@ use runnel_meta::{BrokerId, ClusterState};
 use tokio::sync::{oneshot, watch, Notify};
 
 use super::error::GroupError;
-use super::messages::{
-    Action, GroupListing, GroupState, JoinReply, JoinRequest, LeavingMember, SyncOutcome,
-    SyncReply, SyncRequest,
-};
-use super::offsets::{CommittedOffset, MAX_OFFSET_METADATA_BYTES};
+use super::messages::{Action, GroupState, SyncOutcome};
 use super::placement::{partition_for, OFFSETS_TOPIC};
 use super::state::{Group, GroupConfig};
-use super::store::{self, CommitWait, Durable, OffsetsLog};
+use super::store::{self, Durable, OffsetsLog};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{now_ms, wait_shutdown};
@@ -40,6 +45,10 @@ use crate::topics::TopicRegistry;
 // layer and the topic registry.
 pub use super::messages::{CommitEntry, JoinResult};
 pub use super::store::{offsets_topic_configs, OffsetsReplication};
+
+mod admin;
+mod membership;
+mod offsets;
 
 /// An answer that is ready now or arrives when the group moves on.
 pub enum Waiting<T> {
@@ -290,444 +299,6 @@ impl Coordinator {
                 });
             }
         }
-    }
-
-    /// Handles JoinGroup (the transition runs now; the answer may be parked).
-    pub fn join(&self, group_id: &str, mut req: JoinRequest) -> Waiting<JoinResult> {
-        if let Err(err) = self.check(group_id) {
-            return Waiting::Ready(JoinResult::Failed(err));
-        }
-        let now = now_ms();
-        let prefix = req
-            .group_instance_id
-            .clone()
-            .unwrap_or_else(|| req.client_id.clone());
-        req.new_member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
-        let mut groups = self.groups.lock();
-        if !groups.contains_key(group_id) {
-            if !req.member_id.is_empty() {
-                return Waiting::Ready(JoinResult::Failed(GroupError::UnknownMemberId));
-            }
-            groups.insert(
-                group_id.to_string(),
-                Entry::new(Group::new(group_id, self.config, now)),
-            );
-        }
-        let Some(entry) = groups.get_mut(group_id) else {
-            return Waiting::Ready(JoinResult::Failed(GroupError::CoordinatorNotAvailable));
-        };
-        let (sent, instance) = (req.member_id.clone(), req.group_instance_id.clone());
-        let (reply, actions) = entry.group.join(req, now);
-        tracing::debug!(group = group_id, member = %sent, instance = ?instance, reply = ?reply,
-            state = entry.group.state().as_str(), "JoinGroup");
-        let waiting = match reply {
-            JoinReply::Now(Ok(outcome)) => Waiting::Ready(JoinResult::Joined(outcome)),
-            JoinReply::Now(Err(err)) => Waiting::Ready(JoinResult::Failed(err)),
-            JoinReply::MemberIdRequired { member_id } => {
-                Waiting::Ready(JoinResult::MemberIdRequired(member_id))
-            }
-            JoinReply::Parked { member_id } => {
-                let (tx, rx) = oneshot::channel();
-                if let Some(older) = entry.joins.insert(member_id, tx) {
-                    let _ = older.send(JoinResult::Failed(GroupError::RebalanceInProgress));
-                }
-                Waiting::Parked(rx, self.shutdown.clone())
-            }
-        };
-        self.execute(entry, actions, now);
-        if entry.group.is_removable() && !entry.group.has_pending_members() {
-            // A refused first join must not leave an empty group behind.
-            groups.remove(group_id);
-        }
-        drop(groups);
-        self.wake.notify_one();
-        waiting
-    }
-
-    /// Handles SyncGroup.
-    pub fn sync(
-        &self,
-        group_id: &str,
-        req: SyncRequest,
-    ) -> Waiting<Result<SyncOutcome, GroupError>> {
-        if let Err(err) = self.check(group_id) {
-            return Waiting::Ready(Err(err));
-        }
-        let now = now_ms();
-        let mut groups = self.groups.lock();
-        let Some(entry) = groups.get_mut(group_id) else {
-            return Waiting::Ready(Err(GroupError::UnknownMemberId));
-        };
-        let member_id = req.member_id.clone();
-        let generation = req.generation_id;
-        let (reply, actions) = entry.group.sync(req, now);
-        tracing::debug!(group = group_id, member = %member_id, generation, reply = ?reply,
-            state = entry.group.state().as_str(), "SyncGroup");
-        let waiting = match reply {
-            SyncReply::Now(result) => Waiting::Ready(result),
-            SyncReply::Parked => {
-                let (tx, rx) = oneshot::channel();
-                if let Some(older) = entry.syncs.insert(member_id, tx) {
-                    let _ = older.send(Err(GroupError::RebalanceInProgress));
-                }
-                Waiting::Parked(rx, self.shutdown.clone())
-            }
-        };
-        self.execute(entry, actions, now);
-        drop(groups);
-        self.wake.notify_one();
-        waiting
-    }
-
-    /// Handles Heartbeat.
-    pub fn heartbeat(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        group_instance_id: Option<&str>,
-        generation_id: i32,
-    ) -> Result<(), GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let mut groups = self.groups.lock();
-        let entry = groups
-            .get_mut(group_id)
-            .ok_or(GroupError::UnknownMemberId)?;
-        let result = entry
-            .group
-            .heartbeat(member_id, group_instance_id, generation_id, now);
-        if result.is_err() {
-            tracing::debug!(group = group_id, member = member_id, generation_id, result = ?result, "Heartbeat");
-        }
-        result
-    }
-
-    /// Handles LeaveGroup: one result per member.
-    pub fn leave(
-        &self,
-        group_id: &str,
-        members: &[LeavingMember],
-    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let mut groups = self.groups.lock();
-        let Some(entry) = groups.get_mut(group_id) else {
-            return Ok(members
-                .iter()
-                .map(|_| Err(GroupError::UnknownMemberId))
-                .collect());
-        };
-        let (results, actions) = entry.group.leave(members, now);
-        tracing::debug!(group = group_id, members = ?members, results = ?results, "LeaveGroup");
-        self.execute(entry, actions, now);
-        drop(groups);
-        self.wake.notify_one();
-        Ok(results)
-    }
-
-    /// Handles OffsetCommit: validates, appends the records and applies them
-    /// (in order, under the lock); the returned wait completes after the fsync.
-    pub fn commit(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        group_instance_id: Option<&str>,
-        generation_id: i32,
-        entries: Vec<CommitEntry>,
-    ) -> Result<CommitWait, GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let mut results: Vec<Result<(), GroupError>> = entries
-            .iter()
-            .map(|e| {
-                let known = self
-                    .topics
-                    .get(&e.topic)
-                    .and_then(|t| t.partition(e.partition))
-                    .is_some();
-                if !known {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
-                    Err(GroupError::OffsetMetadataTooLarge)
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
-        let mut groups = self.groups.lock();
-        let created = !groups.contains_key(group_id);
-        if created {
-            if generation_id >= 0 {
-                // Not a standalone commit, and no such group: a stale member.
-                return Ok(CommitWait::new(
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(GroupError::IllegalGeneration)))
-                        .collect(),
-                    None,
-                    self.flush,
-                ));
-            }
-            groups.insert(
-                group_id.to_string(),
-                Entry::new(Group::new(group_id, self.config, now)),
-            );
-        }
-        let Some(entry) = groups.get_mut(group_id) else {
-            return Err(GroupError::CoordinatorNotAvailable);
-        };
-        if let Err(err) =
-            entry
-                .group
-                .validate_commit(member_id, group_instance_id, generation_id, now)
-        {
-            for r in results.iter_mut() {
-                *r = r.and(Err(err));
-            }
-        }
-        let accepted: Vec<(usize, CommittedOffset)> = entries
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| results[*i].is_ok())
-            .map(|(i, e)| {
-                (
-                    i,
-                    CommittedOffset {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now,
-                    },
-                )
-            })
-            .collect();
-        let mut durable = None;
-        if !accepted.is_empty() {
-            let recs: Vec<(Bytes, Option<Bytes>)> = accepted
-                .iter()
-                .map(|(i, o)| {
-                    let e = &entries[*i];
-                    store::offset_record(group_id, &e.topic, e.partition, o)
-                })
-                .collect();
-            match self.store.append(group_id, &recs, now) {
-                Ok(d) => {
-                    for (i, o) in accepted {
-                        let e = &entries[i];
-                        entry.group.commit_offset(&e.topic, e.partition, o);
-                    }
-                    durable = Some(d);
-                }
-                Err(err) => {
-                    for (i, _) in accepted {
-                        results[i] = Err(err);
-                    }
-                }
-            }
-        }
-        if created && entry.group.is_removable() {
-            groups.remove(group_id);
-        }
-        Ok(CommitWait::new(results, durable, self.flush))
-    }
-
-    /// Committed offsets of a group: for each requested topic the requested
-    /// partitions (`None` = every committed offset of the group).
-    #[allow(clippy::type_complexity)]
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
-        self.check_loaded()?;
-        self.check_served(group_id)?;
-        let groups = self.groups.lock();
-        let group = groups.get(group_id).map(|e| &e.group);
-        Ok(match topics {
-            Some(topics) => topics
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    let found = partitions
-                        .into_iter()
-                        .map(|p| (p, group.and_then(|g| g.offset(&topic, p)).cloned()))
-                        .collect();
-                    (topic, found)
-                })
-                .collect(),
-            None => {
-                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
-                    BTreeMap::new();
-                if let Some(g) = group {
-                    for ((topic, p), o) in g.offsets() {
-                        by_topic
-                            .entry(topic.clone())
-                            .or_default()
-                            .push((*p, Some(o.clone())));
-                    }
-                }
-                by_topic.into_iter().collect()
-            }
-        })
-    }
-
-    /// Every live group.
-    pub fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
-        self.check_loaded()?;
-        let groups = self.groups.lock();
-        let mut out: Vec<GroupListing> = groups
-            .values()
-            .filter(|e| e.group.state() != GroupState::Dead)
-            .map(|e| GroupListing {
-                group_id: e.group.id().to_string(),
-                protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
-                state: e.group.state(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        Ok(out)
-    }
-
-    /// A copy of a group (DescribeGroups); `None` if it does not exist.
-    pub fn snapshot(&self, group_id: &str) -> Result<Option<Group>, GroupError> {
-        self.check(group_id)?;
-        Ok(self.groups.lock().get(group_id).map(|e| e.group.clone()))
-    }
-
-    /// Handles DeleteGroups for one group: only an empty group may go; its
-    /// offsets and metadata get tombstones.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let durable = {
-            let mut groups = self.groups.lock();
-            let entry = groups
-                .get_mut(group_id)
-                .ok_or(GroupError::GroupIdNotFound)?;
-            if entry.group.state() != GroupState::Empty {
-                return Err(if entry.group.state() == GroupState::Dead {
-                    GroupError::GroupIdNotFound
-                } else {
-                    GroupError::NonEmptyGroup
-                });
-            }
-            let mut recs: Vec<(Bytes, Option<Bytes>)> = entry
-                .group
-                .offsets()
-                .keys()
-                .map(|(t, p)| store::offset_tombstone(group_id, t, *p))
-                .collect();
-            recs.push(store::group_tombstone(group_id));
-            let durable = self.store.append(group_id, &recs, now)?;
-            entry.group.delete(now)?;
-            groups.remove(group_id);
-            durable
-        };
-        let _ = self.rebalances.remove_label_values(&[group_id]);
-        tracing::info!(group = group_id, "deleted group");
-        durable.wait(self.flush).await
-    }
-
-    /// Handles OffsetDelete: per partition, NONE or the reason it stays.
-    pub async fn delete_offsets(
-        &self,
-        group_id: &str,
-        partitions: Vec<(String, i32)>,
-    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let mut results: Vec<Result<(), GroupError>> = partitions
-            .iter()
-            .map(
-                |(t, p)| match self.topics.get(t).and_then(|topic| topic.partition(*p)) {
-                    Some(_) => Ok(()),
-                    None => Err(GroupError::UnknownTopicOrPartition),
-                },
-            )
-            .collect();
-        let durable = {
-            let mut groups = self.groups.lock();
-            let entry = groups
-                .get_mut(group_id)
-                .ok_or(GroupError::GroupIdNotFound)?;
-            let known: Vec<(usize, (String, i32))> = partitions
-                .iter()
-                .cloned()
-                .enumerate()
-                .filter(|(i, _)| results[*i].is_ok())
-                .collect();
-            // Check first, without removing: tombstones must be written before
-            // the offsets disappear from memory.
-            let mut probe = entry.group.clone();
-            let keys: Vec<(String, i32)> = known.iter().map(|(_, k)| k.clone()).collect();
-            let outcome = probe.delete_offsets(&keys)?;
-            let mut recs = Vec::new();
-            let mut removed = Vec::new();
-            for ((i, key), result) in known.iter().zip(outcome) {
-                match result {
-                    Ok(true) => {
-                        recs.push(store::offset_tombstone(group_id, &key.0, key.1));
-                        removed.push(key.clone());
-                    }
-                    Ok(false) => {}
-                    Err(err) => results[*i] = Err(err),
-                }
-            }
-            if recs.is_empty() {
-                None
-            } else {
-                let durable = self.store.append(group_id, &recs, now)?;
-                for (t, p) in &removed {
-                    entry.group.remove_offset(t, *p);
-                }
-                Some(durable)
-            }
-        };
-        if let Some(durable) = durable {
-            durable.wait(self.flush).await?;
-        }
-        Ok(results)
-    }
-
-    /// Deletes every group's committed offsets of a deleted topic (tombstones).
-    pub async fn remove_topic_offsets(&self, topic: &str) -> usize {
-        let now = now_ms();
-        let mut removed = 0;
-        let mut durables = Vec::new();
-        {
-            let mut groups = self.groups.lock();
-            for (id, entry) in groups.iter_mut() {
-                let keys: Vec<(String, i32)> = entry
-                    .group
-                    .offsets()
-                    .keys()
-                    .filter(|(t, _)| t == topic)
-                    .cloned()
-                    .collect();
-                if keys.is_empty() {
-                    continue;
-                }
-                let recs: Vec<(Bytes, Option<Bytes>)> = keys
-                    .iter()
-                    .map(|(t, p)| store::offset_tombstone(id, t, *p))
-                    .collect();
-                match self.store.append(id, &recs, now) {
-                    Ok(d) => {
-                        for (t, p) in &keys {
-                            entry.group.remove_offset(t, *p);
-                        }
-                        removed += keys.len();
-                        durables.push(d);
-                    }
-                    Err(err) => {
-                        tracing::warn!(group = %id, topic, error = %err, "removing offsets of a deleted topic failed");
-                    }
-                }
-            }
-        }
-        for d in durables {
-            let _ = d.wait(self.flush).await;
-        }
-        removed
     }
 
     /// Expires committed offsets past the retention (see
@@ -1047,5 +618,5 @@ impl Coordinator {
 }
 
 #[cfg(test)]
-#[path = "coordinator_tests.rs"]
+#[path = "../coordinator_tests.rs"]
 mod tests;

@@ -1,0 +1,265 @@
+//! OffsetCommit, OffsetFetch, OffsetDelete, and dropping the offsets of a
+//! deleted topic. Changes are appended to `__consumer_offsets` before they
+//! are applied in memory.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{Coordinator, Entry};
+use crate::group::error::GroupError;
+use crate::group::messages::CommitEntry;
+use crate::group::offsets::{CommittedOffset, MAX_OFFSET_METADATA_BYTES};
+use crate::group::state::Group;
+use crate::group::store::{self, CommitWait};
+use crate::runtime::now_ms;
+
+impl Coordinator {
+    /// Handles OffsetCommit: validates, appends the records and applies them
+    /// (in order, under the lock); the returned wait completes after the fsync.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: Vec<CommitEntry>,
+    ) -> Result<CommitWait, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut results: Vec<Result<(), GroupError>> = entries
+            .iter()
+            .map(|e| {
+                let known = self
+                    .topics
+                    .get(&e.topic)
+                    .and_then(|t| t.partition(e.partition))
+                    .is_some();
+                if !known {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
+                    Err(GroupError::OffsetMetadataTooLarge)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let mut groups = self.groups.lock();
+        let created = !groups.contains_key(group_id);
+        if created {
+            if generation_id >= 0 {
+                // Not a standalone commit, and no such group: a stale member.
+                return Ok(CommitWait::new(
+                    results
+                        .into_iter()
+                        .map(|r| r.and(Err(GroupError::IllegalGeneration)))
+                        .collect(),
+                    None,
+                    self.flush,
+                ));
+            }
+            groups.insert(
+                group_id.to_string(),
+                Entry::new(Group::new(group_id, self.config, now)),
+            );
+        }
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Err(GroupError::CoordinatorNotAvailable);
+        };
+        if let Err(err) =
+            entry
+                .group
+                .validate_commit(member_id, group_instance_id, generation_id, now)
+        {
+            for r in results.iter_mut() {
+                *r = r.and(Err(err));
+            }
+        }
+        let accepted: Vec<(usize, CommittedOffset)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| results[*i].is_ok())
+            .map(|(i, e)| {
+                (
+                    i,
+                    CommittedOffset {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata.clone().unwrap_or_default(),
+                        commit_timestamp_ms: now,
+                    },
+                )
+            })
+            .collect();
+        let mut durable = None;
+        if !accepted.is_empty() {
+            let recs: Vec<(Bytes, Option<Bytes>)> = accepted
+                .iter()
+                .map(|(i, o)| {
+                    let e = &entries[*i];
+                    store::offset_record(group_id, &e.topic, e.partition, o)
+                })
+                .collect();
+            match self.store.append(group_id, &recs, now) {
+                Ok(d) => {
+                    for (i, o) in accepted {
+                        let e = &entries[i];
+                        entry.group.commit_offset(&e.topic, e.partition, o);
+                    }
+                    durable = Some(d);
+                }
+                Err(err) => {
+                    for (i, _) in accepted {
+                        results[i] = Err(err);
+                    }
+                }
+            }
+        }
+        if created && entry.group.is_removable() {
+            groups.remove(group_id);
+        }
+        Ok(CommitWait::new(results, durable, self.flush))
+    }
+
+    /// Committed offsets of a group: for each requested topic the requested
+    /// partitions (`None` = every committed offset of the group).
+    #[allow(clippy::type_complexity)]
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
+        self.check_loaded()?;
+        self.check_served(group_id)?;
+        let groups = self.groups.lock();
+        let group = groups.get(group_id).map(|e| &e.group);
+        Ok(match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, group.and_then(|g| g.offset(&topic, p)).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> =
+                    BTreeMap::new();
+                if let Some(g) = group {
+                    for ((topic, p), o) in g.offsets() {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push((*p, Some(o.clone())));
+                    }
+                }
+                by_topic.into_iter().collect()
+            }
+        })
+    }
+
+    /// Handles OffsetDelete: per partition, NONE or the reason it stays.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut results: Vec<Result<(), GroupError>> = partitions
+            .iter()
+            .map(
+                |(t, p)| match self.topics.get(t).and_then(|topic| topic.partition(*p)) {
+                    Some(_) => Ok(()),
+                    None => Err(GroupError::UnknownTopicOrPartition),
+                },
+            )
+            .collect();
+        let durable = {
+            let mut groups = self.groups.lock();
+            let entry = groups
+                .get_mut(group_id)
+                .ok_or(GroupError::GroupIdNotFound)?;
+            let known: Vec<(usize, (String, i32))> = partitions
+                .iter()
+                .cloned()
+                .enumerate()
+                .filter(|(i, _)| results[*i].is_ok())
+                .collect();
+            // Check first, without removing: tombstones must be written before
+            // the offsets disappear from memory.
+            let mut probe = entry.group.clone();
+            let keys: Vec<(String, i32)> = known.iter().map(|(_, k)| k.clone()).collect();
+            let outcome = probe.delete_offsets(&keys)?;
+            let mut recs = Vec::new();
+            let mut removed = Vec::new();
+            for ((i, key), result) in known.iter().zip(outcome) {
+                match result {
+                    Ok(true) => {
+                        recs.push(store::offset_tombstone(group_id, &key.0, key.1));
+                        removed.push(key.clone());
+                    }
+                    Ok(false) => {}
+                    Err(err) => results[*i] = Err(err),
+                }
+            }
+            if recs.is_empty() {
+                None
+            } else {
+                let durable = self.store.append(group_id, &recs, now)?;
+                for (t, p) in &removed {
+                    entry.group.remove_offset(t, *p);
+                }
+                Some(durable)
+            }
+        };
+        if let Some(durable) = durable {
+            durable.wait(self.flush).await?;
+        }
+        Ok(results)
+    }
+
+    /// Deletes every group's committed offsets of a deleted topic (tombstones).
+    pub async fn remove_topic_offsets(&self, topic: &str) -> usize {
+        let now = now_ms();
+        let mut removed = 0;
+        let mut durables = Vec::new();
+        {
+            let mut groups = self.groups.lock();
+            for (id, entry) in groups.iter_mut() {
+                let keys: Vec<(String, i32)> = entry
+                    .group
+                    .offsets()
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                let recs: Vec<(Bytes, Option<Bytes>)> = keys
+                    .iter()
+                    .map(|(t, p)| store::offset_tombstone(id, t, *p))
+                    .collect();
+                match self.store.append(id, &recs, now) {
+                    Ok(d) => {
+                        for (t, p) in &keys {
+                            entry.group.remove_offset(t, *p);
+                        }
+                        removed += keys.len();
+                        durables.push(d);
+                    }
+                    Err(err) => {
+                        tracing::warn!(group = %id, topic, error = %err, "removing offsets of a deleted topic failed");
+                    }
+                }
+            }
+        }
+        for d in durables {
+            let _ = d.wait(self.flush).await;
+        }
+        removed
+    }
+}
