@@ -46,7 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// stay clean for scripts. RUST_LOG wins.
 fn init_logging(dev: bool) {
     let default = if dev {
-        runnel_server::runtime::DEFAULT_LOG_FILTER
+        runnel_server::DEFAULT_LOG_FILTER
     } else {
         "warn"
     };

@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use runnel_server::group::records::{
+use runnel_server::consumer_offsets_records::{
     decode_group, decode_key, decode_offset, encode_group, encode_key, encode_offset,
 };
 

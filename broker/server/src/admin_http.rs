@@ -29,7 +29,7 @@ use crate::broker::Broker;
 use crate::runtime::wait_shutdown;
 
 /// Builds the admin router.
-pub fn router(broker: Arc<Broker>) -> Router {
+pub(crate) fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -57,15 +57,15 @@ async fn readyz(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 /// Largest request body a handler may read (none does today).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Admin connections served at once (Prometheus, kubelet probes and a human
 /// or two need a handful).
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// A connection that sends nothing for this long while the server waits for
 /// its next bytes is closed.
-pub const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The admin listener: accepts only while fewer than [`MAX_CONNECTIONS`] are
 /// open, and wraps each connection in a read idle timeout.
@@ -164,7 +164,7 @@ impl AsyncWrite for IdleTimeout {
 }
 
 /// Serves the admin port until shutdown.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>) {
     let mut shutdown = broker.shutdown_signal();
     let app = router(broker);
     let listener = Limited {

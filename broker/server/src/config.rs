@@ -4,8 +4,8 @@
 //! commented reference of every key and default; the test below keeps it in
 //! sync with [`KEYS`].
 
-pub use runnel_config::{
-    dynamic, find_key, split_host_port, BrokerConfig, ConfigError, Key, KeyKind, ENV_PREFIX, KEYS,
+pub(crate) use runnel_config::{
+    dynamic, find_key, split_host_port, BrokerConfig, ConfigError, Key, KeyKind, KEYS,
     MAX_PARTITIONS,
 };
 

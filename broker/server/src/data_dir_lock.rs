@@ -4,25 +4,24 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::errors::Error;
 
 /// Name of the lock file inside the data directory.
-pub const LOCK_FILE: &str = ".lock";
+pub(crate) const LOCK_FILE: &str = ".lock";
 
 /// An exclusive lock on a data directory, released when dropped.
 #[derive(Debug)]
-pub struct DataDirLock {
+pub(crate) struct DataDirLock {
     // Holding the open file holds the lock.
     _file: File,
-    path: PathBuf,
 }
 
 impl DataDirLock {
     /// Takes the lock without waiting and writes this process's pid into the
     /// lock file; fails with [`Error::DataDirLocked`] if another holder has it.
-    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, Error> {
+    pub(crate) fn acquire(data_dir: &Path) -> Result<DataDirLock, Error> {
         let path = data_dir.join(LOCK_FILE);
         let io = |source| Error::Io {
             path: path.clone(),
@@ -55,11 +54,6 @@ impl DataDirLock {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(DataDirLock { _file: file, path })
-    }
-
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(DataDirLock { _file: file })
     }
 }

@@ -91,7 +91,7 @@ impl ApiError {
 }
 
 /// Maps a log engine error to its Kafka error code.
-pub fn log_error_code(err: &runnel_log::Error) -> ResponseError {
+pub(crate) fn log_error_code(err: &runnel_log::Error) -> ResponseError {
     use runnel_log::Error as E;
     match err {
         // Disk errors (ENOSPC included) and poisoned logs are storage errors;
@@ -141,7 +141,7 @@ impl From<TopicError> for ApiError {
 }
 
 /// Maps a refusal of the metadata state machine to its Kafka error code.
-pub fn rejection_code(rejection: &Rejection) -> ResponseError {
+pub(crate) fn rejection_code(rejection: &Rejection) -> ResponseError {
     match rejection {
         Rejection::TopicExists(_) => ResponseError::TopicAlreadyExists,
         Rejection::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
@@ -175,7 +175,7 @@ impl From<MetaError> for ApiError {
 }
 
 /// Maps a group-protocol error to its Kafka error code.
-pub fn group_error_code(err: GroupError) -> ResponseError {
+pub(crate) fn group_error_code(err: GroupError) -> ResponseError {
     match err {
         GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
         GroupError::UnknownMemberId => ResponseError::UnknownMemberId,

@@ -4,28 +4,33 @@
 //! shutdown future resolves; [`server::Server`] exposes the same steps
 //! separately so tests can read the bound addresses.
 
-pub mod admin_http;
-pub mod api;
-pub mod broker;
-pub mod config;
-pub mod data_dir_lock;
-pub mod errors;
-pub mod group;
-pub mod metrics;
-pub mod names;
-pub mod persist;
-pub mod producer_ids;
-pub mod replica;
-pub mod runtime;
-pub mod server;
-pub mod topic_config;
-pub mod topics;
+mod admin_http;
+mod api;
+mod broker;
+mod config;
+mod data_dir_lock;
+mod errors;
+mod group;
+mod metrics;
+mod names;
+mod persist;
+mod producer_ids;
+mod replica;
+mod runtime;
+mod server;
+mod topic_config;
+mod topics;
 
 use std::future::Future;
 use std::io::Write;
 
-pub use config::BrokerConfig;
+pub use broker::Broker;
 pub use errors::Error;
+pub use group::records as consumer_offsets_records;
+pub use group::{partition_for, OFFSETS_TOPIC};
+pub use replica::throttle::{FOLLOWER_RATE, FOLLOWER_REPLICAS, LEADER_RATE, LEADER_REPLICAS};
+pub use runnel_config::{split_host_port, BrokerConfig};
+pub use runtime::{now_ms, shutdown_signal, DEFAULT_LOG_FILTER};
 pub use server::Server;
 
 /// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR controller=ADDR data=DIR` to

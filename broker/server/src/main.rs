@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser};
-use runnel_server::config::{BrokerConfig, KEYS};
+use runnel_config::KEYS;
+use runnel_server::BrokerConfig;
 
 /// Runnel broker: a Kafka-compatible event streaming server.
 #[derive(Debug, Parser)]
@@ -52,12 +53,12 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(runnel_server::runtime::DEFAULT_LOG_FILTER)
+                tracing_subscriber::EnvFilter::new(runnel_server::DEFAULT_LOG_FILTER)
             }),
         )
         .init();
     let config = load_config(&args, &matches).context("configuration error")?;
-    runnel_server::run(config, runnel_server::runtime::shutdown_signal()?)
+    runnel_server::run(config, runnel_server::shutdown_signal()?)
         .await
         .context("broker failed")?;
     Ok(())

@@ -2,11 +2,11 @@
 //! characters of `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
 
 /// Longest legal topic name (Kafka reserves room for the partition suffix in directory names).
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
+pub(crate) const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// Why a topic name is illegal; the message is sent back to clients.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidTopicName {
+pub(crate) enum InvalidTopicName {
     /// The name is empty.
     #[error("topic name is illegal, it can't be empty")]
     Empty,
@@ -22,7 +22,7 @@ pub enum InvalidTopicName {
 }
 
 /// Checks a topic name against Kafka's rules.
-pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
+pub(crate) fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
     if name.is_empty() {
         return Err(InvalidTopicName::Empty);
     }
@@ -42,7 +42,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), InvalidTopicName> {
 }
 
 /// Kafka's metric names map '.' to '_', so two topics differing only there collide.
-pub fn unify_collision_chars(name: &str) -> String {
+pub(crate) fn unify_collision_chars(name: &str) -> String {
     name.replace('.', "_")
 }
 

@@ -24,7 +24,7 @@ pub enum PersistError {
 }
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
@@ -39,12 +39,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Fsyncs a directory so that renames and creations in it are durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads and parses a JSON file; `Ok(None)` when it does not exist.
-pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, PersistError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Option<T>, PersistError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -58,7 +60,7 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>,
 }
 
 /// Serializes and atomically writes a JSON file.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistError> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| PersistError::Metadata(format!("cannot encode {}: {e}", path.display())))?;
     write_atomic(path, &bytes).map_err(|source| PersistError::Io {
@@ -69,7 +71,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), PersistErr
 
 /// The identity of this data directory: which cluster and node it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// Kafka-style cluster id (22 characters of URL-safe base64).
     pub cluster_id: String,
     /// The node id that owns this data directory.
@@ -77,13 +79,13 @@ pub struct Meta {
 }
 
 /// Path of the identity file.
-pub fn meta_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn meta_path(data_dir: &Path) -> PathBuf {
     data_dir.join("meta.json")
 }
 
 /// Reads `meta.json` if it exists. A configured cluster id or node id that
 /// disagrees with the stored one is refused: the data belongs to another broker.
-pub fn read_meta(
+pub(crate) fn read_meta(
     data_dir: &Path,
     node_id: i32,
     configured_cluster_id: Option<&str>,
@@ -96,14 +98,14 @@ pub fn read_meta(
 }
 
 /// Writes `meta.json`.
-pub fn store_meta(data_dir: &Path, meta: &Meta) -> Result<(), PersistError> {
+pub(crate) fn store_meta(data_dir: &Path, meta: &Meta) -> Result<(), PersistError> {
     write_json(&meta_path(data_dir), meta)
 }
 
 /// Loads `meta.json`, creating it on first start. A configured cluster id or
 /// node id that disagrees with the stored one is refused: the data belongs to
 /// another broker.
-pub fn load_or_create_meta(
+pub(crate) fn load_or_create_meta(
     data_dir: &Path,
     node_id: i32,
     configured_cluster_id: Option<&str>,
@@ -142,7 +144,7 @@ pub fn load_or_create_meta(
 }
 
 /// A random UUID in Kafka's textual form: URL-safe base64 without padding.
-pub fn generate_cluster_id() -> String {
+pub(crate) fn generate_cluster_id() -> String {
     base64_url_nopad(uuid::Uuid::new_v4().as_bytes())
 }
 

@@ -12,10 +12,10 @@ use crate::errors::Error;
 use crate::persist;
 
 /// How many ids one block holds.
-pub const BLOCK_SIZE: i64 = 1000;
+pub(crate) const BLOCK_SIZE: i64 = 1000;
 
 /// Name of the pre-quorum reservation file (imported once into the metadata).
-pub const LEGACY_FILE: &str = "producer_ids.json";
+pub(crate) const LEGACY_FILE: &str = "producer_ids.json";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Reserved {
@@ -24,12 +24,12 @@ struct Reserved {
 }
 
 /// The end of the ids a pre-quorum broker reserved in `data_dir/producer_ids.json`, if any.
-pub fn read_legacy_reservation(data_dir: &Path) -> Result<Option<i64>, Error> {
+pub(crate) fn read_legacy_reservation(data_dir: &Path) -> Result<Option<i64>, Error> {
     Ok(persist::read_json::<Reserved>(&legacy_path(data_dir))?.map(|r| r.reserved_up_to))
 }
 
 /// Path of the pre-quorum reservation file.
-pub fn legacy_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn legacy_path(data_dir: &Path) -> PathBuf {
     data_dir.join(LEGACY_FILE)
 }
 

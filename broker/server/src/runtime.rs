@@ -16,7 +16,7 @@ pub use runnel_log::clock::now_ms;
 
 /// Leader epoch written into batches appended without a known epoch (the
 /// replication layer passes the partition's real epoch).
-pub const LEADER_EPOCH: i32 = 0;
+pub(crate) const LEADER_EPOCH: i32 = 0;
 
 /// The log filter when `RUST_LOG` is unset: Runnel's own crates at INFO,
 /// dependencies (openraft dumps whole Raft states at INFO, hyper, tonic...)
@@ -25,7 +25,7 @@ pub const DEFAULT_LOG_FILTER: &str =
     "warn,runnel_server=info,runnel_broker=info,runnel_meta=info,runnel_log=info,runnel_client=info,runnel=info";
 
 /// Waits until the shutdown flag is set (or its sender is gone).
-pub async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+pub(crate) async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 

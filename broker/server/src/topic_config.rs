@@ -10,7 +10,7 @@ use crate::config::{find_key, BrokerConfig};
 
 /// Kafka's `ConfigType` codes as used in DescribeConfigs v3+.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigType {
+pub(crate) enum ConfigType {
     /// `true` / `false`.
     Boolean = 1,
     /// Free text or an enumeration.
@@ -27,7 +27,7 @@ pub enum ConfigType {
 
 /// Kafka's `ConfigSource` codes as used in DescribeConfigs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigSource {
+pub(crate) enum ConfigSource {
     /// A per-topic override.
     DynamicTopic = 1,
     /// A dynamic config of this broker id (IncrementalAlterConfigs on a BROKER resource).
@@ -62,7 +62,7 @@ enum Rule {
 
 /// One known topic config.
 #[derive(Debug, Clone, Copy)]
-pub struct ConfigDef {
+pub(crate) struct ConfigDef {
     /// Kafka's name, e.g. `retention.ms`.
     pub name: &'static str,
     /// Its type for DescribeConfigs.
@@ -91,7 +91,7 @@ macro_rules! def {
 }
 
 /// Every topic config Runnel accepts. Keys not listed here are INVALID_CONFIG.
-pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+pub(crate) const TOPIC_CONFIGS: &[ConfigDef] = &[
     def!(
         "cleanup.policy",
         List,
@@ -311,14 +311,14 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
 ];
 
 /// Looks up a known topic config by name.
-pub fn find(name: &str) -> Option<&'static ConfigDef> {
+pub(crate) fn find(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
 impl ConfigDef {
     /// The Kafka broker config it defaults from (the broker key's Kafka name),
     /// and the Runnel broker key that sets it.
-    pub fn broker_synonym(&self) -> Option<(&'static str, &'static str)> {
+    pub(crate) fn broker_synonym(&self) -> Option<(&'static str, &'static str)> {
         let key = find_key(self.broker_key?)?;
         Some((
             key.kafka_names.first().copied().unwrap_or(key.name),
@@ -327,7 +327,7 @@ impl ConfigDef {
     }
 
     /// The default value, taking broker-level defaults into account.
-    pub fn default_value(&self, broker: &BrokerConfig) -> String {
+    pub(crate) fn default_value(&self, broker: &BrokerConfig) -> String {
         match self.broker_key {
             Some(key) => broker.value_of(key).unwrap_or_default(),
             None => self.fixed_default.to_string(),
@@ -335,7 +335,7 @@ impl ConfigDef {
     }
 
     /// Where the default comes from: the broker file/env/flags when they changed it.
-    pub fn default_source(&self, broker: &BrokerConfig) -> ConfigSource {
+    pub(crate) fn default_source(&self, broker: &BrokerConfig) -> ConfigSource {
         match self.broker_key {
             Some(key) if broker.value_of(key) != BrokerConfig::default().value_of(key) => {
                 ConfigSource::StaticBroker
@@ -345,7 +345,7 @@ impl ConfigDef {
     }
 
     /// Checks a value; the error is sent to clients with INVALID_CONFIG.
-    pub fn validate(&self, value: &str) -> Result<(), String> {
+    pub(crate) fn validate(&self, value: &str) -> Result<(), String> {
         let bad = |why: String| {
             Err(format!(
                 "invalid value {value:?} for configuration {}: {why}",
@@ -398,7 +398,7 @@ impl ConfigDef {
 }
 
 /// Validates one `key = value` pair: the key must be known and the value valid.
-pub fn validate_entry(name: &str, value: &str) -> Result<(), String> {
+pub(crate) fn validate_entry(name: &str, value: &str) -> Result<(), String> {
     match find(name) {
         Some(def) => def.validate(value),
         None => Err(format!("unknown topic configuration {name:?}")),
@@ -406,17 +406,17 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// Per-topic overrides (only the keys set explicitly), validated on entry.
-pub type TopicOverrides = BTreeMap<String, String>;
+pub(crate) type TopicOverrides = BTreeMap<String, String>;
 
 /// The `min.insync.replicas` override, if there is one that reads as a number.
-pub fn min_insync_replicas(overrides: &TopicOverrides) -> Option<i32> {
+pub(crate) fn min_insync_replicas(overrides: &TopicOverrides) -> Option<i32> {
     overrides
         .get("min.insync.replicas")
         .and_then(|v| v.parse::<i32>().ok())
 }
 
 /// The effective value of a config for a topic, and its source.
-pub fn effective(
+pub(crate) fn effective(
     def: &ConfigDef,
     overrides: &TopicOverrides,
     broker: &BrokerConfig,
@@ -428,7 +428,7 @@ pub fn effective(
 }
 
 /// The log engine settings for a topic with these overrides.
-pub fn log_config(overrides: &TopicOverrides, broker: &BrokerConfig) -> LogConfig {
+pub(crate) fn log_config(overrides: &TopicOverrides, broker: &BrokerConfig) -> LogConfig {
     let value = |name: &str| -> Option<String> {
         find(name).map(|def| effective(def, overrides, broker).0)
     };

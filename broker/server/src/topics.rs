@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use crate::config::MAX_PARTITIONS;
+pub(crate) use crate::config::MAX_PARTITIONS;
 
 use crate::config::BrokerConfig;
 use crate::names::{unify_collision_chars, validate_topic_name};
@@ -134,7 +134,7 @@ impl Topic {
 
 /// The layout of the pre-quorum `topics.json` (imported once into the metadata).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LegacyTopic {
+pub(crate) struct LegacyTopic {
     /// Topic name.
     pub name: String,
     /// Topic id.
@@ -152,13 +152,15 @@ struct TopicsFile {
 }
 
 /// Reads a pre-quorum `data_dir/topics.json`, if there is one.
-pub fn read_legacy_topics(data_dir: &Path) -> Result<Option<Vec<LegacyTopic>>, PersistError> {
+pub(crate) fn read_legacy_topics(
+    data_dir: &Path,
+) -> Result<Option<Vec<LegacyTopic>>, PersistError> {
     let file: Option<TopicsFile> = persist::read_json(&data_dir.join(LEGACY_TOPICS_FILE))?;
     Ok(file.map(|f| f.topics))
 }
 
 /// Name of the pre-quorum topic list.
-pub const LEGACY_TOPICS_FILE: &str = "topics.json";
+pub(crate) const LEGACY_TOPICS_FILE: &str = "topics.json";
 
 #[derive(Default)]
 struct State {
@@ -558,7 +560,7 @@ impl TopicRegistry {
 }
 
 /// A partition count must be 1..=[`MAX_PARTITIONS`].
-pub fn validate_partition_count(partitions: i32) -> Result<(), TopicError> {
+pub(crate) fn validate_partition_count(partitions: i32) -> Result<(), TopicError> {
     if partitions <= 0 {
         return Err(TopicError::InvalidPartitions(format!(
             "number of partitions must be larger than 0, got {partitions}"

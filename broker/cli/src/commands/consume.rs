@@ -146,7 +146,7 @@ enum Stop {
 async fn run_group(client: Arc<Client>, group: String, args: ConsumeArgs) -> Result<()> {
     // SIGTERM too: a member stopped by a supervisor should still commit and
     // leave. Installed first, so no signal in between kills us outright.
-    let shutdown = runnel_server::runtime::shutdown_signal()
+    let shutdown = runnel_server::shutdown_signal()
         .map_err(|e| anyhow::Error::new(e).context("cannot install signal handlers"))?;
     // Fail with "unknown topic" before joining, as the plain consumer does.
     client.topic_metadata(&args.topic, false).await?;

@@ -63,7 +63,7 @@ pub(crate) fn configs(args: &DevArgs) -> Result<Vec<BrokerConfig>> {
 }
 
 fn split(addr: &str, flag: &str) -> Result<(String, u16)> {
-    runnel_server::config::split_host_port(addr)
+    runnel_server::split_host_port(addr)
         .with_context(|| format!("{flag}: '{addr}' is not HOST:PORT"))
 }
 
@@ -74,8 +74,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<()> {
         std::fs::create_dir_all(&c.data_dir)
             .with_context(|| format!("cannot create data directory {}", c.data_dir.display()))?;
     }
-    let signal =
-        runnel_server::runtime::shutdown_signal().context("cannot install signal handlers")?;
+    let signal = runnel_server::shutdown_signal().context("cannot install signal handlers")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         signal.await;

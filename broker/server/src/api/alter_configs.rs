@@ -38,7 +38,7 @@ fn given_values(
 }
 
 /// Handles AlterConfigs.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: AlterConfigsRequest,
     _version: i16,

@@ -19,7 +19,7 @@ use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// Handles AlterPartitionReassignments.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: AlterPartitionReassignmentsRequest,
     version: i16,

@@ -11,7 +11,7 @@ use super::{encode_response, supported_apis, PRODUCE_ADVERTISED_MIN};
 use crate::broker::Broker;
 
 /// The advertised version list.
-pub fn api_version_list() -> Vec<ApiVersion> {
+pub(crate) fn api_version_list() -> Vec<ApiVersion> {
     supported_apis()
         .into_iter()
         .map(|(key, range)| {
@@ -29,7 +29,7 @@ pub fn api_version_list() -> Vec<ApiVersion> {
 }
 
 /// Handles ApiVersions.
-pub async fn handle(
+pub(crate) async fn handle(
     _broker: &Arc<Broker>,
     _request: ApiVersionsRequest,
     _version: i16,
@@ -40,7 +40,7 @@ pub async fn handle(
 }
 
 /// The v0-format UNSUPPORTED_VERSION reply to an ApiVersions request that is too new.
-pub fn unsupported_version_response(correlation_id: i32) -> Result<Bytes, String> {
+pub(crate) fn unsupported_version_response(correlation_id: i32) -> Result<Bytes, String> {
     let response = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(api_version_list());

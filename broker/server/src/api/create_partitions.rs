@@ -17,7 +17,7 @@ use crate::errors::ApiError;
 use crate::topics::{validate_partition_count, TopicError};
 
 /// Handles CreatePartitions.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
     _version: i16,

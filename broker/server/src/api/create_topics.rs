@@ -22,7 +22,7 @@ use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIGS};
 use crate::topics::TopicError;
 
 /// Handles CreateTopics.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: CreateTopicsRequest,
     version: i16,

@@ -11,7 +11,7 @@ use crate::broker::Broker;
 use crate::errors::group_error_code;
 
 /// Handles DeleteGroups.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DeleteGroupsRequest,
     _version: i16,

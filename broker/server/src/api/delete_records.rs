@@ -14,7 +14,7 @@ use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// Handles DeleteRecords; offset -1 means the high watermark.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DeleteRecordsRequest,
     _version: i16,

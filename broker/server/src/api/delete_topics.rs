@@ -17,7 +17,7 @@ use crate::errors::ApiError;
 use crate::topics::TopicError;
 
 /// Handles DeleteTopics.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DeleteTopicsRequest,
     version: i16,

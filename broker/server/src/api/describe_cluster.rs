@@ -11,7 +11,7 @@ use super::metadata::{cluster_id, controller_id};
 use crate::broker::Broker;
 
 /// Handles DescribeCluster.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
     version: i16,

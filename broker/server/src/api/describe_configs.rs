@@ -19,12 +19,12 @@ use crate::errors::ApiError;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
 /// Kafka's resource type code for topics.
-pub const RESOURCE_TOPIC: i8 = 2;
+pub(crate) const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's resource type code for brokers.
-pub const RESOURCE_BROKER: i8 = 4;
+pub(crate) const RESOURCE_BROKER: i8 = 4;
 
 /// Handles DescribeConfigs.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DescribeConfigsRequest,
     version: i16,

@@ -17,7 +17,7 @@ use crate::group::GroupState;
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Handles DescribeGroups.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DescribeGroupsRequest,
     version: i16,

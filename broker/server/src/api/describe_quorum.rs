@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 
 /// The metadata log's name, as KRaft calls it.
-pub const METADATA_TOPIC: &str = "__cluster_metadata";
+pub(crate) const METADATA_TOPIC: &str = "__cluster_metadata";
 
 fn replica(id: i32, log_end_offset: i64) -> ReplicaState {
     ReplicaState::default()
@@ -25,7 +25,7 @@ fn replica(id: i32, log_end_offset: i64) -> ReplicaState {
 }
 
 /// Handles DescribeQuorum.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DescribeQuorumRequest,
     _version: i16,

@@ -15,7 +15,7 @@ use crate::errors::ApiError;
 
 /// Handles ElectLeaders. A null partition list means every partition (Kafka
 /// allows that for preferred elections).
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: ElectLeadersRequest,
     version: i16,

@@ -43,7 +43,11 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
 /// Handles Fetch, waiting up to `max_wait_ms` for `min_bytes`.
-pub async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     if request.session_id != 0 && request.session_epoch > 0 {
         return FetchResponse::default()
             .with_error_code(ResponseError::FetchSessionIdNotFound.code())

@@ -58,7 +58,7 @@ fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, String, i32),
 }
 
 /// Handles FindCoordinator.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,

@@ -9,7 +9,7 @@ use crate::broker::Broker;
 use crate::errors::group_error_code;
 
 /// Handles Heartbeat.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: HeartbeatRequest,
     _version: i16,

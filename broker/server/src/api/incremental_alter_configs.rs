@@ -28,7 +28,7 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// Handles IncrementalAlterConfigs.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
     _version: i16,

@@ -17,7 +17,7 @@ use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// Handles InitProducerId.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
     _version: i16,

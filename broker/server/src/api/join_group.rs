@@ -21,7 +21,7 @@ fn s(v: String) -> StrBytes {
 }
 
 /// Runs the join transition now; the returned future yields the response.
-pub fn start(
+pub(crate) fn start(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: JoinGroupRequest,

@@ -11,7 +11,7 @@ use crate::errors::group_error_code;
 use crate::group::state::LeavingMember;
 
 /// Handles LeaveGroup.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: LeaveGroupRequest,
     version: i16,

@@ -14,7 +14,7 @@ use crate::errors::group_error_code;
 const CLASSIC: &str = "classic";
 
 /// Handles ListGroups.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: ListGroupsRequest,
     _version: i16,

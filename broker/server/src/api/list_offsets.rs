@@ -17,16 +17,16 @@ use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// `timestamp` value asking for the log end offset.
-pub const LATEST: i64 = -1;
+pub(crate) const LATEST: i64 = -1;
 /// `timestamp` value asking for the log start offset.
-pub const EARLIEST: i64 = -2;
+pub(crate) const EARLIEST: i64 = -2;
 /// `timestamp` value asking for the record with the largest timestamp.
-pub const MAX_TIMESTAMP: i64 = -3;
+pub(crate) const MAX_TIMESTAMP: i64 = -3;
 /// `timestamp` value asking for the earliest local offset (same as earliest here).
-pub const EARLIEST_LOCAL: i64 = -4;
+pub(crate) const EARLIEST_LOCAL: i64 = -4;
 
 /// Handles ListOffsets.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: ListOffsetsRequest,
     version: i16,

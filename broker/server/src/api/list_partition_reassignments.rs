@@ -18,7 +18,7 @@ fn ids(list: &[i32]) -> Vec<BrokerId> {
 }
 
 /// Handles ListPartitionReassignments (null topics = every topic).
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: ListPartitionReassignmentsRequest,
     _version: i16,

@@ -23,7 +23,7 @@ use crate::topics::{Topic, TopicError};
 type Unknown = (Option<TopicName>, Uuid, ApiError);
 
 /// Handles Metadata.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: MetadataRequest,
     version: i16,

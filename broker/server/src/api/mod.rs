@@ -1,36 +1,36 @@
 //! Kafka API dispatch: the table of supported APIs and versions, request
 //! header decoding, and response encoding. One module per API handler.
 
-pub mod alter_configs;
-pub mod alter_partition_reassignments;
-pub mod api_versions;
-pub mod create_partitions;
-pub mod create_topics;
-pub mod delete_groups;
-pub mod delete_records;
-pub mod delete_topics;
-pub mod describe_cluster;
-pub mod describe_configs;
-pub mod describe_groups;
-pub mod describe_quorum;
-pub mod elect_leaders;
-pub mod fetch;
-pub mod find_coordinator;
-pub mod heartbeat;
-pub mod incremental_alter_configs;
-pub mod init_producer_id;
-pub mod join_group;
-pub mod leave_group;
-pub mod list_groups;
-pub mod list_offsets;
-pub mod list_partition_reassignments;
-pub mod metadata;
-pub mod offset_commit;
-pub mod offset_delete;
-pub mod offset_fetch;
-pub mod offset_for_leader_epoch;
-pub mod produce;
-pub mod sync_group;
+pub(crate) mod alter_configs;
+pub(crate) mod alter_partition_reassignments;
+pub(crate) mod api_versions;
+pub(crate) mod create_partitions;
+pub(crate) mod create_topics;
+pub(crate) mod delete_groups;
+pub(crate) mod delete_records;
+pub(crate) mod delete_topics;
+pub(crate) mod describe_cluster;
+pub(crate) mod describe_configs;
+pub(crate) mod describe_groups;
+pub(crate) mod describe_quorum;
+pub(crate) mod elect_leaders;
+pub(crate) mod fetch;
+pub(crate) mod find_coordinator;
+pub(crate) mod heartbeat;
+pub(crate) mod incremental_alter_configs;
+pub(crate) mod init_producer_id;
+pub(crate) mod join_group;
+pub(crate) mod leave_group;
+pub(crate) mod list_groups;
+pub(crate) mod list_offsets;
+pub(crate) mod list_partition_reassignments;
+pub(crate) mod metadata;
+pub(crate) mod offset_commit;
+pub(crate) mod offset_delete;
+pub(crate) mod offset_fetch;
+pub(crate) mod offset_for_leader_epoch;
+pub(crate) mod produce;
+pub(crate) mod sync_group;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,10 +48,10 @@ use crate::broker::Broker;
 
 /// A response still being produced; resolves to the encoded frame, to `None`
 /// when the request gets no response (acks=0), or to an error that closes the connection.
-pub type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
 
 /// What the connection does with a request.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Queue this response (in request order).
     Reply(Pending),
     /// The request cannot be answered in a format the client understands: close.
@@ -60,7 +60,7 @@ pub enum Outcome {
 
 /// Who sent a request (for group members' client id and host).
 #[derive(Debug, Clone, Default)]
-pub struct RequestContext {
+pub(crate) struct RequestContext {
     /// The request header's client id.
     pub client_id: String,
     /// The peer address as Kafka shows it (`/127.0.0.1`).
@@ -69,7 +69,7 @@ pub struct RequestContext {
 
 /// Produce v0-v2 (message formats v0/v1) are advertised, because librdkafka
 /// disables compression otherwise, but refused: the codec cannot decode them.
-pub const PRODUCE_ADVERTISED_MIN: i16 = 0;
+pub(crate) const PRODUCE_ADVERTISED_MIN: i16 = 0;
 
 fn range<R: Request>() -> VersionRange {
     R::VERSIONS.intersect(&<R::Response as Message>::VERSIONS)
@@ -79,7 +79,7 @@ fn range<R: Request>() -> VersionRange {
 /// intersection of what the codec supports for request and response and of
 /// what Kafka's schemas in runnel-wire describe (a request is checked against
 /// them before it is decoded, so a version they lack could not be checked).
-pub fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
+pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
     let mut apis = vec![
         (ApiKey::Produce, range::<ProduceRequest>()),
         (ApiKey::Fetch, range::<FetchRequest>()),
@@ -138,7 +138,7 @@ pub fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
 }
 
 /// The versions handled for one API key, if implemented.
-pub fn handled_range(key: ApiKey) -> Option<VersionRange> {
+pub(crate) fn handled_range(key: ApiKey) -> Option<VersionRange> {
     supported_apis()
         .into_iter()
         .find(|(k, _)| *k == key)
@@ -146,7 +146,7 @@ pub fn handled_range(key: ApiKey) -> Option<VersionRange> {
 }
 
 /// Encodes a response frame: size, header (version from the API), body.
-pub fn encode_response<R: Encodable + HeaderVersion>(
+pub(crate) fn encode_response<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     response: &R,
@@ -178,7 +178,7 @@ fn decode<T: Decodable>(buf: &mut Bytes, key: ApiKey, version: i16) -> Result<T,
 
 /// Decodes one request frame (without its size prefix), runs the in-order
 /// part of its handler, and returns what the connection should do.
-pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
+pub(crate) async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",

@@ -16,7 +16,7 @@ use crate::errors::group_error_code;
 use crate::group::coordinator::CommitEntry;
 
 /// Runs the commit now; the returned future waits for durability and yields the response.
-pub fn start(
+pub(crate) fn start(
     broker: &Arc<Broker>,
     request: OffsetCommitRequest,
     _version: i16,

@@ -12,7 +12,7 @@ use crate::broker::Broker;
 use crate::errors::group_error_code;
 
 /// Handles OffsetDelete.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: OffsetDeleteRequest,
     _version: i16,

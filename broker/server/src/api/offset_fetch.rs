@@ -37,7 +37,7 @@ fn values(o: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
 }
 
 /// Handles OffsetFetch.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: OffsetFetchRequest,
     version: i16,

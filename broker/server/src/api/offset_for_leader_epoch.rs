@@ -15,7 +15,7 @@ use crate::broker::Broker;
 /// Answers each partition: for the latest epoch, the log end offset; for an
 /// older one, the start of the next higher epoch; UNDEFINED (-1, -1) when the
 /// epoch is unknown. Only the leader answers, after the `current_leader_epoch` check.
-pub async fn handle(
+pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: OffsetForLeaderEpochRequest,
     _version: i16,

@@ -44,7 +44,7 @@ enum PartitionOutcome {
 }
 
 /// A produce request whose appends are done; [`Staged::finish`] completes it.
-pub struct Staged {
+pub(crate) struct Staged {
     broker: Arc<Broker>,
     acks: i16,
     timeout: Duration,
@@ -64,7 +64,7 @@ struct Job {
 }
 
 /// Validates the request and appends every partition's batches.
-pub async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
+pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
     let acks = request.acks;
     let mut topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)> = Vec::new();
     let mut jobs = Vec::new();
@@ -256,7 +256,7 @@ fn log_append_failure(topic: &str, partition: i32, err: &runnel_log::Error) {
 impl Staged {
     /// Waits for durability as `acks` demands and builds the response
     /// (`None` for acks=0, which gets no response).
-    pub async fn finish(self) -> Option<ProduceResponse> {
+    pub(crate) async fn finish(self) -> Option<ProduceResponse> {
         let Staged {
             broker,
             acks,

@@ -13,7 +13,7 @@ use crate::group::state::SyncRequest;
 use crate::group::GroupError;
 
 /// Runs the sync transition now; the returned future yields the response.
-pub fn start(
+pub(crate) fn start(
     broker: &Arc<Broker>,
     request: SyncGroupRequest,
     _version: i16,

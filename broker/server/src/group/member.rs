@@ -13,7 +13,7 @@ use kafka_protocol::protocol::Decodable;
 use super::messages::{JoinRequest, Protocol};
 
 /// The protocol type of Kafka consumer groups (whose metadata this broker can parse).
-pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
+pub(crate) const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// A group member.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +86,7 @@ impl Member {
 }
 
 /// Names of the protocols every member supports.
-pub fn candidate_protocols(members: &IndexMap<String, Member>) -> HashSet<&str> {
+pub(crate) fn candidate_protocols(members: &IndexMap<String, Member>) -> HashSet<&str> {
     let mut members = members.values();
     let Some(first) = members.next() else {
         return HashSet::new();
@@ -102,7 +102,7 @@ pub fn candidate_protocols(members: &IndexMap<String, Member>) -> HashSet<&str> 
 /// Kafka's choice: among the protocols every member supports, each member
 /// votes for its most preferred one; the most votes win, ties going to the
 /// leader's preference order (the first member's without a leader).
-pub fn select_protocol(
+pub(crate) fn select_protocol(
     members: &IndexMap<String, Member>,
     leader: Option<&String>,
 ) -> Option<String> {
@@ -132,7 +132,7 @@ pub fn select_protocol(
 
 /// Topics of a consumer-protocol subscription (`ConsumerProtocolSubscription`:
 /// an i16 version, then the versioned body); empty if undecodable.
-pub fn subscription_topics(metadata: &Bytes) -> Vec<String> {
+pub(crate) fn subscription_topics(metadata: &Bytes) -> Vec<String> {
     if metadata.len() < 2 {
         return Vec::new();
     }

@@ -26,19 +26,17 @@
 //! Inside `state/` and `coordinator/`, the request files use their
 //! `mod.rs` and the modules above, never each other.
 
-pub mod coordinator;
-pub mod error;
-pub mod member;
-pub mod messages;
-pub mod offsets;
-pub mod placement;
+pub(crate) mod coordinator;
+pub(crate) mod error;
+pub(crate) mod member;
+pub(crate) mod messages;
+pub(crate) mod offsets;
+pub(crate) mod placement;
 pub mod records;
-pub mod state;
-pub mod store;
+pub(crate) mod state;
+pub(crate) mod store;
 
-pub use coordinator::Coordinator;
-pub use error::GroupError;
-pub use member::subscription_topics;
-pub use messages::GroupState;
-pub use placement::{java_string_hash, partition_for, OFFSETS_TOPIC};
-pub use state::{Group, GroupConfig};
+pub(crate) use coordinator::Coordinator;
+pub(crate) use error::GroupError;
+pub(crate) use messages::GroupState;
+pub use placement::{partition_for, OFFSETS_TOPIC};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 /// Largest commit metadata string accepted (Kafka's `offset.metadata.max.bytes`).
-pub const MAX_OFFSET_METADATA_BYTES: usize = 4096;
+pub(crate) const MAX_OFFSET_METADATA_BYTES: usize = 4096;
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,41 +24,41 @@ pub struct CommittedOffset {
 
 /// One group's committed offsets by (topic, partition).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OffsetTable {
+pub(crate) struct OffsetTable {
     by_partition: BTreeMap<(String, i32), CommittedOffset>,
 }
 
 impl OffsetTable {
     /// Every committed offset by (topic, partition).
-    pub fn all(&self) -> &BTreeMap<(String, i32), CommittedOffset> {
+    pub(crate) fn all(&self) -> &BTreeMap<(String, i32), CommittedOffset> {
         &self.by_partition
     }
 
     /// The committed offset of one partition.
-    pub fn get(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
+    pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
         self.by_partition.get(&(topic.to_string(), partition))
     }
 
     /// True when nothing is committed.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.by_partition.is_empty()
     }
 
     /// Stores a committed offset, replacing the partition's previous one.
-    pub fn commit(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
+    pub(crate) fn commit(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
         self.by_partition
             .insert((topic.to_string(), partition), offset);
     }
 
     /// Forgets a committed offset; true if it existed.
-    pub fn remove(&mut self, topic: &str, partition: i32) -> bool {
+    pub(crate) fn remove(&mut self, topic: &str, partition: i32) -> bool {
         self.by_partition
             .remove(&(topic.to_string(), partition))
             .is_some()
     }
 
     /// Forgets every offset; returns the keys they had.
-    pub fn clear(&mut self) -> Vec<(String, i32)> {
+    pub(crate) fn clear(&mut self) -> Vec<(String, i32)> {
         let keys = self.by_partition.keys().cloned().collect();
         self.by_partition.clear();
         keys
@@ -66,7 +66,7 @@ impl OffsetTable {
 
     /// Removes the offsets whose `base` time plus `retention_ms` is not after
     /// `now`; returns their keys.
-    pub fn expire(
+    pub(crate) fn expire(
         &mut self,
         now: i64,
         retention_ms: i64,

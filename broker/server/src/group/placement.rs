@@ -7,7 +7,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Java's `String.hashCode` (over UTF-16 code units), which Kafka uses to
 /// place a group on a partition of `__consumer_offsets`.
-pub fn java_string_hash(s: &str) -> i32 {
+pub(crate) fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16()
         .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }

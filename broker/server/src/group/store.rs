@@ -130,7 +130,7 @@ impl CommitWait {
 
 /// Overrides of `__consumer_offsets`: compacted, 100 MiB segments (Kafka's
 /// `offsets.topic.segment.bytes`).
-pub fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
+pub(crate) fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
     let mut configs = crate::topic_config::TopicOverrides::new();
     configs.insert("cleanup.policy".into(), "compact".into());
     configs.insert("segment.bytes".into(), "104857600".into());

@@ -39,7 +39,7 @@ const FETCH_VERSION: i16 = 12;
 ///
 /// The supervisor, not the manager, owns the tasks, so the manager does not
 /// depend on the fetcher that depends on it.
-pub async fn supervise(manager: Arc<ReplicaManager>) {
+pub(crate) async fn supervise(manager: Arc<ReplicaManager>) {
     let mut changes = manager.subscribe_follower_changes();
     let mut shutdown = manager.shutdown_signal();
     let mut tasks: HashMap<BrokerId, JoinHandle<()>> = HashMap::new();

@@ -25,16 +25,3 @@ impl IsrProposer for MetaNode {
         Box::pin(async move { self.propose(command).await.map(|_| ()) })
     }
 }
-
-/// A proposer for a broker without a metadata quorum (tests, fixed views):
-/// every ISR change is refused.
-pub struct NoQuorum;
-
-impl IsrProposer for NoQuorum {
-    fn alter_isr(
-        &self,
-        _command: Command,
-    ) -> Pin<Box<dyn Future<Output = Result<(), MetaError>> + Send + '_>> {
-        Box::pin(async { Err(MetaError::NoController("no metadata quorum".into())) })
-    }
-}

@@ -9,9 +9,8 @@
 //! - `manager.rs`: [`ReplicaManager`] and its [`ReplicaSettings`]: roles from
 //!   the metadata, HW notifications, ISR proposals, throttling.
 //! - `partition.rs`: [`Replica`], one local partition's role, its produce and
-//!   fetch checks ([`check_epoch`]) and the `acks=all` wait.
-//! - `isr.rs`: [`IsrProposer`], how ISR changes reach the quorum ([`NoQuorum`]
-//!   without one).
+//!   fetch checks (`check_epoch`) and the `acks=all` wait.
+//! - `isr.rs`: `IsrProposer`, how ISR changes reach the quorum.
 //! - [`state`]: the sans-IO ISR and high-watermark bookkeeping of a leader.
 //! - [`fetcher`]: the follower fetch loop, one task per source broker, and
 //!   the supervisor that starts and stops those tasks ([`supervise_fetchers`]).
@@ -19,17 +18,16 @@
 //! - [`offsets`]: replication of the group coordinator's `__consumer_offsets` writes.
 //! - [`metrics`]: the replication metrics.
 
-pub mod fetcher;
+pub(crate) mod fetcher;
 mod isr;
 mod manager;
-pub mod metrics;
-pub mod offsets;
+pub(crate) mod metrics;
+pub(crate) mod offsets;
 mod partition;
-pub mod state;
-pub mod throttle;
+pub(crate) mod state;
+pub(crate) mod throttle;
 
-pub use fetcher::supervise as supervise_fetchers;
-pub use isr::{IsrProposer, NoQuorum};
-pub use manager::{ReplicaManager, ReplicaSettings};
-pub use partition::{check_epoch, Replica};
-pub use throttle::ThrottleSide;
+pub(crate) use fetcher::supervise as supervise_fetchers;
+pub(crate) use manager::{ReplicaManager, ReplicaSettings};
+pub(crate) use partition::Replica;
+pub(crate) use throttle::ThrottleSide;

@@ -19,13 +19,13 @@ use crate::group::{GroupError, OFFSETS_TOPIC};
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// [`OffsetsReplication`] backed by the replica manager.
-pub struct OffsetsReplicator {
+pub(crate) struct OffsetsReplicator {
     manager: Arc<ReplicaManager>,
 }
 
 impl OffsetsReplicator {
     /// Replicates through `manager`.
-    pub fn new(manager: Arc<ReplicaManager>) -> OffsetsReplicator {
+    pub(crate) fn new(manager: Arc<ReplicaManager>) -> OffsetsReplicator {
         OffsetsReplicator { manager }
     }
 }

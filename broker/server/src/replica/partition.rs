@@ -288,7 +288,12 @@ fn ack_error(err: AckError, replica: &Replica, isr: usize, min_isr: usize) -> Ap
 
 /// The `current_leader_epoch` check of Fetch, Produce-adjacent APIs and
 /// OffsetForLeaderEpoch (-1 = the client does not know; no check).
-pub fn check_epoch(topic: &str, partition: i32, ours: i32, theirs: i32) -> Result<(), ApiError> {
+pub(crate) fn check_epoch(
+    topic: &str,
+    partition: i32,
+    ours: i32,
+    theirs: i32,
+) -> Result<(), ApiError> {
     if theirs < 0 || theirs == ours {
         return Ok(());
     }

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 
 /// A broker id.
-pub type BrokerId = i32;
+pub(crate) type BrokerId = i32;
 
 /// Why an `acks=all` append cannot be (or was not) acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckError {
+pub(crate) enum AckError {
     /// NOT_ENOUGH_REPLICAS (19): the ISR was below `min.insync.replicas` at
     /// append time; nothing is appended.
     NotEnoughReplicas,
@@ -24,7 +24,7 @@ pub enum AckError {
 
 /// Where an `acks=all` append stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckStatus {
+pub(crate) enum AckStatus {
     /// The high watermark has not reached the append's end offset yet.
     Pending,
     /// Committed on every ISR member, with the ISR at least `min.insync.replicas`.
@@ -35,7 +35,7 @@ pub enum AckStatus {
 
 /// An ISR change the leader wants committed through the metadata quorum.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IsrChange {
+pub(crate) struct IsrChange {
     /// The proposed ISR.
     pub isr: Vec<BrokerId>,
     /// The leader epoch it is proposed under.
@@ -46,7 +46,7 @@ pub struct IsrChange {
 
 /// What the leader needs to know about its partition when it takes over.
 #[derive(Debug, Clone)]
-pub struct LeaderInit {
+pub(crate) struct LeaderInit {
     /// This broker.
     pub me: BrokerId,
     /// The leader epoch this broker leads under.
@@ -84,7 +84,7 @@ struct Follower {
 
 /// The leader's replication state of one partition. See the module docs.
 #[derive(Debug, Clone)]
-pub struct LeaderState {
+pub(crate) struct LeaderState {
     me: BrokerId,
     leader_epoch: i32,
     partition_epoch: i32,
@@ -107,7 +107,7 @@ impl LeaderState {
     /// (they get a full lag period to fetch from the new leader); their
     /// positions are unknown until they fetch, so the HW starts at the
     /// checkpointed value.
-    pub fn new(init: LeaderInit, now_ms: i64) -> LeaderState {
+    pub(crate) fn new(init: LeaderInit, now_ms: i64) -> LeaderState {
         let mut state = LeaderState {
             me: init.me,
             leader_epoch: init.leader_epoch,
@@ -130,7 +130,7 @@ impl LeaderState {
     /// New committed metadata for the partition (same leader epoch): the
     /// replica set and ISR replace the local view and any in-flight change is
     /// settled. Returns the new HW if it advanced (a shrink can let it move).
-    pub fn update_assignment(
+    pub(crate) fn update_assignment(
         &mut self,
         partition_epoch: i32,
         replicas: Vec<BrokerId>,
@@ -158,13 +158,13 @@ impl LeaderState {
     }
 
     /// The leader appended: its log end offset is now `leo`.
-    pub fn on_leader_append(&mut self, leo: i64) {
+    pub(crate) fn on_leader_append(&mut self, leo: i64) {
         self.leader_leo = self.leader_leo.max(leo);
     }
 
     /// The leader's log was fsynced up to `synced` (exclusive). Returns the new
     /// HW if it advanced.
-    pub fn on_leader_synced(&mut self, synced: i64) -> Option<i64> {
+    pub(crate) fn on_leader_synced(&mut self, synced: i64) -> Option<i64> {
         self.leader_position = self.leader_position.max(synced.min(self.leader_leo));
         self.recompute_hw()
     }
@@ -174,7 +174,7 @@ impl LeaderState {
     /// (Kafka's rule: caught up now if it reached the leader's current end,
     /// or caught up as of its previous fetch if it reached the end the leader
     /// had then), may advance the HW and may propose an ISR expansion.
-    pub fn on_follower_fetch(
+    pub(crate) fn on_follower_fetch(
         &mut self,
         follower: BrokerId,
         fetch_offset: i64,
@@ -219,7 +219,7 @@ impl LeaderState {
     /// Followers in the ISR that are behind the leader's end and have not
     /// been caught up for `replica_lag_time_max_ms` are proposed for removal
     /// (the leader itself always stays). Call periodically.
-    pub fn maybe_shrink(&mut self, now_ms: i64) -> Option<IsrChange> {
+    pub(crate) fn maybe_shrink(&mut self, now_ms: i64) -> Option<IsrChange> {
         if self.pending.is_some() {
             return None;
         }
@@ -257,7 +257,7 @@ impl LeaderState {
     }
 
     /// The in-flight ISR change was refused or lost; a later call may propose again.
-    pub fn isr_change_failed(&mut self) {
+    pub(crate) fn isr_change_failed(&mut self) {
         self.pending = None;
     }
 
@@ -292,7 +292,7 @@ impl LeaderState {
 
     /// Before an `acks=all` append: refused when the committed ISR is smaller
     /// than `min_isr`.
-    pub fn check_append(&self, min_isr: usize) -> Result<(), AckError> {
+    pub(crate) fn check_append(&self, min_isr: usize) -> Result<(), AckError> {
         if self.isr.len() < min_isr {
             Err(AckError::NotEnoughReplicas)
         } else {
@@ -304,7 +304,7 @@ impl LeaderState {
     /// complete: once the HW covers it, it succeeds if the ISR still has at
     /// least `min_isr` members and fails with NOT_ENOUGH_REPLICAS_AFTER_APPEND
     /// otherwise (Kafka's checkEnoughReplicasReachOffset).
-    pub fn ack_status(&self, end_offset: i64, min_isr: usize) -> AckStatus {
+    pub(crate) fn ack_status(&self, end_offset: i64, min_isr: usize) -> AckStatus {
         if self.hw < end_offset {
             AckStatus::Pending
         } else if self.isr.len() < min_isr {
@@ -315,42 +315,44 @@ impl LeaderState {
     }
 
     /// The high watermark.
-    pub fn high_watermark(&self) -> i64 {
+    pub(crate) fn high_watermark(&self) -> i64 {
         self.hw
     }
 
     /// The committed ISR.
-    pub fn isr(&self) -> &[BrokerId] {
+    pub(crate) fn isr(&self) -> &[BrokerId] {
         &self.isr
     }
 
     /// Assigned replicas.
-    pub fn replicas(&self) -> &[BrokerId] {
+    pub(crate) fn replicas(&self) -> &[BrokerId] {
         &self.replicas
     }
 
     /// The leader epoch.
-    pub fn leader_epoch(&self) -> i32 {
+    pub(crate) fn leader_epoch(&self) -> i32 {
         self.leader_epoch
     }
 
     /// The partition epoch of the last metadata seen.
-    pub fn partition_epoch(&self) -> i32 {
+    pub(crate) fn partition_epoch(&self) -> i32 {
         self.partition_epoch
     }
 
     /// The leader's log end offset as last reported.
-    pub fn log_end_offset(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn log_end_offset(&self) -> i64 {
         self.leader_leo
     }
 
     /// True while an ISR change is in flight.
-    pub fn has_pending_change(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_pending_change(&self) -> bool {
         self.pending.is_some()
     }
 
     /// Records each follower is behind the leader's end (unknown position = whole log).
-    pub fn follower_lags(&self) -> Vec<(BrokerId, i64)> {
+    pub(crate) fn follower_lags(&self) -> Vec<(BrokerId, i64)> {
         self.followers
             .iter()
             .map(|(id, f)| (*id, self.leader_leo - f.position.max(0)))
@@ -360,7 +362,7 @@ impl LeaderState {
 
 /// What a follower fetch changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FetchProgress {
+pub(crate) struct FetchProgress {
     /// The new HW, if it advanced.
     pub high_watermark: Option<i64>,
     /// An ISR expansion to propose, if the follower caught up.

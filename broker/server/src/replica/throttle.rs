@@ -24,7 +24,7 @@ pub const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
 
 /// Checks one dynamic broker config; the error names the key and goes to
 /// clients with INVALID_CONFIG.
-pub fn validate_broker_config(key: &str, value: &str) -> Result<(), String> {
+pub(crate) fn validate_broker_config(key: &str, value: &str) -> Result<(), String> {
     crate::config::dynamic::find_dynamic(key)?;
     parse_rate(value).map(|_| ()).ok_or_else(|| {
         format!(
@@ -44,7 +44,7 @@ fn parse_rate(value: &str) -> Option<u64> {
 
 /// The replicas a throttled-replicas topic config lists.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ThrottledReplicas {
+pub(crate) enum ThrottledReplicas {
     /// None (the config is unset or empty).
     #[default]
     None,
@@ -56,7 +56,7 @@ pub enum ThrottledReplicas {
 
 impl ThrottledReplicas {
     /// Parses `"0:1,0:2,1:3"`, `"*"` or `""`; the error names the bad entry.
-    pub fn parse(value: &str) -> Result<ThrottledReplicas, String> {
+    pub(crate) fn parse(value: &str) -> Result<ThrottledReplicas, String> {
         let value = value.trim();
         if value.is_empty() {
             return Ok(ThrottledReplicas::None);
@@ -85,7 +85,7 @@ impl ThrottledReplicas {
     }
 
     /// Whether replica `broker` of `partition` is throttled.
-    pub fn contains(&self, partition: i32, broker: BrokerId) -> bool {
+    pub(crate) fn contains(&self, partition: i32, broker: BrokerId) -> bool {
         match self {
             ThrottledReplicas::None => false,
             ThrottledReplicas::All => true,
@@ -167,7 +167,7 @@ const BURST: Duration = Duration::from_millis(250);
 /// cannot go into debt by the size of a batch that is only known after the
 /// read, which Kafka-style "send the batch, then pay for it" needs.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: u64,
     tokens: f64,
     last: Instant,
@@ -175,7 +175,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilling at `rate` bytes/s.
-    pub fn new(rate: u64, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate: u64, now: Instant) -> TokenBucket {
         let mut b = TokenBucket {
             rate,
             tokens: 0.0,
@@ -201,12 +201,12 @@ impl TokenBucket {
     }
 
     /// The configured rate.
-    pub fn rate(&self) -> u64 {
+    pub(crate) fn rate(&self) -> u64 {
         self.rate
     }
 
     /// Changes the rate, keeping what was earned at the old one (up to the new capacity).
-    pub fn set_rate(&mut self, rate: u64, now: Instant) {
+    pub(crate) fn set_rate(&mut self, rate: u64, now: Instant) {
         if rate != self.rate {
             self.refill(now);
             self.rate = rate;
@@ -215,19 +215,19 @@ impl TokenBucket {
     }
 
     /// Bytes that may be sent now; zero or less means the quota is spent.
-    pub fn available(&mut self, now: Instant) -> i64 {
+    pub(crate) fn available(&mut self, now: Instant) -> i64 {
         self.refill(now);
         self.tokens.floor() as i64
     }
 
     /// Pays for `bytes` already sent (may leave the bucket in debt).
-    pub fn record(&mut self, bytes: u64, now: Instant) {
+    pub(crate) fn record(&mut self, bytes: u64, now: Instant) {
         self.refill(now);
         self.tokens -= bytes as f64;
     }
 
     /// How long until at least one byte may be sent again (`None`: never, rate 0).
-    pub fn wait(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn wait(&mut self, now: Instant) -> Option<Duration> {
         self.refill(now);
         if self.tokens >= 1.0 {
             return Some(Duration::ZERO);

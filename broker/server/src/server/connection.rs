@@ -29,7 +29,7 @@ use crate::broker::Broker;
 use crate::runtime::wait_shutdown;
 
 /// Smallest legal request: api key, version, correlation id, client id length.
-pub const MIN_REQUEST_BYTES: usize = 10;
+pub(crate) const MIN_REQUEST_BYTES: usize = 10;
 
 /// How many answered-later requests one connection may have queued.
 const MAX_IN_FLIGHT: usize = 64;

@@ -33,10 +33,8 @@ use crate::topics::TopicRegistry;
 use runnel_meta::{BrokerInfo, Command, MetaConfig, MetaNode};
 use uuid::Uuid;
 
-pub use connection::MIN_REQUEST_BYTES;
-
 /// Directory of the metadata quorum's Raft log and snapshots under `data_dir`.
-pub const METADATA_DIR: &str = "__cluster_metadata";
+pub(crate) const METADATA_DIR: &str = "__cluster_metadata";
 
 /// The seeds this broker joins through. The same list may be given to every
 /// broker (e.g. pod 0's address in a StatefulSet): a broker ignores its own

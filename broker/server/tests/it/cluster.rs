@@ -261,13 +261,13 @@ async fn the_group_coordinator_is_the_leader_of_the_groups_offsets_partition() {
     let found = conn.send(&find_coordinator("g1"), 3).await;
     assert_eq!(found.error_code, 0, "{:?}", found.error_message);
     let state = brokers[1].broker.cluster();
-    let offsets = &state.topics[runnel_server::group::OFFSETS_TOPIC];
+    let offsets = &state.topics[runnel_server::OFFSETS_TOPIC];
     assert_eq!(
         offsets.partitions[0].replicas.len(),
         3,
         "offsets rf = live brokers"
     );
-    let partition = runnel_server::group::partition_for("g1", offsets.partitions.len() as i32);
+    let partition = runnel_server::partition_for("g1", offsets.partitions.len() as i32);
     let leader = offsets.partitions[partition as usize].leader;
     assert_eq!(found.node_id.0, leader);
     let coordinator = brokers.iter().find(|b| b.config.node_id == leader).unwrap();

@@ -1251,7 +1251,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention_and_stay_expired()
     sync(&mut conn, "ex", &m, None, 1, &[(&m, "a")]).await;
     commit(&mut conn, "ex", &m, 1, "orders", &[(0, 9, "")]).await;
     let retention = broker.config.offsets_retention_minutes * 60_000;
-    let now = runnel_server::runtime::now_ms();
+    let now = runnel_server::now_ms();
     let groups = &broker.broker.groups;
     assert_eq!(
         groups.expire_offsets(now + 2 * retention).await,

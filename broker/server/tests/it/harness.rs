@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct TestBroker {
-    pub broker: std::sync::Arc<runnel_server::broker::Broker>,
+    pub broker: std::sync::Arc<runnel_server::Broker>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub dir: TempDir,

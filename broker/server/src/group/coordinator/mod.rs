@@ -43,8 +43,8 @@ use crate::topics::TopicRegistry;
 
 // Also named `group::coordinator::…` by the API handlers, the replication
 // layer and the topic registry.
-pub use super::messages::{CommitEntry, JoinResult};
-pub use super::store::{offsets_topic_configs, OffsetsReplication};
+pub(crate) use super::messages::{CommitEntry, JoinResult};
+pub(crate) use super::store::{offsets_topic_configs, OffsetsReplication};
 
 mod admin;
 mod membership;

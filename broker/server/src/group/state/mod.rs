@@ -35,8 +35,8 @@ use super::offsets::OffsetTable;
 use super::records::GroupMetadata;
 
 // Also named `group::state::…` by the API handlers.
-pub use super::messages::{JoinRequest, LeavingMember, Protocol, SyncRequest};
-pub use super::offsets::CommittedOffset;
+pub(crate) use super::messages::{JoinRequest, LeavingMember, Protocol, SyncRequest};
+pub(crate) use super::offsets::CommittedOffset;
 
 mod heartbeat;
 mod join;
