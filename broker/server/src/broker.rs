@@ -17,6 +17,7 @@ use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
 use crate::replica::offsets::OffsetsReplicator;
+use crate::replica::throttle::ThrottleView;
 use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::runtime::wait_shutdown;
 use crate::topics::TopicRegistry;
@@ -24,25 +25,25 @@ use crate::topics::TopicRegistry;
 /// Shared broker state (one per running broker, behind an `Arc`).
 pub struct Broker {
     /// Effective configuration.
-    pub config: BrokerConfig,
+    pub(crate) config: BrokerConfig,
     /// Cluster id (from meta.json).
-    pub cluster_id: String,
+    pub(crate) cluster_id: String,
     /// Host advertised to clients.
-    pub advertised_host: String,
+    pub(crate) advertised_host: String,
     /// Port advertised to clients.
-    pub advertised_port: u16,
+    pub(crate) advertised_port: u16,
     /// Topics and their logs.
-    pub topics: Arc<TopicRegistry>,
+    pub(crate) topics: Arc<TopicRegistry>,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// Producer id allocator.
-    pub producer_ids: ProducerIdAllocator,
+    pub(crate) producer_ids: ProducerIdAllocator,
     /// The consumer group coordinator.
-    pub groups: Arc<Coordinator>,
+    pub(crate) groups: Arc<Coordinator>,
     /// This broker's member of the metadata quorum (proposals, applied state, quorum status).
-    pub meta: MetaNode,
+    pub(crate) meta: MetaNode,
     /// Replication roles of the local partitions (leader/follower, ISR, high watermark).
-    pub replicas: Arc<ReplicaManager>,
+    pub(crate) replicas: Arc<ReplicaManager>,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -107,32 +108,73 @@ impl Broker {
     }
 
     /// This broker's node id.
-    pub fn node_id(&self) -> i32 {
+    pub(crate) fn node_id(&self) -> i32 {
         self.config.node_id
     }
 
     /// Wakes fetches waiting for data.
-    pub fn notify_appended(&self) {
+    pub(crate) fn notify_appended(&self) {
         self.appended.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// A receiver that sees every later append (subscribe before reading).
-    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe_appends(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
     }
 
     /// A receiver of the shutdown flag.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
     }
 
     /// True once listeners are bound and recovery is done, until shutdown starts.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !*self.shutdown.borrow()
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// What the integration tests observe and steer of a running broker (the
+/// fields stay crate-private).
+impl Broker {
+    /// The broker's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The address the metadata quorum listens on.
+    pub fn controller_addr(&self) -> std::net::SocketAddr {
+        self.meta.listen_addr()
+    }
+
+    /// True while this broker has the topic's logs open.
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.topics.get(name).is_some()
+    }
+
+    /// True once `__consumer_offsets` is loaded on this broker.
+    pub fn groups_loaded(&self) -> bool {
+        self.groups.is_loaded()
+    }
+
+    /// Runs the committed-offset expiry as if the clock read `now_ms`;
+    /// returns how many offsets were removed.
+    pub async fn expire_offsets(&self, now_ms: i64) -> usize {
+        self.groups.expire_offsets(now_ms).await
+    }
+
+    /// Stops (or resumes) every follower fetch of this broker, as a stalled
+    /// follower would.
+    pub fn pause_replica_fetching(&self, paused: bool) {
+        self.replicas.pause_fetching(paused);
+    }
+
+    /// The replication throttle in force (rates and throttled replicas).
+    pub fn replication_throttle(&self) -> Arc<ThrottleView> {
+        self.replicas.throttle()
     }
 }
 
@@ -149,7 +191,7 @@ impl Broker {
 
     /// The leader epoch under which this broker leads the partition, or `None`
     /// when it does not lead it (or the partition does not exist).
-    pub fn leader_epoch_here(&self, topic: &str, partition: i32) -> Option<i32> {
+    pub(crate) fn leader_epoch_here(&self, topic: &str, partition: i32) -> Option<i32> {
         self.partition_meta(topic, partition)
             .filter(|p| p.leader == self.node_id())
             .map(|p| p.leader_epoch)
@@ -159,7 +201,7 @@ impl Broker {
     /// leader epoch (`current_leader_epoch`, -1 = unknown) as Kafka does:
     /// older -> FENCED_LEADER_EPOCH, newer -> UNKNOWN_LEADER_EPOCH. Returns the
     /// current leader epoch.
-    pub fn check_leader(
+    pub(crate) fn check_leader(
         &self,
         topic: &str,
         partition: i32,
@@ -209,7 +251,7 @@ impl Broker {
     /// Proposes a metadata change and returns once it is applied here and the
     /// local logs (and the broker's reactions, such as removing a deleted
     /// topic's committed offsets) reflect it.
-    pub async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
+    pub(crate) async fn propose(&self, command: Command) -> Result<Applied, ApiError> {
         let applied = self.meta.propose(command).await.map_err(ApiError::from)?;
         let index = self.state.borrow().applied_index;
         self.wait_synced(index).await?;
@@ -228,7 +270,7 @@ impl Broker {
     /// Creates `__consumer_offsets` through the quorum on first use, as Kafka
     /// does: replication factor `offsets_topic_replication_factor`, clamped to
     /// the live brokers (Kafka's dev-setup behaviour), so a single broker gets 1.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), GroupError> {
+    pub(crate) async fn ensure_offsets_topic(&self) -> Result<(), GroupError> {
         if self.topics.get(OFFSETS_TOPIC).is_some() {
             return Ok(());
         }
@@ -273,7 +315,7 @@ impl Broker {
     }
 
     /// The live (unfenced) broker with this id, if registered.
-    pub fn live_broker(&self, id: BrokerId) -> Option<runnel_meta::BrokerInfo> {
+    pub(crate) fn live_broker(&self, id: BrokerId) -> Option<runnel_meta::BrokerInfo> {
         self.state
             .borrow()
             .brokers

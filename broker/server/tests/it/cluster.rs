@@ -20,7 +20,7 @@ fn cluster_config(c: &mut runnel_server::BrokerConfig, node_id: i32, seeds: Vec<
 
 async fn start_cluster(n: i32) -> Vec<TestBroker> {
     let first = TestBroker::start_with(|c| cluster_config(c, 0, Vec::new())).await;
-    let seed = first.broker.meta.listen_addr().to_string();
+    let seed = first.broker.controller_addr().to_string();
     let mut brokers = vec![first];
     for id in 1..n {
         let seeds = vec![seed.clone()];
@@ -351,7 +351,7 @@ async fn partitions_added_and_topics_deleted_through_one_broker_change_every_rep
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let gone = brokers.iter().all(|b| {
-            b.broker.topics.get("grow").is_none()
+            !b.broker.has_topic("grow")
                 && !(0..3).any(|p| b.dir.path().join(format!("grow-{p}")).exists())
         });
         if gone {
@@ -402,7 +402,7 @@ async fn a_replica_moved_away_while_its_broker_was_down_is_deleted_when_it_retur
     let victim = brokers.remove(usize::try_from(gone).unwrap());
     assert_eq!(victim.config.node_id, gone);
     until("the replica's directory exists", || dir(&victim).exists()).await;
-    let controller = victim.broker.meta.listen_addr().to_string();
+    let controller = victim.broker.controller_addr().to_string();
     let config = victim.config.clone();
     let data = victim.stop().await;
     assert!(data.path().join("stray-0").exists());

@@ -55,7 +55,7 @@ async fn start_broker() -> TestBroker {
 
 async fn wait_loaded(broker: &TestBroker) {
     let started = Instant::now();
-    while !broker.broker.groups.is_loaded() {
+    while !broker.broker.groups_loaded() {
         assert!(started.elapsed() < DEADLINE, "coordinator never loaded");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -1252,7 +1252,7 @@ async fn offsets_of_an_empty_group_expire_after_the_retention_and_stay_expired()
     commit(&mut conn, "ex", &m, 1, "orders", &[(0, 9, "")]).await;
     let retention = broker.config.offsets_retention_minutes * 60_000;
     let now = runnel_server::now_ms();
-    let groups = &broker.broker.groups;
+    let groups = &broker.broker;
     assert_eq!(
         groups.expire_offsets(now + 2 * retention).await,
         0,

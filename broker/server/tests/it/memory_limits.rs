@@ -24,7 +24,7 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
 async fn a_header_claiming_max_request_bytes_takes_no_memory_until_bytes_arrive() {
     let broker = TestBroker::start().await;
     let max = broker.config.max_request_bytes;
-    let queued = broker.broker.metrics.queued_request_bytes.clone();
+    let queued = broker.broker.metrics().queued_request_bytes.clone();
     let mut slow = broker.connect().await;
     slow.stream.write_all(&max.to_be_bytes()).await.unwrap();
     slow.stream.write_all(&[0u8; 10]).await.unwrap();
@@ -52,7 +52,7 @@ async fn a_header_claiming_max_request_bytes_takes_no_memory_until_bytes_arrive(
 #[tokio::test]
 async fn connections_beyond_the_per_address_limit_are_closed_until_one_leaves() {
     let broker = TestBroker::start_with(|c| c.max_connections_per_ip = 2).await;
-    let metrics = &broker.broker.metrics;
+    let metrics = broker.broker.metrics();
     let refused = metrics.connections_refused.with_label_values(&["per_ip"]);
     let mut first = broker.connect().await;
     let mut second = broker.connect().await;
@@ -126,7 +126,7 @@ async fn a_burst_of_pipelined_requests_larger_than_the_pool_is_all_answered() {
         }
     }
     until("every request released its memory", || {
-        broker.broker.metrics.queued_request_bytes.get() == 0
+        broker.broker.metrics().queued_request_bytes.get() == 0
     })
     .await;
 }

@@ -264,7 +264,7 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
 
     // Broker 3 stays registered but stops fetching: after the lag time the
     // leader shrinks it out, and acks=all still succeeds with ISR {1, 2}.
-    cluster.broker(3).broker.replicas.pause_fetching(true);
+    cluster.broker(3).broker.pause_replica_fetching(true);
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["b"]).await, (0, 1));
     wait_until("ISR shrink to [1, 2]", || {
         let isr = cluster.meta_at(2, "lag").isr;
@@ -274,7 +274,7 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     assert_eq!(produce_acks(&mut conn, "lag", -1, &["c"]).await, (0, 2));
 
     // Broker 1 stops too: the ISR is only the leader, below min.insync.replicas=2.
-    cluster.broker(1).broker.replicas.pause_fetching(true);
+    cluster.broker(1).broker.pause_replica_fetching(true);
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["d"]).await, (0, 3));
     wait_until("ISR shrink to [2]", || {
         cluster.meta_at(2, "lag").isr == vec![2]
@@ -294,8 +294,8 @@ async fn lagging_follower_leaves_isr_min_insync_is_enforced_and_it_rejoins_after
     assert_eq!(produce_acks(&mut conn, "lag", 1, &["e"]).await, (0, 4));
 
     // Both resume: they catch up and rejoin; acks=all works again.
-    cluster.broker(1).broker.replicas.pause_fetching(false);
-    cluster.broker(3).broker.replicas.pause_fetching(false);
+    cluster.broker(1).broker.pause_replica_fetching(false);
+    cluster.broker(3).broker.pause_replica_fetching(false);
     wait_until("ISR back to three", || {
         cluster.meta_at(2, "lag").isr.len() == 3
     })
@@ -324,8 +324,8 @@ async fn failover_elects_new_leader_and_the_old_leaders_diverged_tail_is_truncat
 
     // Followers stop fetching (within the lag time, so they stay in the ISR);
     // the leader takes acks=1 writes no follower has: a tail that will diverge.
-    cluster.broker(1).broker.replicas.pause_fetching(true);
-    cluster.broker(3).broker.replicas.pause_fetching(true);
+    cluster.broker(1).broker.pause_replica_fetching(true);
+    cluster.broker(3).broker.pause_replica_fetching(true);
     assert_eq!(
         produce_acks(&mut conn, "fo", 1, &["lost1", "lost2"]).await,
         (0, 2)
@@ -333,8 +333,8 @@ async fn failover_elects_new_leader_and_the_old_leaders_diverged_tail_is_truncat
     assert_eq!(cluster.log(2, "fo").log_end_offset(), 4);
     drop(conn);
     let dir = cluster.stop(2).await;
-    cluster.broker(1).broker.replicas.pause_fetching(false);
-    cluster.broker(3).broker.replicas.pause_fetching(false);
+    cluster.broker(1).broker.pause_replica_fetching(false);
+    cluster.broker(3).broker.pause_replica_fetching(false);
 
     // The controller elects a new leader from the ISR; producing continues there.
     wait_until("a new leader", || {
@@ -452,8 +452,8 @@ async fn consumers_see_only_committed_records_and_acks_all_times_out_without_the
     cluster.create("hw", "2").await;
     let (_, mut conn) = cluster.leader_conn("hw").await;
     assert_eq!(produce_acks(&mut conn, "hw", -1, &["a"]).await, (0, 0));
-    cluster.broker(1).broker.replicas.pause_fetching(true);
-    cluster.broker(3).broker.replicas.pause_fetching(true);
+    cluster.broker(1).broker.pause_replica_fetching(true);
+    cluster.broker(3).broker.pause_replica_fetching(true);
     // Written on the leader only: not committed, so invisible to consumers.
     assert_eq!(produce_acks(&mut conn, "hw", 1, &["b"]).await, (0, 1));
     let fetched = fetch(&mut conn, "hw", 0, 0).await;
@@ -469,8 +469,8 @@ async fn consumers_see_only_committed_records_and_acks_all_times_out_without_the
         7,
         "REQUEST_TIMED_OUT"
     );
-    cluster.broker(1).broker.replicas.pause_fetching(false);
-    cluster.broker(3).broker.replicas.pause_fetching(false);
+    cluster.broker(1).broker.pause_replica_fetching(false);
+    cluster.broker(3).broker.pause_replica_fetching(false);
     wait_until("followers to catch up", || {
         cluster.log(2, "hw").high_watermark() == 3
     })
@@ -486,8 +486,8 @@ async fn acks_all_fails_after_append_when_the_isr_shrinks_below_min_insync_while
     cluster.create("after", "2").await;
     let (_, mut conn) = cluster.leader_conn("after").await;
     assert_eq!(produce_acks(&mut conn, "after", -1, &["a"]).await, (0, 0));
-    cluster.broker(1).broker.replicas.pause_fetching(true);
-    cluster.broker(3).broker.replicas.pause_fetching(true);
+    cluster.broker(1).broker.pause_replica_fetching(true);
+    cluster.broker(3).broker.pause_replica_fetching(true);
     // Accepted (ISR of 3 at append time), then the followers are shrunk out:
     // the batch commits on the lone leader, below min.insync.replicas.
     let code = produce_all_with_timeout(&mut conn, "after", 15_000, "b").await;

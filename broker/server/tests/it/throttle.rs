@@ -150,7 +150,7 @@ async fn broker_throttle_rates_are_altered_per_broker_and_cluster_wide_and_descr
     let d = describe_rates(&mut conn, "").await;
     assert_eq!(rate(&d, FOLLOWER_RATE), ("3000", 3));
     // The replica manager uses them: own override first, then the default.
-    let view = b.broker.replicas.throttle();
+    let view = b.broker.replication_throttle();
     assert_eq!(
         (view.leader_rate, view.follower_rate),
         (Some(1000), Some(2000))
