@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use runnel_meta::{
-    Applied, BrokerId, ClusterState, Command, MetaError, MetaNode, PartitionMeta, Placement,
-    Rejection, NO_LEADER,
+    Applied, ClusterState, Command, MetaError, MetaNode, PartitionMeta, Placement, Rejection,
+    NO_LEADER,
 };
 use tokio::sync::watch;
 
@@ -150,9 +150,18 @@ impl Broker {
         self.meta.listen_addr()
     }
 
-    /// True while this broker has the topic's logs open.
-    pub fn has_topic(&self, name: &str) -> bool {
-        self.topics.get(name).is_some()
+    /// How many of the topic's partitions this broker holds open (`None`:
+    /// the topic is unknown here).
+    pub fn open_partitions(&self, topic: &str) -> Option<usize> {
+        self.topics.get(topic).map(|t| t.partitions().len())
+    }
+
+    /// The partition's local log, while this broker holds it open.
+    pub fn partition_log(&self, topic: &str, partition: i32) -> Option<Arc<runnel_log::Log>> {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partition(partition))
+            .map(|p| p.log.clone())
     }
 
     /// True once `__consumer_offsets` is loaded on this broker.
@@ -187,14 +196,6 @@ impl Broker {
     /// A partition's metadata (replicas, ISR, leader, leader epoch).
     pub fn partition_meta(&self, topic: &str, partition: i32) -> Option<PartitionMeta> {
         self.state.borrow().partition(topic, partition).cloned()
-    }
-
-    /// The leader epoch under which this broker leads the partition, or `None`
-    /// when it does not lead it (or the partition does not exist).
-    pub(crate) fn leader_epoch_here(&self, topic: &str, partition: i32) -> Option<i32> {
-        self.partition_meta(topic, partition)
-            .filter(|p| p.leader == self.node_id())
-            .map(|p| p.leader_epoch)
     }
 
     /// Checks that this broker leads a partition, and the client's view of the
@@ -312,16 +313,6 @@ impl Broker {
         } else {
             Err(GroupError::CoordinatorNotAvailable)
         }
-    }
-
-    /// The live (unfenced) broker with this id, if registered.
-    pub(crate) fn live_broker(&self, id: BrokerId) -> Option<runnel_meta::BrokerInfo> {
-        self.state
-            .borrow()
-            .brokers
-            .get(&id)
-            .filter(|b| !b.fenced)
-            .cloned()
     }
 
     /// Keeps the local replicas in line with the applied metadata until

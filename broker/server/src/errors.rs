@@ -60,7 +60,7 @@ impl From<PersistError> for Error {
 
 /// A Kafka error code with an optional message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// The Kafka error.
     pub code: ResponseError,
     /// Human-readable detail, sent where the response has an error message field.
@@ -69,7 +69,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error without a message.
-    pub fn new(code: ResponseError) -> Self {
+    pub(crate) fn new(code: ResponseError) -> Self {
         ApiError {
             code,
             message: None,
@@ -77,7 +77,7 @@ impl ApiError {
     }
 
     /// An error with a message.
-    pub fn with_message(code: ResponseError, message: impl Into<String>) -> Self {
+    pub(crate) fn with_message(code: ResponseError, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: Some(message.into()),
@@ -85,7 +85,7 @@ impl ApiError {
     }
 
     /// The wire code.
-    pub fn code(&self) -> i16 {
+    pub(crate) fn code(&self) -> i16 {
         self.code.code()
     }
 }

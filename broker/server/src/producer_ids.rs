@@ -39,7 +39,7 @@ struct Block {
 }
 
 /// Hands out producer ids from blocks allocated through the metadata quorum.
-pub struct ProducerIdAllocator {
+pub(crate) struct ProducerIdAllocator {
     meta: MetaNode,
     // Held across the proposal so concurrent callers share one new block.
     block: tokio::sync::Mutex<Block>,
@@ -47,7 +47,7 @@ pub struct ProducerIdAllocator {
 
 impl ProducerIdAllocator {
     /// An allocator with no block yet (the first call fetches one).
-    pub fn new(meta: MetaNode) -> ProducerIdAllocator {
+    pub(crate) fn new(meta: MetaNode) -> ProducerIdAllocator {
         ProducerIdAllocator {
             meta,
             block: tokio::sync::Mutex::new(Block { next: 0, end: 0 }),
@@ -55,7 +55,7 @@ impl ProducerIdAllocator {
     }
 
     /// The next unused producer id.
-    pub async fn allocate(&self) -> Result<i64, MetaError> {
+    pub(crate) async fn allocate(&self) -> Result<i64, MetaError> {
         let mut block = self.block.lock().await;
         if block.next >= block.end {
             let first = match self

@@ -3,7 +3,7 @@
 
 /// A group-protocol error; `errors.rs` maps each to its Kafka code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GroupError {
+pub(crate) enum GroupError {
     /// The generation id is not the group's current one.
     #[error("the generation id is not the group's current generation")]
     IllegalGeneration,

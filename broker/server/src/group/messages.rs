@@ -11,7 +11,7 @@ use super::error::GroupError;
 
 /// The state of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupState {
+pub(crate) enum GroupState {
     /// No members; may still hold committed offsets.
     Empty,
     /// Waiting for members to (re)join: the join barrier.
@@ -26,7 +26,7 @@ pub enum GroupState {
 
 impl GroupState {
     /// The name Kafka uses in ListGroups and DescribeGroups.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             GroupState::Empty => "Empty",
             GroupState::PreparingRebalance => "PreparingRebalance",
@@ -74,7 +74,7 @@ pub struct JoinRequest {
 
 /// A SyncGroup request as the state machine sees it.
 #[derive(Debug, Clone)]
-pub struct SyncRequest {
+pub(crate) struct SyncRequest {
     /// Member id.
     pub member_id: String,
     /// `group.instance.id`.
@@ -91,7 +91,7 @@ pub struct SyncRequest {
 
 /// A member's identity in LeaveGroup.
 #[derive(Debug, Clone)]
-pub struct LeavingMember {
+pub(crate) struct LeavingMember {
     /// Member id ("" with an instance id: the instance's current member).
     pub member_id: String,
     /// `group.instance.id`.
@@ -100,7 +100,7 @@ pub struct LeavingMember {
 
 /// A member as sent to the leader in the JoinGroup response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinMember {
+pub(crate) struct JoinMember {
     /// Member id.
     pub member_id: String,
     /// Static instance id.
@@ -111,7 +111,7 @@ pub struct JoinMember {
 
 /// A successful JoinGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinOutcome {
+pub(crate) struct JoinOutcome {
     /// Generation the member joined.
     pub generation_id: i32,
     /// The group's protocol type.
@@ -130,7 +130,7 @@ pub struct JoinOutcome {
 
 /// A successful SyncGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SyncOutcome {
+pub(crate) struct SyncOutcome {
     /// The group's protocol type.
     pub protocol_type: Option<String>,
     /// The selected protocol.
@@ -141,7 +141,7 @@ pub struct SyncOutcome {
 
 /// The immediate answer to a JoinGroup.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JoinReply {
+pub(crate) enum JoinReply {
     /// Answer now.
     Now(Result<JoinOutcome, GroupError>),
     /// JoinGroup v4+ without a member id: retry with this id.
@@ -158,7 +158,7 @@ pub enum JoinReply {
 
 /// The immediate answer to a SyncGroup.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SyncReply {
+pub(crate) enum SyncReply {
     /// Answer now.
     Now(Result<SyncOutcome, GroupError>),
     /// Parked: a [`Action::SyncResponse`] for this member answers it later.
@@ -167,7 +167,7 @@ pub enum SyncReply {
 
 /// What the caller must do after a transition.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Answer the parked JoinGroup of this member.
     JoinResponse {
         /// The member whose request is parked.
@@ -193,7 +193,7 @@ pub enum Action {
 
 /// How a JoinGroup ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum JoinResult {
+pub(crate) enum JoinResult {
     /// Joined a generation.
     Joined(JoinOutcome),
     /// JoinGroup v4+: retry with this member id.
@@ -204,7 +204,7 @@ pub enum JoinResult {
 
 /// One partition to commit.
 #[derive(Debug, Clone)]
-pub struct CommitEntry {
+pub(crate) struct CommitEntry {
     /// Topic.
     pub topic: String,
     /// Partition.
@@ -219,7 +219,7 @@ pub struct CommitEntry {
 
 /// A group in ListGroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupListing {
+pub(crate) struct GroupListing {
     /// Group id.
     pub group_id: String,
     /// Protocol type ("" for offset-only groups).

@@ -33,7 +33,7 @@ use crate::topics::TopicRegistry;
 /// without it a write is stamped with [`LEADER_EPOCH`] and complete once
 /// fsynced here (a single broker). This is the hook where acks=all-style
 /// waiting for the ISR goes.
-pub trait OffsetsReplication: Send + Sync + 'static {
+pub(crate) trait OffsetsReplication: Send + Sync + 'static {
     /// The leader epoch to stamp on a batch appended to `partition` of
     /// `__consumer_offsets`, or `None` when this broker does not lead it.
     fn leader_epoch(&self, partition: i32) -> Option<i32>;
@@ -89,7 +89,7 @@ impl Durable {
 }
 
 /// Per-partition results of an OffsetCommit, completed once the records are durable.
-pub struct CommitWait {
+pub(crate) struct CommitWait {
     results: Vec<Result<(), GroupError>>,
     durable: Option<Durable>,
     flush: bool,
@@ -111,7 +111,7 @@ impl CommitWait {
 
     /// Waits for the fsync of the commit records; returns one result per
     /// committed partition in request order.
-    pub async fn finish(self) -> Vec<Result<(), GroupError>> {
+    pub(crate) async fn finish(self) -> Vec<Result<(), GroupError>> {
         let CommitWait {
             mut results,
             durable,

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use runnel_meta::{Command, MetaError, MetaNode};
 
 /// Sends AlterIsr to the metadata quorum (a trait so tests can fake the quorum).
-pub trait IsrProposer: Send + Sync + 'static {
+pub(crate) trait IsrProposer: Send + Sync + 'static {
     /// Proposes `command` (an [`Command::AlterIsr`]) and returns once applied or refused.
     fn alter_isr(
         &self,

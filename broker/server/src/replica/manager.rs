@@ -25,7 +25,7 @@ use crate::topics::TopicRegistry;
 
 /// Settings of the replica manager (from the broker config).
 #[derive(Debug, Clone)]
-pub struct ReplicaSettings {
+pub(crate) struct ReplicaSettings {
     /// This broker's id.
     pub node_id: BrokerId,
     /// `replica_lag_time_max_ms`.
@@ -45,7 +45,7 @@ pub struct ReplicaSettings {
 
 impl ReplicaSettings {
     /// Defaults for `node_id` (Kafka's defaults).
-    pub fn new(node_id: BrokerId) -> ReplicaSettings {
+    pub(crate) fn new(node_id: BrokerId) -> ReplicaSettings {
         ReplicaSettings {
             node_id,
             lag_max_ms: 30_000,
@@ -61,7 +61,7 @@ impl ReplicaSettings {
 type PartitionKey = (String, i32);
 
 /// Owns the replication role of every local partition. See the module docs.
-pub struct ReplicaManager {
+pub(crate) struct ReplicaManager {
     // For spawning fetcher tasks from `&self` methods.
     this: Weak<ReplicaManager>,
     pub(super) settings: ReplicaSettings,
@@ -91,7 +91,7 @@ pub struct ReplicaManager {
 
 impl ReplicaManager {
     /// A manager for the partitions in `topics`, driven by the metadata in `state`.
-    pub fn new(
+    pub(crate) fn new(
         settings: ReplicaSettings,
         topics: Arc<TopicRegistry>,
         state: watch::Receiver<Arc<ClusterState>>,
@@ -120,7 +120,7 @@ impl ReplicaManager {
 
     /// This broker's replication throttle settings from the current metadata;
     /// the quotas follow the configured rates.
-    pub fn throttle(&self) -> Arc<ThrottleView> {
+    pub(crate) fn throttle(&self) -> Arc<ThrottleView> {
         let state = self.state.borrow().clone();
         let mut cached = self.throttle_view.lock();
         if cached.0 != state.applied_index {
@@ -149,7 +149,7 @@ impl ReplicaManager {
     /// the partition is listed for this broker in
     /// `leader.replication.throttled.replicas` and the follower is not in the
     /// ISR (Kafka never throttles in-sync followers, so acks=all stays fast).
-    pub fn leader_throttled(&self, replica: &Replica, follower: BrokerId) -> bool {
+    pub(crate) fn leader_throttled(&self, replica: &Replica, follower: BrokerId) -> bool {
         self.throttle()
             .leader_throttled(&replica.topic, replica.partition, self.settings.node_id)
             && !replica.is_in_sync(follower)
@@ -157,7 +157,7 @@ impl ReplicaManager {
 
     /// Whether this follower throttles its fetching of `replica`: listed for
     /// this broker in `follower.replication.throttled.replicas` and not in the ISR.
-    pub fn follower_throttled(&self, view: &ThrottleView, replica: &Replica) -> bool {
+    pub(crate) fn follower_throttled(&self, view: &ThrottleView, replica: &Replica) -> bool {
         let me = self.settings.node_id;
         view.follower_throttled(&replica.topic, replica.partition, me)
             && !self
@@ -168,7 +168,7 @@ impl ReplicaManager {
     }
 
     /// The quota of one side.
-    pub fn quota(&self, side: ThrottleSide) -> &ReplicationQuota {
+    pub(crate) fn quota(&self, side: ThrottleSide) -> &ReplicationQuota {
         match side {
             ThrottleSide::Leader => &self.leader_quota,
             ThrottleSide::Follower => &self.follower_quota,
@@ -176,7 +176,7 @@ impl ReplicaManager {
     }
 
     /// Pays `bytes` of throttled replication on `side`.
-    pub fn record_throttled(&self, side: ThrottleSide, bytes: u64) {
+    pub(crate) fn record_throttled(&self, side: ThrottleSide, bytes: u64) {
         if bytes > 0 {
             self.quota(side).record(bytes, std::time::Instant::now());
             self.metrics
@@ -187,16 +187,11 @@ impl ReplicaManager {
     }
 
     /// Counts a throttled partition held back on `side`.
-    pub fn held_back(&self, side: ThrottleSide) {
+    pub(crate) fn held_back(&self, side: ThrottleSide) {
         self.metrics
             .throttled_fetches
             .with_label_values(&[side.label()])
             .inc();
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &ReplicaSettings {
-        &self.settings
     }
 
     /// Milliseconds on the manager's monotonic clock (pausable in tests).
@@ -205,7 +200,7 @@ impl ReplicaManager {
     }
 
     /// A receiver that sees every later HW advance (consumer long polls wait on it).
-    pub fn subscribe_hw(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe_hw(&self) -> watch::Receiver<u64> {
         self.hw_advanced.subscribe()
     }
 
@@ -214,7 +209,7 @@ impl ReplicaManager {
     }
 
     /// `min.insync.replicas` of a topic: its override, else the broker default.
-    pub fn min_insync(&self, topic: &str) -> usize {
+    pub(crate) fn min_insync(&self, topic: &str) -> usize {
         self.topics
             .get(topic)
             .and_then(|t| t.min_insync_replicas())
@@ -225,7 +220,7 @@ impl ReplicaManager {
     /// The replica of a local partition, its role brought in line with the
     /// metadata first. A partition the metadata does not know (a broker
     /// without a quorum view of it) is led here alone, as a single broker.
-    pub fn replica(&self, topic: &str, partition: i32, log: &Arc<Log>) -> Arc<Replica> {
+    pub(crate) fn replica(&self, topic: &str, partition: i32, log: &Arc<Log>) -> Arc<Replica> {
         let meta = self.state.borrow().partition(topic, partition).cloned();
         self.reconcile(topic, partition, log, meta.as_ref())
     }
@@ -416,7 +411,7 @@ impl ReplicaManager {
     /// A follower (`follower`, Fetch with replica_id) fetched `replica` from
     /// `offset`: it holds every offset below durably. May advance the HW
     /// (waking acks=all waiters and consumers) and propose an ISR expansion.
-    pub fn follower_fetch(
+    pub(crate) fn follower_fetch(
         &self,
         replica: &Arc<Replica>,
         follower: BrokerId,
@@ -433,14 +428,14 @@ impl ReplicaManager {
     }
 
     /// The leader's log was fsynced (acks=all, or the background sync after acks=0/1).
-    pub fn leader_synced(&self, replica: &Replica) {
+    pub(crate) fn leader_synced(&self, replica: &Replica) {
         if replica.synced() {
             self.notify_hw();
         }
     }
 
     /// The leader appended up to `end`.
-    pub fn leader_appended(&self, replica: &Replica, end: i64) {
+    pub(crate) fn leader_appended(&self, replica: &Replica, end: i64) {
         if replica.appended(end, self.settings.durable_leader) {
             self.notify_hw();
         }
@@ -508,7 +503,7 @@ impl ReplicaManager {
     }
 
     /// Partitions this broker follows from `leader`.
-    pub fn following(&self, leader: BrokerId) -> Vec<Arc<Replica>> {
+    pub(crate) fn following(&self, leader: BrokerId) -> Vec<Arc<Replica>> {
         self.replicas
             .read()
             .values()
@@ -518,7 +513,7 @@ impl ReplicaManager {
     }
 
     /// The Kafka address (`host:port`) of a live broker.
-    pub fn broker_addr(&self, id: BrokerId) -> Option<String> {
+    pub(crate) fn broker_addr(&self, id: BrokerId) -> Option<String> {
         self.state
             .borrow()
             .brokers
@@ -529,7 +524,7 @@ impl ReplicaManager {
 
     /// Stops (`true`) or resumes this broker's follower fetching; the broker
     /// stays registered, so its leaders see it fall behind. For fault-injection tests.
-    pub fn pause_fetching(&self, paused: bool) {
+    pub(crate) fn pause_fetching(&self, paused: bool) {
         self.fetch_paused.send_replace(paused);
     }
 
@@ -540,7 +535,7 @@ impl ReplicaManager {
     }
 
     /// A receiver of the shutdown flag.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
     }
 
@@ -553,7 +548,7 @@ impl ReplicaManager {
     /// Brings every local partition in line with the metadata, then keeps
     /// doing so on every metadata change; periodically shrinks ISRs, refreshes
     /// metrics and checkpoints high watermarks. Runs until shutdown.
-    pub async fn run(self: Arc<Self>) {
+    pub(crate) async fn run(self: Arc<Self>) {
         let mut state = self.state.clone();
         let mut shutdown = self.shutdown.clone();
         let mut tick = tokio::time::interval(self.tick());

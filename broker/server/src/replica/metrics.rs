@@ -3,7 +3,7 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Replication metrics of one broker.
-pub struct ReplicaMetrics {
+pub(crate) struct ReplicaMetrics {
     /// ISR shrinks committed for partitions this broker leads.
     pub isr_shrinks: IntCounter,
     /// ISR expansions committed for partitions this broker leads.
@@ -29,7 +29,7 @@ fn must<T>(r: prometheus::Result<T>) -> T {
 
 impl ReplicaMetrics {
     /// Creates the metrics and registers them on `registry`.
-    pub fn new(registry: &Registry) -> ReplicaMetrics {
+    pub(crate) fn new(registry: &Registry) -> ReplicaMetrics {
         let isr_shrinks = must(IntCounter::new(
             "runnel_isr_shrinks_total",
             "ISR shrinks of partitions led by this broker",

@@ -34,7 +34,7 @@ pub(super) enum Role {
 }
 
 /// One local partition replica.
-pub struct Replica {
+pub(crate) struct Replica {
     /// Topic name.
     pub topic: String,
     /// Partition index.
@@ -63,7 +63,7 @@ impl Replica {
     }
 
     /// The leader epoch this broker knows for the partition.
-    pub fn leader_epoch(&self) -> i32 {
+    pub(crate) fn leader_epoch(&self) -> i32 {
         match &*self.role.lock() {
             Role::Leader(s) => s.leader_epoch(),
             Role::Follower { leader_epoch, .. } | Role::Offline { leader_epoch } => *leader_epoch,
@@ -71,7 +71,7 @@ impl Replica {
     }
 
     /// True when this broker leads the partition and `follower` is in its ISR.
-    pub fn is_in_sync(&self, follower: BrokerId) -> bool {
+    pub(crate) fn is_in_sync(&self, follower: BrokerId) -> bool {
         match &*self.role.lock() {
             Role::Leader(s) => s.isr().contains(&follower),
             _ => false,
@@ -79,19 +79,19 @@ impl Replica {
     }
 
     /// True when this broker leads the partition.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         matches!(&*self.role.lock(), Role::Leader(_))
     }
 
     /// The high watermark (the log's, which the leader raises and a follower copies).
-    pub fn high_watermark(&self) -> i64 {
+    pub(crate) fn high_watermark(&self) -> i64 {
         self.log.high_watermark()
     }
 
     /// Checks a client's `current_leader_epoch` (-1 = not given): older than
     /// ours is FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH; then that
     /// this broker leads, else NOT_LEADER_OR_FOLLOWER. Returns the epoch.
-    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<i32, ApiError> {
+    pub(crate) fn check_leader(&self, current_leader_epoch: i32) -> Result<i32, ApiError> {
         let epoch = self.leader_epoch();
         check_epoch(&self.topic, self.partition, epoch, current_leader_epoch)?;
         if !self.is_leader() {
@@ -108,7 +108,7 @@ impl Replica {
 
     /// Before appending a produce: checks leadership (and, for acks=all, the
     /// ISR size against `min_isr`); returns the leader epoch to write.
-    pub fn check_produce(&self, acks: i16, min_isr: usize) -> Result<i32, ApiError> {
+    pub(crate) fn check_produce(&self, acks: i16, min_isr: usize) -> Result<i32, ApiError> {
         let role = self.role.lock();
         let Role::Leader(state) = &*role else {
             return Err(ApiError::with_message(
@@ -129,7 +129,7 @@ impl Replica {
 
     /// The leader appended up to `end` (exclusive); a non-durable leader
     /// counts it towards the HW at once.
-    pub fn appended(&self, end: i64, durable: bool) -> bool {
+    pub(crate) fn appended(&self, end: i64, durable: bool) -> bool {
         let advanced = {
             let mut role = self.role.lock();
             let Role::Leader(state) = &mut *role else {
@@ -147,7 +147,7 @@ impl Replica {
 
     /// The leader's log was fsynced: its synced offset counts towards the HW.
     /// Returns true when the HW advanced.
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         let synced = self.log.synced_offset();
         let advanced = {
             let mut role = self.role.lock();
@@ -174,7 +174,7 @@ impl Replica {
     /// Waits until an `acks=all` append ending at `end` (exclusive) is
     /// committed, the ISR shrinks below `min_isr` (NOT_ENOUGH_REPLICAS_AFTER_APPEND),
     /// leadership is lost (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
-    pub async fn wait_committed(
+    pub(crate) async fn wait_committed(
         &self,
         end: i64,
         min_isr: usize,

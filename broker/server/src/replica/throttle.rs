@@ -201,6 +201,7 @@ impl TokenBucket {
     }
 
     /// The configured rate.
+    #[cfg(test)]
     pub(crate) fn rate(&self) -> u64 {
         self.rate
     }
@@ -244,13 +245,13 @@ impl TokenBucket {
 /// A shared quota (one per side per broker): a token bucket that exists only
 /// while a rate is configured.
 #[derive(Debug, Default)]
-pub struct ReplicationQuota {
+pub(crate) struct ReplicationQuota {
     bucket: Mutex<Option<TokenBucket>>,
 }
 
 impl ReplicationQuota {
     /// Applies the configured rate (`None` = unthrottled).
-    pub fn configure(&self, rate: Option<u64>, now: Instant) {
+    pub(crate) fn configure(&self, rate: Option<u64>, now: Instant) {
         let mut bucket = self.bucket.lock();
         match (rate, bucket.as_mut()) {
             (None, _) => *bucket = None,
@@ -260,12 +261,12 @@ impl ReplicationQuota {
     }
 
     /// Bytes that may be sent now (`None`: unthrottled; `<= 0`: quota spent).
-    pub fn available(&self, now: Instant) -> Option<i64> {
+    pub(crate) fn available(&self, now: Instant) -> Option<i64> {
         self.bucket.lock().as_mut().map(|b| b.available(now))
     }
 
     /// Pays for bytes of throttled partitions.
-    pub fn record(&self, bytes: u64, now: Instant) {
+    pub(crate) fn record(&self, bytes: u64, now: Instant) {
         if let Some(b) = self.bucket.lock().as_mut() {
             b.record(bytes, now);
         }
@@ -273,7 +274,7 @@ impl ReplicationQuota {
 
     /// How long until the quota allows sending again (zero when it does now;
     /// `max` when no refill is coming, so callers re-check the config).
-    pub fn wait(&self, now: Instant, max: Duration) -> Duration {
+    pub(crate) fn wait(&self, now: Instant, max: Duration) -> Duration {
         match self.bucket.lock().as_mut() {
             None => Duration::ZERO,
             Some(b) => b.wait(now).unwrap_or(max).min(max),
@@ -281,14 +282,15 @@ impl ReplicationQuota {
     }
 
     /// The rate in effect, if any.
-    pub fn rate(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn rate(&self) -> Option<u64> {
         self.bucket.lock().as_ref().map(TokenBucket::rate)
     }
 }
 
 /// Which side of replication a throttle applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThrottleSide {
+pub(crate) enum ThrottleSide {
     /// The leader sending to followers.
     Leader,
     /// A follower fetching from its leader.

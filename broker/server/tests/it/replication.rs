@@ -95,10 +95,7 @@ impl Cluster {
     fn log(&self, id: i32, topic: &str) -> Arc<Log> {
         self.broker(id)
             .broker
-            .topics
-            .get(topic)
-            .and_then(|t| t.partition(0))
-            .map(|p| p.log.clone())
+            .partition_log(topic, 0)
             .expect("partition open on broker")
     }
 
@@ -145,7 +142,7 @@ impl Cluster {
         for id in 1..=3 {
             let b = &self.broker(id).broker;
             wait_until("replica logs to open", || {
-                b.topics.get(topic).and_then(|t| t.partition(0)).is_some()
+                b.partition_log(topic, 0).is_some()
             })
             .await;
         }

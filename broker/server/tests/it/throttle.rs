@@ -345,11 +345,7 @@ async fn throttled_catch_up(side: &str) {
     let topic = format!("moving-{side}");
     create_on(&mut conn, &topic, &[1]).await;
     wait_for("the leader to open its log", || {
-        b1.broker
-            .topics
-            .get(&topic)
-            .and_then(|t| t.partition(0))
-            .is_some()
+        b1.broker.partition_log(&topic, 0).is_some()
     })
     .await;
     let bytes = fill(&mut conn, &topic, 64, 1).await;
@@ -379,7 +375,7 @@ async fn throttled_catch_up(side: &str) {
     // The throttled broker has applied both before the move starts.
     let other = &throttled_broker.broker;
     wait_for("the throttle to reach the broker", || {
-        let v = other.replicas.throttle();
+        let v = other.replication_throttle();
         if side == "leader" {
             v.leader_throttled(&topic, 0, 1)
         } else {
@@ -390,24 +386,14 @@ async fn throttled_catch_up(side: &str) {
 
     let started = Instant::now();
     reassign(&mut conn, &topic, &[1, 2]).await;
-    let leader_log = b1
-        .broker
-        .topics
-        .get(&topic)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log
-        .clone();
+    let leader_log = b1.broker.partition_log(&topic, 0).unwrap();
     let end = leader_log.log_end_offset();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let caught_up = b2
             .broker
-            .topics
-            .get(&topic)
-            .and_then(|t| t.partition(0))
-            .is_some_and(|p| p.log.log_end_offset() >= end);
+            .partition_log(&topic, 0)
+            .is_some_and(|log| log.log_end_offset() >= end);
         if caught_up {
             break;
         }
@@ -466,12 +452,7 @@ async fn in_sync_followers_are_not_throttled_so_acks_all_keeps_working() {
         b1.broker
             .partition_meta("synced", 0)
             .is_some_and(|m| m.isr.len() == 2)
-            && b2
-                .broker
-                .topics
-                .get("synced")
-                .and_then(|t| t.partition(0))
-                .is_some()
+            && b2.broker.partition_log("synced", 0).is_some()
     })
     .await;
     // 1 byte/s on both sides for every replica: 512 KiB would take days if
@@ -500,13 +481,11 @@ async fn in_sync_followers_are_not_throttled_so_acks_all_keeps_working() {
     );
     wait_for("the throttle to reach both brokers", || {
         b1.broker
-            .replicas
-            .throttle()
+            .replication_throttle()
             .leader_throttled("synced", 0, 1)
             && b2
                 .broker
-                .replicas
-                .throttle()
+                .replication_throttle()
                 .follower_throttled("synced", 0, 2)
     })
     .await;

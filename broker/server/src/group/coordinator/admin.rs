@@ -11,7 +11,7 @@ use crate::runtime::now_ms;
 
 impl Coordinator {
     /// Every live group.
-    pub fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
+    pub(crate) fn list(&self) -> Result<Vec<GroupListing>, GroupError> {
         self.check_loaded()?;
         let groups = self.groups.lock();
         let mut out: Vec<GroupListing> = groups
@@ -28,14 +28,14 @@ impl Coordinator {
     }
 
     /// A copy of a group (DescribeGroups); `None` if it does not exist.
-    pub fn snapshot(&self, group_id: &str) -> Result<Option<Group>, GroupError> {
+    pub(crate) fn snapshot(&self, group_id: &str) -> Result<Option<Group>, GroupError> {
         self.check(group_id)?;
         Ok(self.groups.lock().get(group_id).map(|e| e.group.clone()))
     }
 
     /// Handles DeleteGroups for one group: only an empty group may go; its
     /// offsets and metadata get tombstones.
-    pub async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
+    pub(crate) async fn delete_group(&self, group_id: &str) -> Result<(), GroupError> {
         self.check(group_id)?;
         let now = now_ms();
         let durable = {

@@ -14,7 +14,7 @@ use crate::runtime::now_ms;
 
 impl Coordinator {
     /// Handles JoinGroup (the transition runs now; the answer may be parked).
-    pub fn join(&self, group_id: &str, mut req: JoinRequest) -> Waiting<JoinResult> {
+    pub(crate) fn join(&self, group_id: &str, mut req: JoinRequest) -> Waiting<JoinResult> {
         if let Err(err) = self.check(group_id) {
             return Waiting::Ready(JoinResult::Failed(err));
         }
@@ -66,7 +66,7 @@ impl Coordinator {
     }
 
     /// Handles SyncGroup.
-    pub fn sync(
+    pub(crate) fn sync(
         &self,
         group_id: &str,
         req: SyncRequest,
@@ -101,7 +101,7 @@ impl Coordinator {
     }
 
     /// Handles Heartbeat.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &self,
         group_id: &str,
         member_id: &str,
@@ -124,7 +124,7 @@ impl Coordinator {
     }
 
     /// Handles LeaveGroup: one result per member.
-    pub fn leave(
+    pub(crate) fn leave(
         &self,
         group_id: &str,
         members: &[LeavingMember],

@@ -51,7 +51,7 @@ mod membership;
 mod offsets;
 
 /// An answer that is ready now or arrives when the group moves on.
-pub enum Waiting<T> {
+pub(crate) enum Waiting<T> {
     /// Answered.
     Ready(T),
     /// Parked until the barrier completes.
@@ -61,7 +61,7 @@ pub enum Waiting<T> {
 impl<T> Waiting<T> {
     /// Waits for the answer; `on_shutdown` if the broker stops first or the
     /// parked request was abandoned.
-    pub async fn resolve(self, on_shutdown: T) -> T {
+    pub(crate) async fn resolve(self, on_shutdown: T) -> T {
         match self {
             Waiting::Ready(v) => v,
             Waiting::Parked(rx, mut shutdown) => tokio::select! {
@@ -100,7 +100,7 @@ enum Deferred {
 
 /// The group coordinator of this broker (every group: a single broker
 /// coordinates all partitions of `__consumer_offsets`).
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     config: GroupConfig,
     retention_ms: i64,
     retention_check_ms: u64,
@@ -127,7 +127,7 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator that answers COORDINATOR_LOAD_IN_PROGRESS until [`Coordinator::load`] ran.
-    pub fn new(
+    pub(crate) fn new(
         config: &BrokerConfig,
         topics: Arc<TopicRegistry>,
         rebalances: IntCounterVec,
@@ -156,23 +156,23 @@ impl Coordinator {
     }
 
     /// True once `__consumer_offsets` has been replayed.
-    pub fn is_loaded(&self) -> bool {
+    pub(crate) fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
     }
 
     /// The `__consumer_offsets` partition holding this group.
-    pub fn partition_of(&self, group_id: &str) -> i32 {
+    pub(crate) fn partition_of(&self, group_id: &str) -> i32 {
         self.store.partition_of(group_id)
     }
 
     /// Installs how writes to `__consumer_offsets` are replicated (see [`OffsetsReplication`]).
-    pub fn set_replication(&self, replication: Arc<dyn OffsetsReplication>) {
+    pub(crate) fn set_replication(&self, replication: Arc<dyn OffsetsReplication>) {
         self.store.set_replication(replication);
     }
 
     /// Refuses requests before loading finished, empty group ids, and groups
     /// whose `__consumer_offsets` partition this broker does not lead.
-    pub fn check(&self, group_id: &str) -> Result<(), GroupError> {
+    pub(crate) fn check(&self, group_id: &str) -> Result<(), GroupError> {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
@@ -200,7 +200,7 @@ impl Coordinator {
     }
 
     /// COORDINATOR_LOAD_IN_PROGRESS until loading finished.
-    pub fn check_loaded(&self) -> Result<(), GroupError> {
+    pub(crate) fn check_loaded(&self) -> Result<(), GroupError> {
         if self.is_loaded() {
             Ok(())
         } else {
@@ -304,7 +304,7 @@ impl Coordinator {
     /// Expires committed offsets past the retention (see
     /// [`Group::expire_offsets`]), writing their tombstones; groups left
     /// empty without offsets are deleted. Returns the number of offsets removed.
-    pub async fn expire_offsets(&self, now: i64) -> usize {
+    pub(crate) async fn expire_offsets(&self, now: i64) -> usize {
         let mut removed = 0;
         let mut durables = Vec::new();
         let mut dead = Vec::new();
@@ -359,7 +359,7 @@ impl Coordinator {
     }
 
     /// Runs due timeouts of every group.
-    pub fn on_timer(&self, now: i64) {
+    pub(crate) fn on_timer(&self, now: i64) {
         let mut groups = self.groups.lock();
         for entry in groups.values_mut() {
             if entry.group.next_deadline().is_some_and(|d| d <= now) {
@@ -388,7 +388,7 @@ impl Coordinator {
 
     /// Replays every local partition of `__consumer_offsets` (latest record
     /// per key wins) and starts answering. Blocking.
-    pub fn load(&self) -> Result<usize, runnel_log::Error> {
+    pub(crate) fn load(&self) -> Result<usize, runnel_log::Error> {
         self.load_partitions(None)
     }
 
@@ -482,7 +482,7 @@ impl Coordinator {
     /// Waits until the served partitions reflect the metadata up to `index`
     /// (a group request right after creating `__consumer_offsets` must not
     /// get NOT_COORDINATOR).
-    pub async fn wait_following(&self, index: u64) {
+    pub(crate) async fn wait_following(&self, index: u64) {
         let mut rx = self.followed.subscribe();
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
@@ -497,7 +497,7 @@ impl Coordinator {
     /// With `leadership` (the applied metadata and this broker's id) it
     /// serves only the partitions this broker leads and follows leadership
     /// changes; without it, every local partition (a fixed single-broker view).
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         leadership: Option<(watch::Receiver<Arc<ClusterState>>, BrokerId)>,
     ) {
@@ -575,7 +575,7 @@ impl Coordinator {
 
     /// Sets the group gauges (members, committed offset, lag) from the current
     /// state; series of groups that no longer exist disappear.
-    pub fn refresh_metrics(&self, metrics: &Metrics) {
+    pub(crate) fn refresh_metrics(&self, metrics: &Metrics) {
         metrics.group_members.reset();
         metrics.group_committed_offset.reset();
         metrics.group_lag.reset();

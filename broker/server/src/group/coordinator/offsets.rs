@@ -17,7 +17,7 @@ use crate::runtime::now_ms;
 impl Coordinator {
     /// Handles OffsetCommit: validates, appends the records and applies them
     /// (in order, under the lock); the returned wait completes after the fsync.
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         group_id: &str,
         member_id: &str,
@@ -124,7 +124,7 @@ impl Coordinator {
     /// Committed offsets of a group: for each requested topic the requested
     /// partitions (`None` = every committed offset of the group).
     #[allow(clippy::type_complexity)]
-    pub fn fetch_offsets(
+    pub(crate) fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
@@ -161,7 +161,7 @@ impl Coordinator {
     }
 
     /// Handles OffsetDelete: per partition, NONE or the reason it stays.
-    pub async fn delete_offsets(
+    pub(crate) async fn delete_offsets(
         &self,
         group_id: &str,
         partitions: Vec<(String, i32)>,
@@ -222,7 +222,7 @@ impl Coordinator {
     }
 
     /// Deletes every group's committed offsets of a deleted topic (tombstones).
-    pub async fn remove_topic_offsets(&self, topic: &str) -> usize {
+    pub(crate) async fn remove_topic_offsets(&self, topic: &str) -> usize {
         let now = now_ms();
         let mut removed = 0;
         let mut durables = Vec::new();

@@ -6,7 +6,7 @@ use crate::group::messages::GroupState;
 
 impl Group {
     /// Handles Heartbeat.
-    pub fn heartbeat(
+    pub(crate) fn heartbeat(
         &mut self,
         member_id: &str,
         group_instance_id: Option<&str>,

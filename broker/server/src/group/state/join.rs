@@ -20,7 +20,7 @@ impl Group {
     }
 
     /// Handles JoinGroup.
-    pub fn join(&mut self, req: JoinRequest, now: i64) -> (JoinReply, Vec<Action>) {
+    pub(crate) fn join(&mut self, req: JoinRequest, now: i64) -> (JoinReply, Vec<Action>) {
         if req.session_timeout_ms < self.config.min_session_timeout_ms
             || req.session_timeout_ms > self.config.max_session_timeout_ms
         {

@@ -6,7 +6,7 @@ use crate::group::messages::{Action, GroupState, LeavingMember};
 
 impl Group {
     /// Handles LeaveGroup: one result per leaving member, in request order.
-    pub fn leave(
+    pub(crate) fn leave(
         &mut self,
         leaving: &[LeavingMember],
         now: i64,

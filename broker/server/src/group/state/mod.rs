@@ -47,7 +47,7 @@ mod timers;
 
 /// Broker settings that bound group behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupConfig {
+pub(crate) struct GroupConfig {
     /// `group_min_session_timeout_ms`.
     pub min_session_timeout_ms: i32,
     /// `group_max_session_timeout_ms`.
@@ -68,7 +68,7 @@ impl Default for GroupConfig {
 
 /// One consumer group.
 #[derive(Debug, Clone)]
-pub struct Group {
+pub(crate) struct Group {
     id: String,
     config: GroupConfig,
     state: GroupState,
@@ -97,7 +97,7 @@ pub struct Group {
 
 impl Group {
     /// A new, empty group.
-    pub fn new(id: impl Into<String>, config: GroupConfig, now: i64) -> Group {
+    pub(crate) fn new(id: impl Into<String>, config: GroupConfig, now: i64) -> Group {
         Group {
             id: id.into(),
             config,
@@ -122,7 +122,7 @@ impl Group {
     /// get one session timeout from `now` to heartbeat) and the group is
     /// Stable, or Empty without members.
     #[allow(clippy::too_many_arguments)]
-    pub fn restore(
+    pub(crate) fn restore(
         id: impl Into<String>,
         config: GroupConfig,
         now: i64,
@@ -161,72 +161,75 @@ impl Group {
     }
 
     /// The group id.
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
     /// Current state.
-    pub fn state(&self) -> GroupState {
+    pub(crate) fn state(&self) -> GroupState {
         self.state
     }
 
     /// When the current state was entered.
-    pub fn state_timestamp_ms(&self) -> i64 {
+    #[cfg(test)]
+    pub(crate) fn state_timestamp_ms(&self) -> i64 {
         self.state_timestamp_ms
     }
 
     /// Current generation.
-    pub fn generation_id(&self) -> i32 {
+    #[cfg(test)]
+    pub(crate) fn generation_id(&self) -> i32 {
         self.generation_id
     }
 
     /// Protocol type ("consumer"; `None` for groups that only store offsets).
-    pub fn protocol_type(&self) -> Option<&str> {
+    pub(crate) fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
     }
 
     /// The selected protocol of the current generation.
-    pub fn protocol_name(&self) -> Option<&str> {
+    pub(crate) fn protocol_name(&self) -> Option<&str> {
         self.protocol_name.as_deref()
     }
 
     /// The leader's member id.
-    pub fn leader(&self) -> Option<&str> {
+    pub(crate) fn leader(&self) -> Option<&str> {
         self.leader.as_deref()
     }
 
     /// Members in join order.
-    pub fn members(&self) -> impl Iterator<Item = &Member> {
+    pub(crate) fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.values()
     }
 
     /// A member by id.
-    pub fn member(&self, member_id: &str) -> Option<&Member> {
+    #[cfg(test)]
+    pub(crate) fn member(&self, member_id: &str) -> Option<&Member> {
         self.members.get(member_id)
     }
 
     /// Number of members.
-    pub fn member_count(&self) -> usize {
+    pub(crate) fn member_count(&self) -> usize {
         self.members.len()
     }
 
     /// True while member ids handed out with MEMBER_ID_REQUIRED wait to rejoin.
-    pub fn has_pending_members(&self) -> bool {
+    pub(crate) fn has_pending_members(&self) -> bool {
         !self.pending_members.is_empty()
     }
 
     /// Committed offsets by (topic, partition).
-    pub fn offsets(&self) -> &BTreeMap<(String, i32), CommittedOffset> {
+    pub(crate) fn offsets(&self) -> &BTreeMap<(String, i32), CommittedOffset> {
         self.offsets.all()
     }
 
     /// The committed offset of one partition.
-    pub fn offset(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
+    pub(crate) fn offset(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
         self.offsets.get(topic, partition)
     }
 
     /// The persisted form of the group's metadata.
-    pub fn to_metadata(&self) -> GroupMetadata {
+    pub(crate) fn to_metadata(&self) -> GroupMetadata {
         GroupMetadata {
             protocol_type: self.protocol_type.clone(),
             generation_id: self.generation_id,
@@ -238,7 +241,7 @@ impl Group {
     }
 
     /// Rebuilds a group from persisted metadata (see [`Group::restore`]).
-    pub fn from_metadata(
+    pub(crate) fn from_metadata(
         id: impl Into<String>,
         config: GroupConfig,
         now: i64,
@@ -258,7 +261,7 @@ impl Group {
     }
 
     /// Empty without offsets: nothing left worth keeping.
-    pub fn is_removable(&self) -> bool {
+    pub(crate) fn is_removable(&self) -> bool {
         self.state == GroupState::Empty && self.offsets.is_empty()
     }
 

@@ -11,7 +11,7 @@ use crate::group::offsets::CommittedOffset;
 
 impl Group {
     /// Checks an OffsetCommit against the group (and counts as a heartbeat).
-    pub fn validate_commit(
+    pub(crate) fn validate_commit(
         &mut self,
         member_id: &str,
         group_instance_id: Option<&str>,
@@ -46,18 +46,18 @@ impl Group {
     }
 
     /// Stores a committed offset (after [`Group::validate_commit`]).
-    pub fn commit_offset(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
+    pub(crate) fn commit_offset(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
         self.offsets.commit(topic, partition, offset);
     }
 
     /// Forgets a committed offset (replay of a tombstone); true if it existed.
-    pub fn remove_offset(&mut self, topic: &str, partition: i32) -> bool {
+    pub(crate) fn remove_offset(&mut self, topic: &str, partition: i32) -> bool {
         self.offsets.remove(topic, partition)
     }
 
     /// Topics the members subscribe to, from their consumer-protocol
     /// metadata; `None` when the group does not use the consumer protocol.
-    pub fn subscribed_topics(&self) -> Option<HashSet<String>> {
+    pub(crate) fn subscribed_topics(&self) -> Option<HashSet<String>> {
         if self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
             return None;
         }
@@ -79,7 +79,7 @@ impl Group {
     /// active group that does not use the consumer protocol; per partition,
     /// GROUP_SUBSCRIBED_TO_TOPIC when a member subscribes to its topic.
     /// Deletable offsets are removed; the returned flags say which existed.
-    pub fn delete_offsets(
+    pub(crate) fn delete_offsets(
         &mut self,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<bool, GroupError>>, GroupError> {
@@ -108,7 +108,7 @@ impl Group {
 
     /// DeleteGroups: only an empty group may be deleted; it becomes Dead and
     /// its offsets are returned so the caller can write their tombstones.
-    pub fn delete(&mut self, now: i64) -> Result<Vec<(String, i32)>, GroupError> {
+    pub(crate) fn delete(&mut self, now: i64) -> Result<Vec<(String, i32)>, GroupError> {
         match self.state {
             GroupState::Dead => Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {
@@ -125,7 +125,7 @@ impl Group {
     /// group without protocol type (standalone commits) `retention_ms` after
     /// their commit. Active groups keep their offsets. Returns the removed keys;
     /// an Empty group left without offsets becomes Dead.
-    pub fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
+    pub(crate) fn expire_offsets(&mut self, now: i64, retention_ms: i64) -> Vec<(String, i32)> {
         let base: Box<dyn Fn(&CommittedOffset) -> i64> = match (self.state, &self.protocol_type) {
             (GroupState::Empty, Some(_)) => {
                 let since = self.state_timestamp_ms;

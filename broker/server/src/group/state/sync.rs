@@ -10,7 +10,7 @@ use crate::group::messages::{Action, GroupState, SyncOutcome, SyncReply, SyncReq
 
 impl Group {
     /// Handles SyncGroup.
-    pub fn sync(&mut self, req: SyncRequest, now: i64) -> (SyncReply, Vec<Action>) {
+    pub(crate) fn sync(&mut self, req: SyncRequest, now: i64) -> (SyncReply, Vec<Action>) {
         let now_err = |e| (SyncReply::Now(Err(e)), Vec::new());
         if self.state == GroupState::Dead {
             return now_err(GroupError::CoordinatorNotAvailable);

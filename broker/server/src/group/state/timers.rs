@@ -6,7 +6,7 @@ use crate::group::messages::{Action, GroupState};
 
 impl Group {
     /// The earliest time at which [`Group::on_timer`] has something to do.
-    pub fn next_deadline(&self) -> Option<i64> {
+    pub(crate) fn next_deadline(&self) -> Option<i64> {
         let members = self
             .members
             .values()
@@ -27,7 +27,7 @@ impl Group {
     /// Runs timeouts due at `now`: pending member ids and sessions expire,
     /// the join barrier is forced at the rebalance timeout, members that do
     /// not sync in time are removed.
-    pub fn on_timer(&mut self, now: i64) -> Vec<Action> {
+    pub(crate) fn on_timer(&mut self, now: i64) -> Vec<Action> {
         let mut actions = Vec::new();
         let before = self.pending_members.len();
         self.pending_members.retain(|_, deadline| *deadline > now);
