@@ -23,9 +23,11 @@
 //! - `config`: [`MetaConfig`], the settings of one node.
 //! - `metrics`: [`MetaMetrics`], the quorum's Prometheus metrics.
 //! - `error`: [`MetaError`].
+//! - `cluster_id`: [`generate_cluster_id`], Kafka's random cluster ids.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod cluster_id;
 mod config;
 mod election;
 mod error;
@@ -38,6 +40,7 @@ mod rebalance;
 mod state;
 mod types;
 
+pub use cluster_id::generate_cluster_id;
 pub use config::MetaConfig;
 pub use error::MetaError;
 pub use metrics::MetaMetrics;

@@ -134,7 +134,7 @@ pub(crate) fn load_or_create_meta(
     }
     let cluster_id = configured_cluster_id
         .map(str::to_string)
-        .unwrap_or_else(generate_cluster_id);
+        .unwrap_or_else(runnel_meta::generate_cluster_id);
     let meta = Meta {
         cluster_id,
         node_id,
@@ -143,41 +143,9 @@ pub(crate) fn load_or_create_meta(
     Ok(meta)
 }
 
-/// A random UUID in Kafka's textual form: URL-safe base64 without padding.
-pub(crate) fn generate_cluster_id() -> String {
-    base64_url_nopad(uuid::Uuid::new_v4().as_bytes())
-}
-
-fn base64_url_nopad(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_url_alphabet() {
-        assert_eq!(base64_url_nopad(b"f"), "Zg");
-        assert_eq!(base64_url_nopad(b"foo"), "Zm9v");
-        assert_eq!(base64_url_nopad(b"foob"), "Zm9vYg");
-        assert_eq!(base64_url_nopad(&[0xfb, 0xff]), "-_8");
-        assert_eq!(generate_cluster_id().len(), 22);
-    }
 
     #[test]
     fn meta_is_created_once_and_mismatches_are_refused() {

@@ -58,7 +58,7 @@ impl Inner {
                     .config
                     .cluster_id
                     .clone()
-                    .unwrap_or_else(generate_cluster_id);
+                    .unwrap_or_else(crate::cluster_id::generate_cluster_id);
                 let deadline = Instant::now() + PROPOSE_TIMEOUT;
                 match self
                     .write_local(Command::InitCluster { cluster_id }, deadline)
@@ -161,36 +161,5 @@ impl Inner {
             }
         }
         expired
-    }
-}
-
-/// A random Kafka cluster id: a UUID in URL-safe base64 without padding (22 characters).
-fn generate_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let mut word = [0u8; 3];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let n = (u32::from(word[0]) << 16) | (u32::from(word[1]) << 8) | u32::from(word[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_id_is_22_url_safe_characters() {
-        let id = generate_cluster_id();
-        assert_eq!(id.len(), 22);
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_ne!(id, generate_cluster_id());
     }
 }

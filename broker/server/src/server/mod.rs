@@ -84,7 +84,7 @@ async fn init_cluster_id(
         let proposed = stored
             .map(|m| m.cluster_id.clone())
             .or_else(|| config.cluster_id.clone())
-            .unwrap_or_else(persist::generate_cluster_id);
+            .unwrap_or_else(runnel_meta::generate_cluster_id);
         meta.propose(Command::InitCluster {
             cluster_id: proposed,
         })
