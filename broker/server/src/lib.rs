@@ -1,8 +1,28 @@
 //! Runnel broker: a Kafka-compatible server over the `runnel-log` storage
 //! engine, coordinated with other brokers through the `runnel-meta` quorum.
 //! [`run`] binds the listeners, prints the ready line and serves until its
-//! shutdown future resolves; [`server::Server`] exposes the same steps
-//! separately so tests can read the bound addresses.
+//! shutdown future resolves; [`Server`] exposes the same steps separately so
+//! tests can read the bound addresses, and [`Broker`] what they observe.
+//!
+//! Modules (all private; this file re-exports the public surface):
+//! - `server`: start-up and shutdown (`mod.rs`), the Kafka connection loop
+//!   with its connection and memory limits (`connection.rs`), housekeeping
+//!   timers (`housekeeping.rs`), the import of pre-quorum data (`legacy_import.rs`).
+//! - `broker`: [`Broker`], the state every connection and handler shares, and
+//!   the task that keeps local replicas in line with the cluster metadata.
+//! - `api`: one file per Kafka API handler, and the dispatch table.
+//! - `replica`: replication (the replica manager, one local partition, ISR
+//!   proposals, the follower fetchers, the leader's ISR/HW state, throttling).
+//! - `group`: the classic consumer-group protocol (the `Group` state machine,
+//!   one file per request), the coordinator and the `__consumer_offsets` store.
+//! - `topics`, `topic_config`, `names`: the local replica store, topic configs
+//!   and topic name rules.
+//! - `config`: the broker config, declared once in `runnel-config`.
+//! - `errors`: the broker's errors and their one mapping to Kafka error codes.
+//! - `producer_ids`, `persist`, `data_dir_lock`: producer id blocks, small
+//!   metadata files, the data directory lock.
+//! - `metrics`, `admin_http`: Prometheus metrics and the admin HTTP port.
+//! - `runtime`: the clock, the shutdown flag and signals, log filter defaults.
 
 mod admin_http;
 mod api;
