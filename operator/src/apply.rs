@@ -35,8 +35,15 @@ where
 }
 
 /// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
-/// StatefulSet, and the ServiceMonitor when enabled, deleting it when not).
-pub async fn apply_cluster_objects(client: &Client, cluster: &Cluster) -> Result<(), Error> {
+/// StatefulSet). With `service_monitors` (the operator may manage them) the ServiceMonitor is
+/// applied when the Cluster asks for one and deleted when not; without it no ServiceMonitor
+/// request is made at all, since the operator's role then has no rule for them and a real
+/// apiserver answers 403 even for a delete of nothing.
+pub async fn apply_cluster_objects(
+    client: &Client,
+    cluster: &Cluster,
+    service_monitors: bool,
+) -> Result<(), Error> {
     let ns = cluster
         .metadata
         .namespace
@@ -75,6 +82,9 @@ pub async fn apply_cluster_objects(client: &Client, cluster: &Cluster) -> Result
         &resources::stateful_set(cluster)?,
     )
     .await?;
+    if !service_monitors {
+        return Ok(());
+    }
     let monitors: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &service_monitor_resource());
     match resources::service_monitor(cluster)? {
@@ -216,7 +226,9 @@ mod tests {
                     .expect("response"),
             );
         });
-        apply_cluster_objects(&client, &c).await.expect("applied");
+        apply_cluster_objects(&client, &c, true)
+            .await
+            .expect("applied");
         server.await.expect("mock apiserver saw every request");
     }
 
@@ -247,8 +259,42 @@ mod tests {
             )
             .await;
         });
-        apply_cluster_objects(&client, &c).await.expect("applied");
+        apply_cluster_objects(&client, &c, true)
+            .await
+            .expect("applied");
         server.await.expect("mock apiserver saw the ServiceMonitor");
+    }
+
+    #[tokio::test]
+    async fn without_service_monitor_support_no_service_monitor_request_is_made() {
+        for asked in [false, true] {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let client = Client::new(service, "default");
+            let mut s = spec();
+            s.metrics = Some(MetricsSpec {
+                service_monitor: asked,
+            });
+            let c = cluster(s);
+            let server = tokio::spawn(async move {
+                let mut paths = Vec::new();
+                while let Some((request, send)) = handle.next_request().await {
+                    paths.push(request.uri().path().to_string());
+                    let body = request.into_body().collect_bytes().await.expect("body");
+                    send.send_response(Response::new(Body::from(body.to_vec())));
+                }
+                paths
+            });
+            apply_cluster_objects(&client, &c, false)
+                .await
+                .expect("applied");
+            drop(client);
+            let paths = server.await.expect("mock apiserver");
+            assert_eq!(paths.len(), 6, "{paths:?}");
+            assert!(
+                !paths.iter().any(|p| p.contains("servicemonitors")),
+                "{paths:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -48,6 +48,12 @@ struct RunArgs {
     /// Broker image for Clusters that do not set spec.image.
     #[arg(long, value_name = "IMAGE")]
     broker_image: Option<String>,
+    /// Create the Prometheus Operator ServiceMonitor of Clusters with
+    /// spec.metrics.serviceMonitor (and delete it when they stop asking). The operator's RBAC
+    /// must allow servicemonitors (the chart grants it with serviceMonitor.enabled, and then
+    /// passes this flag); without it ServiceMonitors are never touched.
+    #[arg(long, env = "RUNNEL_OPERATOR_SERVICE_MONITORS")]
+    service_monitors: bool,
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -90,6 +96,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         leader_election,
         namespaces,
         broker_image,
+        service_monitors,
         listen,
         lease_namespace,
         identity,
@@ -114,6 +121,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         leader_election: leader_election
             .then(|| LeaseConfig::new(lease_namespace, identity.clone())),
         broker_image,
+        service_monitors,
         resync: Duration::from_secs(resync_seconds.max(1)),
         resolver: Arc::new(ServiceDns),
         instance: Some(identity),
@@ -170,6 +178,7 @@ mod tests {
         };
         assert!(run.leader_election);
         assert_eq!(run.broker_image.as_deref(), Some("value"));
+        assert!(run.service_monitors);
         let port = template
             .lines()
             .find_map(|l| l.trim().strip_prefix("containerPort: "))

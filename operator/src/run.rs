@@ -33,6 +33,9 @@ pub struct RunConfig {
     pub leader_election: Option<LeaseConfig>,
     /// Broker image for Clusters without `spec.image`.
     pub broker_image: Option<String>,
+    /// Manage ServiceMonitors of Clusters that ask for one (needs the chart's
+    /// `serviceMonitor.enabled` RBAC).
+    pub service_monitors: bool,
     /// Periodic re-reconcile of healthy objects.
     pub resync: Duration,
     /// How a Cluster's brokers are reached.
@@ -82,6 +85,7 @@ pub async fn run(
         config.instance.clone(),
     );
     ctx.broker_image = config.broker_image.clone();
+    ctx.service_monitors = config.service_monitors;
     ctx.resync = config.resync;
     let ctx = Arc::new(ctx);
 

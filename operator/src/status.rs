@@ -1,12 +1,16 @@
 //! Sans-IO status computation for the Cluster reconciler: standard conditions (Ready,
-//! Reconciling, Degraded) from the observed StatefulSet, with lastTransitionTime kept while a
-//! condition's status does not change (so writing the status whole each pass is stable).
+//! Reconciling, Degraded) from the observed StatefulSet, and the ServiceMonitor condition, with
+//! lastTransitionTime kept while a condition's status does not change (so writing the status
+//! whole each pass is stable).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::crd::{Cluster, ClusterStatus};
-use crate::resources::bootstrap_address;
+use crate::resources::{bootstrap_address, headless_service_name};
+
+/// Type of the condition telling whether the ServiceMonitor a Cluster asks for exists.
+pub const SERVICE_MONITOR_CONDITION: &str = "ServiceMonitor";
 
 /// Builds a condition, keeping the previous lastTransitionTime when its status is unchanged.
 pub fn condition(
@@ -109,6 +113,50 @@ pub fn cluster_status(
     }
 }
 
+/// The ServiceMonitor condition of `cluster`, or None when it asks for no ServiceMonitor.
+/// `supported` says whether the operator may manage ServiceMonitors (`--service-monitors`);
+/// without it the Cluster's request cannot be honoured, which the condition says (the rest of
+/// the Cluster is reconciled as usual and Ready does not depend on it).
+pub fn service_monitor_condition(
+    cluster: &Cluster,
+    supported: bool,
+    previous: &[Condition],
+    now: &Time,
+) -> Option<Condition> {
+    let asked = cluster
+        .spec
+        .metrics
+        .as_ref()
+        .is_some_and(|m| m.service_monitor);
+    if !asked {
+        return None;
+    }
+    let name = headless_service_name(cluster.metadata.name.as_deref().unwrap_or_default());
+    let (reason, message) = if supported {
+        (
+            "Applied",
+            format!("ServiceMonitor {name} scrapes every broker's /metrics"),
+        )
+    } else {
+        (
+            "NotSupported",
+            "the operator was installed without ServiceMonitor support (Helm value \
+             serviceMonitor.enabled=false, no --service-monitors flag): no ServiceMonitor is \
+             created for this Cluster"
+                .to_string(),
+        )
+    };
+    Some(condition(
+        previous,
+        SERVICE_MONITOR_CONDITION,
+        supported,
+        reason,
+        message,
+        cluster.metadata.generation,
+        now,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +249,35 @@ mod tests {
             ]
         );
         assert_eq!(s.conditions[2].message, "2 of 3 brokers ready");
+    }
+
+    #[test]
+    fn service_monitor_condition_only_when_asked_and_false_when_unsupported() {
+        use crate::crd::MetricsSpec;
+        assert_eq!(
+            service_monitor_condition(&cluster(spec()), false, &[], &at(1)),
+            None
+        );
+        let mut s = spec();
+        s.metrics = Some(MetricsSpec {
+            service_monitor: true,
+        });
+        let c = cluster(s);
+        let off = service_monitor_condition(&c, false, &[], &at(1)).expect("asked");
+        assert_eq!(
+            (off.type_.as_str(), off.status.as_str(), off.reason.as_str()),
+            ("ServiceMonitor", "False", "NotSupported")
+        );
+        assert!(off.message.contains("serviceMonitor.enabled"), "{off:?}");
+        let on = service_monitor_condition(&c, true, &[off], &at(2)).expect("asked");
+        assert_eq!(
+            (
+                on.status.as_str(),
+                on.reason.as_str(),
+                on.last_transition_time.clone()
+            ),
+            ("True", "Applied", at(2))
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::apply::{apply_cluster_objects, write_cluster_status};
 use crate::crd::Cluster;
 use crate::kafka;
 use crate::resources::headless_service_name;
-use crate::status::cluster_status;
+use crate::status::{cluster_status, service_monitor_condition};
 use crate::Error;
 
 /// Reconciles one Cluster (the `Controller` entry point, also called directly by tests).
@@ -32,7 +32,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     if desired.spec.image.is_none() {
         desired.spec.image.clone_from(&ctx.broker_image);
     }
-    apply_cluster_objects(&ctx.client, &desired).await?;
+    apply_cluster_objects(&ctx.client, &desired, ctx.service_monitors).await?;
 
     let name = cluster.name_any();
     let ns = cluster.namespace().unwrap_or_default();
@@ -45,7 +45,23 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
             source,
         })?;
     let previous = cluster.status.clone().unwrap_or_default();
-    let mut status = cluster_status(cluster, sts.as_ref(), &previous.conditions, &now());
+    let now = now();
+    let mut status = cluster_status(cluster, sts.as_ref(), &previous.conditions, &now);
+    if let Some(monitor) =
+        service_monitor_condition(cluster, ctx.service_monitors, &previous.conditions, &now)
+    {
+        if monitor.status == "False" && condition_changed(&previous.conditions, &monitor) {
+            ctx.event(
+                cluster,
+                EventType::Warning,
+                &monitor.reason,
+                "Reconcile",
+                monitor.message.clone(),
+            )
+            .await;
+        }
+        status.conditions.push(monitor);
+    }
     if status.ready_brokers > 0 {
         // The id the brokers report wins over the one derived from the spec; an unreachable
         // cluster keeps the derived one (the Ready condition already tells it is not serving).

@@ -41,6 +41,10 @@ pub struct Context {
     pub resolver: Arc<dyn BootstrapResolver>,
     /// Broker image for Clusters without `spec.image` (`--broker-image`).
     pub broker_image: Option<String>,
+    /// Whether the operator may manage Prometheus Operator ServiceMonitors
+    /// (`--service-monitors`; the chart grants the RBAC for them only then). Without it no
+    /// ServiceMonitor request is ever made.
+    pub service_monitors: bool,
     /// How often a healthy object is reconciled again (drift detection, lag refresh).
     pub resync: Duration,
     /// Consecutive failures per object (`kind/ns/name`), for the backoff; reset on success.
@@ -65,6 +69,7 @@ impl Context {
             metrics,
             resolver,
             broker_image: None,
+            service_monitors: false,
             resync: Duration::from_secs(60),
             failures: Mutex::new(HashMap::new()),
         }

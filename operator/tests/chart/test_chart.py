@@ -87,7 +87,10 @@ def test_watch_namespaces_gives_namespaced_roles_only():
     (deployment,) = of_kind(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["run", "--leader-election", "--namespace=team-a", "--namespace=team-b"]
+    # --service-monitors goes with the servicemonitors rule below: the operator touches them
+    # only when its role allows it.
+    assert args == ["run", "--leader-election", "--namespace=team-a", "--namespace=team-b",
+                    "--service-monitors"]
     assert len(of_kind(docs, "ServiceMonitor")) == 1
     team_a = next(r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == "team-a")
     assert any("servicemonitors" in rule["resources"] for rule in team_a["rules"])
