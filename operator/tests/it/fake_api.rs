@@ -3,6 +3,11 @@
 //! subresource), DELETE (finalizers hold an object with a deletionTimestamp). It is generic over
 //! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need.
 //! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
+//!
+//! Two kinds of client talk to it: [`FakeApi::client`] is a cluster admin (tests seed and
+//! observe state through it, and the harness plays the kubelet with it), while
+//! [`FakeApi::client_as`] is held to RBAC rules (the operator runs on one holding the chart's
+//! rules, see `rbac.rs`), refused with 403 before the object is looked up.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -17,6 +22,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use kube::client::Body;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
+
+use crate::rbac::Rbac;
 
 /// Where an object lives: API base (`api/v1`, `apis/apps/v1`), plural, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,6 +48,10 @@ struct State {
     uid: u64,
     objects: BTreeMap<Key, Value>,
     log: Vec<WatchEvent>,
+    /// `METHOD path` of every request made by an RBAC-bound client, in order.
+    rbac_requests: Vec<String>,
+    /// The subset of `rbac_requests` refused with 403.
+    forbidden: Vec<String>,
 }
 
 /// The fake apiserver; clone it freely (shared state).
@@ -177,6 +188,49 @@ impl FakeApi {
             async move { Ok::<_, Infallible>(api.handle(req).await) }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// A kube client of a user held to `rbac`: a request no rule allows gets 403 Forbidden.
+    pub(crate) fn client_as(&self, rbac: Arc<Rbac>) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let api = api.clone();
+            let rbac = rbac.clone();
+            async move {
+                let line = format!("{} {}", req.method(), req.uri().path());
+                let denied = rbac.authorize(req.method(), req.uri().path(), &query(&req));
+                {
+                    let mut state = api.lock();
+                    state.rbac_requests.push(line.clone());
+                    if denied.is_err() {
+                        state.forbidden.push(line);
+                    }
+                }
+                if let Err(f) = denied {
+                    return Ok::<_, Infallible>(full(
+                        StatusCode::FORBIDDEN,
+                        &json!({
+                            "kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": f.message, "reason": "Forbidden",
+                            "details": {"name": f.name, "group": f.group, "kind": f.resource},
+                            "code": 403,
+                        }),
+                    ));
+                }
+                Ok(api.handle(req).await)
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// `METHOD path` of every request RBAC-bound clients made so far.
+    pub(crate) fn rbac_requests(&self) -> Vec<String> {
+        self.lock().rbac_requests.clone()
+    }
+
+    /// `METHOD path` of every request refused with 403 so far.
+    pub(crate) fn forbidden_requests(&self) -> Vec<String> {
+        self.lock().forbidden.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

@@ -1,5 +1,6 @@
-//! Test harness: the fake apiserver, a reconcile Context on it, and real `runnel-broker`
-//! processes started for a Cluster's StatefulSet replicas (the harness plays the kubelet).
+//! Test harness: the fake apiserver, a reconcile Context on it held to the chart's RBAC, and
+//! real `runnel-broker` processes started for a Cluster's StatefulSet replicas (the harness
+//! plays the kubelet).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -19,6 +20,7 @@ use runnel_operator::Error;
 use serde_json::json;
 
 use crate::fake_api::FakeApi;
+use crate::rbac::{ChartValues, Rbac};
 
 pub(crate) const NS: &str = "kafka";
 
@@ -141,7 +143,10 @@ impl BootstrapResolver for LocalBrokers {
 /// A fake apiserver, a Context on it, and the brokers started so far.
 pub(crate) struct Env {
     pub(crate) api: FakeApi,
+    /// A cluster admin's client: tests create and observe objects with it, as a user would.
     pub(crate) client: kube::Client,
+    /// The operator's client, held to the RBAC the chart grants it (`ctx` uses it too).
+    pub(crate) operator: kube::Client,
     pub(crate) ctx: Arc<Context>,
     pub(crate) resolver: Arc<LocalBrokers>,
     pub(crate) brokers: Vec<Broker>,
@@ -181,20 +186,30 @@ where
 }
 
 impl Env {
+    /// The operator installed with the chart's default values.
     pub(crate) fn new() -> Env {
+        Env::installed_with(ChartValues::Default)
+    }
+
+    /// The operator installed with `values`: its client holds the RBAC the chart renders with
+    /// them, and its settings are the flags the chart's Deployment passes with them.
+    pub(crate) fn installed_with(values: ChartValues) -> Env {
         let api = FakeApi::new();
         let client = api.client();
+        let operator = api.client_as(Rbac::chart(values));
         let resolver = Arc::new(LocalBrokers::default());
-        let ctx = Arc::new(Context::new(
-            client.clone(),
+        let mut ctx = Context::new(
+            operator.clone(),
             Metrics::new(),
             resolver.clone(),
             Some("test".into()),
-        ));
+        );
+        ctx.service_monitors = matches!(values, ChartValues::ServiceMonitor);
         Env {
             api,
             client,
-            ctx,
+            operator,
+            ctx: Arc::new(ctx),
             resolver,
             brokers: Vec::new(),
         }

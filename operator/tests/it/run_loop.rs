@@ -61,7 +61,7 @@ async fn run_loop_under_leader_election_makes_a_topic_ready() {
         instance: Some("operator-a".into()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(run(env.client.clone(), config, Some(listener), async {
+    let operator = tokio::spawn(run(env.operator.clone(), config, Some(listener), async {
         let _ = stopped.await;
     }));
 
@@ -228,7 +228,7 @@ async fn two_replicas_reconcile_only_while_leading_and_fail_over() {
             instance: Some(identity.into()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(env.client.clone(), config, Some(listener), async {
+        let task = tokio::spawn(run(env.operator.clone(), config, Some(listener), async {
             let _ = stopped.await;
         }));
         (stop, task)
@@ -329,7 +329,7 @@ async fn a_topic_waiting_for_its_cluster_is_reconciled_when_the_cluster_appears(
         instance: Some("operator".into()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn(run(env.client.clone(), config, None, async {
+    let operator = tokio::spawn(run(env.operator.clone(), config, None, async {
         let _ = stopped.await;
     }));
     let spec = TopicSpec {
@@ -382,8 +382,8 @@ async fn a_topic_waiting_for_its_cluster_is_reconciled_when_the_cluster_appears(
 #[tokio::test]
 async fn one_candidate_holds_the_lease_until_it_releases_or_stops_renewing() {
     let env = Env::new();
-    let a = LeaderElector::new(env.client.clone(), lease("a", 300));
-    let b = LeaderElector::new(env.client.clone(), lease("b", 300));
+    let a = LeaderElector::new(env.operator.clone(), lease("a", 300));
+    let b = LeaderElector::new(env.operator.clone(), lease("b", 300));
     assert!(
         a.try_acquire_or_renew().await.expect("a"),
         "a takes the free Lease"
