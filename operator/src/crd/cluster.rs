@@ -110,15 +110,33 @@ fn default_replicas() -> i32 {
     3
 }
 
-/// Persistent storage of each broker.
+/// Persistent storage of each broker. Volumes can grow (the operator expands every broker's
+/// claim in place) but never shrink, and their class is fixed: Kubernetes can do neither to
+/// an existing volume, so both are refused up front.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0"
+    ).message(
+        "storage.size may only grow: a volume cannot shrink (delete the brokers' PersistentVolumeClaims and recreate the Cluster to start smaller)"
+    ),
+    validation = Rule::new(
+        "has(self.storageClass) == has(oldSelf.storageClass) && (!has(self.storageClass) || self.storageClass == oldSelf.storageClass)"
+    ).message(
+        "storage.storageClass is immutable: existing volumes cannot move to another StorageClass"
+    )
+)]
 pub struct StorageSpec {
-    /// Size of each broker's volume (a Kubernetes quantity, e.g. `10Gi`).
+    /// Size of each broker's volume (a Kubernetes quantity, e.g. `10Gi`); may grow when the
+    /// StorageClass allows volume expansion, never shrink.
     #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message(
+        "storage.size must be a Kubernetes quantity such as 10Gi"
+    ))]
     pub size: String,
 
-    /// StorageClass of the volumes; unset uses the cluster's default StorageClass.
+    /// StorageClass of the volumes; unset uses the cluster's default StorageClass; immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
 

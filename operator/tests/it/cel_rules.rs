@@ -211,3 +211,76 @@ fn cluster_config_cannot_override_operator_owned_keys() {
         }
     }
 }
+
+fn cluster_with_storage(storage: Value) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": { "name": "c", "namespace": "default" },
+        "spec": { "storage": storage },
+    })
+}
+
+#[test]
+fn cluster_storage_may_grow_but_never_shrink() {
+    let old = cluster_with_storage(json!({ "size": "10Gi" }));
+    check(
+        "Cluster",
+        &cluster_with_storage(json!({ "size": "20Gi" })),
+        Some(&old),
+    )
+    .expect("growing storage is allowed");
+    check(
+        "Cluster",
+        &cluster_with_storage(json!({ "size": "10240Mi" })),
+        Some(&old),
+    )
+    .expect("the same size spelled otherwise is no change");
+    for smaller in ["5Gi", "10G", "10239Mi"] {
+        refused(
+            "Cluster",
+            &cluster_with_storage(json!({ "size": smaller })),
+            Some(&old),
+            "storage.size may only grow",
+        );
+    }
+    check(
+        "Cluster",
+        &cluster_with_storage(json!({ "size": "1Gi" })),
+        None,
+    )
+    .expect("any size on create");
+    refused(
+        "Cluster",
+        &cluster_with_storage(json!({ "size": "ten gigs" })),
+        None,
+        "must be a Kubernetes quantity",
+    );
+}
+
+#[test]
+fn cluster_storage_class_is_immutable() {
+    let fast = cluster_with_storage(json!({ "size": "10Gi", "storageClass": "fast" }));
+    let default = cluster_with_storage(json!({ "size": "10Gi" }));
+    for (old, new) in [
+        (
+            &fast,
+            cluster_with_storage(json!({ "size": "10Gi", "storageClass": "slow" })),
+        ),
+        (&fast, default.clone()),
+        (&default, fast.clone()),
+    ] {
+        refused(
+            "Cluster",
+            &new,
+            Some(old),
+            "storage.storageClass is immutable",
+        );
+    }
+    check(
+        "Cluster",
+        &cluster_with_storage(json!({ "size": "20Gi", "storageClass": "fast" })),
+        Some(&fast),
+    )
+    .expect("a grow in the same class is allowed");
+}
