@@ -1,7 +1,10 @@
 //! A small in-memory Kubernetes apiserver behind a real `kube::Client`: GET, LIST, WATCH,
 //! POST, PUT (with resourceVersion conflicts), PATCH (apply, merge, JSON patch; status
-//! subresource), DELETE (finalizers hold an object with a deletionTimestamp). It is generic over
-//! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need.
+//! subresource), DELETE (finalizers hold an object with a deletionTimestamp; dependents are
+//! deleted or, with `propagationPolicy: Orphan`, orphaned). It is generic over
+//! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need,
+//! except where a real apiserver refuses an update: immutable StatefulSet fields, and
+//! PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
 //! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
 //!
 //! Two kinds of client talk to it: [`FakeApi::client`] is a cluster admin (tests seed and
@@ -112,6 +115,185 @@ fn spec_part(obj: &Value) -> Value {
     v
 }
 
+/// Fields of a StatefulSet spec an update may change; the apiserver refuses any other change.
+const MUTABLE_STATEFULSET_FIELDS: [&str; 6] = [
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+];
+
+fn invalid(kind: &str, name: &str, cause: &str) -> Response<RespBody> {
+    status_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!("{kind} {name:?} is invalid: {cause}"),
+    )
+}
+
+/// The value in bytes of a Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`), if it is one.
+pub(crate) fn quantity_bytes(q: &str) -> Option<f64> {
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+/// What the apiserver's validation and admission refuse of an update of an existing object
+/// (PUT or any PATCH, server-side apply included): StatefulSet spec fields other than
+/// [`MUTABLE_STATEFULSET_FIELDS`] (422); PersistentVolumeClaim spec fields other than the
+/// requests, a shrinking storage request (422), and a growing one unless the claim is bound
+/// and its StorageClass has `allowVolumeExpansion: true` (403, the PersistentVolumeClaimResize
+/// admission plugin).
+fn validate_update(
+    state: &State,
+    key: &Key,
+    current: &Value,
+    next: &Value,
+    status: bool,
+) -> Result<(), Box<Response<RespBody>>> {
+    if status {
+        return Ok(());
+    }
+    match (key.base.as_str(), key.plural.as_str()) {
+        ("apis/apps/v1", "statefulsets") => {
+            let frozen = |obj: &Value| {
+                let mut spec = obj["spec"].clone();
+                if let Some(o) = spec.as_object_mut() {
+                    for field in MUTABLE_STATEFULSET_FIELDS {
+                        o.remove(field);
+                    }
+                }
+                spec
+            };
+            if frozen(current) != frozen(next) {
+                return Err(Box::new(invalid(
+                    "StatefulSet.apps",
+                    &key.name,
+                    "spec: Forbidden: updates to statefulset spec for fields other than \
+                     'replicas', 'ordinals', 'template', 'updateStrategy', \
+                     'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                )));
+            }
+            Ok(())
+        }
+        ("api/v1", "persistentvolumeclaims") => {
+            let without_requests = |obj: &Value| {
+                let mut spec = obj["spec"].clone();
+                if let Some(resources) = spec["resources"].as_object_mut() {
+                    resources.remove("requests");
+                }
+                if let Some(o) = spec.as_object_mut() {
+                    o.remove("volumeAttributesClassName");
+                }
+                spec
+            };
+            let bound = current["status"]["phase"] == "Bound";
+            let immutable = "spec: Forbidden: spec is immutable after creation except \
+                             resources.requests and volumeAttributesClassName for bound claims";
+            if without_requests(current) != without_requests(next) {
+                return Err(Box::new(invalid(
+                    "PersistentVolumeClaim",
+                    &key.name,
+                    immutable,
+                )));
+            }
+            let size = |obj: &Value| {
+                obj["spec"]["resources"]["requests"]["storage"]
+                    .as_str()
+                    .and_then(quantity_bytes)
+            };
+            let (old, new) = (size(current), size(next));
+            if current["spec"]["resources"]["requests"] == next["spec"]["resources"]["requests"] {
+                return Ok(());
+            }
+            if !bound {
+                return Err(Box::new(invalid(
+                    "PersistentVolumeClaim",
+                    &key.name,
+                    immutable,
+                )));
+            }
+            match (old, new) {
+                (Some(old), Some(new)) if new < old => Err(Box::new(invalid(
+                    "PersistentVolumeClaim",
+                    &key.name,
+                    "spec.resources.requests.storage: Forbidden: field can not be less than \
+                     previous value",
+                ))),
+                (Some(old), Some(new)) if new > old => {
+                    let class = next["spec"]["storageClassName"].as_str().map_or_else(
+                        || default_storage_class(state),
+                        |name| storage_class(state, name),
+                    );
+                    if class.is_some_and(|c| c["allowVolumeExpansion"] == true) {
+                        Ok(())
+                    } else {
+                        Err(Box::new(status_error(
+                            StatusCode::FORBIDDEN,
+                            "Forbidden",
+                            format!(
+                                "persistentvolumeclaims {:?} is forbidden: only dynamically \
+                                 provisioned pvc can be resized and the storageclass that \
+                                 provisions the pvc must support resize",
+                                key.name
+                            ),
+                        )))
+                    }
+                }
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn storage_classes(state: &State) -> impl Iterator<Item = &Value> {
+    state
+        .objects
+        .iter()
+        .filter(|(k, _)| k.base == "apis/storage.k8s.io/v1" && k.plural == "storageclasses")
+        .map(|(_, v)| v)
+}
+
+fn storage_class(state: &State, name: &str) -> Option<Value> {
+    storage_classes(state)
+        .find(|c| c["metadata"]["name"] == name)
+        .cloned()
+}
+
+/// The StorageClass a claim without `storageClassName` gets (the DefaultStorageClass admission
+/// plugin's choice).
+fn default_storage_class(state: &State) -> Option<Value> {
+    storage_classes(state)
+        .find(|c| {
+            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        })
+        .cloned()
+}
+
 enum Target {
     Collection {
         base: String,
@@ -141,6 +323,16 @@ fn parse_path(path: &str) -> Option<Target> {
             base,
             plural: plural.to_string(),
             namespace: Some(ns.to_string()),
+        }),
+        // Cluster-scoped objects (StorageClasses) live under the empty namespace.
+        [plural, name] => Some(Target::Object {
+            key: Key {
+                base,
+                plural: plural.to_string(),
+                namespace: String::new(),
+                name: name.to_string(),
+            },
+            status: false,
         }),
         ["namespaces", ns, plural, name, sub @ ..] => Some(Target::Object {
             key: Key {
@@ -328,6 +520,51 @@ impl FakeApi {
         Self::store(state, tx, key, obj, true)
     }
 
+    /// Deletes the object at `key` (held by its finalizers, if any) and, as the garbage
+    /// collector does once it is gone, its dependents (objects in the same namespace with an
+    /// ownerReference to its uid): with `orphan` they lose that ownerReference and stay, as
+    /// `propagationPolicy: Orphan` asks; otherwise they are deleted in turn.
+    fn delete(
+        state: &mut State,
+        tx: &broadcast::Sender<WatchEvent>,
+        key: Key,
+        orphan: bool,
+    ) -> Value {
+        let mut obj = state.objects.get(&key).cloned().unwrap_or(Value::Null);
+        if obj["metadata"]["deletionTimestamp"].is_null() {
+            obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
+        }
+        let uid = obj["metadata"]["uid"].clone();
+        let namespace = key.namespace.clone();
+        let obj = Self::store(state, tx, key.clone(), obj, false);
+        if state.objects.contains_key(&key) || uid.is_null() {
+            return obj;
+        }
+        let owned_by = |v: &Value| {
+            v["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+        };
+        let dependents: Vec<Key> = state
+            .objects
+            .iter()
+            .filter(|(k, v)| k.namespace == namespace && owned_by(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for dep in dependents {
+            if orphan {
+                let mut d = state.objects[&dep].clone();
+                if let Some(refs) = d["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != uid);
+                }
+                Self::store(state, tx, dep, d, false);
+            } else if state.objects.contains_key(&dep) {
+                Self::delete(state, tx, dep, false);
+            }
+        }
+        obj
+    }
+
     async fn handle(&self, req: Request<Body>) -> Response<RespBody> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -453,6 +690,9 @@ impl FakeApi {
                     );
                 }
                 let next = Self::next(&current, body, status);
+                if let Err(refused) = validate_update(&state, &key, &current, &next, status) {
+                    return *refused;
+                }
                 let obj = Self::store(&mut state, &self.events, key, next, false);
                 full(StatusCode::OK, &obj)
             }
@@ -501,22 +741,26 @@ impl FakeApi {
                     merge(&mut patched, &body);
                 }
                 let next = Self::next(&current, patched, status);
+                if let Err(refused) = validate_update(&state, &key, &current, &next, status) {
+                    return *refused;
+                }
                 let obj = Self::store(&mut state, &self.events, key, next, false);
                 full(StatusCode::OK, &obj)
             }
             (Method::DELETE, Target::Object { key, .. }) => {
                 let mut state = self.lock();
-                let Some(mut obj) = state.objects.get(&key).cloned() else {
+                if !state.objects.contains_key(&key) {
                     return status_error(
                         StatusCode::NOT_FOUND,
                         "NotFound",
                         format!("{} not found", key.name),
                     );
-                };
-                if obj["metadata"]["deletionTimestamp"].is_null() {
-                    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
                 }
-                let obj = Self::store(&mut state, &self.events, key, obj, false);
+                let policy = body["propagationPolicy"]
+                    .as_str()
+                    .or(q.get("propagationPolicy").map(String::as_str))
+                    .unwrap_or("Background");
+                let obj = Self::delete(&mut state, &self.events, key, policy == "Orphan");
                 full(StatusCode::OK, &obj)
             }
             (m, _) => status_error(

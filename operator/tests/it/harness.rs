@@ -2,7 +2,7 @@
 //! real `runnel-broker` processes started for a Cluster's StatefulSet replicas (the harness
 //! plays the kubelet).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use runnel_operator::controller::{self, Context};
 use runnel_operator::crd::{Cluster, ClusterSpec, StorageSpec, Topic};
@@ -105,6 +106,14 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// The broker's process id: the same id before and after an operation means the broker
+    /// was not restarted.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -149,7 +158,8 @@ pub(crate) struct Env {
     pub(crate) operator: kube::Client,
     pub(crate) ctx: Arc<Context>,
     pub(crate) resolver: Arc<LocalBrokers>,
-    pub(crate) brokers: Vec<Broker>,
+    /// The broker running for each pod, by pod name (namespace NS).
+    pub(crate) brokers: BTreeMap<String, Broker>,
 }
 
 pub(crate) fn cluster_spec(replicas: i32) -> ClusterSpec {
@@ -211,24 +221,130 @@ impl Env {
             operator,
             ctx: Arc::new(ctx),
             resolver,
-            brokers: Vec::new(),
+            brokers: BTreeMap::new(),
         }
     }
 
-    /// Plays the kubelet for the Cluster's StatefulSet: starts one broker per replica and
-    /// reports them ready in the StatefulSet status.
+    /// Plays the StatefulSet controller and the kubelet for the Cluster's StatefulSet, from
+    /// current state: for each replica, a Pod object that runs a broker (a Pod left behind by
+    /// an orphaning delete is adopted with its broker kept; a broker whose Pod object is gone
+    /// is stopped and started again, as a replaced pod would be), a bound claim
+    /// `data-<pod>` from the volumeClaimTemplate (a grown request is expanded at once, as an
+    /// online expansion ends); then the StatefulSet status reports every replica ready.
     pub(crate) async fn kubelet(&mut self, cluster: &str) {
+        let sts_name = format!("{cluster}-brokers");
         let sts_api: Api<StatefulSet> = Api::namespaced(self.client.clone(), NS);
         let sts = sts_api
-            .get(&format!("{cluster}-brokers"))
+            .get(&sts_name)
             .await
             .expect("the Cluster reconciler created the StatefulSet");
         let replicas = sts.spec.replicas.unwrap_or(1);
+        let owner = json!([{
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts_name,
+            "uid": sts.metadata.uid, "controller": true, "blockOwnerDeletion": true,
+        }]);
+        let spec = serde_json::to_value(&sts.spec).expect("json");
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), NS);
         let mut addrs = Vec::new();
-        for _ in 0..replicas {
-            let b = Broker::start();
-            addrs.push(b.kafka_addr.clone());
-            self.brokers.push(b);
+        for ordinal in 0..replicas {
+            let pod_name = format!("{sts_name}-{ordinal}");
+            let pod = pods.get_opt(&pod_name).await.expect("get Pod");
+            match (&pod, self.brokers.contains_key(&pod_name)) {
+                (Some(pod), true) => {
+                    if pod
+                        .metadata
+                        .owner_references
+                        .as_ref()
+                        .is_none_or(Vec::is_empty)
+                    {
+                        pods.patch(
+                            &pod_name,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"metadata": {"ownerReferences": owner}})),
+                        )
+                        .await
+                        .expect("adopt Pod");
+                    }
+                }
+                (_, running) => {
+                    if running {
+                        // The Pod object was deleted: its containers stop.
+                        self.brokers.remove(&pod_name);
+                    }
+                    let broker = Broker::start();
+                    let mut labels = spec["template"]["metadata"]["labels"].clone();
+                    labels["apps.kubernetes.io/pod-index"] = json!(ordinal.to_string());
+                    let object = json!({
+                        "metadata": {
+                            "name": pod_name, "labels": labels, "ownerReferences": owner,
+                            "annotations": {"runnel.test/pid": broker.pid().to_string()},
+                        },
+                        "spec": spec["template"]["spec"],
+                        "status": {"phase": "Running"},
+                    });
+                    if pod.is_some() {
+                        pods.delete(&pod_name, &DeleteParams::default())
+                            .await
+                            .expect("replace Pod");
+                    }
+                    pods.create(
+                        &PostParams::default(),
+                        &serde_json::from_value(object).expect("Pod"),
+                    )
+                    .await
+                    .expect("create Pod");
+                    self.brokers.insert(pod_name.clone(), broker);
+                }
+            }
+            addrs.push(self.brokers[&pod_name].kafka_addr.clone());
+            for template in spec["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let claim_name = format!(
+                    "{}-{pod_name}",
+                    template["metadata"]["name"]
+                        .as_str()
+                        .expect("template name")
+                );
+                match claims.get_opt(&claim_name).await.expect("get claim") {
+                    None => {
+                        let mut claim = template.clone();
+                        claim["metadata"]["name"] = json!(claim_name);
+                        claim["status"] = json!({
+                            "phase": "Bound",
+                            "capacity": template["spec"]["resources"]["requests"],
+                        });
+                        claims
+                            .create(
+                                &PostParams::default(),
+                                &serde_json::from_value(claim).expect("claim"),
+                            )
+                            .await
+                            .expect("create claim");
+                    }
+                    Some(claim) => {
+                        let requests = claim
+                            .spec
+                            .and_then(|s| s.resources)
+                            .and_then(|r| r.requests)
+                            .unwrap_or_default();
+                        let capacity = claim.status.and_then(|s| s.capacity).unwrap_or_default();
+                        if requests.get("storage") != capacity.get("storage") {
+                            claims
+                                .patch_status(
+                                    &claim_name,
+                                    &PatchParams::default(),
+                                    &Patch::Merge(json!({"status": {"capacity": requests}})),
+                                )
+                                .await
+                                .expect("expand claim");
+                        }
+                    }
+                }
+            }
         }
         self.resolver.set(NS, cluster, addrs.join(","));
         let status = json!({"status": {
@@ -237,23 +353,21 @@ impl Env {
             "currentRevision": "r1", "updateRevision": "r1",
         }});
         sts_api
-            .patch_status(
-                &format!("{cluster}-brokers"),
-                &PatchParams::default(),
-                &Patch::Merge(status),
-            )
+            .patch_status(&sts_name, &PatchParams::default(), &Patch::Merge(status))
             .await
             .expect("StatefulSet status");
     }
 
     /// Creates a Cluster, reconciles it, starts its brokers and reconciles it again (Ready).
     pub(crate) async fn ready_cluster(&mut self, name: &str, replicas: i32) -> Cluster {
+        self.ready_cluster_with(name, cluster_spec(replicas)).await
+    }
+
+    /// [`Env::ready_cluster`] with a whole spec.
+    pub(crate) async fn ready_cluster_with(&mut self, name: &str, spec: ClusterSpec) -> Cluster {
         let api: Api<Cluster> = Api::namespaced(self.client.clone(), NS);
         let c = api
-            .create(
-                &PostParams::default(),
-                &Cluster::new(name, cluster_spec(replicas)),
-            )
+            .create(&PostParams::default(), &Cluster::new(name, spec))
             .await
             .expect("create Cluster");
         controller::cluster::reconcile(Arc::new(c), self.ctx.clone())
