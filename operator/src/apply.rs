@@ -35,7 +35,8 @@ where
 }
 
 /// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
-/// StatefulSet). With `service_monitors` (the operator may manage them) the ServiceMonitor is
+/// StatefulSet; the StatefulSet only with `stateful_set`, which is false while an old one is
+/// still being deleted to be replaced). With `service_monitors` (the operator may manage them) the ServiceMonitor is
 /// applied when the Cluster asks for one and deleted when not; without it no ServiceMonitor
 /// request is made at all, since the operator's role then has no rule for them and a real
 /// apiserver answers 403 even for a delete of nothing.
@@ -43,6 +44,7 @@ pub async fn apply_cluster_objects(
     client: &Client,
     cluster: &Cluster,
     service_monitors: bool,
+    stateful_set: bool,
 ) -> Result<(), Error> {
     let ns = cluster
         .metadata
@@ -77,11 +79,13 @@ pub async fn apply_cluster_objects(
         &resources::pod_disruption_budget(cluster)?,
     )
     .await?;
-    apply(
-        &Api::namespaced(client.clone(), ns),
-        &resources::stateful_set(cluster)?,
-    )
-    .await?;
+    if stateful_set {
+        apply(
+            &Api::namespaced(client.clone(), ns),
+            &resources::stateful_set(cluster)?,
+        )
+        .await?;
+    }
     if !service_monitors {
         return Ok(());
     }
@@ -226,7 +230,7 @@ mod tests {
                     .expect("response"),
             );
         });
-        apply_cluster_objects(&client, &c, true)
+        apply_cluster_objects(&client, &c, true, true)
             .await
             .expect("applied");
         server.await.expect("mock apiserver saw every request");
@@ -259,7 +263,7 @@ mod tests {
             )
             .await;
         });
-        apply_cluster_objects(&client, &c, true)
+        apply_cluster_objects(&client, &c, true, true)
             .await
             .expect("applied");
         server.await.expect("mock apiserver saw the ServiceMonitor");
@@ -284,7 +288,7 @@ mod tests {
                 }
                 paths
             });
-            apply_cluster_objects(&client, &c, false)
+            apply_cluster_objects(&client, &c, false, true)
                 .await
                 .expect("applied");
             drop(client);

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod resources;
 pub mod run;
 pub mod status;
+pub mod storage;
 
 pub use crd::{crds, crds_yaml};
 

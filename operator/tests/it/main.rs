@@ -9,3 +9,4 @@ mod real_cluster;
 mod reconcile;
 mod run_loop;
 mod service_monitors;
+mod storage;
