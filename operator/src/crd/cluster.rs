@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::core::{Message, Rule};
 use kube::{CustomResource, KubeSchema};
@@ -91,6 +93,10 @@ pub struct ClusterSpec {
     #[schemars(extend("maxProperties" = 64))]
     pub config: BTreeMap<String, String>,
 
+    /// The `runnel-agent` sidecar of each broker pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSpec>,
+
     /// Node label whose values are racks (failure domains, e.g. `topology.kubernetes.io/zone`);
     /// brokers are spread evenly across them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +151,16 @@ pub struct StorageSpec {
     pub delete_claim: bool,
 }
 
+/// The `runnel-agent` sidecar of each broker pod.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// Compute resources of the agent container; unset gives requests of 50m CPU and 64Mi
+    /// memory and a 128Mi memory limit. When set it replaces those defaults whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
 /// Overrides for the broker pod template.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,6 +180,19 @@ pub struct PodTemplateOverrides {
     /// Extra labels on the broker pods (the operator's own labels take precedence).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+
+    /// Secrets (in the Cluster's namespace) used to pull the broker and agent images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Node labels a node must have to run a broker pod.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// PriorityClass of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
 }
 
 /// Metrics scraping of the brokers.

@@ -3,6 +3,8 @@
 
 mod configmap;
 mod pdb;
+#[cfg(test)]
+mod pod_security;
 mod serviceaccount;
 mod servicemonitor;
 mod services;
@@ -147,6 +149,7 @@ pub(crate) mod tests {
             },
             resources: None,
             config: BTreeMap::new(),
+            agent: None,
             rack_label: None,
             pod_template: None,
             metrics: None,

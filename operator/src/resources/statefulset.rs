@@ -6,10 +6,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, TopologySpreadConstraint, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -62,6 +62,36 @@ pub(crate) fn agent_image(broker_image: Option<&str>) -> String {
     match tag {
         Some(tag) => format!("{prefix}runnel-agent:{tag}"),
         None => format!("{prefix}runnel-agent"),
+    }
+}
+
+/// Container security context required by the Pod Security "restricted" profile: no privilege
+/// escalation, every capability dropped, never root (the pod sets the seccomp profile).
+fn restricted_container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+/// Agent resources when `spec.agent.resources` is unset: the sidecar only relays a few gRPC
+/// calls to its broker, but an unbounded container would count against nothing.
+fn default_agent_resources() -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+            .collect::<BTreeMap<_, _>>()
+    };
+    ResourceRequirements {
+        requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
+        limits: Some(quantities(&[("memory", "128Mi")])),
+        ..ResourceRequirements::default()
     }
 }
 
@@ -188,6 +218,7 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             ..http_probe("/healthz", 10, 6)
         }),
         resources: spec.resources.clone(),
+        security_context: Some(restricted_container_security_context()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".into(),
@@ -228,6 +259,13 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
+        resources: Some(
+            spec.agent
+                .as_ref()
+                .and_then(|a| a.resources.clone())
+                .unwrap_or_else(default_agent_resources),
+        ),
+        security_context: Some(restricted_container_security_context()),
         ..Container::default()
     };
 
@@ -246,11 +284,16 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
 
     let pod_spec = PodSpec {
         // The broker image runs as 65532 (distroless nonroot); fsGroup makes the volume writable.
+        // With the containers' contexts this passes the Pod Security "restricted" profile.
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(BROKER_UID),
             run_as_group: Some(BROKER_UID),
             fs_group: Some(BROKER_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
             ..PodSecurityContext::default()
         }),
         service_account_name: Some(service_account_name(owner.name)),
@@ -266,6 +309,11 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         }]),
         affinity: overrides.affinity.clone(),
         tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+        image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
+            .then(|| overrides.image_pull_secrets.clone()),
+        node_selector: (!overrides.node_selector.is_empty())
+            .then(|| overrides.node_selector.clone()),
+        priority_class_name: overrides.priority_class_name.clone(),
         topology_spread_constraints,
         ..PodSpec::default()
     };
@@ -335,9 +383,11 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::AgentSpec;
     use crate::crd::PodTemplateOverrides;
+    use crate::resources::pod_security::restricted_violations;
     use crate::resources::tests::{cluster, labels_json, owner_ref_json, spec};
-    use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+    use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements, Toleration};
     use serde_json::json;
 
     fn selector() -> serde_json::Value {
@@ -345,6 +395,14 @@ mod tests {
             "app.kubernetes.io/name": "runnel",
             "app.kubernetes.io/instance": "demo",
             "app.kubernetes.io/component": "broker",
+        })
+    }
+
+    fn restricted_container_json() -> serde_json::Value {
+        json!({
+            "allowPrivilegeEscalation": false,
+            "capabilities": { "drop": ["ALL"] },
+            "runAsNonRoot": true,
         })
     }
 
@@ -380,6 +438,7 @@ mod tests {
                                 "runAsUser": 65532,
                                 "runAsGroup": 65532,
                                 "fsGroup": 65532,
+                                "seccompProfile": { "type": "RuntimeDefault" },
                             },
                             "serviceAccountName": "demo-broker",
                             "terminationGracePeriodSeconds": 120,
@@ -416,6 +475,7 @@ mod tests {
                                     "periodSeconds": 10,
                                     "failureThreshold": 6,
                                 },
+                                "securityContext": restricted_container_json(),
                                 "volumeMounts": [
                                     { "name": "data", "mountPath": "/var/lib/runnel" },
                                     { "name": "config", "mountPath": "/etc/runnel", "readOnly": true },
@@ -436,6 +496,11 @@ mod tests {
                                 "ports": [
                                     { "name": "agent", "containerPort": 9645, "protocol": "TCP" },
                                 ],
+                                "resources": {
+                                    "requests": { "cpu": "50m", "memory": "64Mi" },
+                                    "limits": { "memory": "128Mi" },
+                                },
+                                "securityContext": restricted_container_json(),
                             }],
                             "volumes": [{ "name": "config", "configMap": { "name": "demo-config" } }],
                         },
@@ -481,6 +546,11 @@ mod tests {
                 ..Toleration::default()
             }],
             annotations: BTreeMap::from([("team".to_string(), "data".to_string())]),
+            image_pull_secrets: vec![LocalObjectReference {
+                name: "registry".into(),
+            }],
+            node_selector: BTreeMap::from([("disk".to_string(), "ssd".to_string())]),
+            priority_class_name: Some("streaming-critical".into()),
             labels: BTreeMap::from([
                 ("tier".to_string(), "streaming".to_string()),
                 // Must not replace the operator's selector label.
@@ -510,6 +580,9 @@ mod tests {
             pod["tolerations"],
             json!([{ "key": "dedicated", "operator": "Exists" }])
         );
+        assert_eq!(pod["imagePullSecrets"], json!([{ "name": "registry" }]));
+        assert_eq!(pod["nodeSelector"], json!({ "disk": "ssd" }));
+        assert_eq!(pod["priorityClassName"], "streaming-critical");
         assert_eq!(
             pod["topologySpreadConstraints"],
             json!([{
@@ -530,6 +603,79 @@ mod tests {
         assert_eq!(
             spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
             "Delete"
+        );
+    }
+
+    #[test]
+    fn broker_pods_pass_the_restricted_pod_security_profile() {
+        let mut s = spec();
+        s.rack_label = Some("topology.kubernetes.io/zone".into());
+        s.pod_template = Some(PodTemplateOverrides {
+            annotations: BTreeMap::from([("team".to_string(), "data".to_string())]),
+            ..PodTemplateOverrides::default()
+        });
+        for s in [spec(), s] {
+            let sts = stateful_set(&cluster(s)).expect("valid");
+            assert_eq!(
+                restricted_violations(&sts.spec.template),
+                Vec::<String>::new()
+            );
+        }
+    }
+
+    #[test]
+    fn restricted_checker_refuses_the_template_without_security_contexts() {
+        let mut template = stateful_set(&cluster(spec())).expect("valid").spec.template;
+        let pod = template.spec.as_mut().expect("pod spec");
+        pod.security_context = None;
+        for c in &mut pod.containers {
+            c.security_context = None;
+        }
+        let errors = restricted_violations(&template);
+        for expected in [
+            "container broker: allowPrivilegeEscalation must be false",
+            "container broker: capabilities.drop must include ALL",
+            "container broker: runAsNonRoot must be true",
+            "container broker: seccompProfile.type must be set",
+            "container agent: allowPrivilegeEscalation must be false",
+            "container agent: seccompProfile.type must be set",
+        ] {
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "{expected} missing from {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn agent_gets_default_resources_unless_the_spec_sets_them() {
+        let agent_resources = |s| {
+            let sts =
+                serde_json::to_value(stateful_set(&cluster(s)).expect("valid")).expect("json");
+            let containers = &sts["spec"]["template"]["spec"]["containers"];
+            assert_eq!(containers[1]["name"], "agent");
+            containers[1]["resources"].clone()
+        };
+        assert_eq!(
+            agent_resources(spec()),
+            json!({
+                "requests": { "cpu": "50m", "memory": "64Mi" },
+                "limits": { "memory": "128Mi" },
+            })
+        );
+        let mut s = spec();
+        s.agent = Some(AgentSpec {
+            resources: Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("256Mi".into()),
+                )])),
+                ..ResourceRequirements::default()
+            }),
+        });
+        assert_eq!(
+            agent_resources(s),
+            json!({ "limits": { "memory": "256Mi" } })
         );
     }
 

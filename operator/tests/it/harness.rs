@@ -173,6 +173,7 @@ pub(crate) fn cluster_spec(replicas: i32) -> ClusterSpec {
         },
         resources: None,
         config: Default::default(),
+        agent: None,
         rack_label: None,
         pod_template: None,
         metrics: None,
