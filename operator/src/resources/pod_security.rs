@@ -234,8 +234,10 @@ pub(crate) fn restricted_violations(template: &PodTemplateSpec) -> Vec<String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Capabilities, ContainerPort, HostPathVolumeSource, PodSecurityContext, Volume,
+        Capabilities, ContainerPort, HostPathVolumeSource, PodSecurityContext, Sysctl, Volume,
     };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::collections::BTreeMap;
 
     fn compliant() -> PodTemplateSpec {
         PodTemplateSpec {
@@ -325,6 +327,39 @@ mod tests {
                 "{expected}: {errors:?}"
             );
         }
+        let mut t = compliant();
+        let psc = t
+            .spec
+            .as_mut()
+            .and_then(|p| p.security_context.as_mut())
+            .expect("psc");
+        psc.sysctls = Some(vec![Sysctl {
+            name: "kernel.msgmax".into(),
+            value: "1".into(),
+        }]);
+        psc.se_linux_options = Some(SELinuxOptions {
+            type_: Some("spc_t".into()),
+            ..SELinuxOptions::default()
+        });
+        t.metadata = Some(ObjectMeta {
+            annotations: Some(BTreeMap::from([(
+                "container.apparmor.security.beta.kubernetes.io/c".to_string(),
+                "unconfined".to_string(),
+            )])),
+            ..ObjectMeta::default()
+        });
+        let errors = restricted_violations(&t);
+        for expected in [
+            "sysctl kernel.msgmax",
+            "seLinuxOptions.type spc_t",
+            "AppArmor",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected}: {errors:?}"
+            );
+        }
+
         let mut t = compliant();
         t.spec.as_mut().expect("spec").containers[0].ports = Some(vec![ContainerPort {
             container_port: 80,
