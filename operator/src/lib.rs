@@ -1,6 +1,18 @@
 //! The Runnel Kubernetes operator: the `runnel.dev/v1alpha1` custom resource types
 //! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, pure builders for the Kubernetes
 //! objects a `Cluster` owns, and the controllers (`run`) that reconcile them.
+//!
+//! Modules:
+//! - [`crd`]: the custom resource types (one module per kind) and CRD generation.
+//! - [`run`]: `runnel-operator run`: HTTP endpoint, leader election, the controllers.
+//! - [`controller`]: the reconcilers (one module per kind) and their shared `Context`.
+//! - [`resources`]: pure builders of the objects a `Cluster` owns.
+//! - [`apply`]: writing a Cluster's objects and status with server-side apply.
+//! - [`status`], [`storage`], [`plan`], [`lag`]: the sans-IO cores of the Cluster,
+//!   storage, Topic and Consumer decisions.
+//! - [`kafka`]: reaching a Cluster's brokers over the Kafka protocol.
+//! - [`leader`]: leader election with a Lease; [`http`]: `/metrics`, `/healthz`,
+//!   `/readyz`; [`metrics`]: the operator's Prometheus metrics.
 
 pub mod apply;
 pub mod controller;

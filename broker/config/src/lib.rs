@@ -9,6 +9,13 @@
 //!
 //! The crate is kept light (serde, toml, thiserror) because the operator uses it
 //! too: its list of keys a `Cluster` may set is [`KEYS`] itself.
+//!
+//! Modules:
+//! - `broker_config`: the declaration of every key, loading (TOML, `RUNNEL_*`,
+//!   flags) and validation ([`BrokerConfig`]).
+//! - `declare`: the macro that turns the declaration into the struct and [`KEYS`].
+//! - `key`: what is known about one key ([`Key`], [`KeyKind`], [`ClusterAccess`]).
+//! - [`dynamic`]: the configs changed at runtime through the admin API.
 
 mod broker_config;
 mod declare;

@@ -4,8 +4,8 @@
 //! would build them, so a test never depends on a hand-written codec that could
 //! agree with ours on a bug. [`record`] makes one record with a producer's
 //! defaults; [`encode`] numbers records from 0 (the log assigns real offsets)
-//! and encodes them as one magic-v2 batch; [`values_batch`] and
-//! [`producer_batch`] cover the common shapes.
+//! and encodes them as one magic-v2 batch ([`encode_at`] at a given base
+//! offset); [`producer_batch`] makes it an idempotent producer's.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
@@ -66,16 +66,6 @@ pub fn encode_at(base_offset: i64, records: &[Record], compression: Compression)
     buf.freeze()
 }
 
-/// A batch of keyless records with these values, timestamps `ts0`, `ts0 + 1`, ...
-pub fn values_batch(values: &[&str], ts0: i64, compression: Compression) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .zip(ts0..)
-        .map(|(v, ts)| record(None, Some(v.as_bytes()), ts))
-        .collect();
-    encode(&records, compression)
-}
-
 /// `records` as an idempotent producer sends them: the producer id and epoch
 /// on every record, sequences from `base_sequence`.
 pub fn producer_batch(
@@ -124,14 +114,5 @@ mod tests {
         assert_eq!(records[1].timestamp, 11);
         assert_eq!(records[1].value, None, "a tombstone stays null");
         assert_eq!(records[0].value.as_deref(), Some(&b"v0"[..]));
-    }
-
-    #[test]
-    fn values_batch_numbers_timestamps_from_ts0() {
-        let mut buf = values_batch(&["a", "b", "c"], 100, Compression::None);
-        let sets = RecordBatchDecoder::decode_all(&mut buf).expect("decodes");
-        let ts: Vec<i64> = sets[0].records.iter().map(|r| r.timestamp).collect();
-        assert_eq!(ts, [100, 101, 102]);
-        assert!(sets[0].records.iter().all(|r| r.key.is_none()));
     }
 }

@@ -134,6 +134,8 @@ fn invalid(kind: &str, name: &str, cause: &str) -> Response<RespBody> {
 }
 
 /// The value in bytes of a Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`, `1e9`), if it is one.
+/// Written apart from the operator's `storage::quantity_value` on purpose: the fake plays the
+/// apiserver, and sharing the operator's parser would let both agree on a bug.
 pub(crate) fn quantity_bytes(q: &str) -> Option<f64> {
     let split = q
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
