@@ -7,22 +7,30 @@ use std::time::Duration;
 use runnel_client::{Client, ClientConfig};
 
 use crate::crd::Cluster;
-use crate::resources::bootstrap_address;
+use crate::resources::{agent_endpoint, bootstrap_address};
 use crate::Error;
 
-/// Maps a `Cluster` to the `host:port` list its brokers answer Kafka requests on.
+/// Maps a `Cluster` to the `host:port` list its brokers answer Kafka requests on, and each
+/// broker to its sidecar agent.
 pub trait BootstrapResolver: Send + Sync {
     /// The bootstrap servers of `cluster`.
     fn bootstrap(&self, cluster: &Cluster) -> Result<String, Error>;
+    /// The gRPC endpoint (`http://host:port`) of the agent beside broker `ordinal` of `cluster`.
+    fn agent(&self, cluster: &Cluster, ordinal: i32) -> Result<String, Error>;
 }
 
-/// The in-cluster resolver: the Cluster's bootstrap Service (`<name>-bootstrap.<ns>.svc:9092`).
+/// The in-cluster resolver: the Cluster's bootstrap Service (`<name>-bootstrap.<ns>.svc:9092`)
+/// and each pod's DNS name on the headless Service for its agent.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServiceDns;
 
 impl BootstrapResolver for ServiceDns {
     fn bootstrap(&self, cluster: &Cluster) -> Result<String, Error> {
         bootstrap_address(cluster)
+    }
+
+    fn agent(&self, cluster: &Cluster, ordinal: i32) -> Result<String, Error> {
+        agent_endpoint(cluster, ordinal)
     }
 }
 

@@ -14,7 +14,7 @@ pub use configmap::{cluster_id_from_uid, config_map, render_broker_config, CONFI
 pub use pdb::pod_disruption_budget;
 pub use serviceaccount::service_account;
 pub use servicemonitor::{service_monitor, service_monitor_resource};
-pub use services::{bootstrap_address, bootstrap_service, headless_service};
+pub use services::{agent_endpoint, bootstrap_address, bootstrap_service, headless_service};
 pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION};
 
 use std::collections::BTreeMap;

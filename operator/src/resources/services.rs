@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::statefulset::AGENT_PORT;
 use super::{headless_service_name, owned_meta, owner, selector_labels, ADMIN_PORT, KAFKA_PORT};
 use crate::crd::Cluster;
 use crate::Error;
@@ -21,6 +22,14 @@ fn ports() -> Vec<ServicePort> {
             name: Some("admin".into()),
             port: ADMIN_PORT,
             target_port: Some(IntOrString::String("admin".into())),
+            protocol: Some("TCP".into()),
+            ..ServicePort::default()
+        },
+        // The operator calls each broker's agent through its pod DNS name on this port.
+        ServicePort {
+            name: Some("agent".into()),
+            port: AGENT_PORT,
+            target_port: Some(IntOrString::String("agent".into())),
             protocol: Some("TCP".into()),
             ..ServicePort::default()
         },
@@ -69,6 +78,17 @@ pub fn bootstrap_address(cluster: &Cluster) -> Result<String, Error> {
     ))
 }
 
+/// The gRPC endpoint of the agent beside broker `ordinal`, through the headless Service:
+/// `http://<cluster>-brokers-<ordinal>.<cluster>-brokers.<ns>.svc:9645`.
+pub fn agent_endpoint(cluster: &Cluster, ordinal: i32) -> Result<String, Error> {
+    let owner = owner(cluster)?;
+    let headless = headless_service_name(owner.name);
+    Ok(format!(
+        "http://{headless}-{ordinal}.{headless}.{}.svc:{AGENT_PORT}",
+        owner.namespace
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +104,7 @@ mod tests {
     }
 
     #[test]
-    fn headless_service_exposes_kafka_and_admin_of_every_broker() {
+    fn headless_service_exposes_kafka_admin_and_agent_of_every_broker() {
         let svc = headless_service(&cluster(spec())).expect("valid");
         assert_eq!(
             serde_json::to_value(&svc).expect("serializes"),
@@ -104,9 +124,18 @@ mod tests {
                     "ports": [
                         { "name": "kafka", "port": 9092, "targetPort": "kafka", "protocol": "TCP" },
                         { "name": "admin", "port": 9644, "targetPort": "admin", "protocol": "TCP" },
+                        { "name": "agent", "port": 9645, "targetPort": "agent", "protocol": "TCP" },
                     ],
                 }
             })
+        );
+    }
+
+    #[test]
+    fn agent_endpoint_is_the_pod_dns_name_on_the_agent_port() {
+        assert_eq!(
+            agent_endpoint(&cluster(spec()), 2).expect("valid"),
+            "http://demo-brokers-2.demo-brokers.kafka.svc:9645"
         );
     }
 

@@ -147,6 +147,11 @@ impl BootstrapResolver for LocalBrokers {
             .cloned()
             .unwrap_or_else(|| "127.0.0.1:1".into()))
     }
+
+    fn agent(&self, _cluster: &Cluster, _ordinal: i32) -> Result<String, Error> {
+        // No agents run beside the harness's brokers yet: a closed port.
+        Ok("http://127.0.0.1:1".into())
+    }
 }
 
 /// A fake apiserver, a Context on it, and the brokers started so far.
