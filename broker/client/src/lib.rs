@@ -11,6 +11,7 @@
 //! - `admin`: topics, partitions, configs and offsets lookups.
 //! - `cluster`: quorum description, leader elections, reassignments in flight.
 //! - [`reassign`]: partition reassignments and the replication throttle.
+//! - [`balance`]: sans-IO placement plans (drain a broker, even out replicas and leaders).
 //! - `produce`: the batching [`Producer`]; [`partitioner`]: murmur2 like the Java client.
 //! - `fetch`: the group-less [`Consumer`] and record decoding (bounded).
 //! - [`group`]: consumer groups: admin APIs, the member ([`GroupConsumer`]),
@@ -18,6 +19,7 @@
 //! - `error`: [`Error`] with Kafka's error names.
 
 mod admin;
+pub mod balance;
 mod client;
 mod cluster;
 mod connection;
