@@ -27,6 +27,28 @@ fn main() {
             "BrokerStatusRequest",
             "BrokerStatusResponse",
         ))
+        .method(method(
+            "can_restart",
+            "CanRestart",
+            "CanRestartRequest",
+            "CanRestartResponse",
+        ))
+        .method(
+            tonic_build::manual::Method::builder()
+                .name("drain")
+                .route_name("Drain")
+                .input_type("crate::proto::DrainRequest")
+                .output_type("crate::proto::DrainProgress")
+                .codec_path("tonic_prost::ProstCodec")
+                .server_streaming()
+                .build(),
+        )
+        .method(method(
+            "cancel_drain",
+            "CancelDrain",
+            "CancelDrainRequest",
+            "CancelDrainResponse",
+        ))
         .build();
     tonic_build::manual::Builder::new().compile(&[service]);
     println!("cargo:rerun-if-changed=build.rs");

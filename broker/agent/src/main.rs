@@ -28,6 +28,9 @@ struct Args {
     /// Node id of the broker (the pod ordinal); optional in a one-broker cluster.
     #[arg(long, env = "RUNNEL_NODE_ID")]
     node_id: Option<i32>,
+    /// The broker's data directory (mounted into the agent), for BrokerStatus's data_dir_bytes.
+    #[arg(long, env = "RUNNEL_AGENT_DATA_DIR")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -47,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
         broker_admin: args.broker_admin,
         broker_kafka: args.broker_kafka,
         node_id: args.node_id,
+        data_dir: args.data_dir,
     });
     // Tests and scripts wait for this line to learn the bound port.
     println!("runnel-agent ready grpc={addr}");

@@ -37,4 +37,98 @@ pub struct BrokerStatusResponse {
     /// Partitions this broker holds a replica of (led or followed).
     #[prost(uint32, tag = "5")]
     pub replica_partitions: u32,
+    /// `topic-partition` hosted here whose ISR would drop below `min.insync.replicas`
+    /// if this broker stopped.
+    #[prost(string, repeated, tag = "6")]
+    pub at_risk_partitions: Vec<String>,
+    /// Partitions of the whole cluster whose ISR is smaller than their replica set.
+    #[prost(uint32, tag = "7")]
+    pub cluster_under_replicated_partitions: u32,
+    /// Partitions of the whole cluster without a live leader.
+    #[prost(uint32, tag = "8")]
+    pub cluster_offline_partitions: u32,
+    /// This broker's role in the metadata quorum ([`QuorumRole`]).
+    #[prost(enumeration = "QuorumRole", tag = "9")]
+    pub quorum_role: i32,
+    /// Bytes of the files under the broker's data directory (0 when the agent was given none).
+    #[prost(uint64, tag = "10")]
+    pub data_dir_bytes: u64,
+    /// Node id of the metadata quorum's leader (the controller), -1 when unknown.
+    #[prost(int32, tag = "11")]
+    pub quorum_leader_id: i32,
+    /// Partitions this broker holds a replica of (the same as `replica_partitions`).
+    #[prost(uint32, tag = "12")]
+    pub hosted_partitions: u32,
+}
+
+/// A broker's role in the metadata quorum, as DescribeQuorum reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum QuorumRole {
+    /// Not known (the quorum could not be described).
+    Unspecified = 0,
+    /// The Raft leader (the controller).
+    Leader = 1,
+    /// A voter that does not lead.
+    Voter = 2,
+    /// Listed as an observer, or not listed at all.
+    Observer = 3,
+}
+
+/// Request of `CanRestart` (empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CanRestartRequest {}
+
+/// Reply of `CanRestart`: whether stopping this broker now loses availability.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CanRestartResponse {
+    /// True when no rule below fails.
+    #[prost(bool, tag = "1")]
+    pub safe: bool,
+    /// One human sentence per failed rule (empty when safe).
+    #[prost(string, repeated, tag = "2")]
+    pub reasons: Vec<String>,
+    /// `topic-partition` whose ISR would drop below `min.insync.replicas`.
+    #[prost(string, repeated, tag = "3")]
+    pub at_risk_partitions: Vec<String>,
+}
+
+/// Request of `Drain`: move every replica off this broker.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DrainRequest {
+    /// Replication throttle for the moves in bytes/s; 0 = unthrottled.
+    #[prost(uint64, tag = "1")]
+    pub throttle_bytes_per_second: u64,
+    /// Brokers that must not receive replicas (others being removed at the same time).
+    #[prost(int32, repeated, tag = "2")]
+    pub avoid_brokers: Vec<i32>,
+}
+
+/// One progress report of a drain (the server-streamed reply of `Drain`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DrainProgress {
+    /// Partitions still having this broker in their replica set.
+    #[prost(uint32, tag = "1")]
+    pub remaining_replicas: u32,
+    /// Reassignments in flight that move a replica off this broker.
+    #[prost(uint32, tag = "2")]
+    pub moving_partitions: u32,
+    /// The broker holds nothing and the throttle is removed.
+    #[prost(bool, tag = "3")]
+    pub done: bool,
+    /// Human progress line, or the error that ended the drain.
+    #[prost(string, tag = "4")]
+    pub detail: String,
+}
+
+/// Request of `CancelDrain` (empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelDrainRequest {}
+
+/// Reply of `CancelDrain`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelDrainResponse {
+    /// Reassignments of the drain that were still in flight and are now cancelled.
+    #[prost(uint32, tag = "1")]
+    pub cancelled_partitions: u32,
 }

@@ -93,6 +93,7 @@ async fn start_agent(broker: &Broker) -> Agent {
         broker_admin: broker.admin.clone(),
         broker_kafka: broker.kafka.clone(),
         node_id: None,
+        data_dir: None,
     });
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -299,6 +300,7 @@ async fn garbage_huge_heads_and_oversized_messages_leave_the_agent_answering() {
         broker_admin: "127.0.0.1:1".into(),
         broker_kafka: "127.0.0.1:1".into(),
         node_id: Some(0),
+        data_dir: None,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(runnel_agent::serve(listener, service, async {
