@@ -38,6 +38,9 @@ struct Report {
     progress: DrainProgress,
     /// Set once, by the job's end (done, failed or cancelled); the stream closes after it.
     finished: bool,
+    /// Reports published so far; 0 is the placeholder before the job has
+    /// anything to say, which streams skip (so an idle drain answers `done` first).
+    seq: u64,
 }
 
 /// The parameters of one drain.
@@ -79,8 +82,20 @@ impl Job {
         self.report.borrow().finished
     }
 
+    /// The latest progress (the watch lock is released before this returns,
+    /// so the result may feed [`Job::publish`]).
+    fn last(&self) -> DrainProgress {
+        self.report.borrow().progress.clone()
+    }
+
     fn publish(&self, progress: DrainProgress, finished: bool) {
-        self.report.send_replace(Report { progress, finished });
+        self.report.send_modify(|r| {
+            *r = Report {
+                progress,
+                finished,
+                seq: r.seq + 1,
+            }
+        });
     }
 }
 
@@ -116,13 +131,7 @@ impl Drains {
             match current.as_ref() {
                 Some(job) if !job.finished() => job.clone(),
                 _ => {
-                    let (report, _) = watch::channel(Report {
-                        progress: DrainProgress {
-                            detail: format!("planning the drain of broker {}", spec.node),
-                            ..DrainProgress::default()
-                        },
-                        finished: false,
-                    });
+                    let (report, _) = watch::channel(Report::default());
                     let job = Arc::new(Job {
                         report,
                         submitted: Mutex::new(BTreeMap::new()),
@@ -142,7 +151,10 @@ impl Drains {
             loop {
                 let report = rx.borrow_and_update().clone();
                 // A client that went away ends only this forwarder, never the job.
-                if tx.send(Ok(report.progress)).await.is_err() || report.finished {
+                if report.seq > 0 && tx.send(Ok(report.progress)).await.is_err() {
+                    return;
+                }
+                if report.finished {
                     return;
                 }
                 if rx.changed().await.is_err() {
@@ -175,7 +187,7 @@ impl Drains {
         job.publish(
             DrainProgress {
                 detail,
-                ..job.report.borrow().progress.clone()
+                ..job.last()
             },
             true,
         );
@@ -230,7 +242,7 @@ async fn run(job: Arc<Job>, spec: DrainSpec) {
                 DrainProgress {
                     detail,
                     done: false,
-                    ..job.report.borrow().progress.clone()
+                    ..job.last()
                 },
                 true,
             );
@@ -341,7 +353,7 @@ async fn drain(job: &Job, spec: &DrainSpec) -> Result<DrainProgress, String> {
                 job.publish(
                     DrainProgress {
                         detail: format!("drain of broker {node}: poll failed, retrying: {e}"),
-                        ..job.report.borrow().progress.clone()
+                        ..job.last()
                     },
                     false,
                 );

@@ -1,5 +1,7 @@
-//! The agent against a real `runnel-broker` process, called over gRPC with the generated client.
-//! Needs `cargo build -p runnel-server` first (the broker binary in target/debug).
+//! The agent against real `runnel-broker` processes (one broker, or clusters of three or four
+//! forming one metadata quorum), called over gRPC with the generated client.
+//! Needs `cargo build -p runnel-server` first (the broker binary in target/debug), or
+//! `RUNNEL_BROKER_BIN` naming one.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,6 +13,20 @@ use runnel_agent::{AgentClient, AgentConfig, AgentService};
 use runnel_client::{Client, ClientConfig, NewTopic};
 use tokio::sync::oneshot;
 
+fn broker_bin() -> PathBuf {
+    let bin = std::env::var_os("RUNNEL_BROKER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/runnel-broker")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p runnel-server` first",
+        bin.display()
+    );
+    bin
+}
+
 struct Broker {
     child: Child,
     kafka: String,
@@ -20,16 +36,7 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
-        let bin = std::env::var_os("RUNNEL_BROKER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/runnel-broker")
-            });
-        assert!(
-            bin.exists(),
-            "{} missing: run `cargo build -p runnel-server` first",
-            bin.display()
-        );
+        let bin = broker_bin();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(&bin)
             .arg("--data-dir")
@@ -85,16 +92,21 @@ struct Agent {
 }
 
 async fn start_agent(broker: &Broker) -> Agent {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind agent");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let service = AgentService::new(AgentConfig {
+    start_agent_with(AgentConfig {
         broker_admin: broker.admin.clone(),
         broker_kafka: broker.kafka.clone(),
         node_id: None,
         data_dir: None,
-    });
+    })
+    .await
+}
+
+async fn start_agent_with(config: AgentConfig) -> Agent {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind agent");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = AgentService::new(config);
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         runnel_agent::serve(listener, service, async {
@@ -120,12 +132,21 @@ impl Agent {
 }
 
 /// Polls `f` until it returns `Some`, for at most 30 s.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    eventually_within(what, Duration::from_secs(30), f).await
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;
@@ -353,4 +374,802 @@ async fn garbage_huge_heads_and_oversized_messages_leave_the_agent_answering() {
     assert!(!reply.broker_reachable);
     let _ = stop.send(());
     task.await.expect("agent task").expect("agent serves");
+}
+
+// ---------------------------------------------------------------------------
+// Clusters of real brokers: CanRestart, BrokerStatus's cluster view, Drain.
+// ---------------------------------------------------------------------------
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use runnel_agent::proto::{
+    CanRestartRequest, CancelDrainRequest, DrainProgress, DrainRequest, QuorumRole,
+};
+use runnel_client::reassign::{
+    FOLLOWER_THROTTLED_REPLICAS, FOLLOWER_THROTTLE_RATE, LEADER_THROTTLED_REPLICAS,
+    LEADER_THROTTLE_RATE,
+};
+use runnel_client::{
+    ClusterMetadata, Consumer, FetchOptions, Producer, ProducerConfig, ProducerRecord, StartAt,
+};
+
+/// Cluster tests start up to four brokers each; on a small machine they run one at a time.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A follower out of touch this long leaves the ISR (the default 30 s would make tests slow).
+const REPLICA_LAG_MS: &str = "3000";
+/// A broker without heartbeats this long is fenced.
+const SESSION_TIMEOUT_MS: &str = "4000";
+
+/// One broker of a cluster, killed (SIGKILL) on drop.
+struct Member {
+    node: i32,
+    child: Child,
+    kafka: String,
+    admin: String,
+    controller: String,
+    dir: tempfile::TempDir,
+}
+
+impl Member {
+    /// Starts node `node`, joining through `seed` (a controller address) unless it founds the cluster.
+    fn start(node: i32, seed: Option<&str>) -> Member {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(broker_bin());
+        cmd.args(["--node-id", &node.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--controller-listen", "127.0.0.1:0"])
+            .args(["--replica-lag-time-max-ms", REPLICA_LAG_MS])
+            .args(["--broker-session-timeout-ms", SESSION_TIMEOUT_MS])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(seed) = seed {
+            cmd.args(["--seeds", seed]);
+        }
+        let mut child = cmd.spawn().expect("spawn broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // The reader keeps draining stdout after the ready line, so the broker never writes
+        // into a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(rest) = line.strip_prefix("runnel-broker ready ") {
+                    let _ = tx.send(rest.to_string());
+                }
+            }
+        });
+        let Ok(ready) = rx.recv_timeout(Duration::from_secs(90)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("broker {node} printed no ready line within 90 s");
+        };
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix(name))
+                .unwrap_or_else(|| panic!("{name} missing from ready line {ready:?}"))
+                .to_string()
+        };
+        Member {
+            node,
+            kafka: field("kafka="),
+            admin: field("admin="),
+            controller: field("controller="),
+            child,
+            dir,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn agent_config(&self) -> AgentConfig {
+        AgentConfig {
+            broker_admin: self.admin.clone(),
+            broker_kafka: self.kafka.clone(),
+            node_id: Some(self.node),
+            data_dir: Some(self.dir.path().to_path_buf()),
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `size` brokers forming one cluster: node 0 founds it, the others join through it.
+struct Cluster {
+    members: Vec<Member>,
+    killed: BTreeSet<i32>,
+}
+
+impl Cluster {
+    async fn start(size: i32) -> Cluster {
+        let first = Member::start(0, None);
+        let seed = first.controller.clone();
+        let mut members = vec![first];
+        for node in 1..size {
+            // Joining in order makes nodes 0..2 the voters (the first three to join).
+            members.push(Member::start(node, Some(&seed)));
+        }
+        let cluster = Cluster {
+            members,
+            killed: BTreeSet::new(),
+        };
+        let client = cluster.client().await;
+        let want = usize::try_from(size).expect("size");
+        eventually_within("every broker in Metadata", Duration::from_secs(90), || {
+            let client = &client;
+            async move {
+                let m = client.metadata(Some(&[]), false).await.ok()?;
+                (m.brokers.len() == want).then_some(())
+            }
+        })
+        .await;
+        cluster
+    }
+
+    fn member(&self, node: i32) -> &Member {
+        self.members
+            .iter()
+            .find(|m| m.node == node)
+            .expect("member")
+    }
+
+    fn bootstrap(&self) -> String {
+        self.members
+            .iter()
+            .filter(|m| !self.killed.contains(&m.node))
+            .map(|m| m.kafka.clone())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(ClientConfig::new(self.bootstrap()))
+            .await
+            .expect("cluster client")
+    }
+
+    fn kill(&mut self, node: i32) {
+        self.killed.insert(node);
+        if let Some(m) = self.members.iter_mut().find(|m| m.node == node) {
+            m.kill();
+        }
+    }
+}
+
+async fn agent_client(agent: &Agent) -> AgentClient<tonic::transport::Channel> {
+    AgentClient::connect(agent.url.clone())
+        .await
+        .expect("connect agent")
+}
+
+async fn create_topic(
+    client: &Client,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(&str, &str)],
+) {
+    client
+        .create_topics(
+            &[NewTopic {
+                name: name.into(),
+                partitions: Some(partitions),
+                replication_factor: Some(rf),
+                configs: configs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            }],
+            false,
+        )
+        .await
+        .expect("create topic");
+}
+
+/// Waits until every partition of `topic` has a leader and a full ISR; returns the metadata.
+async fn wait_fully_replicated(client: &Client, topic: &str) -> ClusterMetadata {
+    let names = [topic.to_string()];
+    eventually_within(
+        "a leader and a full ISR everywhere",
+        Duration::from_secs(60),
+        || async {
+            let m = client.metadata(Some(&names), false).await.ok()?;
+            let t = m.topics.iter().find(|t| t.name == topic)?;
+            let full = !t.partitions.is_empty()
+                && t.partitions
+                    .iter()
+                    .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len());
+            full.then_some(m)
+        },
+    )
+    .await
+}
+
+/// `topic-partition` names of `topic`'s partitions that satisfy `keep`.
+fn partitions_where(
+    m: &ClusterMetadata,
+    topic: &str,
+    keep: impl Fn(&runnel_client::PartitionMetadata) -> bool,
+) -> BTreeSet<String> {
+    m.topics
+        .iter()
+        .filter(|t| t.name == topic)
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| keep(p))
+        .map(|p| format!("{topic}-{}", p.partition))
+        .collect()
+}
+
+#[tokio::test]
+async fn broker_status_reports_quorum_roles_hosted_partitions_and_cluster_health() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(4).await;
+    let client = cluster.client().await;
+    create_topic(&client, "status", 4, 3, &[]).await;
+    create_topic(&client, "solo", 8, 1, &[]).await;
+    wait_fully_replicated(&client, "status").await;
+    let before = wait_fully_replicated(&client, "solo").await;
+    let before = client.metadata(None, false).await.unwrap_or(before);
+
+    let mut agents = Vec::new();
+    for m in &cluster.members {
+        agents.push((m.node, start_agent_with(m.agent_config()).await));
+    }
+    let mut roles = BTreeMap::new();
+    let mut leader_ids = BTreeSet::new();
+    for (node, agent) in &agents {
+        let mut grpc = agent_client(agent).await;
+        let hosted = before
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.replicas.contains(node))
+            .count();
+        let s = eventually("a ready status with the quorum described", || {
+            let mut grpc = grpc.clone();
+            async move {
+                let s = grpc
+                    .broker_status(BrokerStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (s.ready && s.quorum_leader_id >= 0).then_some(s)
+            }
+        })
+        .await;
+        let _ = grpc.health(HealthRequest {}).await.expect("health");
+        assert_eq!(s.node_id, *node);
+        assert_eq!(s.hosted_partitions as usize, hosted, "node {node}");
+        assert_eq!(s.replica_partitions, s.hosted_partitions);
+        assert_eq!(s.cluster_under_replicated_partitions, 0);
+        assert_eq!(s.cluster_offline_partitions, 0);
+        assert!(
+            s.at_risk_partitions.is_empty(),
+            "{:?}",
+            s.at_risk_partitions
+        );
+        assert!(
+            s.data_dir_bytes > 0,
+            "node {node} reports an empty data dir"
+        );
+        roles.insert(
+            *node,
+            QuorumRole::try_from(s.quorum_role).expect("known role"),
+        );
+        leader_ids.insert(s.quorum_leader_id);
+    }
+    // Three voters by default (the first three to join), the fourth observes.
+    assert_eq!(
+        leader_ids.len(),
+        1,
+        "every broker names the same quorum leader: {leader_ids:?}"
+    );
+    let leader = *leader_ids.first().expect("a leader");
+    assert!((0..3).contains(&leader), "leader {leader} is a voter");
+    for (node, role) in &roles {
+        let want = if *node == leader {
+            QuorumRole::Leader
+        } else if *node < 3 {
+            QuorumRole::Voter
+        } else {
+            QuorumRole::Observer
+        };
+        assert_eq!(*role, want, "node {node}: {roles:?}");
+    }
+
+    // Killing the observer leaves its rf-3 partitions under-replicated and its rf-1 ones offline.
+    let urp = partitions_where(&before, "status", |p| p.replicas.contains(&3)).len();
+    let offline = partitions_where(&before, "solo", |p| p.replicas.contains(&3)).len();
+    assert!(
+        urp > 0 && offline > 0,
+        "placement put nothing on node 3: {before:?}"
+    );
+    cluster.kill(3);
+    let (_, agent0) = &agents[0];
+    let grpc = agent_client(agent0).await;
+    eventually_within(
+        "the ISR shrink and the offline partitions",
+        Duration::from_secs(60),
+        || {
+            let mut grpc = grpc.clone();
+            async move {
+                let s = grpc
+                    .broker_status(BrokerStatusRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                // Every rf-3 partition of node 3 is under-replicated; its rf-1 ones are offline
+                // (and under-replicated too if the controller empties their ISR).
+                let under = s.cluster_under_replicated_partitions as usize;
+                let down = s.cluster_offline_partitions as usize;
+                (down == offline && (urp..=urp + offline).contains(&under)).then_some(())
+            }
+        },
+    )
+    .await;
+    for (_, agent) in agents {
+        agent.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn can_restart_refuses_while_stopping_would_drop_an_isr_below_min_insync_replicas() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(4).await;
+    let client = cluster.client().await;
+    create_topic(&client, "guarded", 4, 3, &[("min.insync.replicas", "2")]).await;
+    let before = wait_fully_replicated(&client, "guarded").await;
+    let mut agents = BTreeMap::new();
+    for m in &cluster.members {
+        agents.insert(m.node, start_agent_with(m.agent_config()).await);
+    }
+    // Full ISRs (3 > min 2) and an in-sync quorum: every broker may restart.
+    for (node, agent) in &agents {
+        let grpc = agent_client(agent).await;
+        eventually("a safe answer with full ISRs", || {
+            let mut grpc = grpc.clone();
+            async move {
+                let r = grpc
+                    .can_restart(CanRestartRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                (r.safe && r.reasons.is_empty() && r.at_risk_partitions.is_empty()).then_some(())
+            }
+        })
+        .await;
+        let _ = node;
+    }
+
+    // kill -9 the observer (node 3, so the quorum keeps all its voters): the partitions it
+    // replicated shrink to an ISR of 2 = min.insync.replicas.
+    let shrunk = partitions_where(&before, "guarded", |p| p.replicas.contains(&3));
+    assert!(
+        !shrunk.is_empty(),
+        "placement put nothing on node 3: {before:?}"
+    );
+    cluster.kill(3);
+    let names = ["guarded".to_string()];
+    let after = eventually_within("node 3 out of every ISR", Duration::from_secs(60), || {
+        let client = &client;
+        let names = &names;
+        async move {
+            let m = client.metadata(Some(names), false).await.ok()?;
+            let t = m.topics.iter().find(|t| t.name == "guarded")?;
+            t.partitions
+                .iter()
+                .all(|p| !p.isr.contains(&3) && p.leader >= 0 && p.leader != 3)
+                .then_some(m)
+        }
+    })
+    .await;
+
+    for node in 0..3 {
+        let expected = partitions_where(&after, "guarded", |p| {
+            p.isr.contains(&node) && p.isr.len() == 2
+        });
+        let mut grpc = agent_client(&agents[&node]).await;
+        let r = grpc
+            .can_restart(CanRestartRequest {})
+            .await
+            .expect("can_restart")
+            .into_inner();
+        let named: BTreeSet<String> = r.at_risk_partitions.iter().cloned().collect();
+        assert_eq!(named, expected, "node {node}: {r:?}");
+        assert_eq!(r.safe, expected.is_empty(), "node {node}: {r:?}");
+        for partition in &expected {
+            assert!(
+                r.reasons
+                    .iter()
+                    .any(|reason| reason.starts_with(&format!("{partition}: ISR ["))
+                        && reason.ends_with("would drop below min.insync.replicas=2")),
+                "node {node} names {partition} in {:?}",
+                r.reasons
+            );
+        }
+        assert!(
+            !r.reasons
+                .iter()
+                .any(|reason| reason.contains("metadata quorum")),
+            "all voters are alive: {:?}",
+            r.reasons
+        );
+        let s = grpc
+            .broker_status(BrokerStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        assert_eq!(
+            s.at_risk_partitions
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            expected
+        );
+    }
+    // At least one live broker is in a shrunk ISR, so the test refused somewhere.
+    assert!(
+        (0..3).any(
+            |n| !partitions_where(&after, "guarded", |p| p.isr.contains(&n)
+                && p.isr.len() == 2)
+            .is_empty()
+        ),
+        "no ISR shrank: {after:?}"
+    );
+    for (_, agent) in agents {
+        agent.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn can_restart_refuses_stopping_a_voter_while_another_voter_is_dead() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3).await;
+    let mut agents = BTreeMap::new();
+    for m in &cluster.members {
+        agents.insert(m.node, start_agent_with(m.agent_config()).await);
+    }
+    // All three voters in sync: any may restart.
+    let mut leader = -1;
+    for agent in agents.values() {
+        let grpc = agent_client(agent).await;
+        eventually("a safe answer with every voter in sync", || {
+            let mut grpc = grpc.clone();
+            async move {
+                let r = grpc
+                    .can_restart(CanRestartRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                r.safe.then_some(())
+            }
+        })
+        .await;
+        let s = grpc
+            .clone()
+            .broker_status(BrokerStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        leader = s.quorum_leader_id;
+    }
+    assert!((0..3).contains(&leader), "leader {leader}");
+    let followers: Vec<i32> = (0..3).filter(|&n| n != leader).collect();
+    let (dead, asked) = (followers[0], followers[1]);
+    cluster.kill(dead);
+
+    for node in [asked, leader] {
+        let mut grpc = agent_client(&agents[&node]).await;
+        let r = grpc
+            .can_restart(CanRestartRequest {})
+            .await
+            .expect("can_restart")
+            .into_inner();
+        assert!(!r.safe, "node {node} with voter {dead} dead: {r:?}");
+        assert_eq!(
+            r.reasons,
+            vec![format!(
+                "metadata quorum: stopping voter {node} leaves 1 of 3 voters in sync, a majority needs 2"
+            )],
+            "node {node}"
+        );
+        assert!(r.at_risk_partitions.is_empty());
+    }
+    for (_, agent) in agents {
+        agent.shutdown().await;
+    }
+}
+
+/// Reads a Drain stream to its end (at most `limit`), returning every progress report.
+async fn read_drain(
+    stream: &mut tonic::Streaming<DrainProgress>,
+    limit: Duration,
+) -> Vec<DrainProgress> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let next = tokio::time::timeout(left, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("the drain did not end within {limit:?}: {seen:?}"))
+            .expect("drain stream");
+        match next {
+            Some(p) => seen.push(p),
+            None => return seen,
+        }
+    }
+}
+
+/// Produces `batches` batches of `per_batch` records of `size` bytes to every partition.
+async fn fill(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    batches: usize,
+    per_batch: usize,
+    size: usize,
+) -> usize {
+    let mut producer = Producer::new(client, topic, ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut n = 0;
+    for batch in 0..batches {
+        for p in 0..partitions {
+            for i in 0..per_batch {
+                let mut value = format!("{topic}/{p}/{batch}/{i}/").into_bytes();
+                value.resize(size.max(value.len()), b'x');
+                producer
+                    .send(ProducerRecord {
+                        value: Some(Bytes::from(value)),
+                        partition: Some(p),
+                        ..ProducerRecord::default()
+                    })
+                    .await
+                    .expect("send");
+                n += 1;
+            }
+        }
+        // One flush per round, so each partition gets `batches` separate batches.
+        producer.flush().await.expect("flush");
+    }
+    n
+}
+
+/// Whether no throttle config is left: the rates of `brokers` at their default and no
+/// throttled-replica list on `topic`.
+async fn throttle_gone(client: &Client, topic: &str, brokers: &[i32]) -> bool {
+    let Ok(topic_configs) = client.describe_topic_configs(topic).await else {
+        return false;
+    };
+    let lists_clear = topic_configs
+        .iter()
+        .filter(|e| e.name == LEADER_THROTTLED_REPLICAS || e.name == FOLLOWER_THROTTLED_REPLICAS)
+        .all(|e| !e.is_topic_override() && e.value.as_deref().unwrap_or("").is_empty());
+    let mut rates_clear = true;
+    for b in brokers {
+        let Ok(configs) = client.describe_broker_configs(Some(*b)).await else {
+            return false;
+        };
+        rates_clear &= configs
+            .iter()
+            .filter(|e| e.name == LEADER_THROTTLE_RATE || e.name == FOLLOWER_THROTTLE_RATE)
+            .all(|e| e.value.as_deref() == Some(&i64::MAX.to_string()));
+    }
+    lists_clear && rates_clear
+}
+
+#[tokio::test]
+async fn drain_moves_every_replica_off_keeps_every_record_and_removes_the_throttle() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(4).await;
+    let client = cluster.client().await;
+    create_topic(&client, "drained", 8, 2, &[]).await;
+    wait_fully_replicated(&client, "drained").await;
+    let produced = fill(&client, "drained", 8, 2, 25, 100).await;
+    let before = client.metadata(None, false).await.expect("metadata");
+    let node = 1;
+    let hosted = partitions_where(&before, "drained", |p| p.replicas.contains(&node));
+    assert!(!hosted.is_empty(), "node {node} hosts nothing: {before:?}");
+
+    let agent = start_agent_with(cluster.member(node).agent_config()).await;
+    let mut grpc = agent_client(&agent).await;
+    let request = DrainRequest {
+        throttle_bytes_per_second: 50_000_000,
+        avoid_brokers: Vec::new(),
+    };
+    // The first caller goes away after one report: the job must carry on without it.
+    let mut first = grpc
+        .drain(request.clone())
+        .await
+        .expect("drain")
+        .into_inner();
+    let _ = tokio::time::timeout(Duration::from_secs(60), first.message())
+        .await
+        .expect("a first report")
+        .expect("drain stream");
+    drop(first);
+    let mut joined = grpc
+        .drain(request.clone())
+        .await
+        .expect("drain")
+        .into_inner();
+    let reports = read_drain(&mut joined, Duration::from_secs(180)).await;
+    let last = reports.last().expect("at least one report");
+    assert!(last.done, "the drain ends done: {reports:?}");
+    assert_eq!((last.remaining_replicas, last.moving_partitions), (0, 0));
+
+    let after = client.metadata(None, false).await.expect("metadata");
+    let still = partitions_where(&after, "drained", |p| p.replicas.contains(&node));
+    assert!(still.is_empty(), "node {node} still in {still:?}");
+    assert!(client
+        .list_reassignments(None)
+        .await
+        .expect("list")
+        .is_empty());
+    // Replication factor kept.
+    assert!(after
+        .topics
+        .iter()
+        .filter(|t| t.name == "drained")
+        .flat_map(|t| &t.partitions)
+        .all(|p| p.replicas.len() == 2));
+    assert!(
+        throttle_gone(&client, "drained", &[0, 1, 2, 3]).await,
+        "the throttle configs are removed"
+    );
+
+    // Every record is still readable.
+    let mut consumer = Consumer::new(
+        &client,
+        "drained",
+        None,
+        StartAt::Earliest,
+        FetchOptions::default(),
+    )
+    .await
+    .expect("consumer");
+    let mut values = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while values.len() < produced {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {produced} records",
+            values.len()
+        );
+        if let Ok(records) = consumer.poll().await {
+            values.extend(records.into_iter().map(|r| r.value.expect("value")));
+        }
+    }
+    assert_eq!(values.len(), produced);
+
+    // A second drain of an empty broker is done at once.
+    let mut again = grpc.drain(request).await.expect("drain").into_inner();
+    let reports = read_drain(&mut again, Duration::from_secs(30)).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].done && reports[0].remaining_replicas == 0,
+        "{reports:?}"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_drain_stops_the_moves_and_removes_the_throttle() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(4).await;
+    let client = cluster.client().await;
+    create_topic(&client, "slow", 8, 2, &[]).await;
+    wait_fully_replicated(&client, "slow").await;
+    // Many batches per partition: at 1 byte/s no new replica can catch up.
+    fill(&client, "slow", 8, 10, 10, 1000).await;
+    let before = client.metadata(None, false).await.expect("metadata");
+    let node = 1;
+    let hosted = partitions_where(&before, "slow", |p| p.replicas.contains(&node));
+    assert!(!hosted.is_empty(), "node {node} hosts nothing: {before:?}");
+
+    let agent = start_agent_with(cluster.member(node).agent_config()).await;
+    let mut grpc = agent_client(&agent).await;
+    let request = DrainRequest {
+        throttle_bytes_per_second: 1,
+        avoid_brokers: Vec::new(),
+    };
+    let mut stream = grpc
+        .drain(request.clone())
+        .await
+        .expect("drain")
+        .into_inner();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = tokio::time::timeout_at(deadline.into(), stream.message())
+            .await
+            .expect("reassignments submitted within 60 s")
+            .expect("stream")
+            .expect("the stream stays open while moving");
+        assert!(!p.done, "{p:?}");
+        if p.moving_partitions > 0 {
+            break;
+        }
+    }
+    drop(stream);
+    // The throttle is in force while the drain runs.
+    let rates = client
+        .describe_broker_configs(Some(node))
+        .await
+        .expect("configs");
+    let rate = rates
+        .iter()
+        .find(|e| e.name == LEADER_THROTTLE_RATE)
+        .expect("rate");
+    assert_eq!(rate.value.as_deref(), Some("1"));
+    assert!(!throttle_gone(&client, "slow", &[0, 1, 2, 3]).await);
+
+    // The job outlived its stream: a new Drain joins it and sees it still moving.
+    let mut joined = grpc.drain(request).await.expect("drain").into_inner();
+    let p = tokio::time::timeout(Duration::from_secs(30), joined.message())
+        .await
+        .expect("a report")
+        .expect("stream")
+        .expect("a report from the running job");
+    assert!(
+        !p.done && p.remaining_replicas as usize == hosted.len(),
+        "{p:?}"
+    );
+
+    let cancelled = grpc
+        .cancel_drain(CancelDrainRequest {})
+        .await
+        .expect("cancel")
+        .into_inner()
+        .cancelled_partitions;
+    assert_eq!(cancelled as usize, hosted.len());
+    let rest = read_drain(&mut joined, Duration::from_secs(30)).await;
+    let last = rest.last().expect("a final report");
+    assert!(!last.done && last.detail.contains("cancelled"), "{rest:?}");
+
+    let names = ["slow".to_string()];
+    eventually_within(
+        "the cancelled moves reverted",
+        Duration::from_secs(60),
+        || {
+            let client = &client;
+            let names = &names;
+            let hosted = &hosted;
+            async move {
+                let ongoing = client.list_reassignments(None).await.ok()?;
+                let m = client.metadata(Some(names), false).await.ok()?;
+                let now = partitions_where(&m, "slow", |p| p.replicas.contains(&node));
+                let reverted = m
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .all(|p| p.replicas.len() == 2);
+                (ongoing.is_empty() && &now == hosted && reverted).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(
+        throttle_gone(&client, "slow", &[0, 1, 2, 3]).await,
+        "throttle removed"
+    );
+    // Nothing left to cancel.
+    let again = grpc
+        .cancel_drain(CancelDrainRequest {})
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert_eq!(again.cancelled_partitions, 0);
+    agent.shutdown().await;
 }
