@@ -8,12 +8,14 @@
 //! - [`controller`]: the reconcilers (one module per kind) and their shared `Context`.
 //! - [`resources`]: pure builders of the objects a `Cluster` owns.
 //! - [`apply`]: writing a Cluster's objects and status with server-side apply.
-//! - [`status`], [`storage`], [`plan`], [`lag`]: the sans-IO cores of the Cluster,
-//!   storage, Topic and Consumer decisions.
-//! - [`kafka`]: reaching a Cluster's brokers over the Kafka protocol.
+//! - [`status`], [`storage`], [`scale`], [`roll`], [`plan`], [`lag`]: the sans-IO cores of
+//!   the Cluster, storage, scaling, rolling restart, Topic and Consumer decisions.
+//! - [`kafka`]: reaching a Cluster's brokers over the Kafka protocol; [`agent`]: asking a
+//!   broker's sidecar agent before acting on that broker.
 //! - [`leader`]: leader election with a Lease; [`http`]: `/metrics`, `/healthz`,
 //!   `/readyz`; [`metrics`]: the operator's Prometheus metrics.
 
+pub mod agent;
 pub mod apply;
 pub mod controller;
 pub mod crd;
@@ -24,7 +26,9 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod resources;
+pub mod roll;
 pub mod run;
+pub mod scale;
 pub mod status;
 pub mod storage;
 
@@ -78,6 +82,17 @@ pub enum Error {
         #[source]
         source: runnel_client::Error,
     },
+    /// A call to a broker's sidecar agent failed.
+    #[error("{what}: {reason}")]
+    Agent {
+        /// The call that failed, with the agent's endpoint.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// Brokers or agents did not answer in time.
+    #[error("{0}: timed out")]
+    Timeout(String),
     /// Adding or removing a finalizer, or the cleanup behind it, failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -95,6 +110,8 @@ impl Error {
             Error::Kube { .. } => "kube_api",
             Error::InvalidConfig { .. } => "invalid_config",
             Error::Kafka { .. } => "kafka",
+            Error::Agent { .. } => "agent",
+            Error::Timeout(_) => "timeout",
             Error::Finalizer(inner) => match inner.as_ref() {
                 // The reconcile behind the finalizer failed: report its own reason.
                 kube::runtime::finalizer::Error::ApplyFailed(e)

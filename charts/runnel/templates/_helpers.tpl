@@ -40,9 +40,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["services", "configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Rolling restarts: the StatefulSet uses updateStrategy OnDelete and the operator deletes one
+# broker pod at a time, after that broker's agent says it may stop.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "delete"]
 # A storage.size grow expands each broker's PersistentVolumeClaim in place (the StatefulSet's
 # volumeClaimTemplates cannot change, and the StatefulSet controller never resizes claims).
 - apiGroups: [""]

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::core::{Message, Rule};
 use kube::{CustomResource, KubeSchema};
 use runnel_config::{ClusterAccess, KEYS};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Broker config keys the operator sets itself (per pod or for the pod layout); a `Cluster`
@@ -74,10 +75,16 @@ pub struct ClusterSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub replicas: i32,
 
-    /// Broker container image; defaults to the runnel-broker image of this operator's version.
+    /// Broker container image; defaults to the runnel-broker image of this operator's version
+    /// when the Cluster is created (see `imagePolicy` for operator upgrades).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub image: Option<String>,
+    /// Without `image`: `Pinned` (default) keeps the brokers on the image they run when the
+    /// operator is upgraded; `FollowOperator` moves them to the new operator's default image
+    /// (a rolling restart).
+    #[serde(default, skip_serializing_if = "ImagePolicy::is_pinned")]
+    pub image_policy: ImagePolicy,
 
     /// Persistent storage of each broker (one PersistentVolumeClaim per broker).
     pub storage: StorageSpec,
@@ -88,6 +95,9 @@ pub struct ClusterSpec {
 
     /// Broker configuration (keys of runnel.toml, e.g. `log_retention_ms: "86400000"`); values are
     /// strings converted to the key's type. Keys the operator sets per pod are refused.
+    /// Changing a key of runnel.toml restarts the brokers one at a time; the keys the brokers
+    /// apply at runtime (`leader.replication.throttled.rate`,
+    /// `follower.replication.throttled.rate`) are set through the admin API without a restart.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = reserved_config_keys_rule())]
     #[schemars(extend("maxProperties" = 64))]
@@ -110,6 +120,37 @@ pub struct ClusterSpec {
     /// Metrics scraping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSpec>,
+    /// How replicas move when brokers are added (rebalance) or removed (drain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceSpec>,
+}
+
+/// Which broker image a Cluster without `spec.image` runs.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImagePolicy {
+    /// Keep the image the brokers run; a new Cluster starts on the operator's default.
+    #[default]
+    Pinned,
+    /// Always run the operator's default image (an operator upgrade rolls the brokers).
+    FollowOperator,
+}
+
+impl ImagePolicy {
+    fn is_pinned(&self) -> bool {
+        *self == ImagePolicy::Pinned
+    }
+}
+
+/// How replicas move between brokers.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Replication throttle (bytes/s, leader and follower side, on every broker involved)
+    /// while replicas are copied for a rebalance or a drain; unset copies unthrottled. It is
+    /// removed when the moves are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub throttle_bytes_per_second: Option<u64>,
 }
 
 fn default_replicas() -> i32 {

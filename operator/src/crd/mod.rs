@@ -7,8 +7,8 @@ pub mod consumer;
 pub mod topic;
 
 pub use cluster::{
-    reserved_config_keys, AgentSpec, Cluster, ClusterSpec, ClusterStatus, MetricsSpec,
-    PodTemplateOverrides, StorageSpec,
+    reserved_config_keys, AgentSpec, Cluster, ClusterSpec, ClusterStatus, ImagePolicy, MetricsSpec,
+    PodTemplateOverrides, RebalanceSpec, StorageSpec,
 };
 pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use runnel_config::dynamic::find_dynamic;
 use runnel_config::{find_key, ClusterAccess, KeyKind};
 
 use super::{owned_meta, owner, ADMIN_PORT, KAFKA_PORT};
@@ -82,6 +83,11 @@ pub fn render_broker_config(cluster: &Cluster) -> Result<String, Error> {
             value: value.clone(),
             reason,
         };
+        // Dynamic keys are applied through the admin API (no restart), not the file.
+        if find_dynamic(key).is_ok() {
+            dynamic_value(key, value)?;
+            continue;
+        }
         // The broker's own table says which keys a Cluster may set, and their types.
         let declared = find_key(key);
         if declared.is_some_and(|k| k.cluster == ClusterAccess::Reserved) {
@@ -123,6 +129,33 @@ pub fn render_broker_config(cluster: &Cluster) -> Result<String, Error> {
         let _ = writeln!(out, "{key} = {value}");
     }
     Ok(out)
+}
+
+/// A dynamic broker config's value: a non-negative integer (Kafka's Long), as the broker
+/// validates it.
+fn dynamic_value(key: &str, value: &str) -> Result<u64, Error> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| Error::InvalidConfig {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected a non-negative integer",
+        })
+}
+
+/// The `spec.config` entries the brokers apply at runtime (runnel-config's dynamic keys, e.g.
+/// `follower.replication.throttled.rate`): the operator sets them as cluster-wide dynamic
+/// defaults through the admin API, so changing them restarts nothing. They are left out of
+/// `runnel.toml` and so of the pod template's config hash.
+pub fn dynamic_broker_config(cluster: &Cluster) -> Result<BTreeMap<String, String>, Error> {
+    cluster
+        .spec
+        .config
+        .iter()
+        .filter(|(key, _)| find_dynamic(key).is_ok())
+        .map(|(key, value)| Ok((key.clone(), dynamic_value(key, value)?.to_string())))
+        .collect()
 }
 
 /// The ConfigMap `<cluster>-config` with `runnel.toml`.
@@ -174,6 +207,33 @@ mod tests {
                         log_retention_ms = 86400000\n"
                 }
             })
+        );
+    }
+
+    #[test]
+    fn dynamic_keys_stay_out_of_the_file_and_its_hash() {
+        let mut s = spec();
+        s.config = BTreeMap::from([("log_retention_ms".to_string(), "86400000".to_string())]);
+        let before = render_broker_config(&cluster(s.clone())).expect("valid");
+        s.config.insert(
+            "follower.replication.throttled.rate".into(),
+            " 1048576".into(),
+        );
+        let with_dynamic = cluster(s.clone());
+        assert_eq!(render_broker_config(&with_dynamic).expect("valid"), before);
+        assert_eq!(
+            dynamic_broker_config(&with_dynamic).expect("valid"),
+            BTreeMap::from([(
+                "follower.replication.throttled.rate".to_string(),
+                "1048576".to_string()
+            )])
+        );
+        s.config
+            .insert("leader.replication.throttled.rate".into(), "-1".into());
+        let err = render_broker_config(&cluster(s)).expect_err("negative rate");
+        assert!(
+            err.to_string().contains("expected a non-negative integer"),
+            "{err}"
         );
     }
 

@@ -10,7 +10,9 @@ mod servicemonitor;
 mod services;
 mod statefulset;
 
-pub use configmap::{cluster_id_from_uid, config_map, render_broker_config, CONFIG_FILE};
+pub use configmap::{
+    cluster_id_from_uid, config_map, dynamic_broker_config, render_broker_config, CONFIG_FILE,
+};
 pub use pdb::pod_disruption_budget;
 pub use serviceaccount::service_account;
 pub use servicemonitor::{service_monitor, service_monitor_resource};
@@ -153,6 +155,8 @@ pub(crate) mod tests {
             rack_label: None,
             pod_template: None,
             metrics: None,
+            rebalance: None,
+            image_policy: Default::default(),
         }
     }
 

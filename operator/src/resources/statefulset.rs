@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
@@ -248,6 +249,8 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             format!("127.0.0.1:{ADMIN_PORT}"),
             "--broker-kafka".into(),
             format!("127.0.0.1:{KAFKA_PORT}"),
+            "--data-dir".into(),
+            format!("{DATA_MOUNT}/data"),
         ]),
         env: Some(vec![env_from_field(
             "RUNNEL_NODE_ID",
@@ -266,6 +269,13 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
                 .unwrap_or_else(default_agent_resources),
         ),
         security_context: Some(restricted_container_security_context()),
+        // Read-only, for the data dir's disk use in BrokerStatus.
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
         ..Container::default()
     };
 
@@ -347,6 +357,12 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             // Brokers start independently (each recovers its own log); ordered start would
             // serialize recoveries for no benefit.
             pod_management_policy: Some("Parallel".into()),
+            // Kubernetes never restarts a broker on its own: the operator deletes one
+            // out-of-date pod at a time, after its agent says stopping it is safe.
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
             selector: LabelSelector {
                 match_labels: Some(selector),
                 ..LabelSelector::default()
@@ -370,8 +386,16 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
                         }
                         .into(),
                     ),
-                    // Scale-down keeps the volume so a broker that comes back finds its data.
-                    when_scaled: Some("Retain".into()),
+                    // A scale-down drains the brokers that go before the StatefulSet
+                    // shrinks, so their volumes hold nothing the cluster still needs.
+                    when_scaled: Some(
+                        if spec.storage.delete_claim {
+                            "Delete"
+                        } else {
+                            "Retain"
+                        }
+                        .into(),
+                    ),
                 },
             ),
             ..StatefulSetSpec::default()
@@ -426,6 +450,7 @@ mod tests {
                     "replicas": 3,
                     "serviceName": "demo-brokers",
                     "podManagementPolicy": "Parallel",
+                    "updateStrategy": { "type": "OnDelete" },
                     "selector": { "matchLabels": selector() },
                     "template": {
                         "metadata": {
@@ -488,6 +513,7 @@ mod tests {
                                     "--listen", "0.0.0.0:9645",
                                     "--broker-admin", "127.0.0.1:9644",
                                     "--broker-kafka", "127.0.0.1:9092",
+                                    "--data-dir", "/var/lib/runnel/data",
                                 ],
                                 "env": [
                                     { "name": "RUNNEL_NODE_ID", "valueFrom": { "fieldRef": {
@@ -501,6 +527,9 @@ mod tests {
                                     "limits": { "memory": "128Mi" },
                                 },
                                 "securityContext": restricted_container_json(),
+                                "volumeMounts": [
+                                    { "name": "data", "mountPath": "/var/lib/runnel", "readOnly": true },
+                                ],
                             }],
                             "volumes": [{ "name": "config", "configMap": { "name": "demo-config" } }],
                         },
@@ -600,9 +629,10 @@ mod tests {
             spec["volumeClaimTemplates"][0]["spec"]["storageClassName"],
             "fast"
         );
+        // deleteClaim: the claims go with the Cluster and with a drained, removed broker.
         assert_eq!(
-            spec["persistentVolumeClaimRetentionPolicy"]["whenDeleted"],
-            "Delete"
+            spec["persistentVolumeClaimRetentionPolicy"],
+            json!({ "whenDeleted": "Delete", "whenScaled": "Delete" })
         );
     }
 

@@ -182,6 +182,8 @@ pub(crate) fn cluster_spec(replicas: i32) -> ClusterSpec {
         rack_label: None,
         pod_template: None,
         metrics: None,
+        rebalance: None,
+        image_policy: Default::default(),
     }
 }
 
