@@ -1,16 +1,47 @@
 //! A small in-memory Kubernetes apiserver behind a real `kube::Client`: GET, LIST, WATCH,
-//! POST, PUT (with resourceVersion conflicts), PATCH (apply, merge, JSON patch; status
-//! subresource), DELETE (finalizers hold an object with a deletionTimestamp; dependents are
-//! deleted or, with `propagationPolicy: Orphan`, orphaned). It is generic over
-//! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need,
-//! except where a real apiserver refuses an update: immutable StatefulSet fields, and
-//! PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
+//! POST, PUT, PATCH (server-side apply, merge, JSON patch; main resource and `/status`) and
+//! DELETE, generic over JSON objects keyed by API path. It is strict: what a real
+//! kube-apiserver refuses, it refuses, so a reconciler that relies on leniency fails a test.
 //! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
+//!
+//! The rules it enforces, each proven by a test in `fake_rules.rs` (or `storage.rs`, `rbac.rs`):
+//! - **RBAC**: [`FakeApi::client_as`] is held to the chart's rules (403 before any lookup).
+//! - **Server-side apply** (`fields`): `metadata.managedFields` per manager (Apply or Update,
+//!   main resource or `subresource: status`) in FieldsV1; an apply owns exactly its applied
+//!   fields and removes those it stops applying that no other manager owns; a different value
+//!   for another manager's field is a 409 `Apply failed with N conflict(s): conflict with ...`
+//!   unless `force=true`, which moves the ownership; an apply of a missing object creates it;
+//!   `fieldManager` is required for apply (422), apiVersion and kind in the body (400); PUT,
+//!   merge/JSON patch and POST record an Update manager (`fieldManager`, else the user agent's
+//!   product, else `kube-client`) owning the fields they changed. Keyed lists (`containers`,
+//!   `env`, `volumes` by name, `ports`, `conditions` by type, `ownerReferences` by uid) merge by
+//!   key, `finalizers` as a set, other lists are atomic.
+//! - **CRD schema and CEL** (`schema`, the YAML in `crds/`): custom resources are pruned of
+//!   unknown fields, defaulted, then checked against the OpenAPI schema and the
+//!   `x-kubernetes-validations` rules (`oldSelf` on update) on create and update; violations
+//!   are a 422 Invalid with one cause per field (`Topic.runnel.dev "t" is invalid: spec...`).
+//!   `/status` writes are checked against the status schema only.
+//! - **Status subresource** (runnel CRDs, StatefulSets, Pods, claims, Services, PDBs, ...):
+//!   main-resource writes ignore `.status`, `/status` writes ignore everything else, a create
+//!   resets the status (except Pods and claims for now, see [`CREATE_KEEPS_STATUS`]); `/status`
+//!   of a resource without one is a 404.
+//! - **Metadata**: `generation` moves only with changes outside metadata and status;
+//!   `resourceVersion` with every change, never with a write that changes nothing; a stale
+//!   `resourceVersion` in a PUT, patch or apply is a 409; `uid` cannot change (409 on PUT,
+//!   422 on patch); `creationTimestamp`, `deletionTimestamp` and `generation` writes are
+//!   ignored; DELETE `preconditions` must match (409).
+//! - **Deletion**: finalizers hold an object with a `deletionTimestamp` until the last one is
+//!   removed, and no new finalizer may be added meanwhile (422); once it is gone its
+//!   dependents (ownerReferences to its uid) are deleted, or orphaned with
+//!   `propagationPolicy: Orphan`, or only lose the reference while another owner lives; objects
+//!   it does not own are untouched.
+//! - **Immutable built-in fields**: StatefulSet spec fields other than the mutable ones (422);
+//!   PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
 //!
 //! Two kinds of client talk to it: [`FakeApi::client`] is a cluster admin (tests seed and
 //! observe state through it, and the harness plays the kubelet with it), while
 //! [`FakeApi::client_as`] is held to RBAC rules (the operator runs on one holding the chart's
-//! rules, see `rbac.rs`), refused with 403 before the object is looked up.
+//! rules, see `rbac.rs`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -89,8 +120,7 @@ fn status_error(code: StatusCode, reason: &str, message: String) -> Response<Res
     )
 }
 
-/// RFC 7386 JSON merge patch (server-side apply is approximated by it: the operator always
-/// applies whole objects and whole status).
+/// RFC 7386 JSON merge patch.
 fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(p) => {

@@ -251,15 +251,8 @@ pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
                 .map(|o| o.entry(step_name(step)).or_insert_with(|| json!({})))
                 .expect("FieldsV1 nodes are objects");
         }
-        let is_prefix = set
-            .range(path.clone()..)
-            .nth(1)
-            .is_some_and(|next| next.starts_with(path));
-        if is_prefix {
-            node["."] = json!({});
-        }
     }
-    // A node that got children after being recorded as a leaf needs its "." too.
+    // A member with members below it is marked with ".".
     fn mark(node: &mut Value, path: &mut Path, set: &FieldSet) {
         if let Some(o) = node.as_object_mut() {
             let has_children = o.keys().any(|k| k != ".");
@@ -283,10 +276,8 @@ pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
 pub(crate) fn from_fields_v1(v: &Value) -> FieldSet {
     fn walk(node: &Value, path: &mut Path, out: &mut FieldSet) {
         let Some(o) = node.as_object() else { return };
-        if o.is_empty() || o.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (o.is_empty() || o.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (k, child) in o {
             if let Some(step) = parse_step(k) {
