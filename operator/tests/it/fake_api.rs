@@ -1,16 +1,47 @@
 //! A small in-memory Kubernetes apiserver behind a real `kube::Client`: GET, LIST, WATCH,
-//! POST, PUT (with resourceVersion conflicts), PATCH (apply, merge, JSON patch; status
-//! subresource), DELETE (finalizers hold an object with a deletionTimestamp; dependents are
-//! deleted or, with `propagationPolicy: Orphan`, orphaned). It is generic over
-//! JSON objects keyed by API path, which is all the operator's reconcilers and controllers need,
-//! except where a real apiserver refuses an update: immutable StatefulSet fields, and
-//! PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
+//! POST, PUT, PATCH (server-side apply, merge, JSON patch; main resource and `/status`) and
+//! DELETE, generic over JSON objects keyed by API path. It is strict: what a real
+//! kube-apiserver refuses, it refuses, so a reconciler that relies on leniency fails a test.
 //! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
+//!
+//! The rules it enforces, each proven by a test in `fake_rules.rs` (or `storage.rs`, `rbac.rs`):
+//! - **RBAC**: [`FakeApi::client_as`] is held to the chart's rules (403 before any lookup).
+//! - **Server-side apply** (`fields`): `metadata.managedFields` per manager (Apply or Update,
+//!   main resource or `subresource: status`) in FieldsV1; an apply owns exactly its applied
+//!   fields and removes those it stops applying that no other manager owns; a different value
+//!   for another manager's field is a 409 `Apply failed with N conflict(s): conflict with ...`
+//!   unless `force=true`, which moves the ownership; an apply of a missing object creates it;
+//!   `fieldManager` is required for apply (422), apiVersion and kind in the body (400); PUT,
+//!   merge/JSON patch and POST record an Update manager (`fieldManager`, else the user agent's
+//!   product, else `kube-client`) owning the fields they changed. Keyed lists (`containers`,
+//!   `env`, `volumes` by name, `ports`, `conditions` by type, `ownerReferences` by uid) merge by
+//!   key, `finalizers` as a set, other lists are atomic.
+//! - **CRD schema and CEL** (`schema`, the YAML in `crds/`): custom resources are pruned of
+//!   unknown fields, defaulted, then checked against the OpenAPI schema and the
+//!   `x-kubernetes-validations` rules (`oldSelf` on update) on create and update; violations
+//!   are a 422 Invalid with one cause per field (`Topic.runnel.dev "t" is invalid: spec...`).
+//!   `/status` writes are checked against the status schema only.
+//! - **Status subresource** (runnel CRDs, StatefulSets, Pods, claims, Services, PDBs, ...):
+//!   main-resource writes ignore `.status`, `/status` writes ignore everything else, a create
+//!   resets the status (except Pods and claims for now, see [`CREATE_KEEPS_STATUS`]); `/status`
+//!   of a resource without one is a 404.
+//! - **Metadata**: `generation` moves only with changes outside metadata and status;
+//!   `resourceVersion` with every change, never with a write that changes nothing; a stale
+//!   `resourceVersion` in a PUT, patch or apply is a 409; `uid` cannot change (409 on PUT,
+//!   422 on patch); `creationTimestamp`, `deletionTimestamp` and `generation` writes are
+//!   ignored; DELETE `preconditions` must match (409).
+//! - **Deletion**: finalizers hold an object with a `deletionTimestamp` until the last one is
+//!   removed, and no new finalizer may be added meanwhile (422); once it is gone its
+//!   dependents (ownerReferences to its uid) are deleted, or orphaned with
+//!   `propagationPolicy: Orphan`, or only lose the reference while another owner lives; objects
+//!   it does not own are untouched.
+//! - **Immutable built-in fields**: StatefulSet spec fields other than the mutable ones (422);
+//!   PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
 //!
 //! Two kinds of client talk to it: [`FakeApi::client`] is a cluster admin (tests seed and
 //! observe state through it, and the harness plays the kubelet with it), while
 //! [`FakeApi::client_as`] is held to RBAC rules (the operator runs on one holding the chart's
-//! rules, see `rbac.rs`), refused with 403 before the object is looked up.
+//! rules, see `rbac.rs`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -27,6 +58,11 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::rbac::Rbac;
+
+mod fields;
+mod schema;
+
+use fields::{FieldSet, Path, Step};
 
 /// Where an object lives: API base (`api/v1`, `apis/apps/v1`), plural, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -84,8 +120,7 @@ fn status_error(code: StatusCode, reason: &str, message: String) -> Response<Res
     )
 }
 
-/// RFC 7386 JSON merge patch (server-side apply is approximated by it: the operator always
-/// applies whole objects and whole status).
+/// RFC 7386 JSON merge patch.
 fn merge(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(p) => {
@@ -294,6 +329,445 @@ fn default_storage_class(state: &State) -> Option<Value> {
             c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
         })
         .cloned()
+}
+
+/// Resources whose status is a subresource: writes to the main resource ignore `.status`, and
+/// `/status` writes change only `.status` (the runnel CRDs declare it too, see `schema`).
+const STATUS_SUBRESOURCES: [(&str, &str); 10] = [
+    ("api/v1", "pods"),
+    ("api/v1", "persistentvolumeclaims"),
+    ("api/v1", "persistentvolumes"),
+    ("api/v1", "services"),
+    ("api/v1", "namespaces"),
+    ("apis/apps/v1", "statefulsets"),
+    ("apis/apps/v1", "deployments"),
+    ("apis/apps/v1", "replicasets"),
+    ("apis/batch/v1", "jobs"),
+    ("apis/policy/v1", "poddisruptionbudgets"),
+];
+
+/// Resources whose `.status` a create keeps although a real apiserver resets it. The harness,
+/// playing the kubelet and the volume binder, creates Pods and claims with their status in the
+/// create; it is to write it through `/status` afterwards instead, and this list to go empty.
+const CREATE_KEEPS_STATUS: [&str; 2] = ["pods", "persistentvolumeclaims"];
+
+/// `metadata` fields a client owns (and server-side apply tracks); the rest are the server's.
+const CLIENT_METADATA: [&str; 5] = [
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "generateName",
+];
+
+/// The time every managedFields entry carries: a fixed one, so that a repeated identical write
+/// stays a no-op.
+const MANAGED_TIME: &str = "2026-01-01T00:00:00Z";
+
+impl Key {
+    fn group(&self) -> &str {
+        match self.base.split('/').collect::<Vec<_>>()[..] {
+            ["apis", group, _] => group,
+            _ => "",
+        }
+    }
+
+    /// `plural.group` (`statefulsets.apps`, `pods`), as errors name a resource.
+    fn resource(&self) -> String {
+        match self.group() {
+            "" => self.plural.clone(),
+            g => format!("{}.{g}", self.plural),
+        }
+    }
+
+    /// `Kind.group` (`StatefulSet.apps`, `Pod`), as validation errors name a kind.
+    fn qualified_kind(&self, obj: &Value) -> String {
+        let kind = obj["kind"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| schema::crd_at(&self.base, &self.plural).map(|c| c.kind.clone()))
+            .unwrap_or_else(|| self.plural.clone());
+        match self.group() {
+            "" => kind,
+            g => format!("{kind}.{g}"),
+        }
+    }
+
+    fn status_subresource(&self) -> bool {
+        STATUS_SUBRESOURCES.contains(&(self.base.as_str(), self.plural.as_str()))
+            || schema::crd_at(&self.base, &self.plural).is_some_and(|c| c.status_subresource)
+    }
+}
+
+/// 409 for a stale resourceVersion (optimistic concurrency), in the apiserver's words.
+fn modified_conflict(key: &Key) -> Response<RespBody> {
+    status_error(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {} {:?}: the object has been modified; please \
+             apply your changes to the latest version and try again",
+            key.resource(),
+            key.name
+        ),
+    )
+}
+
+/// 409 for a failed uid/resourceVersion precondition (a PUT's uid, a DELETE's preconditions).
+fn precondition_conflict(
+    key: &Key,
+    what: &str,
+    wanted: &Value,
+    actual: &Value,
+) -> Response<RespBody> {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    status_error(
+        StatusCode::CONFLICT,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {} {:?}: Precondition failed: {what} in \
+             precondition: {}, {what} in object meta: {}",
+            key.resource(),
+            key.name,
+            s(wanted),
+            s(actual)
+        ),
+    )
+}
+
+/// 422 Invalid with one cause per field error, as the apiserver answers a failed validation:
+/// `Kind.group "name" is invalid: path: message` (several causes in `[..., ...]`).
+fn invalid_causes(key: &Key, obj: &Value, causes: &[schema::Cause]) -> Response<RespBody> {
+    let rendered: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    let detail = if rendered.len() == 1 {
+        rendered[0].clone()
+    } else {
+        format!("[{}]", rendered.join(", "))
+    };
+    let kind = obj["kind"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| schema::crd_at(&key.base, &key.plural).map(|c| c.kind.clone()))
+        .unwrap_or_default();
+    full(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{} {:?} is invalid: {detail}", key.qualified_kind(obj), key.name),
+            "reason": "Invalid",
+            "details": {
+                "name": key.name, "group": key.group(), "kind": kind,
+                "causes": causes.iter().map(|c| json!({
+                    "reason": c.reason, "message": c.message, "field": c.field,
+                })).collect::<Vec<_>>(),
+            },
+            "code": 422,
+        }),
+    )
+}
+
+/// One `metadata.managedFields` entry, decoded.
+#[derive(Clone, Debug)]
+struct Manager {
+    manager: String,
+    /// `Apply` or `Update`.
+    operation: String,
+    /// `status` for writes through the status subresource, empty otherwise.
+    subresource: String,
+    api_version: String,
+    fields: FieldSet,
+}
+
+impl Manager {
+    fn same(&self, manager: &str, operation: &str, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+
+    /// The manager as apply conflict messages print it (the apiserver's `printManager`).
+    fn printed(&self) -> String {
+        let mut s = format!("{:?}", self.manager);
+        if !self.subresource.is_empty() {
+            s.push_str(&format!(" with subresource {:?}", self.subresource));
+        }
+        if self.operation == "Update" {
+            s.push_str(&format!(" using {} at {MANAGED_TIME}", self.api_version));
+        }
+        s
+    }
+}
+
+fn managers(obj: &Value) -> Vec<Manager> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| Manager {
+            manager: e["manager"].as_str().unwrap_or_default().into(),
+            operation: e["operation"].as_str().unwrap_or_default().into(),
+            subresource: e["subresource"].as_str().unwrap_or_default().into(),
+            api_version: e["apiVersion"].as_str().unwrap_or_default().into(),
+            fields: fields::from_fields_v1(&e["fieldsV1"]),
+        })
+        .collect()
+}
+
+/// Stores `list` as `obj`'s managedFields, keeping only fields the object still has and
+/// dropping managers left with none.
+fn set_managers(obj: &mut Value, mut list: Vec<Manager>) {
+    for m in &mut list {
+        m.fields.retain(|p| fields::get(obj, p).is_some());
+    }
+    list.retain(|m| !m.fields.is_empty());
+    let entries: Vec<Value> = list
+        .iter()
+        .map(|m| {
+            let mut e = json!({
+                "manager": m.manager, "operation": m.operation, "apiVersion": m.api_version,
+                "time": MANAGED_TIME, "fieldsType": "FieldsV1",
+                "fieldsV1": fields::to_fields_v1(&m.fields),
+            });
+            if !m.subresource.is_empty() {
+                e["subresource"] = json!(m.subresource);
+            }
+            e
+        })
+        .collect();
+    if entries.is_empty() {
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            meta.remove("managedFields");
+        }
+    } else {
+        obj["metadata"]["managedFields"] = json!(entries);
+    }
+}
+
+/// The part of `obj` that a write to the main resource (`status` false) or to `/status` owns:
+/// the status alone, or everything but apiVersion, kind, the server's metadata and (with a
+/// status subresource) the status.
+fn owned_part(obj: &Value, status: bool, status_subresource: bool) -> Value {
+    if status {
+        return match &obj["status"] {
+            Value::Null => json!({}),
+            s => json!({ "status": s }),
+        };
+    }
+    let mut v = obj.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+        if status_subresource {
+            o.remove("status");
+        }
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.retain(|k, _| CLIENT_METADATA.contains(&k.as_str()));
+        }
+        if o.get("metadata")
+            .is_some_and(|m| m.as_object().is_some_and(|m| m.is_empty()))
+        {
+            o.remove("metadata");
+        }
+        o.retain(|_, v| !v.is_null());
+    }
+    v
+}
+
+/// The field manager of a non-apply write: `?fieldManager=`, else the user agent's product
+/// (`kubectl/v1.31` → `kubectl`), else `kube-client`.
+fn update_manager(q: &BTreeMap<String, String>, user_agent: &str) -> String {
+    q.get("fieldManager")
+        .cloned()
+        .or_else(|| {
+            user_agent
+                .split('/')
+                .next()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "kube-client".into())
+}
+
+/// What an Update (PUT, merge or JSON patch, POST) does to ownership: `manager` gets the
+/// fields it added or changed, which every other manager of the same subresource loses.
+fn record_update(
+    list: &mut Vec<Manager>,
+    manager: &str,
+    subresource: &str,
+    api_version: &str,
+    before: &Value,
+    after: &Value,
+) {
+    let old = fields::field_set(before);
+    let changed: FieldSet = fields::field_set(after)
+        .into_iter()
+        .filter(|p| {
+            let item = matches!(p.last(), Some(Step::Key(_) | Step::Value(_)));
+            !old.contains(p) || (!item && fields::get(before, p) != fields::get(after, p))
+        })
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    for m in list.iter_mut().filter(|m| m.subresource == subresource) {
+        m.fields.retain(|p| !changed.contains(p));
+    }
+    match list
+        .iter_mut()
+        .find(|m| m.same(manager, "Update", subresource))
+    {
+        Some(m) => m.fields.extend(changed),
+        None => list.push(Manager {
+            manager: manager.into(),
+            operation: "Update".into(),
+            subresource: subresource.into(),
+            api_version: api_version.into(),
+            fields: changed,
+        }),
+    }
+}
+
+/// Whether `path` is a key field of a keyed-list item (`type` of a condition): it goes with its
+/// item, never alone.
+fn is_key_field(path: &[Step]) -> bool {
+    match path {
+        [.., Step::Key(key), Step::Field(f)] => {
+            serde_json::from_str::<Value>(key).is_ok_and(|k| k.get(f).is_some())
+        }
+        _ => false,
+    }
+}
+
+/// How a PATCH or PUT turns into the object the client asks for.
+enum Write {
+    /// PUT of a whole object, or a merge/JSON patch already applied to the current object.
+    Update { written: Value, manager: String },
+    /// Server-side apply of `config` by `manager`.
+    Apply {
+        config: Value,
+        manager: String,
+        force: bool,
+    },
+}
+
+/// Server-side apply of `config` (already reduced to what this subresource owns) over
+/// `current`: conflicts with other managers of the same subresource refuse it (409) unless
+/// `force` moves their ownership; the manager then owns exactly the applied fields, and fields
+/// it owned before but no longer applies are removed unless another manager owns them.
+/// Returns the object and its new managers.
+#[allow(clippy::result_large_err)]
+fn server_side_apply(
+    key: &Key,
+    current: &Value,
+    config: &Value,
+    manager: &str,
+    subresource: &str,
+    force: bool,
+) -> Result<(Value, Vec<Manager>), Response<RespBody>> {
+    let applied = fields::field_set(config);
+    let mut list = managers(current);
+    let mut conflicts: Vec<(usize, Path)> = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        if m.same(manager, "Apply", subresource) || m.subresource != subresource {
+            continue;
+        }
+        for p in m.fields.intersection(&applied) {
+            let item = matches!(p.last(), Some(Step::Key(_) | Step::Value(_)));
+            if !item && fields::get(current, p) != fields::get(config, p) {
+                conflicts.push((i, p.clone()));
+            }
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        let message = if let [(i, p)] = &conflicts[..] {
+            format!(
+                "Apply failed with 1 conflict: conflict with {}: {}",
+                list[*i].printed(),
+                fields::path_string(p)
+            )
+        } else {
+            let mut by_manager: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (i, p) in &conflicts {
+                by_manager
+                    .entry(list[*i].printed())
+                    .or_default()
+                    .push(format!("- {}", fields::path_string(p)));
+            }
+            let lines: Vec<String> = by_manager
+                .into_iter()
+                .flat_map(|(m, paths)| std::iter::once(format!("conflicts with {m}:")).chain(paths))
+                .collect();
+            format!(
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
+            )
+        };
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(i, p)| {
+                json!({
+                    "type": "FieldManagerConflict",
+                    "message": format!("conflict with {}", list[*i].printed()),
+                    "field": fields::path_string(p),
+                })
+            })
+            .collect();
+        return Err(full(
+            StatusCode::CONFLICT,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": "Conflict",
+                "details": {"name": key.name, "group": key.group(), "kind": key.plural,
+                            "causes": causes},
+                "code": 409,
+            }),
+        ));
+    }
+    for (i, p) in &conflicts {
+        list[*i].fields.remove(p);
+    }
+    let previously: FieldSet = list
+        .iter()
+        .find(|m| m.same(manager, "Apply", subresource))
+        .map(|m| m.fields.clone())
+        .unwrap_or_default();
+    list.retain(|m| !m.same(manager, "Apply", subresource));
+    let others: FieldSet = list.iter().flat_map(|m| m.fields.iter().cloned()).collect();
+    let mut obj = current.clone();
+    fields::apply_merge(&mut obj, config, None);
+    let mut owned = others.clone();
+    owned.extend(applied.iter().cloned());
+    // In set order a keyed item comes before its fields: removing it removes them too.
+    for p in previously.difference(&applied) {
+        if others.iter().any(|o| o.starts_with(p)) || is_key_field(p) {
+            continue;
+        }
+        if fields::remove(&mut obj, p) {
+            fields::prune_empty_parents(&mut obj, p, &owned);
+        }
+    }
+    list.push(Manager {
+        manager: manager.into(),
+        operation: "Apply".into(),
+        subresource: subresource.into(),
+        api_version: config["apiVersion"]
+            .as_str()
+            .or(current["apiVersion"].as_str())
+            .unwrap_or_default()
+            .into(),
+        fields: applied,
+    });
+    Ok((obj, list))
+}
+
+fn not_found(key: &Key) -> Response<RespBody> {
+    status_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} {:?} not found", key.resource(), key.name),
+    )
 }
 
 enum Target {
@@ -522,10 +996,45 @@ impl FakeApi {
         Self::store(state, tx, key, obj, true)
     }
 
+    /// What the apiserver does to a new object before storing it: a status subresource's
+    /// status is reset (see [`CREATE_KEEPS_STATUS`]), the server's metadata is its own, and a
+    /// custom resource is pruned, defaulted and validated (422).
+    #[allow(clippy::result_large_err)]
+    fn admit_create(key: &Key, mut obj: Value) -> Result<Value, Response<RespBody>> {
+        if key.status_subresource() && !CREATE_KEEPS_STATUS.contains(&key.plural.as_str()) {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            for field in [
+                "resourceVersion",
+                "uid",
+                "generation",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "managedFields",
+            ] {
+                meta.remove(field);
+            }
+        }
+        if let Some(crd) = schema::crd_at(&key.base, &key.plural) {
+            schema::prune(&crd.schema, &mut obj);
+            schema::default(&crd.schema, &mut obj);
+            let causes = schema::validate(crd, &obj, None, false);
+            if !causes.is_empty() {
+                return Err(invalid_causes(key, &obj, &causes));
+            }
+        }
+        Ok(obj)
+    }
+
     /// Deletes the object at `key` (held by its finalizers, if any) and, as the garbage
     /// collector does once it is gone, its dependents (objects in the same namespace with an
     /// ownerReference to its uid): with `orphan` they lose that ownerReference and stay, as
-    /// `propagationPolicy: Orphan` asks; otherwise they are deleted in turn.
+    /// `propagationPolicy: Orphan` asks; otherwise they are deleted in turn, unless another
+    /// owner of theirs still exists (then they only lose the reference). Objects with no
+    /// ownerReference to it are never touched.
     fn delete(
         state: &mut State,
         tx: &broadcast::Sender<WatchEvent>,
@@ -554,13 +1063,27 @@ impl FakeApi {
             .map(|(k, _)| k.clone())
             .collect();
         for dep in dependents {
-            if orphan {
-                let mut d = state.objects[&dep].clone();
+            let Some(mut d) = state.objects.get(&dep).cloned() else {
+                continue;
+            };
+            let live_uids: Vec<Value> = state
+                .objects
+                .values()
+                .map(|o| o["metadata"]["uid"].clone())
+                .collect();
+            let other_live_owner =
+                d["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r["uid"] != uid && live_uids.contains(&r["uid"]))
+                    });
+            if orphan || other_live_owner {
                 if let Some(refs) = d["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"] != uid);
                 }
                 Self::store(state, tx, dep, d, false);
-            } else if state.objects.contains_key(&dep) {
+            } else {
                 Self::delete(state, tx, dep, false);
             }
         }
@@ -571,21 +1094,27 @@ impl FakeApi {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let q = query(&req);
-        let content_type = req
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let [content_type, user_agent] = ["content-type", "user-agent"].map(|name| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        });
+        let apply = method == Method::PATCH && content_type.contains("apply-patch");
         let body = req.into_body().collect_bytes().await.unwrap_or_default();
         let body: Value = if body.is_empty() {
             Value::Null
         } else {
-            match serde_json::from_slice(&body) {
+            let parsed = serde_json::from_slice(&body).map_err(|e| e.to_string());
+            // An apply body may be YAML (kubectl sends it so); JSON is YAML too.
+            let parsed = match parsed {
+                Err(_) if apply => serde_yaml::from_slice(&body).map_err(|e| e.to_string()),
+                other => other,
+            };
+            match parsed {
                 Ok(v) => v,
-                Err(e) => {
-                    return status_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
-                }
+                Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", e),
             }
         };
         let Some(target) = parse_path(&path) else {
@@ -595,6 +1124,15 @@ impl FakeApi {
                 format!("no route {path}"),
             );
         };
+        if let Target::Object { key, status: true } = &target {
+            if !key.status_subresource() {
+                return status_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("the server could not find the requested resource ({path})"),
+                );
+            }
+        }
         match (method, target) {
             (
                 Method::GET,
@@ -660,57 +1198,107 @@ impl FakeApi {
                     return status_error(
                         StatusCode::CONFLICT,
                         "AlreadyExists",
-                        format!("{} exists", key.name),
+                        format!("{} {:?} already exists", key.resource(), key.name),
                     );
                 }
-                let obj = Self::create(&mut state, &self.events, key, body);
+                let mut obj = match Self::admit_create(&key, body) {
+                    Ok(obj) => obj,
+                    Err(refused) => return refused,
+                };
+                let mut list = Vec::new();
+                let sub = key.status_subresource();
+                record_update(
+                    &mut list,
+                    &update_manager(&q, &user_agent),
+                    "",
+                    obj["apiVersion"].as_str().unwrap_or_default(),
+                    &json!({}),
+                    &owned_part(&obj, false, sub),
+                );
+                set_managers(&mut obj, list);
+                let obj = Self::create(&mut state, &self.events, key, obj);
                 full(StatusCode::CREATED, &obj)
             }
             (Method::GET, Target::Object { key, .. }) => match self.lock().objects.get(&key) {
                 Some(obj) => full(StatusCode::OK, obj),
-                None => status_error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{} not found", key.name),
-                ),
+                None => not_found(&key),
             },
             (Method::PUT, Target::Object { key, status }) => {
                 let mut state = self.lock();
                 let Some(current) = state.objects.get(&key).cloned() else {
-                    return status_error(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        format!("{} not found", key.name),
-                    );
+                    return not_found(&key);
                 };
-                let sent_rv = &body["metadata"]["resourceVersion"];
-                if !sent_rv.is_null() && *sent_rv != current["metadata"]["resourceVersion"] {
-                    return status_error(
-                        StatusCode::CONFLICT,
-                        "Conflict",
-                        format!("the object {} has been modified", key.name),
+                // A PUT names the object it replaces by uid (a precondition, 409), and by
+                // resourceVersion when it carries one (optimistic concurrency, 409).
+                let sent_uid = &body["metadata"]["uid"];
+                if !sent_uid.is_null() && *sent_uid != current["metadata"]["uid"] {
+                    return precondition_conflict(
+                        &key,
+                        "UID",
+                        sent_uid,
+                        &current["metadata"]["uid"],
                     );
                 }
-                let next = Self::next(&current, body, status);
-                if let Err(refused) = validate_update(&state, &key, &current, &next, status) {
-                    return *refused;
-                }
-                let obj = Self::store(&mut state, &self.events, key, next, false);
-                full(StatusCode::OK, &obj)
+                let write = Write::Update {
+                    written: body,
+                    manager: update_manager(&q, &user_agent),
+                };
+                self.update(&mut state, key, status, current, write)
             }
             (Method::PATCH, Target::Object { key, status }) => {
                 let mut state = self.lock();
                 let current = state.objects.get(&key).cloned();
-                let Some(current) = current else {
-                    if content_type.contains("apply-patch") && !status {
-                        let obj = Self::create(&mut state, &self.events, key, body);
-                        return full(StatusCode::CREATED, &obj);
+                if apply {
+                    let Some(manager) = q.get("fieldManager").cloned() else {
+                        return status_error(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "Invalid",
+                            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required \
+                             value: is required for apply patch"
+                                .into(),
+                        );
+                    };
+                    if !body["apiVersion"].is_string() || !body["kind"].is_string() {
+                        return status_error(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            format!("Object 'Kind' is missing in '{body}'"),
+                        );
                     }
-                    return status_error(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        format!("{} not found", key.name),
-                    );
+                    let force = q.get("force").is_some_and(|f| f == "true");
+                    let Some(current) = current else {
+                        if status {
+                            return not_found(&key);
+                        }
+                        // An apply of a missing object creates it, owned by the applier.
+                        let mut obj = match Self::admit_create(&key, body) {
+                            Ok(obj) => obj,
+                            Err(refused) => return refused,
+                        };
+                        let config = owned_part(&obj, false, key.status_subresource());
+                        let api_version = obj["apiVersion"].as_str().unwrap_or_default().into();
+                        set_managers(
+                            &mut obj,
+                            vec![Manager {
+                                manager,
+                                operation: "Apply".into(),
+                                subresource: String::new(),
+                                api_version,
+                                fields: fields::field_set(&config),
+                            }],
+                        );
+                        let obj = Self::create(&mut state, &self.events, key, obj);
+                        return full(StatusCode::CREATED, &obj);
+                    };
+                    let write = Write::Apply {
+                        config: body,
+                        manager,
+                        force,
+                    };
+                    return self.update(&mut state, key, status, current, write);
+                }
+                let Some(current) = current else {
+                    return not_found(&key);
                 };
                 let mut patched = current.clone();
                 if content_type.contains("json-patch") {
@@ -742,21 +1330,43 @@ impl FakeApi {
                 } else {
                     merge(&mut patched, &body);
                 }
-                let next = Self::next(&current, patched, status);
-                if let Err(refused) = validate_update(&state, &key, &current, &next, status) {
-                    return *refused;
+                // A patch that changes the uid is refused by validation, not as a precondition.
+                let uid = &current["metadata"]["uid"];
+                if !patched["metadata"]["uid"].is_null() && patched["metadata"]["uid"] != *uid {
+                    return invalid_causes(
+                        &key,
+                        &current,
+                        &[schema::Cause {
+                            field: "metadata.uid".into(),
+                            reason: "FieldValueInvalid",
+                            message: format!(
+                                "Invalid value: {}: field is immutable",
+                                patched["metadata"]["uid"]
+                            ),
+                        }],
+                    );
                 }
-                let obj = Self::store(&mut state, &self.events, key, next, false);
-                full(StatusCode::OK, &obj)
+                let write = Write::Update {
+                    written: patched,
+                    manager: update_manager(&q, &user_agent),
+                };
+                self.update(&mut state, key, status, current, write)
             }
             (Method::DELETE, Target::Object { key, .. }) => {
                 let mut state = self.lock();
-                if !state.objects.contains_key(&key) {
-                    return status_error(
-                        StatusCode::NOT_FOUND,
-                        "NotFound",
-                        format!("{} not found", key.name),
-                    );
+                let Some(current) = state.objects.get(&key) else {
+                    return not_found(&key);
+                };
+                for (field, what) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+                    let wanted = &body["preconditions"][field];
+                    if !wanted.is_null() && *wanted != current["metadata"][field] {
+                        return precondition_conflict(
+                            &key,
+                            what,
+                            wanted,
+                            &current["metadata"][field],
+                        );
+                    }
                 }
                 let policy = body["propagationPolicy"]
                     .as_str()
@@ -773,15 +1383,128 @@ impl FakeApi {
         }
     }
 
+    /// The common end of every update (PUT, PATCH of any kind; main resource or `/status`):
+    /// a stale resourceVersion is a 409; the written object is restricted to what the
+    /// (sub)resource may change; finalizers may not be added once deletion started; custom
+    /// resources are pruned, defaulted and validated, StatefulSets and claims checked by
+    /// `validate_update`; field ownership is recorded; a write that changes nothing is not
+    /// stored (no new resourceVersion, no watch event).
+    fn update(
+        &self,
+        state: &mut State,
+        key: Key,
+        status: bool,
+        current: Value,
+        write: Write,
+    ) -> Response<RespBody> {
+        let sub = key.status_subresource();
+        let subresource = if status { "status" } else { "" };
+        let api_version = current["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (written, list) = match write {
+            Write::Update { written, manager } => {
+                let mut list = managers(&current);
+                let before = owned_part(&current, status, sub);
+                // Ownership follows what the write would change; computed on the object as
+                // it will be stored, below.
+                let after_written = Self::next(&current, written.clone(), status, sub);
+                record_update(
+                    &mut list,
+                    &manager,
+                    subresource,
+                    &api_version,
+                    &before,
+                    &owned_part(&after_written, status, sub),
+                );
+                (written, list)
+            }
+            Write::Apply {
+                config,
+                manager,
+                force,
+            } => {
+                let sent_rv = &config["metadata"]["resourceVersion"];
+                if !sent_rv.is_null() && *sent_rv != current["metadata"]["resourceVersion"] {
+                    return modified_conflict(&key);
+                }
+                let sent_uid = &config["metadata"]["uid"];
+                if !sent_uid.is_null() && *sent_uid != current["metadata"]["uid"] {
+                    return precondition_conflict(
+                        &key,
+                        "UID",
+                        sent_uid,
+                        &current["metadata"]["uid"],
+                    );
+                }
+                let owned = owned_part(&config, status, sub);
+                match server_side_apply(&key, &current, &owned, &manager, subresource, force) {
+                    Ok(done) => done,
+                    Err(refused) => return refused,
+                }
+            }
+        };
+        let sent_rv = &written["metadata"]["resourceVersion"];
+        if !sent_rv.is_null() && *sent_rv != current["metadata"]["resourceVersion"] {
+            return modified_conflict(&key);
+        }
+        if !current["metadata"]["deletionTimestamp"].is_null() && !status {
+            let old = current["metadata"]["finalizers"].as_array().cloned();
+            let old = old.unwrap_or_default();
+            let new: Vec<&Value> = written["metadata"]["finalizers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| !old.contains(f))
+                .collect();
+            if !new.is_empty() {
+                let names: Vec<String> = new.iter().map(|f| f.to_string()).collect();
+                return invalid_causes(
+                    &key,
+                    &current,
+                    &[schema::Cause {
+                        field: "metadata.finalizers".into(),
+                        reason: "FieldValueForbidden",
+                        message: format!(
+                            "Forbidden: no new finalizers can be added if the object is being \
+                             deleted, found new finalizers []string{{{}}}",
+                            names.join(", ")
+                        ),
+                    }],
+                );
+            }
+        }
+        let mut next = Self::next(&current, written, status, sub);
+        if let Some(crd) = schema::crd_at(&key.base, &key.plural) {
+            schema::prune(&crd.schema, &mut next);
+            schema::default(&crd.schema, &mut next);
+            let causes = schema::validate(crd, &next, Some(&current), status);
+            if !causes.is_empty() {
+                return invalid_causes(&key, &next, &causes);
+            }
+        }
+        if let Err(refused) = validate_update(state, &key, &current, &next, status) {
+            return *refused;
+        }
+        set_managers(&mut next, list);
+        if next == current {
+            return full(StatusCode::OK, &current);
+        }
+        let obj = Self::store(state, &self.events, key, next, false);
+        full(StatusCode::OK, &obj)
+    }
+
     /// The object after a write: a status write changes only status; a main-resource write
-    /// keeps the status (as with a status subresource) and bumps generation on a spec change.
-    /// Identity fields are the server's.
-    fn next(current: &Value, mut written: Value, status: bool) -> Value {
+    /// keeps the status when the resource has a status subresource, and bumps generation on a
+    /// change outside metadata and status. uid, creationTimestamp, deletionTimestamp,
+    /// generation and resourceVersion are the server's (a write's own values are ignored, as
+    /// the apiserver's `BeforeUpdate` does), managedFields too (set by the caller).
+    fn next(current: &Value, mut written: Value, status: bool, status_subresource: bool) -> Value {
         let mut next = current.clone();
         if status {
             next["status"] = written["status"].take();
         } else {
-            let keep_status = current["status"].clone();
             let bump = spec_part(current) != spec_part(&written);
             let meta = current["metadata"].clone();
             next = written;
@@ -792,6 +1515,8 @@ impl FakeApi {
                 "creationTimestamp",
                 "deletionTimestamp",
                 "generation",
+                "resourceVersion",
+                "managedFields",
             ] {
                 next["metadata"][field] = meta[field].clone();
             }
@@ -802,7 +1527,9 @@ impl FakeApi {
                 next["metadata"]["generation"] =
                     json!(meta["generation"].as_i64().unwrap_or(1) + 1);
             }
-            next["status"] = keep_status;
+            if status_subresource {
+                next["status"] = current["status"].clone();
+            }
         }
         if next["status"].is_null() {
             if let Some(o) = next.as_object_mut() {

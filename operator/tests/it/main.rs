@@ -3,6 +3,7 @@
 mod cel_rules;
 mod crds;
 mod fake_api;
+mod fake_rules;
 mod harness;
 mod rbac;
 mod real_cluster;
