@@ -4,6 +4,8 @@ mod cel_rules;
 mod crds;
 mod fake_api;
 mod harness;
+mod kubelet;
+mod load;
 mod rbac;
 mod real_cluster;
 mod reconcile;
