@@ -297,20 +297,20 @@ pub(crate) enum PodEvent {
 /// Ordered `(when, pod name, what)` events.
 pub(crate) type Timeline = Vec<(Instant, String, PodEvent)>;
 
-/// The most brokers that were down at once: a broker counts as down from its `Stopping` until
-/// its next `Ready` (a pod scaled away stays down).
+/// The most brokers that were down at once: a broker counts as down from its `Stopping` (or a
+/// `Stopped` without one: a crash) until its next `Ready`; a pod scaled away stays down.
 pub(crate) fn max_down_at_once(timeline: &[(Instant, String, PodEvent)]) -> usize {
     let mut down = BTreeSet::new();
     let mut max = 0;
     for (_, pod, event) in timeline {
         match event {
-            PodEvent::Stopping => {
+            PodEvent::Stopping | PodEvent::Stopped => {
                 down.insert(pod.as_str());
             }
             PodEvent::Ready => {
                 down.remove(pod.as_str());
             }
-            PodEvent::Stopped | PodEvent::Started => {}
+            PodEvent::Started => {}
         }
         max = max.max(down.len());
     }
@@ -562,7 +562,8 @@ pub(crate) struct Env {
     /// Directories of deleted claims, removed once no broker runs on them.
     released: Vec<PathBuf>,
     timeline: Timeline,
-    /// Claims' data, logs and config files.
+    /// Claims' data, logs (`logs/<pod>.broker.log`, `.agent.log`) and config files; kept after
+    /// the test when `RUNNEL_KEEP_TEST_DIRS` is set.
     root: tempfile::TempDir,
 }
 
@@ -625,10 +626,15 @@ impl Env {
             Some("test".into()),
         );
         ctx.service_monitors = matches!(values, ChartValues::ServiceMonitor);
-        let root = tempfile::Builder::new()
+        let mut root = tempfile::Builder::new()
             .prefix("runnel-kubelet-")
             .tempdir()
             .expect("tempdir");
+        if std::env::var_os("RUNNEL_KEEP_TEST_DIRS").is_some() {
+            // Brokers' and agents' logs and data for a post-mortem; the caller removes them.
+            root.disable_cleanup(true);
+            eprintln!("kubelet directory (kept): {}", root.path().display());
+        }
         for sub in ["claims", "logs", "config", "volumes"] {
             std::fs::create_dir_all(root.path().join(sub)).expect("kubelet dirs");
         }

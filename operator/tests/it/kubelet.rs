@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use runnel_agent::proto::BrokerStatusRequest;
 use runnel_agent::AgentClient;
@@ -19,7 +19,8 @@ use runnel_operator::kafka::BootstrapResolver;
 use serde_json::json;
 
 use crate::harness::{
-    max_down_at_once, restart_order, revision_hash, sts_name, Env, PodEvent, Timeline, NS,
+    cluster_spec, max_down_at_once, restart_order, revision_hash, sts_name, Env, PodEvent,
+    Timeline, NS,
 };
 use crate::load::CheckedProducer;
 
@@ -152,8 +153,10 @@ fn one_pod_at_a_time_is_one_down_and_overlapping_restarts_count_together() {
         at(5, "b-1", Stopped),
     ];
     assert_eq!(max_down_at_once(&overlapping), 2);
-    // A new pod starting is not a broker going down.
+    // A new pod starting is not a broker going down; a crash is.
     assert_eq!(max_down_at_once(&[at(0, "b-3", Started)]), 0);
+    let crash = vec![at(0, "b-1", Stopped), at(1, "b-2", Stopping)];
+    assert_eq!(max_down_at_once(&crash), 2);
 }
 
 #[test]
@@ -240,6 +243,96 @@ async fn three_replicas_form_one_quorum_with_an_agent_per_pod() {
             [PodEvent::Started, PodEvent::Ready]
         );
     }
+}
+
+#[tokio::test]
+async fn ordered_ready_creates_one_pod_per_pass_after_the_previous_is_ready() {
+    let mut env = Env::new();
+    // A StatefulSet of the kubelet's naming made by hand: the operator's are Parallel.
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": sts_name("ordered")},
+        "spec": {
+            "replicas": 2,
+            "serviceName": sts_name("ordered"),
+            "podManagementPolicy": "OrderedReady",
+            "selector": {"matchLabels": {"app": "ordered"}},
+            "template": {
+                "metadata": {"labels": {"app": "ordered"}},
+                "spec": {"containers": [{"name": "broker", "image": "runnel-broker"}]},
+            },
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            }}],
+        },
+    }))
+    .expect("StatefulSet");
+    Api::<StatefulSet>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &sts)
+        .await
+        .expect("create StatefulSet");
+    let pod = |o: i32| format!("{}-{o}", sts_name("ordered"));
+
+    env.kubelet("ordered").await;
+    assert_eq!(
+        env.brokers.keys().cloned().collect::<Vec<_>>(),
+        [pod(0)],
+        "one pod in the first pass"
+    );
+    env.kubelet("ordered").await;
+    assert_eq!(
+        env.brokers.keys().cloned().collect::<Vec<_>>(),
+        [pod(0), pod(1)]
+    );
+    let timeline = env.timeline();
+    let position = |p: String, e: PodEvent| {
+        timeline
+            .iter()
+            .position(|(_, q, f)| *q == p && *f == e)
+            .unwrap_or_else(|| panic!("{p} {e:?} in {timeline:?}"))
+    };
+    assert!(position(pod(0), PodEvent::Ready) < position(pod(1), PodEvent::Started));
+    let status = Api::<StatefulSet>::namespaced(env.client.clone(), NS)
+        .get(&sts_name("ordered"))
+        .await
+        .expect("StatefulSet")
+        .status
+        .expect("status");
+    assert_eq!((status.replicas, status.ready_replicas), (2, Some(2)));
+}
+
+#[tokio::test]
+async fn a_crashed_broker_restarts_in_its_pod() {
+    let mut env = Env::new();
+    env.ready_cluster("demo", 1).await;
+    let old_pid = env.broker("demo", 0).pid();
+    let old_uid = pod(&env, 0).await.uid();
+    let data = env.broker("demo", 0).data_dir.clone();
+    let mark = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &old_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env
+        .brokers
+        .get(&format!("{}-0", sts_name("demo")))
+        .map(|b| b.pid())
+        == Some(old_pid)
+    {
+        assert!(Instant::now() < deadline, "the crash was not noticed");
+        env.kubelet("demo").await;
+    }
+    let broker = env.broker("demo", 0);
+    assert_eq!(broker.data_dir, data);
+    let p = pod(&env, 0).await;
+    assert_eq!(p.uid(), old_uid, "the same Pod object");
+    assert_eq!(p.annotations()["runnel.test/pid"], broker.pid().to_string());
+    assert_eq!(
+        events_of(&env.timeline(), mark, &format!("{}-0", sts_name("demo"))),
+        [PodEvent::Stopped, PodEvent::Started, PodEvent::Ready]
+    );
 }
 
 #[tokio::test]
@@ -517,13 +610,31 @@ async fn scaling_up_adds_an_observer_and_a_scaled_down_pod_comes_back_on_its_cla
 #[tokio::test]
 async fn a_checked_producer_run_across_a_pod_restart_reports_ok() {
     let mut env = Env::new();
-    let cluster = env.ready_cluster("demo", 3).await;
+    let mut spec = cluster_spec(3);
+    // Leaders drop the stopped follower from the ISR after 2 s instead of 30 s, so acks=all
+    // produce resumes quickly. The Cluster's config reaches the brokers through the mounted
+    // ConfigMap, as in a pod.
+    spec.config
+        .insert("replica_lag_time_max_ms".into(), "2000".into());
+    let cluster = env.ready_cluster_with("demo", spec).await;
     let kafka = env.kafka("demo").await;
+    let lag = kafka
+        .describe_broker_configs(Some(1))
+        .await
+        .expect("broker configs")
+        .into_iter()
+        .find(|c| c.name == "replica.lag.time.max.ms")
+        .and_then(|c| c.value);
+    assert_eq!(
+        lag.as_deref(),
+        Some("2000"),
+        "the ConfigMap's runnel.toml is read"
+    );
     kafka
         .create_topics(
             &[NewTopic {
                 name: "checked".into(),
-                partitions: Some(3),
+                partitions: Some(2),
                 replication_factor: Some(3),
                 configs: Vec::new(),
             }],
@@ -531,17 +642,33 @@ async fn a_checked_producer_run_across_a_pod_restart_reports_ok() {
         )
         .await
         .expect("create topic");
+    // The pod restarted is a follower of every partition. A leader stopped with SIGTERM while
+    // an acks=all produce is in flight holds that request (and its own shutdown) for the full
+    // 30 s request timeout, and librdkafka then sometimes reports a delivery without an offset,
+    // which the checker rightly refuses: a broker defect the harness found (see its report),
+    // kept out of this test of the harness so it does not flake.
+    let leaders: Vec<i32> = kafka
+        .topic_with_leaders("checked", false)
+        .await
+        .expect("leaders")
+        .partitions
+        .iter()
+        .map(|p| p.leader)
+        .collect();
+    let follower = (0..3)
+        .find(|o| !leaders.contains(o))
+        .expect("two partitions leave a broker leading neither");
     drop(kafka);
     let bootstrap = env.resolver.bootstrap(&cluster).expect("bootstrap");
-    let mut load = CheckedProducer::start(&bootstrap, "checked", 3);
+    let mut load = CheckedProducer::start(&bootstrap, "checked", 2);
     load.wait_acked(200, 60).await;
-    let old = env.broker("demo", 1).pid();
-    env.delete_pod("demo", 1).await;
+    let old = env.broker("demo", follower).pid();
+    env.delete_pod("demo", follower).await;
     env.kubelet("demo").await;
     assert_ne!(
-        env.broker("demo", 1).pid(),
+        env.broker("demo", follower).pid(),
         old,
-        "pod 1 restarted under load"
+        "the pod restarted under load"
     );
     let after = load.acked();
     load.wait_acked(after + 200, 60).await;
