@@ -9,12 +9,18 @@ every acknowledgement, and a verifier that reads every partition back and assert
 The producer runs in a background thread so a test can inject faults (kill -9, network cuts,
 restarts, reassignments) while it sends. Used by the cluster scenarios and runnable by hand:
 
-    python3 e2e/checker.py --bootstrap 127.0.0.1:9092 --topic checked --seconds 30
+    python3 e2e/checker.py --bootstrap 127.0.0.1:9092 --topic checked --partitions 3 --seconds 30
+
+A driving process (the operator tests' `CheckedProducer`) runs it with `--stop-file PATH
+--progress` instead: it reads `acked N` lines while it injects faults, then creates PATH and
+waits for the `ok:` line (exit status 1 and a `failed:` line on stderr when an assertion fails).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -151,19 +157,43 @@ def verify(bootstrap: str, writer: AckedWriter, partitions: int, timeout: float 
                        per_partition={p: len(r) for p, r in got.items()})
 
 
+def produce_until(w: AckedWriter, seconds: float, stop_file: str | None, progress: bool) -> None:
+    """Let `w` send for `seconds`, or until `stop_file` exists when one is given, printing
+    `acked N` every half second with `progress` (a test driving the checker reads it to know
+    how far the load has got before injecting a fault)."""
+    end = time.monotonic() + seconds
+    next_report = time.monotonic()
+    while not os.path.exists(stop_file) if stop_file else time.monotonic() < end:
+        if progress and time.monotonic() >= next_report:
+            print(f"acked {w.ack_count()}", flush=True)
+            next_report += 0.5
+        time.sleep(0.05)
+    if progress:
+        print(f"acked {w.ack_count()}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, required=True, help="partition count of the (existing) topic")
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seconds", type=float, default=30.0, help="how long to produce (without --stop-file)")
+    ap.add_argument("--stop-file", help="produce until this file exists (instead of --seconds), then verify")
+    ap.add_argument("--progress", action="store_true", help="print `acked N` to stdout every 0.5 s")
+    ap.add_argument("--rate", type=float, help="records per second (default: as fast as acknowledged)")
     args = ap.parse_args()
-    w = AckedWriter(args.bootstrap, args.topic).start()
-    time.sleep(args.seconds)
-    w.stop()
-    report = verify(args.bootstrap, w, args.partitions)
+    w = AckedWriter(args.bootstrap, args.topic, rate_per_s=args.rate).start()
+    try:
+        produce_until(w, args.seconds, args.stop_file, args.progress)
+        w.stop()
+        report = verify(args.bootstrap, w, args.partitions)
+    except AssertionError as e:
+        # One line a driving test can quote; the traceback goes with it for whoever digs deeper.
+        print(f"failed: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from e
     print(f"ok: {report.acknowledged} acknowledged, {report.stored} stored "
-          f"({report.unacknowledged_stored} unacknowledged but stored once), errors {len(w.errors)}")
+          f"({report.unacknowledged_stored} unacknowledged but stored once), errors {len(w.errors)}",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ mod crds;
 mod fake_api;
 mod fake_rules;
 mod harness;
+mod kubelet;
+mod load;
 mod rbac;
 mod real_cluster;
 mod reconcile;
