@@ -23,8 +23,7 @@
 //!   `/status` writes are checked against the status schema only.
 //! - **Status subresource** (runnel CRDs, StatefulSets, Pods, claims, Services, PDBs, ...):
 //!   main-resource writes ignore `.status`, `/status` writes ignore everything else, a create
-//!   resets the status (except Pods and claims for now, see [`CREATE_KEEPS_STATUS`]); `/status`
-//!   of a resource without one is a 404.
+//!   resets the status; `/status` of a resource without one is a 404.
 //! - **Metadata**: `generation` moves only with changes outside metadata and status;
 //!   `resourceVersion` with every change, never with a write that changes nothing; a stale
 //!   `resourceVersion` in a PUT, patch or apply is a 409; `uid` cannot change (409 on PUT,
@@ -345,11 +344,6 @@ const STATUS_SUBRESOURCES: [(&str, &str); 10] = [
     ("apis/batch/v1", "jobs"),
     ("apis/policy/v1", "poddisruptionbudgets"),
 ];
-
-/// Resources whose `.status` a create keeps although a real apiserver resets it. The harness,
-/// playing the kubelet and the volume binder, creates Pods and claims with their status in the
-/// create; it is to write it through `/status` afterwards instead, and this list to go empty.
-const CREATE_KEEPS_STATUS: [&str; 2] = ["pods", "persistentvolumeclaims"];
 
 /// `metadata` fields a client owns (and server-side apply tracks); the rest are the server's.
 const CLIENT_METADATA: [&str; 5] = [
@@ -997,11 +991,11 @@ impl FakeApi {
     }
 
     /// What the apiserver does to a new object before storing it: a status subresource's
-    /// status is reset (see [`CREATE_KEEPS_STATUS`]), the server's metadata is its own, and a
+    /// status is reset, the server's metadata is its own, and a
     /// custom resource is pruned, defaulted and validated (422).
     #[allow(clippy::result_large_err)]
     fn admit_create(key: &Key, mut obj: Value) -> Result<Value, Response<RespBody>> {
-        if key.status_subresource() && !CREATE_KEEPS_STATUS.contains(&key.plural.as_str()) {
+        if key.status_subresource() {
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
             }

@@ -515,7 +515,12 @@ async fn a_rolling_update_replaces_one_ready_pod_at_a_time_from_the_highest_ordi
     let mark = Instant::now();
     patch_stateful_set(
         &env,
-        json!({"spec": {"template": {"metadata": {"annotations": {"runnel.test/edit": "1"}}}}}),
+        // The operator's StatefulSets are OnDelete; this checks the harness's emulation of
+        // the StatefulSet controller's own rolling update.
+        json!({"spec": {
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"annotations": {"runnel.test/edit": "1"}}},
+        }}),
     )
     .await;
     let sts = kubelet_until(&mut env, 60, "every pod updated and Ready", |sts| {

@@ -159,11 +159,6 @@ async fn seed_claim(env: &Env, class: Option<&str>, bound: bool) -> Api<Persiste
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": "2Gi"}},
         },
-        "status": if bound {
-            json!({"phase": "Bound", "capacity": {"storage": "2Gi"}})
-        } else {
-            json!({"phase": "Pending"})
-        },
     });
     if let Some(class) = class {
         claim["spec"]["storageClassName"] = json!(class);
@@ -174,6 +169,19 @@ async fn seed_claim(env: &Env, class: Option<&str>, bound: bool) -> Api<Persiste
     )
     .await
     .expect("seed claim");
+    // A create resets the status; the volume binder writes it through /status.
+    let status = if bound {
+        json!({"phase": "Bound", "capacity": {"storage": "2Gi"}})
+    } else {
+        json!({"phase": "Pending"})
+    };
+    api.patch_status(
+        "data-s-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .expect("bind seeded claim");
     api
 }
 
