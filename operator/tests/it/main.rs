@@ -2,6 +2,7 @@
 
 mod cel_rules;
 mod crds;
+mod day2;
 mod fake_api;
 mod fake_rules;
 mod harness;
