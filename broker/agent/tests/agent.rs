@@ -31,7 +31,7 @@ struct Broker {
     child: Child,
     kafka: String,
     admin: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -69,7 +69,7 @@ impl Broker {
             child,
             kafka: kafka.expect("kafka address in ready line"),
             admin: admin.expect("admin address in ready line"),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -239,6 +239,8 @@ async fn broker_status_counts_the_partitions_the_broker_leads_and_replicates() {
     assert_eq!(status.replica_partitions, 3);
     // One broker, replication factor 1: ISR == replicas, nothing under-replicated.
     assert_eq!(status.under_replicated_leader_partitions, 0);
+    // No --data-dir given to this agent: nothing is measured.
+    assert_eq!(status.data_dir_bytes, 0);
     let _ = client.health(HealthRequest {}).await.expect("health");
     agent.shutdown().await;
 }
@@ -251,6 +253,8 @@ async fn binary_reads_its_flags_serves_grpc_and_exits_on_sigterm() {
         .args(["--broker-admin", &broker.admin])
         .args(["--broker-kafka", &broker.kafka])
         .args(["--node-id", "7"])
+        .arg("--data-dir")
+        .arg(broker.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -283,6 +287,8 @@ async fn binary_reads_its_flags_serves_grpc_and_exits_on_sigterm() {
     // --node-id wins over discovery: the status is about node 7 (which leads nothing here).
     assert_eq!(status.node_id, 7);
     assert_eq!(status.leader_partitions, 0);
+    // --data-dir points at the broker's directory, which holds at least its metadata.
+    assert!(status.data_dir_bytes > 0, "{status:?}");
     let health = client.health(HealthRequest {}).await.expect("health");
     assert!(health.into_inner().broker_reachable);
 
@@ -1018,6 +1024,36 @@ async fn drain_moves_every_replica_off_keeps_every_record_and_removes_the_thrott
 
     let agent = start_agent_with(cluster.member(node).agent_config()).await;
     let mut grpc = agent_client(&agent).await;
+
+    // With every other broker avoided no partition can move: the drain fails at once, says
+    // why, and moves nothing.
+    let mut refused = grpc
+        .drain(DrainRequest {
+            throttle_bytes_per_second: 1,
+            avoid_brokers: vec![0, 2, 3],
+        })
+        .await
+        .expect("drain")
+        .into_inner();
+    let reports = read_drain(&mut refused, Duration::from_secs(60)).await;
+    let last = reports.last().expect("a report");
+    assert!(!last.done, "{reports:?}");
+    assert!(
+        last.detail.contains("cannot drain broker 1") && last.detail.contains("drained-"),
+        "{reports:?}"
+    );
+    assert!(client
+        .list_reassignments(None)
+        .await
+        .expect("list")
+        .is_empty());
+    let unchanged = client.metadata(None, false).await.expect("metadata");
+    assert_eq!(
+        partitions_where(&unchanged, "drained", |p| p.replicas.contains(&node)),
+        hosted
+    );
+    assert!(throttle_gone(&client, "drained", &[0, 1, 2, 3]).await);
+
     let request = DrainRequest {
         throttle_bytes_per_second: 50_000_000,
         avoid_brokers: Vec::new(),
@@ -1204,5 +1240,45 @@ async fn cancel_drain_stops_the_moves_and_removes_the_throttle() {
         .expect("cancel")
         .into_inner();
     assert_eq!(again.cancelled_partitions, 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn can_restart_allows_a_broker_that_is_not_ready_without_asking_further() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An admin port whose /readyz answers 503, and no Kafka listener at all: an agent that
+    // went on to ask the broker would answer UNAVAILABLE instead.
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let admin_addr = admin.local_addr().expect("addr").to_string();
+    let fake = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = admin.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let agent = start_agent_with(AgentConfig {
+        broker_admin: admin_addr,
+        broker_kafka: "127.0.0.1:1".into(),
+        node_id: Some(0),
+        data_dir: None,
+    })
+    .await;
+    let mut grpc = agent_client(&agent).await;
+    let reply = grpc
+        .can_restart(CanRestartRequest {})
+        .await
+        .expect("can_restart answers")
+        .into_inner();
+    assert!(reply.safe, "{reply:?}");
+    assert!(reply.reasons.is_empty() && reply.at_risk_partitions.is_empty());
+    fake.abort();
     agent.shutdown().await;
 }
