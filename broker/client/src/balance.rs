@@ -103,9 +103,10 @@ pub fn unmovable(
 /// within ±1 of the mean, then spreads preferred leaders (first replicas) the
 /// same way, with as little movement as the constraints allow.
 ///
-/// Replicas move only from the most loaded broker to a less loaded one while
-/// they differ by two or more (each move strictly evens the load, so the plan
-/// is finite); a partition never
+/// Replicas move from the most loaded broker to one holding at least two
+/// fewer (directly, or through a chain of brokers when every direct move would
+/// duplicate a replica or lose a rack), so each step strictly evens the load
+/// and the plan is finite; a partition never
 /// gets two replicas on one broker, and when `racks` is not empty a move never
 /// reduces the number of distinct racks of a partition. Leaders are then
 /// evened by reordering replicas within a partition, which copies no data, and
