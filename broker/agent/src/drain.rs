@@ -173,11 +173,16 @@ impl Drains {
         let Some(job) = job.filter(|j| !j.finished()) else {
             return Ok(0);
         };
-        let task = lock(&job.task).take();
-        if let Some(task) = task {
-            task.abort();
-            // Wait until it has stopped, so it submits and sets nothing after this point.
-            let _ = task.await;
+        // Whoever takes the task cancels; a concurrent CancelDrain finds none and answers 0.
+        let Some(task) = lock(&job.task).take() else {
+            return Ok(0);
+        };
+        task.abort();
+        // Wait until it has stopped, so it submits and sets nothing after this point.
+        let _ = task.await;
+        if job.finished() {
+            // It ended on its own just before: nothing is in flight to cancel.
+            return Ok(0);
         }
         let result = cancel_submitted(&job, client).await;
         let detail = match &result {
@@ -348,7 +353,12 @@ async fn drain(job: &Job, spec: &DrainSpec) -> Result<DrainProgress, String> {
             Err(e) => {
                 failures += 1;
                 if failures >= MAX_POLL_FAILURES {
-                    return Err(format!("drain of broker {node}: giving up polling: {e}"));
+                    let detail = format!("drain of broker {node}: giving up polling: {e}");
+                    // Best effort: the broker may be as unreachable for this as for polling.
+                    if let Err(e) = remove_throttle(job, &client).await {
+                        return Err(format!("{detail}; removing the throttle failed too: {e}"));
+                    }
+                    return Err(detail);
                 }
                 job.publish(
                     DrainProgress {

@@ -93,7 +93,8 @@ pub struct CanRestartResponse {
     pub at_risk_partitions: Vec<String>,
 }
 
-/// Request of `Drain`: move every replica off this broker.
+/// Request of `Drain`: move every replica off this broker. While a drain runs,
+/// another `Drain` joins it (streaming the same progress) and its own fields are ignored.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DrainRequest {
     /// Replication throttle for the moves in bytes/s; 0 = unthrottled.
@@ -104,7 +105,9 @@ pub struct DrainRequest {
     pub avoid_brokers: Vec<i32>,
 }
 
-/// One progress report of a drain (the server-streamed reply of `Drain`).
+/// One progress report of a drain (the server-streamed reply of `Drain`). The
+/// stream ends after a report with `done` set, or after one with `done` unset
+/// whose `detail` says why the drain failed or that it was cancelled.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DrainProgress {
     /// Partitions still having this broker in their replica set.

@@ -103,12 +103,15 @@ pub fn unmovable(
 /// within ±1 of the mean, then spreads preferred leaders (first replicas) the
 /// same way, with as little movement as the constraints allow.
 ///
-/// Replicas move only from the most loaded broker to a less loaded one while
-/// they differ by two or more (each move strictly evens the load, so the plan
-/// is finite); a partition never
+/// Replicas move from the most loaded broker to one holding at least two
+/// fewer (directly, or through a chain of brokers when every direct move would
+/// duplicate a replica or lose a rack), so each step strictly evens the load
+/// and the plan is finite; a partition never
 /// gets two replicas on one broker, and when `racks` is not empty a move never
 /// reduces the number of distinct racks of a partition. Leaders are then
-/// evened by reordering replicas within a partition, which copies no data.
+/// evened by reordering replicas within a partition, which copies no data, and
+/// only where reordering cannot help (partitions of one replica) by exchanging
+/// a leader replica for a follower replica between two brokers.
 /// Replicas on brokers outside `brokers` are left where they are. An already
 /// balanced input gives an empty plan.
 pub fn balance(
@@ -182,11 +185,25 @@ pub fn balance(
             r.iter().position(|&x| x == b).map(|pos| (idx, pos))
         })
     };
-    while let Some(path) = find_chain(&parts, &brokers, &leaders, leader_hop) {
-        for (from, to, idx, pos) in path {
-            parts[idx].2.swap(0, pos);
-            shift(&mut leaders, from, to);
+    // When no reorder helps (typically partitions of one replica, whose leader
+    // is fixed), an exchange moves a leader replica from the broker leading the
+    // most to one leading two fewer, and one of that broker's follower
+    // replicas back: replica counts stay, one leadership moves, two copies.
+    loop {
+        while let Some(path) = find_chain(&parts, &brokers, &leaders, leader_hop) {
+            for (from, to, idx, pos) in path {
+                parts[idx].2.swap(0, pos);
+                shift(&mut leaders, from, to);
+            }
         }
+        let Some((a, b, led, followed, back)) =
+            find_leader_exchange(&parts, &brokers, &leaders, racks)
+        else {
+            break;
+        };
+        parts[led].2[0] = b;
+        parts[followed].2[back] = a;
+        shift(&mut leaders, a, b);
     }
 
     let original = topics
@@ -250,6 +267,41 @@ fn find_replica_move(
             }
             if fallback.is_some() {
                 return fallback;
+            }
+        }
+    }
+    None
+}
+
+/// A leader exchange of [`balance`]: `(a, b, partition led by a, partition b
+/// follows, b's position in it)`, where `a` leads at least two more partitions
+/// than `b`; moving `a`'s leader replica to `b` and `b`'s follower replica to
+/// `a` keeps both replica counts, duplicates nothing and keeps every rack.
+fn find_leader_exchange(
+    parts: &[Part],
+    brokers: &[i32],
+    leaders: &BTreeMap<i32, usize>,
+    racks: &BTreeMap<i32, String>,
+) -> Option<(i32, i32, usize, usize, usize)> {
+    let count = |b: i32| leaders.get(&b).copied().unwrap_or(0);
+    let mut by_leaders: Vec<i32> = brokers.to_vec();
+    by_leaders.sort_by_key(|&b| (std::cmp::Reverse(count(b)), b));
+    for &a in &by_leaders {
+        for &b in by_leaders.iter().rev() {
+            if count(a) < count(b) + 2 {
+                break;
+            }
+            let led = parts.iter().position(|(_, _, r)| {
+                r.first() == Some(&a) && !r.contains(&b) && keeps_racks(r, 0, b, racks)
+            });
+            let Some(led) = led else { continue };
+            let followed = parts.iter().enumerate().find_map(|(idx, (_, _, r))| {
+                let pos = r.iter().position(|&x| x == b).filter(|&pos| pos > 0)?;
+                (idx != led && !r.contains(&a) && keeps_racks(r, pos, a, racks))
+                    .then_some((idx, pos))
+            });
+            if let Some((followed, back)) = followed {
+                return Some((a, b, led, followed, back));
             }
         }
     }
@@ -565,5 +617,133 @@ mod tests {
         assert_eq!(moves.len(), 1);
         assert_eq!(moves[0].partition, 1);
         assert_eq!(unmovable(&topics, 0, &moves), vec![("t".to_string(), 0)]);
+    }
+
+    /// A small deterministic generator (xorshift), so the property test needs no extra crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Random replica sets of `rf` distinct brokers out of `pool`.
+    fn random_topic(
+        rng: &mut Rng,
+        name: &str,
+        partitions: usize,
+        rf: usize,
+        pool: &[i32],
+    ) -> TopicMetadata {
+        let assignments: Vec<Vec<i32>> = (0..partitions)
+            .map(|_| {
+                let mut left = pool.to_vec();
+                (0..rf)
+                    .map(|_| left.remove(rng.below(left.len())))
+                    .collect()
+            })
+            .collect();
+        topic(name, &assignments)
+    }
+
+    /// The fewest replica copies that bring every broker within one of the others.
+    fn fewest_copies(topics: &[TopicMetadata], brokers: &[i32]) -> usize {
+        let mut loads: Vec<usize> = replica_load(topics, brokers).into_values().collect();
+        loads.sort_unstable_by(|a, b| b.cmp(a));
+        let total: usize = loads.iter().sum();
+        let (base, extra) = (total / loads.len(), total % loads.len());
+        // The heaviest brokers keep the `extra` slots of base + 1.
+        loads
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| n.saturating_sub(base + usize::from(i < extra)))
+            .sum()
+    }
+
+    /// The fewest leaderships to move so every broker leads within one of the others.
+    fn fewest_leader_moves(topics: &[TopicMetadata], brokers: &[i32]) -> usize {
+        let mut leaders: BTreeMap<i32, usize> = brokers.iter().map(|&b| (b, 0)).collect();
+        for p in topics.iter().flat_map(|t| &t.partitions) {
+            *leaders.entry(p.replicas[0]).or_default() += 1;
+        }
+        let mut counts: Vec<usize> = leaders.into_values().collect();
+        counts.sort_unstable_by(|a, b| b.cmp(a));
+        let total: usize = counts.iter().sum();
+        let (base, extra) = (total / counts.len(), total % counts.len());
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| n.saturating_sub(base + usize::from(i < extra)))
+            .sum()
+    }
+
+    #[test]
+    fn random_clusters_balance_within_one_with_no_duplicates_lost_racks_or_wasted_copies() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..300 {
+            let old = 1 + rng.below(6);
+            let new = old + rng.below(4);
+            let old_brokers: Vec<i32> = (0..old as i32).collect();
+            let brokers: Vec<i32> = (0..new as i32).collect();
+            let rf = 1 + rng.below(old.min(3));
+            // Odd cases mix in a topic of one replica, whose leaders only a copy can move.
+            let mixed = case % 2 == 1;
+            let (pa, pb) = (1 + rng.below(60), 1 + rng.below(20));
+            let topics = vec![
+                random_topic(&mut rng, "a", pa, rf, &old_brokers),
+                random_topic(&mut rng, "b", pb, if mixed { 1 } else { rf }, &old_brokers),
+            ];
+            let with_racks = case % 3 == 0;
+            let racks: BTreeMap<i32, String> = if with_racks {
+                brokers
+                    .iter()
+                    .map(|&b| (b, format!("r{}", b % 3)))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            let moves = balance(&topics, &brokers, &racks);
+            let after = apply(&topics, &moves);
+            no_duplicates(&after);
+            for (p_before, p_after) in topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .zip(after.iter().flat_map(|t| &t.partitions))
+            {
+                let spanned = |r: &[i32]| {
+                    r.iter()
+                        .map(|b| racks.get(b))
+                        .collect::<BTreeSet<_>>()
+                        .len()
+                };
+                assert!(
+                    spanned(&p_after.replicas) >= spanned(&p_before.replicas),
+                    "case {case}: {:?} -> {:?}",
+                    p_before.replicas,
+                    p_after.replicas
+                );
+            }
+            if !with_racks {
+                within_one_of_mean(&after, &brokers);
+                let (copied, fewest) = (replicas_copied(&moves), fewest_copies(&topics, &brokers));
+                if mixed {
+                    // Each leadership an exchange moves costs two copies.
+                    let leader_moves = fewest_leader_moves(&topics, &brokers);
+                    assert!(
+                        copied <= fewest + 2 * leader_moves,
+                        "case {case}: {copied} copies, {fewest} + 2 x {leader_moves} needed"
+                    );
+                } else {
+                    assert_eq!(
+                        copied, fewest,
+                        "case {case}: {old} -> {new} brokers, rf {rf}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use runnel_client::balance;
 use runnel_client::reassign::{PartitionMove, ReassignmentThrottle};
 use runnel_client::{Client, TopicMetadata};
 use serde::{Deserialize, Serialize};
@@ -127,35 +128,30 @@ pub(crate) fn plan_replication_factor(
 }
 
 /// Targets with `broker` replaced (in place, so preference order is kept) by
-/// the least-loaded other live broker in every partition that has it.
+/// the least-loaded other live broker in every partition that has it
+/// (`runnel_client::balance::move_off`, the planner the agent's drain uses).
 pub(crate) fn plan_move_off(
     topic: &TopicMetadata,
     brokers: &[i32],
     broker: i32,
 ) -> Result<Vec<Move>> {
+    let topics = std::slice::from_ref(topic);
     let others: Vec<i32> = brokers.iter().copied().filter(|&b| b != broker).collect();
-    let mut load = load(topic, &others);
-    let mut moves = Vec::new();
-    for p in &topic.partitions {
-        let Some(pos) = p.replicas.iter().position(|&r| r == broker) else {
-            continue;
-        };
-        let mut replicas = p.replicas.clone();
-        let Some(b) = pick(&mut load, &replicas, broker) else {
-            bail!(
-                "cannot move partition {} off broker {broker}: every other broker already holds it \
-                 (lower the replication factor first)",
-                p.partition
-            );
-        };
-        replicas[pos] = b;
-        moves.push(Move {
-            topic: topic.name.clone(),
-            partition: p.partition,
-            replicas,
-        });
+    let planned = balance::move_off(topics, broker, &others, &BTreeMap::new());
+    if let Some((_, partition)) = balance::unmovable(topics, broker, &planned).first() {
+        bail!(
+            "cannot move partition {partition} off broker {broker}: every other broker already holds it \
+             (lower the replication factor first)"
+        );
     }
-    Ok(moves)
+    Ok(planned
+        .into_iter()
+        .map(|m| Move {
+            topic: m.topic,
+            partition: m.partition,
+            replicas: m.target,
+        })
+        .collect())
 }
 
 /// Reads and checks a JSON plan file.
