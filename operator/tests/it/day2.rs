@@ -105,6 +105,19 @@ async fn partition_health(env: &Env, brokers: &[i32]) -> (usize, Vec<String>) {
     (under, on)
 }
 
+/// The cluster-wide dynamic default of `key` (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG source),
+/// if one is set.
+async fn cluster_default(env: &Env, key: &str) -> Option<String> {
+    env.kafka("demo")
+        .await
+        .describe_broker_configs(None)
+        .await
+        .expect("cluster-wide configs")
+        .into_iter()
+        .find(|e| e.name == key && e.source == 3)
+        .and_then(|e| e.value)
+}
+
 fn pids(env: &Env, n: i32) -> Vec<u32> {
     (0..n).map(|o| env.broker("demo", o).pid()).collect()
 }
@@ -138,7 +151,10 @@ async fn scaling_3_to_5_under_load_leaves_every_broker_within_one_of_the_mean() 
         .await;
 
     let counts = replica_counts(&env).await;
-    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        counts.keys().copied().collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     let total: usize = counts.values().sum();
     for (broker, n) in &counts {
         // |n - total/5| <= 1, in integers.
@@ -159,10 +175,14 @@ async fn scaling_3_to_5_under_load_leaves_every_broker_within_one_of_the_mean() 
             .await
             .expect("broker configs")
             .into_iter()
-            .filter(|e| e.name.ends_with("replication.throttled.rate") && e.value.is_some())
+            // Kafka's DYNAMIC_BROKER_CONFIG source: set on this broker (the rebalance throttle).
+            .filter(|e| e.name.ends_with("replication.throttled.rate") && e.source == 2)
             .map(|e| format!("{}={:?}", e.name, e.value))
             .collect();
-        assert!(throttled.is_empty(), "broker {b} still throttled: {throttled:?}");
+        assert!(
+            throttled.is_empty(),
+            "broker {b} still throttled: {throttled:?}"
+        );
     }
     assert!(env
         .api
@@ -181,7 +201,10 @@ async fn scaling_5_to_3_under_load_drains_the_removed_brokers_before_the_statefu
     let cluster = env.ready_cluster("demo", 5).await;
     create_topic(&env, "orders", 8, 3).await;
     let (_, on_removed) = partition_health(&env, &[3, 4]).await;
-    assert!(!on_removed.is_empty(), "placement left brokers 3 and 4 empty");
+    assert!(
+        !on_removed.is_empty(),
+        "placement left brokers 3 and 4 empty"
+    );
     let mut load = CheckedProducer::start(&bootstrap(&env, &cluster), "orders", 8);
     load.wait_acked(200, 60).await;
     let mark = Instant::now();
@@ -238,7 +261,12 @@ async fn scaling_5_to_3_under_load_drains_the_removed_brokers_before_the_statefu
             format!("{}-4", sts_name("demo"))
         ])
     );
-    let quorum = env.kafka("demo").await.describe_quorum().await.expect("quorum");
+    let quorum = env
+        .kafka("demo")
+        .await
+        .describe_quorum()
+        .await
+        .expect("quorum");
     assert!(quorum.leader_id >= 0);
     assert_eq!(
         quorum.voters.iter().map(|v| v.node_id).collect::<Vec<_>>(),
@@ -311,15 +339,25 @@ async fn a_static_config_change_rolls_one_broker_at_a_time_with_the_quorum_leade
     load.wait_acked(200, 60).await;
     let mark = Instant::now();
 
-    patch_spec(&env, json!({ "config": { "log_retention_ms": "86400000" } })).await;
+    patch_spec(
+        &env,
+        json!({ "config": { "log_retention_ms": "86400000" } }),
+    )
+    .await;
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
     let sts_api: Api<StatefulSet> = Api::namespaced(env.client.clone(), NS);
     let deadline = Instant::now() + Duration::from_secs(300);
-    let names: Vec<String> = (0..3).map(|o| format!("{}-{o}", sts_name("demo"))).collect();
+    let names: Vec<String> = (0..3)
+        .map(|o| format!("{}-{o}", sts_name("demo")))
+        .collect();
     let uids = |pods: Api<Pod>, names: Vec<String>| async move {
         let mut out = BTreeMap::new();
         for name in names {
-            let uid = pods.get_opt(&name).await.expect("get pod").and_then(|p| p.uid());
+            let uid = pods
+                .get_opt(&name)
+                .await
+                .expect("get pod")
+                .and_then(|p| p.uid());
             out.insert(name, uid);
         }
         out
@@ -335,7 +373,10 @@ async fn a_static_config_change_rolls_one_broker_at_a_time_with_the_quorum_leade
         if gone > 0 {
             assert_eq!(gone, 1, "two broker pods deleted at once");
             let (under, _) = partition_health(&env, &[]).await;
-            assert_eq!(under, 0, "a broker was restarted while partitions were under-replicated");
+            assert_eq!(
+                under, 0,
+                "a broker was restarted while partitions were under-replicated"
+            );
             deletions_seen += 1;
         }
         env.kubelet("demo").await;
@@ -398,16 +439,10 @@ async fn a_dynamic_config_change_is_applied_without_restarting_any_broker() {
             has_condition(c, ROLLING_CONDITION, "False", "UpToDate")
         })
         .await;
-    let value = env
-        .kafka("demo")
-        .await
-        .describe_broker_configs(None)
-        .await
-        .expect("cluster-wide configs")
-        .into_iter()
-        .find(|e| e.name == "follower.replication.throttled.rate")
-        .and_then(|e| e.value);
-    assert_eq!(value.as_deref(), Some("1048576"));
+    assert_eq!(
+        cluster_default(&env, "follower.replication.throttled.rate").await,
+        Some("1048576".to_string())
+    );
     assert_eq!(pids(&env, 3), before, "no broker restarted");
     assert_eq!(
         template(sts_api.get(&sts_name("demo")).await.expect("sts")),
@@ -424,16 +459,10 @@ async fn a_dynamic_config_change_is_applied_without_restarting_any_broker() {
     // Dropping it from the spec removes it (the manifest is the source of truth).
     patch_spec(&env, json!({ "config": null })).await;
     env.reconcile_cluster("demo").await.expect("reconcile");
-    let value = env
-        .kafka("demo")
-        .await
-        .describe_broker_configs(None)
-        .await
-        .expect("cluster-wide configs")
-        .into_iter()
-        .find(|e| e.name == "follower.replication.throttled.rate")
-        .and_then(|e| e.value);
-    assert_eq!(value, None);
+    assert_eq!(
+        cluster_default(&env, "follower.replication.throttled.rate").await,
+        None
+    );
     assert_eq!(pids(&env, 3), before);
 }
 
@@ -456,7 +485,11 @@ async fn the_restart_annotation_restarts_exactly_that_broker() {
     .await;
     let after = pids(&env, 3);
     assert_ne!(after[1], before[1], "broker 1 restarted");
-    assert_eq!((after[0], after[2]), (before[0], before[2]), "only broker 1");
+    assert_eq!(
+        (after[0], after[2]),
+        (before[0], before[2]),
+        "only broker 1"
+    );
 }
 
 #[tokio::test]

@@ -39,7 +39,8 @@ impl BrokerView {
             .count()
     }
 
-    /// Each topic with its largest replica count.
+    /// Each topic with its largest replica count. A partition being reassigned lists its old
+    /// and new replicas together; it counts with the replicas it keeps.
     pub(super) fn topic_replicas(&self) -> Vec<TopicReplicas> {
         self.metadata
             .topics
@@ -49,7 +50,14 @@ impl BrokerView {
                 replication_factor: t
                     .partitions
                     .iter()
-                    .map(|p| p.replicas.len())
+                    .map(|p| {
+                        let removing = self
+                            .reassignments
+                            .iter()
+                            .find(|r| r.topic == t.name && r.partition == p.partition)
+                            .map_or(0, |r| r.removing.len());
+                        p.replicas.len().saturating_sub(removing)
+                    })
                     .max()
                     .unwrap_or(0),
             })

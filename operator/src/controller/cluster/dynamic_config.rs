@@ -15,7 +15,7 @@ use crate::resources::dynamic_broker_config;
 use crate::Error;
 
 /// Kafka's DescribeConfigs source of a cluster-wide dynamic default.
-const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 4;
+const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 
 /// The changes that bring the cluster-wide dynamic defaults (`have`) to `want`.
 pub(super) fn changes(

@@ -1,9 +1,9 @@
 //! The scaling steps of a Cluster reconcile.
 //!
 //! - Scale-down: [`crate::scale::scale_step`] refuses what would lose replicas or the quorum's
-//!   majority; otherwise the brokers that go are drained through their agents (`Drain`, which
-//!   moves every replica off them through the quorum) and the StatefulSet keeps its size until
-//!   they all report holding nothing.
+//!   majority; otherwise the brokers that go are drained one by one through their agents
+//!   (`Drain`, which moves every replica off a broker through the quorum, never onto another
+//!   broker that goes) and the StatefulSet keeps its size until they all report holding nothing.
 //! - Scale-up (and any imbalance): once every broker is Ready and registered, a balanced plan
 //!   (`runnel_client::balance`) is applied as one throttled reassignment; the throttle is
 //!   removed and preferred leaders elected when the moves are done.
@@ -111,9 +111,17 @@ pub(super) async fn scale_down(
         }
         ScaleStep::Shrink { removed } => removed,
     };
+    // One broker at a time, highest first: two drains planned independently would both move
+    // a partition that has replicas on both brokers, and the second plan would overwrite the
+    // first's reassignment. A drained broker answers done at once, so each pass re-checks the
+    // earlier ones cheaply.
     let mut progress = Vec::new();
     let mut all_done = true;
     for ordinal in &removed {
+        if !all_done {
+            progress.push(format!("broker {ordinal}: waiting its turn"));
+            continue;
+        }
         let report = async {
             let mut agent = Agent::connect(&ctx.resolver.agent(cluster, *ordinal)?).await?;
             agent.drain(throttle_of(cluster), removed.clone()).await
