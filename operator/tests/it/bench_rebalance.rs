@@ -15,7 +15,8 @@
 //! Cluster without a `rebalance` spec, so copies run unthrottled), `RUNNEL_BENCH_BYTES` of
 //! 1 KiB records in the 12-partition rf 3 topic `bulk` (default 1 GiB),
 //! `RUNNEL_BENCH_PROBE_RATE` bytes/s of the latency probe on topic `probe` (default 2 MB/s),
-//! `RUNNEL_BENCH_BEFORE_SECS` of probe before the scale (default 20). The load is
+//! `RUNNEL_BENCH_BEFORE_SECS` of probe before the scale (default 20) and
+//! `RUNNEL_BENCH_AFTER_SECS` after it (default 10: preferred leaders move at the end). The load is
 //! `bench/rebalance_load.py` (confluent-kafka, so librdkafka measures the latency).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -270,6 +271,13 @@ fn condition<'a>(c: &'a Cluster, type_: &str) -> Option<&'a Condition> {
         .find(|c| c.type_ == type_)
 }
 
+/// `/proc/loadavg`'s first three fields: other work on the machine skews every figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn ready_brokers(c: &Cluster) -> i32 {
     c.status.as_ref().map_or(0, |s| s.ready_brokers)
 }
@@ -330,6 +338,8 @@ async fn bench_rebalance_3_to_5_of_1_gib() {
     let bytes = env_u64("RUNNEL_BENCH_BYTES", 1 << 30);
     let probe_rate = env_u64("RUNNEL_BENCH_PROBE_RATE", 2_000_000);
     let before_secs = env_u64("RUNNEL_BENCH_BEFORE_SECS", 20);
+    let after_secs = env_u64("RUNNEL_BENCH_AFTER_SECS", 10);
+    let load_at_start = loadavg();
     // rf 3 stores the data three times, and the new brokers' copies come on top of that before
     // the old replicas are deleted; keep a margin for logs and page-cache writeback.
     let tmp = std::env::temp_dir();
@@ -371,6 +381,15 @@ async fn bench_rebalance_3_to_5_of_1_gib() {
     let fill_records: u64 = f["records"].parse().expect("records");
     let fill_secs: f64 = f["secs"].parse().expect("secs");
     drop(fill);
+    // Whatever of the fill the kernel still holds dirty would be written back during the
+    // before window and weigh on its fsyncs; flush it first so that window is steady state.
+    let sync_start = Instant::now();
+    let synced = tokio::task::spawn_blocking(|| Command::new("sync").status())
+        .await
+        .expect("join sync")
+        .expect("run sync");
+    assert!(synced.success(), "sync failed: {synced}");
+    let sync_secs = sync_start.elapsed().as_secs_f64();
 
     // 2. The probe, measured for a while on the steady cluster (the operator reconciling).
     let mut probe = Load::start(
@@ -485,6 +504,18 @@ async fn bench_rebalance_3_to_5_of_1_gib() {
         probe.stderr_tail()
     );
 
+    // The probe a while longer: the last pass elected the preferred leaders, so the probe's
+    // partitions may have just changed leader.
+    let after_end = t_balanced + Duration::from_secs(after_secs);
+    env.drive(
+        "demo",
+        after_secs + 60,
+        "the probe's after window to pass",
+        |_, _| Instant::now() >= after_end,
+    )
+    .await;
+    let load_at_end = loadavg();
+
     // 4. The summary.
     let secs = |a: Instant, b: Instant| b.saturating_duration_since(a).as_secs_f64();
     let copy_secs = secs(t_plan, t_balanced);
@@ -524,6 +555,7 @@ async fn bench_rebalance_3_to_5_of_1_gib() {
         fill_bytes as f64 / MIB,
         fill_bytes as f64 / fill_secs / 1e6
     );
+    println!("page cache          `sync` after the fill took {sync_secs:.1} s");
     println!("throttle            {throttle_text}");
     println!(
         "partitions moved    {partitions_moved} of {total_partitions} ({bulk_moved} of \
@@ -573,6 +605,15 @@ async fn bench_rebalance_3_to_5_of_1_gib() {
     println!(
         "{}",
         latency_row("during copy (plan -> Balanced)", &probe, t_plan, t_balanced)
+    );
+    println!(
+        "{}",
+        latency_row("after (5 brokers, balanced)", &probe, t_balanced, after_end)
+    );
+    println!(
+        "machine             {} cores; load average (1, 5, 15 min) {load_at_start} at the start, \
+         {load_at_end} at the end",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("==== end ====");
     println!();
