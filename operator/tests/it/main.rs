@@ -1,5 +1,6 @@
 //! Integration tests of runnel-operator (one test binary).
 
+mod bench_rebalance;
 mod cel_rules;
 mod crds;
 mod day2;
