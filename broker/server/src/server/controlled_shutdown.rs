@@ -46,6 +46,16 @@ pub(super) async fn run(broker: &Arc<Broker>) {
     // Not ready from now on: load balancers and the operator stop sending work here.
     broker.set_ready(false);
     let leading = broker.cluster().partitions_led_by(me).len();
+    if movable_leaderships(&broker.cluster(), me).is_empty() {
+        // Nothing another replica could take over; the fence on the way out
+        // takes this broker out of the ISRs. Asking would only wait for a
+        // quorum that may be gone (the last brokers of a cluster stopping).
+        tracing::info!(
+            leading,
+            "controlled shutdown: no leadership to move to another in-sync replica"
+        );
+        return;
+    }
     tracing::info!(
         leading,
         timeout_ms = broker.config.controlled_shutdown_timeout_ms,
