@@ -223,6 +223,12 @@ declare_broker_config! {
         doc: "A broker without heartbeats for this long is fenced",
         kafka: ["broker.session.timeout.ms"],
         cluster: Settable;
+    /// On SIGTERM, how long the broker waits for the controller to move its
+    /// partition leaderships to other in-sync replicas before it stops anyway.
+    controlled_shutdown_timeout_ms: u64 = 30000,
+        doc: "Longest wait on SIGTERM for leadership to move off this broker before it stops",
+        help: "Milliseconds a stopping broker waits for its leaderships to move",
+        cluster: Settable;
     /// Default `min.insync.replicas`.
     min_insync_replicas: i32 = 1,
         doc: "Default min.insync.replicas",

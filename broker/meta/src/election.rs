@@ -72,6 +72,36 @@ pub(crate) fn shrink_isr_without(p: &mut PartitionMeta, broker: BrokerId) {
     }
 }
 
+/// Moves `broker`, which is in controlled shutdown, out of the partition's
+/// way (Kafka's controller does the same for a broker that asked to shut
+/// down): where it leads and another in-sync replica is `eligible`, that one
+/// (the first in replica order) takes over and `broker` leaves the ISR; where
+/// it leads as the only eligible in-sync replica it keeps leading and stays
+/// in the ISR (moving would lose acknowledged records or the partition);
+/// where it follows it leaves the ISR unless it is the last member.
+pub(crate) fn move_off_for_shutdown(
+    p: &mut PartitionMeta,
+    broker: BrokerId,
+    eligible: &impl Liveness,
+) {
+    if !p.replicas.contains(&broker) {
+        return;
+    }
+    if p.leader == broker {
+        let successor = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|&r| r != broker && p.isr.contains(&r) && eligible.is_live(r));
+        if let Some(successor) = successor {
+            p.leader = successor;
+            p.isr.retain(|&r| r != broker);
+        }
+    } else {
+        shrink_isr_without(p, broker);
+    }
+}
+
 /// The replica list a reassignment in progress is heading to (the replicas
 /// not being removed, in order); the replicas themselves when none is.
 pub(crate) fn target_replicas(p: &PartitionMeta) -> Vec<BrokerId> {
@@ -191,6 +221,51 @@ mod tests {
 
     fn all_live(_: BrokerId) -> bool {
         true
+    }
+
+    #[test]
+    fn a_shutting_down_leader_hands_over_to_the_first_eligible_isr_member_and_leaves_the_isr() {
+        let mut p = part(&[1, 2, 3], &[1, 2, 3], 1);
+        move_off_for_shutdown(&mut p, 1, &|b: BrokerId| b != 1);
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+        let after = finish(&part(&[1, 2, 3], &[1, 2, 3], 1), p).expect("changed");
+        assert_eq!((after.leader_epoch, after.partition_epoch), (5, 10));
+
+        // Replica order decides, and an ineligible member (also shutting down) is skipped.
+        let mut p = part(&[3, 1, 2], &[1, 2, 3], 1);
+        move_off_for_shutdown(&mut p, 1, &|b: BrokerId| b == 2);
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+    }
+
+    #[test]
+    fn a_shutting_down_sole_isr_leader_keeps_leading_and_stays_in_the_isr() {
+        let before = part(&[1, 2, 3], &[1], 1);
+        let mut p = before.clone();
+        move_off_for_shutdown(&mut p, 1, &|b: BrokerId| b != 1);
+        assert_eq!(finish(&before, p), None, "nothing changes");
+
+        // Other ISR members that may not lead (also shutting down) do not take over either.
+        let before = part(&[1, 2, 3], &[1, 2], 1);
+        let mut p = before.clone();
+        move_off_for_shutdown(&mut p, 1, &|b: BrokerId| b == 3);
+        assert_eq!(finish(&before, p), None);
+    }
+
+    #[test]
+    fn a_shutting_down_follower_leaves_the_isr_unless_it_is_the_last_member() {
+        let mut p = part(&[1, 2, 3], &[1, 2, 3], 1);
+        move_off_for_shutdown(&mut p, 3, &|b: BrokerId| b != 3);
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+
+        let before = part(&[1, 2, 3], &[3], NO_LEADER);
+        let mut p = before.clone();
+        move_off_for_shutdown(&mut p, 3, &|b: BrokerId| b != 3);
+        assert_eq!(finish(&before, p), None, "the last ISR member stays");
+
+        let before = part(&[1, 2], &[1, 2], 1);
+        let mut p = before.clone();
+        move_off_for_shutdown(&mut p, 3, &all_live);
+        assert_eq!(finish(&before, p), None, "not a replica: untouched");
     }
 
     #[test]

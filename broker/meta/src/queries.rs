@@ -45,6 +45,18 @@ impl ClusterState {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
     }
 
+    /// True when `broker` is live and not in controlled shutdown: it may be
+    /// elected leader or join an ISR.
+    pub fn is_eligible(&self, broker: BrokerId) -> bool {
+        self.is_live(broker) && !self.shutting_down.contains(&broker)
+    }
+
+    /// True when `broker` asked for a controlled shutdown and has not been
+    /// fenced or registered again since.
+    pub fn in_controlled_shutdown(&self, broker: BrokerId) -> bool {
+        self.shutting_down.contains(&broker)
+    }
+
     /// The topic's replication factor: the replica count of partition 0 once
     /// any reassignment in progress is done (`None` for an unknown topic or
     /// one without partitions).
@@ -85,7 +97,7 @@ impl ClusterState {
     pub fn preferred_imbalance(&self) -> Vec<(String, i32)> {
         self.partitions_where(|p| {
             p.replicas.first().is_some_and(|&preferred| {
-                p.leader != preferred && p.isr.contains(&preferred) && self.is_live(preferred)
+                p.leader != preferred && p.isr.contains(&preferred) && self.is_eligible(preferred)
             })
         })
     }

@@ -45,6 +45,13 @@ impl ClusterState {
                     _ => Ok(Applied::NoChange),
                 }
             }
+            Command::ControlledShutdown { id, incarnation } => match self.brokers.get(id) {
+                Some(b) if b.incarnation == *incarnation && !b.fenced => {
+                    Ok(self.controlled_shutdown(*id))
+                }
+                // Unknown, fenced, or a newer registration: nothing to move.
+                _ => Ok(Applied::NoChange),
+            },
             Command::CreateTopic {
                 name,
                 id,
@@ -137,13 +144,15 @@ impl ClusterState {
         }
         let id = info.id;
         self.brokers.insert(id, info);
+        // A new incarnation (or an unfenced one) is no longer shutting down.
+        self.shutting_down.remove(&id);
         // Offline partitions this broker replicates can come back: it leads
         // where it is the surviving ISR member (or where unclean election is on).
         self.update_partitions(
             |p| p.leader == NO_LEADER && p.replicas.contains(&id),
             |state, p| {
                 let unclean = state.unclean;
-                election::elect_if_needed(p, &|b| state.is_live(b), unclean);
+                election::elect_if_needed(p, &|b| state.is_eligible(b), unclean);
             },
         );
         Applied::Done
@@ -155,13 +164,42 @@ impl ClusterState {
         if let Some(b) = self.brokers.get_mut(&id) {
             b.fenced = true;
         }
+        self.shutting_down.remove(&id);
         self.update_partitions(
             |p| p.replicas.contains(&id),
             |state, p| {
                 election::shrink_isr_without(p, id);
-                election::elect_if_needed(p, &|b| state.is_live(b), state.unclean);
+                election::elect_if_needed(p, &|b| state.is_eligible(b), state.unclean);
             },
         );
+    }
+
+    /// Marks `id` (registered, unfenced) as shutting down and moves it out of
+    /// every partition's way ([`election::move_off_for_shutdown`]). Applied
+    /// again (a retried request) it moves whatever it still can.
+    fn controlled_shutdown(&mut self, id: BrokerId) -> Applied {
+        let newly = self.shutting_down.insert(id);
+        let before = self.applied_digest(id);
+        self.update_partitions(
+            |p| p.replicas.contains(&id),
+            |state, p| election::move_off_for_shutdown(p, id, &|b| state.is_eligible(b)),
+        );
+        if newly || before != self.applied_digest(id) {
+            Applied::Done
+        } else {
+            Applied::NoChange
+        }
+    }
+
+    /// Leader epochs and ISRs of the partitions `id` replicates (to tell
+    /// whether a command changed any).
+    fn applied_digest(&self, id: BrokerId) -> Vec<(i32, i32)> {
+        self.topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.replicas.contains(&id))
+            .map(|p| (p.leader_epoch, p.partition_epoch))
+            .collect()
     }
 
     /// Runs `change` on a copy of every partition `select` picks, and stores
@@ -453,6 +491,13 @@ impl ClusterState {
             )));
         }
         for (i, &member) in isr.iter().enumerate() {
+            // A leader in controlled shutdown proposes itself with the follower
+            // that caught up; the hand-over below then moves the partition.
+            if member != leader && self.shutting_down.contains(&member) {
+                return Err(Rejection::Invalid(format!(
+                    "new ISR of {tp} names broker {member}, which is shutting down"
+                )));
+            }
             if isr[..i].contains(&member) {
                 return Err(Rejection::Invalid(format!(
                     "new ISR of {tp} lists broker {member} more than once"
@@ -471,7 +516,10 @@ impl ClusterState {
         }
         let mut after = p.clone();
         after.isr = isr.to_vec();
-        election::complete_reassignment_if_ready(&mut after, &|b| self.is_live(b));
+        election::complete_reassignment_if_ready(&mut after, &|b| self.is_eligible(b));
+        if self.shutting_down.contains(&leader) {
+            election::move_off_for_shutdown(&mut after, leader, &|b| self.is_eligible(b));
+        }
         Ok(self.store(topic, partition, after))
     }
 
@@ -503,13 +551,18 @@ impl ClusterState {
                         "preferred replica {preferred} of {tp} is fenced"
                     )));
                 }
+                if self.in_controlled_shutdown(preferred) {
+                    return Err(Rejection::NoEligibleLeader(format!(
+                        "preferred replica {preferred} of {tp} is shutting down"
+                    )));
+                }
                 after.leader = preferred;
             }
             Election::Unclean => {
                 if p.leader != NO_LEADER && self.is_live(p.leader) {
                     return Ok(Applied::NoChange);
                 }
-                election::elect_if_needed(&mut after, &|b| self.is_live(b), true);
+                election::elect_if_needed(&mut after, &|b| self.is_eligible(b), true);
                 if after.leader == NO_LEADER {
                     return Err(Rejection::NoEligibleLeader(format!(
                         "no live replica of {tp} among [{}]",
@@ -534,14 +587,14 @@ impl ClusterState {
         match target {
             Some(target) => {
                 validate_replica_list(self, target, &tp)?;
-                election::start_reassignment(&mut after, target, &|b| self.is_live(b));
+                election::start_reassignment(&mut after, target, &|b| self.is_eligible(b));
             }
             None => {
                 if p.adding.is_empty() && p.removing.is_empty() {
                     return Err(Rejection::NoReassignment(tp));
                 }
                 let outcome =
-                    election::revert_reassignment(&mut after, &|b| self.is_live(b), unclean);
+                    election::revert_reassignment(&mut after, &|b| self.is_eligible(b), unclean);
                 if outcome == Revert::NeedsUnclean && !unclean {
                     return Err(Rejection::InvalidReplicaAssignment(format!(
                         "cancelling the reassignment of {tp} needs an unclean leader election: \
@@ -562,8 +615,9 @@ struct ChangeContext<'a> {
 }
 
 impl ChangeContext<'_> {
-    fn is_live(&self, broker: BrokerId) -> bool {
-        self.state.is_live(broker)
+    /// Live and not shutting down: may lead or join an ISR.
+    fn is_eligible(&self, broker: BrokerId) -> bool {
+        self.state.is_eligible(broker)
     }
 }
 

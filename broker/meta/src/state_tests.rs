@@ -278,6 +278,99 @@ fn fencing_a_leader_elects_the_next_live_isr_replica_in_replica_order() {
     assert_eq!((p.leader_epoch, p.partition_epoch), (1, 2));
 }
 
+fn controlled_shutdown(id: BrokerId) -> Command {
+    Command::ControlledShutdown {
+        id,
+        incarnation: Uuid::from_u128(1),
+    }
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_and_isr_membership_off_the_broker_but_keeps_it_live() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(
+        &mut state,
+        create_manual("t", &[&[1, 2, 3], &[2, 1, 3], &[3, 2, 1]]),
+    );
+    assert_eq!(ok(&mut state, controlled_shutdown(1)), Applied::Done);
+    assert!(state.in_controlled_shutdown(1));
+    assert!(
+        state.is_live(1) && !state.is_eligible(1),
+        "still registered, not eligible"
+    );
+    let led = part(&state, "t", 0);
+    assert_eq!((led.leader, led.isr.clone()), (2, vec![2, 3]));
+    assert_eq!((led.leader_epoch, led.partition_epoch), (1, 1));
+    for p in [1, 2] {
+        let followed = part(&state, "t", p);
+        assert!(!followed.isr.contains(&1), "partition {p}: {followed:?}");
+        assert_eq!(followed.leader_epoch, 0, "its leader stays");
+    }
+    assert!(state.partitions_led_by(1).is_empty());
+    // A retried request changes nothing more.
+    assert_eq!(ok(&mut state, controlled_shutdown(1)), Applied::NoChange);
+}
+
+#[test]
+fn controlled_shutdown_keeps_a_sole_isr_leader_until_a_follower_catches_up() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    alter(&mut state, "t", 0, &[1]);
+    ok(&mut state, controlled_shutdown(1));
+    let p = part(&state, "t", 0);
+    assert_eq!(
+        (p.leader, p.isr.clone()),
+        (1, vec![1]),
+        "no other in-sync replica to move to"
+    );
+    // The leader's ISR expansion, once broker 3 has caught up, hands the partition over.
+    alter(&mut state, "t", 0, &[1, 3]);
+    let p = part(&state, "t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (3, vec![3]));
+    assert_eq!(p.leader_epoch, 1);
+}
+
+#[test]
+fn a_broker_in_controlled_shutdown_is_never_elected_nor_added_to_an_isr() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    ok(&mut state, controlled_shutdown(1));
+    // The leader (2) may not add it back.
+    let command = alter_isr(&state, "t", 0, &[1, 2, 3]);
+    assert!(matches!(
+        run(&mut state, command),
+        Err(Rejection::Invalid(_))
+    ));
+    // Nor does a preferred-leader election or the rebalance pick it.
+    assert!(matches!(
+        run(&mut state, elect("t", 0, Election::Preferred)),
+        Err(Rejection::NoEligibleLeader(_))
+    ));
+    assert!(state.preferred_imbalance().is_empty());
+    // When the other ISR members go, the partition goes offline rather than to broker 1.
+    ok(&mut state, fence(2));
+    ok(&mut state, fence(3));
+    assert_eq!(part(&state, "t", 0).leader, NO_LEADER);
+}
+
+#[test]
+fn registering_again_or_being_fenced_ends_a_controlled_shutdown() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, create_manual("t", &[&[1, 2, 3]]));
+    ok(&mut state, controlled_shutdown(1));
+    ok(&mut state, fence(1));
+    assert!(!state.in_controlled_shutdown(1));
+    ok(&mut state, Command::RegisterBroker(info(1, 2, None)));
+    assert!(state.is_eligible(1));
+    // A stale incarnation's request is ignored.
+    assert_eq!(ok(&mut state, controlled_shutdown(1)), Applied::NoChange);
+    assert!(state.is_eligible(1));
+    // The restarted broker rejoins the ISR and the preferred-leader election gives it back its partition.
+    alter(&mut state, "t", 0, &[1, 2, 3]);
+    ok(&mut state, elect("t", 0, Election::Preferred));
+    assert_eq!(part(&state, "t", 0).leader, 1);
+}
+
 #[test]
 fn fencing_a_follower_only_shrinks_the_isr() {
     let mut state = with_brokers(&[1, 2, 3]);

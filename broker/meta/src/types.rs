@@ -84,6 +84,13 @@ pub struct ClusterState {
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Raft log index of the last command applied (0 = nothing applied).
     pub applied_index: u64,
+    /// Brokers in controlled shutdown ([`Command::ControlledShutdown`]):
+    /// still registered and unfenced (they keep serving, and keep leading
+    /// partitions no other in-sync replica can take), but never elected
+    /// leader nor added to an ISR. A broker leaves the set when it is fenced
+    /// or registers again.
+    #[serde(default)]
+    pub shutting_down: std::collections::BTreeSet<BrokerId>,
 }
 
 /// How CreateTopics places replicas.
@@ -125,6 +132,19 @@ pub enum Command {
         /// Broker id.
         id: BrokerId,
         /// Only fence this incarnation (a newer registration wins).
+        incarnation: Uuid,
+    },
+    /// A broker is about to stop (SIGTERM) and asks the controller to move
+    /// its work away first (Kafka's controlled shutdown): it leaves every ISR
+    /// and hands leadership to another live in-sync replica, except where it
+    /// is the only in-sync replica (it keeps leading there until a follower
+    /// catches up and the ISR expansion hands the partition over). Until it
+    /// is fenced or registers again it is never elected nor added to an ISR.
+    /// An unknown, fenced or older incarnation is [`Applied::NoChange`].
+    ControlledShutdown {
+        /// Broker id.
+        id: BrokerId,
+        /// Only this incarnation (a newer registration wins).
         incarnation: Uuid,
     },
     /// Creates a topic.

@@ -375,6 +375,34 @@ impl MetaNode {
         }
     }
 
+    /// Controlled shutdown, the first step of a clean stop: asks the
+    /// controller to move leadership of this broker's partitions to other
+    /// in-sync replicas and to take it out of every ISR
+    /// ([`Command::ControlledShutdown`]), retrying while no controller is
+    /// reachable until `deadline`. Returns once the command is applied here;
+    /// the broker then watches [`MetaNode::state`] for the moves to land.
+    /// [`MetaError::ShuttingDown`] when this broker never registered.
+    pub async fn controlled_shutdown(&self, deadline: Instant) -> Result<Applied, MetaError> {
+        let inner = &self.inner;
+        let registered = inner.registration.lock().clone();
+        let Some(broker) = registered else {
+            return Err(MetaError::ShuttingDown);
+        };
+        let command = Command::ControlledShutdown {
+            id: broker.id,
+            incarnation: broker.incarnation,
+        };
+        loop {
+            match inner.propose(command.clone(), deadline).await {
+                Err(e) if is_retriable(&e) && Instant::now() + RETRY_PAUSE < deadline => {
+                    tracing::debug!(broker = broker.id, error = %e, "controlled shutdown request will be retried");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Clean shutdown: fences this broker (so leadership moves at once instead
     /// of after the session timeout), then stops Raft and closes the storage.
     pub async fn shutdown(&self) -> Result<(), MetaError> {

@@ -312,7 +312,10 @@ impl Staged {
                 for (_, outcome) in outcomes.iter_mut() {
                     if let PartitionOutcome::Appended(a) = outcome {
                         let end = a.info.last_offset + 1;
-                        if let Err(err) = a.replica.wait_committed(end, a.min_isr, deadline).await {
+                        let shutdown = broker.shutdown_signal();
+                        let committed =
+                            a.replica.wait_committed(end, a.min_isr, deadline, shutdown);
+                        if let Err(err) = committed.await {
                             *outcome = PartitionOutcome::Failed(err);
                         }
                     }
@@ -328,6 +331,15 @@ impl Staged {
                 let partitions = outcomes
                     .into_iter()
                     .map(|(index, outcome)| match outcome {
+                        // NONE promises the batch is stored at base_offset: a
+                        // response without an offset would make the client
+                        // report success for records it cannot locate.
+                        PartitionOutcome::Appended(a) if a.info.base_offset < 0 => {
+                            PartitionProduceResponse::default()
+                                .with_index(index)
+                                .with_error_code(ResponseError::NotLeaderOrFollower.code())
+                                .with_base_offset(-1)
+                        }
                         PartitionOutcome::Appended(a) => PartitionProduceResponse::default()
                             .with_index(index)
                             .with_base_offset(a.info.base_offset)

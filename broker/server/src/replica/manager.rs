@@ -422,9 +422,30 @@ impl ReplicaManager {
             self.notify_hw();
         }
         if let Some(change) = change {
-            self.propose(replica.clone(), change);
+            // A follower in controlled shutdown keeps fetching until it stops,
+            // but the controller refuses it in any ISR: do not ask.
+            let me = self.settings.node_id;
+            let stopping = {
+                let state = self.state.borrow();
+                change
+                    .isr
+                    .iter()
+                    .any(|&b| b != me && state.in_controlled_shutdown(b))
+            };
+            if stopping {
+                replica.drop_isr_change(change.partition_epoch);
+            } else {
+                self.propose(replica.clone(), change);
+            }
         }
         Ok(())
+    }
+
+    /// Brings every local replica's role in line with the applied metadata
+    /// now, rather than on the manager's next pass (controlled shutdown: the
+    /// produces waiting on moved partitions are answered at once).
+    pub(crate) fn reconcile_now(&self) {
+        self.reconcile_all();
     }
 
     /// The leader's log was fsynced (acks=all, or the background sync after acks=0/1).

@@ -60,7 +60,7 @@ impl OffsetsReplication for OffsetsReplicator {
             let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
             // Kafka's mapping of a failed offsets append.
             replica
-                .wait_committed(end_offset, min_isr, deadline)
+                .wait_committed(end_offset, min_isr, deadline, manager.shutdown_signal())
                 .await
                 .map_err(|err| match err.code {
                     ResponseError::NotLeaderOrFollower => GroupError::NotCoordinator,

@@ -173,16 +173,21 @@ impl Replica {
 
     /// Waits until an `acks=all` append ending at `end` (exclusive) is
     /// committed, the ISR shrinks below `min_isr` (NOT_ENOUGH_REPLICAS_AFTER_APPEND),
-    /// leadership is lost (NOT_LEADER_OR_FOLLOWER) or `deadline` passes (REQUEST_TIMED_OUT).
+    /// leadership is lost (NOT_LEADER_OR_FOLLOWER), the broker stops
+    /// (`shutdown`; NOT_LEADER_OR_FOLLOWER: the followers' fetches stop with
+    /// it, and the client's idempotent retry reaches the next leader) or
+    /// `deadline` passes (REQUEST_TIMED_OUT).
     pub(crate) async fn wait_committed(
         &self,
         end: i64,
         min_isr: usize,
         deadline: Instant,
+        mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ApiError> {
         let mut rx = self.progress.subscribe();
         loop {
             rx.borrow_and_update();
+            let stopping = *shutdown.borrow_and_update();
             {
                 let role = self.role.lock();
                 let Role::Leader(state) = &*role else {
@@ -199,10 +204,25 @@ impl Replica {
                     AckStatus::Failed(err) => {
                         return Err(ack_error(err, self, state.isr().len(), min_isr))
                     }
+                    AckStatus::Pending if stopping => {
+                        return Err(ApiError::with_message(
+                            ResponseError::NotLeaderOrFollower,
+                            format!(
+                                "broker is shutting down before offset {} of {}-{} was committed",
+                                end - 1,
+                                self.topic,
+                                self.partition
+                            ),
+                        ));
+                    }
                     AckStatus::Pending => {}
                 }
             }
             tokio::select! {
+                changed = shutdown.changed(), if !stopping => if changed.is_err() {
+                    // The server is gone without saying so: as good as stopping.
+                    return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
+                },
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(ApiError::with_message(
                         ResponseError::RequestTimedOut,
@@ -240,6 +260,16 @@ impl Replica {
         };
         let advanced = self.apply_hw(progress.high_watermark);
         Ok((progress.isr_change, advanced))
+    }
+
+    /// Forgets an ISR change computed under `partition_epoch` that will not
+    /// be proposed, so a later fetch may compute one again.
+    pub(super) fn drop_isr_change(&self, partition_epoch: i32) {
+        if let Role::Leader(state) = &mut *self.role.lock() {
+            if state.partition_epoch() == partition_epoch {
+                state.isr_change_failed();
+            }
+        }
     }
 
     /// The follower's view: (leader, leader epoch, needs truncation); `None` when not following.

@@ -2,17 +2,22 @@
 //! directory, joins (or founds) the metadata quorum, binds the listeners and
 //! opens every local partition; [`Server::serve`] starts the background tasks,
 //! accepts Kafka connections and, when its shutdown future resolves, drains.
-//! Shutdown is one `watch` flag: the accept loop stops, readers stop reading,
-//! writers finish what was queued, then every log is fsynced and closed.
+//! Shutdown starts with a controlled shutdown (the controller moves this
+//! broker's leaderships elsewhere while it keeps serving), then is one
+//! `watch` flag: the accept loop stops, readers stop reading, writers finish
+//! what was queued (a produce still waiting for its followers is answered
+//! NOT_LEADER_OR_FOLLOWER), then every log is fsynced and closed.
 //!
 //! Files:
 //! - `mod.rs`: [`Server`], the metadata node's settings and the cluster id.
 //! - `legacy_import.rs`: the one-time import of a pre-quorum broker's files.
+//! - `controlled_shutdown.rs`: moving leadership off the broker before it stops.
 //! - `connection.rs`: the Kafka accept loop, connection limits, the request
 //!   memory pool and per-connection framing and dispatch.
 //! - `housekeeping.rs`: the periodic retention, segment roll and compaction passes.
 
 mod connection;
+mod controlled_shutdown;
 mod housekeeping;
 mod legacy_import;
 
@@ -326,7 +331,16 @@ impl Server {
             topics = broker.topics.list().len(),
             "broker serving"
         );
-        connection::accept_until(&kafka, &broker, &done_tx, shutdown).await;
+        // The listener keeps serving through the controlled shutdown: followers
+        // fetch, and clients learn where their partitions went.
+        let controlled = {
+            let broker = broker.clone();
+            async move {
+                shutdown.await;
+                controlled_shutdown::run(&broker).await;
+            }
+        };
+        connection::accept_until(&kafka, &broker, &done_tx, controlled).await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         broker.set_ready(false);
         let _ = shutdown_tx.send(true);
