@@ -33,8 +33,9 @@ pub enum ScaleStep {
 /// topics (largest replication factor first is not required) and the metadata quorum's voters.
 ///
 /// A shrink is refused when a topic's replication factor exceeds the new broker count (its
-/// partitions could not keep all their replicas), or when the voters that would remain are
-/// not a majority of all voters (the quorum could never elect a leader again).
+/// partitions could not keep all their replicas), or when it would remove a metadata quorum
+/// voter (the brokers cannot take one out of the quorum yet, so it would stay a voter that
+/// never answers; removing a majority would lose the quorum outright).
 pub fn scale_step(
     current: i32,
     desired: i32,
@@ -71,17 +72,26 @@ pub fn scale_step(
             named.join(", ")
         ));
     }
-    let remaining = voters.iter().filter(|v| **v < desired).count();
-    if !voters.is_empty() && remaining * 2 <= voters.len() {
-        let removed: Vec<String> = voters
-            .iter()
-            .filter(|v| **v >= desired)
-            .map(i32::to_string)
-            .collect();
+    // The brokers cannot take a voter out of the metadata quorum yet, so removing one would
+    // leave the quorum a voter that never answers again (one failure from losing its
+    // majority, or past it already). The voters are the lowest node ids, so this only
+    // refuses sizes below the voter count.
+    let removed_voters: Vec<String> = voters
+        .iter()
+        .filter(|v| **v >= desired)
+        .map(i32::to_string)
+        .collect();
+    if !removed_voters.is_empty() {
+        let remaining = voters.len() - removed_voters.len();
+        let majority = if remaining * 2 > voters.len() {
+            String::new()
+        } else {
+            format!(", {remaining} of {} is not a majority", voters.len())
+        };
         return ScaleStep::Refused(format!(
-            "cannot scale down from {current} to {desired} brokers: the metadata quorum's voters are brokers {voters:?}; removing voter(s) {} leaves {remaining} of {}, not a majority",
-            removed.join(", "),
-            voters.len()
+            "cannot scale down from {current} to {desired} brokers: broker(s) {} are metadata quorum voters ({voters:?}) and voters cannot be removed yet{majority}; keep at least {} brokers",
+            removed_voters.join(", "),
+            voters.iter().max().map_or(0, |m| m + 1)
         ));
     }
     ScaleStep::Shrink {
@@ -135,17 +145,25 @@ mod tests {
     }
 
     #[test]
-    fn losing_the_quorum_majority_is_refused() {
+    fn removing_a_quorum_voter_is_refused() {
         // Voters 0, 1, 2: keeping only voter 0 leaves 1 of 3.
         let step = scale_step(3, 1, &[topic("a", 1)], &[0, 1, 2]);
         assert!(
-            matches!(&step, ScaleStep::Refused(m) if m.contains("leaves 1 of 3")),
+            matches!(&step, ScaleStep::Refused(m) if m.contains("broker(s) 1, 2 are metadata quorum voters") && m.contains("1 of 3 is not a majority")),
             "{step:?}"
         );
-        // Keeping voters 0 and 1 leaves a majority.
+        // Keeping voters 0 and 1 keeps a majority, but voter 2 would never answer again.
+        let step = scale_step(3, 2, &[topic("a", 2)], &[0, 1, 2]);
+        assert!(
+            matches!(&step, ScaleStep::Refused(m) if m.contains("broker(s) 2 are") && m.contains("keep at least 3 brokers")),
+            "{step:?}"
+        );
+        // Observers go freely.
         assert_eq!(
-            scale_step(3, 2, &[topic("a", 2)], &[0, 1, 2]),
-            ScaleStep::Shrink { removed: vec![2] }
+            scale_step(5, 3, &[topic("a", 3)], &[0, 1, 2]),
+            ScaleStep::Shrink {
+                removed: vec![4, 3]
+            }
         );
     }
 }

@@ -203,9 +203,10 @@ declare_broker_config! {
         help: "Comma-separated metadata listeners of existing brokers to join",
         kafka: ["controller.quorum.bootstrap.servers"],
         cluster: Hidden;
-    /// How many brokers are metadata quorum voters (the first to join); the others are observers.
+    /// How many brokers are metadata quorum voters (the lowest node ids that joined); the
+    /// others are observers.
     metadata_voters: usize = 3,
-        doc: "Number of metadata quorum voters (first brokers to join)",
+        doc: "Number of metadata quorum voters (the lowest node ids that joined)",
         help: "Number of metadata quorum voters",
         cluster: Settable, min: 1;
     /// This broker's rack (`broker.rack`), used for rack-aware replica placement.

@@ -17,8 +17,8 @@ pub struct MetaConfig {
     /// Metadata listener addresses of existing nodes to join through. Empty on
     /// the node that starts a new cluster (it initializes a one-voter quorum).
     pub seeds: Vec<String>,
-    /// How many voters the quorum has at most: the first brokers to join are
-    /// promoted until there are this many (default 3); later ones stay learners.
+    /// How many voters the quorum has at most (default 3): the lowest node ids
+    /// among the brokers that joined; the others stay learners.
     pub voters: usize,
     /// How often a broker heartbeats the controller.
     pub heartbeat_interval: Duration,

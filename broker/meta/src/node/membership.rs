@@ -24,8 +24,8 @@ use crate::raft::NodeId;
 use crate::types::{BrokerId, Command};
 
 impl Inner {
-    /// Adds `node_id` to the quorum: a learner, promoted to voter while there
-    /// are fewer than `config.voters`. A follower passes the request on to the leader.
+    /// Adds `node_id` to the quorum: a learner, promoted to voter by
+    /// [`voters_after_join`]. A follower passes the request on to the leader.
     pub(super) async fn join(
         &self,
         node_id: NodeId,
@@ -97,9 +97,15 @@ impl Inner {
             .membership()
             .voter_ids()
             .collect();
-        if !voters.contains(&node_id) && voters.len() < self.config.voters {
-            tracing::info!(node = node_id, "promoting metadata node to voter");
-            let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+        if let Some(wanted) = voters_after_join(&voters, node_id, self.config.voters) {
+            tracing::info!(
+                node = node_id,
+                ?voters,
+                ?wanted,
+                "changing metadata quorum voters"
+            );
+            // A voter replaced by a lower id stays as a learner (retain), so it keeps the log.
+            let change = ChangeMembers::ReplaceAllVoters(wanted);
             self.raft
                 .change_membership(change, true)
                 .await
@@ -211,5 +217,58 @@ impl Inner {
                 None => {}
             }
         }
+    }
+}
+
+/// The voters once `joining` (caught up as a learner) has joined, or None when
+/// they stay as they are: the `want` lowest node ids among the voters and
+/// `joining`. Brokers that start in parallel join in any order; preferring the
+/// lowest ids makes the voters the same set every time (on Kubernetes, pods
+/// 0..want), so removing the highest-numbered brokers never removes a voter.
+pub(crate) fn voters_after_join(
+    voters: &BTreeSet<NodeId>,
+    joining: NodeId,
+    want: usize,
+) -> Option<BTreeSet<NodeId>> {
+    if voters.contains(&joining) {
+        return None;
+    }
+    let wanted: BTreeSet<NodeId> = voters
+        .iter()
+        .copied()
+        .chain(std::iter::once(joining))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(want.max(1))
+        .collect();
+    (wanted != *voters).then_some(wanted)
+}
+
+#[cfg(test)]
+mod voter_tests {
+    use super::*;
+
+    fn set(ids: &[NodeId]) -> BTreeSet<NodeId> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn joiners_are_promoted_while_voters_are_missing() {
+        assert_eq!(voters_after_join(&set(&[0]), 4, 3), Some(set(&[0, 4])));
+        assert_eq!(
+            voters_after_join(&set(&[0, 4]), 1, 3),
+            Some(set(&[0, 1, 4]))
+        );
+    }
+
+    #[test]
+    fn a_lower_id_replaces_the_highest_voter_and_a_higher_one_stays_a_learner() {
+        // Pods started in parallel: 3 joined before 2.
+        assert_eq!(
+            voters_after_join(&set(&[0, 1, 3]), 2, 3),
+            Some(set(&[0, 1, 2]))
+        );
+        assert_eq!(voters_after_join(&set(&[0, 1, 2]), 4, 3), None);
+        assert_eq!(voters_after_join(&set(&[0, 1, 2]), 1, 3), None);
     }
 }
