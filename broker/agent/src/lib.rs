@@ -619,19 +619,8 @@ pub async fn resolve(addr: &str) -> std::io::Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use runnel_client::{PartitionMetadata, TopicMetadata};
-
-    fn partition(partition: i32, leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionMetadata {
-        PartitionMetadata {
-            partition,
-            leader,
-            leader_epoch: 0,
-            replicas: replicas.to_vec(),
-            isr: isr.to_vec(),
-            offline_replicas: Vec::new(),
-            error_code: 0,
-        }
-    }
+    use crate::safety::tests::partition;
+    use runnel_client::TopicMetadata;
 
     #[test]
     fn counts_only_under_replicated_partitions_led_by_this_node() {

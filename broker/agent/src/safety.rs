@@ -162,11 +162,17 @@ pub fn quorum_refusal(quorum: &QuorumInfo, node: i32) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use runnel_client::{BrokerMetadata, QuorumMember, TopicMetadata};
 
-    fn partition(partition: i32, leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionMetadata {
+    /// A partition as Metadata lists it (shared with the crate's other tests).
+    pub(crate) fn partition(
+        partition: i32,
+        leader: i32,
+        replicas: &[i32],
+        isr: &[i32],
+    ) -> PartitionMetadata {
         PartitionMetadata {
             partition,
             leader,
