@@ -269,17 +269,43 @@ fn log_is_send_and_sync() {
     assert_send_sync::<Log>();
 }
 
-#[derive(Clone, Default)]
-struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    /// Log lines written by tracing on this thread (see [`capture_warnings`]).
+    static CAPTURED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for SharedBuf {
+/// Writes into the calling thread's [`CAPTURED`] buffer.
+struct ThreadBuf;
+
+impl std::io::Write for ThreadBuf {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        CAPTURED.with(|c| c.borrow_mut().extend_from_slice(b));
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Installs, once per test binary, a global WARN subscriber whose output goes to the
+/// emitting thread's buffer, and returns what this thread logs while running `f`.
+///
+/// A global subscriber rather than `with_default`: tracing caches each callsite's interest
+/// globally, and another test thread hitting the same `warn!` while this thread's scoped
+/// subscriber was being registered could cache "never" and silence it (a flaky test).
+fn capture_warnings(f: impl FnOnce()) -> String {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(|| ThreadBuf)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+    });
+    CAPTURED.with(|c| c.borrow_mut().clear());
+    f();
+    CAPTURED.with(|c| String::from_utf8(c.borrow().clone()).unwrap())
 }
 
 #[test]
@@ -291,17 +317,9 @@ fn recovery_that_cuts_data_warns_with_the_word_truncated() {
         .open(last_log_file(d.path()))
         .unwrap();
     f.set_len(last_pos + 10).unwrap();
-    let buf = SharedBuf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let out = capture_warnings(|| {
         Log::open(d.path(), fixture_config()).unwrap();
     });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(out.contains("WARN"), "{out}");
     assert!(out.contains("truncated 10 bytes"), "{out}");
     assert!(out.contains("00000000000000000018.log"), "{out}");
