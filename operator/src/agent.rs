@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use runnel_agent::proto::{
     BrokerStatusRequest, BrokerStatusResponse, CanRestartRequest, CanRestartResponse,
-    DrainProgress, DrainRequest, QuorumRole,
+    DrainProgress, DrainRequest,
 };
 use runnel_agent::AgentClient;
 use tonic::transport::{Channel, Endpoint};
@@ -92,15 +92,5 @@ impl Agent {
             )),
             Err(_) => Err(agent_err(&self.endpoint, "Drain", "no report in time")),
         }
-    }
-}
-
-/// The quorum role as a word for conditions and logs.
-pub fn role_name(status: &BrokerStatusResponse) -> &'static str {
-    match status.quorum_role() {
-        QuorumRole::Leader => "leader",
-        QuorumRole::Voter => "voter",
-        QuorumRole::Observer => "observer",
-        QuorumRole::Unspecified => "unknown",
     }
 }

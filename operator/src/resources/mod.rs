@@ -75,6 +75,15 @@ pub(crate) fn owner(cluster: &Cluster) -> Result<Owner<'_>, Error> {
     })
 }
 
+/// [`selector_labels`] as a label selector string (`k=v,...`), for LIST calls.
+pub fn label_selector(cluster_name: &str) -> String {
+    selector_labels(cluster_name)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Labels that select one Cluster's broker pods (also the StatefulSet selector).
 pub fn selector_labels(cluster_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([

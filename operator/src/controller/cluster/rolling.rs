@@ -15,7 +15,7 @@ use super::brokers::BrokerView;
 use crate::agent::Agent;
 use crate::controller::{condition_changed, Context};
 use crate::crd::Cluster;
-use crate::resources::selector_labels;
+use crate::resources::label_selector;
 use crate::roll::{next_restart, BrokerPod, RollStep, MANUAL_RESTART_ANNOTATION};
 use crate::status::condition;
 use crate::Error;
@@ -26,13 +26,8 @@ pub const ROLLING_CONDITION: &str = "Rolling";
 /// The pods of the Cluster's brokers.
 pub(super) async fn list_pods(ctx: &Context, cluster: &Cluster) -> Result<Vec<Pod>, Error> {
     let ns = cluster.namespace().unwrap_or_default();
-    let selector = selector_labels(&cluster.name_any())
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&label_selector(&cluster.name_any())))
         .await
         .map(|list| list.items)
         .map_err(|source| Error::Kube {

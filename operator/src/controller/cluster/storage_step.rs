@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use super::get_stateful_set;
 use crate::controller::Context;
 use crate::crd::{Cluster, StorageSpec};
-use crate::resources::{headless_service_name, selector_labels};
+use crate::resources::{headless_service_name, label_selector};
 use crate::storage;
 use crate::Error;
 
@@ -44,13 +44,8 @@ pub(super) async fn resize_storage(
     let claims = match existing {
         None => Vec::new(),
         Some(_) => {
-            let selector = selector_labels(&name)
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
             claims_api
-                .list(&ListParams::default().labels(&selector))
+                .list(&ListParams::default().labels(&label_selector(&name)))
                 .await
                 .map_err(|source| Error::Kube {
                     what: format!("list PersistentVolumeClaims of Cluster {ns}/{name}"),
