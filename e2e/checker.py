@@ -14,6 +14,8 @@ restarts, reassignments) while it sends. Used by the cluster scenarios and runna
 A driving process (the operator tests' `CheckedProducer`) runs it with `--stop-file PATH
 --progress` instead: it reads `acked N` lines while it injects faults, then creates PATH and
 waits for the `ok:` line (exit status 1 and a `failed:` line on stderr when an assertion fails).
+With `RUNNEL_CHECKER_DEBUG=eos,msg` (librdkafka debug contexts) the producer logs to
+`checker-debug-<pid>.log` in the temporary directory.
 """
 
 from __future__ import annotations
@@ -55,7 +57,17 @@ class AckedWriter:
                 "retry.backoff.max.ms": 500, "topic.metadata.refresh.interval.ms": 1000,
                 "partitioner": "murmur2_random"}
         conf.update(config or {})
-        self.producer = Producer(conf)
+        debug = os.environ.get("RUNNEL_CHECKER_DEBUG")
+        if debug:
+            # librdkafka's debug contexts (e.g. `eos,msg`) to a file per checker, for a post-mortem.
+            import logging
+            import tempfile
+            path = os.path.join(tempfile.gettempdir(), f"checker-debug-{os.getpid()}.log")
+            logging.basicConfig(filename=path, level=logging.DEBUG)
+            conf["debug"] = debug
+            self.producer = Producer(conf, logger=logging.getLogger("rdkafka"))
+        else:
+            self.producer = Producer(conf)
         self.acks: list[Ack] = []
         self.errors: list[tuple[bytes, str]] = []
         self.sent = 0
@@ -129,7 +141,7 @@ def verify(bootstrap: str, writer: AckedWriter, partitions: int, timeout: float 
     acked_values = {a.value for a in writer.acks}
     assert len(acked_values) == len(writer.acks), "the producer acknowledged one value twice"
     stored_at: dict[int, dict[int, tuple]] = {}
-    seen: set[bytes] = set()
+    seen: dict[bytes, tuple[int, int]] = {}
     unacked = 0
     for part, recs in got.items():
         offsets = [r.offset for r in recs]
@@ -137,8 +149,9 @@ def verify(bootstrap: str, writer: AckedWriter, partitions: int, timeout: float 
             first = offsets[0]
             assert offsets == list(range(first, first + len(recs))), f"partition {part}: gap in offsets"
         for r in recs:
-            assert r.value not in seen, f"duplicate record {r.value[:12]!r} at {part}/{r.offset}"
-            seen.add(r.value)
+            assert r.value not in seen, (f"duplicate record {r.value[:12]!r} at {part}/{r.offset}, "
+                                         f"first at {seen.get(r.value)}")
+            seen[r.value] = (part, r.offset)
             if r.value not in acked_values:
                 unacked += 1
         stored_at[part] = {r.offset: (r.key, r.value) for r in recs}

@@ -64,6 +64,12 @@ impl Log {
         let mut w = self.writer.lock();
         self.check_poisoned()?;
         // Before the duplicate check: a fenced leader answers nothing, not even a retry.
+        if partition_leader_epoch >= 0 && partition_leader_epoch < w.leader_fence {
+            return Err(Error::LeadershipEnded {
+                fence: w.leader_fence,
+                got: partition_leader_epoch,
+            });
+        }
         if partition_leader_epoch >= 0 {
             if let Some(latest) = self.latest_epoch() {
                 if partition_leader_epoch < latest {

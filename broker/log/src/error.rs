@@ -60,6 +60,11 @@ pub enum Error {
     /// log's latest epoch (a stale leader, or a follower that did not truncate).
     #[error("leader epoch {got} is older than the log's latest leader epoch {latest}")]
     StaleLeaderEpoch { latest: i32, got: i32 },
+    /// A leader append under an epoch whose leadership has ended here
+    /// ([`crate::Log::fence_leader_appends`]): the append was admitted while
+    /// this replica led, but it stopped leading before the write.
+    #[error("leadership under epoch {got} ended (appends need epoch {fence} or newer)")]
+    LeadershipEnded { fence: i32, got: i32 },
 }
 
 /// Result alias for the log.

@@ -26,7 +26,9 @@
 //! ([`Log::high_watermark`], [`Log::set_high_watermark`],
 //! [`Log::checkpoint_high_watermark`]), [`Log::synced_offset`],
 //! [`Log::truncate_to`] and [`Log::truncate_fully_and_start_at`]. A leader
-//! append refuses an epoch older than the latest ([`Error::StaleLeaderEpoch`]).
+//! append refuses an epoch older than the latest ([`Error::StaleLeaderEpoch`])
+//! and one older than the fence a lost leadership leaves
+//! ([`Log::fence_leader_appends`], [`Error::LeadershipEnded`]).
 //!
 //! On-disk layout of one partition directory:
 //! - `<base:020>.log`: whole batches back to back; the file name is the offset
@@ -133,6 +135,9 @@ pub(crate) struct WriterState {
     pub(crate) producers: ProducerStateManager,
     /// Offset written to the recovery checkpoint.
     pub(crate) recovery_point: i64,
+    /// Leader appends under an older partition leader epoch are refused
+    /// ([`Log::fence_leader_appends`]); 0 until a leadership ends here.
+    pub(crate) leader_fence: i32,
 }
 
 impl Log {
@@ -153,6 +158,7 @@ impl Log {
             writer: Mutex::new(WriterState {
                 producers: opened.producers,
                 recovery_point: opened.recovery_point,
+                leader_fence: 0,
             }),
             segments: RwLock::new(Arc::new(opened.segments)),
             log_start: AtomicI64::new(opened.log_start),
@@ -394,6 +400,21 @@ impl Log {
             *self.epochs.write() = epochs;
         }
         Ok(())
+    }
+
+    /// Refuses, from now on, every leader append ([`Log::append`]) whose
+    /// partition leader epoch is older than `epoch`
+    /// ([`Error::LeadershipEnded`]); never lowers an earlier fence. A replica
+    /// whose leadership of epoch `e` ends calls this with `e + 1` before it
+    /// starts following: an append that was admitted as leader but reaches
+    /// the log only afterwards would otherwise land after the follower's
+    /// truncation, under the old epoch, where nothing removes it (Kafka
+    /// avoids the same race by appending under its leader-ISR read lock).
+    /// Appends already made are the follower's truncation's to judge. Kept
+    /// in memory only: a reopened log has no leader append in flight.
+    pub fn fence_leader_appends(&self, epoch: i32) {
+        let mut w = self.writer.lock();
+        w.leader_fence = w.leader_fence.max(epoch);
     }
 
     /// The leader epoch cache, oldest first: each epoch and the first offset

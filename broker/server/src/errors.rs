@@ -106,6 +106,8 @@ pub(crate) fn log_error_code(err: &runnel_log::Error) -> ResponseError {
         E::KeylessRecordOnCompactedTopic { .. } => ResponseError::InvalidRecord,
         // Replication (runnel-log follower appends and epoch checks).
         E::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        // The client's retry goes to the new leader, which dedups it.
+        E::LeadershipEnded { .. } => ResponseError::NotLeaderOrFollower,
         E::OffsetMismatch { .. } => ResponseError::UnknownServerError,
     }
 }

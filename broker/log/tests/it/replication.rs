@@ -300,6 +300,53 @@ fn a_follower_that_becomes_leader_detects_duplicates_of_replicated_batches() {
     assert!(follower.append(first, 2, 0).unwrap().duplicate);
 }
 
+/// The interleaving behind a duplicate seen under a rolling restart: the old
+/// leader admits a produce, then stops leading and truncates to the new
+/// leader's epoch end before that append reaches its log. Without the fence
+/// the append lands under the old epoch after the truncation, the follower
+/// then fetches the new leader's copy of the same record after it, and its
+/// log holds the record twice (and lacks what the new leader has there).
+#[test]
+fn a_leader_append_admitted_before_the_leadership_ended_is_refused_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let old = open(d.path());
+    let w = producer_batch("w", 1, 0, Compression::None, 7, 0, 0);
+    let x = producer_batch("x", 1, 0, Compression::None, 7, 0, 1);
+    old.append(w.clone(), 1, 0).unwrap();
+    // Epoch 1 ends here: the new leader (epoch 2) did not get `w`.
+    old.fence_leader_appends(2);
+    old.truncate_to(0).unwrap();
+    // The produce of `x`, admitted under epoch 1, reaches the log now.
+    assert!(matches!(
+        old.append(x.clone(), 1, 0),
+        Err(Error::LeadershipEnded { fence: 2, got: 1 })
+    ));
+    assert_eq!(old.log_end_offset(), 0);
+    // The new leader took both retries; the follower copies them.
+    let nd = tempfile::tempdir().unwrap();
+    let new = open(nd.path());
+    new.assign_epoch_start(2).unwrap();
+    new.append(w, 2, 0).unwrap();
+    new.append(x, 2, 0).unwrap();
+    old.append_as_follower(concat(&raw_batches(&new))).unwrap();
+    let held: Vec<i64> = raw_batches(&old).iter().map(|b| b.base).collect();
+    assert_eq!(held, vec![0, 1]);
+    assert_eq!(
+        concat(&raw_batches(&old)),
+        concat(&raw_batches(&new)),
+        "the follower holds exactly the new leader's log"
+    );
+    // A fence never goes down, and a later leadership appends at its own epoch.
+    old.fence_leader_appends(1);
+    old.assign_epoch_start(3).unwrap();
+    let y = producer_batch("y", 1, 0, Compression::None, 7, 0, 2);
+    assert!(matches!(
+        old.append(y.clone(), 2, 0),
+        Err(Error::StaleLeaderEpoch { latest: 3, got: 2 })
+    ));
+    assert_eq!(old.append(y, 3, 0).unwrap().base_offset, 2);
+}
+
 #[test]
 fn end_offset_for_epoch_follows_kafka_semantics() {
     let d = tempfile::tempdir().unwrap();

@@ -35,6 +35,8 @@ struct Appended {
     log: Arc<Log>,
     replica: Arc<Replica>,
     min_isr: usize,
+    /// The leader epoch the batch was written under.
+    leader_epoch: i32,
     info: AppendInfo,
 }
 
@@ -168,7 +170,7 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                         job.topic_slot,
                         job.partition,
                         job.topic,
-                        (job.log, job.replica, job.min_isr),
+                        (job.log, job.replica, job.min_isr, job.leader_epoch),
                         bytes_len,
                         record_count,
                         result,
@@ -184,7 +186,7 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                     slot,
                     index,
                     topic,
-                    (log, replica, min_isr),
+                    (log, replica, min_isr, leader_epoch),
                     bytes_len,
                     record_count,
                     result,
@@ -212,6 +214,7 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                                 log,
                                 replica,
                                 min_isr,
+                                leader_epoch,
                                 info,
                             })
                         }
@@ -313,8 +316,13 @@ impl Staged {
                     if let PartitionOutcome::Appended(a) = outcome {
                         let end = a.info.last_offset + 1;
                         let shutdown = broker.shutdown_signal();
-                        let committed =
-                            a.replica.wait_committed(end, a.min_isr, deadline, shutdown);
+                        let committed = a.replica.wait_committed(
+                            end,
+                            a.leader_epoch,
+                            a.min_isr,
+                            deadline,
+                            shutdown,
+                        );
                         if let Err(err) = committed.await {
                             *outcome = PartitionOutcome::Failed(err);
                         }

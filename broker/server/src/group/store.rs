@@ -37,13 +37,15 @@ pub(crate) trait OffsetsReplication: Send + Sync + 'static {
     /// The leader epoch to stamp on a batch appended to `partition` of
     /// `__consumer_offsets`, or `None` when this broker does not lead it.
     fn leader_epoch(&self, partition: i32) -> Option<i32>;
-    /// Resolves once the partition's records below `end_offset` are committed
-    /// (on every ISR member, as an acks=all produce); called after the local fsync.
+    /// Resolves once the partition's records below `end_offset`, appended
+    /// under `leader_epoch`, are committed (on every ISR member, as an
+    /// acks=all produce); called after the local fsync.
     fn wait_committed(
         &self,
         partition: i32,
         log: Arc<Log>,
         end_offset: i64,
+        leader_epoch: i32,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), GroupError>> + Send>>;
 }
 
@@ -52,6 +54,7 @@ pub(super) struct Durable {
     log: Arc<Log>,
     partition: i32,
     end_offset: i64,
+    leader_epoch: i32,
     replication: Option<Arc<dyn OffsetsReplication>>,
 }
 
@@ -62,13 +65,18 @@ impl Durable {
             log,
             partition,
             end_offset,
+            leader_epoch,
             replication,
         } = self;
         if flush {
             Self::fsync(log.clone(), end_offset).await?;
         }
         match replication {
-            Some(replication) => replication.wait_committed(partition, log, end_offset).await,
+            Some(replication) => {
+                replication
+                    .wait_committed(partition, log, end_offset, leader_epoch)
+                    .await
+            }
             None => Ok(()),
         }
     }
@@ -300,8 +308,11 @@ impl OffsetsLog {
                 log,
                 partition,
                 end_offset: info.last_offset + 1,
+                leader_epoch: epoch,
                 replication,
             }),
+            // Leadership moved between the epoch check and the write.
+            Err(runnel_log::Error::LeadershipEnded { .. }) => Err(GroupError::NotCoordinator),
             Err(err) => {
                 tracing::error!(group = group_id, error = %err, "append to {OFFSETS_TOPIC} failed");
                 Err(GroupError::CoordinatorNotAvailable)

@@ -323,6 +323,7 @@ impl ReplicaManager {
             _ => {}
         }
         let log = &replica.log;
+        end_leadership(&role, log);
         *role = if meta.leader == me {
             // Record the epoch start before accepting any produce under it, so
             // OffsetForLeaderEpoch answers for it at once.
@@ -625,9 +626,12 @@ impl ReplicaManager {
             gone.iter().filter_map(|k| map.remove(k)).collect()
         };
         for replica in removed {
-            *replica.role.lock() = Role::Offline {
+            let mut role = replica.role.lock();
+            end_leadership(&role, &replica.log);
+            *role = Role::Offline {
                 leader_epoch: i32::MAX,
             };
+            drop(role);
             replica.bump();
         }
     }
@@ -676,3 +680,17 @@ impl ReplicaManager {
         self.metrics.under_replicated.set(under);
     }
 }
+
+/// Called under the role lock before a role replaces `role`: when it is a
+/// leadership, fences the log against appends under its epoch, so a produce
+/// admitted by [`Replica::check_produce`] just before the change cannot
+/// write after it (see [`Log::fence_leader_appends`]).
+fn end_leadership(role: &Role, log: &Log) {
+    if let Role::Leader(state) = role {
+        log.fence_leader_appends(state.leader_epoch().saturating_add(1));
+    }
+}
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

@@ -50,6 +50,7 @@ impl OffsetsReplication for OffsetsReplicator {
         partition: i32,
         log: Arc<Log>,
         end_offset: i64,
+        leader_epoch: i32,
     ) -> Pin<Box<dyn Future<Output = Result<(), GroupError>> + Send>> {
         let manager = self.manager.clone();
         Box::pin(async move {
@@ -60,7 +61,13 @@ impl OffsetsReplication for OffsetsReplicator {
             let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
             // Kafka's mapping of a failed offsets append.
             replica
-                .wait_committed(end_offset, min_isr, deadline, manager.shutdown_signal())
+                .wait_committed(
+                    end_offset,
+                    leader_epoch,
+                    min_isr,
+                    deadline,
+                    manager.shutdown_signal(),
+                )
                 .await
                 .map_err(|err| match err.code {
                     ResponseError::NotLeaderOrFollower => GroupError::NotCoordinator,

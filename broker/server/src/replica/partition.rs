@@ -171,15 +171,18 @@ impl Replica {
         }
     }
 
-    /// Waits until an `acks=all` append ending at `end` (exclusive) is
-    /// committed, the ISR shrinks below `min_isr` (NOT_ENOUGH_REPLICAS_AFTER_APPEND),
-    /// leadership is lost (NOT_LEADER_OR_FOLLOWER), the broker stops
+    /// Waits until an `acks=all` append ending at `end` (exclusive), written
+    /// under `leader_epoch`, is committed, the ISR shrinks below `min_isr`
+    /// (NOT_ENOUGH_REPLICAS_AFTER_APPEND), the leadership of that epoch ends
+    /// (NOT_LEADER_OR_FOLLOWER, also when this broker leads again under a
+    /// newer epoch: the append may have been truncated since), the broker stops
     /// (`shutdown`; NOT_LEADER_OR_FOLLOWER: the followers' fetches stop with
     /// it, and the client's idempotent retry reaches the next leader) or
     /// `deadline` passes (REQUEST_TIMED_OUT).
     pub(crate) async fn wait_committed(
         &self,
         end: i64,
+        leader_epoch: i32,
         min_isr: usize,
         deadline: Instant,
         mut shutdown: watch::Receiver<bool>,
@@ -190,14 +193,17 @@ impl Replica {
             let stopping = *shutdown.borrow_and_update();
             {
                 let role = self.role.lock();
-                let Role::Leader(state) = &*role else {
-                    return Err(ApiError::with_message(
-                        ResponseError::NotLeaderOrFollower,
-                        format!(
-                            "leadership of {}-{} moved before the append was committed",
-                            self.topic, self.partition
-                        ),
-                    ));
+                let state = match &*role {
+                    Role::Leader(state) if state.leader_epoch() == leader_epoch => state,
+                    _ => {
+                        return Err(ApiError::with_message(
+                            ResponseError::NotLeaderOrFollower,
+                            format!(
+                                "leadership of {}-{} moved before the append was committed",
+                                self.topic, self.partition
+                            ),
+                        ))
+                    }
                 };
                 match state.ack_status(end, min_isr) {
                     AckStatus::Done => return Ok(()),

@@ -1,0 +1,115 @@
+//! Unit tests of `manager.rs`: role changes and what they do to appends in flight.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
+use runnel_meta::MetaError;
+
+use super::*;
+use crate::config::BrokerConfig;
+use crate::topics::single_node_state;
+
+/// Refuses every ISR change: these tests drive roles through the metadata alone.
+struct NoProposals;
+
+impl IsrProposer for NoProposals {
+    fn alter_isr(
+        &self,
+        _command: Command,
+    ) -> Pin<Box<dyn Future<Output = Result<(), MetaError>> + Send + '_>> {
+        Box::pin(async { Err(MetaError::ShuttingDown) })
+    }
+}
+
+/// One idempotent batch of one record from producer 7 with sequence `seq`.
+fn produced(seq: i32) -> Bytes {
+    let record = runnel_testkit::record(None, Some(b"v"), 0);
+    runnel_testkit::producer_batch(vec![record], Compression::None, 7, 0, seq)
+}
+
+/// `leader` leads `t-0` (replicas 0 and 1, both in sync) under `epoch`.
+fn led_by(leader: BrokerId, epoch: i32) -> ClusterState {
+    let mut state = single_node_state(0, &[("t", 1)]);
+    let p = &mut state.topics.get_mut("t").unwrap().partitions[0];
+    p.replicas = vec![0, 1];
+    p.isr = vec![0, 1];
+    p.leader = leader;
+    p.leader_epoch = epoch;
+    state
+}
+
+#[tokio::test]
+async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let topics = Arc::new(TopicRegistry::open(dir.path(), &config).unwrap());
+    let (state_tx, state_rx) = watch::channel(Arc::new(led_by(0, 1)));
+    topics.sync(&state_rx.borrow(), 0);
+    let (_shutdown_tx, shutdown) = watch::channel(false);
+    let manager = ReplicaManager::new(
+        ReplicaSettings::new(0),
+        topics.clone(),
+        state_rx,
+        Arc::new(NoProposals),
+        &prometheus::Registry::new(),
+        shutdown.clone(),
+    );
+    let log = topics.get("t").unwrap().partition(0).unwrap().log.clone();
+    let replica = manager.replica("t", 0, &log);
+    // Produce admits two batches as leader of epoch 1; the first is written.
+    let epoch = replica.check_produce(-1, 1).unwrap();
+    assert_eq!(epoch, 1);
+    let first = log.append(produced(0), epoch, 0).unwrap();
+    // The controller moves the leadership to broker 1 (epoch 2) before the
+    // second batch reaches the log.
+    state_tx.send_replace(Arc::new(led_by(1, 2)));
+    manager.reconcile_now();
+    assert!(!replica.is_leader());
+    let late = log.append(produced(1), epoch, 0);
+    assert!(
+        matches!(
+            late,
+            Err(runnel_log::Error::LeadershipEnded { fence: 2, got: 1 })
+        ),
+        "{late:?}"
+    );
+    assert_eq!(log.log_end_offset(), 1, "nothing written after the move");
+    assert_eq!(
+        crate::errors::log_error_code(&late.unwrap_err()),
+        ResponseError::NotLeaderOrFollower
+    );
+    // The first batch's acks=all wait ends: its leadership is over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waited = replica
+        .wait_committed(first.last_offset + 1, epoch, 1, deadline, shutdown.clone())
+        .await;
+    assert_eq!(waited.unwrap_err().code, ResponseError::NotLeaderOrFollower);
+    // Leading again under epoch 3 does not answer a wait of epoch 1, even
+    // once the high watermark passes its offset: that record may be gone.
+    state_tx.send_replace(Arc::new({
+        let mut s = led_by(0, 3);
+        s.topics.get_mut("t").unwrap().partitions[0].isr = vec![0];
+        s
+    }));
+    manager.reconcile_now();
+    assert!(replica.is_leader());
+    let again = log.append(produced(1), 3, 0).unwrap();
+    manager.leader_appended(&replica, again.last_offset + 1);
+    log.sync(again.last_offset + 1).unwrap();
+    manager.leader_synced(&replica);
+    assert!(log.high_watermark() > first.last_offset);
+    let waited = replica
+        .wait_committed(first.last_offset + 1, epoch, 1, deadline, shutdown.clone())
+        .await;
+    assert_eq!(waited.unwrap_err().code, ResponseError::NotLeaderOrFollower);
+    replica
+        .wait_committed(again.last_offset + 1, 3, 1, deadline, shutdown)
+        .await
+        .expect("the new epoch's append is committed");
+}
