@@ -224,6 +224,29 @@ def test_describe_cluster_id_is_non_null_and_stable_across_restart(broker):
     assert md.cluster_id == first.cluster_id, "Metadata and DescribeCluster disagree on the cluster id"
 
 
+def test_the_rack_comes_from_broker_rack_file_and_a_missing_file_stops_the_start(broker_factory, tmp_path):
+    """`broker_rack_file` (what the operator's rackLabel init container writes) gives the rack
+    clients see in DescribeCluster (librdkafka) and Metadata (kafka-python)."""
+    from kafka import KafkaAdminClient
+    rack_file = tmp_path / "rack"
+    rack_file.write_text("zone-b\n")
+    b = broker_factory("--broker-rack-file", str(rack_file))
+    a = admin(b.bootstrap)
+    nodes = a.describe_cluster(request_timeout=30).result(30).nodes
+    assert [n.rack for n in nodes] == ["zone-b"]
+    kp = KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=30000)
+    try:
+        assert [m["rack"] for m in kp.describe_cluster()["brokers"]] == ["zone-b"]
+    finally:
+        kp.close()
+    # A missing file: the broker refuses to start, naming the file.
+    missing = tmp_path / "no-such-rack"
+    bad = broker_factory("--broker-rack-file", str(missing), start=False)
+    proc = bad.spawn()
+    assert proc.wait(timeout=60) != 0
+    assert str(missing) in bad.stderr_path.read_text()
+
+
 @pytest.mark.parametrize("name", ["has space", "a" * 250, ".", "..", "slash/name", "ünïcode", "star*"])
 def test_illegal_topic_names_are_rejected_with_invalid_topic(broker, name):
     a = admin(broker.bootstrap)

@@ -214,6 +214,11 @@ declare_broker_config! {
         doc: "This broker's rack",
         kafka: ["broker.rack"],
         cluster: Hidden;
+    /// A file whose content (surrounding whitespace trimmed) is this broker's rack, read once
+    /// at start; the operator's `rackLabel` init container writes it from the node's label.
+    broker_rack_file: Option<String> = None,
+        doc: "File holding this broker's rack, read at start",
+        cluster: Reserved;
     /// How often this broker heartbeats the controller.
     broker_heartbeat_interval_ms: u64 = 500,
         doc: "Interval of heartbeats to the controller",
@@ -297,6 +302,29 @@ impl BrokerConfig {
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads `broker_rack_file` (when set) into `broker_rack`: the file's
+    /// content, surrounding whitespace trimmed. A missing, unreadable or
+    /// empty file is an error naming it, so a broker never starts without
+    /// the rack it was meant to have.
+    pub fn resolve_rack_file(&mut self) -> Result<(), ConfigError> {
+        let Some(file) = self.broker_rack_file.take() else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+            path: PathBuf::from(&file),
+            source,
+        })?;
+        let rack = text.trim();
+        if rack.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "broker_rack_file".into(),
+                message: format!("{file} is empty"),
+            });
+        }
+        self.broker_rack = Some(rack.to_string());
+        Ok(())
     }
 
     /// Parses TOML text; the error names the offending key.
@@ -397,6 +425,17 @@ impl BrokerConfig {
         if let Some(rack) = &self.broker_rack {
             if rack.is_empty() {
                 return invalid("broker_rack", "must not be empty");
+            }
+        }
+        if let Some(file) = &self.broker_rack_file {
+            if file.is_empty() {
+                return invalid("broker_rack_file", "must not be empty");
+            }
+            if self.broker_rack.is_some() {
+                return invalid(
+                    "broker_rack_file",
+                    "set either broker_rack or broker_rack_file, not both",
+                );
             }
         }
         // One request of the largest size must fit, or the broker could wait forever.

@@ -277,3 +277,49 @@ fn a_key_s_kind_variable_flag_and_names_follow_its_declaration() {
     assert_eq!(key("node_id").cluster, crate::ClusterAccess::Reserved);
     assert!(find_key("retention_hours").is_none());
 }
+
+#[test]
+fn the_rack_file_gives_the_rack_and_a_missing_empty_or_doubled_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rack");
+    std::fs::write(&file, "eu-west-1b\n").unwrap();
+    let path = file.to_str().unwrap().to_string();
+    let mut c =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_BROKER_RACK_FILE", &path)])).unwrap();
+    c.resolve_rack_file().unwrap();
+    assert_eq!(c.broker_rack.as_deref(), Some("eu-west-1b"));
+    // Both sources at once: refused, naming the file key.
+    let both = BrokerConfig::load_with_env(
+        None,
+        env(&[
+            ("RUNNEL_BROKER_RACK_FILE", &path),
+            ("RUNNEL_BROKER_RACK", "r1"),
+        ]),
+    );
+    assert!(
+        matches!(&both, Err(ConfigError::Invalid { key, .. }) if key == "broker_rack_file"),
+        "{both:?}"
+    );
+    // An empty (whitespace only) file is refused, naming it.
+    std::fs::write(&file, " \n").unwrap();
+    let mut c =
+        BrokerConfig::load_with_env(None, env(&[("RUNNEL_BROKER_RACK_FILE", &path)])).unwrap();
+    match c.resolve_rack_file() {
+        Err(ConfigError::Invalid { key, message }) => {
+            assert_eq!(key, "broker_rack_file");
+            assert!(message.contains(&path), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert_eq!(c.broker_rack, None);
+    // A missing file is a read error naming it.
+    let missing = dir.path().join("absent");
+    let mut c = BrokerConfig::load_with_env(
+        None,
+        env(&[("RUNNEL_BROKER_RACK_FILE", missing.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert!(
+        matches!(c.resolve_rack_file(), Err(ConfigError::Read { path, .. }) if path == missing)
+    );
+}

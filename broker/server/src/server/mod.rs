@@ -140,11 +140,13 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory, starts this broker's metadata node (joining
-    /// through `seeds`, or starting a new one-voter cluster), waits until the
+    /// through `seeds`, or starting a new one-voter cluster; the rack is read
+    /// from `broker_rack_file` first when set), waits until the
     /// metadata has caught up, binds both listeners, registers the broker and
     /// opens (recovering) every partition the metadata assigns here.
-    pub async fn bind(config: BrokerConfig) -> Result<Server, Error> {
+    pub async fn bind(mut config: BrokerConfig) -> Result<Server, Error> {
         config.validate()?;
+        config.resolve_rack_file()?;
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
             path: data_dir.clone(),
