@@ -135,6 +135,31 @@ def test_alter_and_incremental_alter_configs_take_effect_and_survive_restart(bro
     assert cfg["retention.ms"].value == "604800000"
 
 
+def test_deprecated_message_format_version_is_accepted_as_a_no_op(broker):
+    """Kafka 3.x accepts `message.format.version` (deprecated, ignored): librdkafka's test 0092
+    alters it to 0.10.0.0 mid-stream and expects produce and consume to go on."""
+    topic = "msgver"
+    create_topic(broker.bootstrap, topic, 1, config={"message.format.version": "2.8"})
+    assert describe_topic_configs(broker.bootstrap, topic)["message.format.version"].value == "2.8"
+    first = produce_confluent(broker.bootstrap, topic, [(b"k", b"before")])
+    assert not first.errors, first.errors
+    a = admin(broker.bootstrap)
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"message.format.version": "0.10.0.0"})
+    a.alter_configs([res], request_timeout=30)[res].result(30)
+    cfg = describe_topic_configs(broker.bootstrap, topic)["message.format.version"]
+    assert (cfg.value, cfg.source) == ("0.10.0.0", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    second = produce_confluent(broker.bootstrap, topic, [(b"k", b"after")])
+    assert not second.errors, second.errors
+    got = consume_confluent(broker.bootstrap, topic, [0])[0]
+    assert [r.value for r in got] == [b"before", b"after"]
+    # Not a version: INVALID_CONFIG naming the key.
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"message.format.version": "4.0"})
+    with pytest.raises(KafkaException) as e:
+        a.alter_configs([res], request_timeout=30)[res].result(30)
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert "message.format.version" in e.value.args[0].str()
+
+
 def test_invalid_config_value_is_rejected(broker):
     topic = "bad-config"
     a = admin(broker.bootstrap)

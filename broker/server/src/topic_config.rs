@@ -58,6 +58,8 @@ enum Rule {
     ListOf(&'static [&'static str]),
     /// `partition:brokerId,...` or `*` (replication throttling).
     ThrottledReplicas,
+    /// A Kafka version as `message.format.version` takes it (`0.10.0.0`, `2.8`, `3.0-IV1`).
+    KafkaVersion,
 }
 
 /// One known topic config.
@@ -187,6 +189,14 @@ pub(crate) const TOPIC_CONFIGS: &[ConfigDef] = &[
         "true",
         None,
         "down-conversion for old consumers (stored; not performed)"
+    ),
+    def!(
+        "message.format.version",
+        String,
+        Rule::KafkaVersion,
+        "3.0-IV1",
+        None,
+        "deprecated since Kafka 3.0; accepted and ignored (batches are always record format v2)"
     ),
     def!(
         "message.timestamp.after.max.ms",
@@ -393,8 +403,34 @@ impl ConfigDef {
             Rule::ThrottledReplicas => crate::replica::throttle::ThrottledReplicas::parse(value)
                 .map(|_| ())
                 .or_else(bad),
+            Rule::KafkaVersion => {
+                if is_kafka_version(value) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{}: {value:?} is not a Kafka version before 4.0 (e.g. 2.8 or 3.0-IV1)",
+                        self.name
+                    ))
+                }
+            }
         }
     }
+}
+
+/// A version Kafka 3.x accepts for `message.format.version`: two to four
+/// dot-separated numbers, major 0 to 3, optionally `-IV<n>` (Kafka's
+/// MetadataVersion strings; 4.0 removed the config).
+fn is_kafka_version(value: &str) -> bool {
+    let (numbers, iv) = match value.split_once("-IV") {
+        Some((numbers, iv)) => (numbers, Some(iv)),
+        None => (value, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = numbers.split('.').collect();
+    (2..=4).contains(&parts.len())
+        && parts.iter().all(|p| all_digits(p))
+        && parts[0].parse::<u32>().is_ok_and(|major| major <= 3)
+        && iv.is_none_or(all_digits)
 }
 
 /// Validates one `key = value` pair: the key must be known and the value valid.
@@ -513,6 +549,13 @@ mod tests {
         assert!(validate_entry("segment.bytes", "13").is_err());
         assert!(validate_entry("segment.bytes", "99999999999").is_err());
         assert!(validate_entry("cleanup.policy", "compact,delete").is_ok());
+        for ok in ["0.10.0.0", "0.8.2", "2.8", "3.0-IV1", "3.9"] {
+            assert!(validate_entry("message.format.version", ok).is_ok(), "{ok}");
+        }
+        for bad in ["4.0", "3", "v2", "3.0-IV", "2.8.", "", "3.0-IVx"] {
+            let err = validate_entry("message.format.version", bad).unwrap_err();
+            assert!(err.contains("message.format.version"), "{bad}: {err}");
+        }
         assert!(validate_entry("cleanup.policy", "shred").is_err());
         assert!(validate_entry("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate_entry("message.timestamp.type", "logappendtime").is_err());
