@@ -193,3 +193,30 @@ def test_reassignment_changes_replication_factor_and_moves_off_a_broker_while_pr
     # Broker 0 no longer holds any replica of the topic: its partition directories are gone.
     wait_until(lambda: not list(cluster.by_id(0).data_dir.glob("moving-*")), 60,
                what="broker 0's replicas of 'moving' to be deleted")
+
+
+def test_offsets_commit_for_partitions_the_coordinator_does_not_host_and_right_after_create(cluster):
+    """The group coordinator stores offsets of any partition of the cluster, not only of the
+    partitions its broker holds (replication factor 1 puts each partition on one broker), and a
+    commit sent right after CreateTopics is not refused as UNKNOWN_TOPIC_OR_PARTITION because
+    the coordinator's broker has not applied the new topic yet (librdkafka test 0140)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import NewTopic
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    for i in range(5):
+        name = f"spread-{i}"
+        a.create_topics([NewTopic(name, 3, 1)], request_timeout=30)[name].result(30)
+        c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"g-spread-{i}",
+                      "enable.auto.commit": False})
+        try:
+            wanted = [TopicPartition(name, p, 10 + p) for p in range(3)]
+            committed = c.commit(offsets=wanted, asynchronous=False)
+            assert [(t.partition, t.offset, t.error) for t in committed] == \
+                [(p, 10 + p, None) for p in range(3)], committed
+            got = c.committed([TopicPartition(name, p) for p in range(3)], timeout=30)
+            assert [(t.partition, t.offset) for t in got] == [(p, 10 + p) for p in range(3)]
+        finally:
+            c.close()
+    md = a.list_topics(timeout=30)
+    hosts = {p.leader for p in md.topics["spread-0"].partitions.values()}
+    assert len(hosts) == 3, f"replication factor 1 should spread the partitions: {hosts}"

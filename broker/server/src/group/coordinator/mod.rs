@@ -123,6 +123,10 @@ pub(crate) struct Coordinator {
     store: OffsetsLog,
     /// Metadata index the served partitions reflect (after loading).
     followed: watch::Sender<u64>,
+    /// The applied cluster metadata, which says which partitions exist (set
+    /// by `run` with leadership); `None` = the local partitions are all there
+    /// is (a fixed single-broker view: unit tests).
+    catalog: RwLock<Option<watch::Receiver<Arc<ClusterState>>>>,
 }
 
 impl Coordinator {
@@ -152,6 +156,7 @@ impl Coordinator {
             served: RwLock::new(None),
             loading: RwLock::new(BTreeSet::new()),
             followed: watch::channel(0).0,
+            catalog: RwLock::new(None),
         }
     }
 
@@ -168,6 +173,20 @@ impl Coordinator {
     /// Installs how writes to `__consumer_offsets` are replicated (see [`OffsetsReplication`]).
     pub(crate) fn set_replication(&self, replication: Arc<dyn OffsetsReplication>) {
         self.store.set_replication(replication);
+    }
+
+    /// Whether `topic` has a partition `partition` in the cluster: the
+    /// applied metadata's answer (offsets of a partition hosted on other
+    /// brokers are stored here as well), the local registry's without it.
+    pub(crate) fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        match &*self.catalog.read() {
+            Some(state) => state.borrow().partition(topic, partition).is_some(),
+            None => self
+                .topics
+                .get(topic)
+                .and_then(|t| t.partition(partition))
+                .is_some(),
+        }
     }
 
     /// Refuses requests before loading finished, empty group ids, and groups
@@ -504,6 +523,7 @@ impl Coordinator {
         let mut leadership = leadership;
         match leadership.as_mut() {
             Some((state, node)) => {
+                *self.catalog.write() = Some(state.clone());
                 *self.served.write() = Some(BTreeSet::new());
                 let current = state.borrow_and_update().clone();
                 self.follow_leadership(

@@ -30,12 +30,7 @@ impl Coordinator {
         let mut results: Vec<Result<(), GroupError>> = entries
             .iter()
             .map(|e| {
-                let known = self
-                    .topics
-                    .get(&e.topic)
-                    .and_then(|t| t.partition(e.partition))
-                    .is_some();
-                if !known {
+                if !self.partition_exists(&e.topic, e.partition) {
                     Err(GroupError::UnknownTopicOrPartition)
                 } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
                     Err(GroupError::OffsetMetadataTooLarge)
@@ -170,12 +165,13 @@ impl Coordinator {
         let now = now_ms();
         let mut results: Vec<Result<(), GroupError>> = partitions
             .iter()
-            .map(
-                |(t, p)| match self.topics.get(t).and_then(|topic| topic.partition(*p)) {
-                    Some(_) => Ok(()),
-                    None => Err(GroupError::UnknownTopicOrPartition),
-                },
-            )
+            .map(|(t, p)| {
+                if self.partition_exists(t, *p) {
+                    Ok(())
+                } else {
+                    Err(GroupError::UnknownTopicOrPartition)
+                }
+            })
             .collect();
         let durable = {
             let mut groups = self.groups.lock();
