@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: installs kcat (apt) and the Python clients (PyPI), then rustfmt, clippy,
+# Runs every test: installs kcat (apt), the Python clients (PyPI) and KafkaJS (npm), then rustfmt, clippy,
 # the Rust unit/integration tests, the fuzz targets (the committed corpus, then a fixed number of mutations from a fixed seed, so a
 # run is reproducible; installs cargo-fuzz
 # from crates.io if missing), builds the binaries and runs the end-to-end suite with
 # third-party Kafka clients against real broker processes.
 #
 # Environment:
-#   RUNNEL_SKIP_INSTALL=1   skip apt-get and pip (for repeated local runs)
+#   RUNNEL_SKIP_INSTALL=1   skip apt-get, pip and npm (for repeated local runs)
 #   RUNNEL_E2E_ARGS="..."   extra arguments for pytest (e.g. "-k crash -x")
 #   RUNNEL_FUZZ_RUNS=1000000 mutations per fuzz target (seed RUNNEL_FUZZ_SEED, default 1)
 set -euo pipefail
@@ -39,6 +39,12 @@ if [[ "${RUNNEL_SKIP_INSTALL:-0}" != "1" ]]; then
     export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
     python3 -m pip install -r e2e/requirements.txt
     python3 -m pip install -r operator/tests/chart/requirements.txt
+
+    section "install KafkaJS (npm ci --prefix e2e/kafkajs)"
+    if ! command -v npm >/dev/null 2>&1; then
+        $SUDO apt-get install -y --no-install-recommends nodejs npm
+    fi
+    npm ci --prefix e2e/kafkajs --no-audit --no-fund
 else
     section "skipping apt-get/pip install (RUNNEL_SKIP_INSTALL=1)"
 fi

@@ -187,7 +187,8 @@ fn cluster_config_cannot_override_operator_owned_keys() {
             "data_dir",
             "listen",
             "advertised_address",
-            "admin_listen"
+            "admin_listen",
+            "broker_rack_file"
         ]
     );
     for key in reserved {
