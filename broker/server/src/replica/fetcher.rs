@@ -225,9 +225,15 @@ async fn truncate_diverged(
             log.high_watermark(),
         );
         let before = log.log_end_offset();
-        let cut = tokio::task::spawn_blocking(move || log.truncate_to(target)).await;
+        let following = replica.clone();
+        let cut = tokio::task::spawn_blocking(move || {
+            following.while_following(epoch, |log| log.truncate_to(target))
+        })
+        .await;
         match cut {
-            Ok(Ok(())) => {
+            // No longer a follower of this epoch: nothing cut, the new role decides.
+            Ok(None) => {}
+            Ok(Some(Ok(()))) => {
                 if target < before {
                     tracing::info!(topic = %replica.topic, partition = replica.partition,
                         from = before, to = replica.log.log_end_offset(), leader_epoch = epoch,
@@ -235,7 +241,7 @@ async fn truncate_diverged(
                 }
                 replica.set_needs_truncation(epoch, false);
             }
-            Ok(Err(err)) => {
+            Ok(Some(Err(err))) => {
                 tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err, "truncation failed")
             }
             Err(err) => tracing::error!(error = %err, "truncation task failed"),
@@ -412,14 +418,20 @@ async fn fetch_once(
         if throttled {
             manager.record_throttled(ThrottleSide::Follower, records.len() as u64);
         }
-        let log = replica.log.clone();
+        let following = replica.clone();
         let hw = data.high_watermark;
         let appended = tokio::task::spawn_blocking(move || -> Result<(), runnel_log::Error> {
+            // Appended and the HW copied only while still following this
+            // epoch: a replica that became leader meanwhile keeps its log as it was.
             if !records.is_empty() {
-                log.append_as_follower(records)?;
-                log.sync(log.log_end_offset())?;
+                match following.while_following(epoch, |log| log.append_as_follower(records)) {
+                    Some(appended) => appended?,
+                    None => return Ok(()),
+                };
+                // Outside the role lock: an fsync can take a while.
+                following.log.sync(following.log.log_end_offset())?;
             }
-            log.set_high_watermark(hw);
+            following.while_following(epoch, |log| log.set_high_watermark(hw));
             Ok(())
         })
         .await;
@@ -444,11 +456,12 @@ async fn fetch_once(
 /// over at its log start; otherwise we are ahead of it, so truncate by epoch again.
 async fn handle_out_of_range(replica: &Arc<Replica>, epoch: i32, offset: i64, leader_start: i64) {
     if leader_start >= 0 && offset < leader_start {
-        let log = replica.log.clone();
-        let result =
-            tokio::task::spawn_blocking(move || log.truncate_fully_and_start_at(leader_start))
-                .await;
-        if let Ok(Err(err)) = result {
+        let following = replica.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            following.while_following(epoch, |log| log.truncate_fully_and_start_at(leader_start))
+        })
+        .await;
+        if let Ok(Some(Err(err))) = result {
             tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err, "cannot restart the log at the leader's start");
         }
     } else {

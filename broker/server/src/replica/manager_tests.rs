@@ -41,15 +41,24 @@ fn led_by(leader: BrokerId, epoch: i32) -> ClusterState {
     state
 }
 
-#[tokio::test]
-async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fails() {
+/// Broker 0's replica manager over one partition `t-0` with the metadata `initial`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    state: watch::Sender<Arc<ClusterState>>,
+    shutdown: watch::Receiver<bool>,
+    _shutdown_tx: watch::Sender<bool>,
+    manager: Arc<ReplicaManager>,
+    log: Arc<Log>,
+}
+
+fn setup(initial: ClusterState) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig {
         data_dir: dir.path().to_path_buf(),
         ..Default::default()
     };
     let topics = Arc::new(TopicRegistry::open(dir.path(), &config).unwrap());
-    let (state_tx, state_rx) = watch::channel(Arc::new(led_by(0, 1)));
+    let (state, state_rx) = watch::channel(Arc::new(initial));
     topics.sync(&state_rx.borrow(), 0);
     let (_shutdown_tx, shutdown) = watch::channel(false);
     let manager = ReplicaManager::new(
@@ -61,6 +70,27 @@ async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fail
         shutdown.clone(),
     );
     let log = topics.get("t").unwrap().partition(0).unwrap().log.clone();
+    Setup {
+        _dir: dir,
+        state,
+        shutdown,
+        _shutdown_tx,
+        manager,
+        log,
+    }
+}
+
+#[tokio::test]
+async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fails() {
+    // Every field bound: a `..` would drop the temporary directory at once.
+    let Setup {
+        _dir,
+        state: state_tx,
+        shutdown,
+        _shutdown_tx,
+        manager,
+        log,
+    } = setup(led_by(0, 1));
     let replica = manager.replica("t", 0, &log);
     // Produce admits two batches as leader of epoch 1; the first is written.
     let epoch = replica.check_produce(-1, 1).unwrap();
@@ -112,4 +142,29 @@ async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fail
         .wait_committed(again.last_offset + 1, 3, 1, deadline, shutdown)
         .await
         .expect("the new epoch's append is committed");
+}
+
+#[test]
+fn a_follower_write_runs_only_while_following_that_epoch() {
+    let Setup {
+        _dir,
+        state,
+        manager,
+        log,
+        ..
+    } = setup(led_by(1, 2));
+    let replica = manager.replica("t", 0, &log);
+    assert_eq!(replica.while_following(2, |_| "written"), Some("written"));
+    assert_eq!(
+        replica.while_following(1, |_| "written"),
+        None,
+        "an older epoch's fetch"
+    );
+    // Leader now: a fetch planned as follower of epoch 2 must not touch the log.
+    state.send_replace(Arc::new(led_by(0, 3)));
+    manager.reconcile_now();
+    assert!(replica.is_leader());
+    let mut called = false;
+    assert_eq!(replica.while_following(2, |_| called = true), None);
+    assert!(!called);
 }

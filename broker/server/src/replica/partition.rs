@@ -290,6 +290,25 @@ impl Replica {
         }
     }
 
+    /// Runs `write` on the log only while this replica still follows under
+    /// `epoch`, holding the role lock throughout, so the role cannot change
+    /// in between (Kafka appends and truncates as follower under the
+    /// partition's leader-ISR lock). `None`, without calling `write`, once the
+    /// role moved on: a fetch or truncation planned as follower must not touch
+    /// the log of the leader this replica may have become meanwhile. Blocking
+    /// (the log write); call from a blocking thread.
+    pub(crate) fn while_following<T>(
+        &self,
+        epoch: i32,
+        write: impl FnOnce(&Log) -> T,
+    ) -> Option<T> {
+        let role = self.role.lock();
+        match &*role {
+            Role::Follower { leader_epoch, .. } if *leader_epoch == epoch => Some(write(&self.log)),
+            _ => None,
+        }
+    }
+
     /// Sets whether the follower must truncate before fetching, if it still
     /// follows under `epoch`.
     pub(crate) fn set_needs_truncation(&self, epoch: i32, value: bool) {
