@@ -21,7 +21,8 @@ fn kube_err(what: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::Kube { what, source }
 }
 
-async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
+/// Server-side applies `obj` as the operator (forced: the operator owns what it applies).
+pub(crate) async fn apply_object<K>(api: &Api<K>, obj: &K) -> Result<K, Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
@@ -54,33 +55,33 @@ pub async fn apply_cluster_objects(
             kind: "Cluster",
             field: "namespace",
         })?;
-    apply(
+    apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::service_account(cluster)?,
     )
     .await?;
-    apply(
+    apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::config_map(cluster)?,
     )
     .await?;
-    apply(
+    apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::headless_service(cluster)?,
     )
     .await?;
-    apply(
+    apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::bootstrap_service(cluster)?,
     )
     .await?;
-    apply(
+    apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::pod_disruption_budget(cluster)?,
     )
     .await?;
     if stateful_set {
-        apply(
+        apply_object(
             &Api::namespaced(client.clone(), ns),
             &resources::stateful_set(cluster)?,
         )
@@ -93,7 +94,7 @@ pub async fn apply_cluster_objects(
         Api::namespaced_with(client.clone(), ns, &service_monitor_resource());
     match resources::service_monitor(cluster)? {
         Some(monitor) => {
-            apply(&monitors, &monitor).await?;
+            apply_object(&monitors, &monitor).await?;
         }
         None => {
             let name = resources::headless_service_name(

@@ -54,6 +54,12 @@ struct RunArgs {
     /// passes this flag); without it ServiceMonitors are never touched.
     #[arg(long, env = "RUNNEL_OPERATOR_SERVICE_MONITORS")]
     service_monitors: bool,
+    /// ClusterRole (allowing `get nodes`) the operator binds to the brokers' ServiceAccount of
+    /// each Cluster with spec.rackLabel, so their init container can read the node's label. The
+    /// operator's RBAC must allow ClusterRoleBindings and `bind` on this role (the chart grants
+    /// both with rackAwareness.enabled, and then passes this flag).
+    #[arg(long, env = "RUNNEL_OPERATOR_RACK_CLUSTER_ROLE", value_name = "NAME")]
+    rack_cluster_role: Option<String>,
     /// Address of the HTTP endpoint (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -97,6 +103,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         namespaces,
         broker_image,
         service_monitors,
+        rack_cluster_role,
         listen,
         lease_namespace,
         identity,
@@ -122,6 +129,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .then(|| LeaseConfig::new(lease_namespace, identity.clone())),
         broker_image,
         service_monitors,
+        rack_cluster_role,
         resync: Duration::from_secs(resync_seconds.max(1)),
         resolver: Arc::new(ServiceDns),
         instance: Some(identity),
@@ -179,6 +187,7 @@ mod tests {
         assert!(run.leader_election);
         assert_eq!(run.broker_image.as_deref(), Some("value"));
         assert!(run.service_monitors);
+        assert_eq!(run.rack_cluster_role.as_deref(), Some("value"));
         let port = template
             .lines()
             .find_map(|l| l.trim().strip_prefix("containerPort: "))

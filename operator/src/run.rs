@@ -36,6 +36,9 @@ pub struct RunConfig {
     /// Manage ServiceMonitors of Clusters that ask for one (needs the chart's
     /// `serviceMonitor.enabled` RBAC).
     pub service_monitors: bool,
+    /// The ClusterRole bound to the brokers of Clusters with `rackLabel`; None: the operator
+    /// may not create those bindings (see [`crate::controller::Context::rack_cluster_role`]).
+    pub rack_cluster_role: Option<String>,
     /// Periodic re-reconcile of healthy objects.
     pub resync: Duration,
     /// How a Cluster's brokers are reached.
@@ -86,6 +89,7 @@ pub async fn run(
     );
     ctx.broker_image = config.broker_image.clone();
     ctx.service_monitors = config.service_monitors;
+    ctx.rack_cluster_role = config.rack_cluster_role.clone();
     ctx.resync = config.resync;
     let ctx = Arc::new(ctx);
 

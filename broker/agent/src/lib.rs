@@ -13,9 +13,12 @@
 //!   or above `min.insync.replicas` and the quorum's majority ([`safety`]).
 //! - `Drain` / `CancelDrain`: a background job moving every replica off the
 //!   broker ([`drain`]), planned by `runnel_client::balance`.
+//!
+//! The same binary runs the `rack` step of the pod's init container ([`rack`]).
 
 pub mod drain;
 pub mod proto;
+pub mod rack;
 pub mod safety;
 
 /// Generated `runnel.agent.v1.Agent` server (`agent_server`) and client (`agent_client`).

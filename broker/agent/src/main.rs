@@ -1,13 +1,18 @@
-//! `runnel-agent` binary: parses flags, binds the gRPC listener, prints a ready line, serves.
+//! `runnel-agent` binary: parses flags, binds the gRPC listener, prints a ready line, serves;
+//! or, as `runnel-agent rack ...`, runs the init container's rack step once.
 
 use anyhow::Context;
 use clap::Parser;
+use runnel_agent::rack::RackArgs;
 use runnel_agent::{AgentConfig, AgentService, DEFAULT_LISTEN};
 
 /// Sidecar agent of one Runnel broker.
 #[derive(Debug, Parser)]
 #[command(name = "runnel-agent", version)]
 struct Args {
+    /// Without a command the agent serves.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// gRPC listen address.
     #[arg(long, env = "RUNNEL_AGENT_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: String,
@@ -33,6 +38,13 @@ struct Args {
     data_dir: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write the rack of the pod's node (its `--label` value) to `--out`, then exit (the broker
+    /// pod's init container when the Cluster sets rackLabel).
+    Rack(RackArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -42,6 +54,16 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Rack(rack)) = &args.command {
+        let value = runnel_agent::rack::run(rack).await?;
+        println!(
+            "rack of node {} is {value:?} (label {}), written to {}",
+            rack.node,
+            rack.label,
+            rack.out.display()
+        );
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

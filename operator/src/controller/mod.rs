@@ -45,6 +45,10 @@ pub struct Context {
     /// (`--service-monitors`; the chart grants the RBAC for them only then). Without it no
     /// ServiceMonitor request is ever made.
     pub service_monitors: bool,
+    /// The ClusterRole (`get nodes`) bound to the brokers' ServiceAccount of each Cluster with
+    /// `rackLabel` (`--rack-cluster-role`; the chart grants the operator the right to bind it
+    /// only then). None: such Clusters get a warning Event and no binding.
+    pub rack_cluster_role: Option<String>,
     /// How often a healthy object is reconciled again (drift detection, lag refresh).
     pub resync: Duration,
     /// Consecutive failures per object (`kind/ns/name`), for the backoff; reset on success.
@@ -70,6 +74,7 @@ impl Context {
             resolver,
             broker_image: None,
             service_monitors: false,
+            rack_cluster_role: None,
             resync: Duration::from_secs(60),
             failures: Mutex::new(HashMap::new()),
         }

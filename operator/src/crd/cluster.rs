@@ -69,6 +69,13 @@ fn reserved_config_keys_rule() -> Rule {
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.rackLabel) || !has(self.config) || !('broker_rack' in self.config)"
+    ).message(
+        "config.broker_rack cannot be set with rackLabel: each broker's rack is its node's rackLabel value"
+    )
+)]
 pub struct ClusterSpec {
     /// Number of brokers (StatefulSet replicas); broker node ids are the pod ordinals 0..replicas.
     #[serde(default = "default_replicas")]
@@ -107,8 +114,11 @@ pub struct ClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentSpec>,
 
-    /// Node label whose values are racks (failure domains, e.g. `topology.kubernetes.io/zone`);
-    /// brokers are spread evenly across them.
+    /// Node label whose values are racks (failure domains, e.g. `topology.kubernetes.io/zone`):
+    /// brokers are spread evenly across them, and each broker's `broker_rack` (Kafka's
+    /// `broker.rack`, which replica placement follows) is its node's value, read at start by an
+    /// init container. Every node brokers may run on must carry the label. Needs the operator's
+    /// rack RBAC (chart value `rackAwareness.enabled`, on by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 317))]
     pub rack_label: Option<String>,

@@ -5,6 +5,7 @@ mod configmap;
 mod pdb;
 #[cfg(test)]
 mod pod_security;
+mod rack;
 mod serviceaccount;
 mod servicemonitor;
 mod services;
@@ -14,6 +15,10 @@ pub use configmap::{
     cluster_id_from_uid, config_map, dynamic_broker_config, render_broker_config, CONFIG_FILE,
 };
 pub use pdb::pod_disruption_budget;
+pub use rack::{
+    rack_binding, rack_binding_name, RACK_BINDING_CLUSTER_LABEL, RACK_BINDING_NAMESPACE_LABEL,
+    RACK_INIT_CONTAINER,
+};
 pub use serviceaccount::service_account;
 pub use servicemonitor::{service_monitor, service_monitor_resource};
 pub use services::{agent_endpoint, bootstrap_address, bootstrap_service, headless_service};

@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::DATA_MOUNT;
+use super::rack;
 use super::serviceaccount::service_account_name;
 use super::{
     headless_service_name, owned_meta, owner, render_broker_config, selector_labels, stable_hash,
@@ -139,7 +140,7 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         stable_hash(render_broker_config(cluster)?.as_bytes()),
     );
 
-    let env = vec![
+    let mut env = vec![
         // StatefulSet pods carry their ordinal as this label (Kubernetes >= 1.28); the broker's
         // node id is the ordinal, so it is stable across restarts and rescheduling.
         env_from_field(
@@ -178,6 +179,39 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             ..EnvVar::default()
         },
     ];
+    let mut broker_mounts = vec![
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("{}-config", owner.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut init_containers = Vec::new();
+    if let Some(label) = &spec.rack_label {
+        // The broker's rack comes from its node's label, written by the init container.
+        env.push(rack::broker_env());
+        broker_mounts.push(rack::broker_mount());
+        volumes.extend(rack::volumes());
+        init_containers.push(rack::init_container(
+            label,
+            agent_image(spec.image.as_deref()),
+            restricted_container_security_context(),
+        ));
+    }
 
     let container = Container {
         name: "broker".into(),
@@ -220,19 +254,7 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         }),
         resources: spec.resources.clone(),
         security_context: Some(restricted_container_security_context()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_MOUNT.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_MOUNT.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(broker_mounts),
         ..Container::default()
     };
 
@@ -308,15 +330,9 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         }),
         service_account_name: Some(service_account_name(owner.name)),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        init_containers: (!init_containers.is_empty()).then_some(init_containers),
         containers: vec![container, agent],
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: format!("{}-config", owner.name),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        }]),
+        volumes: Some(volumes),
         affinity: overrides.affinity.clone(),
         tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
         image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
@@ -651,6 +667,113 @@ mod tests {
                 Vec::<String>::new()
             );
         }
+    }
+
+    #[test]
+    fn rack_label_adds_the_init_container_and_only_it_holds_an_api_token() {
+        let mut s = spec();
+        s.rack_label = Some("topology.kubernetes.io/zone".into());
+        s.image = Some("registry.example/runnel-broker:1.2".into());
+        let sts = serde_json::to_value(stateful_set(&cluster(s)).expect("valid")).expect("json");
+        let pod = &sts["spec"]["template"]["spec"];
+        let init = &pod["initContainers"];
+        assert_eq!(init.as_array().map(Vec::len), Some(1), "{init}");
+        let init = &init[0];
+        assert_eq!(init["name"], "rack");
+        assert_eq!(init["image"], "registry.example/runnel-agent:1.2");
+        assert_eq!(init["command"], json!(["runnel-agent"]));
+        assert_eq!(
+            init["args"],
+            json!([
+                "rack",
+                "--node",
+                "$(NODE_NAME)",
+                "--label",
+                "topology.kubernetes.io/zone",
+                "--out",
+                "/var/run/runnel-rack/rack"
+            ])
+        );
+        assert_eq!(
+            init["env"],
+            json!([{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
+        );
+        let mounts_of = |c: &serde_json::Value| -> Vec<(String, String, bool)> {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    (
+                        m["name"].as_str().unwrap_or_default().to_string(),
+                        m["mountPath"].as_str().unwrap_or_default().to_string(),
+                        m["readOnly"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            mounts_of(init),
+            [
+                (
+                    "rack".to_string(),
+                    "/var/run/runnel-rack".to_string(),
+                    false
+                ),
+                (
+                    "rack-api-token".to_string(),
+                    "/var/run/secrets/kubernetes.io/serviceaccount".to_string(),
+                    true
+                ),
+            ]
+        );
+        let broker = &pod["containers"][0];
+        assert_eq!(broker["name"], "broker");
+        assert!(mounts_of(broker).contains(&(
+            "rack".to_string(),
+            "/var/run/runnel-rack".to_string(),
+            true
+        )));
+        assert!(broker["env"]
+            .as_array()
+            .expect("env")
+            .contains(&json!({"name": "RUNNEL_BROKER_RACK_FILE",
+                              "value": "/var/run/runnel-rack/rack"})));
+        // The broker and the agent hold no API credentials: the token is the init container's.
+        for c in pod["containers"].as_array().expect("containers") {
+            assert!(
+                mounts_of(c)
+                    .iter()
+                    .all(|(name, _, _)| name != "rack-api-token"),
+                "{} mounts the API token",
+                c["name"]
+            );
+        }
+        let volumes = pod["volumes"].as_array().expect("volumes");
+        let token = volumes
+            .iter()
+            .find(|v| v["name"] == "rack-api-token")
+            .expect("token volume");
+        let sources = token["projected"]["sources"].as_array().expect("sources");
+        assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        assert_eq!(
+            sources[2]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+            "metadata.namespace"
+        );
+        assert!(volumes
+            .iter()
+            .any(|v| v["name"] == "rack" && v["emptyDir"].is_object()));
+
+        // Without rackLabel: no init container, no rack volume, no rack file.
+        let plain =
+            serde_json::to_value(stateful_set(&cluster(spec())).expect("valid")).expect("json");
+        let pod = &plain["spec"]["template"]["spec"];
+        assert!(pod["initContainers"].is_null());
+        assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(1));
+        assert!(!pod["containers"][0]["env"]
+            .to_string()
+            .contains("RUNNEL_BROKER_RACK_FILE"));
     }
 
     #[test]

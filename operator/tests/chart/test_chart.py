@@ -66,19 +66,20 @@ def test_default_render_is_valid_kubernetes():
     docs = render()
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted([
-        "ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service",
-        "ServiceAccount",
+        "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
+        "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
     ])
     for doc in docs + crd_docs():
         validate_k8s(doc)
     (deployment,) = of_kind(docs, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["run", "--leader-election"]
+    assert args == ["run", "--leader-election", "--rack-cluster-role=runnel-broker-rack"]
 
 
-def test_watch_namespaces_gives_namespaced_roles_only():
+def test_watch_namespaces_without_rack_awareness_gives_namespaced_roles_only():
     docs = render({"watchNamespaces": ["team-a", "team-b"], "replicas": 2,
-                   "serviceMonitor": {"enabled": True}, "leaderElection": {"enabled": True}})
+                   "serviceMonitor": {"enabled": True}, "leaderElection": {"enabled": True},
+                   "rackAwareness": {"enabled": False}})
     for doc in docs:
         validate_k8s(doc)
     assert of_kind(docs, "ClusterRole") == [] and of_kind(docs, "ClusterRoleBinding") == []
@@ -94,6 +95,25 @@ def test_watch_namespaces_gives_namespaced_roles_only():
     assert len(of_kind(docs, "ServiceMonitor")) == 1
     team_a = next(r for r in of_kind(docs, "Role") if r["metadata"]["namespace"] == "team-a")
     assert any("servicemonitors" in rule["resources"] for rule in team_a["rules"])
+
+
+def test_rack_awareness_is_the_only_cluster_scoped_rbac_with_watch_namespaces():
+    docs = render({"watchNamespaces": ["team-a"]})
+    cluster_roles = {r["metadata"]["name"]: r["rules"] for r in of_kind(docs, "ClusterRole")}
+    assert cluster_roles == {
+        "runnel-broker-rack": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],
+        "runnel-rack-bindings": [
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterrolebindings"],
+             "verbs": ["get", "create", "patch", "delete"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+             "verbs": ["bind"], "resourceNames": ["runnel-broker-rack"]},
+        ],
+    }
+    (binding,) = of_kind(docs, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "runnel-rack-bindings"
+    (deployment,) = of_kind(docs, "Deployment")
+    assert "--rack-cluster-role=runnel-broker-rack" in (
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"])
 
 
 def test_leader_election_off_has_no_lease_rbac():
@@ -205,7 +225,14 @@ def operator_grants(docs: list[dict]) -> dict:
         role = roles[(ref["kind"], scope if ref["kind"] == "Role" else None, ref["name"])]
         grants.append({"role": f"{ref['kind']}/{ref['name']}", "namespace": scope,
                        "rules": role["rules"]})
-    return {"user": f"system:serviceaccount:{namespace}:{account}", "grants": grants}
+    # The ClusterRole the operator binds to brokers for rackLabel (its --rack-cluster-role flag),
+    # with its rules: the fake API server stores it as a real cluster would hold it.
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    (rack_role,) = [a.split("=", 1)[1] for a in container["args"]
+                    if a.startswith("--rack-cluster-role=")]
+    rack_rules = roles[("ClusterRole", None, rack_role)]["rules"]
+    return {"user": f"system:serviceaccount:{namespace}:{account}", "grants": grants,
+            "rackClusterRole": {"name": rack_role, "rules": rack_rules}}
 
 
 RBAC_HEADER = ("# The RBAC the chart grants the operator's ServiceAccount, rendered with {values}.\n"

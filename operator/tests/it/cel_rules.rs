@@ -213,6 +213,40 @@ fn cluster_config_cannot_override_operator_owned_keys() {
     }
 }
 
+#[test]
+fn cluster_broker_rack_is_refused_with_rack_label() {
+    let cluster = |spec: Value| {
+        json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "Cluster",
+            "metadata": { "name": "c", "namespace": "default" },
+            "spec": spec,
+        })
+    };
+    refused(
+        "Cluster",
+        &cluster(json!({
+            "storage": { "size": "1Gi" },
+            "rackLabel": "topology.kubernetes.io/zone",
+            "config": { "broker_rack": "r1" },
+        })),
+        None,
+        "config.broker_rack cannot be set with rackLabel",
+    );
+    for spec in [
+        json!({ "storage": { "size": "1Gi" }, "config": { "broker_rack": "r1" } }),
+        json!({ "storage": { "size": "1Gi" }, "rackLabel": "topology.kubernetes.io/zone" }),
+        json!({
+            "storage": { "size": "1Gi" },
+            "rackLabel": "topology.kubernetes.io/zone",
+            "config": { "log_retention_ms": "1000" },
+        }),
+    ] {
+        check("Cluster", &cluster(spec.clone()), None)
+            .unwrap_or_else(|e| panic!("{spec} is refused: {e}"));
+    }
+}
+
 fn cluster_with_storage(storage: Value) -> Value {
     json!({
         "apiVersion": "runnel.dev/v1alpha1",

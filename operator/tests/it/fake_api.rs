@@ -56,7 +56,7 @@ use kube::client::Body;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::rbac::Rbac;
+use crate::rbac::{attributes, Forbidden, Grant, PolicyRule, Rbac};
 
 mod fields;
 mod schema;
@@ -302,8 +302,98 @@ fn validate_update(
                 _ => Ok(()),
             }
         }
+        ("apis/rbac.authorization.k8s.io/v1", "clusterrolebindings" | "rolebindings")
+            if current["roleRef"] != next["roleRef"] =>
+        {
+            let kind = if key.plural == "rolebindings" {
+                "RoleBinding.rbac.authorization.k8s.io"
+            } else {
+                "ClusterRoleBinding.rbac.authorization.k8s.io"
+            };
+            Err(Box::new(invalid(
+                kind,
+                &key.name,
+                &format!(
+                    "roleRef: Invalid value: {}: cannot change roleRef",
+                    next["roleRef"]
+                ),
+            )))
+        }
         _ => Ok(()),
     }
+}
+
+/// Where RBAC objects live in the fake.
+const RBAC_BASE: &str = "apis/rbac.authorization.k8s.io/v1";
+
+/// The rules of the (Cluster)Role `role_ref` names, looked up in `namespace` for a Role; None
+/// when it does not exist.
+fn role_rules(state: &State, role_ref: &Value, namespace: &str) -> Option<Vec<PolicyRule>> {
+    let (plural, namespace) = match role_ref["kind"].as_str()? {
+        "ClusterRole" => ("clusterroles", ""),
+        "Role" => ("roles", namespace),
+        _ => return None,
+    };
+    let role = state.objects.get(&Key {
+        base: RBAC_BASE.into(),
+        plural: plural.into(),
+        namespace: namespace.into(),
+        name: role_ref["name"].as_str()?.into(),
+    })?;
+    serde_json::from_value(role["rules"].clone()).ok()
+}
+
+/// The RBAC of ServiceAccount `namespace/name` as the stored bindings grant it: every
+/// ClusterRoleBinding naming it (valid everywhere) and every RoleBinding of its namespace
+/// naming it (valid there).
+fn service_account_rbac(state: &State, namespace: &str, name: &str) -> Rbac {
+    let names_it = |binding: &Value| {
+        binding["subjects"].as_array().is_some_and(|subjects| {
+            subjects.iter().any(|s| {
+                s["kind"] == "ServiceAccount" && s["name"] == name && s["namespace"] == namespace
+            })
+        })
+    };
+    let mut grants = Vec::new();
+    for (key, binding) in &state.objects {
+        if key.base != RBAC_BASE || !names_it(binding) {
+            continue;
+        }
+        let scope = match key.plural.as_str() {
+            "clusterrolebindings" => None,
+            "rolebindings" => Some(key.namespace.clone()),
+            _ => continue,
+        };
+        if let Some(rules) = role_rules(state, &binding["roleRef"], &key.namespace) {
+            grants.push(Grant {
+                namespace: scope,
+                rules,
+            });
+        }
+    }
+    Rbac::new(format!("system:serviceaccount:{namespace}:{name}"), grants)
+}
+
+/// Who a client authenticates as.
+#[derive(Clone)]
+enum Identity {
+    /// A user held to fixed rules (the operator under the chart's RBAC).
+    Fixed(Arc<Rbac>),
+    /// A ServiceAccount token: held to what the stored bindings grant at the time of each
+    /// request.
+    ServiceAccount { namespace: String, name: String },
+}
+
+fn forbidden_response(f: &Forbidden) -> Response<RespBody> {
+    full(
+        StatusCode::FORBIDDEN,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": f.message, "reason": "Forbidden",
+            "details": {"name": f.name, "group": f.group, "kind": f.resource},
+            "code": 403,
+        }),
+    )
 }
 
 fn storage_classes(state: &State) -> impl Iterator<Item = &Value> {
@@ -854,35 +944,128 @@ impl FakeApi {
 
     /// A kube client of a user held to `rbac`: a request no rule allows gets 403 Forbidden.
     pub(crate) fn client_as(&self, rbac: Arc<Rbac>) -> kube::Client {
+        self.client_of(Identity::Fixed(rbac))
+    }
+
+    /// A kube client holding a token of ServiceAccount `namespace/name`: held to the rules of
+    /// the roles the stored (Cluster)RoleBindings grant it, looked up on every request.
+    pub(crate) fn client_as_service_account(&self, namespace: &str, name: &str) -> kube::Client {
+        self.client_of(Identity::ServiceAccount {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    fn client_of(&self, identity: Identity) -> kube::Client {
         let api = self.clone();
         let service = tower::service_fn(move |req: Request<Body>| {
             let api = api.clone();
-            let rbac = rbac.clone();
-            async move {
-                let line = format!("{} {}", req.method(), req.uri().path());
-                let denied = rbac.authorize(req.method(), req.uri().path(), &query(&req));
-                {
-                    let mut state = api.lock();
-                    state.rbac_requests.push(line.clone());
-                    if denied.is_err() {
-                        state.forbidden.push(line);
-                    }
-                }
-                if let Err(f) = denied {
-                    return Ok::<_, Infallible>(full(
-                        StatusCode::FORBIDDEN,
-                        &json!({
-                            "kind": "Status", "apiVersion": "v1", "metadata": {},
-                            "status": "Failure", "message": f.message, "reason": "Forbidden",
-                            "details": {"name": f.name, "group": f.group, "kind": f.resource},
-                            "code": 403,
-                        }),
-                    ));
-                }
-                Ok(api.handle(req).await)
-            }
+            let identity = identity.clone();
+            async move { Ok::<_, Infallible>(api.authorized(&identity, req).await) }
         });
         kube::Client::new(service, "default")
+    }
+
+    /// Authorizes `req` for `identity` as the apiserver does (RBAC before any lookup, then the
+    /// escalation check of a binding write), then answers it.
+    async fn authorized(&self, identity: &Identity, req: Request<Body>) -> Response<RespBody> {
+        let rbac = match identity {
+            Identity::Fixed(rbac) => rbac.clone(),
+            Identity::ServiceAccount { namespace, name } => {
+                Arc::new(service_account_rbac(&self.lock(), namespace, name))
+            }
+        };
+        let line = format!("{} {}", req.method(), req.uri().path());
+        let q = query(&req);
+        let denied = rbac.authorize(req.method(), req.uri().path(), &q);
+        {
+            let mut state = self.lock();
+            state.rbac_requests.push(line.clone());
+            if denied.is_err() {
+                state.forbidden.push(line.clone());
+            }
+        }
+        if let Err(f) = denied {
+            return forbidden_response(&f);
+        }
+        let attrs = attributes(req.method(), req.uri().path(), &q);
+        let binding_write = attrs.as_ref().filter(|a| {
+            a.group == "rbac.authorization.k8s.io"
+                && matches!(a.resource.as_str(), "clusterrolebindings" | "rolebindings")
+                && a.subresource.is_none()
+                && matches!(a.verb, "create" | "update" | "patch")
+        });
+        let Some(attrs) = binding_write.cloned() else {
+            return self.handle(req).await;
+        };
+        // The escalation check needs the binding's roleRef: from the body, else (a patch that
+        // leaves it alone; it cannot change) from the stored binding.
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect_bytes().await.unwrap_or_default();
+        let sent: Value = serde_json::from_slice(&bytes)
+            .or_else(|_| serde_yaml::from_slice(&bytes))
+            .unwrap_or(Value::Null);
+        let namespace = attrs.namespace.clone().unwrap_or_default();
+        let name = attrs
+            .name
+            .clone()
+            .or_else(|| sent["metadata"]["name"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let checked = {
+            let state = self.lock();
+            let stored = state
+                .objects
+                .get(&Key {
+                    base: RBAC_BASE.into(),
+                    plural: attrs.resource.clone(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                })
+                .map(|b| b["roleRef"].clone());
+            let role_ref = match (&sent["roleRef"], stored) {
+                (r, _) if r.is_object() => Some(r.clone()),
+                (_, stored) => stored,
+            };
+            match role_ref {
+                // Nothing to bind: validation answers (a binding needs a roleRef).
+                None => Ok(()),
+                Some(role_ref) => {
+                    let rules = role_rules(&state, &role_ref, &namespace);
+                    rbac.may_bind(
+                        &crate::rbac::Attributes {
+                            name: Some(name),
+                            ..attrs
+                        },
+                        role_ref["kind"].as_str().unwrap_or_default(),
+                        role_ref["name"].as_str().unwrap_or_default(),
+                        rules.as_deref(),
+                    )
+                }
+            }
+        };
+        if let Err(f) = checked {
+            self.lock().forbidden.push(line);
+            return forbidden_response(&f);
+        }
+        self.handle(Request::from_parts(parts, Body::from(bytes.to_vec())))
+            .await
+    }
+
+    /// Stores `obj` (with the server's metadata) as an admin would create it, e.g. a Node or
+    /// a ClusterRole a test environment starts with; its key comes from `base`, `plural`, its
+    /// namespace (empty: cluster-scoped) and its `metadata.name`.
+    pub(crate) fn seed(&self, base: &str, plural: &str, namespace: &str, obj: Value) {
+        let key = Key {
+            base: base.into(),
+            plural: plural.into(),
+            namespace: namespace.into(),
+            name: obj["metadata"]["name"]
+                .as_str()
+                .expect("a seeded object has a name")
+                .into(),
+        };
+        let mut state = self.lock();
+        Self::create(&mut state, &self.events, key, obj);
     }
 
     /// `METHOD path` of every request RBAC-bound clients made so far.
@@ -948,6 +1131,15 @@ impl FakeApi {
     ) -> Value {
         state.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(state.rv.to_string());
+        // Go's `omitempty`: the apiserver never returns an empty list or map in metadata (a
+        // removed last finalizer leaves no `finalizers: []`, which a JSON patch `test` of null
+        // relies on).
+        if let Some(meta) = obj["metadata"].as_object_mut() {
+            meta.retain(|_, v| {
+                !(v.as_array().is_some_and(Vec::is_empty)
+                    || v.as_object().is_some_and(serde_json::Map::is_empty))
+            });
+        }
         let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
         let finalizers = obj["metadata"]["finalizers"]
             .as_array()

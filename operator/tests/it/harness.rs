@@ -18,8 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use runnel_operator::controller::{self, Context};
@@ -358,7 +359,7 @@ impl StsView {
     }
 
     /// The Pod the StatefulSet controller creates for `ordinal` from the current template.
-    fn pod(&self, ordinal: i32, pid: u32) -> Pod {
+    fn pod(&self, ordinal: i32, pid: u32, node: Option<&str>) -> Pod {
         let name = self.pod_name(ordinal);
         let template = &self.spec["template"];
         let mut labels = template["metadata"]["labels"].clone();
@@ -375,6 +376,10 @@ impl StsView {
         annotations["runnel.test/pid"] = json!(pid.to_string());
         let mut spec = template["spec"].clone();
         spec["hostname"] = json!(name);
+        if let Some(node) = node {
+            // What the scheduler binds.
+            spec["nodeName"] = json!(node);
+        }
         if let Some(service) = self.spec["serviceName"].as_str() {
             spec["subdomain"] = json!(service);
         }
@@ -425,6 +430,50 @@ impl StsView {
             .unwrap_or_default()
     }
 
+    /// The pod template's containers of one kind (`containers`, `initContainers`).
+    fn containers(&self, kind: &str) -> Vec<Value> {
+        self.spec["template"]["spec"][kind]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The template's volume `name`.
+    fn volume(&self, name: &str) -> Option<Value> {
+        self.spec["template"]["spec"]["volumes"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+    }
+
+    /// The volume `container` mounts at `path` or above it, with the rest of the path.
+    fn mounted(&self, container: &Value, path: &str) -> Option<(Value, String)> {
+        container["volumeMounts"].as_array()?.iter().find_map(|m| {
+            let at = m["mountPath"].as_str()?.trim_end_matches('/');
+            let rest = path.strip_prefix(at)?;
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                return None;
+            }
+            let volume = self.volume(m["name"].as_str()?)?;
+            Some((volume, rest.trim_start_matches('/').to_string()))
+        })
+    }
+
+    /// Whether `container` mounts a projected ServiceAccount token where in-cluster clients read
+    /// it (without one, `kube::Client::try_default` in the pod has no credentials).
+    fn mounts_api_token(&self, container: &Value) -> bool {
+        let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+        self.mounted(container, &format!("{dir}/token"))
+            .is_some_and(|(volume, rest)| {
+                volume["projected"]["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["serviceAccountToken"]["path"] == rest.as_str())
+            })
+    }
+
     /// The ConfigMap mounted in the pod template (the brokers' `runnel.toml`), if any.
     fn config_map(&self) -> Option<String> {
         self.spec["template"]["spec"]["volumes"]
@@ -433,6 +482,14 @@ impl StsView {
             .find_map(|v| v["configMap"]["name"].as_str())
             .map(str::to_string)
     }
+}
+
+/// The `controller-revision-hash` label of a Pod.
+fn revision_label_of(pod: &Pod) -> String {
+    pod.labels()
+        .get("controller-revision-hash")
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// A stable, short hash of a JSON value (keys in sorted order), as the StatefulSet controller's
@@ -562,6 +619,9 @@ pub(crate) struct Env {
     /// Directories of deleted claims, removed once no broker runs on them.
     released: Vec<PathBuf>,
     timeline: Timeline,
+    /// Pods whose init container failed, by pod name, with the Pod's uid: the kubelet retries
+    /// their init containers in the same Pod on each pass, as a real one does with backoff.
+    init_failed: BTreeMap<String, String>,
     /// Claims' data, logs (`logs/<pod>.broker.log`, `.agent.log`) and config files; kept after
     /// the test when `RUNNEL_KEEP_TEST_DIRS` is set.
     root: tempfile::TempDir,
@@ -628,6 +688,18 @@ impl Env {
             Some("test".into()),
         );
         ctx.service_monitors = matches!(values, ChartValues::ServiceMonitor);
+        // The chart installs the brokers' rack ClusterRole and passes its name to the operator.
+        let rack_role = Rbac::chart_rack_role(values);
+        api.seed(
+            "apis/rbac.authorization.k8s.io/v1",
+            "clusterroles",
+            "",
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                "metadata": {"name": rack_role.name}, "rules": rack_role.rules,
+            }),
+        );
+        ctx.rack_cluster_role = Some(rack_role.name);
         let mut root = tempfile::Builder::new()
             .prefix("runnel-kubelet-")
             .tempdir()
@@ -637,7 +709,7 @@ impl Env {
             root.disable_cleanup(true);
             eprintln!("kubelet directory (kept): {}", root.path().display());
         }
-        for sub in ["claims", "logs", "config", "volumes"] {
+        for sub in ["claims", "logs", "config", "volumes", "emptydirs"] {
             std::fs::create_dir_all(root.path().join(sub)).expect("kubelet dirs");
         }
         Env {
@@ -651,6 +723,7 @@ impl Env {
             claims: BTreeMap::new(),
             released: Vec::new(),
             timeline: Vec::new(),
+            init_failed: BTreeMap::new(),
             root,
         }
     }
@@ -812,6 +885,24 @@ impl Env {
             restarts.push((pod, broker.revision.clone(), Some(broker.pod_uid.clone())));
         }
 
+        // Pods whose init containers failed: forgotten once their Pod is gone or replaced (or
+        // scaled away); otherwise retried in the same Pod.
+        self.init_failed.retain(|pod, uid| {
+            view.ordinal(pod).is_some_and(|o| o < view.replicas)
+                && objects
+                    .get(pod)
+                    .is_some_and(|object| object.uid().as_deref() == Some(uid.as_str()))
+        });
+        for (pod, uid) in &self.init_failed {
+            if view.ordinal(pod).is_some() {
+                restarts.push((
+                    pod.clone(),
+                    revision_label_of(&objects[pod]),
+                    Some(uid.clone()),
+                ));
+            }
+        }
+
         // Claims for every ordinal that should run.
         for ordinal in 0..view.replicas {
             self.ensure_claims(&view, &view.pod_name(ordinal)).await;
@@ -821,7 +912,9 @@ impl Env {
         let missing: Vec<i32> = (0..view.replicas)
             .filter(|o| {
                 let pod = view.pod_name(*o);
-                !self.brokers.contains_key(&pod) && !restarts.iter().any(|(p, _, _)| *p == pod)
+                !self.brokers.contains_key(&pod)
+                    && !restarts.iter().any(|(p, _, _)| *p == pod)
+                    && !self.init_failed.contains_key(&pod)
             })
             .collect();
         let create: Vec<i32> = if view.parallel() {
@@ -947,8 +1040,29 @@ impl Env {
             let mut spawned = Vec::new();
             for (pod, revision, uid) in batch {
                 let ordinal = view.ordinal(&pod).expect("a pod of the StatefulSet");
+                // Init containers run in a new Pod, and again while they have not succeeded;
+                // a container restart in its Pod keeps what they wrote.
+                if uid.is_none() || self.init_failed.contains_key(&pod) {
+                    if uid.is_none() {
+                        // A new Pod's emptyDir volumes start empty.
+                        let dir = self.root.path().join("emptydirs").join(&pod);
+                        if dir.exists() {
+                            std::fs::remove_dir_all(&dir).expect("clear emptyDir volumes");
+                        }
+                    }
+                    let node = self.node_for(ordinal).await;
+                    if let Err(message) =
+                        self.run_init_containers(view, &pod, node.as_deref()).await
+                    {
+                        self.init_container_failed(view, &pod, ordinal, uid, node, message)
+                            .await;
+                        continue;
+                    }
+                    self.init_failed.remove(&pod);
+                }
                 let data_dir = self.data_dir(view, &pod);
                 let launch = self.spawn_broker(
+                    view,
                     &pod,
                     ordinal,
                     &data_dir,
@@ -981,6 +1095,7 @@ impl Env {
     /// Spawns the broker of `pod` on its kept addresses (port 0 the first time).
     fn spawn_broker(
         &self,
+        view: &StsView,
         pod: &str,
         ordinal: i32,
         data_dir: &Path,
@@ -1007,6 +1122,9 @@ impl Env {
         // ignores its own address.
         if let Some(seeds) = seeds {
             cmd.arg("--seeds").arg(seeds);
+        }
+        for (name, path) in self.broker_env(view, pod) {
+            cmd.env(name, path);
         }
         let log = self
             .root
@@ -1038,7 +1156,7 @@ impl Env {
                 // A kept port can be taken for a moment (another process's ephemeral port).
                 Err(log) if log.contains("in use") && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(250)).await;
-                    (process, rx) = self.spawn_broker(pod, ordinal, &data_dir, seeds, config);
+                    (process, rx) = self.spawn_broker(view, pod, ordinal, &data_dir, seeds, config);
                 }
                 Err(log) => panic!("the broker of {pod} exited before its ready line:\n{log}"),
             }
@@ -1102,7 +1220,14 @@ impl Env {
             }
             None => {
                 let created = pods
-                    .create(&PostParams::default(), &view.pod(ordinal, process.pid()))
+                    .create(
+                        &PostParams::default(),
+                        &view.pod(
+                            ordinal,
+                            process.pid(),
+                            self.node_for(ordinal).await.as_deref(),
+                        ),
+                    )
                     .await
                     .expect("create Pod");
                 created.uid().expect("a created Pod has a uid")
@@ -1133,6 +1258,183 @@ impl Env {
             ready: false,
             pod_ready: Some(false),
         }
+    }
+
+    /// Records that `pod`'s init container failed with `message`: its Pod (created now unless it
+    /// exists, `uid`) stays Pending with the container waiting in CrashLoopBackOff and the
+    /// message in its last termination, as `kubectl describe pod` shows it; the broker does not
+    /// start.
+    async fn init_container_failed(
+        &mut self,
+        view: &StsView,
+        pod: &str,
+        ordinal: i32,
+        uid: Option<String>,
+        node: Option<String>,
+        message: String,
+    ) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NS);
+        let uid = match uid {
+            Some(uid) => uid,
+            None => pods
+                .create(
+                    &PostParams::default(),
+                    &view.pod(ordinal, 0, node.as_deref()),
+                )
+                .await
+                .expect("create Pod")
+                .uid()
+                .expect("a created Pod has a uid"),
+        };
+        let name = view
+            .containers("initContainers")
+            .first()
+            .and_then(|c| c["name"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        pods.patch_status(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Pending",
+                "conditions": [
+                    {"type": "Initialized", "status": "False"},
+                    {"type": "Ready", "status": "False"},
+                ],
+                "initContainerStatuses": [{
+                    "name": name, "ready": false, "restartCount": 1, "image": "", "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": message}},
+                    "lastState": {"terminated": {
+                        "exitCode": 1, "reason": "Error", "message": message,
+                    }},
+                }],
+            }})),
+        )
+        .await
+        .expect("Pod status");
+        self.init_failed.insert(pod.to_string(), uid);
+    }
+
+    /// The node the scheduler puts the pod of `ordinal` on: the Nodes that exist, by name, in
+    /// turn; None while there are none (the pods then carry no nodeName).
+    async fn node_for(&self, ordinal: i32) -> Option<String> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let mut names: Vec<String> = nodes
+            .list(&ListParams::default())
+            .await
+            .expect("list Nodes")
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        let i = usize::try_from(ordinal).ok()? % names.len().max(1);
+        names.get(i).cloned()
+    }
+
+    /// Where `path` inside `container` of `pod` lives on this machine: under one of its emptyDir
+    /// volumes (`emptydirs/<pod>/<volume>`); None for a path on no emptyDir.
+    fn empty_dir_path(
+        &self,
+        view: &StsView,
+        pod: &str,
+        container: &Value,
+        path: &str,
+    ) -> Option<PathBuf> {
+        let (volume, rest) = view.mounted(container, path)?;
+        volume["emptyDir"].as_object()?;
+        let dir = self
+            .root
+            .path()
+            .join("emptydirs")
+            .join(pod)
+            .join(volume["name"].as_str()?);
+        Some(if rest.is_empty() { dir } else { dir.join(rest) })
+    }
+
+    /// The broker container's environment that names files on emptyDir volumes (the rack file),
+    /// with those paths mapped to this machine.
+    fn broker_env(&self, view: &StsView, pod: &str) -> Vec<(String, PathBuf)> {
+        let containers = view.containers("containers");
+        let Some(broker) = containers.iter().find(|c| c["name"] == "broker") else {
+            return Vec::new();
+        };
+        broker["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let value = e["value"].as_str()?;
+                let path = self.empty_dir_path(view, pod, broker, value)?;
+                Some((e["name"].as_str()?.to_string(), path))
+            })
+            .collect()
+    }
+
+    /// Runs the pod template's init containers for `pod` on `node`, as the kubelet would before
+    /// its containers start. The only one the operator makes is `runnel-agent rack`: its
+    /// arguments get their `$(VAR)` references expanded from its environment (the downward API
+    /// gives `spec.nodeName`), its output path is mapped to the pod's emptyDir, and it reads the
+    /// Node with the pod's ServiceAccount, held to what the stored RBAC grants it, only when
+    /// the container mounts a projected token. Returns the failure as the container would
+    /// print it.
+    async fn run_init_containers(
+        &self,
+        view: &StsView,
+        pod: &str,
+        node: Option<&str>,
+    ) -> Result<(), String> {
+        for c in view.containers("initContainers") {
+            let name = c["name"].as_str().unwrap_or_default();
+            let command: Vec<String> = serde_json::from_value(c["command"].clone())
+                .map_err(|e| format!("init container {name}: command: {e}"))?;
+            let args: Vec<String> = serde_json::from_value(c["args"].clone())
+                .map_err(|e| format!("init container {name}: args: {e}"))?;
+            assert_eq!(
+                (command.as_slice(), args.first().map(String::as_str)),
+                (&["runnel-agent".to_string()][..], Some("rack")),
+                "the kubelet harness runs only the rack init container"
+            );
+            let mut vars = BTreeMap::new();
+            for e in c["env"].as_array().into_iter().flatten() {
+                let value = match (
+                    e["value"].as_str(),
+                    e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+                ) {
+                    (Some(v), _) => v.to_string(),
+                    (None, Some("spec.nodeName")) => node.unwrap_or_default().to_string(),
+                    (None, other) => panic!("init container {name}: env from {other:?}"),
+                };
+                vars.insert(e["name"].as_str().unwrap_or_default().to_string(), value);
+            }
+            let expanded: Vec<String> = args
+                .iter()
+                .map(|a| {
+                    vars.iter()
+                        .fold(a.clone(), |a, (k, v)| a.replace(&format!("$({k})"), v))
+                })
+                .collect();
+            let mut rack = runnel_agent::rack::RackArgs::try_parse_from(&expanded)
+                .map_err(|e| format!("init container {name}: {e}"))?;
+            let out = rack.out.to_string_lossy().to_string();
+            rack.out = self
+                .empty_dir_path(view, pod, &c, &out)
+                .ok_or_else(|| format!("init container {name}: {out} is on no emptyDir volume"))?;
+            std::fs::create_dir_all(rack.out.parent().expect("a file in a directory"))
+                .expect("emptyDir");
+            if !view.mounts_api_token(&c) {
+                return Err(format!(
+                    "init container {name}: no Kubernetes API configuration: no token mounted"
+                ));
+            }
+            let account = view.spec["template"]["spec"]["serviceAccountName"]
+                .as_str()
+                .unwrap_or("default");
+            let client = self.api.client_as_service_account(NS, account);
+            runnel_agent::rack::write_rack(client, &rack)
+                .await
+                .map_err(|e| format!("init container {name}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Copies the mounted ConfigMap's `runnel.toml` to a file the brokers read at start (their

@@ -9,6 +9,7 @@ mod fake_rules;
 mod harness;
 mod kubelet;
 mod load;
+mod rack_label;
 mod rbac;
 mod real_cluster;
 mod reconcile;

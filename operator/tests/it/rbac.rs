@@ -22,28 +22,48 @@ pub(crate) enum ChartValues {
 }
 
 /// One PolicyRule of a Role or ClusterRole.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct PolicyRule {
+pub(crate) struct PolicyRule {
+    #[serde(default)]
     api_groups: Vec<String>,
+    #[serde(default)]
     resources: Vec<String>,
     verbs: Vec<String>,
     #[serde(default)]
     resource_names: Vec<String>,
 }
 
-/// A role bound to the operator (the fixture also names it, for readers): its rules, limited to
+/// A role bound to a user (the fixture also names it, for readers): its rules, limited to
 /// `namespace` (a RoleBinding) or valid everywhere (None: a ClusterRoleBinding).
-#[derive(Debug, Deserialize)]
-struct Grant {
-    namespace: Option<String>,
-    rules: Vec<PolicyRule>,
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct Grant {
+    pub(crate) namespace: Option<String>,
+    pub(crate) rules: Vec<PolicyRule>,
+}
+
+/// A ClusterRole the chart installs for the operator to bind to others.
+#[derive(Clone, Debug, Deserialize)]
+pub(crate) struct NamedRole {
+    pub(crate) name: String,
+    /// Its rules as YAML gives them (stored in the fake as the ClusterRole's `rules`).
+    pub(crate) rules: serde_json::Value,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Fixture {
     user: String,
     grants: Vec<Grant>,
+    rack_cluster_role: NamedRole,
+}
+
+fn fixture(values: ChartValues) -> Fixture {
+    let text = match values {
+        ChartValues::Default => include_str!("../rbac/default.yaml"),
+        ChartValues::ServiceMonitor => include_str!("../rbac/service-monitor.yaml"),
+    };
+    serde_yaml::from_str(text).expect("RBAC fixture parses")
 }
 
 /// What the apiserver authorizes about one resource request.
@@ -76,14 +96,96 @@ pub(crate) struct Rbac {
 impl Rbac {
     /// The rules the chart grants the operator when rendered with `values`.
     pub(crate) fn chart(values: ChartValues) -> Arc<Rbac> {
-        let text = match values {
-            ChartValues::Default => include_str!("../rbac/default.yaml"),
-            ChartValues::ServiceMonitor => include_str!("../rbac/service-monitor.yaml"),
-        };
-        let fixture: Fixture = serde_yaml::from_str(text).expect("RBAC fixture parses");
+        let fixture = fixture(values);
         Arc::new(Rbac {
             user: fixture.user,
             grants: fixture.grants,
+        })
+    }
+
+    /// The ClusterRole the chart installs for brokers of Clusters with `rackLabel` (the
+    /// operator's `--rack-cluster-role`), which the operator may bind but not hold.
+    pub(crate) fn chart_rack_role(values: ChartValues) -> NamedRole {
+        fixture(values).rack_cluster_role
+    }
+
+    /// The rules of `user`, from the roles its bindings grant.
+    pub(crate) fn new(user: String, grants: Vec<Grant>) -> Rbac {
+        Rbac { user, grants }
+    }
+
+    /// Kubernetes' guard against privilege escalation through a binding (`BindingAuthorized`,
+    /// then `ConfirmNoEscalation`): writing `binding` (its create, update or patch attributes)
+    /// that grants the role `role_kind`/`role_name` is allowed only to a user who may `bind`
+    /// that role, or who already holds every rule of it (`role_rules`; None when the role does
+    /// not exist, which nobody holds).
+    pub(crate) fn may_bind(
+        &self,
+        binding: &Attributes,
+        role_kind: &str,
+        role_name: &str,
+        role_rules: Option<&[PolicyRule]>,
+    ) -> Result<(), Forbidden> {
+        let bind = Attributes {
+            verb: "bind",
+            group: "rbac.authorization.k8s.io".into(),
+            resource: if role_kind == "ClusterRole" {
+                "clusterroles"
+            } else {
+                "roles"
+            }
+            .into(),
+            subresource: None,
+            namespace: binding.namespace.clone(),
+            name: Some(role_name.to_string()),
+        };
+        if self.allows(&bind) {
+            return Ok(());
+        }
+        let held = role_rules.is_some_and(|rules| {
+            rules.iter().all(|rule| {
+                let names: Vec<Option<String>> = if rule.resource_names.is_empty() {
+                    vec![None]
+                } else {
+                    rule.resource_names.iter().cloned().map(Some).collect()
+                };
+                rule.verbs.iter().all(|verb| {
+                    rule.api_groups.iter().all(|group| {
+                        rule.resources.iter().all(|resource| {
+                            let (resource, subresource) = match resource.split_once('/') {
+                                Some((r, sub)) => (r.to_string(), Some(sub.to_string())),
+                                None => (resource.clone(), None),
+                            };
+                            names.iter().all(|name| {
+                                self.allows(&Attributes {
+                                    verb: static_verb(verb),
+                                    group: group.clone(),
+                                    resource: resource.clone(),
+                                    subresource: subresource.clone(),
+                                    namespace: binding.namespace.clone(),
+                                    name: name.clone(),
+                                })
+                            })
+                        })
+                    })
+                })
+            })
+        });
+        if held {
+            return Ok(());
+        }
+        let qualified = format!("{}.rbac.authorization.k8s.io", binding.resource);
+        let name = binding.name.clone().unwrap_or_default();
+        Err(Forbidden {
+            message: format!(
+                "{qualified} {name:?} is forbidden: user {:?} is attempting to grant RBAC \
+                 permissions not currently held (the rules of {role_kind} {role_name:?}) and \
+                 may not bind it",
+                self.user
+            ),
+            group: "rbac.authorization.k8s.io".into(),
+            resource: binding.resource.clone(),
+            name,
         })
     }
 
@@ -113,7 +215,7 @@ impl Rbac {
         Err(self.forbidden(&attrs))
     }
 
-    fn allows(&self, a: &Attributes) -> bool {
+    pub(crate) fn allows(&self, a: &Attributes) -> bool {
         self.grants
             .iter()
             .filter(|g| g.namespace.is_none() || g.namespace == a.namespace)
@@ -153,6 +255,26 @@ impl Rbac {
             name,
         }
     }
+}
+
+/// The verbs a role rule can name, as the `&'static str` [`Attributes`] carries; any other verb
+/// (`*` or a custom one) is kept as `*`, which only a `*` rule matches.
+fn static_verb(verb: &str) -> &'static str {
+    const VERBS: [&str; 12] = [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "bind",
+        "escalate",
+        "impersonate",
+        "use",
+    ];
+    VERBS.into_iter().find(|v| *v == verb).unwrap_or("*")
 }
 
 fn rule_allows(rule: &PolicyRule, a: &Attributes) -> bool {
@@ -225,7 +347,8 @@ pub(crate) fn attributes(
 mod tests {
     use http::StatusCode;
     use k8s_openapi::api::apps::v1::StatefulSet;
-    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::api::core::v1::{Node, Secret};
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
     use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
     use kube::core::DynamicObject;
     use runnel_operator::crd::Cluster;
@@ -234,6 +357,8 @@ mod tests {
 
     use super::*;
     use crate::fake_api::FakeApi;
+
+    const RBAC_BASE: &str = "apis/rbac.authorization.k8s.io/v1";
     use crate::harness::{cluster_spec, NS};
 
     fn q(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -490,5 +615,177 @@ mod tests {
         );
         let refused = api.forbidden_requests();
         assert_eq!(refused.len(), 4, "{refused:?}");
+    }
+
+    fn cluster_role(name: &str, rules: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": name}, "rules": rules})
+    }
+
+    fn binding_to(role: &str) -> ClusterRoleBinding {
+        serde_json::from_value(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "runnel-broker-rack.kafka.demo"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "demo-broker", "namespace": NS}],
+        }))
+        .expect("binding")
+    }
+
+    fn code(result: Result<impl std::fmt::Debug, kube::Error>) -> u16 {
+        match result {
+            Ok(_) => 200,
+            Err(kube::Error::Api(s)) => s.code,
+            Err(e) => panic!("not an API answer: {e:?}"),
+        }
+    }
+
+    /// The operator may bind the chart's rack role (it holds `bind` on it) but no other role it
+    /// does not itself hold (the escalation check); a ServiceAccount gets exactly what the
+    /// stored bindings grant it, at the time of each request; roleRef never changes.
+    #[tokio::test]
+    async fn bindings_grant_only_what_the_writer_may_bind_and_accounts_get_what_they_are_bound() {
+        let api = FakeApi::new();
+        let rack = Rbac::chart_rack_role(ChartValues::Default);
+        api.seed(
+            RBAC_BASE,
+            "clusterroles",
+            "",
+            cluster_role(&rack.name, rack.rules),
+        );
+        api.seed(
+            RBAC_BASE,
+            "clusterroles",
+            "",
+            cluster_role(
+                "cluster-admin",
+                json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]),
+            ),
+        );
+        api.seed(
+            "api/v1",
+            "nodes",
+            "",
+            json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}),
+        );
+        let operator = api.client_as(Rbac::chart(ChartValues::Default));
+        let broker = api.client_as_service_account(NS, "demo-broker");
+        let nodes_of = |c: &kube::Client| Api::<Node>::all(c.clone());
+
+        // Nobody here may read nodes yet; the operator never may.
+        assert_eq!(code(nodes_of(&operator).get("n1").await), 403);
+        assert_eq!(code(nodes_of(&broker).get("n1").await), 403);
+
+        // The operator binds the rack role: the brokers may get (not list) nodes, nothing else.
+        let bindings: Api<ClusterRoleBinding> = Api::all(operator.clone());
+        bindings
+            .patch(
+                "runnel-broker-rack.kafka.demo",
+                &PatchParams::apply("runnel-operator").force(),
+                &Patch::Apply(binding_to("runnel-broker-rack")),
+            )
+            .await
+            .expect("the operator may bind the rack role");
+        assert_eq!(code(nodes_of(&broker).get("n1").await), 200);
+        assert_eq!(
+            code(nodes_of(&broker).list(&ListParams::default()).await),
+            403
+        );
+        assert_eq!(
+            code(Api::<Secret>::namespaced(broker.clone(), NS).get("s").await),
+            403
+        );
+
+        // Binding a role it neither holds nor may bind is an escalation: 403, nothing stored.
+        let mut admin_binding = binding_to("cluster-admin");
+        admin_binding.metadata.name = Some("escalate".into());
+        let err = bindings
+            .create(&PostParams::default(), &admin_binding)
+            .await
+            .expect_err("escalation");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 403
+                && s.message.contains("is attempting to grant RBAC permissions not currently held")),
+            "{err:?}"
+        );
+        assert!(api
+            .get(RBAC_BASE, "clusterrolebindings", "", "escalate")
+            .is_none());
+        // Through an apply of the existing binding too.
+        let err = bindings
+            .patch(
+                "runnel-broker-rack.kafka.demo",
+                &PatchParams::apply("runnel-operator").force(),
+                &Patch::Apply(binding_to("cluster-admin")),
+            )
+            .await
+            .expect_err("escalation by apply");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 403),
+            "{err:?}"
+        );
+
+        // roleRef is immutable even for an admin (422).
+        let admin: Api<ClusterRoleBinding> = Api::all(api.client());
+        let err = admin
+            .patch(
+                "runnel-broker-rack.kafka.demo",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                                 "kind": "ClusterRole", "name": "cluster-admin"}})),
+            )
+            .await
+            .expect_err("roleRef is immutable");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 422
+                && s.message.contains("cannot change roleRef")),
+            "{err:?}"
+        );
+
+        // Deleted: the brokers lose the access on their next request.
+        bindings
+            .delete("runnel-broker-rack.kafka.demo", &DeleteParams::default())
+            .await
+            .expect("delete binding");
+        assert_eq!(code(nodes_of(&broker).get("n1").await), 403);
+    }
+
+    /// Without `bind`, a user may grant only rules it holds itself.
+    #[test]
+    fn holding_every_rule_of_a_role_allows_binding_it_without_bind() {
+        let rules: Vec<PolicyRule> = serde_json::from_value(json!([
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        ]))
+        .expect("rules");
+        let holder = Rbac::new(
+            "u".into(),
+            vec![Grant {
+                namespace: None,
+                rules: rules.clone(),
+            }],
+        );
+        let binding = Attributes {
+            verb: "create",
+            group: "rbac.authorization.k8s.io".into(),
+            resource: "clusterrolebindings".into(),
+            subresource: None,
+            namespace: None,
+            name: Some("b".into()),
+        };
+        assert!(holder
+            .may_bind(&binding, "ClusterRole", "reader", Some(&rules))
+            .is_ok());
+        let more: Vec<PolicyRule> = serde_json::from_value(json!([
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+        ]))
+        .expect("rules");
+        assert!(holder
+            .may_bind(&binding, "ClusterRole", "lister", Some(&more))
+            .is_err());
+        // A role that does not exist is held by nobody.
+        assert!(holder
+            .may_bind(&binding, "ClusterRole", "gone", None)
+            .is_err());
     }
 }

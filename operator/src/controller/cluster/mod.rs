@@ -7,6 +7,7 @@
 
 mod brokers;
 mod dynamic_config;
+mod rack;
 mod rolling;
 mod scaling;
 mod storage_step;
@@ -28,6 +29,7 @@ use crate::status::{cluster_status, service_monitor_condition};
 use crate::storage;
 use crate::Error;
 
+pub use rack::RACK_FINALIZER;
 pub use rolling::ROLLING_CONDITION;
 pub use scaling::SCALING_CONDITION;
 
@@ -41,6 +43,10 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
 }
 
 async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
+    if rack::reconcile_rack_binding(ctx, cluster).await? {
+        // Being deleted: the owned objects go with it (garbage collection); nothing to apply.
+        return Ok(Action::await_change());
+    }
     let name = cluster.name_any();
     let ns = cluster.namespace().unwrap_or_default();
     let sts_name = headless_service_name(&name);
