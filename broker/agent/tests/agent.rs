@@ -308,6 +308,164 @@ async fn binary_reads_its_flags_serves_grpc_and_exits_on_sigterm() {
     assert!(exit.success(), "agent exit status {exit}");
 }
 
+/// Serves `node` as the API server would (GET /api/v1/nodes/<name> with the bearer token
+/// `token`; 401 without it, 404 for another node) until dropped; returns its address and the
+/// request lines it saw.
+async fn node_api(
+    node: serde_json::Value,
+    token: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let node = node.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let line = head.lines().next().unwrap_or_default().to_string();
+                log.lock().expect("log").push(line.clone());
+                let authorized = head
+                    .lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Bearer {token}")));
+                let name = node["metadata"]["name"].as_str().unwrap_or_default();
+                let (status, body) = if !authorized {
+                    (
+                        "401 Unauthorized",
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "Unauthorized", "code": 401,
+                        "message": "Unauthorized"}),
+                    )
+                } else if line.starts_with(&format!("GET /api/v1/nodes/{name} ")) {
+                    ("200 OK", node)
+                } else {
+                    (
+                        "404 Not Found",
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": "not found"}),
+                    )
+                };
+                let body = body.to_string();
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Runs `runnel-agent rack` for `node` with `kubeconfig` (and a HOME without one), writing to
+/// `out`: whether it succeeded, and its stderr.
+async fn rack(node: &str, kubeconfig: &std::path::Path, out: &std::path::Path) -> (bool, String) {
+    let home = kubeconfig.parent().expect("a directory");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_runnel-agent"))
+        .args([
+            "rack",
+            "--node",
+            node,
+            "--label",
+            "topology.kubernetes.io/zone",
+            "--out",
+        ])
+        .arg(out)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .await
+        .expect("run runnel-agent rack");
+    (
+        run.status.success(),
+        String::from_utf8_lossy(&run.stderr).to_string(),
+    )
+}
+
+/// `runnel-agent rack` as the init container runs it, configured through a kubeconfig (the
+/// in-cluster variant needs the API server's TLS): it reads the node's label with its token and
+/// writes the value; a node without the label, or no API configuration at all, fails with the
+/// problem named and no file written.
+#[tokio::test]
+async fn rack_command_writes_the_nodes_label_or_fails_naming_the_problem() {
+    let node = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-7", "labels": {"topology.kubernetes.io/zone": "zone-b"}}});
+    let (addr, seen) = node_api(node, "t0ken").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: k, cluster: {{server: \"http://{addr}\"}}}}]\n\
+             users: [{{name: u, user: {{token: t0ken}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: k, user: u}}}}]\n"
+        ),
+    )
+    .expect("kubeconfig");
+    let out = dir.path().join("rack");
+    let (ok, stderr) = rack("node-7", &kubeconfig, &out).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("rack file"),
+        "zone-b\n"
+    );
+    assert!(seen
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|l| l.starts_with("GET /api/v1/nodes/node-7 ")));
+
+    let missing = dir.path().join("rack-of-other");
+    let (ok, stderr) = rack("node-8", &kubeconfig, &missing).await;
+    assert!(!ok);
+    assert!(stderr.contains("reading node node-8"), "{stderr}");
+    assert!(!missing.exists());
+
+    let unlabelled = serde_json::json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "node-9", "labels": {"kubernetes.io/hostname": "node-9"}}});
+    let (addr9, _) = node_api(unlabelled, "t0ken").await;
+    let kubeconfig9 = dir.path().join("kubeconfig9");
+    std::fs::write(
+        &kubeconfig9,
+        std::fs::read_to_string(&kubeconfig)
+            .expect("kubeconfig")
+            .replace(&addr, &addr9),
+    )
+    .expect("kubeconfig9");
+    let (ok, stderr) = rack("node-9", &kubeconfig9, &missing).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("node node-9 has no value for label \"topology.kubernetes.io/zone\""),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+
+    let (ok, stderr) = rack("node-7", &dir.path().join("none"), &missing).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("no Kubernetes API configuration"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+}
+
 /// A request message with room for any number of bytes (an unknown field to the agent).
 #[derive(Clone, PartialEq, prost::Message)]
 struct Padded {

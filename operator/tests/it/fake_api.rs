@@ -5,7 +5,11 @@
 //! (kube-fake-client targets kube 4 and has no WATCH, so it cannot back kube 5's Controller.)
 //!
 //! The rules it enforces, each proven by a test in `fake_rules.rs` (or `storage.rs`, `rbac.rs`):
-//! - **RBAC**: [`FakeApi::client_as`] is held to the chart's rules (403 before any lookup).
+//! - **RBAC**: [`FakeApi::client_as`] is held to the chart's rules (403 before any lookup);
+//!   [`FakeApi::client_as_service_account`] to what the stored ClusterRoleBindings and
+//!   RoleBindings grant that ServiceAccount at the time of each request. Writing a binding is
+//!   also held to Kubernetes' escalation check: the writer must have `bind` on the role or hold
+//!   every rule of it (403), and a binding's `roleRef` never changes (422).
 //! - **Server-side apply** (`fields`): `metadata.managedFields` per manager (Apply or Update,
 //!   main resource or `subresource: status`) in FieldsV1; an apply owns exactly its applied
 //!   fields and removes those it stops applying that no other manager owns; a different value
@@ -24,7 +28,8 @@
 //! - **Status subresource** (runnel CRDs, StatefulSets, Pods, claims, Services, PDBs, ...):
 //!   main-resource writes ignore `.status`, `/status` writes ignore everything else, a create
 //!   resets the status; `/status` of a resource without one is a 404.
-//! - **Metadata**: `generation` moves only with changes outside metadata and status;
+//! - **Metadata**: empty lists and maps are omitted as Go's `omitempty` does (no
+//!   `finalizers: []` after the last one is removed); `generation` moves only with changes outside metadata and status;
 //!   `resourceVersion` with every change, never with a write that changes nothing; a stale
 //!   `resourceVersion` in a PUT, patch or apply is a 409; `uid` cannot change (409 on PUT,
 //!   422 on patch); `creationTimestamp`, `deletionTimestamp` and `generation` writes are

@@ -229,3 +229,34 @@ async fn a_node_without_the_label_keeps_its_pod_in_init_until_it_is_labelled() {
         ]
     );
 }
+
+#[tokio::test]
+async fn without_the_rack_rbac_the_operator_warns_and_binds_nothing() {
+    let mut env = Env::new();
+    // An operator installed with rackAwareness.enabled=false gets no --rack-cluster-role.
+    std::sync::Arc::get_mut(&mut env.ctx)
+        .expect("the only reference")
+        .rack_cluster_role = None;
+    let mut spec = cluster_spec(1);
+    spec.rack_label = Some(ZONE.into());
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    clusters
+        .create(&PostParams::default(), &Cluster::new("demo", spec))
+        .await
+        .expect("create Cluster");
+    env.reconcile_cluster("demo").await.expect("reconcile");
+    assert!(env
+        .api
+        .get(RBAC, "clusterrolebindings", "", BINDING)
+        .is_none());
+    let c = clusters.get("demo").await.expect("Cluster");
+    assert!(c.finalizers().is_empty(), "{:?}", c.finalizers());
+    assert!(
+        env.api
+            .event_reasons(NS, "demo")
+            .contains(&"RackAwarenessUnavailable".to_string()),
+        "{:?}",
+        env.api.event_reasons(NS, "demo")
+    );
+    assert_eq!(env.api.forbidden_requests(), Vec::<String>::new());
+}
