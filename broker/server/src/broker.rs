@@ -259,6 +259,23 @@ impl Broker {
         Ok(applied)
     }
 
+    /// Before answering that a topic or partition does not exist: waits until this broker's
+    /// metadata includes everything the quorum had committed (a read barrier, see
+    /// [`MetaNode::read_barrier`]), so a topic a client just created through another broker is
+    /// seen here. Only a lookup that missed pays for it. A failure (no controller) is logged and
+    /// the caller answers from what it has.
+    pub(crate) async fn catch_up_before_unknown(&self, what: &str) {
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            result = self.meta.read_barrier() => {
+                if let Err(err) = result {
+                    tracing::debug!(%err, what, "read barrier failed; answering from local metadata");
+                }
+            }
+            _ = wait_shutdown(&mut shutdown) => {}
+        }
+    }
+
     /// Waits until the local logs match the metadata up to `index` (or shutdown).
     pub(crate) async fn wait_synced(&self, index: u64) -> Result<(), ApiError> {
         let mut shutdown = self.shutdown.clone();

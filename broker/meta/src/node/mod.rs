@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 use openraft::{BasicNode, Config, RaftMetrics, SnapshotPolicy};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -284,6 +284,17 @@ impl MetaNode {
         result
     }
 
+    /// A read barrier: returns once this node's [`MetaNode::state`] includes every command the
+    /// quorum had committed when it was called (Raft's ReadIndex, asked of the leader), so a
+    /// broker can answer "no such topic" only after seeing what the client may already have
+    /// seen elsewhere (a topic created through another broker). Costs a round trip to the
+    /// leader and the leader's quorum check; writes nothing.
+    pub async fn read_barrier(&self) -> Result<(), MetaError> {
+        self.inner
+            .read_barrier(Instant::now() + PROPOSE_TIMEOUT)
+            .await
+    }
+
     /// The quorum's metrics on this node (the broker registers them).
     pub fn metrics(&self) -> &MetaMetrics {
         &self.inner.metrics
@@ -523,6 +534,64 @@ impl Inner {
         }
     }
 
+    /// Raft's ReadIndex on this node, which must be the leader: confirms the leadership with a
+    /// quorum (so no newer leader can have committed more) and returns the index every
+    /// linearizable read must see, once applied here.
+    async fn local_read_index(&self, deadline: Instant) -> Result<u64, MetaError> {
+        match tokio::time::timeout_at(deadline, self.raft.ensure_linearizable()).await {
+            Ok(Ok(read)) => Ok(read.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(MetaError::NoController(match f.leader_id {
+                    Some(leader) => format!("not the controller; node {leader} is"),
+                    None => "no controller elected".into(),
+                }))
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(MetaError::NoController(e.to_string()))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(fatal_error(&f)),
+            Err(_) => Err(MetaError::Timeout(
+                "the controller did not confirm its leadership in time".into(),
+            )),
+        }
+    }
+
+    /// Waits until this node has applied everything the quorum had committed when it was
+    /// called (the leader's ReadIndex), asking the leader wherever it is; retried while no
+    /// leader is known or reachable, until `deadline`.
+    async fn read_barrier(&self, deadline: Instant) -> Result<(), MetaError> {
+        loop {
+            let m = self.wait_leader(deadline).await?;
+            let leader = m.current_leader.unwrap_or(self.id);
+            let attempt = if leader == self.id {
+                self.local_read_index(deadline).await
+            } else {
+                match Self::node_addr(&m, leader) {
+                    Some(addr) => {
+                        let timeout = deadline.saturating_duration_since(Instant::now());
+                        match self.pool.call(&addr, Request::ReadIndex, timeout).await {
+                            Ok(Response::ReadIndex(result)) => result,
+                            Ok(other) => Err(MetaError::Internal(format!(
+                                "unexpected reply to ReadIndex: {other:?}"
+                            ))),
+                            Err(e) => Err(call_error(e)),
+                        }
+                    }
+                    None => Err(MetaError::NoController(format!(
+                        "address of controller {leader} unknown"
+                    ))),
+                }
+            };
+            match attempt {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(e) if is_retriable(&e) && Instant::now() + RETRY_PAUSE < deadline => {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Proposes through the current leader and waits until applied here.
     async fn propose(&self, command: Command, deadline: Instant) -> Result<Applied, MetaError> {
         loop {
@@ -599,6 +668,10 @@ impl Handler for Inner {
                 broker_id,
                 incarnation,
             } => Response::Heartbeat(self.heartbeat(broker_id, incarnation)),
+            Request::ReadIndex => Response::ReadIndex(
+                self.local_read_index(Instant::now() + PROPOSE_TIMEOUT)
+                    .await,
+            ),
         }
     }
 }

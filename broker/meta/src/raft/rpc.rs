@@ -68,6 +68,9 @@ pub(crate) enum Request {
         /// The registration it heartbeats for.
         incarnation: Uuid,
     },
+    /// The index a linearizable read must see (Raft's ReadIndex): asked of the leader, which
+    /// confirms its leadership with a quorum first.
+    ReadIndex,
 }
 
 /// Where a forwarded command landed and what applying it produced.
@@ -96,6 +99,8 @@ pub(crate) enum Response {
     Join(Result<(), MetaError>),
     /// Heartbeat.
     Heartbeat(Result<(), MetaError>),
+    /// ReadIndex: the log index.
+    ReadIndex(Result<u64, MetaError>),
 }
 
 #[derive(Serialize, Deserialize)]

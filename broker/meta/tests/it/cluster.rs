@@ -399,3 +399,50 @@ async fn the_controller_moves_leadership_back_to_a_preferred_replica_that_is_in_
         node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_barrier_returns_only_once_a_node_has_applied_what_the_quorum_committed() {
+    let dirs = dirs(3);
+    let nodes = start_cluster(&dirs, |_| {}).await;
+    for node in &nodes {
+        let node = node.clone();
+        eventually("all three are voters on every node", || {
+            let q = node.quorum();
+            async move { q.voters == [0, 1, 2] && q.learners.is_empty() && q.leader.is_some() }
+        })
+        .await;
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| n.listen_addr().to_string()).collect();
+    let leader = usize::try_from(nodes[0].quorum().leader.unwrap()).unwrap();
+    // On the leader and on an up-to-date follower the barrier is a round trip.
+    for node in &nodes {
+        node.read_barrier().await.unwrap();
+    }
+
+    // A follower misses commands the other two commit.
+    let lagging = (leader + 1) % 3;
+    nodes[lagging].shutdown().await.unwrap();
+    let reply = nodes[leader]
+        .propose(Command::AllocateProducerIds { count: 7 })
+        .await
+        .unwrap();
+    let Applied::ProducerIds(first) = reply else {
+        panic!("unexpected reply {reply:?}");
+    };
+    let node = restart(
+        i32::try_from(lagging).unwrap(),
+        dirs[lagging].path(),
+        &addrs,
+        |_| {},
+    )
+    .await;
+    // Right after the restart its state is the old one; past the barrier it has the block.
+    node.read_barrier().await.unwrap();
+    assert_eq!(node.state().borrow().next_producer_id, first + 7);
+    node.shutdown().await.unwrap();
+    for (i, n) in nodes.iter().enumerate() {
+        if i != lagging {
+            n.shutdown().await.unwrap();
+        }
+    }
+}

@@ -327,6 +327,7 @@ async fn route(
         ApiKey::OffsetCommit => {
             let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
             let _ = broker.ensure_offsets_topic().await;
+            offset_commit::see_requested_partitions(broker, &request).await;
             let answer = offset_commit::start(broker, request, version);
             Box::pin(
                 async move { encode_response(correlation_id, version, &answer.await).map(Some) },

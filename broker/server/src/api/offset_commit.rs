@@ -15,6 +15,22 @@ use crate::broker::Broker;
 use crate::errors::group_error_code;
 use crate::group::coordinator::CommitEntry;
 
+/// When the request names a partition this broker's metadata does not have, waits for the
+/// metadata to catch up with the quorum first (a client may commit right after creating the
+/// topic through another broker: librdkafka's test 0140).
+pub(crate) async fn see_requested_partitions(broker: &Arc<Broker>, request: &OffsetCommitRequest) {
+    let unknown = request.topics.iter().any(|t| {
+        t.partitions.iter().any(|p| {
+            !broker
+                .groups
+                .partition_exists(t.name.0.as_str(), p.partition_index)
+        })
+    });
+    if unknown {
+        broker.catch_up_before_unknown("OffsetCommit").await;
+    }
+}
+
 /// Runs the commit now; the returned future waits for durability and yields the response.
 pub(crate) fn start(
     broker: &Arc<Broker>,

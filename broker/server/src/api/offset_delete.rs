@@ -26,6 +26,13 @@ pub(crate) async fn handle(
                 .map(|p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
+    if partitions
+        .iter()
+        .any(|(t, p)| !broker.groups.partition_exists(t, *p))
+    {
+        // A topic just created through another broker must not be unknown here.
+        broker.catch_up_before_unknown("OffsetDelete").await;
+    }
     let results = match broker
         .groups
         .delete_offsets(request.group_id.0.as_str(), partitions)
