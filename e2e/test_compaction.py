@@ -146,3 +146,40 @@ def test_keyless_produce_to_compacted_topic_is_refused_with_invalid_record(broke
 
     recs = read_all(bs, topic)
     assert [(r.key, r.value) for r in recs] == [(b"k", b"with key"), (b"k2", b"keyed")]
+
+
+def test_a_batch_with_keyless_records_names_them_so_librdkafka_fails_only_those(broker_factory):
+    """KIP-467, as librdkafka's test 0011 checks it: one batch of 100 records of which every
+    tenth has no key, to a compacted topic. The broker refuses the batch with INVALID_RECORD and
+    lists the keyless records' batch indexes, so librdkafka fails exactly those 10 with
+    INVALID_RECORD and the other 90 with _INVALID_DIFFERENT_RECORD (not stored, may be retried);
+    nothing is written. With one record per batch the 90 keyed records are stored."""
+    b = broker_factory(*GROUP_BROKER_ARGS)
+    bs = b.bootstrap
+    topic = "compacted-record-errors"
+    create_topic(bs, topic, 1, config={"cleanup.policy": "compact"})
+
+    def produce_hundred(extra: dict) -> dict[str, list[int]]:
+        outcome: dict[str, list[int]] = {}
+
+        def on_delivery(err, msg):
+            name = "ok" if err is None else err.name()
+            outcome.setdefault(name, []).append(int(msg.value().split(b"#")[1]))
+
+        p = Producer({"bootstrap.servers": bs, "acks": "all", "retries": 0,
+                      "linger.ms": 1000, **extra})
+        for i in range(100):
+            key = None if i % 10 == 0 else f"k{i}".encode()
+            p.produce(topic, key=key, value=f"record #{i}".encode(), partition=0,
+                      on_delivery=on_delivery)
+        assert p.flush(60) == 0
+        return {k: sorted(v) for k, v in outcome.items()}
+
+    keyless = list(range(0, 100, 10))
+    keyed = [i for i in range(100) if i % 10 != 0]
+    assert produce_hundred({}) == {"INVALID_RECORD": keyless, "_INVALID_DIFFERENT_RECORD": keyed}
+    assert watermarks(bs, topic, 0) == (0, 0), "a refused batch writes nothing"
+
+    assert produce_hundred({"batch.size": 1}) == {"INVALID_RECORD": keyless, "ok": keyed}
+    recs = read_all(bs, topic)
+    assert [int(r.value.split(b"#")[1]) for r in recs] == keyed

@@ -54,14 +54,17 @@ pub struct CompactionReport {
     pub cleaner_offset: i64,
 }
 
-/// Refuses an append to a compacted log that holds a record without a key
-/// (Kafka answers INVALID_RECORD), or a batch that does not decode within
-/// `max_uncompressed` bytes. Control batches carry no user records.
+/// Refuses an append to a compacted log that holds records without a key
+/// (Kafka answers INVALID_RECORD naming every one, KIP-467), or a batch that
+/// does not decode within `max_uncompressed` bytes. Control batches carry no
+/// user records.
 pub(crate) fn check_keys(
     batches_bytes: &Bytes,
     batches: &[IncomingBatch],
     max_uncompressed: usize,
 ) -> Result<()> {
+    let mut keyless = Vec::new();
+    let mut index = 0usize;
     for (i, b) in batches.iter().enumerate() {
         if b.header.is_control() {
             continue;
@@ -69,19 +72,18 @@ pub(crate) fn check_keys(
         let bytes = batches_bytes.slice(b.pos..b.pos + b.header.total_size());
         let undecodable =
             |e: RecordsError| Error::InvalidBatch(format!("cannot decode batch {i}: {e}"));
-        for (j, record) in records::decode_iter(bytes, max_uncompressed)
-            .map_err(undecodable)?
-            .enumerate()
-        {
+        for record in records::decode_iter(bytes, max_uncompressed).map_err(undecodable)? {
             if record.map_err(undecodable)?.key.is_none() {
-                return Err(Error::KeylessRecordOnCompactedTopic {
-                    batch: i,
-                    record: j,
-                });
+                keyless.push(index);
             }
+            index += 1;
         }
     }
-    Ok(())
+    if keyless.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::KeylessRecordOnCompactedTopic { records: keyless })
+    }
 }
 
 /// Calls `f` with the header and bytes of every batch of a segment, in order.

@@ -45,11 +45,16 @@ pub enum Error {
         current: i16,
         got: i16,
     },
-    /// A record without a key was appended to a compacted log (`cleanup.policy=compact`).
+    /// Records without a key were appended to a compacted log (`cleanup.policy=compact`):
+    /// `records` are their indexes among the appended records (counted across batches; a
+    /// produce request carries one batch per partition, so these are Kafka's batch indexes,
+    /// KIP-467), never empty.
     #[error(
-        "compacted topic requires a key on every record: batch {batch} record {record} has none"
+        "compacted topic requires a key on every record: {} of the appended records have none (indexes {})",
+        records.len(),
+        records.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     )]
-    KeylessRecordOnCompactedTopic { batch: usize, record: usize },
+    KeylessRecordOnCompactedTopic { records: Vec<usize> },
     /// A follower append does not continue the log: a batch starts below the
     /// offset the log expects (overlap or out-of-order offsets).
     #[error(

@@ -65,6 +65,9 @@ pub(crate) struct ApiError {
     pub code: ResponseError,
     /// Human-readable detail, sent where the response has an error message field.
     pub message: Option<String>,
+    /// Produce only (KIP-467): the records of the batch that caused the refusal, by index,
+    /// each with why, so the client fails those records and retries or fails the others.
+    pub record_errors: Vec<(i32, String)>,
 }
 
 impl ApiError {
@@ -73,6 +76,7 @@ impl ApiError {
         ApiError {
             code,
             message: None,
+            record_errors: Vec::new(),
         }
     }
 
@@ -81,6 +85,7 @@ impl ApiError {
         ApiError {
             code,
             message: Some(message.into()),
+            record_errors: Vec::new(),
         }
     }
 
@@ -114,6 +119,33 @@ pub(crate) fn log_error_code(err: &runnel_log::Error) -> ResponseError {
 
 impl From<&runnel_log::Error> for ApiError {
     fn from(err: &runnel_log::Error) -> Self {
+        if let runnel_log::Error::KeylessRecordOnCompactedTopic { records } = err {
+            // Kafka's LogValidator words, so clients and people see what they know.
+            let record_errors: Vec<(i32, String)> = records
+                .iter()
+                .map(|i| {
+                    (
+                        i32::try_from(*i).unwrap_or(i32::MAX),
+                        "Compacted topic cannot accept message without key".to_string(),
+                    )
+                })
+                .collect();
+            let shown: Vec<String> = record_errors
+                .iter()
+                .take(3)
+                .map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')"))
+                .collect();
+            return ApiError {
+                code: ResponseError::InvalidRecord,
+                message: Some(format!(
+                    "One or more records have been rejected due to {} record errors in total, \
+                     and only showing the first three errors at most: [{}]",
+                    record_errors.len(),
+                    shown.join(", ")
+                )),
+                record_errors,
+            };
+        }
         ApiError::with_message(log_error_code(err), err.to_string())
     }
 }
@@ -251,10 +283,18 @@ mod tests {
         };
         assert_eq!(log_error_code(&epoch).code(), 47);
         let keyless = E::KeylessRecordOnCompactedTopic {
-            batch: 0,
-            record: 0,
+            records: vec![0, 3],
         };
         assert_eq!(log_error_code(&keyless).code(), 87);
+        let api = ApiError::from(&keyless);
+        let indexes: Vec<i32> = api.record_errors.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, [0, 3]);
+        assert!(api.record_errors[0]
+            .1
+            .contains("Compacted topic cannot accept message without key"));
+        assert!(api.message.as_deref().is_some_and(
+            |m| m.starts_with("One or more records have been rejected due to 2 record errors")
+        ));
     }
 
     #[test]

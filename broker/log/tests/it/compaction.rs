@@ -594,12 +594,18 @@ fn keyless_records_are_refused_on_a_compacted_log_only() {
     let d = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(d.path(), compact_config(1 << 20)).unwrap();
     for c in [Compression::None, Compression::Gzip] {
-        let b = keyed_batch(&[put("a", "1", 1), (None, Some("x".into()), 1)], c);
+        let b = keyed_batch(
+            &[
+                put("a", "1", 1),
+                (None, Some("x".into()), 1),
+                put("b", "2", 1),
+                (None, Some("y".into()), 1),
+            ],
+            c,
+        );
         match log.append(b, 0, 0) {
-            Err(Error::KeylessRecordOnCompactedTopic {
-                batch: 0,
-                record: 1,
-            }) => {}
+            // Every keyless record is named, not just the first.
+            Err(Error::KeylessRecordOnCompactedTopic { records }) if records == [1, 3] => {}
             other => panic!("expected a keyless refusal, got {other:?}"),
         }
     }

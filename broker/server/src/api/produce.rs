@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -357,6 +359,18 @@ impl Staged {
                             .with_index(index)
                             .with_error_code(err.code())
                             .with_base_offset(-1)
+                            .with_record_errors(
+                                err.record_errors
+                                    .into_iter()
+                                    .map(|(i, m)| {
+                                        BatchIndexAndErrorMessage::default()
+                                            .with_batch_index(i)
+                                            .with_batch_index_error_message(Some(
+                                                StrBytes::from_string(m),
+                                            ))
+                                    })
+                                    .collect(),
+                            )
                             .with_error_message(err.message.map(StrBytes::from_string)),
                     })
                     .collect();
