@@ -60,10 +60,13 @@ class ClusterBroker(Broker):
 class Cluster:
     """N brokers forming one cluster."""
 
-    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None, network=None):
+    def __init__(self, root: Path, size: int, extra_args: list[str] | None = None, network=None,
+                 per_broker=None):
         self.root = Path(root)
         self.size = size
         self.extra_args = list(extra_args or [])
+        # node id -> more args for that broker only (e.g. its --broker-rack).
+        self.per_broker = per_broker or (lambda node_id: [])
         self.brokers: list[ClusterBroker] = []
         # A netns.Network: broker i runs in namespace i at the network's address i.
         self.network = network
@@ -73,8 +76,8 @@ class Cluster:
             seeds = [self.brokers[0].controller] if i > 0 else []
             host = self.network.address(i) if self.network else "127.0.0.1"
             prefix = self.network.exec_prefix(i) if self.network else []
-            b = ClusterBroker(i, self.root / f"data{i}", self.root / f"logs{i}", seeds, self.extra_args,
-                              bind_host=host, prefix=prefix)
+            b = ClusterBroker(i, self.root / f"data{i}", self.root / f"logs{i}", seeds,
+                              self.extra_args + list(self.per_broker(i)), bind_host=host, prefix=prefix)
             b.data_dir.mkdir(parents=True, exist_ok=True)
             self.brokers.append(b)
             b.start_first()

@@ -219,6 +219,13 @@ declare_broker_config! {
     broker_rack_file: Option<String> = None,
         doc: "File holding this broker's rack, read at start",
         cluster: Reserved;
+    /// Where a consumer that names its rack (`client.rack`, KIP-392) is told to fetch from:
+    /// `leader` (always the partition leader, Kafka's default) or `rack_aware` (an in-sync
+    /// follower in the consumer's rack that holds the offset, else the leader; Kafka's
+    /// `RackAwareReplicaSelector`). Followers serve such consumers below their high watermark.
+    replica_selector: String = "leader".to_string(),
+        doc: "Replica a consumer with client.rack reads from: leader or rack_aware",
+        cluster: Settable;
     /// How often this broker heartbeats the controller.
     broker_heartbeat_interval_ms: u64 = 500,
         doc: "Interval of heartbeats to the controller",
@@ -426,6 +433,15 @@ impl BrokerConfig {
             if rack.is_empty() {
                 return invalid("broker_rack", "must not be empty");
             }
+        }
+        if !matches!(self.replica_selector.as_str(), "leader" | "rack_aware") {
+            return invalid(
+                "replica_selector",
+                &format!(
+                    "{:?} is not a replica selector: expected leader or rack_aware",
+                    self.replica_selector
+                ),
+            );
         }
         if let Some(file) = &self.broker_rack_file {
             if file.is_empty() {

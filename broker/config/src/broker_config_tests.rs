@@ -323,3 +323,19 @@ fn the_rack_file_gives_the_rack_and_a_missing_empty_or_doubled_one_is_refused() 
         matches!(c.resolve_rack_file(), Err(ConfigError::Read { path, .. }) if path == missing)
     );
 }
+
+#[test]
+fn the_replica_selector_is_leader_or_rack_aware() {
+    assert_eq!(BrokerConfig::default().replica_selector, "leader");
+    let c = BrokerConfig::load_with_env(None, env(&[("RUNNEL_REPLICA_SELECTOR", "rack_aware")]))
+        .unwrap();
+    assert_eq!(c.replica_selector, "rack_aware");
+    let bad = BrokerConfig::load_with_env(None, env(&[("RUNNEL_REPLICA_SELECTOR", "nearest")]));
+    match bad {
+        Err(ConfigError::Invalid { key, message }) => {
+            assert_eq!(key, "replica_selector");
+            assert!(message.contains("\"nearest\""), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}

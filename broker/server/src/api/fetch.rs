@@ -3,12 +3,20 @@
 //! Sessionless: the response's session id is 0, which tells clients to send
 //! full fetch requests (KIP-227 allows a broker to decline sessions).
 //!
-//! Replication: only the leader answers (NOT_LEADER_OR_FOLLOWER otherwise;
+//! Replication: the leader answers (NOT_LEADER_OR_FOLLOWER otherwise;
 //! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for an older / newer
 //! `current_leader_epoch`). A request with a replica id (`replica_id`, or
 //! `replica_state` from v15) is a follower's: its fetch offset reports what it
 //! holds durably (advancing the high watermark) and it reads up to the log
 //! end. Consumers read only below the high watermark.
+//!
+//! Fetch from the closest replica (KIP-392): a consumer's Fetch v11+ may also be
+//! served by an in-sync follower of the partition, below the follower's own high
+//! watermark (past its log end without a leader epoch it gets no records rather
+//! than OFFSET_OUT_OF_RANGE, as Kafka answers a client on stale metadata). With
+//! `replica_selector = "rack_aware"` the leader answers a consumer that names its
+//! rack (`rack_id`) with no records and `preferred_read_replica` set to an in-sync
+//! follower in that rack which holds the fetch offset, when there is one.
 //!
 //! Throttling (Kafka's leader replication quota): partitions listed for this
 //! broker in `leader.replication.throttled.replicas`, fetched by a follower
@@ -16,12 +24,14 @@
 //! are answered with no records (the others keep flowing) and the long poll
 //! waits for the quota to refill, so the follower does not spin.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
+use runnel_meta::BrokerId;
 use tokio::time::Instant;
 
 use super::{blocking, count_records};
@@ -73,6 +83,12 @@ pub(crate) async fn handle(
         request.replica_id.0
     };
     let follower = (follower >= 0).then_some(follower);
+    // A consumer's v11+ fetch may be served by a follower (KIP-392).
+    let follower_may_serve = follower.is_none() && version >= 11;
+    let client_rack = (follower_may_serve
+        && broker.config.replica_selector == "rack_aware"
+        && !request.rack_id.is_empty())
+    .then(|| request.rack_id.to_string());
     // Leadership and epoch per partition, checked once; a follower's fetch
     // offset is recorded once (it is the same on every long-poll round).
     let replicas: Arc<Vec<Vec<PartitionCheck>>> = Arc::new(
@@ -90,7 +106,12 @@ pub(crate) async fn handle(
                             broker
                                 .replicas
                                 .replica(&topic.name, fp.partition, &partition.log);
-                        Some(replica.check_leader(fp.current_leader_epoch).and_then(|_| {
+                        let checked = if follower_may_serve {
+                            replica.check_readable(fp.current_leader_epoch)
+                        } else {
+                            replica.check_leader(fp.current_leader_epoch)
+                        };
+                        Some(checked.and_then(|_| {
                             if let Some(id) = follower {
                                 if fp.fetch_offset <= replica.log.log_end_offset() {
                                     broker.replicas.follower_fetch(
@@ -127,8 +148,13 @@ pub(crate) async fn handle(
         // the async worker threads.
         let (req, res, reps) = (request.clone(), resolved.clone(), replicas.clone());
         let b = broker.clone();
+        let reader = Reader {
+            from_follower: follower.is_some(),
+            client_rack: client_rack.clone(),
+            version,
+        };
         let Ok((responses, total, has_error, held_back)) =
-            blocking(move || read_once(&b, &req, &res, &reps, follower.is_some(), version)).await
+            blocking(move || read_once(&b, &req, &res, &reps, &reader)).await
         else {
             return FetchResponse::default()
                 .with_error_code(ResponseError::UnknownServerError.code());
@@ -159,16 +185,42 @@ pub(crate) async fn handle(
     }
 }
 
-/// One read of every partition: (responses, bytes, any error, any throttled
-/// partition held back because the leader quota is spent).
+/// Who reads, as [`read_once`] needs it.
+struct Reader {
+    /// A follower replicating (reads to the log end, never redirected).
+    from_follower: bool,
+    /// The consumer's rack when the leader may send it to a follower (KIP-392).
+    client_rack: Option<String>,
+    /// The Fetch version.
+    version: i16,
+}
+
+/// One read of every partition: (responses, bytes, any error or redirect to a
+/// preferred read replica (answered at once), any throttled partition held back
+/// because the leader quota is spent).
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
     resolved: &[Option<Arc<Topic>>],
     replicas: &[Vec<PartitionCheck>],
-    from_follower: bool,
-    version: i16,
+    reader: &Reader,
 ) -> (Vec<FetchableTopicResponse>, usize, bool, bool) {
+    let Reader {
+        from_follower,
+        ref client_rack,
+        version,
+    } = *reader;
+    // Racks of the live brokers, looked up once per read (only for a rack-aware redirect).
+    let live_racks: BTreeMap<BrokerId, String> = match client_rack {
+        Some(_) => broker
+            .cluster()
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter_map(|b| Some((b.id, b.rack.clone()?)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let mut total = 0usize;
     let mut has_error = false;
     let mut held_back = false;
@@ -224,6 +276,23 @@ fn read_once(
                 }
             };
             let hw = replica.high_watermark();
+            let preferred = client_rack.as_deref().and_then(|rack| {
+                replica.preferred_read_replica(fp.fetch_offset, rack, |id| {
+                    live_racks.get(&id).cloned()
+                })
+            });
+            if let Some(preferred) = preferred {
+                // Kafka's answer: no records, only where to fetch them; the consumer goes there
+                // at once, so the long poll ends now.
+                has_error = true;
+                partitions.push(
+                    data.with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(log.log_start_offset())
+                        .with_preferred_read_replica(preferred.into()),
+                );
+                continue;
+            }
             // Followers replicate everything; consumers see only committed records.
             let max_offset = if from_follower { i64::MAX } else { hw };
             let remaining = max_bytes.saturating_sub(total);
@@ -262,6 +331,17 @@ fn read_once(
                     data = data
                         .with_log_start_offset(read.log_start_offset)
                         .with_records(Some(read.records));
+                }
+                // A consumer on a follower that is behind it (or on stale metadata): without a
+                // leader epoch it cannot check with the leader, so it gets no records and
+                // retries rather than resetting its position (Kafka does the same).
+                Err(runnel_log::Error::OffsetOutOfRange { offset, end, .. })
+                    if !from_follower
+                        && fp.current_leader_epoch < 0
+                        && offset > end
+                        && !replica.is_leader() =>
+                {
+                    data = data.with_log_start_offset(log.log_start_offset());
                 }
                 Err(err) => {
                     has_error = true;

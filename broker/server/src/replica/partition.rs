@@ -106,6 +106,49 @@ impl Replica {
         Ok(epoch)
     }
 
+    /// Checks a consumer's read that a follower may serve (Fetch v11+, KIP-392): the epoch as
+    /// [`Replica::check_leader`] does, then that this broker leads the partition or follows it
+    /// under that epoch with its log reconciled (no truncation pending); it serves below its
+    /// own high watermark. Returns the epoch.
+    pub(crate) fn check_readable(&self, current_leader_epoch: i32) -> Result<i32, ApiError> {
+        let epoch = self.leader_epoch();
+        check_epoch(&self.topic, self.partition, epoch, current_leader_epoch)?;
+        let readable = match &*self.role.lock() {
+            Role::Leader(_) => true,
+            Role::Follower {
+                leader_epoch,
+                needs_truncation,
+                ..
+            } => *leader_epoch == epoch && !*needs_truncation,
+            Role::Offline { .. } => false,
+        };
+        if !readable {
+            return Err(ApiError::with_message(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "this broker neither leads nor follows {}-{} in sync",
+                    self.topic, self.partition
+                ),
+            ));
+        }
+        Ok(epoch)
+    }
+
+    /// The replica a consumer in `client_rack` should read `fetch_offset` from instead of this
+    /// leader (KIP-392, see [`LeaderState::preferred_read_replica`]); None when this broker
+    /// does not lead or should serve it itself.
+    pub(crate) fn preferred_read_replica(
+        &self,
+        fetch_offset: i64,
+        client_rack: &str,
+        rack_of: impl Fn(BrokerId) -> Option<String>,
+    ) -> Option<BrokerId> {
+        match &*self.role.lock() {
+            Role::Leader(state) => state.preferred_read_replica(fetch_offset, client_rack, rack_of),
+            _ => None,
+        }
+    }
+
     /// Before appending a produce: checks leadership (and, for acks=all, the
     /// ISR size against `min_isr`); returns the leader epoch to write.
     pub(crate) fn check_produce(&self, acks: i16, min_isr: usize) -> Result<i32, ApiError> {

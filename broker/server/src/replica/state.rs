@@ -351,6 +351,32 @@ impl LeaderState {
         self.pending.is_some()
     }
 
+    /// KIP-392 (Kafka's RackAwareReplicaSelector): the replica a consumer in `client_rack`
+    /// should fetch `fetch_offset` from, when it is not this leader. None when the leader is
+    /// in that rack itself, or no in-sync follower there holds the offset yet. Among several,
+    /// the one furthest ahead (then the lowest id). `rack_of` gives the rack of a live
+    /// (unfenced) broker, None for a dead or rackless one.
+    pub(crate) fn preferred_read_replica(
+        &self,
+        fetch_offset: i64,
+        client_rack: &str,
+        rack_of: impl Fn(BrokerId) -> Option<String>,
+    ) -> Option<BrokerId> {
+        if rack_of(self.me).as_deref() == Some(client_rack) {
+            return None;
+        }
+        self.isr
+            .iter()
+            .filter(|id| **id != self.me)
+            .filter_map(|id| {
+                let position = self.followers.get(id)?.position;
+                (position >= fetch_offset && rack_of(*id).as_deref() == Some(client_rack))
+                    .then_some((position, std::cmp::Reverse(*id)))
+            })
+            .max()
+            .map(|(_, std::cmp::Reverse(id))| id)
+    }
+
     /// Records each follower is behind the leader's end (unknown position = whole log).
     pub(crate) fn follower_lags(&self) -> Vec<(BrokerId, i64)> {
         self.followers
@@ -399,6 +425,46 @@ mod tests {
         s.on_leader_append(end);
         s.on_leader_synced(end);
         end
+    }
+
+    #[test]
+    fn a_consumer_is_sent_to_the_in_sync_follower_of_its_rack_that_holds_the_offset() {
+        let racks = |id: BrokerId| -> Option<String> {
+            match id {
+                1 => Some("a".into()),
+                2 | 3 => Some("b".into()),
+                4 => Some("c".into()),
+                _ => None,
+            }
+        };
+        let mut s = leader(&[1, 2, 3, 4], &[1, 2, 3, 4], 0, 0);
+        let end = append_synced(&mut s, 100);
+        // Followers that never fetched hold nothing the leader knows of.
+        assert_eq!(s.preferred_read_replica(0, "b", racks), None);
+        s.on_follower_fetch(2, 60, 1);
+        s.on_follower_fetch(3, end, 1);
+        s.on_follower_fetch(4, end, 1);
+        // The one furthest ahead of the two in rack b.
+        assert_eq!(s.preferred_read_replica(50, "b", racks), Some(3));
+        s.on_follower_fetch(2, end, 2);
+        // Equally far: the lowest id.
+        assert_eq!(s.preferred_read_replica(50, "b", racks), Some(2));
+        // An offset no follower holds yet stays on the leader.
+        assert_eq!(s.preferred_read_replica(end + 1, "b", racks), None);
+        // The leader's own rack, an unknown rack: the leader.
+        assert_eq!(s.preferred_read_replica(50, "a", racks), None);
+        assert_eq!(s.preferred_read_replica(50, "z", racks), None);
+        // A dead broker (no rack given) is never chosen.
+        assert_eq!(
+            s.preferred_read_replica(50, "c", |id| (id != 4).then(|| racks(id)).flatten()),
+            None
+        );
+        assert_eq!(s.preferred_read_replica(50, "c", racks), Some(4));
+        // Out of the ISR: not chosen.
+        let mut s = leader(&[1, 2, 3, 4], &[1, 2], 0, 0);
+        let end = append_synced(&mut s, 100);
+        s.on_follower_fetch(4, end, 1);
+        assert_eq!(s.preferred_read_replica(50, "c", racks), None);
     }
 
     #[test]
