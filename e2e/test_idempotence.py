@@ -66,3 +66,55 @@ def test_duplicate_detection_survives_kill_9(broker):
     assert watermarks(broker.bootstrap, "idem-crash", 0) == (0, 20)
     # And the sequence continues.
     assert send(broker, "idem-crash", build_idempotent_batch([b"next"], pid, epoch, 20)) == (0, 20)
+
+
+def test_describe_producers_lists_each_idempotent_producer_of_a_partition(broker):
+    """DescribeProducers (kafka-python's `describe_producers`) shows every idempotent producer
+    that wrote to a partition with its id and epoch (as librdkafka's statistics report them),
+    the sequence of its last record and the timestamp of its last batch; a producer without
+    idempotence is not listed."""
+    import json
+    import time
+
+    from confluent_kafka import Producer
+    from kafka import KafkaAdminClient, TopicPartition
+
+    create_topic(broker.bootstrap, "described", 2)
+
+    def produce(idempotent: bool, counts: dict[int, int], ts0: int) -> int | None:
+        ids = []
+        p = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": idempotent,
+                      "acks": "all", "linger.ms": 50, "statistics.interval.ms": 100,
+                      "stats_cb": lambda s: ids.append(json.loads(s).get("eos", {}).get("producer_id", -1))})
+        for partition, n in counts.items():
+            for i in range(n):
+                p.produce("described", value=b"v", partition=partition, timestamp=ts0 + i)
+        assert p.flush(30) == 0
+        deadline = time.monotonic() + 10
+        while not any(i >= 0 for i in ids) and idempotent and time.monotonic() < deadline:
+            p.poll(0.1)
+        return next((i for i in ids if i >= 0), None)
+
+    ts = 1_700_000_000_000
+    a = produce(True, {0: 5}, ts)
+    b = produce(True, {0: 3, 1: 2}, ts + 1000)
+    produce(False, {0: 4, 1: 4}, ts + 2000)
+    assert a is not None and b is not None and a != b
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        states = admin.describe_producers([TopicPartition("described", 0),
+                                           TopicPartition("described", 1)])
+        p0 = {s.producer_id: s for s in states[TopicPartition("described", 0)].active_producers}
+        p1 = {s.producer_id: s for s in states[TopicPartition("described", 1)].active_producers}
+        assert set(p0) == {a, b} and set(p1) == {b}
+        assert (p0[a].producer_epoch, p0[a].last_sequence) == (0, 4)
+        assert (p0[b].producer_epoch, p0[b].last_sequence) == (0, 2)
+        assert (p1[b].producer_epoch, p1[b].last_sequence) == (0, 1)
+        # The last batch's max timestamp: every record of a producer went in one batch here.
+        assert p0[a].last_timestamp == ts + 4
+        assert p0[b].last_timestamp == ts + 1002
+        assert p1[b].last_timestamp == ts + 1001
+        assert p0[a].coordinator_epoch == -1 and p0[a].current_transaction_start_offset == -1
+    finally:
+        admin.close()

@@ -48,4 +48,5 @@ pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::EpochEntry;
 pub use error::{Error, Result};
 pub use log::{Log, ReadResult};
+pub use producer_state::ProducerInfo;
 pub use recovery::RecoveryReport;

@@ -70,7 +70,7 @@ use crate::clock;
 use crate::config::LogConfig;
 use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
 use crate::error::{Error, Result};
-use crate::producer_state::ProducerStateManager;
+use crate::producer_state::{ProducerInfo, ProducerStateManager};
 use crate::records;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
@@ -509,6 +509,11 @@ impl Log {
     /// Number of idempotent producers whose sequence state is tracked.
     pub fn producer_count(&self) -> usize {
         self.writer.lock().producers.len()
+    }
+
+    /// The idempotent producers writing to this log, by producer id (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.writer.lock().producers.describe()
     }
 
     /// True after a failed fsync: writes are refused until the log is reopened.

@@ -32,6 +32,8 @@ pub(crate) struct CachedBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// Max timestamp of the last batch written (DescribeProducers' `last_timestamp`).
+    last_timestamp: i64,
 }
 
 impl ProducerEntry {
@@ -54,6 +56,7 @@ pub(crate) struct ProducerBatch {
     pub(crate) epoch: i16,
     pub(crate) first_seq: i32,
     pub(crate) last_seq: i32,
+    pub(crate) max_timestamp: i64,
 }
 
 impl ProducerBatch {
@@ -67,6 +70,7 @@ impl ProducerBatch {
             epoch: h.producer_epoch,
             first_seq: h.base_sequence,
             last_seq: add_sequence(h.base_sequence, h.last_offset_delta),
+            max_timestamp: h.max_timestamp,
         })
     }
 }
@@ -108,7 +112,7 @@ impl ProducerStateManager {
             if verdict == SeqCheck::New {
                 let mut e = entry.cloned().unwrap_or_else(|| ProducerEntry {
                     epoch: b.epoch,
-                    batches: VecDeque::new(),
+                    ..ProducerEntry::default()
                 });
                 // Offsets are unknown until the write; a duplicate inside one append is not expected.
                 e.record(
@@ -134,11 +138,12 @@ impl ProducerStateManager {
             .entry(b.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: b.epoch,
-                batches: VecDeque::new(),
+                ..ProducerEntry::default()
             });
         if b.epoch < entry.epoch {
             return;
         }
+        entry.last_timestamp = b.max_timestamp;
         entry.record(
             b.epoch,
             CachedBatch {
@@ -154,6 +159,35 @@ impl ProducerStateManager {
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }
+
+    /// Every tracked producer, by producer id.
+    pub(crate) fn describe(&self) -> Vec<ProducerInfo> {
+        let mut out: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(id, e)| ProducerInfo {
+                producer_id: *id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+}
+
+/// One idempotent producer's state on a partition (DescribeProducers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerInfo {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub epoch: i16,
+    /// Sequence number of the last record written (-1 before any).
+    pub last_sequence: i32,
+    /// Max timestamp of the last batch written.
+    pub last_timestamp: i64,
 }
 
 fn check_one(entry: Option<&ProducerEntry>, b: &ProducerBatch) -> Result<SeqCheck, Error> {
@@ -211,6 +245,7 @@ mod tests {
             epoch,
             first_seq: first,
             last_seq: add_sequence(first, count - 1),
+            max_timestamp: i64::from(first) * 10,
         }
     }
 
@@ -307,5 +342,33 @@ mod tests {
         assert!(m
             .check_all(&[Some(pb(1, 0, 0, 2)), Some(pb(1, 0, 5, 2))])
             .is_err());
+    }
+
+    #[test]
+    fn describe_lists_each_producer_with_its_epoch_last_sequence_and_timestamp() {
+        let mut m = ProducerStateManager::default();
+        assert_eq!(m.describe(), []);
+        m.record(&pb(7, 0, 0, 5), 0, 4);
+        m.record(&pb(3, 2, 0, 1), 5, 5);
+        m.record(&pb(7, 0, 5, 3), 6, 8);
+        // An older epoch's late batch changes nothing.
+        m.record(&pb(3, 1, 9, 1), 9, 9);
+        assert_eq!(
+            m.describe(),
+            [
+                ProducerInfo {
+                    producer_id: 3,
+                    epoch: 2,
+                    last_sequence: 0,
+                    last_timestamp: 0,
+                },
+                ProducerInfo {
+                    producer_id: 7,
+                    epoch: 0,
+                    last_sequence: 7,
+                    last_timestamp: 50,
+                },
+            ]
+        );
     }
 }

@@ -12,6 +12,7 @@ pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
+pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod elect_leaders;
 pub(crate) mod fetch;
@@ -119,6 +120,10 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         ),
         (ApiKey::ElectLeaders, range::<ElectLeadersRequest>()),
         (ApiKey::DescribeQuorum, range::<DescribeQuorumRequest>()),
+        (
+            ApiKey::DescribeProducers,
+            range::<DescribeProducersRequest>(),
+        ),
         (
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
@@ -340,6 +345,9 @@ async fn route(
         ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::DescribeProducers => {
+            inline!(DescribeProducersRequest, describe_producers::handle)
+        }
         ApiKey::AlterPartitionReassignments => inline!(
             AlterPartitionReassignmentsRequest,
             alter_partition_reassignments::handle
@@ -474,7 +482,8 @@ mod tests {
         check::<ElectLeadersRequest>(ApiKey::ElectLeaders);
         check::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
         check::<OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch);
-        assert_eq!(supported_apis().len(), 30, "a new API needs a line above");
+        check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
+        assert_eq!(supported_apis().len(), 31, "a new API needs a line above");
     }
 
     #[test]
