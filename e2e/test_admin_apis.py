@@ -416,3 +416,44 @@ def test_hundred_topics_in_one_request_survive_restart(broker):
     md = admin(broker.bootstrap).list_topics(timeout=30)
     missing = [n for n in names if n not in md.topics or len(md.topics[n].partitions) != 3]
     assert not missing, f"{len(missing)} topics missing or wrong after restart, e.g. {missing[:5]}"
+
+
+def test_describe_log_dirs_reports_each_partition_size_and_the_disk(broker):
+    """DescribeLogDirs (kafka-python's `describe_log_dirs`): the broker's data directory with
+    every partition it holds, each with the bytes its segment files hold on disk, no offset
+    lag, and the file system's total and usable bytes; asking for one partition lists only
+    it."""
+    import os
+    import shutil
+
+    from kafka import KafkaAdminClient
+
+    create_topic(broker.bootstrap, "sized", 2)
+    produce_confluent(broker.bootstrap, "sized", [(None, b"x" * 1000, 0)] * 50)
+    produce_confluent(broker.bootstrap, "sized", [(None, b"y" * 100, 1)] * 10)
+
+    def on_disk(partition: int) -> int:
+        d = broker.data_dir / f"sized-{partition}"
+        return sum(f.stat().st_size for f in d.iterdir() if f.suffix == ".log")
+
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        [answer] = kp.describe_log_dirs()
+        [log_dir] = answer["log_dirs"]
+        assert log_dir["error_code"] == 0
+        assert os.path.samefile(log_dir["log_dir"], broker.data_dir)
+        sizes = {(t["name"], p["partition_index"]): (p["partition_size"], p["offset_lag"], p["is_future_key"])
+                 for t in log_dir["topics"] for p in t["partitions"]}
+        assert sizes[("sized", 0)] == (on_disk(0), 0, False)
+        assert sizes[("sized", 1)] == (on_disk(1), 0, False)
+        assert on_disk(0) > 50 * 1000 > on_disk(1) > 10 * 100
+        disk = shutil.disk_usage(broker.data_dir)
+        assert log_dir["total_bytes"] == disk.total
+        assert 0 < log_dir["usable_bytes"] <= disk.total
+
+        [answer] = kp.describe_log_dirs({"sized": [1]})
+        [log_dir] = answer["log_dirs"]
+        assert [(t["name"], [p["partition_index"] for p in t["partitions"]]) for t in log_dir["topics"]] \
+            == [("sized", [1])]
+    finally:
+        kp.close()

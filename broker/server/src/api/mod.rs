@@ -12,6 +12,7 @@ pub(crate) mod delete_topics;
 pub(crate) mod describe_cluster;
 pub(crate) mod describe_configs;
 pub(crate) mod describe_groups;
+pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod elect_leaders;
@@ -124,6 +125,7 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             ApiKey::DescribeProducers,
             range::<DescribeProducersRequest>(),
         ),
+        (ApiKey::DescribeLogDirs, range::<DescribeLogDirsRequest>()),
         (
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
@@ -345,6 +347,7 @@ async fn route(
         ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
         ApiKey::DescribeProducers => {
             inline!(DescribeProducersRequest, describe_producers::handle)
         }
@@ -483,7 +486,8 @@ mod tests {
         check::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
         check::<OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch);
         check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
-        assert_eq!(supported_apis().len(), 31, "a new API needs a line above");
+        check::<DescribeLogDirsRequest>(ApiKey::DescribeLogDirs);
+        assert_eq!(supported_apis().len(), 32, "a new API needs a line above");
     }
 
     #[test]
