@@ -219,6 +219,12 @@ declare_broker_config! {
     broker_rack_file: Option<String> = None,
         doc: "File holding this broker's rack, read at start",
         cluster: Reserved;
+    /// Incremental fetch sessions (KIP-227) the broker keeps at most (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0 answers every fetch without a session.
+    max_incremental_fetch_session_cache_slots: usize = 1000,
+        doc: "Incremental fetch sessions kept at most (0 = none)",
+        kafka: ["max.incremental.fetch.session.cache.slots"],
+        cluster: Settable;
     /// Where a consumer that names its rack (`client.rack`, KIP-392) is told to fetch from:
     /// `leader` (always the partition leader, Kafka's default) or `rack_aware` (an in-sync
     /// follower in the consumer's rack that holds the offset, else the leader; Kafka's

@@ -11,6 +11,7 @@ use runnel_meta::{
 };
 use tokio::sync::watch;
 
+use crate::api::fetch_session::FetchSessions;
 use crate::config::BrokerConfig;
 use crate::errors::ApiError;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
@@ -44,6 +45,8 @@ pub struct Broker {
     pub(crate) meta: MetaNode,
     /// Replication roles of the local partitions (leader/follower, ISR, high watermark).
     pub(crate) replicas: Arc<ReplicaManager>,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: FetchSessions,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -89,6 +92,7 @@ impl Broker {
         // The coordinator's writes carry the partition's leader epoch and
         // complete once every in-sync replica has them (acks=all).
         groups.set_replication(Arc::new(OffsetsReplicator::new(replicas.clone())));
+        let fetch_sessions = FetchSessions::new(config.max_incremental_fetch_session_cache_slots);
         Broker {
             config,
             cluster_id,
@@ -101,6 +105,7 @@ impl Broker {
             state: meta.state(),
             meta,
             replicas,
+            fetch_sessions,
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),

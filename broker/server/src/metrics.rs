@@ -44,6 +44,11 @@ pub struct Metrics {
     pub group_lag: IntGaugeVec,
     /// Completed rebalances (generations) per group.
     pub group_rebalances: IntCounterVec,
+    /// Fetch requests per session kind (`sessionless`, `full`: opening a session,
+    /// `incremental`, `refused`: unknown session or wrong epoch; KIP-227).
+    pub fetch_session_requests: IntCounterVec,
+    /// Open incremental fetch sessions.
+    pub fetch_sessions: IntGauge,
 }
 
 /// Errors only arise from duplicate registration, a programming error caught by tests.
@@ -151,6 +156,16 @@ impl Metrics {
             "Completed rebalances (new generations) of a consumer group",
             &["group"],
         );
+        let fetch_session_requests = counter(
+            "runnel_fetch_session_requests_total",
+            "Fetch requests by incremental fetch session use (KIP-227)",
+            &["kind"],
+        );
+        let fetch_sessions = must(IntGauge::new(
+            "runnel_fetch_sessions",
+            "Open incremental fetch sessions",
+        ));
+        must(registry.register(Box::new(fetch_sessions.clone())));
         let gauge = |name: &str, help: &str| {
             let g = must(IntGauge::new(name, help));
             must(registry.register(Box::new(g.clone())));
@@ -210,6 +225,8 @@ impl Metrics {
             group_committed_offset,
             group_lag,
             group_rebalances,
+            fetch_session_requests,
+            fetch_sessions,
         }
     }
 

@@ -1,7 +1,9 @@
 //! Fetch: reads record batches (raw bytes from the log) with long polling.
 //!
-//! Sessionless: the response's session id is 0, which tells clients to send
-//! full fetch requests (KIP-227 allows a broker to decline sessions).
+//! Incremental fetch sessions (KIP-227, [`super::fetch_session`]): a request
+//! with epoch 0 opens a session (its id in the response), later ones name only
+//! what changed and get only partitions with news; -1, or a full cache, is
+//! sessionless (session id 0 in the response).
 //!
 //! Replication: the leader answers (NOT_LEADER_OR_FOLLOWER otherwise;
 //! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for an older / newer
@@ -34,6 +36,7 @@ use kafka_protocol::ResponseError;
 use runnel_meta::BrokerId;
 use tokio::time::Instant;
 
+use super::fetch_session::Begin;
 use super::{blocking, count_records};
 use crate::broker::Broker;
 use crate::errors::ApiError;
@@ -58,11 +61,48 @@ pub(crate) async fn handle(
     request: FetchRequest,
     version: i16,
 ) -> FetchResponse {
-    if request.session_id != 0 && request.session_epoch > 0 {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
-            .with_session_id(0);
-    }
+    let mut request = request;
+    let by_id = version >= 13;
+    // Sessions exist from v7; older requests carry no session fields.
+    let (session_id, incremental) = if version >= 7 {
+        let begun = broker
+            .fetch_sessions
+            .begin(&request, by_id, std::time::Instant::now());
+        broker
+            .metrics
+            .fetch_sessions
+            .set(i64::try_from(broker.fetch_sessions.len()).unwrap_or(i64::MAX));
+        let kind = match &begun {
+            Begin::Refuse(_) => "refused",
+            Begin::Fetch {
+                incremental: true, ..
+            } => "incremental",
+            Begin::Fetch { session_id: 0, .. } => "sessionless",
+            Begin::Fetch { .. } => "full",
+        };
+        broker
+            .metrics
+            .fetch_session_requests
+            .with_label_values(&[kind])
+            .inc();
+        match begun {
+            Begin::Refuse(code) => {
+                return FetchResponse::default()
+                    .with_error_code(code.code())
+                    .with_session_id(0);
+            }
+            Begin::Fetch {
+                session_id,
+                incremental,
+                topics,
+            } => {
+                request.topics = topics;
+                (session_id, incremental)
+            }
+        }
+    } else {
+        (0, false)
+    };
     // Resolve topics once; a topic deleted meanwhile keeps serving its last state.
     let resolved: Arc<Vec<Option<Arc<Topic>>>> = Arc::new(
         request
@@ -161,8 +201,11 @@ pub(crate) async fn handle(
         };
         if total >= min_bytes || has_error || Instant::now() >= deadline || *shutdown.borrow() {
             account(broker, &responses, &request, &resolved);
+            let responses = broker
+                .fetch_sessions
+                .finish(session_id, incremental, by_id, responses);
             return FetchResponse::default()
-                .with_session_id(0)
+                .with_session_id(session_id)
                 .with_responses(responses);
         }
         // Held-back partitions are read again once the quota refills.

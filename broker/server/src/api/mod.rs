@@ -17,6 +17,7 @@ pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod elect_leaders;
 pub(crate) mod fetch;
+pub(crate) mod fetch_session;
 pub(crate) mod find_coordinator;
 pub(crate) mod heartbeat;
 pub(crate) mod incremental_alter_configs;
