@@ -264,8 +264,8 @@ impl AgentService {
 
 /// `quorum` with each other voter's log end offset as that voter reports it.
 ///
-/// A broker's DescribeQuorum knows only its own position (it reports -1 for
-/// the others), so each voter is asked directly, at its Kafka address from
+/// Only the quorum leader's DescribeQuorum knows the other members' positions
+/// (others report -1 for them), so each voter is asked directly, at its Kafka address from
 /// `metadata`, for up to [`VOTER_SYNC_WAIT`] until it has reached the high
 /// watermark read first. A voter that is not live or does not answer keeps -1
 /// (out of sync). `node` and the leader need no answer: the rule skips `node`

@@ -65,6 +65,9 @@ pub struct QuorumStatus {
     pub committed: u64,
     /// Last log index applied to the local state.
     pub applied: u64,
+    /// On the leader only: the last log index each other member is known to hold (from
+    /// replication); empty elsewhere.
+    pub matched: BTreeMap<BrokerId, u64>,
 }
 
 /// One broker's metadata node. Cheap to clone.
@@ -383,6 +386,16 @@ impl MetaNode {
             learners: membership.learner_ids().map(to_broker_id).collect(),
             committed: self.inner.committed.load(Ordering::Acquire),
             applied: m.last_applied.map_or(0, |l| l.index),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .filter(|(id, _)| to_broker_id(**id) != self.inner.config.node_id)
+                        .filter_map(|(id, log)| Some((to_broker_id(*id), log.as_ref()?.index)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 

@@ -419,6 +419,25 @@ async fn a_read_barrier_returns_only_once_a_node_has_applied_what_the_quorum_com
         node.read_barrier().await.unwrap();
     }
 
+    // The leader knows what each follower holds (DescribeQuorum's log end offsets); the
+    // followers know only themselves.
+    let leader_node = nodes[leader].clone();
+    eventually("the leader knows each follower's position", || {
+        let q = leader_node.quorum();
+        async move {
+            let ids: Vec<i32> = q.matched.keys().copied().collect();
+            ids.len() == 2
+                && !ids.contains(&q.node_id)
+                && q.matched.values().all(|i| *i >= q.committed)
+        }
+    })
+    .await;
+    for (i, n) in nodes.iter().enumerate() {
+        if i != leader {
+            assert!(n.quorum().matched.is_empty());
+        }
+    }
+
     // A follower misses commands the other two commit.
     let lagging = (leader + 1) % 3;
     nodes[lagging].shutdown().await.unwrap();

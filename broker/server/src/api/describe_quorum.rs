@@ -49,14 +49,15 @@ pub(crate) async fn handle(
                             )));
                     }
                     let committed = i64::try_from(q.committed).unwrap_or(i64::MAX);
-                    // Only the applied index of this node is known here; other
-                    // members are reported at the committed index they have acknowledged (unknown = -1).
+                    // This node reports its applied index; the leader also knows what each
+                    // other member holds (its replication); elsewhere they are unknown (-1).
                     let end = |id: i32| {
-                        if id == q.node_id {
-                            i64::try_from(q.applied).unwrap_or(i64::MAX)
+                        let index = if id == q.node_id {
+                            Some(q.applied)
                         } else {
-                            -1
-                        }
+                            q.matched.get(&id).copied()
+                        };
+                        index.map_or(-1, |i| i64::try_from(i).unwrap_or(i64::MAX))
                     };
                     PartitionData::default()
                         .with_partition_index(0)
