@@ -155,6 +155,10 @@ pub(crate) struct DevArgs {
     /// broker, Kafka port + 100 for a cluster).
     #[arg(long, env = "RUNNEL_CONTROLLER_LISTEN", value_name = "ADDR")]
     pub(crate) controller_listen: Option<String>,
+    /// Racks of the brokers, one per broker in node id order (e.g. `RACK0,RACK1,RACK2`), for
+    /// rack-aware placement and fetching from the closest replica.
+    #[arg(long, value_delimiter = ',', value_name = "RACK,...")]
+    pub(crate) racks: Vec<String>,
 }
 
 /// `runnel topic` subcommands.

@@ -17,6 +17,16 @@ const CONTROLLER_PORT_OFFSET: u16 = 100;
 pub(crate) fn configs(args: &DevArgs) -> Result<Vec<BrokerConfig>> {
     let base = BrokerConfig::load(None).context("invalid broker configuration")?;
     let n = args.brokers;
+    if !args.racks.is_empty() && args.racks.len() != usize::from(n) {
+        bail!(
+            "--racks names {} racks for {n} brokers: give one rack per broker",
+            args.racks.len()
+        );
+    }
+    if let Some(empty) = args.racks.iter().position(String::is_empty) {
+        bail!("--racks: the rack of broker {empty} is empty");
+    }
+    let rack_of = |i: u16| args.racks.get(usize::from(i)).cloned();
     if n == 1 {
         let mut config = base;
         config.data_dir = args.data_dir.clone();
@@ -24,6 +34,9 @@ pub(crate) fn configs(args: &DevArgs) -> Result<Vec<BrokerConfig>> {
         config.admin_listen = args.admin_listen.clone();
         if let Some(c) = &args.controller_listen {
             config.controller_listen = c.clone();
+        }
+        if let Some(rack) = rack_of(0) {
+            config.broker_rack = Some(rack);
         }
         return Ok(vec![config]);
     }
@@ -57,6 +70,9 @@ pub(crate) fn configs(args: &DevArgs) -> Result<Vec<BrokerConfig>> {
             } else {
                 vec![seed.clone()]
             };
+            if let Some(rack) = rack_of(i) {
+                c.broker_rack = Some(rack);
+            }
             c
         })
         .collect())
@@ -121,7 +137,32 @@ mod tests {
             admin_listen: "127.0.0.1:9644".into(),
             brokers,
             controller_listen: None,
+            racks: Vec::new(),
         }
+    }
+
+    #[test]
+    fn racks_go_to_the_brokers_in_node_id_order_one_each() {
+        let mut a = args(3, "127.0.0.1:9092");
+        a.racks = vec!["RACK0".into(), "RACK1".into(), "RACK2".into()];
+        let c = configs(&a).expect("accepted");
+        assert_eq!(
+            c.iter().map(|c| c.broker_rack.clone()).collect::<Vec<_>>(),
+            [
+                Some("RACK0".into()),
+                Some("RACK1".into()),
+                Some("RACK2".into())
+            ]
+        );
+        assert!(configs(&args(3, "127.0.0.1:9092")).expect("accepted")[0]
+            .broker_rack
+            .is_none());
+        a.racks.pop();
+        let err = configs(&a).expect_err("refused").to_string();
+        assert!(err.contains("--racks names 2 racks for 3 brokers"), "{err}");
+        a.racks = vec!["a".into(), String::new(), "c".into()];
+        let err = configs(&a).expect_err("refused").to_string();
+        assert!(err.contains("the rack of broker 1 is empty"), "{err}");
     }
 
     #[test]
