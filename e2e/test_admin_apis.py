@@ -457,3 +457,37 @@ def test_describe_log_dirs_reports_each_partition_size_and_the_disk(broker):
             == [("sized", [1])]
     finally:
         kp.close()
+
+
+def test_describe_topic_partitions_pages_through_the_partitions(broker):
+    """DescribeTopicPartitions (KIP-966, kafka-python's `describe_topic_partitions`): topics in
+    name order with each partition's leader, replicas and ISR, at most the asked number of
+    partitions per response and a cursor to the next page; an unknown topic is listed with
+    UNKNOWN_TOPIC_OR_PARTITION and a cursor on a topic not asked for is INVALID_REQUEST."""
+    from kafka import KafkaAdminClient
+
+    create_topic(broker.bootstrap, "dtp-b", 4)
+    create_topic(broker.bootstrap, "dtp-a", 3)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        first = kp.describe_topic_partitions(["dtp-b", "dtp-a", "dtp-none"], response_partition_limit=5)
+        listed = [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]])
+                  for t in first["topics"]]
+        assert listed == [("dtp-a", 0, [0, 1, 2]), ("dtp-b", 0, [0, 1])]
+        assert first["next_cursor"] == {"topic_name": "dtp-b", "partition_index": 2}
+        p0 = first["topics"][0]["partitions"][0]
+        assert (p0["leader_id"], p0["replica_nodes"], p0["isr_nodes"], p0["offline_replicas"]) \
+            == (0, [0], [0], [])
+        assert first["topics"][0]["is_internal"] is False
+
+        rest = kp.describe_topic_partitions(["dtp-b", "dtp-a", "dtp-none"], response_partition_limit=5,
+                                            cursor=first["next_cursor"])
+        listed = [(t["name"], t["error_code"], [p["partition_index"] for p in t["partitions"]])
+                  for t in rest["topics"]]
+        assert listed == [("dtp-b", 0, [2, 3]), ("dtp-none", 3, [])]
+        assert rest["next_cursor"] is None
+
+        bad = kp.describe_topic_partitions(["dtp-a"], cursor={"topic_name": "dtp-b", "partition_index": 0})
+        assert [t["error_code"] for t in bad["topics"]] == [42]
+    finally:
+        kp.close()

@@ -15,6 +15,7 @@ pub(crate) mod describe_groups;
 pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
+pub(crate) mod describe_topic_partitions;
 pub(crate) mod elect_leaders;
 pub(crate) mod fetch;
 pub(crate) mod fetch_session;
@@ -127,6 +128,10 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             range::<DescribeProducersRequest>(),
         ),
         (ApiKey::DescribeLogDirs, range::<DescribeLogDirsRequest>()),
+        (
+            ApiKey::DescribeTopicPartitions,
+            range::<DescribeTopicPartitionsRequest>(),
+        ),
         (
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
@@ -349,6 +354,10 @@ async fn route(
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
+        ApiKey::DescribeTopicPartitions => inline!(
+            DescribeTopicPartitionsRequest,
+            describe_topic_partitions::handle
+        ),
         ApiKey::DescribeProducers => {
             inline!(DescribeProducersRequest, describe_producers::handle)
         }
@@ -488,7 +497,8 @@ mod tests {
         check::<OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch);
         check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
         check::<DescribeLogDirsRequest>(ApiKey::DescribeLogDirs);
-        assert_eq!(supported_apis().len(), 32, "a new API needs a line above");
+        check::<DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions);
+        assert_eq!(supported_apis().len(), 33, "a new API needs a line above");
     }
 
     #[test]
