@@ -10,7 +10,7 @@ use crate::election::{self, Revert};
 use crate::placement::{self, Candidate};
 use crate::types::{
     Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    Rejection, TopicMeta, NO_LEADER,
+    QuotaEntity, QuotaValue, Rejection, TopicMeta, NO_LEADER, QUOTA_KEYS,
 };
 
 /// Topic (or cluster-default broker) config that allows electing an
@@ -77,6 +77,11 @@ impl ClusterState {
             Command::SetBrokerConfigs { resource, configs } => {
                 self.set_broker_configs(resource, configs)
             }
+            Command::AlterClientQuotas {
+                entity,
+                set,
+                remove,
+            } => self.alter_client_quotas(entity, set, remove),
             Command::AlterIsr {
                 topic,
                 partition,
@@ -410,6 +415,48 @@ impl ClusterState {
                 })
             })
             .collect()
+    }
+
+    fn alter_client_quotas(
+        &mut self,
+        entity: &QuotaEntity,
+        set: &BTreeMap<String, QuotaValue>,
+        remove: &[String],
+    ) -> Result<Applied, Rejection> {
+        if entity.user.is_none() && entity.client_id.is_none() {
+            return Err(Rejection::Invalid(
+                "a quota entity needs a user, a client id or both".into(),
+            ));
+        }
+        for key in set.keys().chain(remove) {
+            if !QUOTA_KEYS.contains(&key.as_str()) {
+                return Err(Rejection::Invalid(format!(
+                    "unknown quota key '{key}' (known: {})",
+                    QUOTA_KEYS.join(", ")
+                )));
+            }
+        }
+        if let Some((key, value)) = set.iter().find(|(_, v)| !(v.0.is_finite() && v.0 > 0.0)) {
+            return Err(Rejection::Invalid(format!(
+                "quota {key} must be a positive number, got {}",
+                value.0
+            )));
+        }
+        let before = self.client_quotas.get(entity).cloned().unwrap_or_default();
+        let mut after = before.clone();
+        for key in remove {
+            after.remove(key);
+        }
+        after.extend(set.iter().map(|(k, v)| (k.clone(), *v)));
+        if after == before {
+            return Ok(Applied::NoChange);
+        }
+        if after.is_empty() {
+            self.client_quotas.remove(entity);
+        } else {
+            self.client_quotas.insert(entity.clone(), after);
+        }
+        Ok(Applied::Done)
     }
 
     fn set_broker_configs(

@@ -1551,3 +1551,102 @@ proptest! {
         prop_assert_eq!(back, state);
     }
 }
+
+fn quotas(entity: &crate::types::QuotaEntity, set: &[(&str, f64)], remove: &[&str]) -> Command {
+    Command::AlterClientQuotas {
+        entity: entity.clone(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), crate::types::QuotaValue(*v)))
+            .collect(),
+        remove: remove.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+#[test]
+fn client_quotas_are_set_replaced_removed_and_validated() {
+    use crate::types::{QuotaEntity, QuotaValue};
+    let mut state = ClusterState::default();
+    let client = QuotaEntity {
+        user: None,
+        client_id: Some(Some("app".into())),
+    };
+    let default_user = QuotaEntity {
+        user: Some(None),
+        client_id: None,
+    };
+    assert_eq!(
+        ok(
+            &mut state,
+            quotas(&client, &[("producer_byte_rate", 1024.0)], &[])
+        ),
+        Applied::Done
+    );
+    ok(
+        &mut state,
+        quotas(&default_user, &[("consumer_byte_rate", 2048.5)], &[]),
+    );
+    assert_eq!(
+        state.client_quotas[&client]["producer_byte_rate"],
+        QuotaValue(1024.0)
+    );
+    // The same again changes nothing.
+    assert_eq!(
+        ok(
+            &mut state,
+            quotas(&client, &[("producer_byte_rate", 1024.0)], &[])
+        ),
+        Applied::NoChange
+    );
+    // Set one key and remove another in one command.
+    ok(
+        &mut state,
+        quotas(
+            &client,
+            &[("consumer_byte_rate", 10.0)],
+            &["producer_byte_rate"],
+        ),
+    );
+    assert_eq!(
+        state.client_quotas[&client].keys().collect::<Vec<_>>(),
+        ["consumer_byte_rate"]
+    );
+    // Removing the last key forgets the entity.
+    ok(&mut state, quotas(&client, &[], &["consumer_byte_rate"]));
+    assert!(!state.client_quotas.contains_key(&client));
+    assert_eq!(state.client_quotas.len(), 1);
+
+    // Refused, nothing changed.
+    let before = state.client_quotas.clone();
+    for (command, message) in [
+        (
+            quotas(&client, &[("bytes_per_fortnight", 1.0)], &[]),
+            "unknown quota key 'bytes_per_fortnight'",
+        ),
+        (
+            quotas(&client, &[("producer_byte_rate", 0.0)], &[]),
+            "quota producer_byte_rate must be a positive number, got 0",
+        ),
+        (
+            quotas(&client, &[("producer_byte_rate", f64::NAN)], &[]),
+            "must be a positive number",
+        ),
+        (
+            quotas(
+                &QuotaEntity {
+                    user: None,
+                    client_id: None,
+                },
+                &[("producer_byte_rate", 1.0)],
+                &[],
+            ),
+            "needs a user, a client id or both",
+        ),
+    ] {
+        match run(&mut state, command) {
+            Err(Rejection::Invalid(m)) => assert!(m.contains(message), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(state.client_quotas, before);
+    }
+}

@@ -91,6 +91,9 @@ pub struct ClusterState {
     /// or registers again.
     #[serde(default)]
     pub shutting_down: std::collections::BTreeSet<BrokerId>,
+    /// Client quotas by entity ([`Command::AlterClientQuotas`]).
+    #[serde(default)]
+    pub client_quotas: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
 }
 
 /// How CreateTopics places replicas.
@@ -231,7 +234,51 @@ pub enum Command {
         /// Block size.
         count: i64,
     },
+    /// Sets and removes client quotas of one entity (AlterClientQuotas); an entity left
+    /// without quotas is forgotten. Unknown keys and values that are not positive and finite
+    /// are refused, with nothing changed.
+    AlterClientQuotas {
+        /// The user, client id or both the quotas apply to.
+        entity: QuotaEntity,
+        /// Quotas to set (key, e.g. `producer_byte_rate`, to value).
+        set: BTreeMap<String, QuotaValue>,
+        /// Quota keys to remove.
+        remove: Vec<String>,
+    },
 }
+
+/// The quota keys Kafka defines (KIP-13, KIP-124, KIP-599).
+pub const QUOTA_KEYS: [&str; 4] = [
+    "producer_byte_rate",
+    "consumer_byte_rate",
+    "request_percentage",
+    "controller_mutation_rate",
+];
+
+/// A client quota entity (KIP-55, KIP-546): a user, a client id, or both. In each component
+/// `None` means the component is absent and `Some(None)` names the default entity
+/// (`<default>` in Kafka's tools).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    /// The user (principal name).
+    pub user: Option<Option<String>>,
+    /// The client id.
+    pub client_id: Option<Option<String>>,
+}
+
+/// A quota value (bytes per second, or a percentage); compared by bit pattern so that the
+/// metadata state stays `Eq`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QuotaValue(pub f64);
+
+impl PartialEq for QuotaValue {
+    fn eq(&self, other: &QuotaValue) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for QuotaValue {}
 
 /// Leader election type (Kafka's ElectLeaders `election_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
