@@ -69,6 +69,56 @@ pub(crate) enum Command {
     /// Show and change broker configs (dynamic ones: the replication throttle rates).
     #[command(subcommand)]
     Broker(BrokerCommand),
+    /// Show and change client quotas (byte rates per user and/or client id), like
+    /// `kafka-configs --entity-type clients|users`.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
+}
+
+/// `runnel quota` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum QuotaCommand {
+    /// List quotas, of every entity or of those matching the given user and/or client id.
+    Describe(QuotaEntityArgs),
+    /// Set or remove quotas of one entity, e.g.
+    /// `--client-id app --add producer_byte_rate=1048576`.
+    Alter(QuotaAlterArgs),
+}
+
+/// A quota entity: a user and/or a client id, each by name or as the default.
+#[derive(Debug, Args)]
+pub(crate) struct QuotaEntityArgs {
+    /// User (principal name; clients without authentication are ANONYMOUS).
+    #[arg(long, conflicts_with = "user_default")]
+    pub(crate) user: Option<String>,
+    /// The default user (Kafka's `--entity-type users --entity-default`).
+    #[arg(long)]
+    pub(crate) user_default: bool,
+    /// Client id.
+    #[arg(long, conflicts_with = "client_default")]
+    pub(crate) client_id: Option<String>,
+    /// The default client id (Kafka's `--entity-type clients --entity-default`).
+    #[arg(long)]
+    pub(crate) client_default: bool,
+}
+
+/// `runnel quota alter` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["add", "delete"])
+))]
+pub(crate) struct QuotaAlterArgs {
+    #[command(flatten)]
+    pub(crate) entity: QuotaEntityArgs,
+    /// Set a quota, e.g. producer_byte_rate=1048576 or consumer_byte_rate=2097152 (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) add: Vec<(String, String)>,
+    /// Remove a quota (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) delete: Vec<String>,
 }
 
 /// `runnel broker` subcommands.

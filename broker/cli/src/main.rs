@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(cmd) => commands::group::run(&connect().await?, cmd, cli.output).await,
         Command::Cluster(cmd) => commands::cluster::run(&connect().await?, cmd, cli.output).await,
         Command::Broker(cmd) => commands::broker::run(&connect().await?, cmd, cli.output).await,
+        Command::Quota(cmd) => commands::quota::run(&connect().await?, cmd, cli.output).await,
     }
 }
 

@@ -28,6 +28,7 @@ mod fetch;
 pub mod group;
 pub mod partitioner;
 mod produce;
+mod quotas;
 pub mod reassign;
 
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
@@ -50,3 +51,4 @@ pub use group::{
 pub use kafka_protocol::records::TimestampType;
 pub use kafka_protocol::ResponseError;
 pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};
+pub use quotas::{EntityQuotas, QuotaEntity, QuotaOp};

@@ -225,6 +225,15 @@ declare_broker_config! {
         doc: "Incremental fetch sessions kept at most (0 = none)",
         kafka: ["max.incremental.fetch.session.cache.slots"],
         cluster: Settable;
+    /// Number of samples a client quota's rate is measured over (Kafka's `quota.window.num`).
+    quota_window_num: usize = 11,
+        doc: "Samples a client quota's rate is measured over",
+        kafka: ["quota.window.num"],
+        cluster: Settable, min: 2;
+    /// Length of each quota rate sample in ms (Kafka's `quota.window.size.seconds`, in ms).
+    quota_window_size_ms: u64 = 1000,
+        doc: "Length of each client quota rate sample (ms)",
+        cluster: Settable, min: 1;
     /// Where a consumer that names its rack (`client.rack`, KIP-392) is told to fetch from:
     /// `leader` (always the partition leader, Kafka's default) or `rack_aware` (an in-sync
     /// follower in the consumer's rack that holds the offset, else the leader; Kafka's

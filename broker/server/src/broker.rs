@@ -17,6 +17,7 @@ use crate::errors::ApiError;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::quota::{Mute, QuotaKind, Quotas, ANONYMOUS};
 use crate::replica::offsets::OffsetsReplicator;
 use crate::replica::throttle::ThrottleView;
 use crate::replica::{ReplicaManager, ReplicaSettings};
@@ -47,6 +48,8 @@ pub struct Broker {
     pub(crate) replicas: Arc<ReplicaManager>,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: FetchSessions,
+    /// Client byte-rate quota measurements.
+    pub(crate) quotas: Quotas,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -93,6 +96,10 @@ impl Broker {
         // complete once every in-sync replica has them (acks=all).
         groups.set_replication(Arc::new(OffsetsReplicator::new(replicas.clone())));
         let fetch_sessions = FetchSessions::new(config.max_incremental_fetch_session_cache_slots);
+        let quotas = Quotas::new(
+            config.quota_window_num,
+            i64::try_from(config.quota_window_size_ms).unwrap_or(i64::MAX),
+        );
         Broker {
             config,
             cluster_id,
@@ -106,6 +113,7 @@ impl Broker {
             meta,
             replicas,
             fetch_sessions,
+            quotas,
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),
@@ -279,6 +287,53 @@ impl Broker {
             }
             _ = wait_shutdown(&mut shutdown) => {}
         }
+    }
+
+    /// Counts `bytes` of `kind` for `client_id` against its quota, if one applies; when the
+    /// client is over it, mutes the connection for the throttle time, which is returned (ms,
+    /// for the response's `throttle_time_ms`). Without authentication every client is
+    /// Kafka's ANONYMOUS user.
+    pub(crate) fn record_quota(
+        &self,
+        kind: QuotaKind,
+        client_id: &str,
+        bytes: u64,
+        mute: &Mute,
+    ) -> i32 {
+        let state = self.cluster();
+        if state.client_quotas.is_empty() {
+            return 0;
+        }
+        let now = std::time::Instant::now();
+        let throttle = self.quotas.record(
+            &state.client_quotas,
+            kind,
+            ANONYMOUS,
+            client_id,
+            bytes,
+            crate::quota::millis(now),
+        );
+        if throttle > 0 {
+            mute.until(now + std::time::Duration::from_millis(throttle));
+            self.metrics
+                .quota_throttled
+                .with_label_values(&[kind.key()])
+                .inc();
+        }
+        i32::try_from(throttle).unwrap_or(i32::MAX)
+    }
+
+    /// Takes back `bytes` of `kind` counted for `client_id` (a throttled fetch sends nothing).
+    pub(crate) fn unrecord_quota(&self, kind: QuotaKind, client_id: &str, bytes: u64) {
+        let state = self.cluster();
+        self.quotas.unrecord(
+            &state.client_quotas,
+            kind,
+            ANONYMOUS,
+            client_id,
+            bytes,
+            crate::quota::millis(std::time::Instant::now()),
+        );
     }
 
     /// Waits until the local logs match the metadata up to `index` (or shutdown).

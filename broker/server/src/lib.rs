@@ -35,6 +35,7 @@ mod metrics;
 mod names;
 mod persist;
 mod producer_ids;
+mod quota;
 mod replica;
 mod runtime;
 mod server;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub fetch_session_requests: IntCounterVec,
     /// Open incremental fetch sessions.
     pub fetch_sessions: IntGauge,
+    /// Requests throttled by a client quota, per quota key.
+    pub quota_throttled: IntCounterVec,
 }
 
 /// Errors only arise from duplicate registration, a programming error caught by tests.
@@ -166,6 +168,11 @@ impl Metrics {
             "Open incremental fetch sessions",
         ));
         must(registry.register(Box::new(fetch_sessions.clone())));
+        let quota_throttled = counter(
+            "runnel_quota_throttled_requests_total",
+            "Requests throttled by a client quota (KIP-13)",
+            &["quota"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = must(IntGauge::new(name, help));
             must(registry.register(Box::new(g.clone())));
@@ -227,6 +234,7 @@ impl Metrics {
             group_rebalances,
             fetch_session_requests,
             fetch_sessions,
+            quota_throttled,
         }
     }
 

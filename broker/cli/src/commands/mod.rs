@@ -7,5 +7,6 @@ pub(crate) mod dev;
 pub(crate) mod group;
 pub(crate) mod offset_reset;
 pub(crate) mod produce;
+pub(crate) mod quota;
 pub(crate) mod reassign;
 pub(crate) mod topic;

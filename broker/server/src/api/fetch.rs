@@ -37,9 +37,11 @@ use runnel_meta::BrokerId;
 use tokio::time::Instant;
 
 use super::fetch_session::Begin;
+use super::RequestContext;
 use super::{blocking, count_records};
 use crate::broker::Broker;
 use crate::errors::ApiError;
+use crate::quota::QuotaKind;
 use crate::replica::{Replica, ThrottleSide};
 use crate::runtime::wait_shutdown;
 use crate::topics::Topic;
@@ -60,6 +62,7 @@ pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: FetchRequest,
     version: i16,
+    ctx: &RequestContext,
 ) -> FetchResponse {
     let mut request = request;
     let by_id = version >= 13;
@@ -200,11 +203,26 @@ pub(crate) async fn handle(
                 .with_error_code(ResponseError::UnknownServerError.code());
         };
         if total >= min_bytes || has_error || Instant::now() >= deadline || *shutdown.borrow() {
+            let mut responses = responses;
+            // A consumer over its byte-rate quota gets no records this time, only the throttle
+            // time (Kafka's answer), and the bytes are not counted against it.
+            let mut throttle_ms = 0;
+            if follower.is_none() && total > 0 {
+                throttle_ms =
+                    broker.record_quota(QuotaKind::Fetch, &ctx.client_id, total as u64, &ctx.mute);
+                if throttle_ms > 0 {
+                    broker.unrecord_quota(QuotaKind::Fetch, &ctx.client_id, total as u64);
+                    for p in responses.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                        p.records = Some(bytes::Bytes::new());
+                    }
+                }
+            }
             account(broker, &responses, &request, &resolved);
             let responses = broker
                 .fetch_sessions
                 .finish(session_id, incremental, by_id, responses);
             return FetchResponse::default()
+                .with_throttle_time_ms(throttle_ms)
                 .with_session_id(session_id)
                 .with_responses(responses);
         }

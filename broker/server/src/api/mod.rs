@@ -4,6 +4,7 @@
 pub(crate) mod alter_configs;
 pub(crate) mod alter_partition_reassignments;
 pub(crate) mod api_versions;
+pub(crate) mod client_quotas;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -49,6 +50,7 @@ use kafka_protocol::protocol::{
 };
 
 use crate::broker::Broker;
+use crate::quota::{Mute, QuotaKind};
 
 /// A response still being produced; resolves to the encoded frame, to `None`
 /// when the request gets no response (acks=0), or to an error that closes the connection.
@@ -69,6 +71,8 @@ pub(crate) struct RequestContext {
     pub client_id: String,
     /// The peer address as Kafka shows it (`/127.0.0.1`).
     pub client_host: String,
+    /// The connection's mute, set when a quota throttles this client.
+    pub mute: Arc<Mute>,
 }
 
 /// Produce v0-v2 (message formats v0/v1) are advertised, because librdkafka
@@ -128,6 +132,14 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             range::<DescribeProducersRequest>(),
         ),
         (ApiKey::DescribeLogDirs, range::<DescribeLogDirsRequest>()),
+        (
+            ApiKey::DescribeClientQuotas,
+            range::<DescribeClientQuotasRequest>(),
+        ),
+        (
+            ApiKey::AlterClientQuotas,
+            range::<AlterClientQuotasRequest>(),
+        ),
         (
             ApiKey::DescribeTopicPartitions,
             range::<DescribeTopicPartitionsRequest>(),
@@ -191,7 +203,12 @@ fn decode<T: Decodable>(buf: &mut Bytes, key: ApiKey, version: i16) -> Result<T,
 
 /// Decodes one request frame (without its size prefix), runs the in-order
 /// part of its handler, and returns what the connection should do.
-pub(crate) async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Outcome {
+pub(crate) async fn dispatch(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    peer: SocketAddr,
+    mute: &Arc<Mute>,
+) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
@@ -242,6 +259,7 @@ pub(crate) async fn dispatch(broker: &Arc<Broker>, frame: Bytes, peer: SocketAdd
     let ctx = RequestContext {
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
+        mute: mute.clone(),
     };
     let api = format!("{key:?}");
     broker
@@ -285,10 +303,22 @@ async fn route(
         ApiKey::Metadata => inline!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
             let request: ProduceRequest = decode(&mut buf, key, version)?;
+            // The quota counts the request's bytes as it arrives, as Kafka's does.
+            let throttle_ms = broker.record_quota(
+                QuotaKind::Produce,
+                &ctx.client_id,
+                produce::request_bytes(&request),
+                &ctx.mute,
+            );
             let staged = produce::stage(broker, request, version).await;
             Box::pin(async move {
                 match staged.finish().await {
-                    Some(response) => encode_response(correlation_id, version, &response).map(Some),
+                    Some(response) => encode_response(
+                        correlation_id,
+                        version,
+                        &response.with_throttle_time_ms(throttle_ms),
+                    )
+                    .map(Some),
                     None => Ok(None),
                 }
             })
@@ -296,8 +326,9 @@ async fn route(
         ApiKey::Fetch => {
             let request: FetchRequest = decode(&mut buf, key, version)?;
             let broker = broker.clone();
+            let ctx = ctx.clone();
             Box::pin(async move {
-                let response = fetch::handle(&broker, request, version).await;
+                let response = fetch::handle(&broker, request, version, &ctx).await;
                 encode_response(correlation_id, version, &response).map(Some)
             })
         }
@@ -354,6 +385,10 @@ async fn route(
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
+        ApiKey::DescribeClientQuotas => {
+            inline!(DescribeClientQuotasRequest, client_quotas::describe)
+        }
+        ApiKey::AlterClientQuotas => inline!(AlterClientQuotasRequest, client_quotas::alter),
         ApiKey::DescribeTopicPartitions => inline!(
             DescribeTopicPartitionsRequest,
             describe_topic_partitions::handle
@@ -498,7 +533,9 @@ mod tests {
         check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
         check::<DescribeLogDirsRequest>(ApiKey::DescribeLogDirs);
         check::<DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions);
-        assert_eq!(supported_apis().len(), 33, "a new API needs a line above");
+        check::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
+        check::<AlterClientQuotasRequest>(ApiKey::AlterClientQuotas);
+        assert_eq!(supported_apis().len(), 35, "a new API needs a line above");
     }
 
     #[test]

@@ -68,6 +68,16 @@ struct Job {
 }
 
 /// Validates the request and appends every partition's batches.
+/// Bytes of record batches in a produce request (what the producer byte-rate quota counts).
+pub(crate) fn request_bytes(request: &ProduceRequest) -> u64 {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum()
+}
+
 pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
     let acks = request.acks;
     let mut topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)> = Vec::new();

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, Outcome, Pending};
 use crate::broker::Broker;
+use crate::quota::Mute;
 use crate::runtime::wait_shutdown;
 
 /// Smallest legal request: api key, version, correlation id, client id length.
@@ -355,8 +356,16 @@ async fn handle_connection(
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
     let mut shutdown = broker.shutdown_signal();
     let max = broker.config.max_request_bytes as usize;
+    let mute = Arc::new(Mute::default());
     tracing::debug!(%peer, "connection opened");
     loop {
+        // A throttled client's next request is read only after its throttle time (KIP-219).
+        if let Some(until) = mute.take() {
+            tokio::select! {
+                _ = wait_shutdown(&mut shutdown) => break,
+                _ = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
         let frame = tokio::select! {
             _ = wait_shutdown(&mut shutdown) => break,
             frame = read_frame(&mut reader, max, &pool, MID_FRAME_STALL) => frame,
@@ -373,7 +382,7 @@ async fn handle_connection(
                 break;
             }
         };
-        match api::dispatch(&broker, frame, peer).await {
+        match api::dispatch(&broker, frame, peer, &mute).await {
             Outcome::Reply(pending) => {
                 let queued = Queued {
                     pending,
