@@ -18,8 +18,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use runnel_meta::{ClusterState, NO_LEADER};
+use runnel_meta::ClusterState;
 
+use super::metadata::partition_health;
 use crate::broker::Broker;
 
 /// Most partitions one response describes (Kafka's `max.request.partition.size.limit`).
@@ -141,17 +142,7 @@ fn describe(
     let partitions = range
         .filter_map(|index| {
             let p = meta.partitions.get(usize::try_from(index).ok()?)?;
-            let offline: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|r| state.brokers.get(r).is_none_or(|b| b.fenced))
-                .map(|r| BrokerId(*r))
-                .collect();
-            let error = if p.leader == NO_LEADER {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
+            let (error, offline) = partition_health(state, p);
             Some(
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_error_code(error)

@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use runnel_meta::{ClusterState, Command, Placement, TopicMeta, NO_LEADER};
+use runnel_meta::{ClusterState, Command, PartitionMeta, Placement, TopicMeta, NO_LEADER};
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -209,23 +209,30 @@ pub(crate) async fn lookup_or_create(
 }
 
 /// One topic's partitions as the metadata has them.
+/// A partition's error code (LEADER_NOT_AVAILABLE without a leader) and its replicas on
+/// brokers that are fenced or gone, as Metadata and DescribeTopicPartitions report them.
+pub(crate) fn partition_health(state: &ClusterState, p: &PartitionMeta) -> (i16, Vec<BrokerId>) {
+    let offline: Vec<BrokerId> = p
+        .replicas
+        .iter()
+        .filter(|r| state.brokers.get(r).is_none_or(|b| b.fenced))
+        .map(|r| BrokerId(*r))
+        .collect();
+    let error = if p.leader == NO_LEADER {
+        ResponseError::LeaderNotAvailable.code()
+    } else {
+        0
+    };
+    (error, offline)
+}
+
 fn describe(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let offline: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|r| state.brokers.get(r).is_none_or(|b| b.fenced))
-                .map(|r| BrokerId(*r))
-                .collect();
-            let error = if p.leader == NO_LEADER {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
+            let (error, offline) = partition_health(state, p);
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index as i32)
