@@ -67,28 +67,34 @@ pub(super) async fn run(broker: &Arc<Broker>) {
         return;
     }
     let mut state = broker.meta.state();
+    // `wait_for` yields a read guard on the metadata; it must be gone before the next
+    // `broker.cluster()` below: with the state machine waiting to publish, a second read
+    // lock on this thread would wait behind that writer, which waits for the first (a
+    // broker hung on SIGTERM that way).
     let moved = tokio::time::timeout_at(
         deadline,
         state.wait_for(|s| movable_leaderships(s, me).is_empty()),
     )
-    .await;
+    .await
+    .is_ok_and(|r| r.is_ok());
     // Roles follow the new metadata now, so produces waiting here for
     // acks=all are answered NOT_LEADER_OR_FOLLOWER at once.
     broker.replicas.reconcile_now();
     let remaining = broker.cluster().partitions_led_by(me);
     let elapsed_ms = started.elapsed().as_millis();
-    match moved {
-        Ok(Ok(_)) => tracing::info!(
+    if moved {
+        tracing::info!(
             moved = leading.saturating_sub(remaining.len()),
             still_leading_alone = remaining.len(),
             elapsed_ms,
             "controlled shutdown: leadership moved to other in-sync replicas"
-        ),
-        _ => tracing::warn!(
+        );
+    } else {
+        tracing::warn!(
             still_leading = ?movable_leaderships(&broker.cluster(), me),
             elapsed_ms,
             "controlled shutdown: timed out (controlled_shutdown_timeout_ms) before every leadership moved"
-        ),
+        );
     }
 }
 
