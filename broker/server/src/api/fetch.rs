@@ -71,10 +71,13 @@ pub(crate) async fn handle(
         let begun = broker
             .fetch_sessions
             .begin(&request, by_id, std::time::Instant::now());
-        broker
-            .metrics
-            .fetch_sessions
-            .set(i64::try_from(broker.fetch_sessions.len()).unwrap_or(i64::MAX));
+        if request.session_id != 0 || request.session_epoch >= 0 {
+            // Only these can open or close a session.
+            broker
+                .metrics
+                .fetch_sessions
+                .set(i64::try_from(broker.fetch_sessions.len()).unwrap_or(i64::MAX));
+        }
         let kind = match &begun {
             Begin::Refuse(_) => "refused",
             Begin::Fetch {
@@ -99,7 +102,9 @@ pub(crate) async fn handle(
                 incremental,
                 topics,
             } => {
-                request.topics = topics;
+                if let Some(topics) = topics {
+                    request.topics = topics;
+                }
                 (session_id, incremental)
             }
         }

@@ -65,12 +65,13 @@ struct Session {
 pub(crate) enum Begin {
     /// Answer at once with this top-level error and no partitions.
     Refuse(ResponseError),
-    /// Fetch `topics`, answer with `session_id` (0: no session), and, when `incremental`, pass
-    /// the response through [`FetchSessions::finish`] to drop what is unchanged.
+    /// Fetch the request's own topics, or `topics` for an incremental request (the session's
+    /// partitions); answer with `session_id` (0: no session), and, when `incremental`, pass the
+    /// response through [`FetchSessions::finish`] to drop what is unchanged.
     Fetch {
         session_id: i32,
         incremental: bool,
-        topics: Vec<FetchTopic>,
+        topics: Option<Vec<FetchTopic>>,
     },
 }
 
@@ -112,8 +113,16 @@ impl FetchSessions {
     /// Opens, continues or closes the request's session; `by_id` is whether the request names
     /// topics by id (Fetch v13+).
     pub(crate) fn begin(&self, request: &FetchRequest, by_id: bool, now: Instant) -> Begin {
-        let mut inner = self.inner.lock();
         let id = request.session_id;
+        if id == 0 && request.session_epoch == -1 {
+            // Sessionless, as librdkafka and followers always fetch: no cache to look at.
+            return Begin::Fetch {
+                session_id: 0,
+                incremental: false,
+                topics: None,
+            };
+        }
+        let mut inner = self.inner.lock();
         match request.session_epoch {
             -1 => {
                 if id != 0 && inner.sessions.remove(&id).is_none() {
@@ -122,7 +131,7 @@ impl FetchSessions {
                 Begin::Fetch {
                     session_id: 0,
                     incremental: false,
-                    topics: request.topics.clone(),
+                    topics: None,
                 }
             }
             0 => {
@@ -145,7 +154,7 @@ impl FetchSessions {
                 Begin::Fetch {
                     session_id,
                     incremental: false,
-                    topics: request.topics.clone(),
+                    topics: None,
                 }
             }
             epoch if epoch > 0 => {
@@ -161,7 +170,7 @@ impl FetchSessions {
                 Begin::Fetch {
                     session_id: id,
                     incremental: true,
-                    topics: session.topics(),
+                    topics: Some(session.topics()),
                 }
             }
             _ => Begin::Refuse(ResponseError::InvalidFetchSessionEpoch),
@@ -326,8 +335,13 @@ mod tests {
             .with_topics(topics)
     }
 
-    fn fetched(begin: Begin) -> (i32, bool, Vec<(String, i32, i64)>) {
-        match begin {
+    fn fetched(
+        cache: &FetchSessions,
+        request: &FetchRequest,
+        by_id: bool,
+        now: Instant,
+    ) -> (i32, bool, Vec<(String, i32, i64)>) {
+        match cache.begin(request, by_id, now) {
             Begin::Fetch {
                 session_id,
                 incremental,
@@ -336,6 +350,7 @@ mod tests {
                 session_id,
                 incremental,
                 topics
+                    .unwrap_or_else(|| request.topics.clone())
                     .iter()
                     .flat_map(|t| {
                         t.partitions
@@ -381,7 +396,7 @@ mod tests {
         let cache = FetchSessions::new(10);
         let now = Instant::now();
         let full = request(0, 0, vec![topic("a", vec![part(0, 5), part(1, 7)])]);
-        let (id, incremental, parts) = fetched(cache.begin(&full, false, now));
+        let (id, incremental, parts) = fetched(&cache, &full, false, now);
         assert!(id > 0 && !incremental);
         assert_eq!(parts, [("a".into(), 0, 5), ("a".into(), 1, 7)]);
         // Epoch 1 moves partition 0 on, adds b-0 and forgets a-1.
@@ -393,11 +408,11 @@ mod tests {
         next.forgotten_topics_data = vec![ForgottenTopic::default()
             .with_topic(TopicName(StrBytes::from_static_str("a")))
             .with_partitions(vec![1])];
-        let (same, incremental, parts) = fetched(cache.begin(&next, false, now));
+        let (same, incremental, parts) = fetched(&cache, &next, false, now);
         assert_eq!((same, incremental), (id, true));
         assert_eq!(parts, [("a".into(), 0, 9), ("b".into(), 0, 0)]);
         // Epoch 2 names nothing: the same partitions at their remembered offsets.
-        let (_, _, parts) = fetched(cache.begin(&request(id, 2, vec![]), false, now));
+        let (_, _, parts) = fetched(&cache, &request(id, 2, vec![]), false, now);
         assert_eq!(parts, [("a".into(), 0, 9), ("b".into(), 0, 0)]);
     }
 
@@ -405,11 +420,12 @@ mod tests {
     fn a_wrong_epoch_or_session_is_refused_and_epoch_minus_one_closes() {
         let cache = FetchSessions::new(10);
         let now = Instant::now();
-        let (id, _, _) = fetched(cache.begin(
+        let (id, _, _) = fetched(
+            &cache,
             &request(0, 0, vec![topic("a", vec![part(0, 0)])]),
             false,
             now,
-        ));
+        );
         assert!(matches!(
             cache.begin(&request(id, 2, vec![]), false, now),
             Begin::Refuse(ResponseError::InvalidFetchSessionEpoch)
@@ -419,14 +435,15 @@ mod tests {
             Begin::Refuse(ResponseError::FetchSessionIdNotFound)
         ));
         // A refused request does not move the epoch on.
-        let (_, incremental, _) = fetched(cache.begin(&request(id, 1, vec![]), false, now));
+        let (_, incremental, _) = fetched(&cache, &request(id, 1, vec![]), false, now);
         assert!(incremental);
         // Epoch -1 closes it and fetches sessionless; the session is gone.
-        let (sessionless, incremental, parts) = fetched(cache.begin(
+        let (sessionless, incremental, parts) = fetched(
+            &cache,
             &request(id, -1, vec![topic("a", vec![part(0, 3)])]),
             false,
             now,
-        ));
+        );
         assert_eq!((sessionless, incremental), (0, false));
         assert_eq!(parts, [("a".into(), 0, 3)]);
         assert_eq!(cache.len(), 0);
@@ -445,7 +462,7 @@ mod tests {
             0,
             vec![topic("a", vec![part(0, 0), part(1, 0), part(2, 0)])],
         );
-        let (id, _, _) = fetched(cache.begin(&full, false, now));
+        let (id, _, _) = fetched(&cache, &full, false, now);
         // The full response is kept whole and remembered.
         let kept = cache.finish(
             id,
@@ -457,7 +474,7 @@ mod tests {
             )],
         );
         assert_eq!(indexes(&kept).len(), 3);
-        fetched(cache.begin(&request(id, 1, vec![]), false, now));
+        fetched(&cache, &request(id, 1, vec![]), false, now);
         // Partition 0 has records, 1's high watermark moved, 2 has nothing new.
         let kept = cache.finish(
             id,
@@ -470,7 +487,7 @@ mod tests {
         );
         assert_eq!(indexes(&kept), [("a".into(), 0), ("a".into(), 1)]);
         // Nothing new at all: no topic in the answer.
-        fetched(cache.begin(&request(id, 2, vec![]), false, now));
+        fetched(&cache, &request(id, 2, vec![]), false, now);
         let kept = cache.finish(
             id,
             true,
@@ -488,11 +505,12 @@ mod tests {
         let cache = FetchSessions::new(1);
         let t0 = Instant::now();
         let open = |now| {
-            fetched(cache.begin(
+            fetched(
+                &cache,
                 &request(0, 0, vec![topic("a", vec![part(0, 0)])]),
                 false,
                 now,
-            ))
+            )
             .0
         };
         let first = open(t0);
@@ -505,7 +523,7 @@ mod tests {
         assert_eq!(cache.len(), 1);
         // No cache at all: always sessionless.
         let none = FetchSessions::new(0);
-        assert_eq!(fetched(none.begin(&request(0, 0, vec![]), false, t0)).0, 0);
+        assert_eq!(fetched(&none, &request(0, 0, vec![]), false, t0).0, 0);
     }
 
     #[test]
@@ -516,9 +534,10 @@ mod tests {
         let by_id = FetchTopic::default()
             .with_topic_id(id)
             .with_partitions(vec![part(0, 4)]);
-        let (session, _, _) = fetched(cache.begin(&request(0, 0, vec![by_id]), true, now));
+        let (session, _, _) = fetched(&cache, &request(0, 0, vec![by_id]), true, now);
         match cache.begin(&request(session, 1, vec![]), true, now) {
             Begin::Fetch { topics, .. } => {
+                let topics = topics.expect("an incremental request gets the session's topics");
                 assert_eq!(topics.len(), 1);
                 assert_eq!(topics[0].topic_id, id);
                 assert_eq!(topics[0].partitions[0].fetch_offset, 4);
