@@ -181,6 +181,28 @@ declare_broker_config! {
         doc: "Largest session timeout a group member may ask for",
         kafka: ["group.max.session.timeout.ms"],
         cluster: Settable;
+    /// Session timeout of members of the consumer group protocol (KIP-848): the
+    /// broker sets it, not the client.
+    group_consumer_session_timeout_ms: i32 = 45_000,
+        doc: "Session timeout of consumer-protocol (KIP-848) group members",
+        kafka: ["group.consumer.session.timeout.ms"],
+        cluster: Settable, min: 1;
+    /// How often members of the consumer group protocol heartbeat.
+    group_consumer_heartbeat_interval_ms: i32 = 5_000,
+        doc: "Heartbeat interval of consumer-protocol (KIP-848) group members",
+        kafka: ["group.consumer.heartbeat.interval.ms"],
+        cluster: Settable, min: 1;
+    /// Most members a consumer-protocol group may have (GROUP_MAX_SIZE_REACHED beyond).
+    group_consumer_max_size: i32 = i32::MAX,
+        doc: "Most members of a consumer-protocol (KIP-848) group",
+        kafka: ["group.consumer.max.size"],
+        cluster: Settable, min: 1;
+    /// Server-side assignors of the consumer group protocol, comma-separated:
+    /// `uniform` and/or `range`; the first is used when members name none.
+    group_consumer_assignors: String = "uniform,range".to_string(),
+        doc: "Server-side assignors of KIP-848 groups (uniform, range); the first is the default",
+        kafka: ["group.consumer.assignors"],
+        cluster: Settable;
     /// Replication factor of `__consumer_offsets` (clamped to the live brokers at creation).
     offsets_topic_replication_factor: i16 = 3,
         doc: "Replication factor of __consumer_offsets (clamped to live brokers)",
@@ -477,6 +499,26 @@ impl BrokerConfig {
                     "must be >= max_request_bytes ({}), or a request of the largest size could never be read",
                     self.max_request_bytes
                 ),
+            );
+        }
+        let assignors: Vec<&str> = self
+            .group_consumer_assignors
+            .split(',')
+            .map(str::trim)
+            .collect();
+        if assignors.iter().any(|a| !matches!(*a, "uniform" | "range")) {
+            return invalid(
+                "group_consumer_assignors",
+                &format!(
+                    "{:?}: expected a comma-separated list of uniform and range",
+                    self.group_consumer_assignors
+                ),
+            );
+        }
+        if self.group_consumer_heartbeat_interval_ms >= self.group_consumer_session_timeout_ms {
+            return invalid(
+                "group_consumer_heartbeat_interval_ms",
+                "must be < group_consumer_session_timeout_ms",
             );
         }
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms {

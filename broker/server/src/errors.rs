@@ -226,6 +226,13 @@ pub(crate) fn group_error_code(err: GroupError) -> ResponseError {
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         GroupError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::NotAConsumerGroup => ResponseError::GroupIdNotFound,
+        GroupError::FencedMemberEpoch => ResponseError::FencedMemberEpoch,
+        GroupError::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
+        GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::InvalidRegularExpression => ResponseError::InvalidRegularExpression,
     }
 }
 
@@ -352,6 +359,13 @@ mod tests {
             (GroupError::GroupSubscribedToTopic, 86),
             (GroupError::UnknownTopicOrPartition, 3),
             (GroupError::OffsetMetadataTooLarge, 12),
+            (GroupError::NotAConsumerGroup, 69),
+            (GroupError::FencedMemberEpoch, 110),
+            (GroupError::StaleMemberEpoch, 113),
+            (GroupError::UnreleasedInstanceId, 111),
+            (GroupError::UnsupportedAssignor, 112),
+            (GroupError::GroupMaxSizeReached, 81),
+            (GroupError::InvalidRegularExpression, 128),
         ];
         for (err, code) in cases {
             assert_eq!(ApiError::from(err).code(), code, "{err:?}");

@@ -266,7 +266,7 @@ pub(crate) static MESSAGES: [Message; 162] = [
         name: "ConsumerGroupHeartbeatRequest",
         api_key: 68,
         kind: Kind::Request,
-        valid: V(0, 0),
+        valid: V(0, 1),
         flexible: V(0, 32767),
         fields: &CONSUMER_GROUP_HEARTBEAT_REQUEST,
     },

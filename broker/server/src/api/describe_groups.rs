@@ -1,16 +1,27 @@
 //! DescribeGroups: state, protocol and members (with metadata and assignment
 //! when Stable, as Kafka). An unknown group is reported Dead before v6 and
-//! GROUP_ID_NOT_FOUND from v6 on.
+//! GROUP_ID_NOT_FOUND from v6 on. A consumer-protocol (KIP-848) group is
+//! described as Kafka does for classic tools: its state, protocol type
+//! "consumer", the assignor as protocol, and each member's subscription and
+//! assignment in the consumer protocol's encoding.
 
 use std::sync::Arc;
 
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::messages::{
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, DescribeGroupsRequest,
+    DescribeGroupsResponse, TopicName,
+};
+use kafka_protocol::protocol::Encodable;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::errors::group_error_code;
+use crate::group::consumer::{ConsumerMember, Partitions};
+use crate::group::member::CONSUMER_PROTOCOL_TYPE;
 use crate::group::GroupState;
 
 /// `authorized_operations` when not requested (Kafka's INT_MIN).
@@ -40,6 +51,28 @@ pub(crate) async fn handle(
                     .with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str())),
                 Ok(None) => {
                     entry.with_group_state(StrBytes::from_static_str(GroupState::Dead.as_str()))
+                }
+                Ok(Some(group)) if group.consumer().is_some() => {
+                    let c = group.consumer().expect("checked by the guard");
+                    let members = c
+                        .members()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(s(m.member_id.clone()))
+                                .with_group_instance_id(m.instance_id.clone().map(s))
+                                .with_client_id(s(m.client_id.clone()))
+                                .with_client_host(s(m.client_host.clone()))
+                                .with_member_metadata(subscription_bytes(m))
+                                .with_member_assignment(assignment_bytes(&m.assigned))
+                        })
+                        .collect();
+                    entry
+                        .with_group_state(StrBytes::from_static_str(group.state_name()))
+                        .with_protocol_type(StrBytes::from_static_str(CONSUMER_PROTOCOL_TYPE))
+                        .with_protocol_data(StrBytes::from_static_str(
+                            c.assignor().map(|a| a.name()).unwrap_or_default(),
+                        ))
+                        .with_members(members)
                 }
                 Ok(Some(group)) => {
                     let stable = group.state() == GroupState::Stable;
@@ -80,4 +113,37 @@ pub(crate) async fn handle(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// A member's subscription as ConsumerProtocolSubscription v0 (version prefix, then the body).
+fn subscription_bytes(m: &ConsumerMember) -> Bytes {
+    let sub = ConsumerProtocolSubscription::default().with_topics(
+        m.subscribed_topic_names
+            .iter()
+            .map(|t| StrBytes::from_string(t.clone()))
+            .collect(),
+    );
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    // Encoding into a BytesMut only fails for oversized fields.
+    let _ = sub.encode(&mut buf, 0);
+    buf.freeze()
+}
+
+/// Partitions as ConsumerProtocolAssignment v0.
+fn assignment_bytes(partitions: &Partitions) -> Bytes {
+    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        partitions
+            .iter()
+            .map(|(t, ps)| {
+                TopicPartition::default()
+                    .with_topic(TopicName(StrBytes::from_string(t.clone())))
+                    .with_partitions(ps.iter().copied().collect())
+            })
+            .collect(),
+    );
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    let _ = assignment.encode(&mut buf, 0);
+    buf.freeze()
 }

@@ -1,5 +1,5 @@
 //! ListGroups: every group with its protocol type; v4+ filter by state, v5+
-//! by group type (every group here is a "classic" group).
+//! by group type ("classic" or "consumer", KIP-848).
 
 use std::sync::Arc;
 
@@ -9,9 +9,6 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::errors::group_error_code;
-
-/// The group type of the classic protocol.
-const CLASSIC: &str = "classic";
 
 /// Handles ListGroups.
 pub(crate) async fn handle(
@@ -35,18 +32,16 @@ pub(crate) async fn handle(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
-    if !types.is_empty() && !types.iter().any(|t| t == CLASSIC) {
-        return ListGroupsResponse::default();
-    }
     let groups = listed
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.as_str().to_ascii_lowercase()))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(g.group_id)))
                 .with_protocol_type(StrBytes::from_string(g.protocol_type))
-                .with_group_state(StrBytes::from_static_str(g.state.as_str()))
-                .with_group_type(StrBytes::from_static_str(CLASSIC))
+                .with_group_state(StrBytes::from_static_str(g.state))
+                .with_group_type(StrBytes::from_static_str(g.group_type))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

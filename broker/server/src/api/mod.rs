@@ -5,6 +5,8 @@ pub(crate) mod alter_configs;
 pub(crate) mod alter_partition_reassignments;
 pub(crate) mod api_versions;
 pub(crate) mod client_quotas;
+pub(crate) mod consumer_group_describe;
+pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
 pub(crate) mod create_topics;
 pub(crate) mod delete_groups;
@@ -117,6 +119,14 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (ApiKey::DescribeGroups, range::<DescribeGroupsRequest>()),
         (ApiKey::DeleteGroups, range::<DeleteGroupsRequest>()),
         (ApiKey::OffsetDelete, range::<OffsetDeleteRequest>()),
+        (
+            ApiKey::ConsumerGroupHeartbeat,
+            range::<ConsumerGroupHeartbeatRequest>(),
+        ),
+        (
+            ApiKey::ConsumerGroupDescribe,
+            range::<ConsumerGroupDescribeRequest>(),
+        ),
         (
             ApiKey::AlterPartitionReassignments,
             range::<AlterPartitionReassignmentsRequest>(),
@@ -378,6 +388,17 @@ async fn route(
             )
         }
         ApiKey::Heartbeat => inline!(HeartbeatRequest, heartbeat::handle),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let request: ConsumerGroupHeartbeatRequest = decode(&mut buf, key, version)?;
+            let response = consumer_group_heartbeat::handle(broker, ctx, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            inline!(
+                ConsumerGroupDescribeRequest,
+                consumer_group_describe::handle
+            )
+        }
         ApiKey::LeaveGroup => inline!(LeaveGroupRequest, leave_group::handle),
         ApiKey::OffsetFetch => inline!(OffsetFetchRequest, offset_fetch::handle),
         ApiKey::ListGroups => inline!(ListGroupsRequest, list_groups::handle),
@@ -464,7 +485,7 @@ mod tests {
             );
         }
         assert_eq!(handled_range(ApiKey::Produce).map(|r| r.min), Some(3));
-        assert!(handled_range(ApiKey::ConsumerGroupHeartbeat).is_none());
+        assert!(handled_range(ApiKey::ShareGroupHeartbeat).is_none());
     }
 
     /// Every API and version we advertise is described by the schema table,
@@ -535,7 +556,9 @@ mod tests {
         check::<DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions);
         check::<DescribeClientQuotasRequest>(ApiKey::DescribeClientQuotas);
         check::<AlterClientQuotasRequest>(ApiKey::AlterClientQuotas);
-        assert_eq!(supported_apis().len(), 35, "a new API needs a line above");
+        check::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
+        check::<ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe);
+        assert_eq!(supported_apis().len(), 37, "a new API needs a line above");
     }
 
     #[test]
@@ -552,6 +575,8 @@ mod tests {
             (ApiKey::DescribeGroups, 0, 5),
             (ApiKey::DeleteGroups, 0, 2),
             (ApiKey::OffsetDelete, 0, 0),
+            (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+            (ApiKey::ConsumerGroupDescribe, 0, 1),
         ];
         for (key, min, max) in expect {
             let r = handled_range(key).unwrap_or_else(|| panic!("{key:?} not advertised"));

@@ -22,11 +22,12 @@ fn fetch(
     broker: &Broker,
     group_id: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    member: Option<(&str, i32)>,
 ) -> Result<Fetched, GroupError> {
     if group_id.is_empty() {
         return Err(GroupError::InvalidGroupId);
     }
-    broker.groups.fetch_offsets(group_id, topics)
+    broker.groups.fetch_offsets(group_id, topics, member)
 }
 
 fn values(o: Option<CommittedOffset>) -> (i64, i32, StrBytes) {
@@ -53,7 +54,9 @@ pub(crate) async fn handle(
                         .collect()
                 });
                 let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch(broker, g.group_id.0.as_str(), topics) {
+                // v9 (KIP-848): a member of a consumer-protocol group names itself.
+                let member = g.member_id.as_ref().map(|m| (m.as_str(), g.member_epoch));
+                match fetch(broker, g.group_id.0.as_str(), topics, member) {
                     Ok(found) => entry.with_topics(
                         found
                             .into_iter()
@@ -87,7 +90,7 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch(broker, request.group_id.0.as_str(), requested) {
+    match fetch(broker, request.group_id.0.as_str(), requested, None) {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()

@@ -42,7 +42,7 @@ fn entry(partition: i32, offset: i64, metadata: &str) -> CommitEntry {
 }
 
 fn fetched(c: &Coordinator, group: &str) -> Vec<(i32, i64)> {
-    c.fetch_offsets(group, Some(vec![("t".into(), vec![0, 1])]))
+    c.fetch_offsets(group, Some(vec![("t".into(), vec![0, 1])]), None)
         .unwrap()
         .remove(0)
         .1
@@ -58,7 +58,7 @@ async fn requests_before_loading_get_load_in_progress() {
     let c = coordinator(&config, &topics);
     let load = Err(GroupError::CoordinatorLoadInProgress);
     assert_eq!(c.heartbeat("g", "m", None, 1), load);
-    assert_eq!(c.fetch_offsets("g", None).map(|_| ()), load);
+    assert_eq!(c.fetch_offsets("g", None, None).map(|_| ()), load);
     assert_eq!(c.list().map(|_| ()), load);
     assert_eq!(
         c.commit("g", "", None, -1, vec![entry(0, 1, "")]).err(),
@@ -120,7 +120,7 @@ async fn replay_restores_latest_offsets_and_honours_tombstones() {
     let again = coordinator(&config, &topics);
     again.load().unwrap();
     assert_eq!(fetched(&again, "a"), vec![(0, 10), (1, 2)]);
-    let a0 = again.fetch_offsets("a", None).unwrap();
+    let a0 = again.fetch_offsets("a", None, None).unwrap();
     assert_eq!(a0[0].1[0].1.as_ref().unwrap().metadata, "z");
     assert_eq!(fetched(&again, "b"), vec![(0, -1), (1, -1)]);
     assert_eq!(fetched(&again, "gone"), vec![(0, -1), (1, -1)]);

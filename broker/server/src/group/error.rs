@@ -50,4 +50,26 @@ pub(crate) enum GroupError {
     /// [`MAX_OFFSET_METADATA_BYTES`](super::offsets::MAX_OFFSET_METADATA_BYTES).
     #[error("the commit metadata is too large")]
     OffsetMetadataTooLarge,
+    /// ConsumerGroupHeartbeat for a group of the classic protocol with members
+    /// (Kafka answers GROUP_ID_NOT_FOUND).
+    #[error("the group uses the classic protocol and has members")]
+    NotAConsumerGroup,
+    /// The member's epoch is ahead of or unrelated to the coordinator's.
+    #[error("the member epoch is fenced; the member must rejoin with epoch 0")]
+    FencedMemberEpoch,
+    /// The member's epoch is behind the coordinator's (OffsetCommit/OffsetFetch).
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    /// The static member's instance id is held by a member that has not left.
+    #[error("the group.instance.id is still used by another member")]
+    UnreleasedInstanceId,
+    /// An assignor the broker does not run (group_consumer_assignors).
+    #[error("the assignor is not one of group_consumer_assignors")]
+    UnsupportedAssignor,
+    /// group_consumer_max_size members already.
+    #[error("the group has group_consumer_max_size members")]
+    GroupMaxSizeReached,
+    /// The subscription regex does not compile.
+    #[error("the subscription regex is not a valid regular expression")]
+    InvalidRegularExpression,
 }

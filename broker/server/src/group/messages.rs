@@ -224,6 +224,8 @@ pub(crate) struct GroupListing {
     pub group_id: String,
     /// Protocol type ("" for offset-only groups).
     pub protocol_type: String,
-    /// State.
-    pub state: GroupState,
+    /// State, as Kafka names it for the group's type.
+    pub state: &'static str,
+    /// "classic" or "consumer" (KIP-848).
+    pub group_type: &'static str,
 }

@@ -26,6 +26,7 @@
 //! Inside `state/` and `coordinator/`, the request files use their
 //! `mod.rs` and the modules above, never each other.
 
+pub(crate) mod consumer;
 pub(crate) mod coordinator;
 pub(crate) mod error;
 pub(crate) mod member;

@@ -2,8 +2,11 @@
 //!
 //! Keys start with a big-endian i16 that says what they are (as in Kafka):
 //! `1` = committed offset (group, topic, partition), `2` = group metadata
-//! (group). Values start with an i16 schema version (`1`). Strings are an
-//! i16 length (-1 = null) then UTF-8; byte arrays an i32 length then bytes.
+//! (group). Values start with an i16 schema version: `1`, and `2` for the
+//! group metadata of a consumer-protocol (KIP-848) group, which appends its
+//! epochs, members, target assignment and subscribed topics to the fields of
+//! `1`. Strings are an i16 length (-1 = null) then UTF-8; byte arrays an i32
+//! length then bytes.
 //! A null value is a tombstone: the offset or the group was deleted. The
 //! topic is compacted, so only the latest record per key survives.
 //!
@@ -13,6 +16,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::consumer::{Assignor, Catalog, ConsumerGroup, ConsumerMember, MemberState, Partitions};
 use super::member::Member;
 use super::messages::Protocol;
 use super::offsets::CommittedOffset;
@@ -23,6 +27,12 @@ const OFFSET_KEY: i16 = 1;
 const GROUP_KEY: i16 = 2;
 /// Schema version of values written by this code.
 const VALUE_VERSION: i16 = 1;
+/// Schema version of the group metadata of a consumer-protocol group.
+const CONSUMER_GROUP_VERSION: i16 = 2;
+/// Fewest bytes one consumer member takes: three strings, three optional
+/// strings, a name count, an optional regex and assignor, three i32, a
+/// state and two empty partition maps.
+const MIN_CONSUMER_MEMBER_BYTES: usize = 3 * 2 + 2 * 2 + 4 + 2 * 2 + 3 * 4 + 1 + 2 * 4;
 /// Fewest bytes one member takes in a group value: four empty strings, two
 /// timeouts, a protocol count and an empty assignment.
 const MIN_MEMBER_BYTES: usize = 4 * 2 + 4 + 4 + 4 + 4;
@@ -96,6 +106,8 @@ pub struct GroupMetadata {
     pub state_timestamp_ms: i64,
     /// Members with their protocols and assignments (runtime fields unused).
     pub members: Vec<Member>,
+    /// The consumer-protocol state (KIP-848), for such a group.
+    pub(crate) consumer: Option<ConsumerGroup>,
 }
 
 struct Writer(BytesMut);
@@ -125,6 +137,52 @@ impl Writer {
     fn bytes(&mut self, b: &[u8]) {
         self.0.put_i32(b.len() as i32);
         self.0.put_slice(b);
+    }
+    fn partitions(&mut self, p: &Partitions) {
+        self.i32(p.len() as i32);
+        for (topic, partitions) in p {
+            self.str(topic);
+            self.i32(partitions.len() as i32);
+            for p in partitions {
+                self.i32(*p);
+            }
+        }
+    }
+    fn consumer(&mut self, c: &ConsumerGroup) {
+        self.i32(c.group_epoch());
+        self.i32(c.assignment_epoch());
+        self.opt_str(c.assignor().map(Assignor::name));
+        self.i32(c.subscribed_metadata().len() as i32);
+        for (topic, (id, count)) in c.subscribed_metadata() {
+            self.str(topic);
+            self.0.put_slice(id.as_bytes());
+            self.i32(*count);
+        }
+        self.i32(c.member_count() as i32);
+        for m in c.members() {
+            self.str(&m.member_id);
+            self.opt_str(m.instance_id.as_deref());
+            self.opt_str(m.rack_id.as_deref());
+            self.str(&m.client_id);
+            self.str(&m.client_host);
+            self.i32(m.subscribed_topic_names.len() as i32);
+            for t in &m.subscribed_topic_names {
+                self.str(t);
+            }
+            self.opt_str(m.subscribed_topic_regex.as_deref());
+            self.opt_str(m.server_assignor.as_deref());
+            self.i32(m.rebalance_timeout_ms);
+            self.i32(m.member_epoch);
+            self.i32(m.previous_member_epoch);
+            self.0.put_i8(m.state.code());
+            self.partitions(&m.assigned);
+            self.partitions(&m.pending_revocation);
+        }
+        self.i32(c.targets().len() as i32);
+        for (member, p) in c.targets() {
+            self.str(member);
+            self.partitions(p);
+        }
     }
 }
 
@@ -177,6 +235,94 @@ impl Reader {
             });
         }
         Ok(n)
+    }
+    fn partitions(&mut self, what: &'static str) -> Result<Partitions, RecordError> {
+        let topics = self.count(what, 2 + 4)?;
+        let mut out = Partitions::new();
+        for _ in 0..topics {
+            let topic = self.str(what)?;
+            let n = self.count(what, 4)?;
+            let mut set = std::collections::BTreeSet::new();
+            for _ in 0..n {
+                set.insert(self.i32(what)?);
+            }
+            out.insert(topic, set);
+        }
+        Ok(out)
+    }
+    fn consumer(&mut self) -> Result<ConsumerGroup, RecordError> {
+        let group_epoch = self.i32("group epoch")?;
+        let assignment_epoch = self.i32("assignment epoch")?;
+        let assignor = self
+            .opt_str("assignor")?
+            .and_then(|a| Assignor::from_name(&a));
+        let topics = self.count("subscribed topics", 2 + 16 + 4)?;
+        let mut subscribed = Catalog::new();
+        for _ in 0..topics {
+            let topic = self.str("subscribed topic")?;
+            self.need(16, "topic id")?;
+            let mut id = [0u8; 16];
+            self.0.copy_to_slice(&mut id);
+            let count = self.i32("partition count")?;
+            subscribed.insert(topic, (uuid::Uuid::from_bytes(id), count));
+        }
+        let count = self.count("consumer member count", MIN_CONSUMER_MEMBER_BYTES)?;
+        let mut members = Vec::with_capacity(count);
+        for _ in 0..count {
+            let member_id = self.str("member id")?;
+            let instance_id = self.opt_str("instance id")?;
+            let rack_id = self.opt_str("rack id")?;
+            let client_id = self.str("client id")?;
+            let client_host = self.str("client host")?;
+            let names = self.count("subscribed topic names", 2)?;
+            let mut subscribed_topic_names = std::collections::BTreeSet::new();
+            for _ in 0..names {
+                subscribed_topic_names.insert(self.str("subscribed topic name")?);
+            }
+            let regex = self.opt_str("subscribed topic regex")?;
+            let server_assignor = self.opt_str("server assignor")?;
+            let rebalance_timeout_ms = self.i32("rebalance timeout")?;
+            let member_epoch = self.i32("member epoch")?;
+            let previous_member_epoch = self.i32("previous member epoch")?;
+            self.need(1, "member state")?;
+            let code = self.0.get_i8();
+            let state = MemberState::from_code(code).ok_or(RecordError::UnknownVersion {
+                what: "member state",
+                version: i16::from(code),
+            })?;
+            let assigned = self.partitions("assigned partitions")?;
+            let pending_revocation = self.partitions("partitions pending revocation")?;
+            members.push(ConsumerMember::new(
+                member_id,
+                instance_id,
+                rack_id,
+                client_id,
+                client_host,
+                subscribed_topic_names,
+                regex,
+                server_assignor,
+                rebalance_timeout_ms,
+                member_epoch,
+                previous_member_epoch,
+                state,
+                assigned,
+                pending_revocation,
+            ));
+        }
+        let targets = self.count("target count", 2 + 4)?;
+        let mut target = std::collections::BTreeMap::new();
+        for _ in 0..targets {
+            let member = self.str("target member")?;
+            target.insert(member, self.partitions("target partitions")?);
+        }
+        Ok(ConsumerGroup::from_parts(
+            group_epoch,
+            assignment_epoch,
+            assignor,
+            members,
+            target,
+            subscribed,
+        ))
     }
     fn bytes(&mut self, what: &'static str) -> Result<Bytes, RecordError> {
         let len = self.i32(what)?;
@@ -261,7 +407,11 @@ pub fn decode_offset(bytes: Bytes) -> Result<CommittedOffset, RecordError> {
 /// Encodes group metadata.
 pub fn encode_group(group: &GroupMetadata) -> Bytes {
     let mut w = Writer(BytesMut::with_capacity(256));
-    w.i16(VALUE_VERSION);
+    w.i16(if group.consumer.is_some() {
+        CONSUMER_GROUP_VERSION
+    } else {
+        VALUE_VERSION
+    });
     w.opt_str(group.protocol_type.as_deref());
     w.i32(group.generation_id);
     w.opt_str(group.protocol_name.as_deref());
@@ -282,6 +432,9 @@ pub fn encode_group(group: &GroupMetadata) -> Bytes {
         }
         w.bytes(&m.assignment);
     }
+    if let Some(consumer) = &group.consumer {
+        w.consumer(consumer);
+    }
     w.0.freeze()
 }
 
@@ -289,7 +442,7 @@ pub fn encode_group(group: &GroupMetadata) -> Bytes {
 pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
     let mut r = Reader(bytes);
     let version = r.i16("group value version")?;
-    if version != VALUE_VERSION {
+    if version != VALUE_VERSION && version != CONSUMER_GROUP_VERSION {
         return Err(RecordError::UnknownVersion {
             what: "group value",
             version,
@@ -332,6 +485,11 @@ pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
             awaiting_sync: false,
         });
     }
+    let consumer = if version == CONSUMER_GROUP_VERSION {
+        Some(r.consumer()?)
+    } else {
+        None
+    };
     Ok(GroupMetadata {
         protocol_type,
         generation_id,
@@ -339,6 +497,7 @@ pub fn decode_group(bytes: Bytes) -> Result<GroupMetadata, RecordError> {
         leader,
         state_timestamp_ms,
         members,
+        consumer,
     })
 }
 
@@ -397,6 +556,7 @@ mod tests {
             leader: Some("m-1".into()),
             state_timestamp_ms: 123,
             members: vec![member],
+            consumer: None,
         };
         assert_eq!(decode_group(encode_group(&g)).unwrap(), g);
         let empty = GroupMetadata {
@@ -406,8 +566,52 @@ mod tests {
             leader: None,
             state_timestamp_ms: 9,
             members: vec![],
+            consumer: None,
         };
         assert_eq!(decode_group(encode_group(&empty)).unwrap(), empty);
+    }
+
+    #[test]
+    fn consumer_protocol_groups_round_trip() {
+        let member = ConsumerMember::new(
+            "m-1".into(),
+            Some("i-1".into()),
+            Some("rack-a".into()),
+            "c".into(),
+            "/127.0.0.1".into(),
+            ["t".to_string()].into(),
+            Some("orders-.*".into()),
+            Some("range".into()),
+            30_000,
+            4,
+            3,
+            MemberState::UnrevokedPartitions,
+            [("t".to_string(), [0, 1].into())].into(),
+            [("orders-eu".to_string(), [2].into())].into(),
+        );
+        let consumer = ConsumerGroup::from_parts(
+            5,
+            5,
+            Some(Assignor::Range),
+            vec![member],
+            [("m-1".to_string(), [("t".to_string(), [0].into())].into())].into(),
+            [("t".to_string(), (uuid::Uuid::from_bytes([7; 16]), 2))].into(),
+        );
+        let g = GroupMetadata {
+            protocol_type: Some("consumer".into()),
+            generation_id: 0,
+            protocol_name: None,
+            leader: None,
+            state_timestamp_ms: 1,
+            members: vec![],
+            consumer: Some(consumer),
+        };
+        let bytes = encode_group(&g);
+        assert_eq!(&bytes[..2], &[0, 2], "value version 2");
+        assert_eq!(decode_group(bytes.clone()).unwrap(), g);
+        for cut in 0..bytes.len() {
+            assert!(decode_group(bytes.slice(..cut)).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ fn config(delay: i64) -> GroupConfig {
         min_session_timeout_ms: 6000,
         max_session_timeout_ms: 300_000,
         initial_rebalance_delay_ms: delay,
+        consumer: Default::default(),
     }
 }
 

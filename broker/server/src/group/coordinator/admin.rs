@@ -20,7 +20,8 @@ impl Coordinator {
             .map(|e| GroupListing {
                 group_id: e.group.id().to_string(),
                 protocol_type: e.group.protocol_type().unwrap_or_default().to_string(),
-                state: e.group.state(),
+                state: e.group.state_name(),
+                group_type: e.group.group_type(),
             })
             .collect();
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));

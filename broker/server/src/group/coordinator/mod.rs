@@ -31,6 +31,7 @@ use prometheus::IntCounterVec;
 use runnel_meta::{BrokerId, ClusterState};
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::consumer::{Assignor, ConsumerConfig};
 use super::error::GroupError;
 use super::messages::{Action, GroupState, SyncOutcome};
 use super::placement::{partition_for, OFFSETS_TOPIC};
@@ -47,6 +48,7 @@ pub(crate) use super::messages::{CommitEntry, JoinResult};
 pub(crate) use super::store::{offsets_topic_configs, OffsetsReplication};
 
 mod admin;
+mod consumer;
 mod membership;
 mod offsets;
 
@@ -98,6 +100,23 @@ enum Deferred {
     ),
 }
 
+/// The consumer group protocol's settings from the broker's.
+fn consumer_config(config: &BrokerConfig) -> ConsumerConfig {
+    let assignors: Vec<Assignor> = config
+        .group_consumer_assignors
+        .split(',')
+        .filter_map(|a| Assignor::from_name(a.trim()))
+        .collect();
+    ConsumerConfig {
+        session_timeout_ms: config.group_consumer_session_timeout_ms,
+        heartbeat_interval_ms: config.group_consumer_heartbeat_interval_ms,
+        max_size: config.group_consumer_max_size,
+        default_assignor: assignors.first().copied().unwrap_or(Assignor::Uniform),
+        range_enabled: assignors.contains(&Assignor::Range),
+        uniform_enabled: assignors.contains(&Assignor::Uniform),
+    }
+}
+
 /// The group coordinator of this broker (every group: a single broker
 /// coordinates all partitions of `__consumer_offsets`).
 pub(crate) struct Coordinator {
@@ -142,6 +161,7 @@ impl Coordinator {
                 min_session_timeout_ms: config.group_min_session_timeout_ms,
                 max_session_timeout_ms: config.group_max_session_timeout_ms,
                 initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+                consumer: consumer_config(config),
             },
             retention_ms: config.offsets_retention_minutes.saturating_mul(60_000),
             retention_check_ms: config.offsets_retention_check_interval_ms.max(1),

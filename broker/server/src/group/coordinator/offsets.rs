@@ -117,17 +117,23 @@ impl Coordinator {
     }
 
     /// Committed offsets of a group: for each requested topic the requested
-    /// partitions (`None` = every committed offset of the group).
+    /// partitions (`None` = every committed offset of the group). `member`
+    /// (OffsetFetch v9: member id and epoch) is checked against a
+    /// consumer-protocol group's member.
     #[allow(clippy::type_complexity)]
     pub(crate) fn fetch_offsets(
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        member: Option<(&str, i32)>,
     ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, GroupError> {
         self.check_loaded()?;
         self.check_served(group_id)?;
         let groups = self.groups.lock();
         let group = groups.get(group_id).map(|e| &e.group);
+        if let (Some(g), Some((member_id, epoch))) = (group, member) {
+            g.validate_fetch(Some(member_id), epoch)?;
+        }
         Ok(match topics {
             Some(topics) => topics
                 .into_iter()

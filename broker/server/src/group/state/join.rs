@@ -29,6 +29,9 @@ impl Group {
         if self.state == GroupState::Dead {
             return fail(GroupError::CoordinatorNotAvailable);
         }
+        if let Err(err) = self.release_consumer_protocol() {
+            return fail(err);
+        }
         if !self.supports_protocols(&req.protocol_type, &req.protocols) {
             return fail(GroupError::InconsistentGroupProtocol);
         }

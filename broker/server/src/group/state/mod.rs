@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use bytes::Bytes;
 use indexmap::IndexMap;
 
+use super::consumer::{ConsumerConfig, ConsumerGroup};
 use super::error::GroupError;
 use super::member::{select_protocol, Member};
 use super::messages::{Action, GroupState, JoinMember, JoinOutcome};
@@ -38,6 +39,7 @@ use super::records::GroupMetadata;
 pub(crate) use super::messages::{JoinRequest, LeavingMember, Protocol, SyncRequest};
 pub(crate) use super::offsets::CommittedOffset;
 
+mod consumer;
 mod heartbeat;
 mod join;
 mod leave;
@@ -54,6 +56,8 @@ pub(crate) struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group_initial_rebalance_delay_ms`.
     pub initial_rebalance_delay_ms: i64,
+    /// The consumer group protocol's settings.
+    pub consumer: ConsumerConfig,
 }
 
 impl Default for GroupConfig {
@@ -62,6 +66,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3000,
+            consumer: ConsumerConfig::default(),
         }
     }
 }
@@ -93,6 +98,9 @@ pub(crate) struct Group {
     /// CompletingRebalance: members that have not synced by then are removed.
     sync_deadline_ms: Option<i64>,
     offsets: OffsetTable,
+    /// `Some`: a group of the consumer protocol (KIP-848), whose members
+    /// live here instead of `members`.
+    consumer: Option<ConsumerGroup>,
 }
 
 impl Group {
@@ -115,6 +123,7 @@ impl Group {
             initial_delay_started_ms: now,
             sync_deadline_ms: None,
             offsets: OffsetTable::default(),
+            consumer: None,
         }
     }
 
@@ -208,9 +217,9 @@ impl Group {
         self.members.get(member_id)
     }
 
-    /// Number of members.
+    /// Number of members (of either protocol).
     pub(crate) fn member_count(&self) -> usize {
-        self.members.len()
+        self.members.len() + self.consumer.as_ref().map_or(0, |c| c.member_count())
     }
 
     /// True while member ids handed out with MEMBER_ID_REQUIRED wait to rejoin.
@@ -237,6 +246,7 @@ impl Group {
             leader: self.leader.clone(),
             state_timestamp_ms: self.state_timestamp_ms,
             members: self.members.values().cloned().collect(),
+            consumer: self.consumer.clone(),
         }
     }
 
@@ -247,7 +257,7 @@ impl Group {
         now: i64,
         metadata: GroupMetadata,
     ) -> Group {
-        Group::restore(
+        let mut group = Group::restore(
             id,
             config,
             now,
@@ -257,7 +267,14 @@ impl Group {
             metadata.leader,
             metadata.state_timestamp_ms,
             metadata.members,
-        )
+        );
+        if let Some(consumer) = metadata.consumer {
+            group.consumer = Some(consumer.restored(&config.consumer, now));
+            if group.member_count() > 0 {
+                group.state = GroupState::Stable;
+            }
+        }
+        group
     }
 
     /// Empty without offsets: nothing left worth keeping.

@@ -21,6 +21,9 @@ impl Group {
         if self.state == GroupState::Dead {
             return Err(GroupError::CoordinatorNotAvailable);
         }
+        if let Some(consumer) = &self.consumer {
+            return consumer.validate_commit(member_id, generation_id);
+        }
         if self.is_fenced(member_id, group_instance_id) {
             return Err(GroupError::FencedInstanceId);
         }
@@ -58,6 +61,9 @@ impl Group {
     /// Topics the members subscribe to, from their consumer-protocol
     /// metadata; `None` when the group does not use the consumer protocol.
     pub(crate) fn subscribed_topics(&self) -> Option<HashSet<String>> {
+        if let Some(consumer) = &self.consumer {
+            return Some(consumer.subscribed_topic_names().into_iter().collect());
+        }
         if self.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
             return None;
         }

@@ -21,6 +21,7 @@ impl Group {
             .chain(pending)
             .chain(barrier)
             .chain(self.sync_deadline_ms)
+            .chain(self.consumer_deadline())
             .min()
     }
 
@@ -70,6 +71,7 @@ impl Group {
             }
             actions.extend(self.prepare_rebalance(now));
         }
+        actions.extend(self.consumer_timers(now).1);
         actions
     }
 }
