@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """One consumer-group member as its own process, so tests can SIGTERM or `kill -9` it for real.
 
-Run by e2e/groups.py (not collected by pytest). It joins GROUP on TOPIC with confluent-kafka or
+Run by e2e/groups.py (not collected by pytest). It joins GROUP on TOPIC with confluent-kafka
+(`--client confluent`: the classic protocol; `--client confluent-848`: KIP-848's consumer protocol,
+`group.protocol=consumer`, where the broker assigns and --strategy names its assignor) or
 kafka-python and writes one JSON object per line to stdout (tests point stdout at a file):
 
   {"ev": "started", "pid": N}
@@ -43,9 +45,6 @@ def run_confluent(a) -> None:
         "bootstrap.servers": a.bootstrap,
         "group.id": a.group,
         "client.id": a.client_id,
-        "session.timeout.ms": a.session_ms,
-        "heartbeat.interval.ms": a.heartbeat_ms,
-        "partition.assignment.strategy": a.strategy,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": a.commit == "auto",
         "auto.commit.interval.ms": 200,
@@ -53,14 +52,22 @@ def run_confluent(a) -> None:
         "reconnect.backoff.max.ms": 500,
         "enable.partition.eof": False,
     }
+    if a.client == "confluent-848":
+        # The broker sets session timeout and heartbeat interval and runs the assignor.
+        conf["group.protocol"] = "consumer"
+        conf["group.remote.assignor"] = a.strategy
+    else:
+        conf.update({"session.timeout.ms": a.session_ms, "heartbeat.interval.ms": a.heartbeat_ms,
+                     "partition.assignment.strategy": a.strategy})
     if a.instance_id:
         conf["group.instance.id"] = a.instance_id
     c = Consumer(conf)
     current: set[int] = set()
     n_assign = 0
 
-    # The Python binding does not expose the negotiated protocol; the strategy decides it.
-    incremental = a.strategy == "cooperative-sticky"
+    # The Python binding does not expose the negotiated protocol; the strategy decides it (the
+    # consumer protocol always hands partitions over incrementally).
+    incremental = a.strategy == "cooperative-sticky" or a.client == "confluent-848"
 
     def on_assign(consumer, parts):
         nonlocal n_assign
@@ -153,7 +160,7 @@ def run_kafka_python(a) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--client", choices=["confluent", "kafka-python"], default="confluent")
+    ap.add_argument("--client", choices=["confluent", "confluent-848", "kafka-python"], default="confluent")
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
@@ -168,7 +175,7 @@ def main() -> int:
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
     emit({"ev": "started", "pid": os.getpid()})
-    if a.client == "confluent":
+    if a.client in ("confluent", "confluent-848"):
         run_confluent(a)
     else:
         run_kafka_python(a)

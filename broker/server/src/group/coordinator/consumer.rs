@@ -57,6 +57,7 @@ impl Coordinator {
                 .ok_or(GroupError::CoordinatorNotAvailable)?;
             let member = req.member_id.clone();
             let epoch = req.member_epoch;
+            let assigned_before = entry.group.consumer().map(|c| c.assignment_epoch());
             let result = entry.group.consumer_heartbeat(req, &catalog, now);
             tracing::debug!(group = group_id, member = %member, epoch, result = ?result,
                 "ConsumerGroupHeartbeat");
@@ -75,14 +76,16 @@ impl Coordinator {
             } else {
                 None
             };
-            if changed {
-                if let Some(c) = entry.group.consumer() {
-                    tracing::debug!(
+            if let Some(c) = entry.group.consumer() {
+                // A new target assignment is this protocol's rebalance.
+                if assigned_before.unwrap_or(0) != c.assignment_epoch() {
+                    self.rebalances.with_label_values(&[group_id]).inc();
+                    tracing::info!(
                         group = group_id,
-                        group_epoch = c.group_epoch(),
-                        assignment_epoch = c.assignment_epoch(),
-                        state = c.state().as_str(),
-                        "consumer group changed"
+                        epoch = c.assignment_epoch(),
+                        members = c.member_count(),
+                        assignor = c.assignor().map(|a| a.name()).unwrap_or_default(),
+                        "consumer group assigned"
                     );
                 }
             }
