@@ -185,6 +185,59 @@ def test_the_group_survives_a_broker_kill9_without_reassigning(kip848_broker, me
         assert (m.assignment, m.n_assign) == held[m.name], f"{m.name} was reassigned: {m.assignments}"
 
 
+def test_a_static_member_restarted_takes_its_partitions_back_without_moving_the_others(kip848_broker, members):
+    bs = kip848_broker.bootstrap
+    topic, group = "kip848-static", "g-kip848-static"
+    create_topic(bs, topic, PARTITIONS)
+    ms = [members(f"static-{i}", bs, topic, group, instance_id=f"inst-{i}") for i in range(3)]
+    wait_disjoint_cover(ms, PARTITIONS, what="(three static members)")
+    wait_until(lambda: all(len(m.refresh().assignment) == 2 for m in ms), 30, what="a 2/2/2 split")
+    held = {m.name: (set(m.assignment), m.n_assign) for m in ms}
+    epoch = describe(bs, group)
+    # A clean close of a static member leaves "for now" (epoch -2): it stays in the group with
+    # its partitions until its session expires or its instance id comes back.
+    assert ms[1].close() == 0, ms[1].stderr()[-2000:]
+    assert len(describe(bs, group).members) == 3
+    again = members("static-1-again", bs, topic, group, instance_id="inst-1")
+    wait_until(lambda: again.refresh().assignment, 30, what="the restarted static member's partitions")
+    assert again.assignment == held["static-1"][0]
+    desc = describe(bs, group)
+    assert len(desc.members) == 3 and desc.state == ConsumerGroupState.STABLE
+    assert assignments(desc).keys() != assignments(epoch).keys(), "the new process has a new member id"
+    for m in (ms[0], ms[2]):
+        m.refresh()
+        assert (m.assignment, m.n_assign) == held[m.name], f"{m.name} was reassigned: {m.assignments}"
+    produced = {(a.partition, a.offset) for a in produce_confluent(
+        bs, topic, [(None, f"s-{i}".encode(), i % PARTITIONS) for i in range(600)]).acks}
+    wait_all_consumed([ms[0], ms[2], again], produced)
+
+
+def test_a_regex_subscription_picks_up_topics_created_later(kip848_broker):
+    bs = kip848_broker.bootstrap
+    create_topic(bs, "kip848-re-a", 2)
+    create_topic(bs, "kip848-other", 1)
+    c = Consumer({"bootstrap.servers": bs, "group.id": "g-kip848-regex", "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest"})
+    try:
+        c.subscribe(["^kip848-re-.*"])
+
+        def held():
+            c.poll(0.1)
+            return {(tp.topic, tp.partition) for tp in c.assignment()}
+        wait_until(lambda: held() == {("kip848-re-a", 0), ("kip848-re-a", 1)}, 30, what="the matching topic")
+        create_topic(bs, "kip848-re-b", 1)
+        wait_until(lambda: ("kip848-re-b", 0) in held(), 30, what="the topic created later")
+        assert held() == {("kip848-re-a", 0), ("kip848-re-a", 1), ("kip848-re-b", 0)}
+        produce_confluent(bs, "kip848-re-b", [(None, b"late", 0)])
+
+        def got_late():
+            m = c.poll(0.2)
+            return m is not None and m.error() is None and m.value() == b"late"
+        wait_until(got_late, 30, what="the record of the later topic")
+    finally:
+        c.close()
+
+
 # -- raw requests: the exact error codes ------------------------------------------------------
 
 def uvarint(n: int) -> bytes:

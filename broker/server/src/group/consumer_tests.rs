@@ -233,9 +233,11 @@ fn a_static_member_keeps_its_partitions_across_a_restart() {
     let mut hb = beat("a1", 1, Some(all));
     hb.instance_id = Some("i-a".into());
     let kept = f.hb(hb).unwrap().assignment.unwrap();
-    let mut hb = beat("a1", 1, Some(kept.clone()));
-    hb.instance_id = Some("i-a".into());
-    f.hb(hb).unwrap();
+    // Later heartbeats leave the instance id out (unchanged); another one is fenced.
+    f.hb(beat("a1", 1, Some(kept.clone()))).unwrap();
+    let mut other = beat("a1", 2, None);
+    other.instance_id = Some("i-x".into());
+    assert_eq!(f.hb(other).unwrap_err(), GroupError::FencedInstanceId);
     let epoch = f.group.group_epoch();
     // Another process with the same instance id while a1 is active: refused.
     let mut dup = join("a2", &["t"]);

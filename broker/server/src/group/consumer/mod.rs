@@ -472,7 +472,8 @@ impl ConsumerGroup {
                 .members
                 .get(&member_id)
                 .ok_or(GroupError::UnknownMemberId)?;
-            if m.instance_id.is_some() && m.instance_id != req.instance_id {
+            // The instance id is sent when it changed (null: unchanged).
+            if req.instance_id.is_some() && m.instance_id != req.instance_id {
                 return Err(GroupError::FencedInstanceId);
             }
             check_epoch(m, req.member_epoch, req.owned.as_ref())?;
