@@ -1,8 +1,9 @@
 """Client quotas (KIP-13, KIP-546) set with `runnel quota` and enforced on librdkafka clients:
 a producer or consumer over its byte rate gets responses with `throttle_time_ms` (librdkafka
 reports them through its throttle callback) and its connection is read again only after that
-time, so its rate falls to the quota; clients without a quota are never throttled; quota keys
-Runnel does not enforce are refused. Short quota windows (100 ms samples) keep the test quick."""
+time, so its rate falls to the quota; a client whose requests take more than its
+`request_percentage` of a broker thread is throttled too; clients without a quota are never
+throttled; quota keys Runnel does not enforce are refused. Short quota windows (100 ms samples) keep the test quick."""
 
 from __future__ import annotations
 
@@ -103,11 +104,40 @@ def test_quotas_throttle_producers_and_consumers_over_their_byte_rate(broker_fac
     assert throttles == []
 
 
+def test_request_percentage_throttles_a_client_that_keeps_the_broker_busy(broker_factory, cli):
+    """KIP-124: `request_percentage` bounds the share of a broker thread a client's requests
+    may take; a producer sending one small request per record goes over 1 % and is throttled,
+    the same producer under another client id is not."""
+    b = broker_factory(*WINDOW_ARGS)
+    bs = ["-b", b.bootstrap]
+    create_topic(b.bootstrap, "quota-req", 1)
+    cli(*bs, "quota", "alter", "--client-id", "chatty", "--add", "request_percentage=1", check=True)
+    listed = json.loads(cli(*bs, "--output", "json", "quota", "describe", check=True).stdout)
+    assert [(r["entity"], r["key"], r["value"]) for r in listed] == [
+        ("client-id=chatty", "request_percentage", 1)]
+
+    def produce_one_by_one(client_id: str) -> list[float]:
+        throttles: list[float] = []
+        p = Producer({"bootstrap.servers": b.bootstrap, "client.id": client_id, "acks": "1",
+                      "linger.ms": 0, "max.in.flight": 1,
+                      "throttle_cb": lambda e: throttles.append(e.throttle_time)})
+        for i in range(300):
+            p.produce("quota-req", value=b"x", partition=0)
+            p.flush(30)  # one request per record
+        return throttles
+
+    assert produce_one_by_one("quiet") == []
+    throttles = produce_one_by_one("chatty")
+    assert throttles and max(throttles) > 0, throttles
+    assert (metric(b.admin_url, "runnel_quota_throttled_requests_total", quota="request_percentage")
+            or 0) > 0
+
+
 def test_quota_keys_runnel_does_not_enforce_are_refused(broker, cli):
     bs = ["-b", broker.bootstrap]
-    cp = cli(*bs, "quota", "alter", "--client-id", "x", "--add", "request_percentage=50")
+    cp = cli(*bs, "quota", "alter", "--client-id", "x", "--add", "controller_mutation_rate=50")
     assert cp.returncode != 0
-    assert "request_percentage" in cp.stderr and "not supported" in cp.stderr, cp.stderr
+    assert "controller_mutation_rate" in cp.stderr and "not supported" in cp.stderr, cp.stderr
     cp = cli(*bs, "quota", "alter", "--client-id", "x", "--add", "producer_byte_rate=-1")
     assert cp.returncode != 0 and "positive" in cp.stderr, cp.stderr
     assert json.loads(cli(*bs, "--output", "json", "quota", "describe", check=True).stdout) == []

@@ -289,10 +289,10 @@ impl Broker {
         }
     }
 
-    /// Counts `bytes` of `kind` for `client_id` against its quota, if one applies; when the
-    /// client is over it, mutes the connection for the throttle time, which is returned (ms,
-    /// for the response's `throttle_time_ms`). Without authentication every client is
-    /// Kafka's ANONYMOUS user.
+    /// Counts `bytes` of `kind` (for [`QuotaKind::Request`]: nanoseconds of thread time) for
+    /// `client_id` against its quota, if one applies; when the client is over it, mutes the
+    /// connection for the throttle time, which is returned (ms, for the response's
+    /// `throttle_time_ms`). Without authentication every client is Kafka's ANONYMOUS user.
     pub(crate) fn record_quota(
         &self,
         kind: QuotaKind,
@@ -305,12 +305,16 @@ impl Broker {
             return 0;
         }
         let now = std::time::Instant::now();
+        let amount = match kind {
+            QuotaKind::Request => crate::quota::percent_seconds(bytes),
+            QuotaKind::Produce | QuotaKind::Fetch => bytes as f64,
+        };
         let throttle = self.quotas.record(
             &state.client_quotas,
             kind,
             ANONYMOUS,
             client_id,
-            bytes,
+            amount,
             crate::quota::millis(now),
         );
         if throttle > 0 {

@@ -1,6 +1,8 @@
-//! Client byte-rate quotas (KIP-13, KIP-55, KIP-219), without I/O: which quota applies to a
+//! Client quotas (KIP-13, KIP-55, KIP-124, KIP-219), without I/O: which quota applies to a
 //! client, the rate it is measured at, and how long a request that pushed it over is
-//! throttled.
+//! throttled. Byte rates count produced and fetched bytes; the request quota
+//! (`request_percentage`) counts the time the broker's threads spend on a client's requests,
+//! as a percentage of one thread (200 = two threads' worth).
 //!
 //! Resolution follows Kafka's precedence, the first entity holding the quota key wins:
 //! user + client id, user + default client, user, default user + client id, default user +
@@ -46,13 +48,22 @@ pub(crate) fn millis(at: std::time::Instant) -> i64 {
 /// The user of a connection without authentication, as Kafka names it.
 pub(crate) const ANONYMOUS: &str = "ANONYMOUS";
 
-/// Which byte rate a request counts against.
+/// Which rate a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum QuotaKind {
     /// Produce request bytes (`producer_byte_rate`).
     Produce,
     /// Fetch response bytes of consumers (`consumer_byte_rate`).
     Fetch,
+    /// Time spent handling the client's requests (`request_percentage`), recorded in
+    /// percent-seconds of one thread (see [`percent_seconds`]).
+    Request,
+}
+
+/// Thread time as the request quota records it: `nanos` of work is `nanos / 10^7` percent of
+/// one thread for one second, so the rate over the window (per second) is a percentage.
+pub(crate) fn percent_seconds(nanos: u64) -> f64 {
+    nanos as f64 / 10_000_000.0
 }
 
 impl QuotaKind {
@@ -61,6 +72,7 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => "producer_byte_rate",
             QuotaKind::Fetch => "consumer_byte_rate",
+            QuotaKind::Request => "request_percentage",
         }
     }
 }
@@ -200,15 +212,16 @@ impl Quotas {
         }
     }
 
-    /// Records `bytes` of `kind` for `user`'s client `client_id` against the quota that applies
-    /// (none: nothing is recorded) and returns how long to throttle it, in ms.
+    /// Records `amount` of `kind` (bytes, or percent-seconds for [`QuotaKind::Request`]) for
+    /// `user`'s client `client_id` against the quota that applies (none: nothing is recorded)
+    /// and returns how long to throttle it, in ms.
     pub(crate) fn record(
         &self,
         quotas: &BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
         kind: QuotaKind,
         user: &str,
         client_id: &str,
-        bytes: u64,
+        amount: f64,
         now_ms: i64,
     ) -> u64 {
         let Some((sharing, bound)) = resolve(quotas, user, client_id, kind.key()) else {
@@ -218,7 +231,7 @@ impl Quotas {
         let rate = rates
             .entry((kind, sharing))
             .or_insert_with(|| RateWindow::new(self.samples, self.window_ms));
-        rate.record(now_ms, bytes as f64);
+        rate.record(now_ms, amount);
         rate.throttle_ms(now_ms, bound)
     }
 
@@ -335,24 +348,73 @@ mod tests {
         let quotas = with(&[(entity(None, Some(Some("slow"))), 1000.0)]);
         let q = Quotas::new(11, 1000);
         assert_eq!(
-            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "fast", 1 << 30, 0),
+            q.record(
+                &quotas,
+                QuotaKind::Produce,
+                ANONYMOUS,
+                "fast",
+                (1u64 << 30) as f64,
+                0
+            ),
             0
         );
         assert_eq!(
-            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 5_000, 0),
+            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 5_000.0, 0),
             0,
             "5 kB over 10 s is 500 B/s"
         );
-        let t = q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 15_000, 0);
+        let t = q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 15_000.0, 0);
         assert_eq!(t, 10_000);
         q.unrecord(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 15_000, 0);
         assert_eq!(
-            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 0, 0),
+            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "slow", 0.0, 0),
             0
         );
         // The fetch rate is separate.
         assert_eq!(
-            q.record(&quotas, QuotaKind::Fetch, ANONYMOUS, "slow", 1 << 30, 0),
+            q.record(
+                &quotas,
+                QuotaKind::Fetch,
+                ANONYMOUS,
+                "slow",
+                (1u64 << 30) as f64,
+                0
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn the_request_quota_is_a_percentage_of_one_thread() {
+        let mut quotas = with(&[]);
+        quotas.insert(
+            entity(None, Some(Some("busy"))),
+            [("request_percentage".to_string(), QuotaValue(50.0))].into(),
+        );
+        let q = Quotas::new(11, 1000);
+        // 4 s of thread time over the minimum 10 s span: 40 % of a thread, under 50 %.
+        let t = q.record(
+            &quotas,
+            QuotaKind::Request,
+            ANONYMOUS,
+            "busy",
+            percent_seconds(4_000_000_000),
+            0,
+        );
+        assert_eq!(t, 0);
+        // 2 s more: 60 %, a fifth over the quota: throttled a fifth of the span.
+        let t = q.record(
+            &quotas,
+            QuotaKind::Request,
+            ANONYMOUS,
+            "busy",
+            percent_seconds(2_000_000_000),
+            0,
+        );
+        assert_eq!(t, 2_000);
+        // Byte quotas do not apply to it, nor it to them.
+        assert_eq!(
+            q.record(&quotas, QuotaKind::Produce, ANONYMOUS, "busy", 1e12, 0),
             0
         );
     }

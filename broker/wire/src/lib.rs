@@ -145,6 +145,32 @@ pub fn check_response_body(api_key: i16, version: i16, body: &[u8]) -> Result<us
     Ok(r.pos)
 }
 
+/// Where a top-level field of a response body starts (`None` if the field is
+/// not on the wire at `version`, is tagged, or the body ends before it), so
+/// the broker can rewrite a fixed-size field such as `ThrottleTimeMs` in an
+/// encoded response without knowing each message's layout.
+pub fn response_field_offset(api_key: i16, version: i16, body: &[u8], name: &str) -> Option<usize> {
+    let message = find(api_key, Kind::Response)?;
+    if !message.valid.contains(version) {
+        return None;
+    }
+    let ctx = Ctx {
+        version,
+        flexible: message.flexible.contains(version),
+    };
+    let mut r = Reader::new(body);
+    for field in message.fields {
+        if !field.versions.contains(version) || is_tagged(field, version) {
+            continue;
+        }
+        if field.name == name {
+            return Some(r.pos);
+        }
+        walk_field(&mut r, field, ctx).ok()?;
+    }
+    None
+}
+
 /// Checks the body of a versioned data structure carried inside another
 /// message (`ConsumerProtocolSubscription`, `ConsumerProtocolAssignment`: the
 /// bytes after their leading i16 version). Returns the bytes it occupies.

@@ -331,3 +331,45 @@ proptest! {
         }
     }
 }
+
+/// The throttle time sits first in most responses and last in Produce's; the offset found
+/// is where the codec wrote it, in every version that has it.
+#[test]
+fn throttle_time_offsets_are_where_the_codec_writes_them() {
+    fn check<R: Encodable + Default>(
+        key: ApiKey,
+        response: R,
+        versions: std::ops::RangeInclusive<i16>,
+    ) {
+        for version in versions {
+            let mut buf = BytesMut::new();
+            response.encode(&mut buf, version).expect("body");
+            let at = response_field_offset(key as i16, version, &buf, "ThrottleTimeMs")
+                .unwrap_or_else(|| panic!("{key:?} v{version}: no ThrottleTimeMs"));
+            assert_eq!(
+                &buf[at..at + 4],
+                &1234i32.to_be_bytes(),
+                "{key:?} v{version}"
+            );
+        }
+    }
+    let partition = produce_response::PartitionProduceResponse::default().with_index(3);
+    let produce = ProduceResponse::default()
+        .with_responses(vec![produce_response::TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_responses(vec![partition])])
+        .with_throttle_time_ms(1234);
+    check(ApiKey::Produce, produce, 3..=11);
+    check(
+        ApiKey::Fetch,
+        FetchResponse::default().with_throttle_time_ms(1234),
+        4..=16,
+    );
+    check(
+        ApiKey::Metadata,
+        MetadataResponse::default().with_throttle_time_ms(1234),
+        3..=12,
+    );
+    let none = response_field_offset(ApiKey::Metadata as i16, 0, &[0, 0, 0, 0], "ThrottleTimeMs");
+    assert_eq!(none, None, "Metadata v0 has no throttle time");
+}

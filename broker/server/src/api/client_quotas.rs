@@ -1,8 +1,8 @@
 //! DescribeClientQuotas and AlterClientQuotas (KIP-546): client quotas of users, client ids
 //! and both (`<default>` components included), stored in the metadata quorum. The broker
-//! enforces `producer_byte_rate` and `consumer_byte_rate` (see `crate::quota`); the other
-//! Kafka quota keys (`request_percentage`, `controller_mutation_rate`) are refused with
-//! INVALID_REQUEST rather than stored and silently ignored.
+//! enforces `producer_byte_rate`, `consumer_byte_rate` and `request_percentage` (see
+//! `crate::quota`); `controller_mutation_rate` (KIP-599) is refused with INVALID_REQUEST
+//! rather than stored and silently ignored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +24,11 @@ const USER: &str = "user";
 const CLIENT_ID: &str = "client-id";
 
 /// The quota keys this broker enforces.
-pub(crate) const ENFORCED_KEYS: [&str; 2] = ["producer_byte_rate", "consumer_byte_rate"];
+pub(crate) const ENFORCED_KEYS: [&str; 3] = [
+    "producer_byte_rate",
+    "consumer_byte_rate",
+    "request_percentage",
+];
 
 /// DescribeClientQuotas match types.
 const MATCH_EXACT: i8 = 0;
@@ -131,7 +135,7 @@ fn check_entry(entry: &alter_client_quotas_request::EntryData) -> Result<Command
         if !ENFORCED_KEYS.contains(&key.as_str()) {
             return Err(invalid(format!(
                 "quota key '{key}' is not supported: Runnel enforces {}",
-                ENFORCED_KEYS.join(" and ")
+                ENFORCED_KEYS.join(", ")
             )));
         }
         if set.contains_key(&key) || remove.contains(&key) {
@@ -293,10 +297,10 @@ mod tests {
         let m = refusal(
             EntryData::default()
                 .with_entity(vec![part("client-id", Some("a"))])
-                .with_ops(vec![op("request_percentage", 50.0, false)]),
+                .with_ops(vec![op("controller_mutation_rate", 50.0, false)]),
         );
         assert!(
-            m.contains("quota key 'request_percentage' is not supported"),
+            m.contains("quota key 'controller_mutation_rate' is not supported"),
             "{m}"
         );
         let m = refusal(

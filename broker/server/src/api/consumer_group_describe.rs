@@ -1,4 +1,4 @@
-//! ConsumerGroupDescribe (KIP-848, v0–v1): a consumer-protocol group's
+//! ConsumerGroupDescribe (KIP-848, v0): a consumer-protocol group's
 //! epochs, assignor and members with their current and target assignments.
 //! An unknown group, or one of the classic protocol, is GROUP_ID_NOT_FOUND.
 
@@ -26,7 +26,7 @@ const MEMBER_TYPE_CONSUMER: i8 = 1;
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: ConsumerGroupDescribeRequest,
-    _version: i16,
+    version: i16,
 ) -> ConsumerGroupDescribeResponse {
     let s = StrBytes::from_string;
     let groups = request
@@ -72,7 +72,12 @@ pub(crate) async fn handle(
                                 )
                                 .with_assignment(assignment(&m.assigned, &catalog))
                                 .with_target_assignment(assignment(&target, &catalog))
-                                .with_member_type(MEMBER_TYPE_CONSUMER)
+                                // v1 only (not advertised yet: the wire schema ends at v0).
+                                .with_member_type(if version >= 1 {
+                                    MEMBER_TYPE_CONSUMER
+                                } else {
+                                    -1
+                                })
                         })
                         .collect();
                     entry

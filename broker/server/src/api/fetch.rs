@@ -57,6 +57,17 @@ const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest long-poll honoured, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
+/// The broker id of a follower's fetch (`replica_id`, or `replica_state` from v15); `None`
+/// for a consumer's.
+pub(crate) fn follower_id(request: &FetchRequest, version: i16) -> Option<i32> {
+    let id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    (id >= 0).then_some(id)
+}
+
 /// Handles Fetch, waiting up to `max_wait_ms` for `min_bytes`.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
@@ -125,12 +136,7 @@ pub(crate) async fn handle(
             })
             .collect(),
     );
-    let follower = if version >= 15 {
-        request.replica_state.replica_id.0
-    } else {
-        request.replica_id.0
-    };
-    let follower = (follower >= 0).then_some(follower);
+    let follower = follower_id(&request, version);
     // A consumer's v11+ fetch may be served by a follower (KIP-392).
     let follower_may_serve = follower.is_none() && version >= 11;
     let client_rack = (follower_may_serve

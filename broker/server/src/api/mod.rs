@@ -42,6 +42,7 @@ pub(crate) mod sync_group;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -219,6 +220,7 @@ pub(crate) async fn dispatch(
     peer: SocketAddr,
     mute: &Arc<Mute>,
 ) -> Outcome {
+    let entered = Instant::now();
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
@@ -282,15 +284,91 @@ pub(crate) async fn dispatch(
         .request_duration
         .with_label_values(&[api.as_str()]);
     let started = Instant::now();
-    let pending = match route(broker, &ctx, key, version, correlation_id, buf).await {
-        Ok(pending) => pending,
+    // The request quota counts the time spent in this request's code: every poll of its
+    // in-order part and of its answer, not the time it waits (a parked JoinGroup, a fetch
+    // waiting for data, a produce waiting for replicas).
+    let busy = Arc::new(AtomicU64::new(
+        u64::try_from(entered.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    ));
+    let routed = Busy::new(
+        Box::pin(route(broker, &ctx, key, version, correlation_id, buf)),
+        busy.clone(),
+    )
+    .await;
+    let (pending, exempt) = match routed {
+        Ok(routed) => routed,
         Err(reason) => return Outcome::Close(reason),
     };
+    let broker = broker.clone();
     Outcome::Reply(Box::pin(async move {
-        let result = pending.await;
+        let result = Busy::new(pending, busy.clone()).await;
         histogram.observe(started.elapsed().as_secs_f64());
-        result
+        match result {
+            Ok(Some(frame)) if !exempt => {
+                let nanos = busy.load(Ordering::Relaxed);
+                let throttle =
+                    broker.record_quota(QuotaKind::Request, &ctx.client_id, nanos, &ctx.mute);
+                Ok(Some(with_throttle(frame, key, version, throttle)))
+            }
+            other => other,
+        }
     }))
+}
+
+/// A future that adds the time spent in each of its polls to a counter (nanoseconds).
+struct Busy<F: ?Sized> {
+    nanos: Arc<AtomicU64>,
+    inner: Pin<Box<F>>,
+}
+
+impl<F: ?Sized> Busy<F> {
+    fn new(inner: Pin<Box<F>>, nanos: Arc<AtomicU64>) -> Busy<F> {
+        Busy { inner, nanos }
+    }
+}
+
+impl<F: Future + ?Sized> Future for Busy<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let started = Instant::now();
+        let poll = self.inner.as_mut().poll(cx);
+        let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(spent, Ordering::Relaxed);
+        poll
+    }
+}
+
+/// The encoded response `frame` (size prefix, header, body) with `throttle_time_ms` raised
+/// to `throttle` if it is lower (a byte quota may have set it already); unchanged when the
+/// response version has no throttle time.
+fn with_throttle(frame: Bytes, key: ApiKey, version: i16, throttle: i32) -> Bytes {
+    if throttle <= 0 {
+        return frame;
+    }
+    // Size prefix, correlation id, and the empty tagged fields of a flexible header.
+    let header = 4 + 4 + usize::from(key.response_header_version(version) >= 1);
+    let Some(body) = frame.get(header..) else {
+        return frame;
+    };
+    let Some(at) = runnel_wire::response_field_offset(key as i16, version, body, "ThrottleTimeMs")
+    else {
+        return frame;
+    };
+    let at = header + at;
+    let Some(current) = frame.get(at..at + 4) else {
+        return frame;
+    };
+    let current = i32::from_be_bytes([current[0], current[1], current[2], current[3]]);
+    if current >= throttle {
+        return frame;
+    }
+    let mut patched = BytesMut::from(&frame[..]);
+    patched[at..at + 4].copy_from_slice(&throttle.to_be_bytes());
+    patched.freeze()
 }
 
 async fn route(
@@ -300,7 +378,7 @@ async fn route(
     version: i16,
     correlation_id: i32,
     mut buf: Bytes,
-) -> Result<Pending, String> {
+) -> Result<(Pending, bool), String> {
     macro_rules! inline {
         ($req:ty, $handler:path) => {{
             let request: $req = decode(&mut buf, key, version)?;
@@ -308,7 +386,9 @@ async fn route(
             ready(encode_response(correlation_id, version, &response))
         }};
     }
-    Ok(match key {
+    // Exempt from the request quota, as in Kafka: ApiVersions and replication.
+    let mut exempt = key == ApiKey::ApiVersions;
+    let pending = match key {
         ApiKey::ApiVersions => inline!(ApiVersionsRequest, api_versions::handle),
         ApiKey::Metadata => inline!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
@@ -335,6 +415,7 @@ async fn route(
         }
         ApiKey::Fetch => {
             let request: FetchRequest = decode(&mut buf, key, version)?;
+            exempt = fetch::follower_id(&request, version).is_some();
             let broker = broker.clone();
             let ctx = ctx.clone();
             Box::pin(async move {
@@ -431,7 +512,8 @@ async fn route(
             inline!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
         }
         other => return Err(format!("unsupported API {other:?}")),
-    })
+    };
+    Ok((pending, exempt))
 }
 
 /// Runs blocking admin work (file creation, fsync) off the async runtime.
@@ -576,7 +658,7 @@ mod tests {
             (ApiKey::DeleteGroups, 0, 2),
             (ApiKey::OffsetDelete, 0, 0),
             (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-            (ApiKey::ConsumerGroupDescribe, 0, 1),
+            (ApiKey::ConsumerGroupDescribe, 0, 0),
         ];
         for (key, min, max) in expect {
             let r = handled_range(key).unwrap_or_else(|| panic!("{key:?} not advertised"));
