@@ -73,6 +73,54 @@ pub(crate) enum Command {
     /// `kafka-configs --entity-type clients|users`.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Client metrics subscriptions (KIP-714): which metrics clients push and how often,
+    /// like `kafka-client-metrics`.
+    #[command(subcommand)]
+    ClientMetrics(ClientMetricsCommand),
+}
+
+/// `runnel client-metrics` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientMetricsCommand {
+    /// List the subscriptions.
+    List,
+    /// Show a subscription's configs.
+    Describe {
+        /// Subscription name.
+        name: String,
+    },
+    /// Create or change a subscription, e.g. `producers --metrics org.apache.kafka.producer.
+    /// --interval-ms 60000 --match client_software_name=librdkafka`.
+    Alter(ClientMetricsAlterArgs),
+    /// Remove a subscription.
+    Delete {
+        /// Subscription name.
+        name: String,
+    },
+}
+
+/// `runnel client-metrics alter` flags.
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["metrics", "interval_ms", "match"])
+))]
+pub(crate) struct ClientMetricsAlterArgs {
+    /// Subscription name.
+    pub(crate) name: String,
+    /// Metric name prefixes, comma-separated (`*`: every metric; empty: none).
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+    /// How often matching clients push, in ms (100 to 3600000).
+    #[arg(long)]
+    pub(crate) interval_ms: Option<i32>,
+    /// Which clients, comma-separated `selector=regex` (client_id, client_instance_id,
+    /// client_software_name, client_software_version, client_source_address,
+    /// client_source_port); empty: every client.
+    #[arg(long = "match")]
+    pub(crate) r#match: Option<String>,
 }
 
 /// `runnel quota` subcommands.

@@ -25,6 +25,8 @@ use crate::error::{check, Error, Result};
 const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's resource type code for brokers in config requests.
 const RESOURCE_BROKER: i8 = 4;
+/// Kafka's resource type code for client metrics subscriptions (KIP-714).
+const RESOURCE_CLIENT_METRICS: i8 = 16;
 /// Config source code for a per-topic override.
 const SOURCE_DYNAMIC_TOPIC_CONFIG: i8 = 1;
 
@@ -322,6 +324,64 @@ impl Client {
             check(
                 r.error_code,
                 || broker_target(broker),
+                r.error_message.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The names of the client metrics subscriptions (KIP-714), sorted.
+    pub async fn list_client_metrics(&self) -> Result<Vec<String>> {
+        let resp = self
+            .request(Route::Any, 0, |_| {
+                Ok(kafka_protocol::messages::ListConfigResourcesRequest::default())
+            })
+            .await?;
+        check(resp.error_code, || "client metrics".to_string(), None)?;
+        let mut names: Vec<String> = resp
+            .config_resources
+            .into_iter()
+            .map(|r| r.resource_name.to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The configs of one client metrics subscription (`metrics`, `interval.ms`, `match`);
+    /// empty when it does not exist.
+    pub async fn describe_client_metrics(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        let resp = self
+            .request(Route::Any, i16::MAX, |_| {
+                Ok(DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_CLIENT_METRICS)
+                        .with_resource_name(str_bytes(name))
+                        .with_configuration_keys(None),
+                ]))
+            })
+            .await?;
+        let mut entries = Vec::new();
+        for r in resp.results {
+            check(
+                r.error_code,
+                || format!("client metrics '{name}'"),
+                r.error_message.as_deref(),
+            )?;
+            entries.extend(r.configs.into_iter().map(ConfigEntry::from));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Changes a client metrics subscription; deleting every config removes it.
+    pub async fn alter_client_metrics(&self, name: &str, ops: &[AlterConfigOp]) -> Result<()> {
+        let resp = self
+            .incremental_alter(RESOURCE_CLIENT_METRICS, name, ops, false)
+            .await?;
+        for r in resp.responses {
+            check(
+                r.error_code,
+                || format!("client metrics '{name}'"),
                 r.error_message.as_deref(),
             )?;
         }

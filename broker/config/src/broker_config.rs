@@ -203,6 +203,11 @@ declare_broker_config! {
         doc: "Server-side assignors of KIP-848 groups (uniform, range); the first is the default",
         kafka: ["group.consumer.assignors"],
         cluster: Settable;
+    /// Largest metrics payload a client may push (KIP-714's PushTelemetry).
+    telemetry_max_bytes: i32 = 1_048_576,
+        doc: "Largest client metrics push (KIP-714)",
+        kafka: ["telemetry.max.bytes"],
+        cluster: Settable, min: 1;
     /// Replication factor of `__consumer_offsets` (clamped to the live brokers at creation).
     offsets_topic_replication_factor: i16 = 3,
         doc: "Replication factor of __consumer_offsets (clamped to live brokers)",

@@ -317,8 +317,9 @@ fn compression_of(attributes: i16) -> Result<Compression, RecordsError> {
     })
 }
 
-/// Decompresses `data` into at most `limit` bytes.
-fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Bytes, RecordsError> {
+/// Decompresses `data` into at most `limit` bytes (also used for payloads that are not
+/// record batches, such as the metrics of KIP-714's PushTelemetry).
+pub fn decompress(codec: Compression, data: &[u8], limit: usize) -> Result<Bytes, RecordsError> {
     let failed = |e: std::io::Error| RecordsError::Decompress {
         codec,
         reason: e.to_string(),

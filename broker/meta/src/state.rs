@@ -77,6 +77,21 @@ impl ClusterState {
             Command::SetBrokerConfigs { resource, configs } => {
                 self.set_broker_configs(resource, configs)
             }
+            Command::SetClientMetrics { name, configs } => {
+                if name.is_empty() {
+                    return Err(Rejection::Invalid(
+                        "a client metrics subscription needs a name".into(),
+                    ));
+                }
+                if configs.is_empty() {
+                    return Ok(match self.client_metrics.remove(name) {
+                        Some(_) => Applied::Done,
+                        None => Applied::NoChange,
+                    });
+                }
+                let slot = self.client_metrics.entry(name.clone()).or_default();
+                Ok(replace(slot, configs))
+            }
             Command::AlterClientQuotas {
                 entity,
                 set,

@@ -1650,3 +1650,50 @@ fn client_quotas_are_set_replaced_removed_and_validated() {
         assert_eq!(state.client_quotas, before);
     }
 }
+
+#[test]
+fn client_metrics_subscriptions_are_replaced_and_removed() {
+    let mut state = ClusterState::default();
+    let set = |configs: &[(&str, &str)]| Command::SetClientMetrics {
+        name: "producers".into(),
+        configs: configs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    assert_eq!(
+        ok(
+            &mut state,
+            set(&[("metrics", "org.apache.kafka.producer.")])
+        ),
+        Applied::Done
+    );
+    assert_eq!(
+        ok(
+            &mut state,
+            set(&[("metrics", "org.apache.kafka.producer.")])
+        ),
+        Applied::NoChange
+    );
+    assert_eq!(
+        ok(&mut state, set(&[("interval.ms", "1000")])),
+        Applied::Done
+    );
+    assert_eq!(
+        state.client_metrics["producers"].len(),
+        1,
+        "replaced, not merged"
+    );
+    assert_eq!(ok(&mut state, set(&[])), Applied::Done);
+    assert!(state.client_metrics.is_empty());
+    assert_eq!(ok(&mut state, set(&[])), Applied::NoChange);
+    let unnamed = Command::SetClientMetrics {
+        name: String::new(),
+        configs: [("metrics".to_string(), "*".to_string())].into(),
+    };
+    refused(
+        &mut state,
+        unnamed,
+        Rejection::Invalid("a client metrics subscription needs a name".into()),
+    );
+}

@@ -94,6 +94,10 @@ pub struct ClusterState {
     /// Client quotas by entity ([`Command::AlterClientQuotas`]).
     #[serde(default)]
     pub client_quotas: BTreeMap<QuotaEntity, BTreeMap<String, QuotaValue>>,
+    /// Client metrics subscriptions (KIP-714) by name: their configs (`metrics`,
+    /// `interval.ms`, `match`), validated by the broker before proposing.
+    #[serde(default)]
+    pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How CreateTopics places replicas.
@@ -180,6 +184,14 @@ pub enum Command {
         /// Topic name.
         name: String,
         /// The complete new override map.
+        configs: BTreeMap<String, String>,
+    },
+    /// Replaces the configs of a client metrics subscription (KIP-714); empty configs
+    /// remove it.
+    SetClientMetrics {
+        /// Subscription name.
+        name: String,
+        /// The complete new config map.
         configs: BTreeMap<String, String>,
     },
     /// Replaces the dynamic configs of a broker (`""` = cluster-wide default).

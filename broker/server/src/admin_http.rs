@@ -44,7 +44,10 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         .metrics
         .cluster
         .refresh(&broker.cluster(), &broker.meta.quorum(), broker.node_id());
-    let text = broker.metrics.render(&broker.topics);
+    let text = broker.metrics.render(
+        &broker.topics,
+        broker.telemetry.family(crate::runtime::now_ms()),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -48,8 +48,10 @@ pub struct Broker {
     pub(crate) replicas: Arc<ReplicaManager>,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: FetchSessions,
-    /// Client byte-rate quota measurements.
+    /// Client quota measurements.
     pub(crate) quotas: Quotas,
+    /// Client metrics clients push (KIP-714).
+    pub(crate) telemetry: crate::telemetry::Telemetry,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -114,6 +116,7 @@ impl Broker {
             replicas,
             fetch_sessions,
             quotas,
+            telemetry: crate::telemetry::Telemetry::default(),
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),

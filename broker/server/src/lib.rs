@@ -39,6 +39,7 @@ mod quota;
 mod replica;
 mod runtime;
 mod server;
+mod telemetry;
 mod topic_config;
 mod topics;
 

@@ -51,6 +51,8 @@ pub struct Metrics {
     pub fetch_sessions: IntGauge,
     /// Requests throttled by a client quota, per quota key.
     pub quota_throttled: IntCounterVec,
+    /// PushTelemetry requests by result (KIP-714).
+    pub telemetry_pushes: IntCounterVec,
 }
 
 /// Errors only arise from duplicate registration, a programming error caught by tests.
@@ -173,6 +175,11 @@ impl Metrics {
             "Requests throttled by a client quota (KIP-13)",
             &["quota"],
         );
+        let telemetry_pushes = counter(
+            "runnel_client_telemetry_pushes_total",
+            "PushTelemetry requests by result (KIP-714)",
+            &["result"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = must(IntGauge::new(name, help));
             must(registry.register(Box::new(g.clone())));
@@ -235,11 +242,16 @@ impl Metrics {
             fetch_session_requests,
             fetch_sessions,
             quota_throttled,
+            telemetry_pushes,
         }
     }
 
     /// Refreshes per-partition gauges from the logs and renders the text format.
-    pub fn render(&self, topics: &TopicRegistry) -> String {
+    pub fn render(
+        &self,
+        topics: &TopicRegistry,
+        extra: Option<prometheus::proto::MetricFamily>,
+    ) -> String {
         self.log_end_offset.reset();
         self.log_size_bytes.reset();
         for topic in topics.list() {
@@ -255,7 +267,9 @@ impl Metrics {
             }
         }
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        let mut families = self.registry.gather();
+        families.extend(extra);
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         String::from_utf8_lossy(&out).into_owned()
@@ -368,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let topics =
             TopicRegistry::open(dir.path(), &crate::config::BrokerConfig::default()).unwrap();
-        let text = m.render(&topics);
+        let text = m.render(&topics, None);
         assert!(
             text.contains("runnel_bytes_in_total{topic=\"t\"} 5"),
             "{text}"
@@ -435,6 +449,7 @@ mod tests {
         assert_eq!(elections(&m, "clean") + elections(&m, "unclean"), 2);
         let text = m.render(
             &TopicRegistry::open(tempfile::tempdir().unwrap().path(), &Default::default()).unwrap(),
+            None,
         );
         assert!(
             text.contains("runnel_leader_elections_total{kind=\"clean\"} 1"),

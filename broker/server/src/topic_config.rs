@@ -38,6 +38,8 @@ pub(crate) enum ConfigSource {
     StaticBroker = 4,
     /// The built-in default.
     Default = 5,
+    /// A config of a client metrics resource (KIP-714).
+    ClientMetrics = 7,
 }
 
 /// How a value is checked.

@@ -1,6 +1,7 @@
 //! One module per `runnel` command.
 
 pub(crate) mod broker;
+pub(crate) mod client_metrics;
 pub(crate) mod cluster;
 pub(crate) mod consume;
 pub(crate) mod dev;

@@ -2,7 +2,8 @@
 //! setting, built-in default), synonyms and documentation; broker configs
 //! (static ones read-only, under Kafka's names where Kafka has an
 //! equivalent; the dynamic replication throttle rates with their per-broker
-//! or cluster-default source).
+//! or cluster-default source); client metrics subscriptions (KIP-714) with the
+//! configs set on them.
 
 use std::sync::Arc;
 
@@ -22,6 +23,8 @@ use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 pub(crate) const RESOURCE_TOPIC: i8 = 2;
 /// Kafka's resource type code for brokers.
 pub(crate) const RESOURCE_BROKER: i8 = 4;
+/// Kafka's resource type code for client metrics subscriptions (KIP-714).
+pub(crate) const RESOURCE_CLIENT_METRICS: i8 = 16;
 
 /// Handles DescribeConfigs.
 pub(crate) async fn handle(
@@ -49,6 +52,15 @@ pub(crate) async fn handle(
             let configs = match resource.resource_type {
                 RESOURCE_TOPIC => topic_configs(broker, &name, &wanted, &options),
                 RESOURCE_BROKER => broker_configs(broker, &name, &wanted, &options),
+                RESOURCE_CLIENT_METRICS => Ok(broker
+                    .cluster()
+                    .client_metrics
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| wanted(k))
+                    .map(|(k, v)| entry(k, Some(v.clone()), ConfigSource::ClientMetrics, false))
+                    .collect()),
                 other => Err(ApiError::with_message(
                     ResponseError::InvalidRequest,
                     format!("unsupported resource type {other}"),

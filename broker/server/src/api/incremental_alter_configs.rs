@@ -16,11 +16,13 @@ use kafka_protocol::ResponseError;
 use super::alter_configs::{
     apply_broker_configs, apply_topic_overrides, check_broker_resource, unsupported_resource,
 };
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::{dynamic, BrokerConfig};
 use crate::errors::ApiError;
+use crate::telemetry::Subscription;
 use crate::topic_config::{self, ConfigType, TopicOverrides};
+use runnel_meta::Command;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -71,6 +73,28 @@ pub(crate) async fn handle(
                     }
                 }
             },
+            RESOURCE_CLIENT_METRICS => {
+                let current = broker
+                    .cluster()
+                    .client_metrics
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_default();
+                match apply_client_metrics_ops(&name, current, &resource.configs) {
+                    Ok(next) if request.validate_only => {
+                        let _ = next;
+                        Ok(())
+                    }
+                    Ok(next) => broker
+                        .propose(Command::SetClientMetrics {
+                            name: name.clone(),
+                            configs: next,
+                        })
+                        .await
+                        .map(|_| ()),
+                    Err(err) => Err(err),
+                }
+            }
             other => Err(unsupported_resource(other)),
         };
         let r = AlterConfigsResourceResponse::default()
@@ -153,6 +177,71 @@ fn apply_ops(
         }
     }
     Ok(overrides)
+}
+
+/// The operations on a client metrics resource (KIP-714): SET, DELETE, and APPEND /
+/// SUBTRACT on its lists (`metrics`, `match`); the result must parse as a subscription.
+fn apply_client_metrics_ops(
+    name: &str,
+    mut configs: BTreeMap<String, String>,
+    ops: &[AlterableConfig],
+) -> Result<BTreeMap<String, String>, ApiError> {
+    if name.is_empty() {
+        return Err(ApiError::with_message(
+            ResponseError::InvalidRequest,
+            "a client metrics resource needs a name".to_string(),
+        ));
+    }
+    for op in ops {
+        let key = op.name.to_string();
+        let value = op.value.as_ref().map(|v| v.to_string());
+        match op.config_operation {
+            OP_SET => {
+                let Some(value) = value else {
+                    return Err(invalid(format!("SET of {key} needs a value")));
+                };
+                configs.insert(key, value);
+            }
+            OP_DELETE => {
+                configs.remove(&key);
+            }
+            OP_APPEND | OP_SUBTRACT if key == "metrics" || key == "match" => {
+                let split = |v: &str| -> Vec<String> {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                };
+                let mut items = split(configs.get(&key).map_or("", String::as_str));
+                let given = split(value.as_deref().unwrap_or_default());
+                if op.config_operation == OP_APPEND {
+                    items.extend(
+                        given
+                            .into_iter()
+                            .filter(|g| !items.contains(g))
+                            .collect::<Vec<_>>(),
+                    );
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                configs.insert(key, items.join(","));
+            }
+            OP_APPEND | OP_SUBTRACT => {
+                return Err(invalid(format!(
+                    "APPEND and SUBTRACT apply only to list configs; {key} is not a list"
+                )))
+            }
+            other => {
+                return Err(ApiError::with_message(
+                    ResponseError::InvalidRequest,
+                    format!("unknown config operation {other} for {key}"),
+                ))
+            }
+        }
+    }
+    Subscription::parse(&configs).map_err(invalid)?;
+    Ok(configs)
 }
 
 /// SET / DELETE on a broker resource's dynamic configs (pure; values are

@@ -23,11 +23,13 @@ pub(crate) mod elect_leaders;
 pub(crate) mod fetch;
 pub(crate) mod fetch_session;
 pub(crate) mod find_coordinator;
+pub(crate) mod get_telemetry_subscriptions;
 pub(crate) mod heartbeat;
 pub(crate) mod incremental_alter_configs;
 pub(crate) mod init_producer_id;
 pub(crate) mod join_group;
 pub(crate) mod leave_group;
+pub(crate) mod list_config_resources;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
 pub(crate) mod list_partition_reassignments;
@@ -37,6 +39,7 @@ pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod push_telemetry;
 pub(crate) mod sync_group;
 
 use std::future::Future;
@@ -76,7 +79,14 @@ pub(crate) struct RequestContext {
     pub client_host: String,
     /// The connection's mute, set when a quota throttles this client.
     pub mute: Arc<Mute>,
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// The client software name and version the connection gave in ApiVersions v3+.
+    pub software: Arc<ClientSoftware>,
 }
+
+/// What a connection's client said it is (ApiVersions v3+: software name and version).
+pub(crate) type ClientSoftware = parking_lot::Mutex<Option<(String, String)>>;
 
 /// Produce v0-v2 (message formats v0/v1) are advertised, because librdkafka
 /// disables compression otherwise, but refused: the codec cannot decode them.
@@ -127,6 +137,15 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (
             ApiKey::ConsumerGroupDescribe,
             range::<ConsumerGroupDescribeRequest>(),
+        ),
+        (
+            ApiKey::GetTelemetrySubscriptions,
+            range::<GetTelemetrySubscriptionsRequest>(),
+        ),
+        (ApiKey::PushTelemetry, range::<PushTelemetryRequest>()),
+        (
+            ApiKey::ListConfigResources,
+            range::<ListConfigResourcesRequest>(),
         ),
         (
             ApiKey::AlterPartitionReassignments,
@@ -219,6 +238,7 @@ pub(crate) async fn dispatch(
     frame: Bytes,
     peer: SocketAddr,
     mute: &Arc<Mute>,
+    software: &Arc<ClientSoftware>,
 ) -> Outcome {
     let entered = Instant::now();
     if frame.len() < 8 {
@@ -272,6 +292,8 @@ pub(crate) async fn dispatch(
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         client_host: format!("/{}", peer.ip()),
         mute: mute.clone(),
+        peer: Some(peer),
+        software: software.clone(),
     };
     let api = format!("{key:?}");
     broker
@@ -389,7 +411,17 @@ async fn route(
     // Exempt from the request quota, as in Kafka: ApiVersions and replication.
     let mut exempt = key == ApiKey::ApiVersions;
     let pending = match key {
-        ApiKey::ApiVersions => inline!(ApiVersionsRequest, api_versions::handle),
+        ApiKey::ApiVersions => {
+            let request: ApiVersionsRequest = decode(&mut buf, key, version)?;
+            if version >= 3 {
+                *ctx.software.lock() = Some((
+                    request.client_software_name.to_string(),
+                    request.client_software_version.to_string(),
+                ));
+            }
+            let response = api_versions::handle(broker, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         ApiKey::Metadata => inline!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
             let request: ProduceRequest = decode(&mut buf, key, version)?;
@@ -473,6 +505,15 @@ async fn route(
             let request: ConsumerGroupHeartbeatRequest = decode(&mut buf, key, version)?;
             let response = consumer_group_heartbeat::handle(broker, ctx, request, version).await;
             ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::GetTelemetrySubscriptions => {
+            let request: GetTelemetrySubscriptionsRequest = decode(&mut buf, key, version)?;
+            let response = get_telemetry_subscriptions::handle(broker, ctx, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::PushTelemetry => inline!(PushTelemetryRequest, push_telemetry::handle),
+        ApiKey::ListConfigResources => {
+            inline!(ListConfigResourcesRequest, list_config_resources::handle)
         }
         ApiKey::ConsumerGroupDescribe => {
             inline!(
@@ -640,7 +681,10 @@ mod tests {
         check::<AlterClientQuotasRequest>(ApiKey::AlterClientQuotas);
         check::<ConsumerGroupHeartbeatRequest>(ApiKey::ConsumerGroupHeartbeat);
         check::<ConsumerGroupDescribeRequest>(ApiKey::ConsumerGroupDescribe);
-        assert_eq!(supported_apis().len(), 37, "a new API needs a line above");
+        check::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
+        check::<PushTelemetryRequest>(ApiKey::PushTelemetry);
+        check::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
+        assert_eq!(supported_apis().len(), 40, "a new API needs a line above");
     }
 
     #[test]

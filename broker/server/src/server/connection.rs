@@ -357,6 +357,7 @@ async fn handle_connection(
     let mut shutdown = broker.shutdown_signal();
     let max = broker.config.max_request_bytes as usize;
     let mute = Arc::new(Mute::default());
+    let software = Arc::new(api::ClientSoftware::default());
     tracing::debug!(%peer, "connection opened");
     loop {
         // A throttled client's next request is read only after its throttle time (KIP-219).
@@ -382,7 +383,7 @@ async fn handle_connection(
                 break;
             }
         };
-        match api::dispatch(&broker, frame, peer, &mute).await {
+        match api::dispatch(&broker, frame, peer, &mute, &software).await {
             Outcome::Reply(pending) => {
                 let queued = Queued {
                     pending,
