@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{self, BatchHeader};
+use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{self, RecoveryPoint};
 use crate::clock;
 use crate::compaction;
@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::log::{Log, WriterState};
 use crate::producer_state::{ProducerBatch, SeqCheck};
 use crate::segment::Segment;
+use crate::txn_state::ControlType;
 
 /// The result of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +339,19 @@ impl Log {
             }
         }
         active.publish(start + buf.len() as u64, next);
+        {
+            let mut txns = self.txns.write();
+            for (pos, header) in placed {
+                let control = if header.is_control() {
+                    let body = &buf[*pos + HEADER_LEN..*pos + header.total_size()];
+                    ControlType::of_batch(body)
+                } else {
+                    None
+                };
+                txns.observe(header, control);
+            }
+            txns.advance(self.high_watermark());
+        }
         for (pb, (_, header)) in producer_batches.iter().zip(placed) {
             if let Some(pb) = pb {
                 w.producers

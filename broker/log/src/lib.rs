@@ -41,6 +41,7 @@ mod retention;
 mod segment;
 mod swap;
 mod truncation;
+pub mod txn_state;
 
 pub use append::AppendInfo;
 pub use compaction::CompactionReport;

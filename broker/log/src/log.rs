@@ -74,6 +74,7 @@ use crate::producer_state::{ProducerInfo, ProducerStateManager};
 use crate::records;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
+use crate::txn_state::{AbortedTxn, TxnState};
 
 /// Bytes read from the log for a fetch: whole batches, starting with the batch
 /// that contains the requested offset.
@@ -128,6 +129,8 @@ pub struct Log {
     /// The value last written to the high watermark checkpoint; the lock
     /// serializes writes of that file.
     pub(crate) hw_checkpointed: Mutex<i64>,
+    /// Open and aborted transactions (written under the append lock).
+    pub(crate) txns: RwLock<TxnState>,
 }
 
 /// State owned by the append lock.
@@ -177,6 +180,7 @@ impl Log {
             epochs: RwLock::new(opened.epochs),
             high_watermark: AtomicI64::new(hw),
             hw_checkpointed: Mutex::new(hw_file.unwrap_or(-1)),
+            txns: RwLock::new(opened.txns),
         };
         Ok((log, opened.report))
     }
@@ -421,6 +425,24 @@ impl Log {
     /// written under it (strictly increasing in both).
     pub fn epoch_entries(&self) -> Vec<EpochEntry> {
         self.epochs.read().entries().to_vec()
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of a
+    /// transaction not yet decided (or whose marker is not yet below the high
+    /// watermark) if lower. read_committed consumers read up to it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txns.read().last_stable_offset(self.high_watermark())
+    }
+
+    /// The aborted transactions overlapping `[from, to)` (a read_committed
+    /// fetch returns them so the client can drop their records).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.txns.read().aborted_between(from, to)
+    }
+
+    /// Producers with a transaction open here → the offset it started at.
+    pub fn open_transactions(&self) -> std::collections::BTreeMap<i64, i64> {
+        self.txns.read().ongoing().clone()
     }
 
     /// The high watermark: offsets below it are committed (replicated to the

@@ -23,6 +23,7 @@ use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_EN
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, Segment};
 use crate::swap;
+use crate::txn_state::TxnState;
 
 /// What recovery did when the log was opened; the server logs it.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +45,7 @@ pub struct RecoveryReport {
 pub(crate) struct Opened {
     pub(crate) segments: Vec<Arc<Segment>>,
     pub(crate) producers: ProducerStateManager,
+    pub(crate) txns: TxnState,
     pub(crate) log_start: i64,
     pub(crate) log_end: i64,
     pub(crate) recovery_point: i64,
@@ -192,6 +194,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
 
     let mut report = RecoveryReport::default();
     let mut producers = ProducerStateManager::default();
+    let mut txns = TxnState::default();
     let mut segments: Vec<Arc<Segment>> = Vec::new();
     let mut to_rewrite: Vec<i64> = Vec::new();
     let mut delete_rest_from: Option<usize> = None;
@@ -233,6 +236,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }
+            txns.observe(&m.header, m.control);
             push_run(
                 &mut runs,
                 m.header.partition_leader_epoch,
@@ -369,9 +373,11 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             clean: false,
         },
     )?;
+    txns.trim_to(log_start);
     Ok(Opened {
         segments,
         producers,
+        txns,
         log_start,
         log_end,
         recovery_point,
@@ -380,16 +386,20 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     })
 }
 
-/// Rebuilds idempotent-producer state from the batch headers of `segments`.
-pub(crate) fn rebuild_producers(segments: &[Arc<Segment>]) -> Result<ProducerStateManager, Error> {
+/// Rebuilds idempotent-producer and transaction state from the batch headers of `segments`.
+pub(crate) fn rebuild_producers(
+    segments: &[Arc<Segment>],
+) -> Result<(ProducerStateManager, TxnState), Error> {
     let mut producers = ProducerStateManager::default();
+    let mut txns = TxnState::default();
     for seg in segments {
         segment::scan_file(&seg.file, seg.base_offset, seg.size(), false, |m| {
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }
+            txns.observe(&m.header, m.control);
         })
         .map_err(|e| io_err(&seg.log_path, e))?;
     }
-    Ok(producers)
+    Ok((producers, txns))
 }

@@ -37,6 +37,8 @@ pub(crate) fn time_index_file_name(base: i64) -> String {
 pub(crate) struct BatchMeta {
     pub(crate) pos: u64,
     pub(crate) header: BatchHeader,
+    /// For a control batch, the marker it holds.
+    pub(crate) control: Option<crate::txn_state::ControlType>,
 }
 
 /// Index and timestamp bookkeeping of a segment, updated batch by batch.
@@ -670,7 +672,18 @@ pub(crate) fn scan_file(
                 break stop(pos, e.to_string());
             }
         }
-        on_batch(&BatchMeta { pos, header: h });
+        let control = if h.is_control() {
+            // The first record's key follows the header within a few bytes.
+            let body = (size as usize - HEADER_LEN).min(48);
+            crate::txn_state::ControlType::of_batch(reader.read(pos + HEADER_LEN as u64, body)?)
+        } else {
+            None
+        };
+        on_batch(&BatchMeta {
+            pos,
+            header: h,
+            control,
+        });
         pos += size;
         next = h.last_offset() + 1;
     };

@@ -56,6 +56,7 @@ impl Log {
     /// Caller holds the append lock.
     pub(crate) fn on_log_start_moved(&self, start: i64) -> Result<()> {
         self.high_watermark.fetch_max(start, Ordering::SeqCst);
+        self.txns.write().trim_to(start);
         let mut epochs = self.epochs.read().clone();
         if epochs.truncate_from_start(start) {
             checkpoint::write_leader_epochs(&self.dir, epochs.entries())?;
@@ -199,7 +200,10 @@ impl Log {
             *self.epochs.write() = epochs;
         }
         self.lower_high_watermark_checkpoint()?;
-        w.producers = recovery::rebuild_producers(&self.snapshot())?;
+        let (producers, mut txns) = recovery::rebuild_producers(&self.snapshot())?;
+        txns.trim_to(self.log_start.load(Ordering::SeqCst));
+        w.producers = producers;
+        *self.txns.write() = txns;
         Ok(())
     }
 
@@ -265,6 +269,7 @@ impl Log {
             *last = offset;
         }
         w.producers = producer_state::ProducerStateManager::default();
+        *self.txns.write() = crate::txn_state::TxnState::default();
         Ok(())
     }
 }

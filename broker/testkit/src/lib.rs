@@ -85,6 +85,41 @@ pub fn producer_batch(
     encode(&records, compression)
 }
 
+/// `records` as a transactional producer sends them: [`producer_batch`] with
+/// the transactional attribute set.
+pub fn transactional_batch(
+    mut records: Vec<Record>,
+    compression: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Bytes {
+    for r in &mut records {
+        r.transactional = true;
+    }
+    producer_batch(
+        records,
+        compression,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+    )
+}
+
+/// A transaction marker as the partition leader writes it: one control record
+/// whose key is `(version 0, type)` (0 abort, 1 commit) and whose value is
+/// `(version 0, coordinator_epoch)`, in a transactional control batch.
+pub fn control_batch(producer_id: i64, producer_epoch: i16, commit: bool, timestamp: i64) -> Bytes {
+    let key: [u8; 4] = [0, 0, 0, u8::from(commit)];
+    let value: [u8; 6] = [0, 0, 0, 0, 0, 0];
+    let mut r = record(Some(&key), Some(&value), timestamp);
+    r.transactional = true;
+    r.control = true;
+    r.producer_id = producer_id;
+    r.producer_epoch = producer_epoch;
+    encode(&[r], Compression::None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,5 +15,6 @@ mod replication;
 mod retention;
 mod roll;
 mod timestamps;
+mod transactions;
 mod truncate;
 mod truncate_append;
