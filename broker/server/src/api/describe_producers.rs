@@ -48,6 +48,7 @@ pub(crate) async fn handle(
                             .with_error_code(err.code())
                             .with_error_message(err.message.map(StrBytes::from_string));
                     }
+                    let open = partition.log.open_transactions();
                     let producers = partition
                         .log
                         .producers()
@@ -59,7 +60,9 @@ pub(crate) async fn handle(
                                 .with_last_sequence(p.last_sequence)
                                 .with_last_timestamp(p.last_timestamp)
                                 .with_coordinator_epoch(-1)
-                                .with_current_txn_start_offset(-1)
+                                .with_current_txn_start_offset(
+                                    open.get(&p.producer_id).copied().unwrap_or(-1),
+                                )
                         })
                         .collect();
                     answer.with_active_producers(producers)

@@ -30,7 +30,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use runnel_meta::BrokerId;
@@ -206,6 +208,7 @@ pub(crate) async fn handle(
             from_follower: follower.is_some(),
             client_rack: client_rack.clone(),
             version,
+            read_committed: follower.is_none() && version >= 4 && request.isolation_level == 1,
         };
         let Ok((responses, total, has_error, held_back)) =
             blocking(move || read_once(&b, &req, &res, &reps, &reader)).await
@@ -265,6 +268,9 @@ struct Reader {
     client_rack: Option<String>,
     /// The Fetch version.
     version: i16,
+    /// A consumer with `isolation_level=read_committed` (v4+): reads up to the last stable
+    /// offset and gets the aborted transactions it reads over.
+    read_committed: bool,
 }
 
 /// One read of every partition: (responses, bytes, any error or redirect to a
@@ -281,6 +287,7 @@ fn read_once(
         from_follower,
         ref client_rack,
         version,
+        read_committed,
     } = *reader;
     // Racks of the live brokers, looked up once per read (only for a rack-aware redirect).
     let live_racks: BTreeMap<BrokerId, String> = match client_rack {
@@ -348,6 +355,7 @@ fn read_once(
                 }
             };
             let hw = replica.high_watermark();
+            let lso = log.last_stable_offset().min(hw);
             let preferred = client_rack.as_deref().and_then(|rack| {
                 replica.preferred_read_replica(fp.fetch_offset, rack, |id| {
                     live_racks.get(&id).cloned()
@@ -359,17 +367,22 @@ fn read_once(
                 has_error = true;
                 partitions.push(
                     data.with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_last_stable_offset(lso)
                         .with_log_start_offset(log.log_start_offset())
                         .with_preferred_read_replica(preferred.into()),
                 );
                 continue;
             }
-            // Followers replicate everything; consumers see only committed records.
-            let max_offset = if from_follower { i64::MAX } else { hw };
+            // Followers replicate everything; consumers see only committed records, and
+            // read_committed ones only decided transactions.
+            let max_offset = match (from_follower, read_committed) {
+                (true, _) => i64::MAX,
+                (false, true) => lso,
+                (false, false) => hw,
+            };
             let remaining = max_bytes.saturating_sub(total);
             let mut partition_max = (fp.partition_max_bytes.max(0) as usize).min(remaining);
-            data = data.with_high_watermark(hw).with_last_stable_offset(hw);
+            data = data.with_high_watermark(hw).with_last_stable_offset(lso);
             if throttled {
                 match quota.available(std::time::Instant::now()) {
                     Some(budget) if budget <= 0 => {
@@ -399,6 +412,18 @@ fn read_once(
                         broker
                             .replicas
                             .record_throttled(ThrottleSide::Leader, read.records.len() as u64);
+                    }
+                    if read_committed {
+                        let aborted = log
+                            .aborted_transactions(fp.fetch_offset, max_offset)
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(a.producer_id.into())
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect();
+                        data = data.with_aborted_transactions(Some(aborted));
                     }
                     data = data
                         .with_log_start_offset(read.log_start_offset)

@@ -1,8 +1,8 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp,
 //! answered by the partition's leader only (NOT_LEADER_OR_FOLLOWER elsewhere;
 //! FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a stale or future epoch).
-//! The isolation level is ignored: without transactions every offset below
-//! the log end is stable.
+//! "Latest" is the high watermark, or for `isolation_level=read_committed`
+//! (v2+) the last stable offset (the first offset of an undecided transaction).
 
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ pub(crate) async fn handle(
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let request_isolation = request.isolation_level;
     let topics = request
         .topics
         .into_iter()
@@ -74,7 +75,8 @@ pub(crate) async fn handle(
                         Ok(epoch) => epoch,
                         Err(err) => return failed(err.code()),
                     };
-                    match lookup(&partition.log, p.timestamp) {
+                    let read_committed = version >= 2 && request_isolation == 1;
+                    match lookup(&partition.log, p.timestamp, read_committed) {
                         Ok((timestamp, offset)) => response
                             .with_timestamp(timestamp)
                             .with_offset(offset)
@@ -99,10 +101,11 @@ pub(crate) async fn handle(
 }
 
 /// Resolves one query to `(timestamp, offset)`; `(-1, -1)` when nothing matches.
-fn lookup(log: &Log, timestamp: i64) -> Result<(i64, i64), ApiError> {
+fn lookup(log: &Log, timestamp: i64, read_committed: bool) -> Result<(i64, i64), ApiError> {
     match timestamp {
         // Kafka's "latest" for consumers is the high watermark: records above
         // it are not committed to the ISR yet and a fetch would not return them.
+        LATEST if read_committed => Ok((-1, log.last_stable_offset())),
         LATEST => Ok((-1, log.high_watermark())),
         EARLIEST | EARLIEST_LOCAL => Ok((-1, log.log_start_offset())),
         MAX_TIMESTAMP => Ok(log

@@ -146,6 +146,10 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                 ));
                 continue;
             };
+            if let Some((code, message)) = refused_batch_kind(&records) {
+                outcomes.push(failed(code, message.into()));
+                continue;
+            }
             let replica = broker.replicas.replica(&topic.name, index, &partition.log);
             let min_isr = broker.replicas.min_insync(&topic.name);
             let leader_epoch = match replica.check_produce(acks, min_isr) {
@@ -253,6 +257,41 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
         flush_on_ack: broker.config.log_flush_on_ack,
         topics,
     }
+}
+
+/// Batches clients may not write: transaction markers (control batches) come only from
+/// the partition leader (INVALID_RECORD, as Kafka), and transactional batches need a
+/// transaction that this broker's coordinator started for the partition, which it cannot
+/// do yet (INVALID_TXN_STATE; an unchecked one would hold every read_committed consumer
+/// at its offset forever).
+fn refused_batch_kind(records: &[u8]) -> Option<(ResponseError, &'static str)> {
+    let mut pos = 0usize;
+    while records.len() >= pos + 23 {
+        let len = i32::from_be_bytes([
+            records[pos + 8],
+            records[pos + 9],
+            records[pos + 10],
+            records[pos + 11],
+        ]);
+        let attributes = i16::from_be_bytes([records[pos + 21], records[pos + 22]]);
+        if attributes & (1 << 5) != 0 {
+            return Some((
+                ResponseError::InvalidRecord,
+                "clients may not write control batches (transaction markers)",
+            ));
+        }
+        if attributes & (1 << 4) != 0 {
+            return Some((
+                ResponseError::InvalidTxnState,
+                "transactional batches need a transaction; this broker has no transaction coordinator yet",
+            ));
+        }
+        if len < 49 {
+            break;
+        }
+        pos += 12 + len as usize;
+    }
+    None
 }
 
 fn log_append_failure(topic: &str, partition: i32, err: &runnel_log::Error) {

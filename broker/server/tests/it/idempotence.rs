@@ -72,3 +72,39 @@ async fn duplicate_batch_is_acknowledged_with_the_original_offset() {
         .collect();
     assert_eq!(values, vec!["plain", "a", "b", "c"]);
 }
+
+/// Until the transaction coordinator exists, a transactional batch could only be an
+/// unchecked one (it would hold read_committed consumers at its offset forever), and a
+/// client may never write a transaction marker: both are refused and nothing is stored.
+#[tokio::test]
+async fn transactional_and_control_batches_from_clients_are_refused() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "txn-refused", 1, &[]).await;
+    let (pid, epoch) = init_producer_id(&mut conn).await;
+    let txn = runnel_testkit::transactional_batch(
+        vec![record(None, "v", 0)],
+        kafka_protocol::records::Compression::None,
+        pid,
+        epoch,
+        0,
+    );
+    let (code, _) = produce(&mut conn, "txn-refused", 0, txn).await;
+    assert_eq!(code, 48, "INVALID_TXN_STATE");
+    let marker = runnel_testkit::control_batch(pid, epoch, true, 0);
+    let (code, _) = produce(&mut conn, "txn-refused", 0, marker).await;
+    assert_eq!(code, 87, "INVALID_RECORD");
+    let (code, offset) = produce(&mut conn, "txn-refused", 0, batch(&["plain"], 0)).await;
+    assert_eq!((code, offset), (0, 0), "nothing was stored before");
+    // read_committed: up to the last stable offset (the high watermark without
+    // transactions), with an (empty) list of aborted transactions.
+    let request = fetch_request("txn-refused", 0, 0, 0, 0).with_isolation_level(1);
+    let response = conn.send(&request, 11).await;
+    let p = &response.responses[0].partitions[0];
+    assert_eq!((p.high_watermark, p.last_stable_offset), (1, 1));
+    assert_eq!(p.aborted_transactions.as_deref(), Some(&[][..]));
+    assert_eq!(
+        decode_values(p.records.clone().unwrap_or_default()).len(),
+        1
+    );
+}
