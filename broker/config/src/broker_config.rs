@@ -203,6 +203,31 @@ declare_broker_config! {
         doc: "Server-side assignors of KIP-848 groups (uniform, range); the first is the default",
         kafka: ["group.consumer.assignors"],
         cluster: Settable;
+    /// Longest transaction timeout a producer may ask for (INVALID_TRANSACTION_TIMEOUT above).
+    transaction_max_timeout_ms: i32 = 900_000,
+        doc: "Longest transaction timeout a producer may ask for",
+        kafka: ["transaction.max.timeout.ms"],
+        cluster: Settable, min: 1;
+    /// Partitions of the internal `__transaction_state` topic (fixed once created).
+    transaction_state_log_num_partitions: i32 = 50,
+        doc: "Partitions of __transaction_state (fixed once created)",
+        kafka: ["transaction.state.log.num.partitions"],
+        cluster: Settable, min: 1, max: MAX_PARTITIONS;
+    /// Replication factor of `__transaction_state` (clamped to the live brokers at creation).
+    transaction_state_log_replication_factor: i16 = 3,
+        doc: "Replication factor of __transaction_state (clamped to live brokers)",
+        kafka: ["transaction.state.log.replication.factor"],
+        cluster: Settable, min: 1;
+    /// `min.insync.replicas` of `__transaction_state`.
+    transaction_state_log_min_isr: i32 = 2,
+        doc: "min.insync.replicas of __transaction_state",
+        kafka: ["transaction.state.log.min.isr"],
+        cluster: Settable, min: 1;
+    /// How often the coordinator looks for transactions open past their timeout.
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: u64 = 10_000,
+        doc: "Interval of the coordinator's check for timed-out transactions",
+        kafka: ["transaction.abort.timed.out.transaction.cleanup.interval.ms"],
+        cluster: Settable, min: 1;
     /// Largest metrics payload a client may push (KIP-714's PushTelemetry).
     telemetry_max_bytes: i32 = 1_048_576,
         doc: "Largest client metrics push (KIP-714)",

@@ -52,6 +52,8 @@ pub struct Broker {
     pub(crate) quotas: Quotas,
     /// Client metrics clients push (KIP-714).
     pub(crate) telemetry: crate::telemetry::Telemetry,
+    /// The transaction coordinator.
+    pub(crate) txns: Arc<crate::txn::TxnCoordinator>,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -117,6 +119,7 @@ impl Broker {
             fetch_sessions,
             quotas,
             telemetry: crate::telemetry::Telemetry::default(),
+            txns: Arc::default(),
             appended: watch::channel(0).0,
             shutdown,
             ready: AtomicBool::new(false),
@@ -396,6 +399,60 @@ impl Broker {
             Ok(())
         } else {
             Err(GroupError::CoordinatorNotAvailable)
+        }
+    }
+
+    /// Creates `__transaction_state` if it does not exist yet (the first
+    /// FindCoordinator for a transactional id does, as in Kafka) and waits
+    /// until this broker follows its leadership.
+    pub(crate) async fn ensure_transaction_topic(&self) -> Result<(), ApiError> {
+        use crate::txn::TXN_TOPIC;
+        let unavailable = || {
+            ApiError::with_message(
+                kafka_protocol::ResponseError::CoordinatorNotAvailable,
+                format!("{TXN_TOPIC} is not available yet"),
+            )
+        };
+        if self.topics.get(TXN_TOPIC).is_some() {
+            return Ok(());
+        }
+        let live = self.cluster().live_brokers().count().max(1);
+        let rf = i16::try_from(live)
+            .unwrap_or(i16::MAX)
+            .min(self.config.transaction_state_log_replication_factor)
+            .max(1);
+        let min_isr = self
+            .config
+            .transaction_state_log_min_isr
+            .min(i32::from(rf))
+            .max(1);
+        let command = Command::CreateTopic {
+            name: TXN_TOPIC.to_string(),
+            id: uuid::Uuid::new_v4(),
+            placement: Placement::Auto {
+                partitions: self.config.transaction_state_log_num_partitions,
+                replication_factor: rf,
+            },
+            configs: crate::txn::topic_configs(min_isr),
+        };
+        match self.meta.propose(command).await {
+            Ok(_) => tracing::info!(
+                partitions = self.config.transaction_state_log_num_partitions,
+                replication_factor = rf,
+                "created internal topic {TXN_TOPIC}"
+            ),
+            Err(MetaError::Rejected(Rejection::TopicExists(_))) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot create {TXN_TOPIC}");
+                return Err(unavailable());
+            }
+        }
+        let index = self.state.borrow().applied_index;
+        self.wait_synced(index).await.map_err(|_| unavailable())?;
+        if self.topics.get(TXN_TOPIC).is_some() {
+            Ok(())
+        } else {
+            Err(unavailable())
         }
     }
 

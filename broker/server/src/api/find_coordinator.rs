@@ -1,7 +1,8 @@
 //! FindCoordinator: a group's coordinator is the leader of its
-//! `__consumer_offsets` partition (COORDINATOR_NOT_AVAILABLE when it has none).
-//! Transactions (key type 1) are not implemented: COORDINATOR_NOT_AVAILABLE.
-//! v4+ batches keys in `coordinator_keys`.
+//! `__consumer_offsets` partition, a transactional id's the leader of its
+//! `__transaction_state` partition (COORDINATOR_NOT_AVAILABLE when it has
+//! none); the first lookup creates the topic. v4+ batches keys in
+//! `coordinator_keys`.
 
 use std::sync::Arc;
 
@@ -15,19 +16,18 @@ use runnel_meta::NO_LEADER;
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::group::{partition_for, OFFSETS_TOPIC};
+use crate::txn::TXN_TOPIC;
 
 /// Key type of consumer groups.
 const GROUP: i8 = 0;
 /// Key type of transactional ids.
 const TRANSACTION: i8 = 1;
 
-fn lookup(key_type: i8) -> Result<(), ApiError> {
+/// The internal topic whose partition leaders coordinate `key_type`.
+fn topic_of(key_type: i8) -> Result<&'static str, ApiError> {
     match key_type {
-        GROUP => Ok(()),
-        TRANSACTION => Err(ApiError::with_message(
-            ResponseError::CoordinatorNotAvailable,
-            "transactions are not supported by this broker",
-        )),
+        GROUP => Ok(OFFSETS_TOPIC),
+        TRANSACTION => Ok(TXN_TOPIC),
         other => Err(ApiError::with_message(
             ResponseError::InvalidRequest,
             format!("unknown coordinator key type {other}"),
@@ -35,16 +35,20 @@ fn lookup(key_type: i8) -> Result<(), ApiError> {
     }
 }
 
-/// The coordinator of a group: the leader of its `__consumer_offsets`
-/// partition, as `(node id, host, port)`.
-fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, String, i32), ApiError> {
+/// The coordinator of a key: the leader of its partition of `internal`, as
+/// `(node id, host, port)`.
+fn coordinator_of(
+    broker: &Broker,
+    internal: &str,
+    key: &str,
+) -> Result<(i32, String, i32), ApiError> {
     let state = broker.cluster();
     let not_available =
         |why: String| ApiError::with_message(ResponseError::CoordinatorNotAvailable, why);
-    let Some(topic) = state.topics.get(OFFSETS_TOPIC) else {
-        return Err(not_available(format!("{OFFSETS_TOPIC} does not exist yet")));
+    let Some(topic) = state.topics.get(internal) else {
+        return Err(not_available(format!("{internal} does not exist yet")));
     };
-    let partition = partition_for(group_id, topic.partitions.len() as i32);
+    let partition = partition_for(key, topic.partitions.len() as i32);
     let leader = topic
         .partitions
         .get(partition as usize)
@@ -52,7 +56,7 @@ fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, String, i32),
     match state.brokers.get(&leader).filter(|b| !b.fenced) {
         Some(b) => Ok((b.id, b.host.clone(), i32::from(b.port))),
         None => Err(not_available(format!(
-            "partition {partition} of {OFFSETS_TOPIC} has no leader"
+            "partition {partition} of {internal} has no leader"
         ))),
     }
 }
@@ -63,19 +67,26 @@ pub(crate) async fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let mut result = lookup(request.key_type);
-    if result.is_ok() {
-        // The first group lookup creates __consumer_offsets (as Kafka does).
-        if let Err(err) = broker.ensure_offsets_topic().await {
-            result = Err(ApiError::with_message(
-                crate::errors::group_error_code(err),
-                format!("{OFFSETS_TOPIC} is not available yet"),
-            ));
+    let mut result = topic_of(request.key_type);
+    // The first lookup creates the internal topic (as Kafka does).
+    match result {
+        Ok(OFFSETS_TOPIC) => {
+            if let Err(err) = broker.ensure_offsets_topic().await {
+                result = Err(ApiError::with_message(
+                    crate::errors::group_error_code(err),
+                    format!("{OFFSETS_TOPIC} is not available yet"),
+                ));
+            }
         }
+        Ok(_) => {
+            if let Err(err) = broker.ensure_transaction_topic().await {
+                result = Err(err);
+            }
+        }
+        Err(_) => {}
     }
     let find = |key: &str| -> Result<(i32, String, i32), ApiError> {
-        result.clone()?;
-        coordinator_of(broker, key)
+        coordinator_of(broker, result.clone()?, key)
     };
     if version >= 4 {
         let coordinators = request

@@ -1,12 +1,8 @@
 //! InitProducerId: allocates idempotent producer ids (epoch 0) that never
 //! repeat across restarts or brokers (blocks come from the metadata quorum).
-//! Sequence checks and deduplication happen in the log.
-//!
-//! Transactions are not implemented yet: a request with a transactional id is
-//! answered with INVALID_REQUEST, a non-retriable error, so a transactional
-//! client fails at once with a clear error instead of retrying forever (which
-//! the retriable COORDINATOR_NOT_AVAILABLE would cause) or pointing at ACLs
-//! (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+//! Sequence checks and deduplication happen in the log. With a transactional
+//! id the transaction coordinator answers: the id's producer id with a new
+//! epoch, fencing older producers and aborting a transaction they left open.
 
 use std::sync::Arc;
 
@@ -28,8 +24,25 @@ pub(crate) async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    if request.transactional_id.is_some() {
-        return failed(ResponseError::InvalidRequest);
+    if let Some(txn_id) = request.transactional_id.as_ref() {
+        // KIP-360 (v3+): the id and epoch the client had, if any.
+        let expected = (request.producer_id.0 >= 0 && request.producer_epoch >= 0)
+            .then_some((request.producer_id.0, request.producer_epoch));
+        return match broker
+            .txns
+            .init_producer_id(
+                broker,
+                txn_id.0.as_str(),
+                request.transaction_timeout_ms,
+                expected,
+            )
+            .await
+        {
+            Ok((id, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch),
+            Err(err) => failed(err.code),
+        };
     }
     // KIP-360: a producer may bump its own epoch to reset its sequences.
     if request.producer_id.0 >= 0

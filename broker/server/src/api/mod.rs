@@ -1,6 +1,8 @@
 //! Kafka API dispatch: the table of supported APIs and versions, request
 //! header decoding, and response encoding. One module per API handler.
 
+pub(crate) mod add_offsets_to_txn;
+pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod alter_partition_reassignments;
 pub(crate) mod api_versions;
@@ -20,6 +22,7 @@ pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod describe_topic_partitions;
 pub(crate) mod elect_leaders;
+pub(crate) mod end_txn;
 pub(crate) mod fetch;
 pub(crate) mod fetch_session;
 pub(crate) mod find_coordinator;
@@ -41,6 +44,7 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod push_telemetry;
 pub(crate) mod sync_group;
+pub(crate) mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -111,6 +115,13 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (ApiKey::DeleteTopics, range::<DeleteTopicsRequest>()),
         (ApiKey::DeleteRecords, range::<DeleteRecordsRequest>()),
         (ApiKey::InitProducerId, range::<InitProducerIdRequest>()),
+        (
+            ApiKey::AddPartitionsToTxn,
+            range::<AddPartitionsToTxnRequest>(),
+        ),
+        (ApiKey::AddOffsetsToTxn, range::<AddOffsetsToTxnRequest>()),
+        (ApiKey::EndTxn, range::<EndTxnRequest>()),
+        (ApiKey::WriteTxnMarkers, range::<WriteTxnMarkersRequest>()),
         (ApiKey::DescribeConfigs, range::<DescribeConfigsRequest>()),
         (ApiKey::AlterConfigs, range::<AlterConfigsRequest>()),
         (ApiKey::CreatePartitions, range::<CreatePartitionsRequest>()),
@@ -470,6 +481,12 @@ async fn route(
         ApiKey::DescribeCluster => inline!(DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => inline!(InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => {
+            inline!(AddPartitionsToTxnRequest, add_partitions_to_txn::handle)
+        }
+        ApiKey::AddOffsetsToTxn => inline!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
+        ApiKey::EndTxn => inline!(EndTxnRequest, end_txn::handle),
+        ApiKey::WriteTxnMarkers => inline!(WriteTxnMarkersRequest, write_txn_markers::handle),
         ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
@@ -684,7 +701,11 @@ mod tests {
         check::<GetTelemetrySubscriptionsRequest>(ApiKey::GetTelemetrySubscriptions);
         check::<PushTelemetryRequest>(ApiKey::PushTelemetry);
         check::<ListConfigResourcesRequest>(ApiKey::ListConfigResources);
-        assert_eq!(supported_apis().len(), 40, "a new API needs a line above");
+        check::<AddPartitionsToTxnRequest>(ApiKey::AddPartitionsToTxn);
+        check::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
+        check::<EndTxnRequest>(ApiKey::EndTxn);
+        check::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers);
+        assert_eq!(supported_apis().len(), 44, "a new API needs a line above");
     }
 
     #[test]

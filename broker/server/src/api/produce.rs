@@ -80,6 +80,7 @@ pub(crate) fn request_bytes(request: &ProduceRequest) -> u64 {
 
 pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
     let acks = request.acks;
+    let txn_id: Option<String> = request.transactional_id.as_ref().map(|t| t.0.to_string());
     let mut topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)> = Vec::new();
     let mut jobs = Vec::new();
     for data in request.topic_data {
@@ -105,9 +106,9 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
             )
             .await
         };
-        // Only the group coordinator writes its internal topic (by name or id).
+        // Only the coordinators write their internal topics (by name or id).
         let resolved = resolved.and_then(|topic| {
-            if topic.name == crate::group::OFFSETS_TOPIC {
+            if topic.name == crate::group::OFFSETS_TOPIC || topic.name == crate::txn::TXN_TOPIC {
                 Err(ApiError::with_message(
                     ResponseError::InvalidTopicException,
                     format!("cannot append to internal topic {}", topic.name),
@@ -146,9 +147,30 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                 ));
                 continue;
             };
-            if let Some((code, message)) = refused_batch_kind(&records) {
-                outcomes.push(failed(code, message.into()));
-                continue;
+            match batch_kind(&records) {
+                BatchKind::Plain => {}
+                BatchKind::Control => {
+                    outcomes.push(failed(
+                        ResponseError::InvalidRecord,
+                        "clients may not write control batches (transaction markers)".into(),
+                    ));
+                    continue;
+                }
+                BatchKind::Transactional(producer_id, epoch) => {
+                    let verified = crate::txn::verify::verify_produce(
+                        broker,
+                        txn_id.as_deref(),
+                        producer_id,
+                        epoch,
+                        &topic.name,
+                        index,
+                    )
+                    .await;
+                    if let Err(err) = verified {
+                        outcomes.push((index, PartitionOutcome::Failed(err)));
+                        continue;
+                    }
+                }
             }
             let replica = broker.replicas.replica(&topic.name, index, &partition.log);
             let min_isr = broker.replicas.min_insync(&topic.name);
@@ -259,14 +281,20 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
     }
 }
 
-/// Batches clients may not write: transaction markers (control batches) come only from
-/// the partition leader (INVALID_RECORD, as Kafka), and transactional batches need a
-/// transaction that this broker's coordinator started for the partition, which it cannot
-/// do yet (INVALID_TXN_STATE; an unchecked one would hold every read_committed consumer
-/// at its offset forever).
-fn refused_batch_kind(records: &[u8]) -> Option<(ResponseError, &'static str)> {
+/// What the batches of a produce are, as far as transactions go.
+enum BatchKind {
+    /// No transactional or control batch.
+    Plain,
+    /// Transactional batches of this producer id and epoch.
+    Transactional(i64, i16),
+    /// A transaction marker: only partition leaders write those (INVALID_RECORD, as Kafka).
+    Control,
+}
+
+fn batch_kind(records: &[u8]) -> BatchKind {
     let mut pos = 0usize;
-    while records.len() >= pos + 23 {
+    let mut kind = BatchKind::Plain;
+    while records.len() >= pos + 61 {
         let len = i32::from_be_bytes([
             records[pos + 8],
             records[pos + 9],
@@ -275,23 +303,20 @@ fn refused_batch_kind(records: &[u8]) -> Option<(ResponseError, &'static str)> {
         ]);
         let attributes = i16::from_be_bytes([records[pos + 21], records[pos + 22]]);
         if attributes & (1 << 5) != 0 {
-            return Some((
-                ResponseError::InvalidRecord,
-                "clients may not write control batches (transaction markers)",
-            ));
+            return BatchKind::Control;
         }
         if attributes & (1 << 4) != 0 {
-            return Some((
-                ResponseError::InvalidTxnState,
-                "transactional batches need a transaction; this broker has no transaction coordinator yet",
-            ));
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&records[pos + 43..pos + 51]);
+            let epoch = i16::from_be_bytes([records[pos + 51], records[pos + 52]]);
+            kind = BatchKind::Transactional(i64::from_be_bytes(id), epoch);
         }
         if len < 49 {
             break;
         }
         pos += 12 + len as usize;
     }
-    None
+    kind
 }
 
 fn log_append_failure(topic: &str, partition: i32, err: &runnel_log::Error) {

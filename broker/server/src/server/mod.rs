@@ -323,6 +323,7 @@ impl Server {
                 .clone()
                 .run(Some((broker.meta.state(), broker.node_id()))),
         );
+        let txn_coordinator = tokio::spawn(broker.txns.clone().run(broker.clone()));
         // Each connection holds a clone; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         broker.set_ready(true);
@@ -353,6 +354,7 @@ impl Server {
         let _ = housekeeping.await;
         let _ = cleaner.await;
         let _ = coordinator.await;
+        let _ = txn_coordinator.await;
         let _ = metadata_sync.await;
         let _ = replication.await;
         let _ = fetchers.await;

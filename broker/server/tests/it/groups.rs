@@ -877,7 +877,7 @@ async fn illegal_requests_get_their_kafka_error_codes() {
         commit(&mut conn, "", "", -1, "orders", &[(0, 1, "")]).await,
         vec![24]
     );
-    // FindCoordinator: groups here; transactions not available (15); bad key type.
+    // FindCoordinator: groups and transactional ids here; bad key type.
     let fc = conn
         .send(&FindCoordinatorRequest::default().with_key(st("e")), 3)
         .await;
@@ -891,7 +891,8 @@ async fn illegal_requests_get_their_kafka_error_codes() {
             4,
         )
         .await;
-    assert_eq!(batched.coordinators[0].error_code, 15);
+    assert_eq!(batched.coordinators[0].error_code, 0);
+    assert_eq!(batched.coordinators[0].port, broker.addr.port() as i32);
     let groups = conn
         .send(
             &FindCoordinatorRequest::default().with_coordinator_keys(vec![st("a"), st("b")]),

@@ -13,21 +13,44 @@ async fn init_producer_id(conn: &mut Conn) -> (i64, i16) {
 }
 
 #[tokio::test]
-async fn producer_ids_are_unique_and_transactions_are_refused() {
+async fn producer_ids_are_unique_and_transactional_ids_get_new_epochs() {
     let broker = TestBroker::start().await;
     let mut conn = broker.connect().await;
     let a = init_producer_id(&mut conn).await;
     let b = init_producer_id(&mut conn).await;
     assert_ne!(a.0, b.0);
     assert_eq!(a.1, 0);
-    let txn = InitProducerIdRequest::default()
-        .with_transactional_id(Some(TransactionalId(
-            kafka_protocol::protocol::StrBytes::from_static_str("tx"),
-        )))
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
-    let r = conn.send(&txn, 4).await;
-    assert_ne!(r.error_code, 0, "transactions are not implemented yet");
+    let txn = |timeout_ms: i32| {
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(
+                kafka_protocol::protocol::StrBytes::from_static_str("tx"),
+            )))
+            .with_transaction_timeout_ms(timeout_ms)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    // The coordinator's topic is created by the first lookup, as clients do first.
+    let fc = conn
+        .send(
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(kafka_protocol::protocol::StrBytes::from_static_str("tx")),
+            3,
+        )
+        .await;
+    assert_eq!(fc.error_code, 0);
+    let first = conn.send(&txn(60_000), 4).await;
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    assert_ne!(first.producer_id.0, a.0);
+    let second = conn.send(&txn(60_000), 4).await;
+    assert_eq!(second.error_code, 0);
+    assert_eq!(
+        (second.producer_id, second.producer_epoch),
+        (first.producer_id, 1),
+        "the same id, a new epoch"
+    );
+    let too_long = conn.send(&txn(i32::MAX), 4).await;
+    assert_eq!(too_long.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
 }
 
 #[tokio::test]
