@@ -42,7 +42,6 @@ mod server;
 mod telemetry;
 mod topic_config;
 mod topics;
-#[allow(dead_code)] // The coordinator runtime and APIs that use it come next (issue 13).
 mod txn;
 
 use std::future::Future;

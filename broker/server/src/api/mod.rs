@@ -21,6 +21,7 @@ pub(crate) mod describe_log_dirs;
 pub(crate) mod describe_producers;
 pub(crate) mod describe_quorum;
 pub(crate) mod describe_topic_partitions;
+pub(crate) mod describe_transactions;
 pub(crate) mod elect_leaders;
 pub(crate) mod end_txn;
 pub(crate) mod fetch;
@@ -36,6 +37,7 @@ pub(crate) mod list_config_resources;
 pub(crate) mod list_groups;
 pub(crate) mod list_offsets;
 pub(crate) mod list_partition_reassignments;
+pub(crate) mod list_transactions;
 pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
@@ -122,6 +124,11 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
         (ApiKey::AddOffsetsToTxn, range::<AddOffsetsToTxnRequest>()),
         (ApiKey::EndTxn, range::<EndTxnRequest>()),
         (ApiKey::WriteTxnMarkers, range::<WriteTxnMarkersRequest>()),
+        (
+            ApiKey::DescribeTransactions,
+            range::<DescribeTransactionsRequest>(),
+        ),
+        (ApiKey::ListTransactions, range::<ListTransactionsRequest>()),
         (ApiKey::DescribeConfigs, range::<DescribeConfigsRequest>()),
         (ApiKey::AlterConfigs, range::<AlterConfigsRequest>()),
         (ApiKey::CreatePartitions, range::<CreatePartitionsRequest>()),
@@ -487,6 +494,10 @@ async fn route(
         ApiKey::AddOffsetsToTxn => inline!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
         ApiKey::EndTxn => inline!(EndTxnRequest, end_txn::handle),
         ApiKey::WriteTxnMarkers => inline!(WriteTxnMarkersRequest, write_txn_markers::handle),
+        ApiKey::DescribeTransactions => {
+            inline!(DescribeTransactionsRequest, describe_transactions::handle)
+        }
+        ApiKey::ListTransactions => inline!(ListTransactionsRequest, list_transactions::handle),
         ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
@@ -705,7 +716,9 @@ mod tests {
         check::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
         check::<EndTxnRequest>(ApiKey::EndTxn);
         check::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers);
-        assert_eq!(supported_apis().len(), 44, "a new API needs a line above");
+        check::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
+        check::<ListTransactionsRequest>(ApiKey::ListTransactions);
+        assert_eq!(supported_apis().len(), 46, "a new API needs a line above");
     }
 
     #[test]

@@ -302,6 +302,17 @@ impl TxnCoordinator {
         })
     }
 
+    /// One transactional id's state (DescribeTransactions): NOT_COORDINATOR
+    /// when this broker does not coordinate it, `None` when it is unknown.
+    pub(crate) fn describe(
+        &self,
+        broker: &Broker,
+        txn_id: &str,
+    ) -> Result<Option<TxnMetadata>, ApiError> {
+        self.check(broker, txn_id)?;
+        Ok(self.txns.lock().get(txn_id).map(|e| e.meta.clone()))
+    }
+
     /// A copy of every transaction coordinated here (DescribeTransactions, ListTransactions).
     pub(crate) fn snapshot(&self) -> Vec<TxnMetadata> {
         let mut all: Vec<TxnMetadata> = self.txns.lock().values().map(|e| e.meta.clone()).collect();

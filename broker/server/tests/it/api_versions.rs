@@ -17,7 +17,8 @@ async fn api_versions_advertises_exactly_the_implemented_apis() {
         keys,
         vec![
             0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27,
-            32, 33, 35, 37, 42, 43, 44, 45, 46, 47, 48, 49, 55, 60, 61, 68, 69, 71, 72, 74, 75
+            32, 33, 35, 37, 42, 43, 44, 45, 46, 47, 48, 49, 55, 60, 61, 65, 66, 68, 69, 71, 72, 74,
+            75
         ]
     );
     let produce = response.api_keys.iter().find(|k| k.api_key == 0).unwrap();

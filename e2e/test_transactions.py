@@ -1,0 +1,156 @@
+"""Transactions with librdkafka (confluent-kafka): commit and abort seen by read_committed and
+read_uncommitted consumers, an open transaction holding read_committed consumers at the last
+stable offset, zombie fencing by a new producer with the same transactional id, and the
+coordinator aborting the transaction of a producer killed with SIGKILL once its timeout passes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from helpers import create_topic, wait_until
+
+TXN_ARGS = ("--transaction-state-log-num-partitions", "4", "--offsets-topic-num-partitions", "4",
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms", "200")
+
+
+@pytest.fixture
+def txn_broker(broker_factory):
+    return broker_factory(*TXN_ARGS)
+
+
+def txn_producer(bootstrap: str, txn_id: str, **extra) -> Producer:
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id, "linger.ms": 5, **extra})
+    p.init_transactions(30)
+    return p
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, isolation: str, timeout: float = 30.0) -> list[str]:
+    """Every record up to the end the consumer can see (the LSO for read_committed)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.monotonic_ns()}",
+                  "isolation.level": isolation, "enable.partition.eof": True,
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        got: list[str] = []
+        eof: set[int] = set()
+        end = time.monotonic() + timeout
+        while len(eof) < partitions and time.monotonic() < end:
+            m = c.poll(0.2)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                continue
+            got.append(m.value().decode())
+        assert len(eof) == partitions, f"no end of partition within {timeout}s (eof at {eof})"
+        return got
+    finally:
+        c.close()
+
+
+def test_committed_records_are_read_and_aborted_ones_skipped_by_read_committed(txn_broker):
+    bs = txn_broker.bootstrap
+    create_topic(bs, "tx-basic", 2)
+    p = txn_producer(bs, "basic")
+    p.begin_transaction()
+    for i in range(20):
+        p.produce("tx-basic", value=f"committed-{i}".encode(), partition=i % 2)
+    p.commit_transaction(30)
+    p.begin_transaction()
+    for i in range(10):
+        p.produce("tx-basic", value=f"aborted-{i}".encode(), partition=i % 2)
+    p.flush(30)  # the aborted records reach the log before the abort
+    p.abort_transaction(30)
+    p.begin_transaction()
+    p.produce("tx-basic", value=b"committed-last", partition=0)
+    p.commit_transaction(30)
+
+    committed = sorted(read_all(bs, "tx-basic", 2, "read_committed"))
+    assert committed == sorted([f"committed-{i}" for i in range(20)] + ["committed-last"])
+    everything = read_all(bs, "tx-basic", 2, "read_uncommitted")
+    assert sorted(everything) == sorted(committed + [f"aborted-{i}" for i in range(10)])
+
+
+def test_an_open_transaction_holds_read_committed_consumers_at_its_first_offset(txn_broker):
+    bs = txn_broker.bootstrap
+    create_topic(bs, "tx-open", 1)
+    plain = Producer({"bootstrap.servers": bs})
+    plain.produce("tx-open", value=b"before", partition=0)
+    plain.flush(30)
+    p = txn_producer(bs, "open")
+    p.begin_transaction()
+    p.produce("tx-open", value=b"in-txn", partition=0)
+    p.flush(30)
+    plain.produce("tx-open", value=b"after", partition=0)
+    plain.flush(30)
+    # The record after the open transaction is committed but not stable yet.
+    assert read_all(bs, "tx-open", 1, "read_committed") == ["before"]
+    assert read_all(bs, "tx-open", 1, "read_uncommitted") == ["before", "in-txn", "after"]
+    p.commit_transaction(30)
+    wait_until(lambda: read_all(bs, "tx-open", 1, "read_committed") == ["before", "in-txn", "after"], 30,
+               what="the committed transaction and the record after it")
+
+
+def test_a_new_producer_with_the_same_transactional_id_fences_the_old_one(txn_broker):
+    bs = txn_broker.bootstrap
+    create_topic(bs, "tx-zombie", 1)
+    zombie = txn_producer(bs, "fenced-id")
+    zombie.begin_transaction()
+    zombie.produce("tx-zombie", value=b"zombie", partition=0)
+    zombie.flush(30)
+    fresh = txn_producer(bs, "fenced-id")  # aborts the zombie's open transaction
+    fresh.begin_transaction()
+    fresh.produce("tx-zombie", value=b"fresh", partition=0)
+    fresh.commit_transaction(30)
+    with pytest.raises(KafkaException) as raised:
+        zombie.produce("tx-zombie", value=b"zombie-2", partition=0)
+        zombie.commit_transaction(30)
+    err = raised.value.args[0]
+    assert err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                         KafkaError.INVALID_PRODUCER_EPOCH), err
+    assert read_all(bs, "tx-zombie", 1, "read_committed") == ["fresh"]
+
+
+KILLED_PRODUCER = textwrap.dedent("""
+    import sys, time
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": sys.argv[1], "transactional.id": "killed",
+                  "transaction.timeout.ms": 3000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce("tx-killed", value=b"never-committed", partition=0)
+    p.flush(30)
+    print("open", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_the_coordinator_aborts_the_open_transaction_of_a_killed_producer_after_its_timeout(txn_broker):
+    bs = txn_broker.bootstrap
+    create_topic(bs, "tx-killed", 1)
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_PRODUCER, bs], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    plain = Producer({"bootstrap.servers": bs})
+    plain.produce("tx-killed", value=b"after", partition=0)
+    plain.flush(30)
+    assert read_all(bs, "tx-killed", 1, "read_committed") == [], "held by the open transaction"
+    # After transaction.timeout.ms (3 s) the coordinator aborts it: the LSO moves on.
+    wait_until(lambda: read_all(bs, "tx-killed", 1, "read_committed") == ["after"], 60,
+               what="the timed-out transaction aborted")
+    assert read_all(bs, "tx-killed", 1, "read_uncommitted").count("never-committed") == 5
