@@ -154,3 +154,67 @@ def test_the_coordinator_aborts_the_open_transaction_of_a_killed_producer_after_
     wait_until(lambda: read_all(bs, "tx-killed", 1, "read_committed") == ["after"], 60,
                what="the timed-out transaction aborted")
     assert read_all(bs, "tx-killed", 1, "read_uncommitted").count("never-committed") == 5
+
+
+TRANSFORMER = textwrap.dedent("""
+    import sys
+    from confluent_kafka import Consumer, Producer
+    bs = sys.argv[1]
+    c = Consumer({"bootstrap.servers": bs, "group.id": "ctp", "group.instance.id": "ctp-worker",
+                  "session.timeout.ms": 6000, "isolation.level": "read_committed",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    p = Producer({"bootstrap.servers": bs, "transactional.id": "ctp-1", "linger.ms": 5})
+    p.init_transactions(60)
+    c.subscribe(["ctp-in"])
+    while True:
+        msgs = [m for m in c.consume(50, 0.5) if m.error() is None]
+        if not msgs:
+            continue
+        p.begin_transaction()
+        for m in msgs:
+            p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"), partition=m.partition())
+        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
+        p.commit_transaction(60)
+        print("committed", len(msgs), flush=True)
+""")
+
+
+def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactly_once(txn_broker, tmp_path):
+    bs = txn_broker.bootstrap
+    n = 3000
+    create_topic(bs, "ctp-in", 3)
+    create_topic(bs, "ctp-out", 3)
+    inputs = Producer({"bootstrap.servers": bs, "linger.ms": 5})
+    for i in range(n):
+        inputs.produce("ctp-in", value=f"in-{i}".encode(), partition=i % 3)
+    assert inputs.flush(60) == 0
+
+    def start(k: int) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", TRANSFORMER, bs], stdout=subprocess.PIPE,
+                                stderr=open(tmp_path / f"transformer-{k}.stderr", "wb"), text=True)
+
+    def committed_batches(proc: subprocess.Popen, count: int) -> None:
+        assert proc.stdout is not None
+        for _ in range(count):
+            line = proc.stdout.readline()
+            assert line.startswith("committed"), (line, (tmp_path / "transformer.stderr"))
+
+    # Three runs killed with SIGKILL after a few commits each, then one that finishes.
+    for k in range(3):
+        proc = start(k)
+        try:
+            committed_batches(proc, 3)
+        finally:
+            proc.kill()
+            proc.wait(30)
+    final = start(3)
+    try:
+        def outputs() -> list[str]:
+            return read_all(bs, "ctp-out", 3, "read_committed")
+        wait_until(lambda: len(outputs()) >= n, 180, interval=0.5, what="every input transformed")
+        out = outputs()
+    finally:
+        final.kill()
+        final.wait(30)
+    assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
+    assert sorted(out) == sorted(f"out-{i}" for i in range(n))

@@ -46,6 +46,7 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod push_telemetry;
 pub(crate) mod sync_group;
+pub(crate) mod txn_offset_commit;
 pub(crate) mod write_txn_markers;
 
 use std::future::Future;
@@ -129,6 +130,7 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             range::<DescribeTransactionsRequest>(),
         ),
         (ApiKey::ListTransactions, range::<ListTransactionsRequest>()),
+        (ApiKey::TxnOffsetCommit, range::<TxnOffsetCommitRequest>()),
         (ApiKey::DescribeConfigs, range::<DescribeConfigsRequest>()),
         (ApiKey::AlterConfigs, range::<AlterConfigsRequest>()),
         (ApiKey::CreatePartitions, range::<CreatePartitionsRequest>()),
@@ -498,6 +500,7 @@ async fn route(
             inline!(DescribeTransactionsRequest, describe_transactions::handle)
         }
         ApiKey::ListTransactions => inline!(ListTransactionsRequest, list_transactions::handle),
+        ApiKey::TxnOffsetCommit => inline!(TxnOffsetCommitRequest, txn_offset_commit::handle),
         ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
@@ -718,7 +721,8 @@ mod tests {
         check::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers);
         check::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
         check::<ListTransactionsRequest>(ApiKey::ListTransactions);
-        assert_eq!(supported_apis().len(), 46, "a new API needs a line above");
+        check::<TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit);
+        assert_eq!(supported_apis().len(), 47, "a new API needs a line above");
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub(crate) async fn handle(
     request: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    // v7+: an offset an open transaction is about to change is not answered
+    // (UNSTABLE_OFFSET_COMMIT, retriable) for clients that ask for stable ones.
+    let require_stable = version >= 7 && request.require_stable;
+    let unstable = |group: &str, topic: &str, p: i32| {
+        require_stable && broker.groups.has_unstable_offset(group, topic, p)
+    };
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     if version >= 8 {
         let groups = request
             .groups
@@ -56,26 +63,32 @@ pub(crate) async fn handle(
                 let entry = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
                 // v9 (KIP-848): a member of a consumer-protocol group names itself.
                 let member = g.member_id.as_ref().map(|m| (m.as_str(), g.member_epoch));
+                let group = g.group_id.0.to_string();
                 match fetch(broker, g.group_id.0.as_str(), topics, member) {
                     Ok(found) => entry.with_topics(
                         found
                             .into_iter()
                             .map(|(topic, partitions)| {
+                                let parts = partitions
+                                    .into_iter()
+                                    .map(|(p, o)| {
+                                        let (offset, epoch, meta) = values(o);
+                                        let part = OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(meta));
+                                        if unstable(&group, &topic, p) {
+                                            part.with_error_code(UNSTABLE_OFFSET_COMMIT)
+                                                .with_committed_offset(-1)
+                                        } else {
+                                            part
+                                        }
+                                    })
+                                    .collect();
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(StrBytes::from_string(topic)))
-                                    .with_partitions(
-                                        partitions
-                                            .into_iter()
-                                            .map(|(p, o)| {
-                                                let (offset, epoch, meta) = values(o);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(meta))
-                                            })
-                                            .collect(),
-                                    )
+                                    .with_partitions(parts)
                             })
                             .collect(),
                     ),
@@ -90,26 +103,32 @@ pub(crate) async fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
             .collect()
     });
+    let group = request.group_id.0.to_string();
     match fetch(broker, request.group_id.0.as_str(), requested, None) {
         Ok(found) => OffsetFetchResponse::default().with_topics(
             found
                 .into_iter()
                 .map(|(topic, partitions)| {
+                    let parts = partitions
+                        .into_iter()
+                        .map(|(p, o)| {
+                            let (offset, epoch, meta) = values(o);
+                            let part = OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(Some(meta));
+                            if unstable(&group, &topic, p) {
+                                part.with_error_code(UNSTABLE_OFFSET_COMMIT)
+                                    .with_committed_offset(-1)
+                            } else {
+                                part
+                            }
+                        })
+                        .collect();
                     OffsetFetchResponseTopic::default()
                         .with_name(TopicName(StrBytes::from_string(topic)))
-                        .with_partitions(
-                            partitions
-                                .into_iter()
-                                .map(|(p, o)| {
-                                    let (offset, epoch, meta) = values(o);
-                                    OffsetFetchResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(offset)
-                                        .with_committed_leader_epoch(epoch)
-                                        .with_metadata(Some(meta))
-                                })
-                                .collect(),
-                        )
+                        .with_partitions(parts)
                 })
                 .collect(),
         ),

@@ -177,7 +177,9 @@ fn crc32c(bytes: &[u8]) -> u32 {
 /// valid CRC (the decoder used before reserved room for all of them).
 fn forged_batch(offset: i64) -> Bytes {
     let key = records::encode_key(&RecordKey::Group { group: "x".into() });
-    let mut batch = encode_batch(&[(key, None)], 0, now_ms()).unwrap().to_vec();
+    let mut batch = encode_batch(&[(key, None)], 0, now_ms(), None)
+        .unwrap()
+        .to_vec();
     batch[..8].copy_from_slice(&offset.to_be_bytes());
     batch[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
     let crc = crc32c(&batch[21..]);

@@ -17,6 +17,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use parking_lot::RwLock;
+use runnel_log::txn_state::ControlType;
 use runnel_log::Log;
 
 use super::error::GroupError;
@@ -145,22 +146,26 @@ pub(crate) fn offsets_topic_configs() -> crate::topic_config::TopicOverrides {
     configs
 }
 
-/// One batch of `__consumer_offsets` records (`None` values are tombstones).
+/// One batch of `__consumer_offsets` records (`None` values are tombstones);
+/// with `producer`, a transactional batch of that producer id and epoch
+/// (TxnOffsetCommit), which counts only once its commit marker follows.
 pub(super) fn encode_batch(
     records: &[(Bytes, Option<Bytes>)],
     epoch: i32,
     now: i64,
+    producer: Option<(i64, i16)>,
 ) -> Option<Bytes> {
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, (key, value))| Record {
-            transactional: false,
+            transactional: producer.is_some(),
             control: false,
             delete_horizon: false,
             partition_leader_epoch: epoch,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             sequence: -1,
@@ -290,6 +295,17 @@ impl OffsetsLog {
         records: &[(Bytes, Option<Bytes>)],
         now: i64,
     ) -> Result<Durable, GroupError> {
+        self.append_as(group_id, records, now, None)
+    }
+
+    /// [`OffsetsLog::append`] as a transactional producer's batch (TxnOffsetCommit).
+    pub(super) fn append_as(
+        &self,
+        group_id: &str,
+        records: &[(Bytes, Option<Bytes>)],
+        now: i64,
+        producer: Option<(i64, i16)>,
+    ) -> Result<Durable, GroupError> {
         let log = self.log_of(group_id).ok_or_else(|| {
             tracing::error!("internal topic {OFFSETS_TOPIC} is missing");
             GroupError::CoordinatorNotAvailable
@@ -302,7 +318,8 @@ impl OffsetsLog {
                 .ok_or(GroupError::NotCoordinator)?,
             None => LEADER_EPOCH,
         };
-        let batch = encode_batch(records, epoch, now).ok_or(GroupError::CoordinatorNotAvailable)?;
+        let batch = encode_batch(records, epoch, now, producer)
+            .ok_or(GroupError::CoordinatorNotAvailable)?;
         match log.append(batch, epoch, now) {
             Ok(info) => Ok(Durable {
                 log,
@@ -329,6 +346,10 @@ impl OffsetsLog {
         now: i64,
     ) -> Result<Replayed, runnel_log::Error> {
         let mut metadata: HashMap<String, Option<GroupMetadata>> = HashMap::new();
+        // Offset records of transactions whose marker has not been read yet.
+        #[allow(clippy::type_complexity)]
+        let mut txn_held: HashMap<(i32, i64), Vec<(RecordKey, Option<Bytes>, i64)>> =
+            HashMap::new();
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let partitions: Vec<_> = self
             .topics
@@ -367,7 +388,25 @@ impl OffsetsLog {
                     let batch = bytes.slice(pos..pos + total);
                     match runnel_log::records::decode_batch(batch, max_uncompressed) {
                         Ok(decoded) => {
-                            for r in decoded.into_iter().filter(|r| !r.control) {
+                            for r in decoded {
+                                if r.control {
+                                    // A transaction's marker: its offset records count or go.
+                                    let kind = r.key.as_deref().and_then(ControlType::from_key);
+                                    let held = txn_held.remove(&(partition.index, r.producer_id));
+                                    if kind == Some(ControlType::Commit) {
+                                        for (key, value, offset) in held.unwrap_or_default() {
+                                            apply(
+                                                &mut metadata,
+                                                &mut offsets,
+                                                key,
+                                                value,
+                                                partition.index,
+                                                offset,
+                                            );
+                                        }
+                                    }
+                                    continue;
+                                }
                                 count += 1;
                                 let Some(key) = r.key else { continue };
                                 let key = match records::decode_key(key) {
@@ -378,6 +417,13 @@ impl OffsetsLog {
                                         continue;
                                     }
                                 };
+                                if r.transactional {
+                                    txn_held
+                                        .entry((partition.index, r.producer_id))
+                                        .or_default()
+                                        .push((key, r.value, r.offset));
+                                    continue;
+                                }
                                 apply(
                                     &mut metadata,
                                     &mut offsets,
@@ -402,19 +448,47 @@ impl OffsetsLog {
                 }
             }
         }
-        let mut ids: Vec<String> = metadata.keys().chain(offsets.keys()).cloned().collect();
+        // Transactions still open: their offsets wait in the groups for the marker.
+        let mut open: HashMap<String, Vec<(i64, String, i32, CommittedOffset)>> = HashMap::new();
+        for ((_, producer_id), held) in txn_held {
+            for (key, value, _) in held {
+                if let (
+                    RecordKey::Offset {
+                        group,
+                        topic,
+                        partition,
+                    },
+                    Some(Ok(o)),
+                ) = (key, value.map(records::decode_offset))
+                {
+                    open.entry(group)
+                        .or_default()
+                        .push((producer_id, topic, partition, o));
+                }
+            }
+        }
+        let mut ids: Vec<String> = metadata
+            .keys()
+            .chain(offsets.keys())
+            .chain(open.keys())
+            .cloned()
+            .collect();
         ids.sort();
         ids.dedup();
         let mut groups = Vec::with_capacity(ids.len());
         for id in ids {
             let group_offsets = offsets.remove(&id).unwrap_or_default();
+            let pending = open.remove(&id).unwrap_or_default();
             let mut group = match metadata.remove(&id).flatten() {
                 Some(m) => Group::from_metadata(id.clone(), config, now, m),
-                None if group_offsets.is_empty() => continue,
+                None if group_offsets.is_empty() && pending.is_empty() => continue,
                 None => Group::new(id.clone(), config, now),
             };
             for ((t, p), o) in group_offsets {
                 group.commit_offset(&t, p, o);
+            }
+            for (producer_id, t, p, o) in pending {
+                group.commit_txn_offset(producer_id, &t, p, o);
             }
             groups.push(group);
         }

@@ -41,8 +41,12 @@ pub(crate) async fn write_local(
         partition,
         marker(producer_id, epoch, commit, coordinator_epoch),
     )
-    .await
-    .map(|_| ())
+    .await?;
+    if topic == crate::group::OFFSETS_TOPIC {
+        // The transaction's offset commits there count now (or are dropped).
+        broker.groups.complete_txn(partition, producer_id, commit);
+    }
+    Ok(())
 }
 
 /// Writes the markers of one decided transaction; true once every partition

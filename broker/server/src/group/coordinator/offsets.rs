@@ -116,6 +116,145 @@ impl Coordinator {
         Ok(CommitWait::new(results, durable, self.flush))
     }
 
+    /// Handles TxnOffsetCommit: the offsets are appended to the group's
+    /// partition as part of `producer_id`'s transaction and take effect when
+    /// its commit marker is written there ([`Coordinator::complete_txn`]).
+    /// A member of the group (generation >= 0) must be one (KIP-447).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: Vec<CommitEntry>,
+    ) -> Result<CommitWait, GroupError> {
+        self.check(group_id)?;
+        let now = now_ms();
+        let mut results: Vec<Result<(), GroupError>> = entries
+            .iter()
+            .map(|e| {
+                if !self.partition_exists(&e.topic, e.partition) {
+                    Err(GroupError::UnknownTopicOrPartition)
+                } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
+                    Err(GroupError::OffsetMetadataTooLarge)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let mut groups = self.groups.lock();
+        if !groups.contains_key(group_id) {
+            if generation_id >= 0 {
+                return Ok(CommitWait::new(
+                    results
+                        .into_iter()
+                        .map(|r| r.and(Err(GroupError::IllegalGeneration)))
+                        .collect(),
+                    None,
+                    self.flush,
+                ));
+            }
+            groups.insert(
+                group_id.to_string(),
+                Entry::new(Group::new(group_id, self.config, now)),
+            );
+        }
+        let Some(entry) = groups.get_mut(group_id) else {
+            return Err(GroupError::CoordinatorNotAvailable);
+        };
+        if generation_id >= 0 {
+            if let Err(err) =
+                entry
+                    .group
+                    .validate_commit(member_id, group_instance_id, generation_id, now)
+            {
+                for r in results.iter_mut() {
+                    *r = r.and(Err(err));
+                }
+            }
+        }
+        let accepted: Vec<(usize, CommittedOffset)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| results[*i].is_ok())
+            .map(|(i, e)| {
+                (
+                    i,
+                    CommittedOffset {
+                        offset: e.offset,
+                        leader_epoch: e.leader_epoch,
+                        metadata: e.metadata.clone().unwrap_or_default(),
+                        commit_timestamp_ms: now,
+                    },
+                )
+            })
+            .collect();
+        let mut durable = None;
+        if !accepted.is_empty() {
+            let recs: Vec<(Bytes, Option<Bytes>)> = accepted
+                .iter()
+                .map(|(i, o)| {
+                    let e = &entries[*i];
+                    store::offset_record(group_id, &e.topic, e.partition, o)
+                })
+                .collect();
+            match self
+                .store
+                .append_as(group_id, &recs, now, Some((producer_id, producer_epoch)))
+            {
+                Ok(d) => {
+                    for (i, o) in accepted {
+                        let e = &entries[i];
+                        entry
+                            .group
+                            .commit_txn_offset(producer_id, &e.topic, e.partition, o);
+                    }
+                    durable = Some(d);
+                }
+                Err(err) => {
+                    for (i, _) in accepted {
+                        results[i] = Err(err);
+                    }
+                }
+            }
+        }
+        Ok(CommitWait::new(results, durable, self.flush))
+    }
+
+    /// The marker of `producer_id`'s transaction was written to partition
+    /// `partition` of `__consumer_offsets`: the transaction's offsets of the
+    /// groups there are committed or dropped.
+    pub(crate) fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let mut groups = self.groups.lock();
+        let mut applied = 0;
+        for entry in groups.values_mut() {
+            if self.partition_of(entry.group.id()) == partition {
+                applied += entry.group.complete_txn(producer_id, commit);
+            }
+        }
+        groups.retain(|_, e| !e.group.is_removable());
+        if applied > 0 {
+            tracing::debug!(
+                producer_id,
+                partition,
+                offsets = applied,
+                "transactional offsets committed"
+            );
+        }
+    }
+
+    /// Whether an open transaction has an offset of `topic`-`partition` for
+    /// `group_id` (OffsetFetch `require_stable`).
+    pub(crate) fn has_unstable_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.groups
+            .lock()
+            .get(group_id)
+            .is_some_and(|e| e.group.has_pending_txn_offset(topic, partition))
+    }
+
     /// Committed offsets of a group: for each requested topic the requested
     /// partitions (`None` = every committed offset of the group). `member`
     /// (OffsetFetch v9: member id and epoch) is checked against a

@@ -101,6 +101,9 @@ pub(crate) struct Group {
     /// `Some`: a group of the consumer protocol (KIP-848), whose members
     /// live here instead of `members`.
     consumer: Option<ConsumerGroup>,
+    /// Offsets committed inside transactions (TxnOffsetCommit) by producer id,
+    /// applied when the transaction's commit marker is written.
+    pending_txn: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
 }
 
 impl Group {
@@ -124,6 +127,7 @@ impl Group {
             sync_deadline_ms: None,
             offsets: OffsetTable::default(),
             consumer: None,
+            pending_txn: BTreeMap::new(),
         }
     }
 
@@ -279,7 +283,44 @@ impl Group {
 
     /// Empty without offsets: nothing left worth keeping.
     pub(crate) fn is_removable(&self) -> bool {
-        self.state == GroupState::Empty && self.offsets.is_empty()
+        self.state == GroupState::Empty && self.offsets.is_empty() && self.pending_txn.is_empty()
+    }
+
+    /// Records an offset committed inside `producer_id`'s open transaction.
+    pub(crate) fn commit_txn_offset(
+        &mut self,
+        producer_id: i64,
+        topic: &str,
+        partition: i32,
+        offset: CommittedOffset,
+    ) {
+        self.pending_txn
+            .entry(producer_id)
+            .or_default()
+            .insert((topic.to_string(), partition), offset);
+    }
+
+    /// The end of `producer_id`'s transaction: its offsets are committed (or
+    /// dropped); returns how many were committed.
+    pub(crate) fn complete_txn(&mut self, producer_id: i64, commit: bool) -> usize {
+        let Some(pending) = self.pending_txn.remove(&producer_id) else {
+            return 0;
+        };
+        if !commit {
+            return 0;
+        }
+        let n = pending.len();
+        for ((topic, partition), offset) in pending {
+            self.offsets.commit(&topic, partition, offset);
+        }
+        n
+    }
+
+    /// Whether a transaction has an offset of this partition waiting for its
+    /// outcome (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub(crate) fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending_txn.values().any(|p| p.contains_key(&key))
     }
 
     fn set_state(&mut self, state: GroupState, now: i64) {

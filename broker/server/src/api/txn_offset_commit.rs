@@ -1,0 +1,87 @@
+//! TxnOffsetCommit: a transactional producer commits a consumer group's
+//! offsets inside its transaction (consume-transform-produce); they are
+//! stored with the transaction and take effect only when its commit marker
+//! reaches the group's `__consumer_offsets` partition.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::broker::Broker;
+use crate::errors::group_error_code;
+use crate::group::coordinator::CommitEntry;
+
+/// Handles TxnOffsetCommit.
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let entries: Vec<CommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| CommitEntry {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    // v3+ (KIP-447) names the member; older clients commit without a generation.
+    let generation = if version >= 3 {
+        request.generation_id
+    } else {
+        -1
+    };
+    let staged = broker.groups.txn_commit(
+        request.group_id.0.as_str(),
+        request.producer_id.0,
+        request.producer_epoch,
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|i| i.as_str()),
+        generation,
+        entries,
+    );
+    let codes: Vec<i16> = match staged {
+        Ok(wait) => wait
+            .finish()
+            .await
+            .into_iter()
+            .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
+            .collect(),
+        Err(err) => {
+            let code = group_error_code(err).code();
+            request
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |_| code))
+                .collect()
+        }
+    };
+    let mut codes = codes.into_iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(codes.next().unwrap_or(0))
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
