@@ -31,6 +31,7 @@ mod config;
 mod data_dir_lock;
 mod errors;
 mod group;
+mod internal_batch;
 mod metrics;
 mod names;
 mod persist;

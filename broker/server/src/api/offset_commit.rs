@@ -58,23 +58,8 @@ pub(crate) fn start(
         entries,
     );
     async move {
-        let codes: Vec<i16> = match staged {
-            Ok(wait) => wait
-                .finish()
-                .await
-                .into_iter()
-                .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
-                .collect(),
-            Err(err) => {
-                let code = group_error_code(err).code();
-                request
-                    .topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(move |_| code))
-                    .collect()
-            }
-        };
-        let mut codes = codes.into_iter();
+        let count = request.topics.iter().map(|t| t.partitions.len()).sum();
+        let mut codes = commit_codes(staged, count).await.into_iter();
         let topics = request
             .topics
             .into_iter()
@@ -94,5 +79,23 @@ pub(crate) fn start(
             })
             .collect();
         OffsetCommitResponse::default().with_topics(topics)
+    }
+}
+
+/// One error code per committed partition, in request order, once the commit
+/// (OffsetCommit or TxnOffsetCommit) is durable; a refusal of the whole
+/// commit gives every one of the `count` partitions its code.
+pub(crate) async fn commit_codes(
+    staged: Result<crate::group::store::CommitWait, crate::group::GroupError>,
+    count: usize,
+) -> Vec<i16> {
+    match staged {
+        Ok(wait) => wait
+            .finish()
+            .await
+            .into_iter()
+            .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
+            .collect(),
+        Err(err) => vec![group_error_code(err).code(); count],
     }
 }

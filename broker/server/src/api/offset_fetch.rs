@@ -10,6 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::errors::group_error_code;
@@ -46,10 +47,15 @@ pub(crate) async fn handle(
     // v7+: an offset an open transaction is about to change is not answered
     // (UNSTABLE_OFFSET_COMMIT, retriable) for clients that ask for stable ones.
     let require_stable = version >= 7 && request.require_stable;
-    let unstable = |group: &str, topic: &str, p: i32| {
-        require_stable && broker.groups.has_unstable_offset(group, topic, p)
+    // (offset, leader epoch, metadata, error code) of one partition.
+    let answer = |group: &str, topic: &str, p: i32, o: Option<CommittedOffset>| {
+        let (offset, epoch, meta) = values(o);
+        if require_stable && broker.groups.has_unstable_offset(group, topic, p) {
+            (-1, epoch, meta, ResponseError::UnstableOffsetCommit.code())
+        } else {
+            (offset, epoch, meta, 0)
+        }
     };
-    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     if version >= 8 {
         let groups = request
             .groups
@@ -72,18 +78,14 @@ pub(crate) async fn handle(
                                 let parts = partitions
                                     .into_iter()
                                     .map(|(p, o)| {
-                                        let (offset, epoch, meta) = values(o);
-                                        let part = OffsetFetchResponsePartitions::default()
+                                        let (offset, epoch, meta, code) =
+                                            answer(&group, &topic, p, o);
+                                        OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
-                                            .with_metadata(Some(meta));
-                                        if unstable(&group, &topic, p) {
-                                            part.with_error_code(UNSTABLE_OFFSET_COMMIT)
-                                                .with_committed_offset(-1)
-                                        } else {
-                                            part
-                                        }
+                                            .with_metadata(Some(meta))
+                                            .with_error_code(code)
                                     })
                                     .collect();
                                 OffsetFetchResponseTopics::default()
@@ -112,18 +114,13 @@ pub(crate) async fn handle(
                     let parts = partitions
                         .into_iter()
                         .map(|(p, o)| {
-                            let (offset, epoch, meta) = values(o);
-                            let part = OffsetFetchResponsePartition::default()
+                            let (offset, epoch, meta, code) = answer(&group, &topic, p, o);
+                            OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
-                                .with_metadata(Some(meta));
-                            if unstable(&group, &topic, p) {
-                                part.with_error_code(UNSTABLE_OFFSET_COMMIT)
-                                    .with_committed_offset(-1)
-                            } else {
-                                part
-                            }
+                                .with_metadata(Some(meta))
+                                .with_error_code(code)
                         })
                         .collect();
                     OffsetFetchResponseTopic::default()

@@ -11,7 +11,6 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::broker::Broker;
-use crate::errors::group_error_code;
 use crate::group::coordinator::CommitEntry;
 
 /// Handles TxnOffsetCommit.
@@ -48,23 +47,10 @@ pub(crate) async fn handle(
         generation,
         entries,
     );
-    let codes: Vec<i16> = match staged {
-        Ok(wait) => wait
-            .finish()
-            .await
-            .into_iter()
-            .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
-            .collect(),
-        Err(err) => {
-            let code = group_error_code(err).code();
-            request
-                .topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(move |_| code))
-                .collect()
-        }
-    };
-    let mut codes = codes.into_iter();
+    let count = request.topics.iter().map(|t| t.partitions.len()).sum();
+    let mut codes = super::offset_commit::commit_codes(staged, count)
+        .await
+        .into_iter();
     let topics = request
         .topics
         .into_iter()

@@ -11,11 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
 use parking_lot::RwLock;
 use runnel_log::txn_state::ControlType;
 use runnel_log::Log;
@@ -155,38 +151,7 @@ pub(super) fn encode_batch(
     now: i64,
     producer: Option<(i64, i16)>,
 ) -> Option<Bytes> {
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: producer.is_some(),
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: epoch,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    match RecordBatchEncoder::encode(&mut buf, &records, &options) {
-        Ok(()) => Some(buf.freeze()),
-        Err(err) => {
-            tracing::error!(error = %err, "cannot encode a __consumer_offsets batch");
-            None
-        }
-    }
+    crate::internal_batch::encode(records, epoch, now, producer, false)
 }
 
 /// The record of a group's metadata.

@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 
 use crate::api::blocking;
@@ -75,44 +72,14 @@ pub(crate) async fn append_replicated(
 }
 
 /// One uncompressed batch of keyed records (`None` values are tombstones),
-/// optionally a transaction's control batch.
+/// optionally a transaction's control batch (an empty batch, which the log
+/// refuses, if the encoder fails).
 pub(crate) fn batch(
     records: &[(Bytes, Option<Bytes>)],
     producer: Option<(i64, i16)>,
     control: bool,
 ) -> Bytes {
-    let now = now_ms();
-    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: control,
-            control,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    // Encoding plain records into a buffer cannot fail; an empty batch is the
-    // fallback the log then refuses.
-    if let Err(err) = RecordBatchEncoder::encode(&mut buf, &records, &options) {
-        tracing::error!(error = %err, "cannot encode an internal batch");
-    }
-    buf.freeze()
+    crate::internal_batch::encode(records, -1, now_ms(), producer, control).unwrap_or_default()
 }
 
 /// A transaction marker for `producer_id`: the control record key

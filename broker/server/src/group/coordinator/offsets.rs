@@ -25,6 +25,44 @@ impl Coordinator {
         generation_id: i32,
         entries: Vec<CommitEntry>,
     ) -> Result<CommitWait, GroupError> {
+        let member = (member_id, group_instance_id, generation_id);
+        self.commit_as(group_id, member, entries, None)
+    }
+
+    /// Handles TxnOffsetCommit: the offsets are appended to the group's
+    /// partition as part of `producer_id`'s transaction and take effect when
+    /// its commit marker is written there ([`Coordinator::complete_txn`]).
+    /// A member of the group (generation >= 0) must be one (KIP-447).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: Vec<CommitEntry>,
+    ) -> Result<CommitWait, GroupError> {
+        let member = (member_id, group_instance_id, generation_id);
+        self.commit_as(
+            group_id,
+            member,
+            entries,
+            Some((producer_id, producer_epoch)),
+        )
+    }
+
+    /// OffsetCommit, or with `producer` TxnOffsetCommit (whose offsets wait
+    /// for the transaction's marker, and whose committer need not be a member
+    /// when it gives no generation).
+    fn commit_as(
+        &self,
+        group_id: &str,
+        (member_id, group_instance_id, generation_id): (&str, Option<&str>, i32),
+        entries: Vec<CommitEntry>,
+        producer: Option<(i64, i16)>,
+    ) -> Result<CommitWait, GroupError> {
         self.check(group_id)?;
         let now = now_ms();
         let mut results: Vec<Result<(), GroupError>> = entries
@@ -61,111 +99,7 @@ impl Coordinator {
         let Some(entry) = groups.get_mut(group_id) else {
             return Err(GroupError::CoordinatorNotAvailable);
         };
-        if let Err(err) =
-            entry
-                .group
-                .validate_commit(member_id, group_instance_id, generation_id, now)
-        {
-            for r in results.iter_mut() {
-                *r = r.and(Err(err));
-            }
-        }
-        let accepted: Vec<(usize, CommittedOffset)> = entries
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| results[*i].is_ok())
-            .map(|(i, e)| {
-                (
-                    i,
-                    CommittedOffset {
-                        offset: e.offset,
-                        leader_epoch: e.leader_epoch,
-                        metadata: e.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now,
-                    },
-                )
-            })
-            .collect();
-        let mut durable = None;
-        if !accepted.is_empty() {
-            let recs: Vec<(Bytes, Option<Bytes>)> = accepted
-                .iter()
-                .map(|(i, o)| {
-                    let e = &entries[*i];
-                    store::offset_record(group_id, &e.topic, e.partition, o)
-                })
-                .collect();
-            match self.store.append(group_id, &recs, now) {
-                Ok(d) => {
-                    for (i, o) in accepted {
-                        let e = &entries[i];
-                        entry.group.commit_offset(&e.topic, e.partition, o);
-                    }
-                    durable = Some(d);
-                }
-                Err(err) => {
-                    for (i, _) in accepted {
-                        results[i] = Err(err);
-                    }
-                }
-            }
-        }
-        if created && entry.group.is_removable() {
-            groups.remove(group_id);
-        }
-        Ok(CommitWait::new(results, durable, self.flush))
-    }
-
-    /// Handles TxnOffsetCommit: the offsets are appended to the group's
-    /// partition as part of `producer_id`'s transaction and take effect when
-    /// its commit marker is written there ([`Coordinator::complete_txn`]).
-    /// A member of the group (generation >= 0) must be one (KIP-447).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn txn_commit(
-        &self,
-        group_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        member_id: &str,
-        group_instance_id: Option<&str>,
-        generation_id: i32,
-        entries: Vec<CommitEntry>,
-    ) -> Result<CommitWait, GroupError> {
-        self.check(group_id)?;
-        let now = now_ms();
-        let mut results: Vec<Result<(), GroupError>> = entries
-            .iter()
-            .map(|e| {
-                if !self.partition_exists(&e.topic, e.partition) {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if e.metadata.as_ref().map_or(0, |m| m.len()) > MAX_OFFSET_METADATA_BYTES {
-                    Err(GroupError::OffsetMetadataTooLarge)
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
-        let mut groups = self.groups.lock();
-        if !groups.contains_key(group_id) {
-            if generation_id >= 0 {
-                return Ok(CommitWait::new(
-                    results
-                        .into_iter()
-                        .map(|r| r.and(Err(GroupError::IllegalGeneration)))
-                        .collect(),
-                    None,
-                    self.flush,
-                ));
-            }
-            groups.insert(
-                group_id.to_string(),
-                Entry::new(Group::new(group_id, self.config, now)),
-            );
-        }
-        let Some(entry) = groups.get_mut(group_id) else {
-            return Err(GroupError::CoordinatorNotAvailable);
-        };
-        if generation_id >= 0 {
+        if producer.is_none() || generation_id >= 0 {
             if let Err(err) =
                 entry
                     .group
@@ -201,16 +135,18 @@ impl Coordinator {
                     store::offset_record(group_id, &e.topic, e.partition, o)
                 })
                 .collect();
-            match self
-                .store
-                .append_as(group_id, &recs, now, Some((producer_id, producer_epoch)))
-            {
+            match self.store.append_as(group_id, &recs, now, producer) {
                 Ok(d) => {
                     for (i, o) in accepted {
                         let e = &entries[i];
-                        entry
-                            .group
-                            .commit_txn_offset(producer_id, &e.topic, e.partition, o);
+                        match producer {
+                            None => entry.group.commit_offset(&e.topic, e.partition, o),
+                            Some((producer_id, _)) => {
+                                entry
+                                    .group
+                                    .commit_txn_offset(producer_id, &e.topic, e.partition, o)
+                            }
+                        }
                     }
                     durable = Some(d);
                 }
@@ -220,6 +156,9 @@ impl Coordinator {
                     }
                 }
             }
+        }
+        if created && entry.group.is_removable() {
+            groups.remove(group_id);
         }
         Ok(CommitWait::new(results, durable, self.flush))
     }
