@@ -218,3 +218,72 @@ def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactl
         final.wait(30)
     assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
     assert sorted(out) == sorted(f"out-{i}" for i in range(n))
+
+
+def java_partition(key: str, partitions: int) -> int:
+    """Kafka's placement of a transactional id: abs(String.hashCode) % partitions."""
+    h = 0
+    for unit in key.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return 0 if h == -(1 << 31) else abs(h) % partitions
+
+
+def test_exactly_once_survives_kill9_of_the_coordinator_and_of_partition_leaders(tmp_path):
+    """Three brokers, replication factor 3: the consume-transform-produce loop runs while the
+    transaction coordinator's broker and then an output partition's leader are killed with
+    SIGKILL (and brought back); read_committed, the output holds every input exactly once."""
+    from cluster import Cluster
+    from test_cluster import CLUSTER_ARGS, create_replicated
+
+    c = Cluster(tmp_path / "cluster", 3, CLUSTER_ARGS + list(TXN_ARGS[:2]))
+    procs: list[subprocess.Popen] = []
+    try:
+        c.start()
+        n = 4000
+        create_replicated(c, "ctp-in", 3)
+        create_replicated(c, "ctp-out", 3)
+        inputs = Producer({"bootstrap.servers": c.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+        for i in range(n):
+            inputs.produce("ctp-in", value=f"in-{i}".encode(), partition=i % 3)
+        assert inputs.flush(60) == 0
+
+        def start(k: int) -> subprocess.Popen:
+            p = subprocess.Popen([sys.executable, "-c", TRANSFORMER, c.bootstrap], stdout=subprocess.PIPE,
+                                 stderr=open(tmp_path / f"transformer-{k}.stderr", "wb"), text=True)
+            procs.append(p)
+            return p
+
+        def commits(proc: subprocess.Popen, count: int) -> None:
+            assert proc.stdout is not None
+            for _ in range(count):
+                assert proc.stdout.readline().startswith("committed"), "the transformer stopped"
+
+        worker = start(0)
+        commits(worker, 3)
+        # The coordinator of "ctp-1" is the leader of its __transaction_state partition.
+        coordinator = c.leader_of("__transaction_state", java_partition("ctp-1", 4))
+        coordinator.kill9()
+        commits(worker, 3)  # commits go on through the new coordinator
+        coordinator.start_again()
+        worker.kill()
+        worker.wait(30)
+        worker = start(1)
+        commits(worker, 2)
+        leader = c.leader_of("ctp-out", 0)
+        leader.kill9()
+        commits(worker, 3)
+        leader.start_again()
+
+        def outputs() -> list[str]:
+            return read_all(c.bootstrap, "ctp-out", 3, "read_committed", timeout=60)
+        wait_until(lambda: len(outputs()) >= n, 240, interval=1.0, what="every input transformed")
+        out = outputs()
+        assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
+        assert sorted(out) == sorted(f"out-{i}" for i in range(n))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+        c.stop()
