@@ -19,3 +19,4 @@ mod produce_fetch;
 mod replication;
 mod restart;
 mod throttle;
+mod transactions;
