@@ -106,6 +106,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The log end offset (the next offset to be written).
     Latest,
+    /// The last stable offset: where read_committed consumers stop (the log
+    /// end, or the first offset of an undecided transaction).
+    LatestStable,
     /// The first offset whose timestamp is at least this many ms since the epoch.
     Timestamp(i64),
 }
@@ -114,7 +117,7 @@ impl OffsetSpec {
     fn timestamp(self) -> i64 {
         match self {
             OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
+            OffsetSpec::Latest | OffsetSpec::LatestStable => -1,
             OffsetSpec::Timestamp(ts) => ts,
         }
     }
@@ -481,6 +484,9 @@ impl Client {
                             )]);
                     if version >= 10 {
                         req = req.with_timeout_ms(timeout_ms);
+                    }
+                    if spec == OffsetSpec::LatestStable && version >= 2 {
+                        req = req.with_isolation_level(1);
                     }
                     Ok(req)
                 })

@@ -30,6 +30,7 @@ pub mod partitioner;
 mod produce;
 mod quotas;
 pub mod reassign;
+mod transactions;
 
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
 pub use client::{
@@ -50,5 +51,6 @@ pub use group::{
 };
 pub use kafka_protocol::records::TimestampType;
 pub use kafka_protocol::ResponseError;
+pub use transactions::{TransactionDescription, TransactionListing};
 pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};
 pub use quotas::{EntityQuotas, QuotaEntity, QuotaOp};

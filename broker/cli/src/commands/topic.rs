@@ -38,6 +38,9 @@ pub(crate) struct PartitionDescription {
     pub(crate) isr: Vec<i32>,
     pub(crate) log_start_offset: i64,
     pub(crate) log_end_offset: i64,
+    /// Where read_committed consumers stop: the log end, or the first offset
+    /// of an undecided transaction.
+    pub(crate) last_stable_offset: i64,
 }
 
 /// Runs a topic subcommand, printing its result to stdout.
@@ -140,14 +143,17 @@ async fn describe(client: &Client, name: &str, output: OutputFormat) -> Result<(
 pub(crate) async fn describe_topic(client: &Client, name: &str) -> Result<TopicDescription> {
     let meta = client.describe_topic(name).await?;
     let ids: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
-    let (starts, ends) = if ids.is_empty() {
-        (Vec::new(), Vec::new())
+    let (starts, ends, stable) = if ids.is_empty() {
+        (Vec::new(), Vec::new(), Vec::new())
     } else {
         (
             client
                 .list_offsets(name, &ids, OffsetSpec::Earliest)
                 .await?,
             client.list_offsets(name, &ids, OffsetSpec::Latest).await?,
+            client
+                .list_offsets(name, &ids, OffsetSpec::LatestStable)
+                .await?,
         )
     };
     let offset_of = |list: &[runnel_client::PartitionOffset], p: i32| {
@@ -169,6 +175,7 @@ pub(crate) async fn describe_topic(client: &Client, name: &str) -> Result<TopicD
                 isr: p.isr.clone(),
                 log_start_offset: offset_of(&starts, p.partition),
                 log_end_offset: offset_of(&ends, p.partition),
+                last_stable_offset: offset_of(&stable, p.partition),
             })
             .collect(),
         configs,
@@ -212,6 +219,7 @@ fn render_description(d: &TopicDescription) -> String {
         "ISR",
         "LOG-START",
         "LOG-END",
+        "LAST-STABLE",
     ]);
     let join = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
     for p in &d.partitions {
@@ -222,6 +230,7 @@ fn render_description(d: &TopicDescription) -> String {
             join(&p.isr),
             p.log_start_offset.to_string(),
             p.log_end_offset.to_string(),
+            p.last_stable_offset.to_string(),
         ]);
     }
     out.push_str(&table.render());
@@ -300,6 +309,7 @@ mod tests {
                 isr: vec![0],
                 log_start_offset: 0,
                 log_end_offset: 5,
+                last_stable_offset: 3,
             }],
             configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
         };
@@ -310,7 +320,8 @@ mod tests {
                 "name": "t",
                 "topic_id": "AAAAAAAAAAAAAAAAAAAAAA",
                 "partitions": [{"partition": 0, "leader": 0, "replicas": [0], "isr": [0],
-                                "log_start_offset": 0, "log_end_offset": 5}],
+                                "log_start_offset": 0, "log_end_offset": 5,
+                                "last_stable_offset": 3}],
                 "configs": {"retention.ms": "1000"}
             })
         );
