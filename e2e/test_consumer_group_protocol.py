@@ -339,6 +339,10 @@ def test_bad_heartbeats_and_mixed_protocols_get_kafka_errors(kip848_broker):
     # A good join: epoch 1; a wrong epoch is FENCED_MEMBER_EPOCH (110), an unknown member 25.
     code, _, epoch = heartbeat_error(bs, group=g, member="m1", epoch=0, regex="orders-.*")
     assert (code, epoch) == (0, 1)
+    # The regex is resolved after the heartbeat that brought it (as Kafka does): the next
+    # heartbeat gets the matching topic and a new epoch.
+    code, _, epoch = heartbeat_error(bs, group=g, member="m1", epoch=1)
+    assert (code, epoch) == (0, 2)
     assert heartbeat_error(bs, group=g, member="m1", epoch=9, owned_empty=False)[0] == 110
     assert heartbeat_error(bs, group=g, member="m2", epoch=1, owned_empty=False)[0] == 25
     # The classic protocol cannot join a consumer group with members: INCONSISTENT_GROUP_PROTOCOL (23).

@@ -51,6 +51,6 @@ pub use group::{
 };
 pub use kafka_protocol::records::TimestampType;
 pub use kafka_protocol::ResponseError;
-pub use transactions::{TransactionDescription, TransactionListing};
 pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};
 pub use quotas::{EntityQuotas, QuotaEntity, QuotaOp};
+pub use transactions::{TransactionDescription, TransactionListing};

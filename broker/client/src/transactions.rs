@@ -59,12 +59,16 @@ impl Client {
                 })
                 .await?;
             check(resp.error_code, || format!("broker {}", b.node_id), None)?;
-            out.extend(resp.transaction_states.into_iter().map(|t| TransactionListing {
-                transactional_id: t.transactional_id.0.to_string(),
-                producer_id: t.producer_id.0,
-                state: t.transaction_state.to_string(),
-                coordinator: b.node_id,
-            }));
+            out.extend(
+                resp.transaction_states
+                    .into_iter()
+                    .map(|t| TransactionListing {
+                        transactional_id: t.transactional_id.0.to_string(),
+                        producer_id: t.producer_id.0,
+                        state: t.transaction_state.to_string(),
+                        coordinator: b.node_id,
+                    }),
+            );
         }
         out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         Ok(out)
@@ -86,9 +90,11 @@ impl Client {
         self.metadata(Some(&[]), false).await?;
         let resp = self
             .request(Route::Node(coordinator), 0, |_| {
-                Ok(DescribeTransactionsRequest::default().with_transactional_ids(vec![
-                    TransactionalId(StrBytes::from_string(txn_id.to_string())),
-                ]))
+                Ok(
+                    DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                        TransactionalId(StrBytes::from_string(txn_id.to_string())),
+                    ]),
+                )
             })
             .await?;
         let Some(t) = resp.transaction_states.into_iter().next() else {
@@ -111,7 +117,11 @@ impl Client {
             partitions: t
                 .topics
                 .iter()
-                .flat_map(|tp| tp.partitions.iter().map(move |p| format!("{}-{p}", tp.topic.0)))
+                .flat_map(|tp| {
+                    tp.partitions
+                        .iter()
+                        .map(move |p| format!("{}-{p}", tp.topic.0))
+                })
                 .collect(),
         })
     }

@@ -265,24 +265,50 @@ fn regex_subscriptions_follow_new_topics_and_bad_input_is_refused() {
     let mut req = join("a", &[]);
     req.subscribed_topic_names = None;
     req.subscribed_topic_regex = Some("orders-.*".into());
+    // Literal topics first: the regex is resolved at the next heartbeat (as
+    // Kafka resolves it asynchronously).
     let r = f.hb(req).unwrap();
-    assert_eq!(r.assignment, Some(parts(&[("orders-eu", &[0, 1])])));
-    // The whole name must match.
-    f.catalog = catalog(&[("orders-eu", 2), ("payments", 2), ("xorders-us", 1)]);
-    assert_eq!(f.hb(beat("a", 1, None)).unwrap().assignment, None);
-    // A new matching topic bumps the epoch and is assigned.
-    f.catalog = catalog(&[("orders-eu", 2), ("payments", 2), ("orders-us", 1)]);
+    assert_eq!((r.member_epoch, r.assignment), (1, Some(Partitions::new())));
     let r = f.hb(beat("a", 1, None)).unwrap();
     assert_eq!(r.member_epoch, 2);
-    assert_eq!(
-        r.assignment,
-        Some(parts(&[("orders-eu", &[0, 1]), ("orders-us", &[0])]))
-    );
-    // So do added partitions.
-    f.catalog = catalog(&[("orders-eu", 3), ("payments", 2), ("orders-us", 1)]);
+    assert_eq!(r.assignment, Some(parts(&[("orders-eu", &[0, 1])])));
+    // The whole name must match.
+    f.now += REGEX_REFRESH_MIN_INTERVAL_MS;
+    f.catalog = catalog(&[("orders-eu", 2), ("payments", 2), ("xorders-us", 1)]);
+    assert_eq!(f.hb(beat("a", 2, None)).unwrap().assignment, None);
+    // New matching topics join in one epoch, no sooner than the refresh interval
+    // after the last resolution.
+    f.now += 1_000;
+    f.catalog = catalog(&[("orders-eu", 2), ("payments", 2), ("orders-us", 1)]);
+    assert_eq!(f.hb(beat("a", 2, None)).unwrap().assignment, None);
+    f.catalog = catalog(&[
+        ("orders-eu", 2),
+        ("payments", 2),
+        ("orders-us", 1),
+        ("orders-ap", 1),
+    ]);
+    assert_eq!(f.hb(beat("a", 2, None)).unwrap().assignment, None);
+    f.now += REGEX_REFRESH_MIN_INTERVAL_MS;
     let r = f.hb(beat("a", 2, None)).unwrap();
     assert_eq!(r.member_epoch, 3);
-    assert_eq!(count(&r.assignment.unwrap()), 4);
+    assert_eq!(
+        r.assignment,
+        Some(parts(&[
+            ("orders-ap", &[0]),
+            ("orders-eu", &[0, 1]),
+            ("orders-us", &[0])
+        ]))
+    );
+    // Added partitions count at once.
+    f.catalog = catalog(&[
+        ("orders-eu", 3),
+        ("payments", 2),
+        ("orders-us", 1),
+        ("orders-ap", 1),
+    ]);
+    let r = f.hb(beat("a", 3, None)).unwrap();
+    assert_eq!(r.member_epoch, 4);
+    assert_eq!(count(&r.assignment.unwrap()), 5);
     let mut bad = join("b", &["payments"]);
     bad.subscribed_topic_regex = Some("orders-(".into());
     assert_eq!(f.hb(bad).unwrap_err(), GroupError::InvalidRegularExpression);

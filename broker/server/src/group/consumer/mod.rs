@@ -197,16 +197,25 @@ impl ConsumerMember {
         }
     }
 
-    /// The topics of `catalog` it subscribes to.
-    fn subscribed(&self, catalog: &Catalog) -> BTreeSet<String> {
+    /// The topics of `catalog` it subscribes to: its names, and what its regex
+    /// resolved to (`resolved`; nothing before the group resolved it).
+    fn subscribed(
+        &self,
+        catalog: &Catalog,
+        resolved: &BTreeMap<String, BTreeSet<String>>,
+    ) -> BTreeSet<String> {
         let mut topics: BTreeSet<String> = self
             .subscribed_topic_names
             .iter()
             .filter(|t| catalog.contains_key(*t))
             .cloned()
             .collect();
-        if let Some(regex) = &self.regex {
-            topics.extend(catalog.keys().filter(|t| regex.is_match(t)).cloned());
+        if let Some(matched) = self
+            .subscribed_topic_regex
+            .as_ref()
+            .and_then(|r| resolved.get(r))
+        {
+            topics.extend(matched.iter().filter(|t| catalog.contains_key(*t)).cloned());
         }
         topics
     }
@@ -316,7 +325,17 @@ pub(crate) struct ConsumerGroup {
     target: BTreeMap<String, Partitions>,
     /// The subscribed topics as of the last heartbeat: a change bumps the epoch.
     subscribed: Catalog,
+    /// What each subscribed regex matched when last resolved (not persisted:
+    /// resolved again after a restart).
+    resolved: BTreeMap<String, BTreeSet<String>>,
+    /// When the regexes were last resolved, and the topics there were then.
+    resolved_at: Option<(i64, BTreeSet<String>)>,
 }
+
+/// Kafka's least time between two resolutions of a group's regexes
+/// (`REGEX_BATCH_REFRESH_MIN_INTERVAL_MS`): topics created close together
+/// join the group's subscription in one epoch.
+pub(crate) const REGEX_REFRESH_MIN_INTERVAL_MS: i64 = 10_000;
 
 impl ConsumerGroup {
     /// A group as its record holds it (see [`ConsumerGroup::restored`]).
@@ -343,6 +362,8 @@ impl ConsumerGroup {
             members,
             target,
             subscribed,
+            resolved: BTreeMap::new(),
+            resolved_at: None,
         }
     }
 
@@ -419,12 +440,55 @@ impl ConsumerGroup {
         }
     }
 
-    /// Topics any member subscribes to (by name or regex) in `catalog`.
+    /// Topics any member subscribes to (by name or resolved regex) in `catalog`.
     pub(crate) fn subscribed_topics(&self, catalog: &Catalog) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscribed(catalog))
+            .flat_map(|m| m.subscribed(catalog, &self.resolved))
             .collect()
+    }
+
+    /// Resolves the members' regexes against `catalog`, as Kafka does
+    /// asynchronously: a regex new to the group is resolved at the next
+    /// heartbeat after the one that brought it (`fresh`), and when topics
+    /// come or go every regex is resolved again, at most once per
+    /// [`REGEX_REFRESH_MIN_INTERVAL_MS`].
+    fn resolve_regexes(&mut self, catalog: &Catalog, fresh: Option<&str>, now: i64) {
+        let used: BTreeMap<String, Regex> = self
+            .members
+            .values()
+            .filter_map(|m| Some((m.subscribed_topic_regex.clone()?, m.regex.clone()?)))
+            .collect();
+        self.resolved.retain(|r, _| used.contains_key(r));
+        let names: BTreeSet<String> = catalog.keys().cloned().collect();
+        let new: Vec<&String> = used
+            .keys()
+            .filter(|r| !self.resolved.contains_key(*r) && Some(r.as_str()) != fresh)
+            .collect();
+        let stale = match &self.resolved_at {
+            Some((at, topics)) => *topics != names && now - *at >= REGEX_REFRESH_MIN_INTERVAL_MS,
+            None => true,
+        };
+        if new.is_empty() && !(stale && !self.resolved.is_empty()) {
+            return;
+        }
+        let all = stale || self.resolved_at.is_none();
+        for (text, regex) in &used {
+            if Some(text.as_str()) == fresh && !self.resolved.contains_key(text) {
+                continue;
+            }
+            if all || !self.resolved.contains_key(text) {
+                let matched = names
+                    .iter()
+                    .filter(|t| regex.is_match(t))
+                    .cloned()
+                    .collect();
+                self.resolved.insert(text.clone(), matched);
+            }
+        }
+        if all {
+            self.resolved_at = Some((now, names));
+        }
     }
 
     /// Topics named in the members' subscriptions (regexes aside).
@@ -482,6 +546,13 @@ impl ConsumerGroup {
             .members
             .get_mut(&member_id)
             .ok_or(GroupError::UnknownMemberId)?;
+        // A regex this heartbeat brings that the group has not resolved yet
+        // is resolved at the next heartbeat (Kafka resolves it asynchronously).
+        let fresh = req
+            .subscribed_topic_regex
+            .clone()
+            .filter(|r| !r.is_empty() && m.subscribed_topic_regex.as_ref() != Some(r))
+            .filter(|r| !self.resolved.contains_key(r));
         m.session_deadline_ms = now + i64::from(config.session_timeout_ms);
         if let Some(rack) = req.rack_id.clone() {
             changed |= m.rack_id.as_ref() != Some(&rack);
@@ -516,6 +587,7 @@ impl ConsumerGroup {
             m.client_id = req.client_id.clone();
             changed = true;
         }
+        self.resolve_regexes(catalog, fresh.as_deref(), now);
         let subscribed: Catalog = self
             .subscribed_topics(catalog)
             .into_iter()
@@ -689,7 +761,7 @@ impl ConsumerGroup {
         let subscriptions: BTreeMap<String, BTreeSet<String>> = self
             .members
             .values()
-            .map(|m| (m.member_id.clone(), m.subscribed(catalog)))
+            .map(|m| (m.member_id.clone(), m.subscribed(catalog, &self.resolved)))
             .collect();
         let topics: BTreeMap<String, i32> = self
             .subscribed
