@@ -469,7 +469,8 @@ impl ConsumerGroup {
             Some((at, topics)) => *topics != names && now - *at >= REGEX_REFRESH_MIN_INTERVAL_MS,
             None => true,
         };
-        if new.is_empty() && !(stale && !self.resolved.is_empty()) {
+        let refresh = stale && !self.resolved.is_empty();
+        if new.is_empty() && !refresh {
             return;
         }
         let all = stale || self.resolved_at.is_none();
