@@ -5,6 +5,7 @@ coordinator aborting the transaction of a producer killed with SIGKILL once its 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from groups import metric
 from helpers import create_topic, wait_until
 
 TXN_ARGS = ("--transaction-state-log-num-partitions", "4", "--offsets-topic-num-partitions", "4",
@@ -78,7 +80,7 @@ def test_committed_records_are_read_and_aborted_ones_skipped_by_read_committed(t
     assert sorted(everything) == sorted(committed + [f"aborted-{i}" for i in range(10)])
 
 
-def test_an_open_transaction_holds_read_committed_consumers_at_its_first_offset(txn_broker):
+def test_an_open_transaction_holds_read_committed_consumers_at_its_first_offset(txn_broker, cli):
     bs = txn_broker.bootstrap
     create_topic(bs, "tx-open", 1)
     plain = Producer({"bootstrap.servers": bs})
@@ -93,6 +95,16 @@ def test_an_open_transaction_holds_read_committed_consumers_at_its_first_offset(
     # The record after the open transaction is committed but not stable yet.
     assert read_all(bs, "tx-open", 1, "read_committed") == ["before"]
     assert read_all(bs, "tx-open", 1, "read_uncommitted") == ["before", "in-txn", "after"]
+    # The CLI shows the transaction, and the topic's last stable offset held at its start.
+    described = json.loads(cli("-b", bs, "--output", "json", "transactions", "describe", "open",
+                               check=True).stdout)
+    assert described["state"] == "Ongoing" and described["partitions"] == ["tx-open-0"], described
+    listed = json.loads(cli("-b", bs, "--output", "json", "transactions", "list", check=True).stdout)
+    assert [(t["transactional_id"], t["state"]) for t in listed] == [("open", "Ongoing")]
+    topic = json.loads(cli("-b", bs, "--output", "json", "topic", "describe", "tx-open", check=True).stdout)
+    part = topic["partitions"][0]
+    assert (part["log_end_offset"], part["last_stable_offset"]) == (3, 1), part
+    assert metric(txn_broker.admin_url, "runnel_transactions_open") == 1
     p.commit_transaction(30)
     wait_until(lambda: read_all(bs, "tx-open", 1, "read_committed") == ["before", "in-txn", "after"], 30,
                what="the committed transaction and the record after it")
@@ -154,6 +166,10 @@ def test_the_coordinator_aborts_the_open_transaction_of_a_killed_producer_after_
     wait_until(lambda: read_all(bs, "tx-killed", 1, "read_committed") == ["after"], 60,
                what="the timed-out transaction aborted")
     assert read_all(bs, "tx-killed", 1, "read_uncommitted").count("never-committed") == 5
+    admin_url = txn_broker.admin_url
+    assert metric(admin_url, "runnel_transactions_timed_out_total") == 1
+    assert metric(admin_url, "runnel_transactions_completed_total", outcome="abort") == 1
+    assert (metric(admin_url, "runnel_transaction_markers_seconds_count") or 0) >= 1
 
 
 TRANSFORMER = textwrap.dedent("""

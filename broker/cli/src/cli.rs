@@ -77,6 +77,22 @@ pub(crate) enum Command {
     /// like `kafka-client-metrics`.
     #[command(subcommand)]
     ClientMetrics(ClientMetricsCommand),
+    /// Transactions: every transactional id the brokers coordinate, or one id's state
+    /// (like `kafka-transactions list|describe`).
+    #[command(subcommand)]
+    Transactions(TransactionsCommand),
+}
+
+/// `runnel transactions` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransactionsCommand {
+    /// Every transactional id with its producer id, state and coordinator.
+    List,
+    /// One transactional id: state, producer id and epoch, timeout, start time, partitions.
+    Describe {
+        /// The transactional id.
+        transactional_id: String,
+    },
 }
 
 /// `runnel client-metrics` subcommands.

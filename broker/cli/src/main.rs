@@ -39,6 +39,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) => commands::cluster::run(&connect().await?, cmd, cli.output).await,
         Command::Broker(cmd) => commands::broker::run(&connect().await?, cmd, cli.output).await,
         Command::Quota(cmd) => commands::quota::run(&connect().await?, cmd, cli.output).await,
+        Command::Transactions(cmd) => {
+            commands::transactions::run(&connect().await?, cmd, cli.output).await
+        }
         Command::ClientMetrics(cmd) => {
             commands::client_metrics::run(&connect().await?, cmd, cli.output).await
         }

@@ -40,6 +40,16 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     broker.groups.refresh_metrics(&broker.metrics);
+    broker.metrics.txn_open.set(
+        broker
+            .txns
+            .snapshot()
+            .iter()
+            .filter(|t| {
+                t.status == crate::txn::state::TxnStatus::Ongoing || t.status.is_preparing()
+            })
+            .count() as i64,
+    );
     broker
         .metrics
         .cluster

@@ -53,6 +53,14 @@ pub struct Metrics {
     pub quota_throttled: IntCounterVec,
     /// PushTelemetry requests by result (KIP-714).
     pub telemetry_pushes: IntCounterVec,
+    /// Transactions this broker coordinates that are open or completing.
+    pub txn_open: IntGauge,
+    /// Transactions completed, by outcome (commit, abort).
+    pub txn_completed: IntCounterVec,
+    /// Transactions the coordinator aborted after their timeout.
+    pub txn_timed_out: prometheus::IntCounter,
+    /// Time from a decision being durable to every partition having its marker.
+    pub txn_marker_seconds: prometheus::Histogram,
 }
 
 /// Errors only arise from duplicate registration, a programming error caught by tests.
@@ -180,11 +188,33 @@ impl Metrics {
             "PushTelemetry requests by result (KIP-714)",
             &["result"],
         );
+        let txn_completed = counter(
+            "runnel_transactions_completed_total",
+            "Transactions completed by this broker's coordinator, by outcome",
+            &["outcome"],
+        );
+        let txn_timed_out = must(prometheus::IntCounter::new(
+            "runnel_transactions_timed_out_total",
+            "Transactions aborted by the coordinator after transaction.timeout.ms",
+        ));
+        must(registry.register(Box::new(txn_timed_out.clone())));
+        let txn_marker_seconds = must(prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "runnel_transaction_markers_seconds",
+                "From a transaction's decision to its last marker written",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0]),
+        ));
+        must(registry.register(Box::new(txn_marker_seconds.clone())));
         let gauge = |name: &str, help: &str| {
             let g = must(IntGauge::new(name, help));
             must(registry.register(Box::new(g.clone())));
             g
         };
+        let txn_open = gauge(
+            "runnel_transactions_open",
+            "Transactions this broker coordinates that are open or completing",
+        );
         let cluster = ClusterGauges {
             leaders: gauge("runnel_partition_leaders", "Partitions this broker leads"),
             partitions: gauge(
@@ -243,6 +273,10 @@ impl Metrics {
             fetch_sessions,
             quota_throttled,
             telemetry_pushes,
+            txn_open,
+            txn_completed,
+            txn_timed_out,
+            txn_marker_seconds,
         }
     }
 

@@ -11,3 +11,4 @@ pub(crate) mod produce;
 pub(crate) mod quota;
 pub(crate) mod reassign;
 pub(crate) mod topic;
+pub(crate) mod transactions;

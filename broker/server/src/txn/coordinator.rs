@@ -350,6 +350,10 @@ impl TxnCoordinator {
             }
             tracing::debug!(txn = %meta.txn_id, ?outcome, partitions = meta.partitions.len(),
                 ms = started.elapsed().as_millis() as u64, "transaction markers written");
+            broker
+                .metrics
+                .txn_marker_seconds
+                .observe(started.elapsed().as_secs_f64());
             // Complete; retried while the coordinator keeps the partition.
             loop {
                 let done = me
@@ -361,7 +365,19 @@ impl TxnCoordinator {
                     })
                     .await;
                 match done {
-                    Ok(_) => return,
+                    Ok(Some(_)) => {
+                        let label = match outcome {
+                            Outcome::Commit => "commit",
+                            Outcome::Abort => "abort",
+                        };
+                        broker
+                            .metrics
+                            .txn_completed
+                            .with_label_values(&[label])
+                            .inc();
+                        return;
+                    }
+                    Ok(None) => return,
                     Err(err) if err.code == ResponseError::ConcurrentTransactions => {}
                     Err(err) => {
                         tracing::warn!(txn = %meta.txn_id, error = ?err.message, "cannot complete the transaction");
@@ -401,6 +417,7 @@ impl TxnCoordinator {
                 .await;
             match result {
                 Ok(Some(m)) => {
+                    broker.metrics.txn_timed_out.inc();
                     tracing::info!(txn = %txn_id, producer_id = m.producer_id, epoch = m.epoch,
                         "aborting a transaction open longer than its timeout")
                 }
