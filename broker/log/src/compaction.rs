@@ -142,6 +142,33 @@ fn decode(
     Ok((compression, records))
 }
 
+/// The records of aborted transactions, which compaction removes (as Kafka's
+/// cleaner does): they must never hide an older committed value of their key.
+#[derive(Default)]
+struct Aborted(HashMap<i64, Vec<(i64, i64)>>);
+
+impl Aborted {
+    fn new(txns: &[crate::txn_state::AbortedTxn]) -> Aborted {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in txns {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        Aborted(by_producer)
+    }
+
+    fn contains(&self, r: &Record) -> bool {
+        r.transactional
+            && self.0.get(&r.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|(first, last)| *first <= r.offset && r.offset <= *last)
+            })
+    }
+}
+
 /// Key → offset of its latest record within the dirty range of one pass.
 #[derive(Default)]
 struct OffsetMap {
@@ -150,13 +177,21 @@ struct OffsetMap {
 }
 
 impl OffsetMap {
-    fn add_segment(&mut self, seg: &Segment, max_uncompressed: usize) -> Result<()> {
+    fn add_segment(
+        &mut self,
+        seg: &Segment,
+        max_uncompressed: usize,
+        aborted: &Aborted,
+    ) -> Result<()> {
         for_each_batch(seg, |h, bytes| {
             if h.is_control() {
                 return Ok(());
             }
             let (_, records) = decode(seg, &h, bytes, max_uncompressed)?;
             for r in records {
+                if aborted.contains(&r) {
+                    continue;
+                }
                 let Some(key) = r.key else { continue };
                 if let Some(o) = self.latest.get_mut(&key[..]) {
                     *o = r.offset;
@@ -192,17 +227,22 @@ struct Tombstones {
     next_expiry: i64,
 }
 
-/// Which records of a batch survive: not superseded by a later record of the
-/// same key in the map, has a key, and is not a tombstone older than the horizon.
+/// Which records of a batch survive: not of an aborted transaction, not
+/// superseded by a later record of the same key in the map, has a key, and
+/// is not a tombstone older than the horizon.
 fn retained<'a>(
     h: &BatchHeader,
     records: &'a [Record],
     map: &HashMap<Bytes, i64>,
     tombs: &mut Tombstones,
+    aborted: &Aborted,
 ) -> Vec<&'a Record> {
     records
         .iter()
         .filter(|r| {
+            if aborted.contains(r) {
+                return false;
+            }
             let Some(key) = &r.key else { return false };
             if map.get(&key[..]).is_some_and(|&o| o > r.offset) {
                 return false;
@@ -263,6 +303,7 @@ fn clean_segment(
     tombs: &mut Tombstones,
     interval: u32,
     max_uncompressed: usize,
+    aborted: &Aborted,
 ) -> Result<Option<Cleaned>> {
     let name = segment::log_file_name(seg.base_offset);
     let cleaned_path = seg.dir.join(format!("{name}{CLEANED_SUFFIX}"));
@@ -295,7 +336,7 @@ fn clean_segment(
                 return put(&bytes, &mut state);
             }
             let (compression, records) = decode(seg, &h, bytes.clone(), max_uncompressed)?;
-            let keep = retained(&h, &records, map, tombs);
+            let keep = retained(&h, &records, map, tombs, aborted);
             records_removed += (records.len() - keep.len()) as u64;
             if keep.len() == records.len() {
                 put(&bytes, &mut state)
@@ -383,7 +424,10 @@ impl Log {
     ///   with the same compression, producer id/epoch, leader epoch, offsets and
     ///   timestamps; its base offset becomes the first retained record's offset
     ///   and its last offset delta still ends at the original last offset.
-    ///   Control batches are kept unchanged.
+    ///   Control batches (transaction markers) are kept unchanged.
+    /// - Only segments wholly below the first open transaction are cleanable, and
+    ///   the records of aborted transactions are removed and never count as
+    ///   a key's latest value (Kafka's rules).
     /// - A segment left empty is deleted, except the first one (kept as an
     ///   empty file so the log start offset survives a reopen). The log start
     ///   and end offsets never change.
@@ -410,10 +454,19 @@ impl Log {
         let segs = self.snapshot();
         let closed = segs.len().saturating_sub(1);
         let lag = config.min_compaction_lag_ms;
+        // Nothing at or past the first undecided transaction is cleaned: its
+        // records could otherwise replace committed values.
+        let stable = self
+            .open_transactions()
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(i64::MAX);
         let cleanable = segs[..closed]
             .iter()
             .take_while(|s| {
-                lag <= 0 || retention_timestamp(s, now_ms) <= now_ms.saturating_sub(lag)
+                (lag <= 0 || retention_timestamp(s, now_ms) <= now_ms.saturating_sub(lag))
+                    && s.next_offset() <= stable
             })
             .count();
         let checkpoint = self.cleaner_offset.load(Ordering::Acquire);
@@ -437,10 +490,14 @@ impl Log {
         }
 
         let max_uncompressed = records::uncompressed_limit(config.max_message_bytes);
+        let aborted = Aborted::new(&self.aborted_transactions(
+            self.log_start_offset(),
+            segs[cleanable.saturating_sub(1)].next_offset(),
+        ));
         let mut map = OffsetMap::default();
         let mut end = first_dirty;
         while end < cleanable {
-            map.add_segment(&segs[end], max_uncompressed)?;
+            map.add_segment(&segs[end], max_uncompressed, &aborted)?;
             end += 1;
             if map.bytes >= MAX_MAP_BYTES {
                 break;
@@ -464,6 +521,7 @@ impl Log {
                 &mut tombs,
                 config.index_interval_bytes,
                 max_uncompressed,
+                &aborted,
             )?
             else {
                 continue;

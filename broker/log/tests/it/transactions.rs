@@ -106,3 +106,61 @@ fn deleting_records_drops_aborted_transactions_below_the_log_start() {
     assert!(log.aborted_transactions(0, 4).is_empty());
     assert_eq!(log.last_stable_offset(), 4);
 }
+
+fn keyed_txn(key: &str, value: &str, pid: i64, seq: i32) -> Bytes {
+    transactional_batch(
+        vec![record(Some(key.as_bytes()), Some(value.as_bytes()), 0)],
+        Compression::None,
+        pid,
+        0,
+        seq,
+    )
+}
+
+fn keyed(key: &str, value: &str) -> Bytes {
+    runnel_testkit::encode(
+        &[record(Some(key.as_bytes()), Some(value.as_bytes()), 0)],
+        Compression::None,
+    )
+}
+
+#[test]
+fn compaction_removes_aborted_records_and_leaves_open_transactions_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1,
+        compact: true,
+        delete: false,
+        ..LogConfig::default()
+    };
+    let (log, _) = Log::open(d.path(), config).unwrap();
+    log.append(keyed("k", "committed"), 0, 0).unwrap(); // 0
+    log.append(keyed_txn("k", "aborted", 9, 0), 0, 0).unwrap(); // 1
+    log.append(marker(9, false), 0, 0).unwrap(); // 2
+    log.maybe_roll(i64::MAX / 4).unwrap();
+    log.append(keyed_txn("k", "open", 10, 0), 0, 0).unwrap(); // 3, undecided
+    log.maybe_roll(i64::MAX / 4).unwrap();
+    log.append(keyed("other", "x"), 0, 0).unwrap(); // 4, active segment
+    log.set_high_watermark(log.log_end_offset());
+    log.compact_forced(0).unwrap();
+    let (records, _) = crate::compaction::read_records(&log);
+    let data: Vec<(i64, String, Option<String>)> = records
+        .into_iter()
+        .filter(|r| r.offset != 2) // the abort marker, kept
+        .map(|r| (r.offset, r.key, r.value))
+        .collect();
+    // The aborted value neither stays nor hides the committed one; the open
+    // transaction's segment is not cleaned.
+    assert_eq!(
+        data,
+        vec![
+            (0, "k".to_string(), Some("committed".to_string())),
+            (3, "k".to_string(), Some("open".to_string())),
+            (4, "other".to_string(), Some("x".to_string())),
+        ]
+    );
+    assert_eq!(
+        log.open_transactions().into_iter().collect::<Vec<_>>(),
+        vec![(10, 3)]
+    );
+}
