@@ -446,3 +446,27 @@ fn the_members_choose_the_assignor() {
         Some(&parts(&[("a", &[0]), ("b", &[0])]))
     );
 }
+
+#[test]
+fn a_regex_subscribed_again_after_everyone_left_is_resolved_anew() {
+    let mut f = Fixture::new(&[("orders-eu", 2), ("lit", 1)]);
+    let mut req = join("a", &[]);
+    req.subscribed_topic_names = None;
+    req.subscribed_topic_regex = Some("orders-.*".into());
+    f.hb(req).unwrap();
+    assert_eq!(
+        count(&f.hb(beat("a", 1, None)).unwrap().assignment.unwrap()),
+        2
+    );
+    f.hb(beat("a", LEAVE_EPOCH, None)).unwrap();
+    // The same regex with a literal topic: the literal first, the regex a heartbeat later.
+    let mut again = join("b", &["lit"]);
+    again.subscribed_topic_regex = Some("orders-.*".into());
+    let r = f.hb(again).unwrap();
+    assert_eq!(r.assignment, Some(parts(&[("lit", &[0])])));
+    let r = f.hb(beat("b", r.member_epoch, None)).unwrap();
+    assert_eq!(
+        r.assignment,
+        Some(parts(&[("lit", &[0]), ("orders-eu", &[0, 1])]))
+    );
+}

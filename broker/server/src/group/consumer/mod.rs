@@ -754,6 +754,14 @@ impl ConsumerGroup {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.group_epoch += 1;
+            // A regex no member uses any more is forgotten: subscribing to it
+            // again resolves it anew.
+            let members = &self.members;
+            self.resolved.retain(|r, _| {
+                members
+                    .values()
+                    .any(|m| m.subscribed_topic_regex.as_ref() == Some(r))
+            });
         }
     }
 
