@@ -236,6 +236,19 @@ pub(crate) fn group_error_code(err: GroupError) -> ResponseError {
     }
 }
 
+/// The error a client gets for a transaction coordinator's refusal.
+pub(crate) fn txn_error(err: crate::txn::state::TxnError) -> ApiError {
+    use crate::txn::state::TxnError;
+    let code = match err {
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+    };
+    ApiError::with_message(code, err.to_string())
+}
+
 impl From<GroupError> for ApiError {
     fn from(err: GroupError) -> Self {
         ApiError::with_message(group_error_code(err), err.to_string())

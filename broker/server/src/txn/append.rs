@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
 
-use crate::api::blocking;
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::runtime::now_ms;
@@ -43,9 +42,9 @@ pub(crate) async fn append_replicated(
     let epoch = replica.check_produce(-1, min_isr)?;
     let appended = {
         let log = log.clone();
-        blocking(move || log.append(records, epoch, now_ms()))
+        tokio::task::spawn_blocking(move || log.append(records, epoch, now_ms()))
             .await
-            .map_err(|e| ApiError::with_message(ResponseError::UnknownServerError, e))?
+            .map_err(|e| ApiError::with_message(ResponseError::UnknownServerError, e.to_string()))?
     };
     let info = appended.map_err(|err| ApiError::from(&err))?;
     let end = info.last_offset + 1;
@@ -53,9 +52,9 @@ pub(crate) async fn append_replicated(
     broker.notify_appended();
     if broker.config.log_flush_on_ack {
         let log = log.clone();
-        blocking(move || log.sync(end))
+        tokio::task::spawn_blocking(move || log.sync(end))
             .await
-            .map_err(|e| ApiError::with_message(ResponseError::KafkaStorageError, e))?
+            .map_err(|e| ApiError::with_message(ResponseError::KafkaStorageError, e.to_string()))?
             .map_err(|err| ApiError::from(&err))?;
         broker.replicas.leader_synced(&replica);
     }

@@ -47,17 +47,7 @@ pub(crate) struct TxnCoordinator {
     pub(crate) verified: super::verify::Verified,
 }
 
-/// The error a client gets for a coordinator refusal.
-pub(crate) fn txn_error(err: TxnError) -> ApiError {
-    let code = match err {
-        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
-        TxnError::ProducerFenced => ResponseError::ProducerFenced,
-        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
-        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
-        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
-    };
-    ApiError::with_message(code, err.to_string())
-}
+pub(crate) use crate::errors::txn_error;
 
 impl TxnCoordinator {
     /// The partition of `txn_id`, if this broker coordinates it; else

@@ -18,10 +18,9 @@ use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use runnel_client::Connection;
 
-use super::coordinator::txn_error;
 use super::{partition_for, TXN_TOPIC};
 use crate::broker::Broker;
-use crate::errors::ApiError;
+use crate::errors::{txn_error, ApiError};
 
 /// (topic, partition, producer id, epoch) verified for an open transaction.
 #[derive(Default)]
