@@ -344,6 +344,9 @@ impl Log {
             for (pos, header) in placed {
                 let control = if header.is_control() {
                     let body = &buf[*pos + HEADER_LEN..*pos + header.total_size()];
+                    if header.producer_id >= 0 {
+                        w.producers.mark(header.producer_id, header.producer_epoch);
+                    }
                     ControlType::of_batch(body)
                 } else {
                     None

@@ -155,6 +155,23 @@ impl ProducerStateManager {
         );
     }
 
+    /// A transaction marker of `producer_id` written at `epoch`: a newer epoch
+    /// (the coordinator fenced the producer) makes older-epoch batches
+    /// INVALID_PRODUCER_EPOCH from now on, and sequences start afresh.
+    pub(crate) fn mark(&mut self, producer_id: i64, epoch: i16) {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                ..ProducerEntry::default()
+            });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+    }
+
     /// Number of producers tracked.
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
@@ -251,6 +268,33 @@ mod tests {
 
     fn check(m: &ProducerStateManager, b: ProducerBatch) -> Result<SeqCheck, Error> {
         m.check_all(&[Some(b)]).map(|v| v[0])
+    }
+
+    #[test]
+    fn a_marker_with_a_newer_epoch_fences_the_older_one() {
+        let mut m = ProducerStateManager::default();
+        m.record(&pb(1, 3, 0, 2), 0, 1);
+        m.mark(1, 3);
+        assert_eq!(
+            check(&m, pb(1, 3, 2, 1)).unwrap(),
+            SeqCheck::New,
+            "same epoch goes on"
+        );
+        m.mark(1, 4);
+        assert!(matches!(
+            check(&m, pb(1, 3, 2, 1)),
+            Err(Error::InvalidProducerEpoch {
+                current: 4,
+                got: 3,
+                ..
+            })
+        ));
+        assert_eq!(check(&m, pb(1, 4, 0, 1)).unwrap(), SeqCheck::New);
+        m.mark(1, 2);
+        assert!(
+            check(&m, pb(1, 3, 0, 1)).is_err(),
+            "an older marker changes nothing"
+        );
     }
 
     #[test]

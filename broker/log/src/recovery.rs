@@ -236,6 +236,9 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }
+            if m.header.is_control() && m.header.producer_id >= 0 {
+                producers.mark(m.header.producer_id, m.header.producer_epoch);
+            }
             txns.observe(&m.header, m.control);
             push_run(
                 &mut runs,
@@ -396,6 +399,9 @@ pub(crate) fn rebuild_producers(
         segment::scan_file(&seg.file, seg.base_offset, seg.size(), false, |m| {
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
+            }
+            if m.header.is_control() && m.header.producer_id >= 0 {
+                producers.mark(m.header.producer_id, m.header.producer_epoch);
             }
             txns.observe(&m.header, m.control);
         })
