@@ -56,11 +56,18 @@ pub(crate) async fn verify_produce(
         return Ok(());
     }
     let tp = (topic.to_string(), partition);
-    match broker.txns.verify(broker, txn_id, producer_id, epoch, &tp) {
-        Some(Ok(())) => {}
-        Some(Err(err)) => return Err(txn_error(err)),
-        None => ask_coordinator(broker, txn_id, producer_id, epoch, topic, partition).await?,
-    }
+    let verified = match broker.txns.verify(broker, txn_id, producer_id, epoch, &tp) {
+        Some(result) => result.map_err(txn_error),
+        None => ask_coordinator(broker, txn_id, producer_id, epoch, topic, partition).await,
+    };
+    verified.map_err(|mut err| {
+        // Producers expect INVALID_PRODUCER_EPOCH on a fenced produce (librdkafka
+        // makes only that fatal; Kafka rewrites the coordinator's answer the same way).
+        if err.code == ResponseError::ProducerFenced {
+            err.code = ResponseError::InvalidProducerEpoch;
+        }
+        err
+    })?;
     broker.txns.verified.0.lock().insert(key);
     Ok(())
 }

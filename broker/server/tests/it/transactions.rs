@@ -174,6 +174,19 @@ async fn bad_transactional_requests_get_kafkas_error_codes_and_change_nothing() 
         .await;
     let p = &fetched.responses[0].partitions[0];
     assert_eq!((p.high_watermark, p.last_stable_offset), (1, 0));
+    // A produce under another epoch is INVALID_PRODUCER_EPOCH (what producers
+    // treat as fatal fencing), not PRODUCER_FENCED.
+    let stale = runnel_testkit::transactional_batch(
+        vec![record(None, "zombie", 0)],
+        kafka_protocol::records::Compression::None,
+        pid,
+        epoch + 1,
+        0,
+    );
+    let mut request = produce_request("txn-a", 0, -1, stale);
+    request.transactional_id = Some(txn_id("app"));
+    let r = conn.send(&request, 9).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 47);
     // A stale epoch cannot end it; the right one commits it.
     assert_eq!(end(&mut conn, "app", pid, epoch + 1, true).await, 90);
     assert_eq!(end(&mut conn, "app", pid, epoch, true).await, 0);
