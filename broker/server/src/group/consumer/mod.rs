@@ -154,8 +154,10 @@ pub(crate) struct ConsumerMember {
 }
 
 impl ConsumerMember {
-    /// A member restored from its record (the runtime fields are set by
-    /// [`ConsumerGroup::restore`]); `None` if its regex no longer compiles.
+    /// A member as its record holds it. Its regex is compiled only when the
+    /// group is restored ([`ConsumerGroup::restored`]): decoding a record,
+    /// which anyone allowed to write `__consumer_offsets` could have forged,
+    /// does no more than read bytes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         member_id: String,
@@ -173,9 +175,6 @@ impl ConsumerMember {
         assigned: Partitions,
         pending_revocation: Partitions,
     ) -> ConsumerMember {
-        let regex = subscribed_topic_regex
-            .as_deref()
-            .and_then(|r| compile_regex(r).ok());
         ConsumerMember {
             member_id,
             instance_id,
@@ -193,7 +192,7 @@ impl ConsumerMember {
             pending_revocation,
             session_deadline_ms: 0,
             revocation_deadline_ms: None,
-            regex,
+            regex: None,
         }
     }
 
@@ -241,9 +240,14 @@ impl PartialEq for ConsumerMember {
     }
 }
 
-/// Compiles a subscription regex so that it must match the whole topic name.
+/// Compiles a subscription regex so that it must match the whole topic name,
+/// within a bounded size (a regex larger than that is refused as invalid).
 fn compile_regex(regex: &str) -> Result<Regex, GroupError> {
-    Regex::new(&format!("^(?:{regex})$")).map_err(|_| GroupError::InvalidRegularExpression)
+    regex::RegexBuilder::new(&format!("^(?:{regex})$"))
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+        .map_err(|_| GroupError::InvalidRegularExpression)
 }
 
 /// A ConsumerGroupHeartbeat as the state machine sees it. `None` fields
@@ -371,6 +375,10 @@ impl ConsumerGroup {
     /// `now`, those revoking one rebalance timeout.
     pub(crate) fn restored(mut self, config: &ConsumerConfig, now: i64) -> ConsumerGroup {
         for m in self.members.values_mut() {
+            m.regex = m
+                .subscribed_topic_regex
+                .as_deref()
+                .and_then(|r| compile_regex(r).ok());
             m.session_deadline_ms = now + i64::from(config.session_timeout_ms);
             m.revocation_deadline_ms = (m.state == MemberState::UnrevokedPartitions)
                 .then(|| now + i64::from(m.rebalance_timeout_ms));
