@@ -127,9 +127,26 @@ class Cluster:
             return b if b.alive() else None
         return wait_until(elected, timeout, what=f"a new leader for {topic}/{partition}")
 
+    def partition_state_at(self, broker: ClusterBroker, topic: str, partition: int):
+        """(leader, replicas, isrs) as `broker`'s own metadata reports them; None when the answer
+        came from another broker."""
+        md = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(topic, timeout=10)
+        if not md.orig_broker_name.startswith(broker.bootstrap + "/"):
+            return None
+        p = md.topics[topic].partitions[partition]
+        return p.leader, list(p.replicas), list(p.isrs)
+
     def wait_isr(self, topic: str, partition: int, size: int, timeout: float = 90.0) -> None:
-        wait_until(lambda: len(self.partition_state(topic, partition)[2]) == size, timeout,
-                   what=f"ISR of {topic}/{partition} to have {size} members")
+        """Wait until every live broker's own metadata shows the same leader and an ISR of `size`.
+        Asking one broker is not enough: one that has just rejoined (after a network partition
+        heals, or a restart) may still answer from the metadata it had before, naming itself
+        leader with the old ISR, until it catches up with the quorum."""
+        def agreed():
+            states = [self.partition_state_at(b, topic, partition) for b in self.live()]
+            if any(s is None or s[0] < 0 for s in states) or len({s[0] for s in states}) != 1:
+                return False
+            return all(len(s[2]) == size for s in states)
+        wait_until(agreed, timeout, what=f"ISR of {topic}/{partition} to have {size} members on every broker")
 
     def stop(self) -> None:
         for b in self.brokers:
