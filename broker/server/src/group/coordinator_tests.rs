@@ -51,6 +51,32 @@ fn fetched(c: &Coordinator, group: &str) -> Vec<(i32, i64)> {
         .collect()
 }
 
+/// A transaction marker for a `__consumer_offsets` partition is refused
+/// until the coordinator serves that partition: appended during the replay it
+/// could be missed by it, and the transaction's offsets would stay pending.
+#[tokio::test]
+async fn transaction_completion_waits_until_the_partition_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, topics) = setup(dir.path());
+    let c = coordinator(&config, &topics);
+    assert_eq!(
+        c.check_txn_completion(0),
+        Err(GroupError::CoordinatorLoadInProgress)
+    );
+    c.load().unwrap();
+    *c.served.write() = Some(BTreeSet::new());
+    c.loading.write().insert(1);
+    assert_eq!(
+        c.check_txn_completion(1),
+        Err(GroupError::CoordinatorLoadInProgress)
+    );
+    assert_eq!(c.check_txn_completion(0), Err(GroupError::NotCoordinator));
+    c.loading.write().remove(&1);
+    c.served.write().as_mut().unwrap().extend([0, 1]);
+    assert_eq!(c.check_txn_completion(0), Ok(()));
+    assert_eq!(c.check_txn_completion(1), Ok(()));
+}
+
 #[tokio::test]
 async fn requests_before_loading_get_load_in_progress() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,6 +34,21 @@ pub(crate) async fn write_local(
     commit: bool,
     coordinator_epoch: i32,
 ) -> Result<(), ApiError> {
+    let offsets_topic = topic == crate::group::OFFSETS_TOPIC;
+    if offsets_topic {
+        broker
+            .groups
+            .check_txn_completion(partition)
+            .map_err(|err| {
+                ApiError::with_message(
+                    crate::errors::group_error_code(err),
+                    format!(
+                        "the group coordinator does not serve {topic}-{partition} yet; \
+                         the transaction marker is retried"
+                    ),
+                )
+            })?;
+    }
     broker.txns.verified.forget(topic, partition, producer_id);
     append_replicated(
         broker,
@@ -42,7 +57,7 @@ pub(crate) async fn write_local(
         marker(producer_id, epoch, commit, coordinator_epoch),
     )
     .await?;
-    if topic == crate::group::OFFSETS_TOPIC {
+    if offsets_topic {
         // The transaction's offset commits there count now (or are dropped).
         broker.groups.complete_txn(partition, producer_id, commit);
     }

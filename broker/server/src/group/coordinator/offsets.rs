@@ -163,6 +163,26 @@ impl Coordinator {
         Ok(CommitWait::new(results, durable, self.flush))
     }
 
+    /// Whether a transaction marker may be written to partition `partition`
+    /// of `__consumer_offsets` now: only once this coordinator serves it.
+    /// While its groups are being replayed (or before the coordinator has
+    /// seen the leadership at all) a marker appended to the log could land
+    /// behind the replay and never be applied to the loaded groups, leaving
+    /// the transaction's offsets pending for ever; the transaction
+    /// coordinator retries instead (Kafka's group coordinator also refuses
+    /// transaction completion until its partition is loaded).
+    pub(crate) fn check_txn_completion(&self, partition: i32) -> Result<(), GroupError> {
+        self.check_loaded()?;
+        match &*self.served.read() {
+            None => Ok(()),
+            Some(served) if served.contains(&partition) => Ok(()),
+            Some(_) if self.loading.read().contains(&partition) => {
+                Err(GroupError::CoordinatorLoadInProgress)
+            }
+            Some(_) => Err(GroupError::NotCoordinator),
+        }
+    }
+
     /// The marker of `producer_id`'s transaction was written to partition
     /// `partition` of `__consumer_offsets`: the transaction's offsets of the
     /// groups there are committed or dropped.
