@@ -55,19 +55,20 @@ pub(crate) async fn handle(
         client_id: ctx.client_id.clone(),
         client_host: ctx.client_host.clone(),
     };
-    match broker.groups.consumer_heartbeat(&group_id, req).await {
-        Ok(reply) => {
-            let catalog = broker.groups.topic_catalog();
-            ConsumerGroupHeartbeatResponse::default()
-                .with_member_id(Some(StrBytes::from_string(reply.member_id)))
-                .with_member_epoch(reply.member_epoch)
-                .with_heartbeat_interval_ms(reply.heartbeat_interval_ms)
-                .with_assignment(
-                    reply.assignment.map(|a| {
-                        Assignment::default().with_topic_partitions(to_wire(&a, &catalog))
-                    }),
-                )
-        }
+    match broker
+        .groups
+        .consumer_heartbeat(&group_id, req, &catalog)
+        .await
+    {
+        Ok(reply) => ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(StrBytes::from_string(reply.member_id)))
+            .with_member_epoch(reply.member_epoch)
+            .with_heartbeat_interval_ms(reply.heartbeat_interval_ms)
+            .with_assignment(
+                reply
+                    .assignment
+                    .map(|a| Assignment::default().with_topic_partitions(to_wire(&a, &catalog))),
+            ),
         Err(err) => ConsumerGroupHeartbeatResponse::default()
             .with_error_code(group_error_code(err).code())
             .with_error_message(Some(StrBytes::from_string(err.to_string()))),

@@ -114,6 +114,30 @@ fn invalid(message: String) -> ApiError {
     ApiError::with_message(ResponseError::InvalidConfig, message)
 }
 
+/// APPEND (`op` = [`OP_APPEND`]: items not there yet, in order) or SUBTRACT
+/// (any other `op`) the comma-separated `given` items to or from the list `current`.
+fn edit_list(current: &str, op: i8, given: Option<&str>) -> String {
+    let split = |v: &str| -> Vec<String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let mut items = split(current);
+    let given = split(given.unwrap_or_default());
+    if op == OP_APPEND {
+        for g in given {
+            if !items.contains(&g) {
+                items.push(g);
+            }
+        }
+    } else {
+        items.retain(|i| !given.contains(i));
+    }
+    items.join(",")
+}
+
 /// Applies the operations to a copy of the overrides (pure; validation of the
 /// final values happens when they are stored).
 fn apply_ops(
@@ -144,29 +168,8 @@ fn apply_ops(
                     )));
                 }
                 let current = topic_config::effective(def, &overrides, broker).0;
-                let mut items: Vec<String> = current
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                let given: Vec<String> = value
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if op.config_operation == OP_APPEND {
-                    for g in given {
-                        if !items.contains(&g) {
-                            items.push(g);
-                        }
-                    }
-                } else {
-                    items.retain(|i| !given.contains(i));
-                }
-                overrides.insert(key, items.join(","));
+                let list = edit_list(&current, op.config_operation, value.as_deref());
+                overrides.insert(key, list);
             }
             other => {
                 return Err(ApiError::with_message(
@@ -206,26 +209,9 @@ fn apply_client_metrics_ops(
                 configs.remove(&key);
             }
             OP_APPEND | OP_SUBTRACT if key == "metrics" || key == "match" => {
-                let split = |v: &str| -> Vec<String> {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                };
-                let mut items = split(configs.get(&key).map_or("", String::as_str));
-                let given = split(value.as_deref().unwrap_or_default());
-                if op.config_operation == OP_APPEND {
-                    items.extend(
-                        given
-                            .into_iter()
-                            .filter(|g| !items.contains(g))
-                            .collect::<Vec<_>>(),
-                    );
-                } else {
-                    items.retain(|i| !given.contains(i));
-                }
-                configs.insert(key, items.join(","));
+                let current = configs.get(&key).map_or("", String::as_str);
+                let list = edit_list(current, op.config_operation, value.as_deref());
+                configs.insert(key, list);
             }
             OP_APPEND | OP_SUBTRACT => {
                 return Err(invalid(format!(

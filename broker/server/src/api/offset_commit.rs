@@ -9,7 +9,8 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 use crate::errors::group_error_code;
@@ -41,12 +42,14 @@ pub(crate) fn start(
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitEntry {
-                topic: t.name.0.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            t.partitions.iter().map(|p| {
+                commit_entry(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();
@@ -97,5 +100,22 @@ pub(crate) async fn commit_codes(
             .map(|r| r.err().map_or(0, |e| group_error_code(e).code()))
             .collect(),
         Err(err) => vec![group_error_code(err).code(); count],
+    }
+}
+
+/// One partition's offset as the coordinator stores it (OffsetCommit and TxnOffsetCommit).
+pub(super) fn commit_entry(
+    topic: &TopicName,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&StrBytes>,
+) -> CommitEntry {
+    CommitEntry {
+        topic: topic.0.to_string(),
+        partition,
+        offset,
+        leader_epoch,
+        metadata: metadata.map(|m| m.to_string()),
     }
 }

@@ -10,6 +10,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
+use super::offset_commit::commit_entry;
 use crate::broker::Broker;
 use crate::group::coordinator::CommitEntry;
 
@@ -23,12 +24,14 @@ pub(crate) async fn handle(
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| CommitEntry {
-                topic: t.name.0.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            t.partitions.iter().map(|p| {
+                commit_entry(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_ref(),
+                )
             })
         })
         .collect();

@@ -32,14 +32,16 @@ impl Coordinator {
         }
     }
 
-    /// Handles ConsumerGroupHeartbeat.
+    /// Handles ConsumerGroupHeartbeat against `catalog` (from
+    /// [`Coordinator::topic_catalog`]: the caller maps the request's and the
+    /// reply's topic ids with the same one).
     pub(crate) async fn consumer_heartbeat(
         &self,
         group_id: &str,
         req: Heartbeat,
+        catalog: &Catalog,
     ) -> Result<HeartbeatReply, GroupError> {
         self.check(group_id)?;
-        let catalog = self.topic_catalog();
         let now = now_ms();
         let (reply, durable) = {
             let mut groups = self.groups.lock();
@@ -58,7 +60,7 @@ impl Coordinator {
             let member = req.member_id.clone();
             let epoch = req.member_epoch;
             let assigned_before = entry.group.consumer().map(|c| c.assignment_epoch());
-            let result = entry.group.consumer_heartbeat(req, &catalog, now);
+            let result = entry.group.consumer_heartbeat(req, catalog, now);
             tracing::debug!(group = group_id, member = %member, epoch, result = ?result,
                 "ConsumerGroupHeartbeat");
             let (reply, changed) = match result {

@@ -94,16 +94,15 @@ impl Group {
     }
 
     /// Expires consumer members; persists the group when any went.
-    pub(crate) fn consumer_timers(&mut self, now: i64) -> (Vec<String>, Vec<Action>) {
+    pub(crate) fn consumer_timers(&mut self, now: i64) -> Vec<Action> {
         let Some(consumer) = self.consumer.as_mut() else {
-            return (Vec::new(), Vec::new());
+            return Vec::new();
         };
-        let expired = consumer.on_timer(now);
-        if expired.is_empty() {
-            return (expired, Vec::new());
+        if consumer.on_timer(now).is_empty() {
+            return Vec::new();
         }
         self.follow_consumer_members(now);
-        (expired, vec![Action::PersistGroup])
+        vec![Action::PersistGroup]
     }
 
     /// OffsetFetch from a member of a consumer group (v9 names it).

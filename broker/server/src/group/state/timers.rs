@@ -71,7 +71,7 @@ impl Group {
             }
             actions.extend(self.prepare_rebalance(now));
         }
-        actions.extend(self.consumer_timers(now).1);
+        actions.extend(self.consumer_timers(now));
         actions
     }
 }
