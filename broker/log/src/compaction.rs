@@ -5,7 +5,7 @@
 //!
 //! Crash safety: cleaned segments replace the old ones through `swap.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -23,6 +23,7 @@ use crate::records::{self, RecordsError};
 use crate::segment::{self, Segment};
 use crate::swap::{CLEANED_SUFFIX, SWAP_SUFFIX};
 use crate::truncation::retention_timestamp;
+use crate::txn_state::TRANSACTIONAL_BIT;
 
 /// Rough memory budget of one pass's key → offset map; a pass that reaches
 /// it stops adding dirty segments (the rest is cleaned by the next pass).
@@ -46,6 +47,9 @@ pub struct CompactionReport {
     pub records_removed: u64,
     /// Of those, tombstones removed after `delete.retention.ms`.
     pub tombstones_removed: u64,
+    /// Transaction markers removed (no record of their transaction left, and
+    /// older than `delete.retention.ms`).
+    pub markers_removed: u64,
     /// Bytes of the replaced segments before and after.
     pub bytes_before: u64,
     /// Bytes of the replaced segments after compaction.
@@ -214,6 +218,7 @@ struct Cleaned {
     size: u64,
     records_removed: u64,
     tombstones_removed: u64,
+    markers_removed: u64,
 }
 
 /// Tombstone bookkeeping of one pass.
@@ -225,6 +230,54 @@ struct Tombstones {
     removed: u64,
     /// Earliest time a kept tombstone becomes removable (i64::MAX: none kept).
     next_expiry: i64,
+}
+
+/// Transaction markers of one pass (Kafka's cleaner rule): a marker is
+/// removed once no record of its transaction is left before it — the aborted
+/// records and the superseded committed ones were removed by an earlier pass,
+/// so a marker whose transaction still has records in this pass's input stays
+/// at least until the next one — and its own timestamp is older than
+/// `delete.retention.ms`, so a read_committed consumer that read the
+/// transaction's records has had that long to reach the marker.
+#[derive(Default)]
+struct TxnMarkers {
+    /// Producers whose current transaction has records in the pass's input.
+    in_input: HashSet<i64>,
+    /// Of those, the ones with records this pass keeps.
+    kept: HashSet<i64>,
+    removed: u64,
+}
+
+impl TxnMarkers {
+    /// A data batch was read (in log order); `kept_any`: some of its records stay.
+    fn on_data(&mut self, h: &BatchHeader, kept_any: bool) {
+        if h.producer_id >= 0 && h.attributes & TRANSACTIONAL_BIT != 0 {
+            self.in_input.insert(h.producer_id);
+            if kept_any {
+                self.kept.insert(h.producer_id);
+            }
+        }
+    }
+
+    /// A control batch was read (in log order): whether it is removed now.
+    /// A marker kept only because this pass removed the last records of its
+    /// transaction makes a later pass due (through `tombs.next_expiry`).
+    fn remove(&mut self, h: &BatchHeader, tombs: &mut Tombstones) -> bool {
+        let in_input = self.in_input.remove(&h.producer_id);
+        if self.kept.remove(&h.producer_id) {
+            return false;
+        }
+        if !in_input && h.max_timestamp < tombs.horizon {
+            self.removed += 1;
+            return true;
+        }
+        let expiry = h
+            .max_timestamp
+            .saturating_add(tombs.retention_ms)
+            .saturating_add(1);
+        tombs.next_expiry = tombs.next_expiry.min(expiry);
+        false
+    }
 }
 
 /// Which records of a batch survive: not of an aborted transaction, not
@@ -304,6 +357,7 @@ fn clean_segment(
     interval: u32,
     max_uncompressed: usize,
     aborted: &Aborted,
+    markers: &mut TxnMarkers,
 ) -> Result<Option<Cleaned>> {
     let name = segment::log_file_name(seg.base_offset);
     let cleaned_path = seg.dir.join(format!("{name}{CLEANED_SUFFIX}"));
@@ -319,6 +373,7 @@ fn clean_segment(
     let mut next = seg.base_offset;
     let mut records_removed = 0u64;
     let tombstones_before = tombs.removed;
+    let markers_before = markers.removed;
     let result = (|| -> Result<()> {
         let mut out = BufWriter::with_capacity(1 << 20, &file);
         let mut put = |bytes: &[u8], state: &mut segment::SegmentState| -> Result<()> {
@@ -333,10 +388,14 @@ fn clean_segment(
         };
         for_each_batch(seg, |h, bytes| {
             if h.is_control() {
+                if markers.remove(&h, tombs) {
+                    return Ok(());
+                }
                 return put(&bytes, &mut state);
             }
             let (compression, records) = decode(seg, &h, bytes.clone(), max_uncompressed)?;
             let keep = retained(&h, &records, map, tombs, aborted);
+            markers.on_data(&h, !keep.is_empty());
             records_removed += (records.len() - keep.len()) as u64;
             if keep.len() == records.len() {
                 put(&bytes, &mut state)
@@ -350,8 +409,9 @@ fn clean_segment(
         out.flush().map_err(|e| io_err(&cleaned_path, e))?;
         Ok(())
     })();
+    let markers_removed = markers.removed - markers_before;
     let done = result.and_then(|()| {
-        if records_removed > 0 {
+        if records_removed > 0 || markers_removed > 0 {
             file.sync_all().map_err(|e| io_err(&cleaned_path, e))?;
         }
         Ok(())
@@ -360,7 +420,7 @@ fn clean_segment(
         let _ = fs::remove_file(&cleaned_path);
         return Err(e);
     }
-    if records_removed == 0 {
+    if records_removed == 0 && markers_removed == 0 {
         fs::remove_file(&cleaned_path).map_err(|e| io_err(&cleaned_path, e))?;
         return Ok(None);
     }
@@ -383,6 +443,7 @@ fn clean_segment(
         size: pos,
         records_removed,
         tombstones_removed: tombs.removed - tombstones_before,
+        markers_removed,
     }))
 }
 
@@ -424,7 +485,9 @@ impl Log {
     ///   with the same compression, producer id/epoch, leader epoch, offsets and
     ///   timestamps; its base offset becomes the first retained record's offset
     ///   and its last offset delta still ends at the original last offset.
-    ///   Control batches (transaction markers) are kept unchanged.
+    ///   A control batch (transaction marker) is kept unchanged until no
+    ///   record of its transaction is left and it is older than
+    ///   `delete_retention_ms`; then it is removed (see `TxnMarkers`).
     /// - Only segments wholly below the first open transaction are cleanable, and
     ///   the records of aborted transactions are removed and never count as
     ///   a key's latest value (Kafka's rules).
@@ -509,6 +572,7 @@ impl Log {
             removed: 0,
             next_expiry: i64::MAX,
         };
+        let mut markers = TxnMarkers::default();
         // Oldest first: a crash between two swaps never leaves an older value
         // of a key whose tombstone was already removed.
         for seg in &segs[..end] {
@@ -522,13 +586,15 @@ impl Log {
                 config.index_interval_bytes,
                 max_uncompressed,
                 &aborted,
+                &mut markers,
             )?
             else {
                 continue;
             };
-            let (removed, tombstones, size) = (
+            let (removed, tombstones, markers_removed, size) = (
                 cleaned.records_removed,
                 cleaned.tombstones_removed,
+                cleaned.markers_removed,
                 cleaned.size,
             );
             let before = seg.size();
@@ -544,6 +610,7 @@ impl Log {
             }
             report.records_removed += removed;
             report.tombstones_removed += tombstones;
+            report.markers_removed += markers_removed;
             report.bytes_before += before;
             report.bytes_after += size;
         }

@@ -164,3 +164,58 @@ fn compaction_removes_aborted_records_and_leaves_open_transactions_alone() {
         vec![(10, 3)]
     );
 }
+
+#[test]
+fn compaction_removes_a_marker_once_its_transaction_has_no_records_and_it_is_old_enough() {
+    let d = tempfile::tempdir().unwrap();
+    let (log, _) = Log::open(d.path(), marker_config()).unwrap();
+    log.append(keyed_txn("k", "old", 9, 0), 0, 0).unwrap(); // 0, committed below
+    log.append(control_batch(9, 0, true, 100), 0, 0).unwrap(); // 1
+    log.append(keyed_txn("j", "aborted", 11, 0), 0, 0).unwrap(); // 2
+    log.append(control_batch(11, 0, false, 100), 0, 0).unwrap(); // 3
+    log.append(keyed_txn("m", "kept", 12, 0), 0, 0).unwrap(); // 4, stays
+    log.append(control_batch(12, 0, true, 100), 0, 0).unwrap(); // 5
+    log.append(control_batch(13, 0, true, 100), 0, 0).unwrap(); // 6, no records at all
+    log.maybe_roll(i64::MAX / 4).unwrap();
+    log.append(keyed("k", "new"), 0, 0).unwrap(); // 7, supersedes offset 0
+    log.maybe_roll(i64::MAX / 4).unwrap();
+    log.append(keyed("other", "x"), 0, 0).unwrap(); // 8, active segment
+    log.set_high_watermark(log.log_end_offset());
+    let offsets = |log: &Log| -> Vec<i64> {
+        let (records, _) = crate::compaction::read_records(log);
+        records.into_iter().map(|r| r.offset).collect()
+    };
+
+    // Younger than delete.retention.ms: every marker stays; the superseded and
+    // the aborted records go.
+    let first = log.compact_forced(1_000).unwrap();
+    assert_eq!(first.markers_removed, 0);
+    assert_eq!(offsets(&log), vec![1, 3, 4, 5, 6, 7, 8]);
+
+    // Old enough: the markers of transactions without records left go (1 and
+    // 3 lost theirs in the first pass, 6 never had any; the kept markers'
+    // expiry makes this pass due without new dirty data); 5 stays with its record.
+    let second = log.compact(10_000).unwrap();
+    assert!(second.cleaned, "a pass is due for the markers");
+    assert_eq!(second.markers_removed, 3);
+    assert_eq!(offsets(&log), vec![4, 5, 7, 8]);
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+
+    // Reopened, the transaction state rebuilt from what is left agrees.
+    drop(log);
+    let (log, _) = Log::open(d.path(), marker_config()).unwrap();
+    assert!(log.open_transactions().is_empty());
+    assert!(log.aborted_transactions(0, 9).is_empty());
+    assert_eq!(offsets(&log), vec![4, 5, 7, 8]);
+}
+
+/// A compacted log whose tombstones and markers may go after one second.
+fn marker_config() -> LogConfig {
+    LogConfig {
+        segment_ms: 1,
+        compact: true,
+        delete: false,
+        delete_retention_ms: 1_000,
+        ..LogConfig::default()
+    }
+}
