@@ -176,10 +176,12 @@ TRANSFORMER = textwrap.dedent("""
     import sys
     from confluent_kafka import Consumer, Producer
     bs = sys.argv[1]
+    import os  # E2E_RDKAFKA_DEBUG=eos,cgrp,broker turns on librdkafka's debug log when investigating
+    dbg = {"debug": os.environ["E2E_RDKAFKA_DEBUG"]} if os.environ.get("E2E_RDKAFKA_DEBUG") else {}
     c = Consumer({"bootstrap.servers": bs, "group.id": "ctp", "group.instance.id": "ctp-worker",
                   "session.timeout.ms": 6000, "isolation.level": "read_committed",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    p = Producer({"bootstrap.servers": bs, "transactional.id": "ctp-1", "linger.ms": 5})
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", **dbg})
+    p = Producer({"bootstrap.servers": bs, "transactional.id": "ctp-1", "linger.ms": 5, **dbg})
     p.init_transactions(60)
     c.subscribe(["ctp-in"])
     while True:
@@ -234,3 +236,96 @@ def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactl
         final.wait(30)
     assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
     assert sorted(out) == sorted(f"out-{i}" for i in range(n))
+
+
+def read_all_kafka_python(bootstrap: str, topic: str, partitions: int, isolation: str,
+                          timeout: float = 30.0) -> list[str]:
+    """kafka-python's view: every record up to the end offset its ListOffsets reports for
+    `isolation` (the LSO for read_committed), aborted records filtered by the client itself."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTP
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                      isolation_level=isolation, auto_offset_reset="earliest")
+    try:
+        tps = [KTP(topic, p) for p in range(partitions)]
+        c.assign(tps)
+        ends = c.end_offsets(tps)
+        c.seek_to_beginning(*tps)
+        got: list[str] = []
+        deadline = time.monotonic() + timeout
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"kafka-python did not reach {ends} within {timeout}s"
+            for records in c.poll(timeout_ms=200).values():
+                got.extend(r.value.decode() for r in records)
+        return got
+    finally:
+        c.close()
+
+
+def test_kafka_python_transactions_commit_abort_offsets_and_fencing(txn_broker):
+    """kafka-python (pure-Python protocol code, shares nothing with librdkafka) as the
+    transactional producer of a consume-transform-produce step: committed output and offsets
+    count, an aborted transaction leaves neither, and a second producer with the same
+    transactional id fences the first."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    from kafka.errors import KafkaError as KPError
+    from kafka.structs import OffsetAndMetadata
+
+    bs = txn_broker.bootstrap
+    create_topic(bs, "kp-in", 1)
+    create_topic(bs, "kp-out", 1)
+    inputs = Producer({"bootstrap.servers": bs})
+    for i in range(30):
+        inputs.produce("kp-in", value=f"in-{i}".encode(), partition=0)
+    assert inputs.flush(30) == 0
+
+    consumer = KafkaConsumer("kp-in", bootstrap_servers=bs, group_id="kp", enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level="read_committed")
+    producer = KafkaProducer(bootstrap_servers=bs, transactional_id="kp-1")
+    producer.init_transactions()
+    try:
+        consumed: list = []
+        deadline = time.monotonic() + 60
+        while len(consumed) < 30:
+            assert time.monotonic() < deadline, f"kafka-python consumed only {len(consumed)} inputs"
+            for records in consumer.poll(timeout_ms=500).values():
+                consumed.extend(records)
+        # Three transactions of ten inputs each; the second is aborted.
+        for step, outcome in enumerate(["commit", "abort", "commit"]):
+            batch = consumed[step * 10:(step + 1) * 10]
+            producer.begin_transaction()
+            for r in batch:
+                producer.send("kp-out", value=r.value.replace(b"in-", b"out-"), partition=0)
+            offsets = {KTP("kp-in", 0): OffsetAndMetadata(batch[-1].offset + 1, "", -1)}
+            producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+            if outcome == "commit":
+                producer.commit_transaction()
+            else:
+                producer.flush()  # written to the log first (abort would drop unsent records)
+                producer.abort_transaction()
+
+        committed = read_all_kafka_python(bs, "kp-out", 1, "read_committed")
+        assert committed == [f"out-{i}" for i in [*range(10), *range(20, 30)]]
+        everything = read_all_kafka_python(bs, "kp-out", 1, "read_uncommitted")
+        assert everything == [f"out-{i}" for i in range(30)]
+        # librdkafka, reading the same log, agrees.
+        assert read_all(bs, "kp-out", 1, "read_committed") == committed
+        assert consumer.committed(KTP("kp-in", 0)) == 30
+
+        # A second producer with the same transactional id fences the first: its next
+        # transaction cannot commit, and nothing it wrote becomes visible.
+        producer.begin_transaction()
+        producer.send("kp-out", value=b"zombie", partition=0)
+        successor = KafkaProducer(bootstrap_servers=bs, transactional_id="kp-1")
+        successor.init_transactions()
+        with pytest.raises(KPError):
+            producer.commit_transaction()
+        successor.begin_transaction()
+        successor.send("kp-out", value=b"successor", partition=0)
+        successor.commit_transaction()
+        successor.close()
+        assert read_all_kafka_python(bs, "kp-out", 1, "read_committed") == committed + ["successor"]
+    finally:
+        producer.close(timeout=5)
+        consumer.close()
