@@ -227,7 +227,13 @@ impl Coordinator {
             // create the topic first (and fail if they cannot).
             return Ok(());
         }
-        let partition = self.partition_of(group_id);
+        self.check_partition_served(self.partition_of(group_id))
+    }
+
+    /// NOT_COORDINATOR unless this broker leads `__consumer_offsets`
+    /// partition `partition` (COORDINATOR_LOAD_IN_PROGRESS while its groups
+    /// are being loaded).
+    fn check_partition_served(&self, partition: i32) -> Result<(), GroupError> {
         match &*self.served.read() {
             None => Ok(()),
             Some(served) if served.contains(&partition) => Ok(()),

@@ -173,14 +173,7 @@ impl Coordinator {
     /// transaction completion until its partition is loaded).
     pub(crate) fn check_txn_completion(&self, partition: i32) -> Result<(), GroupError> {
         self.check_loaded()?;
-        match &*self.served.read() {
-            None => Ok(()),
-            Some(served) if served.contains(&partition) => Ok(()),
-            Some(_) if self.loading.read().contains(&partition) => {
-                Err(GroupError::CoordinatorLoadInProgress)
-            }
-            Some(_) => Err(GroupError::NotCoordinator),
-        }
+        self.check_partition_served(partition)
     }
 
     /// The marker of `producer_id`'s transaction was written to partition
