@@ -327,13 +327,17 @@ pub(crate) async fn dispatch(
         .with_label_values(&[api.as_str()]);
     let started = Instant::now();
     // The request quota counts the time spent in this request's code: every poll of its
-    // in-order part and of its answer, not the time it waits (a parked JoinGroup, a fetch
-    // waiting for data, a produce waiting for replicas).
+    // in-order part and of its answer, and its work on the blocking pool ([`blocking`]:
+    // log reads and appends), not the time it waits (a parked JoinGroup, a fetch waiting
+    // for data, a produce waiting for replicas).
     let busy = Arc::new(AtomicU64::new(
         u64::try_from(entered.elapsed().as_nanos()).unwrap_or(u64::MAX),
     ));
     let routed = Busy::new(
-        Box::pin(route(broker, &ctx, key, version, correlation_id, buf)),
+        Box::pin(REQUEST_NANOS.scope(
+            busy.clone(),
+            route(broker, &ctx, key, version, correlation_id, buf),
+        )),
         busy.clone(),
     )
     .await;
@@ -343,7 +347,11 @@ pub(crate) async fn dispatch(
     };
     let broker = broker.clone();
     Outcome::Reply(Box::pin(async move {
-        let result = Busy::new(pending, busy.clone()).await;
+        let result = Busy::new(
+            Box::pin(REQUEST_NANOS.scope(busy.clone(), pending)),
+            busy.clone(),
+        )
+        .await;
         histogram.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(Some(frame)) if !exempt => {
@@ -355,6 +363,12 @@ pub(crate) async fn dispatch(
             other => other,
         }
     }))
+}
+
+tokio::task_local! {
+    /// The busy-time counter (nanoseconds) of the request being handled, so
+    /// [`blocking`] adds the time its work takes on the blocking pool.
+    static REQUEST_NANOS: Arc<AtomicU64>;
 }
 
 /// A future that adds the time spent in each of its polls to a counter (nanoseconds).
@@ -588,13 +602,23 @@ async fn route(
     Ok((pending, exempt))
 }
 
-/// Runs blocking admin work (file creation, fsync) off the async runtime.
+/// Runs blocking work (log reads and appends, file creation) off the async
+/// runtime; its time counts toward the request's quota when a request runs it.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("blocking task failed: {e}"))
+    let counter = REQUEST_NANOS.try_with(Arc::clone).ok();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let out = f();
+        if let Some(counter) = counter {
+            let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            counter.fetch_add(spent, Ordering::Relaxed);
+        }
+        out
+    })
+    .await
+    .map_err(|e| format!("blocking task failed: {e}"))
 }
 
 /// Record count and byte size of every magic-v2 batch header in `records`
@@ -627,6 +651,21 @@ pub(crate) fn count_records(records: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Work a request runs on the blocking pool counts toward its request
+    /// quota; the same work outside a request counts nowhere.
+    #[tokio::test]
+    async fn blocking_work_of_a_request_counts_as_its_busy_time() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let work = || std::thread::sleep(std::time::Duration::from_millis(30));
+        REQUEST_NANOS
+            .scope(counter.clone(), async { blocking(work).await.unwrap() })
+            .await;
+        assert!(counter.load(Ordering::Relaxed) >= 30_000_000);
+        let before = counter.load(Ordering::Relaxed);
+        blocking(work).await.unwrap();
+        assert_eq!(counter.load(Ordering::Relaxed), before);
+    }
 
     #[test]
     fn advertised_apis_are_within_codec_ranges() {
