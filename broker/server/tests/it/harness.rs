@@ -41,6 +41,21 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: TempDir, tweak: impl FnOnce(&mut BrokerConfig)) -> TestBroker {
+        Self::try_start_with_dir(dir, tweak).await.unwrap()
+    }
+
+    /// Like [`TestBroker::start_with`], but a bind failure (a fixed port taken
+    /// meanwhile by a test running in parallel) is returned, not a panic.
+    pub async fn try_start_with(
+        tweak: impl FnOnce(&mut BrokerConfig),
+    ) -> Result<TestBroker, runnel_server::Error> {
+        Self::try_start_with_dir(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    async fn try_start_with_dir(
+        dir: TempDir,
+        tweak: impl FnOnce(&mut BrokerConfig),
+    ) -> Result<TestBroker, runnel_server::Error> {
         let mut config = BrokerConfig {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".into(),
@@ -50,7 +65,7 @@ impl TestBroker {
             ..Default::default()
         };
         tweak(&mut config);
-        let server = Server::bind(config.clone()).await.unwrap();
+        let server = Server::bind(config.clone()).await?;
         let addr = server.kafka_addr();
         let admin = server.admin_addr();
         let broker = server.broker().clone();
@@ -58,7 +73,7 @@ impl TestBroker {
         let task = tokio::spawn(server.serve(async move {
             let _ = rx.await;
         }));
-        TestBroker {
+        Ok(TestBroker {
             broker,
             addr,
             admin,
@@ -66,7 +81,7 @@ impl TestBroker {
             config,
             shutdown: Some(tx),
             task: Some(task),
-        }
+        })
     }
 
     /// Graceful shutdown; returns the data directory for a restart.

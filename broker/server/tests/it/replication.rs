@@ -30,25 +30,42 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three brokers on controller ports picked free beforehand (the seeds
+    /// must be known); when a test running in parallel takes one of them
+    /// before its broker binds it, the cluster starts again on other ports.
     async fn start(lag_ms: u64) -> Cluster {
-        let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let mut cluster = Cluster {
-            brokers: Vec::new(),
-            controller_ports,
-            lag_ms,
-        };
-        for id in 1..=3 {
-            let b = cluster.start_broker(id, None).await;
-            cluster.brokers.push(Some(b));
+        for _attempt in 0..5 {
+            let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+            let mut cluster = Cluster {
+                brokers: Vec::new(),
+                controller_ports,
+                lag_ms,
+            };
+            let mut bound = true;
+            for id in 1..=3 {
+                match TestBroker::try_start_with(cluster.tweak(id)).await {
+                    Ok(b) => cluster.brokers.push(Some(b)),
+                    Err(_) => {
+                        bound = false;
+                        break;
+                    }
+                }
+            }
+            if bound {
+                cluster.wait_live(3).await;
+                return cluster;
+            }
+            for b in cluster.brokers.into_iter().flatten() {
+                b.stop().await;
+            }
         }
-        cluster.wait_live(3).await;
-        cluster
+        panic!("no free controller ports after 5 attempts");
     }
 
-    async fn start_broker(&self, id: i32, dir: Option<tempfile::TempDir>) -> TestBroker {
+    fn tweak(&self, id: i32) -> impl FnOnce(&mut runnel_server::BrokerConfig) {
         let ports = self.controller_ports.clone();
         let lag = self.lag_ms;
-        let tweak = move |c: &mut runnel_server::BrokerConfig| {
+        move |c: &mut runnel_server::BrokerConfig| {
             c.node_id = id;
             c.controller_listen = format!("127.0.0.1:{}", ports[(id - 1) as usize]);
             if id != 1 {
@@ -57,7 +74,11 @@ impl Cluster {
             c.replica_lag_time_max_ms = lag;
             c.broker_heartbeat_interval_ms = 100;
             c.broker_session_timeout_ms = 1500;
-        };
+        }
+    }
+
+    async fn start_broker(&self, id: i32, dir: Option<tempfile::TempDir>) -> TestBroker {
+        let tweak = self.tweak(id);
         match dir {
             Some(dir) => TestBroker::start_in(dir, tweak).await,
             None => TestBroker::start_with(tweak).await,

@@ -243,27 +243,35 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Two brokers (ids 1 and 2) forming one quorum.
+/// Two brokers (ids 1 and 2) forming one quorum, on controller ports picked
+/// free beforehand; when a test running in parallel takes one before its
+/// broker binds it, both start again on other ports.
 async fn two_brokers() -> (TestBroker, TestBroker) {
-    let ports = [free_port(), free_port()];
-    let start = |id: i32| {
-        TestBroker::start_with(move |c| {
-            c.node_id = id;
-            c.controller_listen = format!("127.0.0.1:{}", ports[(id - 1) as usize]);
-            if id != 1 {
-                c.seeds = vec![format!("127.0.0.1:{}", ports[0])];
-            }
-            c.broker_heartbeat_interval_ms = 100;
-            c.broker_session_timeout_ms = 1500;
+    for _attempt in 0..5 {
+        let ports = [free_port(), free_port()];
+        let start = |id: i32| {
+            TestBroker::try_start_with(move |c| {
+                c.node_id = id;
+                c.controller_listen = format!("127.0.0.1:{}", ports[(id - 1) as usize]);
+                if id != 1 {
+                    c.seeds = vec![format!("127.0.0.1:{}", ports[0])];
+                }
+                c.broker_heartbeat_interval_ms = 100;
+                c.broker_session_timeout_ms = 1500;
+            })
+        };
+        let Ok(b1) = start(1).await else { continue };
+        let Ok(b2) = start(2).await else {
+            b1.stop().await;
+            continue;
+        };
+        wait_for("both brokers to register", || {
+            b1.broker.cluster().live_brokers().count() == 2
         })
-    };
-    let b1 = start(1).await;
-    let b2 = start(2).await;
-    wait_for("both brokers to register", || {
-        b1.broker.cluster().live_brokers().count() == 2
-    })
-    .await;
-    (b1, b2)
+        .await;
+        return (b1, b2);
+    }
+    panic!("no free controller ports after 5 attempts");
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
