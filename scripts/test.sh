@@ -75,7 +75,13 @@ python3 -m pytest operator/tests/chart -q
 section "end-to-end tests (pytest e2e)"
 export RUNNEL_BROKER_BIN="$ROOT/target/debug/runnel-broker"
 export RUNNEL_CLI_BIN="$ROOT/target/debug/runnel"
+# pytest runs in its own process group (setsid), and whatever is left of that group when this
+# script exits is killed: a pytest that dies (a client library's abort, Ctrl-C) never leaves its
+# brokers and helper processes running behind it.
 # shellcheck disable=SC2086 # RUNNEL_E2E_ARGS is deliberately word-split
-python3 -m pytest e2e --durations=15 ${RUNNEL_E2E_ARGS:-}
+setsid python3 -m pytest e2e --durations=15 ${RUNNEL_E2E_ARGS:-} &
+E2E_PGID=$!
+trap 'kill -KILL -- "-$E2E_PGID" 2>/dev/null || true' EXIT
+wait "$E2E_PGID"
 
 section "all tests passed in $((SECONDS - START))s"
