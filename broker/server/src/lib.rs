@@ -40,6 +40,7 @@ mod quota;
 mod replica;
 mod runtime;
 mod server;
+mod session;
 mod telemetry;
 mod topic_config;
 mod topics;

@@ -222,8 +222,12 @@ pub(crate) async fn handle(
             // time (Kafka's answer), and the bytes are not counted against it.
             let mut throttle_ms = 0;
             if follower.is_none() && total > 0 {
-                throttle_ms =
-                    broker.record_quota(QuotaKind::Fetch, &ctx.client_id, total as u64, &ctx.mute);
+                throttle_ms = broker.record_quota(
+                    QuotaKind::Fetch,
+                    &ctx.client_id,
+                    total as u64,
+                    &ctx.session.mute,
+                );
                 if throttle_ms > 0 {
                     broker.unrecord_quota(QuotaKind::Fetch, &ctx.client_id, total as u64);
                     for p in responses.iter_mut().flat_map(|t| t.partitions.iter_mut()) {

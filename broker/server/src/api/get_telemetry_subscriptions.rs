@@ -26,14 +26,18 @@ pub(crate) async fn handle(
     } else {
         request.client_instance_id
     };
-    let (software_name, software_version) = ctx.software.lock().clone().unwrap_or_default();
+    let (software_name, software_version) = ctx.session.software.lock().clone().unwrap_or_default();
     let info = ClientInfo {
         instance_id,
         client_id: ctx.client_id.clone(),
         software_name,
         software_version,
-        source_address: ctx.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-        source_port: ctx.peer.map(|p| p.port()).unwrap_or_default(),
+        source_address: ctx
+            .session
+            .peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default(),
+        source_port: ctx.session.peer.map(|p| p.port()).unwrap_or_default(),
     };
     let subscriptions = telemetry::subscriptions(&broker.cluster().client_metrics);
     let assigned = telemetry::assign(&subscriptions, &info);

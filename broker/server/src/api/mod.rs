@@ -50,7 +50,6 @@ pub(crate) mod txn_offset_commit;
 pub(crate) mod write_txn_markers;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,7 +62,8 @@ use kafka_protocol::protocol::{
 };
 
 use crate::broker::Broker;
-use crate::quota::{Mute, QuotaKind};
+use crate::quota::QuotaKind;
+use crate::session::Session;
 
 /// A response still being produced; resolves to the encoded frame, to `None`
 /// when the request gets no response (acks=0), or to an error that closes the connection.
@@ -84,16 +84,9 @@ pub(crate) struct RequestContext {
     pub client_id: String,
     /// The peer address as Kafka shows it (`/127.0.0.1`).
     pub client_host: String,
-    /// The connection's mute, set when a quota throttles this client.
-    pub mute: Arc<Mute>,
-    /// The peer's address.
-    pub peer: Option<SocketAddr>,
-    /// The client software name and version the connection gave in ApiVersions v3+.
-    pub software: Arc<ClientSoftware>,
+    /// The connection the request came on.
+    pub session: Arc<Session>,
 }
-
-/// What a connection's client said it is (ApiVersions v3+: software name and version).
-pub(crate) type ClientSoftware = parking_lot::Mutex<Option<(String, String)>>;
 
 /// Produce v0-v2 (message formats v0/v1) are advertised, because librdkafka
 /// disables compression otherwise, but refused: the codec cannot decode them.
@@ -256,9 +249,7 @@ fn decode<T: Decodable>(buf: &mut Bytes, key: ApiKey, version: i16) -> Result<T,
 pub(crate) async fn dispatch(
     broker: &Arc<Broker>,
     frame: Bytes,
-    peer: SocketAddr,
-    mute: &Arc<Mute>,
-    software: &Arc<ClientSoftware>,
+    session: &Arc<Session>,
 ) -> Outcome {
     let entered = Instant::now();
     if frame.len() < 8 {
@@ -310,10 +301,11 @@ pub(crate) async fn dispatch(
     };
     let ctx = RequestContext {
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
-        client_host: format!("/{}", peer.ip()),
-        mute: mute.clone(),
-        peer: Some(peer),
-        software: software.clone(),
+        client_host: session
+            .peer
+            .map(|peer| format!("/{}", peer.ip()))
+            .unwrap_or_default(),
+        session: session.clone(),
     };
     let api = format!("{key:?}");
     broker
@@ -356,8 +348,12 @@ pub(crate) async fn dispatch(
         match result {
             Ok(Some(frame)) if !exempt => {
                 let nanos = busy.load(Ordering::Relaxed);
-                let throttle =
-                    broker.record_quota(QuotaKind::Request, &ctx.client_id, nanos, &ctx.mute);
+                let throttle = broker.record_quota(
+                    QuotaKind::Request,
+                    &ctx.client_id,
+                    nanos,
+                    &ctx.session.mute,
+                );
                 Ok(Some(with_throttle(frame, key, version, throttle)))
             }
             other => other,
@@ -448,7 +444,7 @@ async fn route(
         ApiKey::ApiVersions => {
             let request: ApiVersionsRequest = decode(&mut buf, key, version)?;
             if version >= 3 {
-                *ctx.software.lock() = Some((
+                *ctx.session.software.lock() = Some((
                     request.client_software_name.to_string(),
                     request.client_software_version.to_string(),
                 ));
@@ -464,7 +460,7 @@ async fn route(
                 QuotaKind::Produce,
                 &ctx.client_id,
                 produce::request_bytes(&request),
-                &ctx.mute,
+                &ctx.session.mute,
             );
             let staged = produce::stage(broker, request, version).await;
             Box::pin(async move {

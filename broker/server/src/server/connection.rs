@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, Outcome, Pending};
 use crate::broker::Broker;
-use crate::quota::Mute;
 use crate::runtime::wait_shutdown;
+use crate::session::{Listener, Session};
 
 /// Smallest legal request: api key, version, correlation id, client id length.
 pub(crate) const MIN_REQUEST_BYTES: usize = 10;
@@ -303,6 +303,7 @@ pub(super) async fn accept_until(
         broker.config.queued_max_request_bytes,
         broker.metrics.queued_request_bytes.clone(),
     );
+    let listener = Arc::new(Listener::default());
     let limits = Arc::new(ConnectionLimits::new(
         broker.config.max_connections_per_ip,
         broker.config.max_connections,
@@ -326,9 +327,10 @@ pub(super) async fn accept_until(
                     let broker = broker.clone();
                     let done = done_tx.clone();
                     let pool = pool.clone();
+                    let listener = listener.clone();
                     tokio::spawn(async move {
                         broker.metrics.open_connections.inc();
-                        handle_connection(broker.clone(), socket, peer, pool).await;
+                        handle_connection(broker.clone(), socket, peer, listener, pool).await;
                         drop(slot);
                         broker.metrics.open_connections.dec();
                         drop(done);
@@ -348,6 +350,7 @@ async fn handle_connection(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,
+    listener: Arc<Listener>,
     pool: RequestPool,
 ) {
     let _ = socket.set_nodelay(true);
@@ -356,12 +359,11 @@ async fn handle_connection(
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
     let mut shutdown = broker.shutdown_signal();
     let max = broker.config.max_request_bytes as usize;
-    let mute = Arc::new(Mute::default());
-    let software = Arc::new(api::ClientSoftware::default());
+    let session = Arc::new(Session::new(peer, listener));
     tracing::debug!(%peer, "connection opened");
     loop {
         // A throttled client's next request is read only after its throttle time (KIP-219).
-        if let Some(until) = mute.take() {
+        if let Some(until) = session.mute.take() {
             tokio::select! {
                 _ = wait_shutdown(&mut shutdown) => break,
                 _ = tokio::time::sleep_until(until.into()) => {}
@@ -383,7 +385,7 @@ async fn handle_connection(
                 break;
             }
         };
-        match api::dispatch(&broker, frame, peer, &mute, &software).await {
+        match api::dispatch(&broker, frame, &session).await {
             Outcome::Reply(pending) => {
                 let queued = Queued {
                     pending,
@@ -560,6 +562,7 @@ mod tests {
 
     #[test]
     fn connection_limits_refuse_per_address_and_in_total_and_free_on_drop() {
+        let listener = Arc::new(Listener::default());
         let limits = Arc::new(ConnectionLimits::new(2, 3));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();

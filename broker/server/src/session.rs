@@ -1,0 +1,161 @@
+//! One client connection's state, shared by the requests it sends: where it
+//! came in (the listener and its security protocol), who it is (the principal
+//! authentication established), and what quotas and telemetry track about it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::quota::Mute;
+
+/// Kafka's security protocols (`listener.security.protocol.map` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) enum SecurityProtocol {
+    /// No encryption, no authentication.
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL authentication without encryption.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Kafka's name of the protocol.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// The protocol of a Kafka name (case-insensitive).
+    pub(crate) fn parse(name: &str) -> Option<SecurityProtocol> {
+        [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether a connection must authenticate with SASL before anything else.
+    pub(crate) fn is_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// A named listener (Kafka's `listeners` entry) as a connection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listener {
+    /// The listener name (`PLAINTEXT`, `INTERNAL`, ...).
+    pub name: String,
+    /// Its security protocol.
+    pub protocol: SecurityProtocol,
+}
+
+impl Default for Listener {
+    fn default() -> Listener {
+        Listener {
+            name: "PLAINTEXT".to_string(),
+            protocol: SecurityProtocol::Plaintext,
+        }
+    }
+}
+
+/// Who a connection is, as Kafka's `KafkaPrincipal` (`User:alice`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Principal {
+    /// The principal type (always `User` for SASL and TLS).
+    pub kind: String,
+    /// The user name (`ANONYMOUS` before or without authentication).
+    pub name: String,
+}
+
+impl Principal {
+    /// Kafka's principal of unauthenticated connections.
+    pub(crate) fn anonymous() -> Principal {
+        Principal::user("ANONYMOUS")
+    }
+
+    /// `User:<name>`.
+    pub(crate) fn user(name: &str) -> Principal {
+        Principal {
+            kind: "User".to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Default for Principal {
+    fn default() -> Principal {
+        Principal::anonymous()
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// What a connection's client said it is (ApiVersions v3+: software name and version).
+pub(crate) type ClientSoftware = Mutex<Option<(String, String)>>;
+
+/// The state of one client connection.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// The peer's address (`None` in unit tests that need no connection).
+    pub peer: Option<SocketAddr>,
+    /// The listener the connection came in on.
+    pub listener: Arc<Listener>,
+    /// Set when a quota throttles this client.
+    pub mute: Mute,
+    /// The client software name and version the connection gave in ApiVersions v3+.
+    pub software: ClientSoftware,
+    /// Who the connection is; `User:ANONYMOUS` until it authenticates.
+    pub principal: RwLock<Principal>,
+}
+
+impl Session {
+    /// A session for a connection from `peer` on `listener`.
+    pub(crate) fn new(peer: SocketAddr, listener: Arc<Listener>) -> Session {
+        Session {
+            peer: Some(peer),
+            listener,
+            ..Session::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_protocols_parse_from_their_kafka_names() {
+        for p in [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::SaslSsl,
+        ] {
+            assert_eq!(SecurityProtocol::parse(p.name()), Some(p));
+            assert_eq!(SecurityProtocol::parse(&p.name().to_lowercase()), Some(p));
+        }
+        assert_eq!(SecurityProtocol::parse("TLS"), None);
+        assert!(SecurityProtocol::SaslSsl.is_sasl() && !SecurityProtocol::Ssl.is_sasl());
+        assert_eq!(Principal::default().to_string(), "User:ANONYMOUS");
+    }
+}
