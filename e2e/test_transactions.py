@@ -6,9 +6,12 @@ coordinator aborting the transaction of a producer killed with SIGKILL once its 
 from __future__ import annotations
 
 import json
+import queue
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -173,10 +176,11 @@ def test_the_coordinator_aborts_the_open_transaction_of_a_killed_producer_after_
 
 
 TRANSFORMER = textwrap.dedent("""
-    import sys
-    from confluent_kafka import Consumer, Producer
+    import faulthandler, os, signal, sys
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
+    faulthandler.register(signal.SIGUSR1)  # the test dumps a stuck transformer's stacks to stderr
     bs = sys.argv[1]
-    import os  # E2E_RDKAFKA_DEBUG=eos,cgrp,broker turns on librdkafka's debug log when investigating
+    # E2E_RDKAFKA_DEBUG=eos,cgrp,broker turns on librdkafka's debug log when investigating.
     dbg = {"debug": os.environ["E2E_RDKAFKA_DEBUG"]} if os.environ.get("E2E_RDKAFKA_DEBUG") else {}
     c = Consumer({"bootstrap.servers": bs, "group.id": "ctp", "group.instance.id": "ctp-worker",
                   "session.timeout.ms": 6000, "isolation.level": "read_committed",
@@ -184,17 +188,87 @@ TRANSFORMER = textwrap.dedent("""
     p = Producer({"bootstrap.servers": bs, "transactional.id": "ctp-1", "linger.ms": 5, **dbg})
     p.init_transactions(60)
     c.subscribe(["ctp-in"])
+
+    def retrying(call):
+        # librdkafka's rule: an error that is retriable() may be retried as it is.
+        while True:
+            try:
+                return call()
+            except KafkaException as e:
+                if not e.args[0].retriable():
+                    raise
+                print("retrying:", e.args[0], file=sys.stderr, flush=True)
+
+    def rewind():
+        # After an abort the inputs of the aborted transaction are read again, from the
+        # group's committed offsets (what an exactly-once application must do).
+        for tp in c.committed(c.assignment(), 60):
+            tp.offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            c.seek(tp)
+
     while True:
         msgs = [m for m in c.consume(50, 0.5) if m.error() is None]
         if not msgs:
             continue
         p.begin_transaction()
-        for m in msgs:
-            p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"), partition=m.partition())
-        p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
-        p.commit_transaction(60)
+        try:
+            for m in msgs:
+                p.produce("ctp-out", value=m.value().replace(b"in-", b"out-"), partition=m.partition())
+            positions = c.position(c.assignment())
+            retrying(lambda: p.send_offsets_to_transaction(positions, c.consumer_group_metadata(), 60))
+            retrying(lambda: p.commit_transaction(60))
+        except KafkaException as e:
+            if not e.args[0].txn_requires_abort():
+                raise
+            print("aborting:", e.args[0], file=sys.stderr, flush=True)
+            retrying(lambda: p.abort_transaction(60))
+            rewind()
+            print("aborted", flush=True)
+            continue
         print("committed", len(msgs), flush=True)
 """)
+
+
+class Transformer:
+    """One run of TRANSFORMER in its own process; its commits are read from stdout by a thread
+    so that waiting for them has a deadline, and a failure reports the run's stderr."""
+
+    def __init__(self, bootstrap: str, stderr_path):
+        self.stderr_path = stderr_path
+        self.proc = subprocess.Popen([sys.executable, "-c", TRANSFORMER, bootstrap],
+                                     stdout=subprocess.PIPE, stderr=open(stderr_path, "wb"), text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("exited")
+
+    def commits(self, count: int, timeout: float = 120.0) -> None:
+        """Wait for `count` more committed transactions."""
+        end = time.monotonic() + timeout
+        seen = 0
+        while seen < count:
+            try:
+                line = self.lines.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                self.proc.send_signal(signal.SIGUSR1)  # its Python stacks, for the report
+                time.sleep(1)
+                self.fail(f"only {seen} of {count} commits within {timeout}s")
+            if line == "exited":
+                self.fail(f"exited with {self.proc.wait(30)} after {seen} of {count} commits")
+            seen += line.startswith("committed")
+
+    def fail(self, why: str) -> None:
+        tail = self.stderr_path.read_text(errors="replace")[-4000:]
+        pytest.fail(f"the transformer {why}; its stderr ends with:\n{tail}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
 
 
 def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactly_once(txn_broker, tmp_path):
@@ -207,25 +281,14 @@ def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactl
         inputs.produce("ctp-in", value=f"in-{i}".encode(), partition=i % 3)
     assert inputs.flush(60) == 0
 
-    def start(k: int) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", TRANSFORMER, bs], stdout=subprocess.PIPE,
-                                stderr=open(tmp_path / f"transformer-{k}.stderr", "wb"), text=True)
-
-    def committed_batches(proc: subprocess.Popen, count: int) -> None:
-        assert proc.stdout is not None
-        for _ in range(count):
-            line = proc.stdout.readline()
-            assert line.startswith("committed"), (line, (tmp_path / "transformer.stderr"))
-
     # Three runs killed with SIGKILL after a few commits each, then one that finishes.
     for k in range(3):
-        proc = start(k)
+        run = Transformer(bs, tmp_path / f"transformer-{k}.stderr")
         try:
-            committed_batches(proc, 3)
+            run.commits(3)
         finally:
-            proc.kill()
-            proc.wait(30)
-    final = start(3)
+            run.kill()
+    final = Transformer(bs, tmp_path / "transformer-3.stderr")
     try:
         def outputs() -> list[str]:
             return read_all(bs, "ctp-out", 3, "read_committed")
@@ -233,9 +296,71 @@ def test_consume_transform_produce_killed_with_sigkill_outputs_each_input_exactl
         out = outputs()
     finally:
         final.kill()
-        final.wait(30)
     assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
     assert sorted(out) == sorted(f"out-{i}" for i in range(n))
+
+
+def java_partition(key: str, partitions: int) -> int:
+    """Kafka's placement of a transactional id: abs(String.hashCode) % partitions."""
+    h = 0
+    for unit in key.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return 0 if h == -(1 << 31) else abs(h) % partitions
+
+
+def test_exactly_once_survives_kill9_of_the_coordinator_and_of_a_partition_leader(tmp_path):
+    """Three brokers, replication factor 3: the consume-transform-produce loop runs while the
+    transaction coordinator's broker, and then an output partition's leader, are killed with
+    SIGKILL and brought back; read_committed, the output holds every input exactly once.
+
+    Each killed broker is started again before the test waits for the next commits, as an
+    operator (or Kubernetes) brings a dead broker back: librdkafka sends a group's
+    TxnOffsetCommit to the group coordinator it has cached and waits for that broker to come
+    back rather than asking FindCoordinator again (rd_kafka_coord_req), so a broker that stays
+    down can hold send_offsets_to_transaction until its timeout, against Kafka as here."""
+    from cluster import Cluster
+    from test_cluster import CLUSTER_ARGS, create_replicated
+
+    c = Cluster(tmp_path / "cluster", 3, CLUSTER_ARGS + list(TXN_ARGS[:2]))
+    runs: list[Transformer] = []
+    try:
+        c.start()
+        n = 4000
+        create_replicated(c, "ctp-in", 3)
+        create_replicated(c, "ctp-out", 3)
+        inputs = Producer({"bootstrap.servers": c.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+        for i in range(n):
+            inputs.produce("ctp-in", value=f"in-{i}".encode(), partition=i % 3)
+        assert inputs.flush(60) == 0
+
+        def kill_and_restart(broker, topic: str, partition: int) -> None:
+            broker.kill9()
+            c.wait_leader(topic, partition, not_on=broker.node_id)
+            broker.start_again()
+
+        runs.append(Transformer(c.bootstrap, tmp_path / "transformer-0.stderr"))
+        runs[-1].commits(3)
+        # The coordinator of "ctp-1" is the leader of its __transaction_state partition.
+        txn_partition = java_partition("ctp-1", 4)
+        kill_and_restart(c.leader_of("__transaction_state", txn_partition), "__transaction_state", txn_partition)
+        runs[-1].commits(3)  # commits go on through the new coordinator
+        runs[-1].kill()
+        runs.append(Transformer(c.bootstrap, tmp_path / "transformer-1.stderr"))
+        runs[-1].commits(2)
+        kill_and_restart(c.leader_of("ctp-out", 0), "ctp-out", 0)
+        runs[-1].commits(3)
+
+        def outputs() -> list[str]:
+            return read_all(c.bootstrap, "ctp-out", 3, "read_committed", timeout=60)
+        wait_until(lambda: len(outputs()) >= n, 240, interval=1.0, what="every input transformed")
+        out = outputs()
+        assert len(out) == n, f"{len(out) - len(set(out))} duplicates"
+        assert sorted(out) == sorted(f"out-{i}" for i in range(n))
+    finally:
+        for run in runs:
+            run.kill()
+        c.stop()
 
 
 def read_all_kafka_python(bootstrap: str, topic: str, partitions: int, isolation: str,

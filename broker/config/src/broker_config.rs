@@ -346,6 +346,26 @@ declare_broker_config! {
         doc: "Imbalance percentage per broker that triggers a preferred-leader rebalance",
         help: "Per-broker imbalance percentage that triggers a rebalance",
         cluster: Settable, min: 0, max: 100;
+    /// SASL mechanisms that SASL listeners accept: SCRAM-SHA-256, SCRAM-SHA-512 and
+    /// PLAIN (PLAIN sends the password itself: enable it only on TLS listeners).
+    sasl_enabled_mechanisms: Vec<String> =
+        vec!["SCRAM-SHA-256".to_string(), "SCRAM-SHA-512".to_string()],
+        doc: "SASL mechanisms accepted (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)",
+        help: "Comma-separated SASL mechanisms accepted",
+        kafka: ["sasl.enabled.mechanisms"],
+        cluster: Settable;
+    /// A SCRAM user the broker creates (SCRAM-SHA-256 and -512) when the cluster has no
+    /// credential for that name, so that a new cluster can be administered; unset = none.
+    sasl_bootstrap_user: Option<String> = None,
+        doc: "SCRAM user created when absent, the first administrator (unset = none)",
+        help: "SCRAM user to create when absent (the first administrator)",
+        cluster: Reserved;
+    /// File holding the bootstrap user's password (one line; surrounding whitespace is
+    /// ignored), so the password is in neither the config nor the process list.
+    sasl_bootstrap_password_file: Option<String> = None,
+        doc: "File holding the bootstrap user's password",
+        help: "File holding the bootstrap user's password",
+        cluster: Reserved;
 }
 
 impl BrokerConfig {
@@ -492,6 +512,23 @@ impl BrokerConfig {
                     "expected host:port with a non-zero port",
                 );
             }
+        }
+        if let Some(m) = self.sasl_enabled_mechanisms.iter().find(|m| {
+            !matches!(m.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN")
+        }) {
+            return invalid(
+                "sasl_enabled_mechanisms",
+                &format!("{m:?} is not supported: expected SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN"),
+            );
+        }
+        if self.sasl_bootstrap_user.is_some() != self.sasl_bootstrap_password_file.is_some() {
+            return invalid(
+                "sasl_bootstrap_user",
+                "sasl_bootstrap_user and sasl_bootstrap_password_file go together",
+            );
+        }
+        if self.sasl_bootstrap_user.as_deref() == Some("") {
+            return invalid("sasl_bootstrap_user", "must not be empty");
         }
         if let Some(seed) = self.seeds.iter().find(|s| split_host_port(s).is_none()) {
             return invalid("seeds", &format!("{seed:?} is not host:port"));

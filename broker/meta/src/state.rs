@@ -10,7 +10,7 @@ use crate::election::{self, Revert};
 use crate::placement::{self, Candidate};
 use crate::types::{
     Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    QuotaEntity, QuotaValue, Rejection, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
 };
 
 /// Topic (or cluster-default broker) config that allows electing an
@@ -97,6 +97,11 @@ impl ClusterState {
                 set,
                 remove,
             } => self.alter_client_quotas(entity, set, remove),
+            Command::AlterScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => self.alter_scram_credential(user, *mechanism, credential.as_ref()),
             Command::AlterIsr {
                 topic,
                 partition,
@@ -430,6 +435,49 @@ impl ClusterState {
                 })
             })
             .collect()
+    }
+
+    fn alter_scram_credential(
+        &mut self,
+        user: &str,
+        mechanism: ScramMechanism,
+        credential: Option<&ScramCredential>,
+    ) -> Result<Applied, Rejection> {
+        if user.is_empty() {
+            return Err(Rejection::UnacceptableCredential(
+                "the user name is empty".into(),
+            ));
+        }
+        let Some(credential) = credential else {
+            let removed = self
+                .scram_credentials
+                .get_mut(user)
+                .and_then(|by_mechanism| by_mechanism.remove(&mechanism));
+            if removed.is_none() {
+                return Err(Rejection::NotFound(format!(
+                    "user '{user}' has no {} credential",
+                    mechanism.sasl_name()
+                )));
+            }
+            if self.scram_credentials.get(user).is_some_and(BTreeMap::is_empty) {
+                self.scram_credentials.remove(user);
+            }
+            return Ok(Applied::Done);
+        };
+        if !ScramMechanism::ITERATIONS.contains(&credential.iterations) {
+            return Err(Rejection::UnacceptableCredential(format!(
+                "{} iterations is outside {}..={}",
+                credential.iterations,
+                ScramMechanism::ITERATIONS.start(),
+                ScramMechanism::ITERATIONS.end()
+            )));
+        }
+        let stored = self.scram_credentials.entry(user.to_string()).or_default();
+        if stored.get(&mechanism) == Some(credential) {
+            return Ok(Applied::NoChange);
+        }
+        stored.insert(mechanism, credential.clone());
+        Ok(Applied::Done)
     }
 
     fn alter_client_quotas(

@@ -1697,3 +1697,74 @@ fn client_metrics_subscriptions_are_replaced_and_removed() {
         Rejection::Invalid("a client metrics subscription needs a name".into()),
     );
 }
+
+#[test]
+fn scram_credentials_are_set_replaced_deleted_and_validated() {
+    use crate::types::{ScramCredential, ScramMechanism};
+    let credential = |iterations: u32, key: u8| ScramCredential {
+        salt: vec![1, 2, 3],
+        iterations,
+        stored_key: vec![key; 32],
+        server_key: vec![key + 1; 32],
+    };
+    let set = |user: &str, m: ScramMechanism, c: Option<ScramCredential>| {
+        Command::AlterScramCredential {
+            user: user.into(),
+            mechanism: m,
+            credential: c,
+        }
+    };
+    let mut state = ClusterState::default();
+    let first = credential(4096, 7);
+    assert_eq!(
+        ok(&mut state, set("alice", ScramMechanism::Sha256, Some(first.clone()))),
+        Applied::Done
+    );
+    assert_eq!(
+        ok(&mut state, set("alice", ScramMechanism::Sha256, Some(first))),
+        Applied::NoChange
+    );
+    ok(
+        &mut state,
+        set("alice", ScramMechanism::Sha512, Some(credential(8192, 9))),
+    );
+    // A new password replaces the old credential of that mechanism only.
+    ok(
+        &mut state,
+        set("alice", ScramMechanism::Sha256, Some(credential(4096, 11))),
+    );
+    assert_eq!(state.scram_credentials["alice"].len(), 2);
+    assert_eq!(
+        state.scram_credentials["alice"][&ScramMechanism::Sha256].stored_key,
+        vec![11; 32]
+    );
+
+    // Refused, nothing changed.
+    let before = state.scram_credentials.clone();
+    for (command, expected) in [
+        (
+            set("alice", ScramMechanism::Sha256, Some(credential(4095, 1))),
+            Rejection::UnacceptableCredential("4095 iterations is outside 4096..=16384".into()),
+        ),
+        (
+            set("alice", ScramMechanism::Sha256, Some(credential(16385, 1))),
+            Rejection::UnacceptableCredential("16385 iterations is outside 4096..=16384".into()),
+        ),
+        (
+            set("", ScramMechanism::Sha256, Some(credential(4096, 1))),
+            Rejection::UnacceptableCredential("the user name is empty".into()),
+        ),
+        (
+            set("bob", ScramMechanism::Sha512, None),
+            Rejection::NotFound("user 'bob' has no SCRAM-SHA-512 credential".into()),
+        ),
+    ] {
+        assert_eq!(run(&mut state, command), Err(expected));
+    }
+    assert_eq!(state.scram_credentials, before);
+
+    // Deleting the last credential forgets the user.
+    ok(&mut state, set("alice", ScramMechanism::Sha256, None));
+    ok(&mut state, set("alice", ScramMechanism::Sha512, None));
+    assert!(state.scram_credentials.is_empty());
+}

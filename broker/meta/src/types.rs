@@ -98,6 +98,68 @@ pub struct ClusterState {
     /// `interval.ms`, `match`), validated by the broker before proposing.
     #[serde(default)]
     pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
+    /// SASL/SCRAM credentials by user name and mechanism
+    /// ([`Command::AlterScramCredential`]): salted and hashed, never a password.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+}
+
+/// A SCRAM mechanism: RFC 5802 over SHA-256 or SHA-512 (RFC 7677).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ScramMechanism {
+    /// SCRAM-SHA-256 (Kafka's mechanism type 1).
+    Sha256,
+    /// SCRAM-SHA-512 (Kafka's mechanism type 2).
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// Both mechanisms.
+    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
+
+    /// The SASL mechanism name (`SCRAM-SHA-256`).
+    pub fn sasl_name(self) -> &'static str {
+        match self {
+            ScramMechanism::Sha256 => "SCRAM-SHA-256",
+            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// Kafka's mechanism type in AlterUserScramCredentials and DescribeUserScramCredentials.
+    pub fn kafka_type(self) -> i8 {
+        match self {
+            ScramMechanism::Sha256 => 1,
+            ScramMechanism::Sha512 => 2,
+        }
+    }
+
+    /// The mechanism of a Kafka mechanism type.
+    pub fn from_kafka_type(t: i8) -> Option<ScramMechanism> {
+        Self::ALL.into_iter().find(|m| m.kafka_type() == t)
+    }
+
+    /// The mechanism of a SASL mechanism name.
+    pub fn from_sasl_name(name: &str) -> Option<ScramMechanism> {
+        Self::ALL.into_iter().find(|m| m.sasl_name() == name)
+    }
+
+    /// The smallest and largest iteration counts accepted (Kafka's bounds).
+    pub const ITERATIONS: std::ops::RangeInclusive<u32> = 4096..=16384;
+}
+
+/// What a SCRAM server stores for one user and mechanism (RFC 5802 section 3):
+/// the salt and iteration count the client needs, and the two keys derived from
+/// the salted password. The password itself is never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    /// Random salt.
+    pub salt: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// `H(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: Vec<u8>,
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: Vec<u8>,
 }
 
 /// How CreateTopics places replicas.
@@ -257,6 +319,18 @@ pub enum Command {
         /// Quota keys to remove.
         remove: Vec<String>,
     },
+    /// Sets (`Some`) or deletes (`None`) one user's SCRAM credential for one mechanism
+    /// (AlterUserScramCredentials). An empty user name or an iteration count outside
+    /// [`ScramMechanism::ITERATIONS`] is refused; deleting a credential that does not
+    /// exist is [`Rejection::NotFound`].
+    AlterScramCredential {
+        /// User name.
+        user: String,
+        /// Mechanism.
+        mechanism: ScramMechanism,
+        /// The new credential, or `None` to delete it.
+        credential: Option<ScramCredential>,
+    },
 }
 
 /// The quota keys Kafka defines (KIP-13, KIP-124, KIP-599).
@@ -343,6 +417,12 @@ pub enum Rejection {
     /// NO_REASSIGNMENT_IN_PROGRESS (85).
     #[error("no reassignment in progress for {0}")]
     NoReassignment(String),
+    /// RESOURCE_NOT_FOUND (91): deleting something that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// UNACCEPTABLE_CREDENTIAL (93): a credential outside the accepted bounds.
+    #[error("{0}")]
+    UnacceptableCredential(String),
     /// INVALID_REQUEST (42): anything else malformed.
     #[error("{0}")]
     Invalid(String),

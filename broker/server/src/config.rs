@@ -32,9 +32,16 @@ mod tests {
                 })
                 .unwrap_or_else(|| panic!("example config does not mention {key}"));
             if let Some(default) = defaults.value_of(key) {
-                let shown = line.split_once('=').unwrap().1.trim().trim_matches('"');
-                // An empty list is written `[]`; value_of joins items with commas.
-                let shown = if shown == "[]" { "" } else { shown };
+                let shown = line.split_once('=').unwrap().1.trim();
+                // A list is written as a TOML array; value_of joins its items with commas.
+                let shown = match shown.parse::<toml::Value>() {
+                    Ok(toml::Value::Array(items)) if shown.starts_with('[') => items
+                        .iter()
+                        .map(|v| v.as_str().unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    _ => shown.trim_matches('"').to_string(),
+                };
                 assert_eq!(shown, default, "example shows a wrong default for {key}");
             }
         }

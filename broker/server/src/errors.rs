@@ -186,6 +186,8 @@ pub(crate) fn rejection_code(rejection: &Rejection) -> ResponseError {
         Rejection::NotLeader(_) => ResponseError::NotLeaderOrFollower,
         Rejection::NoEligibleLeader(_) => ResponseError::EligibleLeadersNotAvailable,
         Rejection::NoReassignment(_) => ResponseError::NoReassignmentInProgress,
+        Rejection::NotFound(_) => ResponseError::ResourceNotFound,
+        Rejection::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
         Rejection::Invalid(_) => ResponseError::InvalidRequest,
     }
 }
@@ -343,6 +345,11 @@ mod tests {
             (
                 MetaError::Rejected(Rejection::NoReassignment("x".into())),
                 85,
+            ),
+            (MetaError::Rejected(Rejection::NotFound("x".into())), 91),
+            (
+                MetaError::Rejected(Rejection::UnacceptableCredential("x".into())),
+                93,
             ),
             (MetaError::Rejected(Rejection::Invalid("x".into())), 42),
             (MetaError::NoController("x".into()), 41),

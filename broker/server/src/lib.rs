@@ -26,6 +26,7 @@
 
 mod admin_http;
 mod api;
+mod auth;
 mod broker;
 mod config;
 mod data_dir_lock;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Connections closed at accept, per reason (`per_ip`, `total`).
     pub connections_refused: IntCounterVec,
+    /// SASL authentications per outcome (`success`, `failure`).
+    pub sasl_authentications: IntCounterVec,
     /// Bytes of the request memory pool (`queued_max_request_bytes`) in use:
     /// requests being read (as much as has arrived) or not yet answered.
     pub queued_request_bytes: IntGauge,
@@ -136,6 +138,14 @@ impl Metrics {
         );
         for reason in ["per_ip", "total"] {
             connections_refused.with_label_values(&[reason]);
+        }
+        let sasl_authentications = counter(
+            "runnel_sasl_authentications_total",
+            "SASL authentications of client connections, per outcome (success, failure)",
+            &["outcome"],
+        );
+        for outcome in ["success", "failure"] {
+            sasl_authentications.with_label_values(&[outcome]);
         }
         let queued_request_bytes = must(IntGauge::new(
             "runnel_queued_request_bytes",
@@ -264,6 +274,7 @@ impl Metrics {
             log_size_bytes,
             open_connections,
             connections_refused,
+            sasl_authentications,
             queued_request_bytes,
             group_members,
             group_committed_offset,

@@ -6,7 +6,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::{Mutex, RwLock};
+
+use crate::auth::SaslState;
 
 use crate::quota::Mute;
 
@@ -126,6 +130,11 @@ pub(crate) struct Session {
     pub software: ClientSoftware,
     /// Who the connection is; `User:ANONYMOUS` until it authenticates.
     pub principal: RwLock<Principal>,
+    /// The SASL exchange, on a SASL listener.
+    pub sasl: Mutex<SaslState>,
+    /// Set when the connection is to be closed once the response being queued
+    /// is written (a failed authentication, an unsupported SASL mechanism).
+    pub close_after_reply: AtomicBool,
 }
 
 impl Session {
@@ -136,6 +145,27 @@ impl Session {
             listener,
             ..Session::default()
         }
+    }
+
+    /// Whether requests other than ApiVersions, SaslHandshake and SaslAuthenticate
+    /// must wait: a SASL listener's connection that has not authenticated yet.
+    pub(crate) fn needs_authentication(&self) -> bool {
+        self.listener.protocol.is_sasl() && !self.sasl.lock().is_done()
+    }
+
+    /// Whether the next frame is a raw SASL token (after a v0 SaslHandshake).
+    pub(crate) fn expects_raw_token(&self) -> bool {
+        self.listener.protocol.is_sasl() && self.sasl.lock().expects_raw_token()
+    }
+
+    /// Asks the connection to close once the response being queued is written.
+    pub(crate) fn close_after_reply(&self) {
+        self.close_after_reply.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Session::close_after_reply`] was asked for.
+    pub(crate) fn closing(&self) -> bool {
+        self.close_after_reply.load(Ordering::Relaxed)
     }
 }
 

@@ -45,8 +45,11 @@ pub(crate) mod offset_fetch;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod push_telemetry;
+pub(crate) mod sasl_authenticate;
+pub(crate) mod sasl_handshake;
 pub(crate) mod sync_group;
 pub(crate) mod txn_offset_commit;
+pub(crate) mod user_scram_credentials;
 pub(crate) mod write_txn_markers;
 
 use std::future::Future;
@@ -191,6 +194,16 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
         ),
+        (ApiKey::SaslHandshake, range::<SaslHandshakeRequest>()),
+        (ApiKey::SaslAuthenticate, range::<SaslAuthenticateRequest>()),
+        (
+            ApiKey::DescribeUserScramCredentials,
+            range::<DescribeUserScramCredentialsRequest>(),
+        ),
+        (
+            ApiKey::AlterUserScramCredentials,
+            range::<AlterUserScramCredentialsRequest>(),
+        ),
     ];
     for (key, r) in apis.iter_mut() {
         *r = r.intersect(&key.valid_versions());
@@ -252,6 +265,13 @@ pub(crate) async fn dispatch(
     session: &Arc<Session>,
 ) -> Outcome {
     let entered = Instant::now();
+    if session.expects_raw_token() {
+        // After a v0 SaslHandshake the next frames are SASL tokens, not requests.
+        return match sasl_authenticate::raw_token(broker, session, frame).await {
+            Ok(answer) => Outcome::Reply(ready(Ok(answer))),
+            Err(reason) => Outcome::Close(reason),
+        };
+    }
     if frame.len() < 8 {
         return Outcome::Close(format!(
             "request of {} bytes is shorter than a header",
@@ -291,6 +311,17 @@ pub(crate) async fn dispatch(
     // it cannot parse, and so do we.
     if let Err(e) = runnel_wire::check_request(&frame) {
         return Outcome::Close(format!("malformed request: {e}"));
+    }
+    if session.needs_authentication()
+        && !matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        return Outcome::Close(format!(
+            "{key:?} request before SASL authentication on listener {}",
+            session.listener.name
+        ));
     }
     let mut buf = frame;
     let header = match RequestHeader::decode(&mut buf, key.request_header_version(version)) {
@@ -573,6 +604,27 @@ async fn route(
             inline!(DescribeClientQuotasRequest, client_quotas::describe)
         }
         ApiKey::AlterClientQuotas => inline!(AlterClientQuotasRequest, client_quotas::alter),
+        ApiKey::SaslHandshake => {
+            exempt = true;
+            let request: SaslHandshakeRequest = decode(&mut buf, key, version)?;
+            let response = sasl_handshake::handle(broker, &ctx.session, request, version);
+            ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::SaslAuthenticate => {
+            exempt = true;
+            let request: SaslAuthenticateRequest = decode(&mut buf, key, version)?;
+            let response =
+                sasl_authenticate::handle(broker, &ctx.session, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::DescribeUserScramCredentials => inline!(
+            DescribeUserScramCredentialsRequest,
+            user_scram_credentials::describe
+        ),
+        ApiKey::AlterUserScramCredentials => inline!(
+            AlterUserScramCredentialsRequest,
+            user_scram_credentials::alter
+        ),
         ApiKey::DescribeTopicPartitions => inline!(
             DescribeTopicPartitionsRequest,
             describe_topic_partitions::handle
@@ -757,7 +809,11 @@ mod tests {
         check::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
         check::<ListTransactionsRequest>(ApiKey::ListTransactions);
         check::<TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit);
-        assert_eq!(supported_apis().len(), 47, "a new API needs a line above");
+        check::<SaslHandshakeRequest>(ApiKey::SaslHandshake);
+        check::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
+        check::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
+        check::<AlterUserScramCredentialsRequest>(ApiKey::AlterUserScramCredentials);
+        assert_eq!(supported_apis().len(), 51, "a new API needs a line above");
     }
 
     #[test]

@@ -144,8 +144,19 @@ enum FrameError {
 ///
 /// Once the body has begun, every read and every wait for memory must end
 /// within `stall` (see [`MID_FRAME_STALL`]).
+/// The smallest frame the connection may send next: a request, or a raw SASL
+/// token (after a v0 SaslHandshake), which may be shorter than any request.
+fn min_frame(session: &Session) -> usize {
+    if session.expects_raw_token() {
+        1
+    } else {
+        MIN_REQUEST_BYTES
+    }
+}
+
 async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
+    min: usize,
     max: usize,
     pool: &RequestPool,
     stall: Duration,
@@ -157,9 +168,9 @@ async fn read_frame<R: AsyncRead + Unpin>(
         Err(e) => return Err(FrameError::Io(e)),
     }
     let size = i32::from_be_bytes(size);
-    if size < MIN_REQUEST_BYTES as i32 {
+    if size < min as i32 {
         return Err(FrameError::Refused(format!(
-            "frame size {size} is below the minimum of {MIN_REQUEST_BYTES}"
+            "frame size {size} is below the minimum of {min}"
         )));
     }
     let size = size as usize;
@@ -371,7 +382,7 @@ async fn handle_connection(
         }
         let frame = tokio::select! {
             _ = wait_shutdown(&mut shutdown) => break,
-            frame = read_frame(&mut reader, max, &pool, MID_FRAME_STALL) => frame,
+            frame = read_frame(&mut reader, min_frame(&session), max, &pool, MID_FRAME_STALL) => frame,
         };
         let (frame, memory) = match frame {
             Ok(frame) => frame,
@@ -393,6 +404,10 @@ async fn handle_connection(
                 };
                 if tx.send(queued).await.is_err() {
                     break; // the writer failed; the socket is gone
+                }
+                if session.closing() {
+                    tracing::debug!(%peer, "closing connection after its answer");
+                    break;
                 }
             }
             Outcome::Close(reason) => {
@@ -474,7 +489,7 @@ mod tests {
         let reader = {
             let pool = pool.clone();
             tokio::spawn(async move {
-                read_frame(&mut server, max, &pool, MID_FRAME_STALL)
+                read_frame(&mut server, MIN_REQUEST_BYTES, max, &pool, MID_FRAME_STALL)
                     .await
                     .map(|_| ())
             })
@@ -500,7 +515,7 @@ mod tests {
         let pool = pool(1 << 20);
         let size = 3 * FIRST_CHUNK + 17;
         let bytes = frame(size);
-        let (frame, held) = read_frame(&mut &bytes[..], 1 << 20, &pool, MID_FRAME_STALL)
+        let (frame, held) = read_frame(&mut &bytes[..], MIN_REQUEST_BYTES, 1 << 20, &pool, MID_FRAME_STALL)
             .await
             .unwrap();
         assert_eq!(frame.len(), size);
@@ -515,7 +530,7 @@ mod tests {
         let pool = pool(1 << 20);
         for size in [i32::MAX, 1 << 20 | 1, 3, -1] {
             let mut bytes = &size.to_be_bytes()[..];
-            let result = read_frame(&mut bytes, 1 << 20, &pool, MID_FRAME_STALL).await;
+            let result = read_frame(&mut bytes, MIN_REQUEST_BYTES, 1 << 20, &pool, MID_FRAME_STALL).await;
             assert!(matches!(result, Err(FrameError::Refused(_))), "{size}");
         }
         assert_eq!(pool.in_use.get(), 0);
@@ -526,10 +541,10 @@ mod tests {
         let pool = pool(100);
         let bytes = [frame(60), frame(60)].concat();
         let mut input = &bytes[..];
-        let (_, first) = read_frame(&mut input, 100, &pool, MID_FRAME_STALL)
+        let (_, first) = read_frame(&mut input, MIN_REQUEST_BYTES, 100, &pool, MID_FRAME_STALL)
             .await
             .unwrap();
-        let mut second = Box::pin(read_frame(&mut input, 100, &pool, MID_FRAME_STALL));
+        let mut second = Box::pin(read_frame(&mut input, MIN_REQUEST_BYTES, 100, &pool, MID_FRAME_STALL));
         // Polled once: it has its header but no memory for the body.
         tokio::select! {
             biased;
@@ -550,13 +565,13 @@ mod tests {
         client.write_all(&1000i32.to_be_bytes()).await.unwrap();
         client.write_all(&[1u8; 10]).await.unwrap();
         let started = tokio::time::Instant::now();
-        let result = read_frame(&mut server, 1 << 20, &pool, stall).await;
+        let result = read_frame(&mut server, MIN_REQUEST_BYTES, 1 << 20, &pool, stall).await;
         assert!(matches!(result, Err(FrameError::Refused(_))));
         assert!(started.elapsed() >= stall);
         assert_eq!(pool.in_use.get(), 0);
         // A connection idle between requests is not affected.
         let idle =
-            tokio::time::timeout(3 * stall, read_frame(&mut server, 1 << 20, &pool, stall)).await;
+            tokio::time::timeout(3 * stall, read_frame(&mut server, MIN_REQUEST_BYTES, 1 << 20, &pool, stall)).await;
         assert!(idle.is_err(), "waiting for a header has no deadline");
     }
 

@@ -128,6 +128,46 @@ async fn init_cluster_id(
     Ok(cluster_id)
 }
 
+/// Creates the SCRAM user `sasl_bootstrap_user` (both mechanisms) with the
+/// password in `sasl_bootstrap_password_file` when the cluster has no
+/// credential for that name; an existing user is left as it is, so a password
+/// changed later through AlterUserScramCredentials stays changed.
+async fn create_bootstrap_user(config: &BrokerConfig, meta: &MetaNode) -> Result<(), Error> {
+    let (Some(user), Some(file)) = (
+        &config.sasl_bootstrap_user,
+        &config.sasl_bootstrap_password_file,
+    ) else {
+        return Ok(());
+    };
+    if meta.state().borrow().scram_credentials.contains_key(user) {
+        return Ok(());
+    }
+    let invalid = |message: String| {
+        Error::Config(crate::config::ConfigError::Invalid {
+            key: "sasl_bootstrap_password_file".into(),
+            message,
+        })
+    };
+    let password = std::fs::read_to_string(file)
+        .map_err(|e| invalid(format!("cannot read {file}: {e}")))?;
+    let password = password.trim();
+    if password.is_empty() {
+        return Err(invalid(format!("{file} is empty")));
+    }
+    for mechanism in runnel_meta::ScramMechanism::ALL {
+        let credential = crate::auth::scram::new_credential(mechanism, password.as_bytes(), 4096)
+            .map_err(|_| invalid("no random bytes for a SCRAM salt".into()))?;
+        meta.propose(Command::AlterScramCredential {
+            user: user.clone(),
+            mechanism,
+            credential: Some(credential),
+        })
+        .await?;
+    }
+    tracing::info!(%user, "created the SASL bootstrap user");
+    Ok(())
+}
+
 /// A bound broker, ready to serve.
 pub struct Server {
     broker: Arc<Broker>,
@@ -184,6 +224,7 @@ impl Server {
             "waiting for the metadata quorum");
         meta.wait_ready().await?;
         let cluster_id = init_cluster_id(&config, stored.as_ref(), &meta).await?;
+        create_bootstrap_user(&config, &meta).await?;
         let kafka = TcpListener::bind(&config.listen)
             .await
             .map_err(|source| Error::Bind {

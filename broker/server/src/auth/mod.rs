@@ -1,0 +1,325 @@
+//! SASL authentication of a connection (Kafka's SaslServerAuthenticator):
+//! SaslHandshake picks a mechanism, then SaslAuthenticate requests (or, after a
+//! v0 handshake, raw SASL tokens in plain size-prefixed frames) carry the
+//! exchange. PLAIN checks the password against the user's SCRAM credential;
+//! SCRAM-SHA-256/512 run RFC 5802. A connection on a SASL listener may send
+//! nothing but ApiVersions and these two before it has authenticated. The
+//! state machine is pure; the handlers in `api/` feed it.
+
+pub(crate) mod scram;
+
+use std::collections::BTreeMap;
+
+use runnel_meta::{ScramCredential, ScramMechanism};
+
+use self::scram::{ScramError, ScramExchange};
+
+/// The key that makes the salt this broker shows for an unknown SCRAM user:
+/// random per process, stable while it runs, so that asking twice does not
+/// tell an unknown user from a known one.
+pub(crate) fn fake_salt_key() -> &'static [u8] {
+    static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use ring::rand::SecureRandom;
+        let mut key = vec![0u8; 32];
+        // Without randomness the key stays zero: unknown users' salts become
+        // predictable, which reveals only whether a user exists.
+        let _ = ring::rand::SystemRandom::new().fill(&mut key);
+        key
+    })
+}
+
+/// A SASL mechanism this broker implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mechanism {
+    /// RFC 4616, the password checked against a SCRAM credential.
+    Plain,
+    /// RFC 5802 / 7677.
+    Scram(ScramMechanism),
+}
+
+impl Mechanism {
+    /// The mechanism of a SASL name.
+    pub(crate) fn parse(name: &str) -> Option<Mechanism> {
+        if name == "PLAIN" {
+            return Some(Mechanism::Plain);
+        }
+        ScramMechanism::from_sasl_name(name).map(Mechanism::Scram)
+    }
+}
+
+/// Where a connection is in its SASL exchange.
+#[derive(Debug, Default)]
+pub(crate) enum SaslState {
+    /// Waiting for SaslHandshake.
+    #[default]
+    Start,
+    /// A mechanism is chosen; waiting for its first message. `raw`: the
+    /// handshake was v0, so the tokens come as raw frames, not SaslAuthenticate.
+    Chosen { mechanism: Mechanism, raw: bool },
+    /// A SCRAM exchange waits for the client's final message.
+    ScramFinal { exchange: Box<ScramExchange>, raw: bool },
+    /// Authenticated as this user.
+    Done(String),
+    /// Failed: the connection is closed after the answer.
+    Failed,
+}
+
+impl SaslState {
+    /// Whether the next frame is a raw SASL token (after a v0 handshake).
+    pub(crate) fn expects_raw_token(&self) -> bool {
+        matches!(
+            self,
+            SaslState::Chosen { raw: true, .. } | SaslState::ScramFinal { raw: true, .. }
+        )
+    }
+
+    /// Whether the connection has authenticated.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, SaslState::Done(_))
+    }
+}
+
+/// Why SASL refused a request or a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum SaslError {
+    /// UNSUPPORTED_SASL_MECHANISM (33).
+    #[error("SASL mechanism '{0}' is not enabled")]
+    Unsupported(String),
+    /// ILLEGAL_SASL_STATE (34).
+    #[error("{0}")]
+    IllegalState(String),
+    /// SASL_AUTHENTICATION_FAILED (58); the detail goes to the broker's log only.
+    #[error("Authentication failed during authentication due to invalid credentials with SASL mechanism {mechanism}")]
+    Failed {
+        /// The mechanism.
+        mechanism: &'static str,
+        /// Why, for the log.
+        detail: String,
+    },
+}
+
+/// The credentials a token is checked against: the cluster's SCRAM store.
+pub(crate) trait Credentials {
+    /// `user`'s credential for `mechanism`.
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
+}
+
+impl Credentials for BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
+        self.get(user).and_then(|m| m.get(&mechanism)).cloned()
+    }
+}
+
+impl SaslState {
+    /// SaslHandshake: choose `name` if it is one of `enabled`. `raw` for a v0 handshake.
+    pub(crate) fn handshake(
+        &mut self,
+        name: &str,
+        enabled: &[String],
+        raw: bool,
+    ) -> Result<(), SaslError> {
+        if !matches!(self, SaslState::Start) {
+            return Err(SaslError::IllegalState(
+                "SaslHandshake is only valid once, before authentication".into(),
+            ));
+        }
+        let mechanism = Mechanism::parse(name)
+            .filter(|_| enabled.iter().any(|e| e == name))
+            .ok_or_else(|| SaslError::Unsupported(name.to_string()))?;
+        *self = SaslState::Chosen { mechanism, raw };
+        Ok(())
+    }
+
+    /// One token of the exchange (SaslAuthenticate's bytes, or a raw frame):
+    /// the answer to send back. On failure the state becomes [`SaslState::Failed`].
+    pub(crate) fn authenticate(
+        &mut self,
+        token: &[u8],
+        credentials: &impl Credentials,
+        fake_salt_key: &[u8],
+    ) -> Result<Vec<u8>, SaslError> {
+        let state = std::mem::replace(self, SaslState::Failed);
+        let (answer, next) = match state {
+            SaslState::Chosen {
+                mechanism: Mechanism::Plain,
+                ..
+            } => {
+                let user = check_plain(token, credentials)?;
+                (Vec::new(), SaslState::Done(user))
+            }
+            SaslState::Chosen {
+                mechanism: Mechanism::Scram(m),
+                raw,
+            } => {
+                let (exchange, server_first) = ScramExchange::start(
+                    m,
+                    token,
+                    |user| credentials.scram(user, m),
+                    fake_salt_key,
+                )
+                .map_err(|e| scram_failure(m, e))?;
+                let exchange = Box::new(exchange);
+                (server_first, SaslState::ScramFinal { exchange, raw })
+            }
+            SaslState::ScramFinal { exchange, .. } => {
+                let m = exchange.mechanism();
+                let user = exchange.user().to_string();
+                let server_final = exchange.finish(token).map_err(|e| scram_failure(m, e))?;
+                (server_final, SaslState::Done(user))
+            }
+            SaslState::Start => {
+                return Err(SaslError::IllegalState(
+                    "SaslAuthenticate before SaslHandshake".into(),
+                ))
+            }
+            SaslState::Done(user) => {
+                *self = SaslState::Done(user);
+                return Err(SaslError::IllegalState(
+                    "the connection is already authenticated (re-authentication is not supported)"
+                        .into(),
+                ));
+            }
+            SaslState::Failed => {
+                return Err(SaslError::IllegalState(
+                    "authentication already failed".into(),
+                ))
+            }
+        };
+        *self = next;
+        Ok(answer)
+    }
+}
+
+fn scram_failure(m: ScramMechanism, e: ScramError) -> SaslError {
+    SaslError::Failed {
+        mechanism: m.sasl_name(),
+        detail: e.to_string(),
+    }
+}
+
+/// PLAIN (RFC 4616): `authzid NUL authcid NUL password`; the authorization id
+/// must be empty or the user itself. The password must match one of the
+/// user's SCRAM credentials.
+fn check_plain(token: &[u8], credentials: &impl Credentials) -> Result<String, SaslError> {
+    let failed = |detail: &str| SaslError::Failed {
+        mechanism: "PLAIN",
+        detail: detail.to_string(),
+    };
+    let mut parts = token.split(|b| *b == 0);
+    let (Some(authzid), Some(user), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(failed("malformed PLAIN message"));
+    };
+    let user = std::str::from_utf8(user).map_err(|_| failed("user name is not UTF-8"))?;
+    if user.is_empty() || (!authzid.is_empty() && authzid != user.as_bytes()) {
+        return Err(failed("empty user name or an authorization id of another user"));
+    }
+    let matched = ScramMechanism::ALL.into_iter().any(|m| {
+        credentials
+            .scram(user, m)
+            .is_some_and(|c| scram::password_matches(m, &c, password))
+    });
+    if !matched {
+        return Err(failed(&format!("wrong password or unknown user '{user}'")));
+    }
+    Ok(user.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(user: &str, password: &str) -> BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        let by_mechanism = ScramMechanism::ALL
+            .into_iter()
+            .map(|m| {
+                let c = scram::new_credential(m, password.as_bytes(), 4096).expect("random");
+                (m, c)
+            })
+            .collect();
+        BTreeMap::from([(user.to_string(), by_mechanism)])
+    }
+
+    fn enabled(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_authenticates_with_the_scram_password_and_nothing_else() {
+        let creds = store("alice", "pw");
+        let mut s = SaslState::default();
+        s.handshake("PLAIN", &enabled(&["PLAIN"]), false).expect("enabled");
+        assert_eq!(s.authenticate(b"\0alice\0pw", &creds, b"k"), Ok(Vec::new()));
+        assert!(matches!(&s, SaslState::Done(u) if u == "alice"));
+        // Authenticating again is refused, and the connection stays authenticated.
+        assert!(matches!(
+            s.authenticate(b"\0alice\0pw", &creds, b"k"),
+            Err(SaslError::IllegalState(_))
+        ));
+        assert!(s.is_done());
+
+        for bad in [
+            &b"\0alice\0wrong"[..],
+            b"\0bob\0pw",
+            b"mallory\0alice\0pw",
+            b"\0alice",
+            b"\0\0pw",
+            b"\0alice\0pw\0extra",
+        ] {
+            let mut s = SaslState::default();
+            s.handshake("PLAIN", &enabled(&["PLAIN"]), false).expect("enabled");
+            let err = s.authenticate(bad, &creds, b"k").expect_err("refused");
+            assert!(matches!(err, SaslError::Failed { mechanism: "PLAIN", .. }), "{err:?}");
+            assert!(matches!(s, SaslState::Failed));
+        }
+    }
+
+    #[test]
+    fn a_mechanism_must_be_enabled_and_chosen_once_before_any_token() {
+        let mut s = SaslState::default();
+        assert_eq!(
+            s.handshake("PLAIN", &enabled(&["SCRAM-SHA-256"]), false),
+            Err(SaslError::Unsupported("PLAIN".into()))
+        );
+        assert_eq!(
+            s.handshake("GSSAPI", &enabled(&["GSSAPI"]), false),
+            Err(SaslError::Unsupported("GSSAPI".into()))
+        );
+        assert!(matches!(
+            s.authenticate(b"x", &store("a", "b"), b"k"),
+            Err(SaslError::IllegalState(_))
+        ));
+        let mut s = SaslState::default();
+        s.handshake("SCRAM-SHA-512", &enabled(&["SCRAM-SHA-512"]), true)
+            .expect("enabled");
+        assert!(s.expects_raw_token());
+        assert!(matches!(
+            s.handshake("SCRAM-SHA-512", &enabled(&["SCRAM-SHA-512"]), true),
+            Err(SaslError::IllegalState(_))
+        ));
+    }
+
+    #[test]
+    fn scram_goes_through_first_and_final_messages() {
+        let creds = store("alice", "pw");
+        let mut s = SaslState::default();
+        s.handshake("SCRAM-SHA-256", &enabled(&["SCRAM-SHA-256"]), false)
+            .expect("enabled");
+        let server_first = s
+            .authenticate(b"n,,n=alice,r=nonce", &creds, b"k")
+            .expect("first");
+        assert!(server_first.starts_with(b"r=nonce"));
+        assert!(matches!(s, SaslState::ScramFinal { .. }));
+        // A final message with a wrong proof fails the exchange.
+        let nonce = String::from_utf8(server_first).expect("utf-8");
+        let nonce = nonce.split(',').next().expect("r=").to_string();
+        let final_msg = format!("c=biws,{nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert!(matches!(
+            s.authenticate(final_msg.as_bytes(), &creds, b"k"),
+            Err(SaslError::Failed { mechanism: "SCRAM-SHA-256", .. })
+        ));
+        assert!(matches!(s, SaslState::Failed));
+    }
+}
