@@ -35,6 +35,31 @@ pub(crate) struct Cli {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     pub(crate) output: OutputFormat,
 
+    /// Client settings in Kafka's properties form, like the Kafka tools' --command-config:
+    /// `security.protocol` (PLAINTEXT or SASL_PLAINTEXT), `sasl.mechanism`,
+    /// `sasl.username` and `sasl.password`, or `sasl.jaas.config` with username and password.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "RUNNEL_COMMAND_CONFIG"
+    )]
+    pub(crate) command_config: Option<PathBuf>,
+
+    /// SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); with --sasl-username, the
+    /// connections authenticate (the password comes from RUNNEL_SASL_PASSWORD).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNNEL_SASL_MECHANISM",
+        value_name = "MECHANISM"
+    )]
+    pub(crate) sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, global = true, env = "RUNNEL_SASL_USERNAME", value_name = "USER")]
+    pub(crate) sasl_username: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -81,6 +106,61 @@ pub(crate) enum Command {
     /// (like `kafka-transactions list|describe`).
     #[command(subcommand)]
     Transactions(TransactionsCommand),
+    /// SASL/SCRAM users: create (or change the password of), delete and list them, like
+    /// `kafka-configs --entity-type users --alter --add-config SCRAM-SHA-256=...`.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// SCRAM mechanisms a user command acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ScramMechanismArg {
+    /// SCRAM-SHA-256.
+    #[value(name = "SCRAM-SHA-256")]
+    Sha256,
+    /// SCRAM-SHA-512.
+    #[value(name = "SCRAM-SHA-512")]
+    Sha512,
+}
+
+/// `runnel user` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Create a user, or set a new password (the password is salted and hashed before it is sent).
+    Create(UserCreateArgs),
+    /// Delete a user's credentials (every mechanism unless --mechanism is given).
+    Delete {
+        /// User name.
+        name: String,
+        /// Only this mechanism (repeatable).
+        #[arg(long, value_enum)]
+        mechanism: Vec<ScramMechanismArg>,
+    },
+    /// List users and their mechanisms (every user, or those named).
+    List {
+        /// User names.
+        names: Vec<String>,
+    },
+}
+
+/// `runnel user create` flags.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("password").required(true).args(["password_file", "password_stdin"])))]
+pub(crate) struct UserCreateArgs {
+    /// User name.
+    pub(crate) name: String,
+    /// Read the password from this file (its first line).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub(crate) password_stdin: bool,
+    /// Mechanisms to set (repeatable; default both).
+    #[arg(long, value_enum)]
+    pub(crate) mechanism: Vec<ScramMechanismArg>,
+    /// PBKDF2 iterations (4096 to 16384).
+    #[arg(long, default_value_t = 8192)]
+    pub(crate) iterations: i32,
 }
 
 /// `runnel transactions` subcommands.

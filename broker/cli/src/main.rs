@@ -3,6 +3,7 @@
 //! Kafka-compatible broker. This file only wires parsing, logging and exit codes.
 
 mod cli;
+mod client_settings;
 mod commands;
 mod table;
 
@@ -29,7 +30,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let connect = || Client::connect(ClientConfig::new(cli.bootstrap_server.clone()));
+    let mut config = ClientConfig::new(cli.bootstrap_server.clone());
+    config.sasl = client_settings::sasl(
+        cli.command_config.as_deref(),
+        cli.sasl_mechanism.as_deref(),
+        cli.sasl_username.as_deref(),
+    )?;
+    let connect = || Client::connect(config.clone());
     match cli.command {
         Command::Dev(args) => commands::dev::run(args).await,
         Command::Topic(cmd) => commands::topic::run(&connect().await?, cmd, cli.output).await,
@@ -45,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ClientMetrics(cmd) => {
             commands::client_metrics::run(&connect().await?, cmd, cli.output).await
         }
+        Command::User(cmd) => commands::user::run(&connect().await?, cmd, cli.output).await,
     }
 }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use crate::sasl::SaslCredentials;
 
 /// UNKNOWN_TOPIC_OR_PARTITION.
 pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -33,6 +34,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long to wait for a new topic to get partition leaders.
     pub metadata_wait: Duration,
+    /// SASL credentials every connection authenticates with (SASL_PLAINTEXT listeners).
+    pub sasl: Option<SaslCredentials>,
 }
 
 impl ClientConfig {
@@ -44,6 +47,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             metadata_wait: Duration::from_secs(10),
+            sasl: None,
         }
     }
 }
@@ -428,13 +432,17 @@ impl Client {
     }
 
     async fn open(&self, addr: &str) -> Result<Connection> {
-        Connection::connect(
+        let mut conn = Connection::connect(
             addr,
             &self.config.client_id,
             self.config.connect_timeout,
             self.config.request_timeout,
         )
-        .await
+        .await?;
+        if let Some(creds) = &self.config.sasl {
+            conn.authenticate(creds).await?;
+        }
+        Ok(conn)
     }
 
     /// Drops a broken connection so the next request reconnects. Every route

@@ -38,6 +38,20 @@ pub enum Error {
         /// How long we waited.
         timeout_ms: u128,
     },
+    /// SASL authentication with the broker failed (wrong password, mechanism not enabled).
+    #[error("SASL authentication with broker at {addr} failed: {reason}")]
+    Authentication {
+        /// Broker address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something on this machine failed (the system random generator).
+    #[error("{reason}")]
+    Local {
+        /// What failed.
+        reason: String,
+    },
     /// A message could not be encoded or decoded.
     #[error("{api} v{version} with broker at {addr}: {message}")]
     Protocol {

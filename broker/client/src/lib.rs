@@ -30,7 +30,10 @@ pub mod partitioner;
 mod produce;
 mod quotas;
 pub mod reassign;
+mod sasl;
+pub mod scram;
 mod transactions;
+mod users;
 
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
 pub use client::{
@@ -53,4 +56,6 @@ pub use kafka_protocol::records::TimestampType;
 pub use kafka_protocol::ResponseError;
 pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};
 pub use quotas::{EntityQuotas, QuotaEntity, QuotaOp};
+pub use sasl::SaslCredentials;
 pub use transactions::{TransactionDescription, TransactionListing};
+pub use users::{ScramChange, ScramUser};

@@ -513,9 +513,11 @@ impl BrokerConfig {
                 );
             }
         }
-        if let Some(m) = self.sasl_enabled_mechanisms.iter().find(|m| {
-            !matches!(m.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN")
-        }) {
+        if let Some(m) = self
+            .sasl_enabled_mechanisms
+            .iter()
+            .find(|m| !matches!(m.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN"))
+        {
             return invalid(
                 "sasl_enabled_mechanisms",
                 &format!("{m:?} is not supported: expected SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN"),

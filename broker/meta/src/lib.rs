@@ -48,5 +48,6 @@ pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
     Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER,
+    QUOTA_KEYS,
 };

@@ -10,7 +10,8 @@ use crate::election::{self, Revert};
 use crate::placement::{self, Candidate};
 use crate::types::{
     Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER,
+    QUOTA_KEYS,
 };
 
 /// Topic (or cluster-default broker) config that allows electing an
@@ -459,7 +460,11 @@ impl ClusterState {
                     mechanism.sasl_name()
                 )));
             }
-            if self.scram_credentials.get(user).is_some_and(BTreeMap::is_empty) {
+            if self
+                .scram_credentials
+                .get(user)
+                .is_some_and(BTreeMap::is_empty)
+            {
                 self.scram_credentials.remove(user);
             }
             return Ok(Applied::Done);

@@ -1707,21 +1707,26 @@ fn scram_credentials_are_set_replaced_deleted_and_validated() {
         stored_key: vec![key; 32],
         server_key: vec![key + 1; 32],
     };
-    let set = |user: &str, m: ScramMechanism, c: Option<ScramCredential>| {
-        Command::AlterScramCredential {
+    let set =
+        |user: &str, m: ScramMechanism, c: Option<ScramCredential>| Command::AlterScramCredential {
             user: user.into(),
             mechanism: m,
             credential: c,
-        }
-    };
+        };
     let mut state = ClusterState::default();
     let first = credential(4096, 7);
     assert_eq!(
-        ok(&mut state, set("alice", ScramMechanism::Sha256, Some(first.clone()))),
+        ok(
+            &mut state,
+            set("alice", ScramMechanism::Sha256, Some(first.clone()))
+        ),
         Applied::Done
     );
     assert_eq!(
-        ok(&mut state, set("alice", ScramMechanism::Sha256, Some(first))),
+        ok(
+            &mut state,
+            set("alice", ScramMechanism::Sha256, Some(first))
+        ),
         Applied::NoChange
     );
     ok(

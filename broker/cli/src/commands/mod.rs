@@ -12,3 +12,4 @@ pub(crate) mod quota;
 pub(crate) mod reassign;
 pub(crate) mod topic;
 pub(crate) mod transactions;
+pub(crate) mod user;

@@ -613,8 +613,7 @@ async fn route(
         ApiKey::SaslAuthenticate => {
             exempt = true;
             let request: SaslAuthenticateRequest = decode(&mut buf, key, version)?;
-            let response =
-                sasl_authenticate::handle(broker, &ctx.session, request, version).await;
+            let response = sasl_authenticate::handle(broker, &ctx.session, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
         ApiKey::DescribeUserScramCredentials => inline!(

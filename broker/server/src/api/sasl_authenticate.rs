@@ -31,7 +31,9 @@ async fn step(broker: &Arc<Broker>, session: &Session, token: Bytes) -> Result<V
     .unwrap_or_else(|e| {
         (
             SaslState::Failed,
-            Err(SaslError::IllegalState(format!("authentication did not finish: {e}"))),
+            Err(SaslError::IllegalState(format!(
+                "authentication did not finish: {e}"
+            ))),
         )
     });
     let outcome = match (&state, &result) {

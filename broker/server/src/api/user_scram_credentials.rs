@@ -50,8 +50,9 @@ pub(crate) async fn describe(
         if !reported.insert(user.clone()) {
             continue;
         }
-        let result = describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
-            .with_user(StrBytes::from_string(user.clone()));
+        let result =
+            describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
+                .with_user(StrBytes::from_string(user.clone()));
         let result = if duplicated.contains(user) {
             result
                 .with_error_code(ResponseError::DuplicateResource.code())
@@ -106,7 +107,9 @@ pub(crate) async fn alter(
     // Group the alterations by user, in the order users first appear.
     let mut by_user: IndexMap<String, Result<Vec<Alteration>, ApiError>> = IndexMap::new();
     let mut add = |user: String, alteration: Result<Alteration, ApiError>| {
-        let entry = by_user.entry(user.clone()).or_insert_with(|| Ok(Vec::new()));
+        let entry = by_user
+            .entry(user.clone())
+            .or_insert_with(|| Ok(Vec::new()));
         let Ok(list) = entry else { return };
         match alteration {
             Ok((m, _)) if list.iter().any(|(other, _)| *other == m) => {
@@ -189,7 +192,11 @@ pub(crate) async fn alter(
 /// Applies one user's checked alterations: deletions of credentials that do
 /// not exist are refused first, so that a user is changed wholly or not at all
 /// (unless the quorum itself fails midway).
-async fn apply(broker: &Arc<Broker>, user: &str, alterations: Vec<Alteration>) -> Result<(), ApiError> {
+async fn apply(
+    broker: &Arc<Broker>,
+    user: &str,
+    alterations: Vec<Alteration>,
+) -> Result<(), ApiError> {
     if user.is_empty() {
         return Err(unacceptable("the user name is empty".into()));
     }
@@ -202,7 +209,10 @@ async fn apply(broker: &Arc<Broker>, user: &str, alterations: Vec<Alteration>) -
         if credential.is_none() && !exists {
             return Err(ApiError::with_message(
                 ResponseError::ResourceNotFound,
-                format!("user '{user}' has no {} credential to delete", m.sasl_name()),
+                format!(
+                    "user '{user}' has no {} credential to delete",
+                    m.sasl_name()
+                ),
             ));
         }
     }

@@ -19,14 +19,9 @@ use self::scram::{ScramError, ScramExchange};
 /// tell an unknown user from a known one.
 pub(crate) fn fake_salt_key() -> &'static [u8] {
     static KEY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        use ring::rand::SecureRandom;
-        let mut key = vec![0u8; 32];
-        // Without randomness the key stays zero: unknown users' salts become
-        // predictable, which reveals only whether a user exists.
-        let _ = ring::rand::SystemRandom::new().fill(&mut key);
-        key
-    })
+    // Without randomness the key is zero: unknown users' salts become
+    // predictable, which reveals only whether a user exists.
+    KEY.get_or_init(|| runnel_client::scram::random_bytes(32).unwrap_or_else(|_| vec![0; 32]))
 }
 
 /// A SASL mechanism this broker implements.
@@ -58,7 +53,10 @@ pub(crate) enum SaslState {
     /// handshake was v0, so the tokens come as raw frames, not SaslAuthenticate.
     Chosen { mechanism: Mechanism, raw: bool },
     /// A SCRAM exchange waits for the client's final message.
-    ScramFinal { exchange: Box<ScramExchange>, raw: bool },
+    ScramFinal {
+        exchange: Box<ScramExchange>,
+        raw: bool,
+    },
     /// Authenticated as this user.
     Done(String),
     /// Failed: the connection is closed after the answer.
@@ -214,7 +212,9 @@ fn check_plain(token: &[u8], credentials: &impl Credentials) -> Result<String, S
     };
     let user = std::str::from_utf8(user).map_err(|_| failed("user name is not UTF-8"))?;
     if user.is_empty() || (!authzid.is_empty() && authzid != user.as_bytes()) {
-        return Err(failed("empty user name or an authorization id of another user"));
+        return Err(failed(
+            "empty user name or an authorization id of another user",
+        ));
     }
     let matched = ScramMechanism::ALL.into_iter().any(|m| {
         credentials
@@ -231,7 +231,10 @@ fn check_plain(token: &[u8], credentials: &impl Credentials) -> Result<String, S
 mod tests {
     use super::*;
 
-    fn store(user: &str, password: &str) -> BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+    fn store(
+        user: &str,
+        password: &str,
+    ) -> BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
         let by_mechanism = ScramMechanism::ALL
             .into_iter()
             .map(|m| {
@@ -250,7 +253,8 @@ mod tests {
     fn plain_authenticates_with_the_scram_password_and_nothing_else() {
         let creds = store("alice", "pw");
         let mut s = SaslState::default();
-        s.handshake("PLAIN", &enabled(&["PLAIN"]), false).expect("enabled");
+        s.handshake("PLAIN", &enabled(&["PLAIN"]), false)
+            .expect("enabled");
         assert_eq!(s.authenticate(b"\0alice\0pw", &creds, b"k"), Ok(Vec::new()));
         assert!(matches!(&s, SaslState::Done(u) if u == "alice"));
         // Authenticating again is refused, and the connection stays authenticated.
@@ -269,9 +273,19 @@ mod tests {
             b"\0alice\0pw\0extra",
         ] {
             let mut s = SaslState::default();
-            s.handshake("PLAIN", &enabled(&["PLAIN"]), false).expect("enabled");
+            s.handshake("PLAIN", &enabled(&["PLAIN"]), false)
+                .expect("enabled");
             let err = s.authenticate(bad, &creds, b"k").expect_err("refused");
-            assert!(matches!(err, SaslError::Failed { mechanism: "PLAIN", .. }), "{err:?}");
+            assert!(
+                matches!(
+                    err,
+                    SaslError::Failed {
+                        mechanism: "PLAIN",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
             assert!(matches!(s, SaslState::Failed));
         }
     }
@@ -318,7 +332,10 @@ mod tests {
         let final_msg = format!("c=biws,{nonce},p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
         assert!(matches!(
             s.authenticate(final_msg.as_bytes(), &creds, b"k"),
-            Err(SaslError::Failed { mechanism: "SCRAM-SHA-256", .. })
+            Err(SaslError::Failed {
+                mechanism: "SCRAM-SHA-256",
+                ..
+            })
         ));
         assert!(matches!(s, SaslState::Failed));
     }

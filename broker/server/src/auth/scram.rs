@@ -5,7 +5,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use ring::{digest, hmac, pbkdf2};
+use runnel_client::scram::{hash, hmac as client_hmac, random_bytes, stored_keys, ScramHash};
 use runnel_meta::{ScramCredential, ScramMechanism};
 use subtle::ConstantTimeEq;
 
@@ -14,31 +14,15 @@ const NONCE_BYTES: usize = 24;
 /// Length of a new credential's salt.
 const SALT_BYTES: usize = 32;
 
-fn hmac_alg(m: ScramMechanism) -> hmac::Algorithm {
+fn hash_of(m: ScramMechanism) -> ScramHash {
     match m {
-        ScramMechanism::Sha256 => hmac::HMAC_SHA256,
-        ScramMechanism::Sha512 => hmac::HMAC_SHA512,
-    }
-}
-
-fn digest_alg(m: ScramMechanism) -> &'static digest::Algorithm {
-    match m {
-        ScramMechanism::Sha256 => &digest::SHA256,
-        ScramMechanism::Sha512 => &digest::SHA512,
-    }
-}
-
-fn pbkdf2_alg(m: ScramMechanism) -> pbkdf2::Algorithm {
-    match m {
-        ScramMechanism::Sha256 => pbkdf2::PBKDF2_HMAC_SHA256,
-        ScramMechanism::Sha512 => pbkdf2::PBKDF2_HMAC_SHA512,
+        ScramMechanism::Sha256 => ScramHash::Sha256,
+        ScramMechanism::Sha512 => ScramHash::Sha512,
     }
 }
 
 fn hmac(m: ScramMechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hmac_alg(m), key), data)
-        .as_ref()
-        .to_vec()
+    client_hmac(hash_of(m), key, data)
 }
 
 /// `Hi(password, salt, i)`: the salted password.
@@ -48,11 +32,7 @@ pub(crate) fn salted_password(
     salt: &[u8],
     iterations: u32,
 ) -> Vec<u8> {
-    let mut out = vec![0u8; digest_alg(m).output_len()];
-    // Iteration counts come from stored credentials, which are never below 4096.
-    let rounds = std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
-    pbkdf2::derive(pbkdf2_alg(m), rounds, salt, password, &mut out);
-    out
+    runnel_client::scram::salted_password(hash_of(m), password, salt, iterations)
 }
 
 /// The stored credential of a salted password (what AlterUserScramCredentials sends).
@@ -62,12 +42,12 @@ pub(crate) fn credential_from_salted(
     salt: &[u8],
     iterations: u32,
 ) -> ScramCredential {
-    let client_key = hmac(m, salted, b"Client Key");
+    let (stored_key, server_key) = stored_keys(hash_of(m), salted);
     ScramCredential {
         salt: salt.to_vec(),
         iterations,
-        stored_key: digest::digest(digest_alg(m), &client_key).as_ref().to_vec(),
-        server_key: hmac(m, salted, b"Server Key"),
+        stored_key,
+        server_key,
     }
 }
 
@@ -76,7 +56,7 @@ pub(crate) fn new_credential(
     m: ScramMechanism,
     password: &[u8],
     iterations: u32,
-) -> Result<ScramCredential, ring::error::Unspecified> {
+) -> Result<ScramCredential, String> {
     let salt = random_bytes(SALT_BYTES)?;
     let salted = salted_password(m, password, &salt, iterations);
     Ok(credential_from_salted(m, &salted, &salt, iterations))
@@ -92,13 +72,6 @@ pub(crate) fn password_matches(
     let salted = salted_password(m, password, &credential.salt, credential.iterations);
     let derived = credential_from_salted(m, &salted, &credential.salt, credential.iterations);
     bool::from(derived.stored_key.ct_eq(&credential.stored_key))
-}
-
-fn random_bytes(n: usize) -> Result<Vec<u8>, ring::error::Unspecified> {
-    use ring::rand::SecureRandom;
-    let mut out = vec![0u8; n];
-    ring::rand::SystemRandom::new().fill(&mut out)?;
-    Ok(out)
 }
 
 /// Why a SCRAM exchange failed. Every failure is reported to the client as
@@ -240,7 +213,9 @@ impl ScramExchange {
         let text = std::str::from_utf8(client_final)
             .map_err(|_| ScramError::Malformed("client-final-message is not UTF-8".into()))?;
         let Some((without_proof, proof)) = text.rsplit_once(",p=") else {
-            return Err(ScramError::Malformed("client-final-message has no proof".into()));
+            return Err(ScramError::Malformed(
+                "client-final-message has no proof".into(),
+            ));
         };
         let attrs = attributes(without_proof)?;
         let (binding, nonce) = match attrs.as_slice() {
@@ -252,7 +227,9 @@ impl ScramExchange {
             }
         };
         if binding != B64.encode(&self.gs2_header) {
-            return Err(ScramError::Malformed("channel binding does not match".into()));
+            return Err(ScramError::Malformed(
+                "channel binding does not match".into(),
+            ));
         }
         if nonce != self.nonce {
             return Err(ScramError::Malformed("nonce does not match".into()));
@@ -277,8 +254,8 @@ impl ScramExchange {
             .zip(&client_signature)
             .map(|(a, b)| a ^ b)
             .collect();
-        let stored = digest::digest(digest_alg(m), &client_key);
-        if !bool::from(stored.as_ref().ct_eq(&credential.stored_key)) {
+        let stored = hash(hash_of(m), &client_key);
+        if !bool::from(stored.ct_eq(&credential.stored_key)) {
             return Err(ScramError::InvalidCredentials);
         }
         let server_signature = hmac(m, &credential.server_key, auth_message.as_bytes());
@@ -304,11 +281,15 @@ mod tests {
         let iterations: u32 = attrs[2].1.parse().expect("iterations");
         let salted = salted_password(m, password.as_bytes(), &salt, iterations);
         let client_key = hmac(m, &salted, b"Client Key");
-        let stored_key = digest::digest(digest_alg(m), &client_key);
+        let stored_key = hash(hash_of(m), &client_key);
         let without_proof = format!("c=biws,r={nonce}");
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
         let signature = hmac(m, stored_key.as_ref(), auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
         let server_key = hmac(m, &salted, b"Server Key");
         let expected_server_final =
             format!("v={}", B64.encode(hmac(m, &server_key, auth.as_bytes()))).into_bytes();
@@ -338,12 +319,19 @@ mod tests {
         for m in ScramMechanism::ALL {
             let credential = new_credential(m, b"s3cret", 4096).expect("random");
             let first = b"n,,n=alice,r=clientnonce123";
-            let (exchange, server_first) =
-                ScramExchange::start(m, first, |u| (u == "alice").then(|| credential.clone()), b"k")
-                    .expect("first message");
+            let (exchange, server_first) = ScramExchange::start(
+                m,
+                first,
+                |u| (u == "alice").then(|| credential.clone()),
+                b"k",
+            )
+            .expect("first message");
             assert_eq!(exchange.user(), "alice");
             let server_first = String::from_utf8(server_first).expect("utf-8");
-            assert!(server_first.starts_with("r=clientnonce123"), "{server_first}");
+            assert!(
+                server_first.starts_with("r=clientnonce123"),
+                "{server_first}"
+            );
             let (final_msg, expected) =
                 client_final(m, "s3cret", "n=alice,r=clientnonce123", &server_first);
             assert_eq!(exchange.finish(final_msg.as_bytes()), Ok(expected));
@@ -368,7 +356,12 @@ mod tests {
             ScramExchange::start(m, b"n,,n=mallory,r=abc", |_| None, b"k").expect("first");
         let (_, again) =
             ScramExchange::start(m, b"n,,n=mallory,r=abc", |_| None, b"k").expect("first");
-        let salt = |s: &[u8]| String::from_utf8_lossy(s).split(',').nth(1).map(str::to_owned);
+        let salt = |s: &[u8]| {
+            String::from_utf8_lossy(s)
+                .split(',')
+                .nth(1)
+                .map(str::to_owned)
+        };
         assert_eq!(salt(&server_first), salt(&again));
         let server_first = String::from_utf8(server_first).expect("utf-8");
         let (final_msg, _) = client_final(m, "anything", "n=mallory,r=abc", &server_first);
@@ -404,8 +397,8 @@ mod tests {
             ScramExchange::start(m, b"n,,n=a=3Db=2Cc,r=x", |_| Some(c.clone()), b"k").expect("ok");
         assert_eq!(exchange.user(), "a=b,c");
         // A final message whose nonce is not the server's.
-        let (exchange, _) = ScramExchange::start(m, b"n,,n=a,r=x", |_| Some(c.clone()), b"k")
-            .expect("first");
+        let (exchange, _) =
+            ScramExchange::start(m, b"n,,n=a,r=x", |_| Some(c.clone()), b"k").expect("first");
         assert!(matches!(
             exchange.finish(b"c=biws,r=xOTHER,p=AAAA"),
             Err(ScramError::Malformed(_))

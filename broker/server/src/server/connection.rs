@@ -515,9 +515,15 @@ mod tests {
         let pool = pool(1 << 20);
         let size = 3 * FIRST_CHUNK + 17;
         let bytes = frame(size);
-        let (frame, held) = read_frame(&mut &bytes[..], MIN_REQUEST_BYTES, 1 << 20, &pool, MID_FRAME_STALL)
-            .await
-            .unwrap();
+        let (frame, held) = read_frame(
+            &mut &bytes[..],
+            MIN_REQUEST_BYTES,
+            1 << 20,
+            &pool,
+            MID_FRAME_STALL,
+        )
+        .await
+        .unwrap();
         assert_eq!(frame.len(), size);
         assert!(frame.iter().all(|b| *b == 7));
         assert_eq!(pool.in_use.get(), size as i64);
@@ -530,7 +536,14 @@ mod tests {
         let pool = pool(1 << 20);
         for size in [i32::MAX, 1 << 20 | 1, 3, -1] {
             let mut bytes = &size.to_be_bytes()[..];
-            let result = read_frame(&mut bytes, MIN_REQUEST_BYTES, 1 << 20, &pool, MID_FRAME_STALL).await;
+            let result = read_frame(
+                &mut bytes,
+                MIN_REQUEST_BYTES,
+                1 << 20,
+                &pool,
+                MID_FRAME_STALL,
+            )
+            .await;
             assert!(matches!(result, Err(FrameError::Refused(_))), "{size}");
         }
         assert_eq!(pool.in_use.get(), 0);
@@ -544,7 +557,13 @@ mod tests {
         let (_, first) = read_frame(&mut input, MIN_REQUEST_BYTES, 100, &pool, MID_FRAME_STALL)
             .await
             .unwrap();
-        let mut second = Box::pin(read_frame(&mut input, MIN_REQUEST_BYTES, 100, &pool, MID_FRAME_STALL));
+        let mut second = Box::pin(read_frame(
+            &mut input,
+            MIN_REQUEST_BYTES,
+            100,
+            &pool,
+            MID_FRAME_STALL,
+        ));
         // Polled once: it has its header but no memory for the body.
         tokio::select! {
             biased;
@@ -570,8 +589,11 @@ mod tests {
         assert!(started.elapsed() >= stall);
         assert_eq!(pool.in_use.get(), 0);
         // A connection idle between requests is not affected.
-        let idle =
-            tokio::time::timeout(3 * stall, read_frame(&mut server, MIN_REQUEST_BYTES, 1 << 20, &pool, stall)).await;
+        let idle = tokio::time::timeout(
+            3 * stall,
+            read_frame(&mut server, MIN_REQUEST_BYTES, 1 << 20, &pool, stall),
+        )
+        .await;
         assert!(idle.is_err(), "waiting for a header has no deadline");
     }
 

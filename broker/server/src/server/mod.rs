@@ -148,15 +148,15 @@ async fn create_bootstrap_user(config: &BrokerConfig, meta: &MetaNode) -> Result
             message,
         })
     };
-    let password = std::fs::read_to_string(file)
-        .map_err(|e| invalid(format!("cannot read {file}: {e}")))?;
+    let password =
+        std::fs::read_to_string(file).map_err(|e| invalid(format!("cannot read {file}: {e}")))?;
     let password = password.trim();
     if password.is_empty() {
         return Err(invalid(format!("{file} is empty")));
     }
     for mechanism in runnel_meta::ScramMechanism::ALL {
         let credential = crate::auth::scram::new_credential(mechanism, password.as_bytes(), 4096)
-            .map_err(|_| invalid("no random bytes for a SCRAM salt".into()))?;
+            .map_err(invalid)?;
         meta.propose(Command::AlterScramCredential {
             user: user.clone(),
             mechanism,
