@@ -366,6 +366,26 @@ declare_broker_config! {
         doc: "File holding the bootstrap user's password",
         help: "File holding the bootstrap user's password",
         cluster: Reserved;
+    /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to its
+    /// StandardAuthorizer); off = every client may do everything.
+    authorizer_enabled: bool = false,
+        doc: "Check every request against the ACLs",
+        help: "Check every request against the ACLs (true|false)",
+        kafka: ["authorizer.class.name"],
+        cluster: Settable;
+    /// Principals allowed everything, e.g. `User:admin` (the SASL bootstrap user is one too).
+    super_users: Vec<String> = Vec::new(),
+        doc: "Principals allowed everything (User:name)",
+        help: "Comma-separated principals allowed everything (User:name)",
+        kafka: ["super.users"],
+        cluster: Settable;
+    /// With the authorizer on, allow a resource that has no ACL at all (Kafka's default
+    /// is false, and so is ours: a new topic is closed until ACLs open it).
+    allow_everyone_if_no_acl_found: bool = false,
+        doc: "Allow resources that have no ACL at all",
+        help: "Allow resources that have no ACL at all (true|false)",
+        kafka: ["allow.everyone.if.no.acl.found"],
+        cluster: Settable;
 }
 
 impl BrokerConfig {
@@ -527,6 +547,15 @@ impl BrokerConfig {
             return invalid(
                 "sasl_bootstrap_user",
                 "sasl_bootstrap_user and sasl_bootstrap_password_file go together",
+            );
+        }
+        if let Some(bad) = self.super_users.iter().find(|p| {
+            !p.split_once(':')
+                .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())
+        }) {
+            return invalid(
+                "super_users",
+                &format!("{bad:?} is not a principal: expected User:name"),
             );
         }
         if self.sasl_bootstrap_user.as_deref() == Some("") {

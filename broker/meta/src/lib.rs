@@ -27,6 +27,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod acls;
 mod cluster_id;
 mod config;
 mod election;
@@ -40,6 +41,7 @@ mod rebalance;
 mod state;
 mod types;
 
+pub use acls::{AclEntry, AclStore};
 pub use cluster_id::generate_cluster_id;
 pub use config::MetaConfig;
 pub use error::MetaError;
@@ -47,7 +49,7 @@ pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
-    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER,
-    QUOTA_KEYS,
+    AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, Applied, BrokerId,
+    BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement, QuotaEntity, QuotaValue,
+    Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
 };

@@ -98,6 +98,28 @@ impl ClusterState {
                 set,
                 remove,
             } => self.alter_client_quotas(entity, set, remove),
+            Command::CreateAcls(acls) => {
+                let before = self.acls.len();
+                for acl in acls {
+                    self.acls.insert(acl.clone());
+                }
+                Ok(if self.acls.len() == before {
+                    Applied::NoChange
+                } else {
+                    Applied::Done
+                })
+            }
+            Command::DeleteAcls(acls) => {
+                let before = self.acls.len();
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+                Ok(if self.acls.len() == before {
+                    Applied::NoChange
+                } else {
+                    Applied::Done
+                })
+            }
             Command::AlterScramCredential {
                 user,
                 mechanism,

@@ -1773,3 +1773,71 @@ fn scram_credentials_are_set_replaced_deleted_and_validated() {
     ok(&mut state, set("alice", ScramMechanism::Sha512, None));
     assert!(state.scram_credentials.is_empty());
 }
+
+#[test]
+fn acls_are_added_once_removed_and_survive_a_snapshot_with_scram_users() {
+    use crate::types::{
+        AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, ScramCredential,
+        ScramMechanism,
+    };
+    let acl = |name: &str, op: AclOperation| AclBinding {
+        resource_type: AclResourceType::Topic,
+        resource_name: name.into(),
+        pattern_type: AclPatternType::Prefixed,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: op,
+        permission: AclPermission::Allow,
+    };
+    let mut state = ClusterState::default();
+    let both = vec![
+        acl("orders-", AclOperation::Read),
+        acl("orders-", AclOperation::Write),
+    ];
+    assert_eq!(
+        ok(&mut state, Command::CreateAcls(both.clone())),
+        Applied::Done
+    );
+    assert_eq!(ok(&mut state, Command::CreateAcls(both)), Applied::NoChange);
+    assert_eq!(state.acls.len(), 2);
+    ok(
+        &mut state,
+        Command::AlterScramCredential {
+            user: "alice".into(),
+            mechanism: ScramMechanism::Sha512,
+            credential: Some(ScramCredential {
+                salt: vec![1],
+                iterations: 4096,
+                stored_key: vec![2; 64],
+                server_key: vec![3; 64],
+            }),
+        },
+    );
+    // The snapshot (JSON) keeps both.
+    let json = serde_json::to_vec(&state).expect("serializes");
+    let back: ClusterState = serde_json::from_slice(&json).expect("deserializes");
+    assert_eq!(back, state);
+    // An older snapshot without them still loads.
+    let mut old = serde_json::to_value(ClusterState::default()).expect("value");
+    let obj = old.as_object_mut().expect("object");
+    obj.remove("acls");
+    obj.remove("scram_credentials");
+    let loaded: ClusterState = serde_json::from_value(old).expect("old snapshot loads");
+    assert!(loaded.acls.is_empty() && loaded.scram_credentials.is_empty());
+
+    assert_eq!(
+        ok(
+            &mut state,
+            Command::DeleteAcls(vec![acl("orders-", AclOperation::Read)])
+        ),
+        Applied::Done
+    );
+    assert_eq!(
+        ok(
+            &mut state,
+            Command::DeleteAcls(vec![acl("orders-", AclOperation::Read)])
+        ),
+        Applied::NoChange
+    );
+    assert_eq!(state.acls.len(), 1);
+}

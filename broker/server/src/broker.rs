@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use runnel_meta::{
-    Applied, ClusterState, Command, MetaError, MetaNode, PartitionMeta, Placement, Rejection,
-    NO_LEADER,
+    AclOperation, AclResourceType, Applied, ClusterState, Command, MetaError, MetaNode,
+    PartitionMeta, Placement, Rejection, NO_LEADER,
 };
 use tokio::sync::watch;
 
 use crate::api::fetch_session::FetchSessions;
+use crate::auth::authorizer::Authorizer;
 use crate::config::BrokerConfig;
 use crate::errors::ApiError;
 use crate::group::{Coordinator, GroupError, OFFSETS_TOPIC};
@@ -22,6 +23,7 @@ use crate::replica::offsets::OffsetsReplicator;
 use crate::replica::throttle::ThrottleView;
 use crate::replica::{ReplicaManager, ReplicaSettings};
 use crate::runtime::wait_shutdown;
+use crate::session::Session;
 use crate::topics::TopicRegistry;
 
 /// Shared broker state (one per running broker, behind an `Arc`).
@@ -54,6 +56,8 @@ pub struct Broker {
     pub(crate) telemetry: crate::telemetry::Telemetry,
     /// The transaction coordinator.
     pub(crate) txns: Arc<crate::txn::TxnCoordinator>,
+    /// Who may do what (off unless `authorizer_enabled`).
+    pub(crate) authorizer: Authorizer,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -104,7 +108,9 @@ impl Broker {
             config.quota_window_num,
             i64::try_from(config.quota_window_size_ms).unwrap_or(i64::MAX),
         );
+        let authorizer = Authorizer::from_config(&config);
         Broker {
+            authorizer,
             config,
             cluster_id,
             advertised_host,
@@ -153,6 +159,31 @@ impl Broker {
 
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether the connection may do `op` on the resource, by the ACLs of `state`;
+    /// counted in `runnel_authorizer_decisions_total`. Always true with the authorizer off.
+    pub(crate) fn authorize(
+        &self,
+        state: &ClusterState,
+        session: &Session,
+        op: AclOperation,
+        resource: AclResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let allowed = self.authorizer.authorize(
+            &state.acls,
+            &session.principal.read(),
+            session.peer.map(|p| p.ip()),
+            op,
+            resource,
+            name,
+        );
+        self.metrics.authorizer_decisions[usize::from(allowed)].inc();
+        allowed
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub connections_refused: IntCounterVec,
     /// SASL authentications per outcome (`success`, `failure`).
     pub sasl_authentications: IntCounterVec,
+    /// Authorizer decisions: `[denied, allowed]` (one counter each, so a decision
+    /// costs no label lookup).
+    pub authorizer_decisions: [prometheus::IntCounter; 2],
     /// Bytes of the request memory pool (`queued_max_request_bytes`) in use:
     /// requests being read (as much as has arrived) or not yet answered.
     pub queued_request_bytes: IntGauge,
@@ -147,6 +150,15 @@ impl Metrics {
         for outcome in ["success", "failure"] {
             sasl_authentications.with_label_values(&[outcome]);
         }
+        let decisions = counter(
+            "runnel_authorizer_decisions_total",
+            "Authorizer decisions on requests, per result (allowed, denied)",
+            &["result"],
+        );
+        let authorizer_decisions = [
+            decisions.with_label_values(&["denied"]),
+            decisions.with_label_values(&["allowed"]),
+        ];
         let queued_request_bytes = must(IntGauge::new(
             "runnel_queued_request_bytes",
             "Bytes of the request memory pool in use (requests being read or not yet answered)",
@@ -275,6 +287,7 @@ impl Metrics {
             open_connections,
             connections_refused,
             sasl_authentications,
+            authorizer_decisions,
             queued_request_bytes,
             group_members,
             group_committed_offset,

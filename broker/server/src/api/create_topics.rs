@@ -13,9 +13,10 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use runnel_meta::{Command, Placement};
+use runnel_meta::{AclOperation, Command, Placement};
 use uuid::Uuid;
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIGS};
@@ -24,9 +25,13 @@ use crate::topics::TopicError;
 /// Handles CreateTopics.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    // CREATE on the cluster allows every topic; otherwise CREATE on each topic.
+    let state = broker.cluster();
+    let cluster_create = authorize::cluster(broker, &state, ctx, AclOperation::Create).is_ok();
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request
         .topics
@@ -42,6 +47,11 @@ pub(crate) async fn handle(
                 ResponseError::InvalidRequest,
                 format!("topic '{}' appears more than once in the request", name.0),
             ))
+        } else if let Err(denied) = (!cluster_create)
+            .then(|| authorize::topic(broker, &state, ctx, AclOperation::Create, name.0.as_str()))
+            .unwrap_or(Ok(()))
+        {
+            Err(denied)
         } else {
             create_one(broker, topic, request.validate_only).await
         };

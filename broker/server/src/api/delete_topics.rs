@@ -10,8 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use runnel_meta::Command;
+use runnel_meta::{AclOperation, Command};
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topics::TopicError;
@@ -19,6 +20,7 @@ use crate::topics::TopicError;
 /// Handles DeleteTopics.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -47,6 +49,11 @@ pub(crate) async fn handle(
                 .map(|t| t.name.clone())
                 .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(id))),
         };
+        // DELETE on the topic.
+        let resolved = resolved.and_then(|name| {
+            authorize::topic(broker, &broker.cluster(), ctx, AclOperation::Delete, &name)
+                .map(|()| name)
+        });
         let result = match resolved {
             Ok(topic_name) if topic_name == crate::group::OFFSETS_TOPIC => {
                 Err(ApiError::with_message(

@@ -35,12 +35,13 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
-use runnel_meta::BrokerId;
+use runnel_meta::{AclOperation, BrokerId};
 use tokio::time::Instant;
 
 use super::fetch_session::Begin;
 use super::RequestContext;
 use super::{blocking, count_records};
+use crate::api::authorize;
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::quota::QuotaKind;
@@ -147,15 +148,28 @@ pub(crate) async fn handle(
     .then(|| request.rack_id.to_string());
     // Leadership and epoch per partition, checked once; a follower's fetch
     // offset is recorded once (it is the same on every long-poll round).
+    // A consumer needs READ on each topic; a follower CLUSTER_ACTION on the cluster.
+    let state = broker.cluster();
     let replicas: Arc<Vec<Vec<PartitionCheck>>> = Arc::new(
         request
             .topics
             .iter()
             .zip(resolved.iter())
             .map(|(t, topic)| {
+                let denied = match follower {
+                    Some(_) => authorize::cluster(broker, &state, ctx, AclOperation::ClusterAction),
+                    None => {
+                        let name = topic.as_ref().map_or(t.topic.0.as_str(), |t| &t.name);
+                        authorize::topic(broker, &state, ctx, AclOperation::Read, name)
+                    }
+                }
+                .err();
                 t.partitions
                     .iter()
                     .map(|fp| {
+                        if let Some(denied) = &denied {
+                            return Some(Err(denied.clone()));
+                        }
                         let topic = topic.as_ref()?;
                         let partition = topic.partition(fp.partition)?;
                         let replica =

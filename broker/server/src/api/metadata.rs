@@ -11,9 +11,12 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use runnel_meta::{ClusterState, Command, PartitionMeta, Placement, TopicMeta, NO_LEADER};
+use runnel_meta::{
+    AclOperation, ClusterState, Command, PartitionMeta, Placement, TopicMeta, NO_LEADER,
+};
 use uuid::Uuid;
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::names::validate_topic_name;
@@ -25,6 +28,7 @@ type Unknown = (Option<TopicName>, Uuid, ApiError);
 /// Handles Metadata.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -39,27 +43,65 @@ pub(crate) async fn handle(
     let mut described: Vec<Result<TopicMeta, Unknown>> = Vec::new();
     match wanted {
         None => {
+            // Topics the principal may not describe are left out.
             let state = broker.cluster();
-            described.extend(state.topics.values().cloned().map(Ok));
+            described.extend(
+                state
+                    .topics
+                    .values()
+                    .filter(|t| {
+                        authorize::topic(broker, &state, ctx, AclOperation::Describe, &t.name)
+                            .is_ok()
+                    })
+                    .cloned()
+                    .map(Ok),
+            );
         }
         Some(requested) => {
             for entry in requested {
                 let name = entry.name.as_ref().map(|n| n.0.to_string());
+                let state = broker.cluster();
                 let found = match &name {
-                    Some(name) => lookup_or_create(broker, name, allow_auto_create)
-                        .await
+                    Some(name) => {
+                        match authorize::topic(broker, &state, ctx, AclOperation::Describe, name) {
+                            Err(denied) => Err(denied),
+                            Ok(()) => {
+                                // Auto-creation needs CREATE on the cluster or on the topic.
+                                let may_create = allow_auto_create
+                                    && (authorize::cluster(
+                                        broker,
+                                        &state,
+                                        ctx,
+                                        AclOperation::Create,
+                                    )
+                                    .is_ok()
+                                        || authorize::topic(
+                                            broker,
+                                            &state,
+                                            ctx,
+                                            AclOperation::Create,
+                                            name,
+                                        )
+                                        .is_ok());
+                                lookup_or_create(broker, name, may_create).await
+                            }
+                        }
                         .and_then(|_| {
                             broker.cluster().topics.get(name).cloned().ok_or_else(|| {
                                 ApiError::from(TopicError::UnknownTopic(name.clone()))
                             })
-                        }),
-                    None => broker
-                        .cluster()
+                        })
+                    }
+                    None => state
                         .topics
                         .values()
                         .find(|t| t.id == entry.topic_id)
                         .cloned()
-                        .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(entry.topic_id))),
+                        .ok_or_else(|| ApiError::from(TopicError::UnknownTopicId(entry.topic_id)))
+                        .and_then(|t| {
+                            authorize::topic(broker, &state, ctx, AclOperation::Describe, &t.name)
+                                .map(|()| t)
+                        }),
                 };
                 described.push(found.map_err(|err| {
                     let id = if name.is_none() {

@@ -1,11 +1,13 @@
 //! Kafka API dispatch: the table of supported APIs and versions, request
 //! header decoding, and response encoding. One module per API handler.
 
+pub(crate) mod acls;
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
 pub(crate) mod alter_configs;
 pub(crate) mod alter_partition_reassignments;
 pub(crate) mod api_versions;
+pub(crate) mod authorize;
 pub(crate) mod client_quotas;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
@@ -65,8 +67,10 @@ use kafka_protocol::protocol::{
 };
 
 use crate::broker::Broker;
+use crate::errors::ApiError;
 use crate::quota::QuotaKind;
 use crate::session::Session;
+use runnel_meta::AclOperation;
 
 /// A response still being produced; resolves to the encoded frame, to `None`
 /// when the request gets no response (acks=0), or to an error that closes the connection.
@@ -194,6 +198,9 @@ pub(crate) fn supported_apis() -> Vec<(ApiKey, VersionRange)> {
             ApiKey::OffsetForLeaderEpoch,
             range::<OffsetForLeaderEpochRequest>(),
         ),
+        (ApiKey::DescribeAcls, range::<DescribeAclsRequest>()),
+        (ApiKey::CreateAcls, range::<CreateAclsRequest>()),
+        (ApiKey::DeleteAcls, range::<DeleteAclsRequest>()),
         (ApiKey::SaslHandshake, range::<SaslHandshakeRequest>()),
         (ApiKey::SaslAuthenticate, range::<SaslAuthenticateRequest>()),
         (
@@ -469,6 +476,35 @@ async fn route(
             ready(encode_response(correlation_id, version, &response))
         }};
     }
+    // Handlers that need the connection (its principal, for the authorizer).
+    macro_rules! with_ctx {
+        ($req:ty, $handler:path) => {{
+            let request: $req = decode(&mut buf, key, version)?;
+            let response = $handler(broker, ctx, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }};
+    }
+    // An answer of `$resp` carrying only the error of a refused check.
+    macro_rules! refuse {
+        ($resp:ty, $err:expr) => {{
+            let err: ApiError = $err;
+            ready(encode_response(
+                correlation_id,
+                version,
+                &<$resp>::default().with_error_code(err.code()),
+            ))
+        }};
+    }
+    // APIs without a finer check need a cluster permission; refused ones close
+    // the connection (their responses have no common error field to carry it).
+    if let Some(op) = authorize::cluster_gate(key) {
+        if let Err(denied) = authorize::cluster(broker, &broker.cluster(), ctx, op) {
+            return Err(format!(
+                "{key:?} refused: {}",
+                denied.message.unwrap_or_default()
+            ));
+        }
+    }
     // Exempt from the request quota, as in Kafka: ApiVersions and replication.
     let mut exempt = key == ApiKey::ApiVersions;
     let pending = match key {
@@ -483,7 +519,7 @@ async fn route(
             let response = api_versions::handle(broker, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
-        ApiKey::Metadata => inline!(MetadataRequest, metadata::handle),
+        ApiKey::Metadata => with_ctx!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
             let request: ProduceRequest = decode(&mut buf, key, version)?;
             // The quota counts the request's bytes as it arrives, as Kafka's does.
@@ -493,7 +529,7 @@ async fn route(
                 produce::request_bytes(&request),
                 &ctx.session.mute,
             );
-            let staged = produce::stage(broker, request, version).await;
+            let staged = produce::stage(broker, ctx, request, version).await;
             Box::pin(async move {
                 match staged.finish().await {
                     Some(response) => encode_response(
@@ -517,8 +553,8 @@ async fn route(
             })
         }
         ApiKey::ListOffsets => inline!(ListOffsetsRequest, list_offsets::handle),
-        ApiKey::CreateTopics => inline!(CreateTopicsRequest, create_topics::handle),
-        ApiKey::DeleteTopics => inline!(DeleteTopicsRequest, delete_topics::handle),
+        ApiKey::CreateTopics => with_ctx!(CreateTopicsRequest, create_topics::handle),
+        ApiKey::DeleteTopics => with_ctx!(DeleteTopicsRequest, delete_topics::handle),
         ApiKey::CreatePartitions => inline!(CreatePartitionsRequest, create_partitions::handle),
         ApiKey::DescribeConfigs => inline!(DescribeConfigsRequest, describe_configs::handle),
         ApiKey::AlterConfigs => inline!(AlterConfigsRequest, alter_configs::handle),
@@ -530,18 +566,110 @@ async fn route(
         }
         ApiKey::DescribeCluster => inline!(DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
-        ApiKey::InitProducerId => inline!(InitProducerIdRequest, init_producer_id::handle),
-        ApiKey::AddPartitionsToTxn => {
-            inline!(AddPartitionsToTxnRequest, add_partitions_to_txn::handle)
+        ApiKey::InitProducerId => {
+            let request: InitProducerIdRequest = decode(&mut buf, key, version)?;
+            let state = broker.cluster();
+            let allowed = match &request.transactional_id {
+                Some(id) => {
+                    authorize::transactional_id(broker, &state, ctx, AclOperation::Write, id)
+                }
+                None => authorize::idempotent_write(broker, &state, ctx),
+            };
+            match allowed {
+                Err(e) => refuse!(InitProducerIdResponse, e),
+                Ok(()) => {
+                    let response = init_producer_id::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
         }
-        ApiKey::AddOffsetsToTxn => inline!(AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
-        ApiKey::EndTxn => inline!(EndTxnRequest, end_txn::handle),
+        ApiKey::AddPartitionsToTxn => {
+            let request: AddPartitionsToTxnRequest = decode(&mut buf, key, version)?;
+            // v0-3: one transaction, WRITE on its id and on each topic; v4 (brokers
+            // verifying) needs CLUSTER_ACTION. A refusal closes the connection: only a
+            // client that skipped InitProducerId gets here unauthorized.
+            let state = broker.cluster();
+            let allowed = if version >= 4 {
+                authorize::cluster(broker, &state, ctx, AclOperation::ClusterAction)
+            } else {
+                let id = request.v3_and_below_transactional_id.as_str();
+                authorize::transactional_id(broker, &state, ctx, AclOperation::Write, id).and_then(
+                    |()| {
+                        request.v3_and_below_topics.iter().try_for_each(|t| {
+                            authorize::topic(broker, &state, ctx, AclOperation::Write, &t.name)
+                        })
+                    },
+                )
+            };
+            if let Err(e) = allowed {
+                return Err(format!(
+                    "AddPartitionsToTxn refused: {}",
+                    e.message.unwrap_or_default()
+                ));
+            }
+            let response = add_partitions_to_txn::handle(broker, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let request: AddOffsetsToTxnRequest = decode(&mut buf, key, version)?;
+            let state = broker.cluster();
+            let id = request.transactional_id.as_str();
+            let allowed = authorize::transactional_id(broker, &state, ctx, AclOperation::Write, id)
+                .and_then(|()| {
+                    authorize::group(broker, &state, ctx, AclOperation::Read, &request.group_id)
+                });
+            match allowed {
+                Err(e) => refuse!(AddOffsetsToTxnResponse, e),
+                Ok(()) => {
+                    let response = add_offsets_to_txn::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
+        }
+        ApiKey::EndTxn => {
+            let request: EndTxnRequest = decode(&mut buf, key, version)?;
+            let id = request.transactional_id.as_str();
+            match authorize::transactional_id(
+                broker,
+                &broker.cluster(),
+                ctx,
+                AclOperation::Write,
+                id,
+            ) {
+                Err(e) => refuse!(EndTxnResponse, e),
+                Ok(()) => {
+                    let response = end_txn::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
+        }
         ApiKey::WriteTxnMarkers => inline!(WriteTxnMarkersRequest, write_txn_markers::handle),
         ApiKey::DescribeTransactions => {
             inline!(DescribeTransactionsRequest, describe_transactions::handle)
         }
         ApiKey::ListTransactions => inline!(ListTransactionsRequest, list_transactions::handle),
-        ApiKey::TxnOffsetCommit => inline!(TxnOffsetCommitRequest, txn_offset_commit::handle),
+        ApiKey::TxnOffsetCommit => {
+            let request: TxnOffsetCommitRequest = decode(&mut buf, key, version)?;
+            let state = broker.cluster();
+            let id = request.transactional_id.as_str();
+            let allowed = authorize::transactional_id(broker, &state, ctx, AclOperation::Write, id)
+                .and_then(|()| {
+                    authorize::group(broker, &state, ctx, AclOperation::Read, &request.group_id)
+                })
+                .and_then(|()| {
+                    request.topics.iter().try_for_each(|t| {
+                        authorize::topic(broker, &state, ctx, AclOperation::Read, &t.name)
+                    })
+                });
+            if let Err(e) = allowed {
+                return Err(format!(
+                    "TxnOffsetCommit refused: {}",
+                    e.message.unwrap_or_default()
+                ));
+            }
+            let response = txn_offset_commit::handle(broker, request, version).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
@@ -550,6 +678,12 @@ async fn route(
         // processed before the parked request is answered.
         ApiKey::JoinGroup => {
             let request: JoinGroupRequest = decode(&mut buf, key, version)?;
+            let group = request.group_id.as_str();
+            if let Err(e) =
+                authorize::group(broker, &broker.cluster(), ctx, AclOperation::Read, group)
+            {
+                return Ok((refuse!(JoinGroupResponse, e), exempt));
+            }
             // A client that skipped FindCoordinator still gets a place to write;
             // on failure the append answers COORDINATOR_NOT_AVAILABLE.
             let _ = broker.ensure_offsets_topic().await;
@@ -558,23 +692,81 @@ async fn route(
         }
         ApiKey::SyncGroup => {
             let request: SyncGroupRequest = decode(&mut buf, key, version)?;
+            let group = request.group_id.as_str();
+            if let Err(e) =
+                authorize::group(broker, &broker.cluster(), ctx, AclOperation::Read, group)
+            {
+                return Ok((refuse!(SyncGroupResponse, e), exempt));
+            }
             let response = sync_group::start(broker, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
         // OffsetCommit changes the group now (in request order) and answers
         // once its records are fsynced, like an acks=all produce.
         ApiKey::OffsetCommit => {
-            let request: OffsetCommitRequest = decode(&mut buf, key, version)?;
+            let mut request: OffsetCommitRequest = decode(&mut buf, key, version)?;
+            // READ on the group (else every partition is refused) and on each topic
+            // (a topic refused gets TOPIC_AUTHORIZATION_FAILED, the others are committed).
+            let state = broker.cluster();
+            let group_denied =
+                authorize::group(broker, &state, ctx, AclOperation::Read, &request.group_id).err();
+            let mut refused: Vec<(TopicName, Vec<i32>, i16)> = Vec::new();
+            request.topics.retain(|t| {
+                let denied = group_denied.clone().or_else(|| {
+                    authorize::topic(broker, &state, ctx, AclOperation::Read, &t.name).err()
+                });
+                match denied {
+                    Some(e) => {
+                        let partitions = t.partitions.iter().map(|p| p.partition_index).collect();
+                        refused.push((t.name.clone(), partitions, e.code()));
+                        false
+                    }
+                    None => true,
+                }
+            });
             let _ = broker.ensure_offsets_topic().await;
             offset_commit::see_requested_partitions(broker, &request).await;
             let answer = offset_commit::start(broker, request, version);
-            Box::pin(
-                async move { encode_response(correlation_id, version, &answer.await).map(Some) },
-            )
+            Box::pin(async move {
+                let mut response = answer.await;
+                response
+                    .topics
+                    .extend(refused.into_iter().map(|(name, partitions, code)| {
+                        offset_commit_response::OffsetCommitResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|p| {
+                                    offset_commit_response::OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                    }));
+                encode_response(correlation_id, version, &response).map(Some)
+            })
         }
-        ApiKey::Heartbeat => inline!(HeartbeatRequest, heartbeat::handle),
+        ApiKey::Heartbeat => {
+            let request: HeartbeatRequest = decode(&mut buf, key, version)?;
+            let group = request.group_id.as_str();
+            match authorize::group(broker, &broker.cluster(), ctx, AclOperation::Read, group) {
+                Err(e) => refuse!(HeartbeatResponse, e),
+                Ok(()) => {
+                    let response = heartbeat::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
+        }
         ApiKey::ConsumerGroupHeartbeat => {
             let request: ConsumerGroupHeartbeatRequest = decode(&mut buf, key, version)?;
+            let group = request.group_id.as_str();
+            if let Err(e) =
+                authorize::group(broker, &broker.cluster(), ctx, AclOperation::Read, group)
+            {
+                return Ok((refuse!(ConsumerGroupHeartbeatResponse, e), exempt));
+            }
             let response = consumer_group_heartbeat::handle(broker, ctx, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
@@ -593,8 +785,43 @@ async fn route(
                 consumer_group_describe::handle
             )
         }
-        ApiKey::LeaveGroup => inline!(LeaveGroupRequest, leave_group::handle),
-        ApiKey::OffsetFetch => inline!(OffsetFetchRequest, offset_fetch::handle),
+        ApiKey::LeaveGroup => {
+            let request: LeaveGroupRequest = decode(&mut buf, key, version)?;
+            let group = request.group_id.as_str();
+            match authorize::group(broker, &broker.cluster(), ctx, AclOperation::Read, group) {
+                Err(e) => refuse!(LeaveGroupResponse, e),
+                Ok(()) => {
+                    let response = leave_group::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
+        }
+        ApiKey::OffsetFetch => {
+            let request: OffsetFetchRequest = decode(&mut buf, key, version)?;
+            // DESCRIBE on every group asked (v0-7 one group, v8+ several).
+            let state = broker.cluster();
+            let groups: Vec<&str> = if version >= 8 {
+                request.groups.iter().map(|g| g.group_id.as_str()).collect()
+            } else {
+                vec![request.group_id.as_str()]
+            };
+            match groups
+                .into_iter()
+                .try_for_each(|g| authorize::group(broker, &state, ctx, AclOperation::Describe, g))
+            {
+                Err(e) if version < 8 => refuse!(OffsetFetchResponse, e),
+                Err(e) => {
+                    return Err(format!(
+                        "OffsetFetch refused: {}",
+                        e.message.unwrap_or_default()
+                    ))
+                }
+                Ok(()) => {
+                    let response = offset_fetch::handle(broker, request, version).await;
+                    ready(encode_response(correlation_id, version, &response))
+                }
+            }
+        }
         ApiKey::ListGroups => inline!(ListGroupsRequest, list_groups::handle),
         ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
@@ -616,6 +843,9 @@ async fn route(
             let response = sasl_authenticate::handle(broker, &ctx.session, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
+        ApiKey::DescribeAcls => with_ctx!(DescribeAclsRequest, acls::describe),
+        ApiKey::CreateAcls => with_ctx!(CreateAclsRequest, acls::create),
+        ApiKey::DeleteAcls => with_ctx!(DeleteAclsRequest, acls::delete),
         ApiKey::DescribeUserScramCredentials => inline!(
             DescribeUserScramCredentialsRequest,
             user_scram_credentials::describe
@@ -812,7 +1042,10 @@ mod tests {
         check::<SaslAuthenticateRequest>(ApiKey::SaslAuthenticate);
         check::<DescribeUserScramCredentialsRequest>(ApiKey::DescribeUserScramCredentials);
         check::<AlterUserScramCredentialsRequest>(ApiKey::AlterUserScramCredentials);
-        assert_eq!(supported_apis().len(), 51, "a new API needs a line above");
+        check::<DescribeAclsRequest>(ApiKey::DescribeAcls);
+        check::<CreateAclsRequest>(ApiKey::CreateAcls);
+        check::<DeleteAclsRequest>(ApiKey::DeleteAcls);
+        assert_eq!(supported_apis().len(), 54, "a new API needs a line above");
     }
 
     #[test]

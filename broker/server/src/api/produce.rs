@@ -24,8 +24,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_log::{AppendInfo, Log};
+use runnel_meta::AclOperation;
 
-use super::{blocking, count_records, metadata::lookup_or_create};
+use super::{authorize, blocking, count_records, metadata::lookup_or_create, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::replica::Replica;
@@ -78,9 +79,20 @@ pub(crate) fn request_bytes(request: &ProduceRequest) -> u64 {
         .sum()
 }
 
-pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> Staged {
+pub(crate) async fn stage(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: ProduceRequest,
+    version: i16,
+) -> Staged {
     let acks = request.acks;
     let txn_id: Option<String> = request.transactional_id.as_ref().map(|t| t.0.to_string());
+    // A transactional produce needs WRITE on its transactional id, every produce WRITE on
+    // each topic (checked before a topic is auto-created).
+    let state = broker.cluster();
+    let txn_denied = txn_id.as_ref().and_then(|id| {
+        authorize::transactional_id(broker, &state, ctx, AclOperation::Write, id).err()
+    });
     let mut topics: Vec<(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)> = Vec::new();
     let mut jobs = Vec::new();
     for data in request.topic_data {
@@ -93,18 +105,35 @@ pub(crate) async fn stage(broker: &Arc<Broker>, request: ProduceRequest, version
                 ResponseError::InvalidRequiredAcks,
                 format!("acks={acks} is not 0, 1 or -1"),
             ))
+        } else if let Some(denied) = &txn_denied {
+            Err(denied.clone())
         } else if version >= 13 {
             broker
                 .topics
                 .get_by_id(&data.topic_id)
                 .ok_or_else(|| TopicError::UnknownTopicId(data.topic_id).into())
+                .and_then(|topic| {
+                    authorize::topic(broker, &state, ctx, AclOperation::Write, &topic.name)
+                        .map(|()| topic)
+                })
         } else {
-            lookup_or_create(
+            match authorize::topic(
                 broker,
+                &state,
+                ctx,
+                AclOperation::Write,
                 data.name.0.as_str(),
-                broker.config.auto_create_topics,
-            )
-            .await
+            ) {
+                Err(denied) => Err(denied),
+                Ok(()) => {
+                    let name = data.name.0.as_str();
+                    let may_create = broker.config.auto_create_topics
+                        && (authorize::cluster(broker, &state, ctx, AclOperation::Create).is_ok()
+                            || authorize::topic(broker, &state, ctx, AclOperation::Create, name)
+                                .is_ok());
+                    lookup_or_create(broker, name, may_create).await
+                }
+            }
         };
         // Only the coordinators write their internal topics (by name or id).
         let resolved = resolved.and_then(|topic| {

@@ -6,6 +6,7 @@
 //! nothing but ApiVersions and these two before it has authenticated. The
 //! state machine is pure; the handlers in `api/` feed it.
 
+pub(crate) mod authorizer;
 pub(crate) mod scram;
 
 use std::collections::BTreeMap;

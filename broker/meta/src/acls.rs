@@ -1,0 +1,202 @@
+//! The ACL store of the cluster state: every ACL, indexed by resource type,
+//! pattern type and resource name, so that finding the ACLs that apply to one
+//! resource borrows the name and allocates nothing. It is stored (and sent in
+//! snapshots) as the plain list of bindings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::types::{AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType};
+
+/// Who an ACL applies to and what it says, for one resource pattern.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AclEntry {
+    /// `User:<name>` or `User:*`.
+    pub principal: String,
+    /// An IP address or `*`.
+    pub host: String,
+    /// Operation.
+    pub operation: AclOperation,
+    /// Allow or deny.
+    pub permission: AclPermission,
+}
+
+type ByName = BTreeMap<String, BTreeSet<AclEntry>>;
+
+/// Every ACL of the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AclStore {
+    patterns: BTreeMap<(AclResourceType, AclPatternType), ByName>,
+    len: usize,
+}
+
+impl AclStore {
+    /// Adds an ACL; false if it was there already.
+    pub fn insert(&mut self, b: AclBinding) -> bool {
+        let added = self
+            .patterns
+            .entry((b.resource_type, b.pattern_type))
+            .or_default()
+            .entry(b.resource_name)
+            .or_default()
+            .insert(AclEntry {
+                principal: b.principal,
+                host: b.host,
+                operation: b.operation,
+                permission: b.permission,
+            });
+        self.len += usize::from(added);
+        added
+    }
+
+    /// Removes an ACL; false if it was not there.
+    pub fn remove(&mut self, b: &AclBinding) -> bool {
+        let key = (b.resource_type, b.pattern_type);
+        let Some(names) = self.patterns.get_mut(&key) else {
+            return false;
+        };
+        let Some(entries) = names.get_mut(&b.resource_name) else {
+            return false;
+        };
+        let removed = entries.remove(&AclEntry {
+            principal: b.principal.clone(),
+            host: b.host.clone(),
+            operation: b.operation,
+            permission: b.permission,
+        });
+        if entries.is_empty() {
+            names.remove(&b.resource_name);
+        }
+        if names.is_empty() {
+            self.patterns.remove(&key);
+        }
+        self.len -= usize::from(removed);
+        removed
+    }
+
+    /// How many ACLs there are.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every ACL, as bindings.
+    pub fn bindings(&self) -> impl Iterator<Item = AclBinding> + '_ {
+        self.patterns.iter().flat_map(|((rt, pt), names)| {
+            names.iter().flat_map(move |(name, entries)| {
+                entries.iter().map(move |e| AclBinding {
+                    resource_type: *rt,
+                    resource_name: name.clone(),
+                    pattern_type: *pt,
+                    principal: e.principal.clone(),
+                    host: e.host.clone(),
+                    operation: e.operation,
+                    permission: e.permission,
+                })
+            })
+        })
+    }
+
+    /// The ACLs that apply to the resource `name` of type `rt`: literal ones
+    /// for that name or for `*`, and prefixed ones whose prefix starts `name`.
+    pub fn matching<'a>(
+        &'a self,
+        rt: AclResourceType,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a AclEntry> + 'a {
+        let literal = self.patterns.get(&(rt, AclPatternType::Literal));
+        let exact = literal.and_then(|n| n.get(name)).into_iter().flatten();
+        let wildcard = literal
+            .filter(|_| name != "*")
+            .and_then(|n| n.get("*"))
+            .into_iter()
+            .flatten();
+        let prefixed = self
+            .patterns
+            .get(&(rt, AclPatternType::Prefixed))
+            .into_iter()
+            .flat_map(move |names| {
+                name.char_indices()
+                    .map(|(i, c)| &name[..i + c.len_utf8()])
+                    .filter_map(move |prefix| names.get(prefix))
+                    .flatten()
+            });
+        exact.chain(wildcard).chain(prefixed)
+    }
+}
+
+impl Serialize for AclStore {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.bindings())
+    }
+}
+
+impl<'de> Deserialize<'de> for AclStore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AclStore, D::Error> {
+        let mut store = AclStore::default();
+        for b in Vec::<AclBinding>::deserialize(d)? {
+            store.insert(b);
+        }
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(rt: AclResourceType, name: &str, pt: AclPatternType, op: AclOperation) -> AclBinding {
+        AclBinding {
+            resource_type: rt,
+            resource_name: name.into(),
+            pattern_type: pt,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: op,
+            permission: AclPermission::Allow,
+        }
+    }
+
+    #[test]
+    fn matching_finds_literal_wildcard_and_prefix_acls_of_the_resource_only() {
+        use AclOperation::*;
+        use AclPatternType::*;
+        use AclResourceType::*;
+        let mut store = AclStore::default();
+        for b in [
+            acl(Topic, "orders", Literal, Read),
+            acl(Topic, "*", Literal, Describe),
+            acl(Topic, "ord", Prefixed, Write),
+            acl(Topic, "orders-eu", Prefixed, Delete),
+            acl(Topic, "x", Prefixed, Alter),
+            acl(Group, "orders", Literal, Read),
+        ] {
+            assert!(store.insert(b));
+        }
+        assert!(!store.insert(acl(Topic, "orders", Literal, Read)));
+        assert_eq!(store.len(), 6);
+        let ops = |store: &AclStore, name: &str| {
+            let mut ops: Vec<AclOperation> =
+                store.matching(Topic, name).map(|e| e.operation).collect();
+            ops.sort();
+            ops
+        };
+        assert_eq!(ops(&store, "orders"), vec![Read, Write, Describe]);
+        assert_eq!(ops(&store, "orders-eu-1"), vec![Write, Delete, Describe]);
+        assert_eq!(ops(&store, "payments"), vec![Describe]);
+        assert_eq!(ops(&store, "xylophone"), vec![Alter, Describe]);
+        assert_eq!(ops(&store, "é-orders"), vec![Describe]);
+        assert!(store.remove(&acl(Topic, "*", Literal, Describe)));
+        assert!(!store.remove(&acl(Topic, "*", Literal, Describe)));
+        assert_eq!(ops(&store, "payments"), Vec::<AclOperation>::new());
+        let json = serde_json::to_string(&store).expect("serializes");
+        let back: AclStore = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, store);
+        assert_eq!(back.bindings().count(), 5);
+    }
+}
