@@ -1,0 +1,300 @@
+"""SASL and ACLs with real clients.
+
+SASL: confluent-kafka (librdkafka), kafka-python and kcat authenticate on a SASL_PLAINTEXT
+listener with SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN as users created through
+AlterUserScramCredentials (confluent-kafka's admin client) and the `runnel user` CLI; a wrong
+password gets SASL_AUTHENTICATION_FAILED and the connection closes; a request before
+authentication closes the connection; the v0 SaslHandshake framing (raw tokens) works.
+
+ACLs: with the authorizer on, a user sees and does only what its ACLs allow, with Kafka's
+error codes (TOPIC_AUTHORIZATION_FAILED on produce with nothing written,
+GROUP_AUTHORIZATION_FAILED without READ on the group), a literal DENY beats a prefixed ALLOW,
+Metadata hides topics the user may not describe, and ACLs and users survive a restart.
+
+Each broker has a PLAINTEXT and a SASL_PLAINTEXT listener on free ports; the SASL one is read
+from the `runnel-broker listener SASL_PLAINTEXT address=...` line after the ready line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, NewTopic, ResourcePatternType, ResourceType,
+                                   ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion)
+
+from conftest import Broker, cli_bin
+from groups import metric
+from helpers import (connect, connection_closed, consume_confluent, kcat_available, kstr,
+                     recv_frame, request_frame, wait_until)
+
+LISTENERS = "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"
+SASL_LINE_RE = re.compile(r"runnel-broker listener SASL_PLAINTEXT address=(\S+):(\d+)")
+ADMIN_PASSWORD = "admin-secret"
+
+
+class SaslBroker(Broker):
+    """A broker with a PLAINTEXT and a SASL_PLAINTEXT listener."""
+
+    def command(self, listen: str, admin_listen: str) -> list[str]:
+        return [self.binary, "--data-dir", str(self.data_dir), "--listeners", LISTENERS,
+                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
+                *self.extra_args]
+
+    @property
+    def sasl_bootstrap(self) -> str:
+        m = wait_until(lambda: SASL_LINE_RE.search(self.stdout_path.read_text(errors="replace")),
+                       timeout=30, what="the SASL_PLAINTEXT listener line on stdout")
+        return f"{m.group(1)}:{m.group(2)}"
+
+
+@pytest.fixture
+def sasl_broker_factory(tmp_path):
+    brokers: list[SaslBroker] = []
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(ADMIN_PASSWORD + "\n")
+
+    def make(*extra: str) -> SaslBroker:
+        n = len(brokers) + 1
+        b = SaslBroker(tmp_path / f"data{n}", tmp_path / f"logs{n}",
+                       ["--sasl-enabled-mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+                        "--sasl-bootstrap-user", "admin",
+                        "--sasl-bootstrap-password-file", str(password_file), *extra])
+        b.data_dir.mkdir(parents=True, exist_ok=True)
+        brokers.append(b)
+        b.start()
+        return b
+
+    yield make
+    for b in brokers:
+        try:
+            b.stop()
+        except Exception as e:  # teardown must reach every broker
+            print(f"stopping broker failed: {e}")
+
+
+def sasl_conf(bootstrap: str, user: str, password: str, mechanism: str = "SCRAM-SHA-256") -> dict:
+    return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": password}
+
+
+def create_user(admin: AdminClient, user: str, password: str) -> None:
+    upserts = [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, 4096), password.encode())
+               for m in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)]
+    for f in admin.alter_user_scram_credentials(upserts).values():
+        f.result(timeout=30)
+
+
+def auth_error(conf: dict) -> KafkaError | None:
+    """The error a client with `conf` gets when it asks for metadata (None: it got metadata)."""
+    errors: list[KafkaError] = []
+    admin = AdminClient({**conf, "error_cb": errors.append})
+    try:
+        admin.list_topics(timeout=10)
+        return None
+    except KafkaException:
+        wait_until(lambda: errors, 10, what="an error callback")
+        return errors[0]
+
+
+def test_scram_and_plain_users_authenticate_with_three_clients_and_bad_ones_are_refused(
+        sasl_broker_factory):
+    b = sasl_broker_factory()
+    sasl = b.sasl_bootstrap
+    admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD, "SCRAM-SHA-512"))
+    create_user(admin, "alice", "alice-pw")
+    for f in admin.create_topics([NewTopic("sasl-topic", 1, 1)]).values():
+        f.result(timeout=30)
+    described = admin.describe_user_scram_credentials(["alice"]).result(timeout=30)
+    assert {i.mechanism for i in described["alice"].scram_credential_infos} == {
+        ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512}
+
+    # librdkafka: SCRAM-SHA-256 producer, SCRAM-SHA-512 and PLAIN consumers.
+    p = Producer(sasl_conf(sasl, "alice", "alice-pw", "SCRAM-SHA-256"))
+    for i in range(10):
+        p.produce("sasl-topic", value=f"v{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    for mechanism in ("SCRAM-SHA-512", "PLAIN"):
+        got = consume_confluent(sasl, "sasl-topic", [0], until={0: 10},
+                                config=sasl_conf(sasl, "alice", "alice-pw", mechanism))
+        assert [r.value for r in got[0]] == [f"v{i}".encode() for i in range(10)], mechanism
+
+    # kafka-python: SCRAM-SHA-512.
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    kp = KafkaProducer(bootstrap_servers=sasl, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="alice",
+                       sasl_plain_password="alice-pw")
+    kp.send("sasl-topic", b"from-kafka-python", partition=0).get(timeout=30)
+    kp.close()
+    kc = KafkaConsumer(bootstrap_servers=sasl, security_protocol="SASL_PLAINTEXT",
+                       sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice",
+                       sasl_plain_password="alice-pw", auto_offset_reset="earliest",
+                       enable_auto_commit=False)
+    try:
+        kc.assign([TopicPartition("sasl-topic", 0)])
+        seen: list[bytes] = []
+        wait_until(lambda: seen.extend(r.value for rs in kc.poll(500).values() for r in rs)
+                   or len(seen) >= 11, 60, what="kafka-python reading over SASL")
+        assert seen[-1] == b"from-kafka-python"
+    finally:
+        kc.close()
+
+    # kcat: SCRAM-SHA-256.
+    if kcat_available():
+        out = subprocess.run(["kcat", "-C", "-b", sasl, "-t", "sasl-topic", "-p", "0", "-o",
+                              "beginning", "-e", "-q", "-X", "security.protocol=SASL_PLAINTEXT",
+                              "-X", "sasl.mechanisms=SCRAM-SHA-256", "-X", "sasl.username=alice",
+                              "-X", "sasl.password=alice-pw"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[0] == "v0" and "from-kafka-python" in out.stdout
+
+    # The runnel CLI authenticates too, and manages users.
+    created = subprocess.run(
+        [cli_bin(), "-b", sasl, "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "admin",
+         "user", "create", "bob", "--password-stdin"], input="bob-pw\n", capture_output=True,
+        text=True, timeout=60, env={**os.environ, "RUNNEL_SASL_PASSWORD": ADMIN_PASSWORD})
+    assert created.returncode == 0 and "bob" in created.stdout, created.stderr
+    assert auth_error(sasl_conf(sasl, "bob", "bob-pw")) is None
+
+    # Wrong passwords, unknown users and disabled mechanisms are refused.
+    before = metric(b.admin_url, "runnel_sasl_authentications_total", outcome="failure") or 0
+    for conf in (sasl_conf(sasl, "alice", "wrong"), sasl_conf(sasl, "nobody", "x"),
+                 sasl_conf(sasl, "alice", "wrong", "PLAIN")):
+        err = auth_error(conf)
+        assert err is not None and err.code() == KafkaError._AUTHENTICATION, err
+    err = auth_error(sasl_conf(sasl, "alice", "alice-pw", "GSSAPI"))
+    assert err is not None
+    assert (metric(b.admin_url, "runnel_sasl_authentications_total", outcome="failure") or 0) >= before + 3
+
+
+def test_requests_before_authentication_close_the_connection_and_v0_framing_works(
+        sasl_broker_factory):
+    b = sasl_broker_factory()
+    sasl = b.sasl_bootstrap
+    # Metadata v1 (empty topic list) before authenticating: the broker closes the connection.
+    s = connect(sasl)
+    s.sendall(request_frame(3, 1, 1, struct.pack(">i", 0)))
+    assert connection_closed(s), "Metadata before SASL was answered"
+    s.close()
+
+    # SaslHandshake v0, then the PLAIN token as a raw frame: the broker answers an empty raw
+    # frame and the connection is authenticated (Metadata is answered).
+    s = connect(sasl)
+    s.sendall(request_frame(17, 0, 1, kstr("PLAIN")))
+    body = recv_frame(s)
+    (corr, code) = struct.unpack(">ih", body[:6])
+    assert (corr, code) == (1, 0), body
+    token = b"\0admin\0" + ADMIN_PASSWORD.encode()
+    s.sendall(struct.pack(">i", len(token)) + token)
+    assert recv_frame(s) == b""
+    s.sendall(request_frame(3, 1, 2, struct.pack(">i", 0)))
+    (corr,) = struct.unpack(">i", recv_frame(s)[:4])
+    assert corr == 2
+    s.close()
+
+    # A wrong raw token closes the connection.
+    s = connect(sasl)
+    s.sendall(request_frame(17, 0, 1, kstr("PLAIN")))
+    recv_frame(s)
+    token = b"\0admin\0wrong"
+    s.sendall(struct.pack(">i", len(token)) + token)
+    assert connection_closed(s)
+    s.close()
+
+    # SCRAM is not offered on the PLAINTEXT listener: SaslHandshake there is ILLEGAL_SASL_STATE.
+    s = connect(b.bootstrap)
+    s.sendall(request_frame(17, 1, 1, kstr("SCRAM-SHA-256")))
+    (corr, code) = struct.unpack(">ih", recv_frame(s)[:6])
+    assert (corr, code) == (1, 34)
+    s.close()
+
+
+def acl(name: str, pattern: ResourcePatternType, op: AclOperation, permission: AclPermissionType,
+        user: str = "alice", rtype: ResourceType = ResourceType.TOPIC) -> AclBinding:
+    return AclBinding(rtype, name, pattern, f"User:{user}", "*", op, permission)
+
+
+def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
+    b = sasl_broker_factory("--authorizer-enabled", "true")
+    sasl = b.sasl_bootstrap
+    admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
+    create_user(admin, "alice", "alice-pw")
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("orders", "orders-eu", "secret")]).values():
+        f.result(timeout=30)
+    alice = sasl_conf(sasl, "alice", "alice-pw")
+
+    # No ACL: alice sees no topic and cannot produce.
+    assert not set(AdminClient(alice).list_topics(timeout=10).topics) & {"orders", "secret"}
+
+    # A prefixed ALLOW ALL on "orders" and a literal DENY WRITE on "orders-eu": deny wins there.
+    bindings = [acl("orders", ResourcePatternType.PREFIXED, AclOperation.ALL, AclPermissionType.ALLOW),
+                acl("orders-eu", ResourcePatternType.LITERAL, AclOperation.WRITE, AclPermissionType.DENY),
+                acl("readers", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.ALLOW,
+                    rtype=ResourceType.GROUP)]
+    for f in admin.create_acls(bindings).values():
+        f.result(timeout=30)
+    described = admin.describe_acls(AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY,
+                                                     None, None, AclOperation.ANY,
+                                                     AclPermissionType.ANY)).result(timeout=30)
+    assert sorted(map(str, described)) == sorted(map(str, bindings))
+
+    topics = set(AdminClient(alice).list_topics(timeout=10).topics)
+    assert {"orders", "orders-eu"} <= topics and "secret" not in topics
+
+    p = Producer({**alice, "linger.ms": 0})
+    results: dict[str, KafkaError | None] = {}
+    for topic in ("orders", "orders-eu", "secret"):
+        p.produce(topic, value=b"x", partition=0,
+                  on_delivery=lambda err, msg, t=topic: results.__setitem__(t, err))
+    p.flush(30)
+    assert results["orders"] is None
+    assert results["orders-eu"].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, results
+    assert results["secret"] is not None and results["secret"].code() in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError._UNKNOWN_TOPIC), results
+    # Nothing was written to the refused topics (the super user reads them).
+    admin_conf = sasl_conf(sasl, "admin", ADMIN_PASSWORD)
+    for topic in ("orders-eu", "secret"):
+        c = Consumer({**admin_conf, "group.id": f"check-{topic}"})
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        c.close()
+        assert hi == 0, f"{topic} has {hi} records"
+
+    # Without READ on its group a consumer gets GROUP_AUTHORIZATION_FAILED; with it, it reads.
+    def group_error(group: str) -> KafkaError | None:
+        c = Consumer({**alice, "group.id": group, "auto.offset.reset": "earliest"})
+        try:
+            c.subscribe(["orders"])
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                m = c.poll(0.5)
+                if m is None:
+                    continue
+                return m.error()
+            return None
+        finally:
+            c.close()
+    err = group_error("writers")
+    assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
+    assert group_error("readers") is None
+
+    # ACLs and users survive a restart.
+    b.restart()
+    sasl = b.sasl_bootstrap
+    alice = sasl_conf(sasl, "alice", "alice-pw")
+    topics = set(AdminClient(alice).list_topics(timeout=10).topics)
+    assert "orders" in topics and "secret" not in topics
+    admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
+    deleted = admin.delete_acls([AclBindingFilter(ResourceType.TOPIC, "orders", ResourcePatternType.PREFIXED,
+                                                  None, None, AclOperation.ANY,
+                                                  AclPermissionType.ANY)])
+    for f in deleted.values():
+        assert len(f.result(timeout=30)) == 1
+    assert "orders" not in set(AdminClient(alice).list_topics(timeout=10).topics)
+    assert metric(b.admin_url, "runnel_authorizer_decisions_total", result="denied") >= 1
