@@ -47,6 +47,6 @@ pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
-    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    QuotaEntity, QuotaValue, Rejection, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta,
+    Placement, QuotaEntity, QuotaValue, Rejection, TopicMeta, NO_LEADER, QUOTA_KEYS,
 };
