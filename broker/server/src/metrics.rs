@@ -33,6 +33,9 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// Connections closed at accept, per reason (`per_ip`, `total`).
     pub connections_refused: IntCounterVec,
+    /// TLS handshakes that failed, per listener (a plaintext client on a TLS
+    /// port, an untrusted or missing client certificate, a timeout).
+    pub tls_handshake_failures: IntCounterVec,
     /// Bytes of the request memory pool (`queued_max_request_bytes`) in use:
     /// requests being read (as much as has arrived) or not yet answered.
     pub queued_request_bytes: IntGauge,
@@ -137,6 +140,11 @@ impl Metrics {
         for reason in ["per_ip", "total"] {
             connections_refused.with_label_values(&[reason]);
         }
+        let tls_handshake_failures = counter(
+            "runnel_tls_handshake_failures_total",
+            "TLS handshakes that failed, per listener",
+            &["listener"],
+        );
         let queued_request_bytes = must(IntGauge::new(
             "runnel_queued_request_bytes",
             "Bytes of the request memory pool in use (requests being read or not yet answered)",
@@ -264,6 +272,7 @@ impl Metrics {
             log_size_bytes,
             open_connections,
             connections_refused,
+            tls_handshake_failures,
             queued_request_bytes,
             group_members,
             group_committed_offset,

@@ -22,11 +22,13 @@ use crate::topics::{Topic, TopicError};
 /// A requested topic that cannot be described: its name or id, and why.
 type Unknown = (Option<TopicName>, Uuid, ApiError);
 
-/// Handles Metadata.
+/// Handles Metadata for a client that came in on `listener`: brokers are
+/// listed at their address on that listener.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     // v0 has no null topic list: an empty list means all topics.
     let wanted = match request.topics {
@@ -85,7 +87,7 @@ pub(crate) async fn handle(
         })
         .collect();
     MetadataResponse::default()
-        .with_brokers(live_brokers(broker, &state))
+        .with_brokers(live_brokers(broker, &state, listener))
         .with_cluster_id(Some(StrBytes::from_string(cluster_id(broker, &state))))
         .with_controller_id(BrokerId(controller_id(broker)))
         .with_topics(topics)
@@ -104,29 +106,30 @@ pub(crate) fn controller_id(broker: &Broker) -> i32 {
     broker.meta.quorum().leader.unwrap_or(-1)
 }
 
-/// Unfenced registered brokers; this broker is always listed so a client
-/// that bootstrapped through it can reach it.
-fn live_brokers(broker: &Broker, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+/// Unfenced registered brokers at their address on `listener` (as Kafka, a
+/// broker without that listener is left out); this broker is always listed so
+/// a client that bootstrapped through it can reach it.
+fn live_brokers(
+    broker: &Broker,
+    state: &ClusterState,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
+    let entry = |id: i32, (host, port): (&str, u16), rack: Option<&String>| {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(i32::from(port))
+            .with_rack(rack.cloned().map(StrBytes::from_string))
+    };
     let mut brokers: BTreeMap<i32, MetadataResponseBroker> = state
         .live_brokers()
-        .map(|b| {
-            (
-                b.id,
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(b.host.clone()))
-                    .with_port(i32::from(b.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
-        })
+        .filter_map(|b| Some((b.id, entry(b.id, b.endpoint(listener)?, b.rack.as_ref()))))
         .collect();
-    brokers.entry(broker.node_id()).or_insert_with(|| {
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(i32::from(broker.advertised_port))
-            .with_rack(broker.config.broker_rack.clone().map(StrBytes::from_string))
-    });
+    if let Some(own) = broker.own_endpoint(listener) {
+        brokers
+            .entry(broker.node_id())
+            .or_insert_with(|| entry(broker.node_id(), own, broker.config.broker_rack.as_ref()));
+    }
     brokers.into_values().collect()
 }
 

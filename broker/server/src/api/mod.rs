@@ -452,7 +452,13 @@ async fn route(
             let response = api_versions::handle(broker, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
-        ApiKey::Metadata => inline!(MetadataRequest, metadata::handle),
+        // Answered with addresses on the listener the request came in on.
+        ApiKey::Metadata => {
+            let request: MetadataRequest = decode(&mut buf, key, version)?;
+            let response =
+                metadata::handle(broker, request, version, &ctx.session.listener.name).await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         ApiKey::Produce => {
             let request: ProduceRequest = decode(&mut buf, key, version)?;
             // The quota counts the request's bytes as it arrives, as Kafka's does.
@@ -497,7 +503,14 @@ async fn route(
                 incremental_alter_configs::handle
             )
         }
-        ApiKey::DescribeCluster => inline!(DescribeClusterRequest, describe_cluster::handle),
+        // Answered with addresses on the listener the request came in on.
+        ApiKey::DescribeCluster => {
+            let request: DescribeClusterRequest = decode(&mut buf, key, version)?;
+            let response =
+                describe_cluster::handle(broker, request, version, &ctx.session.listener.name)
+                    .await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => inline!(InitProducerIdRequest, init_producer_id::handle),
         ApiKey::AddPartitionsToTxn => {
@@ -511,7 +524,14 @@ async fn route(
         }
         ApiKey::ListTransactions => inline!(ListTransactionsRequest, list_transactions::handle),
         ApiKey::TxnOffsetCommit => inline!(TxnOffsetCommitRequest, txn_offset_commit::handle),
-        ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
+        // Answered with addresses on the listener the request came in on.
+        ApiKey::FindCoordinator => {
+            let request: FindCoordinatorRequest = decode(&mut buf, key, version)?;
+            let response =
+                find_coordinator::handle(broker, request, version, &ctx.session.listener.name)
+                    .await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
         // (which handles one request per connection at a time): a client that
