@@ -398,30 +398,24 @@ fn named_listeners_take_protocols_from_the_map_or_their_name() {
     ])
     .unwrap();
     let listeners = c.listener_configs().unwrap();
-    let summary: Vec<(&str, &str, &str, Option<(String, u16)>)> = listeners
-        .iter()
-        .map(|l| {
-            (
-                l.name.as_str(),
-                l.protocol,
-                l.bind.as_str(),
-                l.advertised.clone(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            ("PLAINTEXT", "PLAINTEXT", "127.0.0.1:0", None),
-            (
-                "SECURE",
-                "SSL",
-                "0.0.0.0:9094",
-                Some(("kafka.example".into(), 19094))
-            ),
-            ("INTERNAL", "PLAINTEXT", "[::1]:9095", None),
-        ]
-    );
+    let advertised = |host: &str, port| Some((host.to_string(), port));
+    let expected = [
+        ("PLAINTEXT", "PLAINTEXT", "127.0.0.1:0", None),
+        (
+            "SECURE",
+            "SSL",
+            "0.0.0.0:9094",
+            advertised("kafka.example", 19094),
+        ),
+        ("INTERNAL", "PLAINTEXT", "[::1]:9095", None),
+    ];
+    assert_eq!(listeners.len(), expected.len());
+    for (l, (name, protocol, bind, advertised)) in listeners.iter().zip(expected) {
+        assert_eq!(
+            (l.name.as_str(), l.protocol, l.bind.as_str(), &l.advertised),
+            (name, protocol, bind, &advertised)
+        );
+    }
     assert!(listeners[1].uses_tls() && !listeners[0].uses_tls());
     assert_eq!(c.inter_broker_listener().unwrap().name, "INTERNAL");
     // Without a name the first listener is the inter-broker one.
