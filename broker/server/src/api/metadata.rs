@@ -79,7 +79,7 @@ pub(crate) async fn handle(
     let topics = described
         .into_iter()
         .map(|d| match d {
-            Ok(topic) => describe(&state, &topic),
+            Ok(topic) => describe(&state, &topic, listener, version),
             Err((name, id, err)) => MetadataResponseTopic::default()
                 .with_error_code(err.code())
                 .with_name(name)
@@ -229,17 +229,38 @@ pub(crate) fn partition_health(state: &ClusterState, p: &PartitionMeta) -> (i16,
     (error, offline)
 }
 
-fn describe(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
+/// One topic as a client on `listener` sees it. A partition whose leader has
+/// no such listener has no leader it could reach: LISTENER_NOT_FOUND from v6
+/// (LEADER_NOT_AVAILABLE before), leader -1, as in Kafka.
+fn describe(
+    state: &ClusterState,
+    topic: &TopicMeta,
+    listener: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let (error, offline) = partition_health(state, p);
+            let (mut error, offline) = partition_health(state, p);
+            let mut leader = p.leader;
+            let unreachable = state
+                .brokers
+                .get(&p.leader)
+                .is_some_and(|b| !b.fenced && b.endpoint(listener).is_none());
+            if unreachable {
+                leader = NO_LEADER;
+                error = if version >= 6 {
+                    ResponseError::ListenerNotFound.code()
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                };
+            }
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())

@@ -238,6 +238,34 @@ async fn a_broker_without_the_listener_is_left_out_and_followers_fetch_on_the_in
             p.leader_id.0
         );
     }
+    // On EXTERNAL, the partition broker 1 leads has no leader a client could reach.
+    let external_view = roundtrip(
+        &mut on_external,
+        &MetadataRequest::default().with_topics(None),
+        12,
+    )
+    .await
+    .expect("metadata");
+    let topic = external_view
+        .topics
+        .iter()
+        .find(|t| t.name == Some(name("replicated")))
+        .expect("the topic on EXTERNAL");
+    let seen: Vec<(i32, i16)> = topic
+        .partitions
+        .iter()
+        .map(|p| (p.leader_id.0, p.error_code))
+        .collect();
+    let expected: Vec<(i32, i16)> = meta.topics[0]
+        .partitions
+        .iter()
+        .map(|p| match p.leader_id.0 {
+            0 => (0, 0),
+            _ => (-1, kafka_protocol::ResponseError::ListenerNotFound.code()),
+        })
+        .collect();
+    assert_eq!(seen, expected);
+
     let cluster = second.broker.cluster();
     let registered = &cluster.brokers[&0];
     assert_eq!(
