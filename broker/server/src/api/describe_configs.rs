@@ -325,6 +325,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listener_keys_report_the_listeners_in_effect_in_kafka_form() {
+        let report =
+            |config: &BrokerConfig, key: &str| reported_value(config, key, config.value_of(key));
+        let legacy = BrokerConfig {
+            listen: "0.0.0.0:9092".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            report(&legacy, "listeners").as_deref(),
+            Some("PLAINTEXT://0.0.0.0:9092")
+        );
+        assert_eq!(
+            report(&legacy, "listener_security_protocol_map").as_deref(),
+            Some("PLAINTEXT:PLAINTEXT")
+        );
+        assert_eq!(
+            report(&legacy, "advertised_listeners"),
+            None,
+            "unset is null"
+        );
+        let named = BrokerConfig {
+            listeners: vec![
+                "INTERNAL://0.0.0.0:9092".into(),
+                "SSL://0.0.0.0:9094".into(),
+            ],
+            listener_security_protocol_map: vec!["INTERNAL:PLAINTEXT".into()],
+            advertised_listeners: vec!["SSL://[::1]:19094".into()],
+            ssl_certificate_location: Some("c.pem".into()),
+            ssl_key_location: Some("k.pem".into()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            report(&named, "listeners").as_deref(),
+            Some("INTERNAL://0.0.0.0:9092,SSL://0.0.0.0:9094")
+        );
+        assert_eq!(
+            report(&named, "listener_security_protocol_map").as_deref(),
+            Some("INTERNAL:PLAINTEXT,SSL:SSL")
+        );
+        assert_eq!(
+            report(&named, "advertised_listeners").as_deref(),
+            Some("SSL://[::1]:19094")
+        );
+    }
+
+    #[test]
     fn every_reported_name_is_unique_and_topic_synonyms_agree() {
         let key = |name| crate::config::find_key(name).unwrap();
         assert_eq!(reported_names(key("node_id")), ["node.id", "broker.id"]);
