@@ -46,18 +46,65 @@ declare_broker_config! {
         help: "Directory for partition logs and metadata",
         kafka: ["log.dirs"],
         cluster: Reserved;
-    /// Kafka listener address (port 0 picks a free port).
+    /// Kafka listener address (port 0 picks a free port): the one `PLAINTEXT`
+    /// listener of a broker whose `listeners` is empty.
     listen: String = "127.0.0.1:9092".to_string(),
-        doc: "Kafka protocol listener address",
+        doc: "Kafka protocol listener address (when listeners is empty)",
         help: "Kafka listener address (port 0 = any free port)",
-        kafka: ["listeners"],
         cluster: Reserved;
     /// `host:port` advertised to clients in Metadata; unset = the bound listener address.
     advertised_address: Option<String> = None,
         doc: "host:port advertised to clients (unset = bound address)",
         help: "host:port advertised to clients",
-        kafka: ["advertised.listeners"],
         cluster: Reserved;
+    /// Named Kafka listeners, `NAME://host:port` each (port 0 picks a free
+    /// port); empty = one `PLAINTEXT` listener on `listen`. Replaces `listen`
+    /// and `advertised_address` when set.
+    listeners: Vec<String> = Vec::new(),
+        doc: "Named Kafka listeners, NAME://host:port each (empty = PLAINTEXT on listen)",
+        help: "Comma-separated NAME://host:port listeners (replaces --listen)",
+        kafka: ["listeners"],
+        cluster: Hidden;
+    /// The address each listener gives clients, `NAME://host:port`; a
+    /// listener left out advertises its bound address.
+    advertised_listeners: Vec<String> = Vec::new(),
+        doc: "Address advertised per listener, NAME://host:port each (unset = bound address)",
+        help: "Comma-separated NAME://host:port advertised per listener",
+        kafka: ["advertised.listeners"],
+        cluster: Hidden;
+    /// Security protocol of each listener, `NAME:PROTOCOL` (PLAINTEXT, SSL,
+    /// SASL_PLAINTEXT, SASL_SSL); a listener named like a protocol needs no entry.
+    listener_security_protocol_map: Vec<String> = Vec::new(),
+        doc: "Security protocol per listener, NAME:PROTOCOL each (a listener named like a protocol has it)",
+        help: "Comma-separated NAME:PROTOCOL pairs",
+        kafka: ["listener.security.protocol.map"],
+        cluster: Hidden;
+    /// The listener other brokers connect to (replication, transaction
+    /// markers); unset = the first listener.
+    inter_broker_listener_name: Option<String> = None,
+        doc: "Listener other brokers connect to (unset = the first listener)",
+        kafka: ["inter.broker.listener.name"],
+        cluster: Hidden;
+    /// PEM file with this broker's certificate chain (leaf first), for SSL and
+    /// SASL_SSL listeners; re-read when it changes.
+    ssl_certificate_location: Option<String> = None,
+        doc: "PEM certificate chain of SSL and SASL_SSL listeners (reloaded when changed)",
+        cluster: Hidden;
+    /// PEM file with the private key of `ssl_certificate_location`.
+    ssl_key_location: Option<String> = None,
+        doc: "PEM private key of ssl_certificate_location (reloaded when changed)",
+        cluster: Hidden;
+    /// PEM file with the CA certificates client certificates are verified against.
+    ssl_truststore_location: Option<String> = None,
+        doc: "PEM CA bundle client certificates are verified against",
+        kafka: ["ssl.truststore.location"],
+        cluster: Hidden;
+    /// Whether TLS clients must present a certificate: `none`, `requested`
+    /// (verified when given) or `required`.
+    ssl_client_auth: String = "none".to_string(),
+        doc: "TLS client certificates: none, requested or required",
+        kafka: ["ssl.client.auth"],
+        cluster: Hidden;
     /// Admin HTTP listener (/metrics, /healthz, /readyz).
     admin_listen: String = "127.0.0.1:9644".to_string(),
         doc: "Admin HTTP listener address",
@@ -635,7 +682,7 @@ impl BrokerConfig {
                 return invalid("cluster_id", "must not be empty");
             }
         }
-        Ok(())
+        self.validate_listeners()
     }
 
     /// The textual value of a key, for DescribeConfigs on the broker resource.

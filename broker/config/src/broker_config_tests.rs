@@ -339,3 +339,230 @@ fn the_replica_selector_is_leader_or_rack_aware() {
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
+
+/// A config with the listener keys given as `RUNNEL_*` values.
+fn with_listeners(pairs: &[(&str, &str)]) -> Result<BrokerConfig, ConfigError> {
+    BrokerConfig::load_with_env(None, env(pairs))
+}
+
+/// The key a listener config error names.
+fn listener_error_key(pairs: &[(&str, &str)]) -> String {
+    match with_listeners(pairs) {
+        Err(ConfigError::Invalid { key, message }) => {
+            assert!(!message.is_empty());
+            key
+        }
+        other => panic!("expected Invalid for {pairs:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn without_listeners_the_broker_has_one_plaintext_listener_on_listen() {
+    let c = with_listeners(&[
+        ("RUNNEL_LISTEN", "0.0.0.0:0"),
+        ("RUNNEL_ADVERTISED_ADDRESS", "kafka.example:9092"),
+    ])
+    .unwrap();
+    let listeners = c.listener_configs().unwrap();
+    assert_eq!(
+        listeners,
+        vec![crate::ListenerConfig {
+            name: "PLAINTEXT".into(),
+            protocol: "PLAINTEXT",
+            bind: "0.0.0.0:0".into(),
+            advertised: Some(("kafka.example".into(), 9092)),
+        }]
+    );
+    assert_eq!(c.inter_broker_listener().unwrap().name, "PLAINTEXT");
+    assert_eq!(c.ssl_client_auth, "none");
+}
+
+#[test]
+fn named_listeners_take_protocols_from_the_map_or_their_name() {
+    let c = with_listeners(&[
+        (
+            "RUNNEL_LISTENERS",
+            "plaintext://127.0.0.1:0, SECURE://0.0.0.0:9094,INTERNAL://[::1]:9095",
+        ),
+        (
+            "RUNNEL_ADVERTISED_LISTENERS",
+            "SECURE://kafka.example:19094",
+        ),
+        (
+            "RUNNEL_LISTENER_SECURITY_PROTOCOL_MAP",
+            "SECURE:ssl,INTERNAL:PLAINTEXT,UNUSED:SASL_SSL",
+        ),
+        ("RUNNEL_INTER_BROKER_LISTENER_NAME", "internal"),
+        ("RUNNEL_SSL_CERTIFICATE_LOCATION", "/tls/cert.pem"),
+        ("RUNNEL_SSL_KEY_LOCATION", "/tls/key.pem"),
+    ])
+    .unwrap();
+    let listeners = c.listener_configs().unwrap();
+    let advertised = |host: &str, port| Some((host.to_string(), port));
+    let expected = [
+        ("PLAINTEXT", "PLAINTEXT", "127.0.0.1:0", None),
+        (
+            "SECURE",
+            "SSL",
+            "0.0.0.0:9094",
+            advertised("kafka.example", 19094),
+        ),
+        ("INTERNAL", "PLAINTEXT", "[::1]:9095", None),
+    ];
+    assert_eq!(listeners.len(), expected.len());
+    for (l, (name, protocol, bind, advertised)) in listeners.iter().zip(expected) {
+        assert_eq!(
+            (l.name.as_str(), l.protocol, l.bind.as_str(), &l.advertised),
+            (name, protocol, bind, &advertised)
+        );
+    }
+    assert!(listeners[1].uses_tls() && !listeners[0].uses_tls());
+    assert_eq!(c.inter_broker_listener().unwrap().name, "INTERNAL");
+    // Without a name the first listener is the inter-broker one.
+    let c = with_listeners(&[
+        (
+            "RUNNEL_LISTENERS",
+            "INTERNAL://127.0.0.1:0,PLAINTEXT://127.0.0.1:0",
+        ),
+        (
+            "RUNNEL_LISTENER_SECURITY_PROTOCOL_MAP",
+            "INTERNAL:PLAINTEXT",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(c.inter_broker_listener().unwrap().name, "INTERNAL");
+}
+
+#[test]
+fn listener_mistakes_are_refused_naming_the_key() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[(
+                "RUNNEL_LISTENERS",
+                "PLAINTEXT://127.0.0.1:0,plaintext://127.0.0.1:0",
+            )],
+            "listeners",
+        ),
+        (&[("RUNNEL_LISTENERS", "127.0.0.1:9092")], "listeners"),
+        (&[("RUNNEL_LISTENERS", "PLAIN TEXT://h:1")], "listeners"),
+        (&[("RUNNEL_LISTENERS", "PLAINTEXT://nohost")], "listeners"),
+        (
+            &[("RUNNEL_LISTENERS", "PLAINTEXT://h:9092,SSL://h:9092")],
+            "listeners",
+        ),
+        (
+            &[("RUNNEL_LISTENERS", "PLAINTEXT://h:0,EXTERNAL://h:0")],
+            "listener_security_protocol_map",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0,EXTERNAL://h:0"),
+                ("RUNNEL_LISTENER_SECURITY_PROTOCOL_MAP", "EXTERNAL:TLS"),
+            ],
+            "listener_security_protocol_map",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT"),
+            ],
+            "listener_security_protocol_map",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_ADVERTISED_LISTENERS", "EXTERNAL://e:9092"),
+            ],
+            "advertised_listeners",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_ADVERTISED_LISTENERS", "PLAINTEXT://0.0.0.0:9092"),
+            ],
+            "advertised_listeners",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_ADVERTISED_LISTENERS", "PLAINTEXT://e:0"),
+            ],
+            "advertised_listeners",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_INTER_BROKER_LISTENER_NAME", "INTERNAL"),
+            ],
+            "inter_broker_listener_name",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_LISTEN", "127.0.0.1:0"),
+            ],
+            "listen",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0"),
+                ("RUNNEL_ADVERTISED_ADDRESS", "e:9092"),
+            ],
+            "advertised_address",
+        ),
+        (
+            &[("RUNNEL_ADVERTISED_LISTENERS", "PLAINTEXT://e:9092")],
+            "advertised_listeners",
+        ),
+        // Broker-to-broker connections cannot use TLS yet.
+        (
+            &[
+                ("RUNNEL_LISTENERS", "SSL://h:0"),
+                ("RUNNEL_SSL_CERTIFICATE_LOCATION", "c.pem"),
+                ("RUNNEL_SSL_KEY_LOCATION", "k.pem"),
+            ],
+            "inter_broker_listener_name",
+        ),
+        // A TLS listener needs a certificate and its key.
+        (
+            &[("RUNNEL_LISTENERS", "PLAINTEXT://h:0,SSL://h:0")],
+            "ssl_certificate_location",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0,SSL://h:0"),
+                ("RUNNEL_SSL_CERTIFICATE_LOCATION", "c.pem"),
+            ],
+            "ssl_key_location",
+        ),
+        // Verifying client certificates needs the CAs to verify them with.
+        (
+            &[
+                ("RUNNEL_LISTENERS", "PLAINTEXT://h:0,SSL://h:0"),
+                ("RUNNEL_SSL_CERTIFICATE_LOCATION", "c.pem"),
+                ("RUNNEL_SSL_KEY_LOCATION", "k.pem"),
+                ("RUNNEL_SSL_CLIENT_AUTH", "required"),
+            ],
+            "ssl_truststore_location",
+        ),
+        (&[("RUNNEL_SSL_CLIENT_AUTH", "always")], "ssl_client_auth"),
+    ];
+    for (pairs, key) in cases {
+        assert_eq!(listener_error_key(pairs), *key, "{pairs:?}");
+    }
+}
+
+#[test]
+fn listener_errors_say_what_to_do() {
+    let err = with_listeners(&[("RUNNEL_LISTENERS", "PLAINTEXT://h:0,EXTERNAL://h:0")])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("add EXTERNAL:PROTOCOL"), "{err}");
+    let err = with_listeners(&[("RUNNEL_LISTENERS", "PLAINTEXT://h:0,plaintext://h:1")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("listener PLAINTEXT is declared twice"),
+        "{err}"
+    );
+}

@@ -15,15 +15,19 @@
 //!   flags) and validation ([`BrokerConfig`]).
 //! - `declare`: the macro that turns the declaration into the struct and [`KEYS`].
 //! - `key`: what is known about one key ([`Key`], [`KeyKind`], [`ClusterAccess`]).
+//! - `listeners`: the named listeners and their security protocols
+//!   ([`ListenerConfig`]), read from the listener keys together.
 //! - [`dynamic`]: the configs changed at runtime through the admin API.
 
 mod broker_config;
 mod declare;
 pub mod dynamic;
 mod key;
+mod listeners;
 
 pub use broker_config::{BrokerConfig, ConfigError, KEYS};
 pub use key::{find_key, ClusterAccess, Key, KeyKind};
+pub use listeners::{ListenerConfig, DEFAULT_LISTENER, SECURITY_PROTOCOLS, SSL_CLIENT_AUTH};
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "RUNNEL_";

@@ -50,6 +50,6 @@ pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
     AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, Applied, BrokerId,
-    BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement, QuotaEntity, QuotaValue,
-    Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta, Placement, QuotaEntity,
+    QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
 };

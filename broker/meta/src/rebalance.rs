@@ -50,6 +50,7 @@ mod tests {
             id,
             host: "localhost".into(),
             port: 9092,
+            endpoints: Vec::new(),
             rack: None,
             controller_addr: "localhost:9093".into(),
             incarnation: Uuid::nil(),

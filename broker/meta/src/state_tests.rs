@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::UNCLEAN_LEADER_ELECTION;
 use crate::types::{
-    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, PartitionMeta, Placement,
-    Rejection, NO_LEADER,
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta,
+    Placement, Rejection, NO_LEADER,
 };
 
 fn info(id: BrokerId, incarnation: u128, rack: Option<&str>) -> BrokerInfo {
@@ -16,6 +16,7 @@ fn info(id: BrokerId, incarnation: u128, rack: Option<&str>) -> BrokerInfo {
         id,
         host: format!("broker-{id}"),
         port: 9092,
+        endpoints: Vec::new(),
         rack: rack.map(str::to_owned),
         controller_addr: format!("broker-{id}:9093"),
         incarnation: Uuid::from_u128(incarnation),
@@ -1840,4 +1841,51 @@ fn acls_are_added_once_removed_and_survive_a_snapshot_with_scram_users() {
         Applied::NoChange
     );
     assert_eq!(state.acls.len(), 1);
+}
+
+#[test]
+fn a_broker_is_reached_on_the_endpoint_of_the_listener_asked_for() {
+    let endpoint = |listener: &str, host: &str, port, protocol: &str| Endpoint {
+        listener: listener.into(),
+        host: host.into(),
+        port,
+        security_protocol: protocol.into(),
+    };
+    let mut broker = info(1, 1, None);
+    broker.endpoints = vec![
+        endpoint("INTERNAL", "10.0.0.1", 9092, "PLAINTEXT"),
+        endpoint("SECURE", "kafka.example", 9094, "SSL"),
+    ];
+    assert_eq!(broker.endpoint("SECURE"), Some(("kafka.example", 9094)));
+    assert_eq!(broker.endpoint("INTERNAL"), Some(("10.0.0.1", 9092)));
+    // A broker without the listener is not reachable through it.
+    assert_eq!(broker.endpoint("PLAINTEXT"), None);
+    // A registration from before named listeners has one PLAINTEXT listener.
+    let legacy = info(2, 1, None);
+    assert_eq!(legacy.endpoint("PLAINTEXT"), Some(("broker-2", 9092)));
+    assert_eq!(legacy.endpoint("SECURE"), None);
+}
+
+#[test]
+fn registrations_and_snapshots_without_endpoints_still_load() {
+    let mut state = with_brokers(&[1]);
+    let mut json: serde_json::Value = serde_json::to_value(&state).expect("serialize");
+    let broker = json["brokers"]["1"]
+        .as_object_mut()
+        .expect("broker 1 in the snapshot");
+    assert!(broker.remove("endpoints").is_some());
+    let old: ClusterState = serde_json::from_value(json).expect("an old snapshot loads");
+    assert!(old.brokers[&1].endpoints.is_empty());
+    let mut command =
+        serde_json::to_value(Command::RegisterBroker(info(2, 1, None))).expect("serialize");
+    let registration = command["RegisterBroker"]
+        .as_object_mut()
+        .expect("a RegisterBroker command");
+    assert!(registration.remove("endpoints").is_some());
+    let old: Command = serde_json::from_value(command).expect("an old log entry loads");
+    ok(&mut state, old);
+    assert_eq!(
+        state.brokers[&2].endpoint("PLAINTEXT"),
+        Some(("broker-2", 9092))
+    );
 }

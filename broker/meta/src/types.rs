@@ -13,15 +13,37 @@ pub type BrokerId = i32;
 /// "No leader" in [`PartitionMeta::leader`] (Kafka uses -1 too).
 pub const NO_LEADER: BrokerId = -1;
 
+/// The listener of registrations written before brokers registered their
+/// endpoints: such a broker had one plaintext listener, at `host:port`.
+const LEGACY_LISTENER: &str = "PLAINTEXT";
+
+/// One listener of a broker as clients and other brokers reach it (Kafka's `Endpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener name (`PLAINTEXT`, `SECURE`, ...).
+    pub listener: String,
+    /// The advertised host.
+    pub host: String,
+    /// The advertised port.
+    pub port: u16,
+    /// The listener's security protocol (Kafka's name: `PLAINTEXT`, `SSL`, ...).
+    pub security_protocol: String,
+}
+
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerInfo {
     /// Broker id.
     pub id: BrokerId,
-    /// Host advertised to Kafka clients.
+    /// Host of the inter-broker listener (the first listener unless
+    /// configured): where other brokers connect.
     pub host: String,
-    /// Kafka port advertised to clients.
+    /// Port of the inter-broker listener.
     pub port: u16,
+    /// Every listener's advertised endpoint, in configuration order. Empty in
+    /// registrations from before named listeners (see [`BrokerInfo::endpoint`]).
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
     /// `broker.rack`, if set.
     pub rack: Option<String>,
     /// Address of this broker's metadata (Raft) listener, `host:port`.
@@ -32,6 +54,22 @@ pub struct BrokerInfo {
     /// Fenced brokers lead nothing and are not in any ISR; a broker is fenced
     /// when its session expires and unfenced when it registers again.
     pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// The host and port of this broker's listener named `listener`, the one
+    /// a client that came in on that listener must be given. A registration
+    /// without endpoints (written before named listeners) has one plaintext
+    /// listener at `host:port`.
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.endpoints.is_empty() {
+            return (listener == LEGACY_LISTENER).then_some((self.host.as_str(), self.port));
+        }
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
+    }
 }
 
 /// One partition's replica placement and leadership.

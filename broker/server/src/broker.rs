@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 use runnel_meta::{
-    AclOperation, AclResourceType, Applied, ClusterState, Command, MetaError, MetaNode,
+    AclOperation, AclResourceType, Applied, ClusterState, Command, Endpoint, MetaError, MetaNode,
     PartitionMeta, Placement, Rejection, NO_LEADER,
 };
 use tokio::sync::watch;
@@ -32,10 +32,8 @@ pub struct Broker {
     pub(crate) config: BrokerConfig,
     /// Cluster id (from meta.json).
     pub(crate) cluster_id: String,
-    /// Host advertised to clients.
-    pub(crate) advertised_host: String,
-    /// Port advertised to clients.
-    pub(crate) advertised_port: u16,
+    /// This broker's advertised endpoint on each listener, in configuration order.
+    pub(crate) endpoints: Vec<Endpoint>,
     /// Topics and their logs.
     pub(crate) topics: Arc<TopicRegistry>,
     /// Prometheus metrics.
@@ -73,8 +71,7 @@ impl Broker {
     pub(crate) fn new(
         config: BrokerConfig,
         cluster_id: String,
-        advertised_host: String,
-        advertised_port: u16,
+        endpoints: Vec<Endpoint>,
         topics: Arc<TopicRegistry>,
         meta: MetaNode,
         shutdown: watch::Receiver<bool>,
@@ -113,8 +110,7 @@ impl Broker {
             authorizer,
             config,
             cluster_id,
-            advertised_host,
-            advertised_port,
+            endpoints,
             topics,
             metrics,
             producer_ids: ProducerIdAllocator::new(meta.clone()),
@@ -130,6 +126,14 @@ impl Broker {
             shutdown,
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// This broker's advertised host and port on `listener`.
+    pub(crate) fn own_endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        self.endpoints
+            .iter()
+            .find(|e| e.listener == listener)
+            .map(|e| (e.host.as_str(), e.port))
     }
 
     /// This broker's node id.

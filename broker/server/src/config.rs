@@ -5,8 +5,7 @@
 //! sync with [`KEYS`].
 
 pub(crate) use runnel_config::{
-    dynamic, find_key, split_host_port, BrokerConfig, ConfigError, Key, KeyKind, KEYS,
-    MAX_PARTITIONS,
+    dynamic, find_key, BrokerConfig, ConfigError, Key, KeyKind, KEYS, MAX_PARTITIONS,
 };
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    /// The TLS files of SSL listeners cannot be used (the message names the file).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A file of broker metadata could not be read or written.
     #[error("i/o error on {path}: {source}")]
     Io {

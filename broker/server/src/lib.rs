@@ -21,6 +21,8 @@
 //! - `errors`: the broker's errors and their one mapping to Kafka error codes.
 //! - `producer_ids`, `persist`, `data_dir_lock`: producer id blocks, small
 //!   metadata files, the data directory lock.
+//! - `session`, `tls`: a connection's listener and principal; TLS
+//!   configuration (reloaded when its files change) and certificate subjects.
 //! - `metrics`, `admin_http`: Prometheus metrics and the admin HTTP port.
 //! - `runtime`: the clock, the shutdown flag and signals, log filter defaults.
 
@@ -43,6 +45,7 @@ mod runtime;
 mod server;
 mod session;
 mod telemetry;
+mod tls;
 mod topic_config;
 mod topics;
 mod txn;
@@ -60,8 +63,9 @@ pub use runtime::{now_ms, shutdown_signal, DEFAULT_LOG_FILTER};
 pub use server::Server;
 
 /// Binds, prints `runnel-broker ready kafka=ADDR admin=ADDR controller=ADDR data=DIR` to
-/// stdout (the one line that says where everything is), serves until `shutdown` resolves,
-/// then fsyncs and closes every log.
+/// stdout (the line that says where everything is; `kafka` is the first listener), then
+/// `runnel-broker listener NAME address=ADDR` for each further listener, serves until
+/// `shutdown` resolves, then fsyncs and closes every log.
 pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -78,6 +82,10 @@ pub async fn run(
             server.controller_addr(),
             data_dir.display()
         );
+        // On lines of their own, so that every reader of the ready line keeps working.
+        for (name, addr) in server.listener_addrs().into_iter().skip(1) {
+            let _ = writeln!(out, "runnel-broker listener {name} address={addr}");
+        }
         let _ = out.flush();
     }
     server.serve(shutdown).await

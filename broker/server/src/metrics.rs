@@ -38,6 +38,9 @@ pub struct Metrics {
     /// Authorizer decisions: `[denied, allowed]` (one counter each, so a decision
     /// costs no label lookup).
     pub authorizer_decisions: [prometheus::IntCounter; 2],
+    /// TLS handshakes that failed, per listener (a plaintext client on a TLS
+    /// port, an untrusted or missing client certificate, a timeout).
+    pub tls_handshake_failures: IntCounterVec,
     /// Bytes of the request memory pool (`queued_max_request_bytes`) in use:
     /// requests being read (as much as has arrived) or not yet answered.
     pub queued_request_bytes: IntGauge,
@@ -159,6 +162,11 @@ impl Metrics {
             decisions.with_label_values(&["denied"]),
             decisions.with_label_values(&["allowed"]),
         ];
+        let tls_handshake_failures = counter(
+            "runnel_tls_handshake_failures_total",
+            "TLS handshakes that failed, per listener",
+            &["listener"],
+        );
         let queued_request_bytes = must(IntGauge::new(
             "runnel_queued_request_bytes",
             "Bytes of the request memory pool in use (requests being read or not yet answered)",
@@ -288,6 +296,7 @@ impl Metrics {
             connections_refused,
             sasl_authentications,
             authorizer_decisions,
+            tls_handshake_failures,
             queued_request_bytes,
             group_members,
             group_committed_offset,

@@ -81,6 +81,7 @@ fn unowned_dirs_and_stray_replicas_are_removed_but_assigned_partitions_are_kept(
             id: 0,
             host: "h".into(),
             port: 1,
+            endpoints: Vec::new(),
             rack: None,
             controller_addr: "h:2".into(),
             incarnation: Uuid::new_v4(),

@@ -60,6 +60,7 @@ pub fn broker(id: i32, node: &MetaNode) -> BrokerInfo {
         id,
         host: "127.0.0.1".into(),
         port: 9092 + u16::try_from(id).unwrap(),
+        endpoints: Vec::new(),
         rack: None,
         controller_addr: node.listen_addr().to_string(),
         incarnation: Uuid::new_v4(),

@@ -10,32 +10,35 @@ use kafka_protocol::protocol::StrBytes;
 use super::metadata::{cluster_id, controller_id};
 use crate::broker::Broker;
 
-/// Handles DescribeCluster.
+/// Handles DescribeCluster for a client that came in on `listener`: brokers
+/// are listed at their address on that listener, those without it left out.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let state = broker.cluster();
+    let entry = |id: i32, (host, port): (&str, u16), rack: Option<&String>| {
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(i32::from(port))
+            .with_rack(rack.cloned().map(StrBytes::from_string))
+    };
     let mut brokers: Vec<DescribeClusterBroker> = state
         .live_brokers()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(StrBytes::from_string(b.host.clone()))
-                .with_port(i32::from(b.port))
-                .with_rack(b.rack.clone().map(StrBytes::from_string))
-        })
+        .filter_map(|b| Some(entry(b.id, b.endpoint(listener)?, b.rack.as_ref())))
         .collect();
-    if !brokers.iter().any(|b| b.broker_id.0 == broker.node_id()) {
-        brokers.push(
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(broker.node_id()))
-                .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-                .with_port(i32::from(broker.advertised_port))
-                .with_rack(broker.config.broker_rack.clone().map(StrBytes::from_string)),
-        );
-        brokers.sort_by_key(|b| b.broker_id.0);
+    if let Some(own) = broker.own_endpoint(listener) {
+        if !brokers.iter().any(|b| b.broker_id.0 == broker.node_id()) {
+            brokers.push(entry(
+                broker.node_id(),
+                own,
+                broker.config.broker_rack.as_ref(),
+            ));
+            brokers.sort_by_key(|b| b.broker_id.0);
+        }
     }
     let mut response = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(cluster_id(broker, &state)))

@@ -168,11 +168,50 @@ fn reported_names(key: &Key) -> &[&'static str] {
     }
 }
 
-/// Kafka's listener values carry the security protocol.
-fn reported_value(key: &str, value: Option<String>) -> Option<String> {
+/// A key's value as Kafka reports it: the listener keys show the listeners in
+/// effect (with `listen` alone, its one PLAINTEXT listener) in Kafka's form.
+fn reported_value(config: &BrokerConfig, key: &str, value: Option<String>) -> Option<String> {
+    let Ok(listeners) = config.listener_configs() else {
+        return value;
+    };
+    let join = |items: Vec<String>| Some(items.join(","));
     match key {
-        "listen" | "advertised_address" => value.map(|v| format!("PLAINTEXT://{v}")),
+        "listeners" => join(
+            listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.name, l.bind))
+                .collect(),
+        ),
+        "listener_security_protocol_map" => join(
+            listeners
+                .iter()
+                .map(|l| format!("{}:{}", l.name, l.protocol))
+                .collect(),
+        ),
+        "advertised_listeners" if listeners.iter().any(|l| l.advertised.is_some()) => join(
+            listeners
+                .iter()
+                .filter_map(|l| {
+                    let (host, port) = l.advertised.as_ref()?;
+                    Some(format!("{}://{}", l.name, HostPort(host, *port)))
+                })
+                .collect(),
+        ),
+        "advertised_listeners" => None,
         _ => value,
+    }
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+struct HostPort<'a>(&'a str, u16);
+
+impl std::fmt::Display for HostPort<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
+        } else {
+            write!(f, "{}:{}", self.0, self.1)
+        }
     }
 }
 
@@ -201,7 +240,7 @@ fn broker_configs(
         } else {
             ConfigSource::StaticBroker
         };
-        let value = reported_value(key, value);
+        let value = reported_value(&broker.config, key, value);
         // A client may ask by Kafka's name or by Runnel's key.
         let asked_by_key = wanted(key);
         for &reported in reported_names(spec) {
@@ -284,6 +323,52 @@ fn dynamic_broker_configs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listener_keys_report_the_listeners_in_effect_in_kafka_form() {
+        let report =
+            |config: &BrokerConfig, key: &str| reported_value(config, key, config.value_of(key));
+        let legacy = BrokerConfig {
+            listen: "0.0.0.0:9092".into(),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            report(&legacy, "listeners").as_deref(),
+            Some("PLAINTEXT://0.0.0.0:9092")
+        );
+        assert_eq!(
+            report(&legacy, "listener_security_protocol_map").as_deref(),
+            Some("PLAINTEXT:PLAINTEXT")
+        );
+        assert_eq!(
+            report(&legacy, "advertised_listeners"),
+            None,
+            "unset is null"
+        );
+        let named = BrokerConfig {
+            listeners: vec![
+                "INTERNAL://0.0.0.0:9092".into(),
+                "SSL://0.0.0.0:9094".into(),
+            ],
+            listener_security_protocol_map: vec!["INTERNAL:PLAINTEXT".into()],
+            advertised_listeners: vec!["SSL://[::1]:19094".into()],
+            ssl_certificate_location: Some("c.pem".into()),
+            ssl_key_location: Some("k.pem".into()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            report(&named, "listeners").as_deref(),
+            Some("INTERNAL://0.0.0.0:9092,SSL://0.0.0.0:9094")
+        );
+        assert_eq!(
+            report(&named, "listener_security_protocol_map").as_deref(),
+            Some("INTERNAL:PLAINTEXT,SSL:SSL")
+        );
+        assert_eq!(
+            report(&named, "advertised_listeners").as_deref(),
+            Some("SSL://[::1]:19094")
+        );
+    }
 
     #[test]
     fn every_reported_name_is_unique_and_topic_synonyms_agree() {

@@ -36,11 +36,13 @@ fn topic_of(key_type: i8) -> Result<&'static str, ApiError> {
 }
 
 /// The coordinator of a key: the leader of its partition of `internal`, as
-/// `(node id, host, port)`.
+/// `(node id, host, port)` on `listener` (not available when the leader has
+/// no such listener).
 fn coordinator_of(
     broker: &Broker,
     internal: &str,
     key: &str,
+    listener: &str,
 ) -> Result<(i32, String, i32), ApiError> {
     let state = broker.cluster();
     let not_available =
@@ -53,19 +55,26 @@ fn coordinator_of(
         .partitions
         .get(partition as usize)
         .map_or(NO_LEADER, |p| p.leader);
-    match state.brokers.get(&leader).filter(|b| !b.fenced) {
-        Some(b) => Ok((b.id, b.host.clone(), i32::from(b.port))),
-        None => Err(not_available(format!(
+    let Some(b) = state.brokers.get(&leader).filter(|b| !b.fenced) else {
+        return Err(not_available(format!(
             "partition {partition} of {internal} has no leader"
+        )));
+    };
+    match b.endpoint(listener) {
+        Some((host, port)) => Ok((b.id, host.to_string(), i32::from(port))),
+        None => Err(not_available(format!(
+            "broker {} leads partition {partition} of {internal} but has no listener {listener}",
+            b.id
         ))),
     }
 }
 
-/// Handles FindCoordinator.
+/// Handles FindCoordinator for a client that came in on `listener`.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let mut result = topic_of(request.key_type);
     // The first lookup creates the internal topic (as Kafka does).
@@ -86,7 +95,7 @@ pub(crate) async fn handle(
         Err(_) => {}
     }
     let find = |key: &str| -> Result<(i32, String, i32), ApiError> {
-        coordinator_of(broker, result.clone()?, key)
+        coordinator_of(broker, result.clone()?, key, listener)
     };
     if version >= 4 {
         let coordinators = request

@@ -25,13 +25,15 @@ use crate::topics::{Topic, TopicError};
 /// A requested topic that cannot be described: its name or id, and why.
 type Unknown = (Option<TopicName>, Uuid, ApiError);
 
-/// Handles Metadata.
+/// Handles Metadata for a client that came in on `listener`: brokers are
+/// listed at their address on that listener.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
+    let listener = ctx.session.listener.name.as_str();
     // v0 has no null topic list: an empty list means all topics.
     let wanted = match request.topics {
         None => None,
@@ -119,7 +121,7 @@ pub(crate) async fn handle(
     let topics = described
         .into_iter()
         .map(|d| match d {
-            Ok(topic) => describe(&state, &topic),
+            Ok(topic) => describe(&state, &topic, listener, version),
             Err((name, id, err)) => MetadataResponseTopic::default()
                 .with_error_code(err.code())
                 .with_name(name)
@@ -127,7 +129,7 @@ pub(crate) async fn handle(
         })
         .collect();
     MetadataResponse::default()
-        .with_brokers(live_brokers(broker, &state))
+        .with_brokers(live_brokers(broker, &state, listener))
         .with_cluster_id(Some(StrBytes::from_string(cluster_id(broker, &state))))
         .with_controller_id(BrokerId(controller_id(broker)))
         .with_topics(topics)
@@ -146,29 +148,30 @@ pub(crate) fn controller_id(broker: &Broker) -> i32 {
     broker.meta.quorum().leader.unwrap_or(-1)
 }
 
-/// Unfenced registered brokers; this broker is always listed so a client
-/// that bootstrapped through it can reach it.
-fn live_brokers(broker: &Broker, state: &ClusterState) -> Vec<MetadataResponseBroker> {
+/// Unfenced registered brokers at their address on `listener` (as Kafka, a
+/// broker without that listener is left out); this broker is always listed so
+/// a client that bootstrapped through it can reach it.
+fn live_brokers(
+    broker: &Broker,
+    state: &ClusterState,
+    listener: &str,
+) -> Vec<MetadataResponseBroker> {
+    let entry = |id: i32, (host, port): (&str, u16), rack: Option<&String>| {
+        MetadataResponseBroker::default()
+            .with_node_id(BrokerId(id))
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(i32::from(port))
+            .with_rack(rack.cloned().map(StrBytes::from_string))
+    };
     let mut brokers: BTreeMap<i32, MetadataResponseBroker> = state
         .live_brokers()
-        .map(|b| {
-            (
-                b.id,
-                MetadataResponseBroker::default()
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(StrBytes::from_string(b.host.clone()))
-                    .with_port(i32::from(b.port))
-                    .with_rack(b.rack.clone().map(StrBytes::from_string)),
-            )
-        })
+        .filter_map(|b| Some((b.id, entry(b.id, b.endpoint(listener)?, b.rack.as_ref()))))
         .collect();
-    brokers.entry(broker.node_id()).or_insert_with(|| {
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(i32::from(broker.advertised_port))
-            .with_rack(broker.config.broker_rack.clone().map(StrBytes::from_string))
-    });
+    if let Some(own) = broker.own_endpoint(listener) {
+        brokers
+            .entry(broker.node_id())
+            .or_insert_with(|| entry(broker.node_id(), own, broker.config.broker_rack.as_ref()));
+    }
     brokers.into_values().collect()
 }
 
@@ -268,17 +271,38 @@ pub(crate) fn partition_health(state: &ClusterState, p: &PartitionMeta) -> (i16,
     (error, offline)
 }
 
-fn describe(state: &ClusterState, topic: &TopicMeta) -> MetadataResponseTopic {
+/// One topic as a client on `listener` sees it. A partition whose leader has
+/// no such listener has no leader it could reach: LISTENER_NOT_FOUND from v6
+/// (LEADER_NOT_AVAILABLE before), leader -1, as in Kafka.
+fn describe(
+    state: &ClusterState,
+    topic: &TopicMeta,
+    listener: &str,
+    version: i16,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let (error, offline) = partition_health(state, p);
+            let (mut error, offline) = partition_health(state, p);
+            let mut leader = p.leader;
+            let unreachable = state
+                .brokers
+                .get(&p.leader)
+                .is_some_and(|b| !b.fenced && b.endpoint(listener).is_none());
+            if unreachable {
+                leader = NO_LEADER;
+                error = if version >= 6 {
+                    ResponseError::ListenerNotFound.code()
+                } else {
+                    ResponseError::LeaderNotAvailable.code()
+                };
+            }
             MetadataResponsePartition::default()
                 .with_error_code(error)
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(p.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
                 .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())

@@ -519,6 +519,7 @@ async fn route(
             let response = api_versions::handle(broker, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
+        // Answered with addresses on the listener the request came in on.
         ApiKey::Metadata => with_ctx!(MetadataRequest, metadata::handle),
         ApiKey::Produce => {
             let request: ProduceRequest = decode(&mut buf, key, version)?;
@@ -564,7 +565,14 @@ async fn route(
                 incremental_alter_configs::handle
             )
         }
-        ApiKey::DescribeCluster => inline!(DescribeClusterRequest, describe_cluster::handle),
+        // Answered with addresses on the listener the request came in on.
+        ApiKey::DescribeCluster => {
+            let request: DescribeClusterRequest = decode(&mut buf, key, version)?;
+            let response =
+                describe_cluster::handle(broker, request, version, &ctx.session.listener.name)
+                    .await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => {
             let request: InitProducerIdRequest = decode(&mut buf, key, version)?;
@@ -670,7 +678,14 @@ async fn route(
             let response = txn_offset_commit::handle(broker, request, version).await;
             ready(encode_response(correlation_id, version, &response))
         }
-        ApiKey::FindCoordinator => inline!(FindCoordinatorRequest, find_coordinator::handle),
+        // Answered with addresses on the listener the request came in on.
+        ApiKey::FindCoordinator => {
+            let request: FindCoordinatorRequest = decode(&mut buf, key, version)?;
+            let response =
+                find_coordinator::handle(broker, request, version, &ctx.session.listener.name)
+                    .await;
+            ready(encode_response(correlation_id, version, &response))
+        }
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
         // (which handles one request per connection at a time): a client that

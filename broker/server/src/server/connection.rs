@@ -1,4 +1,5 @@
-//! Kafka connections: the accept loop, request framing and dispatch.
+//! Kafka connections: one accept loop per listener, the TLS handshake of SSL
+//! and SASL_SSL listeners, request framing and dispatch.
 //!
 //! Each connection has a reader task and a writer task. The reader decodes
 //! frames and runs each request's in-order part (for Produce: the appends);
@@ -20,14 +21,15 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes};
 use parking_lot::Mutex;
 use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::{self, Outcome, Pending};
 use crate::broker::Broker;
 use crate::runtime::wait_shutdown;
-use crate::session::{Listener, Session};
+use crate::session::{Listener, Principal, Session};
+use crate::tls::ReloadingTls;
 
 /// Smallest legal request: api key, version, correlation id, client id length.
 pub(crate) const MIN_REQUEST_BYTES: usize = 10;
@@ -49,6 +51,10 @@ const FIRST_CHUNK: usize = 4096;
 /// for several large half-read requests, keep each waiting for memory the
 /// others hold).
 const MID_FRAME_STALL: Duration = Duration::from_secs(30);
+
+/// A TLS client that has not completed its handshake this long after
+/// connecting is dropped, so that idle sockets cannot hold connection slots.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A refused connection is logged at most this often (with a count of the rest).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -301,47 +307,107 @@ impl ConnectionLimits {
     }
 }
 
-/// Accepts Kafka connections on `kafka` until `shutdown` resolves, within the
-/// connection limits; each is served on its own task, which holds a clone of
-/// `done` until the connection has closed.
+/// A bound Kafka listener: its socket, its name and protocol, and for SSL and
+/// SASL_SSL the TLS configuration its connections are wrapped in.
+pub(super) struct KafkaListener {
+    /// The listener its connections' sessions name.
+    pub listener: Arc<Listener>,
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// Set for listeners whose protocol uses TLS.
+    pub tls: Option<Arc<ReloadingTls>>,
+}
+
+/// What every listener's connections share: one request memory pool and one
+/// set of connection limits, whichever listener a client came in on.
+#[derive(Clone)]
+struct Shared {
+    pool: RequestPool,
+    limits: Arc<ConnectionLimits>,
+}
+
+/// Accepts Kafka connections on every listener until `shutdown` resolves,
+/// within the connection limits; each connection is served on its own task,
+/// which holds a clone of `done` until the connection has closed. Returns
+/// once every listener has stopped accepting (their sockets are closed).
 pub(super) async fn accept_until(
-    kafka: &TcpListener,
+    listeners: Vec<KafkaListener>,
     broker: &Arc<Broker>,
     done_tx: &mpsc::Sender<()>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let pool = RequestPool::new(
-        broker.config.queued_max_request_bytes,
-        broker.metrics.queued_request_bytes.clone(),
-    );
-    let listener = Arc::new(Listener::default());
-    let limits = Arc::new(ConnectionLimits::new(
-        broker.config.max_connections_per_ip,
-        broker.config.max_connections,
-    ));
-    tokio::pin!(shutdown);
+    let shared = Shared {
+        pool: RequestPool::new(
+            broker.config.queued_max_request_bytes,
+            broker.metrics.queued_request_bytes.clone(),
+        ),
+        limits: Arc::new(ConnectionLimits::new(
+            broker.config.max_connections_per_ip,
+            broker.config.max_connections,
+        )),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|kafka| {
+            tokio::spawn(accept_loop(
+                kafka,
+                broker.clone(),
+                shared.clone(),
+                done_tx.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for accept in loops {
+        let _ = accept.await;
+    }
+}
+
+/// One listener's accept loop, until `stop` is set.
+async fn accept_loop(
+    kafka: KafkaListener,
+    broker: Arc<Broker>,
+    shared: Shared,
+    done_tx: mpsc::Sender<()>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = kafka.accept() => match accepted {
+            _ = wait_shutdown(&mut stop) => break,
+            accepted = kafka.socket.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    let slot = match limits.admit(peer.ip()) {
+                    let slot = match shared.limits.admit(peer.ip()) {
                         Ok(slot) => slot,
                         Err(refusal) => {
                             broker.metrics.connections_refused
                                 .with_label_values(&[refusal.label()]).inc();
-                            limits.log_refusal(peer, refusal);
+                            shared.limits.log_refusal(peer, refusal);
                             drop(socket);
                             continue;
                         }
                     };
                     let broker = broker.clone();
                     let done = done_tx.clone();
-                    let pool = pool.clone();
-                    let listener = listener.clone();
+                    let pool = shared.pool.clone();
+                    let listener = kafka.listener.clone();
+                    let tls = kafka.tls.clone();
                     tokio::spawn(async move {
                         broker.metrics.open_connections.inc();
-                        handle_connection(broker.clone(), socket, peer, listener, pool).await;
+                        let _ = socket.set_nodelay(true);
+                        match tls {
+                            None => {
+                                let session = Arc::new(Session::new(peer, listener));
+                                let (reader, writer) = socket.into_split();
+                                serve_connection(broker.clone(), reader, writer, session, pool)
+                                    .await;
+                            }
+                            Some(tls) => {
+                                serve_tls(broker.clone(), socket, peer, listener, pool, &tls).await
+                            }
+                        }
                         drop(slot);
                         broker.metrics.open_connections.dec();
                         drop(done);
@@ -349,7 +415,7 @@ pub(super) async fn accept_until(
                 }
                 Err(err) => {
                     // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %err, "accept failed");
+                    tracing::warn!(error = %err, listener = %kafka.listener.name, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -357,21 +423,100 @@ pub(super) async fn accept_until(
     }
 }
 
-async fn handle_connection(
+/// Completes the TLS handshake of a connection to an SSL or SASL_SSL listener
+/// (with the certificate its files hold now), then serves it. On an SSL
+/// listener a verified client certificate makes the session's principal
+/// `User:<subject>`; on SASL_SSL the principal is left to SASL.
+async fn serve_tls(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
     pool: RequestPool,
+    tls: &ReloadingTls,
 ) {
-    let _ = socket.set_nodelay(true);
-    let (mut reader, writer) = socket.into_split();
+    let acceptor = tls.acceptor();
+    let mut shutdown = broker.shutdown_signal();
+    let handshake = tokio::select! {
+        _ = wait_shutdown(&mut shutdown) => return,
+        handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(socket)) => handshake,
+    };
+    let failed = |reason: &dyn std::fmt::Display, untrusted: bool| {
+        broker
+            .metrics
+            .tls_handshake_failures
+            .with_label_values(&[listener.name.as_str()])
+            .inc();
+        if untrusted {
+            tracing::warn!(%peer, listener = %listener.name, "TLS handshake failed: {reason}");
+        } else {
+            tracing::debug!(%peer, listener = %listener.name, "TLS handshake failed: {reason}");
+        }
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => {
+            // Certificate problems are worth an operator's attention; a port
+            // scan or a plaintext client is not.
+            let untrusted = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::NoCertificatesPresented
+                    )
+                });
+            failed(&err, untrusted);
+            return;
+        }
+        Err(_) => {
+            failed(&"no handshake within the timeout", false);
+            return;
+        }
+    };
+    let session = Session::new(peer, listener.clone());
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first());
+    if let Some(certificate) = certificate.filter(|_| !listener.protocol.is_sasl()) {
+        // rustls verified the chain; a subject it cannot name is refused
+        // rather than let in as another principal.
+        let Some(subject) = crate::tls::subject_name(certificate) else {
+            failed(&"the client certificate's subject cannot be read", true);
+            return;
+        };
+        tracing::debug!(%peer, listener = %listener.name, principal = %subject,
+            "TLS client authenticated");
+        *session.principal.write() = Principal::user(&subject);
+    }
+    let (reader, writer) = tokio::io::split(stream);
+    serve_connection(broker, reader, writer, Arc::new(session), pool).await;
+}
+
+/// Reads, dispatches and answers the requests of one connection until it
+/// closes, fails or the broker shuts down.
+async fn serve_connection<R, W>(
+    broker: Arc<Broker>,
+    mut reader: R,
+    writer: W,
+    session: Arc<Session>,
+    pool: RequestPool,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = session
+        .peer
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (tx, rx) = mpsc::channel::<Queued>(MAX_IN_FLIGHT);
     let writer_task = tokio::spawn(write_responses(writer, rx, peer));
     let mut shutdown = broker.shutdown_signal();
     let max = broker.config.max_request_bytes as usize;
-    let session = Arc::new(Session::new(peer, listener));
-    tracing::debug!(%peer, "connection opened");
+    tracing::debug!(%peer, listener = %session.listener.name, "connection opened");
     loop {
         // A throttled client's next request is read only after its throttle time (KIP-219).
         if let Some(until) = session.mute.take() {
@@ -421,8 +566,8 @@ async fn handle_connection(
     tracing::debug!(%peer, "connection closed");
 }
 
-async fn write_responses(
-    writer: tokio::net::tcp::OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    writer: W,
     mut rx: mpsc::Receiver<Queued>,
     peer: SocketAddr,
 ) {
@@ -599,7 +744,6 @@ mod tests {
 
     #[test]
     fn connection_limits_refuse_per_address_and_in_total_and_free_on_drop() {
-        let listener = Arc::new(Listener::default());
         let limits = Arc::new(ConnectionLimits::new(2, 3));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();

@@ -12,8 +12,9 @@
 //! - `mod.rs`: [`Server`], the metadata node's settings and the cluster id.
 //! - `legacy_import.rs`: the one-time import of a pre-quorum broker's files.
 //! - `controlled_shutdown.rs`: moving leadership off the broker before it stops.
-//! - `connection.rs`: the Kafka accept loop, connection limits, the request
-//!   memory pool and per-connection framing and dispatch.
+//! - `connection.rs`: the Kafka accept loops (one per listener), TLS
+//!   handshakes, connection limits, the request memory pool and
+//!   per-connection framing and dispatch.
 //! - `housekeeping.rs`: the periodic retention, segment roll and compaction passes.
 
 mod connection;
@@ -30,12 +31,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::Broker;
-use crate::config::{split_host_port, BrokerConfig};
+use crate::config::BrokerConfig;
 use crate::data_dir_lock::DataDirLock;
 use crate::errors::Error;
 use crate::persist;
+use crate::session::{Listener, SecurityProtocol};
+use crate::tls::{ReloadingTls, TlsFiles};
 use crate::topics::TopicRegistry;
-use runnel_meta::{BrokerInfo, Command, MetaConfig, MetaNode};
+use connection::KafkaListener;
+use runnel_meta::{BrokerInfo, Command, Endpoint, MetaConfig, MetaNode};
 use uuid::Uuid;
 
 /// Directory of the metadata quorum's Raft log and snapshots under `data_dir`.
@@ -168,10 +172,63 @@ async fn create_bootstrap_user(config: &BrokerConfig, meta: &MetaNode) -> Result
     Ok(())
 }
 
+/// Binds every Kafka listener (loading the TLS files first when one uses
+/// TLS) and returns them with the endpoints they advertise, in configuration order.
+async fn bind_listeners(
+    config: &BrokerConfig,
+) -> Result<(Vec<KafkaListener>, Vec<Endpoint>), Error> {
+    let configs = config.listener_configs()?;
+    let tls = match TlsFiles::from_config(config).map_err(|e| Error::Tls(e.to_string()))? {
+        Some(files) if configs.iter().any(|l| l.uses_tls()) => Some(Arc::new(
+            ReloadingTls::load(files).map_err(|e| Error::Tls(e.to_string()))?,
+        )),
+        _ => None,
+    };
+    let mut listeners = Vec::new();
+    let mut endpoints = Vec::new();
+    for lc in configs {
+        // A broker configured with `listen` alone names the address as it always did.
+        let addr = if config.listeners.is_empty() {
+            lc.bind.clone()
+        } else {
+            format!("{}://{}", lc.name, lc.bind)
+        };
+        let bind_error = |source| Error::Bind {
+            what: "kafka",
+            addr: addr.clone(),
+            source,
+        };
+        let socket = TcpListener::bind(&lc.bind).await.map_err(bind_error)?;
+        let bound = socket.local_addr().map_err(bind_error)?;
+        let (host, port) = lc
+            .advertised
+            .clone()
+            .unwrap_or_else(|| (bound.ip().to_string(), bound.port()));
+        let protocol = SecurityProtocol::parse(lc.protocol).ok_or_else(|| {
+            Error::Metadata(format!("listener {} has no known protocol", lc.name))
+        })?;
+        endpoints.push(Endpoint {
+            listener: lc.name.clone(),
+            host,
+            port,
+            security_protocol: protocol.name().to_string(),
+        });
+        listeners.push(KafkaListener {
+            listener: Arc::new(Listener {
+                name: lc.name.clone(),
+                protocol,
+            }),
+            socket,
+            tls: if lc.uses_tls() { tls.clone() } else { None },
+        });
+    }
+    Ok((listeners, endpoints))
+}
+
 /// A bound broker, ready to serve.
 pub struct Server {
     broker: Arc<Broker>,
-    kafka: TcpListener,
+    kafka: Vec<KafkaListener>,
     admin: TcpListener,
     shutdown_tx: watch::Sender<bool>,
     // Held until every log is closed in `serve`.
@@ -225,13 +282,7 @@ impl Server {
         meta.wait_ready().await?;
         let cluster_id = init_cluster_id(&config, stored.as_ref(), &meta).await?;
         create_bootstrap_user(&config, &meta).await?;
-        let kafka = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                what: "kafka",
-                addr: config.listen.clone(),
-                source,
-            })?;
+        let (kafka, endpoints) = bind_listeners(&config).await?;
         let admin = TcpListener::bind(&config.admin_listen)
             .await
             .map_err(|source| Error::Bind {
@@ -239,27 +290,23 @@ impl Server {
                 addr: config.admin_listen.clone(),
                 source,
             })?;
-        let bound = kafka.local_addr().map_err(|source| Error::Bind {
-            what: "kafka",
-            addr: config.listen.clone(),
-            source,
-        })?;
-        let (host, port) = match config
-            .advertised_address
-            .as_deref()
-            .and_then(split_host_port)
-        {
-            Some(hp) => hp,
-            None => (bound.ip().to_string(), bound.port()),
-        };
+        // Other brokers connect to the inter-broker listener: its endpoint is
+        // the registration's host and port.
+        let inter_broker = config.inter_broker_listener()?;
+        let (host, port) = endpoints
+            .iter()
+            .find(|e| e.listener == inter_broker.name)
+            .map(|e| (e.host.clone(), e.port))
+            .ok_or_else(|| Error::Metadata("the inter-broker listener is not bound".into()))?;
         let controller_addr = config
             .controller_advertised_address
             .clone()
             .unwrap_or_else(|| meta.listen_addr().to_string());
         meta.register(BrokerInfo {
             id: config.node_id,
-            host: host.clone(),
+            host,
             port,
+            endpoints: endpoints.clone(),
             rack: config.broker_rack.clone(),
             controller_addr,
             incarnation: Uuid::new_v4(),
@@ -299,8 +346,7 @@ impl Server {
         let broker = Arc::new(Broker::new(
             config,
             cluster_id,
-            host,
-            port,
+            endpoints,
             topics,
             meta,
             shutdown_rx,
@@ -319,11 +365,26 @@ impl Server {
         self.broker.meta.listen_addr()
     }
 
-    /// The bound Kafka listener address.
+    /// The bound address of the first Kafka listener (the only one unless `listeners` is set).
     pub fn kafka_addr(&self) -> SocketAddr {
+        self.listener_addrs()
+            .into_iter()
+            .next()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |(_, addr)| addr)
+    }
+
+    /// Every Kafka listener's name and bound address, in configuration order.
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.kafka
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+            .iter()
+            .map(|k| {
+                let addr = k
+                    .socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                (k.listener.name.clone(), addr)
+            })
+            .collect()
     }
 
     /// The bound admin HTTP address.
@@ -368,8 +429,19 @@ impl Server {
         // Each connection holds a clone; recv() returns None once all are gone.
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         broker.set_ready(true);
+        let addrs: Vec<String> = kafka
+            .iter()
+            .map(|k| {
+                let addr = k
+                    .socket
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                format!("{}://{addr}", k.listener.name)
+            })
+            .collect();
         tracing::info!(
-            kafka = %kafka.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            listeners = %addrs.join(","),
             cluster_id = %broker.cluster_id,
             node_id = broker.node_id(),
             topics = broker.topics.list().len(),
@@ -384,11 +456,11 @@ impl Server {
                 controlled_shutdown::run(&broker).await;
             }
         };
-        connection::accept_until(&kafka, &broker, &done_tx, controlled).await;
+        // Returns once every listener's socket is closed.
+        connection::accept_until(kafka, &broker, &done_tx, controlled).await;
         tracing::info!("shutting down: no new connections, finishing in-flight requests");
         broker.set_ready(false);
         let _ = shutdown_tx.send(true);
-        drop(kafka);
         drop(done_tx);
         let _ = done_rx.recv().await;
         let _ = admin_task.await;

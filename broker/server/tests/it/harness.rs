@@ -23,6 +23,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub struct TestBroker {
     pub broker: std::sync::Arc<runnel_server::Broker>,
     pub addr: SocketAddr,
+    /// Every Kafka listener's name and bound address (`addr` is the first one's).
+    pub listeners: Vec<(String, SocketAddr)>,
     pub admin: SocketAddr,
     pub dir: TempDir,
     pub config: BrokerConfig,
@@ -67,6 +69,7 @@ impl TestBroker {
         tweak(&mut config);
         let server = Server::bind(config.clone()).await?;
         let addr = server.kafka_addr();
+        let listeners = server.listener_addrs();
         let admin = server.admin_addr();
         let broker = server.broker().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -76,6 +79,7 @@ impl TestBroker {
         Ok(TestBroker {
             broker,
             addr,
+            listeners,
             admin,
             dir,
             config,

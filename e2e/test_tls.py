@@ -1,0 +1,253 @@
+"""TLS listeners with real clients: confluent-kafka (librdkafka), kafka-python and kcat produce
+and consume over an SSL listener; mutual TLS admits client certificates signed by the truststore's
+CA only (and names the principal as Kafka does); a plaintext client on the SSL port is refused;
+a certificate replaced on disk is served to new connections without a restart.
+
+Certificates come from trustme. Each broker has a PLAINTEXT and an SSL listener on free ports;
+the SSL one is read from the `runnel-broker listener SSL address=...` line after the ready line.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import trustme
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker
+from helpers import (connect, connection_closed, consume_confluent, http_get, kcat_available,
+                     produce_confluent, request_frame, wait_until)
+
+LISTENERS = "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"
+SSL_LINE_RE = re.compile(r"runnel-broker listener SSL address=(\S+):(\d+)")
+
+
+class TlsBroker(Broker):
+    """A broker with named listeners instead of `--listen` (the two cannot be combined)."""
+
+    def command(self, listen: str, admin_listen: str) -> list[str]:
+        return [self.binary, "--data-dir", str(self.data_dir), "--listeners", LISTENERS,
+                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
+                *self.extra_args]
+
+    @property
+    def ssl_bootstrap(self) -> str:
+        m = wait_until(lambda: SSL_LINE_RE.search(self.stdout_path.read_text(errors="replace")),
+                       timeout=30, what="the SSL listener line on stdout")
+        return f"{m.group(1)}:{m.group(2)}"
+
+
+class Pki:
+    """A CA whose certificate is the truststore, the broker's certificate, and PEM files for both."""
+
+    def __init__(self, dir: Path):
+        self.dir = dir
+        dir.mkdir(parents=True, exist_ok=True)
+        self.ca = trustme.CA()
+        self.ca_file = dir / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        self.cert_file = dir / "broker.pem"
+        self.key_file = dir / "broker.key"
+        self.install(self.ca.issue_cert("localhost", "127.0.0.1", common_name="broker"))
+
+    def install(self, cert: trustme.LeafCert) -> None:
+        """Writes the broker's chain and key by renaming complete files into place."""
+        for path, blobs in ((self.cert_file, cert.cert_chain_pems), (self.key_file, [cert.private_key_pem])):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(b.bytes() for b in blobs))
+            tmp.replace(path)
+
+    def client(self, name: str, ca: trustme.CA | None = None) -> tuple[Path, Path]:
+        """A client certificate (O=Example, OU=eng, CN=name) and its key, as files."""
+        cert = (ca or self.ca).issue_cert(f"{name}.example", common_name=name,
+                                          organization_name="Example", organization_unit_name="eng")
+        cert_file, key_file = self.dir / f"{name}.pem", self.dir / f"{name}.key"
+        cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        cert.private_key_pem.write_to_path(str(key_file))
+        return cert_file, key_file
+
+
+@pytest.fixture
+def pki(tmp_path) -> Pki:
+    return Pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def tls_broker_factory(tmp_path, pki):
+    """Start TLS brokers (extra flags appended); each is stopped in teardown."""
+    brokers: list[TlsBroker] = []
+
+    def make(*extra_args: str, env: dict[str, str] | None = None) -> TlsBroker:
+        n = len(brokers) + 1
+        args = ["--ssl-certificate-location", str(pki.cert_file), "--ssl-key-location", str(pki.key_file),
+                *extra_args]
+        b = TlsBroker(tmp_path / f"data{n}", tmp_path / f"logs{n}", args, env=env)
+        b.data_dir.mkdir(parents=True, exist_ok=True)
+        brokers.append(b)
+        b.start()
+        return b
+
+    yield make
+    for b in brokers:
+        try:
+            b.stop()
+        except Exception as e:  # teardown must reach every broker
+            print(f"stopping broker failed: {e}")
+
+
+def ssl_conf(ca_file: Path, client: tuple[Path, Path] | None = None) -> dict:
+    conf = {"security.protocol": "SSL", "ssl.ca.location": str(ca_file)}
+    if client:
+        conf["ssl.certificate.location"] = str(client[0])
+        conf["ssl.key.location"] = str(client[1])
+    return conf
+
+
+def ssl_admin(bootstrap: str, conf: dict) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, **conf})
+
+
+def refused(bootstrap: str, conf: dict) -> bool:
+    """True when librdkafka with `conf` gets no metadata from `bootstrap` (its connections fail)."""
+    try:
+        ssl_admin(bootstrap, conf).list_topics(timeout=5)
+    except KafkaException:
+        return True
+    return False
+
+
+def handshake_failures(broker: Broker) -> int:
+    _, text = http_get(f"{broker.admin_url}/metrics")
+    m = re.search(r'^runnel_tls_handshake_failures_total\{listener="SSL"\} (\d+)', text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def test_confluent_kafka_produces_and_consumes_over_ssl(tls_broker_factory, pki):
+    broker = tls_broker_factory()
+    bootstrap = broker.ssl_bootstrap
+    conf = ssl_conf(pki.ca_file)
+    a = ssl_admin(bootstrap, conf)
+    md = a.list_topics(timeout=30)
+    ports = {b.port for b in md.brokers.values()}
+    assert ports == {int(bootstrap.rsplit(":", 1)[1])}, f"clients on SSL must be given the SSL port, got {ports}"
+    assert bootstrap != broker.bootstrap
+
+    fs = a.create_topics([NewTopic("tls-confluent", num_partitions=2, replication_factor=1)],
+                         request_timeout=30)
+    fs["tls-confluent"].result(30)
+    records = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(200)]
+    acks = produce_confluent(bootstrap, "tls-confluent", records, config=conf)
+    assert not acks.errors, acks.errors[:3]
+    got = consume_confluent(bootstrap, "tls-confluent", [0, 1], config=conf)
+    values = sorted(r.value for recs in got.values() for r in recs)
+    assert values == sorted(v for _, v in records)
+
+
+def test_kafka_python_produces_and_consumes_over_ssl(tls_broker_factory, pki):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTP
+    broker = tls_broker_factory()
+    bootstrap = broker.ssl_bootstrap
+    ssl = {"security_protocol": "SSL", "ssl_cafile": str(pki.ca_file)}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **ssl)
+    try:
+        for i in range(50):
+            producer.send("tls-kafka-python", value=f"v{i}".encode(), partition=0)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", **ssl)
+    try:
+        tp = KTP("tls-kafka-python", 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        seen: list[bytes] = []
+
+        def all_read():
+            for msgs in consumer.poll(timeout_ms=500).values():
+                seen.extend(m.value for m in msgs)
+            return len(seen) >= 50
+
+        wait_until(all_read, timeout=60, what="kafka-python reading 50 records over SSL")
+        assert seen == [f"v{i}".encode() for i in range(50)]
+    finally:
+        consumer.close()
+
+
+def test_kcat_produces_and_consumes_over_ssl(tls_broker_factory, pki):
+    if not kcat_available():
+        pytest.skip("kcat is not installed")
+    broker = tls_broker_factory()
+    bootstrap = broker.ssl_bootstrap
+    ssl = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki.ca_file}"]
+    lines = "\n".join(f"line-{i}" for i in range(20)) + "\n"
+    cp = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "tls-kcat", "-p", "0", *ssl],
+                        input=lines.encode(), capture_output=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")
+    cp = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "tls-kcat", "-p", "0", "-o", "beginning", "-e",
+                         "-q", *ssl], capture_output=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")
+    assert cp.stdout.decode().split() == [f"line-{i}" for i in range(20)]
+
+
+def test_mutual_tls_admits_only_client_certificates_of_the_truststore(tls_broker_factory, pki):
+    broker = tls_broker_factory("--ssl-client-auth", "required", "--ssl-truststore-location", str(pki.ca_file),
+                                env={"RUST_LOG": "info,runnel_server::server::connection=debug"})
+    bootstrap = broker.ssl_bootstrap
+    alice = pki.client("alice")
+    conf = ssl_conf(pki.ca_file, alice)
+    acks = produce_confluent(bootstrap, "tls-mtls", [(None, b"from alice")], config=conf)
+    assert not acks.errors, acks.errors
+    got = consume_confluent(bootstrap, "tls-mtls", [0], config=conf)
+    assert [r.value for r in got[0]] == [b"from alice"]
+    # The principal is Kafka's form of the certificate subject.
+    wait_until(lambda: "principal=CN=alice,OU=eng,O=Example" in broker.stderr(), timeout=10,
+               what="the client certificate's principal in the broker log")
+
+    assert refused(bootstrap, ssl_conf(pki.ca_file)), "a client without a certificate got in"
+    other_ca = trustme.CA()
+    mallory = pki.client("mallory", ca=other_ca)
+    assert refused(bootstrap, ssl_conf(pki.ca_file, mallory)), "a certificate of another CA got in"
+    assert handshake_failures(broker) >= 2
+
+
+def test_a_plaintext_client_on_the_ssl_port_is_refused(tls_broker_factory, pki):
+    broker = tls_broker_factory()
+    bootstrap = broker.ssl_bootstrap
+    assert refused(bootstrap, {}), "librdkafka in plaintext got metadata from the SSL port"
+    # An ApiVersions request in plaintext is not answered: the broker closes the connection.
+    sock = connect(bootstrap)
+    try:
+        sock.sendall(request_frame(18, 0, 1, b"", client_id="e2e"))
+        assert connection_closed(sock), "the broker kept a plaintext connection on its SSL port"
+    finally:
+        sock.close()
+    assert handshake_failures(broker) >= 1
+    # The PLAINTEXT listener still serves plaintext clients.
+    assert AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=30).brokers
+
+
+def test_a_replaced_certificate_is_served_to_new_connections_without_a_restart(tls_broker_factory, pki):
+    broker = tls_broker_factory()
+    bootstrap = broker.ssl_bootstrap
+    pid = broker.pid
+    assert not refused(bootstrap, ssl_conf(pki.ca_file))
+    # A certificate from a new CA: clients that trust only the new CA fail until it is served.
+    new_ca = trustme.CA()
+    new_ca_file = pki.dir / "new-ca.pem"
+    new_ca.cert_pem.write_to_path(str(new_ca_file))
+    assert refused(bootstrap, ssl_conf(new_ca_file))
+
+    pki.install(new_ca.issue_cert("localhost", "127.0.0.1", common_name="broker-renewed"))
+    # Every connection accepted after the files changed gets the new certificate.
+    md = ssl_admin(bootstrap, ssl_conf(new_ca_file)).list_topics(timeout=30)
+    assert md.brokers, "no metadata with the renewed certificate"
+    assert refused(bootstrap, ssl_conf(pki.ca_file)), "the old certificate is still served"
+    acks = produce_confluent(bootstrap, "tls-renewed", [(None, b"after renewal")], config=ssl_conf(new_ca_file))
+    assert not acks.errors, acks.errors
+    assert broker.alive() and broker.pid == pid and broker.starts == 1, "the broker was restarted"
