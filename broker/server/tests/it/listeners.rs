@@ -93,11 +93,33 @@ async fn metadata_brokers<S: AsyncRead + AsyncWrite + Unpin>(
 #[tokio::test]
 async fn each_listener_is_answered_with_the_addresses_of_that_listener() {
     let broker = TestBroker::start_with(|c| {
-        with_listeners(c, &["PLAINTEXT://127.0.0.1:0", "EXTERNAL://127.0.0.1:0"]);
+        with_listeners(
+            c,
+            &[
+                "PLAINTEXT://127.0.0.1:0",
+                "EXTERNAL://127.0.0.1:0",
+                "SASL_PLAINTEXT://127.0.0.1:0",
+            ],
+        );
         c.listener_security_protocol_map = vec!["EXTERNAL:PLAINTEXT".into()];
         c.advertised_listeners = vec!["EXTERNAL://kafka.example.com:19092".into()];
     })
     .await;
+    // Every listener is registered with its protocol.
+    let cluster = broker.broker.cluster();
+    let endpoints: Vec<(&str, &str)> = cluster.brokers[&0]
+        .endpoints
+        .iter()
+        .map(|e| (e.listener.as_str(), e.security_protocol.as_str()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![
+            ("PLAINTEXT", "PLAINTEXT"),
+            ("EXTERNAL", "PLAINTEXT"),
+            ("SASL_PLAINTEXT", "SASL_PLAINTEXT")
+        ]
+    );
     let plain = listener(&broker, "PLAINTEXT");
     let external = listener(&broker, "EXTERNAL");
     assert_eq!(broker.addr, plain, "the first listener is the ready line's");
