@@ -231,8 +231,14 @@ impl ScramExchange {
                 "channel binding does not match".into(),
             ));
         }
-        if nonce != self.nonce {
-            return Err(ScramError::Malformed("nonce does not match".into()));
+        // RFC 5802 wants the nonce the server sent; librdkafka before 2.6.1 sends its own
+        // nonce again in front of it. Kafka (since 3.8.1) accepts a nonce that ends with
+        // the server's, and so do we: Debian's kcat and many clients in the field are older.
+        if !nonce.ends_with(&self.nonce) {
+            return Err(ScramError::Malformed(format!(
+                "nonce does not match: got {nonce:?}, sent {:?}",
+                self.nonce
+            )));
         }
         let proof = B64
             .decode(proof)
@@ -336,6 +342,34 @@ mod tests {
                 client_final(m, "s3cret", "n=alice,r=clientnonce123", &server_first);
             assert_eq!(exchange.finish(final_msg.as_bytes()), Ok(expected));
         }
+    }
+
+    #[test]
+    fn old_librdkafka_that_repeats_its_nonce_in_the_final_message_is_accepted() {
+        // librdkafka < 2.6.1 sends r=<client nonce><server's r=>; its proof is computed over
+        // that message, so the exchange still proves the password.
+        let m = ScramMechanism::Sha256;
+        let credential = new_credential(m, b"pw", 4096).expect("random");
+        let (exchange, server_first) =
+            ScramExchange::start(m, b"n,,n=u,r=abc", |_| Some(credential.clone()), b"k")
+                .expect("first");
+        let server_first = String::from_utf8(server_first).expect("utf-8");
+        let nonce = attributes(&server_first).expect("attrs")[0].1.to_string();
+        let attrs = attributes(&server_first).expect("attrs");
+        let salt = B64.decode(attrs[1].1).expect("salt");
+        let salted = salted_password(m, b"pw", &salt, 4096);
+        let client_key = hmac(m, &salted, b"Client Key");
+        let stored_key = hash(hash_of(m), &client_key);
+        let without_proof = format!("c=biws,r=abc{nonce}");
+        let auth = format!("n=u,r=abc,{server_first},{without_proof}");
+        let signature = hmac(m, &stored_key, auth.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(a, b)| a ^ b)
+            .collect();
+        let final_msg = format!("{without_proof},p={}", B64.encode(proof));
+        assert!(exchange.finish(final_msg.as_bytes()).is_ok());
     }
 
     #[test]
