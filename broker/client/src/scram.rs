@@ -41,7 +41,7 @@ impl ScramHash {
     }
 
     /// Bytes of the hash (and of a salted password).
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         self.digest().output_len()
     }
 
@@ -76,7 +76,7 @@ pub fn salted_password(h: ScramHash, password: &[u8], salt: &[u8], iterations: u
         ScramHash::Sha512 => pbkdf2::PBKDF2_HMAC_SHA512,
     };
     let rounds = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
-    let mut out = vec![0u8; h.len()];
+    let mut out = vec![0u8; h.output_len()];
     pbkdf2::derive(alg, rounds, salt, password, &mut out);
     out
 }

@@ -406,13 +406,13 @@ declare_broker_config! {
     sasl_bootstrap_user: Option<String> = None,
         doc: "SCRAM user created when absent, the first administrator (unset = none)",
         help: "SCRAM user to create when absent (the first administrator)",
-        cluster: Reserved;
+        cluster: Hidden;
     /// File holding the bootstrap user's password (one line; surrounding whitespace is
     /// ignored), so the password is in neither the config nor the process list.
     sasl_bootstrap_password_file: Option<String> = None,
         doc: "File holding the bootstrap user's password",
         help: "File holding the bootstrap user's password",
-        cluster: Reserved;
+        cluster: Hidden;
     /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to its
     /// StandardAuthorizer); off = every client may do everything.
     authorizer_enabled: bool = false,

@@ -47,10 +47,11 @@ pub(crate) async fn handle(
                 ResponseError::InvalidRequest,
                 format!("topic '{}' appears more than once in the request", name.0),
             ))
-        } else if let Err(denied) = (!cluster_create)
-            .then(|| authorize::topic(broker, &state, ctx, AclOperation::Create, name.0.as_str()))
-            .unwrap_or(Ok(()))
-        {
+        } else if let Err(denied) = if cluster_create {
+            Ok(())
+        } else {
+            authorize::topic(broker, &state, ctx, AclOperation::Create, name.0.as_str())
+        } {
             Err(denied)
         } else {
             create_one(broker, topic, request.validate_only).await
