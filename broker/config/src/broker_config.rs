@@ -413,6 +413,19 @@ declare_broker_config! {
         doc: "File holding the bootstrap user's password",
         help: "File holding the bootstrap user's password",
         cluster: Hidden;
+    /// SASL mechanism brokers use with each other on a SASL_PLAINTEXT inter-broker listener.
+    inter_broker_sasl_mechanism: String = "SCRAM-SHA-512".to_string(),
+        doc: "SASL mechanism brokers authenticate to each other with",
+        kafka: ["sasl.mechanism.inter.broker.protocol"],
+        cluster: Hidden;
+    /// SASL user brokers authenticate to each other as (unset = the bootstrap user).
+    inter_broker_sasl_username: Option<String> = None,
+        doc: "SASL user brokers authenticate to each other as (unset = sasl_bootstrap_user)",
+        cluster: Hidden;
+    /// File holding that user's password.
+    inter_broker_sasl_password_file: Option<String> = None,
+        doc: "File holding the inter-broker SASL user's password",
+        cluster: Hidden;
     /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to its
     /// StandardAuthorizer); off = every client may do everything.
     authorizer_enabled: bool = false,
@@ -603,6 +616,26 @@ impl BrokerConfig {
             return invalid(
                 "super_users",
                 &format!("{bad:?} is not a principal: expected User:name"),
+            );
+        }
+        if self.inter_broker_sasl_username.is_some()
+            != self.inter_broker_sasl_password_file.is_some()
+        {
+            return invalid(
+                "inter_broker_sasl_username",
+                "inter_broker_sasl_username and inter_broker_sasl_password_file go together",
+            );
+        }
+        if !matches!(
+            self.inter_broker_sasl_mechanism.as_str(),
+            "SCRAM-SHA-256" | "SCRAM-SHA-512" | "PLAIN"
+        ) {
+            return invalid(
+                "inter_broker_sasl_mechanism",
+                &format!(
+                    "{:?}: expected SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN",
+                    self.inter_broker_sasl_mechanism
+                ),
             );
         }
         if self.sasl_bootstrap_user.as_deref() == Some("") {

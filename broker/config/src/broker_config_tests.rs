@@ -523,6 +523,27 @@ fn listener_mistakes_are_refused_naming_the_key() {
             ],
             "inter_broker_listener_name",
         ),
+        // A SASL inter-broker listener needs a user for the brokers, and the user its file.
+        (
+            &[("RUNNEL_LISTENERS", "SASL_PLAINTEXT://h:0")],
+            "inter_broker_sasl_username",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "SASL_PLAINTEXT://h:0"),
+                ("RUNNEL_INTER_BROKER_SASL_USERNAME", "broker"),
+            ],
+            "inter_broker_sasl_username",
+        ),
+        (
+            &[
+                ("RUNNEL_LISTENERS", "SASL_PLAINTEXT://h:0"),
+                ("RUNNEL_INTER_BROKER_SASL_USERNAME", "broker"),
+                ("RUNNEL_INTER_BROKER_SASL_PASSWORD_FILE", "pw"),
+                ("RUNNEL_INTER_BROKER_SASL_MECHANISM", "GSSAPI"),
+            ],
+            "inter_broker_sasl_mechanism",
+        ),
         // A TLS listener needs a certificate and its key.
         (
             &[("RUNNEL_LISTENERS", "PLAINTEXT://h:0,SSL://h:0")],

@@ -235,18 +235,43 @@ impl BrokerConfig {
             .ok_or_else(|| invalid("listeners", "no listener is configured".into()))
     }
 
+    /// The SASL user and password file brokers authenticate with to each other:
+    /// `inter_broker_sasl_username` and its file, or else the bootstrap user's.
+    pub fn inter_broker_sasl_user(&self) -> Option<(&str, &str)> {
+        match (
+            &self.inter_broker_sasl_username,
+            &self.inter_broker_sasl_password_file,
+        ) {
+            (Some(user), Some(file)) => Some((user, file)),
+            (None, None) => self
+                .sasl_bootstrap_user
+                .as_deref()
+                .zip(self.sasl_bootstrap_password_file.as_deref()),
+            _ => None,
+        }
+    }
+
     /// Checks the listener keys and the TLS keys they need.
     pub(crate) fn validate_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.listener_configs()?;
         let inter_broker = self.inter_broker_listener()?;
-        // Brokers reach each other with runnel-client, which speaks neither
-        // TLS nor SASL yet: another protocol would stop replication.
-        if inter_broker.protocol != "PLAINTEXT" {
+        // Brokers reach each other with runnel-client, which speaks SASL but not
+        // TLS yet: an SSL or SASL_SSL inter-broker listener would stop replication.
+        if !matches!(inter_broker.protocol, "PLAINTEXT" | "SASL_PLAINTEXT") {
             return Err(invalid(
                 "inter_broker_listener_name",
                 format!(
-                    "listener {} uses {}, but broker-to-broker connections are PLAINTEXT only for now: name a PLAINTEXT listener",
+                    "listener {} uses {}, but broker-to-broker connections are PLAINTEXT or SASL_PLAINTEXT only for now",
                     inter_broker.name, inter_broker.protocol
+                ),
+            ));
+        }
+        if inter_broker.protocol == "SASL_PLAINTEXT" && self.inter_broker_sasl_user().is_none() {
+            return Err(invalid(
+                "inter_broker_sasl_username",
+                format!(
+                    "the inter-broker listener {} uses SASL: set inter_broker_sasl_username and inter_broker_sasl_password_file (or sasl_bootstrap_user and its password file)",
+                    inter_broker.name
                 ),
             ));
         }

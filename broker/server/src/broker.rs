@@ -56,6 +56,8 @@ pub struct Broker {
     pub(crate) txns: Arc<crate::txn::TxnCoordinator>,
     /// Who may do what (off unless `authorizer_enabled`).
     pub(crate) authorizer: Authorizer,
+    /// What this broker authenticates with to the others (a SASL inter-broker listener).
+    pub(crate) inter_broker_sasl: Option<runnel_client::SaslCredentials>,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -75,6 +77,7 @@ impl Broker {
         topics: Arc<TopicRegistry>,
         meta: MetaNode,
         shutdown: watch::Receiver<bool>,
+        inter_broker_sasl: Option<runnel_client::SaslCredentials>,
     ) -> Broker {
         let metrics = Metrics::new();
         meta.metrics().register(metrics.registry());
@@ -83,6 +86,7 @@ impl Broker {
         settings.fetch_max_bytes = config.replica_fetch_max_bytes;
         settings.min_insync_default = config.min_insync_replicas;
         settings.durable_leader = config.log_flush_on_ack;
+        settings.sasl = inter_broker_sasl.clone();
         let replicas = ReplicaManager::new(
             settings,
             topics.clone(),
@@ -108,6 +112,7 @@ impl Broker {
         let authorizer = Authorizer::from_config(&config);
         Broker {
             authorizer,
+            inter_broker_sasl,
             config,
             cluster_id,
             endpoints,

@@ -11,8 +11,9 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use runnel_meta::NO_LEADER;
+use runnel_meta::{AclOperation, NO_LEADER};
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::group::{partition_for, OFFSETS_TOPIC};
@@ -72,10 +73,12 @@ fn coordinator_of(
 /// Handles FindCoordinator for a client that came in on `listener`.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: FindCoordinatorRequest,
     version: i16,
-    listener: &str,
 ) -> FindCoordinatorResponse {
+    let listener = ctx.session.listener.name.as_str();
+    let state = broker.cluster();
     let mut result = topic_of(request.key_type);
     // The first lookup creates the internal topic (as Kafka does).
     match result {
@@ -94,8 +97,15 @@ pub(crate) async fn handle(
         }
         Err(_) => {}
     }
+    // DESCRIBE on the group or the transactional id.
     let find = |key: &str| -> Result<(i32, String, i32), ApiError> {
-        coordinator_of(broker, result.clone()?, key, listener)
+        let internal = result.clone()?;
+        if internal == OFFSETS_TOPIC {
+            authorize::group(broker, &state, ctx, AclOperation::Describe, key)?;
+        } else {
+            authorize::transactional_id(broker, &state, ctx, AclOperation::Describe, key)?;
+        }
+        coordinator_of(broker, internal, key, listener)
     };
     if version >= 4 {
         let coordinators = request

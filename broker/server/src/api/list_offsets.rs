@@ -12,7 +12,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use runnel_log::Log;
+use runnel_meta::AclOperation;
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 
@@ -28,14 +30,25 @@ pub(crate) const EARLIEST_LOCAL: i64 = -4;
 /// Handles ListOffsets.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let request_isolation = request.isolation_level;
+    let state = broker.cluster();
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
+            // DESCRIBE on the topic.
+            let denied = authorize::topic(
+                broker,
+                &state,
+                ctx,
+                AclOperation::Describe,
+                t.name.0.as_str(),
+            )
+            .err();
             let topic = broker.topics.get(t.name.0.as_str());
             let partitions = t
                 .partitions
@@ -50,6 +63,9 @@ pub(crate) async fn handle(
                             .with_timestamp(-1)
                             .with_offset(-1)
                     };
+                    if let Some(denied) = &denied {
+                        return failed(denied.code());
+                    }
                     if let Err(err) = broker.check_leader(
                         t.name.0.as_str(),
                         p.partition_index,

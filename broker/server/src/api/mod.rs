@@ -553,7 +553,7 @@ async fn route(
                 encode_response(correlation_id, version, &response).map(Some)
             })
         }
-        ApiKey::ListOffsets => inline!(ListOffsetsRequest, list_offsets::handle),
+        ApiKey::ListOffsets => with_ctx!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::CreateTopics => with_ctx!(CreateTopicsRequest, create_topics::handle),
         ApiKey::DeleteTopics => with_ctx!(DeleteTopicsRequest, delete_topics::handle),
         ApiKey::CreatePartitions => inline!(CreatePartitionsRequest, create_partitions::handle),
@@ -679,13 +679,7 @@ async fn route(
             ready(encode_response(correlation_id, version, &response))
         }
         // Answered with addresses on the listener the request came in on.
-        ApiKey::FindCoordinator => {
-            let request: FindCoordinatorRequest = decode(&mut buf, key, version)?;
-            let response =
-                find_coordinator::handle(broker, request, version, &ctx.session.listener.name)
-                    .await;
-            ready(encode_response(correlation_id, version, &response))
-        }
+        ApiKey::FindCoordinator => with_ctx!(FindCoordinatorRequest, find_coordinator::handle),
         // JoinGroup and SyncGroup may be parked until the group's barrier
         // completes. The connection reads nothing else meanwhile, as Kafka
         // (which handles one request per connection at a time): a client that
@@ -887,7 +881,7 @@ async fn route(
         ApiKey::ElectLeaders => inline!(ElectLeadersRequest, elect_leaders::handle),
         ApiKey::DescribeQuorum => inline!(DescribeQuorumRequest, describe_quorum::handle),
         ApiKey::OffsetForLeaderEpoch => {
-            inline!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
+            with_ctx!(OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle)
         }
         other => return Err(format!("unsupported API {other:?}")),
     };

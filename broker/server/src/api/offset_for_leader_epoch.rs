@@ -10,6 +10,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 
 /// Answers each partition: for the latest epoch, the log end offset; for an
@@ -17,19 +20,38 @@ use crate::broker::Broker;
 /// epoch is unknown. Only the leader answers, after the `current_leader_epoch` check.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: OffsetForLeaderEpochRequest,
-    _version: i16,
+    version: i16,
 ) -> OffsetForLeaderEpochResponse {
+    // A follower (replica id >= 0, v3+) needs CLUSTER_ACTION, a consumer DESCRIBE on the topic.
+    let state = broker.cluster();
+    let follower = version >= 3 && request.replica_id.0 >= 0;
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
+            let denied = if follower {
+                authorize::cluster(broker, &state, ctx, AclOperation::ClusterAction)
+            } else {
+                authorize::topic(
+                    broker,
+                    &state,
+                    ctx,
+                    AclOperation::Describe,
+                    t.topic.0.as_str(),
+                )
+            }
+            .err();
             let topic = broker.topics.get(t.topic.0.as_str());
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let answer = EpochEndOffset::default().with_partition(p.partition);
+                    if let Some(denied) = &denied {
+                        return answer.with_error_code(denied.code());
+                    }
                     let Some((topic, partition)) = topic
                         .as_ref()
                         .and_then(|topic| Some((topic, topic.partition(p.partition)?)))

@@ -25,6 +25,40 @@ pub(crate) fn fake_salt_key() -> &'static [u8] {
     KEY.get_or_init(|| runnel_client::scram::random_bytes(32).unwrap_or_else(|_| vec![0; 32]))
 }
 
+/// The SASL credentials this broker authenticates to the others with, when the
+/// inter-broker listener uses SASL (`inter_broker_sasl_*`, or the bootstrap user);
+/// the password file is read once, at start-up.
+pub(crate) fn inter_broker_credentials(
+    config: &crate::config::BrokerConfig,
+) -> Result<Option<runnel_client::SaslCredentials>, String> {
+    let listener = config.inter_broker_listener().map_err(|e| e.to_string())?;
+    if listener.protocol != "SASL_PLAINTEXT" && listener.protocol != "SASL_SSL" {
+        return Ok(None);
+    }
+    let (user, file) = config
+        .inter_broker_sasl_user()
+        .ok_or("the inter-broker listener uses SASL but no inter-broker user is configured")?;
+    let password = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read the inter-broker password file {file}: {e}"))?;
+    Ok(Some(runnel_client::SaslCredentials {
+        mechanism: config.inter_broker_sasl_mechanism.clone(),
+        username: user.to_string(),
+        password: password.trim().to_string(),
+    }))
+}
+
+/// A broker-to-broker connection, authenticated when `sasl` is given.
+pub(crate) async fn inter_broker_login(
+    connected: runnel_client::Result<runnel_client::Connection>,
+    sasl: Option<&runnel_client::SaslCredentials>,
+) -> runnel_client::Result<runnel_client::Connection> {
+    let mut conn = connected?;
+    if let Some(creds) = sasl {
+        conn.authenticate(creds).await?;
+    }
+    Ok(conn)
+}
+
 /// A SASL mechanism this broker implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mechanism {

@@ -41,6 +41,8 @@ pub(crate) struct ReplicaSettings {
     pub fetch_wait_ms: i32,
     /// Pause after a failed follower fetch or connection before retrying.
     pub retry_backoff: Duration,
+    /// SASL credentials follower connections authenticate with (a SASL inter-broker listener).
+    pub sasl: Option<runnel_client::SaslCredentials>,
 }
 
 impl ReplicaSettings {
@@ -54,6 +56,7 @@ impl ReplicaSettings {
             durable_leader: true,
             fetch_wait_ms: 500,
             retry_backoff: Duration::from_millis(100),
+            sasl: None,
         }
     }
 }

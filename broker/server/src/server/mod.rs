@@ -343,6 +343,13 @@ impl Server {
         }
         topics.mark_synced(state.applied_index);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let inter_broker_sasl =
+            crate::auth::inter_broker_credentials(&config).map_err(|message| {
+                Error::Config(crate::config::ConfigError::Invalid {
+                    key: "inter_broker_sasl_password_file".into(),
+                    message,
+                })
+            })?;
         let broker = Arc::new(Broker::new(
             config,
             cluster_id,
@@ -350,6 +357,7 @@ impl Server {
             topics,
             meta,
             shutdown_rx,
+            inter_broker_sasl,
         ));
         Ok(Server {
             broker,

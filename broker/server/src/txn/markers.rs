@@ -128,13 +128,15 @@ pub(crate) async fn write(
             }
             if let std::collections::btree_map::Entry::Vacant(slot) = connections.entry(leader) {
                 let client_id = format!("runnel-txn-markers-{}", broker.node_id());
-                match Connection::connect(
+                let connected = Connection::connect(
                     &addr,
                     &client_id,
                     Duration::from_secs(5),
                     Duration::from_secs(40),
                 )
-                .await
+                .await;
+                match crate::auth::inter_broker_login(connected, broker.inter_broker_sasl.as_ref())
+                    .await
                 {
                     Ok(c) => {
                         slot.insert(c);

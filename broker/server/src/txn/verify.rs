@@ -93,14 +93,16 @@ async fn ask_coordinator(
         .and_then(|leader| state.brokers.get(&leader).filter(|b| !b.fenced))
         .map(|b| format!("{}:{}", b.host, b.port))
         .ok_or_else(|| unavailable("the transaction coordinator is not available".into()))?;
-    let mut conn = Connection::connect(
+    let connected = Connection::connect(
         &coordinator,
         &format!("runnel-txn-verify-{}", broker.node_id()),
         Duration::from_secs(5),
         Duration::from_secs(10),
     )
-    .await
-    .map_err(|e| unavailable(format!("cannot reach the transaction coordinator: {e}")))?;
+    .await;
+    let mut conn = crate::auth::inter_broker_login(connected, broker.inter_broker_sasl.as_ref())
+        .await
+        .map_err(|e| unavailable(format!("cannot reach the transaction coordinator: {e}")))?;
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
         AddPartitionsToTxnTransaction::default()
             .with_transactional_id(TransactionalId(StrBytes::from_string(txn_id.to_string())))

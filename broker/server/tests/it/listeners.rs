@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use crate::harness::*;
 
 /// The bound address of `broker`'s listener `name`.
-fn listener(broker: &TestBroker, name: &str) -> SocketAddr {
+pub(crate) fn listener(broker: &TestBroker, name: &str) -> SocketAddr {
     broker
         .listeners
         .iter()
@@ -33,7 +33,7 @@ fn listener(broker: &TestBroker, name: &str) -> SocketAddr {
 }
 
 /// Named listeners replace `listen`, which must then keep its default.
-fn with_listeners(c: &mut BrokerConfig, listeners: &[&str]) {
+pub(crate) fn with_listeners(c: &mut BrokerConfig, listeners: &[&str]) {
     c.listen = BrokerConfig::default().listen;
     c.listeners = listeners.iter().map(|l| l.to_string()).collect();
 }

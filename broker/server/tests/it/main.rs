@@ -13,6 +13,7 @@ mod data_dir_lock;
 mod groups;
 mod harness;
 mod idempotence;
+mod inter_broker_sasl;
 mod listeners;
 mod memory_limits;
 mod metadata;
