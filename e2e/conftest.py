@@ -250,6 +250,51 @@ def broker_factory(tmp_path):
             print(f"stopping broker failed: {e}")
 
 
+class ListenersBroker(Broker):
+    """A broker with named listeners (`--listeners`) instead of `--listen` (the two cannot be
+    combined). The first listener is the ready line's `kafka=`; every other one is printed on a
+    line of its own, `runnel-broker listener NAME address=HOST:PORT`."""
+
+    def __init__(self, listeners: str, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listeners = listeners
+
+    def command(self, listen: str, admin_listen: str) -> list[str]:
+        return [self.binary, "--data-dir", str(self.data_dir), "--listeners", self.listeners,
+                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
+                *self.extra_args]
+
+    def listener_address(self, name: str) -> str:
+        """`host:port` of listener `name` in the current run."""
+        line = re.compile(rf"runnel-broker listener {re.escape(name)} address=(\S+):(\d+)")
+        m = wait_until(lambda: line.search(self.stdout_path.read_text(errors="replace")),
+                       timeout=30, what=f"the {name} listener line on stdout")
+        return f"{m.group(1)}:{m.group(2)}"
+
+
+@pytest.fixture
+def listeners_broker_factory(tmp_path):
+    """Start brokers with named listeners: make(listeners, *extra_args, env=None); each is
+    stopped in teardown."""
+    brokers: list[ListenersBroker] = []
+
+    def make(listeners: str, *extra_args: str, env: dict[str, str] | None = None) -> ListenersBroker:
+        n = len(brokers) + 1
+        b = ListenersBroker(listeners, tmp_path / f"data{n}", tmp_path / f"logs{n}", list(extra_args),
+                            env=env)
+        b.data_dir.mkdir(parents=True, exist_ok=True)
+        brokers.append(b)
+        b.start()
+        return b
+
+    yield make
+    for b in brokers:
+        try:
+            b.stop()
+        except Exception as e:  # teardown must reach every broker
+            print(f"stopping broker failed: {e}")
+
+
 @pytest.fixture
 def broker(broker_factory) -> Broker:
     return broker_factory()

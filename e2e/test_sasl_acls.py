@@ -18,7 +18,6 @@ from the `runnel-broker listener SASL_PLAINTEXT address=...` line after the read
 from __future__ import annotations
 
 import os
-import re
 import struct
 import subprocess
 import time
@@ -29,54 +28,28 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
                                    AdminClient, NewTopic, ResourcePatternType, ResourceType,
                                    ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion)
 
-from conftest import Broker, cli_bin
+from conftest import cli_bin
 from groups import metric
 from helpers import (connect, connection_closed, consume_confluent, kcat_available, kstr,
                      recv_frame, request_frame, wait_until)
 
 LISTENERS = "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"
-SASL_LINE_RE = re.compile(r"runnel-broker listener SASL_PLAINTEXT address=(\S+):(\d+)")
 ADMIN_PASSWORD = "admin-secret"
 
 
-class SaslBroker(Broker):
-    """A broker with a PLAINTEXT and a SASL_PLAINTEXT listener."""
-
-    def command(self, listen: str, admin_listen: str) -> list[str]:
-        return [self.binary, "--data-dir", str(self.data_dir), "--listeners", LISTENERS,
-                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
-                *self.extra_args]
-
-    @property
-    def sasl_bootstrap(self) -> str:
-        m = wait_until(lambda: SASL_LINE_RE.search(self.stdout_path.read_text(errors="replace")),
-                       timeout=30, what="the SASL_PLAINTEXT listener line on stdout")
-        return f"{m.group(1)}:{m.group(2)}"
-
-
 @pytest.fixture
-def sasl_broker_factory(tmp_path):
-    brokers: list[SaslBroker] = []
+def sasl_broker_factory(tmp_path, listeners_broker_factory):
+    """Start brokers with a PLAINTEXT and a SASL_PLAINTEXT listener and the admin bootstrap user."""
     password_file = tmp_path / "admin-password"
     password_file.write_text(ADMIN_PASSWORD + "\n")
 
-    def make(*extra: str) -> SaslBroker:
-        n = len(brokers) + 1
-        b = SaslBroker(tmp_path / f"data{n}", tmp_path / f"logs{n}",
-                       ["--sasl-enabled-mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
-                        "--sasl-bootstrap-user", "admin",
-                        "--sasl-bootstrap-password-file", str(password_file), *extra])
-        b.data_dir.mkdir(parents=True, exist_ok=True)
-        brokers.append(b)
-        b.start()
-        return b
+    def make(*extra: str):
+        return listeners_broker_factory(
+            LISTENERS, "--sasl-enabled-mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+            "--sasl-bootstrap-user", "admin", "--sasl-bootstrap-password-file", str(password_file),
+            *extra)
 
-    yield make
-    for b in brokers:
-        try:
-            b.stop()
-        except Exception as e:  # teardown must reach every broker
-            print(f"stopping broker failed: {e}")
+    return make
 
 
 def sasl_conf(bootstrap: str, user: str, password: str, mechanism: str = "SCRAM-SHA-256") -> dict:
@@ -107,7 +80,7 @@ def auth_error(conf: dict) -> KafkaError | None:
 def test_scram_and_plain_users_authenticate_with_three_clients_and_bad_ones_are_refused(
         sasl_broker_factory):
     b = sasl_broker_factory()
-    sasl = b.sasl_bootstrap
+    sasl = b.listener_address("SASL_PLAINTEXT")
     admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD, "SCRAM-SHA-512"))
     create_user(admin, "alice", "alice-pw")
     for f in admin.create_topics([NewTopic("sasl-topic", 1, 1)]).values():
@@ -176,7 +149,7 @@ def test_scram_and_plain_users_authenticate_with_three_clients_and_bad_ones_are_
 def test_requests_before_authentication_close_the_connection_and_v0_framing_works(
         sasl_broker_factory):
     b = sasl_broker_factory()
-    sasl = b.sasl_bootstrap
+    sasl = b.listener_address("SASL_PLAINTEXT")
     # Metadata v1 (empty topic list) before authenticating: the broker closes the connection.
     s = connect(sasl)
     s.sendall(request_frame(3, 1, 1, struct.pack(">i", 0)))
@@ -233,7 +206,7 @@ def acl(name: str, pattern: ResourcePatternType, op: AclOperation, permission: A
 
 def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     b = sasl_broker_factory("--authorizer-enabled", "true")
-    sasl = b.sasl_bootstrap
+    sasl = b.listener_address("SASL_PLAINTEXT")
     admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
     create_user(admin, "alice", "alice-pw")
     for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("orders", "orders-eu", "secret")]).values():
@@ -294,10 +267,20 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     assert err is not None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED, err
     assert group_error("readers") is None
 
+    # ListGroups shows only the groups alice may describe; DescribeGroups refuses the others.
+    alice_admin = AdminClient(alice)
+    listed = alice_admin.list_consumer_groups().result(timeout=30)
+    assert {g.group_id for g in listed.valid} == {"readers"}, listed.valid
+    with pytest.raises(KafkaException) as refused:
+        alice_admin.describe_consumer_groups(["writers"])["writers"].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    described = alice_admin.describe_consumer_groups(["readers"])["readers"].result(timeout=30)
+    assert described.group_id == "readers"
+
     # ACLs and users survive a restart (on new ports).
     b.stop()
     b.start()
-    sasl = b.sasl_bootstrap
+    sasl = b.listener_address("SASL_PLAINTEXT")
     alice = sasl_conf(sasl, "alice", "alice-pw")
     topics = set(AdminClient(alice).list_topics(timeout=10).topics)
     assert "orders" in topics and "secret" not in topics

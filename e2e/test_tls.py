@@ -18,27 +18,10 @@ import trustme
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Broker
 from helpers import (connect, connection_closed, consume_confluent, http_get, kcat_available,
                      produce_confluent, request_frame, wait_until)
 
 LISTENERS = "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0"
-SSL_LINE_RE = re.compile(r"runnel-broker listener SSL address=(\S+):(\d+)")
-
-
-class TlsBroker(Broker):
-    """A broker with named listeners instead of `--listen` (the two cannot be combined)."""
-
-    def command(self, listen: str, admin_listen: str) -> list[str]:
-        return [self.binary, "--data-dir", str(self.data_dir), "--listeners", LISTENERS,
-                "--admin-listen", admin_listen, "--controller-listen", self.controller_listen(),
-                *self.extra_args]
-
-    @property
-    def ssl_bootstrap(self) -> str:
-        m = wait_until(lambda: SSL_LINE_RE.search(self.stdout_path.read_text(errors="replace")),
-                       timeout=30, what="the SSL listener line on stdout")
-        return f"{m.group(1)}:{m.group(2)}"
 
 
 class Pki:
@@ -77,26 +60,14 @@ def pki(tmp_path) -> Pki:
 
 
 @pytest.fixture
-def tls_broker_factory(tmp_path, pki):
-    """Start TLS brokers (extra flags appended); each is stopped in teardown."""
-    brokers: list[TlsBroker] = []
+def tls_broker_factory(listeners_broker_factory, pki):
+    """Start brokers with a PLAINTEXT and an SSL listener (extra flags appended)."""
 
-    def make(*extra_args: str, env: dict[str, str] | None = None) -> TlsBroker:
-        n = len(brokers) + 1
-        args = ["--ssl-certificate-location", str(pki.cert_file), "--ssl-key-location", str(pki.key_file),
-                *extra_args]
-        b = TlsBroker(tmp_path / f"data{n}", tmp_path / f"logs{n}", args, env=env)
-        b.data_dir.mkdir(parents=True, exist_ok=True)
-        brokers.append(b)
-        b.start()
-        return b
+    def make(*extra_args: str, env: dict[str, str] | None = None):
+        return listeners_broker_factory(LISTENERS, "--ssl-certificate-location", str(pki.cert_file),
+                                        "--ssl-key-location", str(pki.key_file), *extra_args, env=env)
 
-    yield make
-    for b in brokers:
-        try:
-            b.stop()
-        except Exception as e:  # teardown must reach every broker
-            print(f"stopping broker failed: {e}")
+    return make
 
 
 def ssl_conf(ca_file: Path, client: tuple[Path, Path] | None = None) -> dict:
@@ -120,7 +91,7 @@ def refused(bootstrap: str, conf: dict) -> bool:
     return False
 
 
-def handshake_failures(broker: Broker) -> int:
+def handshake_failures(broker) -> int:
     _, text = http_get(f"{broker.admin_url}/metrics")
     m = re.search(r'^runnel_tls_handshake_failures_total\{listener="SSL"\} (\d+)', text, re.M)
     return int(m.group(1)) if m else 0
@@ -128,7 +99,7 @@ def handshake_failures(broker: Broker) -> int:
 
 def test_confluent_kafka_produces_and_consumes_over_ssl(tls_broker_factory, pki):
     broker = tls_broker_factory()
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     conf = ssl_conf(pki.ca_file)
     a = ssl_admin(bootstrap, conf)
     md = a.list_topics(timeout=30)
@@ -151,7 +122,7 @@ def test_kafka_python_produces_and_consumes_over_ssl(tls_broker_factory, pki):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka import TopicPartition as KTP
     broker = tls_broker_factory()
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     ssl = {"security_protocol": "SSL", "ssl_cafile": str(pki.ca_file)}
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **ssl)
     try:
@@ -183,7 +154,7 @@ def test_kcat_produces_and_consumes_over_ssl(tls_broker_factory, pki):
     if not kcat_available():
         pytest.skip("kcat is not installed")
     broker = tls_broker_factory()
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     ssl = ["-X", "security.protocol=SSL", "-X", f"ssl.ca.location={pki.ca_file}"]
     lines = "\n".join(f"line-{i}" for i in range(20)) + "\n"
     cp = subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", "tls-kcat", "-p", "0", *ssl],
@@ -198,7 +169,7 @@ def test_kcat_produces_and_consumes_over_ssl(tls_broker_factory, pki):
 def test_mutual_tls_admits_only_client_certificates_of_the_truststore(tls_broker_factory, pki):
     broker = tls_broker_factory("--ssl-client-auth", "required", "--ssl-truststore-location", str(pki.ca_file),
                                 env={"RUST_LOG": "info,runnel_server::server::connection=debug"})
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     alice = pki.client("alice")
     conf = ssl_conf(pki.ca_file, alice)
     acks = produce_confluent(bootstrap, "tls-mtls", [(None, b"from alice")], config=conf)
@@ -218,7 +189,7 @@ def test_mutual_tls_admits_only_client_certificates_of_the_truststore(tls_broker
 
 def test_a_plaintext_client_on_the_ssl_port_is_refused(tls_broker_factory, pki):
     broker = tls_broker_factory()
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     assert refused(bootstrap, {}), "librdkafka in plaintext got metadata from the SSL port"
     # An ApiVersions request in plaintext is not answered: the broker closes the connection.
     sock = connect(bootstrap)
@@ -234,7 +205,7 @@ def test_a_plaintext_client_on_the_ssl_port_is_refused(tls_broker_factory, pki):
 
 def test_a_replaced_certificate_is_served_to_new_connections_without_a_restart(tls_broker_factory, pki):
     broker = tls_broker_factory()
-    bootstrap = broker.ssl_bootstrap
+    bootstrap = broker.listener_address("SSL")
     pid = broker.pid
     assert not refused(bootstrap, ssl_conf(pki.ca_file))
     # A certificate from a new CA: clients that trust only the new CA fail until it is served.

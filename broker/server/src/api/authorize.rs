@@ -155,7 +155,10 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
         | AddOffsetsToTxn
         | EndTxn
         | AddPartitionsToTxn
-        | TxnOffsetCommit => None,
+        | TxnOffsetCommit
+        | ListGroups
+        | DescribeGroups
+        | ConsumerGroupDescribe => None,
         DescribeConfigs | DescribeClientQuotas | ListConfigResources => {
             Some(AclOperation::DescribeConfigs)
         }
@@ -163,10 +166,7 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
             Some(AclOperation::AlterConfigs)
         }
         WriteTxnMarkers => Some(AclOperation::ClusterAction),
-        DescribeGroups
-        | ListGroups
-        | ConsumerGroupDescribe
-        | DescribeLogDirs
+        DescribeLogDirs
         | DescribeQuorum
         | ListPartitionReassignments
         | DescribeTransactions

@@ -12,6 +12,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::group_error_code;
 use crate::group::consumer::{Catalog, Partitions};
@@ -25,10 +28,12 @@ const MEMBER_TYPE_CONSUMER: i8 = 1;
 /// Handles ConsumerGroupDescribe.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: ConsumerGroupDescribeRequest,
     version: i16,
 ) -> ConsumerGroupDescribeResponse {
     let s = StrBytes::from_string;
+    let state = broker.cluster();
     let groups = request
         .group_ids
         .into_iter()
@@ -36,6 +41,14 @@ pub(crate) async fn handle(
             let entry = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
+            // DESCRIBE on each group.
+            if let Err(denied) =
+                authorize::group(broker, &state, ctx, AclOperation::Describe, id.0.as_str())
+            {
+                return entry
+                    .with_error_code(denied.code())
+                    .with_error_message(denied.message.map(s));
+            }
             match broker.groups.describe_consumer_group(id.0.as_str()) {
                 Err(err) => {
                     let message = match err {

@@ -18,6 +18,9 @@ use kafka_protocol::protocol::Encodable;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::group_error_code;
 use crate::group::consumer::{ConsumerMember, Partitions};
@@ -30,10 +33,12 @@ const OPERATIONS_OMITTED: i32 = i32::MIN;
 /// Handles DescribeGroups.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DescribeGroupsRequest,
     version: i16,
 ) -> DescribeGroupsResponse {
     let s = StrBytes::from_string;
+    let state = broker.cluster();
     let groups = request
         .groups
         .into_iter()
@@ -41,6 +46,14 @@ pub(crate) async fn handle(
             let entry = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
+            // DESCRIBE on each group.
+            if let Err(denied) =
+                authorize::group(broker, &state, ctx, AclOperation::Describe, id.0.as_str())
+            {
+                return entry
+                    .with_error_code(denied.code())
+                    .with_error_message(denied.message.filter(|_| version >= 6).map(s));
+            }
             match broker.groups.snapshot(id.0.as_str()) {
                 Err(err) => entry
                     .with_error_code(group_error_code(err).code())

@@ -495,14 +495,38 @@ async fn route(
             ))
         }};
     }
-    // APIs without a finer check need a cluster permission; refused ones close
-    // the connection (their responses have no common error field to carry it).
+    // APIs without a finer check need a cluster permission. A refusal is answered
+    // with CLUSTER_AUTHORIZATION_FAILED in the response's top-level error; APIs whose
+    // responses have none (errors per resource) close the connection instead.
     if let Some(op) = authorize::cluster_gate(key) {
         if let Err(denied) = authorize::cluster(broker, &broker.cluster(), ctx, op) {
-            return Err(format!(
-                "{key:?} refused: {}",
-                denied.message.unwrap_or_default()
-            ));
+            let refused = match key {
+                ApiKey::DescribeQuorum => refuse!(DescribeQuorumResponse, denied),
+                ApiKey::ListPartitionReassignments => {
+                    refuse!(ListPartitionReassignmentsResponse, denied)
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    refuse!(AlterPartitionReassignmentsResponse, denied)
+                }
+                ApiKey::ListTransactions => refuse!(ListTransactionsResponse, denied),
+                ApiKey::DescribeClientQuotas => refuse!(DescribeClientQuotasResponse, denied),
+                ApiKey::DescribeUserScramCredentials => {
+                    refuse!(DescribeUserScramCredentialsResponse, denied)
+                }
+                ApiKey::OffsetDelete => refuse!(OffsetDeleteResponse, denied),
+                ApiKey::ListConfigResources => refuse!(ListConfigResourcesResponse, denied),
+                ApiKey::ElectLeaders if version >= 1 => refuse!(ElectLeadersResponse, denied),
+                ApiKey::DescribeLogDirs if version >= 3 => {
+                    refuse!(DescribeLogDirsResponse, denied)
+                }
+                _ => {
+                    return Err(format!(
+                        "{key:?} refused: {}",
+                        denied.message.unwrap_or_default()
+                    ))
+                }
+            };
+            return Ok((refused, false));
         }
     }
     // Exempt from the request quota, as in Kafka: ApiVersions and replication.
@@ -789,7 +813,7 @@ async fn route(
             inline!(ListConfigResourcesRequest, list_config_resources::handle)
         }
         ApiKey::ConsumerGroupDescribe => {
-            inline!(
+            with_ctx!(
                 ConsumerGroupDescribeRequest,
                 consumer_group_describe::handle
             )
@@ -831,8 +855,8 @@ async fn route(
                 }
             }
         }
-        ApiKey::ListGroups => inline!(ListGroupsRequest, list_groups::handle),
-        ApiKey::DescribeGroups => inline!(DescribeGroupsRequest, describe_groups::handle),
+        ApiKey::ListGroups => with_ctx!(ListGroupsRequest, list_groups::handle),
+        ApiKey::DescribeGroups => with_ctx!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
