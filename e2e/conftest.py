@@ -229,13 +229,15 @@ def _binaries_exist():
 
 @pytest.fixture
 def broker_factory(tmp_path):
-    """Create and start brokers; each gets its own data dir unless one is given."""
+    """Create and start brokers; each gets its own data dir unless one is given. With
+    `listeners`, a ListenersBroker with those named listeners."""
     brokers: list[Broker] = []
 
     def make(*extra_args: str, data_dir: Path | None = None, start: bool = True,
-             env: dict[str, str] | None = None) -> Broker:
+             env: dict[str, str] | None = None, listeners: str | None = None) -> Broker:
         n = len(brokers) + 1
-        b = Broker(data_dir or tmp_path / f"data{n}", tmp_path / f"logs{n}", list(extra_args), env=env)
+        dirs = (data_dir or tmp_path / f"data{n}", tmp_path / f"logs{n}", list(extra_args))
+        b = ListenersBroker(listeners, *dirs, env=env) if listeners else Broker(*dirs, env=env)
         b.data_dir.mkdir(parents=True, exist_ok=True)
         brokers.append(b)
         if start:
@@ -273,26 +275,13 @@ class ListenersBroker(Broker):
 
 
 @pytest.fixture
-def listeners_broker_factory(tmp_path):
-    """Start brokers with named listeners: make(listeners, *extra_args, env=None); each is
-    stopped in teardown."""
-    brokers: list[ListenersBroker] = []
+def listeners_broker_factory(broker_factory):
+    """Start brokers with named listeners: make(listeners, *extra_args, env=None)."""
 
     def make(listeners: str, *extra_args: str, env: dict[str, str] | None = None) -> ListenersBroker:
-        n = len(brokers) + 1
-        b = ListenersBroker(listeners, tmp_path / f"data{n}", tmp_path / f"logs{n}", list(extra_args),
-                            env=env)
-        b.data_dir.mkdir(parents=True, exist_ok=True)
-        brokers.append(b)
-        b.start()
-        return b
+        return broker_factory(*extra_args, env=env, listeners=listeners)
 
-    yield make
-    for b in brokers:
-        try:
-            b.stop()
-        except Exception as e:  # teardown must reach every broker
-            print(f"stopping broker failed: {e}")
+    return make
 
 
 @pytest.fixture

@@ -7,7 +7,83 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::types::{AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType};
+/// A Kafka resource type that ACLs protect (Kafka's codes in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AclResourceType {
+    /// TOPIC (2).
+    Topic,
+    /// GROUP (3).
+    Group,
+    /// CLUSTER (4): the one resource named `kafka-cluster`.
+    Cluster,
+    /// TRANSACTIONAL_ID (5).
+    TransactionalId,
+}
+
+/// How an ACL's resource name matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AclPatternType {
+    /// LITERAL (3): the name itself, or every resource when the name is `*`.
+    Literal,
+    /// PREFIXED (4): every resource whose name starts with the name.
+    Prefixed,
+}
+
+/// An operation on a resource (Kafka's `AclOperation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AclOperation {
+    /// ALL (2): every operation.
+    All,
+    /// READ (3).
+    Read,
+    /// WRITE (4).
+    Write,
+    /// CREATE (5).
+    Create,
+    /// DELETE (6).
+    Delete,
+    /// ALTER (7).
+    Alter,
+    /// DESCRIBE (8).
+    Describe,
+    /// CLUSTER_ACTION (9).
+    ClusterAction,
+    /// DESCRIBE_CONFIGS (10).
+    DescribeConfigs,
+    /// ALTER_CONFIGS (11).
+    AlterConfigs,
+    /// IDEMPOTENT_WRITE (12).
+    IdempotentWrite,
+}
+
+/// Whether an ACL allows or denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AclPermission {
+    /// DENY (2): wins over any ALLOW.
+    Deny,
+    /// ALLOW (3).
+    Allow,
+}
+
+/// One ACL: `principal` from `host` is allowed or denied `operation` on the
+/// resources matched by `resource_type`, `pattern_type` and `resource_name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AclBinding {
+    /// Resource type.
+    pub resource_type: AclResourceType,
+    /// Resource name (`*` with [`AclPatternType::Literal`] matches every name).
+    pub resource_name: String,
+    /// Pattern type.
+    pub pattern_type: AclPatternType,
+    /// `User:<name>`, or `User:*` for every principal.
+    pub principal: String,
+    /// The client's IP address, or `*` for every host.
+    pub host: String,
+    /// Operation.
+    pub operation: AclOperation,
+    /// Allow or deny.
+    pub permission: AclPermission,
+}
 
 /// Who an ACL applies to and what it says, for one resource pattern.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

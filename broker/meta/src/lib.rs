@@ -41,7 +41,9 @@ mod rebalance;
 mod state;
 mod types;
 
-pub use acls::{AclEntry, AclStore};
+pub use acls::{
+    AclBinding, AclEntry, AclOperation, AclPatternType, AclPermission, AclResourceType, AclStore,
+};
 pub use cluster_id::generate_cluster_id;
 pub use config::MetaConfig;
 pub use error::MetaError;
@@ -49,7 +51,7 @@ pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
-    AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, Applied, BrokerId,
-    BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta, Placement, QuotaEntity,
-    QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta, NO_LEADER, QUOTA_KEYS,
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta,
+    Placement, QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta,
+    NO_LEADER, QUOTA_KEYS,
 };

@@ -1777,10 +1777,8 @@ fn scram_credentials_are_set_replaced_deleted_and_validated() {
 
 #[test]
 fn acls_are_added_once_removed_and_survive_a_snapshot_with_scram_users() {
-    use crate::types::{
-        AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, ScramCredential,
-        ScramMechanism,
-    };
+    use crate::acls::{AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType};
+    use crate::types::{ScramCredential, ScramMechanism};
     let acl = |name: &str, op: AclOperation| AclBinding {
         resource_type: AclResourceType::Topic,
         resource_name: name.into(),
