@@ -25,8 +25,9 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
-                                   AdminClient, NewTopic, ResourcePatternType, ResourceType,
-                                   ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion)
+                                   AdminClient, ConfigResource, NewPartitions, NewTopic,
+                                   ResourcePatternType, ResourceType, ScramCredentialInfo,
+                                   ScramMechanism, UserScramCredentialUpsertion)
 
 from conftest import cli_bin
 from groups import metric
@@ -276,6 +277,21 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     assert refused.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
     described = alice_admin.describe_consumer_groups(["readers"])["readers"].result(timeout=30)
     assert described.group_id == "readers"
+
+    # Admin APIs check each resource: configs of "orders" yes, of "secret" no; no new
+    # partitions for "secret"; READ on a group does not allow deleting it.
+    def refusal(future) -> int:
+        with pytest.raises(KafkaException) as refused:
+            future.result(timeout=30)
+        return refused.value.args[0].code()
+    orders_res, secret_res = ConfigResource("topic", "orders"), ConfigResource("topic", "secret")
+    assert "retention.ms" in alice_admin.describe_configs([orders_res])[orders_res].result(timeout=30)
+    assert refusal(alice_admin.describe_configs([secret_res])[secret_res]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert refusal(alice_admin.create_partitions([NewPartitions("secret", 2)])["secret"]) == \
+        KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert refusal(alice_admin.delete_consumer_groups(["readers"])["readers"]) == \
+        KafkaError.GROUP_AUTHORIZATION_FAILED
 
     # ACLs and users survive a restart (on new ports).
     b.stop()

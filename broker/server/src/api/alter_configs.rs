@@ -12,9 +12,10 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use runnel_meta::Command;
+use runnel_meta::{AclOperation, Command};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::replica::throttle;
@@ -40,12 +41,27 @@ fn given_values(
 /// Handles AlterConfigs.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: AlterConfigsRequest,
     _version: i16,
 ) -> AlterConfigsResponse {
+    let state = broker.cluster();
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
+        // ALTER_CONFIGS on the topic, or on the cluster for the others.
+        let allowed = if resource.resource_type == RESOURCE_TOPIC {
+            authorize::topic(
+                broker,
+                &state,
+                ctx,
+                AclOperation::AlterConfigs,
+                resource.resource_name.as_str(),
+            )
+        } else {
+            authorize::cluster(broker, &state, ctx, AclOperation::AlterConfigs)
+        };
         let result = match resource.resource_type {
+            _ if allowed.is_err() => allowed,
             RESOURCE_TOPIC => {
                 let overrides: TopicOverrides = given_values(&resource);
                 apply_topic_overrides(

@@ -158,13 +158,14 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
         | TxnOffsetCommit
         | ListGroups
         | DescribeGroups
-        | ConsumerGroupDescribe => None,
-        DescribeConfigs | DescribeClientQuotas | ListConfigResources => {
-            Some(AclOperation::DescribeConfigs)
-        }
-        AlterConfigs | IncrementalAlterConfigs | AlterClientQuotas => {
-            Some(AclOperation::AlterConfigs)
-        }
+        | ConsumerGroupDescribe
+        | DescribeConfigs
+        | AlterConfigs
+        | IncrementalAlterConfigs
+        | CreatePartitions
+        | DeleteGroups => None,
+        DescribeClientQuotas | ListConfigResources => Some(AclOperation::DescribeConfigs),
+        AlterClientQuotas => Some(AclOperation::AlterConfigs),
         WriteTxnMarkers => Some(AclOperation::ClusterAction),
         DescribeLogDirs
         | DescribeQuorum

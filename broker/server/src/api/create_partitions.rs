@@ -10,8 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsAssignment;
-use runnel_meta::Command;
+use runnel_meta::{AclOperation, Command};
 
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topics::{validate_partition_count, TopicError};
@@ -19,13 +20,19 @@ use crate::topics::{validate_partition_count, TopicError};
 /// Handles CreatePartitions.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
+    let state = broker.cluster();
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let result = if name == crate::group::OFFSETS_TOPIC {
+        // ALTER on the topic.
+        let allowed = authorize::topic(broker, &state, ctx, AclOperation::Alter, &name);
+        let result = if allowed.is_err() {
+            allowed
+        } else if name == crate::group::OFFSETS_TOPIC {
             // Groups are placed by hashing over the partition count: growing
             // it would move every group away from its committed offsets.
             Err(ApiError::with_message(

@@ -14,6 +14,9 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::config::{dynamic, BrokerConfig, Key, KeyKind, KEYS};
 use crate::errors::ApiError;
@@ -29,9 +32,11 @@ pub(crate) const RESOURCE_CLIENT_METRICS: i8 = 16;
 /// Handles DescribeConfigs.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let state = broker.cluster();
     let options = Options {
         synonyms: request.include_synonyms,
         documentation: request.include_documentation && version >= 3,
@@ -49,7 +54,14 @@ pub(crate) async fn handle(
                     .is_none_or(|keys| keys.iter().any(|k| k == name))
             };
             let name = resource.resource_name.to_string();
+            // DESCRIBE_CONFIGS on the topic, or on the cluster for the others.
+            let allowed = if resource.resource_type == RESOURCE_TOPIC {
+                authorize::topic(broker, &state, ctx, AclOperation::DescribeConfigs, &name)
+            } else {
+                authorize::cluster(broker, &state, ctx, AclOperation::DescribeConfigs)
+            };
             let configs = match resource.resource_type {
+                _ if allowed.is_err() => allowed.map(|()| Vec::new()),
                 RESOURCE_TOPIC => topic_configs(broker, &name, &wanted, &options),
                 RESOURCE_BROKER => broker_configs(broker, &name, &wanted, &options),
                 RESOURCE_CLIENT_METRICS => Ok(broker

@@ -17,12 +17,13 @@ use super::alter_configs::{
     apply_broker_configs, apply_topic_overrides, check_broker_resource, unsupported_resource,
 };
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC};
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::config::{dynamic, BrokerConfig};
 use crate::errors::ApiError;
 use crate::telemetry::Subscription;
 use crate::topic_config::{self, ConfigType, TopicOverrides};
-use runnel_meta::Command;
+use runnel_meta::{AclOperation, Command};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -32,13 +33,28 @@ const OP_SUBTRACT: i8 = 3;
 /// Handles IncrementalAlterConfigs.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
+    let state = broker.cluster();
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
+        // ALTER_CONFIGS on the topic, or on the cluster for the others.
+        let allowed = if resource.resource_type == RESOURCE_TOPIC {
+            authorize::topic(
+                broker,
+                &state,
+                ctx,
+                AclOperation::AlterConfigs,
+                resource.resource_name.as_str(),
+            )
+        } else {
+            authorize::cluster(broker, &state, ctx, AclOperation::AlterConfigs)
+        };
         let name = resource.resource_name.to_string();
         let result = match resource.resource_type {
+            _ if allowed.is_err() => allowed,
             RESOURCE_TOPIC => match broker
                 .cluster()
                 .topics

@@ -580,11 +580,11 @@ async fn route(
         ApiKey::ListOffsets => with_ctx!(ListOffsetsRequest, list_offsets::handle),
         ApiKey::CreateTopics => with_ctx!(CreateTopicsRequest, create_topics::handle),
         ApiKey::DeleteTopics => with_ctx!(DeleteTopicsRequest, delete_topics::handle),
-        ApiKey::CreatePartitions => inline!(CreatePartitionsRequest, create_partitions::handle),
-        ApiKey::DescribeConfigs => inline!(DescribeConfigsRequest, describe_configs::handle),
-        ApiKey::AlterConfigs => inline!(AlterConfigsRequest, alter_configs::handle),
+        ApiKey::CreatePartitions => with_ctx!(CreatePartitionsRequest, create_partitions::handle),
+        ApiKey::DescribeConfigs => with_ctx!(DescribeConfigsRequest, describe_configs::handle),
+        ApiKey::AlterConfigs => with_ctx!(AlterConfigsRequest, alter_configs::handle),
         ApiKey::IncrementalAlterConfigs => {
-            inline!(
+            with_ctx!(
                 IncrementalAlterConfigsRequest,
                 incremental_alter_configs::handle
             )
@@ -857,7 +857,7 @@ async fn route(
         }
         ApiKey::ListGroups => with_ctx!(ListGroupsRequest, list_groups::handle),
         ApiKey::DescribeGroups => with_ctx!(DescribeGroupsRequest, describe_groups::handle),
-        ApiKey::DeleteGroups => inline!(DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::DeleteGroups => with_ctx!(DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
         ApiKey::DescribeClientQuotas => {
