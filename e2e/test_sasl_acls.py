@@ -210,7 +210,8 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     sasl = b.listener_address("SASL_PLAINTEXT")
     admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
     create_user(admin, "alice", "alice-pw")
-    for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("orders", "orders-eu", "secret")]).values():
+    topics = ("orders", "orders-eu", "secret", "readonly")
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
         f.result(timeout=30)
     alice = sasl_conf(sasl, "alice", "alice-pw")
 
@@ -220,6 +221,7 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     # A prefixed ALLOW ALL on "orders" and a literal DENY WRITE on "orders-eu": deny wins there.
     bindings = [acl("orders", ResourcePatternType.PREFIXED, AclOperation.ALL, AclPermissionType.ALLOW),
                 acl("orders-eu", ResourcePatternType.LITERAL, AclOperation.WRITE, AclPermissionType.DENY),
+                acl("readonly", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.ALLOW),
                 acl("readers", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.ALLOW,
                     rtype=ResourceType.GROUP)]
     for f in admin.create_acls(bindings).values():
@@ -292,6 +294,9 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
         KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert refusal(alice_admin.delete_consumer_groups(["readers"])["readers"]) == \
         KafkaError.GROUP_AUTHORIZATION_FAILED
+    # READ implies DESCRIBE (alice finds the leader) but not DELETE.
+    deleted = alice_admin.delete_records([TopicPartition("readonly", 0, 0)])
+    assert refusal(next(iter(deleted.values()))) == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # ACLs and users survive a restart (on new ports).
     b.stop()

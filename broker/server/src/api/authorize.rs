@@ -163,17 +163,18 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
         | AlterConfigs
         | IncrementalAlterConfigs
         | CreatePartitions
-        | DeleteGroups => None,
+        | DeleteGroups
+        | DeleteRecords
+        | DescribeProducers
+        | DescribeTransactions
+        | ListTransactions
+        | DescribeTopicPartitions => None,
         DescribeClientQuotas | ListConfigResources => Some(AclOperation::DescribeConfigs),
         AlterClientQuotas => Some(AclOperation::AlterConfigs),
         WriteTxnMarkers => Some(AclOperation::ClusterAction),
         DescribeLogDirs
         | DescribeQuorum
         | ListPartitionReassignments
-        | DescribeTransactions
-        | ListTransactions
-        | DescribeProducers
-        | DescribeTopicPartitions
         | DescribeUserScramCredentials => Some(AclOperation::Describe),
         _ => Some(AclOperation::Alter),
     }

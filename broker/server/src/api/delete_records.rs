@@ -10,22 +10,34 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
 use super::blocking;
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;
 
 /// Handles DeleteRecords; offset -1 means the high watermark.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
+    let state = broker.cluster();
     let mut topics = Vec::with_capacity(request.topics.len());
     for t in request.topics {
         let topic = broker.topics.get(t.name.0.as_str());
+        // DELETE on the topic.
+        let denied =
+            authorize::topic(broker, &state, ctx, AclOperation::Delete, t.name.0.as_str()).err();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let entry =
                 DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            if let Some(denied) = &denied {
+                partitions.push(entry.with_error_code(denied.code()).with_low_watermark(-1));
+                continue;
+            }
             if let Err(err) = broker.check_leader(t.name.0.as_str(), p.partition_index, -1) {
                 partitions.push(entry.with_error_code(err.code()).with_low_watermark(-1));
                 continue;

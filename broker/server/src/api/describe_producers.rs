@@ -13,24 +13,37 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 
 /// Handles DescribeProducers.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DescribeProducersRequest,
     _version: i16,
 ) -> DescribeProducersResponse {
+    let state = broker.cluster();
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
             let topic = broker.topics.get(t.name.0.as_str());
+            // READ on the topic.
+            let denied =
+                authorize::topic(broker, &state, ctx, AclOperation::Read, t.name.0.as_str()).err();
             let partitions = t
                 .partition_indexes
                 .into_iter()
                 .map(|index| {
                     let answer = PartitionResponse::default().with_partition_index(index);
+                    if let Some(denied) = &denied {
+                        return answer
+                            .with_error_code(denied.code())
+                            .with_error_message(denied.message.clone().map(StrBytes::from_string));
+                    }
                     let Some((topic, partition)) = topic
                         .as_ref()
                         .and_then(|topic| Some((topic, topic.partition(index)?)))

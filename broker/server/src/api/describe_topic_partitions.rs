@@ -18,9 +18,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use runnel_meta::ClusterState;
+use runnel_meta::{AclOperation, ClusterState};
 
 use super::metadata::partition_health;
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 
 /// Most partitions one response describes (Kafka's `max.request.partition.size.limit`).
@@ -70,12 +71,21 @@ fn name(s: &str) -> TopicName {
 /// Handles DescribeTopicPartitions.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DescribeTopicPartitionsRequest,
     _version: i16,
 ) -> DescribeTopicPartitionsResponse {
     let state = broker.cluster();
+    let may_describe =
+        |name: &str| authorize::topic(broker, &state, ctx, AclOperation::Describe, name).is_ok();
+    // All topics: those the principal may DESCRIBE; named ones it may not are refused below.
     let mut names: Vec<String> = if request.topics.is_empty() {
-        state.topics.keys().cloned().collect()
+        state
+            .topics
+            .keys()
+            .filter(|n| may_describe(n))
+            .cloned()
+            .collect()
     } else {
         request
             .topics
@@ -117,7 +127,16 @@ pub(crate) async fn handle(
     let topics = page
         .ranges
         .into_iter()
-        .map(|(i, range)| describe(&state, &names[i], range))
+        .map(|(i, range)| {
+            if may_describe(&names[i]) {
+                describe(&state, &names[i], range)
+            } else {
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(name(&names[i])))
+                    .with_topic_authorized_operations(i32::MIN)
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            }
+        })
         .collect();
     DescribeTopicPartitionsResponse::default()
         .with_topics(topics)

@@ -11,14 +11,19 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 
 /// Handles DescribeTransactions.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: DescribeTransactionsRequest,
     _version: i16,
 ) -> DescribeTransactionsResponse {
+    let state = broker.cluster();
     let states = request
         .transactional_ids
         .into_iter()
@@ -28,6 +33,16 @@ pub(crate) async fn handle(
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
                 .with_transaction_start_time_ms(-1);
+            // DESCRIBE on the transactional id.
+            if let Err(denied) = authorize::transactional_id(
+                broker,
+                &state,
+                ctx,
+                AclOperation::Describe,
+                id.0.as_str(),
+            ) {
+                return entry.with_error_code(denied.code());
+            }
             match broker.txns.describe(broker, id.0.as_str()) {
                 Err(err) => entry.with_error_code(err.code()),
                 Ok(None) => entry.with_error_code(ResponseError::TransactionalIdNotFound.code()),

@@ -10,6 +10,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use runnel_meta::AclOperation;
+
+use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::runtime::now_ms;
 
@@ -28,9 +31,11 @@ const STATES: [&str; 8] = [
 /// Handles ListTransactions.
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
     request: ListTransactionsRequest,
     version: i16,
 ) -> ListTransactionsResponse {
+    let state = broker.cluster();
     let unknown: Vec<StrBytes> = request
         .state_filters
         .iter()
@@ -48,6 +53,11 @@ pub(crate) async fn handle(
                     .state_filters
                     .iter()
                     .any(|s| s.as_str() == m.status.as_str())
+        })
+        // Only the transactional ids the principal may DESCRIBE (Kafka's rule).
+        .filter(|m| {
+            authorize::transactional_id(broker, &state, ctx, AclOperation::Describe, &m.txn_id)
+                .is_ok()
         })
         .filter(|m| {
             request.producer_id_filters.is_empty()

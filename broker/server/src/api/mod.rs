@@ -508,7 +508,6 @@ async fn route(
                 ApiKey::AlterPartitionReassignments => {
                     refuse!(AlterPartitionReassignmentsResponse, denied)
                 }
-                ApiKey::ListTransactions => refuse!(ListTransactionsResponse, denied),
                 ApiKey::DescribeClientQuotas => refuse!(DescribeClientQuotasResponse, denied),
                 ApiKey::DescribeUserScramCredentials => {
                     refuse!(DescribeUserScramCredentialsResponse, denied)
@@ -597,7 +596,7 @@ async fn route(
                     .await;
             ready(encode_response(correlation_id, version, &response))
         }
-        ApiKey::DeleteRecords => inline!(DeleteRecordsRequest, delete_records::handle),
+        ApiKey::DeleteRecords => with_ctx!(DeleteRecordsRequest, delete_records::handle),
         ApiKey::InitProducerId => {
             let request: InitProducerIdRequest = decode(&mut buf, key, version)?;
             let state = broker.cluster();
@@ -677,9 +676,9 @@ async fn route(
         }
         ApiKey::WriteTxnMarkers => inline!(WriteTxnMarkersRequest, write_txn_markers::handle),
         ApiKey::DescribeTransactions => {
-            inline!(DescribeTransactionsRequest, describe_transactions::handle)
+            with_ctx!(DescribeTransactionsRequest, describe_transactions::handle)
         }
-        ApiKey::ListTransactions => inline!(ListTransactionsRequest, list_transactions::handle),
+        ApiKey::ListTransactions => with_ctx!(ListTransactionsRequest, list_transactions::handle),
         ApiKey::TxnOffsetCommit => {
             let request: TxnOffsetCommitRequest = decode(&mut buf, key, version)?;
             let state = broker.cluster();
@@ -887,12 +886,12 @@ async fn route(
             AlterUserScramCredentialsRequest,
             user_scram_credentials::alter
         ),
-        ApiKey::DescribeTopicPartitions => inline!(
+        ApiKey::DescribeTopicPartitions => with_ctx!(
             DescribeTopicPartitionsRequest,
             describe_topic_partitions::handle
         ),
         ApiKey::DescribeProducers => {
-            inline!(DescribeProducersRequest, describe_producers::handle)
+            with_ctx!(DescribeProducersRequest, describe_producers::handle)
         }
         ApiKey::AlterPartitionReassignments => inline!(
             AlterPartitionReassignmentsRequest,
