@@ -426,6 +426,19 @@ declare_broker_config! {
     inter_broker_sasl_password_file: Option<String> = None,
         doc: "File holding the inter-broker SASL user's password",
         cluster: Hidden;
+    /// PEM certificate chain this broker presents on the metadata quorum's port and to
+    /// the peers it dials; with the key and the truststore, the quorum speaks mutual TLS.
+    controller_ssl_certificate_location: Option<String> = None,
+        doc: "PEM certificate chain for the metadata quorum's mutual TLS",
+        cluster: Hidden;
+    /// PEM private key of that certificate.
+    controller_ssl_key_location: Option<String> = None,
+        doc: "PEM key of the metadata quorum certificate",
+        cluster: Hidden;
+    /// PEM CA certificates peers' certificates must chain to (the cluster's CA).
+    controller_ssl_truststore_location: Option<String> = None,
+        doc: "PEM CA certificates the metadata quorum's peers must chain to",
+        cluster: Hidden;
     /// Check every request against the ACLs (Kafka's `authorizer.class.name` set to its
     /// StandardAuthorizer); off = every client may do everything.
     authorizer_enabled: bool = false,
@@ -636,6 +649,17 @@ impl BrokerConfig {
                     "{:?}: expected SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN",
                     self.inter_broker_sasl_mechanism
                 ),
+            );
+        }
+        let quorum_tls = [
+            &self.controller_ssl_certificate_location,
+            &self.controller_ssl_key_location,
+            &self.controller_ssl_truststore_location,
+        ];
+        if quorum_tls.iter().any(|k| k.is_some()) && !quorum_tls.iter().all(|k| k.is_some()) {
+            return invalid(
+                "controller_ssl_certificate_location",
+                "the metadata quorum's TLS needs controller_ssl_certificate_location, controller_ssl_key_location and controller_ssl_truststore_location together",
             );
         }
         if self.sasl_bootstrap_user.as_deref() == Some("") {

@@ -1,7 +1,24 @@
 //! Settings of one metadata node.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Mutual TLS for the metadata listener: peers must present a certificate the
+/// server config's verifier accepts, and each node checks the peer it dials.
+#[derive(Clone)]
+pub struct QuorumTls {
+    /// What the listener accepts (with a required client certificate verifier).
+    pub server: Arc<rustls::ServerConfig>,
+    /// How this node dials peers (roots to check them, its own certificate).
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for QuorumTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuorumTls")
+    }
+}
 
 /// Settings of one metadata node (filled from the broker's config).
 #[derive(Debug, Clone)]
@@ -43,6 +60,8 @@ pub struct MetaConfig {
     /// it is the preferred replica of but does not lead exceeds this percentage
     /// (Kafka's `leader.imbalance.per.broker.percentage`; default 10).
     pub leader_imbalance_per_broker_percentage: u32,
+    /// Mutual TLS on the metadata listener and towards peers; `None` = plain TCP.
+    pub tls: Option<QuorumTls>,
 }
 
 impl MetaConfig {
@@ -63,6 +82,7 @@ impl MetaConfig {
             auto_leader_rebalance: true,
             leader_imbalance_check_interval: Duration::from_secs(300),
             leader_imbalance_per_broker_percentage: 10,
+            tls: None,
         }
     }
 }

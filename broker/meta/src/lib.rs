@@ -45,7 +45,7 @@ pub use acls::{
     AclBinding, AclEntry, AclOperation, AclPatternType, AclPermission, AclResourceType, AclStore,
 };
 pub use cluster_id::generate_cluster_id;
-pub use config::MetaConfig;
+pub use config::{MetaConfig, QuorumTls};
 pub use error::MetaError;
 pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};

@@ -170,7 +170,11 @@ fn read_certificates(
 
 /// The CA certificates of the truststore.
 fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let what = "ssl_truststore_location";
+    read_roots_of("ssl_truststore_location", path)
+}
+
+/// The CA certificates of the file that key `what` names.
+fn read_roots_of(what: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for certificate in read_certificates(what, path)? {
         roots.add(certificate).map_err(|e| TlsError::File {
@@ -180,6 +184,57 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
         })?;
     }
     Ok(roots)
+}
+
+/// Mutual TLS for the metadata quorum's port (`controller_ssl_*`): the listener
+/// requires a client certificate chaining to the truststore, and this broker
+/// presents its own certificate to the peers it dials and checks theirs
+/// against the same truststore. `None` when the keys are unset.
+pub(crate) fn quorum_tls(
+    config: &BrokerConfig,
+) -> Result<Option<runnel_meta::QuorumTls>, TlsError> {
+    let (Some(certificate), Some(key), Some(truststore)) = (
+        &config.controller_ssl_certificate_location,
+        &config.controller_ssl_key_location,
+        &config.controller_ssl_truststore_location,
+    ) else {
+        return Ok(None);
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = read_certificates(
+        "controller_ssl_certificate_location",
+        Path::new(certificate),
+    )?;
+    let key_file = Path::new(key);
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::File {
+        what: "controller_ssl_key_location",
+        path: key_file.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let roots = Arc::new(read_roots_of(
+        "controller_ssl_truststore_location",
+        Path::new(truststore),
+    )?);
+    let settings = |e: rustls::Error| TlsError::Settings(format!("metadata quorum TLS: {e}"));
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Settings(format!("{truststore}: {e}")))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(settings)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(settings)?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(settings)?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(settings)?;
+    Ok(Some(runnel_meta::QuorumTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    }))
 }
 
 /// What identifies one version of a file: modification time, size and inode

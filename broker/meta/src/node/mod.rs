@@ -201,7 +201,7 @@ impl MetaNode {
         .validate()
         .map_err(|e| MetaError::Internal(format!("raft config: {e}")))?;
 
-        let pool = Arc::new(Pool::default());
+        let pool = Arc::new(Pool::new(config.tls.as_ref()));
         let network = NetworkFactory {
             id,
             pool: pool.clone(),
@@ -233,6 +233,7 @@ impl MetaNode {
             listener,
             inner.clone(),
             shutdown_rx,
+            inner.config.tls.clone(),
         )));
 
         let initialized = inner

@@ -11,7 +11,9 @@
 //! reads the one response carrying the same id, and returns the connection to
 //! the pool; a connection that failed or timed out is dropped, so the next call
 //! reconnects. The server answers requests on one connection in order; a
-//! malformed or oversized frame closes that connection only.
+//! malformed or oversized frame closes that connection only. With
+//! [`QuorumTls`] every connection is mutual TLS: a peer without a certificate
+//! the cluster's truststore accepts never gets a frame read.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,12 +29,13 @@ use openraft::raft::{
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{NodeId, TypeConfig};
+use crate::config::QuorumTls;
 use crate::error::MetaError;
 use crate::types::{Applied, BrokerId, Command, Rejection};
 
@@ -40,6 +43,13 @@ use crate::types::{Applied, BrokerId, Command, Rejection};
 const MAX_FRAME: usize = 64 << 20;
 /// Idle connections kept per peer.
 const MAX_IDLE: usize = 8;
+/// Longest a TLS handshake on the metadata listener may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to or from a peer: plain TCP or TLS over it.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type Conn = Box<dyn Stream>;
 
 /// A request from one metadata node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -192,7 +202,11 @@ pub fn decode_rpc_request(body: &[u8]) -> Result<(), String> {
     decode_request(body).map(|_| ()).map_err(|e| e.to_string())
 }
 
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, id: u64, body: T) -> io::Result<()> {
+async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    stream: &mut W,
+    id: u64,
+    body: T,
+) -> io::Result<()> {
     let json = serde_json::to_vec(&Envelope { id, body })
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let len = u32::try_from(json.len())
@@ -208,11 +222,20 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, id: u64, body: T) -> 
 /// Client side: pooled connections to peers, keyed by address.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
     next_id: AtomicU64,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Pool {
+    /// A pool dialing peers with TLS (when `tls` is given).
+    pub(crate) fn new(tls: Option<&QuorumTls>) -> Pool {
+        Pool {
+            tls: tls.map(|t| t.client.clone()),
+            ..Pool::default()
+        }
+    }
+
     /// Sends `request` to `addr` and waits at most `timeout` for its response.
     pub(crate) async fn call(
         &self,
@@ -248,20 +271,31 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<TcpStream, CallError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| CallError::Unreachable {
-                addr: addr.to_string(),
-                source,
-            })?;
+    async fn connect(&self, addr: &str) -> Result<Conn, CallError> {
+        let unreachable = |source| CallError::Unreachable {
+            addr: addr.to_string(),
+            source,
+        };
+        let stream = TcpStream::connect(addr).await.map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(stream));
+        };
+        // The peer's certificate must name the host of its advertised address.
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| unreachable(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())))?;
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, stream)
+            .await
+            .map_err(unreachable)?;
+        Ok(Box::new(stream))
     }
 
     async fn exchange(
         &self,
-        mut stream: TcpStream,
+        mut stream: Conn,
         addr: &str,
         id: u64,
         request: &Request,
@@ -314,7 +348,9 @@ pub(crate) async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     shutdown: watch::Receiver<bool>,
+    tls: Option<QuorumTls>,
 ) {
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server));
     let mut stop = shutdown.clone();
     loop {
         tokio::select! {
@@ -324,7 +360,24 @@ pub(crate) async fn serve<H: Handler>(
                     let _ = stream.set_nodelay(true);
                     let handler = handler.clone();
                     let shutdown = shutdown.clone();
+                    let acceptor = acceptor.clone();
                     tokio::spawn(async move {
+                        let stream: Conn = match acceptor {
+                            None => Box::new(stream),
+                            Some(acceptor) => {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => Box::new(tls),
+                                    Ok(Err(e)) => {
+                                        tracing::warn!(%peer, error = %e, "metadata peer refused: TLS handshake failed");
+                                        return;
+                                    }
+                                    Err(_) => {
+                                        tracing::warn!(%peer, "metadata peer refused: no TLS handshake in time");
+                                        return;
+                                    }
+                                }
+                            }
+                        };
                         if let Err(e) = serve_connection(stream, handler, shutdown).await {
                             tracing::debug!(%peer, error = %e, "metadata connection closed");
                         }
@@ -341,7 +394,7 @@ pub(crate) async fn serve<H: Handler>(
 }
 
 async fn serve_connection<H: Handler>(
-    mut stream: TcpStream,
+    mut stream: Conn,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -385,7 +438,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop_tx, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, Arc::new(Echo), stop_rx));
+        let server = tokio::spawn(serve(listener, Arc::new(Echo), stop_rx, None));
 
         // Garbage, then an oversized length: each closes its connection.
         for bad in [&b"\x00\x00\x00\x03abc"[..], &[0xff, 0xff, 0xff, 0xff][..]] {

@@ -255,6 +255,7 @@ impl Server {
         let meta_dir = data_dir.join(METADATA_DIR);
         let new_cluster = seeds(&config).is_empty() && !meta_dir.exists();
         let mut mc = meta_config(&config, meta_dir);
+        mc.tls = crate::tls::quorum_tls(&config).map_err(|e| Error::Tls(e.to_string()))?;
         mc.cluster_id = stored
             .as_ref()
             .map(|m| m.cluster_id.clone())

@@ -310,22 +310,22 @@ async fn a_broker_without_the_listener_is_left_out_and_followers_fetch_on_the_in
 }
 
 /// A CA for the tests and the certificates it signs.
-struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
-    pem: String,
+    pub(crate) pem: String,
     der: CertificateDer<'static>,
 }
 
 /// A certificate and its key, as PEM and as rustls takes them.
-struct Signed {
-    cert_pem: String,
-    key_pem: String,
+pub(crate) struct Signed {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
     der: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let key = KeyPair::generate().expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -339,7 +339,7 @@ impl Ca {
         }
     }
 
-    fn sign(&self, common_name: &str, names: &[&str]) -> Signed {
+    pub(crate) fn sign(&self, common_name: &str, names: &[&str]) -> Signed {
         let key = KeyPair::generate().expect("key");
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("params");

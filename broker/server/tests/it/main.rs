@@ -18,6 +18,7 @@ mod listeners;
 mod memory_limits;
 mod metadata;
 mod produce_fetch;
+mod quorum_tls;
 mod replication;
 mod restart;
 mod throttle;
