@@ -53,6 +53,7 @@ mod txn;
 use std::future::Future;
 use std::io::Write;
 
+pub use auth::fuzz_sasl_exchange;
 pub use broker::Broker;
 pub use errors::Error;
 pub use group::records as consumer_offsets_records;

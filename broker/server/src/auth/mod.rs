@@ -132,6 +132,32 @@ pub(crate) enum SaslError {
     },
 }
 
+/// For fuzzing: runs `tokens` through one SASL exchange of `mechanism` (`PLAIN`,
+/// `SCRAM-SHA-256`, `SCRAM-SHA-512`), as a SASL listener does with the bytes of
+/// clients that have not authenticated yet, against a store with one user.
+/// Stops at the first refused token.
+pub fn fuzz_sasl_exchange(mechanism: &str, tokens: &[&[u8]]) {
+    type Store = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
+    static STORE: std::sync::OnceLock<Store> = std::sync::OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        let by_mechanism = ScramMechanism::ALL
+            .into_iter()
+            .filter_map(|m| Some((m, scram::new_credential(m, b"fuzz-password", 4096).ok()?)))
+            .collect();
+        BTreeMap::from([("fuzz-known-user".to_string(), by_mechanism)])
+    });
+    let mut state = SaslState::default();
+    let enabled = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].map(String::from);
+    if state.handshake(mechanism, &enabled, false).is_err() {
+        return;
+    }
+    for token in tokens {
+        if state.authenticate(token, store, b"fuzz-key").is_err() {
+            return;
+        }
+    }
+}
+
 /// The credentials a token is checked against: the cluster's SCRAM store.
 pub(crate) trait Credentials {
     /// `user`'s credential for `mechanism`.
