@@ -17,6 +17,7 @@ from the `runnel-broker listener SASL_PLAINTEXT address=...` line after the read
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -312,4 +313,21 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     for f in deleted.values():
         assert len(f.result(timeout=30)) == 1
     assert "orders" not in set(AdminClient(alice).list_topics(timeout=10).topics)
+
+    # The runnel CLI manages ACLs too.
+    def runnel(*args: str) -> str:
+        done = subprocess.run(
+            [cli_bin(), "-b", sasl, "--sasl-mechanism", "SCRAM-SHA-256", "--sasl-username", "admin",
+             "--output", "json", *args], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "RUNNEL_SASL_PASSWORD": ADMIN_PASSWORD})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+    runnel("acl", "create", "--allow-principal", "User:alice", "--operation", "describe",
+           "--topic", "secret")
+    assert "secret" in set(AdminClient(alice).list_topics(timeout=10).topics)
+    listed = json.loads(runnel("acl", "list", "--principal", "User:alice", "--topic", "secret"))
+    assert [(a["resource_name"], a["operation"], a["permission"]) for a in listed] == \
+        [("secret", "DESCRIBE", "ALLOW")]
+    runnel("acl", "delete", "--topic", "secret")
+    assert "secret" not in set(AdminClient(alice).list_topics(timeout=10).topics)
     assert metric(b.admin_url, "runnel_authorizer_decisions_total", result="denied") >= 1

@@ -110,6 +110,80 @@ pub(crate) enum Command {
     /// `kafka-configs --entity-type users --alter --add-config SCRAM-SHA-256=...`.
     #[command(subcommand)]
     User(UserCommand),
+    /// ACLs: create, list and delete them, like `kafka-acls --add|--list|--remove`.
+    #[command(subcommand)]
+    Acl(AclCommand),
+}
+
+/// `runnel acl` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AclCommand {
+    /// Create ACLs: every given principal gets every given operation on the resource, e.g.
+    /// `--allow-principal User:alice --operation read --operation describe --topic orders`.
+    Create(AclCreateArgs),
+    /// List ACLs (all, or those on the given resource or of the given principal).
+    List(AclFilterArgs),
+    /// Delete the ACLs matching the given resource, principal, operation and permission.
+    Delete(AclFilterArgs),
+}
+
+/// The resource an ACL command names.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("resource").args(["topic", "group", "cluster", "transactional_id"])))]
+pub(crate) struct AclResourceArgs {
+    /// A topic (`*` for every topic).
+    #[arg(long)]
+    pub(crate) topic: Option<String>,
+    /// A consumer group (`*` for every group).
+    #[arg(long)]
+    pub(crate) group: Option<String>,
+    /// The cluster.
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// A transactional id (`*` for every id).
+    #[arg(long)]
+    pub(crate) transactional_id: Option<String>,
+    /// literal or prefixed (`create`, default literal); also any or match for `list` and
+    /// `delete` (default any).
+    #[arg(long)]
+    pub(crate) resource_pattern_type: Option<String>,
+}
+
+/// `runnel acl create` flags.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("principals").required(true).multiple(true).args(["allow_principal", "deny_principal"])))]
+pub(crate) struct AclCreateArgs {
+    #[command(flatten)]
+    pub(crate) resource: AclResourceArgs,
+    /// Principals allowed (`User:alice`, `User:*`; repeatable).
+    #[arg(long)]
+    pub(crate) allow_principal: Vec<String>,
+    /// Principals denied (repeatable).
+    #[arg(long)]
+    pub(crate) deny_principal: Vec<String>,
+    /// Operations (read, write, create, delete, alter, describe, cluster-action,
+    /// describe-configs, alter-configs, idempotent-write, all; repeatable).
+    #[arg(long, required = true)]
+    pub(crate) operation: Vec<String>,
+    /// The client host the ACLs apply to (an IP address, or `*`).
+    #[arg(long, default_value = "*")]
+    pub(crate) host: String,
+}
+
+/// `runnel acl list|delete` flags: every one left out matches anything.
+#[derive(Debug, Args)]
+pub(crate) struct AclFilterArgs {
+    #[command(flatten)]
+    pub(crate) resource: AclResourceArgs,
+    /// Only the ACLs of this principal.
+    #[arg(long)]
+    pub(crate) principal: Option<String>,
+    /// Only this operation.
+    #[arg(long)]
+    pub(crate) operation: Option<String>,
+    /// Only allow or deny.
+    #[arg(long)]
+    pub(crate) permission: Option<String>,
 }
 
 /// SCRAM mechanisms a user command acts on.

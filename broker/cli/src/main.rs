@@ -53,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::client_metrics::run(&connect().await?, cmd, cli.output).await
         }
         Command::User(cmd) => commands::user::run(&connect().await?, cmd, cli.output).await,
+        Command::Acl(cmd) => commands::acl::run(&connect().await?, cmd, cli.output).await,
     }
 }
 

@@ -18,6 +18,7 @@
 //!   the consumer protocol and the range assignor.
 //! - `error`: [`Error`] with Kafka's error names.
 
+mod acls;
 mod admin;
 pub mod balance;
 mod client;
@@ -35,6 +36,7 @@ pub mod scram;
 mod transactions;
 mod users;
 
+pub use acls::Acl;
 pub use admin::{AlterConfigOp, ConfigEntry, CreatedTopic, NewTopic, OffsetSpec, PartitionOffset};
 pub use client::{
     topic_id_string, BrokerMetadata, Client, ClientConfig, ClusterMetadata, PartitionMetadata,

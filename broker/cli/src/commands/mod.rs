@@ -1,5 +1,6 @@
 //! One module per `runnel` command.
 
+pub(crate) mod acl;
 pub(crate) mod broker;
 pub(crate) mod client_metrics;
 pub(crate) mod cluster;
