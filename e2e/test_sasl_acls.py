@@ -331,3 +331,45 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     runnel("acl", "delete", "--topic", "secret")
     assert "secret" not in set(AdminClient(alice).list_topics(timeout=10).topics)
     assert metric(b.admin_url, "runnel_authorizer_decisions_total", result="denied") >= 1
+
+
+def test_scram_users_and_acls_survive_a_restart_of_every_broker_of_three(tmp_path):
+    """Users and ACLs live in the metadata quorum: after all three brokers are killed and
+    started again, every broker describes the same users and ACLs, and enforces them."""
+    from cluster import Cluster
+    from test_cluster import CLUSTER_ARGS
+
+    # The PLAINTEXT clients of the harness are ANONYMOUS: make them super users. (confluent-kafka
+    # names the cluster resource type BROKER; its code is 4, CLUSTER.)
+    c = Cluster(tmp_path / "cluster", 3, CLUSTER_ARGS + ["--authorizer-enabled", "true",
+                                                         "--super-users", "User:ANONYMOUS"])
+    try:
+        c.start()
+        admin = c.admin()
+        create_user(admin, "carol", "carol-pw")
+        bindings = [acl("audit-", ResourcePatternType.PREFIXED, AclOperation.READ,
+                        AclPermissionType.ALLOW, user="carol"),
+                    acl("kafka-cluster", ResourcePatternType.LITERAL, AclOperation.DESCRIBE,
+                        AclPermissionType.DENY, user="carol", rtype=ResourceType.BROKER)]
+        for f in admin.create_acls(bindings).values():
+            f.result(timeout=30)
+
+        for b in c.brokers:
+            b.kill9()
+        for b in c.brokers:
+            b.spawn(listen=f"{b.bind_host}:{b.port}", admin_listen=f"{b.bind_host}:0")
+        for b in c.brokers:
+            b._wait_ready(90)
+        c.wait_registered(3)
+
+        everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                                      AclOperation.ANY, AclPermissionType.ANY)
+        for b in c.brokers:
+            one = AdminClient({"bootstrap.servers": b.bootstrap})
+            described = one.describe_acls(everything).result(timeout=30)
+            assert sorted(map(str, described)) == sorted(map(str, bindings)), b.node_id
+            users = one.describe_user_scram_credentials().result(timeout=30)
+            assert {i.mechanism for i in users["carol"].scram_credential_infos} == {
+                ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512}, b.node_id
+    finally:
+        c.stop()
