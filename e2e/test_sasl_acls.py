@@ -373,3 +373,43 @@ def test_scram_users_and_acls_survive_a_restart_of_every_broker_of_three(tmp_pat
                 ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512}, b.node_id
     finally:
         c.stop()
+
+
+def test_sasl_over_tls_with_confluent_kafka_and_kafka_python(tmp_path, listeners_broker_factory):
+    """A SASL_SSL listener: TLS first, then SASL (SCRAM-SHA-512 and PLAIN) inside it."""
+    from test_tls import Pki
+    pki = Pki(tmp_path / "pki")
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(ADMIN_PASSWORD + "\n")
+    b = listeners_broker_factory(
+        "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+        "--ssl-certificate-location", str(pki.cert_file), "--ssl-key-location", str(pki.key_file),
+        "--sasl-enabled-mechanisms", "SCRAM-SHA-512,PLAIN", "--sasl-bootstrap-user", "admin",
+        "--sasl-bootstrap-password-file", str(password_file))
+    secure = b.listener_address("SASL_SSL")
+    tls = {"security.protocol": "SASL_SSL", "ssl.ca.location": str(pki.ca_file)}
+    for mechanism in ("SCRAM-SHA-512", "PLAIN"):
+        conf = {**sasl_conf(secure, "admin", ADMIN_PASSWORD, mechanism), **tls}
+        p = Producer(conf)
+        p.produce("sasl-ssl", value=mechanism.encode(), partition=0)
+        assert p.flush(30) == 0
+    got = consume_confluent(secure, "sasl-ssl", [0], until={0: 2},
+                            config={**sasl_conf(secure, "admin", ADMIN_PASSWORD, "SCRAM-SHA-512"), **tls})
+    assert [r.value for r in got[0]] == [b"SCRAM-SHA-512", b"PLAIN"]
+    # A wrong password over TLS is refused like one in the clear.
+    err = auth_error({**sasl_conf(secure, "admin", "wrong", "SCRAM-SHA-512"), **tls})
+    assert err is not None and err.code() == KafkaError._AUTHENTICATION, err
+
+    from kafka import KafkaConsumer, TopicPartition as KTP
+    kc = KafkaConsumer(bootstrap_servers=secure, security_protocol="SASL_SSL",
+                       ssl_cafile=str(pki.ca_file), sasl_mechanism="SCRAM-SHA-512",
+                       sasl_plain_username="admin", sasl_plain_password=ADMIN_PASSWORD,
+                       auto_offset_reset="earliest", enable_auto_commit=False)
+    try:
+        kc.assign([KTP("sasl-ssl", 0)])
+        seen: list[bytes] = []
+        wait_until(lambda: seen.extend(r.value for rs in kc.poll(500).values() for r in rs)
+                   or len(seen) >= 2, 60, what="kafka-python reading over SASL_SSL")
+        assert seen == [b"SCRAM-SHA-512", b"PLAIN"]
+    finally:
+        kc.close()
