@@ -148,6 +148,17 @@ class Cluster:
             return all(len(s[2]) == size for s in states)
         wait_until(agreed, timeout, what=f"ISR of {topic}/{partition} to have {size} members on every broker")
 
+    def kill9_and_restart_all(self) -> None:
+        """SIGKILL every broker, start them all again on their ports and wait until all are
+        ready and registered (they are started together: none is ready without a quorum)."""
+        for b in self.brokers:
+            b.kill9()
+        for b in self.brokers:
+            b.spawn(listen=f"{b.bind_host}:{b.port}", admin_listen=f"{b.bind_host}:0")
+        for b in self.brokers:
+            b._wait_ready(90)
+        self.wait_registered(len(self.brokers))
+
     def stop(self) -> None:
         for b in self.brokers:
             try:

@@ -99,13 +99,7 @@ def test_restart_of_every_broker_at_once_keeps_all_data(cluster):
     w = AckedWriter(cluster.bootstrap, TOPIC).start()
     w.wait_acks(5_000)
     w.stop()
-    for b in cluster.brokers:
-        b.kill9()
-    for b in cluster.brokers:
-        b.spawn(listen=f"{b.bind_host}:{b.port}", admin_listen=f"{b.bind_host}:0")
-    for b in cluster.brokers:
-        b._wait_ready(90)
-    cluster.wait_registered(3)
+    cluster.kill9_and_restart_all()
     for p in range(PARTITIONS):
         cluster.wait_leader(TOPIC, p)
     report = verify(cluster.bootstrap, w, PARTITIONS)

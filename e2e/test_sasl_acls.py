@@ -354,13 +354,7 @@ def test_scram_users_and_acls_survive_a_restart_of_every_broker_of_three(tmp_pat
         for f in admin.create_acls(bindings).values():
             f.result(timeout=30)
 
-        for b in c.brokers:
-            b.kill9()
-        for b in c.brokers:
-            b.spawn(listen=f"{b.bind_host}:{b.port}", admin_listen=f"{b.bind_host}:0")
-        for b in c.brokers:
-            b._wait_ready(90)
-        c.wait_registered(3)
+        c.kill9_and_restart_all()
 
         everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
                                       AclOperation.ANY, AclPermissionType.ANY)

@@ -80,6 +80,23 @@ pub(crate) fn transactional_id(
     )
 }
 
+/// `op` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config resource: the topic for a
+/// topic resource, the cluster for the others (brokers, client metrics).
+pub(crate) fn config_resource(
+    broker: &Broker,
+    state: &ClusterState,
+    ctx: &RequestContext,
+    op: AclOperation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), ApiError> {
+    if resource_type == crate::api::describe_configs::RESOURCE_TOPIC {
+        topic(broker, state, ctx, op, name)
+    } else {
+        cluster(broker, state, ctx, op)
+    }
+}
+
 /// `op` on the cluster.
 pub(crate) fn cluster(
     broker: &Broker,

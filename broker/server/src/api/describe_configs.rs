@@ -54,12 +54,14 @@ pub(crate) async fn handle(
                     .is_none_or(|keys| keys.iter().any(|k| k == name))
             };
             let name = resource.resource_name.to_string();
-            // DESCRIBE_CONFIGS on the topic, or on the cluster for the others.
-            let allowed = if resource.resource_type == RESOURCE_TOPIC {
-                authorize::topic(broker, &state, ctx, AclOperation::DescribeConfigs, &name)
-            } else {
-                authorize::cluster(broker, &state, ctx, AclOperation::DescribeConfigs)
-            };
+            let allowed = authorize::config_resource(
+                broker,
+                &state,
+                ctx,
+                AclOperation::DescribeConfigs,
+                resource.resource_type,
+                &name,
+            );
             let configs = match resource.resource_type {
                 _ if allowed.is_err() => allowed.map(|()| Vec::new()),
                 RESOURCE_TOPIC => topic_configs(broker, &name, &wanted, &options),

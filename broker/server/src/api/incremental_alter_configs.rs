@@ -40,18 +40,14 @@ pub(crate) async fn handle(
     let state = broker.cluster();
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
-        // ALTER_CONFIGS on the topic, or on the cluster for the others.
-        let allowed = if resource.resource_type == RESOURCE_TOPIC {
-            authorize::topic(
-                broker,
-                &state,
-                ctx,
-                AclOperation::AlterConfigs,
-                resource.resource_name.as_str(),
-            )
-        } else {
-            authorize::cluster(broker, &state, ctx, AclOperation::AlterConfigs)
-        };
+        let allowed = authorize::config_resource(
+            broker,
+            &state,
+            ctx,
+            AclOperation::AlterConfigs,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+        );
         let name = resource.resource_name.to_string();
         let result = match resource.resource_type {
             _ if allowed.is_err() => allowed,
