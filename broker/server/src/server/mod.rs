@@ -172,6 +172,25 @@ async fn create_bootstrap_user(config: &BrokerConfig, meta: &MetaNode) -> Result
     Ok(())
 }
 
+/// With the authorizer on and a PLAINTEXT inter-broker listener, brokers reach
+/// each other as `User:ANONYMOUS`; unless that principal may act for the
+/// cluster, followers cannot fetch. Kafka behaves the same; say so at start.
+fn warn_if_brokers_cannot_replicate(config: &BrokerConfig) {
+    let plaintext = config
+        .inter_broker_listener()
+        .is_ok_and(|l| l.protocol == "PLAINTEXT");
+    if config.authorizer_enabled
+        && plaintext
+        && !config.super_users.iter().any(|u| u == "User:ANONYMOUS")
+    {
+        tracing::warn!(
+            "the authorizer is on and brokers reach each other on a PLAINTEXT listener as User:ANONYMOUS: \
+             give it CLUSTER_ACTION on the cluster (or put it in super_users), or use a SASL_PLAINTEXT \
+             inter-broker listener, or followers cannot replicate"
+        );
+    }
+}
+
 /// Binds every Kafka listener (loading the TLS files first when one uses
 /// TLS) and returns them with the endpoints they advertise, in configuration order.
 async fn bind_listeners(
@@ -283,6 +302,7 @@ impl Server {
         meta.wait_ready().await?;
         let cluster_id = init_cluster_id(&config, stored.as_ref(), &meta).await?;
         create_bootstrap_user(&config, &meta).await?;
+        warn_if_brokers_cannot_replicate(&config);
         let (kafka, endpoints) = bind_listeners(&config).await?;
         let admin = TcpListener::bind(&config.admin_listen)
             .await
