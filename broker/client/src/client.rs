@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::sasl::SaslCredentials;
+use crate::tls::ClientTls;
 
 /// UNKNOWN_TOPIC_OR_PARTITION.
 pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -34,8 +35,11 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// How long to wait for a new topic to get partition leaders.
     pub metadata_wait: Duration,
-    /// SASL credentials every connection authenticates with (SASL_PLAINTEXT listeners).
+    /// SASL credentials every connection authenticates with (SASL_PLAINTEXT and
+    /// SASL_SSL listeners).
     pub sasl: Option<SaslCredentials>,
+    /// TLS for every connection (SSL and SASL_SSL listeners).
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -48,6 +52,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(30),
             metadata_wait: Duration::from_secs(10),
             sasl: None,
+            tls: None,
         }
     }
 }
@@ -432,11 +437,12 @@ impl Client {
     }
 
     async fn open(&self, addr: &str) -> Result<Connection> {
-        let mut conn = Connection::connect(
+        let mut conn = Connection::connect_with(
             addr,
             &self.config.client_id,
             self.config.connect_timeout,
             self.config.request_timeout,
+            self.config.tls.as_ref(),
         )
         .await?;
         if let Some(creds) = &self.config.sasl {

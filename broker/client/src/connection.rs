@@ -1,4 +1,4 @@
-//! One TCP connection to one broker: size-prefixed framing, correlation ids,
+//! One TCP (or TLS) connection to one broker: size-prefixed framing, correlation ids,
 //! request/response header versions and ApiVersions negotiation. Requests go
 //! one at a time (`&mut self`), which keeps responses trivially in order.
 
@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
+use crate::tls::{ClientTls, Stream};
 
 /// Largest response frame we accept; anything bigger is a corrupt length
 /// prefix, and allocating it would only hurt.
@@ -27,7 +28,7 @@ const UNSUPPORTED_VERSION: i16 = 35;
 #[derive(Debug)]
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     client_id: StrBytes,
     next_correlation_id: i32,
     request_timeout: Duration,
@@ -39,16 +40,38 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` and negotiates API versions.
+    /// Connects to `addr` over plain TCP and negotiates API versions.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Connection> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(Error::connect(addr, &err)),
+        Connection::connect_with(addr, client_id, connect_timeout, request_timeout, None).await
+    }
+
+    /// Connects to `addr`, over TLS when `tls` is given (the handshake counts
+    /// against `connect_timeout`), and negotiates API versions.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<Connection> {
+        let open = async {
+            let tcp = TcpStream::connect(addr)
+                .await
+                .map_err(|err| Error::connect(addr, &err))?;
+            // Requests are written whole in one call; Nagle would only add latency.
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                Some(tls) => tls.handshake(addr, tcp).await,
+                None => Ok(Stream::Plain(tcp)),
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, open).await {
+            Ok(stream) => stream?,
             Err(_) => {
                 return Err(Error::Connect {
                     addr: addr.to_string(),
@@ -56,8 +79,6 @@ impl Connection {
                 })
             }
         };
-        // Requests are written whole in one call; Nagle would only add latency.
-        let _ = stream.set_nodelay(true);
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,

@@ -16,6 +16,7 @@
 //! - `fetch`: the group-less [`Consumer`] and record decoding (bounded).
 //! - [`group`]: consumer groups: admin APIs, the member ([`GroupConsumer`]),
 //!   the consumer protocol and the range assignor.
+//! - `tls`: TLS for SSL/SASL_SSL listeners ([`ClientTls`]) and the plain-or-TLS stream.
 //! - `error`: [`Error`] with Kafka's error names.
 
 mod acls;
@@ -33,6 +34,7 @@ mod quotas;
 pub mod reassign;
 mod sasl;
 pub mod scram;
+mod tls;
 mod transactions;
 mod users;
 
@@ -59,5 +61,6 @@ pub use kafka_protocol::ResponseError;
 pub use produce::{Acks, Producer, ProducerConfig, ProducerRecord};
 pub use quotas::{EntityQuotas, QuotaEntity, QuotaOp};
 pub use sasl::SaslCredentials;
+pub use tls::{ClientTls, TlsFiles};
 pub use transactions::{TransactionDescription, TransactionListing};
 pub use users::{ScramChange, ScramUser};

@@ -514,14 +514,14 @@ fn listener_mistakes_are_refused_naming_the_key() {
             &[("RUNNEL_ADVERTISED_LISTENERS", "PLAINTEXT://e:9092")],
             "advertised_listeners",
         ),
-        // Broker-to-broker connections cannot use TLS yet.
+        // A SASL_SSL inter-broker listener needs a user too.
         (
             &[
-                ("RUNNEL_LISTENERS", "SSL://h:0"),
+                ("RUNNEL_LISTENERS", "SASL_SSL://h:0"),
                 ("RUNNEL_SSL_CERTIFICATE_LOCATION", "c.pem"),
                 ("RUNNEL_SSL_KEY_LOCATION", "k.pem"),
             ],
-            "inter_broker_listener_name",
+            "inter_broker_sasl_username",
         ),
         // A SASL inter-broker listener needs a user for the brokers, and the user its file.
         (

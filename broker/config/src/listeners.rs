@@ -255,18 +255,9 @@ impl BrokerConfig {
     pub(crate) fn validate_listeners(&self) -> Result<(), ConfigError> {
         let listeners = self.listener_configs()?;
         let inter_broker = self.inter_broker_listener()?;
-        // Brokers reach each other with runnel-client, which speaks SASL but not
-        // TLS yet: an SSL or SASL_SSL inter-broker listener would stop replication.
-        if !matches!(inter_broker.protocol, "PLAINTEXT" | "SASL_PLAINTEXT") {
-            return Err(invalid(
-                "inter_broker_listener_name",
-                format!(
-                    "listener {} uses {}, but broker-to-broker connections are PLAINTEXT or SASL_PLAINTEXT only for now",
-                    inter_broker.name, inter_broker.protocol
-                ),
-            ));
-        }
-        if inter_broker.protocol == "SASL_PLAINTEXT" && self.inter_broker_sasl_user().is_none() {
+        if matches!(inter_broker.protocol, "SASL_PLAINTEXT" | "SASL_SSL")
+            && self.inter_broker_sasl_user().is_none()
+        {
             return Err(invalid(
                 "inter_broker_sasl_username",
                 format!(

@@ -56,8 +56,8 @@ pub struct Broker {
     pub(crate) txns: Arc<crate::txn::TxnCoordinator>,
     /// Who may do what (off unless `authorizer_enabled`).
     pub(crate) authorizer: Authorizer,
-    /// What this broker authenticates with to the others (a SASL inter-broker listener).
-    pub(crate) inter_broker_sasl: Option<runnel_client::SaslCredentials>,
+    /// How this broker reaches the others (TLS and SASL of the inter-broker listener).
+    pub(crate) inter_broker: crate::auth::InterBroker,
     // The applied metadata; cloned from `meta.state()` once.
     state: watch::Receiver<Arc<ClusterState>>,
     // Bumped after every successful append; long-polling fetches wait on it.
@@ -77,7 +77,7 @@ impl Broker {
         topics: Arc<TopicRegistry>,
         meta: MetaNode,
         shutdown: watch::Receiver<bool>,
-        inter_broker_sasl: Option<runnel_client::SaslCredentials>,
+        inter_broker: crate::auth::InterBroker,
     ) -> Broker {
         let metrics = Metrics::new();
         meta.metrics().register(metrics.registry());
@@ -86,7 +86,7 @@ impl Broker {
         settings.fetch_max_bytes = config.replica_fetch_max_bytes;
         settings.min_insync_default = config.min_insync_replicas;
         settings.durable_leader = config.log_flush_on_ack;
-        settings.sasl = inter_broker_sasl.clone();
+        settings.inter_broker = inter_broker.clone();
         let replicas = ReplicaManager::new(
             settings,
             topics.clone(),
@@ -112,7 +112,7 @@ impl Broker {
         let authorizer = Authorizer::from_config(&config);
         Broker {
             authorizer,
-            inter_broker_sasl,
+            inter_broker,
             config,
             cluster_id,
             endpoints,

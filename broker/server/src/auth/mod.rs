@@ -25,38 +25,73 @@ pub(crate) fn fake_salt_key() -> &'static [u8] {
     KEY.get_or_init(|| runnel_client::scram::random_bytes(32).unwrap_or_else(|_| vec![0; 32]))
 }
 
-/// The SASL credentials this broker authenticates to the others with, when the
-/// inter-broker listener uses SASL (`inter_broker_sasl_*`, or the bootstrap user);
-/// the password file is read once, at start-up.
-pub(crate) fn inter_broker_credentials(
-    config: &crate::config::BrokerConfig,
-) -> Result<Option<runnel_client::SaslCredentials>, String> {
-    let listener = config.inter_broker_listener().map_err(|e| e.to_string())?;
-    if listener.protocol != "SASL_PLAINTEXT" && listener.protocol != "SASL_SSL" {
-        return Ok(None);
-    }
-    let (user, file) = config
-        .inter_broker_sasl_user()
-        .ok_or("the inter-broker listener uses SASL but no inter-broker user is configured")?;
-    let password = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read the inter-broker password file {file}: {e}"))?;
-    Ok(Some(runnel_client::SaslCredentials {
-        mechanism: config.inter_broker_sasl_mechanism.clone(),
-        username: user.to_string(),
-        password: password.trim().to_string(),
-    }))
+/// How this broker reaches the others on the inter-broker listener: TLS when
+/// that listener is SSL or SASL_SSL, SASL when it is SASL_PLAINTEXT or SASL_SSL.
+/// Read once, at start-up.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InterBroker {
+    /// `inter_broker_sasl_*`, or the bootstrap user.
+    sasl: Option<runnel_client::SaslCredentials>,
+    /// Peers are checked against `ssl_truststore_location` (the system's CAs
+    /// when unset); this broker presents its own `ssl_certificate_location`,
+    /// so a listener requiring client certificates accepts it. The files are
+    /// read at start-up: unlike the listener's, they are not reloaded.
+    tls: Option<runnel_client::ClientTls>,
 }
 
-/// A broker-to-broker connection, authenticated when `sasl` is given.
-pub(crate) async fn inter_broker_login(
-    connected: runnel_client::Result<runnel_client::Connection>,
-    sasl: Option<&runnel_client::SaslCredentials>,
-) -> runnel_client::Result<runnel_client::Connection> {
-    let mut conn = connected?;
-    if let Some(creds) = sasl {
-        conn.authenticate(creds).await?;
+impl InterBroker {
+    pub(crate) fn from_config(config: &crate::config::BrokerConfig) -> Result<InterBroker, String> {
+        let listener = config.inter_broker_listener().map_err(|e| e.to_string())?;
+        let sasl = if matches!(listener.protocol, "SASL_PLAINTEXT" | "SASL_SSL") {
+            let (user, file) = config.inter_broker_sasl_user().ok_or(
+                "the inter-broker listener uses SASL but no inter-broker user is configured",
+            )?;
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the inter-broker password file {file}: {e}"))?;
+            Some(runnel_client::SaslCredentials {
+                mechanism: config.inter_broker_sasl_mechanism.clone(),
+                username: user.to_string(),
+                password: password.trim().to_string(),
+            })
+        } else {
+            None
+        };
+        let tls = if listener.uses_tls() {
+            let files = runnel_client::TlsFiles {
+                ca_location: config.ssl_truststore_location.as_ref().map(Into::into),
+                certificate_location: config.ssl_certificate_location.as_ref().map(Into::into),
+                key_location: config.ssl_key_location.as_ref().map(Into::into),
+            };
+            let tls = runnel_client::ClientTls::from_files(&files)
+                .map_err(|e| format!("inter-broker TLS: {e}"))?;
+            Some(tls)
+        } else {
+            None
+        };
+        Ok(InterBroker { sasl, tls })
     }
-    Ok(conn)
+
+    /// A connection to broker `addr`, over TLS and authenticated as configured.
+    pub(crate) async fn connect(
+        &self,
+        addr: &str,
+        client_id: &str,
+        connect_timeout: std::time::Duration,
+        request_timeout: std::time::Duration,
+    ) -> runnel_client::Result<runnel_client::Connection> {
+        let mut conn = runnel_client::Connection::connect_with(
+            addr,
+            client_id,
+            connect_timeout,
+            request_timeout,
+            self.tls.as_ref(),
+        )
+        .await?;
+        if let Some(creds) = &self.sasl {
+            conn.authenticate(creds).await?;
+        }
+        Ok(conn)
+    }
 }
 
 /// A SASL mechanism this broker implements.

@@ -92,14 +92,17 @@ async fn run(manager: Arc<ReplicaManager>, leader: BrokerId) {
             let timeout = Duration::from_millis(
                 u64::try_from(manager.settings.fetch_wait_ms).unwrap_or(500) + 10_000,
             );
-            let connected = Connection::connect(
-                &addr,
-                &format!("runnel-replica-{me}"),
-                Duration::from_secs(5),
-                timeout,
-            )
-            .await;
-            match crate::auth::inter_broker_login(connected, manager.settings.sasl.as_ref()).await {
+            let connected = manager
+                .settings
+                .inter_broker
+                .connect(
+                    &addr,
+                    &format!("runnel-replica-{me}"),
+                    Duration::from_secs(5),
+                    timeout,
+                )
+                .await;
+            match connected {
                 Ok(c) => conn = Some(c),
                 Err(err) => {
                     tracing::debug!(leader, %addr, error = %err, "cannot connect to leader");

@@ -41,8 +41,8 @@ pub(crate) struct ReplicaSettings {
     pub fetch_wait_ms: i32,
     /// Pause after a failed follower fetch or connection before retrying.
     pub retry_backoff: Duration,
-    /// SASL credentials follower connections authenticate with (a SASL inter-broker listener).
-    pub sasl: Option<runnel_client::SaslCredentials>,
+    /// How follower connections reach leaders (TLS and SASL of the inter-broker listener).
+    pub inter_broker: crate::auth::InterBroker,
 }
 
 impl ReplicaSettings {
@@ -56,7 +56,7 @@ impl ReplicaSettings {
             durable_leader: true,
             fetch_wait_ms: 500,
             retry_backoff: Duration::from_millis(100),
-            sasl: None,
+            inter_broker: crate::auth::InterBroker::default(),
         }
     }
 }

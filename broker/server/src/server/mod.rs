@@ -364,13 +364,12 @@ impl Server {
         }
         topics.mark_synced(state.applied_index);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let inter_broker_sasl =
-            crate::auth::inter_broker_credentials(&config).map_err(|message| {
-                Error::Config(crate::config::ConfigError::Invalid {
-                    key: "inter_broker_sasl_password_file".into(),
-                    message,
-                })
-            })?;
+        let inter_broker = crate::auth::InterBroker::from_config(&config).map_err(|message| {
+            Error::Config(crate::config::ConfigError::Invalid {
+                key: "inter_broker_listener_name".into(),
+                message,
+            })
+        })?;
         let broker = Arc::new(Broker::new(
             config,
             cluster_id,
@@ -378,7 +377,7 @@ impl Server {
             topics,
             meta,
             shutdown_rx,
-            inter_broker_sasl,
+            inter_broker,
         ));
         Ok(Server {
             broker,

@@ -128,16 +128,16 @@ pub(crate) async fn write(
             }
             if let std::collections::btree_map::Entry::Vacant(slot) = connections.entry(leader) {
                 let client_id = format!("runnel-txn-markers-{}", broker.node_id());
-                let connected = Connection::connect(
-                    &addr,
-                    &client_id,
-                    Duration::from_secs(5),
-                    Duration::from_secs(40),
-                )
-                .await;
-                match crate::auth::inter_broker_login(connected, broker.inter_broker_sasl.as_ref())
-                    .await
-                {
+                let connected = broker
+                    .inter_broker
+                    .connect(
+                        &addr,
+                        &client_id,
+                        Duration::from_secs(5),
+                        Duration::from_secs(40),
+                    )
+                    .await;
+                match connected {
                     Ok(c) => {
                         slot.insert(c);
                     }

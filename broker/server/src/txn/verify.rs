@@ -16,7 +16,6 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, ProducerId, TopicName,
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
-use runnel_client::Connection;
 
 use super::{partition_for, TXN_TOPIC};
 use crate::broker::Broker;
@@ -93,14 +92,14 @@ async fn ask_coordinator(
         .and_then(|leader| state.brokers.get(&leader).filter(|b| !b.fenced))
         .map(|b| format!("{}:{}", b.host, b.port))
         .ok_or_else(|| unavailable("the transaction coordinator is not available".into()))?;
-    let connected = Connection::connect(
-        &coordinator,
-        &format!("runnel-txn-verify-{}", broker.node_id()),
-        Duration::from_secs(5),
-        Duration::from_secs(10),
-    )
-    .await;
-    let mut conn = crate::auth::inter_broker_login(connected, broker.inter_broker_sasl.as_ref())
+    let mut conn = broker
+        .inter_broker
+        .connect(
+            &coordinator,
+            &format!("runnel-txn-verify-{}", broker.node_id()),
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        )
         .await
         .map_err(|e| unavailable(format!("cannot reach the transaction coordinator: {e}")))?;
     let request = AddPartitionsToTxnRequest::default().with_transactions(vec![

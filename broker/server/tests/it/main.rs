@@ -14,6 +14,7 @@ mod groups;
 mod harness;
 mod idempotence;
 mod inter_broker_sasl;
+mod inter_broker_tls;
 mod listeners;
 mod memory_limits;
 mod metadata;
