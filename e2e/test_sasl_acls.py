@@ -393,6 +393,13 @@ def test_sasl_over_tls_with_confluent_kafka_and_kafka_python(tmp_path, listeners
     # A wrong password over TLS is refused like one in the clear.
     err = auth_error({**sasl_conf(secure, "admin", "wrong", "SCRAM-SHA-512"), **tls})
     assert err is not None and err.code() == KafkaError._AUTHENTICATION, err
+    # The runnel CLI over SASL_SSL, its settings in a Kafka properties file.
+    settings = tmp_path / "admin.properties"
+    settings.write_text(f"security.protocol=SASL_SSL\nssl.ca.location={pki.ca_file}\n"
+                        f"sasl.mechanism=SCRAM-SHA-512\nsasl.username=admin\nsasl.password={ADMIN_PASSWORD}\n")
+    cp = subprocess.run([cli_bin(), "-b", secure, "--command-config", str(settings), "consume", "sasl-ssl",
+                         "--from-beginning", "--max-messages", "2"], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 0 and cp.stdout.splitlines() == ["SCRAM-SHA-512", "PLAIN"], (cp.stdout, cp.stderr)
 
     from kafka import KafkaConsumer, TopicPartition as KTP
     kc = KafkaConsumer(bootstrap_servers=secure, security_protocol="SASL_SSL",

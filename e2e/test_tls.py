@@ -1,5 +1,5 @@
-"""TLS listeners with real clients: confluent-kafka (librdkafka), kafka-python and kcat produce
-and consume over an SSL listener; mutual TLS admits client certificates signed by the truststore's
+"""TLS listeners with real clients: confluent-kafka (librdkafka), kafka-python and kcat (and the
+runnel CLI) produce and consume over an SSL listener; mutual TLS admits client certificates signed by the truststore's
 CA only (and names the principal as Kafka does); a plaintext client on the SSL port is refused;
 a certificate replaced on disk is served to new connections without a restart.
 
@@ -18,6 +18,7 @@ import trustme
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from conftest import cli_bin
 from helpers import (connect, connection_closed, consume_confluent, http_get, kcat_available,
                      produce_confluent, request_frame, wait_until)
 
@@ -181,6 +182,19 @@ def test_mutual_tls_admits_only_client_certificates_of_the_truststore(tls_broker
                what="the client certificate's principal in the broker log")
 
     assert refused(bootstrap, ssl_conf(pki.ca_file)), "a client without a certificate got in"
+    # The runnel CLI reads the same librdkafka-style settings from --command-config.
+    settings = pki.dir / "alice.properties"
+    settings.write_text("security.protocol=SSL\n" + "".join(f"{k}={v}\n" for k, v in conf.items()
+                                                          if k.startswith("ssl.")))
+    run = lambda *args, **kw: subprocess.run([cli_bin(), "-b", bootstrap, "--command-config", str(settings),
+                                              *args], capture_output=True, text=True, timeout=60, **kw)
+    cp = run("produce", "tls-mtls", input="from the cli\n")
+    assert cp.returncode == 0, cp.stderr
+    cp = run("consume", "tls-mtls", "--from-beginning", "--max-messages", "2")
+    assert cp.returncode == 0 and cp.stdout.splitlines() == ["from alice", "from the cli"], (cp.stdout, cp.stderr)
+    settings.write_text(f"security.protocol=SSL\nssl.ca.location={pki.ca_file}\n")
+    cp = run("topic", "list")
+    assert cp.returncode != 0 and "error" in cp.stderr, "the CLI got in without a client certificate"
     other_ca = trustme.CA()
     mallory = pki.client("mallory", ca=other_ca)
     assert refused(bootstrap, ssl_conf(pki.ca_file, mallory)), "a certificate of another CA got in"

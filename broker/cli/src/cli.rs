@@ -36,8 +36,10 @@ pub(crate) struct Cli {
     pub(crate) output: OutputFormat,
 
     /// Client settings in Kafka's properties form, like the Kafka tools' --command-config:
-    /// `security.protocol` (PLAINTEXT or SASL_PLAINTEXT), `sasl.mechanism`,
-    /// `sasl.username` and `sasl.password`, or `sasl.jaas.config` with username and password.
+    /// `security.protocol` (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), `sasl.mechanism`,
+    /// `sasl.username` and `sasl.password` (or `sasl.jaas.config` with username and password),
+    /// `ssl.ca.location` (PEM; the system's CAs when unset), and for mutual TLS
+    /// `ssl.certificate.location` and `ssl.key.location`.
     #[arg(
         long,
         global = true,

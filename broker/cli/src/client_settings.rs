@@ -1,13 +1,14 @@
 //! Client settings: `--command-config` (a Kafka properties file, as the Kafka
 //! tools take) and the `--sasl-*` flags, turned into the client's SASL
-//! credentials. The password never comes from a flag: from the file or from
-//! `RUNNEL_SASL_PASSWORD`.
+//! credentials and TLS files (`ssl.ca.location`, `ssl.certificate.location`,
+//! `ssl.key.location`, librdkafka's names). The password never comes from a
+//! flag: from the file or from `RUNNEL_SASL_PASSWORD`.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use runnel_client::SaslCredentials;
+use runnel_client::{ClientConfig, ClientTls, SaslCredentials, TlsFiles};
 
 /// The environment variable holding the SASL password.
 const PASSWORD_ENV: &str = "RUNNEL_SASL_PASSWORD";
@@ -31,12 +32,20 @@ fn jaas_option(jaas: &str, name: &str) -> Option<String> {
     Some(jaas[start..start + len].to_string())
 }
 
-/// The SASL credentials the CLI's connections use, if any.
-pub(crate) fn sasl(
+/// How the CLI's connections authenticate and encrypt.
+#[derive(Debug, PartialEq)]
+struct Security {
+    sasl: Option<SaslCredentials>,
+    tls: Option<TlsFiles>,
+}
+
+/// Sets the SASL credentials and TLS of `config` from the settings.
+pub(crate) fn apply(
+    config: &mut ClientConfig,
     command_config: Option<&Path>,
     mechanism: Option<&str>,
     username: Option<&str>,
-) -> Result<Option<SaslCredentials>> {
+) -> Result<()> {
     let props = match command_config {
         Some(path) => parse_properties(
             &std::fs::read_to_string(path)
@@ -45,7 +54,13 @@ pub(crate) fn sasl(
         None => HashMap::new(),
     };
     let env_password = std::env::var(PASSWORD_ENV).ok();
-    resolve(&props, mechanism, username, env_password)
+    let security = resolve(&props, mechanism, username, env_password)?;
+    config.sasl = security.sasl;
+    config.tls = match security.tls {
+        Some(files) => Some(ClientTls::from_files(&files)?),
+        None => None,
+    };
+    Ok(())
 }
 
 fn resolve(
@@ -53,7 +68,7 @@ fn resolve(
     mechanism: Option<&str>,
     username: Option<&str>,
     env_password: Option<String>,
-) -> Result<Option<SaslCredentials>> {
+) -> Result<Security> {
     let protocol = props
         .get("security.protocol")
         .map(|p| p.to_uppercase())
@@ -64,11 +79,22 @@ fn resolve(
                 "PLAINTEXT".into()
             }
         });
-    match protocol.as_str() {
-        "PLAINTEXT" => return Ok(None),
-        "SASL_PLAINTEXT" => {}
-        "SSL" | "SASL_SSL" => bail!("security.protocol {protocol} is not supported by the runnel CLI yet (PLAINTEXT, SASL_PLAINTEXT)"),
-        other => bail!("unknown security.protocol {other:?} (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)"),
+    let (sasl, tls) = match protocol.as_str() {
+        "PLAINTEXT" => (false, false),
+        "SASL_PLAINTEXT" => (true, false),
+        "SSL" => (false, true),
+        "SASL_SSL" => (true, true),
+        other => {
+            bail!("unknown security.protocol {other:?} (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)")
+        }
+    };
+    let tls = tls.then(|| TlsFiles {
+        ca_location: props.get("ssl.ca.location").map(Into::into),
+        certificate_location: props.get("ssl.certificate.location").map(Into::into),
+        key_location: props.get("ssl.key.location").map(Into::into),
+    });
+    if !sasl {
+        return Ok(Security { sasl: None, tls });
     }
     let jaas = props.get("sasl.jaas.config");
     let mechanism = mechanism
@@ -94,11 +120,14 @@ fn resolve(
         .with_context(|| {
             format!("SASL needs a password: {PASSWORD_ENV}, sasl.password or sasl.jaas.config")
         })?;
-    Ok(Some(SaslCredentials {
-        mechanism,
-        username,
-        password,
-    }))
+    Ok(Security {
+        sasl: Some(SaslCredentials {
+            mechanism,
+            username,
+            password,
+        }),
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -113,6 +142,7 @@ mod tests {
         );
         let c = resolve(&props, None, None, None)
             .expect("valid")
+            .sasl
             .expect("sasl");
         assert_eq!(
             (
@@ -125,6 +155,7 @@ mod tests {
         // Flags and the environment win over the file.
         let c = resolve(&props, Some("PLAIN"), Some("bob"), Some("env-pw".into()))
             .expect("valid")
+            .sasl
             .expect("sasl");
         assert_eq!(
             (
@@ -137,8 +168,37 @@ mod tests {
         // No settings: plaintext.
         assert_eq!(
             resolve(&HashMap::new(), None, None, None).expect("valid"),
-            None
+            Security {
+                sasl: None,
+                tls: None
+            }
         );
+    }
+
+    #[test]
+    fn ssl_settings_give_the_tls_files() {
+        let props = parse_properties(
+            "security.protocol=SSL\nssl.ca.location=/etc/ca.pem\n\
+             ssl.certificate.location=/etc/me.pem\nssl.key.location=/etc/me.key\n",
+        );
+        let s = resolve(&props, None, None, None).expect("valid");
+        assert_eq!(s.sasl, None);
+        assert_eq!(
+            s.tls,
+            Some(TlsFiles {
+                ca_location: Some("/etc/ca.pem".into()),
+                certificate_location: Some("/etc/me.pem".into()),
+                key_location: Some("/etc/me.key".into()),
+            })
+        );
+        // SASL_SSL: both; without ssl.ca.location the system's CAs are trusted.
+        let props = parse_properties(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-256\n\
+             sasl.username=alice\nsasl.password=pw\n",
+        );
+        let s = resolve(&props, None, None, None).expect("valid");
+        assert_eq!(s.sasl.expect("sasl").username, "alice");
+        assert_eq!(s.tls, Some(TlsFiles::default()));
     }
 
     #[test]
@@ -154,7 +214,7 @@ mod tests {
             "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\nsasl.username=a\n"
         ))
         .contains(PASSWORD_ENV));
-        assert!(err(&props("security.protocol=SSL\n")).contains("not supported"));
+        assert!(err(&props("security.protocol=TLS\n")).contains("unknown security.protocol"));
         assert!(err(&props(
             "security.protocol=SASL_PLAINTEXT\nsasl.mechanism=GSSAPI\n"
         ))

@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = ClientConfig::new(cli.bootstrap_server.clone());
-    config.sasl = client_settings::sasl(
+    client_settings::apply(
+        &mut config,
         cli.command_config.as_deref(),
         cli.sasl_mechanism.as_deref(),
         cli.sasl_username.as_deref(),
