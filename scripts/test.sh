@@ -78,8 +78,11 @@ export RUNNEL_CLI_BIN="$ROOT/target/debug/runnel"
 # pytest runs in its own process group (setsid), and whatever is left of that group when this
 # script exits is killed: a pytest that dies (a client library's abort, Ctrl-C) never leaves its
 # brokers and helper processes running behind it.
+# --capture=sys: Python's output is captured per test, but what C libraries write to file
+# descriptor 2 goes straight to this log. librdkafka prints its assertion ("*** file:line: assert:
+# ... ***") there before it aborts the process, and fd-level capture would lose it with the process.
 # shellcheck disable=SC2086 # RUNNEL_E2E_ARGS is deliberately word-split
-setsid python3 -m pytest e2e --durations=15 ${RUNNEL_E2E_ARGS:-} &
+setsid python3 -m pytest e2e --durations=15 --capture=sys ${RUNNEL_E2E_ARGS:-} &
 E2E_PGID=$!
 trap 'kill -KILL -- "-$E2E_PGID" 2>/dev/null || true' EXIT
 wait "$E2E_PGID"
