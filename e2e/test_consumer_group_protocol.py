@@ -7,7 +7,10 @@ heartbeats and for mixing the classic and the consumer protocol on one group id.
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -95,6 +98,38 @@ def describe(bootstrap: str, group: str):
 def assignments(desc) -> dict[str, frozenset]:
     return {m.member_id: frozenset((tp.topic, tp.partition) for tp in m.assignment.topic_partitions)
             for m in desc.members}
+
+
+# Describes a group from a child process and prints its coordinator and assignments as JSON.
+_DESCRIBE_CHILD = """
+import json, sys
+from confluent_kafka.admin import AdminClient
+bootstrap, group = sys.argv[1:3]
+admin = AdminClient({"bootstrap.servers": bootstrap})  # a destroyed client never answers
+d = admin.describe_consumer_groups([group], request_timeout=10)[group].result(15)
+print(json.dumps({"coordinator": d.coordinator.id,
+                  "assignments": {m.member_id: sorted([tp.topic, tp.partition]
+                                                      for tp in m.assignment.topic_partitions)
+                                  for m in d.members}}))
+"""
+
+
+def describe_in_child(bootstrap: str, group: str) -> tuple[int, dict[str, frozenset]] | None:
+    """The group's coordinator and assignments, asked by confluent-kafka in a child process; None
+    when the child fails. While a describe waits on a coordinator that was just killed,
+    librdkafka 2.16's admin client can abort its whole process (rdkafka_queue.h:
+    rd_kafka_enq_once_del_source_return: Assertion `eonce->refcnt > 0' failed; seen in 1 of 36
+    runs of the failover test below, and once in CI, where it ended the whole e2e run). In a
+    child, that crash is one more "not yet"."""
+    try:
+        cp = subprocess.run([sys.executable, "-c", _DESCRIBE_CHILD, bootstrap, group], capture_output=True,
+                            text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None
+    if cp.returncode != 0:
+        return None
+    d = json.loads(cp.stdout)
+    return d["coordinator"], {m: frozenset(map(tuple, tps)) for m, tps in d["assignments"].items()}
 
 
 def test_members_join_and_leave_under_load_and_every_record_is_consumed(kip848_broker, members):
@@ -392,10 +427,10 @@ def test_the_group_moves_with_its_coordinator_when_that_broker_is_killed(tmp_pat
         c.by_id(desc.coordinator.id).kill9()
 
         def moved():
-            d = describe(c.bootstrap, group)
-            return d.coordinator.id != desc.coordinator.id and d
-        after = wait_until(moved, 90, what="a new coordinator for the group")
-        assert assignments(after) == before
+            d = describe_in_child(c.bootstrap, group)
+            return d is not None and d[0] != desc.coordinator.id and d
+        _, after = wait_until(moved, 90, what="a new coordinator for the group")
+        assert after == before
         n = len(consumed_keys(ms))
         wait_until(lambda: len(consumed_keys(ms)) >= n + 1000, 120, what="the members consuming after the failover")
         for m in ms:

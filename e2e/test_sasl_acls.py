@@ -333,6 +333,48 @@ def test_acls_allow_deny_hide_topics_and_survive_a_restart(sasl_broker_factory):
     assert metric(b.admin_url, "runnel_authorizer_decisions_total", result="denied") >= 1
 
 
+def test_cluster_wide_apis_need_a_cluster_acl(sasl_broker_factory):
+    """Leader elections, ACL and user changes are cluster operations: a user without an ACL on the
+    cluster gets CLUSTER_AUTHORIZATION_FAILED (31) and changes nothing; ALTER on the cluster lets
+    the same calls through."""
+    from confluent_kafka import ElectionType
+    b = sasl_broker_factory("--authorizer-enabled", "true")
+    sasl = b.listener_address("SASL_PLAINTEXT")
+    admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
+    create_user(admin, "alice", "alice-pw")
+    admin.create_topics([NewTopic("elections", 1, 1)])["elections"].result(timeout=30)
+    alice = AdminClient(sasl_conf(sasl, "alice", "alice-pw"))
+
+    def error_code(future) -> int:
+        try:
+            future.result(timeout=30)
+        except KafkaException as e:
+            return e.args[0].code()
+        return 0
+
+    election = [TopicPartition("elections", 0)]
+    assert error_code(alice.elect_leaders(ElectionType.PREFERRED, election)) == 31
+    grant = acl("kafka-cluster", ResourcePatternType.LITERAL, AclOperation.ALTER, AclPermissionType.ALLOW,
+                rtype=ResourceType.BROKER)
+    assert error_code(alice.create_acls([grant])[grant]) == 31
+    upsert = UserScramCredentialUpsertion("mallory", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                                          b"mallory-pw")
+    assert error_code(alice.alter_user_scram_credentials([upsert])["mallory"]) == 31
+    # Nothing was changed: no ACL, no user.
+    everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+    assert admin.describe_acls(everything).result(timeout=30) == []
+    assert auth_error(sasl_conf(sasl, "mallory", "mallory-pw")) is not None
+
+    # The administrator grants ALTER on the cluster: the same calls now pass.
+    admin.create_acls([grant])[grant].result(timeout=30)
+    result = alice.elect_leaders(ElectionType.PREFERRED, election).result(timeout=30)
+    # The leader already is the preferred one: ELECTION_NOT_NEEDED (84) for the partition.
+    assert [e.code() if e else 0 for e in result.values()] == [84], result
+    assert error_code(alice.alter_user_scram_credentials([upsert])["mallory"]) == 0
+    assert auth_error(sasl_conf(sasl, "mallory", "mallory-pw")) is None
+
+
 def test_scram_users_and_acls_survive_a_restart_of_every_broker_of_three(tmp_path):
     """Users and ACLs live in the metadata quorum: after all three brokers are killed and
     started again, every broker describes the same users and ACLs, and enforces them."""

@@ -196,3 +196,89 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
         _ => Some(AclOperation::Alter),
     }
 }
+
+/// AlterUserScramCredentials refused: every user named in the request gets the
+/// error, once (the response has no top-level error).
+pub(crate) fn refused_scram_alterations(
+    request: &kafka_protocol::messages::AlterUserScramCredentialsRequest,
+    denied: &ApiError,
+) -> kafka_protocol::messages::AlterUserScramCredentialsResponse {
+    use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+    let mut users: Vec<_> = request.deletions.iter().map(|d| d.name.clone()).collect();
+    users.extend(request.upsertions.iter().map(|u| u.name.clone()));
+    users.sort();
+    users.dedup();
+    kafka_protocol::messages::AlterUserScramCredentialsResponse::default().with_results(
+        users
+            .into_iter()
+            .map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(user)
+                    .with_error_code(denied.code())
+                    .with_error_message(denied.message.clone().map(Into::into))
+            })
+            .collect(),
+    )
+}
+
+/// AlterClientQuotas refused: each entry gets the error.
+pub(crate) fn refused_quota_alterations(
+    request: &kafka_protocol::messages::AlterClientQuotasRequest,
+    denied: &ApiError,
+) -> kafka_protocol::messages::AlterClientQuotasResponse {
+    use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
+    kafka_protocol::messages::AlterClientQuotasResponse::default().with_entries(
+        request
+            .entries
+            .iter()
+            .map(|entry| {
+                EntryData::default()
+                    .with_error_code(denied.code())
+                    .with_error_message(denied.message.clone().map(Into::into))
+                    .with_entity(
+                        entry
+                            .entity
+                            .iter()
+                            .map(|e| {
+                                EntityData::default()
+                                    .with_entity_type(e.entity_type.clone())
+                                    .with_entity_name(e.entity_name.clone())
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// ElectLeaders v0 refused (v1 has a top-level error): each partition named
+/// gets the error; a request for every partition gets an empty answer.
+pub(crate) fn refused_elections(
+    request: &kafka_protocol::messages::ElectLeadersRequest,
+    denied: &ApiError,
+) -> kafka_protocol::messages::ElectLeadersResponse {
+    use kafka_protocol::messages::elect_leaders_response::{
+        PartitionResult, ReplicaElectionResult,
+    };
+    let topics = request.topic_partitions.as_deref().unwrap_or_default();
+    kafka_protocol::messages::ElectLeadersResponse::default().with_replica_election_results(
+        topics
+            .iter()
+            .map(|t| {
+                ReplicaElectionResult::default()
+                    .with_topic(t.topic.clone())
+                    .with_partition_result(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                PartitionResult::default()
+                                    .with_partition_id(*p)
+                                    .with_error_code(denied.code())
+                                    .with_error_message(denied.message.clone().map(Into::into))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

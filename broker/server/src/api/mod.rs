@@ -496,8 +496,9 @@ async fn route(
         }};
     }
     // APIs without a finer check need a cluster permission. A refusal is answered
-    // with CLUSTER_AUTHORIZATION_FAILED in the response's top-level error; APIs whose
-    // responses have none (errors per resource) close the connection instead.
+    // with CLUSTER_AUTHORIZATION_FAILED in the response's top-level error, or in each
+    // resource's where the response has no top-level error; the few internal or
+    // legacy APIs with neither close the connection instead.
     if let Some(op) = authorize::cluster_gate(key) {
         if let Err(denied) = authorize::cluster(broker, &broker.cluster(), ctx, op) {
             let refused = match key {
@@ -515,6 +516,21 @@ async fn route(
                 ApiKey::OffsetDelete => refuse!(OffsetDeleteResponse, denied),
                 ApiKey::ListConfigResources => refuse!(ListConfigResourcesResponse, denied),
                 ApiKey::ElectLeaders if version >= 1 => refuse!(ElectLeadersResponse, denied),
+                ApiKey::ElectLeaders => {
+                    let request: ElectLeadersRequest = decode(&mut buf, key, version)?;
+                    let response = authorize::refused_elections(&request, &denied);
+                    ready(encode_response(correlation_id, version, &response))
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    let request: AlterUserScramCredentialsRequest = decode(&mut buf, key, version)?;
+                    let response = authorize::refused_scram_alterations(&request, &denied);
+                    ready(encode_response(correlation_id, version, &response))
+                }
+                ApiKey::AlterClientQuotas => {
+                    let request: AlterClientQuotasRequest = decode(&mut buf, key, version)?;
+                    let response = authorize::refused_quota_alterations(&request, &denied);
+                    ready(encode_response(correlation_id, version, &response))
+                }
                 ApiKey::DescribeLogDirs if version >= 3 => {
                     refuse!(DescribeLogDirsResponse, denied)
                 }
