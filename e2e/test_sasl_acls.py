@@ -375,6 +375,53 @@ def test_cluster_wide_apis_need_a_cluster_acl(sasl_broker_factory):
     assert auth_error(sasl_conf(sasl, "mallory", "mallory-pw")) is None
 
 
+def test_offset_delete_needs_delete_on_the_group_and_read_on_each_topic(sasl_broker_factory):
+    """kafka-python's delete_group_offsets (OffsetDelete): without DELETE on the group the whole
+    request is GROUP_AUTHORIZATION_FAILED (30); with it, a topic without READ answers
+    TOPIC_AUTHORIZATION_FAILED (29) and keeps its offsets while the readable topic's go."""
+    from kafka import TopicPartition as KTP
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import GroupAuthorizationFailedError, NoError, TopicAuthorizationFailedError
+    b = sasl_broker_factory("--authorizer-enabled", "true")
+    sasl = b.listener_address("SASL_PLAINTEXT")
+    admin = AdminClient(sasl_conf(sasl, "admin", ADMIN_PASSWORD))
+    create_user(admin, "alice", "alice-pw")
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("readable", "unreadable")]).values():
+        f.result(timeout=30)
+    # The admin commits offsets for group "cleanup" on both topics; nobody is a member.
+    c = Consumer({**sasl_conf(sasl, "admin", ADMIN_PASSWORD), "group.id": "cleanup"})
+    c.commit(offsets=[TopicPartition("readable", 0, 0), TopicPartition("unreadable", 0, 0)], asynchronous=False)
+    c.close()
+
+    def committed() -> set[str]:
+        cc = Consumer({**sasl_conf(sasl, "admin", ADMIN_PASSWORD), "group.id": "cleanup"})
+        try:
+            got = cc.committed([TopicPartition("readable", 0), TopicPartition("unreadable", 0)], timeout=30)
+            return {tp.topic for tp in got if tp.offset >= 0}
+        finally:
+            cc.close()
+
+    assert committed() == {"readable", "unreadable"}
+    alice = KafkaAdminClient(bootstrap_servers=sasl, security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="alice",
+                             sasl_plain_password="alice-pw")
+    try:
+        both = [KTP("readable", 0), KTP("unreadable", 0)]
+        with pytest.raises(GroupAuthorizationFailedError):
+            alice.delete_group_offsets("cleanup", both)
+        assert committed() == {"readable", "unreadable"}
+        grants = [acl("cleanup", ResourcePatternType.LITERAL, AclOperation.DELETE, AclPermissionType.ALLOW,
+                      rtype=ResourceType.GROUP),
+                  acl("readable", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.ALLOW)]
+        for f in admin.create_acls(grants).values():
+            f.result(timeout=30)
+        result = alice.delete_group_offsets("cleanup", both)
+        assert result == {KTP("readable", 0): NoError, KTP("unreadable", 0): TopicAuthorizationFailedError}, result
+        assert committed() == {"unreadable"}
+    finally:
+        alice.close()
+
+
 def test_scram_users_and_acls_survive_a_restart_of_every_broker_of_three(tmp_path):
     """Users and ACLs live in the metadata quorum: after all three brokers are killed and
     started again, every broker describes the same users and ACLs, and enforces them."""

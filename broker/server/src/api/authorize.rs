@@ -185,7 +185,8 @@ pub(crate) fn cluster_gate(key: ApiKey) -> Option<AclOperation> {
         | DescribeProducers
         | DescribeTransactions
         | ListTransactions
-        | DescribeTopicPartitions => None,
+        | DescribeTopicPartitions
+        | OffsetDelete => None,
         DescribeClientQuotas | ListConfigResources => Some(AclOperation::DescribeConfigs),
         AlterClientQuotas => Some(AclOperation::AlterConfigs),
         WriteTxnMarkers => Some(AclOperation::ClusterAction),

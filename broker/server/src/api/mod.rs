@@ -513,7 +513,6 @@ async fn route(
                 ApiKey::DescribeUserScramCredentials => {
                     refuse!(DescribeUserScramCredentialsResponse, denied)
                 }
-                ApiKey::OffsetDelete => refuse!(OffsetDeleteResponse, denied),
                 ApiKey::ListConfigResources => refuse!(ListConfigResourcesResponse, denied),
                 ApiKey::ElectLeaders if version >= 1 => refuse!(ElectLeadersResponse, denied),
                 ApiKey::ElectLeaders => {
@@ -873,7 +872,7 @@ async fn route(
         ApiKey::ListGroups => with_ctx!(ListGroupsRequest, list_groups::handle),
         ApiKey::DescribeGroups => with_ctx!(DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => with_ctx!(DeleteGroupsRequest, delete_groups::handle),
-        ApiKey::OffsetDelete => inline!(OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::OffsetDelete => with_ctx!(OffsetDeleteRequest, offset_delete::handle),
         ApiKey::DescribeLogDirs => inline!(DescribeLogDirsRequest, describe_log_dirs::handle),
         ApiKey::DescribeClientQuotas => {
             inline!(DescribeClientQuotasRequest, client_quotas::describe)
