@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import cli_bin
@@ -199,6 +199,47 @@ def test_mutual_tls_admits_only_client_certificates_of_the_truststore(tls_broker
     mallory = pki.client("mallory", ca=other_ca)
     assert refused(bootstrap, ssl_conf(pki.ca_file, mallory)), "a certificate of another CA got in"
     assert handshake_failures(broker) >= 2
+
+
+def test_principal_mapping_rules_name_certificate_users_for_the_acls(tls_broker_factory, pki):
+    """ssl_principal_mapping_rules (KIP-371): `CN=Alice,OU=eng,O=Example` becomes `User:alice`, whose
+    ACL lets confluent-kafka produce; a topic without an ACL for alice is refused; a certificate no
+    rule matches is refused at the handshake."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, ResourcePatternType,
+                                       ResourceType)
+    broker = tls_broker_factory("--ssl-client-auth", "required", "--ssl-truststore-location", str(pki.ca_file),
+                                "--ssl-principal-mapping-rules", "RULE:^CN=(.*?),OU=eng,O=.*$/$1/L",
+                                "--authorizer-enabled", "true", "--super-users", "User:ANONYMOUS",
+                                env={"RUST_LOG": "info,runnel_server::server::connection=debug"})
+    plain = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for f in plain.create_topics([NewTopic(t, 1, 1) for t in ("mapped", "unmapped")]).values():
+        f.result(timeout=30)
+    grant = AclBinding(ResourceType.TOPIC, "mapped", ResourcePatternType.LITERAL, "User:alice", "*",
+                       AclOperation.WRITE, AclPermissionType.ALLOW)
+    plain.create_acls([grant])[grant].result(timeout=30)
+
+    bootstrap = broker.listener_address("SSL")
+    conf = ssl_conf(pki.ca_file, pki.client("Alice"))
+    acks = produce_confluent(bootstrap, "mapped", [(None, b"as alice")], config=conf)
+    assert not acks.errors, acks.errors
+    wait_until(lambda: "principal=alice " in broker.stderr(), timeout=10,
+               what="the mapped principal in the broker log")
+    p = Producer({"bootstrap.servers": bootstrap, **conf, "message.timeout.ms": 10000})
+    errors: list = []
+    p.produce("unmapped", b"x", on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert [e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED], errors
+
+    # A certificate of another OU matches no rule (and there is no DEFAULT): refused.
+    no_ou = pki.ca.issue_cert("carol.example", common_name="carol", organization_name="Example",
+                              organization_unit_name="sales")
+    cert_file, key_file = pki.dir / "carol.pem", pki.dir / "carol.key"
+    no_ou.cert_chain_pems[0].write_to_path(str(cert_file))
+    no_ou.private_key_pem.write_to_path(str(key_file))
+    assert refused(bootstrap, ssl_conf(pki.ca_file, (cert_file, key_file)))
+    wait_until(lambda: "no ssl_principal_mapping_rules rule applies to the subject CN=carol,OU=sales,O=Example"
+               in broker.stderr(), timeout=10, what="the refusal in the broker log")
 
 
 def test_a_plaintext_client_on_the_ssl_port_is_refused(tls_broker_factory, pki):

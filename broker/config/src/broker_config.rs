@@ -105,6 +105,12 @@ declare_broker_config! {
         doc: "TLS client certificates: none, requested or required",
         kafka: ["ssl.client.auth"],
         cluster: Hidden;
+    /// How a client certificate's subject becomes its principal's name (KIP-371):
+    /// `RULE:pattern/replacement/[LU]` rules and `DEFAULT`, separated by commas.
+    ssl_principal_mapping_rules: String = "DEFAULT".to_string(),
+        doc: "Rules turning a client certificate's subject into a principal name",
+        kafka: ["ssl.principal.mapping.rules"],
+        cluster: Settable;
     /// Admin HTTP listener (/metrics, /healthz, /readyz).
     admin_listen: String = "127.0.0.1:9644".to_string(),
         doc: "Admin HTTP listener address",

@@ -21,6 +21,7 @@
 //! - `errors`: the broker's errors and their one mapping to Kafka error codes.
 //! - `producer_ids`, `persist`, `data_dir_lock`: producer id blocks, small
 //!   metadata files, the data directory lock.
+//! - `principal_rules`: `ssl_principal_mapping_rules`, certificate subject → principal name.
 //! - `session`, `tls`: a connection's listener and principal; TLS
 //!   configuration (reloaded when its files change) and certificate subjects.
 //! - `metrics`, `admin_http`: Prometheus metrics and the admin HTTP port.
@@ -38,6 +39,7 @@ mod internal_batch;
 mod metrics;
 mod names;
 mod persist;
+mod principal_rules;
 mod producer_ids;
 mod quota;
 mod replica;

@@ -22,6 +22,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::BrokerConfig;
+use crate::principal_rules::PrincipalRules;
 
 /// Whether TLS clients present a certificate (Kafka's `ssl.client.auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub(crate) struct TlsFiles {
     pub truststore: Option<PathBuf>,
     /// Whether clients present certificates.
     pub client_auth: ClientAuth,
+    /// How a client certificate's subject becomes a principal name.
+    pub principal_rules: PrincipalRules,
 }
 
 impl TlsFiles {
@@ -89,6 +92,8 @@ impl TlsFiles {
             key: key.into(),
             truststore: config.ssl_truststore_location.as_ref().map(PathBuf::from),
             client_auth: ClientAuth::parse(&config.ssl_client_auth)?,
+            principal_rules: PrincipalRules::parse(&config.ssl_principal_mapping_rules)
+                .map_err(|e| TlsError::Settings(format!("ssl_principal_mapping_rules: {e}")))?,
         }))
     }
 
@@ -264,6 +269,12 @@ impl ReloadingTls {
             files,
             current: Mutex::new((stamps, TlsAcceptor::from(Arc::new(config)))),
         })
+    }
+
+    /// The principal name of a verified client certificate's subject; `None`
+    /// when no `ssl_principal_mapping_rules` rule applies to it.
+    pub(crate) fn principal(&self, subject: &str) -> Option<String> {
+        self.files.principal_rules.apply(subject)
     }
 
     /// The acceptor for a new connection, rebuilt first when a file changed.
@@ -462,6 +473,7 @@ mod tests {
             key: dir.join("key.pem"),
             truststore: Some(dir.join("ca.pem")),
             client_auth: auth,
+            principal_rules: PrincipalRules::default(),
         }
     }
 

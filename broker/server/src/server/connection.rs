@@ -489,9 +489,16 @@ async fn serve_tls(
             failed(&"the client certificate's subject cannot be read", true);
             return;
         };
-        tracing::debug!(%peer, listener = %listener.name, principal = %subject,
+        let Some(name) = tls.principal(&subject) else {
+            failed(
+                &format!("no ssl_principal_mapping_rules rule applies to the subject {subject}"),
+                true,
+            );
+            return;
+        };
+        tracing::debug!(%peer, listener = %listener.name, principal = %name, %subject,
             "TLS client authenticated");
-        *session.principal.write() = Principal::user(&subject);
+        *session.principal.write() = Principal::user(&name);
     }
     let (reader, writer) = tokio::io::split(stream);
     serve_connection(broker, reader, writer, Arc::new(session), pool).await;
