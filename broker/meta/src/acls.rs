@@ -85,11 +85,9 @@ pub struct AclBinding {
     pub permission: AclPermission,
 }
 
-/// Who an ACL applies to and what it says, for one resource pattern.
+/// What an ACL says to one principal about one resource pattern.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AclEntry {
-    /// `User:<name>` or `User:*`.
-    pub principal: String,
+pub struct AclRule {
     /// An IP address or `*`.
     pub host: String,
     /// Operation.
@@ -98,7 +96,14 @@ pub struct AclEntry {
     pub permission: AclPermission,
 }
 
-type ByName = BTreeMap<String, BTreeSet<AclEntry>>;
+/// The rules of one resource pattern by principal (`User:*` among them): a
+/// decision reads the rules of the principal asking and of `User:*` only, so
+/// its cost does not grow with the number of other principals' ACLs.
+type ByPrincipal = BTreeMap<String, BTreeSet<AclRule>>;
+type ByName = BTreeMap<String, ByPrincipal>;
+
+/// The principal every principal matches.
+const EVERYONE: &str = "User:*";
 
 /// Every ACL of the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,8 +121,9 @@ impl AclStore {
             .or_default()
             .entry(b.resource_name)
             .or_default()
-            .insert(AclEntry {
-                principal: b.principal,
+            .entry(b.principal)
+            .or_default()
+            .insert(AclRule {
                 host: b.host,
                 operation: b.operation,
                 permission: b.permission,
@@ -132,16 +138,22 @@ impl AclStore {
         let Some(names) = self.patterns.get_mut(&key) else {
             return false;
         };
-        let Some(entries) = names.get_mut(&b.resource_name) else {
+        let Some(principals) = names.get_mut(&b.resource_name) else {
             return false;
         };
-        let removed = entries.remove(&AclEntry {
-            principal: b.principal.clone(),
+        let Some(rules) = principals.get_mut(&b.principal) else {
+            return false;
+        };
+        let removed = rules.remove(&AclRule {
             host: b.host.clone(),
             operation: b.operation,
             permission: b.permission,
         });
-        if entries.is_empty() {
+        // Empty levels go, so that a pattern present means an ACL present.
+        if rules.is_empty() {
+            principals.remove(&b.principal);
+        }
+        if principals.is_empty() {
             names.remove(&b.resource_name);
         }
         if names.is_empty() {
@@ -164,34 +176,32 @@ impl AclStore {
     /// Every ACL, as bindings.
     pub fn bindings(&self) -> impl Iterator<Item = AclBinding> + '_ {
         self.patterns.iter().flat_map(|((rt, pt), names)| {
-            names.iter().flat_map(move |(name, entries)| {
-                entries.iter().map(move |e| AclBinding {
-                    resource_type: *rt,
-                    resource_name: name.clone(),
-                    pattern_type: *pt,
-                    principal: e.principal.clone(),
-                    host: e.host.clone(),
-                    operation: e.operation,
-                    permission: e.permission,
+            names.iter().flat_map(move |(name, principals)| {
+                principals.iter().flat_map(move |(principal, rules)| {
+                    rules.iter().map(move |r| AclBinding {
+                        resource_type: *rt,
+                        resource_name: name.clone(),
+                        pattern_type: *pt,
+                        principal: principal.clone(),
+                        host: r.host.clone(),
+                        operation: r.operation,
+                        permission: r.permission,
+                    })
                 })
             })
         })
     }
 
-    /// The ACLs that apply to the resource `name` of type `rt`: literal ones
-    /// for that name or for `*`, and prefixed ones whose prefix starts `name`.
-    pub fn matching<'a>(
+    /// The patterns that apply to the resource `name` of type `rt`: the literal
+    /// ones for that name or for `*`, and the prefixed ones whose prefix starts `name`.
+    fn patterns_for<'a>(
         &'a self,
         rt: AclResourceType,
         name: &'a str,
-    ) -> impl Iterator<Item = &'a AclEntry> + 'a {
+    ) -> impl Iterator<Item = &'a ByPrincipal> + 'a {
         let literal = self.patterns.get(&(rt, AclPatternType::Literal));
-        let exact = literal.and_then(|n| n.get(name)).into_iter().flatten();
-        let wildcard = literal
-            .filter(|_| name != "*")
-            .and_then(|n| n.get("*"))
-            .into_iter()
-            .flatten();
+        let exact = literal.and_then(|n| n.get(name));
+        let wildcard = literal.filter(|_| name != "*").and_then(|n| n.get("*"));
         let prefixed = self
             .patterns
             .get(&(rt, AclPatternType::Prefixed))
@@ -200,9 +210,31 @@ impl AclStore {
                 name.char_indices()
                     .map(|(i, c)| &name[..i + c.len_utf8()])
                     .filter_map(move |prefix| names.get(prefix))
-                    .flatten()
             });
-        exact.chain(wildcard).chain(prefixed)
+        exact.into_iter().chain(wildcard).chain(prefixed)
+    }
+
+    /// Whether any ACL applies to the resource `name` of type `rt`.
+    pub fn has_acls(&self, rt: AclResourceType, name: &str) -> bool {
+        self.patterns_for(rt, name).next().is_some()
+    }
+
+    /// The rules for `principal` (`User:alice`) on the resource `name` of type
+    /// `rt`: those naming it and those for `User:*`, of every applying pattern.
+    pub fn matching<'a>(
+        &'a self,
+        rt: AclResourceType,
+        name: &'a str,
+        principal: &'a str,
+    ) -> impl Iterator<Item = &'a AclRule> + 'a {
+        self.patterns_for(rt, name).flat_map(move |principals| {
+            let everyone = principals.get(EVERYONE).filter(|_| principal != EVERYONE);
+            principals
+                .get(principal)
+                .into_iter()
+                .chain(everyone)
+                .flatten()
+        })
     }
 }
 
@@ -257,8 +289,10 @@ mod tests {
         assert!(!store.insert(acl(Topic, "orders", Literal, Read)));
         assert_eq!(store.len(), 6);
         let ops = |store: &AclStore, name: &str| {
-            let mut ops: Vec<AclOperation> =
-                store.matching(Topic, name).map(|e| e.operation).collect();
+            let mut ops: Vec<AclOperation> = store
+                .matching(Topic, name, "User:alice")
+                .map(|e| e.operation)
+                .collect();
             ops.sort();
             ops
         };
@@ -270,6 +304,15 @@ mod tests {
         assert!(store.remove(&acl(Topic, "*", Literal, Describe)));
         assert!(!store.remove(&acl(Topic, "*", Literal, Describe)));
         assert_eq!(ops(&store, "payments"), Vec::<AclOperation>::new());
+        assert!(!store.has_acls(Topic, "payments") && store.has_acls(Topic, "orders"));
+        // Another principal's rules are not read; `User:*`'s are.
+        let mut bob = acl(Topic, "orders", Literal, Write);
+        bob.principal = "User:bob".into();
+        let mut everyone = acl(Topic, "orders", Literal, Alter);
+        everyone.principal = "User:*".into();
+        assert!(store.insert(bob.clone()) && store.insert(everyone.clone()));
+        assert_eq!(ops(&store, "orders"), vec![Read, Write, Alter]);
+        assert!(store.remove(&bob) && store.remove(&everyone));
         let json = serde_json::to_string(&store).expect("serializes");
         let back: AclStore = serde_json::from_str(&json).expect("deserializes");
         assert_eq!(back, store);

@@ -42,7 +42,7 @@ mod state;
 mod types;
 
 pub use acls::{
-    AclBinding, AclEntry, AclOperation, AclPatternType, AclPermission, AclResourceType, AclStore,
+    AclBinding, AclOperation, AclPatternType, AclPermission, AclResourceType, AclRule, AclStore,
 };
 pub use cluster_id::generate_cluster_id;
 pub use config::{MetaConfig, QuorumTls};

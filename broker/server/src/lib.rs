@@ -55,6 +55,7 @@ mod txn;
 use std::future::Future;
 use std::io::Write;
 
+pub use auth::authorizer::bench_decisions as bench_authorizer_decisions;
 pub use auth::fuzz_sasl_exchange;
 pub use broker::Broker;
 pub use errors::Error;

@@ -85,6 +85,8 @@ pub(crate) struct Principal {
     pub kind: String,
     /// The user name (`ANONYMOUS` before or without authentication).
     pub name: String,
+    /// `kind:name`, as ACLs name principals (kept so a decision builds no string).
+    full: String,
 }
 
 impl Principal {
@@ -98,7 +100,13 @@ impl Principal {
         Principal {
             kind: "User".to_string(),
             name: name.to_string(),
+            full: format!("User:{name}"),
         }
+    }
+
+    /// `User:alice`.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.full
     }
 }
 
@@ -110,7 +118,7 @@ impl Default for Principal {
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.name)
+        f.write_str(&self.full)
     }
 }
 
