@@ -201,6 +201,80 @@ def test_requests_before_authentication_close_the_connection_and_v0_framing_work
     s.close()
 
 
+def raw_plain_login(s, correlation_id: int) -> int:
+    """SaslHandshake v1 (PLAIN) and SaslAuthenticate v1 as admin; the session lifetime answered."""
+    s.sendall(request_frame(17, 1, correlation_id, kstr("PLAIN")))
+    assert struct.unpack(">ih", recv_frame(s)[:6]) == (correlation_id, 0)
+    token = b"\0admin\0" + ADMIN_PASSWORD.encode()
+    s.sendall(request_frame(36, 1, correlation_id + 1, struct.pack(">i", len(token)) + token))
+    body = recv_frame(s)
+    (corr, code, message_len) = struct.unpack(">ihh", body[:8])
+    assert (corr, code, message_len) == (correlation_id + 1, 0, -1), body
+    (auth_len,) = struct.unpack(">i", body[8:12])
+    (lifetime,) = struct.unpack(">q", body[12 + auth_len:20 + auth_len])
+    return lifetime
+
+
+def metadata_answered(s, correlation_id: int) -> bool:
+    """Sends Metadata v1; True when answered, False when the broker closed the connection."""
+    try:
+        s.sendall(request_frame(3, 1, correlation_id, struct.pack(">i", 0)))
+        return struct.unpack(">i", recv_frame(s)[:4])[0] == correlation_id
+    except (ConnectionError, OSError):
+        return False
+
+
+def test_sessions_expire_and_clients_reauthenticate_on_their_connection(sasl_broker_factory):
+    """connections_max_reauth_ms (KIP-368): SaslAuthenticate v1 gives the session lifetime; a
+    connection that does not re-authenticate is closed at its next request after that; one that
+    does (SaslHandshake + SaslAuthenticate again, as the same user) keeps going; librdkafka
+    re-authenticates by itself and produces through several lifetimes on one connection."""
+    b = sasl_broker_factory("--connections-max-reauth-ms", "2000")
+    sasl = b.listener_address("SASL_PLAINTEXT")
+
+    # No re-authentication: answered until the session ends, then closed.
+    s = connect(sasl)
+    t0 = time.monotonic()
+    assert raw_plain_login(s, 1) == 2000
+    corr = iter(range(10, 10_000))
+    assert metadata_answered(s, next(corr))
+    wait_until(lambda: not metadata_answered(s, next(corr)), 30, interval=0.2,
+               what="the expired session's connection to close")
+    assert time.monotonic() - t0 >= 2.0
+    s.close()
+
+    # Re-authenticating before the end keeps the connection past the first lifetime.
+    s = connect(sasl)
+    t0 = time.monotonic()
+    raw_plain_login(s, 1)
+    wait_until(lambda: time.monotonic() - t0 > 1.0 and metadata_answered(s, next(corr)), 30, interval=0.2,
+               what="a second into the session")
+    assert raw_plain_login(s, next(corr) + 1000) == 2000
+    wait_until(lambda: time.monotonic() - t0 > 2.5 and metadata_answered(s, next(corr)), 30, interval=0.2,
+               what="past the first session's end on the re-authenticated connection")
+    s.close()
+
+    # librdkafka: one connection for 6 s of producing, re-authenticated along the way.
+    before = metric(b.admin_url, "runnel_sasl_authentications_total", outcome="reauthentication") or 0
+    stats: list[dict] = []
+    p = Producer({**sasl_conf(sasl, "admin", ADMIN_PASSWORD), "linger.ms": 0, "statistics.interval.ms": 500,
+                  "stats_cb": lambda j: stats.append(json.loads(j))})
+    delivered: list = []
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < 6.0:
+        p.produce("reauth", f"v{i}".encode(), partition=0, on_delivery=lambda err, msg: delivered.append(err))
+        i += 1
+        p.poll(0.2)
+    assert p.flush(30) == 0
+    assert len(delivered) == i and not any(delivered), [e for e in delivered if e][:3]
+    reauths = (metric(b.admin_url, "runnel_sasl_authentications_total", outcome="reauthentication") or 0) - before
+    assert reauths >= 2, reauths
+    wait_until(lambda: p.poll(0.1) is not None and stats, 10, what="librdkafka statistics")
+    node = next(v for v in stats[-1]["brokers"].values() if v.get("nodeid", -1) >= 0)
+    assert node["connects"] == 1, f"librdkafka reconnected {node['connects']} times"
+
+
 def acl(name: str, pattern: ResourcePatternType, op: AclOperation, permission: AclPermissionType,
         user: str = "alice", rtype: ResourceType = ResourceType.TOPIC) -> AclBinding:
     return AclBinding(rtype, name, pattern, f"User:{user}", "*", op, permission)

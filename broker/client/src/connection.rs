@@ -37,6 +37,9 @@ pub struct Connection {
     /// Set when a request failed half way: the stream position is unknown,
     /// so the owner must drop this connection and open a new one.
     broken: bool,
+    /// When the broker limits SASL sessions (KIP-368): the credentials to
+    /// authenticate again with, and when to, before the next request.
+    pub(crate) reauthenticate: Option<(crate::SaslCredentials, std::time::Instant)>,
 }
 
 impl Connection {
@@ -87,6 +90,7 @@ impl Connection {
             request_timeout,
             broker_versions: HashMap::new(),
             broken: false,
+            reauthenticate: None,
         };
         conn.negotiate().await?;
         Ok(conn)
@@ -95,6 +99,11 @@ impl Connection {
     /// The address this connection was opened to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The round-trip limit of requests without their own.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// Whether a failed request left the stream unusable.
@@ -134,6 +143,18 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
+        self.reauthenticate_if_due().await?;
+        self.send_unchecked(req, version, timeout).await
+    }
+
+    /// [`Connection::send_with_timeout`] without the re-authentication check
+    /// (the SASL exchange itself goes through here).
+    pub(crate) async fn send_unchecked<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response> {
         let api = api_key(R::KEY)?;
         let body = self.exchange(api, version, req, true, timeout).await?;
         let mut body = body.unwrap_or_default();
@@ -144,6 +165,7 @@ impl Connection {
     /// Sends `req` without waiting: for Produce with acks=0, where the broker
     /// never answers.
     pub async fn send_without_response<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
+        self.reauthenticate_if_due().await?;
         let api = api_key(R::KEY)?;
         self.exchange(api, version, req, false, self.request_timeout)
             .await

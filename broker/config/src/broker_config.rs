@@ -105,6 +105,12 @@ declare_broker_config! {
         doc: "TLS client certificates: none, requested or required",
         kafka: ["ssl.client.auth"],
         cluster: Hidden;
+    /// How long an authenticated SASL session lasts before the client must
+    /// re-authenticate on its connection (KIP-368); 0 = for the connection's life.
+    connections_max_reauth_ms: u64 = 0,
+        doc: "SASL session lifetime before re-authentication (0 = unlimited)",
+        kafka: ["connections.max.reauth.ms"],
+        cluster: Settable;
     /// How a client certificate's subject becomes its principal's name (KIP-371):
     /// `RULE:pattern/replacement/[LU]` rules and `DEFAULT`, separated by commas.
     ssl_principal_mapping_rules: String = "DEFAULT".to_string(),

@@ -140,6 +140,8 @@ pub(crate) struct Session {
     pub principal: RwLock<Principal>,
     /// The SASL exchange, on a SASL listener.
     pub sasl: Mutex<SaslState>,
+    /// When the authenticated session ends (`connections_max_reauth_ms`, KIP-368).
+    pub sasl_expires: Mutex<Option<std::time::Instant>>,
     /// Set when the connection is to be closed once the response being queued
     /// is written (a failed authentication, an unsupported SASL mechanism).
     pub close_after_reply: AtomicBool,
@@ -156,9 +158,15 @@ impl Session {
     }
 
     /// Whether requests other than ApiVersions, SaslHandshake and SaslAuthenticate
-    /// must wait: a SASL listener's connection that has not authenticated yet.
+    /// must wait: a SASL listener's connection that has not authenticated yet,
+    /// or whose session expired without re-authentication.
     pub(crate) fn needs_authentication(&self) -> bool {
-        self.listener.protocol.is_sasl() && !self.sasl.lock().is_done()
+        self.listener.protocol.is_sasl()
+            && (!self.sasl.lock().is_done()
+                || self
+                    .sasl_expires
+                    .lock()
+                    .is_some_and(|at| std::time::Instant::now() >= at))
     }
 
     /// Whether the next frame is a raw SASL token (after a v0 SaslHandshake).

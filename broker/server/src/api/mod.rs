@@ -326,7 +326,7 @@ pub(crate) async fn dispatch(
         )
     {
         return Outcome::Close(format!(
-            "{key:?} request before SASL authentication on listener {}",
+            "{key:?} request before SASL authentication (or after the session expired) on listener {}",
             session.listener.name
         ));
     }

@@ -3,7 +3,10 @@
 //! the connection's principal `User:<name>`; a failure answers
 //! SASL_AUTHENTICATION_FAILED (or ILLEGAL_SASL_STATE out of turn) and closes
 //! the connection. Checking a password costs a PBKDF2 run, so it runs on the
-//! blocking pool.
+//! blocking pool. With `connections_max_reauth_ms` (KIP-368) a session lasts
+//! that long: SaslAuthenticate v1+ tells the client, which re-authenticates on
+//! the same connection before then; after it, any other request closes the
+//! connection.
 
 use std::sync::Arc;
 
@@ -21,6 +24,16 @@ use crate::session::{Principal, Session};
 /// (the connection is then closed after the answer).
 async fn step(broker: &Arc<Broker>, session: &Session, token: Bytes) -> Result<Vec<u8>, SaslError> {
     let state = std::mem::take(&mut *session.sasl.lock());
+    let reauthenticating = matches!(
+        &state,
+        SaslState::Chosen {
+            previous: Some(_),
+            ..
+        } | SaslState::ScramFinal {
+            previous: Some(_),
+            ..
+        }
+    );
     let cluster = broker.cluster();
     let (state, result) = blocking(move || {
         let mut state = state;
@@ -37,10 +50,18 @@ async fn step(broker: &Arc<Broker>, session: &Session, token: Bytes) -> Result<V
         )
     });
     let outcome = match (&state, &result) {
-        (SaslState::Done(user), Ok(_)) => {
+        (SaslState::Done { user, .. }, Ok(_)) => {
             *session.principal.write() = Principal::user(user);
-            tracing::debug!(peer = ?session.peer, %user, "SASL authentication succeeded");
-            Some("success")
+            let lifetime = broker.config.connections_max_reauth_ms;
+            *session.sasl_expires.lock() = (lifetime > 0)
+                .then(|| std::time::Instant::now() + std::time::Duration::from_millis(lifetime));
+            tracing::debug!(peer = ?session.peer, %user, reauthenticating,
+                "SASL authentication succeeded");
+            Some(if reauthenticating {
+                "reauthentication"
+            } else {
+                "success"
+            })
         }
         (_, Ok(_)) => None,
         (_, Err(err)) => {
@@ -82,7 +103,15 @@ pub(crate) async fn handle(
             ))));
     }
     match step(broker, session, request.auth_bytes).await {
-        Ok(answer) => SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(answer)),
+        Ok(answer) => {
+            let done = session.sasl.lock().is_done();
+            let lifetime =
+                i64::try_from(broker.config.connections_max_reauth_ms).unwrap_or(i64::MAX);
+            SaslAuthenticateResponse::default()
+                .with_error_message(None)
+                .with_auth_bytes(Bytes::from(answer))
+                .with_session_lifetime_ms(if done { lifetime } else { 0 })
+        }
         Err(err) => {
             let code = match err {
                 SaslError::Failed { .. } => ResponseError::SaslAuthenticationFailed,

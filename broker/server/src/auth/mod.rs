@@ -3,8 +3,10 @@
 //! v0 handshake, raw SASL tokens in plain size-prefixed frames) carry the
 //! exchange. PLAIN checks the password against the user's SCRAM credential;
 //! SCRAM-SHA-256/512 run RFC 5802. A connection on a SASL listener may send
-//! nothing but ApiVersions and these two before it has authenticated. The
-//! state machine is pure; the handlers in `api/` feed it.
+//! nothing but ApiVersions and these two before it has authenticated. An
+//! authenticated connection may authenticate again (KIP-368 re-authentication,
+//! SaslHandshake v1 and SaslAuthenticate), as the same user with the same
+//! mechanism. The state machine is pure; the handlers in `api/` feed it.
 
 pub(crate) mod authorizer;
 pub(crate) mod scram;
@@ -121,14 +123,20 @@ pub(crate) enum SaslState {
     Start,
     /// A mechanism is chosen; waiting for its first message. `raw`: the
     /// handshake was v0, so the tokens come as raw frames, not SaslAuthenticate.
-    Chosen { mechanism: Mechanism, raw: bool },
+    /// `previous`: the identity a re-authentication must repeat.
+    Chosen {
+        mechanism: Mechanism,
+        raw: bool,
+        previous: Option<String>,
+    },
     /// A SCRAM exchange waits for the client's final message.
     ScramFinal {
         exchange: Box<ScramExchange>,
         raw: bool,
+        previous: Option<String>,
     },
-    /// Authenticated as this user.
-    Done(String),
+    /// Authenticated as `user` with `mechanism`.
+    Done { user: String, mechanism: Mechanism },
     /// Failed: the connection is closed after the answer.
     Failed,
 }
@@ -144,7 +152,7 @@ impl SaslState {
 
     /// Whether the connection has authenticated.
     pub(crate) fn is_done(&self) -> bool {
-        matches!(self, SaslState::Done(_))
+        matches!(self, SaslState::Done { .. })
     }
 }
 
@@ -213,15 +221,31 @@ impl SaslState {
         enabled: &[String],
         raw: bool,
     ) -> Result<(), SaslError> {
-        if !matches!(self, SaslState::Start) {
-            return Err(SaslError::IllegalState(
-                "SaslHandshake is only valid once, before authentication".into(),
-            ));
-        }
+        let previous =
+            match self {
+                SaslState::Start => None,
+                // KIP-368: the same mechanism again, in SaslAuthenticate requests.
+                SaslState::Done { user, mechanism } if !raw => {
+                    if Mechanism::parse(name) != Some(*mechanism) {
+                        return Err(SaslError::IllegalState(format!(
+                            "re-authentication must use the connection's mechanism, not {name}"
+                        )));
+                    }
+                    Some(user.clone())
+                }
+                _ => return Err(SaslError::IllegalState(
+                    "SaslHandshake is only valid before authentication or to re-authenticate (v1)"
+                        .into(),
+                )),
+            };
         let mechanism = Mechanism::parse(name)
             .filter(|_| enabled.iter().any(|e| e == name))
             .ok_or_else(|| SaslError::Unsupported(name.to_string()))?;
-        *self = SaslState::Chosen { mechanism, raw };
+        *self = SaslState::Chosen {
+            mechanism,
+            raw,
+            previous,
+        };
         Ok(())
     }
 
@@ -237,14 +261,17 @@ impl SaslState {
         let (answer, next) = match state {
             SaslState::Chosen {
                 mechanism: Mechanism::Plain,
+                previous,
                 ..
             } => {
-                let user = check_plain(token, credentials)?;
-                (Vec::new(), SaslState::Done(user))
+                let user = same_user(check_plain(token, credentials)?, previous, "PLAIN")?;
+                let mechanism = Mechanism::Plain;
+                (Vec::new(), SaslState::Done { user, mechanism })
             }
             SaslState::Chosen {
                 mechanism: Mechanism::Scram(m),
                 raw,
+                previous,
             } => {
                 let (exchange, server_first) = ScramExchange::start(
                     m,
@@ -254,23 +281,32 @@ impl SaslState {
                 )
                 .map_err(|e| scram_failure(m, e))?;
                 let exchange = Box::new(exchange);
-                (server_first, SaslState::ScramFinal { exchange, raw })
+                let next = SaslState::ScramFinal {
+                    exchange,
+                    raw,
+                    previous,
+                };
+                (server_first, next)
             }
-            SaslState::ScramFinal { exchange, .. } => {
+            SaslState::ScramFinal {
+                exchange, previous, ..
+            } => {
                 let m = exchange.mechanism();
                 let user = exchange.user().to_string();
                 let server_final = exchange.finish(token).map_err(|e| scram_failure(m, e))?;
-                (server_final, SaslState::Done(user))
+                let user = same_user(user, previous, m.sasl_name())?;
+                let mechanism = Mechanism::Scram(m);
+                (server_final, SaslState::Done { user, mechanism })
             }
             SaslState::Start => {
                 return Err(SaslError::IllegalState(
                     "SaslAuthenticate before SaslHandshake".into(),
                 ))
             }
-            SaslState::Done(user) => {
-                *self = SaslState::Done(user);
+            SaslState::Done { user, mechanism } => {
+                *self = SaslState::Done { user, mechanism };
                 return Err(SaslError::IllegalState(
-                    "the connection is already authenticated (re-authentication is not supported)"
+                    "the connection is already authenticated (re-authentication starts with SaslHandshake)"
                         .into(),
                 ));
             }
@@ -282,6 +318,21 @@ impl SaslState {
         };
         *self = next;
         Ok(answer)
+    }
+}
+
+/// A re-authentication must prove the identity the connection already has.
+fn same_user(
+    user: String,
+    previous: Option<String>,
+    mechanism: &'static str,
+) -> Result<String, SaslError> {
+    match previous {
+        Some(previous) if previous != user => Err(SaslError::Failed {
+            mechanism,
+            detail: format!("re-authentication as {user} on a connection of {previous}"),
+        }),
+        _ => Ok(user),
     }
 }
 
@@ -346,13 +397,55 @@ mod tests {
     }
 
     #[test]
+    fn reauthentication_repeats_the_user_and_the_mechanism() {
+        let mut creds = store("alice", "pw");
+        creds.extend(store("bob", "pw"));
+        let plain = enabled(&["PLAIN", "SCRAM-SHA-256"]);
+        let authenticated = || {
+            let mut s = SaslState::default();
+            s.handshake("PLAIN", &plain, false).expect("enabled");
+            s.authenticate(b"\0alice\0pw", &creds, b"k").expect("alice");
+            s
+        };
+        // The same user with the same mechanism: authenticated again.
+        let mut s = authenticated();
+        s.handshake("PLAIN", &plain, false)
+            .expect("re-authentication");
+        assert!(!s.is_done());
+        s.authenticate(b"\0alice\0pw", &creds, b"k")
+            .expect("alice again");
+        assert!(matches!(&s, SaslState::Done { user, .. } if user == "alice"));
+        // Another user fails the connection.
+        let mut s = authenticated();
+        s.handshake("PLAIN", &plain, false)
+            .expect("re-authentication");
+        let err = s.authenticate(b"\0bob\0pw", &creds, b"k").expect_err("bob");
+        assert!(
+            matches!(&err, SaslError::Failed { detail, .. } if detail.contains("bob")),
+            "{err:?}"
+        );
+        assert!(matches!(s, SaslState::Failed));
+        // Another mechanism, or the v0 framing, is refused.
+        let mut s = authenticated();
+        assert!(matches!(
+            s.handshake("SCRAM-SHA-256", &plain, false),
+            Err(SaslError::IllegalState(_))
+        ));
+        assert!(matches!(
+            s.handshake("PLAIN", &plain, true),
+            Err(SaslError::IllegalState(_))
+        ));
+        assert!(s.is_done());
+    }
+
+    #[test]
     fn plain_authenticates_with_the_scram_password_and_nothing_else() {
         let creds = store("alice", "pw");
         let mut s = SaslState::default();
         s.handshake("PLAIN", &enabled(&["PLAIN"]), false)
             .expect("enabled");
         assert_eq!(s.authenticate(b"\0alice\0pw", &creds, b"k"), Ok(Vec::new()));
-        assert!(matches!(&s, SaslState::Done(u) if u == "alice"));
+        assert!(matches!(&s, SaslState::Done { user, .. } if user == "alice"));
         // Authenticating again is refused, and the connection stays authenticated.
         assert!(matches!(
             s.authenticate(b"\0alice\0pw", &creds, b"k"),

@@ -22,5 +22,6 @@ mod produce_fetch;
 mod quorum_tls;
 mod replication;
 mod restart;
+mod sasl_sessions;
 mod throttle;
 mod transactions;
