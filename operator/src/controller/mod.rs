@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod consumer;
 pub mod topic;
+pub mod user;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -30,7 +30,7 @@ fn topic(name: &str, spec: Value) -> Value {
 
 #[test]
 fn every_cel_rule_compiles() {
-    for kind in ["Cluster", "Topic", "Consumer"] {
+    for kind in ["Cluster", "Topic", "Consumer", "User"] {
         let compiled = compile_schema(&crd_schema(kind));
         let errors: Vec<String> = compiled
             .compilation_errors()
@@ -318,4 +318,100 @@ fn cluster_storage_class_is_immutable() {
         Some(&fast),
     )
     .expect("a grow in the same class is allowed");
+}
+
+fn user(cluster: &str, authentication: Value, acls: Value) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "User",
+        "metadata": { "name": "alice", "namespace": "default" },
+        "spec": { "cluster": cluster, "authentication": authentication, "acls": acls },
+    })
+}
+
+#[test]
+fn user_cluster_is_immutable() {
+    let scram = json!({ "type": "scram-sha-512" });
+    let old = user("a", scram.clone(), json!([]));
+    refused(
+        "User",
+        &user("b", scram.clone(), json!([])),
+        Some(&old),
+        "cluster is immutable",
+    );
+    check(
+        "User",
+        &user("a", json!({ "type": "scram-sha-256" }), json!([])),
+        Some(&old),
+    )
+    .expect("the mechanism may change");
+}
+
+#[test]
+fn user_tls_authentication_takes_no_password() {
+    let with_password = json!({
+        "type": "tls",
+        "password": { "secretKeyRef": { "name": "s", "key": "password" } },
+    });
+    refused(
+        "User",
+        &user("a", with_password, json!([])),
+        None,
+        "a tls user has no password",
+    );
+    check(
+        "User",
+        &user("a", json!({ "type": "tls" }), json!([])),
+        None,
+    )
+    .expect("tls alone");
+}
+
+#[test]
+fn user_acls_name_their_resource_except_the_cluster() {
+    let scram = json!({ "type": "scram-sha-512" });
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "topic", "operation": "read" }]),
+        ),
+        None,
+        "name is required",
+    );
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "cluster", "name": "other", "operation": "alter" }]),
+        ),
+        None,
+        "name is required, except for the cluster resource",
+    );
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "cluster", "patternType": "prefixed", "operation": "alter" }]),
+        ),
+        None,
+        "the cluster resource takes patternType literal",
+    );
+    check(
+        "User",
+        &user(
+            "a",
+            scram,
+            json!([
+                { "resourceType": "cluster", "operation": "idempotentWrite" },
+                { "resourceType": "topic", "name": "orders-", "patternType": "prefixed",
+                  "operation": "read" },
+            ]),
+        ),
+        None,
+    )
+    .expect("a cluster ACL without a name and a prefixed topic ACL");
 }

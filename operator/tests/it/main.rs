@@ -16,3 +16,4 @@ mod reconcile;
 mod run_loop;
 mod service_monitors;
 mod storage;
+mod users;
