@@ -2,9 +2,13 @@
 //! write half of the Cluster reconciler; the objects come from the pure builders in
 //! `resources` and the status from `status`).
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -33,6 +37,60 @@ where
     api.patch(&name, &params, &Patch::Apply(obj))
         .await
         .map_err(kube_err(format!("apply {name}")))
+}
+
+/// Creates the Secret `<cluster>-operator-credentials` (a generated password, owned by the
+/// Cluster) unless it exists. It is never rewritten: the brokers created the operator's user
+/// with the password it held at their first start.
+async fn ensure_operator_credentials(
+    client: &Client,
+    cluster: &Cluster,
+    ns: &str,
+) -> Result<(), Error> {
+    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let name = resources::operator_credentials_secret_name(cluster_name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if secrets
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("get Secret {name}")))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata {
+            kind: "Cluster",
+            field: "uid",
+        })?;
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.to_string()),
+            labels: Some(resources::common_labels(cluster_name)),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            (
+                "username".to_string(),
+                ByteString(resources::OPERATOR_USER.as_bytes().to_vec()),
+            ),
+            (
+                resources::OPERATOR_PASSWORD_KEY.to_string(),
+                ByteString(crate::controller::user::generate_password()?.into_bytes()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        // Created meanwhile (another pass): keep that one.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(kube_err(format!("create Secret {name}"))(e)),
+    }
 }
 
 /// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
@@ -75,11 +133,17 @@ pub async fn apply_cluster_objects(
         &resources::bootstrap_service(cluster)?,
     )
     .await?;
+    for service in resources::listener_services(cluster)? {
+        apply_object(&Api::namespaced(client.clone(), ns), &service).await?;
+    }
     apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::pod_disruption_budget(cluster)?,
     )
     .await?;
+    if resources::authentication_enabled(cluster) {
+        ensure_operator_credentials(client, cluster, ns).await?;
+    }
     if stateful_set {
         apply_object(
             &Api::namespaced(client.clone(), ns),

@@ -19,7 +19,7 @@ use runnel_client::{Acl, Client, ResponseError, ScramChange};
 
 use super::{condition_changed, find_condition, now, resync, write_status, Context};
 use crate::crd::{AppliedCredential, AuthenticationType, User, UserSpec, UserStatus};
-use crate::kafka::{self, kafka_err};
+use crate::kafka::kafka_err;
 use crate::status::condition;
 use crate::Error;
 
@@ -123,8 +123,8 @@ fn principal_filter(principal: &str) -> Acl {
     }
 }
 
-/// A random password from [`PASSWORD_ALPHABET`].
-fn generate_password() -> Result<String, Error> {
+/// A random password from [`PASSWORD_ALPHABET`] (also the operator credentials' password).
+pub(crate) fn generate_password() -> Result<String, Error> {
     let bytes = random_bytes(PASSWORD_LEN).map_err(|reason| Error::Local {
         what: "generate a password".into(),
         reason,
@@ -441,7 +441,7 @@ async fn apply(user: &User, ctx: &Context) -> Result<Action, Error> {
         None => None,
     };
 
-    let client = match kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await {
+    let client = match ctx.kafka(&cluster).await {
         Ok(client) => client,
         Err(err) => {
             let status = write(
@@ -612,7 +612,7 @@ async fn cleanup(user: &User, ctx: &Context) -> Result<Action, Error> {
         // Without its Cluster there are no brokers left to remove the user from.
         return Ok(Action::await_change());
     };
-    let client = kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await?;
+    let client = ctx.kafka(&cluster).await?;
     let mechanisms = scram_mechanisms(&client, &name).await?;
     delete_scram(&client, &name, &mechanisms).await?;
     let mut principals = vec![principal(&user.spec, &name)];

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod consumer;
+pub mod listener;
 pub mod topic;
 pub mod user;
 
@@ -14,6 +15,10 @@ pub use cluster::{
 pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,
     ResetStrategy, MAX_LAG_ENTRIES,
+};
+pub use listener::{
+    CertManagerCertificate, IssuerRef, ListenerAuthentication, ListenerCertificate, ListenerSpec,
+    ListenerType,
 };
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};
 pub use user::{

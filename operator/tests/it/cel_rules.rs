@@ -415,3 +415,112 @@ fn user_acls_name_their_resource_except_the_cluster() {
     )
     .expect("a cluster ACL without a name and a prefixed topic ACL");
 }
+
+fn cluster_with_listeners(listeners: Value, require_tls_external: bool) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": { "name": "demo", "namespace": "default" },
+        "spec": {
+            "replicas": 3,
+            "storage": { "size": "1Gi" },
+            "listeners": listeners,
+            "requireTlsExternal": require_tls_external,
+        },
+    })
+}
+
+#[test]
+fn cluster_listeners_refuse_impossible_specs() {
+    let tls = json!({ "secretName": "kafka-tls" });
+    let cases = [
+        (
+            json!([{ "name": "a", "port": 9094 }, { "name": "a", "port": 9095 }]),
+            false,
+            "listener names must be unique",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094 }, { "name": "b", "port": 9094 }]),
+            false,
+            "listener ports must be unique",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "authentication": "tls" }]),
+            false,
+            "authentication tls (client certificates) needs tls: true",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "tls": true }]),
+            false,
+            "a tls listener needs a certificate",
+        ),
+        (
+            json!([{ "name": "a", "port": 9092 }]),
+            false,
+            "are the brokers' own",
+        ),
+        (
+            json!([{ "name": "replication", "port": 9094 }]),
+            false,
+            "the listener name replication is the operator's own",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "loadbalancer",
+                     "advertisedHostTemplate": "b{ordinal}.example.com" }]),
+            true,
+            "requireTlsExternal: every loadbalancer listener needs tls: true",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "loadbalancer" }]),
+            false,
+            "a loadbalancer listener needs advertisedHostTemplate",
+        ),
+        (
+            json!([
+                { "name": "a", "port": 9094, "tls": true, "certificate": tls },
+                { "name": "b", "port": 9095, "tls": true, "authentication": "tls",
+                  "certificate": tls },
+            ]),
+            false,
+            "apply to every tls listener or to none",
+        ),
+        (
+            json!([
+                { "name": "a", "port": 9094, "tls": true, "certificate": tls },
+                { "name": "b", "port": 9095, "tls": true,
+                  "certificate": { "secretName": "other" } },
+            ]),
+            false,
+            "every tls listener uses the same certificate",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "tls": true,
+                     "certificate": { "secretName": "s",
+                                      "certManager": { "issuerRef": { "name": "i" } } } }]),
+            false,
+            "give exactly one of secretName and certManager",
+        ),
+    ];
+    for (listeners, require, message) in cases {
+        refused(
+            "Cluster",
+            &cluster_with_listeners(listeners, require),
+            None,
+            message,
+        );
+    }
+    check(
+        "Cluster",
+        &cluster_with_listeners(
+            json!([
+                { "name": "internal", "port": 9094, "authentication": "scram-sha-512" },
+                { "name": "ext", "port": 9095, "type": "loadbalancer", "tls": true,
+                  "authentication": "tls", "certificate": tls,
+                  "advertisedHostTemplate": "b{ordinal}.example.com" },
+            ]),
+            true,
+        ),
+        None,
+    )
+    .expect("an internal SASL listener and an external mTLS one");
+}

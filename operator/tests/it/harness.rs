@@ -644,6 +644,8 @@ pub(crate) fn cluster_spec(replicas: i32) -> ClusterSpec {
         metrics: None,
         rebalance: None,
         image_policy: Default::default(),
+        listeners: Vec::new(),
+        require_tls_external: false,
     }
 }
 

@@ -8,6 +8,7 @@ mod fake_api;
 mod fake_rules;
 mod harness;
 mod kubelet;
+mod listeners;
 mod load;
 mod rack_label;
 mod rbac;
