@@ -25,6 +25,9 @@ pub const OPERATOR_PASSWORD_KEY: &str = "password";
 pub(crate) const OPERATOR_CREDENTIALS_MOUNT: &str = "/etc/runnel/operator";
 /// Where the listeners' TLS Secret is mounted in the broker container.
 pub(crate) const TLS_MOUNT: &str = "/etc/runnel/tls";
+/// Label of the Services of a listener (its name), so the operator finds the ones it no
+/// longer needs.
+pub const LISTENER_LABEL: &str = "runnel.dev/listener";
 /// The label the StatefulSet controller puts on each pod with its name.
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
@@ -259,8 +262,15 @@ pub fn listener_services(cluster: &Cluster) -> Result<Vec<Service>, Error> {
             protocol: Some("TCP".into()),
             ..ServicePort::default()
         };
+        let meta = |name: String| {
+            let mut meta = owned_meta(&owner, name);
+            meta.labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(LISTENER_LABEL.into(), l.name.clone());
+            meta
+        };
         services.push(Service {
-            metadata: owned_meta(&owner, format!("{}-{}-bootstrap", owner.name, l.name)),
+            metadata: meta(format!("{}-{}-bootstrap", owner.name, l.name)),
             spec: Some(ServiceSpec {
                 type_: Some(type_.into()),
                 selector: Some(selector_labels(owner.name)),
@@ -274,7 +284,7 @@ pub fn listener_services(cluster: &Cluster) -> Result<Vec<Service>, Error> {
             let mut selector = selector_labels(owner.name);
             selector.insert(POD_NAME_LABEL.into(), pod.clone());
             services.push(Service {
-                metadata: owned_meta(&owner, format!("{pod}-{}", l.name)),
+                metadata: meta(format!("{pod}-{}", l.name)),
                 spec: Some(ServiceSpec {
                     type_: Some(type_.into()),
                     selector: Some(selector),

@@ -18,7 +18,7 @@ pub use configmap::{
 pub use listeners::{
     advertised_listeners, authentication_enabled, broker_listener_name, listener_config,
     listener_services, operator_credentials_secret_name, security_protocol, tls_secret_name,
-    OPERATOR_PASSWORD_KEY, OPERATOR_USER, REPLICATION_LISTENER,
+    LISTENER_LABEL, OPERATOR_PASSWORD_KEY, OPERATOR_USER, REPLICATION_LISTENER,
 };
 pub use pdb::pod_disruption_budget;
 pub use rack::{

@@ -200,6 +200,58 @@ async fn listeners_render_config_ports_services_and_the_operator_credentials() {
     assert_eq!(operator_password(&env).await, password);
 }
 
+#[tokio::test]
+async fn a_removed_listener_loses_its_services_and_other_services_stay() {
+    let env = Env::new();
+    render(&env).await;
+    let clusters: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    // Another Service in the namespace, not the operator's: never touched.
+    Api::<Service>::namespaced(env.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "secure-brokers-0-external-mine",
+                             "labels": {"runnel.dev/listener": "external"}},
+                "spec": {"ports": [{"port": 1}]},
+            }))
+            .expect("Service"),
+        )
+        .await
+        .expect("create Service");
+    let mut c = clusters.get("secure").await.expect("Cluster");
+    c.spec.listeners.retain(|l| l.name != "external");
+    c.spec.listeners.push(
+        serde_json::from_value(json!(
+            {"name": "external", "port": 9095, "type": "internal"}
+        ))
+        .expect("listener"),
+    );
+    let c = clusters
+        .replace("secure", &PostParams::default(), &c)
+        .await
+        .expect("update Cluster");
+    let _ = controller::cluster::reconcile(Arc::new(c), env.ctx.clone()).await;
+    let mut names: Vec<String> = Api::<Service>::namespaced(env.client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("Services")
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .filter(|n| n.contains("apps") || n.contains("external"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "secure-apps-bootstrap",
+            "secure-brokers-0-apps",
+            "secure-brokers-0-external-mine",
+            "secure-brokers-1-apps",
+        ]
+    );
+}
+
 /// A broker started from a rendered `runnel.toml`, its listeners moved to free loopback ports
 /// and its mounted files to a temporary directory (the kubelet harness's part); killed on drop.
 struct RenderedBroker {
