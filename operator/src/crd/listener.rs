@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.authentication) || self.authentication != 'tls' || (has(self.tls) && self.tls)").message("authentication tls (client certificates) needs tls: true"),
-    validation = Rule::new("!has(self.tls) || !self.tls || has(self.certificate)").message("a tls listener needs a certificate (secretName or certManager)"),
+    validation = Rule::new("!has(self.tls) || !self.tls || has(self.certificate)").message("a tls listener needs a certificate (secretName)"),
     validation = Rule::new("(has(self.tls) && self.tls) || !has(self.certificate)").message("certificate is only for tls listeners"),
     validation = Rule::new("!(self.port in [9092, 9093, 9644, 9645])").message("ports 9092, 9093, 9644 and 9645 are the brokers' own (replication, metadata quorum, admin, agent)"),
     validation = Rule::new("!has(self.type) || self.type != 'loadbalancer' || has(self.advertisedHostTemplate)").message("a loadbalancer listener needs advertisedHostTemplate"),
@@ -45,7 +45,7 @@ pub struct ListenerSpec {
     pub authentication: ListenerAuthentication,
 
     /// The TLS certificate (with `tls`): a Secret of type kubernetes.io/tls (keys `tls.crt`,
-    /// `tls.key` and, for client certificates, `ca.crt`), or one cert-manager issues.
+    /// `tls.key` and, for client certificates, `ca.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ListenerCertificate>,
 
@@ -91,39 +91,13 @@ pub enum ListenerAuthentication {
     Tls,
 }
 
-/// Where a TLS listener's certificate comes from.
-#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a TLS listener's certificate comes from. (Certificates requested from cert-manager
+/// are not offered yet: nothing would create their Secret.)
+#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.secretName) != has(self.certManager)").message("give exactly one of secretName and certManager"))]
 pub struct ListenerCertificate {
-    /// A Secret of type kubernetes.io/tls in the Cluster's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A Secret of type kubernetes.io/tls in the Cluster's namespace (`tls.crt`, `tls.key`,
+    /// and `ca.crt` for client certificates).
     #[schemars(length(min = 1, max = 253))]
-    pub secret_name: Option<String>,
-    /// A cert-manager `Certificate` the operator creates (needs cert-manager installed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_manager: Option<CertManagerCertificate>,
-}
-
-/// A certificate issued by cert-manager.
-#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CertManagerCertificate {
-    /// The Issuer or ClusterIssuer.
-    pub issuer_ref: IssuerRef,
-}
-
-/// A cert-manager issuer.
-#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IssuerRef {
-    /// Issuer name.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-    /// `Issuer` (default) or `ClusterIssuer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// API group (default `cert-manager.io`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub secret_name: String,
 }

@@ -16,10 +16,7 @@ pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,
     ResetStrategy, MAX_LAG_ENTRIES,
 };
-pub use listener::{
-    CertManagerCertificate, IssuerRef, ListenerAuthentication, ListenerCertificate, ListenerSpec,
-    ListenerType,
-};
+pub use listener::{ListenerAuthentication, ListenerCertificate, ListenerSpec, ListenerType};
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};
 pub use user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, AclRule, AppliedCredential,

@@ -70,21 +70,15 @@ pub fn security_protocol(listener: &ListenerSpec) -> &'static str {
     }
 }
 
-/// The Secret holding the listeners' certificate (`tls.crt`, `tls.key`, `ca.crt`): the one
-/// named, or the one cert-manager writes for the Cluster (`<cluster>-listener-tls`).
+/// The Secret holding the listeners' certificate (`tls.crt`, `tls.key`, `ca.crt`).
 pub fn tls_secret_name(cluster: &Cluster) -> Option<String> {
-    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
     cluster
         .spec
         .listeners
         .iter()
         .filter(|l| l.tls)
         .find_map(|l| l.certificate.as_ref())
-        .map(|c| {
-            c.secret_name
-                .clone()
-                .unwrap_or_else(|| format!("{cluster_name}-listener-tls"))
-        })
+        .map(|c| c.secret_name.clone())
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -330,8 +324,7 @@ mod tests {
                 tls: true,
                 authentication: ListenerAuthentication::Tls,
                 certificate: Some(ListenerCertificate {
-                    secret_name: Some("kafka-tls".into()),
-                    cert_manager: None,
+                    secret_name: "kafka-tls".into(),
                 }),
                 advertised_host_template: Some("b{ordinal}.kafka.example.com".into()),
                 ..listener("external", 9095, ListenerType::LoadBalancer)

@@ -493,13 +493,6 @@ fn cluster_listeners_refuse_impossible_specs() {
             false,
             "every tls listener uses the same certificate",
         ),
-        (
-            json!([{ "name": "a", "port": 9094, "tls": true,
-                     "certificate": { "secretName": "s",
-                                      "certManager": { "issuerRef": { "name": "i" } } } }]),
-            false,
-            "give exactly one of secretName and certManager",
-        ),
     ];
     for (listeners, require, message) in cases {
         refused(
