@@ -540,3 +540,79 @@ async fn the_api_refuses_an_unknown_acl_operation() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_running_operator_applies_a_changed_password_secret_without_waiting_for_resync() {
+    let (env, broker) = env_with_secure_broker().await;
+    let config = runnel_operator::run::RunConfig {
+        namespaces: vec![],
+        leader_election: None,
+        broker_image: None,
+        service_monitors: false,
+        rack_cluster_role: None,
+        // Far beyond the deadlines below: only the Secret watch can bring the change in time.
+        resync: Duration::from_secs(600),
+        resolver: env.resolver.clone(),
+        instance: Some("operator-a".into()),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn(runnel_operator::run::run(
+        env.operator.clone(),
+        config,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    secrets(&env)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "dave-password"},
+                "data": {"pw": ByteString(b"first-password".to_vec())},
+            }))
+            .expect("Secret"),
+        )
+        .await
+        .expect("create Secret");
+    create_user(
+        &env,
+        json!({
+            "apiVersion": "runnel.dev/v1alpha1",
+            "kind": "User",
+            "metadata": {"name": "dave"},
+            "spec": {
+                "cluster": "demo",
+                "authentication": {"type": "scram-sha-512", "password": {
+                    "secretKeyRef": {"name": "dave-password", "key": "pw"}}},
+            },
+        }),
+    )
+    .await;
+    let sasl = broker.sasl.clone();
+    eventually(30, "dave to log in with the first password", || async {
+        login(&sasl, "SCRAM-SHA-512", "dave", "first-password")
+            .await
+            .ok()
+    })
+    .await;
+    secrets(&env)
+        .patch(
+            "dave-password",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"pw": ByteString(b"second-password".to_vec())}})),
+        )
+        .await
+        .expect("rotate the password");
+    eventually(30, "the second password to work", || async {
+        login(&sasl, "SCRAM-SHA-512", "dave", "second-password")
+            .await
+            .ok()
+    })
+    .await;
+    assert!(login(&sasl, "SCRAM-SHA-512", "dave", "first-password")
+        .await
+        .is_err());
+    stop.send(()).expect("operator running");
+    operator.await.expect("join").expect("clean shutdown");
+}
