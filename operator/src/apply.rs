@@ -2,9 +2,14 @@
 //! write half of the Cluster reconciler; the objects come from the pure builders in
 //! `resources` and the status from `status`).
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -33,6 +38,104 @@ where
     api.patch(&name, &params, &Patch::Apply(obj))
         .await
         .map_err(kube_err(format!("apply {name}")))
+}
+
+/// Deletes this Cluster's listener Services (labelled [`resources::LISTENER_LABEL`]) that
+/// `desired` no longer holds: a listener removed or made `internal`, a broker scaled away.
+async fn remove_stale_listener_services(
+    client: &Client,
+    cluster: &Cluster,
+    ns: &str,
+    desired: &[Service],
+) -> Result<(), Error> {
+    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), ns);
+    let selector = format!(
+        "{},{}",
+        resources::label_selector(cluster_name),
+        resources::LISTENER_LABEL
+    );
+    let listed = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err(format!(
+            "list listener Services of {cluster_name}"
+        )))?;
+    let selector_labels = resources::selector_labels(cluster_name);
+    for service in listed.items {
+        let labels = service.metadata.labels.clone().unwrap_or_default();
+        // The selector again, for API servers (or fakes) that ignore it.
+        let ours = selector_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && labels.contains_key(resources::LISTENER_LABEL);
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let wanted = desired
+            .iter()
+            .any(|d| d.metadata.name.as_deref() == Some(name.as_str()));
+        if ours && !wanted {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(kube_err(format!("delete Service {name}"))(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the Secret `<cluster>-operator-credentials` (a generated password, owned by the
+/// Cluster) unless it exists. It is never rewritten: the brokers created the operator's user
+/// with the password it held at their first start.
+async fn ensure_operator_credentials(
+    client: &Client,
+    cluster: &Cluster,
+    ns: &str,
+) -> Result<(), Error> {
+    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let name = resources::operator_credentials_secret_name(cluster_name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    if secrets
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("get Secret {name}")))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata {
+            kind: "Cluster",
+            field: "uid",
+        })?;
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(ns.to_string()),
+            labels: Some(resources::common_labels(cluster_name)),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            (
+                "username".to_string(),
+                ByteString(resources::OPERATOR_USER.as_bytes().to_vec()),
+            ),
+            (
+                resources::OPERATOR_PASSWORD_KEY.to_string(),
+                ByteString(crate::controller::user::generate_password()?.into_bytes()),
+            ),
+        ])),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        // Created meanwhile (another pass): keep that one.
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(kube_err(format!("create Secret {name}"))(e)),
+    }
 }
 
 /// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
@@ -75,11 +178,19 @@ pub async fn apply_cluster_objects(
         &resources::bootstrap_service(cluster)?,
     )
     .await?;
+    let listener_services = resources::listener_services(cluster)?;
+    for service in &listener_services {
+        apply_object(&Api::namespaced(client.clone(), ns), service).await?;
+    }
+    remove_stale_listener_services(client, cluster, ns, &listener_services).await?;
     apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::pod_disruption_budget(cluster)?,
     )
     .await?;
+    if resources::authentication_enabled(cluster) {
+        ensure_operator_credentials(client, cluster, ns).await?;
+    }
     if stateful_set {
         apply_object(
             &Api::namespaced(client.clone(), ns),
@@ -164,6 +275,27 @@ mod tests {
         send.send_response(Response::new(Body::from(body.to_vec())));
     }
 
+    /// The answer to the listener Services' list: none.
+    const NO_SERVICES: &str =
+        r#"{"apiVersion":"v1","kind":"ServiceList","metadata":{},"items":[]}"#;
+
+    /// Answers the next request, checks it lists the namespace's Services, with none.
+    async fn expect_service_list(handle: &mut Handle) {
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(request.uri().path(), "/api/v1/namespaces/kafka/services");
+        send.send_response(Response::new(Body::from(NO_SERVICES.as_bytes().to_vec())));
+    }
+
+    /// Answers a request like the apiserver: a list of no Services for a GET, else its body.
+    async fn echo(request: Request<Body>) -> Response<Body> {
+        if request.method() == Method::GET {
+            return Response::new(Body::from(NO_SERVICES.as_bytes().to_vec()));
+        }
+        let body = request.into_body().collect_bytes().await.expect("body");
+        Response::new(Body::from(body.to_vec()))
+    }
+
     fn json_of<T: Serialize>(obj: T) -> Value {
         serde_json::to_value(obj).expect("serializes")
     }
@@ -201,6 +333,7 @@ mod tests {
                 json_of(resources::bootstrap_service(c).expect("svc")),
             )
             .await;
+            expect_service_list(&mut handle).await;
             expect_apply(
                 &mut handle,
                 "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-brokers",
@@ -252,10 +385,9 @@ mod tests {
                 .expect("enabled"),
         );
         let server = tokio::spawn(async move {
-            for _ in 0..6 {
+            for _ in 0..7 {
                 let (request, send) = handle.next_request().await.expect("a request");
-                let body = request.into_body().collect_bytes().await.expect("body");
-                send.send_response(Response::new(Body::from(body.to_vec())));
+                send.send_response(echo(request).await);
             }
             expect_apply(
                 &mut handle,
@@ -284,8 +416,7 @@ mod tests {
                 let mut paths = Vec::new();
                 while let Some((request, send)) = handle.next_request().await {
                     paths.push(request.uri().path().to_string());
-                    let body = request.into_body().collect_bytes().await.expect("body");
-                    send.send_response(Response::new(Body::from(body.to_vec())));
+                    send.send_response(echo(request).await);
                 }
                 paths
             });
@@ -294,7 +425,7 @@ mod tests {
                 .expect("applied");
             drop(client);
             let paths = server.await.expect("mock apiserver");
-            assert_eq!(paths.len(), 6, "{paths:?}");
+            assert_eq!(paths.len(), 7, "{paths:?}");
             assert!(
                 !paths.iter().any(|p| p.contains("servicemonitors")),
                 "{paths:?}"

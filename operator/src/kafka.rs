@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use runnel_client::{Client, ClientConfig};
+use runnel_client::{Client, ClientConfig, SaslCredentials};
 
 use crate::crd::Cluster;
 use crate::resources::{agent_endpoint, bootstrap_address};
@@ -37,7 +37,14 @@ impl BootstrapResolver for ServiceDns {
 /// Opens an admin client to the brokers at `bootstrap`. Timeouts are short so a reconcile of
 /// an unreachable cluster fails (and is retried with backoff) instead of blocking a worker.
 pub async fn connect(bootstrap: &str) -> Result<Client, Error> {
+    connect_as(bootstrap, None).await
+}
+
+/// [`connect`], authenticating every connection with `sasl` when given (the operator's user on
+/// the replication listener of an authenticated Cluster).
+pub async fn connect_as(bootstrap: &str, sasl: Option<SaslCredentials>) -> Result<Client, Error> {
     let mut config = ClientConfig::new(bootstrap);
+    config.sasl = sasl;
     config.client_id = "runnel-operator".into();
     config.connect_timeout = Duration::from_secs(5);
     config.request_timeout = Duration::from_secs(15);

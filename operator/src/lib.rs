@@ -1,5 +1,5 @@
 //! The Runnel Kubernetes operator: the `runnel.dev/v1alpha1` custom resource types
-//! (`Cluster`, `Topic`, `Consumer`), their generated CRDs, pure builders for the Kubernetes
+//! (`Cluster`, `Topic`, `Consumer`, `User`), their generated CRDs, pure builders for the Kubernetes
 //! objects a `Cluster` owns, and the controllers (`run`) that reconcile them.
 //!
 //! Modules:
@@ -96,6 +96,14 @@ pub enum Error {
     /// Adding or removing a finalizer, or the cleanup behind it, failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Something on the operator's own machine failed (e.g. its random number source).
+    #[error("{what}: {reason}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// Another replica took the leader Lease (or it could not be renewed in time).
     #[error("lost the leader Lease {0}")]
     LostLeadership(String),
@@ -119,6 +127,7 @@ impl Error {
                 _ => "finalizer",
             },
             Error::LostLeadership(_) => "lost_leadership",
+            Error::Local { .. } => "local",
         }
     }
 }

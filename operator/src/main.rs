@@ -23,13 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the Cluster, Topic and Consumer controllers (log filter: RUST_LOG, default info).
+    /// Run the Cluster, Topic, Consumer and User controllers (log filter: RUST_LOG, default info).
     Run(RunArgs),
 
-    /// Print the Cluster, Topic and Consumer CRDs as a multi-document YAML stream.
+    /// Print the Cluster, Topic, Consumer and User CRDs as a multi-document YAML stream.
     Crd {
-        /// Instead of printing, write one file per kind (cluster.yaml, topic.yaml, consumer.yaml)
-        /// into each of these directories (e.g. crds and charts/runnel/crds).
+        /// Instead of printing, write one file per kind (cluster.yaml, topic.yaml, consumer.yaml,
+        /// user.yaml) into each of these directories (e.g. crds and charts/runnel/crds).
         #[arg(long = "out-dir", value_name = "DIR")]
         out_dirs: Vec<std::path::PathBuf>,
     },

@@ -1,5 +1,5 @@
-//! `runnel-operator run`: the HTTP endpoint, leader election, and the Cluster, Topic and
-//! Consumer controllers (one set per watched namespace, or one for all namespaces), stopped
+//! `runnel-operator run`: the HTTP endpoint, leader election, and the Cluster, Topic, Consumer
+//! and User controllers (one set per watched namespace, or one for all namespaces), stopped
 //! together by one shutdown signal.
 
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::{join_all, BoxFuture};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, Controller};
@@ -18,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::controller::{self, error_policy, Context};
-use crate::crd::{Cluster, Consumer, Topic};
+use crate::crd::{Cluster, Consumer, Topic, User};
 use crate::http::{self, HttpState};
 use crate::kafka::BootstrapResolver;
 use crate::leader::{LeaderElector, LeaseConfig};
@@ -184,7 +185,33 @@ where
         .collect()
 }
 
-/// Runs the three controllers for every watched namespace (None: all) until they end.
+/// The Users whose password is in `secret`: the one owning it (a generated password) and
+/// those naming it in `spec.authentication.password`.
+fn users_of_secret(store: &Store<User>, secret: &Secret) -> Vec<ObjectRef<User>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    let owners: Vec<String> = secret
+        .owner_references()
+        .iter()
+        .map(|o| o.uid.clone())
+        .collect();
+    store
+        .state()
+        .iter()
+        .filter(|u| u.namespace() == ns)
+        .filter(|u| {
+            u.uid().is_some_and(|uid| owners.contains(&uid))
+                || u.spec
+                    .authentication
+                    .password
+                    .as_ref()
+                    .is_some_and(|p| p.secret_key_ref.name == name)
+        })
+        .map(|u| ObjectRef::from_obj(u.as_ref()))
+        .collect()
+}
+
+/// Runs the four controllers for every watched namespace (None: all) until they end.
 async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
     let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
         vec![None]
@@ -196,6 +223,7 @@ async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
     let mut cluster_stores: Vec<Store<Cluster>> = Vec::new();
     let mut topic_stores: Vec<Store<Topic>> = Vec::new();
     let mut consumer_stores: Vec<Store<Consumer>> = Vec::new();
+    let mut user_stores: Vec<Store<User>> = Vec::new();
     for ns in scopes {
         let clusters = Controller::new(api::<Cluster>(client, ns), watcher::Config::default())
             // The StatefulSet's status (ready brokers) feeds the Cluster's status.
@@ -237,6 +265,28 @@ async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
                 .for_each(report)
                 .boxed(),
         );
+        let users = Controller::new(api::<User>(client, ns), watcher::Config::default());
+        let store = users.store();
+        let users = users.watches(
+            api::<Cluster>(client, ns),
+            watcher::Config::default(),
+            move |cluster| referring(&store, &cluster, |u: &User| &u.spec.cluster),
+        );
+        let store = users.store();
+        // A changed password Secret (the generated one, owned by its User, or one a User names)
+        // sets the password again right away rather than at the next resync.
+        let users = users.watches(
+            api::<Secret>(client, ns),
+            watcher::Config::default(),
+            move |secret| users_of_secret(&store, &secret),
+        );
+        user_stores.push(users.store());
+        runs.push(
+            users
+                .run(controller::user::reconcile, error_policy, ctx.clone())
+                .for_each(report)
+                .boxed(),
+        );
     }
     let metrics = ctx.metrics.clone();
     let gauges = async move {
@@ -252,6 +302,7 @@ async fn controllers(ctx: Arc<Context>, namespaces: &[String]) {
                 "Consumer",
                 consumer_stores.iter().map(|s| s.state().len()).sum(),
             );
+            metrics.set_managed("User", user_stores.iter().map(|s| s.state().len()).sum());
         }
     };
     tokio::select! {

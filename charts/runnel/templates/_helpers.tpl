@@ -26,13 +26,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Rules the operator needs in every namespace it manages. */}}
 {{- define "runnel.rules" -}}
 - apiGroups: ["runnel.dev"]
-  resources: ["clusters", "topics", "consumers"]
+  resources: ["clusters", "topics", "consumers", "users"]
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["runnel.dev"]
-  resources: ["clusters/status", "topics/status", "consumers/status"]
+  resources: ["clusters/status", "topics/status", "consumers/status", "users/status"]
   verbs: ["get", "patch", "update"]
 - apiGroups: ["runnel.dev"]
-  resources: ["clusters/finalizers", "topics/finalizers", "consumers/finalizers"]
+  resources: ["clusters/finalizers", "topics/finalizers", "consumers/finalizers", "users/finalizers"]
   verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
@@ -50,6 +50,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["persistentvolumeclaims"]
   verbs: ["get", "list", "patch"]
+# User passwords: the operator generates a Secret (owned by the User) when a User names none,
+# reads the Secret a User names, and watches them so a changed password is set again.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -12,7 +12,7 @@ use runnel_client::{Client, Committer, OffsetCommit, OffsetSpec, ResponseError};
 
 use super::{condition_changed, now, resync, write_status, Context};
 use crate::crd::{Consumer, ConsumerSpec, ConsumerStatus, OffsetReset, ResetStrategy};
-use crate::kafka::{self, kafka_err};
+use crate::kafka::kafka_err;
 use crate::lag::{reset_decision, summarize_lag, PartitionOffsets, ResetDecision};
 use crate::status::condition;
 use crate::Error;
@@ -220,7 +220,7 @@ async fn apply(consumer: &Consumer, ctx: &Context) -> Result<Action, Error> {
         return Ok(resync(ctx));
     };
 
-    let client = match kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await {
+    let client = match ctx.kafka(&cluster).await {
         Ok(client) => client,
         Err(err) => {
             // Say so in the status (the lag figures are the last observed ones), then fail so

@@ -5,23 +5,27 @@
 pub mod cluster;
 pub mod consumer;
 pub mod topic;
+pub mod user;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
+use runnel_client::SaslCredentials;
 use serde::Serialize;
 
 use crate::apply::FIELD_MANAGER;
 use crate::crd::Cluster;
-use crate::kafka::BootstrapResolver;
+use crate::kafka::{self, BootstrapResolver};
 use crate::metrics::Metrics;
+use crate::resources;
 use crate::Error;
 
 /// First retry delay after a failed reconcile; doubled per consecutive failure.
@@ -111,6 +115,45 @@ impl Context {
         if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(%err, reason, "cannot record Event");
         }
+    }
+
+    /// An admin client to `cluster`'s brokers; on an authenticated Cluster (see
+    /// [`crate::resources::authentication_enabled`]) it logs in as the operator's user with the
+    /// password of the Secret `<cluster>-operator-credentials`.
+    pub async fn kafka(&self, cluster: &Cluster) -> Result<runnel_client::Client, Error> {
+        let bootstrap = self.resolver.bootstrap(cluster)?;
+        if !resources::authentication_enabled(cluster) {
+            return kafka::connect(&bootstrap).await;
+        }
+        let ns = cluster.namespace().unwrap_or_default();
+        let name = resources::operator_credentials_secret_name(&cluster.name_any());
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &ns)
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Kube {
+                what: format!("get Secret {ns}/{name}"),
+                source,
+            })?;
+        let password = secret
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(resources::OPERATOR_PASSWORD_KEY).cloned())
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+            .ok_or_else(|| Error::Local {
+                what: format!(
+                    "read the operator credentials of Cluster {ns}/{}",
+                    cluster.name_any()
+                ),
+                reason: format!(
+                    "Secret {name} has no key {}",
+                    resources::OPERATOR_PASSWORD_KEY
+                ),
+            })?;
+        let sasl = SaslCredentials {
+            mechanism: "SCRAM-SHA-512".into(),
+            username: resources::OPERATOR_USER.into(),
+            password,
+        };
+        kafka::connect_as(&bootstrap, Some(sasl)).await
     }
 
     /// The Cluster `name` in `namespace`, or None when it does not exist.

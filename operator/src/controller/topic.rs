@@ -15,7 +15,7 @@ use runnel_client::{topic_id_string, AlterConfigOp, Client, NewTopic, TopicMetad
 
 use super::{condition_changed, find_condition, now, resync, write_status, Context};
 use crate::crd::{DeletionPolicy, Topic, TopicStatus};
-use crate::kafka::{self, kafka_err};
+use crate::kafka::kafka_err;
 use crate::plan::{plan_topic, reassignment_targets, topic_name, ObservedTopic, TopicAction};
 use crate::status::condition;
 use crate::Error;
@@ -314,7 +314,7 @@ async fn apply(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
         return Ok(resync(ctx));
     };
 
-    let client = match kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await {
+    let client = match ctx.kafka(&cluster).await {
         Ok(client) => client,
         Err(err) => {
             // Say so in the status (observedGeneration stays: this spec was not applied), then
@@ -455,7 +455,7 @@ async fn cleanup(topic: &Topic, ctx: &Context) -> Result<Action, Error> {
         // Without its Cluster there are no brokers left to delete the topic from.
         return Ok(Action::await_change());
     };
-    let client = kafka::connect(&ctx.resolver.bootstrap(&cluster)?).await?;
+    let client = ctx.kafka(&cluster).await?;
     match client.delete_topics(std::slice::from_ref(&name)).await {
         Ok(()) | Err(runnel_client::Error::UnknownTopic(_)) => {}
         Err(e) => return Err(kafka_err(format!("delete topic {name}"))(e)),

@@ -18,6 +18,8 @@ use runnel_config::{ClusterAccess, KEYS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::listener::ListenerSpec;
+
 /// Broker config keys the operator sets itself (per pod or for the pod layout); a `Cluster`
 /// may not override them in `spec.config`. They are the keys runnel-config declares
 /// [`ClusterAccess::Reserved`], in declaration order.
@@ -74,6 +76,11 @@ fn reserved_config_keys_rule() -> Rule {
         "!has(self.rackLabel) || !has(self.config) || !('broker_rack' in self.config)"
     ).message(
         "config.broker_rack cannot be set with rackLabel: each broker's rack is its node's rackLabel value"
+    ),
+    validation = Rule::new(
+        "!has(self.requireTlsExternal) || !self.requireTlsExternal || !has(self.listeners) || self.listeners.all(l, !has(l.type) || l.type == 'internal' || l.type == 'cluster-ip' || (has(l.tls) && l.tls))"
+    ).message(
+        "requireTlsExternal: every loadbalancer listener needs tls: true"
     )
 )]
 pub struct ClusterSpec {
@@ -126,6 +133,31 @@ pub struct ClusterSpec {
     /// Overrides for the broker pod template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplateOverrides>,
+
+    /// Kafka listeners for clients, beside the operator's own (`REPLICATION` on 9092, which
+    /// brokers replicate through). Empty: clients use that one, PLAINTEXT. With listeners, a
+    /// listener that authenticates (or `authorizer_enabled` in `config`) makes the Cluster
+    /// authenticated: the operator generates the Secret `<cluster>-operator-credentials`, the
+    /// brokers create its user (`runnel-operator`, a super user) and the replication listener
+    /// becomes SASL_PLAINTEXT with those credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(
+        validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+            .message("listener names must be unique"),
+        validation = Rule::new("self.all(a, self.exists_one(b, b.port == a.port))")
+            .message("listener ports must be unique"),
+        validation = Rule::new("self.all(a, self.all(b, !has(a.certificate) || !has(b.certificate) || a.certificate == b.certificate))")
+            .message("every tls listener uses the same certificate (the brokers serve one)"),
+        validation = Rule::new("self.all(a, self.all(b, !(has(a.tls) && a.tls) || !(has(b.tls) && b.tls) || ((has(a.authentication) && a.authentication == 'tls') == (has(b.authentication) && b.authentication == 'tls'))))")
+            .message("client certificates (authentication tls) apply to every tls listener or to none (the brokers have one ssl_client_auth)")
+    )]
+    pub listeners: Vec<ListenerSpec>,
+
+    /// Refuse listeners reachable from outside the Kubernetes cluster (loadbalancer) without
+    /// TLS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tls_external: bool,
 
     /// Metrics scraping.
     #[serde(default, skip_serializing_if = "Option::is_none")]

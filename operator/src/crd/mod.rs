@@ -4,7 +4,9 @@
 
 pub mod cluster;
 pub mod consumer;
+pub mod listener;
 pub mod topic;
+pub mod user;
 
 pub use cluster::{
     reserved_config_keys, AgentSpec, Cluster, ClusterSpec, ClusterStatus, ImagePolicy, MetricsSpec,
@@ -14,7 +16,13 @@ pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,
     ResetStrategy, MAX_LAG_ENTRIES,
 };
+pub use listener::{ListenerAuthentication, ListenerCertificate, ListenerSpec, ListenerType};
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};
+pub use user::{
+    AclOperation, AclPatternType, AclPermission, AclResourceType, AclRule, AppliedCredential,
+    AuthenticationType, PasswordSource, SecretKeyRef, User, UserAuthentication, UserSpec,
+    UserStatus,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -33,9 +41,9 @@ pub struct ClusterReference {
     pub name: String,
 }
 
-/// The CRDs of all kinds, in a fixed order (Cluster, Topic, Consumer).
+/// The CRDs of all kinds, in a fixed order (Cluster, Topic, Consumer, User).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Cluster::crd(), Topic::crd(), Consumer::crd()]
+    vec![Cluster::crd(), Topic::crd(), Consumer::crd(), User::crd()]
 }
 
 /// The CRDs of all kinds as one multi-document YAML stream (`runnel-operator crd`).

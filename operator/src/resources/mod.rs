@@ -2,6 +2,7 @@
 //! same objects out, so a reconciler can apply them with server-side apply on every pass.
 
 mod configmap;
+mod listeners;
 mod pdb;
 #[cfg(test)]
 mod pod_security;
@@ -13,6 +14,11 @@ mod statefulset;
 
 pub use configmap::{
     cluster_id_from_uid, config_map, dynamic_broker_config, render_broker_config, CONFIG_FILE,
+};
+pub use listeners::{
+    advertised_listeners, authentication_enabled, broker_listener_name, listener_config,
+    listener_services, operator_credentials_secret_name, security_protocol, tls_secret_name,
+    LISTENER_LABEL, OPERATOR_PASSWORD_KEY, OPERATOR_USER, REPLICATION_LISTENER,
 };
 pub use pdb::pod_disruption_budget;
 pub use rack::{
@@ -171,6 +177,8 @@ pub(crate) mod tests {
             metrics: None,
             rebalance: None,
             image_policy: Default::default(),
+            listeners: Vec::new(),
+            require_tls_external: false,
         }
     }
 

@@ -124,6 +124,33 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
+/// The broker container's ports: Kafka (the replication listener with `spec.listeners`),
+/// admin, metadata quorum, then each listener's.
+fn broker_ports(cluster: &Cluster) -> Vec<ContainerPort> {
+    let mut ports = vec![
+        ContainerPort {
+            name: Some("kafka".into()),
+            container_port: KAFKA_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        },
+        ContainerPort {
+            name: Some("admin".into()),
+            container_port: ADMIN_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        },
+        ContainerPort {
+            name: Some("controller".into()),
+            container_port: CONTROLLER_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        },
+    ];
+    ports.extend(super::listeners::container_ports(cluster));
+    ports
+}
+
 /// The StatefulSet `<cluster>-brokers`.
 pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
     let owner = owner(cluster)?;
@@ -179,6 +206,15 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             ..EnvVar::default()
         },
     ];
+    if let Some(advertised) = super::advertised_listeners(cluster)? {
+        // Named listeners replace the single advertised address.
+        env.retain(|e| e.name != "RUNNEL_ADVERTISED_ADDRESS");
+        env.push(EnvVar {
+            name: "RUNNEL_ADVERTISED_LISTENERS".into(),
+            value: Some(advertised),
+            ..EnvVar::default()
+        });
+    }
     let mut broker_mounts = vec![
         VolumeMount {
             name: "data".into(),
@@ -200,6 +236,9 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         }),
         ..Volume::default()
     }];
+    let (listener_volumes, listener_mounts) = super::listeners::volumes(cluster)?;
+    volumes.extend(listener_volumes);
+    broker_mounts.extend(listener_mounts);
     let mut init_containers = Vec::new();
     if let Some(label) = &spec.rack_label {
         // The broker's rack comes from its node's label, written by the init container.
@@ -226,26 +265,7 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             format!("{CONFIG_MOUNT}/{CONFIG_FILE}"),
         ]),
         env: Some(env),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some("kafka".into()),
-                container_port: KAFKA_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("admin".into()),
-                container_port: ADMIN_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("controller".into()),
-                container_port: CONTROLLER_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-        ]),
+        ports: Some(broker_ports(cluster)),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         // Generous: recovery of a large log after a crash must not be cut short by a restart.
         liveness_probe: Some(Probe {

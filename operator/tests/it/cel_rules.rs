@@ -30,7 +30,7 @@ fn topic(name: &str, spec: Value) -> Value {
 
 #[test]
 fn every_cel_rule_compiles() {
-    for kind in ["Cluster", "Topic", "Consumer"] {
+    for kind in ["Cluster", "Topic", "Consumer", "User"] {
         let compiled = compile_schema(&crd_schema(kind));
         let errors: Vec<String> = compiled
             .compilation_errors()
@@ -318,4 +318,202 @@ fn cluster_storage_class_is_immutable() {
         Some(&fast),
     )
     .expect("a grow in the same class is allowed");
+}
+
+fn user(cluster: &str, authentication: Value, acls: Value) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "User",
+        "metadata": { "name": "alice", "namespace": "default" },
+        "spec": { "cluster": cluster, "authentication": authentication, "acls": acls },
+    })
+}
+
+#[test]
+fn user_cluster_is_immutable() {
+    let scram = json!({ "type": "scram-sha-512" });
+    let old = user("a", scram.clone(), json!([]));
+    refused(
+        "User",
+        &user("b", scram.clone(), json!([])),
+        Some(&old),
+        "cluster is immutable",
+    );
+    check(
+        "User",
+        &user("a", json!({ "type": "scram-sha-256" }), json!([])),
+        Some(&old),
+    )
+    .expect("the mechanism may change");
+}
+
+#[test]
+fn user_tls_authentication_takes_no_password() {
+    let with_password = json!({
+        "type": "tls",
+        "password": { "secretKeyRef": { "name": "s", "key": "password" } },
+    });
+    refused(
+        "User",
+        &user("a", with_password, json!([])),
+        None,
+        "a tls user has no password",
+    );
+    check(
+        "User",
+        &user("a", json!({ "type": "tls" }), json!([])),
+        None,
+    )
+    .expect("tls alone");
+}
+
+#[test]
+fn user_acls_name_their_resource_except_the_cluster() {
+    let scram = json!({ "type": "scram-sha-512" });
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "topic", "operation": "read" }]),
+        ),
+        None,
+        "name is required",
+    );
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "cluster", "name": "other", "operation": "alter" }]),
+        ),
+        None,
+        "name is required, except for the cluster resource",
+    );
+    refused(
+        "User",
+        &user(
+            "a",
+            scram.clone(),
+            json!([{ "resourceType": "cluster", "patternType": "prefixed", "operation": "alter" }]),
+        ),
+        None,
+        "the cluster resource takes patternType literal",
+    );
+    check(
+        "User",
+        &user(
+            "a",
+            scram,
+            json!([
+                { "resourceType": "cluster", "operation": "idempotentWrite" },
+                { "resourceType": "topic", "name": "orders-", "patternType": "prefixed",
+                  "operation": "read" },
+            ]),
+        ),
+        None,
+    )
+    .expect("a cluster ACL without a name and a prefixed topic ACL");
+}
+
+fn cluster_with_listeners(listeners: Value, require_tls_external: bool) -> Value {
+    json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": { "name": "demo", "namespace": "default" },
+        "spec": {
+            "replicas": 3,
+            "storage": { "size": "1Gi" },
+            "listeners": listeners,
+            "requireTlsExternal": require_tls_external,
+        },
+    })
+}
+
+#[test]
+fn cluster_listeners_refuse_impossible_specs() {
+    let tls = json!({ "secretName": "kafka-tls" });
+    let cases = [
+        (
+            json!([{ "name": "a", "port": 9094 }, { "name": "a", "port": 9095 }]),
+            false,
+            "listener names must be unique",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094 }, { "name": "b", "port": 9094 }]),
+            false,
+            "listener ports must be unique",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "authentication": "tls" }]),
+            false,
+            "authentication tls (client certificates) needs tls: true",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "tls": true }]),
+            false,
+            "a tls listener needs a certificate",
+        ),
+        (
+            json!([{ "name": "a", "port": 9092 }]),
+            false,
+            "are the brokers' own",
+        ),
+        (
+            json!([{ "name": "replication", "port": 9094 }]),
+            false,
+            "the listener name replication is the operator's own",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "loadbalancer",
+                     "advertisedHostTemplate": "b{ordinal}.example.com" }]),
+            true,
+            "requireTlsExternal: every loadbalancer listener needs tls: true",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "loadbalancer" }]),
+            false,
+            "a loadbalancer listener needs advertisedHostTemplate",
+        ),
+        (
+            json!([
+                { "name": "a", "port": 9094, "tls": true, "certificate": tls },
+                { "name": "b", "port": 9095, "tls": true, "authentication": "tls",
+                  "certificate": tls },
+            ]),
+            false,
+            "apply to every tls listener or to none",
+        ),
+        (
+            json!([
+                { "name": "a", "port": 9094, "tls": true, "certificate": tls },
+                { "name": "b", "port": 9095, "tls": true,
+                  "certificate": { "secretName": "other" } },
+            ]),
+            false,
+            "every tls listener uses the same certificate",
+        ),
+    ];
+    for (listeners, require, message) in cases {
+        refused(
+            "Cluster",
+            &cluster_with_listeners(listeners, require),
+            None,
+            message,
+        );
+    }
+    check(
+        "Cluster",
+        &cluster_with_listeners(
+            json!([
+                { "name": "internal", "port": 9094, "authentication": "scram-sha-512" },
+                { "name": "ext", "port": 9095, "type": "loadbalancer", "tls": true,
+                  "authentication": "tls", "certificate": tls,
+                  "advertisedHostTemplate": "b{ordinal}.example.com" },
+            ]),
+            true,
+        ),
+        None,
+    )
+    .expect("an internal SASL listener and an external mTLS one");
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-const KINDS: [&str; 3] = ["cluster", "topic", "consumer"];
+const KINDS: [&str; 4] = ["cluster", "topic", "consumer", "user"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +73,7 @@ fn chart_crds_equal_checked_in_crds() {
 }
 
 #[test]
-fn crd_subcommand_output_is_the_three_crds() {
+fn crd_subcommand_output_is_the_four_crds() {
     let out = runnel_operator::crds_yaml().expect("CRDs serialize");
     let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&out)
         .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
@@ -87,7 +87,8 @@ fn crd_subcommand_output_is_the_three_crds() {
         [
             "clusters.runnel.dev",
             "topics.runnel.dev",
-            "consumers.runnel.dev"
+            "consumers.runnel.dev",
+            "users.runnel.dev"
         ]
     );
     for doc in &docs {

@@ -1149,7 +1149,8 @@ impl FakeApi {
         let finalizers = obj["metadata"]["finalizers"]
             .as_array()
             .is_some_and(|f| !f.is_empty());
-        let type_ = if deleting && !finalizers {
+        let removed = deleting && !finalizers;
+        let type_ = if removed {
             state.objects.remove(&key);
             "DELETED"
         } else {
@@ -1160,6 +1161,7 @@ impl FakeApi {
                 "MODIFIED"
             }
         };
+        let ev_namespace = key.namespace.clone();
         let ev = WatchEvent {
             rv: state.rv,
             key,
@@ -1168,6 +1170,10 @@ impl FakeApi {
         };
         state.log.push(ev.clone());
         let _ = tx.send(ev);
+        let uid = obj["metadata"]["uid"].clone();
+        if removed && !uid.is_null() {
+            Self::collect_dependents(state, tx, &ev_namespace, &uid);
+        }
         obj
     }
 
@@ -1237,20 +1243,51 @@ impl FakeApi {
             obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:01Z");
         }
         let uid = obj["metadata"]["uid"].clone();
-        let namespace = key.namespace.clone();
-        let obj = Self::store(state, tx, key.clone(), obj, false);
-        if state.objects.contains_key(&key) || uid.is_null() {
-            return obj;
+        let held = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if orphan && !held && !uid.is_null() {
+            // Orphaned dependents lose their ownerReference before the owner goes, so the
+            // collection in `store` leaves them alone.
+            let orphans: Vec<Key> = state
+                .objects
+                .iter()
+                .filter(|(k, v)| k.namespace == key.namespace && Self::owned_by(v, &uid))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for dep in orphans {
+                let Some(mut d) = state.objects.get(&dep).cloned() else {
+                    continue;
+                };
+                if let Some(refs) = d["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != uid);
+                }
+                Self::store(state, tx, dep, d, false);
+            }
         }
-        let owned_by = |v: &Value| {
-            v["metadata"]["ownerReferences"]
-                .as_array()
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
-        };
+        Self::store(state, tx, key, obj, false)
+    }
+
+    /// Whether `v` has an ownerReference to `uid`.
+    fn owned_by(v: &Value, uid: &Value) -> bool {
+        v["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == *uid))
+    }
+
+    /// What the garbage collector does once the object with `uid` is gone (deleted outright,
+    /// or when its last finalizer is removed): its dependents in `namespace` are deleted in
+    /// turn, unless another owner of theirs still exists (then they only lose the reference).
+    fn collect_dependents(
+        state: &mut State,
+        tx: &broadcast::Sender<WatchEvent>,
+        namespace: &str,
+        uid: &Value,
+    ) {
         let dependents: Vec<Key> = state
             .objects
             .iter()
-            .filter(|(k, v)| k.namespace == namespace && owned_by(v))
+            .filter(|(k, v)| k.namespace == namespace && Self::owned_by(v, uid))
             .map(|(k, _)| k.clone())
             .collect();
         for dep in dependents {
@@ -1267,18 +1304,17 @@ impl FakeApi {
                     .as_array()
                     .is_some_and(|refs| {
                         refs.iter()
-                            .any(|r| r["uid"] != uid && live_uids.contains(&r["uid"]))
+                            .any(|r| r["uid"] != *uid && live_uids.contains(&r["uid"]))
                     });
-            if orphan || other_live_owner {
+            if other_live_owner {
                 if let Some(refs) = d["metadata"]["ownerReferences"].as_array_mut() {
-                    refs.retain(|r| r["uid"] != uid);
+                    refs.retain(|r| r["uid"] != *uid);
                 }
                 Self::store(state, tx, dep, d, false);
             } else {
                 Self::delete(state, tx, dep, false);
             }
         }
-        obj
     }
 
     async fn handle(&self, req: Request<Body>) -> Response<RespBody> {

@@ -935,3 +935,64 @@ async fn deleting_an_owner_deletes_its_dependents_but_claims_outlive_cluster_and
     .await;
     assert_eq!(code, 404, "gone with its last owner");
 }
+
+#[tokio::test]
+async fn an_owner_held_by_a_finalizer_takes_its_dependents_when_the_last_finalizer_goes() {
+    let api = FakeApi::new();
+    let client = api.client();
+    let owner = post(
+        &client,
+        CM,
+        json!({"metadata": {"name": "owner", "finalizers": ["example.com/hold"]}}),
+    )
+    .await;
+    post(
+        &client,
+        CM,
+        json!({"metadata": {"name": "dependent", "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "name": "owner", "uid": owner["metadata"]["uid"],
+        }]}}),
+    )
+    .await;
+    call(
+        &client,
+        Method::DELETE,
+        &format!("{CM}/owner"),
+        "application/json",
+        Value::Null,
+    )
+    .await;
+    let (code, _) = call(
+        &client,
+        Method::GET,
+        &format!("{CM}/dependent"),
+        "",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(code, 200, "the owner still exists (held by its finalizer)");
+    let (code, body) = call(
+        &client,
+        Method::PATCH,
+        &format!("{CM}/owner"),
+        "application/merge-patch+json",
+        json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    for name in ["owner", "dependent"] {
+        let (code, _) = call(
+            &client,
+            Method::GET,
+            &format!("{CM}/{name}"),
+            "",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            code, 404,
+            "{name} is gone once the last finalizer is removed"
+        );
+    }
+}

@@ -75,7 +75,7 @@ fn binary(env_var: &str, package: &str, bin: &str) -> PathBuf {
     path
 }
 
-fn broker_binary() -> PathBuf {
+pub(crate) fn broker_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| binary("RUNNEL_BROKER_BIN", "runnel-server", "runnel-broker"))
         .clone()
@@ -644,6 +644,8 @@ pub(crate) fn cluster_spec(replicas: i32) -> ClusterSpec {
         metrics: None,
         rebalance: None,
         image_policy: Default::default(),
+        listeners: Vec::new(),
+        require_tls_external: false,
     }
 }
 

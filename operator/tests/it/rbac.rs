@@ -478,7 +478,16 @@ mod tests {
             "/apis/runnel.dev/v1alpha1/namespaces/a/clusters"
         ));
         // A resource not granted.
-        assert!(!allowed(Method::GET, "/api/v1/namespaces/a/secrets/s"));
+        assert!(!allowed(
+            Method::GET,
+            "/api/v1/namespaces/a/resourcequotas/q"
+        ));
+        // Secrets may be read and created (User passwords), never changed or deleted: a
+        // generated one goes with its User through its ownerReference.
+        assert!(allowed(Method::GET, "/api/v1/namespaces/a/secrets/s"));
+        assert!(allowed(Method::POST, "/api/v1/namespaces/a/secrets"));
+        assert!(!allowed(Method::DELETE, "/api/v1/namespaces/a/secrets/s"));
+        assert!(!allowed(Method::PATCH, "/api/v1/namespaces/a/secrets/s"));
         assert!(!allowed(
             Method::DELETE,
             "/apis/monitoring.coreos.com/v1/namespaces/a/servicemonitors/m"
@@ -539,7 +548,7 @@ mod tests {
              \"servicemonitors\" in API group \"monitoring.coreos.com\" in the namespace \"kafka\""
         );
 
-        // A resource not granted, even when the object exists (seeded by the admin client).
+        // A verb not granted, even when the object exists (seeded by the admin client).
         let admin = api.client();
         Api::<Secret>::namespaced(admin.clone(), NS)
             .create(
@@ -551,9 +560,9 @@ mod tests {
             .await
             .expect("an admin creates anything");
         let err = Api::<Secret>::namespaced(operator.clone(), NS)
-            .get("s")
+            .delete("s", &DeleteParams::default())
             .await
-            .expect_err("no secrets rule");
+            .expect_err("no delete on secrets");
         assert!(
             matches!(err, kube::Error::Api(ref s) if s.code == 403),
             "{err:?}"

@@ -9,7 +9,7 @@ use runnel_client::{Client, ClusterMetadata, OngoingReassignment, QuorumInfo};
 
 use crate::controller::Context;
 use crate::crd::Cluster;
-use crate::kafka::{self, kafka_err};
+use crate::kafka::kafka_err;
 use crate::scale::TopicReplicas;
 use crate::Error;
 
@@ -79,7 +79,7 @@ impl BrokerView {
 pub(super) async fn observe(ctx: &Context, cluster: &Cluster) -> Result<BrokerView, Error> {
     let bootstrap = ctx.resolver.bootstrap(cluster)?;
     let read = async {
-        let client = kafka::connect(&bootstrap).await?;
+        let client = ctx.kafka(cluster).await?;
         let metadata = client
             .metadata(None, false)
             .await
