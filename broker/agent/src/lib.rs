@@ -86,6 +86,14 @@ pub enum Error {
     /// The node id of the broker could not be determined.
     #[error("node id unknown: pass --node-id (the cluster has {0} brokers)")]
     UnknownNodeId(usize),
+    /// The SASL password file could not be read.
+    #[error("SASL password file {path}: {reason}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
 }
 
 /// Where the agent finds its broker.
@@ -99,6 +107,20 @@ pub struct AgentConfig {
     pub node_id: Option<i32>,
     /// The broker's data directory, for `data_dir_bytes` (`None`: reported as 0).
     pub data_dir: Option<PathBuf>,
+    /// How to log in when the broker's Kafka listener uses SASL (`None`: it does not).
+    pub sasl: Option<AgentSasl>,
+}
+
+/// The SASL user the agent logs in to its broker as. The password is read from
+/// its file at every connection, so a rotated Secret takes effect without a restart.
+#[derive(Debug, Clone)]
+pub struct AgentSasl {
+    /// `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`.
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// File holding the password (trailing whitespace ignored).
+    pub password_file: PathBuf,
 }
 
 /// The `Agent` service implementation.
@@ -132,17 +154,29 @@ impl AgentService {
         }
     }
 
-    fn client_config(&self) -> ClientConfig {
+    fn client_config(&self) -> Result<ClientConfig, Error> {
         let mut client_config = ClientConfig::new(self.config.broker_kafka.clone());
         client_config.client_id = "runnel-agent".into();
         client_config.connect_timeout = PROBE_TIMEOUT;
         client_config.request_timeout = PROBE_TIMEOUT;
-        client_config
+        if let Some(sasl) = &self.config.sasl {
+            let password =
+                std::fs::read_to_string(&sasl.password_file).map_err(|e| Error::Credentials {
+                    path: sasl.password_file.clone(),
+                    reason: e.to_string(),
+                })?;
+            client_config.sasl = Some(runnel_client::SaslCredentials {
+                mechanism: sasl.mechanism.clone(),
+                username: sasl.username.clone(),
+                password: password.trim_end().to_string(),
+            });
+        }
+        Ok(client_config)
     }
 
     /// A client of the broker and the cluster metadata it reports, with this broker's node id.
     async fn connect(&self) -> Result<(Client, ClusterMetadata, i32), Error> {
-        let client = Client::connect(self.client_config())
+        let client = Client::connect(self.client_config()?)
             .await
             .map_err(|e| self.kafka_err(e))?;
         let metadata = client
@@ -421,7 +455,9 @@ impl Agent for AgentService {
             .connect()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut client = self.client_config();
+        let mut client = self
+            .client_config()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         // Reassignment and config requests go to the controller and may take longer than probes.
         client.request_timeout = Duration::from_secs(30);
         let stream = self.drains.start_or_join(DrainSpec {
@@ -437,7 +473,9 @@ impl Agent for AgentService {
         &self,
         _request: Request<CancelDrainRequest>,
     ) -> Result<Response<CancelDrainResponse>, Status> {
-        let mut client = self.client_config();
+        let mut client = self
+            .client_config()
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         client.request_timeout = Duration::from_secs(30);
         let cancelled_partitions = self
             .drains

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use runnel_agent::rack::RackArgs;
-use runnel_agent::{AgentConfig, AgentService, DEFAULT_LISTEN};
+use runnel_agent::{AgentConfig, AgentSasl, AgentService, DEFAULT_LISTEN};
 
 /// Sidecar agent of one Runnel broker.
 #[derive(Debug, Parser)]
@@ -36,6 +36,28 @@ struct Args {
     /// The broker's data directory (mounted into the agent), for BrokerStatus's data_dir_bytes.
     #[arg(long, env = "RUNNEL_AGENT_DATA_DIR")]
     data_dir: Option<std::path::PathBuf>,
+    /// SASL user to log in to the broker's Kafka listener as (with --sasl-password-file),
+    /// when that listener uses SASL.
+    #[arg(
+        long,
+        env = "RUNNEL_AGENT_SASL_USERNAME",
+        requires = "sasl_password_file"
+    )]
+    sasl_username: Option<String>,
+    /// File holding the SASL password; read at every connection, so a rotated Secret applies.
+    #[arg(
+        long,
+        env = "RUNNEL_AGENT_SASL_PASSWORD_FILE",
+        requires = "sasl_username"
+    )]
+    sasl_password_file: Option<std::path::PathBuf>,
+    /// SASL mechanism.
+    #[arg(
+        long,
+        env = "RUNNEL_AGENT_SASL_MECHANISM",
+        default_value = "SCRAM-SHA-512"
+    )]
+    sasl_mechanism: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -73,6 +95,14 @@ async fn main() -> anyhow::Result<()> {
         broker_kafka: args.broker_kafka,
         node_id: args.node_id,
         data_dir: args.data_dir,
+        sasl: args
+            .sasl_username
+            .zip(args.sasl_password_file)
+            .map(|(username, password_file)| AgentSasl {
+                mechanism: args.sasl_mechanism,
+                username,
+                password_file,
+            }),
     });
     // Tests and scripts wait for this line to learn the bound port.
     println!("runnel-agent ready grpc={addr}");

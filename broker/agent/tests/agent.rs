@@ -97,6 +97,7 @@ async fn start_agent(broker: &Broker) -> Agent {
         broker_kafka: broker.kafka.clone(),
         node_id: None,
         data_dir: None,
+        sasl: None,
     })
     .await
 }
@@ -486,6 +487,7 @@ async fn garbage_huge_heads_and_oversized_messages_leave_the_agent_answering() {
         broker_kafka: "127.0.0.1:1".into(),
         node_id: Some(0),
         data_dir: None,
+        sasl: None,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(runnel_agent::serve(listener, service, async {
@@ -640,6 +642,7 @@ impl Member {
             broker_kafka: self.kafka.clone(),
             node_id: Some(self.node),
             data_dir: Some(self.dir.path().to_path_buf()),
+            sasl: None,
         }
     }
 }
@@ -1427,6 +1430,7 @@ async fn can_restart_allows_a_broker_that_is_not_ready_without_asking_further() 
         broker_kafka: "127.0.0.1:1".into(),
         node_id: Some(0),
         data_dir: None,
+        sasl: None,
     })
     .await;
     let mut grpc = agent_client(&agent).await;
@@ -1439,4 +1443,116 @@ async fn can_restart_allows_a_broker_that_is_not_ready_without_asking_further() 
     assert!(reply.reasons.is_empty() && reply.at_risk_partitions.is_empty());
     fake.abort();
     agent.shutdown().await;
+}
+
+/// A broker whose only Kafka listener is SASL_PLAINTEXT (user `admin`, password in
+/// `password_file`): its ready line's `kafka=` is that listener.
+fn start_sasl_broker(
+    dir: &std::path::Path,
+    password_file: &std::path::Path,
+) -> (Child, String, String) {
+    let mut child = Command::new(broker_bin())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
+        .args(["--controller-listen", "127.0.0.1:0"])
+        .args(["--sasl-bootstrap-user", "admin"])
+        .arg("--sasl-bootstrap-password-file")
+        .arg(password_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = loop {
+        let line = lines
+            .next()
+            .expect("broker printed a ready line")
+            .expect("read broker stdout");
+        if let Some(rest) = line.strip_prefix("runnel-broker ready ") {
+            break rest.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let field = |name: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} missing from {ready:?}"))
+            .to_string()
+    };
+    (child, field("kafka="), field("admin="))
+}
+
+#[tokio::test]
+async fn on_a_sasl_listener_the_agent_logs_in_with_its_password_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "operator-secret\n").expect("write");
+    let (mut child, kafka, admin) = start_sasl_broker(dir.path(), &password_file);
+    let config = |sasl: Option<runnel_agent::AgentSasl>| AgentConfig {
+        broker_admin: admin.clone(),
+        broker_kafka: kafka.clone(),
+        node_id: Some(0),
+        data_dir: None,
+        sasl,
+    };
+    let sasl = |file: PathBuf| runnel_agent::AgentSasl {
+        mechanism: "SCRAM-SHA-512".into(),
+        username: "admin".into(),
+        password_file: file,
+    };
+
+    // With the password file: BrokerStatus answers from the broker's metadata.
+    let agent = start_agent_with(config(Some(sasl(password_file.clone())))).await;
+    let mut grpc = agent_client(&agent).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match grpc.broker_status(BrokerStatusRequest {}).await {
+            Ok(reply) => break reply.into_inner(),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("BrokerStatus over SASL: {e}"),
+        }
+    };
+    assert_eq!(status.node_id, 0, "{status:?}");
+    agent.shutdown().await;
+
+    // Without credentials, or with a wrong or missing password file: UNAVAILABLE, saying why.
+    for (config, says) in [
+        (config(None), "broker kafka"),
+        (
+            config(Some(sasl(dir.path().join("missing")))),
+            "SASL password file",
+        ),
+    ] {
+        let agent = start_agent_with(config).await;
+        let err = agent_client(&agent)
+            .await
+            .broker_status(BrokerStatusRequest {})
+            .await
+            .expect_err("refused");
+        assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+        assert!(err.message().contains(says), "{says}: {}", err.message());
+        agent.shutdown().await;
+    }
+    std::fs::write(dir.path().join("wrong"), "guess\n").expect("write");
+    let agent = start_agent_with(config(Some(sasl(dir.path().join("wrong"))))).await;
+    let err = agent_client(&agent)
+        .await
+        .broker_status(BrokerStatusRequest {})
+        .await
+        .expect_err("a wrong password is refused");
+    assert!(
+        err.message().contains("authentication"),
+        "{}",
+        err.message()
+    );
+    agent.shutdown().await;
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -191,6 +191,30 @@ fn port_name(l: &ListenerSpec) -> String {
     name.trim_end_matches('-').to_string()
 }
 
+/// On an authenticated Cluster the agent sidecar logs in to its broker as the operator's
+/// user: the flags naming the user and the mounted password file, and that mount. `None`
+/// otherwise.
+pub(crate) fn agent_sasl(cluster: &Cluster) -> Option<(Vec<String>, VolumeMount)> {
+    authentication_enabled(cluster).then(|| {
+        (
+            vec![
+                "--sasl-username".into(),
+                OPERATOR_USER.into(),
+                "--sasl-password-file".into(),
+                format!("{OPERATOR_CREDENTIALS_MOUNT}/{OPERATOR_PASSWORD_KEY}"),
+                "--sasl-mechanism".into(),
+                "SCRAM-SHA-512".into(),
+            ],
+            VolumeMount {
+                name: "operator-credentials".into(),
+                mount_path: OPERATOR_CREDENTIALS_MOUNT.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        )
+    })
+}
+
 /// Volumes and broker mounts of the operator credentials and the listeners' certificate.
 pub(crate) fn volumes(cluster: &Cluster) -> Result<(Vec<Volume>, Vec<VolumeMount>), Error> {
     let mut volumes = Vec::new();

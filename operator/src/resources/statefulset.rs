@@ -279,21 +279,34 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
     };
 
     // The sidecar talks to its broker over localhost; the operator calls it on AGENT_PORT
-    // before restarting or removing that broker.
+    // before restarting or removing that broker. On an authenticated Cluster it logs in as
+    // the operator's user.
+    let agent_sasl = super::listeners::agent_sasl(cluster);
+    let mut agent_args = vec![
+        "--listen".into(),
+        format!("0.0.0.0:{AGENT_PORT}"),
+        "--broker-admin".into(),
+        format!("127.0.0.1:{ADMIN_PORT}"),
+        "--broker-kafka".into(),
+        format!("127.0.0.1:{KAFKA_PORT}"),
+        "--data-dir".into(),
+        format!("{DATA_MOUNT}/data"),
+    ];
+    let mut agent_mounts = vec![VolumeMount {
+        name: "data".into(),
+        mount_path: DATA_MOUNT.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    if let Some((args, mount)) = agent_sasl {
+        agent_args.extend(args);
+        agent_mounts.push(mount);
+    }
     let agent = Container {
         name: "agent".into(),
         image: Some(agent_image(spec.image.as_deref())),
         command: Some(vec!["runnel-agent".into()]),
-        args: Some(vec![
-            "--listen".into(),
-            format!("0.0.0.0:{AGENT_PORT}"),
-            "--broker-admin".into(),
-            format!("127.0.0.1:{ADMIN_PORT}"),
-            "--broker-kafka".into(),
-            format!("127.0.0.1:{KAFKA_PORT}"),
-            "--data-dir".into(),
-            format!("{DATA_MOUNT}/data"),
-        ]),
+        args: Some(agent_args),
         env: Some(vec![env_from_field(
             "RUNNEL_NODE_ID",
             "metadata.labels['apps.kubernetes.io/pod-index']",
@@ -311,13 +324,8 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
                 .unwrap_or_else(default_agent_resources),
         ),
         security_context: Some(restricted_container_security_context()),
-        // Read-only, for the data dir's disk use in BrokerStatus.
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".into(),
-            mount_path: DATA_MOUNT.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        // The data dir read-only, for its disk use in BrokerStatus.
+        volume_mounts: Some(agent_mounts),
         ..Container::default()
     };
 

@@ -141,6 +141,32 @@ async fn listeners_render_config_ports_services_and_the_operator_credentials() {
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
     assert!(mounts.contains(&"/etc/runnel/operator") && mounts.contains(&"/etc/runnel/tls"));
+    // The agent sidecar logs in as the operator's user with the same mounted password.
+    let agent = &pod["spec"]["containers"][1];
+    assert_eq!(agent["name"], "agent");
+    let args: Vec<&str> = agent["args"]
+        .as_array()
+        .expect("agent args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.windows(6).any(|w| w
+            == [
+                "--sasl-username",
+                "runnel-operator",
+                "--sasl-password-file",
+                "/etc/runnel/operator/password",
+                "--sasl-mechanism",
+                "SCRAM-SHA-512"
+            ]),
+        "{args:?}"
+    );
+    assert!(agent["volumeMounts"]
+        .as_array()
+        .expect("agent mounts")
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/runnel/operator" && m["readOnly"] == true));
 
     // Services: a bootstrap and one per broker for each listener reached through Services.
     let services = Api::<Service>::namespaced(env.client.clone(), NS)

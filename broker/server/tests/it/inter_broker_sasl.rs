@@ -48,22 +48,7 @@ async fn followers_replicate_over_a_sasl_inter_broker_listener_only_with_the_rig
 
     let plain0 = listener(&first, "PLAINTEXT");
     let mut conn = Conn::from_stream(TcpStream::connect(plain0).await.expect("connect"));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while user_topics(&mut conn).await.brokers.len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "3 brokers never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Broker 0 leads; 1 and 2 follow.
-    let mut request = create_topic_request("sasl-replicated", 1, &[]);
-    request.topics[0].num_partitions = -1;
-    request.topics[0].assignments = vec![CreatableReplicaAssignment::default()
-        .with_partition_index(0)
-        .with_broker_ids(vec![BrokerId(0), BrokerId(1), BrokerId(2)])];
-    let created = conn.send(&request, 7).await;
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    create_on_three(&mut conn, "sasl-replicated").await;
 
     // acks=all completes once the ISR is the replicas that fetch: broker 2 cannot
     // authenticate, so it falls out of the ISR after replica_lag_time_max_ms.
@@ -75,17 +60,7 @@ async fn followers_replicate_over_a_sasl_inter_broker_listener_only_with_the_rig
     )
     .await;
     assert_eq!((error, offset), (0, 0));
-    let isr = loop {
-        let meta = user_topics(&mut conn).await;
-        let p = &meta.topics[0].partitions[0];
-        let isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
-        if isr == vec![0, 1] {
-            break isr;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "ISR stays {isr:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(isr, vec![0, 1]);
+    wait_isr(&mut conn, &[0, 1]).await;
     let end = |b: &TestBroker| {
         b.broker
             .partition_log("sasl-replicated", 0)
@@ -93,4 +68,42 @@ async fn followers_replicate_over_a_sasl_inter_broker_listener_only_with_the_rig
     };
     assert_eq!(end(&second), Some(1), "broker 1 replicated the record");
     assert_eq!(end(&third), Some(0), "broker 2 could not fetch");
+}
+
+/// Waits until brokers 0, 1 and 2 are registered, then creates `topic` with one
+/// partition that broker 0 leads and 1 and 2 follow.
+pub(crate) async fn create_on_three(conn: &mut Conn, topic: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while user_topics(conn).await.brokers.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "3 brokers never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut request = create_topic_request(topic, 1, &[]);
+    request.topics[0].num_partitions = -1;
+    request.topics[0].assignments = vec![CreatableReplicaAssignment::default()
+        .with_partition_index(0)
+        .with_broker_ids(vec![BrokerId(0), BrokerId(1), BrokerId(2)])];
+    let created = conn.send(&request, 7).await;
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+}
+
+/// Waits until the ISR of the first user topic's partition 0 is `want`.
+pub(crate) async fn wait_isr(conn: &mut Conn, want: &[i32]) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let meta = user_topics(conn).await;
+        let isr: Vec<i32> = meta.topics[0].partitions[0]
+            .isr_nodes
+            .iter()
+            .map(|b| b.0)
+            .collect();
+        if isr == want {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "ISR stays {isr:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -7,13 +7,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
-use kafka_protocol::messages::BrokerId;
 use runnel_client::{Client, ClientConfig, ClientTls, TlsFiles};
 use runnel_server::BrokerConfig;
 use tokio::net::TcpStream;
 
 use crate::harness::*;
+use crate::inter_broker_sasl::{create_on_three, wait_isr};
 use crate::listeners::{listener, with_listeners, Ca};
 
 /// Writes `ca`'s certificate and a certificate it signs for broker `node_id`.
@@ -69,21 +68,7 @@ async fn followers_replicate_over_mutual_tls_only_with_a_certificate_the_cluster
 
     let plain0 = listener(&first, "PLAINTEXT");
     let mut conn = Conn::from_stream(TcpStream::connect(plain0).await.expect("connect"));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while user_topics(&mut conn).await.brokers.len() < 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "3 brokers never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut request = create_topic_request("tls-replicated", 1, &[]);
-    request.topics[0].num_partitions = -1;
-    request.topics[0].assignments = vec![CreatableReplicaAssignment::default()
-        .with_partition_index(0)
-        .with_broker_ids(vec![BrokerId(0), BrokerId(1), BrokerId(2)])];
-    let created = conn.send(&request, 7).await;
-    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    create_on_three(&mut conn, "tls-replicated").await;
 
     // runnel-client over the SSL listener, with a client certificate the
     // listener requires: the produce is acknowledged once the ISR has it.
@@ -123,19 +108,7 @@ async fn followers_replicate_over_mutual_tls_only_with_a_certificate_the_cluster
     assert_eq!((error, offset), (0, 0));
 
     // Broker 2's certificate is refused by the leader: it falls out of the ISR.
-    loop {
-        let meta = user_topics(&mut conn).await;
-        let isr: Vec<i32> = meta.topics[0].partitions[0]
-            .isr_nodes
-            .iter()
-            .map(|b| b.0)
-            .collect();
-        if isr == vec![0, 1] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "ISR stays {isr:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_isr(&mut conn, &[0, 1]).await;
     let end = |b: &TestBroker| {
         b.broker
             .partition_log("tls-replicated", 0)
