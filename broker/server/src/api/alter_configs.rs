@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 
 use runnel_meta::{AclOperation, Command};
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::config_resources::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::errors::ApiError;

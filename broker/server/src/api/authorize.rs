@@ -90,7 +90,7 @@ pub(crate) fn config_resource(
     resource_type: i8,
     name: &str,
 ) -> Result<(), ApiError> {
-    if resource_type == crate::api::describe_configs::RESOURCE_TOPIC {
+    if resource_type == crate::api::config_resources::RESOURCE_TOPIC {
         topic(broker, state, ctx, op, name)
     } else {
         cluster(broker, state, ctx, op)

@@ -16,18 +16,12 @@ use kafka_protocol::ResponseError;
 
 use runnel_meta::AclOperation;
 
+use crate::api::config_resources::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC};
 use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::config::{dynamic, BrokerConfig, Key, KeyKind, KEYS};
 use crate::errors::ApiError;
 use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
-
-/// Kafka's resource type code for topics.
-pub(crate) const RESOURCE_TOPIC: i8 = 2;
-/// Kafka's resource type code for brokers.
-pub(crate) const RESOURCE_BROKER: i8 = 4;
-/// Kafka's resource type code for client metrics subscriptions (KIP-714).
-pub(crate) const RESOURCE_CLIENT_METRICS: i8 = 16;
 
 /// Handles DescribeConfigs.
 pub(crate) async fn handle(

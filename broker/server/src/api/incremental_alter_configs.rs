@@ -16,7 +16,7 @@ use kafka_protocol::ResponseError;
 use super::alter_configs::{
     apply_broker_configs, apply_topic_overrides, check_broker_resource, unsupported_resource,
 };
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC};
+use super::config_resources::{RESOURCE_BROKER, RESOURCE_CLIENT_METRICS, RESOURCE_TOPIC};
 use crate::api::{authorize, RequestContext};
 use crate::broker::Broker;
 use crate::config::{dynamic, BrokerConfig};

@@ -9,6 +9,7 @@ pub(crate) mod alter_partition_reassignments;
 pub(crate) mod api_versions;
 pub(crate) mod authorize;
 pub(crate) mod client_quotas;
+pub(crate) mod config_resources;
 pub(crate) mod consumer_group_describe;
 pub(crate) mod consumer_group_heartbeat;
 pub(crate) mod create_partitions;
