@@ -1,0 +1,175 @@
+"""runnel-streams applications against a real broker, their inputs written and their outputs read
+by librdkafka (confluent-kafka): the weather pipeline, and payments per customer under SIGKILL
+with exactly-once and at-least-once, on one instance and on two."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+from helpers import create_topic, produce_confluent, wait_until
+from streams import StreamsApp, read_committed, wait_consumed
+
+PARTITIONS = 3
+
+
+def readings(n: int, seed: int = 7) -> list[tuple[str, float]]:
+    rng = random.Random(seed)
+    stations = [f"station-{i:02d}" for i in range(12)]
+    return [(rng.choice(stations), round(rng.uniform(-10.0, 45.0), 1)) for _ in range(n)]
+
+
+def test_weather_pipeline_outputs_exactly_the_readings_above_the_threshold_in_key_order(broker, tmp_path):
+    bs = broker.bootstrap
+    create_topic(bs, "raw-weather", PARTITIONS)
+    create_topic(bs, "processed-weather", PARTITIONS)
+    rows = readings(3000)
+    records = [(s.encode(), json.dumps({"station": s, "celsius": c, "at": f"t{i}"}).encode())
+               for i, (s, c) in enumerate(rows)]
+    acks = produce_confluent(bs, "raw-weather", records, config={"enable.idempotence": True})
+    assert not acks.errors
+
+    app = StreamsApp("weather", ["--bootstrap-servers", bs, "--application-id", "weather-e2e",
+                                 "--threshold", "30", "--state-dir", str(tmp_path / "state")], tmp_path / "app")
+    try:
+        app.start()
+        wait_consumed(bs, "weather-e2e", "raw-weather", PARTITIONS, apps=[app])
+        out = read_committed(bs, "processed-weather", PARTITIONS)
+    finally:
+        code = app.terminate() if app.alive() else app.proc.returncode
+    assert code == 0, app.log()[-4000:]
+
+    expected: dict[str, list[tuple[str, float]]] = {}
+    for i, (s, c) in enumerate(rows):
+        if c > 30.0:
+            expected.setdefault(s, []).append((f"t{i}", c))
+    got: dict[str, list[tuple[str, float]]] = {}
+    for recs in out.values():
+        for key, value in recs:
+            v = json.loads(value)
+            assert key.decode() == v["station"] and v["alert"] == "heat"
+            assert v["fahrenheit"] == round(v["celsius"] * 9 / 5 + 32, 1)
+            got.setdefault(v["station"], []).append((v["at"], v["celsius"]))
+    assert sum(map(len, got.values())) == sum(map(len, expected.values())) > 100
+    assert got == expected, "each station's readings above 30 °C, each once, in input order"
+
+
+def payments(n: int, customers: int = 40, seed: int = 3) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"id": f"p-{i}", "customer": f"customer-{rng.randrange(customers):02d}",
+             "amount_cents": rng.randrange(1, 100_000)} for i in range(n)]
+
+
+def truth(pays: list[dict]) -> dict[str, dict]:
+    t: dict[str, dict] = {}
+    for p in pays:
+        e = t.setdefault(p["customer"], {"count": 0, "total_cents": 0})
+        e["count"] += 1
+        e["total_cents"] += p["amount_cents"]
+    return t
+
+
+def produce_payments(bs: str, pays: list[dict]) -> None:
+    acks = produce_confluent(bs, "payments", [(p["id"].encode(), json.dumps(p).encode()) for p in pays],
+                             config={"enable.idempotence": True})
+    assert not acks.errors
+
+
+def table_over_http(app: StreamsApp, customers) -> dict[str, dict]:
+    out = {}
+    for c in customers:
+        status, body = app.get(f"/stores/payments-per-customer/keys/{c}")
+        assert status == 200, f"{c}: {status} {body}"
+        out[c] = body["value"]
+    return out
+
+
+def payments_app(bs: str, tmp_path, guarantee: str, instance: str = "0", app_id: str = "payments-e2e"):
+    return StreamsApp("payments", ["--bootstrap-servers", bs, "--application-id", app_id,
+                                   "--guarantee", guarantee, "--instance-id", instance,
+                                   "--commit-interval-ms", "200",
+                                   "--state-dir", str(tmp_path / f"state-{instance}"),
+                                   "--http", "127.0.0.1:0"], tmp_path / f"app-{instance}")
+
+
+def drain(bs: str, app: StreamsApp, app_id: str = "payments-e2e") -> None:
+    """Wait until the application consumed every payment and every repartitioned record."""
+    wait_consumed(bs, app_id, "payments", PARTITIONS, apps=[app])
+    wait_consumed(bs, app_id, f"{app_id}-payments-per-customer-repartition", PARTITIONS, apps=[app])
+
+
+@pytest.mark.parametrize("guarantee", ["exactly-once", "at-least-once"])
+def test_payments_per_customer_survive_sigkill_mid_stream(broker, tmp_path, guarantee):
+    bs = broker.bootstrap
+    create_topic(bs, "payments", PARTITIONS)
+    create_topic(bs, "payments-per-customer", PARTITIONS)
+    pays = payments(6000)
+    app = payments_app(bs, tmp_path, guarantee)
+    try:
+        app.start()
+        # Kill the application three times while payments are still arriving and being counted.
+        for chunk in range(3):
+            produce_payments(bs, pays[chunk * 1500:(chunk + 1) * 1500])
+            wait_until(lambda: app.metric("runnel_streams_commits_total") >= 2, timeout=60,
+                       what="a few commits")
+            app.kill9()
+            app.start()
+        produce_payments(bs, pays[4500:])
+        drain(bs, app)
+        want = truth(pays)
+        got = table_over_http(app, want)
+        table_topic = read_committed(bs, "payments-per-customer", PARTITIONS)
+    finally:
+        app.stop()
+    latest = {}
+    for recs in table_topic.values():
+        for key, value in recs:
+            latest[key.decode()] = json.loads(value)
+    if guarantee == "exactly-once":
+        assert got == want, "no payment counted twice or lost"
+        assert latest == want, "the committed changes end with the true totals"
+    else:
+        for c, t in want.items():
+            assert got[c]["count"] >= t["count"] and got[c]["total_cents"] >= t["total_cents"], \
+                f"{c}: at-least-once lost a payment: {got[c]} < {t}"
+    assert "restored" in app.all_logs() or guarantee == "at-least-once"
+
+
+def test_two_instances_split_the_partitions_and_the_survivor_restores_and_serves(broker, tmp_path):
+    bs = broker.bootstrap
+    create_topic(bs, "payments", PARTITIONS)
+    create_topic(bs, "payments-per-customer", PARTITIONS)
+    a = payments_app(bs, tmp_path, "exactly-once", instance="a")
+    b = payments_app(bs, tmp_path, "exactly-once", instance="b")
+    try:
+        a.start()
+        b.start()
+        wait_until(lambda: a.tasks() and b.tasks() and len(set(a.tasks()) | set(b.tasks())) == 2 * PARTITIONS,
+                   timeout=90, what="both instances running tasks")
+        assert not set(a.tasks()) & set(b.tasks()), "each task runs on one instance"
+        pays = payments(3000, seed=11)
+        produce_payments(bs, pays)
+        drain(bs, a)
+        want = truth(pays)
+        # Each customer is answered by the instance that holds it; the other says where it is.
+        for c, t in want.items():
+            status, body = a.get(f"/stores/payments-per-customer/keys/{c}")
+            if status == 421:
+                assert body["owner"] == b.http, body
+                status, body = b.get(f"/stores/payments-per-customer/keys/{c}")
+            assert status == 200 and body["value"] == t, (c, status, body)
+            _, owner = b.get(f"/stores/payments-per-customer/owner/{c}")
+            assert owner["owner"] in (a.http, b.http)
+
+        restored_before = a.metric("runnel_streams_restored_records_total")
+        b.kill9()
+        wait_until(lambda: len(a.tasks()) == 2 * PARTITIONS, timeout=120,
+                   what="the survivor to take every task")
+        assert table_over_http(a, want) == want, "the survivor restored the moved stores"
+        assert a.metric("runnel_streams_restored_records_total") > restored_before
+    finally:
+        a.stop()
+        b.stop()
