@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from conftest import REPO_ROOT
 from groups import committed_offsets
-from helpers import http_get, wait_until, watermarks
+from helpers import http_get, wait_until
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 HTTP_RE = re.compile(r"interactive queries served address=(\S+)")
@@ -125,22 +125,29 @@ def read_committed(bootstrap: str, topic: str, partitions: int, timeout: float =
                         at_end.add(m.partition())
                         continue
                     raise AssertionError(f"consumer error: {m.error()}")
-                out[m.partition()].append((m.key(), m.value()))
+                out[m.partition()].append((m.key(), m.value(), m.offset()))
         return out
     finally:
         c.close()
 
 
+def data_ends(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """One past the offset of the last committed data record of each partition (a transactional
+    writer's last commit marker comes after it; a consumer's committed offset stops before it)."""
+    return {p: (recs[-1][2] + 1 if recs else 0)
+            for p, recs in read_committed(bootstrap, topic, partitions).items()}
+
+
 def wait_consumed(bootstrap: str, group: str, topic: str, partitions: int, timeout: float = 180.0,
                   apps: list[StreamsApp] = ()) -> None:
-    """Wait until `group` committed the end of every partition of `topic` (the high watermark, or
-    past it when the last records are transaction markers)."""
-    ends = {p: watermarks(bootstrap, topic, p)[1] for p in range(partitions)}
+    """Wait until `group` committed, on every partition of `topic`, the offset after its last
+    committed data record."""
+    ends = data_ends(bootstrap, topic, partitions)
 
     def done():
         for app in apps:
             assert app.alive() or app.proc.returncode == 0, f"app exited with {app.proc.returncode}:\n{app.log()[-4000:]}"
         got = committed_offsets(bootstrap, group, topic, partitions)
-        return all(got.get(p, -1) >= ends[p] for p in range(partitions))
+        return all(got.get(p, -1) >= ends[p] for p in range(partitions) if ends[p] > 0)
 
-    wait_until(done, timeout=timeout, interval=0.2, what=f"{group} to commit the end of {topic} ({ends})")
+    wait_until(done, timeout=timeout, interval=1.0, what=f"{group} to commit the end of {topic} ({ends})")

@@ -128,7 +128,7 @@ pub(crate) struct Engine {
     counts: PartitionCounts,
     producer: BaseProducer<ProducerCtx>,
     deliveries: Arc<Deliveries>,
-    restore_consumer: BaseConsumer,
+    restore_consumer: BaseConsumer<crate::restore::RestoreContext>,
     tasks: BTreeMap<TaskId, Task>,
     /// Next changelog offset each store holds, per task (for checkpoints).
     changelog_next: BTreeMap<TaskId, BTreeMap<String, i64>>,
@@ -324,6 +324,8 @@ impl Engine {
                 .commit_transaction(TIMEOUT)
                 .map_err(|e| StreamsError::kafka("committing the transaction", e))?;
             self.txn_open = false;
+            // Serve the delivery reports (the changelog offsets for checkpoints).
+            self.producer.poll(Duration::ZERO);
         } else {
             self.producer
                 .flush(TIMEOUT)
@@ -567,12 +569,15 @@ impl KafkaStreams {
             ProcessingGuarantee::ExactlyOnce => "read_committed",
             ProcessingGuarantee::AtLeastOnce => "read_uncommitted",
         };
-        let restore_consumer: BaseConsumer = client_config(config)
+        let restore_consumer: BaseConsumer<crate::restore::RestoreContext> = client_config(config)
             .set("group.id", format!("{app}-restore"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
+            // The end of a read_committed changelog is only seen from an empty fetch answer:
+            // do not let the broker hold it.
+            .set("fetch.wait.max.ms", "10")
             .set("isolation.level", isolation)
-            .create()
+            .create_with_context(crate::restore::RestoreContext)
             .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
 
         let engine = Arc::new(Mutex::new(Engine {
@@ -595,8 +600,15 @@ impl KafkaStreams {
             Some(server) => format!("{app}@{server}"),
             None => format!("{app}-{}", config.instance_id),
         };
-        let consumer: BaseConsumer<Rebalancer> = client_config(config)
+        let mut consumer_config = client_config(config);
+        for (k, v) in &config.consumer_properties {
+            consumer_config.set(k, v);
+        }
+        let consumer: BaseConsumer<Rebalancer> = consumer_config
             .set("group.id", app)
+            // Static membership (KIP-345): a restarted instance takes its partitions back at
+            // once instead of waiting for its previous incarnation's session to time out.
+            .set("group.instance.id", format!("{app}-{}", config.instance_id))
             .set("client.id", client_id)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")

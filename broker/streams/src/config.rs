@@ -40,8 +40,13 @@ pub struct StreamsConfig {
     pub commit_interval: Duration,
     /// Where state stores live (`<state_dir>/<application_id>/<task>/<store>.redb`).
     pub state_dir: PathBuf,
-    /// A stable name of this instance; its transactional id is `<application_id>-<instance_id>`,
-    /// so a restarted instance fences its previous incarnation's open transaction.
+    /// A stable name of this instance. Its transactional id and its static group membership
+    /// (`group.instance.id`, KIP-345) are `<application_id>-<instance_id>`: a restarted instance
+    /// fences its previous incarnation's open transaction and takes its partitions back without
+    /// a rebalance. Two running instances must not share it (the default is the host name: one
+    /// instance per host or pod). A stopped instance's partitions
+    /// move to the others when its session times out (`session.timeout.ms`, librdkafka's
+    /// default 45 s; set it in `consumer_properties`).
     pub instance_id: String,
     /// Where interactive queries and `/metrics` are served (none when `None`).
     pub http_listen: Option<SocketAddr>,
@@ -54,6 +59,8 @@ pub struct StreamsConfig {
     pub on_deserialization_error: OnDeserializationError,
     /// More librdkafka settings for every client (e.g. `security.protocol`, `sasl.*`).
     pub client_properties: Vec<(String, String)>,
+    /// More librdkafka settings for the group consumer only (e.g. `session.timeout.ms`).
+    pub consumer_properties: Vec<(String, String)>,
 }
 
 impl StreamsConfig {
@@ -70,7 +77,7 @@ impl StreamsConfig {
                 ProcessingGuarantee::ExactlyOnce => Duration::from_millis(100),
             },
             state_dir: std::env::temp_dir().join("runnel-streams"),
-            instance_id: format!("{}-{}", hostname(), std::process::id()),
+            instance_id: hostname(),
             application_id,
             bootstrap_servers: bootstrap_servers.into(),
             processing_guarantee: guarantee,
@@ -79,6 +86,7 @@ impl StreamsConfig {
             replication_factor: -1,
             on_deserialization_error: OnDeserializationError::Fail,
             client_properties: Vec::new(),
+            consumer_properties: Vec::new(),
         }
     }
 }

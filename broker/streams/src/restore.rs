@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -14,9 +15,23 @@ use crate::store::RawStore;
 
 const BATCH: usize = 10_000;
 
+/// The restore consumer's context: the end of a partition is how a restore knows it is done,
+/// not an error worth logging.
+pub(crate) struct RestoreContext;
+
+impl ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "restore consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for RestoreContext {}
+
 /// Applies changelog records from `from` to the end; returns the next offset.
 pub(crate) fn restore(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<RestoreContext>,
     store: &RawStore,
     changelog: &str,
     partition: i32,

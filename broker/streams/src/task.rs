@@ -66,7 +66,7 @@ impl Task {
         partition: i32,
         config: &StreamsConfig,
         metrics: &Metrics,
-        restore_consumer: &BaseConsumer,
+        restore_consumer: &BaseConsumer<crate::restore::RestoreContext>,
     ) -> Result<Task> {
         let id = TaskId {
             sub: sub.id,

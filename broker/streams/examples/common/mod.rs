@@ -36,6 +36,10 @@ pub(crate) struct Common {
     /// Serve interactive queries and /metrics here (e.g. 127.0.0.1:8080; port 0 picks one).
     #[arg(long)]
     pub(crate) http: Option<SocketAddr>,
+    /// Consumer group session timeout in milliseconds: how long a stopped instance keeps its
+    /// partitions before the others take them (librdkafka's default: 45000).
+    #[arg(long)]
+    pub(crate) session_timeout_ms: Option<u64>,
     /// Replication factor of the internal topics (-1: the broker's default).
     #[arg(long, default_value_t = -1)]
     pub(crate) replication_factor: i32,
@@ -56,6 +60,11 @@ impl Common {
         config.instance_id = self.instance_id.clone();
         config.http_listen = self.http;
         config.replication_factor = self.replication_factor;
+        if let Some(ms) = self.session_timeout_ms {
+            config
+                .consumer_properties
+                .push(("session.timeout.ms".into(), ms.to_string()));
+        }
         if let Some(ms) = self.commit_interval_ms {
             config.commit_interval = Duration::from_millis(ms);
         }
