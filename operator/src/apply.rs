@@ -197,11 +197,23 @@ pub async fn apply_cluster_objects(
         ensure_operator_credentials(client, cluster, ns).await?;
     }
     if stateful_set {
-        apply_object(
-            &Api::namespaced(client.clone(), ns),
-            &resources::stateful_set(cluster)?,
-        )
-        .await?;
+        let mut sts = resources::stateful_set(cluster)?;
+        if !node_ports.is_empty() {
+            // Each broker reads its node ports at start: a changed one (a Service deleted and
+            // allocated anew) changes the pod template, so the brokers restart with it.
+            let ports: Vec<String> = node_ports
+                .iter()
+                .map(|(service, port)| format!("{service}={port}"))
+                .collect();
+            sts.spec
+                .template
+                .metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resources::NODE_PORTS_ANNOTATION.into(), ports.join(","));
+        }
+        apply_object(&Api::namespaced(client.clone(), ns), &sts).await?;
     }
     if !service_monitors {
         return Ok(node_ports);

@@ -35,7 +35,7 @@ pub use rack::{
 pub use serviceaccount::service_account;
 pub use servicemonitor::{service_monitor, service_monitor_resource};
 pub use services::{agent_endpoint, bootstrap_address, bootstrap_service, headless_service};
-pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION};
+pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION, NODE_PORTS_ANNOTATION};
 
 use std::collections::BTreeMap;
 

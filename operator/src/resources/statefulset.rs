@@ -26,6 +26,9 @@ use super::{
 use crate::crd::Cluster;
 use crate::Error;
 
+/// Pod annotation listing the node ports of a Cluster's nodeport listener Services
+/// (`<service>=<port>,...`), so a changed node port rolls the brokers that advertise it.
+pub const NODE_PORTS_ANNOTATION: &str = "runnel.dev/node-ports";
 /// Pod annotation carrying the hash of `runnel.toml`, so a config change rolls the brokers.
 pub const CONFIG_HASH_ANNOTATION: &str = "runnel.dev/config-hash";
 

@@ -660,6 +660,14 @@ async fn nodeport_brokers_are_advertised_with_the_node_ports_the_api_server_hold
         .await
         .expect("StatefulSet");
     let pod = serde_json::to_value(sts.spec.template).expect("json");
+    // A changed node port changes the pod template (the brokers read theirs at start).
+    assert_eq!(
+        pod["metadata"]["annotations"]["runnel.dev/node-ports"],
+        format!(
+            "np-brokers-0-ext={},np-brokers-1-ext={},np-ext-bootstrap={}",
+            ports[1], ports[2], ports[0]
+        )
+    );
     let broker = &pod["spec"]["containers"][0];
     assert_eq!(
         broker["args"],
