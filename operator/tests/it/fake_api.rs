@@ -349,11 +349,18 @@ fn crd_of(state: &State, key: &Key) -> Option<&'static schema::Crd> {
     })
 }
 
+/// A built-in resource in discovery: plural, kind, namespaced.
+type BuiltinResource = (&'static str, &'static str, bool);
+/// A served resource: plural, kind, namespaced.
+type ServedResource = (String, String, bool);
+/// A served group version: group, version, its resources.
+type ServedGroup = (String, String, Vec<ServedResource>);
+
 /// The built-in API groups the fake serves (group, version, resources as plural, kind,
 /// namespaced), besides the core group `v1` and the groups of installed CRDs. The Prometheus
 /// Operator's group is served as if its CRDs were installed (the ServiceMonitor tests expect
 /// it); any other group is not installed: 404 for its resources, absent from discovery.
-const BUILTIN_GROUPS: [(&str, &str, &[(&str, &str, bool)]); 8] = [
+const BUILTIN_GROUPS: [(&str, &str, &[BuiltinResource]); 8] = [
     (
         "apps",
         "v1",
@@ -395,7 +402,7 @@ const BUILTIN_GROUPS: [(&str, &str, &[(&str, &str, bool)]); 8] = [
 ];
 
 /// The core group's resources (plural, kind, namespaced) in discovery.
-const CORE_RESOURCES: [(&str, &str, bool); 10] = [
+const CORE_RESOURCES: [BuiltinResource; 10] = [
     ("pods", "Pod", true),
     ("services", "Service", true),
     ("configmaps", "ConfigMap", true),
@@ -409,8 +416,8 @@ const CORE_RESOURCES: [(&str, &str, bool); 10] = [
 ];
 
 /// Every served group version (`group/version`) with its resources, as discovery lists them.
-fn served_groups(state: &State) -> Vec<(String, String, Vec<(String, String, bool)>)> {
-    let mut groups: Vec<(String, String, Vec<(String, String, bool)>)> = BUILTIN_GROUPS
+fn served_groups(state: &State) -> Vec<ServedGroup> {
+    let mut groups: Vec<ServedGroup> = BUILTIN_GROUPS
         .iter()
         .map(|(g, v, rs)| {
             (
@@ -459,7 +466,7 @@ fn not_served() -> Response<RespBody> {
     )
 }
 
-fn api_resource_list(group_version: &str, resources: &[(String, String, bool)]) -> Value {
+fn api_resource_list(group_version: &str, resources: &[ServedResource]) -> Value {
     json!({
         "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
         "resources": resources.iter().map(|(plural, kind, namespaced)| json!({
@@ -483,7 +490,7 @@ fn discovery(state: &State, path: &str) -> Option<Response<RespBody>> {
     let body = match segs[..] {
         ["api"] => json!({"kind": "APIVersions", "versions": ["v1"]}),
         ["api", "v1"] => {
-            let core: Vec<(String, String, bool)> = CORE_RESOURCES
+            let core: Vec<ServedResource> = CORE_RESOURCES
                 .iter()
                 .map(|(p, k, n)| (p.to_string(), k.to_string(), *n))
                 .collect();
