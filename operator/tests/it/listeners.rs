@@ -1066,4 +1066,30 @@ async fn a_certificate_from_cert_manager_is_applied_and_the_brokers_serve_its_se
             .is_err(),
         "a client trusting another CA refuses the broker"
     );
+
+    // The Cluster switches to a Secret of its own: the Certificate goes, the condition too.
+    let mut c = api.get("tlsc").await.expect("Cluster");
+    for l in &mut c.spec.listeners {
+        l.certificate =
+            Some(serde_json::from_value(json!({"secretName": "mine"})).expect("certificate"));
+    }
+    let c = api
+        .replace("tlsc", &PostParams::default(), &c)
+        .await
+        .expect("update Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(env.api.list(CERTIFICATES, "certificates", NS).is_empty());
+    let c = api.get("tlsc").await.expect("Cluster");
+    assert!(find_condition(
+        &c.status.expect("status").conditions,
+        controller::cluster::CERTIFICATE_CONDITION
+    )
+    .is_none());
+    assert_eq!(
+        mounted_tls_secret(&env, "tlsc").await.as_deref(),
+        Some("mine")
+    );
+    assert_eq!(env.api.forbidden_requests(), Vec::<String>::new());
 }

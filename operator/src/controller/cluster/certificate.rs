@@ -6,11 +6,12 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::Api;
+use kube::api::{Api, DeleteParams};
 use kube::core::DynamicObject;
 use kube::Client;
 
 use crate::apply::apply_object;
+use crate::controller::find_condition;
 use crate::crd::Cluster;
 use crate::resources::{
     certificate_resource, listener_certificate, listener_certificate_name, name_and_namespace,
@@ -23,7 +24,8 @@ use crate::Error;
 pub const CERTIFICATE_CONDITION: &str = "Certificate";
 
 /// Applies the Cluster's Certificate (when cert-manager is installed) and returns the
-/// `Certificate` condition; None when no tls listener asks cert-manager.
+/// `Certificate` condition; None when no tls listener asks cert-manager (then a Certificate
+/// of an earlier request, which the previous `Certificate` condition tells, is deleted).
 pub(super) async fn reconcile_certificate(
     client: &Client,
     cluster: &Cluster,
@@ -31,6 +33,11 @@ pub(super) async fn reconcile_certificate(
     now: &Time,
 ) -> Result<Option<Condition>, Error> {
     let Some(certificate) = listener_certificate(cluster)? else {
+        if find_condition(previous, CERTIFICATE_CONDITION).is_some() {
+            // The Cluster asked cert-manager before and no longer does: its Certificate goes
+            // (cert-manager leaves the Secret it wrote, as it always does).
+            remove_certificate(client, cluster).await?;
+        }
         return Ok(None);
     };
     let (name, ns) = name_and_namespace(cluster)?;
@@ -87,6 +94,21 @@ pub(super) async fn reconcile_certificate(
             now,
         )
     }))
+}
+
+/// Deletes the Cluster's Certificate; gone already, or no cert-manager at all (404), is fine.
+async fn remove_certificate(client: &Client, cluster: &Cluster) -> Result<(), Error> {
+    let (name, ns) = name_and_namespace(cluster)?;
+    let certificate = listener_certificate_name(name);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &certificate_resource());
+    match api.delete(&certificate, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            what: format!("delete Certificate {ns}/{certificate}"),
+            source,
+        }),
+    }
 }
 
 /// Whether API discovery shows cert-manager's Certificates (`cert-manager.io/v1`,
