@@ -138,18 +138,19 @@ async fn ensure_operator_credentials(
     }
 }
 
-/// Applies every object the Cluster owns (ServiceAccount, ConfigMap, Services, PDB,
+/// Applies every object the Cluster owns (ServiceAccount, Services, ConfigMap, PDB,
 /// StatefulSet; the StatefulSet only with `stateful_set`, which is false while an old one is
 /// still being deleted to be replaced). With `service_monitors` (the operator may manage them) the ServiceMonitor is
 /// applied when the Cluster asks for one and deleted when not; without it no ServiceMonitor
 /// request is made at all, since the operator's role then has no rule for them and a real
-/// apiserver answers 403 even for a delete of nothing.
+/// apiserver answers 403 even for a delete of nothing. Returns the node ports of the nodeport
+/// listeners' Services, as the API server holds them.
 pub async fn apply_cluster_objects(
     client: &Client,
     cluster: &Cluster,
     service_monitors: bool,
     stateful_set: bool,
-) -> Result<(), Error> {
+) -> Result<resources::NodePorts, Error> {
     let ns = cluster
         .metadata
         .namespace
@@ -165,11 +166,6 @@ pub async fn apply_cluster_objects(
     .await?;
     apply_object(
         &Api::namespaced(client.clone(), ns),
-        &resources::config_map(cluster)?,
-    )
-    .await?;
-    apply_object(
-        &Api::namespaced(client.clone(), ns),
         &resources::headless_service(cluster)?,
     )
     .await?;
@@ -179,10 +175,19 @@ pub async fn apply_cluster_objects(
     )
     .await?;
     let listener_services = resources::listener_services(cluster)?;
+    let mut applied = Vec::with_capacity(listener_services.len());
     for service in &listener_services {
-        apply_object(&Api::namespaced(client.clone(), ns), service).await?;
+        applied.push(apply_object(&Api::namespaced(client.clone(), ns), service).await?);
     }
     remove_stale_listener_services(client, cluster, ns, &listener_services).await?;
+    // After the listener Services: a nodeport listener's brokers are advertised with the node
+    // ports the API server holds for their Services (given or allocated).
+    let node_ports = resources::node_ports_of(&applied);
+    apply_object(
+        &Api::namespaced(client.clone(), ns),
+        &resources::config_map(cluster, &node_ports)?,
+    )
+    .await?;
     apply_object(
         &Api::namespaced(client.clone(), ns),
         &resources::pod_disruption_budget(cluster)?,
@@ -192,14 +197,26 @@ pub async fn apply_cluster_objects(
         ensure_operator_credentials(client, cluster, ns).await?;
     }
     if stateful_set {
-        apply_object(
-            &Api::namespaced(client.clone(), ns),
-            &resources::stateful_set(cluster)?,
-        )
-        .await?;
+        let mut sts = resources::stateful_set(cluster)?;
+        if !node_ports.is_empty() {
+            // Each broker reads its node ports at start: a changed one (a Service deleted and
+            // allocated anew) changes the pod template, so the brokers restart with it.
+            let ports: Vec<String> = node_ports
+                .iter()
+                .map(|(service, port)| format!("{service}={port}"))
+                .collect();
+            sts.spec
+                .template
+                .metadata
+                .get_or_insert_with(Default::default)
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(resources::NODE_PORTS_ANNOTATION.into(), ports.join(","));
+        }
+        apply_object(&Api::namespaced(client.clone(), ns), &sts).await?;
     }
     if !service_monitors {
-        return Ok(());
+        return Ok(node_ports);
     }
     let monitors: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &service_monitor_resource());
@@ -219,7 +236,7 @@ pub async fn apply_cluster_objects(
             }
         }
     }
-    Ok(())
+    Ok(node_ports)
 }
 
 /// Writes the Cluster's status whole with server-side apply.
@@ -317,12 +334,6 @@ mod tests {
             .await;
             expect_apply(
                 &mut handle,
-                &format!("{ns}/configmaps/demo-config"),
-                json_of(resources::config_map(c).expect("cm")),
-            )
-            .await;
-            expect_apply(
-                &mut handle,
                 &format!("{ns}/services/demo-brokers"),
                 json_of(resources::headless_service(c).expect("svc")),
             )
@@ -334,6 +345,12 @@ mod tests {
             )
             .await;
             expect_service_list(&mut handle).await;
+            expect_apply(
+                &mut handle,
+                &format!("{ns}/configmaps/demo-config"),
+                json_of(resources::config_map(c, &Default::default()).expect("cm")),
+            )
+            .await;
             expect_apply(
                 &mut handle,
                 "/apis/policy/v1/namespaces/kafka/poddisruptionbudgets/demo-brokers",

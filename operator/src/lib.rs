@@ -107,6 +107,10 @@ pub enum Error {
     /// Another replica took the leader Lease (or it could not be renewed in time).
     #[error("lost the leader Lease {0}")]
     LostLeadership(String),
+    /// A nodeport listener's Service has no node port (yet), so the broker behind it cannot
+    /// be advertised.
+    #[error("Service {0} has no node port")]
+    NodePortMissing(String),
 }
 
 impl Error {
@@ -128,6 +132,7 @@ impl Error {
             },
             Error::LostLeadership(_) => "lost_leadership",
             Error::Local { .. } => "local",
+            Error::NodePortMissing(_) => "node_port_missing",
         }
     }
 }

@@ -103,6 +103,8 @@ pub fn cluster_status(
         observed_generation: generation,
         ready_brokers: ready,
         bootstrap: bootstrap_address(cluster).ok(),
+        // Filled by the reconciler, which knows the listeners' node ports.
+        listeners: Vec::new(),
         cluster_id: cluster.spec.config.get("cluster_id").cloned().or_else(|| {
             cluster
                 .metadata

@@ -61,6 +61,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# Listener certificates requested from cert-manager (certificate.certManager): the operator
+# server-side applies the Cluster's Certificate (an apply that creates it needs create too),
+# deletes it when the Cluster stops asking, and reads the Secret cert-manager writes (the
+# secrets rule above). Whether cert-manager is installed it learns from API discovery, which
+# every authenticated user may read.
+- apiGroups: ["cert-manager.io"]
+  resources: ["certificates"]
+  verbs: ["create", "patch", "delete"]
 {{- if .Values.serviceMonitor.enabled }}
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]

@@ -80,7 +80,7 @@ fn reserved_config_keys_rule() -> Rule {
     validation = Rule::new(
         "!has(self.requireTlsExternal) || !self.requireTlsExternal || !has(self.listeners) || self.listeners.all(l, !has(l.type) || l.type == 'internal' || l.type == 'cluster-ip' || (has(l.tls) && l.tls))"
     ).message(
-        "requireTlsExternal: every loadbalancer listener needs tls: true"
+        "requireTlsExternal: every loadbalancer and nodeport listener needs tls: true"
     )
 )]
 pub struct ClusterSpec {
@@ -154,7 +154,7 @@ pub struct ClusterSpec {
     )]
     pub listeners: Vec<ListenerSpec>,
 
-    /// Refuse listeners reachable from outside the Kubernetes cluster (loadbalancer) without
+    /// Refuse listeners reachable from outside the Kubernetes cluster (loadbalancer, nodeport) without
     /// TLS.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_tls_external: bool,
@@ -287,6 +287,30 @@ pub struct MetricsSpec {
     pub service_monitor: bool,
 }
 
+/// Where clients reach one listener (`status.listeners`).
+#[derive(JsonSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    /// The listener's name.
+    pub name: String,
+    /// Comma-separated `host:port` list for a client's bootstrap servers: the bootstrap
+    /// Service of a `cluster-ip` listener, every broker's address otherwise.
+    pub bootstrap_servers: String,
+    /// Each broker's address on the listener, by ordinal, as the brokers advertise it (for
+    /// `nodeport`, with its Service's node port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<ListenerAddress>,
+}
+
+/// One broker's address on a listener.
+#[derive(JsonSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerAddress {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: i32,
+}
+
 /// Observed state of a Runnel broker cluster.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -304,9 +328,15 @@ pub struct ClusterStatus {
     #[serde(default)]
     pub ready_brokers: i32,
 
-    /// Bootstrap address for Kafka clients (`host:port` of the bootstrap Service).
+    /// Bootstrap address of the brokers' own listener on 9092 (`host:port` of the bootstrap
+    /// Service); with `spec.listeners` it is the operator's replication listener, which on an
+    /// authenticated Cluster lets only the operator in: clients use `listeners` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<String>,
+
+    /// Where clients reach each of `spec.listeners`, in their order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerStatus>,
 
     /// The Kafka cluster id the brokers report.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,10 +14,13 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.authentication) || self.authentication != 'tls' || (has(self.tls) && self.tls)").message("authentication tls (client certificates) needs tls: true"),
-    validation = Rule::new("!has(self.tls) || !self.tls || has(self.certificate)").message("a tls listener needs a certificate (secretName)"),
+    validation = Rule::new("!has(self.tls) || !self.tls || has(self.certificate)").message("a tls listener needs a certificate (secretName or certManager)"),
     validation = Rule::new("(has(self.tls) && self.tls) || !has(self.certificate)").message("certificate is only for tls listeners"),
     validation = Rule::new("!(self.port in [9092, 9093, 9644, 9645])").message("ports 9092, 9093, 9644 and 9645 are the brokers' own (replication, metadata quorum, admin, agent)"),
     validation = Rule::new("!has(self.type) || self.type != 'loadbalancer' || has(self.advertisedHostTemplate)").message("a loadbalancer listener needs advertisedHostTemplate"),
+    validation = Rule::new("!has(self.type) || self.type != 'nodeport' || has(self.advertisedHostTemplate)").message("a nodeport listener needs advertisedHostTemplate"),
+    validation = Rule::new("!has(self.nodePorts) || (has(self.type) && self.type == 'nodeport')").message("nodePorts is only for nodeport listeners"),
+    validation = Rule::new("!has(self.nodePorts) || self.nodePorts.all(p, self.nodePorts.exists_one(q, q == p))").message("nodePorts must be unique"),
 )]
 pub struct ListenerSpec {
     /// Listener name (lower case; the brokers' listener name is its upper-case form, `-` as `_`).
@@ -45,16 +48,29 @@ pub struct ListenerSpec {
     pub authentication: ListenerAuthentication,
 
     /// The TLS certificate (with `tls`): a Secret of type kubernetes.io/tls (keys `tls.crt`,
-    /// `tls.key` and, for client certificates, `ca.crt`).
+    /// `tls.key` and, for client certificates, `ca.crt`), given or requested from cert-manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ListenerCertificate>,
 
-    /// For `loadbalancer`: the host each broker is advertised as, with
-    /// `{ordinal}` replaced by the broker's ordinal (e.g. `broker-{ordinal}.kafka.example.com`),
-    /// which must resolve to that broker's Service.
+    /// For `loadbalancer` and `nodeport` (required for both): the host each broker is
+    /// advertised as, with `{ordinal}` replaced by the broker's ordinal (e.g.
+    /// `broker-{ordinal}.kafka.example.com`). For `loadbalancer` it must resolve to that
+    /// broker's Service; for `nodeport` to a node of the Kubernetes cluster (any node: a
+    /// NodePort Service listens on every node), and the broker is advertised with its
+    /// Service's node port, not `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub advertised_host_template: Option<String>,
+
+    /// For `nodeport`: the node port of each broker's Service, by ordinal (broker 0 first),
+    /// each in 30000-32767 and free in the Kubernetes cluster. Brokers without an entry (all
+    /// of them when it is absent), and the bootstrap Service, get the node port the API
+    /// server allocates; the operator reads it back from the Service and advertises it before
+    /// it writes that broker's configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = Rule::new("self.all(p, p >= 30000 && p <= 32767)").message("node ports are in 30000-32767"))]
+    pub node_ports: Vec<i32>,
 }
 
 /// How clients reach a listener.
@@ -71,6 +87,10 @@ pub enum ListenerType {
     /// Through a LoadBalancer Service per broker and a bootstrap one.
     #[serde(rename = "loadbalancer")]
     LoadBalancer,
+    /// Through a NodePort Service per broker and a bootstrap one: clients reach a broker at
+    /// its `advertisedHostTemplate` host and its Service's node port.
+    #[serde(rename = "nodeport")]
+    NodePort,
 }
 
 /// How clients authenticate on a listener.
@@ -91,13 +111,64 @@ pub enum ListenerAuthentication {
     Tls,
 }
 
-/// Where a TLS listener's certificate comes from. (Certificates requested from cert-manager
-/// are not offered yet: nothing would create their Secret.)
-#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a TLS listener's certificate comes from: exactly one of a Secret the user provides
+/// (`secretName`) or a certificate the operator requests from cert-manager (`certManager`).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.secretName) != has(self.certManager)").message("a certificate is exactly one of secretName and certManager"),
+)]
 pub struct ListenerCertificate {
     /// A Secret of type kubernetes.io/tls in the Cluster's namespace (`tls.crt`, `tls.key`,
     /// and `ca.crt` for client certificates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub secret_name: String,
+    pub secret_name: Option<String>,
+
+    /// Request the certificate from cert-manager: the operator applies a `cert-manager.io/v1`
+    /// Certificate `<cluster>-listener-tls` (owned by the Cluster) whose Secret of the same
+    /// name the brokers mount. Its DNS names are every name the brokers are advertised as on
+    /// the tls listeners (pod names on the headless Service for `internal`, the per-broker and
+    /// bootstrap Services for `cluster-ip`, `advertisedHostTemplate` per broker for
+    /// `loadbalancer` and `nodeport`); its usages are server auth, and client auth with
+    /// `authentication: tls` (then the issuer's CA, the Secret's `ca.crt`, is the one client
+    /// certificates are checked against). Needs cert-manager installed: without it the
+    /// Cluster's `Certificate` condition is False with reason `CertManagerMissing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerCertificate>,
+}
+
+/// A certificate requested from cert-manager.
+#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertManagerCertificate {
+    /// The cert-manager issuer that signs it.
+    pub issuer_ref: IssuerRef,
+}
+
+/// A cert-manager issuer (cert-manager's `issuerRef`).
+#[derive(JsonSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the Issuer (in the Cluster's namespace) or ClusterIssuer.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (default) or `ClusterIssuer`.
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// API group of the issuer; cert-manager's own (`cert-manager.io`) when absent, another
+    /// for external issuers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub group: Option<String>,
+}
+
+/// Kind of a cert-manager issuer.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IssuerKind {
+    /// A namespaced Issuer, in the Cluster's namespace.
+    #[default]
+    Issuer,
+    /// A cluster-scoped ClusterIssuer.
+    ClusterIssuer,
 }

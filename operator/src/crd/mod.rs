@@ -9,14 +9,17 @@ pub mod topic;
 pub mod user;
 
 pub use cluster::{
-    reserved_config_keys, AgentSpec, Cluster, ClusterSpec, ClusterStatus, ImagePolicy, MetricsSpec,
-    PodTemplateOverrides, RebalanceSpec, StorageSpec,
+    reserved_config_keys, AgentSpec, Cluster, ClusterSpec, ClusterStatus, ImagePolicy,
+    ListenerAddress, ListenerStatus, MetricsSpec, PodTemplateOverrides, RebalanceSpec, StorageSpec,
 };
 pub use consumer::{
     Consumer, ConsumerSpec, ConsumerStatus, LagAlert, OffsetReset, PartitionLag, PartitionOffset,
     ResetStrategy, MAX_LAG_ENTRIES,
 };
-pub use listener::{ListenerAuthentication, ListenerCertificate, ListenerSpec, ListenerType};
+pub use listener::{
+    CertManagerCertificate, IssuerKind, IssuerRef, ListenerAuthentication, ListenerCertificate,
+    ListenerSpec, ListenerType,
+};
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};
 pub use user::{
     AclOperation, AclPatternType, AclPermission, AclResourceType, AclRule, AppliedCredential,

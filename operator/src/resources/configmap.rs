@@ -175,15 +175,28 @@ pub fn dynamic_broker_config(cluster: &Cluster) -> Result<BTreeMap<String, Strin
         .collect()
 }
 
-/// The ConfigMap `<cluster>-config` with `runnel.toml`.
-pub fn config_map(cluster: &Cluster) -> Result<ConfigMap, Error> {
+/// The ConfigMap `<cluster>-config` with `runnel.toml`; on a Cluster with a nodeport listener
+/// also each broker's own file ([`super::broker_config_file`]): `runnel.toml` plus that
+/// broker's `advertised_listeners`, with the node ports of its Services (`node_ports`, read
+/// back from the API server).
+pub fn config_map(cluster: &Cluster, node_ports: &super::NodePorts) -> Result<ConfigMap, Error> {
     let owner = owner(cluster)?;
+    let shared = render_broker_config(cluster)?;
+    let mut data = BTreeMap::new();
+    if super::has_node_port_listener(cluster) {
+        for ordinal in 0..cluster.spec.replicas {
+            let advertised = super::broker_advertised_listeners(cluster, ordinal, node_ports)?;
+            let items: Vec<String> = advertised.split(',').map(|a| format!("\"{a}\"")).collect();
+            data.insert(
+                super::broker_config_file(ordinal),
+                format!("{shared}advertised_listeners = [{}]\n", items.join(", ")),
+            );
+        }
+    }
+    data.insert(CONFIG_FILE.to_string(), shared);
     Ok(ConfigMap {
         metadata: owned_meta(&owner, format!("{}-config", owner.name)),
-        data: Some(BTreeMap::from([(
-            CONFIG_FILE.to_string(),
-            render_broker_config(cluster)?,
-        )])),
+        data: Some(data),
         ..ConfigMap::default()
     })
 }
@@ -201,7 +214,7 @@ mod tests {
             ("log_retention_ms".to_string(), "86400000".to_string()),
             ("auto_create_topics".to_string(), "false".to_string()),
         ]);
-        let cm = config_map(&cluster(s)).expect("valid");
+        let cm = config_map(&cluster(s), &Default::default()).expect("valid");
         assert_eq!(
             serde_json::to_value(&cm).expect("serializes"),
             json!({

@@ -11,7 +11,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{headless_service_name, owned_meta, owner, selector_labels, KAFKA_PORT};
-use crate::crd::{Cluster, ListenerAuthentication, ListenerSpec, ListenerType};
+use crate::crd::{
+    Cluster, ListenerAddress, ListenerAuthentication, ListenerSpec, ListenerStatus, ListenerType,
+};
 use crate::Error;
 
 /// The brokers' name of the operator's listener on [`KAFKA_PORT`].
@@ -70,15 +72,22 @@ pub fn security_protocol(listener: &ListenerSpec) -> &'static str {
     }
 }
 
-/// The Secret holding the listeners' certificate (`tls.crt`, `tls.key`, `ca.crt`).
+/// The Secret holding the listeners' certificate (`tls.crt`, `tls.key`, `ca.crt`): the one
+/// given, or the one cert-manager writes for the Cluster's Certificate.
 pub fn tls_secret_name(cluster: &Cluster) -> Option<String> {
-    cluster
+    let certificate = cluster
         .spec
         .listeners
         .iter()
         .filter(|l| l.tls)
-        .find_map(|l| l.certificate.as_ref())
-        .map(|c| c.secret_name.clone())
+        .find_map(|l| l.certificate.as_ref())?;
+    match (&certificate.secret_name, &certificate.cert_manager) {
+        (Some(secret), _) => Some(secret.clone()),
+        (None, Some(_)) => Some(super::listener_certificate_name(
+            cluster.metadata.name.as_deref().unwrap_or_default(),
+        )),
+        (None, None) => None,
+    }
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -141,32 +150,164 @@ pub fn listener_config(cluster: &Cluster) -> BTreeMap<&'static str, String> {
     entries
 }
 
-/// The per-pod `advertised_listeners` (the `RUNNEL_ADVERTISED_LISTENERS` environment value,
-/// with `$(POD_NAME)` and `$(RUNNEL_NODE_ID)` expanded by the kubelet); None without listeners.
-pub fn advertised_listeners(cluster: &Cluster) -> Result<Option<String>, Error> {
-    if cluster.spec.listeners.is_empty() {
-        return Ok(None);
-    }
+/// The node ports of a Cluster's nodeport listener Services as the API server holds them, by
+/// Service name (`<cluster>-brokers-<ordinal>-<listener>`): given in `nodePorts` or allocated.
+pub type NodePorts = BTreeMap<String, i32>;
+
+/// Whether a listener is reached through node ports; then each broker's advertised port is
+/// its own Service's node port, which no pod template can carry, so each broker reads its own
+/// configuration file ([`broker_config_file`]) instead of one shared environment value.
+pub fn has_node_port_listener(cluster: &Cluster) -> bool {
+    cluster
+        .spec
+        .listeners
+        .iter()
+        .any(|l| l.type_ == ListenerType::NodePort)
+}
+
+/// The ConfigMap key (and mounted file name) of broker `ordinal`'s own `runnel.toml` on a
+/// Cluster with a nodeport listener: the shared one plus its `advertised_listeners`.
+pub fn broker_config_file(ordinal: i32) -> String {
+    format!("broker-{ordinal}.toml")
+}
+
+/// [`broker_config_file`] with the ordinal left to the kubelet (`$(RUNNEL_NODE_ID)`, the pod's
+/// ordinal), as the broker container's `--config` argument names it.
+pub(crate) fn broker_config_file_template() -> String {
+    "broker-$(RUNNEL_NODE_ID).toml".into()
+}
+
+/// The Service of broker `pod` for listener `l`.
+fn broker_service_name(pod: &str, l: &ListenerSpec) -> String {
+    format!("{pod}-{}", l.name)
+}
+
+/// `advertised_listeners` for the pod named `pod` with ordinal `ordinal` (literal values or
+/// the kubelet's `$(POD_NAME)`, `$(RUNNEL_NODE_ID)`); `node_port` gives a nodeport listener's
+/// port.
+fn render_advertised(
+    cluster: &Cluster,
+    pod: &str,
+    ordinal: &str,
+    node_port: impl Fn(&ListenerSpec) -> Result<i32, Error>,
+) -> Result<String, Error> {
     let owner = owner(cluster)?;
     let headless = headless_service_name(owner.name);
     let ns = owner.namespace;
     let mut out = vec![format!(
-        "{REPLICATION_LISTENER}://$(POD_NAME).{headless}.{ns}.svc:{KAFKA_PORT}"
+        "{REPLICATION_LISTENER}://{pod}.{headless}.{ns}.svc:{KAFKA_PORT}"
     )];
     for l in &cluster.spec.listeners {
         let name = broker_listener_name(l);
-        let host = match l.type_ {
-            ListenerType::Internal => format!("$(POD_NAME).{headless}.{ns}.svc"),
-            ListenerType::ClusterIp => format!("$(POD_NAME)-{}.{ns}.svc", l.name),
-            ListenerType::LoadBalancer => l
-                .advertised_host_template
+        let template = || {
+            l.advertised_host_template
                 .clone()
                 .unwrap_or_default()
-                .replace("{ordinal}", "$(RUNNEL_NODE_ID)"),
+                .replace("{ordinal}", ordinal)
         };
-        out.push(format!("{name}://{host}:{}", l.port));
+        let (host, port) = match l.type_ {
+            ListenerType::Internal => (format!("{pod}.{headless}.{ns}.svc"), l.port),
+            ListenerType::ClusterIp => (format!("{pod}-{}.{ns}.svc", l.name), l.port),
+            ListenerType::LoadBalancer => (template(), l.port),
+            ListenerType::NodePort => (template(), node_port(l)?),
+        };
+        out.push(format!("{name}://{host}:{port}"));
     }
-    Ok(Some(out.join(",")))
+    Ok(out.join(","))
+}
+
+/// The per-pod `advertised_listeners` (the `RUNNEL_ADVERTISED_LISTENERS` environment value,
+/// with `$(POD_NAME)` and `$(RUNNEL_NODE_ID)` expanded by the kubelet); None without listeners
+/// and with a nodeport listener (see [`broker_advertised_listeners`]).
+pub fn advertised_listeners(cluster: &Cluster) -> Result<Option<String>, Error> {
+    if cluster.spec.listeners.is_empty() || has_node_port_listener(cluster) {
+        return Ok(None);
+    }
+    render_advertised(cluster, "$(POD_NAME)", "$(RUNNEL_NODE_ID)", |l| Ok(l.port)).map(Some)
+}
+
+/// Broker `ordinal`'s `advertised_listeners`, literally, with each nodeport listener at its
+/// Service's node port from `node_ports` ([`Error::NodePortMissing`] when it has none yet).
+pub fn broker_advertised_listeners(
+    cluster: &Cluster,
+    ordinal: i32,
+    node_ports: &NodePorts,
+) -> Result<String, Error> {
+    let owner = owner(cluster)?;
+    let pod = format!("{}-{ordinal}", headless_service_name(owner.name));
+    render_advertised(cluster, &pod, &ordinal.to_string(), |l| {
+        let service = broker_service_name(&pod, l);
+        node_ports
+            .get(&service)
+            .copied()
+            .ok_or(Error::NodePortMissing(service))
+    })
+}
+
+/// Where clients reach each listener (`status.listeners`): every broker's advertised
+/// address (a nodeport listener's only once `node_ports` has all of its brokers' ports), and
+/// the bootstrap servers: a `cluster-ip` listener's bootstrap Service, else those addresses.
+pub fn listener_statuses(
+    cluster: &Cluster,
+    node_ports: &NodePorts,
+) -> Result<Vec<ListenerStatus>, Error> {
+    let owner = owner(cluster)?;
+    let mut statuses = Vec::new();
+    for (index, l) in cluster.spec.listeners.iter().enumerate() {
+        let mut addresses = Vec::new();
+        for ordinal in 0..cluster.spec.replicas {
+            let advertised = match broker_advertised_listeners(cluster, ordinal, node_ports) {
+                Ok(a) => a,
+                Err(Error::NodePortMissing(_)) => {
+                    addresses.clear();
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            // Entry 0 is REPLICATION; the listeners follow in spec order.
+            let entry = advertised.split(',').nth(index + 1).unwrap_or_default();
+            let address = entry.split_once("://").map_or(entry, |(_, a)| a);
+            if let Some((host, port)) = address.rsplit_once(':') {
+                addresses.push(ListenerAddress {
+                    host: host.to_string(),
+                    port: port.parse().unwrap_or_default(),
+                });
+            }
+        }
+        let bootstrap_servers = match l.type_ {
+            ListenerType::ClusterIp => format!(
+                "{}-{}-bootstrap.{}.svc:{}",
+                owner.name, l.name, owner.namespace, l.port
+            ),
+            _ => addresses
+                .iter()
+                .map(|a| format!("{}:{}", a.host, a.port))
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        statuses.push(ListenerStatus {
+            name: l.name.clone(),
+            bootstrap_servers,
+            addresses,
+        });
+    }
+    Ok(statuses)
+}
+
+/// The node ports of the nodeport listener Services among `services` (as the API server
+/// returned them).
+pub fn node_ports_of(services: &[Service]) -> NodePorts {
+    services
+        .iter()
+        .filter_map(|s| {
+            let spec = s.spec.as_ref()?;
+            if spec.type_.as_deref() != Some("NodePort") {
+                return None;
+            }
+            let port = spec.ports.as_ref()?.first()?.node_port?;
+            Some((s.metadata.name.clone()?, port))
+        })
+        .collect()
 }
 
 /// The container ports of the listeners (named `l-<name>`).
@@ -260,7 +401,8 @@ pub(crate) fn volumes(cluster: &Cluster) -> Result<(Vec<Volume>, Vec<VolumeMount
     Ok((volumes, mounts))
 }
 
-/// The Services of the listeners reached through Services (`cluster-ip`, `loadbalancer`): one
+/// The Services of the listeners reached through Services (`cluster-ip`, `loadbalancer`,
+/// `nodeport`): one
 /// per broker (`<cluster>-brokers-<ordinal>-<listener>`, selecting that pod by name) and a
 /// bootstrap one (`<cluster>-<listener>-bootstrap`), of the listener's type.
 pub fn listener_services(cluster: &Cluster) -> Result<Vec<Service>, Error> {
@@ -272,6 +414,7 @@ pub fn listener_services(cluster: &Cluster) -> Result<Vec<Service>, Error> {
             ListenerType::Internal => continue,
             ListenerType::ClusterIp => "ClusterIP",
             ListenerType::LoadBalancer => "LoadBalancer",
+            ListenerType::NodePort => "NodePort",
         };
         let port = ServicePort {
             name: Some(port_name(l)),
@@ -301,12 +444,21 @@ pub fn listener_services(cluster: &Cluster) -> Result<Vec<Service>, Error> {
             let pod = format!("{headless}-{ordinal}");
             let mut selector = selector_labels(owner.name);
             selector.insert(POD_NAME_LABEL.into(), pod.clone());
+            // A node port given in the spec is applied (and so owned); otherwise the API
+            // server allocates one and keeps it on later applies that leave it out.
+            let given = usize::try_from(ordinal)
+                .ok()
+                .and_then(|i| l.node_ports.get(i).copied());
+            let port = ServicePort {
+                node_port: given.filter(|_| l.type_ == ListenerType::NodePort),
+                ..port.clone()
+            };
             services.push(Service {
-                metadata: meta(format!("{pod}-{}", l.name)),
+                metadata: meta(broker_service_name(&pod, l)),
                 spec: Some(ServiceSpec {
                     type_: Some(type_.into()),
                     selector: Some(selector),
-                    ports: Some(vec![port.clone()]),
+                    ports: Some(vec![port]),
                     // Clients reach each broker's own address while it starts, as on the
                     // headless Service.
                     publish_not_ready_addresses: Some(true),
@@ -334,6 +486,7 @@ mod tests {
             authentication: ListenerAuthentication::None,
             certificate: None,
             advertised_host_template: None,
+            node_ports: Vec::new(),
         }
     }
 
@@ -348,7 +501,8 @@ mod tests {
                 tls: true,
                 authentication: ListenerAuthentication::Tls,
                 certificate: Some(ListenerCertificate {
-                    secret_name: "kafka-tls".into(),
+                    secret_name: Some("kafka-tls".into()),
+                    cert_manager: None,
                 }),
                 advertised_host_template: Some("b{ordinal}.kafka.example.com".into()),
                 ..listener("external", 9095, ListenerType::LoadBalancer)

@@ -1,6 +1,7 @@
 //! Pure builders of the Kubernetes objects a `Cluster` owns: the same `Cluster` in gives the
 //! same objects out, so a reconciler can apply them with server-side apply on every pass.
 
+mod certificate;
 mod configmap;
 mod listeners;
 mod pdb;
@@ -12,13 +13,19 @@ mod servicemonitor;
 mod services;
 mod statefulset;
 
+pub use certificate::{
+    cert_manager_request, certificate_dns_names, certificate_resource, listener_certificate,
+    listener_certificate_name, CERT_MANAGER_API_VERSION, CERT_MANAGER_GROUP,
+};
 pub use configmap::{
     cluster_id_from_uid, config_map, dynamic_broker_config, render_broker_config, CONFIG_FILE,
 };
 pub use listeners::{
-    advertised_listeners, authentication_enabled, broker_listener_name, listener_config,
-    listener_services, operator_credentials_secret_name, security_protocol, tls_secret_name,
-    LISTENER_LABEL, OPERATOR_PASSWORD_KEY, OPERATOR_USER, REPLICATION_LISTENER,
+    advertised_listeners, authentication_enabled, broker_advertised_listeners, broker_config_file,
+    broker_listener_name, has_node_port_listener, listener_config, listener_services,
+    listener_statuses, node_ports_of, operator_credentials_secret_name, security_protocol,
+    tls_secret_name, NodePorts, LISTENER_LABEL, OPERATOR_PASSWORD_KEY, OPERATOR_USER,
+    REPLICATION_LISTENER,
 };
 pub use pdb::pod_disruption_budget;
 pub use rack::{
@@ -28,7 +35,7 @@ pub use rack::{
 pub use serviceaccount::service_account;
 pub use servicemonitor::{service_monitor, service_monitor_resource};
 pub use services::{agent_endpoint, bootstrap_address, bootstrap_service, headless_service};
-pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION};
+pub use statefulset::{stateful_set, CONFIG_HASH_ANNOTATION, NODE_PORTS_ANNOTATION};
 
 use std::collections::BTreeMap;
 

@@ -26,6 +26,9 @@ use super::{
 use crate::crd::Cluster;
 use crate::Error;
 
+/// Pod annotation listing the node ports of a Cluster's nodeport listener Services
+/// (`<service>=<port>,...`), so a changed node port rolls the brokers that advertise it.
+pub const NODE_PORTS_ANNOTATION: &str = "runnel.dev/node-ports";
 /// Pod annotation carrying the hash of `runnel.toml`, so a config change rolls the brokers.
 pub const CONFIG_HASH_ANNOTATION: &str = "runnel.dev/config-hash";
 
@@ -162,9 +165,19 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
     let mut pod_labels = overrides.labels.clone();
     pod_labels.extend(super::common_labels(owner.name));
     let mut pod_annotations = overrides.annotations.clone();
+    let mut hashed = render_broker_config(cluster)?;
+    if super::has_node_port_listener(cluster) {
+        // Each broker's own file adds its advertised listeners, which follow the listeners'
+        // spec (node ports once allocated never change for a Service that stays).
+        let listeners = serde_json::to_string(&spec.listeners).map_err(|e| Error::Local {
+            what: "hash the listeners".into(),
+            reason: e.to_string(),
+        })?;
+        hashed.push_str(&listeners);
+    }
     pod_annotations.insert(
         CONFIG_HASH_ANNOTATION.to_string(),
-        stable_hash(render_broker_config(cluster)?.as_bytes()),
+        stable_hash(hashed.as_bytes()),
     );
 
     let mut env = vec![
@@ -206,9 +219,11 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
             ..EnvVar::default()
         },
     ];
-    if let Some(advertised) = super::advertised_listeners(cluster)? {
+    if !spec.listeners.is_empty() {
         // Named listeners replace the single advertised address.
         env.retain(|e| e.name != "RUNNEL_ADVERTISED_ADDRESS");
+    }
+    if let Some(advertised) = super::advertised_listeners(cluster)? {
         env.push(EnvVar {
             name: "RUNNEL_ADVERTISED_LISTENERS".into(),
             value: Some(advertised),
@@ -262,7 +277,16 @@ pub fn stateful_set(cluster: &Cluster) -> Result<StatefulSet, Error> {
         command: Some(vec!["runnel-broker".into()]),
         args: Some(vec![
             "--config".into(),
-            format!("{CONFIG_MOUNT}/{CONFIG_FILE}"),
+            if super::has_node_port_listener(cluster) {
+                // Each broker its own file (its advertised node ports); the kubelet expands
+                // the ordinal.
+                format!(
+                    "{CONFIG_MOUNT}/{}",
+                    super::listeners::broker_config_file_template()
+                )
+            } else {
+                format!("{CONFIG_MOUNT}/{CONFIG_FILE}")
+            },
         ]),
         env: Some(env),
         ports: Some(broker_ports(cluster)),

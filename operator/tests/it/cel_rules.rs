@@ -468,7 +468,51 @@ fn cluster_listeners_refuse_impossible_specs() {
             json!([{ "name": "ext", "port": 9094, "type": "loadbalancer",
                      "advertisedHostTemplate": "b{ordinal}.example.com" }]),
             true,
-            "requireTlsExternal: every loadbalancer listener needs tls: true",
+            "requireTlsExternal: every loadbalancer and nodeport listener needs tls: true",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "nodeport",
+                     "advertisedHostTemplate": "n{ordinal}.example.com" }]),
+            true,
+            "requireTlsExternal: every loadbalancer and nodeport listener needs tls: true",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "tls": true,
+                     "certificate": { "secretName": "kafka-tls",
+                                      "certManager": { "issuerRef": { "name": "ca" } } } }]),
+            false,
+            "a certificate is exactly one of secretName and certManager",
+        ),
+        (
+            json!([{ "name": "a", "port": 9094, "tls": true, "certificate": {} }]),
+            false,
+            "a certificate is exactly one of secretName and certManager",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "nodeport" }]),
+            false,
+            "a nodeport listener needs advertisedHostTemplate",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "loadbalancer",
+                     "advertisedHostTemplate": "b{ordinal}.example.com",
+                     "nodePorts": [31000] }]),
+            false,
+            "nodePorts is only for nodeport listeners",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "nodeport",
+                     "advertisedHostTemplate": "n{ordinal}.example.com",
+                     "nodePorts": [31000, 9094] }]),
+            false,
+            "node ports are in 30000-32767",
+        ),
+        (
+            json!([{ "name": "ext", "port": 9094, "type": "nodeport",
+                     "advertisedHostTemplate": "n{ordinal}.example.com",
+                     "nodePorts": [31000, 31000] }]),
+            false,
+            "nodePorts must be unique",
         ),
         (
             json!([{ "name": "ext", "port": 9094, "type": "loadbalancer" }]),
@@ -516,4 +560,30 @@ fn cluster_listeners_refuse_impossible_specs() {
         None,
     )
     .expect("an internal SASL listener and an external mTLS one");
+    check(
+        "Cluster",
+        &cluster_with_listeners(
+            json!([
+                { "name": "ext", "port": 9095, "type": "nodeport", "tls": true,
+                  "certificate": tls, "advertisedHostTemplate": "n{ordinal}.example.com",
+                  "nodePorts": [31000, 31001] },
+                { "name": "other", "port": 9096, "type": "nodeport", "tls": true,
+                  "certificate": tls, "advertisedHostTemplate": "n{ordinal}.example.com" },
+            ]),
+            true,
+        ),
+        None,
+    )
+    .expect("nodeport listeners with given and allocated node ports");
+    let cert_manager = json!({ "certManager": { "issuerRef": { "name": "ca",
+                                                               "kind": "ClusterIssuer" } } });
+    check(
+        "Cluster",
+        &cluster_with_listeners(
+            json!([{ "name": "a", "port": 9094, "tls": true, "certificate": cert_manager }]),
+            false,
+        ),
+        None,
+    )
+    .expect("a certificate from cert-manager");
 }

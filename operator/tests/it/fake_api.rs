@@ -39,6 +39,15 @@
 //!   dependents (ownerReferences to its uid) are deleted, or orphaned with
 //!   `propagationPolicy: Orphan`, or only lose the reference while another owner lives; objects
 //!   it does not own are untouched.
+//! - **API discovery and installed groups**: `/api`, `/apis`, `/apis/<group>[/<version>]`
+//!   list the core group, the built-in groups ([`BUILTIN_GROUPS`]) and the groups of installed
+//!   CRDs (the runnel ones, and those a test installs with [`FakeApi::install_crd`], e.g.
+//!   cert-manager's); any other group is not installed: 404 for discovery and for its
+//!   resources. Discovery is readable by every client, as `system:discovery` grants.
+//! - **Service node ports** (`service_node_ports`): a NodePort or LoadBalancer Service's ports
+//!   get a free node port of 30000-32767 when none is given and keep it on later writes (server-side
+//!   applies included) that leave it out; a given one out of the range or already allocated is
+//!   a 422 Invalid, as is one on a ClusterIP Service.
 //! - **Immutable built-in fields**: StatefulSet spec fields other than the mutable ones (422);
 //!   PersistentVolumeClaim edits other than a permitted storage grow (see `validate_update`).
 //!
@@ -95,6 +104,9 @@ struct State {
     rbac_requests: Vec<String>,
     /// The subset of `rbac_requests` refused with 403.
     forbidden: Vec<String>,
+    /// CRDs installed by a test ([`FakeApi::install_crd`]) besides the runnel ones in `crds/`
+    /// (leaked: a test installs a handful at most).
+    installed: Vec<&'static schema::Crd>,
 }
 
 /// The fake apiserver; clone it freely (shared state).
@@ -326,6 +338,314 @@ fn validate_update(
         }
         _ => Ok(()),
     }
+}
+
+/// The CRD serving `key`'s resource: a runnel one from `crds/` or one a test installed.
+fn crd_of(state: &State, key: &Key) -> Option<&'static schema::Crd> {
+    schema::crd_at(&key.base, &key.plural).or_else(|| {
+        state.installed.iter().copied().find(|c| {
+            c.plural == key.plural && key.base == format!("apis/{}/{}", c.group, c.version)
+        })
+    })
+}
+
+/// A built-in resource in discovery: plural, kind, namespaced.
+type BuiltinResource = (&'static str, &'static str, bool);
+/// A served resource: plural, kind, namespaced.
+type ServedResource = (String, String, bool);
+/// A served group version: group, version, its resources.
+type ServedGroup = (String, String, Vec<ServedResource>);
+
+/// The built-in API groups the fake serves (group, version, resources as plural, kind,
+/// namespaced), besides the core group `v1` and the groups of installed CRDs. The Prometheus
+/// Operator's group is served as if its CRDs were installed (the ServiceMonitor tests expect
+/// it); any other group is not installed: 404 for its resources, absent from discovery.
+const BUILTIN_GROUPS: [(&str, &str, &[BuiltinResource]); 8] = [
+    (
+        "apps",
+        "v1",
+        &[
+            ("statefulsets", "StatefulSet", true),
+            ("deployments", "Deployment", true),
+            ("replicasets", "ReplicaSet", true),
+            ("controllerrevisions", "ControllerRevision", true),
+        ],
+    ),
+    ("batch", "v1", &[("jobs", "Job", true)]),
+    (
+        "policy",
+        "v1",
+        &[("poddisruptionbudgets", "PodDisruptionBudget", true)],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        &[
+            ("clusterroles", "ClusterRole", false),
+            ("clusterrolebindings", "ClusterRoleBinding", false),
+            ("roles", "Role", true),
+            ("rolebindings", "RoleBinding", true),
+        ],
+    ),
+    ("events.k8s.io", "v1", &[("events", "Event", true)]),
+    (
+        "storage.k8s.io",
+        "v1",
+        &[("storageclasses", "StorageClass", false)],
+    ),
+    ("coordination.k8s.io", "v1", &[("leases", "Lease", true)]),
+    (
+        "monitoring.coreos.com",
+        "v1",
+        &[("servicemonitors", "ServiceMonitor", true)],
+    ),
+];
+
+/// The core group's resources (plural, kind, namespaced) in discovery.
+const CORE_RESOURCES: [BuiltinResource; 10] = [
+    ("pods", "Pod", true),
+    ("services", "Service", true),
+    ("configmaps", "ConfigMap", true),
+    ("secrets", "Secret", true),
+    ("serviceaccounts", "ServiceAccount", true),
+    ("persistentvolumeclaims", "PersistentVolumeClaim", true),
+    ("persistentvolumes", "PersistentVolume", false),
+    ("namespaces", "Namespace", false),
+    ("nodes", "Node", false),
+    ("events", "Event", true),
+];
+
+/// Every served group version (`group/version`) with its resources, as discovery lists them.
+fn served_groups(state: &State) -> Vec<ServedGroup> {
+    let mut groups: Vec<ServedGroup> = BUILTIN_GROUPS
+        .iter()
+        .map(|(g, v, rs)| {
+            (
+                g.to_string(),
+                v.to_string(),
+                rs.iter()
+                    .map(|(p, k, n)| (p.to_string(), k.to_string(), *n))
+                    .collect(),
+            )
+        })
+        .collect();
+    for crd in schema::crds().iter().chain(state.installed.iter().copied()) {
+        let resource = (crd.plural.clone(), crd.kind.clone(), crd.namespaced);
+        match groups
+            .iter_mut()
+            .find(|(g, v, _)| *g == crd.group && *v == crd.version)
+        {
+            Some((_, _, rs)) => rs.push(resource),
+            None => groups.push((crd.group.clone(), crd.version.clone(), vec![resource])),
+        }
+    }
+    groups
+}
+
+/// Whether the resource at `key` (or collection `base`/`plural`) is served: the core group,
+/// a built-in group version, or a CRD's resource.
+fn served(state: &State, base: &str, plural: &str) -> bool {
+    match base.split('/').collect::<Vec<_>>()[..] {
+        ["api", "v1"] => true,
+        ["apis", group, version] => served_groups(state).iter().any(|(g, v, rs)| {
+            g == group
+                && v == version
+                && (BUILTIN_GROUPS.iter().any(|(bg, _, _)| *bg == group)
+                    || rs.iter().any(|(p, _, _)| p == plural))
+        }),
+        _ => false,
+    }
+}
+
+/// 404 for what the apiserver does not serve, in its words.
+fn not_served() -> Response<RespBody> {
+    status_error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource".into(),
+    )
+}
+
+fn api_resource_list(group_version: &str, resources: &[ServedResource]) -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+        "resources": resources.iter().map(|(plural, kind, namespaced)| json!({
+            "name": plural, "singularName": kind.to_lowercase(), "namespaced": namespaced,
+            "kind": kind,
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update",
+                      "watch"],
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// API discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`):
+/// what is served, and 404 for a group or version that is not; None for other paths.
+fn discovery(state: &State, path: &str) -> Option<Response<RespBody>> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let groups = served_groups(state);
+    let group_json = |g: &str, v: &str| {
+        let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+        json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+    };
+    let body = match segs[..] {
+        ["api"] => json!({"kind": "APIVersions", "versions": ["v1"]}),
+        ["api", "v1"] => {
+            let core: Vec<ServedResource> = CORE_RESOURCES
+                .iter()
+                .map(|(p, k, n)| (p.to_string(), k.to_string(), *n))
+                .collect();
+            api_resource_list("v1", &core)
+        }
+        ["apis"] => json!({
+            "kind": "APIGroupList", "apiVersion": "v1",
+            "groups": groups.iter().map(|(g, v, _)| group_json(g, v)).collect::<Vec<_>>(),
+        }),
+        ["apis", group] => match groups.iter().find(|(g, _, _)| g == group) {
+            Some((g, v, _)) => {
+                let mut body = group_json(g, v);
+                body["kind"] = json!("APIGroup");
+                body["apiVersion"] = json!("v1");
+                body
+            }
+            None => return Some(not_served()),
+        },
+        ["apis", group, version] => {
+            match groups.iter().find(|(g, v, _)| g == group && v == version) {
+                Some((g, v, rs)) => api_resource_list(&format!("{g}/{v}"), rs),
+                None => return Some(not_served()),
+            }
+        }
+        _ => return None,
+    };
+    Some(full(StatusCode::OK, &body))
+}
+
+/// Whether `path` is an API discovery path, which the `system:discovery` ClusterRole lets
+/// every authenticated user read.
+fn is_discovery(method: &Method, path: &str) -> bool {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    method == Method::GET
+        && matches!(
+            segs[..],
+            ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _]
+        )
+}
+
+/// The apiserver's default `--service-node-port-range`.
+const NODE_PORT_RANGE: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// What the apiserver's Service storage does with node ports on a create or update of a
+/// Service: a NodePort or LoadBalancer Service's port without `nodePort` keeps the one the
+/// same port (number and protocol) held before, else gets the lowest free one of the range; a
+/// given one out of the range or held by another Service (or another port of this one) is a
+/// 422 Invalid; a `nodePort` on another type is a 422 Forbidden, unless it is the one the
+/// Service held before the type changed (then it is dropped, with the type).
+fn service_node_ports(
+    state: &State,
+    key: &Key,
+    current: Option<&Value>,
+    next: &mut Value,
+) -> Result<(), Box<Response<RespBody>>> {
+    if (key.base.as_str(), key.plural.as_str()) != ("api/v1", "services") {
+        return Ok(());
+    }
+    let needs = matches!(
+        next["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    );
+    let type_ = next["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let old_ports: Vec<Value> = current
+        .and_then(|c| c["spec"]["ports"].as_array().cloned())
+        .unwrap_or_default();
+    let protocol = |p: &Value| p["protocol"].as_str().unwrap_or("TCP").to_string();
+    let old_node_port = |p: &Value| {
+        old_ports
+            .iter()
+            .find(|o| o["port"] == p["port"] && protocol(o) == protocol(p))
+            .and_then(|o| o["nodePort"].as_i64())
+    };
+    let mut used: std::collections::BTreeSet<i64> = state
+        .objects
+        .iter()
+        .filter(|(k, _)| k.base == "api/v1" && k.plural == "services" && *k != key)
+        .flat_map(|(_, v)| {
+            v["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["nodePort"].as_i64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Some(ports) = next["spec"]["ports"].as_array_mut() else {
+        return Ok(());
+    };
+    let mut causes = Vec::new();
+    // Given (or kept) node ports first, so an allocation never takes one of them.
+    for (i, p) in ports.iter_mut().enumerate() {
+        let field = format!("spec.ports[{i}].nodePort");
+        let given = p["nodePort"].as_i64();
+        if !needs {
+            match given {
+                Some(n) if Some(n) == old_node_port(p) => {
+                    if let Some(o) = p.as_object_mut() {
+                        o.remove("nodePort");
+                    }
+                }
+                Some(_) => causes.push(schema::Cause {
+                    field,
+                    reason: "FieldValueForbidden",
+                    message: format!("Forbidden: may not be used when `type` is '{type_}'"),
+                }),
+                None => {}
+            }
+            continue;
+        }
+        let Some(n) = given.or_else(|| old_node_port(p)) else {
+            continue;
+        };
+        if !NODE_PORT_RANGE.contains(&n) {
+            causes.push(schema::Cause {
+                field,
+                reason: "FieldValueInvalid",
+                message: format!(
+                    "Invalid value: {n}: provided port is not in the valid range. The range of \
+                     valid ports is {}-{}",
+                    NODE_PORT_RANGE.start(),
+                    NODE_PORT_RANGE.end()
+                ),
+            });
+        } else if !used.insert(n) {
+            causes.push(schema::Cause {
+                field,
+                reason: "FieldValueInvalid",
+                message: format!("Invalid value: {n}: provided port is already allocated"),
+            });
+        } else {
+            p["nodePort"] = json!(n);
+        }
+    }
+    if !causes.is_empty() {
+        let obj = next.clone();
+        return Err(Box::new(invalid_causes(key, &obj, &causes)));
+    }
+    if needs {
+        for p in ports.iter_mut().filter(|p| p["nodePort"].is_null()) {
+            let Some(free) = NODE_PORT_RANGE.clone().find(|n| !used.contains(n)) else {
+                return Err(Box::new(status_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "failed to allocate a nodePort: range is full".into(),
+                )));
+            };
+            used.insert(free);
+            p["nodePort"] = json!(free);
+        }
+    }
+    Ok(())
 }
 
 /// Where RBAC objects live in the fake.
@@ -874,8 +1194,8 @@ enum Target {
 fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (base, rest) = match *segs.first()? {
-        "api" => (segs[..2].join("/"), &segs[2..]),
-        "apis" => (segs[..3].join("/"), &segs[3..]),
+        "api" if segs.len() > 2 => (segs[..2].join("/"), &segs[2..]),
+        "apis" if segs.len() > 3 => (segs[..3].join("/"), &segs[3..]),
         _ => return None,
     };
     match rest {
@@ -982,7 +1302,11 @@ impl FakeApi {
         };
         let line = format!("{} {}", req.method(), req.uri().path());
         let q = query(&req);
-        let denied = rbac.authorize(req.method(), req.uri().path(), &q);
+        let denied = if is_discovery(req.method(), req.uri().path()) {
+            Ok(())
+        } else {
+            rbac.authorize(req.method(), req.uri().path(), &q)
+        };
         {
             let mut state = self.lock();
             state.rbac_requests.push(line.clone());
@@ -1071,6 +1395,15 @@ impl FakeApi {
         };
         let mut state = self.lock();
         Self::create(&mut state, &self.events, key, obj);
+    }
+
+    /// Installs a CustomResourceDefinition (YAML, as `kubectl apply` would create it), as an
+    /// admin installing e.g. cert-manager does: from then on its group is in discovery and its
+    /// resources are served, pruned, defaulted and validated against its schema and rules.
+    pub(crate) fn install_crd(&self, crd_yaml: &str) {
+        let crd: Value = serde_yaml::from_str(crd_yaml).expect("CRD YAML");
+        let crd: &'static schema::Crd = Box::leak(Box::new(schema::parse_crd(&crd)));
+        self.lock().installed.push(crd);
     }
 
     /// `METHOD path` of every request RBAC-bound clients made so far.
@@ -1197,7 +1530,11 @@ impl FakeApi {
     /// status is reset, the server's metadata is its own, and a
     /// custom resource is pruned, defaulted and validated (422).
     #[allow(clippy::result_large_err)]
-    fn admit_create(key: &Key, mut obj: Value) -> Result<Value, Response<RespBody>> {
+    fn admit_create(
+        key: &Key,
+        crd: Option<&schema::Crd>,
+        mut obj: Value,
+    ) -> Result<Value, Response<RespBody>> {
         if key.status_subresource() {
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
@@ -1215,7 +1552,7 @@ impl FakeApi {
                 meta.remove(field);
             }
         }
-        if let Some(crd) = schema::crd_at(&key.base, &key.plural) {
+        if let Some(crd) = crd {
             schema::prune(&crd.schema, &mut obj);
             schema::default(&crd.schema, &mut obj);
             let causes = schema::validate(crd, &obj, None, false);
@@ -1344,6 +1681,11 @@ impl FakeApi {
                 Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", e),
             }
         };
+        if method == Method::GET {
+            if let Some(answer) = discovery(&self.lock(), &path) {
+                return answer;
+            }
+        }
         let Some(target) = parse_path(&path) else {
             return status_error(
                 StatusCode::NOT_FOUND,
@@ -1351,6 +1693,13 @@ impl FakeApi {
                 format!("no route {path}"),
             );
         };
+        let (base, plural) = match &target {
+            Target::Collection { base, plural, .. } => (base, plural),
+            Target::Object { key, .. } => (&key.base, &key.plural),
+        };
+        if !served(&self.lock(), base, plural) {
+            return not_served();
+        }
         if let Target::Object { key, status: true } = &target {
             if !key.status_subresource() {
                 return status_error(
@@ -1428,7 +1777,7 @@ impl FakeApi {
                         format!("{} {:?} already exists", key.resource(), key.name),
                     );
                 }
-                let mut obj = match Self::admit_create(&key, body) {
+                let mut obj = match Self::admit_create(&key, crd_of(&state, &key), body) {
                     Ok(obj) => obj,
                     Err(refused) => return refused,
                 };
@@ -1443,6 +1792,9 @@ impl FakeApi {
                     &owned_part(&obj, false, sub),
                 );
                 set_managers(&mut obj, list);
+                if let Err(refused) = service_node_ports(&state, &key, None, &mut obj) {
+                    return *refused;
+                }
                 let obj = Self::create(&mut state, &self.events, key, obj);
                 full(StatusCode::CREATED, &obj)
             }
@@ -1498,7 +1850,7 @@ impl FakeApi {
                             return not_found(&key);
                         }
                         // An apply of a missing object creates it, owned by the applier.
-                        let mut obj = match Self::admit_create(&key, body) {
+                        let mut obj = match Self::admit_create(&key, crd_of(&state, &key), body) {
                             Ok(obj) => obj,
                             Err(refused) => return refused,
                         };
@@ -1514,6 +1866,10 @@ impl FakeApi {
                                 fields: fields::field_set(&config),
                             }],
                         );
+                        // Allocated node ports are the server's: no manager owns them.
+                        if let Err(refused) = service_node_ports(&state, &key, None, &mut obj) {
+                            return *refused;
+                        }
                         let obj = Self::create(&mut state, &self.events, key, obj);
                         return full(StatusCode::CREATED, &obj);
                     };
@@ -1703,7 +2059,7 @@ impl FakeApi {
             }
         }
         let mut next = Self::next(&current, written, status, sub);
-        if let Some(crd) = schema::crd_at(&key.base, &key.plural) {
+        if let Some(crd) = crd_of(state, &key) {
             schema::prune(&crd.schema, &mut next);
             schema::default(&crd.schema, &mut next);
             let causes = schema::validate(crd, &next, Some(&current), status);
@@ -1713,6 +2069,11 @@ impl FakeApi {
         }
         if let Err(refused) = validate_update(state, &key, &current, &next, status) {
             return *refused;
+        }
+        if !status {
+            if let Err(refused) = service_node_ports(state, &key, Some(&current), &mut next) {
+                return *refused;
+            }
         }
         set_managers(&mut next, list);
         if next == current {

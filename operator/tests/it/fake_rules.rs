@@ -996,3 +996,137 @@ async fn an_owner_held_by_a_finalizer_takes_its_dependents_when_the_last_finaliz
         );
     }
 }
+
+const SVC: &str = "/api/v1/namespaces/kafka/services";
+
+fn service(name: &str, type_: &str, port: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"type": type_, "ports": [port]},
+    })
+}
+
+fn node_port(svc: &Value) -> Option<i64> {
+    svc["spec"]["ports"][0]["nodePort"].as_i64()
+}
+
+/// kube-apiserver's Service storage: a NodePort Service without a node port gets a free one of
+/// the node port range; a given one out of the range or already allocated is a 422 Invalid;
+/// an allocated one stays on a server-side apply that omits it; a ClusterIP Service may not
+/// have one (422 Forbidden), and one that was NodePort loses it with the type.
+#[tokio::test]
+async fn node_ports_are_allocated_checked_and_kept_as_the_apiserver_does() {
+    let client = FakeApi::new().client();
+    let a = post(
+        &client,
+        SVC,
+        service("a", "NodePort", json!({"port": 9095})),
+    )
+    .await;
+    let first = node_port(&a).expect("an allocated node port");
+    assert!((30000..=32767).contains(&first), "{a}");
+
+    let (code, status) = call(
+        &client,
+        Method::POST,
+        SVC,
+        "application/json",
+        service("b", "NodePort", json!({"port": 9095, "nodePort": first})),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        format!(
+            "Service \"b\" is invalid: spec.ports[0].nodePort: Invalid value: {first}: provided \
+             port is already allocated"
+        )
+    );
+    let (code, status) = call(
+        &client,
+        Method::POST,
+        SVC,
+        "application/json",
+        service("b", "NodePort", json!({"port": 9095, "nodePort": 8080})),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"].as_str().is_some_and(|m| m.ends_with(
+            "Invalid value: 8080: provided port is not in the valid \
+                                          range. The range of valid ports is 30000-32767"
+        )),
+        "{status}"
+    );
+
+    // An apply that creates the Service allocates too; a given free port is taken as given.
+    let (code, b) = apply(
+        &client,
+        &format!("{SVC}/b"),
+        "op",
+        true,
+        service("b", "NodePort", json!({"port": 9095})),
+    )
+    .await;
+    assert_eq!(code, 201, "{b}");
+    let second = node_port(&b).expect("allocated");
+    assert_ne!(second, first);
+    let c = post(
+        &client,
+        SVC,
+        service("c", "NodePort", json!({"port": 9095, "nodePort": 32000})),
+    )
+    .await;
+    assert_eq!(node_port(&c), Some(32000));
+
+    // Later applies that leave nodePort out keep the allocated one, for its manager and others.
+    for (manager, name, port) in [("op", "b", second), ("other", "a", first)] {
+        let (code, svc) = apply(
+            &client,
+            &format!("{SVC}/{name}"),
+            manager,
+            true,
+            service(name, "NodePort", json!({"port": 9095, "name": "kafka"})),
+        )
+        .await;
+        assert_eq!(code, 200, "{svc}");
+        assert_eq!(node_port(&svc), Some(port), "{svc}");
+    }
+
+    // A ClusterIP Service has none: refused when given, dropped with a change of type.
+    let (code, status) = call(
+        &client,
+        Method::POST,
+        SVC,
+        "application/json",
+        service("d", "ClusterIP", json!({"port": 9095, "nodePort": 31000})),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Forbidden: may not be used when `type` is 'ClusterIP'")),
+        "{status}"
+    );
+    let (code, svc) = apply(
+        &client,
+        &format!("{SVC}/b"),
+        "op",
+        true,
+        service("b", "ClusterIP", json!({"port": 9095})),
+    )
+    .await;
+    assert_eq!(code, 200, "{svc}");
+    assert_eq!(node_port(&svc), None, "{svc}");
+    // Its port is free again.
+    let e = post(
+        &client,
+        SVC,
+        service("e", "NodePort", json!({"port": 9095, "nodePort": second})),
+    )
+    .await;
+    assert_eq!(node_port(&e), Some(second));
+}

@@ -4,6 +4,7 @@
 //! rendered `runnel.toml` that serves the SASL listeners, created the operator's user from the
 //! mounted password, and is managed by the operator through it (a User reconciled over SASL).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use runnel_operator::controller::{self, find_condition};
 use runnel_operator::crd::{Cluster, User};
 use serde_json::json;
 use tokio::sync::mpsc;
+
+use rustls::pki_types::pem::PemObject;
 
 use crate::harness::{broker_binary, eventually, sts_name, Env, NS};
 
@@ -55,8 +58,12 @@ async fn render(env: &Env) -> Cluster {
 }
 
 async fn config_toml(env: &Env) -> String {
+    config_toml_of(env, "secure").await
+}
+
+async fn config_toml_of(env: &Env, cluster: &str) -> String {
     let cm = Api::<ConfigMap>::namespaced(env.client.clone(), NS)
-        .get("secure-config")
+        .get(&format!("{cluster}-config"))
         .await
         .expect("ConfigMap");
     cm.data.expect("data")["runnel.toml"].clone()
@@ -220,6 +227,54 @@ async fn listeners_render_config_ports_services_and_the_operator_credentials() {
         ]
     );
 
+    // The status gives clients each listener's bootstrap servers and brokers' addresses.
+    let status = Api::<Cluster>::namespaced(env.client.clone(), NS)
+        .get("secure")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    let summary: Vec<(String, String, Vec<String>)> = status
+        .listeners
+        .iter()
+        .map(|l| {
+            (
+                l.name.clone(),
+                l.bootstrap_servers.clone(),
+                l.addresses
+                    .iter()
+                    .map(|a| format!("{}:{}", a.host, a.port))
+                    .collect(),
+            )
+        })
+        .collect();
+    let pods = |suffix: &str, port: u16| -> Vec<String> {
+        (0..2)
+            .map(|i| format!("secure-brokers-{i}{suffix}:{port}"))
+            .collect()
+    };
+    let internal = pods(".secure-brokers.kafka.svc", 9094);
+    let external: Vec<String> = (0..2)
+        .map(|i| format!("b{i}.kafka.example.com:9095"))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("internal".to_string(), internal.join(","), internal),
+            (
+                "apps".into(),
+                "secure-apps-bootstrap.kafka.svc:9096".into(),
+                pods("-apps.kafka.svc", 9096)
+            ),
+            ("external".into(), external.join(","), external),
+        ]
+    );
+    assert_eq!(
+        status.bootstrap.as_deref(),
+        Some("secure-bootstrap.kafka.svc:9092"),
+        "bootstrap stays the brokers' own port"
+    );
+
     // A second pass keeps the password (the brokers created the user with it).
     let password = operator_password(&env).await;
     let _ = controller::cluster::reconcile(Arc::new(cluster), env.ctx.clone()).await;
@@ -304,6 +359,16 @@ impl RenderedBroker {
 }
 
 async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
+    start_rendered_broker_with(toml, password, None).await
+}
+
+/// [`start_rendered_broker`], with the listeners' TLS files (`tls.crt`, `tls.key`, `ca.crt`,
+/// as a Secret volume holds them) in `tls`; without, the TLS listener `EXTERNAL` stays out.
+async fn start_rendered_broker_with(
+    toml: &str,
+    password: &str,
+    tls: Option<&std::path::Path>,
+) -> RenderedBroker {
     let dir = tempfile::Builder::new()
         .prefix("runnel-listeners-")
         .tempdir()
@@ -311,6 +376,7 @@ async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, password).expect("password file");
     let mut config = String::new();
+    let mut expected = 0;
     for line in toml.lines() {
         let line = match line.split_once(" = ") {
             Some(("data_dir", _)) => {
@@ -332,12 +398,15 @@ async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
                 let items: Vec<String> = value
                     .trim_matches(|c| c == '[' || c == ']')
                     .split(", ")
-                    .filter(|i| !i.contains("EXTERNAL"))
+                    .filter(|i| tls.is_some() || !i.contains("EXTERNAL"))
                     .map(|i| match i.split_once("://") {
                         Some((name, _)) => format!("{name}://127.0.0.1:0\""),
                         None => i.to_string(),
                     })
                     .collect();
+                if key == "listeners" {
+                    expected = items.len();
+                }
                 format!("{key} = [{}]", items.join(", "))
             }
             Some((
@@ -346,7 +415,10 @@ async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
                 | "ssl_truststore_location"
                 | "ssl_client_auth",
                 _,
-            )) => continue,
+            )) => match tls {
+                Some(dir) => line.replace("/etc/runnel/tls", &dir.display().to_string()),
+                None => continue,
+            },
             _ => line.to_string(),
         };
         config.push_str(&line);
@@ -374,7 +446,7 @@ async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
     });
     let mut listeners = Vec::new();
     let read = async {
-        while listeners.len() < 3 {
+        while listeners.len() < expected {
             let Some(line) = rx.recv().await else { break };
             if let Some(rest) = line.strip_prefix("runnel-broker ready ") {
                 if let Some(a) = rest
@@ -394,7 +466,7 @@ async fn start_rendered_broker(toml: &str, password: &str) -> RenderedBroker {
     let log = std::fs::read_to_string(dir.path().join("broker.log")).unwrap_or_default();
     assert_eq!(
         listeners.len(),
-        3,
+        expected,
         "listeners {listeners:?}; config:\n{config}\nbroker log:\n{log}"
     );
     RenderedBroker {
@@ -501,4 +573,523 @@ async fn a_broker_from_the_rendered_config_serves_sasl_and_the_operator_manages_
     )
     .await
     .expect("the User logs in on the internal listener too");
+}
+
+fn node_port_cluster() -> Cluster {
+    serde_json::from_value(json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": {"name": "np"},
+        "spec": {
+            "replicas": 2,
+            "storage": {"size": "1Gi"},
+            "listeners": [
+                {"name": "ext", "port": 9097, "type": "nodeport",
+                 "advertisedHostTemplate": "node{ordinal}.example.com",
+                 "nodePorts": [31001]},
+            ],
+        },
+    }))
+    .expect("Cluster manifest")
+}
+
+/// Node ports of the Services named `names`, as the API server holds them.
+async fn node_ports(env: &Env, names: &[&str]) -> Vec<i32> {
+    let api = Api::<Service>::namespaced(env.client.clone(), NS);
+    let mut out = Vec::new();
+    for name in names {
+        let svc = api.get(name).await.expect("Service");
+        let spec = svc.spec.expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"), "{name}");
+        out.push(
+            spec.ports.expect("ports")[0]
+                .node_port
+                .unwrap_or_else(|| panic!("{name} has no node port")),
+        );
+    }
+    out
+}
+
+async fn config_file(env: &Env, cluster: &str, key: &str) -> String {
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), NS)
+        .get(&format!("{cluster}-config"))
+        .await
+        .expect("ConfigMap");
+    cm.data
+        .expect("data")
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in the ConfigMap"))
+        .clone()
+}
+
+#[tokio::test]
+async fn nodeport_brokers_are_advertised_with_the_node_ports_the_api_server_holds() {
+    let env = Env::new();
+    let api: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    let c = api
+        .create(&PostParams::default(), &node_port_cluster())
+        .await
+        .expect("create Cluster");
+    let _ = controller::cluster::reconcile(Arc::new(c.clone()), env.ctx.clone()).await;
+
+    // A NodePort Service per broker and a bootstrap one: broker 0's port as given in the
+    // spec, broker 1's and the bootstrap's allocated by the API server.
+    let services = ["np-ext-bootstrap", "np-brokers-0-ext", "np-brokers-1-ext"];
+    let ports = node_ports(&env, &services).await;
+    assert_eq!(ports[1], 31001);
+    assert!(
+        ports.iter().all(|p| (30000..=32767).contains(p)) && ports[0] != ports[2],
+        "{ports:?}"
+    );
+
+    // Each broker reads its own file: the shared config plus its advertised listeners, with
+    // its Service's node port.
+    let shared = config_toml_of(&env, "np").await;
+    for (ordinal, port) in [(0, ports[1]), (1, ports[2])] {
+        let own = config_file(&env, "np", &format!("broker-{ordinal}.toml")).await;
+        assert_eq!(
+            own,
+            format!(
+                "{shared}advertised_listeners = [\"REPLICATION://np-brokers-{ordinal}.\
+                 np-brokers.kafka.svc:9092\", \"EXT://node{ordinal}.example.com:{port}\"]\n"
+            )
+        );
+    }
+    let sts = Api::<StatefulSet>::namespaced(env.client.clone(), NS)
+        .get(&sts_name("np"))
+        .await
+        .expect("StatefulSet");
+    let pod = serde_json::to_value(sts.spec.template).expect("json");
+    // A changed node port changes the pod template (the brokers read theirs at start).
+    assert_eq!(
+        pod["metadata"]["annotations"]["runnel.dev/node-ports"],
+        format!(
+            "np-brokers-0-ext={},np-brokers-1-ext={},np-ext-bootstrap={}",
+            ports[1], ports[2], ports[0]
+        )
+    );
+    let broker = &pod["spec"]["containers"][0];
+    assert_eq!(
+        broker["args"],
+        json!(["--config", "/etc/runnel/broker-$(RUNNEL_NODE_ID).toml"])
+    );
+    let env_names: Vec<&str> = broker["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        !env_names.contains(&"RUNNEL_ADVERTISED_LISTENERS")
+            && !env_names.contains(&"RUNNEL_ADVERTISED_ADDRESS"),
+        "the environment must not override the files' advertised listeners: {env_names:?}"
+    );
+
+    // Another pass keeps every allocated port (the operator applies none of them).
+    let c = api.get("np").await.expect("Cluster");
+    let _ = controller::cluster::reconcile(Arc::new(c), env.ctx.clone()).await;
+    assert_eq!(node_ports(&env, &services).await, ports);
+
+    // The status tells clients where the listener is: each broker at its node port.
+    let status = api
+        .get("np")
+        .await
+        .expect("Cluster")
+        .status
+        .expect("status");
+    assert_eq!(
+        serde_json::to_value(&status.listeners).expect("json"),
+        json!([{
+            "name": "ext",
+            "bootstrapServers": format!("node0.example.com:{},node1.example.com:{}", ports[1], ports[2]),
+            "addresses": [
+                {"host": "node0.example.com", "port": ports[1]},
+                {"host": "node1.example.com", "port": ports[2]},
+            ],
+        }])
+    );
+
+    // A broker started from its own file advertises the node port to clients.
+    let own = config_file(&env, "np", "broker-1.toml").await;
+    let broker = start_rendered_broker(&own, "").await;
+    let mut config = ClientConfig::new(broker.addr("EXT"));
+    config.connect_timeout = Duration::from_secs(5);
+    config.request_timeout = Duration::from_secs(10);
+    let client = Client::connect(config).await.expect("connect on EXT");
+    let meta = client.metadata(Some(&[]), false).await.expect("metadata");
+    let advertised: Vec<(String, i32)> = meta
+        .brokers
+        .iter()
+        .map(|b| (b.host.clone(), b.port))
+        .collect();
+    assert_eq!(advertised, [("node1.example.com".to_string(), ports[2])]);
+}
+
+#[tokio::test]
+async fn a_nodeport_held_by_another_service_fails_the_reconcile_and_no_broker_is_advertised_with_it(
+) {
+    let env = Env::new();
+    Api::<Service>::namespaced(env.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "someone-else"},
+                "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31001}]},
+            }))
+            .expect("Service"),
+        )
+        .await
+        .expect("create Service");
+    let api: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    let c = api
+        .create(&PostParams::default(), &node_port_cluster())
+        .await
+        .expect("create Cluster");
+    let err = controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect_err("the node port is taken");
+    assert!(
+        err.to_string()
+            .contains("provided port is already allocated"),
+        "{err}"
+    );
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), NS)
+        .get_opt("np-config")
+        .await
+        .expect("get");
+    assert!(
+        cm.and_then(|c| c.data)
+            .is_none_or(|d| !d.contains_key("broker-0.toml")),
+        "no broker file with a port it does not hold"
+    );
+}
+
+/// cert-manager's Certificate CRD, as a cluster with cert-manager has it.
+const CERT_MANAGER_CRD: &str = include_str!("fixtures/cert-manager-certificates-crd.yaml");
+const CERTIFICATES: &str = "apis/cert-manager.io/v1";
+
+fn cert_manager_cluster() -> Cluster {
+    let certificate =
+        json!({"certManager": {"issuerRef": {"name": "ca", "kind": "ClusterIssuer"}}});
+    serde_json::from_value(json!({
+        "apiVersion": "runnel.dev/v1alpha1",
+        "kind": "Cluster",
+        "metadata": {"name": "tlsc"},
+        "spec": {
+            "replicas": 2,
+            "storage": {"size": "1Gi"},
+            "listeners": [
+                {"name": "secure", "port": 9098, "tls": true, "certificate": certificate},
+                {"name": "external", "port": 9099, "type": "loadbalancer", "tls": true,
+                 "certificate": certificate,
+                 "advertisedHostTemplate": "b{ordinal}.kafka.example.com"},
+            ],
+        },
+    }))
+    .expect("Cluster manifest")
+}
+
+/// Creates the cert-manager Cluster and runs one reconcile pass; returns the stored Cluster.
+async fn render_cert_manager_cluster(env: &Env) -> Cluster {
+    let api: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    let c = api
+        .create(&PostParams::default(), &cert_manager_cluster())
+        .await
+        .expect("create Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    api.get("tlsc").await.expect("Cluster")
+}
+
+fn certificate_condition(c: &Cluster) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    find_condition(
+        &c.status.as_ref().expect("status").conditions,
+        controller::cluster::CERTIFICATE_CONDITION,
+    )
+    .expect("the Certificate condition")
+    .clone()
+}
+
+/// The listener-tls volume's Secret in the brokers' pod template.
+async fn mounted_tls_secret(env: &Env, cluster: &str) -> Option<String> {
+    let sts = Api::<StatefulSet>::namespaced(env.client.clone(), NS)
+        .get(&sts_name(cluster))
+        .await
+        .expect("StatefulSet");
+    sts.spec
+        .template
+        .spec?
+        .volumes?
+        .into_iter()
+        .find(|v| v.name == "listener-tls")?
+        .secret?
+        .secret_name
+}
+
+#[tokio::test]
+async fn without_cert_manager_the_cluster_says_so_and_the_rest_is_applied() {
+    let env = Env::new();
+    // cert-manager is not installed: its group is not discovered and its resources are 404.
+    let groups = env.client.list_api_groups().await.expect("discovery");
+    assert!(groups.groups.iter().all(|g| g.name != "cert-manager.io"));
+    assert!(groups.groups.iter().any(|g| g.name == "runnel.dev"));
+    match env
+        .client
+        .list_api_group_resources("cert-manager.io/v1")
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 404, "{s:?}"),
+        other => panic!("expected a 404, got {other:?}"),
+    }
+
+    let c = render_cert_manager_cluster(&env).await;
+    let cond = certificate_condition(&c);
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "CertManagerMissing"),
+        "{}",
+        cond.message
+    );
+    assert!(
+        cond.message.contains("install cert-manager"),
+        "{}",
+        cond.message
+    );
+    assert!(env
+        .api
+        .event_reasons(NS, "tlsc")
+        .contains(&"CertManagerMissing".to_string()));
+    let warning = env
+        .api
+        .list("apis/events.k8s.io/v1", "events", NS)
+        .into_iter()
+        .find(|e| e["reason"] == "CertManagerMissing")
+        .expect("the Event");
+    assert_eq!(warning["type"], "Warning");
+    // Everything else is applied; the brokers mount the Secret cert-manager would write.
+    assert_eq!(
+        mounted_tls_secret(&env, "tlsc").await.as_deref(),
+        Some("tlsc-listener-tls")
+    );
+    assert!(find_condition(&c.status.expect("status").conditions, "Ready").is_some());
+    assert!(env.api.list(CERTIFICATES, "certificates", NS).is_empty());
+    assert_eq!(env.api.forbidden_requests(), Vec::<String>::new());
+}
+
+/// A CA playing cert-manager's CA issuer: signs `dns_names` and returns the Secret data
+/// cert-manager writes (`tls.crt`, `tls.key`, `ca.crt`).
+fn issue(ca_name: &str, dns_names: &[String]) -> (rcgen::Certificate, BTreeMap<String, String>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(dns_names.to_vec()).expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("signed");
+    let data = BTreeMap::from([
+        ("tls.crt".to_string(), cert.pem()),
+        ("tls.key".to_string(), key.serialize_pem()),
+        ("ca.crt".to_string(), ca_cert.pem()),
+    ]);
+    (ca_cert, data)
+}
+
+/// A TLS handshake with `addr` as `server_name`, trusting only `ca`; the certificate the
+/// server presented, or why the handshake failed.
+async fn handshake(
+    addr: &str,
+    server_name: &str,
+    ca: &rcgen::Certificate,
+) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(|e| e.to_string())?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string())
+        .map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, session) = tls.get_ref();
+    Ok(session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_certificate_from_cert_manager_is_applied_and_the_brokers_serve_its_secret() {
+    let env = Env::new();
+    env.api.install_crd(CERT_MANAGER_CRD);
+    let c = render_cert_manager_cluster(&env).await;
+
+    // The operator applied a valid Certificate, owned by the Cluster, for every name the
+    // brokers are reached by on the tls listeners.
+    let cert = env
+        .api
+        .get(CERTIFICATES, "certificates", NS, "tlsc-listener-tls")
+        .expect("the Certificate");
+    let dns_names = [
+        "tlsc-brokers.kafka.svc",
+        "tlsc-brokers-0.tlsc-brokers.kafka.svc",
+        "tlsc-brokers-1.tlsc-brokers.kafka.svc",
+        "b0.kafka.example.com",
+        "b1.kafka.example.com",
+    ];
+    assert_eq!(
+        cert["spec"],
+        json!({
+            "secretName": "tlsc-listener-tls",
+            "issuerRef": {"name": "ca", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+            "dnsNames": dns_names,
+            "usages": ["server auth"],
+        })
+    );
+    assert_eq!(
+        cert["metadata"]["ownerReferences"][0]["uid"],
+        json!(c.metadata.uid.clone().expect("uid"))
+    );
+    let cond = certificate_condition(&c);
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "WaitingForCertificate"),
+        "{}",
+        cond.message
+    );
+    assert_eq!(env.api.forbidden_requests(), Vec::<String>::new());
+    // The installed CRD's schema holds: a Certificate without secretName is refused.
+    let certificates: Api<kube::core::DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        NS,
+        &runnel_operator::resources::certificate_resource(),
+    );
+    let mut invalid = kube::core::DynamicObject::new(
+        "invalid",
+        &runnel_operator::resources::certificate_resource(),
+    );
+    invalid.data = json!({"spec": {"issuerRef": {"name": "ca"}}});
+    match certificates.create(&PostParams::default(), &invalid).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(s.message.contains("spec.secretName"), "{}", s.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+
+    // Play cert-manager: a CA issues the certificate into the Secret the Certificate names.
+    let names: Vec<String> = dns_names.iter().map(|n| n.to_string()).collect();
+    let (ca, data) = issue("cert-manager CA", &names);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "tlsc-listener-tls"},
+        "type": "kubernetes.io/tls",
+        "stringData": data,
+    }))
+    .expect("Secret");
+    // stringData is the apiserver's to fold into data; write data directly.
+    let secret = Secret {
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        string_data: None,
+        ..secret
+    };
+    Api::<Secret>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create Secret");
+    let api: Api<Cluster> = Api::namespaced(env.client.clone(), NS);
+    let c = api.get("tlsc").await.expect("Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    let c = api.get("tlsc").await.expect("Cluster");
+    let cond = certificate_condition(&c);
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("True", "CertificateIssued"),
+        "{}",
+        cond.message
+    );
+    assert_eq!(
+        mounted_tls_secret(&env, "tlsc").await.as_deref(),
+        Some("tlsc-listener-tls")
+    );
+
+    // A broker from the rendered config, with the Secret's files where its volume puts them,
+    // serves that certificate on both tls listeners.
+    let dir = tempfile::Builder::new()
+        .prefix("runnel-cert-manager-")
+        .tempdir()
+        .expect("tempdir");
+    for (key, value) in &data {
+        std::fs::write(dir.path().join(key), value).expect("Secret file");
+    }
+    let broker =
+        start_rendered_broker_with(&config_toml_of(&env, "tlsc").await, "", Some(dir.path())).await;
+    let leaf = rustls::pki_types::CertificateDer::from_pem_slice(data["tls.crt"].as_bytes())
+        .expect("tls.crt");
+    for (listener, name) in [
+        ("SECURE", "tlsc-brokers-0.tlsc-brokers.kafka.svc"),
+        ("EXTERNAL", "b1.kafka.example.com"),
+    ] {
+        let served = handshake(&broker.addr(listener), name, &ca)
+            .await
+            .unwrap_or_else(|e| panic!("TLS to {listener} as {name}: {e}"));
+        assert_eq!(
+            served,
+            leaf.to_vec(),
+            "{listener} serves the Secret's certificate"
+        );
+    }
+    let (other_ca, _) = issue("another CA", &names);
+    assert!(
+        handshake(&broker.addr("SECURE"), dns_names[1], &other_ca)
+            .await
+            .is_err(),
+        "a client trusting another CA refuses the broker"
+    );
+
+    // The Cluster switches to a Secret of its own: the Certificate goes, the condition too.
+    let mut c = api.get("tlsc").await.expect("Cluster");
+    for l in &mut c.spec.listeners {
+        l.certificate =
+            Some(serde_json::from_value(json!({"secretName": "mine"})).expect("certificate"));
+    }
+    let c = api
+        .replace("tlsc", &PostParams::default(), &c)
+        .await
+        .expect("update Cluster");
+    controller::cluster::reconcile(Arc::new(c), env.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(env.api.list(CERTIFICATES, "certificates", NS).is_empty());
+    let c = api.get("tlsc").await.expect("Cluster");
+    assert!(find_condition(
+        &c.status.expect("status").conditions,
+        controller::cluster::CERTIFICATE_CONDITION
+    )
+    .is_none());
+    assert_eq!(
+        mounted_tls_secret(&env, "tlsc").await.as_deref(),
+        Some("mine")
+    );
+    assert_eq!(env.api.forbidden_requests(), Vec::<String>::new());
 }

@@ -6,6 +6,7 @@
 //! brokers and those steps.
 
 mod brokers;
+mod certificate;
 mod dynamic_config;
 mod rack;
 mod rolling;
@@ -29,6 +30,7 @@ use crate::status::{cluster_status, service_monitor_condition};
 use crate::storage;
 use crate::Error;
 
+pub use certificate::CERTIFICATE_CONDITION;
 pub use rack::RACK_FINALIZER;
 pub use rolling::ROLLING_CONDITION;
 pub use scaling::SCALING_CONDITION;
@@ -92,7 +94,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     )
     .await?;
     desired.spec.replicas = scale.stateful_set_replicas;
-    apply_cluster_objects(
+    let node_ports = apply_cluster_objects(
         &ctx.client,
         &desired,
         ctx.service_monitors,
@@ -102,6 +104,7 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
 
     let sts = get_stateful_set(&sts_api, &ns, &sts_name).await?;
     let mut status = cluster_status(cluster, sts.as_ref(), &previous.conditions, &now);
+    status.listeners = crate::resources::listener_statuses(&desired, &node_ports)?;
     if existing.is_some() {
         let storage_condition = storage::storage_condition(
             cluster,
@@ -148,6 +151,29 @@ async fn apply(cluster: &Cluster, ctx: &Context) -> Result<Action, Error> {
     // Day-2 steps, at most one kind of change at a time: a scale-down drains first, then
     // restarts roll, and only a cluster with nothing else going on is rebalanced.
     let mut busy = false;
+    if let Some(cert) =
+        certificate::reconcile_certificate(&ctx.client, cluster, &previous.conditions, &now).await?
+    {
+        if cert.status == "False" && condition_changed(&previous.conditions, &cert) {
+            let type_ = if cert.reason == "CertManagerMissing" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            ctx.event(
+                cluster,
+                type_,
+                &cert.reason,
+                "RequestCertificate",
+                cert.message.clone(),
+            )
+            .await;
+        }
+        // cert-manager's Secret does not wake this Cluster (the Cluster does not own it):
+        // look again soon while it is awaited.
+        busy |= cert.reason == "WaitingForCertificate";
+        status.conditions.push(cert);
+    }
     let draining = scale.condition.is_some();
     if let Some(cond) = scale.condition {
         busy |= cond.status == "True";

@@ -24,6 +24,8 @@ pub(crate) struct Crd {
     pub(crate) kind: String,
     /// Plural resource name (`clusters`).
     pub(crate) plural: String,
+    /// Whether its objects live in namespaces.
+    pub(crate) namespaced: bool,
     /// The version's `openAPIV3Schema`.
     pub(crate) schema: Value,
     /// Whether the version has the status subresource.
@@ -45,20 +47,26 @@ pub(crate) fn crds() -> &'static [Crd] {
             .iter()
             .map(|p| {
                 let text = std::fs::read_to_string(p).expect("read CRD");
-                let crd: Value = serde_yaml::from_str(&text).expect("CRD YAML");
-                let spec = &crd["spec"];
-                let version = &spec["versions"][0];
-                Crd {
-                    group: spec["group"].as_str().expect("group").into(),
-                    version: version["name"].as_str().expect("version").into(),
-                    kind: spec["names"]["kind"].as_str().expect("kind").into(),
-                    plural: spec["names"]["plural"].as_str().expect("plural").into(),
-                    schema: version["schema"]["openAPIV3Schema"].clone(),
-                    status_subresource: version["subresources"]["status"].is_object(),
-                }
+                parse_crd(&serde_yaml::from_str(&text).expect("CRD YAML"))
             })
             .collect()
     })
+}
+
+/// A CustomResourceDefinition object as the apiextensions-apiserver serves it (its first
+/// version).
+pub(crate) fn parse_crd(crd: &Value) -> Crd {
+    let spec = &crd["spec"];
+    let version = &spec["versions"][0];
+    Crd {
+        group: spec["group"].as_str().expect("group").into(),
+        version: version["name"].as_str().expect("version").into(),
+        kind: spec["names"]["kind"].as_str().expect("kind").into(),
+        plural: spec["names"]["plural"].as_str().expect("plural").into(),
+        namespaced: spec["scope"] != "Cluster",
+        schema: version["schema"]["openAPIV3Schema"].clone(),
+        status_subresource: version["subresources"]["status"].is_object(),
+    }
 }
 
 /// The CRD served at `apis/<group>/<version>` as `plural`, if any.
