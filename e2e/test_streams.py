@@ -12,7 +12,9 @@ import time
 import pytest
 
 from groups import committed_offsets
-from helpers import create_topic, produce_confluent, wait_until
+from confluent_kafka import Producer
+
+from helpers import AckRecorder, create_topic, produce_confluent, wait_until
 from streams import StreamsApp, read_committed, wait_consumed
 
 PARTITIONS = 3
@@ -114,14 +116,20 @@ def test_payments_per_customer_survive_sigkill_mid_stream(broker, tmp_path, guar
     create_topic(bs, "payments-per-customer", PARTITIONS)
     pays = payments(6000)
     app = payments_app(bs, tmp_path, guarantee)
-    # Payments keep arriving (about 200/s) while the application is killed three times.
+    # Payments keep arriving (about 400/s) while the application is killed three times, each time
+    # after it committed progress of its own.
     producer_error: list[BaseException] = []
 
     def produce_slowly():
         try:
-            for i in range(0, len(pays), 20):
-                produce_payments(bs, pays[i:i + 20])
+            p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+            failed = AckRecorder()
+            for i in range(0, len(pays), 40):
+                for x in pays[i:i + 40]:
+                    p.produce("payments", key=x["id"].encode(), value=json.dumps(x).encode(), on_delivery=failed)
+                p.poll(0)
                 time.sleep(0.1)
+            assert p.flush(60) == 0 and not failed.errors, failed.errors
         except BaseException as e:  # reported by the main thread
             producer_error.append(e)
 
@@ -130,8 +138,10 @@ def test_payments_per_customer_survive_sigkill_mid_stream(broker, tmp_path, guar
         app.start()
         feeder.start()
         for threshold in (1000, 2500, 4000):
-            wait_until(lambda: committed_total(bs) >= threshold, timeout=120, interval=0.2,
-                       what=f"{threshold} payments processed and committed")
+            wait_until(lambda: committed_total(bs) >= threshold
+                       and app.metric("runnel_streams_commits_total") >= 1,
+                       timeout=120, interval=0.2, what=f"{threshold} payments processed and committed")
+            assert feeder.is_alive(), "the kill must land while payments are still arriving"
             app.kill9()
             app.start()
         feeder.join(timeout=300)

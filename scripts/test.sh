@@ -66,8 +66,9 @@ RUNNEL_FUZZ_RUNS="${RUNNEL_FUZZ_RUNS:-1000000}" ./scripts/fuzz.sh
 # Its target dir is only needed again for the next fuzz run; keep the disk clean.
 rm -rf broker/fuzz/target
 
-section "cargo build (binaries for the end-to-end suite)"
+section "cargo build (binaries and the runnel-streams examples for the end-to-end suite)"
 cargo build --workspace --bins
+cargo build -p runnel-streams --examples
 
 section "operator chart and manifests (helm-python-sdk, kubernetes-validate)"
 python3 -m pytest operator/tests/chart -q
@@ -75,6 +76,7 @@ python3 -m pytest operator/tests/chart -q
 section "end-to-end tests (pytest e2e)"
 export RUNNEL_BROKER_BIN="$ROOT/target/debug/runnel-broker"
 export RUNNEL_CLI_BIN="$ROOT/target/debug/runnel"
+export RUNNEL_STREAMS_EXAMPLES_DIR="$ROOT/target/debug/examples"
 # pytest runs in its own process group (setsid), and whatever is left of that group when this
 # script exits is killed: a pytest that dies (a client library's abort, Ctrl-C) never leaves its
 # brokers and helper processes running behind it.

@@ -263,6 +263,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -57,6 +57,12 @@ pub(crate) trait Node<K, V>: Send {
 
 pub(crate) type BoxNode<K, V> = Box<dyn Node<K, V>>;
 
+/// A source node: raw keys and values, `None` when absent.
+pub(crate) type RawNode = BoxNode<Option<Vec<u8>>, Option<Vec<u8>>>;
+
+/// Makes a task's source node.
+pub(crate) type RawFactory = Factory<Option<Vec<u8>>, Option<Vec<u8>>>;
+
 /// Makes a task's instance of a node.
 pub(crate) type Factory<K, V> = Arc<dyn Fn(&mut TaskBuild) -> Result<BoxNode<K, V>> + Send + Sync>;
 

@@ -126,6 +126,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Serde<T> for JsonS
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -243,6 +243,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

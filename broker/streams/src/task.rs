@@ -11,7 +11,7 @@ use rdkafka::consumer::BaseConsumer;
 use crate::config::{OnDeserializationError, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Result, StreamsError};
 use crate::metrics::{Metrics, TaskMetrics};
-use crate::node::{BoxNode, ProcessorContext, TaskBuild};
+use crate::node::{ProcessorContext, RawNode, TaskBuild};
 use crate::record::{Output, RawRecord};
 use crate::store::{Pending, RawStore};
 use crate::topics::changelog_topic;
@@ -37,7 +37,7 @@ pub(crate) struct TaskStore {
 
 pub(crate) struct Task {
     pub(crate) id: TaskId,
-    sources: HashMap<String, BoxNode<Option<Vec<u8>>, Option<Vec<u8>>>>,
+    sources: HashMap<String, RawNode>,
     pub(crate) stores: Vec<TaskStore>,
     /// Next offset to commit per input topic (the partition is the task's).
     pub(crate) offsets: BTreeMap<String, i64>,

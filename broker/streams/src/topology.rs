@@ -11,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::{Result, StreamsError};
-use crate::node::Factory;
+use crate::node::RawFactory;
 use crate::query::QueryCodec;
 use crate::serdes::SerdeRef;
 use crate::stream::KStream;
@@ -55,7 +55,7 @@ pub enum StoreKind {
 pub(crate) struct SourceSpec {
     pub(crate) topic: TopicRef,
     pub(crate) group: usize,
-    pub(crate) factory: Factory<Option<Vec<u8>>, Option<Vec<u8>>>,
+    pub(crate) factory: RawFactory,
 }
 
 #[derive(Clone)]
@@ -233,7 +233,7 @@ impl StreamsBuilder {
 /// One connected part of a topology: its source topics and stores.
 pub(crate) struct SubTopology {
     pub(crate) id: usize,
-    pub(crate) sources: Vec<(TopicRef, Factory<Option<Vec<u8>>, Option<Vec<u8>>>)>,
+    pub(crate) sources: Vec<(TopicRef, RawFactory)>,
     pub(crate) stores: Vec<StoreSpec>,
 }
 

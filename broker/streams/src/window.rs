@@ -77,6 +77,7 @@ pub struct Windowed<K> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
