@@ -18,7 +18,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use runnel_streams::{serdes, KafkaStreams, ProcessingGuarantee, StreamsBuilder, StreamsConfig, Topology};
+use runnel_streams::{
+    serdes, KafkaStreams, ProcessingGuarantee, StreamsBuilder, StreamsConfig, Topology,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser, Debug)]
@@ -44,8 +46,12 @@ struct Reading {
 }
 
 fn create(bootstrap: &str, topics: &[(&str, i32)]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(name, p)| NewTopic::new(name, *p, TopicReplication::Fixed(1)))
@@ -110,7 +116,9 @@ fn plain(bootstrap: &str, input: &str, output: &str, n: usize, group: &str) -> a
         seen += 1;
         let r: Reading = serde_json::from_slice(msg.payload().unwrap_or_default())?;
         if r.celsius > 30.0 {
-            let out = serde_json::to_vec(&serde_json::json!({"station": r.station, "celsius": r.celsius, "fahrenheit": r.celsius * 1.8 + 32.0}))?;
+            let out = serde_json::to_vec(
+                &serde_json::json!({"station": r.station, "celsius": r.celsius, "fahrenheit": r.celsius * 1.8 + 32.0}),
+            )?;
             loop {
                 match producer.send(BaseRecord::to(output).key(&r.station).payload(&out)) {
                     Ok(()) => break,
@@ -154,17 +162,31 @@ fn run(topology: Topology, config: StreamsConfig, metric: &str, n: usize) -> any
         if done >= n as f64 {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline && !thread.is_finished(), "the run did not finish");
+        anyhow::ensure!(
+            Instant::now() < deadline && !thread.is_finished(),
+            "the run did not finish"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let rate = n as f64 / first.map_or(1.0, |f| f.elapsed().as_secs_f64());
     streams.shutdown_handle().shutdown();
-    thread.join().map_err(|_| anyhow::anyhow!("the streams thread panicked"))??;
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the streams thread panicked"))??;
     Ok(rate)
 }
 
-fn config(cli: &Cli, app: &str, guarantee: ProcessingGuarantee, state: &std::path::Path) -> StreamsConfig {
-    let mut c = StreamsConfig::new(format!("{}-{app}", cli.prefix), &cli.bootstrap_servers, guarantee);
+fn config(
+    cli: &Cli,
+    app: &str,
+    guarantee: ProcessingGuarantee,
+    state: &std::path::Path,
+) -> StreamsConfig {
+    let mut c = StreamsConfig::new(
+        format!("{}-{app}", cli.prefix),
+        &cli.bootstrap_servers,
+        guarantee,
+    );
     c.state_dir = state.to_path_buf();
     c.instance_id = "bench".into();
     c
@@ -183,7 +205,11 @@ fn count(input: &str, store: &str, by_id: bool) -> anyhow::Result<Topology> {
     let b = StreamsBuilder::new();
     let s = b.stream(input, serdes::string(), serdes::json::<Reading>());
     let grouped = if by_id {
-        s.group_by(|_, r: &Reading| r.id.to_string(), serdes::string(), serdes::json())
+        s.group_by(
+            |_, r: &Reading| r.id.to_string(),
+            serdes::string(),
+            serdes::json(),
+        )
     } else {
         s.group_by_key(serdes::string(), serdes::json())
     };
@@ -193,7 +219,9 @@ fn count(input: &str, store: &str, by_id: bool) -> anyhow::Result<Topology> {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -201,10 +229,21 @@ fn main() -> anyhow::Result<()> {
     let input = format!("{}-in", cli.prefix);
     let out_plain = format!("{}-out-plain", cli.prefix);
     let out_weather = format!("{}-out-weather", cli.prefix);
-    create(&bs, &[(&input, cli.partitions), (&out_plain, cli.partitions), (&out_weather, cli.partitions)])?;
+    create(
+        &bs,
+        &[
+            (&input, cli.partitions),
+            (&out_plain, cli.partitions),
+            (&out_weather, cli.partitions),
+        ],
+    )?;
     let started = Instant::now();
     produce_input(&bs, &input, cli.records)?;
-    println!("input {} records in {:.1} s", cli.records, started.elapsed().as_secs_f64());
+    println!(
+        "input {} records in {:.1} s",
+        cli.records,
+        started.elapsed().as_secs_f64()
+    );
     let state = std::env::temp_dir().join(format!("{}-state", cli.prefix));
     let n = cli.records;
     let metric = "runnel_streams_records_processed_total";
@@ -213,33 +252,70 @@ fn main() -> anyhow::Result<()> {
     println!("plain-consume-produce {base:.0} records/s 1.00");
     let al = ProcessingGuarantee::AtLeastOnce;
     let eo = ProcessingGuarantee::ExactlyOnce;
-    let w = run(weather(&input, &out_weather)?, config(&cli, "weather-alos", al, &state), metric, n)?;
+    let w = run(
+        weather(&input, &out_weather)?,
+        config(&cli, "weather-alos", al, &state),
+        metric,
+        n,
+    )?;
     println!("weather-at-least-once {w:.0} records/s {:.2}", w / base);
-    let w = run(weather(&input, &out_weather)?, config(&cli, "weather-eos", eo, &state), metric, n)?;
+    let w = run(
+        weather(&input, &out_weather)?,
+        config(&cli, "weather-eos", eo, &state),
+        metric,
+        n,
+    )?;
     println!("weather-exactly-once {w:.0} records/s {:.2}", w / base);
-    let c = run(count(&input, "per-station", false)?, config(&cli, "count-alos", al, &state), metric, n)?;
+    let c = run(
+        count(&input, "per-station", false)?,
+        config(&cli, "count-alos", al, &state),
+        metric,
+        n,
+    )?;
     println!("count-at-least-once {c:.0} records/s {:.2}", c / base);
-    let c = run(count(&input, "per-station", false)?, config(&cli, "count-eos", eo, &state), metric, n)?;
+    let c = run(
+        count(&input, "per-station", false)?,
+        config(&cli, "count-eos", eo, &state),
+        metric,
+        n,
+    )?;
     println!("count-exactly-once {c:.0} records/s {:.2}", c / base);
     // Every record its own key: the changelog holds one record per input record, and a new
     // instance with an empty state directory restores all of them.
-    let ids = run(count(&input, "per-id", true)?, config(&cli, "restore", al, &state), metric, 2 * n)?;
-    println!("count-by-id-through-repartition-at-least-once {:.0} input records/s {:.2}", ids / 2.0, ids / 2.0 / base);
+    let ids = run(
+        count(&input, "per-id", true)?,
+        config(&cli, "restore", al, &state),
+        metric,
+        2 * n,
+    )?;
+    println!(
+        "count-by-id-through-repartition-at-least-once {:.0} input records/s {:.2}",
+        ids / 2.0,
+        ids / 2.0 / base
+    );
     let fresh = std::env::temp_dir().join(format!("{}-state-fresh", cli.prefix));
-    let streams = KafkaStreams::new(count(&input, "per-id", true)?, config(&cli, "restore", al, &fresh))?;
+    let streams = KafkaStreams::new(
+        count(&input, "per-id", true)?,
+        config(&cli, "restore", al, &fresh),
+    )?;
     let streams = Arc::new(streams);
     let s = streams.clone();
     let began = Instant::now();
     let thread = std::thread::spawn(move || s.run());
     let deadline = Instant::now() + Duration::from_secs(900);
     while processed(&streams, "runnel_streams_restored_records_total") < n as f64 {
-        anyhow::ensure!(Instant::now() < deadline && !thread.is_finished(), "the restore did not finish");
+        anyhow::ensure!(
+            Instant::now() < deadline && !thread.is_finished(),
+            "the restore did not finish"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = began.elapsed().as_secs_f64();
     println!("restore {n} changelog records {:.0} records/s (including start-up and group join: {secs:.1} s)", n as f64 / secs);
     streams.shutdown_handle().shutdown();
-    thread.join().map_err(|_| anyhow::anyhow!("the streams thread panicked"))??;
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the streams thread panicked"))??;
     let _ = std::fs::remove_dir_all(&state);
     let _ = std::fs::remove_dir_all(&fresh);
     Ok(())

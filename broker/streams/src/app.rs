@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
@@ -30,16 +29,6 @@ use crate::topics::PartitionCounts;
 use crate::topology::Topology;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// librdkafka settings shared by every client of the application.
-pub(crate) fn client_config(config: &StreamsConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.bootstrap_servers);
-    for (k, v) in &config.client_properties {
-        c.set(k, v);
-    }
-    c
-}
 
 /// Delivery outcomes of the producer: the last offset per partition, and the first failure.
 #[derive(Default)]
@@ -546,7 +535,7 @@ impl KafkaStreams {
             .or_else(|| http.as_ref().map(|h| h.address.to_string()));
 
         let deliveries = Arc::new(Deliveries::default());
-        let mut producer_config = client_config(config);
+        let mut producer_config = config.client_config();
         producer_config
             .set("partitioner", "murmur2_random")
             .set("acks", "all")
@@ -569,7 +558,8 @@ impl KafkaStreams {
             ProcessingGuarantee::ExactlyOnce => "read_committed",
             ProcessingGuarantee::AtLeastOnce => "read_uncommitted",
         };
-        let restore_consumer: BaseConsumer<crate::restore::RestoreContext> = client_config(config)
+        let restore_consumer: BaseConsumer<crate::restore::RestoreContext> = config
+            .client_config()
             .set("group.id", format!("{app}-restore"))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
@@ -600,7 +590,7 @@ impl KafkaStreams {
             Some(server) => format!("{app}@{server}"),
             None => format!("{app}-{}", config.instance_id),
         };
-        let mut consumer_config = client_config(config);
+        let mut consumer_config = config.client_config();
         for (k, v) in &config.consumer_properties {
             consumer_config.set(k, v);
         }

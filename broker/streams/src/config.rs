@@ -64,6 +64,16 @@ pub struct StreamsConfig {
 }
 
 impl StreamsConfig {
+    /// librdkafka settings shared by every client of the application.
+    pub(crate) fn client_config(&self) -> rdkafka::config::ClientConfig {
+        let mut c = rdkafka::config::ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in &self.client_properties {
+            c.set(k, v);
+        }
+        c
+    }
+
     /// A configuration with Kafka Streams' defaults for `guarantee`.
     pub fn new(
         application_id: impl Into<String>,

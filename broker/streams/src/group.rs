@@ -6,13 +6,42 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::graph::Data;
 use crate::node::{instantiate, node, Downstream, TaskBuild};
 use crate::record::{Change, Record};
 use crate::serdes::{self, SerdeRef};
+use crate::store::StoreKind;
 use crate::stream::{serialize_error, KStream};
 use crate::table::{declare_store, read_value, write_value, KTable};
-use crate::topology::{Data, StoreKind, TopicRef};
+use crate::topic_ref::TopicRef;
 use crate::window::{TimeWindows, Windowed};
+
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Groups the records by their key, for an aggregation. When an earlier operation may have
+    /// changed keys, the aggregation first writes the records to a repartition topic
+    /// (`<application.id>-<store>-repartition`) so each key's records meet in one task.
+    pub fn group_by_key(
+        &self,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> KGroupedStream<K, V> {
+        KGroupedStream {
+            stream: self.clone(),
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// Groups the records by a new key (always through a repartition topic).
+    pub fn group_by<K2: Data>(
+        &self,
+        key: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+        key_serde: SerdeRef<K2>,
+        value_serde: SerdeRef<V>,
+    ) -> KGroupedStream<K2, V> {
+        self.select_key(key).group_by_key(key_serde, value_serde)
+    }
+}
 
 /// A stream grouped by key, ready to aggregate.
 pub struct KGroupedStream<K, V> {

@@ -44,7 +44,8 @@ pub(crate) struct Owners {
 impl Owners {
     pub(crate) fn new(config: &StreamsConfig) -> Result<Self> {
         Ok(Owners {
-            client: crate::app::client_config(config)
+            client: config
+                .client_config()
                 .create()
                 .map_err(|e| StreamsError::kafka("creating the query metadata client", e))?,
             group: config.application_id.clone(),

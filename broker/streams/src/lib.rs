@@ -12,7 +12,8 @@
 //!
 //! Modules:
 //! - [`serdes`]: bytes, UTF-8, `i64`, JSON and windowed-key serdes.
-//! - `topology`, `stream`, `table`, `group`, `window`, `processor`: the DSL and processor API.
+//! - `topology`, `graph`, `topic_ref`, `stream`, `table`, `group`, `join`, `window`,
+//!   `processor`: the DSL and processor API.
 //! - `node`: the running form of a topology inside a task.
 //! - `store`: redb-backed stores; `restore`: changelog restore; `task`: tasks and checkpoints.
 //! - `app`: the runtime (`KafkaStreams`); `topics`: internal topics; `http`, `query`:
@@ -21,8 +22,10 @@
 mod app;
 mod config;
 mod error;
+mod graph;
 mod group;
 mod http;
+mod join;
 mod metrics;
 mod node;
 mod processor;
@@ -34,6 +37,7 @@ mod store;
 mod stream;
 mod table;
 mod task;
+mod topic_ref;
 mod topics;
 mod topology;
 mod window;
@@ -41,12 +45,15 @@ mod window;
 pub use app::{KafkaStreams, ShutdownHandle};
 pub use config::{OnDeserializationError, ProcessingGuarantee, StreamsConfig};
 pub use error::{Result, StreamsError};
+pub use graph::Data;
 pub use group::{KGroupedStream, WindowedKStream};
 pub use node::{ProcessorContext, TaskBuild};
 pub use processor::{Processor, StoreAccess, StoreDecl};
 pub use record::{Change, Record};
 pub use store::KeyValueStore;
+pub use store::StoreKind;
 pub use stream::{KStream, Predicate};
 pub use table::KTable;
-pub use topology::{Data, StoreKind, StreamsBuilder, TopicRef, Topology};
+pub use topic_ref::TopicRef;
+pub use topology::{StreamsBuilder, Topology};
 pub use window::{TimeWindows, Windowed};

@@ -100,7 +100,7 @@ impl TaskBuild {
     }
 
     /// The full name of a topic of the topology (internal topics get the application id).
-    pub(crate) fn topic_name(&self, topic: &crate::topology::TopicRef) -> String {
+    pub(crate) fn topic_name(&self, topic: &crate::topic_ref::TopicRef) -> String {
         topic.full_name(&self.app_id)
     }
 }

@@ -7,13 +7,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Result, StreamsError};
+use crate::graph::{Data, StoreSpec};
 use crate::node::{node, ProcessorContext, TaskBuild};
 use crate::query::TypedCodec;
 use crate::record::Record;
 use crate::serdes::SerdeRef;
 use crate::store::KeyValueStore;
+use crate::store::StoreKind;
 use crate::stream::KStream;
-use crate::topology::{Data, StoreKind, StoreSpec};
 
 /// User code run on each record of a stream.
 pub trait Processor<K, V, KO, VO>: Send + 'static {

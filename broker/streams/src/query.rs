@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::{Result, StreamsError};
 use crate::serdes::SerdeRef;
 use crate::store::RawStore;
-use crate::topology::StoreKind;
+use crate::store::StoreKind;
 
 /// Turns a store's bytes into JSON and a key given as text into bytes.
 pub(crate) trait QueryCodec: Send + Sync {

@@ -20,6 +20,18 @@ use crate::serdes::SerdeRef;
 
 const TABLE: TableDefinition<'static, &'static [u8], &'static [u8]> = TableDefinition::new("kv");
 
+/// What kind of data a store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// One value per key.
+    KeyValue,
+    /// One value per key and window (the key is followed by the window start).
+    Window {
+        /// Window size, milliseconds.
+        size_ms: i64,
+    },
+}
+
 /// Pending writes of a commit interval: `None` deletes the key.
 pub(crate) type Pending = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 

@@ -6,14 +6,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::{Result, StreamsError};
-use crate::group::KGroupedStream;
+use crate::graph::{Data, Shared, SourceSpec};
 use crate::node::{
     instantiate, instantiate_shared, node, BoxNode, Downstream, ProcessorContext, TaskBuild,
 };
 use crate::record::{Output, RawRecord, Record};
 use crate::serdes::SerdeRef;
-use crate::table::KTable;
-use crate::topology::{Data, Shared, SourceSpec, TopicRef};
+use crate::topic_ref::TopicRef;
 
 /// A predicate of [`KStream::branch`].
 pub type Predicate<K, V> = Box<dyn Fn(&K, &V) -> bool + Send + Sync>;
@@ -317,90 +316,6 @@ impl<K: Data, V: Data> KStream<K, V> {
                 Ok(())
             }))
         }));
-    }
-
-    /// Groups the records by their key, for an aggregation. When an earlier operation may have
-    /// changed keys, the aggregation first writes the records to a repartition topic
-    /// (`<application.id>-<store>-repartition`) so each key's records meet in one task.
-    pub fn group_by_key(
-        &self,
-        key_serde: SerdeRef<K>,
-        value_serde: SerdeRef<V>,
-    ) -> KGroupedStream<K, V> {
-        KGroupedStream {
-            stream: self.clone(),
-            key_serde,
-            value_serde,
-        }
-    }
-
-    /// Groups the records by a new key (always through a repartition topic).
-    pub fn group_by<K2: Data>(
-        &self,
-        key: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
-        key_serde: SerdeRef<K2>,
-        value_serde: SerdeRef<V>,
-    ) -> KGroupedStream<K2, V> {
-        self.select_key(key).group_by_key(key_serde, value_serde)
-    }
-
-    /// Inner stream–table join: each record joined with the table's current value of its key;
-    /// records whose key the table does not hold are dropped. The stream and the table must be
-    /// co-partitioned (same key, same partition count).
-    pub fn join<VT: Data, VR: Data>(
-        &self,
-        table: &KTable<K, VT>,
-        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
-    ) -> KStream<K, VR> {
-        self.lookup(table, move |v, vt| vt.map(|vt| joiner(v, vt)))
-    }
-
-    /// Left stream–table join: every record, with the table's value of its key if it has one.
-    pub fn left_join<VT: Data, VR: Data>(
-        &self,
-        table: &KTable<K, VT>,
-        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
-    ) -> KStream<K, VR> {
-        self.lookup(table, move |v, vt| Some(joiner(v, vt)))
-    }
-
-    fn lookup<VT: Data, VR: Data>(
-        &self,
-        table: &KTable<K, VT>,
-        joiner: impl Fn(&V, Option<&VT>) -> Option<VR> + Send + Sync + 'static,
-    ) -> KStream<K, VR> {
-        if self.key_changed {
-            self.record_error(StreamsError::Topology(format!(
-                "a stream whose keys were changed cannot be joined with table {} without a repartition; group or write it to a topic first",
-                table.store
-            )));
-        }
-        let group = self.state.lock().union(self.group, table.group);
-        let joiner = Arc::new(joiner);
-        let store_name = table.store.clone();
-        let (ks, vs) = (table.key_serde.clone(), table.value_serde.clone());
-        let mut child = self.then(false, move |mut next, b| {
-            let store = b.store(&store_name)?;
-            let (joiner, ks, vs) = (joiner.clone(), ks.clone(), vs.clone());
-            Ok(node(move |ctx, r: Record<K, V>| {
-                let key = ks
-                    .serialize(&r.key)
-                    .map_err(|e| serialize_error("key", store.name(), e))?;
-                let current = match store.get(&key)? {
-                    Some(bytes) => Some(
-                        vs.deserialize(&bytes)
-                            .map_err(|e| StreamsError::store(store.name(), e))?,
-                    ),
-                    None => None,
-                };
-                match joiner(&r.value, current.as_ref()) {
-                    Some(value) => next.process(ctx, Record::new(r.key, value, r.timestamp)),
-                    None => Ok(()),
-                }
-            }))
-        });
-        child.group = group;
-        child
     }
 }
 

@@ -8,12 +8,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Result, StreamsError};
+use crate::graph::{Data, Shared, SourceSpec, StoreSpec};
 use crate::node::{instantiate, node, Downstream, TaskBuild};
 use crate::query::TypedCodec;
 use crate::record::{Change, RawRecord, Record};
 use crate::serdes::SerdeRef;
+use crate::store::StoreKind;
 use crate::stream::{deserialize_error, serialize_error, KStream};
-use crate::topology::{Data, Shared, SourceSpec, StoreKind, StoreSpec, TopicRef};
+use crate::topic_ref::TopicRef;
 
 /// A table with keys `K` and values `V`, materialized in the state store `store`.
 pub struct KTable<K, V> {

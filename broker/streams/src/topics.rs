@@ -12,7 +12,8 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
-use crate::topology::{TopicRef, Topology};
+use crate::topic_ref::TopicRef;
+use crate::topology::Topology;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -28,7 +29,8 @@ pub(crate) fn changelog_topic(app_id: &str, store: &str) -> String {
 /// partition count.
 pub(crate) fn prepare(topology: &Topology, config: &StreamsConfig) -> Result<PartitionCounts> {
     let app = &config.application_id;
-    let meta: BaseConsumer = crate::app::client_config(config)
+    let meta: BaseConsumer = config
+        .client_config()
         .create()
         .map_err(|e| StreamsError::kafka("creating a metadata client", e))?;
     let metadata = meta
@@ -100,7 +102,8 @@ pub(crate) fn prepare(topology: &Topology, config: &StreamsConfig) -> Result<Par
     for (sub, store) in topology.stores() {
         wanted.push((changelog_topic(app, &store.name), counts[&sub], "compact"));
     }
-    let admin: AdminClient<DefaultClientContext> = crate::app::client_config(config)
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config()
         .create()
         .map_err(|e| StreamsError::kafka("creating an admin client", e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -5,119 +5,18 @@
 //! topic starts a new one. A task is one sub-topology on one partition number, so every source
 //! topic of a sub-topology must have the same partition count (co-partitioning).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::error::{Result, StreamsError};
+use crate::graph::{Data, Shared, StoreSpec};
 use crate::node::RawFactory;
-use crate::query::QueryCodec;
 use crate::serdes::SerdeRef;
 use crate::stream::KStream;
 use crate::table::KTable;
-
-/// Values that can flow through a topology.
-pub trait Data: Clone + Send + 'static {}
-impl<T: Clone + Send + 'static> Data for T {}
-
-/// A topic of the topology: a user topic, or an internal one named after the application.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TopicRef {
-    /// A topic the user names.
-    User(String),
-    /// `<application.id>-<suffix>` (repartition and changelog topics).
-    Internal(String),
-}
-
-impl TopicRef {
-    /// The topic's name for this application.
-    pub fn full_name(&self, app_id: &str) -> String {
-        match self {
-            TopicRef::User(name) => name.clone(),
-            TopicRef::Internal(suffix) => format!("{app_id}-{suffix}"),
-        }
-    }
-}
-
-/// What kind of data a store keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreKind {
-    /// One value per key.
-    KeyValue,
-    /// One value per key and window (the key is followed by the window start).
-    Window {
-        /// Window size, milliseconds.
-        size_ms: i64,
-    },
-}
-
-pub(crate) struct SourceSpec {
-    pub(crate) topic: TopicRef,
-    pub(crate) group: usize,
-    pub(crate) factory: RawFactory,
-}
-
-#[derive(Clone)]
-pub(crate) struct StoreSpec {
-    pub(crate) name: String,
-    pub(crate) group: usize,
-    pub(crate) kind: StoreKind,
-    pub(crate) query: Arc<dyn QueryCodec>,
-}
-
-/// The builder's state, shared by every stream and table it hands out.
-#[derive(Default)]
-pub(crate) struct BuilderState {
-    /// Union-find parents: streams whose records meet share a root.
-    parents: Vec<usize>,
-    pub(crate) sources: Vec<SourceSpec>,
-    pub(crate) stores: Vec<StoreSpec>,
-    /// Internal repartition topics with the group that writes them.
-    pub(crate) repartitions: Vec<(TopicRef, usize)>,
-    names: HashSet<String>,
-}
-
-impl BuilderState {
-    pub(crate) fn new_group(&mut self) -> usize {
-        self.parents.push(self.parents.len());
-        self.parents.len() - 1
-    }
-
-    pub(crate) fn root(&self, mut group: usize) -> usize {
-        while self.parents[group] != group {
-            group = self.parents[group];
-        }
-        group
-    }
-
-    pub(crate) fn union(&mut self, a: usize, b: usize) -> usize {
-        let (ra, rb) = (self.root(a), self.root(b));
-        self.parents[rb] = ra;
-        ra
-    }
-
-    /// Claims a store or internal topic name; each may be used once.
-    pub(crate) fn claim(&mut self, name: &str) -> Result<()> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
-            return Err(StreamsError::Topology(format!(
-                "{name:?} is not a valid store name (letters, digits, '.', '_' and '-')"
-            )));
-        }
-        if !self.names.insert(name.to_string()) {
-            return Err(StreamsError::Topology(format!(
-                "the name {name} is used twice in the topology"
-            )));
-        }
-        Ok(())
-    }
-}
-
-pub(crate) type Shared = Arc<Mutex<BuilderState>>;
+use crate::topic_ref::TopicRef;
 
 /// Builds a topology with the DSL (`stream`, `table`, then the operations of [`KStream`] and
 /// [`KTable`]).
