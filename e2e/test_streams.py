@@ -199,6 +199,10 @@ def test_two_instances_split_the_partitions_and_the_survivor_restores_and_serves
         wait_until(lambda: len(a.tasks()) == 2 * PARTITIONS, timeout=120,
                    what="the survivor to take every task")
         assert table_over_http(a, want) == want, "the survivor restored the moved stores"
+        status, entries = a.get("/stores/payments-per-customer/all?from=customer-05&to=customer-14")
+        assert status == 200
+        assert [e["key"] for e in entries] == sorted(c for c in want if "customer-05" <= c <= "customer-14")
+        assert all(e["value"] == want[e["key"]] for e in entries)
         assert a.metric("runnel_streams_restored_records_total") > restored_before
     finally:
         a.stop()

@@ -136,7 +136,7 @@ impl Registry {
         }
     }
 
-    /// Every entry with a key in `[from, to]` (serialized-key order) of the instances here.
+    /// Every entry with a key in `[from, to]` of the instances here, in serialized-key order.
     pub(crate) fn range(
         &self,
         store: &str,
@@ -155,7 +155,8 @@ impl Registry {
             .map(|t| s.codec.key_bytes(t))
             .transpose()
             .map_err(StreamsError::Config)?;
-        let mut out = Vec::new();
+        // (serialized key, window start) orders the entries of every partition as one store.
+        let mut out: Vec<((Vec<u8>, i64), Value)> = Vec::new();
         for instance in s.instances.values() {
             let lower = from.as_deref().map_or(Bound::Unbounded, Bound::Included);
             let upper = match (&to, s.kind) {
@@ -182,9 +183,10 @@ impl Registry {
                     entry["start"] = start.into();
                     entry["end"] = end.into();
                 }
-                out.push(entry);
+                out.push(((key_bytes.to_vec(), window.map_or(0, |w| w.0)), entry));
             }
         }
-        Ok(out)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, entry)| entry).collect())
     }
 }

@@ -244,3 +244,52 @@ fn a_processor_keeps_state_in_its_store_across_a_restart() {
         "k2's second record was known from the restored store"
     );
 }
+
+#[test]
+fn branch_merge_flat_map_and_peek_route_every_record_where_it_belongs() {
+    let broker = Broker::start();
+    broker.create_topic("words", 2, &[]);
+    broker.create_topic("routed", 1, &[]);
+    let state = tempfile::tempdir().unwrap();
+    let peeked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let builder = StreamsBuilder::new();
+    let lines = builder.stream("words", serdes::string(), serdes::string());
+    let words = lines
+        .flat_map_values(|line: String| line.split(' ').map(str::to_string).collect::<Vec<_>>());
+    let branches = words.branch(vec![
+        Box::new(|_, w: &String| w.starts_with('a')),
+        Box::new(|_, w: &String| w.len() > 3),
+    ]);
+    let p = peeked.clone();
+    branches[0]
+        .map_values(|w: String| format!("a:{w}"))
+        .merge(&branches[1].map_values(|w: String| format!("long:{w}")))
+        .peek(move |_, _| {
+            p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .filter_not(|_, w: &String| w.ends_with('x'))
+        .to("routed", serdes::string(), serdes::string());
+    broker.produce(
+        "words",
+        &[
+            ("k", Some("apple be banana"), 1),
+            ("k", Some("ax cat dogs"), 2),
+        ],
+    );
+    let app = Running::start(
+        builder.build().unwrap(),
+        broker.config("routing", state.path()),
+    );
+    wait_for("every word peeked", || {
+        (peeked.load(std::sync::atomic::Ordering::SeqCst) == 4).then_some(())
+    });
+    app.stop().unwrap();
+    let mut routed: Vec<String> = broker
+        .read_all("routed", 1)
+        .into_iter()
+        .map(|(_, v)| v.unwrap())
+        .collect();
+    routed.sort();
+    // "be" and "cat" match no branch; "ax" is peeked, then filtered out.
+    assert_eq!(routed, vec!["a:apple", "long:banana", "long:dogs"]);
+}
