@@ -86,7 +86,17 @@ impl Log {
             .iter()
             .map(|b| ProducerBatch::from_header(&b.header))
             .collect();
-        let checks = w.producers.check_all(&producer_batches)?;
+        let checks = match w.producers.check_all(&producer_batches) {
+            Ok(checks) => checks,
+            Err(err) => {
+                return Err(self.gap_at_new_leader(
+                    &w,
+                    &producer_batches,
+                    partition_leader_epoch,
+                    err,
+                ))
+            }
+        };
         let duplicates = checks
             .iter()
             .filter(|c| matches!(c, SeqCheck::Duplicate { .. }))
@@ -363,6 +373,56 @@ impl Log {
         }
         self.log_end.store(next, Ordering::Release);
         Ok(())
+    }
+
+    /// Turns a forward sequence gap in the first batch a leader of
+    /// `leader_epoch` receives from a producer into
+    /// [`Error::SequenceGapAtNewLeader`] when that producer's last batch here
+    /// was written under an earlier leader epoch; any other error is returned
+    /// as it is. Caller holds the append lock.
+    fn gap_at_new_leader(
+        &self,
+        w: &WriterState,
+        batches: &[Option<ProducerBatch>],
+        leader_epoch: i32,
+        err: Error,
+    ) -> Error {
+        let Error::OutOfOrderSequence {
+            producer_id,
+            expected,
+            got,
+        } = err
+        else {
+            return err;
+        };
+        let first_of_producer = batches
+            .iter()
+            .flatten()
+            .find(|b| b.producer_id == producer_id);
+        // Only the producer's first batch of this append is judged against
+        // its stored state (a later one follows the batches before it), and
+        // only a gap ahead (a rewind is no retry that went astray).
+        let ahead = (i64::from(got) - i64::from(expected)).rem_euclid(1 << 31);
+        let same_producer_epoch = first_of_producer
+            .is_some_and(|b| b.first_seq == got && w.producers.epoch(producer_id) == Some(b.epoch));
+        if leader_epoch < 0 || !same_producer_epoch || !(1..1 << 30).contains(&ahead) {
+            return err;
+        }
+        let last_epoch = w
+            .producers
+            .last_offset(producer_id)
+            .and_then(|offset| self.epochs.read().epoch_at(offset))
+            .map(|e| e.epoch);
+        // Unknown (data without an epoch, or below the epoch cache): as Kafka.
+        if last_epoch.is_none_or(|e| e >= leader_epoch) {
+            return err;
+        }
+        Error::SequenceGapAtNewLeader {
+            producer_id,
+            expected,
+            got,
+            leader_epoch,
+        }
     }
 
     /// The epoch of the newest data: the latest epoch entry starting below

@@ -70,6 +70,22 @@ pub enum Error {
     /// this replica led, but it stopped leading before the write.
     #[error("leadership under epoch {got} ended (appends need epoch {fence} or newer)")]
     LeadershipEnded { fence: i32, got: i32 },
+    /// Idempotent producer: a sequence gap in the first batch this leader
+    /// receives from the producer under its leader epoch (its last batch here
+    /// was written under an earlier epoch). The missing batch is typically one
+    /// the previous leader refused as it lost the leadership, still on its way
+    /// back to the client's queue: the client must resend it first, so this
+    /// is retriable (NOT_LEADER_OR_FOLLOWER), not OUT_OF_ORDER_SEQUENCE_NUMBER,
+    /// which makes librdkafka bump the producer epoch and resend every
+    /// unacknowledged record of every partition under new sequences, the ones
+    /// already stored included.
+    #[error("producer {producer_id} skipped sequences at a new leader (epoch {leader_epoch}): expected {expected}, got {got}")]
+    SequenceGapAtNewLeader {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+        leader_epoch: i32,
+    },
 }
 
 /// Result alias for the log.

@@ -172,6 +172,19 @@ impl ProducerStateManager {
         }
     }
 
+    /// The current epoch of `producer_id`, if it is tracked.
+    pub(crate) fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// Offset of the last record of `producer_id`'s newest remembered batch.
+    pub(crate) fn last_offset(&self, producer_id: i64) -> Option<i64> {
+        self.producers
+            .get(&producer_id)
+            .and_then(|e| e.batches.back())
+            .map(|b| b.last_offset)
+    }
+
     /// Number of producers tracked.
     pub(crate) fn len(&self) -> usize {
         self.producers.len()

@@ -116,6 +116,8 @@ pub(crate) fn log_error_code(err: &runnel_log::Error) -> ResponseError {
         E::StaleLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         // The client's retry goes to the new leader, which dedups it.
         E::LeadershipEnded { .. } => ResponseError::NotLeaderOrFollower,
+        // Retriable: the client resends the missing batch first (see the variant).
+        E::SequenceGapAtNewLeader { .. } => ResponseError::NotLeaderOrFollower,
         E::OffsetMismatch { .. } => ResponseError::UnknownServerError,
     }
 }

@@ -290,14 +290,87 @@ fn a_follower_that_becomes_leader_detects_duplicates_of_replicated_batches() {
     let retry = follower.append(second, 2, 0).unwrap();
     assert!(retry.duplicate);
     assert_eq!((retry.base_offset, retry.last_offset), (3, 4));
+    // A gap in the producer's first batch under the new epoch is retriable
+    // (see the next test).
     assert!(matches!(
         follower.append(producer_batch("p", 1, 0, Compression::None, 7, 0, 9), 2, 0),
-        Err(Error::OutOfOrderSequence { expected: 5, .. })
+        Err(Error::SequenceGapAtNewLeader {
+            expected: 5,
+            leader_epoch: 2,
+            ..
+        })
     ));
     // The state also survives a reopen of the follower.
     drop(follower);
     let follower = open(fd.path());
     assert!(follower.append(first, 2, 0).unwrap().duplicate);
+}
+
+/// The interleaving behind duplicates under a rolling restart with a
+/// librdkafka producer (seen in e2e/test_controlled_shutdown.py): the old
+/// leader refuses the producer's batch `b` as it loses the leadership, and
+/// librdkafka, which counts `b` as no longer in flight before `b` is back in
+/// its queue, sends the batch after it, `c`, to the new leader first. Kafka
+/// answers `c` with OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps
+/// the producer epoch and resends every unacknowledged record of every
+/// partition under new sequences: records of other partitions that are
+/// stored but were answered NOT_LEADER_OR_FOLLOWER by their old leader are
+/// then stored twice. A retriable answer makes it resend `b`, then `c`.
+#[test]
+fn a_gap_in_a_producers_first_batch_at_a_new_leader_is_retriable() {
+    let ld = tempfile::tempdir().unwrap();
+    let leader = open(ld.path());
+    let a = producer_batch("a", 3, 0, Compression::None, 7, 0, 0);
+    let b = producer_batch("b", 2, 0, Compression::None, 7, 0, 3);
+    let c = producer_batch("c", 1, 0, Compression::None, 7, 0, 5);
+    leader.append(a, 1, 0).unwrap();
+    let fd = tempfile::tempdir().unwrap();
+    let follower = open(fd.path());
+    follower
+        .append_as_follower(concat(&raw_batches(&leader)))
+        .unwrap();
+    follower.assign_epoch_start(2).unwrap();
+    assert!(matches!(
+        follower.append(c.clone(), 2, 0),
+        Err(Error::SequenceGapAtNewLeader {
+            producer_id: 7,
+            expected: 3,
+            got: 5,
+            leader_epoch: 2
+        })
+    ));
+    assert_eq!(follower.log_end_offset(), 3, "nothing written");
+    // The client resends `b`, then `c`: both are new.
+    assert_eq!(follower.append(b, 2, 0).unwrap().base_offset, 3);
+    assert_eq!(follower.append(c, 2, 0).unwrap().base_offset, 5);
+    // Once the producer has written under this epoch, a gap is out of order, as in Kafka.
+    assert!(matches!(
+        follower.append(producer_batch("d", 1, 0, Compression::None, 7, 0, 9), 2, 0),
+        Err(Error::OutOfOrderSequence {
+            expected: 6,
+            got: 9,
+            ..
+        })
+    ));
+    // So is a new producer epoch that does not start at sequence 0, and a rewind.
+    assert!(matches!(
+        follower.append(producer_batch("e", 1, 0, Compression::None, 7, 1, 6), 2, 0),
+        Err(Error::OutOfOrderSequence { expected: 0, .. })
+    ));
+    let fd2 = tempfile::tempdir().unwrap();
+    let other = open(fd2.path());
+    other
+        .append_as_follower(concat(&raw_batches(&leader)))
+        .unwrap();
+    other.assign_epoch_start(2).unwrap();
+    assert!(matches!(
+        other.append(producer_batch("r", 1, 0, Compression::None, 7, 0, 1), 2, 0),
+        Err(Error::OutOfOrderSequence {
+            expected: 3,
+            got: 1,
+            ..
+        })
+    ));
 }
 
 /// The interleaving behind a duplicate seen under a rolling restart: the old

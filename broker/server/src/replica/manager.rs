@@ -291,7 +291,27 @@ impl ReplicaManager {
         let me = self.settings.node_id;
         let now = self.now_ms();
         let mut role = replica.role.lock();
+        let current_epoch = match &*role {
+            Role::Leader(state) => state.leader_epoch(),
+            Role::Follower { leader_epoch, .. } | Role::Offline { leader_epoch } => *leader_epoch,
+        };
+        // Callers read their snapshot before taking the role lock (request
+        // handlers, and the manager's pass over every partition), so a newer
+        // snapshot may have been applied in between. Leader epochs and
+        // partition epochs only grow: an older one is stale and is ignored, as
+        // Kafka ignores a LeaderAndIsr of an older epoch. Applying it would
+        // take back a leadership, fencing the log against the epoch this
+        // broker still leads, or revive a leadership that has moved on.
+        if meta.leader_epoch < current_epoch {
+            return false;
+        }
         match &mut *role {
+            Role::Leader(state)
+                if meta.leader_epoch == state.leader_epoch()
+                    && meta.partition_epoch < state.partition_epoch() =>
+            {
+                return false;
+            }
             Role::Leader(state)
                 if meta.leader == me && meta.leader_epoch == state.leader_epoch() =>
             {

@@ -168,3 +168,60 @@ fn a_follower_write_runs_only_while_following_that_epoch() {
     assert_eq!(replica.while_following(2, |_| called = true), None);
     assert!(!called);
 }
+
+/// Every request handler brings a replica's role in line with the metadata
+/// snapshot it read before taking the role lock, and the manager's pass walks
+/// every partition with the snapshot it read at its start, so an older
+/// snapshot can arrive after a newer one was applied. Applying it would take
+/// back a leadership (and fence the log against the very epoch this broker
+/// leads, so every produce there fails as NOT_LEADER_OR_FOLLOWER until the
+/// next election), or make a new leader's predecessor lead its old epoch again.
+#[test]
+fn metadata_older_than_the_role_is_ignored() {
+    let Setup {
+        _dir,
+        state,
+        manager,
+        log,
+        ..
+    } = setup(led_by(1, 2));
+    let replica = manager.replica("t", 0, &log);
+    let stale = led_by(1, 2).partition("t", 0).cloned().unwrap();
+    state.send_replace(Arc::new(led_by(0, 3)));
+    manager.reconcile_now();
+    assert_eq!((replica.is_leader(), replica.leader_epoch()), (true, 3));
+    // A handler that read the snapshot of epoch 2 applies it only now.
+    manager.reconcile("t", 0, &log, Some(&stale));
+    assert_eq!(
+        (replica.is_leader(), replica.leader_epoch()),
+        (true, 3),
+        "the leadership of epoch 3 stands"
+    );
+    let epoch = replica.check_produce(-1, 1).unwrap();
+    let appended = log.append(produced(0), epoch, 0);
+    assert!(appended.is_ok(), "{appended:?}");
+
+    // Within one leader epoch, an ISR of an older partition epoch is stale too.
+    let with_isr = |partition_epoch: i32, isr: Vec<BrokerId>| {
+        let mut s = led_by(0, 3);
+        let p = &mut s.topics.get_mut("t").unwrap().partitions[0];
+        p.partition_epoch = partition_epoch;
+        p.isr = isr;
+        s
+    };
+    let stale = with_isr(1, vec![0, 1]).partition("t", 0).cloned().unwrap();
+    state.send_replace(Arc::new(with_isr(2, vec![0])));
+    manager.reconcile_now();
+    assert!(!replica.is_in_sync(1));
+    manager.reconcile("t", 0, &log, Some(&stale));
+    assert!(!replica.is_in_sync(1), "the shrunk ISR stands");
+
+    // The same for a follower: the stale leadership of epoch 3 is not taken up again.
+    let stale = led_by(0, 3).partition("t", 0).cloned().unwrap();
+    state.send_replace(Arc::new(led_by(1, 4)));
+    manager.reconcile_now();
+    assert_eq!(replica.follower_view(), Some((1, 4, true)));
+    manager.reconcile("t", 0, &log, Some(&stale));
+    assert_eq!(replica.follower_view(), Some((1, 4, true)));
+    assert!(replica.check_produce(-1, 1).is_err());
+}
