@@ -46,3 +46,16 @@ def test_checker_reports_a_record_stored_twice(broker):
     assert p.flush(30) == 0
     with pytest.raises(AssertionError, match="duplicate record"):
         verify(broker.bootstrap, w, 2)
+
+
+def test_checker_accepts_a_delivery_without_offset_only_when_the_record_is_stored(broker):
+    """librdkafka may report a batch delivered without an offset (a leader refused it, a later
+    batch was acknowledged): such a record must be in its partition once, wherever it is."""
+    w = run_writer(broker, 500)
+    i = next(i for i, a in enumerate(w.acks) if a.partition == 0)
+    a = w.acks[i]
+    w.acks[i] = Ack(a.key, a.value, a.partition, None)
+    verify(broker.bootstrap, w, 2)
+    w.acks.append(Ack(b"k1", w.value(10**9 - 1), 0, None))
+    with pytest.raises(AssertionError, match="no offset reported.* but the log holds it at None"):
+        verify(broker.bootstrap, w, 2)
