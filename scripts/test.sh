@@ -2,7 +2,7 @@
 # Runs every test: installs kcat (apt), the Python clients (PyPI) and KafkaJS (npm), then rustfmt, clippy,
 # the Rust unit/integration tests, the fuzz targets (the committed corpus, then a fixed number of mutations from a fixed seed, so a
 # run is reproducible; installs cargo-fuzz
-# from crates.io if missing), builds the binaries and runs the end-to-end suite with
+# from crates.io if missing), checks cargo test built the binaries and runs the end-to-end suite with
 # third-party Kafka clients against real broker processes.
 #
 # Environment:
@@ -66,9 +66,18 @@ RUNNEL_FUZZ_RUNS="${RUNNEL_FUZZ_RUNS:-1000000}" ./scripts/fuzz.sh
 # Its target dir is only needed again for the next fuzz run; keep the disk clean.
 rm -rf broker/fuzz/target
 
-section "cargo build (binaries and the runnel-streams examples for the end-to-end suite)"
-cargo build --workspace --bins
-cargo build -p runnel-streams --examples
+section "binaries and runnel-streams examples for the end-to-end suite (built by cargo test)"
+# `cargo test` has already built every binary (each binary's package has integration tests) and
+# every example into target/debug, with the dev-dependencies' features unified in. A separate
+# `cargo build --bins` would compile most dependencies a second time for the other feature set
+# (about 5 minutes here); those extra features (kube's client-side CEL, rcgen) add APIs only
+# tests call. Refuse to go on if one is missing.
+for bin in runnel-broker runnel runnel-agent runnel-operator examples/weather examples/payments; do
+    if [[ ! -x "target/debug/$bin" ]]; then
+        echo "target/debug/$bin is missing after cargo test" >&2
+        exit 1
+    fi
+done
 
 section "operator chart and manifests (helm-python-sdk, kubernetes-validate)"
 python3 -m pytest operator/tests/chart -q
