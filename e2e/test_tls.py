@@ -277,3 +277,42 @@ def test_a_replaced_certificate_is_served_to_new_connections_without_a_restart(t
     acks = produce_confluent(bootstrap, "tls-renewed", [(None, b"after renewal")], config=ssl_conf(new_ca_file))
     assert not acks.errors, acks.errors
     assert broker.alive() and broker.pid == pid and broker.starts == 1, "the broker was restarted"
+
+
+def fetch_file_bytes(broker) -> dict[str, int]:
+    _, text = http_get(f"{broker.admin_url}/metrics")
+    return {m.group(1): int(float(m.group(2)))
+            for m in re.finditer(r'^runnel_fetch_file_bytes_total\{method="(\w+)"\} (\S+)', text, re.M)}
+
+
+def test_fetches_send_batches_from_the_files_with_sendfile_on_plaintext_and_read_them_for_tls(
+        tls_broker_factory, pki):
+    """Zero-copy fetch: on the PLAINTEXT listener the stored batches go from the segment files to
+    the socket with sendfile (counted as such), on the SSL listener they are read and encrypted;
+    both clients get every record intact, and kcat too."""
+    broker = tls_broker_factory()
+    a = AdminClient({"bootstrap.servers": broker.bootstrap})
+    a.create_topics([NewTopic("zero-copy", num_partitions=2, replication_factor=1)])["zero-copy"].result(30)
+    records = [(f"k{i}".encode(), (f"v{i}-".encode() * 200)[:1000]) for i in range(3000)]
+    acks = produce_confluent(broker.bootstrap, "zero-copy", records,
+                             config={"linger.ms": 20, "compression.type": "none"})
+    assert not acks.errors, acks.errors[:3]
+    stored = broker.log_size("zero-copy", 0) + broker.log_size("zero-copy", 1)
+    assert fetch_file_bytes(broker).get("sendfile", 0) == 0
+
+    got = consume_confluent(broker.bootstrap, "zero-copy", [0, 1])
+    assert sorted((r.key, r.value) for recs in got.values() for r in recs) == sorted(records)
+    sent = fetch_file_bytes(broker)
+    assert sent.get("sendfile", 0) >= stored, (sent, stored)
+    assert sent.get("read", 0) == 0, sent
+
+    if kcat_available():
+        out = subprocess.run(["kcat", "-C", "-b", broker.bootstrap, "-t", "zero-copy", "-p", "1", "-o",
+                              "beginning", "-e", "-q", "-f", "%k\n"], capture_output=True, text=True,
+                             timeout=60, check=True)
+        assert len(out.stdout.split()) == len(got[1])
+
+    got = consume_confluent(broker.listener_address("SSL"), "zero-copy", [0, 1],
+                            config=ssl_conf(pki.ca_file))
+    assert sorted((r.key, r.value) for recs in got.values() for r in recs) == sorted(records)
+    assert fetch_file_bytes(broker).get("read", 0) >= stored

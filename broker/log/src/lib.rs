@@ -11,6 +11,7 @@
 //! - `swap`: the crash-safe replacement of a segment by its compacted copy.
 //! - `recovery`: opening a directory: CRC scan, torn-tail truncation, index rebuild ([`RecoveryReport`]).
 //! - `segment`: one `.log` file and its in-memory sparse indexes.
+//! - `slice`: [`FileSlice`], batches as a byte range of a segment file (zero-copy reads).
 //! - `index`: the `.index` and `.timeindex` file formats.
 //! - `batch`: magic-v2 batch header parsing, validation and the broker-written fields.
 //! - `checkpoint`: the small checkpoint files (recovery point, log start, cleaner, epochs, high watermark).
@@ -39,6 +40,7 @@ pub mod records;
 mod recovery;
 mod retention;
 mod segment;
+mod slice;
 mod swap;
 mod truncation;
 pub mod txn_state;
@@ -51,3 +53,4 @@ pub use error::{Error, Result};
 pub use log::{Log, ReadResult};
 pub use producer_state::ProducerInfo;
 pub use recovery::RecoveryReport;
+pub use slice::{FileSlice, SliceRead};

@@ -69,11 +69,12 @@ use crate::checkpoint::{self, RecoveryPoint};
 use crate::clock;
 use crate::config::LogConfig;
 use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
-use crate::error::{Error, Result};
+use crate::error::{io_err, Error, Result};
 use crate::producer_state::{ProducerInfo, ProducerStateManager};
 use crate::records;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::Segment;
+use crate::slice::{FileSlice, SliceRead};
 use crate::txn_state::{AbortedTxn, TxnState};
 
 /// Bytes read from the log for a fetch: whole batches, starting with the batch
@@ -251,46 +252,16 @@ impl Log {
         min_one: bool,
         max_offset: i64,
     ) -> Result<ReadResult> {
-        let end = self.log_end.load(Ordering::Acquire);
-        let segs = self.snapshot();
-        let start = self.log_start.load(Ordering::Acquire);
-        if offset < start || offset > end {
-            return Err(Error::OffsetOutOfRange { offset, start, end });
-        }
-        let limit = max_offset.min(end);
-        let mut parts: Vec<Bytes> = Vec::new();
-        if offset < limit {
-            let first = segs
-                .partition_point(|s| s.base_offset <= offset)
-                .saturating_sub(1);
-            let mut at = offset;
-            let mut taken = 0usize;
-            // A read goes on into the next segments while the byte budget
-            // allows, so a segment boundary (a roll) does not shorten it.
-            for seg in &segs[first..] {
-                if at >= limit {
-                    break;
-                }
-                let budget = max_bytes.saturating_sub(taken);
-                let Some(got) = seg.read(at, budget, min_one && parts.is_empty(), limit)? else {
-                    continue;
-                };
-                if got.bytes.is_empty() {
-                    break;
-                }
-                taken += got.bytes.len();
-                at = got.next_offset;
-                parts.push(got.bytes);
-                if !got.at_end {
-                    break;
-                }
-            }
+        let found = self.read_slices(offset, max_bytes, min_one, max_offset)?;
+        let mut parts = Vec::with_capacity(found.slices.len());
+        for slice in &found.slices {
+            parts.push(slice.to_bytes().map_err(|e| io_err(&self.dir, e))?);
         }
         let records = match parts.len() {
             0 => Bytes::new(),
             1 => parts.swap_remove(0),
             _ => {
-                let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                let mut all = BytesMut::with_capacity(found.len);
                 for p in &parts {
                     all.extend_from_slice(p);
                 }
@@ -299,9 +270,64 @@ impl Log {
         };
         Ok(ReadResult {
             records,
+            log_end_offset: found.log_end_offset,
+            log_start_offset: found.log_start_offset,
+        })
+    }
+
+    /// The batches [`Log::read`] would return, as byte ranges of the segment files
+    /// (found from batch headers and the index, not by reading the batches): for a
+    /// reader that sends them with `sendfile`.
+    pub fn read_slices(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        max_offset: i64,
+    ) -> Result<SliceRead> {
+        let end = self.log_end.load(Ordering::Acquire);
+        let segs = self.snapshot();
+        let start = self.log_start.load(Ordering::Acquire);
+        if offset < start || offset > end {
+            return Err(Error::OffsetOutOfRange { offset, start, end });
+        }
+        let limit = max_offset.min(end);
+        let mut read = SliceRead {
+            next_offset: offset,
             log_end_offset: end,
             log_start_offset: start,
-        })
+            ..SliceRead::default()
+        };
+        if offset < limit {
+            let first = segs
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let mut at = offset;
+            // A read goes on into the next segments while the byte budget
+            // allows, so a segment boundary (a roll) does not shorten it.
+            for seg in &segs[first..] {
+                if at >= limit {
+                    break;
+                }
+                let budget = max_bytes.saturating_sub(read.len);
+                let first_read = read.slices.is_empty();
+                let Some(got) = seg.extent(at, budget, min_one && first_read, limit)? else {
+                    continue;
+                };
+                if got.len == 0 {
+                    break;
+                }
+                read.len += got.len;
+                at = got.next_offset;
+                read.next_offset = got.next_offset;
+                read.slices
+                    .push(FileSlice::new(seg.file_handle(), got.pos, got.len));
+                if !got.at_end {
+                    break;
+                }
+            }
+        }
+        Ok(read)
     }
 
     /// The first offset whose record timestamp is >= `timestamp_ms`, with that

@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -106,7 +107,7 @@ pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) dir: PathBuf,
     pub(crate) log_path: PathBuf,
-    pub(crate) file: File,
+    pub(crate) file: Arc<File>,
     /// Bytes of whole batches readers may see; written only by the appender (append lock).
     committed: AtomicU64,
     /// Bytes known to be fdatasynced; written under the sync mutex or append lock.
@@ -117,16 +118,26 @@ pub(crate) struct Segment {
     pub(crate) state: Mutex<SegmentState>,
 }
 
-/// What [`Segment::read`] returned.
-#[derive(Debug)]
-pub(crate) struct SegmentRead {
-    /// Whole batches (empty when the first one is over a limit).
-    pub(crate) bytes: Bytes,
-    /// Offset after the last returned batch (the requested offset when none).
+/// Where the batches of a read lie in a segment file ([`Segment::extent`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Extent {
+    /// File position of the first batch.
+    pub(crate) pos: u64,
+    /// Bytes of whole batches (0 when the first one is over a limit).
+    pub(crate) len: usize,
+    /// Offset after the last batch (the requested offset when none).
     pub(crate) next_offset: i64,
-    /// Whether the batches run up to the segment's committed end, so a
-    /// read may go on in the next segment without skipping a batch.
+    /// Whether the batches run up to the segment's committed end.
     pub(crate) at_end: bool,
+}
+
+/// How a walk over batch headers ended: (end position, offset after the last batch).
+enum Walk {
+    /// At the limit.
+    Clean(u64, i64),
+    /// Before an unreadable header (a damaged index entry pointed into a batch, or a
+    /// damaged batch).
+    Stopped(u64, i64),
 }
 
 enum Scan {
@@ -179,7 +190,7 @@ impl Segment {
             base_offset: base,
             dir: dir.to_path_buf(),
             log_path,
-            file,
+            file: Arc::new(file),
             committed: AtomicU64::new(size),
             synced: AtomicU64::new(0),
             next_offset: AtomicI64::new(next_offset),
@@ -313,20 +324,23 @@ impl Segment {
         }
     }
 
-    /// Whole batches from the one containing `offset`; `None` when this
-    /// segment holds nothing at or after `offset`.
-    pub(crate) fn read(
+    /// Where the whole batches a read from `offset` returns lie in the file, found from
+    /// batch headers and the sparse index without reading the batches themselves (a
+    /// zero-copy send needs only this). `None` when this segment holds nothing at or
+    /// after `offset`; an empty extent when the first batch is over a limit.
+    pub(crate) fn extent(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
         max_offset: i64,
-    ) -> Result<Option<SegmentRead>, Error> {
+    ) -> Result<Option<Extent>, Error> {
         let Some((pos, first)) = self.find_batch(offset)? else {
             return Ok(None);
         };
-        let empty = SegmentRead {
-            bytes: Bytes::new(),
+        let empty = Extent {
+            pos,
+            len: 0,
             next_offset: offset,
             at_end: false,
         };
@@ -337,29 +351,97 @@ impl Segment {
         if first_size > max_bytes && !min_one {
             return Ok(Some(empty));
         }
-        let available = self.size().saturating_sub(pos);
-        let want = (max_bytes.max(first_size) as u64).min(available) as usize;
-        let mut buf = self.read_bytes(pos, want)?;
-        let mut end = 0usize;
-        let mut next_offset = offset;
-        while let Some(h) = BatchHeader::parse(&buf[end..]) {
-            let size = h.total_size();
-            if h.check_fields().is_err() || end + size > buf.len() || h.last_offset() >= max_offset
-            {
-                break;
-            }
-            if end > 0 && end + size > max_bytes {
-                break;
-            }
-            end += size;
-            next_offset = h.last_offset() + 1;
+        let committed = self.size();
+        let first_end = pos + first_size as u64;
+        if first_end > committed {
+            return Ok(Some(empty));
         }
-        buf.truncate(end);
-        Ok(Some(SegmentRead {
-            bytes: buf.freeze(),
-            next_offset,
-            at_end: end as u64 == available,
+        // The byte limit (at least the first batch), then the offset limit: the first
+        // batch holding `max_offset` or later is left out, and batches start there.
+        let budget_end = pos
+            .saturating_add(max_bytes.max(first_size) as u64)
+            .min(committed);
+        // A header the offset search cannot read leaves only the walk below, which
+        // stops before it as a copy of the bytes would.
+        let offset_end = match self.find_batch(max_offset) {
+            Ok(Some((p, _))) => p.max(first_end),
+            Ok(None) => committed,
+            Err(_) => u64::MAX,
+        };
+        let end = budget_end.min(offset_end);
+        if end == offset_end {
+            // Both ends are batch boundaries; when the offset limit cuts, the next read
+            // starts at the batch holding it.
+            let next_offset = if end == committed {
+                self.next_offset()
+            } else {
+                self.header_at(end)?
+                    .map_or(first.last_offset() + 1, |h| h.base_offset)
+            };
+            return Ok(Some(Extent {
+                pos,
+                len: (end - pos) as usize,
+                next_offset: next_offset.max(first.last_offset() + 1),
+                at_end: end == committed,
+            }));
+        }
+        // The byte limit cuts inside a batch: walk the headers up to it, from the last
+        // index entry before it (a few KiB of headers) or, if that entry is damaged,
+        // from the first batch.
+        let indexed = {
+            let state = self.state.lock();
+            let entries = &state.index.entries;
+            let i = entries.partition_point(|&(_, p)| u64::from(p) <= end);
+            i.checked_sub(1).map(|i| entries[i])
+        };
+        let after_first = (first_end, first.last_offset() + 1);
+        let from = match indexed {
+            Some((rel, p)) if u64::from(p) > first_end => {
+                (u64::from(p), self.base_offset + i64::from(rel))
+            }
+            _ => after_first,
+        };
+        let walked = match self.walk_to(from, end, max_offset)? {
+            Walk::Clean(at, next) => (at, next),
+            Walk::Stopped(..) if from != after_first => {
+                match self.walk_to(after_first, end, max_offset)? {
+                    Walk::Clean(at, next) | Walk::Stopped(at, next) => (at, next),
+                }
+            }
+            Walk::Stopped(at, next) => (at, next),
+        };
+        Ok(Some(Extent {
+            pos,
+            len: (walked.0 - pos) as usize,
+            next_offset: walked.1,
+            at_end: walked.0 == committed,
         }))
+    }
+
+    /// Walks whole batches from `from` (a batch boundary and the offset its batch starts
+    /// at) while they end at or before `end` and hold no offset from `max_offset` on.
+    fn walk_to(&self, from: (u64, i64), end: u64, max_offset: i64) -> Result<Walk, Error> {
+        let (mut at, mut next) = from;
+        while at + HEADER_LEN as u64 <= end {
+            let Some(h) = self.header_at(at)? else {
+                return Ok(Walk::Stopped(at, next));
+            };
+            if h.check_fields().is_err() || h.last_offset() < next {
+                return Ok(Walk::Stopped(at, next));
+            }
+            let size = h.total_size() as u64;
+            if at + size > end || h.last_offset() >= max_offset {
+                break;
+            }
+            at += size;
+            next = h.last_offset() + 1;
+        }
+        Ok(Walk::Clean(at, next))
+    }
+
+    /// The file, for a reader that sends from it after this call returns.
+    pub(crate) fn file_handle(&self) -> Arc<File> {
+        self.file.clone()
     }
 
     /// The first record at or after `min_offset` with timestamp >= `ts`, as

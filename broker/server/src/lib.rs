@@ -19,6 +19,7 @@
 //!   and topic name rules.
 //! - `config`: the broker config, declared once in `runnel-config`.
 //! - `errors`: the broker's errors and their one mapping to Kafka error codes.
+//! - `frame`: a response frame with Fetch's record batches left in their files (zero-copy).
 //! - `producer_ids`, `persist`, `data_dir_lock`: producer id blocks, small
 //!   metadata files, the data directory lock.
 //! - `principal_rules`: `ssl_principal_mapping_rules`, certificate subject → principal name.
@@ -34,6 +35,7 @@ mod broker;
 mod config;
 mod data_dir_lock;
 mod errors;
+mod frame;
 mod group;
 mod internal_batch;
 mod metrics;

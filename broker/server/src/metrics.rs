@@ -17,9 +17,11 @@ pub struct Metrics {
     pub bytes_in: IntCounterVec,
     /// Bytes of record batches fetched, per topic.
     pub bytes_out: IntCounterVec,
+    /// Record bytes Fetch responses sent from segment files, by how (`sendfile`, `read`).
+    pub fetch_file_bytes: IntCounterVec,
     /// Records produced (sum of batch record counts), per topic.
     pub records_in: IntCounterVec,
-    /// Records fetched (sum of batch record counts), per topic.
+    /// Records fetched (offsets the returned batches take readers past), per topic.
     pub records_out: IntCounterVec,
     /// Requests handled, per API.
     pub requests: IntCounterVec,
@@ -112,7 +114,17 @@ impl Metrics {
             &["topic"],
         );
         let records_in = counter("runnel_records_in_total", "Records produced", &["topic"]);
-        let records_out = counter("runnel_records_out_total", "Records fetched", &["topic"]);
+        let fetch_file_bytes = counter(
+            "runnel_fetch_file_bytes_total",
+            "Record bytes Fetch responses sent from segment files: with sendfile (plaintext \
+             listeners, zero-copy) or read into memory first (TLS)",
+            &["method"],
+        );
+        let records_out = counter(
+            "runnel_records_out_total",
+            "Records fetched (the offsets the returned batches take readers past)",
+            &["topic"],
+        );
         let requests = counter("runnel_requests_total", "Kafka requests handled", &["api"]);
         let request_duration = must(HistogramVec::new(
             HistogramOpts::new("runnel_request_duration_seconds", "Kafka request latency").buckets(
@@ -286,6 +298,7 @@ impl Metrics {
             cluster,
             bytes_in,
             bytes_out,
+            fetch_file_bytes,
             records_in,
             records_out,
             requests,

@@ -145,6 +145,43 @@ pub fn check_response_body(api_key: i16, version: i16, body: &[u8]) -> Result<us
     Ok(r.pos)
 }
 
+/// A `records` field found in an encoded response body ([`response_records_fields`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsField {
+    /// Where the field's length starts.
+    pub length_at: usize,
+    /// Where its bytes start (after the length).
+    pub data_at: usize,
+    /// Its length (`None`: null).
+    pub len: Option<usize>,
+    /// Whether the length is a compact (unsigned varint, length + 1) one, else an int32.
+    pub compact: bool,
+}
+
+/// Every `records` field of a response body, in wire order, after checking the
+/// whole body against the schema: where the broker splices record batches it sends
+/// from a file (zero-copy fetch) into an encoded response.
+pub fn response_records_fields(
+    api_key: i16,
+    version: i16,
+    body: &[u8],
+) -> Result<Vec<RecordsField>, WireError> {
+    let message = find(api_key, Kind::Response).ok_or(WireError::UnknownApi(api_key))?;
+    check_version(message, version)?;
+    let mut r = Reader::new(body);
+    r.records = Some(Vec::new());
+    walk_message(&mut r, message, version)?;
+    if r.pos != body.len() {
+        return Err(malformed(
+            message.name,
+            version,
+            "(top)".to_string(),
+            &format!("{} bytes after the end of the message", body.len() - r.pos),
+        ));
+    }
+    Ok(r.records.unwrap_or_default())
+}
+
 /// Where a top-level field of a response body starts (`None` if the field is
 /// not on the wire at `version`, is tagged, or the body ends before it), so
 /// the broker can rewrite a fixed-size field such as `ThrottleTimeMs` in an
@@ -367,11 +404,28 @@ fn walk_value(r: &mut Reader<'_>, ty: &'static Ty, nullable: bool, ctx: Ctx) -> 
             }
             Ok(())
         }
-        Ty::Bytes | Ty::Records => {
+        Ty::Bytes => {
             let Some(len) = r.length(ctx.flexible, true, nullable, "bytes")? else {
                 return Ok(());
             };
             r.skip(len)
+        }
+        Ty::Records => {
+            let length_at = r.pos;
+            let len = r.length(ctx.flexible, true, nullable, "bytes")?;
+            let data_at = r.pos;
+            if let Some(found) = r.records.as_mut() {
+                found.push(RecordsField {
+                    length_at,
+                    data_at,
+                    len,
+                    compact: ctx.flexible,
+                });
+            }
+            match len {
+                Some(len) => r.skip(len),
+                None => Ok(()),
+            }
         }
         Ty::Array(element) => {
             let Some(count) = r.length(ctx.flexible, true, nullable, "array")? else {
@@ -453,11 +507,18 @@ fn min_size(ty: &'static Ty, nullable: bool, ctx: Ctx) -> usize {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Where each `records` field's length starts and its bytes start, when a caller
+    /// asked for them ([`response_records_fields`]).
+    records: Option<Vec<RecordsField>>,
 }
 
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            records: None,
+        }
     }
 
     fn remaining(&self) -> usize {

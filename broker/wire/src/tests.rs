@@ -373,3 +373,56 @@ fn throttle_time_offsets_are_where_the_codec_writes_them() {
     let none = response_field_offset(ApiKey::Metadata as i16, 0, &[0, 0, 0, 0], "ThrottleTimeMs");
     assert_eq!(none, None, "Metadata v0 has no throttle time");
 }
+
+#[test]
+fn records_fields_of_a_fetch_response_are_found_in_wire_order() {
+    use fetch_response::{FetchableTopicResponse, PartitionData};
+    let partition = |i: i32, records: Option<&'static [u8]>| {
+        PartitionData::default()
+            .with_partition_index(i)
+            .with_records(records.map(Bytes::from_static))
+    };
+    let response = FetchResponse::default().with_responses(vec![
+        FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("a")))
+            .with_partitions(vec![partition(0, Some(b"first")), partition(1, None)]),
+        FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("b")))
+            .with_partitions(vec![
+                partition(0, Some(b"")),
+                partition(1, Some(b"last one")),
+            ]),
+    ]);
+    for version in [4, 11, 12, 16] {
+        let mut body = BytesMut::new();
+        response.encode(&mut body, version).expect("encode");
+        let found =
+            response_records_fields(ApiKey::Fetch as i16, version, &body).expect("well formed");
+        let compact = version >= 12;
+        let contents: Vec<Option<&[u8]>> = found
+            .iter()
+            .map(|f| f.len.map(|len| &body[f.data_at..f.data_at + len]))
+            .collect();
+        assert_eq!(
+            contents,
+            vec![
+                Some(&b"first"[..]),
+                None,
+                Some(&b""[..]),
+                Some(&b"last one"[..])
+            ],
+            "v{version}"
+        );
+        for f in &found {
+            assert_eq!(f.compact, compact, "v{version}");
+            assert_eq!(
+                f.data_at - f.length_at,
+                if compact { 1 } else { 4 },
+                "v{version}"
+            );
+        }
+        // A body that does not end where the message does is refused.
+        body.put_u8(0);
+        assert!(response_records_fields(ApiKey::Fetch as i16, version, &body).is_err());
+    }
+}

@@ -108,4 +108,65 @@ proptest! {
         prop_assert_eq!(log.log_end_offset(), kept_records as i64);
         prop_assert_eq!(read_all(&log, 0), model[..kept_records].to_vec());
     }
+
+    #[test]
+    fn a_read_returns_the_whole_batches_a_walk_over_the_stored_bytes_finds(
+        sizes in prop::collection::vec((1usize..12, any::<bool>()), 1..40),
+        segment_bytes in 400u64..4000,
+        reads in prop::collection::vec((0.0f64..1.0, 0usize..3000, any::<bool>(), 0.0f64..1.2), 1..12),
+    ) {
+        // Reads find their end from batch headers and the sparse index (for zero-copy
+        // sends); the model reads every byte and walks the batches in memory.
+        let d = tempfile::tempdir().unwrap();
+        let (log, _) = Log::open(d.path(), config(segment_bytes)).unwrap();
+        let mut now = 0i64;
+        for (n, (records, roll)) in sizes.iter().enumerate() {
+            log.append(batch(&format!("b{n}"), *records, now, Compression::None), 0, now).unwrap();
+            if *roll {
+                now += 1000;
+                log.maybe_roll(now).unwrap();
+            }
+        }
+        let end = log.log_end_offset();
+        // Every batch as (base offset, last offset, bytes), in order.
+        let all = log.read(0, usize::MAX, true, i64::MAX).unwrap().records;
+        let mut batches = Vec::new();
+        let mut pos = 0usize;
+        while pos < all.len() {
+            let base = i64::from_be_bytes(all[pos..pos + 8].try_into().unwrap());
+            let len = i32::from_be_bytes(all[pos + 8..pos + 12].try_into().unwrap()) as usize + 12;
+            let delta = i32::from_be_bytes(all[pos + 23..pos + 27].try_into().unwrap());
+            batches.push((base, base + i64::from(delta), all.slice(pos..pos + len)));
+            pos += len;
+        }
+        for (at, max_bytes, min_one, limit) in reads {
+            let offset = ((end as f64) * at) as i64;
+            let max_offset = ((end as f64) * limit) as i64;
+            // The model: from the batch holding `offset`, whole batches below `max_offset`
+            // while they fit in `max_bytes` (the first one always with `min_one`).
+            let mut want = Vec::new();
+            for (base, last, bytes) in batches.iter().filter(|b| b.1 >= offset) {
+                let _ = base;
+                if *last >= max_offset.min(end) {
+                    break;
+                }
+                let taken: usize = want.iter().map(Bytes::len).sum();
+                let first = want.is_empty();
+                if taken + bytes.len() > max_bytes && !(first && min_one) {
+                    break;
+                }
+                want.push(bytes.clone());
+            }
+            let want: Vec<u8> = want.concat();
+            let got = log.read(offset, max_bytes, min_one, max_offset).unwrap();
+            prop_assert_eq!(&got.records[..], &want[..], "read({}, {}, {}, {})", offset, max_bytes, min_one, max_offset);
+            let slices = log.read_slices(offset, max_bytes, min_one, max_offset).unwrap();
+            let mut sent = Vec::new();
+            for s in &slices.slices {
+                sent.extend_from_slice(&s.to_bytes().unwrap());
+            }
+            prop_assert_eq!(slices.len, sent.len());
+            prop_assert_eq!(&sent[..], &want[..]);
+        }
+    }
 }

@@ -26,7 +26,7 @@
 //! are answered with no records (the others keep flowing) and the long poll
 //! waits for the quota to refill, so the follower does not spin.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,13 +34,16 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use runnel_log::FileSlice;
 use runnel_meta::{AclOperation, BrokerId};
 use tokio::time::Instant;
+use uuid::Uuid;
 
+use super::blocking;
 use super::fetch_session::Begin;
 use super::RequestContext;
-use super::{blocking, count_records};
 use crate::api::authorize;
 use crate::broker::Broker;
 use crate::errors::ApiError;
@@ -77,7 +80,7 @@ pub(crate) async fn handle(
     request: FetchRequest,
     version: i16,
     ctx: &RequestContext,
-) -> FetchResponse {
+) -> (FetchResponse, Spliced) {
     let mut request = request;
     let by_id = version >= 13;
     // Sessions exist from v7; older requests carry no session fields.
@@ -107,9 +110,10 @@ pub(crate) async fn handle(
             .inc();
         match begun {
             Begin::Refuse(code) => {
-                return FetchResponse::default()
+                let response = FetchResponse::default()
                     .with_error_code(code.code())
                     .with_session_id(0);
+                return (response, Spliced::default());
             }
             Begin::Fetch {
                 session_id,
@@ -224,14 +228,20 @@ pub(crate) async fn handle(
             version,
             read_committed: follower.is_none() && version >= 4 && request.isolation_level == 1,
         };
-        let Ok((responses, total, has_error, held_back)) =
-            blocking(move || read_once(&b, &req, &res, &reps, &reader)).await
+        let Ok(Round {
+            responses,
+            total,
+            has_error,
+            held_back,
+            spliced,
+        }) = blocking(move || read_once(&b, &req, &res, &reps, &reader)).await
         else {
-            return FetchResponse::default()
-                .with_error_code(ResponseError::UnknownServerError.code());
+            let response =
+                FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
+            return (response, Spliced::default());
         };
         if total >= min_bytes || has_error || Instant::now() >= deadline || *shutdown.borrow() {
-            let mut responses = responses;
+            let mut spliced = spliced;
             // A consumer over its byte-rate quota gets no records this time, only the throttle
             // time (Kafka's answer), and the bytes are not counted against it.
             let mut throttle_ms = 0;
@@ -244,19 +254,21 @@ pub(crate) async fn handle(
                 );
                 if throttle_ms > 0 {
                     broker.unrecord_quota(QuotaKind::Fetch, &ctx.client_id, total as u64);
-                    for p in responses.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
-                        p.records = Some(bytes::Bytes::new());
-                    }
+                    spliced = Spliced::default();
                 }
             }
-            account(broker, &responses, &request, &resolved);
-            let responses = broker
-                .fetch_sessions
-                .finish(session_id, incremental, by_id, responses);
-            return FetchResponse::default()
+            account(broker, &responses, &spliced, &request, &resolved);
+            let responses =
+                broker
+                    .fetch_sessions
+                    .finish(session_id, incremental, by_id, responses, |t, p| {
+                        spliced.0.contains_key(&spliced_key(t, p))
+                    });
+            let response = FetchResponse::default()
                 .with_throttle_time_ms(throttle_ms)
                 .with_session_id(session_id)
                 .with_responses(responses);
+            return (response, spliced);
         }
         // Held-back partitions are read again once the quota refills.
         let wake = if held_back {
@@ -291,16 +303,59 @@ struct Reader {
     read_committed: bool,
 }
 
-/// One read of every partition: (responses, bytes, any error or redirect to a
-/// preferred read replica (answered at once), any throttled partition held back
-/// because the leader quota is spent).
+/// What one read of every partition found.
+struct Round {
+    /// Per topic, in request order; the records of partitions with data are left empty
+    /// and their batches are in `spliced`.
+    responses: Vec<FetchableTopicResponse>,
+    /// Bytes of records read.
+    total: usize,
+    /// Any error, or a redirect to a preferred read replica (answered at once).
+    has_error: bool,
+    /// Any throttled partition held back because the leader quota is spent.
+    held_back: bool,
+    /// The batches read, still in their segment files.
+    spliced: Spliced,
+}
+
+/// Record batches of a fetch response that stay in their segment files until the
+/// connection sends them (zero-copy), by topic and partition of the response.
+#[derive(Default)]
+pub(crate) struct Spliced(HashMap<(Uuid, StrBytes, i32), SplicedPartition>);
+
+/// One partition's batches in [`Spliced`].
+struct SplicedPartition {
+    slices: Vec<FileSlice>,
+    bytes: usize,
+    /// Records (offsets) the batches take the reader past.
+    records: u64,
+}
+
+fn spliced_key(topic: &FetchableTopicResponse, partition: i32) -> (Uuid, StrBytes, i32) {
+    (topic.topic_id, topic.topic.0.clone(), partition)
+}
+
+impl Spliced {
+    /// One entry per partition of `response` (the `records` fields, in wire order): the
+    /// file slices to send in place of its empty records, if it has any.
+    pub(crate) fn in_wire_order(mut self, response: &FetchResponse) -> Vec<Option<Vec<FileSlice>>> {
+        response
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p.partition_index)))
+            .map(|(t, p)| self.0.remove(&spliced_key(t, p)).map(|s| s.slices))
+            .collect()
+    }
+}
+
+/// One read of every partition.
 fn read_once(
     broker: &Broker,
     request: &FetchRequest,
     resolved: &[Option<Arc<Topic>>],
     replicas: &[Vec<PartitionCheck>],
     reader: &Reader,
-) -> (Vec<FetchableTopicResponse>, usize, bool, bool) {
+) -> Round {
     let Reader {
         from_follower,
         ref client_rack,
@@ -328,8 +383,12 @@ fn read_once(
         request.max_bytes as usize
     };
     let mut responses = Vec::with_capacity(request.topics.len());
+    let mut spliced = Spliced::default();
     for ((fetch_topic, topic), topic_replicas) in request.topics.iter().zip(resolved).zip(replicas)
     {
+        let topic_key = FetchableTopicResponse::default()
+            .with_topic(fetch_topic.topic.clone())
+            .with_topic_id(fetch_topic.topic_id);
         let mut partitions = Vec::with_capacity(fetch_topic.partitions.len());
         for (fp, replica) in fetch_topic.partitions.iter().zip(topic_replicas) {
             let mut data = PartitionData::default().with_partition_index(fp.partition);
@@ -423,13 +482,13 @@ fn read_once(
                 partitions.push(data.with_log_start_offset(log.log_start_offset()));
                 continue;
             }
-            match log.read(fp.fetch_offset, partition_max, min_one, max_offset) {
+            match log.read_slices(fp.fetch_offset, partition_max, min_one, max_offset) {
                 Ok(read) => {
-                    total += read.records.len();
+                    total += read.len;
                     if throttled {
                         broker
                             .replicas
-                            .record_throttled(ThrottleSide::Leader, read.records.len() as u64);
+                            .record_throttled(ThrottleSide::Leader, read.len as u64);
                     }
                     if read_committed {
                         let aborted = log
@@ -443,9 +502,20 @@ fn read_once(
                             .collect();
                         data = data.with_aborted_transactions(Some(aborted));
                     }
+                    if read.len > 0 {
+                        spliced.0.insert(
+                            spliced_key(&topic_key, fp.partition),
+                            SplicedPartition {
+                                bytes: read.len,
+                                records: u64::try_from(read.next_offset - fp.fetch_offset)
+                                    .unwrap_or(0),
+                                slices: read.slices,
+                            },
+                        );
+                    }
                     data = data
                         .with_log_start_offset(read.log_start_offset)
-                        .with_records(Some(read.records));
+                        .with_records(Some(bytes::Bytes::new()));
                 }
                 // A consumer on a follower that is behind it (or on stale metadata): without a
                 // leader epoch it cannot check with the leader, so it gets no records and
@@ -468,19 +538,21 @@ fn read_once(
             }
             partitions.push(data);
         }
-        responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(fetch_topic.topic.clone())
-                .with_topic_id(fetch_topic.topic_id)
-                .with_partitions(partitions),
-        );
+        responses.push(topic_key.with_partitions(partitions));
     }
-    (responses, total, has_error, held_back)
+    Round {
+        responses,
+        total,
+        has_error,
+        held_back,
+        spliced,
+    }
 }
 
 fn account(
     broker: &Broker,
     responses: &[FetchableTopicResponse],
+    spliced: &Spliced,
     request: &FetchRequest,
     resolved: &[Option<Arc<Topic>>],
 ) {
@@ -489,9 +561,9 @@ fn account(
         let (bytes, records) = response
             .partitions
             .iter()
-            .filter_map(|p| p.records.as_ref())
-            .fold((0u64, 0u64), |acc, r| {
-                (acc.0 + r.len() as u64, acc.1 + count_records(r))
+            .filter_map(|p| spliced.0.get(&spliced_key(response, p.partition_index)))
+            .fold((0u64, 0u64), |acc, p| {
+                (acc.0 + p.bytes as u64, acc.1 + p.records)
             });
         if bytes > 0 {
             broker

@@ -185,6 +185,7 @@ impl FetchSessions {
         incremental: bool,
         by_id: bool,
         responses: Vec<FetchableTopicResponse>,
+        has_records: impl Fn(&FetchableTopicResponse, i32) -> bool,
     ) -> Vec<FetchableTopicResponse> {
         if session_id == 0 {
             return responses;
@@ -197,9 +198,16 @@ impl FetchSessions {
             .into_iter()
             .filter_map(|mut topic| {
                 let key = TopicKey::of(&topic.topic, topic.topic_id, by_id);
+                let with_records: Vec<bool> = topic
+                    .partitions
+                    .iter()
+                    .map(|p| has_records(&topic, p.partition_index))
+                    .collect();
+                let mut with_records = with_records.into_iter();
                 topic.partitions.retain(|p| {
                     let sent = (p.high_watermark, p.last_stable_offset, p.log_start_offset);
-                    let news = p.records.as_ref().is_some_and(|r| !r.is_empty())
+                    let news = with_records.next().unwrap_or(false)
+                        || p.records.as_ref().is_some_and(|r| !r.is_empty())
                         || p.error_code != 0
                         || p.preferred_read_replica.0 >= 0;
                     let changed = match session
@@ -472,18 +480,21 @@ mod tests {
                 "a",
                 &[(0, 10, true), (1, 4, false), (2, 0, false)],
             )],
+            |_, _| false,
         );
         assert_eq!(indexes(&kept).len(), 3);
         fetched(&cache, &request(id, 1, vec![]), false, now);
-        // Partition 0 has records, 1's high watermark moved, 2 has nothing new.
+        // Partition 0 has records (left in their files), 1's high watermark moved, 2 has
+        // nothing new.
         let kept = cache.finish(
             id,
             true,
             false,
             vec![response(
                 "a",
-                &[(0, 10, true), (1, 6, false), (2, 0, false)],
+                &[(0, 10, false), (1, 6, false), (2, 0, false)],
             )],
+            |_, p| p == 0,
         );
         assert_eq!(indexes(&kept), [("a".into(), 0), ("a".into(), 1)]);
         // Nothing new at all: no topic in the answer.
@@ -496,6 +507,7 @@ mod tests {
                 "a",
                 &[(0, 10, false), (1, 6, false), (2, 0, false)],
             )],
+            |_, _| false,
         );
         assert!(kept.is_empty(), "{kept:?}");
     }

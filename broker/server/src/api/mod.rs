@@ -69,13 +69,14 @@ use kafka_protocol::protocol::{
 
 use crate::broker::Broker;
 use crate::errors::ApiError;
+use crate::frame::{self, Frame};
 use crate::quota::QuotaKind;
 use crate::session::Session;
 use runnel_meta::AclOperation;
 
 /// A response still being produced; resolves to the encoded frame, to `None`
 /// when the request gets no response (acks=0), or to an error that closes the connection.
-pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Option<Bytes>, String>> + Send>>;
+pub(crate) type Pending = Pin<Box<dyn Future<Output = Result<Option<Frame>, String>> + Send>>;
 
 /// What the connection does with a request.
 pub(crate) enum Outcome {
@@ -258,7 +259,7 @@ pub(crate) fn encode_response<R: Encodable + HeaderVersion>(
 }
 
 fn ready(result: Result<Bytes, String>) -> Pending {
-    Box::pin(std::future::ready(result.map(Some)))
+    Box::pin(std::future::ready(result.map(|b| Some(b.into()))))
 }
 
 fn decode<T: Decodable>(buf: &mut Bytes, key: ApiKey, version: i16) -> Result<T, String> {
@@ -393,7 +394,9 @@ pub(crate) async fn dispatch(
                     nanos,
                     &ctx.session.mute,
                 );
-                Ok(Some(with_throttle(frame, key, version, throttle)))
+                Ok(Some(frame.map_head(|head| {
+                    with_throttle(head, key, version, throttle)
+                })))
             }
             other => other,
         }
@@ -577,7 +580,7 @@ async fn route(
                         version,
                         &response.with_throttle_time_ms(throttle_ms),
                     )
-                    .map(Some),
+                    .map(|b| Some(b.into())),
                     None => Ok(None),
                 }
             })
@@ -588,8 +591,12 @@ async fn route(
             let broker = broker.clone();
             let ctx = ctx.clone();
             Box::pin(async move {
-                let response = fetch::handle(&broker, request, version, &ctx).await;
-                encode_response(correlation_id, version, &response).map(Some)
+                let (response, slices) = fetch::handle(&broker, request, version, &ctx).await;
+                let encoded = encode_response(correlation_id, version, &response)?;
+                // Records stay in their segment files until the connection sends them.
+                let header_len = 4 + usize::from(key.response_header_version(version) >= 1);
+                let records = slices.in_wire_order(&response);
+                frame::splice(encoded, key as i16, version, header_len, records).map(Some)
             })
         }
         ApiKey::ListOffsets => with_ctx!(ListOffsetsRequest, list_offsets::handle),
@@ -793,7 +800,7 @@ async fn route(
                                 .collect(),
                         )
                     }));
-                encode_response(correlation_id, version, &response).map(Some)
+                encode_response(correlation_id, version, &response).map(|b| Some(b.into()))
             })
         }
         ApiKey::Heartbeat => {

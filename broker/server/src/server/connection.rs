@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes};
 use parking_lot::Mutex;
-use prometheus::IntGauge;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use prometheus::{IntCounterVec, IntGauge};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
+use super::response_writer::{write_frame, ResponseWriter};
 use crate::api::{self, Outcome, Pending};
 use crate::broker::Broker;
 use crate::runtime::wait_shutdown;
@@ -514,13 +515,14 @@ async fn serve_connection<R, W>(
     pool: RequestPool,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: ResponseWriter,
 {
     let peer = session
         .peer
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (tx, rx) = mpsc::channel::<Queued>(MAX_IN_FLIGHT);
-    let writer_task = tokio::spawn(write_responses(writer, rx, peer));
+    let file_bytes = broker.metrics.fetch_file_bytes.clone();
+    let writer_task = tokio::spawn(write_responses(writer, rx, peer, file_bytes));
     let mut shutdown = broker.shutdown_signal();
     let max = broker.config.max_request_bytes as usize;
     tracing::debug!(%peer, listener = %session.listener.name, "connection opened");
@@ -573,17 +575,18 @@ async fn serve_connection<R, W>(
     tracing::debug!(%peer, "connection closed");
 }
 
-async fn write_responses<W: AsyncWrite + Unpin>(
+async fn write_responses<W: ResponseWriter>(
     writer: W,
     mut rx: mpsc::Receiver<Queued>,
     peer: SocketAddr,
+    file_bytes: IntCounterVec,
 ) {
     let mut writer = BufWriter::new(writer);
     while let Some(queued) = rx.recv().await {
         // The request's pool memory goes back once its response is written.
         match queued.pending.await {
-            Ok(Some(bytes)) => {
-                if let Err(err) = writer.write_all(&bytes).await {
+            Ok(Some(frame)) => {
+                if let Err(err) = write_frame(&mut writer, &frame, &file_bytes).await {
                     tracing::debug!(%peer, error = %err, "write failed");
                     return;
                 }

@@ -15,12 +15,15 @@
 //! - `connection.rs`: the Kafka accept loops (one per listener), TLS
 //!   handshakes, connection limits, the request memory pool and
 //!   per-connection framing and dispatch.
+//! - `response_writer.rs`: writing a response frame, with `sendfile` for the record
+//!   batches a Fetch leaves in their segment files on a plaintext socket.
 //! - `housekeeping.rs`: the periodic retention, segment roll and compaction passes.
 
 mod connection;
 mod controlled_shutdown;
 mod housekeeping;
 mod legacy_import;
+mod response_writer;
 
 use std::future::Future;
 use std::net::SocketAddr;
