@@ -320,8 +320,9 @@ impl Log {
                 read.len += got.len;
                 at = got.next_offset;
                 read.next_offset = got.next_offset;
-                read.slices
-                    .push(FileSlice::new(seg.file_handle(), got.pos, got.len));
+                let slice = FileSlice::new(seg.file_handle(), got.pos, got.len);
+                slice.prefetch();
+                read.slices.push(slice);
                 if !got.at_end {
                     break;
                 }

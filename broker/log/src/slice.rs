@@ -47,6 +47,20 @@ impl FileSlice {
         self.len == 0
     }
 
+    /// Asks the kernel to start reading the slice into the page cache: `sendfile` runs on
+    /// an async thread and would otherwise wait there for a cold range to come off disk.
+    pub(crate) fn prefetch(&self) {
+        if let Some(len) = std::num::NonZeroU64::new(self.len as u64) {
+            // Only advice: a failure changes nothing but speed.
+            let _ = rustix::fs::fadvise(
+                &*self.file,
+                self.pos,
+                Some(len),
+                rustix::fs::Advice::WillNeed,
+            );
+        }
+    }
+
     /// Appends the slice's bytes to `buf` (for a connection that cannot send from a
     /// file, TLS); an error if the file no longer holds them all.
     pub fn read_into(&self, buf: &mut BytesMut) -> io::Result<()> {
