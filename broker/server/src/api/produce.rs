@@ -38,7 +38,6 @@ use crate::topics::TopicError;
 
 /// One partition's append waiting to be synced (acks=all) and answered.
 struct Appended {
-    log: Arc<Log>,
     replica: Arc<Replica>,
     min_isr: usize,
     /// The leader epoch the batch was written under.
@@ -243,7 +242,7 @@ pub(crate) async fn stage(
                         job.topic_slot,
                         job.partition,
                         job.topic,
-                        (job.log, job.replica, job.min_isr, job.leader_epoch),
+                        (job.replica, job.min_isr, job.leader_epoch),
                         bytes_len,
                         record_count,
                         result,
@@ -259,7 +258,7 @@ pub(crate) async fn stage(
                     slot,
                     index,
                     topic,
-                    (log, replica, min_isr, leader_epoch),
+                    (replica, min_isr, leader_epoch),
                     bytes_len,
                     record_count,
                     result,
@@ -289,7 +288,6 @@ pub(crate) async fn stage(
                                     .inc_by(record_count);
                             }
                             PartitionOutcome::Appended(Appended {
-                                log,
                                 replica,
                                 min_isr,
                                 leader_epoch,
