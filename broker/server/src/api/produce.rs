@@ -2,10 +2,12 @@
 //!
 //! The appends run in [`stage`], which the connection awaits before reading
 //! its next request, so batches of pipelined requests reach the log in order
-//! (idempotent sequences depend on it). Waiting for the fsync that `acks=all`
-//! needs happens in [`Staged::finish`], which the connection's writer awaits;
-//! meanwhile the next request can already append, and the log's group commit
-//! lets one fsync cover them all.
+//! (idempotent sequences depend on it). The leader's fsync starts right after
+//! the append, on the blocking pool; waiting for it and for the high
+//! watermark (`acks=all`) happens in [`Staged::finish`], which the
+//! connection's writer awaits in request order. Meanwhile the next request
+//! can already append and start its own fsync, and the log's group commit
+//! lets one fsync cover several.
 //!
 //! Replication: only the partition leader appends (else NOT_LEADER_OR_FOLLOWER),
 //! writing its leader epoch into the batches. `acks=all` is refused with
@@ -25,6 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_log::{AppendInfo, Log};
 use runnel_meta::AclOperation;
+use tokio::task::JoinHandle;
 
 use super::{authorize, blocking, count_records, metadata::lookup_or_create, RequestContext};
 use crate::broker::Broker;
@@ -35,12 +38,14 @@ use crate::topics::TopicError;
 
 /// One partition's append waiting to be synced (acks=all) and answered.
 struct Appended {
-    log: Arc<Log>,
     replica: Arc<Replica>,
     min_isr: usize,
     /// The leader epoch the batch was written under.
     leader_epoch: i32,
     info: AppendInfo,
+    /// The leader's fsync of the batch, started at the append
+    /// (`log_flush_on_ack`); acks=all awaits it, acks=0/1 leave it running.
+    synced: Option<JoinHandle<runnel_log::Result<()>>>,
 }
 
 enum PartitionOutcome {
@@ -237,7 +242,7 @@ pub(crate) async fn stage(
                         job.topic_slot,
                         job.partition,
                         job.topic,
-                        (job.log, job.replica, job.min_isr, job.leader_epoch),
+                        (job.replica, job.min_isr, job.leader_epoch),
                         bytes_len,
                         record_count,
                         result,
@@ -253,7 +258,7 @@ pub(crate) async fn stage(
                     slot,
                     index,
                     topic,
-                    (log, replica, min_isr, leader_epoch),
+                    (replica, min_isr, leader_epoch),
                     bytes_len,
                     record_count,
                     result,
@@ -262,9 +267,14 @@ pub(crate) async fn stage(
                     let outcome = match result {
                         Ok(info) => {
                             any = true;
-                            broker
-                                .replicas
-                                .leader_appended(&replica, info.last_offset + 1);
+                            let end = info.last_offset + 1;
+                            broker.replicas.leader_appended(&replica, end);
+                            // Started now, not when the connection gets to
+                            // this response: see `ReplicaManager::sync_leader`.
+                            let synced = broker
+                                .config
+                                .log_flush_on_ack
+                                .then(|| broker.replicas.sync_leader(replica.clone(), end));
                             if !info.duplicate {
                                 broker
                                     .metrics
@@ -278,11 +288,11 @@ pub(crate) async fn stage(
                                     .inc_by(record_count);
                             }
                             PartitionOutcome::Appended(Appended {
-                                log,
                                 replica,
                                 min_isr,
                                 leader_epoch,
                                 info,
+                                synced,
                             })
                         }
                         Err(err) => {
@@ -373,44 +383,27 @@ impl Staged {
             mut topics,
         } = self;
         let deadline = tokio::time::Instant::now() + timeout;
-        if acks != -1 && flush_on_ack {
-            background_sync(&broker, &topics);
-        }
         if acks == -1 && flush_on_ack {
-            let to_sync: Vec<(usize, usize, Arc<Log>, i64)> = topics
-                .iter()
-                .enumerate()
-                .flat_map(|(t, (_, outcomes))| {
-                    outcomes
-                        .iter()
-                        .enumerate()
-                        .filter_map(move |(p, (_, o))| match o {
-                            PartitionOutcome::Appended(a) => {
-                                Some((t, p, a.log.clone(), a.info.last_offset + 1))
-                            }
-                            PartitionOutcome::Failed(_) => None,
-                        })
-                })
-                .collect();
-            // One blocking task per partition: the partitions' fsyncs run in
-            // parallel instead of adding up.
-            let tasks: Vec<_> = to_sync
-                .into_iter()
-                .map(|(t, p, log, end)| (t, p, tokio::task::spawn_blocking(move || log.sync(end))))
-                .collect();
-            for (t, p, task) in tasks {
-                let result = match task.await {
-                    Ok(result) => result.map_err(|err| ApiError::from(&err)),
-                    Err(join) => Err(ApiError::with_message(
-                        ResponseError::KafkaStorageError,
-                        format!("fsync task failed: {join}"),
-                    )),
-                };
-                if let Err(err) = result {
-                    tracing::error!(error = ?err.message, "fsync failed; partition is poisoned");
-                    topics[t].1[p].1 = PartitionOutcome::Failed(err);
-                } else if let PartitionOutcome::Appended(a) = &topics[t].1[p].1 {
-                    broker.replicas.leader_synced(&a.replica);
+            // The fsyncs started at the append; they run in parallel.
+            for (_, outcomes) in topics.iter_mut() {
+                for (_, outcome) in outcomes.iter_mut() {
+                    let PartitionOutcome::Appended(a) = outcome else {
+                        continue;
+                    };
+                    let Some(synced) = a.synced.take() else {
+                        continue;
+                    };
+                    let failed = match synced.await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(err)) => Some(ApiError::from(&err)),
+                        Err(join) => Some(ApiError::with_message(
+                            ResponseError::KafkaStorageError,
+                            format!("fsync task failed: {join}"),
+                        )),
+                    };
+                    if let Some(err) = failed {
+                        *outcome = PartitionOutcome::Failed(err);
+                    }
                 }
             }
         }
@@ -481,32 +474,5 @@ impl Staged {
             })
             .collect();
         Some(ProduceResponse::default().with_responses(responses))
-    }
-}
-
-/// After an acks=0/1 produce, fsyncs in the background so the leader's
-/// durable position, and with it the high watermark (what consumers may
-/// read), follows without the producer waiting (group commit amortizes it).
-fn background_sync(
-    broker: &Arc<Broker>,
-    topics: &[(TopicProduceResponse, Vec<(i32, PartitionOutcome)>)],
-) {
-    for (_, outcomes) in topics {
-        for (_, outcome) in outcomes {
-            if let PartitionOutcome::Appended(a) = outcome {
-                let (broker, log, replica) = (broker.clone(), a.log.clone(), a.replica.clone());
-                let end = a.info.last_offset + 1;
-                tokio::spawn(async move {
-                    let synced = tokio::task::spawn_blocking(move || log.sync(end)).await;
-                    match synced {
-                        Ok(Ok(())) => broker.replicas.leader_synced(&replica),
-                        Ok(Err(err)) => {
-                            tracing::error!(error = %err, "background fsync failed; partition is poisoned")
-                        }
-                        Err(err) => tracing::error!(error = %err, "background fsync task failed"),
-                    }
-                });
-            }
-        }
     }
 }

@@ -4,7 +4,9 @@
 //! leader epoch it truncates its log by OffsetForLeaderEpoch (to the high
 //! watermark when the leader cannot answer). Fetched batches are appended as
 //! they are and fsynced before the next fetch reports the new offset, since
-//! the leader counts a follower's fetch offset as durably replicated.
+//! the leader counts a follower's fetch offset as durably replicated; the
+//! partitions of one response are fsynced together, not one after another,
+//! and the next fetch leaves at once.
 //! Out-of-sync partitions listed in `follower.replication.throttled.replicas`
 //! share this broker's follower quota: while it is spent they are left out of
 //! the request, and the task sleeps until it refills when nothing else is left.
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -23,6 +26,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use runnel_client::Connection;
+use runnel_log::Log;
 use runnel_meta::BrokerId;
 use tokio::task::JoinHandle;
 
@@ -394,6 +398,7 @@ async fn fetch_once(
         return Ok(Round::Idle);
     }
     let mut progressed = false;
+    let mut answered: Vec<Fetched> = Vec::with_capacity(ready.len());
     for (replica, epoch, offset, throttled) in ready {
         let data = response
             .responses
@@ -421,37 +426,141 @@ async fn fetch_once(
         if throttled {
             manager.record_throttled(ThrottleSide::Follower, records.len() as u64);
         }
-        let following = replica.clone();
-        let hw = data.high_watermark;
-        let appended = tokio::task::spawn_blocking(move || -> Result<(), runnel_log::Error> {
-            // Appended and the HW copied only while still following this
-            // epoch: a replica that became leader meanwhile keeps its log as it was.
-            if !records.is_empty() {
-                match following.while_following(epoch, |log| log.append_as_follower(records)) {
-                    Some(appended) => appended?,
-                    None => return Ok(()),
-                };
-                // Outside the role lock: an fsync can take a while.
-                following.log.sync(following.log.log_end_offset())?;
-            }
-            following.while_following(epoch, |log| log.set_high_watermark(hw));
-            Ok(())
-        })
-        .await;
-        match appended {
-            Ok(Ok(())) => manager.notify_hw(),
-            Ok(Err(err)) => {
-                tracing::error!(topic = %replica.topic, partition = replica.partition, error = %err,
-                    "follower append failed; truncating again before the next fetch");
-                replica.set_needs_truncation(epoch, true);
-            }
-            Err(err) => tracing::error!(error = %err, "follower append task failed"),
-        }
+        answered.push(Fetched {
+            replica,
+            epoch,
+            records,
+            high_watermark: data.high_watermark,
+        });
+    }
+    if apply_fetched(answered).await {
+        manager.notify_hw();
     }
     Ok(if progressed {
         Round::Progressed
     } else {
         Round::Idle
+    })
+}
+
+/// One partition's answer in a follower fetch response.
+struct Fetched {
+    replica: Arc<Replica>,
+    /// The leader epoch the fetch was sent under.
+    epoch: i32,
+    records: Bytes,
+    /// The leader's high watermark in the answer.
+    high_watermark: i64,
+}
+
+/// Applies one fetch response: appends every partition's batches, fsyncs
+/// the logs that grew together ([`sync_together`]: one grouped fsync for the
+/// response rather than one per partition in series, so the next fetch, which
+/// tells the leader the new offsets, leaves after about one fsync), then
+/// copies the leader's high watermark into every durable partition. Returns
+/// true when some partition was answered without error.
+async fn apply_fetched(fetched: Vec<Fetched>) -> bool {
+    if fetched.is_empty() {
+        return false;
+    }
+    // Appended only while still following the fetch's epoch: a replica that
+    // became leader meanwhile keeps its log as it was.
+    let appended = tokio::task::spawn_blocking(move || {
+        fetched
+            .into_iter()
+            .filter_map(|f| {
+                let result = if f.records.is_empty() {
+                    Ok(())
+                } else {
+                    let records = f.records.clone();
+                    f.replica
+                        .while_following(f.epoch, |log| log.append_as_follower(records))?
+                        .map(|_| ())
+                };
+                Some((f, result))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    let mut appended = match appended {
+        Ok(appended) => appended,
+        Err(err) => {
+            tracing::error!(error = %err, "follower append task failed");
+            return false;
+        }
+    };
+    // Outside the role lock: an fsync can take a while.
+    let (to_sync, slots): (Vec<(Arc<Log>, i64)>, Vec<usize>) = appended
+        .iter()
+        .enumerate()
+        .filter(|(_, (f, result))| result.is_ok() && !f.records.is_empty())
+        .map(|(slot, (f, _))| {
+            let log = f.replica.log.clone();
+            let end = log.log_end_offset();
+            ((log, end), slot)
+        })
+        .unzip();
+    for (slot, synced) in slots.into_iter().zip(sync_together(to_sync).await) {
+        if let (Err(err), Some((_, result))) = (synced, appended.get_mut(slot)) {
+            *result = Err(err);
+        }
+    }
+    let mut any = false;
+    for (f, result) in appended {
+        match result {
+            Ok(()) => {
+                f.replica
+                    .while_following(f.epoch, |log| log.set_high_watermark(f.high_watermark));
+                any = true;
+            }
+            Err(err) => {
+                tracing::error!(topic = %f.replica.topic, partition = f.replica.partition, error = %err,
+                    "follower append failed; truncating again before the next fetch");
+                f.replica.set_needs_truncation(f.epoch, true);
+            }
+        }
+    }
+    any
+}
+
+/// Fsyncs every log up to its offset at once: the fdatasyncs run in parallel
+/// on the blocking pool, and the filesystem commits concurrent ones together
+/// (a journal commit is shared), so a group costs about one fsync instead of
+/// one per log in series. Results in the order given; each log's
+/// [`Log::sync`] still does its own group commit and poisoning.
+async fn sync_together(logs: Vec<(Arc<Log>, i64)>) -> Vec<Result<(), runnel_log::Error>> {
+    sync_each(logs, |log: &Log, end| log.sync(end)).await
+}
+
+/// [`sync_together`] over any sync function (tests substitute one that shows
+/// whether the calls overlap).
+async fn sync_each<T, F>(items: Vec<(Arc<T>, i64)>, sync: F) -> Vec<Result<(), runnel_log::Error>>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&T, i64) -> Result<(), runnel_log::Error> + Clone + Send + 'static,
+{
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|(item, end)| {
+            let sync = sync.clone();
+            tokio::task::spawn_blocking(move || sync(&item, end))
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(join_sync(task.await));
+    }
+    results
+}
+
+fn join_sync(
+    joined: Result<Result<(), runnel_log::Error>, tokio::task::JoinError>,
+) -> Result<(), runnel_log::Error> {
+    joined.unwrap_or_else(|err| {
+        Err(runnel_log::Error::Io {
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other(format!("fsync task failed: {err}")),
+        })
     })
 }
 
@@ -474,7 +583,59 @@ async fn handle_out_of_range(replica: &Arc<Replica>, epoch: i32, offset: i64, le
 
 #[cfg(test)]
 mod tests {
-    use super::truncation_target;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use parking_lot::{Condvar, Mutex};
+
+    use super::{sync_each, truncation_target};
+
+    /// Counts the syncs that have started; each waits until `expected` have.
+    struct Rendezvous {
+        started: Mutex<usize>,
+        all_in: Condvar,
+        expected: usize,
+    }
+
+    impl Rendezvous {
+        /// Refuses (after a long bound that only a serial caller reaches)
+        /// unless every sync of the group is in flight at the same time.
+        fn sync(&self, _end: i64) -> Result<(), runnel_log::Error> {
+            let mut started = self.started.lock();
+            *started += 1;
+            self.all_in.notify_all();
+            let timed_out = self
+                .all_in
+                .wait_while_for(
+                    &mut started,
+                    |n| *n < self.expected,
+                    Duration::from_secs(30),
+                )
+                .timed_out();
+            if timed_out {
+                return Err(runnel_log::Error::Io {
+                    path: std::path::PathBuf::new(),
+                    source: std::io::Error::other("synced alone: the group ran in series"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fetch_responses_fsyncs_run_together_not_in_series() {
+        let group = Arc::new(Rendezvous {
+            started: Mutex::new(0),
+            all_in: Condvar::new(),
+            expected: 3,
+        });
+        let items = (0..3).map(|i| (group.clone(), i)).collect();
+        let results = sync_each(items, |r: &Rendezvous, end| r.sync(end)).await;
+        assert_eq!(results.len(), 3);
+        for result in results {
+            assert!(result.is_ok(), "{result:?}");
+        }
+    }
 
     #[test]
     fn same_epoch_truncates_to_the_leaders_end_of_it() {

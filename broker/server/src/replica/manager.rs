@@ -486,6 +486,32 @@ impl ReplicaManager {
         }
     }
 
+    /// Starts the leader's fsync of `replica` up to `end` (exclusive) on the
+    /// blocking pool at once, and counts it towards the HW as soon as it is
+    /// done, whether or not anyone awaits the handle. A produce starts it when
+    /// it appends rather than when its response is next in line (a connection
+    /// answers in order), so the fsyncs of pipelined requests overlap the
+    /// replication of the ones before them instead of following it. A failed
+    /// fsync poisons the log (see [`Log::sync`]) and is the handle's result.
+    pub(crate) fn sync_leader(
+        self: &Arc<Self>,
+        replica: Arc<Replica>,
+        end: i64,
+    ) -> tokio::task::JoinHandle<runnel_log::Result<()>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let synced = replica.log.sync(end);
+            match &synced {
+                Ok(()) => this.leader_synced(&replica),
+                Err(err) => {
+                    tracing::error!(topic = %replica.topic, partition = replica.partition,
+                        error = %err, "fsync failed; partition is poisoned")
+                }
+            }
+            synced
+        })
+    }
+
     /// Sends an ISR change to the quorum in the background. A refusal (stale
     /// partition epoch, lost leadership) clears the in-flight change; the
     /// metadata that caused it arrives through the state watch.

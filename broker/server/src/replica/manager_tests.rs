@@ -225,3 +225,90 @@ fn metadata_older_than_the_role_is_ignored() {
     assert_eq!(replica.follower_view(), Some((1, 4, true)));
     assert!(replica.check_produce(-1, 1).is_err());
 }
+
+/// Records whether a future's waker was called.
+struct WakeFlag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The acks=all wait ends when the HW advance it waits for happens (the
+/// follower's fetch carrying the new offset): that advance wakes it, and it
+/// is ready at its next poll; no timer or polling loop stands in between.
+#[tokio::test]
+async fn an_acks_all_wait_is_woken_by_the_hw_advance_not_a_timer() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll, Waker};
+
+    let Setup {
+        _dir,
+        state: _state,
+        shutdown,
+        _shutdown_tx,
+        manager,
+        log,
+    } = setup(led_by(0, 1));
+    let replica = manager.replica("t", 0, &log);
+    let epoch = replica.check_produce(-1, 2).unwrap();
+    let appended = log.append(produced(0), epoch, 0).unwrap();
+    let end = appended.last_offset + 1;
+    manager.leader_appended(&replica, end);
+    log.sync(end).unwrap();
+    manager.leader_synced(&replica);
+    assert!(log.high_watermark() < end, "follower 1 has not fetched yet");
+
+    let flag = Arc::new(WakeFlag(AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut wait = std::pin::pin!(replica.wait_committed(end, epoch, 2, deadline, shutdown));
+    assert!(wait.as_mut().poll(&mut cx).is_pending());
+    assert!(!flag.0.load(Ordering::SeqCst));
+    // Follower 1's next fetch says it holds the batch durably.
+    manager.follower_fetch(&replica, 1, end).unwrap();
+    assert!(
+        flag.0.load(Ordering::SeqCst),
+        "the HW advance itself wakes the wait"
+    );
+    match wait.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("committed at the advance, got {other:?}"),
+    }
+    assert_eq!(log.high_watermark(), end);
+}
+
+/// A produce starts the leader's fsync when it appends; its completion
+/// advances the HW by itself, so an acks=all batch behind another in the
+/// connection's answer order is committed without its own response being
+/// polled first (the handle is dropped here and nobody awaits it).
+#[tokio::test]
+async fn the_leaders_fsync_started_at_append_advances_the_hw_unawaited() {
+    let Setup {
+        _dir,
+        state: _state,
+        shutdown,
+        _shutdown_tx,
+        manager,
+        log,
+    } = setup(led_by(0, 1));
+    let replica = manager.replica("t", 0, &log);
+    let epoch = replica.check_produce(-1, 2).unwrap();
+    let appended = log.append(produced(0), epoch, 0).unwrap();
+    let end = appended.last_offset + 1;
+    manager.leader_appended(&replica, end);
+    // The follower already holds the batch; only the leader's fsync is missing.
+    manager.follower_fetch(&replica, 1, end).unwrap();
+    assert!(log.high_watermark() < end);
+
+    drop(manager.sync_leader(replica.clone(), end));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    replica
+        .wait_committed(end, epoch, 2, deadline, shutdown)
+        .await
+        .expect("committed by the fsync started at the append");
+    assert!(log.synced_offset() >= end);
+    assert_eq!(log.high_watermark(), end);
+}
