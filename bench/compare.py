@@ -390,7 +390,9 @@ def table(a, new: dict, base: dict | None) -> str:
     notes = [f"{new.get(k)}" for k in ("scale_create_how",) if new.get(k)]
     lines.append("")
     lines.append(f"Sizes: full-speed runs {a.seconds:g} s, paced runs {a.latency_seconds:g} s, "
-                 f"{a.producers} producer client(s), dd {a.dd_mib} MiB. Create: {'; '.join(notes) or '–'}.")
+                 f"{a.producers} producer client(s), dd {a.dd_mib} MiB. Create: {'; '.join(notes) or '–'}. "
+                 f"Load average at the start: {a.load_start}; at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+                 f"on {os.cpu_count()} CPUs.")
     return "\n".join(lines)
 
 
@@ -427,6 +429,7 @@ def main() -> int:
         if b and not os.access(b, os.X_OK):
             print(f"{b} is not an executable", file=sys.stderr)
             return 2
+    a.load_start = " ".join(f"{x:.1f}" for x in os.getloadavg())
     lg = Loadgen(a.loadgen, a.verbose)
     log(f"measuring {a.broker_bin}")
     new = measure(a.broker_bin, a, lg)
