@@ -153,7 +153,7 @@ def all_leaders(bootstrap: str, topics: dict[str, int]) -> bool:
     """Metadata lists every topic with its partition count, each partition with a leader."""
     from confluent_kafka.admin import AdminClient
     try:
-        md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3}).list_topics(timeout=30)
+        md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2}).list_topics(timeout=30)
     except Exception:  # noqa: BLE001 - the broker is not answering yet
         return False
     for name, n in topics.items():
@@ -222,8 +222,9 @@ def three_brokers(binary: str, root: Path, lg: Loadgen, a, r: dict) -> None:
             brokers.append(br)
             br.start()
         boot = ",".join(br.bootstrap for br in brokers)
-        wait_until(lambda: len(AdminClient({"bootstrap.servers": boot}).list_topics(timeout=10).brokers) == 3,
-                   120, "3 brokers in Metadata", step=0.2)
+        admin = AdminClient({"bootstrap.servers": boot, "log_level": 2})
+        wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 3, 120, "3 brokers in Metadata", step=0.2)
+        del admin
         common = ["-b", boot, "--partitions", "3", "--replication-factor", "3", "--record-size",
                   str(a.record_size), "--acks", "all", "--producers", str(a.producers)]
         s = lg("run", *common, "--topic", "cmp3-max", "--duration", str(a.seconds))
@@ -244,7 +245,8 @@ def create_partitions(bootstrap: str, partitions: int, batch: int, prefix: str) 
     from confluent_kafka.admin import AdminClient, NewTopic
     per_topic = min(100, partitions)
     names = [f"{prefix}-{i:05d}" for i in range(partitions // per_topic)]
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    # socket.timeout.ms caps how long librdkafka waits for any one response (default 60 s).
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 900_000})
     t0 = time.monotonic()
     requests = 0
     for i in range(0, len(names), batch):
@@ -261,7 +263,7 @@ def create_partitions(bootstrap: str, partitions: int, batch: int, prefix: str) 
 
 def one_record_each(bootstrap: str, topics: dict[str, int]) -> float:
     from confluent_kafka import Producer
-    p = Producer({"bootstrap.servers": bootstrap, "log_level": 3, "acks": "all", "linger.ms": 50,
+    p = Producer({"bootstrap.servers": bootstrap, "log_level": 2, "acks": "all", "linger.ms": 50,
                   "queue.buffering.max.messages": 1_000_000, "message.timeout.ms": 600_000})
     errors = []
     t0 = time.monotonic()
