@@ -245,16 +245,17 @@ def create_partitions(bootstrap: str, partitions: int, batch: int, prefix: str) 
     from confluent_kafka.admin import AdminClient, NewTopic
     per_topic = min(100, partitions)
     names = [f"{prefix}-{i:05d}" for i in range(partitions // per_topic)]
-    # socket.timeout.ms caps how long librdkafka waits for any one response (default 60 s).
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 900_000})
+    # socket.timeout.ms caps how long librdkafka waits for any one response (default 60 s, at
+    # most 300 s): keep --create-batch small enough for the slowest broker to answer in that.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 2, "socket.timeout.ms": 300_000})
     t0 = time.monotonic()
     requests = 0
     for i in range(0, len(names), batch):
         chunk = names[i:i + batch]
-        futs = admin.create_topics([NewTopic(n, per_topic, 1) for n in chunk], operation_timeout=600,
-                                   request_timeout=600)
+        futs = admin.create_topics([NewTopic(n, per_topic, 1) for n in chunk], operation_timeout=300,
+                                   request_timeout=300)
         for f in futs.values():
-            f.result(900)
+            f.result(330)
         requests += 1
     elapsed = time.monotonic() - t0
     how = f"{len(names)} topics x {per_topic} partitions in {requests} CreateTopics request(s) of <= {batch} topics"
@@ -313,17 +314,24 @@ def scale(binary: str, root: Path, a, r: dict, partitions: int, key: str, full: 
 
 
 def measure(binary: str, a, lg: Loadgen) -> dict:
-    r: dict = {"binary": binary}
+    """Every part for one binary; a part that fails is reported and the others still run."""
+    r: dict = {"binary": binary, "errors": []}
     root = Path(tempfile.mkdtemp(prefix="runnel-compare-", dir=a.work_dir))
+    parts = [
+        ("single", lambda: single_broker(binary, root, lg, a, r)),
+        ("rf3", lambda: three_brokers(binary, root, lg, a, r)),
+        ("scale", lambda: a.scale_partitions > 0 and scale(binary, root, a, r, a.scale_partitions, "scale", True)),
+        ("scale", lambda: a.scale_big > 0 and scale(binary, root, a, r, a.scale_big, "big", False)),
+    ]
     try:
-        if "single" in a.parts:
-            single_broker(binary, root, lg, a, r)
-        if "rf3" in a.parts:
-            three_brokers(binary, root, lg, a, r)
-        if "scale" in a.parts and a.scale_partitions > 0:
-            scale(binary, root, a, r, a.scale_partitions, "scale", full=True)
-        if "scale" in a.parts and a.scale_big > 0:
-            scale(binary, root, a, r, a.scale_big, "big", full=False)
+        for name, run in parts:
+            if name not in a.parts:
+                continue
+            try:
+                run()
+            except Exception as e:  # noqa: BLE001 - report it and go on with the next part
+                log(f"{name} failed on {binary}: {e}")
+                r["errors"].append(f"{name}: {e}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return r
@@ -391,6 +399,9 @@ def table(a, new: dict, base: dict | None) -> str:
             lines.append(f"| {label} | {fmt(f, x)} | {fmt(f, y)} | {q} | {arrow} |")
     notes = [f"{new.get(k)}" for k in ("scale_create_how",) if new.get(k)]
     lines.append("")
+    for who, r in (("new", new), ("baseline", base)):
+        for e in (r or {}).get("errors", []):
+            lines.append(f"- {who}: part failed: {e}")
     lines.append(f"Sizes: full-speed runs {a.seconds:g} s, paced runs {a.latency_seconds:g} s, "
                  f"{a.producers} producer client(s), dd {a.dd_mib} MiB. Create: {'; '.join(notes) or '–'}. "
                  f"Load average at the start: {a.load_start}; at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
@@ -415,8 +426,9 @@ def main() -> int:
     ap.add_argument("--scale-partitions", type=int, help="partitions of the scale part (default 10,000, quick 1,000)")
     ap.add_argument("--scale-big", type=int, default=0, metavar="N",
                     help="also create N partitions on a fresh broker for fds and RSS (e.g. 100000)")
-    ap.add_argument("--create-batch", type=int, default=100,
-                    help="topics per CreateTopics request (default 100: 10,000 partitions in one request)")
+    ap.add_argument("--create-batch", type=int, default=10,
+                    help="topics per CreateTopics request (default 10: 1,000 partitions per request; "
+                         "librdkafka waits at most 300 s for one answer)")
     ap.add_argument("--parts", default="single,rf3,scale", help="comma-separated subset of single,rf3,scale")
     ap.add_argument("--work-dir", help="parent of the temp data dirs (default: the system temp dir)")
     ap.add_argument("--json-out", help="also write every raw figure to this JSON file")
