@@ -170,8 +170,15 @@ def all_leaders(bootstrap: str, topics: dict[str, int]) -> bool:
 
 def wait_ready(b: Broker, topics: dict[str, int], timeout: float = 600.0) -> float:
     """From process spawn until ready line, /readyz 200 and every partition led; seconds."""
-    wait_until(b.readyz, timeout, "/readyz")
-    wait_until(lambda: all_leaders(b.bootstrap, topics), timeout, "every partition to have a leader", step=0.05)
+    def alive_and(cond):
+        def check():
+            if b.proc is not None and b.proc.poll() is not None:
+                raise RuntimeError(f"the broker exited ({b.proc.returncode}) before it was ready")
+            return cond()
+        return check
+    wait_until(alive_and(b.readyz), timeout, f"/readyz of {b.addrs[1] if b.addrs else '?'}")
+    wait_until(alive_and(lambda: all_leaders(b.bootstrap, topics)), timeout, "every partition to have a leader",
+               step=0.05)
     return time.monotonic() - b.t_spawn
 
 
