@@ -4,8 +4,8 @@ generator (bench/loadgen, `runnel-loadgen`).
 
     cargo build --release -p runnel-server -p runnel-loadgen
     python3 bench/compare.py --broker-bin target/release/runnel-broker \\
-        --baseline-bin /path/to/previous/runnel-broker            # full run, about 10 minutes
-    python3 bench/compare.py --broker-bin target/release/runnel-broker --quick   # seconds
+        --baseline-bin /path/to/previous/runnel-broker     # full run: minutes per build
+    python3 bench/compare.py --broker-bin target/release/runnel-broker --quick   # shorter runs
 
 For each broker binary, in this order (every broker on port 0, data in a temp dir deleted at
 the end, every process stopped):

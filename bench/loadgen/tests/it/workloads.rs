@@ -29,7 +29,10 @@ fn every_produced_record_is_acknowledged_consumed_and_timed() {
     assert_eq!(s.produce.bytes, 3_001 * 200);
     assert_eq!(s.ack_latency.count, 3_001, "one ack latency per record");
     assert_eq!(s.consume.records, 3_001);
-    assert_eq!(s.e2e_latency.count, 3_001, "one end-to-end latency per record");
+    assert_eq!(
+        s.e2e_latency.count, 3_001,
+        "one end-to-end latency per record"
+    );
     // Consumers start at the end before the producers warm up: they read one warm-up record
     // per partition per producer and do not count it as this run's.
     assert_eq!(s.consumed_foreign, 3 * 2);
