@@ -18,6 +18,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
 use crate::checkpoint;
 use crate::error::{io_err, Error, Result};
+use crate::files::FileCache;
 use crate::log::Log;
 use crate::records::{self, RecordsError};
 use crate::segment::{self, Segment};
@@ -351,6 +352,7 @@ fn reencode(h: &BatchHeader, compression: Compression, keep: &[&Record]) -> Resu
 /// Writes the compacted copy of `seg` to `<base>.log.cleaned` and fsyncs it.
 /// Returns `None` when no record would be removed (the file is deleted again).
 fn clean_segment(
+    files: &Arc<FileCache>,
     seg: &Segment,
     map: &HashMap<Bytes, i64>,
     tombs: &mut Tombstones,
@@ -425,7 +427,10 @@ fn clean_segment(
         return Ok(None);
     }
     let segment = (pos > 0).then(|| {
+        // Registered under its final path: it is only used (and reopened
+        // from that path) once the swap has renamed it there.
         let s = Segment::from_parts(
+            files,
             &seg.dir,
             seg.base_offset,
             seg.dir.join(&name),
@@ -580,6 +585,7 @@ impl Log {
                 continue;
             }
             let Some(cleaned) = clean_segment(
+                &self.files,
                 seg,
                 &map.latest,
                 &mut tombs,
@@ -676,6 +682,8 @@ impl Log {
                 ));
                 // No directory fsync between the renames: the second needs the
                 // first, so a crash leaves `.cleaned`, `.swap` or the new `.log`.
+                // Readers of the old segment keep its file, not the new one.
+                old.detach()?;
                 fs::rename(&cleaned.cleaned_path, &swap_path)
                     .map_err(|e| io_err(&cleaned.cleaned_path, e))?;
                 fs::rename(&swap_path, &old.log_path).map_err(|e| io_err(&swap_path, e))?;
@@ -690,6 +698,7 @@ impl Log {
                             .open(&old.log_path)
                             .map_err(|e| io_err(&old.log_path, e))?;
                         let s = Segment::from_parts(
+                            &self.files,
                             &self.dir,
                             old.base_offset,
                             old.log_path.clone(),

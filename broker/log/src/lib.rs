@@ -11,6 +11,7 @@
 //! - `swap`: the crash-safe replacement of a segment by its compacted copy.
 //! - `recovery`: opening a directory: CRC scan, torn-tail truncation, index rebuild ([`RecoveryReport`]).
 //! - `segment`: one `.log` file and its in-memory sparse indexes.
+//! - `files`: [`FileCache`], the broker-wide bound on open segment files.
 //! - `index`: the `.index` and `.timeindex` file formats.
 //! - `batch`: magic-v2 batch header parsing, validation and the broker-written fields.
 //! - `checkpoint`: the small checkpoint files (recovery point, log start, cleaner, epochs, high watermark).
@@ -32,6 +33,7 @@ mod compaction;
 mod config;
 mod epoch_cache;
 mod error;
+mod files;
 mod index;
 mod log;
 mod producer_state;
@@ -48,6 +50,7 @@ pub use compaction::CompactionReport;
 pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::EpochEntry;
 pub use error::{Error, Result};
+pub use files::{FileCache, DEFAULT_MAX_OPEN_FILES};
 pub use log::{Log, ReadResult};
 pub use producer_state::ProducerInfo;
 pub use recovery::RecoveryReport;

@@ -70,6 +70,7 @@ use crate::clock;
 use crate::config::LogConfig;
 use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
 use crate::error::{Error, Result};
+use crate::files::FileCache;
 use crate::producer_state::{ProducerInfo, ProducerStateManager};
 use crate::records;
 use crate::recovery::{self, RecoveryReport};
@@ -91,6 +92,8 @@ pub struct ReadResult {
 /// One partition's log. See the module documentation for the contract.
 pub struct Log {
     pub(crate) dir: PathBuf,
+    /// The broker's open-file cache every segment file of this log goes through.
+    pub(crate) files: Arc<FileCache>,
     /// Current settings; read at the start of each operation.
     pub(crate) config: RwLock<LogConfig>,
     /// The append lock: serializes appends, rolls, truncation, retention and
@@ -148,8 +151,19 @@ impl Log {
     /// batches after the last recovery checkpoint (and always the active
     /// segment) are CRC-checked, a torn or corrupt tail is truncated, missing
     /// or damaged indexes are rebuilt, idempotent-producer state is restored.
+    /// The segment files go through the process-wide default [`FileCache`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport)> {
-        let opened = recovery::open_dir(dir, &config, clock::now_ms())?;
+        Log::open_with(dir, config, &FileCache::shared_default())
+    }
+
+    /// [`Log::open`] with the segment files kept open through `files` (the
+    /// broker's one cache, which bounds its open descriptors).
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        files: &Arc<FileCache>,
+    ) -> Result<(Log, RecoveryReport)> {
+        let opened = recovery::open_dir(files, dir, &config, clock::now_ms())?;
         let hw_file = checkpoint::read_high_watermark(dir);
         let hw = hw_file
             .unwrap_or(opened.log_start)
@@ -157,6 +171,7 @@ impl Log {
             .max(opened.log_start);
         let log = Log {
             dir: dir.to_path_buf(),
+            files: files.clone(),
             config: RwLock::new(config),
             writer: Mutex::new(WriterState {
                 producers: opened.producers,

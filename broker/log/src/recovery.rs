@@ -19,6 +19,7 @@ use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{io_err, Error};
+use crate::files::FileCache;
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, Segment};
@@ -158,7 +159,12 @@ fn parse_name(name: &str) -> Option<(i64, FileKind)> {
 }
 
 /// Opens and recovers the log in `dir`.
-pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Opened, Error> {
+pub(crate) fn open_dir(
+    files: &Arc<FileCache>,
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<Opened, Error> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     swap::finish_interrupted_swaps(dir)?;
     let mut bases = BTreeSet::new();
@@ -295,7 +301,16 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             to_rewrite.push(base);
         }
         state.first_append_ms = first_ts.map(|t| if t >= 0 { t } else { now_ms });
+        // What recovery keeps is made durable before the checkpoint moves
+        // past it (bytes the previous process wrote may be in the page cache
+        // only). Done here, while the file is surely open: the file cache
+        // may close it before the loop ends. After a clean close everything
+        // was fsynced then, and segments below the recovery point before.
+        if verify && !rp.clean {
+            file.sync_data().map_err(|e| io_err(&log_path, e))?;
+        }
         let seg = Segment::from_parts(
+            files,
             dir,
             base,
             log_path,
@@ -347,7 +362,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     let mut segments = kept;
     if segments.is_empty() {
         let base = log_start_cp.unwrap_or(0);
-        segments.push(Arc::new(Segment::create(dir, base)?));
+        segments.push(Arc::new(Segment::create(files, dir, base)?));
     }
     let last = segments.len() - 1;
     for seg in &segments[..last] {
@@ -355,9 +370,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             seg.write_indexes()?;
         }
     }
-    // What recovery kept is made durable before the checkpoint moves past it.
     for seg in &segments {
-        seg.file.sync_data().map_err(|e| io_err(&seg.log_path, e))?;
         seg.mark_synced();
     }
     let log_end = segments[last].next_offset();
@@ -396,7 +409,7 @@ pub(crate) fn rebuild_producers(
     let mut producers = ProducerStateManager::default();
     let mut txns = TxnState::default();
     for seg in segments {
-        segment::scan_file(&seg.file, seg.base_offset, seg.size(), false, |m| {
+        segment::scan_file(&*seg.file()?, seg.base_offset, seg.size(), false, |m| {
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }
