@@ -157,7 +157,10 @@ impl Log {
     }
 
     /// [`Log::open`] with the segment files kept open through `files` (the
-    /// broker's one cache, which bounds its open descriptors).
+    /// broker's one cache, which bounds its open descriptors). A new log (an
+    /// empty or missing directory) costs one fsync, of its directory, made
+    /// as its first segment file is created: files renamed into the
+    /// directory before the call are durable when it returns.
     pub fn open_with(
         dir: &Path,
         config: LogConfig,
@@ -194,7 +197,9 @@ impl Log {
             tombstone_expiry: AtomicI64::new(i64::MIN),
             epochs: RwLock::new(opened.epochs),
             high_watermark: AtomicI64::new(hw),
-            hw_checkpointed: Mutex::new(hw_file.unwrap_or(-1)),
+            // A missing file reads as the log start, which is then the high
+            // watermark: nothing to write until it moves.
+            hw_checkpointed: Mutex::new(hw_file.unwrap_or(hw)),
             txns: RwLock::new(opened.txns),
         };
         Ok((log, opened.report))
@@ -526,7 +531,10 @@ impl Log {
         }
         self.synced_offset.fetch_max(end, Ordering::AcqRel);
         let active = self.active()?;
-        active.write_indexes()?;
+        // An empty segment's indexes are empty: missing files say the same.
+        if !active.is_empty() {
+            active.write_indexes()?;
+        }
         self.checkpoint_high_watermark()?;
         w.recovery_point = active.base_offset;
         checkpoint::write_recovery_point(

@@ -120,8 +120,10 @@ fn recover_epochs(
             if damaged {
                 tracing::warn!(dir = %dir.display(), "leader epoch checkpoint is damaged; rebuilding it from the batch headers");
             }
-            // A new, empty log has nothing to rebuild: not reported.
-            (rebuilt(), damaged || !runs.is_empty(), true)
+            // A new, empty log has nothing to rebuild: not reported, and
+            // nothing written (a missing file reads as the same empty cache).
+            let rebuild = damaged || !runs.is_empty();
+            (rebuilt(), rebuild, rebuild)
         }
     };
     if changed {
@@ -193,8 +195,11 @@ pub(crate) fn open_dir(
             let _ = fs::remove_file(path);
         }
     }
-    let rp = checkpoint::read_recovery_point(dir).unwrap_or_default();
+    let rp_file = checkpoint::read_recovery_point(dir);
+    let rp = rp_file.unwrap_or_default();
     let log_start_cp = checkpoint::read_log_start(dir);
+    // A new log: its checkpoints would say what their absence says.
+    let fresh = bases.is_empty() && rp_file.is_none() && log_start_cp.is_none();
     let bases: Vec<i64> = bases.into_iter().collect();
     let interval = config.index_interval_bytes;
 
@@ -285,7 +290,8 @@ pub(crate) fn open_dir(
         // the rebuilt ones replace them. The active segment's files are only
         // expected to be current after a clean close.
         let (valid_idx, valid_tidx) = validator.finish(state.max_timestamp);
-        let expect_files = !is_last || rp.clean;
+        // An empty active segment is closed without index files.
+        let expect_files = !is_last || (rp.clean && outcome.valid_len > 0);
         if expect_files {
             report.indexes_rebuilt +=
                 usize::from(valid_idx.is_none()) + usize::from(valid_tidx.is_none());
@@ -382,13 +388,17 @@ pub(crate) fn open_dir(
     let recovery_point = segments[last].base_offset;
     let (epochs, epochs_rebuilt) = recover_epochs(dir, &runs, log_start, log_end)?;
     report.epoch_cache_rebuilt = epochs_rebuilt;
-    checkpoint::write_recovery_point(
-        dir,
-        RecoveryPoint {
-            offset: recovery_point,
-            clean: false,
-        },
-    )?;
+    // Marks the log open (not clean) before anything is written to it. A new
+    // log's missing file reads as the same point (0, not clean).
+    if !fresh {
+        checkpoint::write_recovery_point(
+            dir,
+            RecoveryPoint {
+                offset: recovery_point,
+                clean: false,
+            },
+        )?;
+    }
     txns.trim_to(log_start);
     Ok(Opened {
         segments,

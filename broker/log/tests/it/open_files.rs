@@ -88,3 +88,28 @@ fn evicted_segment_files_are_reopened_for_reads() {
     assert_eq!(read_all(&b, 0).len(), 5);
     assert!(fds_under(dir.path()) <= 1);
 }
+
+#[test]
+fn a_new_log_writes_no_checkpoint_until_it_has_something_to_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let (log, _) = Log::open(&path, small_config(1 << 20)).unwrap();
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    // Their absence reads as what they would say: an empty, unclean log at 0.
+    assert_eq!(names(), vec![format!("{:020}.log", 0)]);
+    log.append(batch("a", 3, 1000, Compression::None), 0, 0)
+        .unwrap();
+    log.sync(3).unwrap();
+    // A crash (no close): recovery finds the records.
+    drop(log);
+    let (log, _) = Log::open(&path, small_config(1 << 20)).unwrap();
+    assert_eq!(read_all(&log, 0).len(), 3);
+    assert!(names().contains(&"recovery-point.checkpoint".to_string()));
+}

@@ -632,6 +632,7 @@ impl ReplicaManager {
         let cluster = self.state.borrow().clone();
         let me = self.settings.node_id;
         let mut seen = std::collections::HashSet::new();
+        let mut local = Vec::new();
         for topic in self.topics.list() {
             for partition in topic.partitions() {
                 let meta = cluster.partition(&topic.name, partition.index);
@@ -639,9 +640,19 @@ impl ReplicaManager {
                     continue;
                 }
                 seen.insert((topic.name.clone(), partition.index));
-                self.reconcile(&topic.name, partition.index, &partition.log, meta);
+                local.push((topic.clone(), partition, meta));
             }
         }
+        // A new leadership writes the epoch checkpoint (fsyncs): after a
+        // restart every partition does, so many go at once.
+        let threads = if local.len() > 64 {
+            crate::parallel::IO_THREADS
+        } else {
+            1
+        };
+        crate::parallel::map(&local, threads, |(topic, partition, meta)| {
+            self.reconcile(&topic.name, partition.index, &partition.log, *meta);
+        });
         let removed: Vec<Arc<Replica>> = {
             let mut map = self.replicas.write();
             let gone: Vec<PartitionKey> =
