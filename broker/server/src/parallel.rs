@@ -43,15 +43,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_item_is_mapped_once_in_order() {
+    fn every_item_is_mapped_once_in_order_on_several_threads() {
         let items: Vec<u32> = (0..1000).collect();
-        let threads = Mutex::new(std::collections::HashSet::new());
+        // Item 0 waits for item 1: only a second thread can get there.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = (Mutex::new(tx), Mutex::new(rx));
         let out = map(&items, 8, |x| {
-            threads.lock().insert(std::thread::current().id());
+            match x {
+                0 => assert!(
+                    rx.lock()
+                        .recv_timeout(std::time::Duration::from_secs(30))
+                        .is_ok(),
+                    "item 1 ran while item 0 was running"
+                ),
+                1 => tx.lock().send(()).unwrap(),
+                _ => {}
+            }
             x * 2
         });
         assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
-        assert!(threads.lock().len() > 1, "the work was spread over threads");
         assert_eq!(map(&[] as &[u32], 8, |x| *x), Vec::<u32>::new());
     }
 }
