@@ -18,7 +18,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
 use crate::checkpoint;
 use crate::error::{io_err, Error, Result};
-use crate::files::FileCache;
+use crate::files::SegmentFile;
 use crate::log::Log;
 use crate::records::{self, RecordsError};
 use crate::segment::{self, Segment};
@@ -352,7 +352,6 @@ fn reencode(h: &BatchHeader, compression: Compression, keep: &[&Record]) -> Resu
 /// Writes the compacted copy of `seg` to `<base>.log.cleaned` and fsyncs it.
 /// Returns `None` when no record would be removed (the file is deleted again).
 fn clean_segment(
-    files: &Arc<FileCache>,
     seg: &Segment,
     map: &HashMap<Bytes, i64>,
     tombs: &mut Tombstones,
@@ -430,11 +429,9 @@ fn clean_segment(
         // Registered under its final path: it is only used (and reopened
         // from that path) once the swap has renamed it there.
         let s = Segment::from_parts(
-            files,
             &seg.dir,
             seg.base_offset,
-            seg.dir.join(&name),
-            file,
+            SegmentFile::new(seg.files(), &seg.dir.join(&name), file),
             pos,
             next,
             state,
@@ -585,7 +582,6 @@ impl Log {
                 continue;
             }
             let Some(cleaned) = clean_segment(
-                &self.files,
                 seg,
                 &map.latest,
                 &mut tombs,
@@ -698,11 +694,9 @@ impl Log {
                             .open(&old.log_path)
                             .map_err(|e| io_err(&old.log_path, e))?;
                         let s = Segment::from_parts(
-                            &self.files,
                             &self.dir,
                             old.base_offset,
-                            old.log_path.clone(),
-                            file,
+                            SegmentFile::new(&self.files, &old.log_path, file),
                             0,
                             old.base_offset,
                             Segment::new_state(),

@@ -239,6 +239,16 @@ impl SegmentFile {
         Ok(())
     }
 
+    /// The file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cache this file goes through.
+    pub(crate) fn cache(&self) -> &Arc<FileCache> {
+        &self.cache
+    }
+
     /// Keeps the file open outside the cache until the segment is dropped
     /// (before its path is deleted or renamed over).
     pub(crate) fn detach(self: &Arc<Self>) -> Result<(), Error> {

@@ -19,7 +19,7 @@ use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{io_err, Error};
-use crate::files::FileCache;
+use crate::files::{FileCache, SegmentFile};
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, Segment};
@@ -316,11 +316,9 @@ pub(crate) fn open_dir(
             file.sync_data().map_err(|e| io_err(&log_path, e))?;
         }
         let seg = Segment::from_parts(
-            files,
             dir,
             base,
-            log_path,
-            file,
+            SegmentFile::new(files, &log_path, file),
             outcome.valid_len,
             outcome.next_offset,
             state,

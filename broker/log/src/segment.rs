@@ -158,11 +158,9 @@ impl Segment {
             return Err(e);
         }
         Ok(Segment::from_parts(
-            files,
             dir,
             base,
-            log_path,
-            file,
+            SegmentFile::new(files, &log_path, file),
             0,
             base,
             SegmentState::new(),
@@ -171,11 +169,9 @@ impl Segment {
 
     /// Wraps an opened, recovered segment file.
     pub(crate) fn from_parts(
-        files: &Arc<FileCache>,
         dir: &Path,
         base: i64,
-        log_path: PathBuf,
-        file: File,
+        file: Arc<SegmentFile>,
         size: u64,
         next_offset: i64,
         state: SegmentState,
@@ -183,8 +179,8 @@ impl Segment {
         Segment {
             base_offset: base,
             dir: dir.to_path_buf(),
-            file: SegmentFile::new(files, &log_path, file),
-            log_path,
+            log_path: file.path().to_path_buf(),
+            file,
             committed: AtomicU64::new(size),
             synced: AtomicU64::new(0),
             next_offset: AtomicI64::new(next_offset),
@@ -224,6 +220,11 @@ impl Segment {
     /// may send from it after the cache has moved on.
     pub(crate) fn file(&self) -> Result<Arc<File>, Error> {
         self.file.file()
+    }
+
+    /// The file cache this segment's file goes through.
+    pub(crate) fn files(&self) -> &Arc<FileCache> {
+        self.file.cache()
     }
 
     /// Keeps the file open outside the file cache until this segment is
