@@ -207,6 +207,13 @@ declare_broker_config! {
     log_flush_on_ack: bool = true,
         doc: "Fsync before acknowledging acks=all (false is unsafe)",
         cluster: Settable;
+    /// Segment files the broker keeps open at most, over all partitions; the
+    /// least recently used are closed (after an fdatasync of unsynced writes)
+    /// and reopened on their next use. Clamped at start to half the process's
+    /// open-file limit (RLIMIT_NOFILE), leaving room for connections.
+    log_max_open_files: usize = 10_000,
+        doc: "Segment files kept open at most, over all partitions (LRU)",
+        cluster: Settable, min: 1;
     /// Partitions of the internal `__consumer_offsets` topic (fixed once created).
     offsets_topic_num_partitions: i32 = 50,
         doc: "Partitions of __consumer_offsets (fixed once created)",

@@ -441,7 +441,7 @@ impl Log {
         }
         old.write_indexes()?;
         self.fsync_segment(&old)?;
-        let seg = Arc::new(Segment::create(&self.dir, new_base)?);
+        let seg = Arc::new(Segment::create(&self.files, &self.dir, new_base)?);
         {
             let mut segs = self.segments.write();
             let mut list = Vec::clone(&segs);

@@ -18,6 +18,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEnc
 use crate::batch::{self, BatchHeader, IncomingBatch, HEADER_LEN};
 use crate::checkpoint;
 use crate::error::{io_err, Error, Result};
+use crate::files::SegmentFile;
 use crate::log::Log;
 use crate::records::{self, RecordsError};
 use crate::segment::{self, Segment};
@@ -425,11 +426,12 @@ fn clean_segment(
         return Ok(None);
     }
     let segment = (pos > 0).then(|| {
+        // Registered under its final path: it is only used (and reopened
+        // from that path) once the swap has renamed it there.
         let s = Segment::from_parts(
             &seg.dir,
             seg.base_offset,
-            seg.dir.join(&name),
-            file,
+            SegmentFile::new(seg.files(), &seg.dir.join(&name), file),
             pos,
             next,
             state,
@@ -676,6 +678,8 @@ impl Log {
                 ));
                 // No directory fsync between the renames: the second needs the
                 // first, so a crash leaves `.cleaned`, `.swap` or the new `.log`.
+                // Readers of the old segment keep its file, not the new one.
+                old.detach()?;
                 fs::rename(&cleaned.cleaned_path, &swap_path)
                     .map_err(|e| io_err(&cleaned.cleaned_path, e))?;
                 fs::rename(&swap_path, &old.log_path).map_err(|e| io_err(&swap_path, e))?;
@@ -692,8 +696,7 @@ impl Log {
                         let s = Segment::from_parts(
                             &self.dir,
                             old.base_offset,
-                            old.log_path.clone(),
-                            file,
+                            SegmentFile::new(&self.files, &old.log_path, file),
                             0,
                             old.base_offset,
                             Segment::new_state(),

@@ -12,6 +12,7 @@
 //! - `recovery`: opening a directory: CRC scan, torn-tail truncation, index rebuild ([`RecoveryReport`]).
 //! - `segment`: one `.log` file and its in-memory sparse indexes.
 //! - `slice`: [`FileSlice`], batches as a byte range of a segment file (zero-copy reads).
+//! - `files`: [`FileCache`], the broker-wide bound on open segment files.
 //! - `index`: the `.index` and `.timeindex` file formats.
 //! - `batch`: magic-v2 batch header parsing, validation and the broker-written fields.
 //! - `checkpoint`: the small checkpoint files (recovery point, log start, cleaner, epochs, high watermark).
@@ -33,6 +34,7 @@ mod compaction;
 mod config;
 mod epoch_cache;
 mod error;
+mod files;
 mod index;
 mod log;
 mod producer_state;
@@ -50,6 +52,7 @@ pub use compaction::CompactionReport;
 pub use config::{LogConfig, TimestampType};
 pub use epoch_cache::EpochEntry;
 pub use error::{Error, Result};
+pub use files::{FileCache, DEFAULT_MAX_OPEN_FILES};
 pub use log::{Log, ReadResult};
 pub use producer_state::ProducerInfo;
 pub use recovery::RecoveryReport;

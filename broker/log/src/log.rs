@@ -70,6 +70,7 @@ use crate::clock;
 use crate::config::LogConfig;
 use crate::epoch_cache::{EpochEntry, LeaderEpochCache};
 use crate::error::{io_err, Error, Result};
+use crate::files::FileCache;
 use crate::producer_state::{ProducerInfo, ProducerStateManager};
 use crate::records;
 use crate::recovery::{self, RecoveryReport};
@@ -92,6 +93,8 @@ pub struct ReadResult {
 /// One partition's log. See the module documentation for the contract.
 pub struct Log {
     pub(crate) dir: PathBuf,
+    /// The broker's open-file cache every segment file of this log goes through.
+    pub(crate) files: Arc<FileCache>,
     /// Current settings; read at the start of each operation.
     pub(crate) config: RwLock<LogConfig>,
     /// The append lock: serializes appends, rolls, truncation, retention and
@@ -149,8 +152,22 @@ impl Log {
     /// batches after the last recovery checkpoint (and always the active
     /// segment) are CRC-checked, a torn or corrupt tail is truncated, missing
     /// or damaged indexes are rebuilt, idempotent-producer state is restored.
+    /// The segment files go through the process-wide default [`FileCache`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, RecoveryReport)> {
-        let opened = recovery::open_dir(dir, &config, clock::now_ms())?;
+        Log::open_with(dir, config, &FileCache::shared_default())
+    }
+
+    /// [`Log::open`] with the segment files kept open through `files` (the
+    /// broker's one cache, which bounds its open descriptors). A new log (an
+    /// empty or missing directory) costs one fsync, of its directory, made
+    /// as its first segment file is created: files renamed into the
+    /// directory before the call are durable when it returns.
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        files: &Arc<FileCache>,
+    ) -> Result<(Log, RecoveryReport)> {
+        let opened = recovery::open_dir(files, dir, &config, clock::now_ms())?;
         let hw_file = checkpoint::read_high_watermark(dir);
         let hw = hw_file
             .unwrap_or(opened.log_start)
@@ -158,6 +175,7 @@ impl Log {
             .max(opened.log_start);
         let log = Log {
             dir: dir.to_path_buf(),
+            files: files.clone(),
             config: RwLock::new(config),
             writer: Mutex::new(WriterState {
                 producers: opened.producers,
@@ -180,7 +198,9 @@ impl Log {
             tombstone_expiry: AtomicI64::new(i64::MIN),
             epochs: RwLock::new(opened.epochs),
             high_watermark: AtomicI64::new(hw),
-            hw_checkpointed: Mutex::new(hw_file.unwrap_or(-1)),
+            // A missing file reads as the log start, which is then the high
+            // watermark: nothing to write until it moves.
+            hw_checkpointed: Mutex::new(hw_file.unwrap_or(hw)),
             txns: RwLock::new(opened.txns),
         };
         Ok((log, opened.report))
@@ -320,7 +340,7 @@ impl Log {
                 read.len += got.len;
                 at = got.next_offset;
                 read.next_offset = got.next_offset;
-                let slice = FileSlice::new(seg.file_handle(), got.pos, got.len);
+                let slice = FileSlice::new(seg.file()?, got.pos, got.len);
                 slice.prefetch();
                 read.slices.push(slice);
                 if !got.at_end {
@@ -538,7 +558,10 @@ impl Log {
         }
         self.synced_offset.fetch_max(end, Ordering::AcqRel);
         let active = self.active()?;
-        active.write_indexes()?;
+        // An empty segment's indexes are empty: missing files say the same.
+        if !active.is_empty() {
+            active.write_indexes()?;
+        }
         self.checkpoint_high_watermark()?;
         w.recovery_point = active.base_offset;
         checkpoint::write_recovery_point(

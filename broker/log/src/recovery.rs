@@ -19,6 +19,7 @@ use crate::checkpoint::{self, RecoveryPoint, TMP_SUFFIX};
 use crate::config::LogConfig;
 use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{io_err, Error};
+use crate::files::{FileCache, SegmentFile};
 use crate::index::{IndexValidator, OffsetIndex, TimeIndex, OFFSET_ENTRY, TIME_ENTRY};
 use crate::producer_state::{ProducerBatch, ProducerStateManager};
 use crate::segment::{self, Segment};
@@ -119,8 +120,10 @@ fn recover_epochs(
             if damaged {
                 tracing::warn!(dir = %dir.display(), "leader epoch checkpoint is damaged; rebuilding it from the batch headers");
             }
-            // A new, empty log has nothing to rebuild: not reported.
-            (rebuilt(), damaged || !runs.is_empty(), true)
+            // A new, empty log has nothing to rebuild: not reported, and
+            // nothing written (a missing file reads as the same empty cache).
+            let rebuild = damaged || !runs.is_empty();
+            (rebuilt(), rebuild, rebuild)
         }
     };
     if changed {
@@ -158,7 +161,12 @@ fn parse_name(name: &str) -> Option<(i64, FileKind)> {
 }
 
 /// Opens and recovers the log in `dir`.
-pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Opened, Error> {
+pub(crate) fn open_dir(
+    files: &Arc<FileCache>,
+    dir: &Path,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<Opened, Error> {
     fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     swap::finish_interrupted_swaps(dir)?;
     let mut bases = BTreeSet::new();
@@ -187,8 +195,11 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             let _ = fs::remove_file(path);
         }
     }
-    let rp = checkpoint::read_recovery_point(dir).unwrap_or_default();
+    let rp_file = checkpoint::read_recovery_point(dir);
+    let rp = rp_file.unwrap_or_default();
     let log_start_cp = checkpoint::read_log_start(dir);
+    // A new log: its checkpoints would say what their absence says.
+    let fresh = bases.is_empty() && rp_file.is_none() && log_start_cp.is_none();
     let bases: Vec<i64> = bases.into_iter().collect();
     let interval = config.index_interval_bytes;
 
@@ -279,7 +290,8 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
         // the rebuilt ones replace them. The active segment's files are only
         // expected to be current after a clean close.
         let (valid_idx, valid_tidx) = validator.finish(state.max_timestamp);
-        let expect_files = !is_last || rp.clean;
+        // An empty active segment is closed without index files.
+        let expect_files = !is_last || (rp.clean && outcome.valid_len > 0);
         if expect_files {
             report.indexes_rebuilt +=
                 usize::from(valid_idx.is_none()) + usize::from(valid_tidx.is_none());
@@ -295,11 +307,18 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             to_rewrite.push(base);
         }
         state.first_append_ms = first_ts.map(|t| if t >= 0 { t } else { now_ms });
+        // What recovery keeps is made durable before the checkpoint moves
+        // past it (bytes the previous process wrote may be in the page cache
+        // only). Done here, while the file is surely open: the file cache
+        // may close it before the loop ends. After a clean close everything
+        // was fsynced then, and segments below the recovery point before.
+        if verify && !rp.clean {
+            file.sync_data().map_err(|e| io_err(&log_path, e))?;
+        }
         let seg = Segment::from_parts(
             dir,
             base,
-            log_path,
-            file,
+            SegmentFile::new(files, &log_path, file),
             outcome.valid_len,
             outcome.next_offset,
             state,
@@ -347,7 +366,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     let mut segments = kept;
     if segments.is_empty() {
         let base = log_start_cp.unwrap_or(0);
-        segments.push(Arc::new(Segment::create(dir, base)?));
+        segments.push(Arc::new(Segment::create(files, dir, base)?));
     }
     let last = segments.len() - 1;
     for seg in &segments[..last] {
@@ -355,9 +374,7 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
             seg.write_indexes()?;
         }
     }
-    // What recovery kept is made durable before the checkpoint moves past it.
     for seg in &segments {
-        seg.file.sync_data().map_err(|e| io_err(&seg.log_path, e))?;
         seg.mark_synced();
     }
     let log_end = segments[last].next_offset();
@@ -369,13 +386,17 @@ pub(crate) fn open_dir(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Op
     let recovery_point = segments[last].base_offset;
     let (epochs, epochs_rebuilt) = recover_epochs(dir, &runs, log_start, log_end)?;
     report.epoch_cache_rebuilt = epochs_rebuilt;
-    checkpoint::write_recovery_point(
-        dir,
-        RecoveryPoint {
-            offset: recovery_point,
-            clean: false,
-        },
-    )?;
+    // Marks the log open (not clean) before anything is written to it. A new
+    // log's missing file reads as the same point (0, not clean).
+    if !fresh {
+        checkpoint::write_recovery_point(
+            dir,
+            RecoveryPoint {
+                offset: recovery_point,
+                clean: false,
+            },
+        )?;
+    }
     txns.trim_to(log_start);
     Ok(Opened {
         segments,
@@ -396,7 +417,7 @@ pub(crate) fn rebuild_producers(
     let mut producers = ProducerStateManager::default();
     let mut txns = TxnState::default();
     for seg in segments {
-        segment::scan_file(&seg.file, seg.base_offset, seg.size(), false, |m| {
+        segment::scan_file(&*seg.file()?, seg.base_offset, seg.size(), false, |m| {
             if let Some(pb) = ProducerBatch::from_header(&m.header) {
                 producers.record(&pb, m.header.base_offset, m.header.last_offset());
             }

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::checkpoint::{self, TMP_SUFFIX};
 use crate::error::{io_err, Error};
+use crate::files::{FileCache, SegmentFile};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::records;
 
@@ -107,7 +108,8 @@ pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) dir: PathBuf,
     pub(crate) log_path: PathBuf,
-    pub(crate) file: Arc<File>,
+    /// The `.log` file, opened on demand through the broker's [`FileCache`].
+    file: Arc<SegmentFile>,
     /// Bytes of whole batches readers may see; written only by the appender (append lock).
     committed: AtomicU64,
     /// Bytes known to be fdatasynced; written under the sync mutex or append lock.
@@ -148,7 +150,7 @@ enum Scan {
 
 impl Segment {
     /// Creates a new empty segment file (removing stale index files of the same base).
-    pub(crate) fn create(dir: &Path, base: i64) -> Result<Segment, Error> {
+    pub(crate) fn create(files: &Arc<FileCache>, dir: &Path, base: i64) -> Result<Segment, Error> {
         let log_path = dir.join(log_file_name(base));
         for stale in [index_file_name(base), time_index_file_name(base)] {
             let _ = fs::remove_file(dir.join(stale));
@@ -168,8 +170,7 @@ impl Segment {
         Ok(Segment::from_parts(
             dir,
             base,
-            log_path,
-            file,
+            SegmentFile::new(files, &log_path, file),
             0,
             base,
             SegmentState::new(),
@@ -180,8 +181,7 @@ impl Segment {
     pub(crate) fn from_parts(
         dir: &Path,
         base: i64,
-        log_path: PathBuf,
-        file: File,
+        file: Arc<SegmentFile>,
         size: u64,
         next_offset: i64,
         state: SegmentState,
@@ -189,8 +189,8 @@ impl Segment {
         Segment {
             base_offset: base,
             dir: dir.to_path_buf(),
-            log_path,
-            file: Arc::new(file),
+            log_path: file.path().to_path_buf(),
+            file,
             committed: AtomicU64::new(size),
             synced: AtomicU64::new(0),
             next_offset: AtomicI64::new(next_offset),
@@ -225,17 +225,37 @@ impl Segment {
         self.next_offset.store(next_offset, Ordering::Release);
     }
 
+    /// The open `.log` file (reopened through the file cache if it was
+    /// evicted). Holding the `Arc` keeps the descriptor open, so a reader
+    /// may send from it after the cache has moved on.
+    pub(crate) fn file(&self) -> Result<Arc<File>, Error> {
+        self.file.file()
+    }
+
+    /// The file cache this segment's file goes through.
+    pub(crate) fn files(&self) -> &Arc<FileCache> {
+        self.file.cache()
+    }
+
+    /// Keeps the file open outside the file cache until this segment is
+    /// dropped; called before its path is deleted or renamed over, so
+    /// in-flight reads keep reading this file.
+    pub(crate) fn detach(&self) -> Result<(), Error> {
+        self.file.detach()
+    }
+
     /// Writes bytes at the end; on failure the file is cut back so no partial batch remains.
     pub(crate) fn write_batches(&self, buf: &[u8]) -> Result<(), Error> {
         let pos = self.size();
-        if let Err(e) = self.file.write_all_at(buf, pos) {
-            // Roll back a partial write (e.g. ENOSPC) so the file ends at the last whole batch.
-            if let Err(t) = self.file.set_len(pos) {
-                tracing::warn!(file = %self.log_path.display(), error = %t, "could not cut back a failed write");
-            }
-            return Err(io_err(&self.log_path, e));
-        }
-        Ok(())
+        let written = self.file.write(|f| {
+            f.write_all_at(buf, pos).inspect_err(|_| {
+                // Roll back a partial write (e.g. ENOSPC) so the file ends at the last whole batch.
+                if let Err(t) = f.set_len(pos) {
+                    tracing::warn!(file = %self.log_path.display(), error = %t, "could not cut back a failed write");
+                }
+            })
+        })?;
+        written.map_err(|e| io_err(&self.log_path, e))
     }
 
     /// fdatasyncs the file if there are unsynced bytes.
@@ -257,10 +277,11 @@ impl Segment {
 
     /// Reads up to `len` bytes at `pos`; shorter only at end of file.
     pub(crate) fn read_bytes(&self, pos: u64, len: usize) -> Result<BytesMut, Error> {
+        let file = self.file()?;
         let mut buf = BytesMut::zeroed(len);
         let mut filled = 0usize;
         while filled < len {
-            match self.file.read_at(&mut buf[filled..], pos + filled as u64) {
+            match file.read_at(&mut buf[filled..], pos + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -439,11 +460,6 @@ impl Segment {
         Ok(Walk::Clean(at, next))
     }
 
-    /// The file, for a reader that sends from it after this call returns.
-    pub(crate) fn file_handle(&self) -> Arc<File> {
-        self.file.clone()
-    }
-
     /// The first record at or after `min_offset` with timestamp >= `ts`, as
     /// (offset, timestamp). Batches decompress to at most `max_uncompressed` bytes.
     pub(crate) fn find_timestamp(
@@ -566,7 +582,7 @@ impl Segment {
     /// Cuts the segment at `pos` (a batch boundary) with `next_offset` as its new end.
     pub(crate) fn truncate(&self, pos: u64, next_offset: i64, interval: u32) -> Result<(), Error> {
         self.file
-            .set_len(pos)
+            .write(|f| f.set_len(pos))?
             .map_err(|e| io_err(&self.log_path, e))?;
         self.file
             .sync_data()
@@ -590,8 +606,13 @@ impl Segment {
         Ok(())
     }
 
-    /// Removes the segment's files (the open handle keeps in-flight reads working).
+    /// Removes the segment's files (the handle, detached from the file cache,
+    /// keeps in-flight reads working).
     pub(crate) fn delete_files(&self) -> Result<(), Error> {
+        if let Err(e) = self.detach() {
+            // Deleting goes on: only a read still in flight could miss the file.
+            tracing::debug!(file = %self.log_path.display(), error = %e, "cannot hold a deleted segment open");
+        }
         remove_if_exists(&self.log_path)?;
         remove_if_exists(&self.dir.join(index_file_name(self.base_offset)))?;
         remove_if_exists(&self.dir.join(time_index_file_name(self.base_offset)))

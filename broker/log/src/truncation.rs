@@ -157,7 +157,7 @@ impl Log {
         let idx = segs.partition_point(|s| s.base_offset <= offset);
         let (keep, cut) = if idx == 0 {
             // Below every segment: start over with one empty segment at `offset`.
-            let seg = Arc::new(Segment::create(&self.dir, offset.max(0))?);
+            let seg = Arc::new(Segment::create(&self.files, &self.dir, offset.max(0))?);
             (vec![seg], segs.to_vec())
         } else {
             (segs[..idx].to_vec(), segs[idx..].to_vec())
@@ -253,7 +253,7 @@ impl Log {
         for seg in old.iter().rev() {
             seg.delete_files()?;
         }
-        let seg = Arc::new(Segment::create(&self.dir, offset)?);
+        let seg = Arc::new(Segment::create(&self.files, &self.dir, offset)?);
         *self.segments.write() = Arc::new(vec![seg]);
         self.log_end.store(offset, Ordering::SeqCst);
         self.log_start.store(offset, Ordering::SeqCst);
@@ -281,8 +281,7 @@ pub(crate) fn retention_timestamp(seg: &Segment, now_ms: i64) -> i64 {
     if ts >= 0 {
         return ts;
     }
-    seg.file
-        .metadata()
+    std::fs::metadata(&seg.log_path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())

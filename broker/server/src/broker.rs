@@ -554,12 +554,28 @@ impl Broker {
         }
         // The replica manager saw this metadata before these logs existed:
         // give the new partitions their roles now (a follower starts fetching
-        // at once) rather than on its next periodic pass.
-        for (name, index) in &report.opened {
-            let partition = self.topics.get(name).and_then(|t| t.partition(*index));
-            if let Some(partition) = partition {
-                self.replicas.replica(name, *index, &partition.log);
-            }
+        // at once) rather than on its next periodic pass. A new leader writes
+        // its epoch checkpoint (fsyncs), so many partitions go in parallel.
+        let opened: Vec<(String, i32, Arc<runnel_log::Log>)> = report
+            .opened
+            .iter()
+            .filter_map(|(name, index)| {
+                let partition = self.topics.get(name)?.partition(*index)?;
+                Some((name.clone(), *index, partition.log.clone()))
+            })
+            .collect();
+        let replicas = self.replicas.clone();
+        let roles = tokio::task::spawn_blocking(move || {
+            crate::parallel::map(
+                &opened,
+                crate::parallel::IO_THREADS,
+                |(name, index, log)| {
+                    replicas.replica(name, *index, log);
+                },
+            );
+        });
+        if let Err(err) = roles.await {
+            tracing::error!(error = %err, "giving new partitions their roles failed");
         }
         if !report.opened.is_empty() || !report.closed.is_empty() {
             tracing::debug!(

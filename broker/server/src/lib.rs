@@ -26,6 +26,7 @@
 //! - `session`, `tls`: a connection's listener and principal; TLS
 //!   configuration (reloaded when its files change) and certificate subjects.
 //! - `metrics`, `admin_http`: Prometheus metrics and the admin HTTP port.
+//! - `parallel`: bounded parallelism for blocking file work over many partitions.
 //! - `runtime`: the clock, the shutdown flag and signals, log filter defaults.
 
 mod admin_http;
@@ -40,6 +41,7 @@ mod group;
 mod internal_batch;
 mod metrics;
 mod names;
+mod parallel;
 mod persist;
 mod principal_rules;
 mod producer_ids;

@@ -25,17 +25,23 @@ pub enum PersistError {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old or the new file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_no_dir_sync(path, bytes)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// [`write_atomic`] without the directory fsync: the caller fsyncs the
+/// directory (once for several files) before relying on the rename.
+pub(crate) fn write_atomic_no_dir_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    std::fs::rename(&tmp, path)
 }
 
 /// Fsyncs a directory so that renames and creations in it are durable.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use runnel_log::Log;
+use runnel_log::{FileCache, Log};
 use runnel_meta::{BrokerId, ClusterState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -23,6 +23,7 @@ pub(crate) use crate::config::MAX_PARTITIONS;
 
 use crate::config::BrokerConfig;
 use crate::names::{unify_collision_chars, validate_topic_name};
+use crate::parallel::{self, IO_THREADS};
 use crate::persist::{self, PersistError};
 use crate::topic_config::{self, TopicOverrides};
 
@@ -185,6 +186,8 @@ pub struct SyncReport {
 pub struct TopicRegistry {
     data_dir: PathBuf,
     broker: BrokerConfig,
+    /// Bounds the open segment files of every partition (`log_max_open_files`).
+    files: Arc<FileCache>,
     state: RwLock<State>,
     // Serializes syncs (each opens and deletes files).
     admin: Mutex<()>,
@@ -241,6 +244,7 @@ impl TopicRegistry {
         Ok(TopicRegistry {
             data_dir: data_dir.to_path_buf(),
             broker: broker.clone(),
+            files: FileCache::new(max_open_files(broker.log_max_open_files)),
             state: RwLock::new(State::default()),
             admin: Mutex::new(()),
             synced: watch::channel(0).0,
@@ -302,6 +306,7 @@ impl TopicRegistry {
     ) -> Result<Partition, TopicError> {
         let dir = partition_dir(&self.data_dir, topic, index);
         let partition = format!("{topic}-{index}");
+        let fresh = !dir.exists();
         match recorded_topic_id(&dir) {
             Some(recorded) if recorded != id => {
                 // An older topic of the same name, deleted while this broker was away.
@@ -314,13 +319,23 @@ impl TopicRegistry {
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         if recorded_topic_id(&dir) != Some(id) {
             let path = dir.join(PARTITION_METADATA);
-            persist::write_atomic(&path, format!("version: 0\ntopic_id: {id}\n").as_bytes())
-                .map_err(io_err(&path))?;
+            let body = format!("version: 0\ntopic_id: {id}\n");
+            if fresh {
+                // A new log fsyncs its directory as it creates its first
+                // segment (below), which makes this rename durable too; the
+                // new directory's own entry is made durable when `sync`
+                // fsyncs the data directory once for all partitions.
+                persist::write_atomic_no_dir_sync(&path, body.as_bytes())
+            } else {
+                persist::write_atomic(&path, body.as_bytes())
+            }
+            .map_err(io_err(&path))?;
         }
-        let (log, report) = Log::open(&dir, lc).map_err(|source| TopicError::Log {
-            partition: partition.clone(),
-            source,
-        })?;
+        let (log, report) =
+            Log::open_with(&dir, lc, &self.files).map_err(|source| TopicError::Log {
+                partition: partition.clone(),
+                source,
+            })?;
         if report.truncated_bytes > 0 || report.truncation.is_some() {
             let (file, reason) = report
                 .truncation
@@ -354,11 +369,13 @@ impl TopicRegistry {
     }
 
     /// Makes the local logs match `state` (see the module doc). Blocking: opens,
-    /// closes and deletes files. A partition that fails to open is reported and
-    /// retried on the next call.
+    /// closes and deletes files. Partitions are opened (recovered) in
+    /// parallel, and the data directory is fsynced once for all of them. A
+    /// partition that fails to open is reported and retried on the next call.
     pub fn sync(&self, state: &ClusterState, node_id: BrokerId) -> SyncReport {
         let _admin = self.admin.lock();
         let mut report = SyncReport::default();
+        let mut to_open: Vec<(Arc<Topic>, i32, runnel_log::LogConfig)> = Vec::new();
         let mut next = State::default();
         let current: Vec<Arc<Topic>> = self.list();
         let mut current_by_name: HashMap<String, Arc<Topic>> =
@@ -396,17 +413,7 @@ impl TopicRegistry {
                 let hosted = pm.replicas.contains(&node_id);
                 let open = topic.partition(index);
                 match (hosted, open) {
-                    (true, None) => match self.open_partition(name, meta.id, index, lc.clone()) {
-                        Ok(partition) => {
-                            topic.partitions.write().insert(index, Arc::new(partition));
-                            report.opened.push((name.clone(), index));
-                        }
-                        Err(err) => {
-                            tracing::error!(topic = %name, partition = index, error = %err,
-                                "cannot open partition");
-                            report.failed.push((name.clone(), index, err.to_string()));
-                        }
-                    },
+                    (true, None) => to_open.push((topic.clone(), index, lc.clone())),
                     (false, Some(partition)) => {
                         topic.partitions.write().remove(&index);
                         tracing::info!(topic = %name, partition = index,
@@ -432,6 +439,23 @@ impl TopicRegistry {
         }
         for (_, old) in current_by_name {
             self.remove_topic(&old, &mut report);
+        }
+        let opened = parallel::map(&to_open, IO_THREADS, |(topic, index, lc)| {
+            self.open_partition(&topic.name, topic.id, *index, lc.clone())
+        });
+        for ((topic, index, _), result) in to_open.into_iter().zip(opened) {
+            let name = topic.name.clone();
+            match result {
+                Ok(partition) => {
+                    topic.partitions.write().insert(index, Arc::new(partition));
+                    report.opened.push((name, index));
+                }
+                Err(err) => {
+                    tracing::error!(topic = %name, partition = index, error = %err,
+                        "cannot open partition");
+                    report.failed.push((name, index, err.to_string()));
+                }
+            }
         }
         let _ = persist::sync_dir(&self.data_dir);
         *self.state.write() = next;
@@ -547,16 +571,52 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Fsyncs and closes every log (clean shutdown).
+    /// Fsyncs and closes every log (clean shutdown), many at a time: each
+    /// close waits on its own fsyncs, so they run in parallel.
     pub fn close_all(&self) {
-        for topic in self.list() {
-            for partition in topic.partitions() {
-                if let Err(err) = partition.log.close() {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %err, "closing log failed");
-                }
+        let all: Vec<(Arc<Topic>, Arc<Partition>)> = self
+            .list()
+            .into_iter()
+            .flat_map(|t| t.partitions().into_iter().map(move |p| (t.clone(), p)))
+            .collect();
+        parallel::map(&all, IO_THREADS, |(topic, partition)| {
+            if let Err(err) = partition.log.close() {
+                tracing::error!(topic = %topic.name, partition = partition.index, error = %err, "closing log failed");
             }
-        }
+        });
     }
+
+    /// The cache bounding this broker's open segment files.
+    pub fn open_files(&self) -> &Arc<FileCache> {
+        &self.files
+    }
+}
+
+/// The open segment file limit: `configured`, but at most half the
+/// process's soft open-file limit (the rest is for connections and other
+/// files), when that can be read.
+fn max_open_files(configured: usize) -> usize {
+    let Some(nofile) = soft_nofile_limit() else {
+        return configured;
+    };
+    let cap = (nofile / 2).max(1);
+    if configured > cap {
+        tracing::warn!(
+            configured,
+            open_file_limit = nofile,
+            using = cap,
+            "log_max_open_files is above half the process's open-file limit; using half of it"
+        );
+        return cap;
+    }
+    configured
+}
+
+/// The soft `RLIMIT_NOFILE` from `/proc/self/limits` (`None` when unknown or unlimited).
+fn soft_nofile_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// A partition count must be 1..=[`MAX_PARTITIONS`].

@@ -120,3 +120,84 @@ fn partition_dirs_follow_kafka_layout() {
         PathBuf::from("/d/a-1-0")
     );
 }
+
+/// Descriptors of this process open on files under `dir`.
+fn fds_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+fn one_record(value: &str) -> bytes::Bytes {
+    let record = (
+        bytes::Bytes::from_static(b"k"),
+        Some(bytes::Bytes::copy_from_slice(value.as_bytes())),
+    );
+    crate::internal_batch::encode(&[record], 0, 1000, None, false).unwrap()
+}
+
+#[test]
+fn twenty_partitions_take_and_serve_records_within_four_open_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        log_max_open_files: 4,
+        ..Default::default()
+    };
+    let reg = TopicRegistry::open(dir.path(), &config).unwrap();
+    assert_eq!(reg.open_files().limit(), 4);
+    let report = reg.sync(&single_node_state(0, &[("t", 20)]), 0);
+    assert!(report.failed.is_empty());
+    assert_eq!(report.opened.len(), 20);
+    assert!(fds_under(dir.path()) <= 4);
+    let topic = reg.get("t").unwrap();
+    for round in 0..3 {
+        for p in topic.partitions() {
+            let info = p
+                .log
+                .append(one_record(&format!("{}-{round}", p.index)), 0, 1000)
+                .unwrap();
+            p.log.sync(info.last_offset + 1).unwrap();
+            assert!(fds_under(dir.path()) <= 4, "at most 4 segment files open");
+        }
+    }
+    for p in topic.partitions() {
+        assert_eq!(p.log.log_end_offset(), 3);
+        for round in 0..3i64 {
+            // One record per batch: a one-byte read returns just that batch.
+            let read = p.log.read(round, 1, true, i64::MAX).unwrap();
+            let records = runnel_log::records::decode_batch(read.records, 1 << 20).unwrap();
+            let value = records[0].value.clone().unwrap();
+            assert_eq!(value, bytes::Bytes::from(format!("{}-{round}", p.index)));
+        }
+    }
+    assert!(fds_under(dir.path()) <= 4);
+}
+
+#[test]
+fn close_all_flushes_and_checkpoints_every_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path());
+    reg.sync(&single_node_state(0, &[("a", 40), ("b", 25)]), 0);
+    for topic in reg.list() {
+        for p in topic.partitions() {
+            p.log.append(one_record("x"), 0, 1000).unwrap();
+        }
+    }
+    reg.close_all();
+    for (name, count) in [("a", 40), ("b", 25)] {
+        for index in 0..count {
+            let checkpoint = dir
+                .path()
+                .join(format!("{name}-{index}"))
+                .join("recovery-point.checkpoint");
+            let text = std::fs::read_to_string(&checkpoint).unwrap();
+            assert!(
+                text.ends_with(" 1\n"),
+                "{name}-{index} was closed cleanly: {text:?}"
+            );
+        }
+    }
+}

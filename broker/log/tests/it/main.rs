@@ -9,6 +9,7 @@ mod full_disk;
 mod group_commit;
 mod hostile;
 mod idempotent;
+mod open_files;
 mod properties;
 mod recovery;
 mod replication;

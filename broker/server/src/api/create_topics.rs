@@ -1,6 +1,8 @@
 //! CreateTopics: validates names, partition counts and configs here, then
 //! proposes the topic to the metadata quorum, which places the replicas
-//! (automatically or as assigned); `validate_only` proposes nothing.
+//! (automatically or as assigned); `validate_only` proposes nothing. The
+//! topics of one request are created concurrently, so the quorum commits
+//! their entries together and the broker opens their partitions in one pass.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,10 +41,14 @@ pub(crate) async fn handle(
         .filter(|t| !seen.insert(t.name.0.to_string()))
         .map(|t| t.name.0.to_string())
         .collect();
-    let mut results = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
+    let mut creations = tokio::task::JoinSet::new();
+    let mut outcomes: Vec<Option<Result<Created, ApiError>>> = Vec::new();
+    let mut names = Vec::with_capacity(request.topics.len());
+    for (i, topic) in request.topics.into_iter().enumerate() {
         let name = topic.name.clone();
-        let result = if duplicates.contains(name.0.as_str()) {
+        names.push(name.clone());
+        outcomes.push(None);
+        let refused = if duplicates.contains(name.0.as_str()) {
             Err(ApiError::with_message(
                 ResponseError::InvalidRequest,
                 format!("topic '{}' appears more than once in the request", name.0),
@@ -54,8 +60,27 @@ pub(crate) async fn handle(
         } {
             Err(denied)
         } else {
-            create_one(broker, topic, request.validate_only).await
+            let broker = broker.clone();
+            let validate_only = request.validate_only;
+            creations.spawn(async move { (i, create_one(&broker, topic, validate_only).await) });
+            continue;
         };
+        outcomes[i] = Some(refused);
+    }
+    while let Some(done) = creations.join_next().await {
+        match done {
+            Ok((i, result)) => outcomes[i] = Some(result),
+            Err(err) => tracing::error!(error = %err, "a topic creation task failed"),
+        }
+    }
+    let mut results = Vec::with_capacity(names.len());
+    for (name, result) in names.into_iter().zip(outcomes) {
+        let result = result.unwrap_or_else(|| {
+            Err(ApiError::with_message(
+                ResponseError::UnknownServerError,
+                "the topic creation task failed",
+            ))
+        });
         let entry = CreatableTopicResult::default().with_name(name);
         results.push(match result {
             Ok(done) => {

@@ -658,6 +658,7 @@ impl ReplicaManager {
         let cluster = self.state.borrow().clone();
         let me = self.settings.node_id;
         let mut seen = std::collections::HashSet::new();
+        let mut local = Vec::new();
         for topic in self.topics.list() {
             for partition in topic.partitions() {
                 let meta = cluster.partition(&topic.name, partition.index);
@@ -665,13 +666,39 @@ impl ReplicaManager {
                     continue;
                 }
                 seen.insert((topic.name.clone(), partition.index));
-                self.reconcile(&topic.name, partition.index, &partition.log, meta);
+                local.push((topic.clone(), partition, meta));
             }
         }
+        // A new leadership writes the epoch checkpoint (fsyncs): after a
+        // restart every partition does, so many go at once.
+        let threads = if local.len() > 64 {
+            crate::parallel::IO_THREADS
+        } else {
+            1
+        };
+        crate::parallel::map(&local, threads, |(topic, partition, meta)| {
+            self.reconcile(&topic.name, partition.index, &partition.log, *meta);
+        });
+        // A partition opened (and given its role by the metadata sync) while
+        // this pass ran is not in `seen` but is local: it stays. Removing it
+        // would fence its log against the epoch it leads.
+        let now = self.state.borrow().clone();
+        let still_local = |(topic, index): &PartitionKey, log: &Arc<Log>| {
+            self.topics
+                .get(topic)
+                .and_then(|t| t.partition(*index))
+                .is_some_and(|p| Arc::ptr_eq(&p.log, log))
+                && now
+                    .partition(topic, *index)
+                    .is_none_or(|m| m.replicas.contains(&me))
+        };
         let removed: Vec<Arc<Replica>> = {
             let mut map = self.replicas.write();
-            let gone: Vec<PartitionKey> =
-                map.keys().filter(|k| !seen.contains(*k)).cloned().collect();
+            let gone: Vec<PartitionKey> = map
+                .iter()
+                .filter(|(k, r)| !seen.contains(*k) && !still_local(k, &r.log))
+                .map(|(k, _)| k.clone())
+                .collect();
             gone.iter().filter_map(|k| map.remove(k)).collect()
         };
         for replica in removed {
