@@ -51,7 +51,7 @@ pub use metrics::MetaMetrics;
 pub use node::{MetaNode, QuorumStatus};
 pub use raft::rpc::decode_rpc_request;
 pub use types::{
-    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta,
-    Placement, QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism, TopicMeta,
-    NO_LEADER, QUOTA_KEYS,
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, NewTopic,
+    PartitionMeta, Placement, QuotaEntity, QuotaValue, Rejection, ScramCredential, ScramMechanism,
+    TopicMeta, NO_LEADER, QUOTA_KEYS,
 };

@@ -59,6 +59,15 @@ impl ClusterState {
                 placement,
                 configs,
             } => self.create_topic(name, *id, placement, configs),
+            Command::CreateTopics { topics } => Ok(Applied::Topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        self.create_topic(&t.name, t.id, &t.placement, &t.configs)
+                            .map(|_| ())
+                    })
+                    .collect(),
+            )),
             Command::DeleteTopic { name } => match self.topics.remove(name) {
                 Some(_) => Ok(Applied::Done),
                 None => Err(Rejection::UnknownTopic(name.clone())),

@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::UNCLEAN_LEADER_ELECTION;
 use crate::types::{
-    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, PartitionMeta,
-    Placement, Rejection, NO_LEADER,
+    Applied, BrokerId, BrokerInfo, ClusterState, Command, Election, Endpoint, NewTopic,
+    PartitionMeta, Placement, Rejection, NO_LEADER,
 };
 
 fn info(id: BrokerId, incarnation: u128, rack: Option<&str>) -> BrokerInfo {
@@ -503,6 +503,132 @@ fn create_topic_refusals() {
         Rejection::TopicExists("t".into()).to_string(),
         "topic 't' already exists"
     );
+}
+
+/// The batch form of a [`Command::CreateTopic`].
+fn new_topic(single: Command) -> NewTopic {
+    match single {
+        Command::CreateTopic {
+            name,
+            id,
+            placement,
+            configs,
+        } => NewTopic {
+            name,
+            id,
+            placement,
+            configs,
+        },
+        other => panic!("not a CreateTopic: {other:?}"),
+    }
+}
+
+fn create_batch(singles: Vec<Command>) -> Command {
+    Command::CreateTopics {
+        topics: singles.into_iter().map(new_topic).collect(),
+    }
+}
+
+#[test]
+fn create_topics_refuses_each_bad_topic_alone_and_creates_the_others() {
+    let mut state = with_brokers(&[1, 2, 3]);
+    ok(&mut state, fence(3));
+    ok(&mut state, create_auto("exists", 1, 1));
+    let old_id = state.topics["exists"].id;
+    let mut again = create_auto("exists", 2, 1);
+    if let Command::CreateTopic { id, .. } = &mut again {
+        *id = Uuid::from_u128(99);
+    }
+    let batch = create_batch(vec![
+        create_auto("a", 4, 2),
+        again,
+        create_auto("rf_too_large", 1, 3),
+        create_manual("unknown_broker", &[&[1, 9]]),
+        create_manual("b", &[&[2, 1], &[1, 2]]),
+    ]);
+    let Applied::Topics(outcomes) = ok(&mut state, batch) else {
+        panic!("CreateTopics must report one outcome per topic");
+    };
+    assert_eq!(outcomes.len(), 5);
+    assert_eq!(outcomes[0], Ok(()));
+    assert_eq!(outcomes[1], Err(Rejection::TopicExists("exists".into())));
+    assert_eq!(
+        outcomes[2],
+        Err(Rejection::InvalidReplicationFactor(
+            "replication factor 3 is larger than the number of available brokers (2)".into()
+        ))
+    );
+    assert!(
+        matches!(&outcomes[3], Err(Rejection::InvalidReplicaAssignment(m)) if m.contains('9')),
+        "{:?}",
+        outcomes[3]
+    );
+    assert_eq!(outcomes[4], Ok(()));
+    // The refused ones left no trace; the existing topic is untouched.
+    let names: Vec<&str> = state.topics.keys().map(String::as_str).collect();
+    assert_eq!(names, ["a", "b", "exists"]);
+    assert_eq!(state.topics["exists"].id, old_id);
+    assert_eq!(state.topics["exists"].partitions.len(), 1);
+    assert_eq!(state.topics["a"].partitions.len(), 4);
+    assert_eq!(state.topics["b"].partitions[0].replicas, [2, 1]);
+    assert_eq!(state.topics["b"].partitions[0].leader, 2);
+}
+
+#[test]
+fn create_topics_ends_in_the_state_of_the_same_creations_one_by_one() {
+    let singles = || {
+        vec![
+            create_auto("x", 3, 2),
+            create_auto("y", 5, 3),
+            create_manual("z", &[&[3, 1]]),
+            create_auto("x", 1, 1),
+        ]
+    };
+    let mut batched = with_brokers(&[1, 2, 3]);
+    let mut one_by_one = batched.clone();
+    let Applied::Topics(outcomes) = ok(&mut batched, create_batch(singles())) else {
+        panic!("CreateTopics must report one outcome per topic");
+    };
+    let expected: Vec<Result<(), Rejection>> = singles()
+        .into_iter()
+        .map(|c| run(&mut one_by_one, c).map(|_| ()))
+        .collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(outcomes[3], Err(Rejection::TopicExists("x".into())));
+    // Only the log position differs: one entry instead of four.
+    one_by_one.applied_index = batched.applied_index;
+    assert_eq!(batched, one_by_one);
+}
+
+#[test]
+fn an_empty_create_topics_changes_nothing() {
+    let mut state = with_brokers(&[1]);
+    ok(&mut state, create_auto("t", 1, 1));
+    let before = state.clone();
+    assert_eq!(
+        ok(&mut state, Command::CreateTopics { topics: Vec::new() }),
+        Applied::Topics(Vec::new())
+    );
+    assert_eq!(state.applied_index, before.applied_index + 1);
+    state.applied_index = before.applied_index;
+    assert_eq!(state, before);
+}
+
+#[test]
+fn create_topic_entries_written_before_the_batch_command_still_decode() {
+    // A log entry and a forwarded command as older brokers wrote them.
+    let old = r#"{"CreateTopic":{"name":"t","id":"00000000-0000-0000-0000-000000000005","placement":{"Auto":{"partitions":2,"replication_factor":1}},"configs":{"retention.ms":"1000"}}}"#;
+    let command: Command = serde_json::from_str(old).unwrap();
+    let mut state = with_brokers(&[1]);
+    assert_eq!(ok(&mut state, command), Applied::Done);
+    assert_eq!(state.topics["t"].partitions.len(), 2);
+    // The batch and its outcomes survive the JSON of the log and of forwarding.
+    let batch = create_batch(vec![create_auto("u", 1, 1), create_manual("v", &[&[1]])]);
+    let json = serde_json::to_string(&batch).unwrap();
+    assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), batch);
+    let applied = Applied::Topics(vec![Ok(()), Err(Rejection::TopicExists("v".into()))]);
+    let json = serde_json::to_string(&applied).unwrap();
+    assert_eq!(serde_json::from_str::<Applied>(&json).unwrap(), applied);
 }
 
 #[test]
@@ -1318,6 +1444,9 @@ enum Op {
         topic: usize,
         more: i32,
     },
+    CreateBatch {
+        topics: Vec<(usize, i32, i16)>,
+    },
 }
 
 const TOPICS: [&str; 3] = ["a", "b", "c"];
@@ -1340,7 +1469,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (topic.clone(), partition.clone(), any::<bool>())
             .prop_map(|(topic, partition, preferred)| Op::Elect { topic, partition, preferred }),
         1 => (topic.clone(), any::<bool>()).prop_map(|(topic, on)| Op::Unclean { topic, on }),
-        1 => (topic, 1..3i32).prop_map(|(topic, more)| Op::AddPartitions { topic, more }),
+        1 => (topic.clone(), 1..3i32).prop_map(|(topic, more)| Op::AddPartitions { topic, more }),
+        1 => proptest::collection::vec((topic, 1..5i32, 1..4i16), 0..4)
+            .prop_map(|topics| Op::CreateBatch { topics }),
     ]
 }
 
@@ -1451,6 +1582,21 @@ fn command_for(state: &ClusterState, op: &Op, step: usize) -> Command {
                 assignment: None,
             }
         }
+        Op::CreateBatch { topics } => Command::CreateTopics {
+            topics: topics
+                .iter()
+                .enumerate()
+                .map(|(i, &(topic, partitions, rf))| NewTopic {
+                    name: TOPICS[topic].into(),
+                    id: Uuid::from_u128(((step as u128 + 1) << 8) + i as u128),
+                    placement: Placement::Auto {
+                        partitions,
+                        replication_factor: rf,
+                    },
+                    configs: BTreeMap::new(),
+                })
+                .collect(),
+        },
     }
 }
 
@@ -1535,7 +1681,11 @@ proptest! {
             let result = state.apply(step as u64 + 1, &command);
             prop_assert_eq!(&twin.apply(step as u64 + 1, &command), &result);
             prop_assert_eq!(&twin, &state);
-            if result.is_err() {
+            let all_refused = match &result {
+                Ok(Applied::Topics(outcomes)) => outcomes.iter().all(Result::is_err),
+                other => other.is_err(),
+            };
+            if all_refused {
                 let mut unchanged = state.clone();
                 unchanged.applied_index = before.applied_index;
                 prop_assert_eq!(&unchanged, &before, "refused {:?} changed the state", command);

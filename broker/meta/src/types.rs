@@ -221,6 +221,19 @@ pub enum Placement {
     Manual(Vec<Vec<BrokerId>>),
 }
 
+/// One topic of a [`Command::CreateTopics`] (the fields of a [`Command::CreateTopic`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    /// Name (validated by the broker).
+    pub name: String,
+    /// Id chosen by the proposer.
+    pub id: Uuid,
+    /// Replica placement.
+    pub placement: Placement,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
 /// A change to the metadata. Applied by [`ClusterState::apply`] in log order on every node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -269,6 +282,16 @@ pub enum Command {
         placement: Placement,
         /// Config overrides.
         configs: BTreeMap<String, String>,
+    },
+    /// Creates several topics in one log entry (one CreateTopics request), so
+    /// they cost one append and one fsync however many there are. Applied in
+    /// order, each exactly as a [`Command::CreateTopic`] of its own: a topic
+    /// that is refused (it exists, or its placement is impossible) changes
+    /// nothing, and the others are created. Always [`Applied::Topics`], one
+    /// outcome per topic in the same order.
+    CreateTopics {
+        /// The topics, in request order.
+        topics: Vec<NewTopic>,
     },
     /// Deletes a topic.
     DeleteTopic {
@@ -432,6 +455,8 @@ pub enum Applied {
     ProducerIds(i64),
     /// The command changed nothing (e.g. preferred leader already leads: ElectLeaders' ELECTION_NOT_NEEDED).
     NoChange,
+    /// The outcome of each topic of a [`Command::CreateTopics`], in its order.
+    Topics(Vec<Result<(), Rejection>>),
 }
 
 /// Why the state machine refused a command. Each maps to one Kafka error code

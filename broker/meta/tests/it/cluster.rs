@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use runnel_meta::{Applied, BrokerInfo, Command, MetaConfig, MetaNode, Placement};
+use runnel_meta::{
+    Applied, BrokerInfo, Command, MetaConfig, MetaNode, NewTopic, Placement, Rejection,
+};
 use tempfile::TempDir;
 
 use crate::{broker, config, eventually, ready};
@@ -463,5 +465,75 @@ async fn a_read_barrier_returns_only_once_a_node_has_applied_what_the_quorum_com
         if i != lagging {
             n.shutdown().await.unwrap();
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_batch_proposed_on_a_follower_is_one_entry_with_an_outcome_per_topic() {
+    let dirs = dirs(2);
+    let nodes = start_cluster(&dirs, |_| {}).await;
+    for (i, node) in nodes.iter().enumerate() {
+        node.register(broker(i32::try_from(i).unwrap(), node))
+            .await
+            .unwrap();
+    }
+    all_see(&nodes, "both brokers registered", |s| s.brokers.len() == 2).await;
+    nodes[0]
+        .propose(Command::CreateTopic {
+            name: "taken".into(),
+            id: uuid::Uuid::new_v4(),
+            placement: Placement::Manual(vec![vec![0]]),
+            configs: BTreeMap::new(),
+        })
+        .await
+        .unwrap();
+    let leader = nodes[0].quorum().leader.unwrap();
+    let follower = &nodes[usize::from(leader == 0)];
+    assert_ne!(follower.quorum().node_id, leader);
+    let topic = |name: &str, replicas: Vec<i32>| NewTopic {
+        name: name.into(),
+        id: uuid::Uuid::new_v4(),
+        placement: Placement::Manual(vec![replicas]),
+        configs: BTreeMap::new(),
+    };
+    let controller = nodes[usize::try_from(leader).unwrap()].clone();
+    let probe = follower.clone();
+    eventually("the follower applied everything the controller did", || {
+        let (mine, theirs) = (probe.quorum().applied, controller.quorum().applied);
+        async move { mine == theirs }
+    })
+    .await;
+    let before = follower.quorum().applied;
+    let reply = follower
+        .propose(Command::CreateTopics {
+            topics: vec![
+                topic("x", vec![1, 0]),
+                topic("taken", vec![1]),
+                topic("y", vec![0]),
+            ],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Applied::Topics(vec![
+            Ok(()),
+            Err(Rejection::TopicExists("taken".into())),
+            Ok(())
+        ])
+    );
+    assert_eq!(
+        follower.quorum().applied,
+        before + 1,
+        "three topics, one log entry"
+    );
+    all_see(&nodes, "the batch everywhere", |s| {
+        s.topics.contains_key("x")
+            && s.topics.contains_key("y")
+            && s.topics["taken"].partitions[0].replicas == [0]
+    })
+    .await;
+    for node in &nodes {
+        node.shutdown().await.unwrap();
     }
 }
