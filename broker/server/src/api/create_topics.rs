@@ -1,8 +1,11 @@
-//! CreateTopics: validates names, partition counts and configs here, then
-//! proposes the topic to the metadata quorum, which places the replicas
-//! (automatically or as assigned); `validate_only` proposes nothing. The
-//! topics of one request are created concurrently, so the quorum commits
-//! their entries together and the broker opens their partitions in one pass.
+//! CreateTopics: validates names, duplicates, ACLs, partition counts,
+//! replication factors and configs here, then proposes every topic that passed
+//! in one [`Command::CreateTopics`]: one metadata log entry, so one append and
+//! one fsync on each quorum member for the whole request however many topics
+//! it holds, and the broker opens their partitions in one pass. The state
+//! machine places the replicas (automatically or as assigned) and refuses a
+//! topic on its own (it exists by then, or its placement became impossible),
+//! creating the others. `validate_only` proposes nothing.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use runnel_meta::{AclOperation, Command, Placement};
+use runnel_meta::{AclOperation, Applied, Command, MetaError, NewTopic, Placement};
 use uuid::Uuid;
 
 use crate::api::{authorize, RequestContext};
@@ -23,6 +26,11 @@ use crate::broker::Broker;
 use crate::errors::ApiError;
 use crate::topic_config::{self, TopicOverrides, TOPIC_CONFIGS};
 use crate::topics::TopicError;
+
+/// Most topics proposed in one log entry. A request with more is proposed in
+/// several entries, so no single entry (which a follower must receive whole in
+/// one metadata RPC frame) grows with the request without bound.
+const MAX_TOPICS_PER_ENTRY: usize = 1000;
 
 /// Handles CreateTopics.
 pub(crate) async fn handle(
@@ -41,14 +49,12 @@ pub(crate) async fn handle(
         .filter(|t| !seen.insert(t.name.0.to_string()))
         .map(|t| t.name.0.to_string())
         .collect();
-    let mut creations = tokio::task::JoinSet::new();
-    let mut outcomes: Vec<Option<Result<Created, ApiError>>> = Vec::new();
+    let validate_only = request.validate_only;
     let mut names = Vec::with_capacity(request.topics.len());
-    for (i, topic) in request.topics.into_iter().enumerate() {
+    let mut outcomes: Vec<Result<Created, ApiError>> = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
         let name = topic.name.clone();
-        names.push(name.clone());
-        outcomes.push(None);
-        let refused = if duplicates.contains(name.0.as_str()) {
+        let outcome = if duplicates.contains(name.0.as_str()) {
             Err(ApiError::with_message(
                 ResponseError::InvalidRequest,
                 format!("topic '{}' appears more than once in the request", name.0),
@@ -60,27 +66,16 @@ pub(crate) async fn handle(
         } {
             Err(denied)
         } else {
-            let broker = broker.clone();
-            let validate_only = request.validate_only;
-            creations.spawn(async move { (i, create_one(&broker, topic, validate_only).await) });
-            continue;
+            validate(broker, topic)
         };
-        outcomes[i] = Some(refused);
+        names.push(name);
+        outcomes.push(outcome);
     }
-    while let Some(done) = creations.join_next().await {
-        match done {
-            Ok((i, result)) => outcomes[i] = Some(result),
-            Err(err) => tracing::error!(error = %err, "a topic creation task failed"),
-        }
+    if !validate_only {
+        create(broker, &mut outcomes).await;
     }
     let mut results = Vec::with_capacity(names.len());
     for (name, result) in names.into_iter().zip(outcomes) {
-        let result = result.unwrap_or_else(|| {
-            Err(ApiError::with_message(
-                ResponseError::UnknownServerError,
-                "the topic creation task failed",
-            ))
-        });
         let entry = CreatableTopicResult::default().with_name(name);
         results.push(match result {
             Ok(done) => {
@@ -109,19 +104,75 @@ pub(crate) async fn handle(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// What a successful (or validated) creation produced.
+/// A topic that passed validation (what `validate_only` reports), and once
+/// created what the response tells about it.
 struct Created {
+    name: String,
+    /// Chosen when proposed; nil under `validate_only`.
     id: Uuid,
+    placement: Placement,
     partitions: i32,
     replication_factor: i16,
     configs: TopicOverrides,
 }
 
-async fn create_one(
-    broker: &Arc<Broker>,
-    topic: CreatableTopic,
-    validate_only: bool,
-) -> Result<Created, ApiError> {
+/// Proposes every validated topic of `outcomes` in request order, at most
+/// [`MAX_TOPICS_PER_ENTRY`] per log entry, and replaces each one's outcome
+/// with the state machine's verdict on it.
+async fn create(broker: &Arc<Broker>, outcomes: &mut [Result<Created, ApiError>]) {
+    let valid: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.is_ok().then_some(i))
+        .collect();
+    for chunk in valid.chunks(MAX_TOPICS_PER_ENTRY) {
+        let mut topics = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            if let Ok(created) = &mut outcomes[i] {
+                created.id = Uuid::new_v4();
+                topics.push(NewTopic {
+                    name: created.name.clone(),
+                    id: created.id,
+                    placement: created.placement.clone(),
+                    configs: created.configs.clone(),
+                });
+            }
+        }
+        let verdicts = match broker.propose(Command::CreateTopics { topics }).await {
+            Ok(Applied::Topics(verdicts)) if verdicts.len() == chunk.len() => verdicts
+                .into_iter()
+                .map(|v| v.map_err(|r| ApiError::from(MetaError::Rejected(r))))
+                .collect(),
+            Ok(other) => {
+                tracing::error!(reply = ?other, topics = chunk.len(), "unexpected reply to CreateTopics");
+                let err = ApiError::with_message(
+                    ResponseError::UnknownServerError,
+                    "the metadata quorum gave no outcome for this topic",
+                );
+                vec![Err(err); chunk.len()]
+            }
+            // The entry failed as a whole (no controller, timeout): every
+            // topic in it gets the error, as each got it when proposed alone.
+            Err(err) => vec![Err(err); chunk.len()],
+        };
+        for (&i, verdict) in chunk.iter().zip(verdicts) {
+            match verdict {
+                Ok(()) => {
+                    if let Ok(c) = &outcomes[i] {
+                        tracing::info!(topic = %c.name, partitions = c.partitions,
+                            replication_factor = c.replication_factor, id = %c.id, "created topic");
+                    }
+                }
+                Err(err) => outcomes[i] = Err(err),
+            }
+        }
+    }
+}
+
+/// Checks one topic against the request rules and the current metadata, as
+/// far as the broker can (the state machine checks existence and placement
+/// again when it applies the command).
+fn validate(broker: &Broker, topic: CreatableTopic) -> Result<Created, ApiError> {
     let name = topic.name.0.to_string();
     let (partitions, placement) = if topic.assignments.is_empty() {
         let partitions = match topic.num_partitions {
@@ -208,26 +259,10 @@ async fn create_one(
     let state = broker.cluster();
     let live: Vec<i32> = state.live_brokers().map(|b| b.id).collect();
     let replication_factor = check_placement(&placement, &live, &state)?;
-    if validate_only {
-        return Ok(Created {
-            id: Uuid::nil(),
-            partitions,
-            replication_factor,
-            configs,
-        });
-    }
-    let id = Uuid::new_v4();
-    broker
-        .propose(Command::CreateTopic {
-            name: name.clone(),
-            id,
-            placement,
-            configs: configs.clone(),
-        })
-        .await?;
-    tracing::info!(topic = %name, partitions, replication_factor, %id, "created topic");
     Ok(Created {
-        id,
+        name,
+        id: Uuid::nil(),
+        placement,
         partitions,
         replication_factor,
         configs,

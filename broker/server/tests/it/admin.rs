@@ -530,3 +530,88 @@ async fn background_retention_deletes_old_segments() {
     assert_eq!(p.error_code, 0);
     assert_eq!(p.high_watermark, 6);
 }
+
+/// This broker's applied index of the metadata log (DescribeQuorum's log end
+/// offset of the voter that answers): one more per quorum log entry.
+async fn metadata_log_end(conn: &mut Conn) -> i64 {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(name("__cluster_metadata"))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let response = conn.send(&request, 1).await;
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.current_voters.len(), 1, "a one-voter quorum");
+    partition.current_voters[0].log_end_offset
+}
+
+#[tokio::test]
+async fn create_topics_with_fifty_topics_is_one_metadata_log_entry() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    // Settle the quorum first: the first Metadata request creates __consumer_offsets.
+    create_topic(&mut conn, "warm-up", 1, &[]).await;
+    assert_eq!(user_topics(&mut conn).await.topics.len(), 1);
+    let before = metadata_log_end(&mut conn).await;
+
+    let mut request = create_topic_request("bad name", 1, &[]);
+    for i in 0..50 {
+        let mut topic = create_topic_request(&format!("batch-{i:02}"), 2, &[]).topics;
+        request.topics.append(&mut topic);
+    }
+    request
+        .topics
+        .append(&mut create_topic_request("warm-up", 1, &[]).topics);
+    let response = conn.send(&request, 7).await;
+    let codes: Vec<(String, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.error_code))
+        .collect();
+    assert_eq!(codes.len(), 52, "one result per topic, in request order");
+    assert_eq!(codes[0], ("bad name".to_string(), 17));
+    for (i, (name, code)) in codes[1..51].iter().enumerate() {
+        assert_eq!(
+            (name.as_str(), *code),
+            (format!("batch-{i:02}").as_str(), 0)
+        );
+    }
+    assert_eq!(codes[51], ("warm-up".to_string(), 36));
+    assert!(response.topics[1..51]
+        .iter()
+        .all(|t| t.num_partitions == 2 && !t.topic_id.is_nil() && t.configs.is_some()));
+
+    assert_eq!(
+        metadata_log_end(&mut conn).await,
+        before + 1,
+        "the 50 topics of one request are one quorum log entry"
+    );
+    let meta = user_topics(&mut conn).await;
+    assert_eq!(meta.topics.len(), 51);
+    for t in meta
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().unwrap().0.starts_with("batch-"))
+    {
+        assert_eq!((t.error_code, t.partitions.len()), (0, 2));
+    }
+}
+
+#[tokio::test]
+async fn create_topics_with_more_than_a_thousand_topics_is_split_into_entries_of_a_thousand() {
+    let broker = TestBroker::start().await;
+    let mut conn = broker.connect().await;
+    create_topic(&mut conn, "warm-up", 1, &[]).await;
+    user_topics(&mut conn).await;
+    let before = metadata_log_end(&mut conn).await;
+    let mut request = CreateTopicsRequest::default().with_timeout_ms(30_000);
+    for i in 0..1001 {
+        let mut topic = create_topic_request(&format!("many-{i:04}"), 1, &[]).topics;
+        request.topics.append(&mut topic);
+    }
+    let response = conn.send(&request, 7).await;
+    assert_eq!(response.topics.len(), 1001);
+    assert!(response.topics.iter().all(|t| t.error_code == 0));
+    assert_eq!(metadata_log_end(&mut conn).await, before + 2);
+    assert_eq!(user_topics(&mut conn).await.topics.len(), 1002);
+}
