@@ -438,3 +438,72 @@ async fn a_replica_moved_away_while_its_broker_was_down_is_deleted_when_it_retur
     assert_eq!(returned.broker.open_partitions("stray"), Some(0));
     returned.stop().await;
 }
+
+/// A topic with one partition on `replicas`, placed by hand.
+fn manual_topic(topic: &str, replicas: &[i32]) -> create_topics_request::CreatableTopic {
+    create_topics_request::CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(-1)
+        .with_replication_factor(-1)
+        .with_assignments(vec![
+            create_topics_request::CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(replicas.iter().map(|&b| BrokerId(b)).collect()),
+        ])
+}
+
+#[tokio::test]
+async fn a_topic_the_controller_refuses_fails_alone_and_the_rest_of_the_request_is_created() {
+    let mut brokers = start_cluster(3).await;
+    metadata_until(&brokers[0], "3 brokers registered", |m| {
+        m.brokers.len() == 3
+    })
+    .await;
+    let stopped = brokers.pop().unwrap();
+    let gone = stopped.config.node_id;
+    stopped.stop().await;
+    let meta = metadata_until(&brokers[0], "stopped broker fenced", |m| {
+        !m.brokers.iter().any(|b| b.node_id.0 == gone)
+    })
+    .await;
+    // Through the broker that is not the controller, so the entry is forwarded.
+    let via = usize::from(meta.controller_id.0 == 0);
+    let mut conn = brokers[via].connect().await;
+    let mut request = create_with_rf("auto", 2, 2);
+    request.topics.push(manual_topic("only-on-fenced", &[gone]));
+    request
+        .topics
+        .push(manual_topic("fenced-and-live", &[gone, 0]));
+    // Still registered (only fenced), so the broker's own checks pass it and
+    // the state machine is the one to refuse it.
+    let response = conn.send(&request, 7).await;
+    let outcomes: Vec<(&str, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.0.as_str(), t.error_code))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("auto", 0), ("only-on-fenced", 39), ("fenced-and-live", 0)],
+        "{:?}",
+        response.topics[1].error_message
+    );
+    assert!(response.topics[1]
+        .error_message
+        .as_ref()
+        .is_some_and(|m| m.contains("fenced")));
+    assert!(!response.topics[0].topic_id.is_nil() && !response.topics[2].topic_id.is_nil());
+    let meta = metadata_until(&brokers[0], "the two created topics", |m| {
+        m.topics.len() == 2
+    })
+    .await;
+    let names: BTreeSet<String> = meta
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["auto".to_string(), "fenced-and-live".to_string()])
+    );
+}
