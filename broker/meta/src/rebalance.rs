@@ -78,12 +78,12 @@ mod tests {
         }
         state.topics.insert(
             "t".into(),
-            TopicMeta {
+            std::sync::Arc::new(TopicMeta {
                 name: "t".into(),
                 id: Uuid::nil(),
                 partitions,
                 configs: BTreeMap::new(),
-            },
+            }),
         );
         state
     }

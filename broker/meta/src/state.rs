@@ -5,6 +5,7 @@
 //! every handler validates first and only then writes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::election::{self, Revert};
 use crate::placement::{self, Candidate};
@@ -82,7 +83,7 @@ impl ClusterState {
                     .topics
                     .get_mut(name)
                     .ok_or_else(|| Rejection::UnknownTopic(name.clone()))?;
-                Ok(replace(&mut topic.configs, configs))
+                Ok(replace(&mut Arc::make_mut(topic).configs, configs))
             }
             Command::SetBrokerConfigs { resource, configs } => {
                 self.set_broker_configs(resource, configs)
@@ -287,7 +288,7 @@ impl ClusterState {
             if let Some(slot) = self
                 .topics
                 .get_mut(&name)
-                .and_then(|t| t.partitions.get_mut(index))
+                .and_then(|t| Arc::make_mut(t).partitions.get_mut(index))
             {
                 *slot = after;
             }
@@ -330,12 +331,12 @@ impl ClusterState {
         };
         self.topics.insert(
             name.to_owned(),
-            TopicMeta {
+            Arc::new(TopicMeta {
                 name: name.to_owned(),
                 id,
                 partitions,
                 configs: configs.clone(),
-            },
+            }),
         );
         Ok(Applied::Done)
     }
@@ -382,7 +383,7 @@ impl ClusterState {
             }
         };
         if let Some(topic) = self.topics.get_mut(name) {
-            topic.partitions.extend(new_partitions);
+            Arc::make_mut(topic).partitions.extend(new_partitions);
         }
         Ok(Applied::Done)
     }
@@ -586,10 +587,11 @@ impl ClusterState {
 
     /// Stores `after` (epochs set by [`election::finish`]) or reports no change.
     fn store(&mut self, topic: &str, partition: i32, after: PartitionMeta) -> Applied {
-        let Some(slot) = usize::try_from(partition)
-            .ok()
-            .and_then(|i| self.topics.get_mut(topic)?.partitions.get_mut(i))
-        else {
+        let Some(slot) = usize::try_from(partition).ok().and_then(|i| {
+            Arc::make_mut(self.topics.get_mut(topic)?)
+                .partitions
+                .get_mut(i)
+        }) else {
             return Applied::NoChange;
         };
         match election::finish(slot, after) {

@@ -3,6 +3,7 @@
 //! the whole [`ClusterState`] is the snapshot.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -116,8 +117,11 @@ pub struct ClusterState {
     pub cluster_id: Option<String>,
     /// Registered brokers (fenced or not).
     pub brokers: BTreeMap<BrokerId, BrokerInfo>,
-    /// Topics by name.
-    pub topics: BTreeMap<String, TopicMeta>,
+    /// Topics by name. Shared: every applied command publishes a copy of the
+    /// state, and a copy shares every topic the command did not change (a
+    /// change goes through `Arc::make_mut`), so the copy costs one map of
+    /// pointers, not every partition's metadata again.
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Next producer id to hand out (InitProducerId blocks).
     pub next_producer_id: i64,
     /// Dynamic broker-level config overrides (`IncrementalAlterConfigs` on a broker resource; empty key = cluster default).

@@ -493,7 +493,7 @@ mod tests {
             partitions,
             configs: Default::default(),
         };
-        state.topics.insert("t".into(), topic);
+        state.topics.insert("t".into(), std::sync::Arc::new(topic));
         state
     }
 

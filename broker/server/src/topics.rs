@@ -662,7 +662,7 @@ pub(crate) fn single_node_state(node: BrokerId, topics: &[(&str, i32)]) -> Clust
         };
         state.topics.insert(
             name.to_string(),
-            TopicMeta {
+            Arc::new(TopicMeta {
                 name: name.to_string(),
                 id: Uuid::from_u128(
                     name.bytes()
@@ -670,7 +670,7 @@ pub(crate) fn single_node_state(node: BrokerId, topics: &[(&str, i32)]) -> Clust
                 ),
                 partitions,
                 configs,
-            },
+            }),
         );
     }
     state

@@ -17,7 +17,7 @@ fn sync_opens_assigned_partitions_and_deletes_removed_ones() {
     let reg = registry(dir.path());
     let mut state = single_node_state(0, &[("a", 2), ("b", 1)]);
     // Partition a-1 lives on broker 1 only: not opened here.
-    state.topics.get_mut("a").unwrap().partitions[1].replicas = vec![1];
+    Arc::make_mut(state.topics.get_mut("a").unwrap()).partitions[1].replicas = vec![1];
     let report = reg.sync(&state, 0);
     assert!(report.failed.is_empty());
     let a = reg.get("a").unwrap();
@@ -26,7 +26,7 @@ fn sync_opens_assigned_partitions_and_deletes_removed_ones() {
     assert!(dir.path().join("a-0").join(PARTITION_METADATA).exists());
     assert!(!dir.path().join("a-1").exists());
     state.topics.remove("b");
-    state.topics.get_mut("a").unwrap().partitions[0].replicas = vec![1];
+    Arc::make_mut(state.topics.get_mut("a").unwrap()).partitions[0].replicas = vec![1];
     let report = reg.sync(&state, 0);
     assert_eq!(report.removed_topics.len(), 1);
     assert!(reg.get("b").is_none());
@@ -45,7 +45,7 @@ fn a_recreated_topic_never_reuses_the_old_directory() {
     reg.close_all();
     // Same name, new id: a fresh registry (a restart) must not open the old data.
     let mut next = state.clone();
-    next.topics.get_mut("t").unwrap().id = Uuid::new_v4();
+    Arc::make_mut(next.topics.get_mut("t").unwrap()).id = Uuid::new_v4();
     std::fs::write(dir.path().join("t-0").join("marker"), b"old").unwrap();
     let reg = registry(dir.path());
     reg.sync(&next, 0);
@@ -61,7 +61,7 @@ fn unowned_dirs_and_stray_replicas_are_removed_but_assigned_partitions_are_kept(
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path());
     let mut state = single_node_state(0, &[("keep", 2)]);
-    state.topics.get_mut("keep").unwrap().partitions[1].replicas = vec![2];
+    Arc::make_mut(state.topics.get_mut("keep").unwrap()).partitions[1].replicas = vec![2];
     for d in [
         "keep-0",
         "keep-1",
@@ -102,13 +102,15 @@ fn min_insync_replicas_follows_the_overrides_as_they_change() {
     let mut state = single_node_state(0, &[("t", 1)]);
     reg.sync(&state, 0);
     assert_eq!(reg.get("t").unwrap().min_insync_replicas(), None);
-    let configs = &mut state.topics.get_mut("t").unwrap().configs;
+    let configs = &mut Arc::make_mut(state.topics.get_mut("t").unwrap()).configs;
     configs.insert("min.insync.replicas".into(), "2".into());
     reg.sync(&state, 0);
     let topic = reg.get("t").unwrap();
     assert_eq!(topic.min_insync_replicas(), Some(2));
     assert_eq!(topic.overrides()["min.insync.replicas"], "2");
-    state.topics.get_mut("t").unwrap().configs.clear();
+    Arc::make_mut(state.topics.get_mut("t").unwrap())
+        .configs
+        .clear();
     reg.sync(&state, 0);
     assert_eq!(topic.min_insync_replicas(), None);
 }

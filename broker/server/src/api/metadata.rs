@@ -42,7 +42,7 @@ pub(crate) async fn handle(
     };
     let allow_auto_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
-    let mut described: Vec<Result<TopicMeta, Unknown>> = Vec::new();
+    let mut described: Vec<Result<Arc<TopicMeta>, Unknown>> = Vec::new();
     match wanted {
         None => {
             // Topics the principal may not describe are left out.

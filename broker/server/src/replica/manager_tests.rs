@@ -33,7 +33,7 @@ fn produced(seq: i32) -> Bytes {
 /// `leader` leads `t-0` (replicas 0 and 1, both in sync) under `epoch`.
 fn led_by(leader: BrokerId, epoch: i32) -> ClusterState {
     let mut state = single_node_state(0, &[("t", 1)]);
-    let p = &mut state.topics.get_mut("t").unwrap().partitions[0];
+    let p = &mut std::sync::Arc::make_mut(state.topics.get_mut("t").unwrap()).partitions[0];
     p.replicas = vec![0, 1];
     p.isr = vec![0, 1];
     p.leader = leader;
@@ -124,7 +124,7 @@ async fn an_append_admitted_before_leadership_moved_is_refused_and_its_wait_fail
     // once the high watermark passes its offset: that record may be gone.
     state_tx.send_replace(Arc::new({
         let mut s = led_by(0, 3);
-        s.topics.get_mut("t").unwrap().partitions[0].isr = vec![0];
+        std::sync::Arc::make_mut(s.topics.get_mut("t").unwrap()).partitions[0].isr = vec![0];
         s
     }));
     manager.reconcile_now();
@@ -204,7 +204,7 @@ fn metadata_older_than_the_role_is_ignored() {
     // Within one leader epoch, an ISR of an older partition epoch is stale too.
     let with_isr = |partition_epoch: i32, isr: Vec<BrokerId>| {
         let mut s = led_by(0, 3);
-        let p = &mut s.topics.get_mut("t").unwrap().partitions[0];
+        let p = &mut std::sync::Arc::make_mut(s.topics.get_mut("t").unwrap()).partitions[0];
         p.partition_epoch = partition_epoch;
         p.isr = isr;
         s

@@ -418,12 +418,12 @@ mod tests {
             .insert("2".into(), set(&[(FOLLOWER_RATE, "50")]));
         state.topics.insert(
             "t".into(),
-            TopicMeta {
+            std::sync::Arc::new(TopicMeta {
                 name: "t".into(),
                 id: Default::default(),
                 partitions: Vec::new(),
                 configs: set(&[(LEADER_REPLICAS, "0:1"), (FOLLOWER_REPLICAS, "0:2,1:2")]),
-            },
+            }),
         );
         let v1 = ThrottleView::new(&state, 1);
         assert_eq!((v1.leader_rate, v1.follower_rate), (Some(100), Some(200)));

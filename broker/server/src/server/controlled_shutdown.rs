@@ -120,7 +120,7 @@ mod tests {
         let mut state = ClusterState::default();
         state.topics.insert(
             "t".into(),
-            TopicMeta {
+            std::sync::Arc::new(TopicMeta {
                 name: "t".into(),
                 id: uuid::Uuid::nil(),
                 partitions: vec![
@@ -130,7 +130,7 @@ mod tests {
                     part(1, &[1, 3]),
                 ],
                 configs: Default::default(),
-            },
+            }),
         );
         assert_eq!(
             movable_leaderships(&state, 1),
