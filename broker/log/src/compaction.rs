@@ -102,7 +102,7 @@ fn for_each_batch(
         let head = seg.read_bytes(pos, HEADER_LEN)?;
         let bad = |why: String| {
             io_err(
-                &seg.log_path,
+                seg.log_path(),
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("at position {pos}: {why}"),
@@ -133,12 +133,12 @@ fn decode(
     max_uncompressed: usize,
 ) -> Result<(Compression, Vec<Record>)> {
     let undecodable = |e: RecordsError| {
-        tracing::error!(file = %seg.log_path.display(), base_offset = h.base_offset, error = %e,
+        tracing::error!(file = %seg.log_path().display(), base_offset = h.base_offset, error = %e,
             "undecodable batch: the log cannot be compacted");
         Error::InvalidBatch(format!(
             "cannot decode the batch at offset {} in {}: {e}",
             h.base_offset,
-            seg.log_path.display()
+            seg.log_path().display()
         ))
     };
     let iter = records::decode_iter(bytes, max_uncompressed).map_err(undecodable)?;
@@ -361,7 +361,7 @@ fn clean_segment(
     markers: &mut TxnMarkers,
 ) -> Result<Option<Cleaned>> {
     let name = segment::log_file_name(seg.base_offset);
-    let cleaned_path = seg.dir.join(format!("{name}{CLEANED_SUFFIX}"));
+    let cleaned_path = seg.dir().join(format!("{name}{CLEANED_SUFFIX}"));
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -429,9 +429,8 @@ fn clean_segment(
         // Registered under its final path: it is only used (and reopened
         // from that path) once the swap has renamed it there.
         let s = Segment::from_parts(
-            &seg.dir,
             seg.base_offset,
-            SegmentFile::new(seg.files(), &seg.dir.join(&name), file),
+            SegmentFile::new(seg.files(), &seg.dir().join(&name), file),
             pos,
             next,
             state,
@@ -682,7 +681,7 @@ impl Log {
                 old.detach()?;
                 fs::rename(&cleaned.cleaned_path, &swap_path)
                     .map_err(|e| io_err(&cleaned.cleaned_path, e))?;
-                fs::rename(&swap_path, &old.log_path).map_err(|e| io_err(&swap_path, e))?;
+                fs::rename(&swap_path, old.log_path()).map_err(|e| io_err(&swap_path, e))?;
                 checkpoint::sync_dir(&self.dir)?;
                 let new = match new {
                     Some(s) => s,
@@ -691,12 +690,11 @@ impl Log {
                         let file = OpenOptions::new()
                             .read(true)
                             .write(true)
-                            .open(&old.log_path)
-                            .map_err(|e| io_err(&old.log_path, e))?;
+                            .open(old.log_path())
+                            .map_err(|e| io_err(old.log_path(), e))?;
                         let s = Segment::from_parts(
-                            &self.dir,
                             old.base_offset,
-                            SegmentFile::new(&self.files, &old.log_path, file),
+                            SegmentFile::new(&self.files, old.log_path(), file),
                             0,
                             old.base_offset,
                             Segment::new_state(),

@@ -316,7 +316,6 @@ pub(crate) fn open_dir(
             file.sync_data().map_err(|e| io_err(&log_path, e))?;
         }
         let seg = Segment::from_parts(
-            dir,
             base,
             SegmentFile::new(files, &log_path, file),
             outcome.valid_len,
@@ -356,7 +355,7 @@ pub(crate) fn open_dir(
     for seg in segments {
         if let Some(prev) = kept.last() {
             if seg.is_empty() && seg.base_offset < prev.next_offset() {
-                tracing::warn!(file = %seg.log_path.display(), "removing an empty segment left by an interrupted roll");
+                tracing::warn!(file = %seg.log_path().display(), "removing an empty segment left by an interrupted roll");
                 seg.delete_files()?;
                 continue;
             }
@@ -426,7 +425,7 @@ pub(crate) fn rebuild_producers(
             }
             txns.observe(&m.header, m.control);
         })
-        .map_err(|e| io_err(&seg.log_path, e))?;
+        .map_err(|e| io_err(seg.log_path(), e))?;
     }
     Ok((producers, txns))
 }

@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -106,8 +106,6 @@ pub(crate) fn rel_offset(base: i64, offset: i64) -> u32 {
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
-    pub(crate) dir: PathBuf,
-    pub(crate) log_path: PathBuf,
     /// The `.log` file, opened on demand through the broker's [`FileCache`].
     file: Arc<SegmentFile>,
     /// Bytes of whole batches readers may see; written only by the appender (append lock).
@@ -168,7 +166,6 @@ impl Segment {
             return Err(e);
         }
         Ok(Segment::from_parts(
-            dir,
             base,
             SegmentFile::new(files, &log_path, file),
             0,
@@ -179,7 +176,6 @@ impl Segment {
 
     /// Wraps an opened, recovered segment file.
     pub(crate) fn from_parts(
-        dir: &Path,
         base: i64,
         file: Arc<SegmentFile>,
         size: u64,
@@ -188,8 +184,6 @@ impl Segment {
     ) -> Segment {
         Segment {
             base_offset: base,
-            dir: dir.to_path_buf(),
-            log_path: file.path().to_path_buf(),
             file,
             committed: AtomicU64::new(size),
             synced: AtomicU64::new(0),
@@ -233,6 +227,17 @@ impl Segment {
     }
 
     /// The file cache this segment's file goes through.
+    /// The `.log` file's path (its final name, also for a cleaned segment
+    /// registered before the swap renames it there).
+    pub(crate) fn log_path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The partition directory holding the segment's files.
+    pub(crate) fn dir(&self) -> &Path {
+        self.file.path().parent().unwrap_or(Path::new(""))
+    }
+
     pub(crate) fn files(&self) -> &Arc<FileCache> {
         self.file.cache()
     }
@@ -251,11 +256,11 @@ impl Segment {
             f.write_all_at(buf, pos).inspect_err(|_| {
                 // Roll back a partial write (e.g. ENOSPC) so the file ends at the last whole batch.
                 if let Err(t) = f.set_len(pos) {
-                    tracing::warn!(file = %self.log_path.display(), error = %t, "could not cut back a failed write");
+                    tracing::warn!(file = %self.log_path().display(), error = %t, "could not cut back a failed write");
                 }
             })
         })?;
-        written.map_err(|e| io_err(&self.log_path, e))
+        written.map_err(|e| io_err(self.log_path(), e))
     }
 
     /// fdatasyncs the file if there are unsynced bytes.
@@ -266,7 +271,7 @@ impl Segment {
         }
         self.file
             .sync_data()
-            .map_err(|e| io_err(&self.log_path, e))?;
+            .map_err(|e| io_err(self.log_path(), e))?;
         self.synced.fetch_max(size, Ordering::AcqRel);
         Ok(())
     }
@@ -285,7 +290,7 @@ impl Segment {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(&self.log_path, e)),
+                Err(e) => return Err(io_err(self.log_path(), e)),
             }
         }
         buf.truncate(filled);
@@ -336,7 +341,7 @@ impl Segment {
             Scan::Found(p, h) => Ok(Some((p, h))),
             Scan::NotFound => Ok(None),
             Scan::Bogus => Err(io_err(
-                &self.log_path,
+                self.log_path(),
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     "unreadable batch header in segment",
@@ -546,7 +551,7 @@ impl Segment {
         let undecodable = |e: records::RecordsError| {
             Error::InvalidBatch(format!(
                 "cannot decode the batch at position {pos} of {}: {e}",
-                self.log_path.display()
+                self.log_path().display()
             ))
         };
         for record in records::decode_iter(bytes, max_uncompressed).map_err(undecodable)? {
@@ -560,7 +565,7 @@ impl Segment {
 
     fn damaged_header(&self, pos: u64) -> Error {
         io_err(
-            &self.log_path,
+            self.log_path(),
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("batch header at position {pos} claims bytes past the end of the segment"),
@@ -575,18 +580,18 @@ impl Segment {
             st.push_time_entry(self.base_offset);
             (st.index.encode(), st.time_index.encode())
         };
-        write_file_replace(&self.dir, &index_file_name(self.base_offset), &idx)?;
-        write_file_replace(&self.dir, &time_index_file_name(self.base_offset), &tidx)
+        write_file_replace(self.dir(), &index_file_name(self.base_offset), &idx)?;
+        write_file_replace(self.dir(), &time_index_file_name(self.base_offset), &tidx)
     }
 
     /// Cuts the segment at `pos` (a batch boundary) with `next_offset` as its new end.
     pub(crate) fn truncate(&self, pos: u64, next_offset: i64, interval: u32) -> Result<(), Error> {
         self.file
             .write(|f| f.set_len(pos))?
-            .map_err(|e| io_err(&self.log_path, e))?;
+            .map_err(|e| io_err(self.log_path(), e))?;
         self.file
             .sync_data()
-            .map_err(|e| io_err(&self.log_path, e))?;
+            .map_err(|e| io_err(self.log_path(), e))?;
         // Rebuild the bookkeeping from the remaining headers (rare operation).
         let mut st = SegmentState::new();
         let mut p = 0u64;
@@ -611,11 +616,11 @@ impl Segment {
     pub(crate) fn delete_files(&self) -> Result<(), Error> {
         if let Err(e) = self.detach() {
             // Deleting goes on: only a read still in flight could miss the file.
-            tracing::debug!(file = %self.log_path.display(), error = %e, "cannot hold a deleted segment open");
+            tracing::debug!(file = %self.log_path().display(), error = %e, "cannot hold a deleted segment open");
         }
-        remove_if_exists(&self.log_path)?;
-        remove_if_exists(&self.dir.join(index_file_name(self.base_offset)))?;
-        remove_if_exists(&self.dir.join(time_index_file_name(self.base_offset)))
+        remove_if_exists(self.log_path())?;
+        remove_if_exists(&self.dir().join(index_file_name(self.base_offset)))?;
+        remove_if_exists(&self.dir().join(time_index_file_name(self.base_offset)))
     }
 }
 

@@ -81,7 +81,7 @@ impl Log {
         let mut result = Ok(());
         for seg in &removed {
             if let Err(e) = seg.delete_files() {
-                tracing::warn!(file = %seg.log_path.display(), error = %e, "could not delete segment files");
+                tracing::warn!(file = %seg.log_path().display(), error = %e, "could not delete segment files");
                 if result.is_ok() {
                     result = Err(e);
                 }
@@ -281,7 +281,7 @@ pub(crate) fn retention_timestamp(seg: &Segment, now_ms: i64) -> i64 {
     if ts >= 0 {
         return ts;
     }
-    std::fs::metadata(&seg.log_path)
+    std::fs::metadata(seg.log_path())
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
