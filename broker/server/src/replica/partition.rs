@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use runnel_log::Log;
 use runnel_meta::BrokerId;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::state::{AckError, AckStatus, IsrChange, LeaderState};
@@ -43,8 +43,9 @@ pub(crate) struct Replica {
     pub log: Arc<Log>,
     // Never held across an await.
     pub(super) role: Mutex<Role>,
-    // Bumped when the HW, the ISR or the role changes (acks=all waiters).
-    progress: watch::Sender<u64>,
+    // Notified when the HW, the ISR or the role changes (acks=all waiters). A
+    // `Notify` lives inline; a watch channel cost ~320 heap bytes a partition.
+    progress: Notify,
 }
 
 impl Replica {
@@ -54,12 +55,12 @@ impl Replica {
             partition,
             log,
             role: Mutex::new(role),
-            progress: watch::channel(0).0,
+            progress: Notify::new(),
         }
     }
 
     pub(super) fn bump(&self) {
-        self.progress.send_modify(|v| *v = v.wrapping_add(1));
+        self.progress.notify_waiters();
     }
 
     /// The leader epoch this broker knows for the partition.
@@ -230,9 +231,12 @@ impl Replica {
         deadline: Instant,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), ApiError> {
-        let mut rx = self.progress.subscribe();
         loop {
-            rx.borrow_and_update();
+            // Registered before the state is read, so a change made after the
+            // read still wakes the wait below.
+            let progressed = self.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
             let stopping = *shutdown.borrow_and_update();
             {
                 let role = self.role.lock();
@@ -278,9 +282,7 @@ impl Replica {
                         format!("{}-{}: in-sync replicas did not acknowledge offset {} in time", self.topic, self.partition, end - 1),
                     ));
                 }
-                changed = rx.changed() => if changed.is_err() {
-                    return Err(ApiError::new(ResponseError::NotLeaderOrFollower));
-                }
+                () = &mut progressed => {}
             }
         }
     }
