@@ -284,7 +284,9 @@ pub(crate) async fn handle(
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             changed = appended.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
-            changed = hw_advanced.changed() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
+            // A follower reads to the log end, so a high watermark advance gives it nothing
+            // new (it learns the HW with its next records); only consumers wait on it.
+            changed = hw_advanced.changed(), if follower.is_none() => { if changed.is_err() { tokio::time::sleep_until(deadline).await; } }
             _ = wait_shutdown(&mut shutdown) => {}
         }
     }
