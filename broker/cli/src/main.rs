@@ -15,6 +15,11 @@ use runnel_client::{Client, ClientConfig};
 
 use cli::{Cli, Command};
 
+/// `runnel dev` runs brokers in this process: the allocator runnel-broker uses (see its main.rs).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     // clap prints usage errors and exits with code 2 itself.

@@ -8,6 +8,13 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser};
 use runnel_config::KEYS;
 use runnel_server::BrokerConfig;
 
+/// jemalloc keeps the resident set near the live heap: glibc malloc's per-thread arenas held
+/// about twice the live heap with 100,000 partitions, opened and closed by parallel threads
+/// (issue 16's RSS row; `bench/compare.py --scale-big`).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Runnel broker: a Kafka-compatible event streaming server.
 #[derive(Debug, Parser)]
 #[command(name = "runnel-broker", version)]
